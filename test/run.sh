@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README: `npm test`). On a fresh machine it installs what the tests need
+# (Debian packages, npm packages), builds, and runs the suite. Its last line is
+# "N passed, N failed, N skipped" with the totals of everything it ran.
+#
+#   npm test                 every tier
+#   npm test -- unit         one tier: unit | integration | e2e | system (several may be given)
+#   npm test -- unit --grep address   extra arguments go to mocha
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tiers=()
+extra=()
+for arg in "$@"; do
+  case "$arg" in
+    unit|integration|e2e|system) tiers+=("$arg") ;;
+    *) extra+=("$arg") ;;
+  esac
+done
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit integration e2e system)
+
+bash test/setup.sh >&2
+
+globs=()
+for t in "${tiers[@]}"; do globs+=("dist/test/$t/**/*.test.js"); done
+
+set +e
+node node_modules/mocha/bin/mocha.js --exit --reporter ./test/support/summary-reporter.cjs \
+  --timeout 60000 "${globs[@]}" "${extra[@]}"
+rc=$?
+set -e
+exit $rc

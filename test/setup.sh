@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh Debian 12 machine, then builds.
+# Idempotent: a second run installs nothing and only rebuilds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v wg >/dev/null || need+=(wireguard-tools)
+command -v wireguard-go >/dev/null || need+=(wireguard-go)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v openssl >/dev/null || need+=(openssl)
+command -v nc >/dev/null || need+=(netcat-openbsd)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "setup: building"
+rm -rf dist
+npx tsc -p tsconfig.json
