@@ -1,0 +1,320 @@
+/**
+ * wg-overlay's configuration: `/etc/wg-overlay/wg-overlay.conf` (INI, read with the `ini`
+ * package) turned into validated, fully defaulted settings. Every error names the file,
+ * section, key, the bad value and what is allowed; unknown sections and keys are reported.
+ */
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
+import * as ini from 'ini';
+import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf } from '../net/ip.js';
+
+/** Where the daemon reads its configuration unless `--config FILE` says otherwise. */
+export const DEFAULT_CONFIG_PATH = '/etc/wg-overlay/wg-overlay.conf';
+
+/** How this node tells others where to reach it. */
+export type EndpointSetting =
+  | { mode: 'internal' }
+  | { mode: 'external' }
+  | { mode: 'explicit'; host: string; port: number | undefined };
+
+/** Log levels, most verbose first. */
+export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error'] as const;
+/** One log level. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Validated, defaulted settings. */
+export interface Config {
+  /** The file these settings came from ('(defaults)' when none). */
+  source: string;
+  kubernetes: {
+    kubeconfig: string;
+    nodeName: string;
+    discovery: 'watch' | 'list';
+    listIntervalSeconds: number;
+  };
+  wireguard: {
+    interface: string;
+    configFile: string;
+    listenPort: number;
+    endpoint: EndpointSetting;
+    mtu: 'auto' | number;
+    persistentKeepalive: number;
+    apply: 'set' | 'restart';
+    implementation: 'auto' | 'kernel' | 'userspace';
+    createInterface: boolean;
+  };
+  overlay: {
+    cidr: string;
+  };
+  state: {
+    dir: string;
+  };
+  log: {
+    level: LogLevel;
+  };
+}
+
+/** The result of reading a config file: the settings plus non-fatal findings. */
+export interface LoadedConfig {
+  config: Config;
+  /** Unknown sections/keys and duplicated keys, each a complete sentence. */
+  warnings: string[];
+}
+
+/** A configuration that cannot be used; `problems` lists every fault found, one sentence each. */
+export class ConfigError extends Error {
+  /** Every problem found, each already prefixed with the file name. */
+  readonly problems: string[];
+
+  constructor(problems: string[], options?: { cause?: unknown }) {
+    super(problems.join('\n'), options);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Raw = Record<string, unknown>;
+
+/** One known key: its default (as INI text, or a function of the section) and its parser. */
+interface KeySpec {
+  parse: (value: string, ctx: { section: Raw }) => { ok: true; value: unknown } | { ok: false; allowed: string };
+}
+
+const ok = (value: unknown) => ({ ok: true as const, value });
+const bad = (allowed: string) => ({ ok: false as const, allowed });
+
+function intIn(min: number, max: number, what: string): KeySpec['parse'] {
+  return (v) => (/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max ? ok(Number(v)) : bad(`${what} (${min}-${max})`));
+}
+
+function oneOf<T extends string>(...values: T[]): KeySpec['parse'] {
+  return (v) => ((values as string[]).includes(v) ? ok(v) : bad(`one of ${values.join(', ')}`));
+}
+
+const absolutePath: KeySpec['parse'] = (v) => (isAbsolute(v) && !v.includes('\0') ? ok(v) : bad('an absolute path'));
+
+const boolean: KeySpec['parse'] = (v) => {
+  const t = v.toLowerCase();
+  if (['true', 'yes', 'on', '1'].includes(t)) return ok(true);
+  if (['false', 'no', 'off', '0'].includes(t)) return ok(false);
+  return bad('true or false');
+};
+
+const interfaceName: KeySpec['parse'] = (v) =>
+  (/^[a-zA-Z0-9_=+.-]{1,15}$/.test(v) ? ok(v) : bad('an interface name of 1-15 letters, digits or _=+.-'));
+
+const endpoint: KeySpec['parse'] = (v) => {
+  if (v === 'internal' || v === 'external') return ok({ mode: v });
+  const hp = parseHostPort(v);
+  if (hp) return ok({ mode: 'explicit', host: hp.host, port: hp.port });
+  const bareV6 = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
+  if (parseIp(bareV6) || isDnsName(v)) return ok({ mode: 'explicit', host: bareV6, port: undefined });
+  return bad('internal, external, or host:port');
+};
+
+const mtu: KeySpec['parse'] = (v) => (v === 'auto' ? ok('auto') : intIn(576, 65535, 'auto or an MTU')(v, { section: {} }));
+
+const overlayCidr: KeySpec['parse'] = (v) => {
+  const c = parseCidr(v, { strict: true });
+  if (!c) return bad('a network in CIDR form with no host bits set, e.g. 100.64.0.0/10');
+  if (bitsOf(c.family) - c.prefix < 2) return bad('a network with room for at least two nodes');
+  return ok(v.trim());
+};
+
+const logLevel: KeySpec['parse'] = oneOf(...LOG_LEVELS);
+
+const anyText: KeySpec['parse'] = (v) => (v.length > 0 && v.length <= 253 ? ok(v) : bad('a non-empty name'));
+
+/** Every section and key the file may contain, with its parser. */
+const SCHEMA: Record<string, Record<string, KeySpec>> = {
+  kubernetes: {
+    kubeconfig: { parse: absolutePath },
+    node_name: { parse: anyText },
+    discovery: { parse: oneOf('watch', 'list') },
+    list_interval: { parse: intIn(1, 86400, 'a number of seconds') },
+  },
+  wireguard: {
+    interface: { parse: interfaceName },
+    config_file: { parse: absolutePath },
+    listen_port: { parse: intIn(1, 65535, 'not a port') },
+    endpoint: { parse: endpoint },
+    mtu: { parse: mtu },
+    persistent_keepalive: { parse: intIn(0, 65535, 'a number of seconds, 0 = off') },
+    apply: { parse: oneOf('set', 'restart') },
+    implementation: { parse: oneOf('auto', 'kernel', 'userspace') },
+    create_interface: { parse: boolean },
+  },
+  overlay: {
+    cidr: { parse: overlayCidr },
+  },
+  state: {
+    dir: { parse: absolutePath },
+  },
+  log: {
+    level: { parse: logLevel },
+  },
+};
+
+/** The known sections and keys, for documentation checks and error messages. */
+export const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(SCHEMA).map(([s, keys]) => [s, Object.keys(keys)]),
+);
+
+/** The settings used when the file says nothing. */
+export function defaultConfig(): Config {
+  return {
+    source: '(defaults)',
+    kubernetes: {
+      kubeconfig: '/etc/wg-overlay/kubeconfig',
+      nodeName: hostname().toLowerCase(),
+      discovery: 'watch',
+      listIntervalSeconds: 30,
+    },
+    wireguard: {
+      interface: 'wg0',
+      configFile: '/etc/wireguard/wg0.conf',
+      listenPort: 51820,
+      endpoint: { mode: 'internal' },
+      mtu: 'auto',
+      persistentKeepalive: 0,
+      apply: 'set',
+      implementation: 'auto',
+      createInterface: true,
+    },
+    overlay: { cidr: '100.64.0.0/10' },
+    state: { dir: '/var/lib/wg-overlay' },
+    log: { level: 'info' },
+  };
+}
+
+/** Renders a value as INI text the way the `ini` package would have handed it to us. */
+function asText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v.trim();
+  if (typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+/**
+ * Checks the raw lines for what `ini` would silently accept: lines that are neither a section,
+ * a comment nor `key = value`, keys outside any section, and keys given twice.
+ */
+function scanLines(text: string, file: string): { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  let section: string | undefined;
+  const seen = new Set<string>();
+  text.split(/\r?\n/).forEach((rawLine, i) => {
+    const line = rawLine.trim();
+    const at = `${file}:${i + 1}`;
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) return;
+    const sec = /^\[([^\]]*)\]$/.exec(line);
+    if (sec) {
+      section = (sec[1] ?? '').trim();
+      return;
+    }
+    const kv = /^([^=]+?)\s*=(.*)$/.exec(line);
+    if (!kv) {
+      errors.push(`${at}: malformed line "${line}": expected [section], key = value, or a # comment`);
+      return;
+    }
+    const key = (kv[1] ?? '').trim();
+    if (section === undefined) {
+      errors.push(`${at}: "${key}" is outside any section: put it under one of ${Object.keys(SCHEMA).map((s) => `[${s}]`).join(', ')}`);
+      return;
+    }
+    const id = `${section}\u0000${key}`;
+    if (seen.has(id)) warnings.push(`${at}: [${section}] ${key} is set more than once; the last value wins`);
+    seen.add(id);
+  });
+  return { errors, warnings };
+}
+
+/** Parses and validates config text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, file: string): LoadedConfig {
+  const scan = scanLines(text, file);
+  const errors = [...scan.errors];
+  const warnings = [...scan.warnings];
+  let raw: Raw;
+  try {
+    raw = ini.parse(text) as Raw;
+  } catch (cause) {
+    throw new ConfigError([`${file}: cannot be parsed as INI`], { cause });
+  }
+  const cfg = defaultConfig();
+  cfg.source = file;
+  const values: Record<string, Record<string, unknown>> = {};
+  let configFileSet = false;
+
+  for (const [sectionName, sectionValue] of Object.entries(raw)) {
+    const spec = SCHEMA[sectionName];
+    if (typeof sectionValue !== 'object' || sectionValue === null) continue; // keys outside sections: reported by scanLines
+    if (!spec) {
+      warnings.push(`${file}: unknown section [${sectionName}] (ignored); known sections: ${Object.keys(SCHEMA).join(', ')}`);
+      continue;
+    }
+    const section = sectionValue as Raw;
+    values[sectionName] = {};
+    for (const [key, value] of Object.entries(section)) {
+      const keySpec = spec[key];
+      if (!keySpec) {
+        warnings.push(`${file}: [${sectionName}] ${key}: unknown key (ignored); known keys: ${Object.keys(spec).join(', ')}`);
+        continue;
+      }
+      const textValue = asText(value);
+      if (textValue === undefined) {
+        errors.push(`${file}: [${sectionName}] ${key}: expected a single value`);
+        continue;
+      }
+      const res = keySpec.parse(textValue, { section });
+      if (!res.ok) {
+        errors.push(`${file}: [${sectionName}] ${key} = "${textValue}": ${res.allowed.startsWith('not ') ? res.allowed : `expected ${res.allowed}`}`);
+        continue;
+      }
+      values[sectionName]![key] = res.value;
+      if (sectionName === 'wireguard' && key === 'config_file') configFileSet = true;
+    }
+  }
+  if (errors.length > 0) throw new ConfigError(errors);
+
+  const k = values.kubernetes ?? {};
+  const w = values.wireguard ?? {};
+  const set = <T>(v: unknown, fallback: T): T => (v === undefined ? fallback : (v as T));
+  cfg.kubernetes.kubeconfig = set(k.kubeconfig, cfg.kubernetes.kubeconfig);
+  cfg.kubernetes.nodeName = set(k.node_name, cfg.kubernetes.nodeName);
+  cfg.kubernetes.discovery = set(k.discovery, cfg.kubernetes.discovery);
+  cfg.kubernetes.listIntervalSeconds = set(k.list_interval, cfg.kubernetes.listIntervalSeconds);
+  cfg.wireguard.interface = set(w.interface, cfg.wireguard.interface);
+  cfg.wireguard.configFile = configFileSet ? (w.config_file as string) : `/etc/wireguard/${cfg.wireguard.interface}.conf`;
+  cfg.wireguard.listenPort = set(w.listen_port, cfg.wireguard.listenPort);
+  cfg.wireguard.endpoint = set(w.endpoint, cfg.wireguard.endpoint);
+  cfg.wireguard.mtu = set(w.mtu, cfg.wireguard.mtu);
+  cfg.wireguard.persistentKeepalive = set(w.persistent_keepalive, cfg.wireguard.persistentKeepalive);
+  cfg.wireguard.apply = set(w.apply, cfg.wireguard.apply);
+  cfg.wireguard.implementation = set(w.implementation, cfg.wireguard.implementation);
+  cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
+  cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
+  cfg.state.dir = set(values.state?.dir, cfg.state.dir);
+  cfg.log.level = set(values.log?.level, cfg.log.level);
+  return { config: cfg, warnings };
+}
+
+/** Reads and validates a config file; a missing or unreadable file is a ConfigError naming it. */
+export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<LoadedConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? String(cause)})`;
+    throw new ConfigError([`${file}: ${why}`], { cause });
+  }
+  return parseConfig(text, file);
+}
+
+/** Describes the endpoint setting the way it is written in the file. */
+export function formatEndpointSetting(e: EndpointSetting): string {
+  if (e.mode !== 'explicit') return e.mode;
+  if (e.port === undefined) return e.host;
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}
