@@ -1,0 +1,89 @@
+/**
+ * The one way the daemon runs `wg`, `ip` and friends: a small CommandRunner interface with an
+ * execa-backed implementation that logs each command before it runs, and a recording fake so
+ * tests can assert the exact commands a reconcile would execute.
+ */
+import { execa } from 'execa';
+import type { Logger } from '../log/logger.js';
+
+/** What a command printed and how it ended. */
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Options for one command. */
+export interface RunOptions {
+  /** Text fed to stdin (e.g. a private key for `wg set … private-key /dev/stdin`); never logged. */
+  input?: string;
+  /** Resolve with the result instead of throwing on a non-zero exit. */
+  allowFailure?: boolean;
+  /** Give up after this many milliseconds (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** Runs commands; the seam between the daemon and the host. */
+export interface CommandRunner {
+  /** Runs `cmd args…`; throws CommandError on failure unless `allowFailure`. */
+  run(cmd: string, args: readonly string[], opts?: RunOptions): Promise<CommandResult>;
+}
+
+/** A command that failed, with the command line and its stderr in the message. */
+export class CommandError extends Error {
+  readonly result: CommandResult | undefined;
+
+  constructor(message: string, result?: CommandResult, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CommandError';
+    this.result = result;
+  }
+}
+
+/** Formats a command line for logs. */
+export function formatCommand(cmd: string, args: readonly string[]): string {
+  return [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+/** Runs commands on the host with execa, logging each at debug level before it runs. */
+export class ExecaRunner implements CommandRunner {
+  constructor(private readonly log?: Logger) {}
+
+  async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const line = formatCommand(cmd, args);
+    this.log?.debug(`exec: ${line}`);
+    let res;
+    try {
+      res = await execa(cmd, args, {
+        input: opts.input ?? '',
+        reject: false,
+        timeout: opts.timeoutMs ?? 30_000,
+        stripFinalNewline: false,
+        env: { LC_ALL: 'C' },
+      });
+    } catch (cause) {
+      throw new CommandError(`running ${line}`, undefined, { cause });
+    }
+    const result: CommandResult = { stdout: res.stdout ?? '', stderr: res.stderr ?? '', exitCode: res.exitCode ?? -1 };
+    if (res.failed && !opts.allowFailure) {
+      const why = res.timedOut ? 'timed out' : res.exitCode === undefined ? (res.shortMessage ?? 'failed') : `exit ${res.exitCode}`;
+      throw new CommandError(`${line}: ${why}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`, result);
+    }
+    return result;
+  }
+}
+
+/** A fake runner for tests: records every command and answers from a handler. */
+export class RecordingRunner implements CommandRunner {
+  readonly calls: string[] = [];
+
+  constructor(private readonly handler: (cmd: string, args: readonly string[], opts: RunOptions) => Partial<CommandResult> | Promise<Partial<CommandResult>> = () => ({})) {}
+
+  async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    this.calls.push(formatCommand(cmd, args));
+    const r = await this.handler(cmd, args, opts);
+    const result = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', exitCode: r.exitCode ?? 0 };
+    if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(`${formatCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
+    return result;
+  }
+}

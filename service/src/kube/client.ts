@@ -1,0 +1,227 @@
+/**
+ * The Kubernetes adapter: loads the kubeconfig with errors that name the file, discovers Nodes
+ * by watching (client-node's informer, restarted with backoff when it stops) or by listing on an
+ * interval, and merge-patches this node's own annotations. Everything leaving this module is a
+ * plain MeshNode.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+import { describeError } from '../log/logger.js';
+import type { MeshNode } from '../mesh/types.js';
+import { Backoff, StateReporter } from '../util/backoff.js';
+import { toMeshNode } from './translate.js';
+
+/** A kubeconfig that cannot be used; the message names the file and what is wrong. */
+export class KubeconfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KubeconfigError';
+  }
+}
+
+/** Loads and checks a kubeconfig file. */
+export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
+  try {
+    await access(path, constants.R_OK);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new KubeconfigError(code === 'ENOENT'
+      ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig\` (see the README, "Install on a node")`
+      : `kubeconfig ${path} is not readable (${code ?? 'error'})`, { cause });
+  }
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new KubeconfigError(`reading kubeconfig ${path}`, { cause });
+  }
+  const kc = new k8s.KubeConfig();
+  try {
+    kc.loadFromString(text);
+  } catch (cause) {
+    throw new KubeconfigError(`kubeconfig ${path} is malformed: ${describeError(cause)}`, { cause });
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster || !cluster.server) throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);
+  if (!kc.getCurrentUser()) throw new KubeconfigError(`kubeconfig ${path} has no user for its current context`);
+  // client-node resolves relative certificate paths against the working directory; make them
+  // relative to the kubeconfig like kubectl does.
+  kc.makePathsAbsolute(path.replace(/\/[^/]*$/, '') || '/');
+  return kc;
+}
+
+/** Callbacks a Node source reports to. */
+export interface NodeSourceHandler {
+  /** The complete current Node list (after any change). */
+  onNodes(nodes: MeshNode[]): void;
+  /** Discovery went up (synced) or down (with the error). */
+  onState(up: boolean, error?: unknown): void;
+}
+
+/** Discovers Nodes; `start` begins reporting to the handler, `stop` ends it. */
+export interface NodeSource {
+  start(handler: NodeSourceHandler): void;
+  stop(): Promise<void>;
+}
+
+/** Why an API call failed, in a form fit for a log line. */
+export function describeApiError(err: unknown): string {
+  const e = err as { code?: number; body?: unknown; message?: string };
+  if (typeof e?.code === 'number' && e.code >= 100) {
+    let msg = '';
+    try {
+      const body = typeof e.body === 'string' ? JSON.parse(e.body) as { message?: string } : e.body as { message?: string };
+      msg = body?.message ?? '';
+    } catch { /* not JSON */ }
+    return `HTTP ${e.code}${msg ? `: ${msg}` : ''}`;
+  }
+  return describeError(err);
+}
+
+/** Converts a list of V1Node into MeshNodes, dropping unnamed ones. */
+function translateAll(items: readonly k8s.V1Node[]): MeshNode[] {
+  return items.map(toMeshNode).filter((n): n is MeshNode => n !== undefined);
+}
+
+/** Watches Nodes with client-node's informer; restarts it with backoff when it stops on an error. */
+export class WatchNodeSource implements NodeSource {
+  private informer: (k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>) | undefined;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(500, 30_000);
+
+  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger) {}
+
+  start(handler: NodeSourceHandler): void {
+    const api = this.kc.makeApiClient(k8s.CoreV1Api);
+    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', () => api.listNode());
+    this.informer = informer;
+    const emit = (): void => handler.onNodes(translateAll(informer.list()));
+    informer.on('add', emit);
+    informer.on('update', emit);
+    informer.on('delete', emit);
+    informer.on('error', (err: unknown) => {
+      handler.onState(false, err);
+      if (this.stopped) return;
+      const ms = this.backoff.next();
+      this.log.debug(`node watch stopped (${describeApiError(err)}); restarting in ${ms} ms`);
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => { void this.run(informer, handler, emit); }, ms);
+    });
+    void this.run(informer, handler, emit);
+  }
+
+  private async run(informer: k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>, handler: NodeSourceHandler, emit: () => void): Promise<void> {
+    if (this.stopped) return;
+    let failed = false;
+    const onErr = (): void => { failed = true; };
+    informer.on('error', onErr);
+    try {
+      await informer.start();
+    } catch (err) {
+      failed = true;
+      informer.off('error', onErr);
+      handler.onState(false, err);
+      const ms = this.backoff.next();
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => { void this.run(informer, handler, emit); }, ms);
+      return;
+    }
+    informer.off('error', onErr);
+    if (!failed && !this.stopped) {
+      this.backoff.reset();
+      handler.onState(true);
+      emit();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.informer?.stop();
+  }
+}
+
+/** Lists Nodes every `intervalMs` (for API endpoints that cannot watch); retries errors with backoff. */
+export class ListNodeSource implements NodeSource {
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(500, 30_000);
+
+  constructor(private readonly kc: k8s.KubeConfig, private readonly intervalMs: number) {}
+
+  start(handler: NodeSourceHandler): void {
+    const api = this.kc.makeApiClient(k8s.CoreV1Api);
+    const tick = async (): Promise<void> => {
+      if (this.stopped) return;
+      let delay = this.intervalMs;
+      try {
+        const list = await api.listNode();
+        this.backoff.reset();
+        handler.onState(true);
+        handler.onNodes(translateAll(list.items));
+      } catch (err) {
+        handler.onState(false, err);
+        delay = Math.min(this.intervalMs, this.backoff.next());
+      }
+      if (!this.stopped) this.timer = setTimeout(() => { void tick(); }, delay);
+    };
+    void tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+}
+
+/** Writes this node's own annotations (and nothing else, on no other Node). */
+export interface NodePublisher {
+  /** Merge-patches the given annotations (null deletes one) onto Node `name`. */
+  patchAnnotations(name: string, annotations: Record<string, string | null>): Promise<void>;
+}
+
+/** Publishes through the API with a JSON merge patch. */
+export class ApiNodePublisher implements NodePublisher {
+  private readonly api: k8s.CoreV1Api;
+
+  constructor(kc: k8s.KubeConfig) {
+    this.api = kc.makeApiClient(k8s.CoreV1Api);
+  }
+
+  async patchAnnotations(name: string, annotations: Record<string, string | null>): Promise<void> {
+    try {
+      await this.api.patchNode({ name, body: { metadata: { annotations } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    } catch (cause) {
+      throw new Error(`patching annotations of Node ${name}: ${describeApiError(cause)}`, { cause });
+    }
+  }
+}
+
+/** Tracks discovery up/down and logs once per change, not once per retry. */
+export class DiscoveryState {
+  private readonly reporter = new StateReporter();
+  private downSince: number | undefined = Date.now();
+
+  constructor(private readonly log: Logger, private readonly what: string) {}
+
+  /** Records a state report from a NodeSource. */
+  report(up: boolean, error?: unknown): void {
+    if (up) {
+      if (this.reporter.changed('state', 'up')) this.log.info(`${this.what}: connected to the API server`);
+      this.downSince = undefined;
+      return;
+    }
+    const why = describeApiError(error);
+    if (this.reporter.changed('state', `down:${why}`)) this.log.warning(`${this.what}: API server unreachable or failing (${why}); retrying with backoff, the mesh stays as it is`);
+    this.downSince ??= Date.now();
+  }
+
+  /** Milliseconds discovery has been down, 0 when up. */
+  downFor(): number {
+    return this.downSince === undefined ? 0 : Date.now() - this.downSince;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The route adapter: lists routes with `ip -j route`, and adds or deletes the daemon's own
+ * routes, each tagged with a dedicated `proto` number so the daemon never touches anyone else's.
+ */
+import type { CommandRunner } from '../exec/runner.js';
+import type { RouteChange } from '../mesh/diff.js';
+import type { RouteStatus } from '../mesh/status.js';
+import { parseCidr } from '../net/ip.js';
+
+/** The `proto` number that marks routes wg-overlay created (free in iproute2's rt_protos). */
+export const ROUTE_PROTO = '77';
+
+interface IpRoute {
+  dst?: string;
+  dev?: string;
+  protocol?: string | number;
+  type?: string;
+}
+
+/** Lists unicast routes of the main table, both families. */
+export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> {
+  const out: RouteStatus[] = [];
+  for (const family of ['-4', '-6']) {
+    const res = await runner.run('ip', ['-j', family, 'route', 'show', 'table', 'main']);
+    const list = JSON.parse(res.stdout.trim() || '[]') as IpRoute[];
+    for (const r of list) {
+      if (!r.dst || (r.type && r.type !== 'unicast')) continue;
+      const dst = r.dst === 'default' ? (family === '-4' ? '0.0.0.0/0' : '::/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      out.push({ dst, dev: r.dev, protocol: String(r.protocol ?? '') });
+    }
+  }
+  return out;
+}
+
+/** Applies route changes: `ip route replace … proto 77` to add, `ip route del` for own routes. */
+export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[]): Promise<void> {
+  for (const c of changes) {
+    if (c.op === 'add') {
+      const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
+      await runner.run('ip', [fam, 'route', 'replace', c.route.dst, 'dev', c.route.dev, 'proto', ROUTE_PROTO]);
+    } else if (c.op === 'delete') {
+      const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
+      const args = [fam, 'route', 'del', c.route.dst, 'proto', ROUTE_PROTO];
+      if (c.route.dev) args.push('dev', c.route.dev);
+      await runner.run('ip', args, { allowFailure: true });
+    }
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Capped exponential backoff and a "log once per state change" helper, so a flapping API
+ * server produces one line when it goes down and one when it comes back, not one per retry.
+ */
+
+/** Capped exponential backoff: 0.5 s, 1 s, 2 s … up to `maxMs`. */
+export class Backoff {
+  private attempt = 0;
+
+  constructor(private readonly baseMs = 500, private readonly maxMs = 30_000) {}
+
+  /** The delay before the next try; grows with each call. */
+  next(): number {
+    const ms = Math.min(this.maxMs, this.baseMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return ms;
+  }
+
+  /** Starts again from the base delay (after a success). */
+  reset(): void {
+    this.attempt = 0;
+  }
+}
+
+/** Remembers the last reported state per key and says whether a new report is a change. */
+export class StateReporter {
+  private readonly last = new Map<string, string>();
+
+  /** True (and remembers it) when `state` differs from what was last reported for `key`. */
+  changed(key: string, state: string): boolean {
+    if (this.last.get(key) === state) return false;
+    this.last.set(key, state);
+    return true;
+  }
+
+  /** Forgets a key, so the next report is logged again. */
+  clear(key: string): void {
+    this.last.delete(key);
+  }
+}
+
+/** Resolves after `ms` milliseconds; rejects early if the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) { reject(new Error('aborted')); return; }
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = (): void => { clearTimeout(t); reject(new Error('aborted')); };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,74 @@
+/**
+ * The WireGuard device adapter: reads `wg show <if> dump` into an InterfaceStatus and applies
+ * peer changes with incremental `wg set` (never `wg syncconf`, which drops packets).
+ */
+import type { CommandRunner } from '../exec/runner.js';
+import type { PeerChange } from '../mesh/diff.js';
+import { canonicalCidrs } from '../mesh/diff.js';
+import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
+
+/** Parses `wg show <if> dump` output (the first line is the interface, the rest are peers). */
+export function parseDump(name: string, text: string): InterfaceStatus {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const head = lines[0]?.split('\t');
+  if (!head || head.length < 4) throw new Error(`unexpected output of wg show ${name} dump: ${JSON.stringify(text.slice(0, 80))}`);
+  const [, publicKey, listenPort, fwmark] = head;
+  const peers: PeerStatus[] = lines.slice(1).map((line) => {
+    const f = line.split('\t');
+    if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump`);
+    const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as [string, string, string, string, string, string, string, string];
+    return {
+      publicKey: key,
+      hasPresharedKey: psk !== '(none)',
+      endpoint: endpoint === '(none)' ? undefined : endpoint,
+      allowedIPs: allowed === '(none)' ? [] : canonicalCidrs(allowed.split(',')),
+      latestHandshake: Number(handshake) || 0,
+      rxBytes: Number(rx) || 0,
+      txBytes: Number(tx) || 0,
+      persistentKeepalive: keepalive === 'off' ? 0 : Number(keepalive) || 0,
+    };
+  });
+  return {
+    name,
+    publicKey: publicKey === '(none)' ? undefined : publicKey,
+    listenPort: Number(listenPort) || 0,
+    fwmark: fwmark === 'off' ? 0 : Number(fwmark) || 0,
+    peers,
+  };
+}
+
+/** Reads the device; undefined when it does not exist or is not a WireGuard device. */
+export async function readDevice(runner: CommandRunner, name: string): Promise<InterfaceStatus | undefined> {
+  const res = await runner.run('wg', ['show', name, 'dump'], { allowFailure: true });
+  if (res.exitCode !== 0) return undefined;
+  return parseDump(name, res.stdout);
+}
+
+/** The `wg set` words for one change (without the leading `wg set <if>`). */
+export function peerArgs(change: PeerChange): string[] {
+  if (change.op === 'remove') return ['peer', change.publicKey, 'remove'];
+  const p = change.peer;
+  const args = ['peer', p.publicKey];
+  if (p.endpoint && (change.op === 'add' || change.setEndpoint)) args.push('endpoint', p.endpoint);
+  args.push('persistent-keepalive', p.persistentKeepalive > 0 ? String(p.persistentKeepalive) : 'off');
+  args.push('allowed-ips', canonicalCidrs(p.allowedIPs).join(','));
+  return args;
+}
+
+/**
+ * Applies peer changes with as few `wg set` calls as possible: one call for all changes without a
+ * preshared key, one per change that sets a preshared key (fed on stdin, never on the command line).
+ */
+export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<void> {
+  if (changes.length === 0) return;
+  const plain: string[] = [];
+  for (const c of changes) {
+    const psk = c.op !== 'remove' ? c.peer.presharedKey : undefined;
+    if (psk) {
+      await runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', '/dev/stdin'], { input: `${psk}\n` });
+    } else {
+      plain.push(...peerArgs(c));
+    }
+  }
+  if (plain.length > 0) await runner.run('wg', ['set', name, ...plain]);
+}

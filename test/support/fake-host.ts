@@ -1,0 +1,124 @@
+/**
+ * A simulated host for reconcile-loop tests: answers the `wg` and `ip` commands the daemon runs
+ * from an in-memory model of one WireGuard interface and the main routing table, and records
+ * every command through the RecordingRunner.
+ */
+import { RecordingRunner } from '../../service/src/exec/runner.js';
+import { publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
+
+interface FakePeer { publicKey: string; endpoint?: string; allowedIPs: string[]; keepalive: number }
+
+/** The simulated host's state. */
+export class FakeHost {
+  link: { exists: boolean; up: boolean; mtu: number; addresses: string[] } = { exists: false, up: false, mtu: 1420, addresses: [] };
+  privateKey: string | undefined;
+  listenPort = 0;
+  peers = new Map<string, FakePeer>();
+  routes: Array<{ dst: string; dev: string; protocol: string }> = [];
+  kernelWireGuard = false;
+  readonly runner: RecordingRunner;
+
+  constructor(readonly iface = 'wg0') {
+    this.runner = new RecordingRunner((cmd, args, opts) => this.handle(cmd, [...args], opts.input));
+  }
+
+  /** Commands that change something (reads filtered out). */
+  mutations(): string[] {
+    return this.runner.calls.filter((c) => !/^wg show|^ip -j/.test(c));
+  }
+
+  private handle(cmd: string, a: string[], input?: string): { stdout?: string; stderr?: string; exitCode?: number } {
+    const dev = this.iface;
+    if (cmd === 'wg' && a[0] === 'show') {
+      if (!this.link.exists) return { exitCode: 1, stderr: 'Unable to access interface: No such device' };
+      const pub = this.privateKey ? publicKeyFromPrivate(this.privateKey) : '(none)';
+      const lines = [`${this.privateKey ?? '(none)'}\t${pub}\t${this.listenPort}\toff`];
+      for (const p of this.peers.values()) {
+        lines.push([p.publicKey, '(none)', p.endpoint ?? '(none)', p.allowedIPs.join(',') || '(none)', '0', '0', '0', p.keepalive ? String(p.keepalive) : 'off'].join('\t'));
+      }
+      return { stdout: `${lines.join('\n')}\n` };
+    }
+    if (cmd === 'wg' && a[0] === 'setconf') {
+      this.peers.clear();
+      let cur: FakePeer | undefined;
+      for (const line of (input ?? '').split('\n')) {
+        const m = /^(\w+)\s*=\s*(.*)$/.exec(line.trim());
+        if (line.trim() === '[Peer]') { cur = { publicKey: '', allowedIPs: [], keepalive: 0 }; continue; }
+        if (!m) continue;
+        const [, k, v] = m as unknown as [string, string, string];
+        if (k === 'PrivateKey') this.privateKey = v;
+        else if (k === 'ListenPort') this.listenPort = Number(v);
+        else if (cur && k === 'PublicKey') { cur.publicKey = v; this.peers.set(v, cur); }
+        else if (cur && k === 'Endpoint') cur.endpoint = v;
+        else if (cur && k === 'AllowedIPs') cur.allowedIPs = v.split(',').map((s) => s.trim());
+        else if (cur && k === 'PersistentKeepalive') cur.keepalive = Number(v);
+      }
+      return {};
+    }
+    if (cmd === 'wg' && a[0] === 'set') {
+      let i = 2;
+      let cur: FakePeer | undefined;
+      while (i < a.length) {
+        const w = a[i++];
+        if (w === 'peer') { const k = a[i++]!; cur = this.peers.get(k) ?? { publicKey: k, allowedIPs: [], keepalive: 0 }; this.peers.set(k, cur); }
+        else if (w === 'remove' && cur) { this.peers.delete(cur.publicKey); }
+        else if (w === 'endpoint' && cur) cur.endpoint = a[i++];
+        else if (w === 'allowed-ips' && cur) cur.allowedIPs = a[i++]!.split(',').filter(Boolean);
+        else if (w === 'persistent-keepalive' && cur) { const v = a[i++]; cur.keepalive = v === 'off' ? 0 : Number(v); }
+        else if (w === 'preshared-key') i++;
+        else if (w === 'private-key') { i++; this.privateKey = input?.trim(); }
+        else if (w === 'listen-port') this.listenPort = Number(a[i++]);
+      }
+      return {};
+    }
+    if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr' && a[3] === 'dev') {
+      if (a[4] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[4]}" does not exist.` };
+      return { stdout: JSON.stringify([{ ifname: dev, mtu: this.link.mtu, flags: this.link.up ? ['POINTOPOINT', 'UP'] : ['POINTOPOINT'], addr_info: this.link.addresses.map((x) => ({ local: x.split('/')[0], prefixlen: Number(x.split('/')[1]), scope: 'global' })) }]) };
+    }
+    if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr') {
+      return { stdout: JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'], addr_info: [{ local: '192.0.2.11', prefixlen: 24, scope: 'global' }] }]) };
+    }
+    if (cmd === 'ip' && a[0] === '-j' && a[2] === 'route') {
+      const v6 = a[1] === '-6';
+      return { stdout: JSON.stringify(this.routes.filter((r) => r.dst.includes(':') === v6)) };
+    }
+    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'replace') {
+      this.routes = this.routes.filter((r) => r.dst !== a[3]);
+      this.routes.push({ dst: a[3]!, dev: a[5]!, protocol: a[7]! });
+      return {};
+    }
+    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'del') {
+      this.routes = this.routes.filter((r) => !(r.dst === a[3] && r.protocol === a[5]));
+      return {};
+    }
+    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'add') {
+      if (!this.kernelWireGuard) return { exitCode: 2, stderr: 'Error: Unknown device type.' };
+      this.createLink();
+      return {};
+    }
+    if (cmd === 'wireguard-go') { this.createLink(); return { stderr: 'WARNING WARNING WARNING (banner)' }; }
+    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'del') {
+      this.link = { exists: false, up: false, mtu: 1420, addresses: [] };
+      this.peers.clear();
+      this.routes = this.routes.filter((r) => r.dev !== dev);
+      this.privateKey = undefined;
+      return {};
+    }
+    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'set') {
+      const m = a.indexOf('mtu');
+      if (m >= 0) this.link.mtu = Number(a[m + 1]);
+      if (a.includes('up')) this.link.up = true;
+      return {};
+    }
+    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'replace') { this.link.addresses.push(a[2]!); return {}; }
+    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'del') { this.link.addresses = this.link.addresses.filter((x) => x !== a[2]); return {}; }
+    return { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
+  }
+
+  private createLink(): void {
+    this.link = { exists: true, up: false, mtu: 1420, addresses: [] };
+    this.privateKey = undefined;
+    this.listenPort = 0;
+    this.peers.clear();
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The reconcile loop against a simulated host: first apply, incremental peer/route changes,
+ * no commands on a repeat, adoption without teardown, interface restarts (systemd and direct),
+ * apply = restart, route repair, foreign routes, and annotation publishing.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig, type Config } from '../../../service/src/config/config.js';
+import { Reconciler, type ReconcileReport } from '../../../service/src/daemon/reconciler.js';
+import { memoryLogger } from '../../../service/src/log/logger.js';
+import type { MeshNode } from '../../../service/src/mesh/types.js';
+import type { UnitController } from '../../../service/src/systemd/units.js';
+import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
+import { FakeHost } from '../../support/fake-host.js';
+import { KEYS, meshNode } from '../../support/fixtures.js';
+
+const PRIV = generatePrivateKey();
+const PUB = publicKeyFromPrivate(PRIV);
+
+class FakeUnits implements UnitController {
+  calls: string[] = [];
+  constructor(private readonly host: FakeHost, private readonly confFile: string) {}
+  async restartUnit(unit: string): Promise<void> { this.calls.push(`restart ${unit}`); this.bringUp(); }
+  async startUnit(unit: string): Promise<void> { this.calls.push(`start ${unit}`); this.bringUp(); }
+  close(): void {}
+  private conf = '';
+  /** What wg-quick up would do with the written config: recreate the link from the file. */
+  private bringUp(): void {
+    const h = this.host;
+    this.conf = readFileSync(this.confFile, 'utf8');
+    h.link = { exists: true, up: true, mtu: Number(/MTU = (\d+)/.exec(this.conf)?.[1] ?? 1420), addresses: [/Address = (\S+)/.exec(this.conf)![1]!] };
+    h.routes = h.routes.filter((r) => r.dev !== h.iface);
+    void h.runner.run('wg', ['setconf', h.iface, '/dev/stdin'], { input: this.conf });
+  }
+}
+
+interface World {
+  host: FakeHost;
+  rec: Reconciler;
+  log: ReturnType<typeof memoryLogger>;
+  patches: Array<[string, Record<string, string | null>]>;
+  config: Config;
+  units: FakeUnits | undefined;
+  next(): Promise<ReconcileReport>;
+}
+
+function world(opts: { units?: boolean; config?: (c: Config) => void } = {}): World {
+  const dir = mkdtempSync(join(tmpdir(), 'wgo-rec-'));
+  const config = defaultConfig();
+  config.kubernetes.nodeName = 'a';
+  config.wireguard.configFile = join(dir, 'wg0.conf');
+  config.wireguard.mtu = 1420;
+  opts.config?.(config);
+  const host = new FakeHost();
+  const log = memoryLogger();
+  const patches: World['patches'] = [];
+  const units = opts.units ? new FakeUnits(host, config.wireguard.configFile) : undefined;
+  const rec = new Reconciler({
+    runner: host.runner,
+    log,
+    identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
+    publisher: { patchAnnotations: async (n, a) => { patches.push([n, a]); } },
+    units,
+    coalesceMs: 1,
+  }, config);
+  let waiters: Array<(r: ReconcileReport) => void> = [];
+  rec.onReport = (r) => {
+    const w = waiters; waiters = []; w.forEach((f) => f(r));
+  };
+  return { host, rec, log, patches, config, units, next: () => new Promise((res) => waiters.push(res)) };
+}
+
+const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
+const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
+const C = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24', 'fd00:10:244:3::/64'], key: KEYS[2] });
+
+async function apply(w: World, nodes: MeshNode[], force = false): Promise<ReconcileReport> {
+  const done = w.next();
+  if (force) w.rec.schedule('test', true);
+  else w.rec.setNodes(nodes);
+  const r = await done;
+  assert.ok(r.ok, r.error);
+  return r;
+}
+
+describe('unit: reconcile loop', () => {
+  it('first apply creates the interface, peers and routes; a repeat runs no command', async () => {
+    const w = world();
+    await apply(w, [A, B, C]);
+    assert.equal(w.host.link.exists, true);
+    assert.deepEqual(w.host.link.addresses, ['100.64.2.11/10']);
+    assert.equal(w.host.listenPort, 51820);
+    assert.deepEqual([...w.host.peers.keys()].sort(), [KEYS[1], KEYS[2]].sort());
+    assert.deepEqual(w.host.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', 'fd00:10:244:3::/64']);
+    assert.ok(w.host.routes.every((r) => r.protocol === '77' && r.dev === 'wg0'));
+    assert.ok(w.host.runner.calls.includes('wireguard-go wg0'), 'fell back to wireguard-go');
+    assert.ok(w.log.lines.some((l) => /created wg0 directly \(userspace wireguard-go, no systemd\)/.test(l)));
+    const conf = readFileSync(w.config.wireguard.configFile, 'utf8');
+    assert.match(conf, /^# managed by wg-overlay/);
+    assert.match(conf, /Table = off/);
+
+    const before = w.host.runner.calls.length;
+    w.rec.setNodes([C, B, A]); // same input, other order: not even scheduled
+    w.rec.schedule('same input again');
+    await w.next();
+    assert.deepEqual(w.host.runner.calls.slice(before), []);
+  });
+
+  it('publishes only differing annotations on its own Node', async () => {
+    const w = world();
+    const bare = meshNode('a', { ip: '192.0.2.11', created: 1, key: PUB });
+    await apply(w, [bare, B]);
+    assert.deepEqual(w.patches, [['a', { 'wg-overlay.io/overlay-address': '100.64.2.11', 'wg-overlay.io/endpoint': '192.0.2.11:51820' }]]);
+    await apply(w, [A, B]);
+    assert.equal(w.patches.length, 1, 'nothing more to publish');
+  });
+
+  it('a new Node adds one peer and its routes with wg set; a removed Node removes them', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    let mark = w.host.runner.calls.length;
+    await apply(w, [A, B, C]);
+    const added = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c));
+    assert.deepEqual(added, [
+      `wg set wg0 peer ${KEYS[2]} endpoint 192.0.2.13:51820 persistent-keepalive off allowed-ips 10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64`,
+      'ip -4 route replace 10.244.3.0/24 dev wg0 proto 77',
+      'ip -6 route replace fd00:10:244:3::/64 dev wg0 proto 77',
+    ]);
+    mark = w.host.runner.calls.length;
+    await apply(w, [A, C]);
+    const removed = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c));
+    assert.deepEqual(removed, [`wg set wg0 peer ${KEYS[1]} remove`, 'ip -4 route del 10.244.2.0/24 proto 77 dev wg0']);
+    assert.ok(w.log.lines.some((l) => /removed peer b \(why: b is gone or no longer valid\)/.test(l)));
+  });
+
+  it('a PodCIDR added to a Node updates allowed IPs and adds the route', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    const mark = w.host.runner.calls.length;
+    await apply(w, [A, { ...B, podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'] }]);
+    assert.deepEqual(w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)), [
+      `wg set wg0 peer ${KEYS[1]} persistent-keepalive off allowed-ips 10.244.2.0/24,100.64.2.12/32,fd00:10:244:2::/64`,
+      'ip -6 route replace fd00:10:244:2::/64 dev wg0 proto 77',
+    ]);
+  });
+
+  it('adopts an existing interface without tearing anything down', async () => {
+    const w1 = world();
+    await apply(w1, [A, B, C]);
+    // A new daemon process on the same host: fresh reconciler, same host state.
+    const w2 = world({ config: (c) => { c.wireguard.configFile = w1.config.wireguard.configFile; } });
+    Object.assign(w2.host, { link: w1.host.link, privateKey: w1.host.privateKey, listenPort: w1.host.listenPort, peers: w1.host.peers, routes: w1.host.routes });
+    await apply(w2, [A, B, C]);
+    assert.deepEqual(w2.host.mutations(), []);
+  });
+
+  it('re-adds a route deleted from outside on a forced resync, and leaves foreign routes alone', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    w.host.routes = w.host.routes.filter((r) => r.dst !== '10.244.2.0/24');
+    w.host.routes.push({ dst: '10.99.0.0/16', dev: 'eth0', protocol: 'boot' }, { dst: '10.98.0.0/16', dev: 'wg0', protocol: 'static' });
+    const mark = w.host.runner.calls.length;
+    await apply(w, [], true);
+    assert.deepEqual(w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)), ['ip -4 route replace 10.244.2.0/24 dev wg0 proto 77']);
+  });
+
+  it('never overwrites someone else\'s route to a PodCIDR through another device', async () => {
+    const w = world();
+    w.host.routes.push({ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' });
+    await apply(w, [A, B]);
+    assert.deepEqual(w.host.routes.filter((r) => r.dst === '10.244.2.0/24'), [{ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' }]);
+    assert.ok(w.log.lines.some((l) => l.startsWith('<4>') && /already routed via eth0/.test(l)));
+  });
+
+  it('an MTU change restarts wg-quick@wg0 through systemd and routes come back', async () => {
+    const w = world({ units: true });
+    await apply(w, [A, B]);
+    assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service']);
+    w.config.wireguard.mtu = 1380;
+    const done = w.next();
+    w.rec.setConfig(w.config);
+    assert.ok((await done).ok);
+    assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service', 'restart wg-quick@wg0.service']);
+    assert.equal(w.host.link.mtu, 1380);
+    assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
+    assert.ok(w.log.lines.some((l) => /restarted wg-quick@wg0.service through systemd D-Bus \(why: MTU 1420 → 1380\)/.test(l)));
+  });
+
+  it('without systemd an interface change recreates the link directly', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    w.config.wireguard.listenPort = 51999;
+    const done = w.next();
+    w.rec.setConfig(w.config);
+    assert.ok((await done).ok);
+    assert.equal(w.host.listenPort, 51999);
+    assert.ok(w.log.lines.some((l) => /recreated wg0 directly .* \(why: listen port 51820 → 51999\)/.test(l)));
+    assert.equal(w.host.peers.size, 1);
+    assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
+  });
+
+  it('apply = restart restarts the unit for a peer change instead of wg set', async () => {
+    const w = world({ units: true, config: (c) => { c.wireguard.apply = 'restart'; } });
+    await apply(w, [A, B]);
+    const mark = w.host.runner.calls.length;
+    await apply(w, [A, B, C]);
+    assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service', 'restart wg-quick@wg0.service']);
+    assert.ok(!w.host.runner.calls.slice(mark).some((c) => c.startsWith('wg set ')), 'no wg set in restart mode');
+    assert.equal(w.host.peers.size, 2);
+    assert.deepEqual(w.host.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.244.3.0/24', 'fd00:10:244:3::/64']);
+  });
+
+  it('create_interface = false waits for the interface instead of creating it', async () => {
+    const w = world({ config: (c) => { c.wireguard.createInterface = false; } });
+    const r = await apply(w, [A, B]);
+    assert.deepEqual(r.changes.filter((c) => !c.startsWith('wrote ')), []);
+    assert.equal(w.host.link.exists, false);
+    assert.ok(w.log.lines.some((l) => /waiting for interface wg0 to be created by someone else/.test(l)));
+    assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go') || c.startsWith('ip link add')));
+    await w.rec.stop();
+  });
+
+  it('refuses to overwrite a wg0.conf it did not write, and says so', async () => {
+    const w = world();
+    writeFileSync(w.config.wireguard.configFile, '[Interface]\nPrivateKey = x\n');
+    await apply(w, [A, B]);
+    assert.ok(w.log.lines.some((l) => l.startsWith('<3>') && l.includes(w.config.wireguard.configFile)));
+    assert.equal(readFileSync(w.config.wireguard.configFile, 'utf8'), '[Interface]\nPrivateKey = x\n');
+    assert.equal(w.host.peers.size, 1, 'the live mesh is still applied');
+  });
+
+  it('waits for its own Node and says so once', async () => {
+    const w = world();
+    const done = w.next();
+    w.rec.setNodes([B]);
+    const r = await done;
+    assert.deepEqual(r.changes, []);
+    assert.equal(w.log.lines.filter((l) => /Node a does not exist yet/.test(l)).length, 1);
+  });
+
+  it('never logs the private key', async () => {
+    const w = world({ units: true });
+    await apply(w, [A, B, C]);
+    assert.ok(w.log.lines.length > 3);
+    assert.ok(w.log.lines.every((l) => !l.includes(PRIV)));
+  });
+});
