@@ -26,5 +26,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 echo "setup: building"
-rm -rf dist
+# tsc overwrites dist/ in place (no rm: a parallel run may be reading it)
 npx tsc -p tsconfig.json
