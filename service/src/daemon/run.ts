@@ -8,7 +8,10 @@ import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { ApiNodePublisher, DiscoveryState, KubeconfigError, ListNodeSource, loadKubeconfig, WatchNodeSource, type NodeSource } from '../kube/client.js';
 import { createLogger, describeError, type Logger } from '../log/logger.js';
+import { createNotifier } from '../systemd/notify.js';
 import { SystemdUnits } from '../systemd/units.js';
+import { watch as watchFile } from 'chokidar';
+import { planReload } from './reload.js';
 import { loadOrCreatePrivateKey } from '../wireguard/keys.js';
 import { monitorInterface } from './monitor.js';
 import { Reconciler } from './reconciler.js';
@@ -86,10 +89,46 @@ export async function runDaemon(configPath: string): Promise<number> {
     ? `systemd found on the system bus: interface restarts go through wg-quick@${w.interface}.service`
     : `no systemd manager reachable: the daemon brings ${w.interface} up and down itself`);
 
+  const notifier = createNotifier(log);
   const reconciler = new Reconciler({ runner, log, identity, publisher: new ApiNodePublisher(kc), units }, config);
+  const summary = (): string => `${reconciler.desired?.peers.length ?? 0} peers, ${reconciler.desired?.routes.length ?? 0} routes, address ${reconciler.desired?.iface.address ?? '?'}`;
   reconciler.firstApply().then(() => {
-    log.notice(`mesh applied: ${reconciler.desired?.peers.length ?? 0} peers, ${reconciler.desired?.routes.length ?? 0} routes, address ${reconciler.desired?.iface.address ?? '?'}`);
+    log.notice(`mesh applied: ${summary()}`);
+    void notifier.ready(`mesh applied: ${summary()}`);
   }, () => undefined);
+
+  // Reload: SIGHUP (systemctl reload) and edits of the config file. A bad file keeps the old config.
+  let running = config;
+  let reloading = Promise.resolve();
+  const reload = (why: string): void => {
+    reloading = reloading.then(async () => {
+      await notifier.reloading();
+      log.info(`reloading ${configPath} (${why})`);
+      try {
+        const next = await loadOrReport(configPath, log);
+        if (!next) {
+          log.error(`reload of ${configPath} rejected: the file is invalid; still running with the previous configuration`);
+          return;
+        }
+        const plan = planReload(running, next);
+        for (const key of plan.needRestart) log.warning(`${key} changed in ${configPath}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`);
+        running = plan.config;
+        log.setLevel(running.log.level);
+        if (plan.changed) reconciler.setConfig(running);
+        else log.info('reload: nothing that applies at run time changed');
+      } finally {
+        await notifier.ready(`mesh applied: ${summary()}`);
+      }
+    });
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  let debounce: NodeJS.Timeout | undefined;
+  const watcher = watchFile(configPath, { ignoreInitial: true, awaitWriteFinish: false });
+  watcher.on('all', () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => reload('the file changed'), 300);
+  });
+  watcher.on('error', (err) => log.warning(`watching ${configPath}: ${describeError(err)}`));
 
   const discovery = new DiscoveryState(log, `node ${config.kubernetes.discovery}`);
   const source: NodeSource = config.kubernetes.discovery === 'watch'
@@ -109,7 +148,10 @@ export async function runDaemon(configPath: string): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info(`${signal}: stopping; ${w.interface}, its peers and routes stay up`);
+      void notifier.stopping();
       clearInterval(resync);
+      clearTimeout(debounce);
+      void watcher.close();
       monitor.stop();
       void Promise.allSettled([source.stop(), reconciler.stop()]).then(() => {
         units?.close();
