@@ -3,6 +3,7 @@
  * from an in-memory model of one WireGuard interface and the main routing table, and records
  * every command through the RecordingRunner.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { RecordingRunner } from '../../service/src/exec/runner.js';
 import { publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 
@@ -19,7 +20,11 @@ export class FakeHost {
   readonly runner: RecordingRunner;
 
   constructor(readonly iface = 'wg0') {
-    this.runner = new RecordingRunner((cmd, args, opts) => this.handle(cmd, [...args], opts.input));
+    this.runner = new RecordingRunner((cmd, args, opts) => {
+      // Secrets arrive as files (wg setconf FILE, preshared-key FILE): read them like wg would.
+      const file = cmd === 'wg' && args[0] === 'setconf' ? args[2] : undefined;
+      return this.handle(cmd, [...args], file && existsSync(file) ? readFileSync(file, 'utf8') : opts.input);
+    });
   }
 
   /** Commands that change something (reads filtered out). */

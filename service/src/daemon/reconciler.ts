@@ -61,6 +61,7 @@ export class Reconciler {
   private pendingReasons = new Set<string>();
   private force = true;
   private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly retry = new Backoff(500, 30_000);
@@ -103,6 +104,9 @@ export class Reconciler {
     if (this.stopped) return;
     this.pendingReasons.add(reason);
     this.force ||= force;
+    // After a failed apply, host events (our own link churn among them) wait for the backoff
+    // retry instead of hammering a failing command; Node changes still go through at once.
+    if (force && this.retryTimer) return;
     if (this.running || this.timer) return;
     this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 5);
   }
@@ -117,6 +121,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
     this.timer = undefined;
     await this.running;
   }
@@ -129,7 +134,7 @@ export class Reconciler {
     this.force = false;
     this.running = this.runOnce(reasons, force).finally(() => {
       this.running = undefined;
-      if (this.pendingReasons.size > 0 && !this.timer && !this.stopped) this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 5);
+      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped) this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 5);
     });
   }
 
@@ -155,7 +160,8 @@ export class Reconciler {
       if (this.reporter.changed('apply', `error:${msg}`)) this.deps.log.error(`apply failed: ${msg}; retrying with backoff, nothing was torn down`);
       this.lastReport = { ok: false, error: msg, changes, durationMs: Date.now() - started, at: Date.now() };
       const ms = this.retry.next();
-      setTimeout(() => this.schedule('retry after a failed apply', true), ms).unref();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule('retry after a failed apply', true); }, ms);
     }
     this.onReport?.(this.lastReport);
   }
@@ -262,13 +268,17 @@ export class Reconciler {
   }
 
   private logSkips(desired: DesiredState): void {
+    // A Node that has not published its key yet is just joining: info, not a problem.
     const lines = [
-      ...desired.skipped.map((s) => `${s.whole ? 'Node skipped' : 'Node partly ignored'}: ${s.name}: ${s.message}`),
-      ...desired.warnings,
+      ...desired.skipped.map((s) => ({ warn: s.reason !== 'no-public-key', text: `${s.whole ? 'Node skipped' : 'Node partly ignored'}: ${s.name}: ${s.message}` })),
+      ...desired.warnings.map((text) => ({ warn: true, text })),
     ];
-    const key = lines.join('\n');
+    const key = lines.map((l) => l.text).join('\n');
     if (!this.reporter.changed('skips', key)) return;
-    for (const l of lines) this.deps.log.warning(l);
+    for (const l of lines) {
+      if (l.warn) this.deps.log.warning(l.text);
+      else this.deps.log.info(l.text);
+    }
   }
 
   private async publish(selfNode: MeshNode, desired: DesiredState, changes: string[]): Promise<void> {

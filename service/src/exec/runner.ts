@@ -3,6 +3,9 @@
  * execa-backed implementation that logs each command before it runs, and a recording fake so
  * tests can assert the exact commands a reconcile would execute.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log/logger.js';
 
@@ -15,7 +18,7 @@ export interface CommandResult {
 
 /** Options for one command. */
 export interface RunOptions {
-  /** Text fed to stdin (e.g. a private key for `wg set … private-key /dev/stdin`); never logged. */
+  /** Text fed to stdin; never logged. (Not for `wg … /dev/stdin`: Node's stdin pipes are sockets, which wg cannot fopen.) */
   input?: string;
   /** Resolve with the result instead of throwing on a non-zero exit. */
   allowFailure?: boolean;
@@ -85,5 +88,21 @@ export class RecordingRunner implements CommandRunner {
     const result = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', exitCode: r.exitCode ?? 0 };
     if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(`${formatCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
     return result;
+  }
+}
+
+/**
+ * Runs `fn` with the path of a private temporary file (directory 0700, file 0600) holding
+ * `content` — how secrets such as keys reach `wg setconf`/`wg set`, never on a command line —
+ * and removes it afterwards.
+ */
+export async function withSecretFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'wg-overlay-'));
+  try {
+    const path = join(dir, 'secret');
+    await writeFile(path, content, { mode: 0o600 });
+    return await fn(path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }

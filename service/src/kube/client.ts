@@ -103,8 +103,8 @@ export class WatchNodeSource implements NodeSource {
     informer.on('update', emit);
     informer.on('delete', emit);
     informer.on('error', (err: unknown) => {
+      if (this.stopped) return; // informer.stop() itself reports an abort as an error
       handler.onState(false, err);
-      if (this.stopped) return;
       const ms = this.backoff.next();
       this.log.debug(`node watch stopped (${describeApiError(err)}); restarting in ${ms} ms`);
       clearTimeout(this.timer);

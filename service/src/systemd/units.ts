@@ -45,16 +45,32 @@ export class SystemdUnits implements UnitController {
     let bus: dbus.MessageBus | undefined;
     try {
       bus = dbus.systemBus();
-      bus.on('error', (err: unknown) => log.warning(`D-Bus connection error: ${describeError(err)}`));
       const connected = bus;
+      let probing = true;
+      let timer: NodeJS.Timeout | undefined;
+      const failed = new Promise<never>((_, reject) => {
+        // Errors while probing (no socket, refused) end the probe; later ones are logged.
+        connected.on('error', (err: unknown) => {
+          if (probing) reject(err);
+          else log.warning(`D-Bus connection error: ${describeError(err)}`);
+        });
+        timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000);
+      });
       const probe = (async () => {
         const obj = await connected.getProxyObject(SYSTEMD, MANAGER_PATH);
         const manager = obj.getInterface(MANAGER_IFACE) as unknown as ManagerProxy;
         await manager.Subscribe();
         return manager;
       })();
-      const manager = await Promise.race([probe, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no answer within 2 s')), 2000).unref())]);
-      return new SystemdUnits(connected, manager, timeoutMs);
+      try {
+        const manager = await Promise.race([probe, failed]);
+        return new SystemdUnits(connected, manager, timeoutMs);
+      } finally {
+        probing = false;
+        clearTimeout(timer);
+        failed.catch(() => undefined);
+        probe.catch(() => undefined);
+      }
     } catch (err) {
       log.debug(`no systemd on the system bus (${describeError(err)})`);
       try { bus?.disconnect(); } catch { /* already gone */ }

@@ -2,7 +2,7 @@
  * The WireGuard device adapter: reads `wg show <if> dump` into an InterfaceStatus and applies
  * peer changes with incremental `wg set` (never `wg syncconf`, which drops packets).
  */
-import type { CommandRunner } from '../exec/runner.js';
+import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { PeerChange } from '../mesh/diff.js';
 import { canonicalCidrs } from '../mesh/diff.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
@@ -57,7 +57,7 @@ export function peerArgs(change: PeerChange): string[] {
 
 /**
  * Applies peer changes with as few `wg set` calls as possible: one call for all changes without a
- * preshared key, one per change that sets a preshared key (fed on stdin, never on the command line).
+ * preshared key, one per change that sets a preshared key (from a private file, never on the command line).
  */
 export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<void> {
   if (changes.length === 0) return;
@@ -65,7 +65,7 @@ export async function applyPeerChanges(runner: CommandRunner, name: string, chan
   for (const c of changes) {
     const psk = c.op !== 'remove' ? c.peer.presharedKey : undefined;
     if (psk) {
-      await runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', '/dev/stdin'], { input: `${psk}\n` });
+      await withSecretFile(`${psk}\n`, (file) => runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', file]));
     } else {
       plain.push(...peerArgs(c));
     }

@@ -3,7 +3,7 @@
  * kernel WireGuard or userspace wireguard-go (implementation = auto tries the kernel first),
  * configures it from a wg-quick config, and deletes it. Used where no systemd owns the interface.
  */
-import type { CommandRunner } from '../exec/runner.js';
+import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
 import type { LinkStatus } from '../mesh/status.js';
 import { type WgQuickConfig, stripWgQuick } from './wgquick.js';
@@ -73,7 +73,7 @@ export async function createLink(runner: CommandRunner, name: string, implementa
 
 /** Loads a whole wg-quick config into an existing interface: key, port, peers, address, MTU, up. */
 export async function configureLink(runner: CommandRunner, name: string, cfg: WgQuickConfig): Promise<void> {
-  await runner.run('wg', ['setconf', name, '/dev/stdin'], { input: stripWgQuick(cfg) });
+  await withSecretFile(stripWgQuick(cfg), (file) => runner.run('wg', ['setconf', name, file]));
   const current = await readLink(runner, name);
   for (const a of current.addresses) {
     if (!cfg.iface.address.includes(a)) await runner.run('ip', ['address', 'del', a, 'dev', name], { allowFailure: true });

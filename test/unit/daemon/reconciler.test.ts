@@ -32,7 +32,7 @@ class FakeUnits implements UnitController {
     this.conf = readFileSync(this.confFile, 'utf8');
     h.link = { exists: true, up: true, mtu: Number(/MTU = (\d+)/.exec(this.conf)?.[1] ?? 1420), addresses: [/Address = (\S+)/.exec(this.conf)![1]!] };
     h.routes = h.routes.filter((r) => r.dev !== h.iface);
-    void h.runner.run('wg', ['setconf', h.iface, '/dev/stdin'], { input: this.conf });
+    void h.runner.run('wg', ['setconf', h.iface, '-'], { input: this.conf });
   }
 }
 

@@ -1,0 +1,97 @@
+/**
+ * End-to-end: real `wg-overlay run` daemons in network namespaces, talking to the Kubernetes
+ * API test server over HTTPS, forming a WireGuard (wireguard-go) mesh that carries pod traffic.
+ */
+import assert from 'node:assert/strict';
+import { Cluster, waitFor } from '../support/cluster.js';
+import { requireTools } from '../support/netns.js';
+
+describe('e2e: mesh of real daemons', function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+
+  before(async () => {
+    await requireTools(['wg', 'wg-quick', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping']);
+    cluster = await Cluster.create();
+    await Promise.all(['node-a', 'node-b', 'node-c'].map((n) => cluster.addNode(n)));
+    await cluster.waitForMesh();
+  });
+
+  after(async () => {
+    await cluster?.destroy();
+  });
+
+  it('3 nodes publish key, overlay address and endpoint, and form a full mesh', async () => {
+    for (const n of ['node-a', 'node-b', 'node-c']) {
+      const node = cluster.must(n);
+      const ann = cluster.annotations(n);
+      assert.match(ann['wg-overlay.io/public-key'] ?? '', /^[A-Za-z0-9+/]{43}=$/);
+      assert.equal(ann['wg-overlay.io/endpoint'], `${node.address}:51820`);
+      // the seed rule: overlay prefix + the low two octets of the InternalIP
+      assert.equal(ann['wg-overlay.io/overlay-address'], `100.64.${cluster.subnetOctet}.${node.address.split('.')[3]}`);
+      const dev = await cluster.device(n);
+      assert.equal(dev?.peers.length, 2);
+      assert.deepEqual(await cluster.routes(n), ['node-a', 'node-b', 'node-c'].filter((o) => o !== n).flatMap((o) => cluster.must(o).podCIDRs).sort());
+    }
+  });
+
+  it('pod-to-pod ping crosses wg0 (transfer counters rise)', async () => {
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    const before = (await cluster.device('node-a'))!.peers.find((p) => p.publicKey === cluster.publicKey('node-b'))!;
+    const r = await a.pod!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', b.podIp]);
+    assert.match(r.stdout, /3 received/);
+    const after = (await cluster.device('node-a'))!.peers.find((p) => p.publicKey === cluster.publicKey('node-b'))!;
+    assert.ok(after.txBytes > before.txBytes, `tx ${before.txBytes} → ${after.txBytes}`);
+    assert.ok(after.rxBytes > before.rxBytes, `rx ${before.rxBytes} → ${after.rxBytes}`);
+    assert.ok(after.latestHandshake > 0);
+  });
+
+  it('node-to-node over the overlay addresses', async () => {
+    const r = await cluster.must('node-c').host.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.overlayAddress('node-a')!]);
+    assert.match(r.stdout, /2 received/);
+  });
+
+  it('a 1 MiB TCP transfer between pods on different nodes arrives intact (MTU handled)', async () => {
+    const a = cluster.must('node-a');
+    const c = cluster.must('node-c');
+    const server = c.pod!.spawn('node', ['-e', `
+      const net = require('net'); const crypto = require('crypto');
+      const srv = net.createServer((s) => { const h = crypto.createHash('sha256'); let n = 0;
+        s.on('data', (d) => { h.update(d); n += d.length; });
+        s.on('end', () => { console.log('received', n, h.digest('hex')); s.end(); srv.close(); }); });
+      srv.listen(5001, () => console.log('listening'));`]);
+    await server.waitForOutput('listening');
+    const client = await a.pod!.exec('node', ['-e', `
+      const net = require('net'); const crypto = require('crypto');
+      const buf = crypto.randomBytes(1048576);
+      const s = net.connect(5001, '${c.podIp}', () => { s.end(buf); });
+      s.on('error', (e) => { console.error(e.message); process.exit(1); });
+      s.on('close', () => console.log('sent', buf.length, crypto.createHash('sha256').update(buf).digest('hex')));`], { timeoutMs: 30_000 });
+    const got = await server.waitForOutput(/received (\d+) ([0-9a-f]{64})/, 30_000);
+    const sent = /sent (\d+) ([0-9a-f]{64})/.exec(client.stdout);
+    assert.ok(sent, client.stdout);
+    assert.equal(got[1], '1048576');
+    assert.equal(got[2], sent[2]);
+  });
+
+  it('the daemons log why they applied each change, one line each, and never the private key', async () => {
+    const out = cluster.must('node-a').daemon!.output();
+    assert.match(out, /added peer node-[bc] \(198\.\d+\.\d+\.\d+:51820, allowed-ips .*\) \(why: new Node node-[bc]\)/);
+    assert.match(out, /route 10\.244\.\d+\.0\/24 dev wg0 proto 77 \(why: PodCIDR 10\.244\.\d+\.0\/24 of node-[bc]\)/);
+    const key = await cluster.must('node-a').host.readFile('/etc/wg-overlay/state/private.key');
+    assert.ok(!out.includes(key.trim()));
+  });
+
+  it('a repeated identical Node update runs no command', async () => {
+    const a = cluster.must('node-a');
+    const mark = a.daemon!.output().length;
+    // A heartbeat-like change that does not matter to the mesh (a label).
+    cluster.api.patchNode('node-b', { metadata: { labels: { heartbeat: String(Date.now()) } } });
+    await new Promise((r) => setTimeout(r, 500));
+    const since = a.daemon!.output().slice(mark);
+    assert.doesNotMatch(since, /exec: /, since);
+  });
+
+  void waitFor;
+});

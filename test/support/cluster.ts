@@ -1,0 +1,256 @@
+/**
+ * An end-to-end test cluster on one machine: a Kubernetes API test server (HTTPS, bearer token)
+ * on an underlay bridge, and nodes that are network namespaces with private /run and /etc, each
+ * with a cni0 pod bridge and one real `wg-overlay run` process. Used by the e2e tests, the
+ * latency benchmark and the demo.
+ */
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KubeApiServer, type KubeObject } from './kube-api/server.js';
+import { addPodBridge, TestNode, TestPod, Underlay, type TestProcess } from './netns.js';
+import { parseDump } from '../../service/src/wireguard/device.js';
+import type { InterfaceStatus } from '../../service/src/mesh/status.js';
+import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
+
+/** The repository root (…/dist/test/support → three levels up). */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** The CLI entry point run by every node. */
+export const CLI = join(REPO_ROOT, 'bin', 'wg-overlay.js');
+
+/** Options for one node. */
+export interface NodeSpec {
+  /** PodCIDRs of the Node (default 10.244.<index>.0/24). */
+  podCIDRs?: string[];
+  /** Underlay address (default: the next free one). */
+  address?: string;
+  /** Extra INI lines appended to the node's config. */
+  config?: string;
+  /** Start the daemon at once (default true). */
+  start?: boolean;
+  /** Create a real pod namespace behind cni0 (default true). */
+  pod?: boolean;
+  /** Register the Node object in the API (default true). */
+  register?: boolean;
+}
+
+/** One node of the cluster. */
+export interface ClusterNode {
+  name: string;
+  index: number;
+  host: TestNode;
+  address: string;
+  podCIDRs: string[];
+  /** The pod gateway on cni0 and the pod's own address (first addresses of the first PodCIDR). */
+  pod: TestPod | undefined;
+  podIp: string;
+  gatewayIp: string;
+  daemon: TestProcess | undefined;
+  configText: string;
+}
+
+/** Polls `fn` until it returns a truthy value; throws with `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A whole test cluster. */
+export class Cluster {
+  readonly nodes = new Map<string, ClusterNode>();
+  private nextIndex = 1;
+
+  private constructor(readonly api: KubeApiServer, readonly underlay: Underlay, readonly kubeconfigText: string, readonly baseConfig: string) {}
+
+  /** Starts the API server on a fresh underlay (no nodes yet). */
+  static async create(opts: { baseConfig?: string } = {}): Promise<Cluster> {
+    const underlay = await Underlay.create({ hostAddress: true });
+    const api = new KubeApiServer({ tls: true, token: 'e2e-token', host: underlay.hostAddress!, port: 0 });
+    try {
+      await api.start();
+    } catch (err) {
+      await underlay.destroy();
+      throw err;
+    }
+    const kubeconfigText = JSON.stringify(api.kubeconfig({ user: 'wg-overlay' }));
+    return new Cluster(api, underlay, kubeconfigText, opts.baseConfig ?? '');
+  }
+
+  /** The third octet of the underlay, which the seed rule carries into overlay addresses. */
+  get subnetOctet(): number {
+    return Number(this.underlay.hostAddress!.split('.')[2]);
+  }
+
+  /** Adds a node: namespace, underlay address, pod bridge and pod, Node object, config, daemon. */
+  async addNode(name: string, spec: NodeSpec = {}): Promise<ClusterNode> {
+    const index = this.nextIndex++;
+    const host = await TestNode.create({ label: name });
+    const address = await this.underlay.attach(host, spec.address ? { address: spec.address } : {});
+    const podCIDRs = spec.podCIDRs ?? [`10.244.${index}.0/24`];
+    const base = podCIDRs[0]!.split('/')[0]!.split('.').slice(0, 3).join('.');
+    const gatewayIp = `${base}.1`;
+    const podIp = `${base}.10`;
+    await addPodBridge(host, { address: `${gatewayIp}/24` });
+    const pod = spec.pod === false ? undefined : await TestPod.create(host, { address: `${podIp}/24`, gateway: gatewayIp, bridge: 'cni0', label: `${name}/pod` });
+    const configText = [
+      '[kubernetes]',
+      'kubeconfig = /etc/wg-overlay/kubeconfig',
+      `node_name = ${name}`,
+      '[state]',
+      'dir = /etc/wg-overlay/state',
+      '[log]',
+      'level = debug',
+      this.baseConfig,
+      spec.config ?? '',
+    ].join('\n');
+    await host.exec('mkdir', ['-p', '/etc/wg-overlay', '/etc/wireguard']);
+    await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
+    await host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(configText), 0o644);
+    const node: ClusterNode = { name, index, host, address, podCIDRs, pod, podIp, gatewayIp, daemon: undefined, configText };
+    this.nodes.set(name, node);
+    if (spec.register !== false) this.registerNode(node);
+    if (spec.start !== false) await this.startDaemon(name);
+    return node;
+  }
+
+  /** Creates the Node object for a cluster node (what kubelet would do). */
+  registerNode(node: ClusterNode): KubeObject {
+    return this.api.createNode({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name } },
+      spec: { podCIDR: node.podCIDRs[0], podCIDRs: node.podCIDRs },
+      status: { addresses: [{ type: 'InternalIP', address: node.address }, { type: 'Hostname', address: node.name }] },
+    });
+  }
+
+  /** Starts (or restarts) the node's daemon. */
+  async startDaemon(name: string, env: Record<string, string> = {}): Promise<TestProcess> {
+    const node = this.must(name);
+    if (node.daemon?.running) throw new Error(`daemon on ${name} is already running`);
+    node.daemon = node.host.spawn('node', [CLI, 'run', '--config', '/etc/wg-overlay/wg-overlay.conf'], { env });
+    return node.daemon;
+  }
+
+  /** Stops the node's daemon with a signal and returns its output. */
+  async stopDaemon(name: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<string> {
+    const node = this.must(name);
+    if (!node.daemon) return '';
+    await node.daemon.stop(signal, 10_000);
+    return node.daemon.output();
+  }
+
+  /** Rewrites a node's config file (the daemon reloads it on change). */
+  async writeConfig(name: string, extra: string): Promise<void> {
+    const node = this.must(name);
+    node.configText = `${node.configText}\n${extra}`;
+    await node.host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(node.configText), 0o644);
+  }
+
+  /** The node's WireGuard device as `wg show wg0 dump` reports it; undefined when missing. */
+  async device(name: string, iface = 'wg0'): Promise<InterfaceStatus | undefined> {
+    const r = await this.must(name).host.exec('wg', ['show', iface, 'dump'], { allowFailure: true });
+    return r.exitCode === 0 ? parseDump(iface, r.stdout) : undefined;
+  }
+
+  /** Destinations of the daemon's own routes (proto 77) in the node. */
+  async routes(name: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const fam of ['-4', '-6']) {
+      const r = await this.must(name).host.exec('ip', ['-j', fam, 'route', 'show', 'proto', '77']);
+      out.push(...(JSON.parse(r.stdout || '[]') as Array<{ dst: string }>).map((x) => x.dst));
+    }
+    return out.sort();
+  }
+
+  /** The annotations a node published. */
+  annotations(name: string): Record<string, string> {
+    return (this.api.getNode(name)?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
+  }
+
+  /** The overlay address a node published. */
+  overlayAddress(name: string): string | undefined {
+    return this.annotations(name)[ANNOTATION_OVERLAY_ADDRESS];
+  }
+
+  /** The public key a node published. */
+  publicKey(name: string): string | undefined {
+    return this.annotations(name)[ANNOTATION_PUBLIC_KEY];
+  }
+
+  /** Waits until every listed node has every other listed node as a peer with its routes. */
+  async waitForMesh(names: string[] = [...this.nodes.keys()], timeoutMs = 20_000): Promise<void> {
+    await waitFor(`a full mesh of ${names.join(', ')}`, async () => {
+      for (const n of names) {
+        const dev = await this.device(n);
+        if (!dev) return false;
+        const routes = await this.routes(n);
+        for (const other of names) {
+          if (other === n) continue;
+          const key = this.publicKey(other);
+          const peer = dev.peers.find((p) => p.publicKey === key);
+          if (!key || !peer) return false;
+          for (const c of this.must(other).podCIDRs) {
+            if (!routes.includes(c) || !peer.allowedIPs.includes(c)) return false;
+          }
+        }
+        const keys = new Set(names.filter((o) => o !== n).map((o) => this.publicKey(o)));
+        if (dev.peers.some((p) => !keys.has(p.publicKey))) return false;
+      }
+      return true;
+    }, timeoutMs, 100);
+  }
+
+  /** Removes a node: daemon stopped, namespace destroyed, Node object deleted. */
+  async removeNode(name: string, opts: { deleteObject?: boolean } = {}): Promise<void> {
+    const node = this.must(name);
+    await node.daemon?.stop('SIGTERM', 5_000).catch(() => undefined);
+    await node.host.destroy();
+    if (opts.deleteObject !== false && this.api.getNode(name)) this.api.deleteNode(name);
+    this.nodes.delete(name);
+  }
+
+  /** Stops every daemon, destroys every namespace and the underlay, stops the API server. */
+  async destroy(): Promise<void> {
+    for (const n of this.nodes.values()) await n.daemon?.stop('SIGTERM', 3_000).catch(() => undefined);
+    for (const n of this.nodes.values()) await n.host.destroy().catch(() => undefined);
+    this.nodes.clear();
+    await this.underlay.destroy().catch(() => undefined);
+    await this.api.stop().catch(() => undefined);
+  }
+
+  /** The node, or an error naming it. */
+  must(name: string): ClusterNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name} in the test cluster`);
+    return n;
+  }
+}
+
+/** Merges repeated sections of INI text (later keys win) so tests can append settings freely. */
+export function mergeIni(text: string): string {
+  const sections = new Map<string, Map<string, string>>();
+  let cur: Map<string, string> | undefined;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) {
+      cur = sections.get(sec[1]!) ?? new Map();
+      sections.set(sec[1]!, cur);
+      continue;
+    }
+    const kv = /^([^=]+?)\s*=\s*(.*)$/.exec(line);
+    if (kv && cur) cur.set(kv[1]!, kv[2]!);
+  }
+  return [...sections].map(([s, kv]) => [`[${s}]`, ...[...kv].map(([k, v]) => `${k} = ${v}`)].join('\n')).join('\n\n') + '\n';
+}
