@@ -93,5 +93,99 @@ describe('e2e: mesh of real daemons', function () {
     assert.doesNotMatch(since, /exec: /, since);
   });
 
-  void waitFor;
+  it('a PodCIDR added to a Node (dual-stack list) → peers and routes follow on every node', async () => {
+    const b = cluster.must('node-b');
+    b.podCIDRs = [...b.podCIDRs, '10.245.2.0/24', 'fd00:10:244:2::/64'];
+    cluster.api.patchNode('node-b', { spec: { podCIDRs: b.podCIDRs } });
+    await cluster.waitForMesh();
+    for (const n of ['node-a', 'node-c']) {
+      const routes = await cluster.routes(n);
+      assert.ok(routes.includes('10.245.2.0/24') && routes.includes('fd00:10:244:2::/64'), `${n}: ${routes.join(' ')}`);
+      const peer = (await cluster.device(n))!.peers.find((p) => p.publicKey === cluster.publicKey('node-b'))!;
+      assert.ok(peer.allowedIPs.includes('fd00:10:244:2::/64'));
+    }
+    // the new range is routed through the tunnel: an address of it on node-b answers node-a
+    await b.host.exec('ip', ['addr', 'add', '10.245.2.1/24', 'dev', 'cni0']);
+    const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', '10.245.2.1']);
+    assert.match(r.stdout, /2 received/);
+  });
+
+  it('a 4th Node joins: peers and routes appear on all nodes; deleted: they disappear everywhere', async () => {
+    const d = await cluster.addNode('node-d');
+    await cluster.waitForMesh();
+    const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', d.podIp]);
+    assert.match(r.stdout, /2 received/);
+    const key = cluster.publicKey('node-d')!;
+    await cluster.removeNode('node-d');
+    await waitFor('node-d gone from every node', async () => {
+      for (const n of ['node-a', 'node-b', 'node-c']) {
+        const dev = await cluster.device(n);
+        if (!dev || dev.peers.some((p) => p.publicKey === key)) return false;
+        if ((await cluster.routes(n)).includes(d.podCIDRs[0]!)) return false;
+      }
+      return true;
+    });
+    await cluster.waitForMesh();
+  });
+
+  it('two nodes whose InternalIPs share their low two octets get different overlay addresses and both are reachable', async () => {
+    const a = cluster.must('node-a');
+    const [, second, third, fourth] = a.address.split('.');
+    const twinIp = `198.${second === '18' ? 19 : 18}.${third}.${fourth}`; // same low two octets as node-a, other /16
+    const twin = await cluster.addNode('node-twin', { register: false, start: false, config: '[wireguard]\nendpoint = internal' });
+    await twin.host.exec('ip', ['addr', 'add', `${twinIp}/32`, 'dev', 'eth0']);
+    twin.address = twinIp;
+    // every node reaches the twin's second address through the underlay
+    for (const n of ['node-a', 'node-b', 'node-c']) await cluster.must(n).host.exec('ip', ['route', 'replace', `${twinIp}/32`, 'dev', 'eth0']);
+    cluster.registerNode(twin);
+    await cluster.startDaemon('node-twin');
+    await cluster.waitForMesh();
+    const addrA = cluster.overlayAddress('node-a')!;
+    const addrTwin = cluster.overlayAddress('node-twin')!;
+    assert.equal(addrA, `100.64.${third}.${fourth}`, 'the older node keeps the seed address');
+    assert.notEqual(addrTwin, addrA);
+    assert.match(addrTwin, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./);
+    for (const target of [addrA, addrTwin]) {
+      const r = await cluster.must('node-c').host.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', target]);
+      assert.match(r.stdout, /2 received/, target);
+    }
+    await cluster.removeNode('node-twin');
+    await cluster.waitForMesh();
+  });
+
+  it('key rotation: state dir wiped, daemon restarted → new key published, every peer updates', async () => {
+    const oldKey = cluster.publicKey('node-b')!;
+    await cluster.stopDaemon('node-b');
+    await cluster.must('node-b').host.exec('rm', ['-rf', '/etc/wg-overlay/state']);
+    await cluster.startDaemon('node-b');
+    const newKey = await waitFor('a new key on node-b', () => { const k = cluster.publicKey('node-b'); return k !== oldKey && k; });
+    await cluster.waitForMesh();
+    for (const n of ['node-a', 'node-c']) {
+      const keys = (await cluster.device(n))!.peers.map((p) => p.publicKey);
+      assert.ok(keys.includes(newKey) && !keys.includes(oldKey), n);
+    }
+    const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must('node-b').podIp]);
+    assert.match(r.stdout, /2 received/);
+  });
+
+  it('a daemon restart and a 4th node joining, while two other pods ping: 0 packets lost', async () => {
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    const ping = a.pod!.spawn('ping', ['-i', '0.01', '-c', '700', '-W', '1', b.podIp]);
+    await ping.waitForOutput(/bytes from/, 5_000);
+    // restart node-a's daemon (SIGTERM leaves the mesh up; the new one adopts it)
+    const out = await cluster.stopDaemon('node-a');
+    assert.match(out, /SIGTERM: stopping; wg0, its peers and routes stay up/);
+    await cluster.startDaemon('node-a');
+    await cluster.must('node-a').daemon!.waitForOutput(/mesh applied/, 15_000);
+    // a 4th node joins while the ping runs
+    await cluster.addNode('node-e');
+    await cluster.waitForMesh();
+    const done = await ping.exited;
+    void done;
+    const summary = ping.output();
+    assert.match(summary, /700 packets transmitted, 700 received, 0% packet loss/, summary.split('\n').slice(-4).join('\n'));
+    const restarted = cluster.must('node-a').daemon!.output();
+    assert.doesNotMatch(restarted, /ip link del|wireguard-go wg0|recreated|created wg0/, 'the restarted daemon adopted wg0 without recreating it');
+  });
 });

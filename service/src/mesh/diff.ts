@@ -77,7 +77,9 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
   for (const p of observed) {
     if (wanted.has(p.publicKey)) continue;
     const name = lastApplied?.get(p.publicKey)?.name;
-    changes.push({ op: 'remove', publicKey: p.publicKey, name, reason: name ? `${name} is gone or no longer valid` : 'not a current Node or Peer' });
+    const rekeyed = name !== undefined && desired.some((d) => d.name === name);
+    const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
+    changes.push({ op: 'remove', publicKey: p.publicKey, name, reason });
   }
   return changes;
 }
