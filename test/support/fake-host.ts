@@ -87,6 +87,11 @@ export class FakeHost {
       const v6 = a[1] === '-6';
       return { stdout: JSON.stringify(this.routes.filter((r) => r.dst.includes(':') === v6)) };
     }
+    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'add') {
+      if (this.routes.some((r) => r.dst === a[3])) return { exitCode: 2, stderr: 'RTNETLINK answers: File exists' };
+      this.routes.push({ dst: a[3]!, dev: a[5]!, protocol: a[7]! });
+      return {};
+    }
     if (cmd === 'ip' && a[1] === 'route' && a[2] === 'replace') {
       this.routes = this.routes.filter((r) => r.dst !== a[3]);
       this.routes.push({ dst: a[3]!, dev: a[5]!, protocol: a[7]! });

@@ -1,7 +1,7 @@
 /**
  * Watches the kernel's routing and link events (`ip monitor route link`) so routes deleted from
  * outside, or an interface restarted by someone else, are repaired at once rather than at the
- * next periodic resync.
+ * next periodic resync. Route additions (the daemon's own work) are ignored.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -12,7 +12,7 @@ export interface NetlinkMonitor {
   stop(): void;
 }
 
-/** Calls `onChange` for every event line that mentions the interface (or a change of it). */
+/** Calls `onChange` for every route deletion on the interface and every change of the link itself. */
 export function monitorInterface(iface: string, log: Logger, onChange: (line: string) => void): NetlinkMonitor {
   let child: ChildProcess | undefined;
   let stopped = false;
@@ -21,8 +21,11 @@ export function monitorInterface(iface: string, log: Logger, onChange: (line: st
     child = spawn('ip', ['monitor', 'route', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
     child.on('error', (err) => log.warning(`ip monitor could not run (${err.message}); relying on periodic resync`));
     const rl = createInterface({ input: child.stdout! });
-    const needle = new RegExp(`(\\bdev ${iface.replace(/[.+]/g, '\\$&')}\\b)|(^\\d+: ${iface.replace(/[.+]/g, '\\$&')}[:@])|(^Deleted \\d+: ${iface}[:@])`);
-    rl.on('line', (line) => { if (needle.test(line)) onChange(line); });
+    const name = iface.replace(/[.+]/g, '\\$&');
+    // Route additions are what the daemon itself does: only deletions and link changes are drift.
+    const routeGone = new RegExp(`^Deleted .*\\bdev ${name}\\b`);
+    const linkEvent = new RegExp(`^(Deleted )?\\d+: ${name}[:@]`);
+    rl.on('line', (line) => { if (routeGone.test(line) || linkEvent.test(line)) onChange(line); });
     child.on('exit', () => {
       if (!stopped) restartTimer = setTimeout(start, 1000);
     });

@@ -12,8 +12,8 @@ import { describeError, type Logger } from '../log/logger.js';
 import { OWN_ANNOTATIONS } from '../mesh/annotations.js';
 import { computeDesired, NotReadyError, type MeshSettings } from '../mesh/desired.js';
 import { diffPeers, diffRoutes, interfaceDrift, type PeerChange, type RouteChange } from '../mesh/diff.js';
-import type { InterfaceStatus, LinkStatus } from '../mesh/status.js';
-import type { DesiredPeer, DesiredState, MeshNode } from '../mesh/types.js';
+import type { InterfaceStatus, LinkStatus, PeerStatus } from '../mesh/status.js';
+import type { DesiredPeer, DesiredState, MeshNode, MeshPeer } from '../mesh/types.js';
 import { toWgQuickConfig } from '../mesh/wgconf.js';
 import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../routes/routes.js';
 import type { UnitController } from '../systemd/units.js';
@@ -37,14 +37,21 @@ export interface ReconcilerDeps {
   publisher: NodePublisher;
   /** Present when a systemd manager is reachable: interface restarts go through wg-quick@<if>. */
   units: UnitController | undefined;
-  /** Delay used to coalesce bursts of events (ms). */
+  /** Delay used to coalesce bursts of events (ms, default 2); events during a run are coalesced into the next. */
   coalesceMs?: number;
+  /**
+   * Wait for the first `setPeers()` before applying (so a restarted daemon does not drop the
+   * external Peers it already has for a moment). Default false: no external Peers until set.
+   */
+  waitForPeers?: boolean;
 }
 
 /** A summary of the latest run, for status, health and metrics. */
 export interface ReconcileReport {
   ok: boolean;
   error?: string;
+  /** Set when wg0.conf could not be written (the live mesh may still have been applied). */
+  configFileError?: string;
   /** Changes applied by that run, one line each. */
   changes: string[];
   durationMs: number;
@@ -55,6 +62,9 @@ export interface ReconcileReport {
 export class Reconciler {
   private nodes: MeshNode[] | undefined;
   private nodesKey = '';
+  private peers: MeshPeer[] | undefined;
+  private peersKey = '';
+  private confError: string | undefined;
   private config: Config;
   private lastApplied: DesiredState | undefined;
   private appliedPeers = new Map<string, DesiredPeer>();
@@ -77,9 +87,12 @@ export class Reconciler {
   lastSuccessAt: number | undefined;
   /** Called after every run. */
   onReport: ((r: ReconcileReport) => void) | undefined;
+  /** Why the latest run could not compute a desired state yet (undefined once it could). */
+  waiting: string | undefined;
 
   constructor(private readonly deps: ReconcilerDeps, config: Config) {
     this.config = config;
+    if (!deps.waitForPeers) this.peers = [];
   }
 
   /** Replaces the settings (config reload) and reconciles. */
@@ -99,6 +112,21 @@ export class Reconciler {
     this.schedule('Nodes changed');
   }
 
+  /** Takes a new complete list of external Peers; schedules a run only when something changed. */
+  setPeers(peers: readonly MeshPeer[]): void {
+    const sorted = [...peers].sort((a, b) => (a.name < b.name ? -1 : 1));
+    const key = JSON.stringify(sorted);
+    if (this.peers && key === this.peersKey) return;
+    this.peers = sorted;
+    this.peersKey = key;
+    this.schedule('Peers changed');
+  }
+
+  /** Whether a Peer list was set (or none is waited for). */
+  get peersKnown(): boolean {
+    return this.peers !== undefined;
+  }
+
   /** Asks for a run; `force` re-reads the host even if the desired state did not change. */
   schedule(reason: string, force = false): void {
     if (this.stopped) return;
@@ -108,7 +136,7 @@ export class Reconciler {
     // retry instead of hammering a failing command; Node changes still go through at once.
     if (force && this.retryTimer) return;
     if (this.running || this.timer) return;
-    this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 5);
+    this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 2);
   }
 
   /** Resolves once a run has applied the full desired state for the first time. */
@@ -134,13 +162,14 @@ export class Reconciler {
     this.force = false;
     this.running = this.runOnce(reasons, force).finally(() => {
       this.running = undefined;
-      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped) this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 5);
+      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped) this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.deps.coalesceMs ?? 2);
     });
   }
 
   private async runOnce(reasons: string[], force: boolean): Promise<void> {
     const started = Date.now();
     const changes: string[] = [];
+    this.confError = undefined;
     try {
       const applied = await this.reconcile(reasons, force, changes);
       this.retry.reset();
@@ -154,11 +183,11 @@ export class Reconciler {
           for (const w of this.firstAppliedWaiters.splice(0)) w();
         }
       }
-      this.lastReport = { ok: true, changes, durationMs: Date.now() - started, at: Date.now() };
+      this.lastReport = { ok: true, changes, durationMs: Date.now() - started, at: Date.now(), ...(this.confError ? { configFileError: this.confError } : {}) };
     } catch (err) {
       const msg = describeError(err);
       if (this.reporter.changed('apply', `error:${msg}`)) this.deps.log.error(`apply failed: ${msg}; retrying with backoff, nothing was torn down`);
-      this.lastReport = { ok: false, error: msg, changes, durationMs: Date.now() - started, at: Date.now() };
+      this.lastReport = { ok: false, error: msg, changes, durationMs: Date.now() - started, at: Date.now(), ...(this.confError ? { configFileError: this.confError } : {}) };
       const ms = this.retry.next();
       clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule('retry after a failed apply', true); }, ms);
@@ -192,48 +221,93 @@ export class Reconciler {
   private async reconcile(reasons: string[], force: boolean, changes: string[]): Promise<boolean> {
     const { log, identity } = this.deps;
     const nodes = this.nodes;
-    if (!nodes) return false;
+    if (!nodes) {
+      this.waiting = 'waiting for the Node list from the API server';
+      return false;
+    }
+    const peers = this.peers;
+    if (!peers) {
+      this.waiting = 'waiting for the Peer list from the API server';
+      if (this.reporter.changed('ready', 'no-peers')) log.info(`${this.waiting} before the first apply`);
+      return false;
+    }
     const w = this.config.wireguard;
     const selfNode = nodes.find((n) => n.name === identity.name);
     if (!selfNode) {
+      this.waiting = `Node ${identity.name} does not exist yet`;
       if (this.reporter.changed('ready', 'no-node')) log.warning(`Node ${identity.name} does not exist yet; waiting for it (set [kubernetes] node_name if this node is registered under another name)`);
       return false;
     }
     const mtu = await this.resolveMtu(selfNode);
     let desired: DesiredState;
     try {
-      desired = computeDesired(identity, nodes, this.settings(mtu));
+      desired = computeDesired(identity, nodes, this.settings(mtu), peers);
     } catch (err) {
       if (err instanceof NotReadyError) {
+        this.waiting = err.message;
         if (this.reporter.changed('ready', err.message)) log.warning(err.message);
         return false;
       }
       throw err;
     }
     this.reporter.changed('ready', 'ok');
+    this.waiting = undefined;
     this.desired = desired;
     this.logSkips(desired);
 
     await this.publish(selfNode, desired, changes);
 
+    // wg0.conf follows every change of desired state; it is written after the live changes so it
+    // never delays them, except before a restart, which reads it.
     const cfg = toWgQuickConfig(desired, identity.privateKey);
-    let confOk = true;
-    try {
-      const { changed } = await writeWgQuickFile(w.configFile, cfg);
-      if (changed) this.change(changes, `wrote ${w.configFile} (${desired.peers.length} peers)`, 'desired state changed');
-      this.reporter.changed('conf', 'ok');
-    } catch (err) {
-      confOk = false;
-      if (this.reporter.changed('conf', describeError(err))) log.error(describeError(err));
-    }
+    let confOk: boolean | undefined;
+    const writeConf = async (): Promise<boolean> => {
+      if (confOk !== undefined) return confOk;
+      try {
+        const { changed } = await writeWgQuickFile(w.configFile, cfg);
+        if (changed) this.change(changes, `wrote ${w.configFile} (${desired.peers.length} peers)`, 'desired state changed');
+        this.reporter.changed('conf', 'ok');
+        confOk = true;
+      } catch (err) {
+        confOk = false;
+        this.confError = describeError(err);
+        if (this.reporter.changed('conf', describeError(err))) log.error(describeError(err));
+      }
+      return confOk;
+    };
 
-    if (!force && this.lastApplied && isDeepStrictEqual(this.lastApplied, desired)) return true;
+    if (!force && this.lastApplied && isDeepStrictEqual(this.lastApplied, desired)) {
+      await writeConf();
+      return true;
+    }
     log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
+
+    // Fast path: the host is as this process left it (the netlink monitor and the periodic resync
+    // catch drift), so desired state is diffed against what was applied and only the changing
+    // commands run: no reads, typically one `wg set` and one `ip route add`.
+    const last = this.lastApplied;
+    if (!force && last && isDeepStrictEqual(last.iface, desired.iface)) {
+      const peerPlan = diffPeers(desired.peers, last.peers.map(appliedStatus), this.appliedPeers);
+      if (!(w.apply === 'restart' && peerPlan.length > 0)) {
+        // Peers and routes go out together: a route only ever names the interface, so its order
+        // against `wg set` does not matter, and running both at once halves the latency.
+        const applied = last.routes.map((r) => ({ dst: r.dst, dev: r.dev, protocol: ROUTE_PROTO }));
+        const [, clash] = await Promise.all([
+          this.applyPeers(w.interface, peerPlan, changes),
+          this.applyRoutePlan(diffRoutes(desired.routes, applied, ROUTE_PROTO), changes, true),
+        ]);
+        this.markApplied(desired);
+        if (clash) this.schedule('a route already existed: checking the routing table', true);
+        await writeConf();
+        return true;
+      }
+    }
 
     let link = await readLink(this.deps.runner, w.interface);
     let dev = link.exists ? await readDevice(this.deps.runner, w.interface) : undefined;
 
     if (!link.exists && !w.createInterface) {
+      await writeConf();
       if (this.reporter.changed('iface', 'waiting')) log.notice(`waiting for interface ${w.interface} to be created by someone else (create_interface = false)`);
       setTimeout(() => this.schedule(`looking for ${w.interface}`, true), 2000).unref();
       return false;
@@ -250,16 +324,20 @@ export class Reconciler {
     const restartForPeers = w.apply === 'restart' && peerPlan.length > 0;
     if (drift.length > 0 || restartForPeers) {
       const why = drift.length > 0 ? drift.join('; ') : `apply = restart and ${peerPlan.length} peer change(s): ${peerPlan.map((c) => c.reason).join('; ')}`;
-      ({ link, dev } = await this.recreate(link, cfg, confOk, why, changes));
+      ({ link, dev } = await this.recreate(link, cfg, await writeConf(), why, changes));
     }
     if (!dev) throw new Error(`interface ${w.interface} is not a WireGuard device (wg show failed)`);
 
     await this.applyPeers(w.interface, diffPeers(desired.peers, dev.peers, this.appliedPeers), changes);
-    await this.applyRoutes(desired, changes);
+    await this.applyRoutePlan(diffRoutes(desired.routes, await readRoutes(this.deps.runner), ROUTE_PROTO), changes, false);
+    this.markApplied(desired);
+    await writeConf();
+    return true;
+  }
 
+  private markApplied(desired: DesiredState): void {
     this.lastApplied = desired;
     this.appliedPeers = new Map(desired.peers.map((p) => [p.publicKey, p]));
-    return true;
   }
 
   private change(changes: string[], what: string, why: string): void {
@@ -270,7 +348,10 @@ export class Reconciler {
   private logSkips(desired: DesiredState): void {
     // A Node that has not published its key yet is just joining: info, not a problem.
     const lines = [
-      ...desired.skipped.map((s) => ({ warn: s.reason !== 'no-public-key', text: `${s.whole ? 'Node skipped' : 'Node partly ignored'}: ${s.name}: ${s.message}` })),
+      ...desired.skipped.map((s) => {
+        const what = s.kind === 'peer' ? 'Peer' : 'Node';
+        return { warn: s.reason !== 'no-public-key', text: `${what} ${s.whole ? 'skipped' : 'partly ignored'}: ${s.name}: ${s.message}` };
+      }),
       ...desired.warnings.map((text) => ({ warn: true, text })),
     ];
     const key = lines.map((l) => l.text).join('\n');
@@ -337,17 +418,36 @@ export class Reconciler {
     }
   }
 
-  private async applyRoutes(desired: DesiredState, changes: string[]): Promise<void> {
-    const plan: RouteChange[] = diffRoutes(desired.routes, await readRoutes(this.deps.runner), ROUTE_PROTO);
+  /**
+   * Applies a route plan. With `exclusive`, new routes use `ip route add`, which fails instead of
+   * replacing a route that already exists (possibly someone else's); returns true when one did.
+   */
+  private async applyRoutePlan(plan: RouteChange[], changes: string[], exclusive: boolean): Promise<boolean> {
     const conflicts = plan.filter((c) => c.op === 'conflict');
-    if (this.reporter.changed('route-conflicts', conflicts.map((c) => c.reason).join('\n'))) {
+    if (!exclusive && this.reporter.changed('route-conflicts', conflicts.map((c) => c.reason).join('\n'))) {
       for (const c of conflicts) this.deps.log.warning(c.reason);
     }
     const todo = plan.filter((c) => c.op !== 'conflict');
-    await applyRouteChanges(this.deps.runner, todo);
+    const clashes = await applyRouteChanges(this.deps.runner, todo, { exclusive });
     for (const c of todo) {
+      if (c.op === 'add' && clashes.includes(c.route.dst)) continue;
       if (c.op === 'add') this.change(changes, `route ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`, c.reason);
       else if (c.op === 'delete') this.change(changes, `deleted route ${c.route.dst} dev ${c.route.dev ?? '?'}`, c.reason);
     }
+    return clashes.length > 0;
   }
+}
+
+/** What the device holds for a peer this process applied (the fast path's stand-in for `wg show`). */
+function appliedStatus(p: DesiredPeer): PeerStatus {
+  return {
+    publicKey: p.publicKey,
+    hasPresharedKey: Boolean(p.presharedKey),
+    endpoint: p.endpoint,
+    allowedIPs: p.allowedIPs,
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: p.persistentKeepalive,
+  };
 }

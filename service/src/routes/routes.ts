@@ -32,12 +32,22 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
   return out;
 }
 
-/** Applies route changes: `ip route replace … proto 77` to add, `ip route del` for own routes. */
-export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[]): Promise<void> {
+/**
+ * Applies route changes: `ip route replace … proto 77` to add (`ip route add` with `exclusive`,
+ * which refuses to touch an existing route), `ip route del` for own routes. Returns the
+ * destinations an exclusive add found already routed.
+ */
+export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[], opts: { exclusive?: boolean } = {}): Promise<string[]> {
+  const clashes: string[] = [];
   for (const c of changes) {
     if (c.op === 'add') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
-      await runner.run('ip', [fam, 'route', 'replace', c.route.dst, 'dev', c.route.dev, 'proto', ROUTE_PROTO]);
+      const verb = opts.exclusive ? 'add' : 'replace';
+      const res = await runner.run('ip', [fam, 'route', verb, c.route.dst, 'dev', c.route.dev, 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
+      if (res.exitCode !== 0) {
+        if (/File exists/i.test(res.stderr)) clashes.push(c.route.dst);
+        else throw new Error(`ip ${fam} route add ${c.route.dst} dev ${c.route.dev}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
+      }
     } else if (c.op === 'delete') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
       const args = [fam, 'route', 'del', c.route.dst, 'proto', ROUTE_PROTO];
@@ -45,4 +55,5 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
       await runner.run('ip', args, { allowFailure: true });
     }
   }
+  return clashes;
 }

@@ -117,7 +117,7 @@ describe('unit: reconcile loop', () => {
     assert.equal(w.patches.length, 1, 'nothing more to publish');
   });
 
-  it('a new Node adds one peer and its routes with wg set; a removed Node removes them', async () => {
+  it('a new Node adds one peer and its routes with wg set, reading nothing; a removed Node removes them', async () => {
     const w = world();
     await apply(w, [A, B]);
     let mark = w.host.runner.calls.length;
@@ -125,8 +125,8 @@ describe('unit: reconcile loop', () => {
     const added = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c));
     assert.deepEqual(added, [
       `wg set wg0 peer ${KEYS[2]} endpoint 192.0.2.13:51820 persistent-keepalive off allowed-ips 10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64`,
-      'ip -4 route replace 10.244.3.0/24 dev wg0 proto 77',
-      'ip -6 route replace fd00:10:244:3::/64 dev wg0 proto 77',
+      'ip -4 route add 10.244.3.0/24 dev wg0 proto 77',
+      'ip -6 route add fd00:10:244:3::/64 dev wg0 proto 77',
     ]);
     mark = w.host.runner.calls.length;
     await apply(w, [A, C]);
@@ -142,7 +142,7 @@ describe('unit: reconcile loop', () => {
     await apply(w, [A, { ...B, podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'] }]);
     assert.deepEqual(w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)), [
       `wg set wg0 peer ${KEYS[1]} persistent-keepalive off allowed-ips 10.244.2.0/24,100.64.2.12/32,fd00:10:244:2::/64`,
-      'ip -6 route replace fd00:10:244:2::/64 dev wg0 proto 77',
+      'ip -6 route add fd00:10:244:2::/64 dev wg0 proto 77',
     ]);
   });
 
@@ -172,6 +172,18 @@ describe('unit: reconcile loop', () => {
     await apply(w, [A, B]);
     assert.deepEqual(w.host.routes.filter((r) => r.dst === '10.244.2.0/24'), [{ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' }]);
     assert.ok(w.log.lines.some((l) => l.startsWith('<4>') && /already routed via eth0/.test(l)));
+  });
+
+  it('a route that appeared since the last apply is not overwritten: the clash triggers a full check', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    w.host.routes.push({ dst: '10.244.3.0/24', dev: 'eth0', protocol: 'static' });
+    const done = w.next();
+    w.rec.setNodes([A, B, C]);
+    assert.ok((await done).ok);
+    await w.next(); // the forced follow-up run with a real read of the routing table
+    assert.deepEqual(w.host.routes.filter((r) => r.dst === '10.244.3.0/24'), [{ dst: '10.244.3.0/24', dev: 'eth0', protocol: 'static' }]);
+    assert.ok(w.log.lines.some((l) => /10\.244\.3\.0\/24 of c is already routed via eth0/.test(l)));
   });
 
   it('an MTU change restarts wg-quick@wg0 through systemd and routes come back', async () => {
