@@ -205,18 +205,21 @@ export class ApiNodePublisher implements NodePublisher {
 export class DiscoveryState {
   private readonly reporter = new StateReporter();
   private downSince: number | undefined = Date.now();
+  private wasUp = false;
 
   constructor(private readonly log: Logger, private readonly what: string) {}
 
   /** Records a state report from a NodeSource. */
   report(up: boolean, error?: unknown): void {
     if (up) {
-      if (this.reporter.changed('state', 'up')) this.log.info(`${this.what}: connected to the API server`);
+      if (this.reporter.changed('state', 'up')) this.log.info(`${this.what}: connected to the API server${this.wasUp ? ' again' : ''}`);
       this.downSince = undefined;
+      this.wasUp = true;
       return;
     }
     const why = describeApiError(error);
-    if (this.reporter.changed('state', `down:${why}`)) this.log.warning(`${this.what}: API server unreachable or failing (${why}); retrying with backoff, the mesh stays as it is`);
+    if (this.reporter.changed('state', 'down')) this.log.warning(`${this.what}: API server unreachable or failing (${why}); retrying with backoff, the mesh stays as it is`);
+    else this.log.debug(`${this.what}: still failing (${why})`);
     this.downSince ??= Date.now();
   }
 
