@@ -13,6 +13,12 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v unshare >/dev/null || need+=(util-linux)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v dot >/dev/null || need+=(graphviz)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v rpmbuild >/dev/null || need+=(rpm)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v flock >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

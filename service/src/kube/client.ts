@@ -27,9 +27,10 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
     await access(path, constants.R_OK);
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
+    // The cause is not attached: its text ("ENOENT: … access …") only repeats the message.
     throw new KubeconfigError(code === 'ENOENT'
-      ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig\` (see the README, "Install on a node")`
-      : `kubeconfig ${path} is not readable (${code ?? 'error'})`, { cause });
+      ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE\` (see /usr/share/doc/wg-overlay/install.md)`
+      : `kubeconfig ${path} is not readable (${code ?? 'error'})`);
   }
   let text: string;
   try {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds wg-overlay's .deb and .rpm from nfpm.yaml (the one package description):
+#   1. bundles the runtime into build/bundle/wg-overlay.mjs (esbuild, ESM, Node 18.19+);
+#   2. packages it with nfpm when nfpm is on PATH, otherwise with packaging/nfpm-lite.mjs, which
+#      reads the same nfpm.yaml and produces the same packages with dpkg-deb and rpmbuild.
+#
+#   bash packaging/build.sh [--version X.Y.Z] [--target DIR] [--no-bundle]
+#
+# Version: --version, else $WG_OVERLAY_VERSION, else package.json's. Packages land in
+# build/packages/ (or --target). Needs: node + npm dependencies (npm ci), and dpkg-deb and
+# rpmbuild (Debian packages dpkg and rpm) unless nfpm is installed. Prints the package paths.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+version=${WG_OVERLAY_VERSION:-}
+target=build/packages
+bundle=yes
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --version) version=$2; shift 2 ;;
+    --target) target=$2; shift 2 ;;
+    --no-bundle) bundle=no; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$version" ] || version=$(node -p 'require("./package.json").version')
+export WG_OVERLAY_VERSION=$version
+
+# One build at a time per checkout: build/bundle/wg-overlay.mjs is nfpm.yaml's fixed source path.
+mkdir -p build
+exec 9>build/.build.lock
+flock 9
+
+if [ "$bundle" = yes ]; then
+  mkdir -p build/bundle
+  node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$version" >&2
+fi
+[ -f build/bundle/wg-overlay.mjs ] || { echo "build.sh: build/bundle/wg-overlay.mjs is missing" >&2; exit 1; }
+
+mkdir -p "$target"
+if command -v nfpm >/dev/null 2>&1; then
+  for p in deb rpm; do
+    nfpm package --config nfpm.yaml --packager "$p" --target "$target/" >&2
+  done
+  ls -1 "$target"/wg-overlay*"$version"* 
+else
+  for p in deb rpm; do
+    node packaging/nfpm-lite.mjs "$p" --config nfpm.yaml --target "$target"
+  done
+fi

@@ -1,0 +1,148 @@
+/**
+ * The packages' maintainer scripts where the distribution conventions differ from the booted
+ * Debian install of package-lifecycle.test.ts:
+ *  - the .deb installed and purged where systemd is not running (a chroot or an image build):
+ *    enabled by symlink as debhelper does, but no systemctl call touches a service manager;
+ *  - the .rpm's scriptlets (taken from the package with `rpm -qp --qf`) run against a real
+ *    systemd: %post applies the preset policy (Fedora's "disable *" leaves it disabled), %postun
+ *    try-restarts on upgrade, %preun disables and stops on erase and not on upgrade.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { requireTools, run, TestNetwork } from '../support/netns.js';
+import { buildPackages, debDependencies, debianRoot, NspawnContainer, ScratchRoot, type BuiltPackages } from '../support/nspawn.js';
+
+/** A systemctl that logs its arguments and then runs the real one. */
+const SYSTEMCTL_LOGGER = '#!/bin/sh\necho "$*" >> /var/tmp/systemctl.log\nexec /usr/bin/systemctl "$@"\n';
+
+/** systemctl verbs that act on a running service manager. */
+const RUNTIME_VERBS = /\b(daemon-reload|start|stop|restart|try-restart|reload|reload-or-restart|--now|is-active)\b/;
+
+describe('system: maintainer scripts (no systemd running; RPM scriptlets on a real systemd)', function () {
+  this.timeout(10 * 60_000);
+
+  let work: string;
+  let pkg: BuiltPackages;
+  let root: string;
+
+  before(async () => {
+    await requireTools(['debootstrap', 'systemd-nspawn', 'dpkg-deb', 'rpm', 'rpmbuild', 'nsenter', 'mount']);
+    work = await mkdtemp(join(tmpdir(), 'wgs-scripts-'));
+    pkg = await buildPackages(join(work, 'pk'));
+    await run('rpm', ['--dbpath', join(work, 'rpmdb'), '--initdb']);
+    root = await debianRoot({ prefetch: [...(await debDependencies(pkg.deb)), 'wireguard-go'] });
+  });
+
+  after(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  describe('the .deb where systemd is not running', () => {
+    let s: ScratchRoot;
+    let log = '';
+    before(async () => {
+      s = await ScratchRoot.create([root]);
+      await writeFile(s.path('/usr/local/sbin/systemctl'), SYSTEMCTL_LOGGER, { mode: 0o755 });
+      await writeFile(s.path(`/var/tmp/${basename(pkg.deb)}`), await readFile(pkg.deb));
+      // The logger is on PATH and logs (so an empty log means no calls, not a broken logger).
+      await s.exec(['systemctl', '--version']);
+      assert.match(await readFile(s.path('/var/tmp/systemctl.log'), 'utf8'), /^--version$/m);
+      await writeFile(s.path('/var/tmp/systemctl.log'), '');
+    });
+    after(async () => {
+      await s?.remove();
+    });
+
+    it('apt-get install enables the unit (symlink, as debhelper does) without any systemctl call to a manager, and says what to configure', async () => {
+      assert.equal((await s.exec(['test', '-d', '/run/systemd/system'], { allowFailure: true })).exitCode, 1, 'no systemd running in the scratch root');
+      const r = await s.exec(['apt-get', 'install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { timeoutMs: 10 * 60_000 });
+      assert.match(r.stdout + r.stderr, /Setting up wg-overlay \(/);
+      assert.match(r.stdout + r.stderr, /not configured yet/);
+      assert.equal((await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(), '/lib/systemd/system/wg-overlay.service');
+      log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
+      const runtime = log.split('\n').filter((l) => l.includes('wg-overlay') && RUNTIME_VERBS.test(l));
+      assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
+    });
+
+    it('apt-get purge removes state, kubeconfig and the wg-quick files wg-overlay wrote (only those), still without systemctl calls', async () => {
+      await s.exec(['sh', '-c', [
+        'mkdir -p /var/lib/wg-overlay /etc/wireguard',
+        'echo key > /var/lib/wg-overlay/private.key',
+        'echo kc > /etc/wg-overlay/kubeconfig',
+        'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
+        'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
+        ': > /var/tmp/systemctl.log',
+      ].join(' && ')]);
+      await s.exec(['apt-get', 'purge', '-y', 'wg-overlay'], { timeoutMs: 5 * 60_000 });
+      for (const p of ['/var/lib/wg-overlay', '/etc/wg-overlay', '/etc/wireguard/wg0.conf', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service']) {
+        assert.equal((await s.exec(['test', '-e', p], { allowFailure: true })).exitCode, 1, `${p} removed by purge`);
+      }
+      assert.equal((await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode, 0, 'a wg-quick file wg-overlay did not write stays');
+      log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
+      assert.deepEqual(log.split('\n').filter((l) => RUNTIME_VERBS.test(l)), [], `systemctl calls that need a running systemd:\n${log}`);
+    });
+  });
+
+  describe('the .rpm scriptlets on a booted systemd', () => {
+    let net: TestNetwork;
+    let c: NspawnContainer;
+    const scriptlet = async (tag: 'POSTIN' | 'PREUN' | 'POSTUN'): Promise<string> =>
+      (await run('rpm', ['--dbpath', join(work, 'rpmdb'), '-qp', '--qf', `%{${tag}}`, pkg.rpm])).stdout;
+    const runScript = (name: string, arg: number) => c.exec('sh', [`/var/tmp/${name}`, String(arg)]);
+    // `systemctl is-enabled` reads the unit files now; the UnitFileState property is cached until daemon-reload.
+    const state = async (): Promise<Record<string, string>> => ({
+      ...(await c.show('wg-overlay', ['LoadState', 'ActiveState', 'MainPID'])),
+      enabled: (await c.exec('systemctl', ['is-enabled', 'wg-overlay'], { allowFailure: true })).stdout.trim(),
+    });
+
+    before(async () => {
+      net = await TestNetwork.create({ nodes: 1 });
+      c = await NspawnContainer.boot({ name: 'wgs-rpm', layers: [root], netns: net.nodes[0]!.netns });
+      // The rpm's files, installed from the host into the container's root without scriptlets.
+      await run('rpm', ['--root', c.root, '-i', '--nodeps', '--noscripts', pkg.rpm]);
+      for (const [name, tag] of [['post', 'POSTIN'], ['preun', 'PREUN'], ['postun', 'POSTUN']] as const) await c.writeFile(`/var/tmp/${name}`, await scriptlet(tag));
+      // Fedora's policy: services are disabled unless a preset enables them.
+      await c.writeFile('/etc/systemd/system-preset/99-default-disable.preset', 'disable *\n');
+      // Something that can run here without a cluster: the scriptlets are what is tested.
+      await c.writeFile('/etc/systemd/system/wg-overlay.service.d/test.conf', '[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n');
+    });
+    after(async () => {
+      await c?.stop();
+      await net?.destroy();
+    });
+
+    it('%post on install ($1 = 1) applies the preset: disabled under Fedora\'s "disable *", enabled by an enabling preset', async () => {
+      await runScript('post', 1);
+      assert.deepEqual(await state(), { LoadState: 'loaded', enabled: 'disabled', ActiveState: 'inactive', MainPID: '0' });
+      await c.writeFile('/etc/systemd/system-preset/50-wg-overlay.preset', 'enable wg-overlay.service\n');
+      await runScript('post', 1);
+      assert.equal((await state()).enabled, 'enabled');
+      await runScript('post', 2);
+      assert.equal((await state()).ActiveState, 'inactive', '%post never starts it');
+    });
+
+    it('%postun on upgrade ($1 >= 1) try-restarts a running service; %preun on upgrade leaves it alone', async () => {
+      await c.exec('systemctl', ['start', 'wg-overlay']);
+      const before = await state();
+      assert.equal(before.ActiveState, 'active');
+      await runScript('preun', 1);
+      assert.deepEqual(await state(), before, '%preun 1 (upgrade) changes nothing');
+      await runScript('postun', 1);
+      const after = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (p) => p.ActiveState === 'active' && p.MainPID !== before.MainPID && p.MainPID !== '0');
+      assert.notEqual(after.MainPID, before.MainPID, 'restarted');
+    });
+
+    it('%preun on erase ($1 = 0) disables and stops it; %postun on erase keeps /var/lib/wg-overlay', async () => {
+      await c.exec('mkdir', ['-p', '/var/lib/wg-overlay']);
+      await c.writeFile('/var/lib/wg-overlay/private.key', 'key\n', 0o600);
+      await runScript('preun', 0);
+      const s = await state();
+      assert.equal(s.enabled, 'disabled');
+      assert.equal(s.ActiveState, 'inactive');
+      await runScript('postun', 0);
+      assert.equal((await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode, 0, 'state kept on rpm erase');
+    });
+  });
+});

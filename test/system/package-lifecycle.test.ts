@@ -1,0 +1,285 @@
+/**
+ * The admin's path, for real: a Debian 12 made with debootstrap (only Debian's repositories) is
+ * booted with systemd-nspawn, `apt-get install ./wg-overlay_*.deb` pulls Debian's own nodejs 18
+ * and runs the bundle on it, the unit runs under the real systemd with its sandbox, talks to
+ * journald, brings wg0 up through wg-quick@wg0 over D-Bus, and the package upgrades and purges
+ * the way Debian packages do. The Kubernetes API is the test API server on the host end of the
+ * container's network (HTTPS, bearer token).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { KILO_PEER_RESOURCE, KubeApiServer } from '../support/kube-api/server.js';
+import { requireTools, sleep, TestNetwork, type TestNode } from '../support/netns.js';
+import { buildPackages, debDependencies, debianRoot, NspawnContainer, type BuiltPackages, type JournalEntry } from '../support/nspawn.js';
+
+const TOKEN = 'wg-overlay-system-test-token';
+const NODE = 'wgs-life';
+const ANN = 'wg-overlay.io/';
+
+/** The next patch version: the "higher version" of the upgrade test. */
+function nextPatch(v: string): string {
+  const [maj, min, patch] = v.split('.').map(Number);
+  return `${maj}.${min}.${(patch ?? 0) + 1}`;
+}
+
+describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () {
+  this.timeout(20 * 60_000);
+
+  let work: string;
+  let pkg: BuiltPackages;
+  let upgrade: BuiltPackages;
+  let net: TestNetwork;
+  let node: TestNode;
+  let api: KubeApiServer;
+  let c: NspawnContainer;
+  let installOutput = '';
+  /** InvocationID of the configured run of wg-overlay.service. */
+  let invocation = '';
+  let mainPid = '';
+
+  const annotations = (): Record<string, string> =>
+    (api.getNode(NODE)?.metadata?.annotations ?? {}) as Record<string, string>;
+  const since = (cursor: string, unit = 'wg-overlay'): Promise<JournalEntry[]> => c.entriesAfter(cursor, unit);
+
+  before(async function () {
+    const t0 = Date.now();
+    await requireTools(['debootstrap', 'systemd-nspawn', 'dpkg-deb', 'rpmbuild', 'nsenter', 'mount', 'flock']);
+    work = await mkdtemp(join(tmpdir(), 'wgs-pkg-'));
+    pkg = await buildPackages(join(work, 'v1'));
+    upgrade = await buildPackages(join(work, 'v2'), nextPatch(pkg.version));
+    const root = await debianRoot({ prefetch: [...(await debDependencies(pkg.deb)), 'wireguard-go'] });
+    const t1 = Date.now();
+
+    net = await TestNetwork.create({ nodes: 1, hostAddress: true, labels: [NODE] });
+    node = net.nodes[0]!;
+    // Pods behind a node need forwarding; with it on, the daemon has no warning to log.
+    await node.sysctl('net.ipv4.ip_forward', '1');
+    api = new KubeApiServer({ host: net.underlay.hostAddress!, token: TOKEN });
+    // The admin applied /usr/share/wg-overlay/kubernetes/crd-peer.yaml (install guide).
+    api.registerResource(KILO_PEER_RESOURCE);
+    await api.start();
+    api.createNode({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: NODE, labels: { 'kubernetes.io/hostname': NODE } },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: node.underlayAddress! }, { type: 'Hostname', address: NODE }] },
+    });
+    c = await NspawnContainer.boot({ name: NODE, layers: [root], netns: node.netns });
+    console.log(`      (packages built and Debian root ready in ${Math.round((t1 - t0) / 1000)} s, container booted in ${Math.round((Date.now() - t1) / 1000)} s)`);
+  });
+
+  after(async () => {
+    await c?.stop();
+    await api?.stop();
+    await net?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('apt-get install ./wg-overlay_*.deb pulls Debian\'s nodejs 18, wireguard-tools and iproute2, and the bundle runs on Node 18', async () => {
+    await c.writeFile(`/var/tmp/${basename(pkg.deb)}`, await readFile(pkg.deb));
+    const before = await c.exec('dpkg-query', ['-W', '-f=${Status}', 'nodejs'], { allowFailure: true });
+    assert.doesNotMatch(before.stdout, /install ok installed/, 'nodejs must not be in the root before the install');
+    // --no-install-recommends: wireguard-tools recommends a kernel module package (DKMS) that a
+    // container without a kernel cannot use.
+    const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 10 * 60_000 });
+    installOutput = r.stdout + r.stderr;
+    for (const p of ['nodejs', 'wireguard-tools', 'procps', 'wg-overlay']) {
+      assert.match(installOutput, new RegExp(`Setting up ${p} \\(`), `apt-get should set up ${p}:\n${installOutput}`);
+    }
+    const nodeVersion = (await c.exec('node', ['--version'])).stdout.trim();
+    assert.match(nodeVersion, /^v18\.(19|[2-9]\d)\./, `Debian's nodejs should be 18.19+, got ${nodeVersion}`);
+    const origin = (await c.exec('dpkg-query', ['-W', '-f=${Version} ${Maintainer}', 'nodejs'])).stdout;
+    assert.match(origin, /debian/i, `nodejs should come from Debian: ${origin}`);
+    assert.equal((await c.exec('wg-overlay', ['version'])).stdout.trim(), `wg-overlay ${pkg.version}`);
+    const check = await c.exec('wg-overlay', ['check-config']);
+    assert.match(check.stdout, /\/etc\/wg-overlay\/wg-overlay\.conf: OK/);
+    // Layout and modes as installed.
+    const modes = (await c.sh('stat -c "%a %U %n" /usr/bin/wg-overlay /usr/lib/wg-overlay/wg-overlay.mjs /lib/systemd/system/wg-overlay.service /etc/wg-overlay/wg-overlay.conf /usr/share/wg-overlay/kubernetes/rbac.yaml /usr/share/wg-overlay/kubernetes/crd-peer.yaml /usr/share/doc/wg-overlay/install.md')).stdout;
+    assert.equal(modes, [
+      '755 root /usr/bin/wg-overlay',
+      '644 root /usr/lib/wg-overlay/wg-overlay.mjs',
+      '644 root /lib/systemd/system/wg-overlay.service',
+      '644 root /etc/wg-overlay/wg-overlay.conf',
+      '644 root /usr/share/wg-overlay/kubernetes/rbac.yaml',
+      '644 root /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+      '644 root /usr/share/doc/wg-overlay/install.md',
+      '',
+    ].join('\n'));
+    assert.equal((await c.exec('dpkg-query', ['-W', '-f=${Conffiles}', 'wg-overlay'])).stdout.trim().split(' ')[0], '/etc/wg-overlay/wg-overlay.conf');
+    const verify = await c.exec('systemd-analyze', ['verify', 'wg-overlay.service'], { allowFailure: true });
+    assert.equal(verify.stdout + verify.stderr, '', 'systemd-analyze verify should find nothing to complain about');
+  });
+
+  it('systemd-analyze security: the sandbox keeps the exposure low, and the documented figure is the measured one', async () => {
+    const r = await c.exec('systemd-analyze', ['security', '--no-pager', 'wg-overlay.service'], { allowFailure: true });
+    const m = /Overall exposure level for wg-overlay\.service: (\d+\.\d+) (\S+)/.exec(r.stdout);
+    assert.ok(m, `no exposure level in:\n${r.stdout}${r.stderr}`);
+    const exposure = m[1]!;
+    console.log(`      (systemd-analyze security: exposure ${exposure} ${m[2]})`);
+    assert.ok(Number(exposure) <= 3.0, `exposure ${exposure} should stay at or below 3.0`);
+    assert.match(r.stdout, /^✓ CapabilityBoundingSet=~CAP_SYS_ADMIN/m, 'no CAP_SYS_ADMIN');
+    assert.match(r.stdout, /^✓ NoNewPrivileges=/m);
+    assert.match(r.stdout, /^✓ ProtectSystem=/m);
+    assert.match(r.stdout, /^✗ MemoryDenyWriteExecute=/m, 'V8 needs W+X memory: MemoryDenyWriteExecute stays off');
+    const documented: string[] = [];
+    for (const f of ['README.md', 'docs/install.md']) {
+      const text = await readFile(f, 'utf8').catch(() => '');
+      const d = /`systemd-analyze security wg-overlay\.service`[^\n]*?\*\*(\d+\.\d+)\*\*/.exec(text);
+      if (d) documented.push(`${f}: ${d[1]}`);
+    }
+    assert.ok(documented.length > 0, 'the install guide states the exposure figure');
+    for (const d of documented) assert.equal(d.replace(/^.*: /, ''), exposure, `documented exposure (${d}) differs from the measured ${exposure}`);
+  });
+
+  it('a fresh install without a kubeconfig is enabled, fails once with status 78 and does not crash-loop; status says what is missing', async () => {
+    assert.match(installOutput, /not configured yet.*\/etc\/wg-overlay\/kubeconfig does not exist/s, 'postinst should tell the admin what to do');
+    assert.equal((await c.exec('systemctl', ['is-enabled', 'wg-overlay'], { allowFailure: true })).stdout.trim(), 'enabled', 'Debian policy: enabled on install');
+    const failed = await c.waitForUnit('wg-overlay', ['ActiveState', 'Result', 'ExecMainStatus', 'NRestarts'], (p) => p.ActiveState === 'failed', 30_000);
+    assert.equal(failed.Result, 'exit-code');
+    assert.equal(failed.ExecMainStatus, '78');
+    // RestartSec=5s: a restart would have happened by now.
+    await sleep(7_000);
+    const later = await c.show('wg-overlay', ['ActiveState', 'NRestarts']);
+    assert.deepEqual(later, { ActiveState: 'failed', NRestarts: '0' }, 'no restarts on exit status 78');
+    const status = await c.exec('systemctl', ['status', '--no-pager', '-l', '-n', '20', 'wg-overlay'], { allowFailure: true });
+    assert.match(status.stdout, /status=78\/CONFIG/);
+    assert.match(status.stdout, /kubeconfig \/etc\/wg-overlay\/kubeconfig does not exist: create it with `wg-overlay kubeconfig --server URL/);
+    const err = await c.journal(['-u', 'wg-overlay', '-p', 'err']);
+    assert.ok(err.some((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.PRIORITY === 3 && /kubeconfig .* does not exist/.test(e.MESSAGE)), 'the reason is logged at err');
+  });
+
+  it('wg-overlay kubeconfig (run on Node 18 in the container) writes a 0600 kubeconfig from server URL, CA and token file', async () => {
+    await c.writeFile('/var/tmp/ca.crt', api.caPem!);
+    await c.writeFile('/var/tmp/token', `${TOKEN}\n`, 0o600);
+    const r = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token']);
+    assert.match(r.stdout, /wrote \/etc\/wg-overlay\/kubeconfig \(mode 0600\)/);
+    assert.equal((await c.exec('stat', ['-c', '%a %U %G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), '600 root root');
+    const again = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token'], { allowFailure: true });
+    assert.equal(again.exitCode, 1);
+    assert.match(again.stderr, /already exists; add --force/);
+  });
+
+  it('systemctl enable --now: the unit is active only once the mesh is applied (READY=1), wg-quick@wg0 is up, and its Node is annotated', async () => {
+    // This kernel has no WireGuard module: the admin installs userspace WireGuard (documented).
+    await c.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    const cursor = await c.cursor();
+    await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
+    const p = await c.show('wg-overlay', ['ActiveState', 'SubState', 'StatusText', 'InvocationID', 'MainPID', 'NRestarts', 'Type', 'NotifyAccess']);
+    assert.equal(p.ActiveState, 'active');
+    assert.equal(p.SubState, 'running');
+    assert.equal(p.Type, 'notify');
+    assert.equal(p.NotifyAccess, 'all');
+    assert.match(p.StatusText ?? '', /^mesh applied: 0 peers, \d+ routes, address 100\.\d+\.\d+\.\d+\/10$/);
+    invocation = p.InvocationID!;
+    mainPid = p.MainPID!;
+    // Readiness ordering: the daemon's "mesh applied" comes before systemd's "Started".
+    const lines = await since(cursor);
+    const applied = lines.findIndex((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.MESSAGE.startsWith('mesh applied:'));
+    const started = lines.findIndex((e) => e.SYSLOG_IDENTIFIER === 'systemd' && /^Started wg-overlay\.service/.test(e.MESSAGE));
+    assert.ok(applied >= 0 && started > applied, `expected "mesh applied" before "Started":\n${lines.map((e) => e.MESSAGE).join('\n')}`);
+    assert.equal((await c.exec('systemctl', ['is-active', 'wg-quick@wg0'])).stdout.trim(), 'active');
+    const pub = (await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim();
+    const a = annotations();
+    assert.equal(a[`${ANN}public-key`], pub);
+    assert.equal(a[`${ANN}endpoint`], `${node.underlayAddress}:51820`);
+    assert.match(a[`${ANN}overlay-address`] ?? '', /^100\.\d+\.\d+\.\d+$/);
+    assert.match((await c.exec('ip', ['-4', '-o', 'addr', 'show', 'dev', 'wg0'])).stdout, new RegExp(`inet ${a[`${ANN}overlay-address`]!.replace(/\./g, '\\.')}/10`));
+    // The sandbox lets the daemon write its status file (RuntimeDirectory=) for `wg-overlay status`.
+    assert.equal((await c.exec('stat', ['-c', '%a', '/run/wg-overlay'])).stdout.trim(), '755');
+    const st = await c.exec('wg-overlay', ['status'], { allowFailure: true });
+    assert.equal(st.exitCode, 0, `wg-overlay status:\n${st.stdout}${st.stderr}`);
+    assert.ok((await c.readFile('/run/wg-overlay/status.json')).includes(NODE));
+  });
+
+  it('journalctl: one line per event at the right priorities, -p warning shows no problems, the private key never appears', async () => {
+    const entries = await c.journal([`_SYSTEMD_INVOCATION_ID=${invocation}`]);
+    const ours = entries.filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay');
+    const prio = (re: RegExp): number | undefined => ours.find((e) => re.test(e.MESSAGE))?.PRIORITY;
+    assert.equal(prio(/^wg-overlay \S+ starting: node wgs-life, interface wg0/), 6, 'start line at info');
+    assert.equal(prio(/^loaded the WireGuard private key/), 6);
+    assert.equal(prio(/^systemd found on the system bus/), 6);
+    assert.equal(prio(/^started wg-quick@wg0\.service through systemd D-Bus/), 6);
+    assert.equal(prio(/^mesh applied:/), 5, 'mesh applied at notice');
+    for (const e of ours) {
+      assert.doesNotMatch(e.MESSAGE, /^<\d>/, 'the <N> prefix is consumed by journald');
+      assert.doesNotMatch(e.MESSAGE, /\n/, 'one line per entry');
+      assert.equal(e._SYSTEMD_UNIT, 'wg-overlay.service');
+    }
+    const problems = await c.exec('journalctl', ['--no-pager', '-q', '-u', 'wg-overlay', '-p', 'warning', `_SYSTEMD_INVOCATION_ID=${invocation}`]);
+    assert.equal(problems.stdout, '', 'a healthy start logs nothing at warning or above');
+    const key = (await c.readFile('/var/lib/wg-overlay/private.key')).trim();
+    assert.ok(key.length === 44);
+    const all = await c.exec('journalctl', ['--no-pager', '-o', 'cat']);
+    assert.ok(!all.stdout.includes(key), 'the private key must never reach the journal');
+    assert.equal((await c.exec('stat', ['-c', '%a', '/var/lib/wg-overlay'])).stdout.trim(), '700', 'StateDirectoryMode=0700');
+  });
+
+  it('systemctl reload (SIGHUP) applies a changed listen_port without restarting the daemon', async () => {
+    const cursor = await c.cursor();
+    // Edit and reload at once: the SIGHUP reload runs before the file watcher's (debounced) one.
+    await c.sh("sed -i 's/^# listen_port = 51820$/listen_port = 51821/' /etc/wg-overlay/wg-overlay.conf && grep -q '^listen_port = 51821$' /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay");
+    await c.waitForEntry(cursor, 'wg-overlay', (e) => /listen port 51820 → 51821/.test(e.MESSAGE));
+    const lines = (await since(cursor)).filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);
+    const firstReload = lines.find((l) => l.startsWith('reloading '));
+    assert.match(firstReload ?? '', /\(SIGHUP\)$/, `the first reload should be the SIGHUP one:\n${lines.join('\n')}`);
+    assert.equal((await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(), '51821');
+    const deadline = Date.now() + 10_000;
+    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline) await sleep(100);
+    assert.equal(annotations()[`${ANN}endpoint`], `${node.underlayAddress}:51821`);
+    const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
+    assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
+  });
+
+  it('a broken config on reload is logged at err and the service keeps running with the old config', async () => {
+    const cursor = await c.cursor();
+    await c.sh("printf 'this line is not INI\\n' >> /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay");
+    const rejected = await c.waitForEntry(cursor, 'wg-overlay', (e) => /reload of \/etc\/wg-overlay\/wg-overlay\.conf rejected/.test(e.MESSAGE));
+    assert.equal(rejected.PRIORITY, 3, 'rejected reload at err');
+    const errs = (await since(cursor)).filter((e) => e.PRIORITY <= 3 && e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);
+    assert.ok(errs.some((m) => /malformed line "this line is not INI"/.test(m)), `the bad line is named at err:\n${errs.join('\n')}`);
+    const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
+    assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
+    assert.equal((await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(), '51821', 'the previous settings keep running');
+    const check = await c.exec('wg-overlay', ['check-config'], { allowFailure: true });
+    assert.equal(check.exitCode, 78);
+    assert.match(check.stderr, /error: .*malformed line "this line is not INI"/);
+    // Repair it again (the edit of listen_port stays).
+    await c.sh("sed -i '/^this line is not INI$/d' /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay");
+    assert.equal((await c.exec('wg-overlay', ['check-config'])).exitCode, 0);
+  });
+
+  it('upgrading to a higher version keeps the edited config and restarts the running daemon on the new version', async () => {
+    assert.notEqual(upgrade.version, pkg.version);
+    await c.writeFile(`/var/tmp/${basename(upgrade.deb)}`, await readFile(upgrade.deb));
+    const cursor = await c.cursor();
+    const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(upgrade.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    assert.match(r.stdout, new RegExp(`Unpacking wg-overlay \\(${upgrade.version.replace(/\./g, '\\.')}-1\\) over \\(${pkg.version.replace(/\./g, '\\.')}-1\\)`));
+    assert.match(await c.readFile('/etc/wg-overlay/wg-overlay.conf'), /^listen_port = 51821$/m, 'the admin\'s edit survives the upgrade');
+    assert.equal((await c.sh('ls /etc/wg-overlay/')).stdout.split('\n').filter((f) => /dpkg-(dist|old|new)/.test(f)).length, 0);
+    assert.equal((await c.exec('wg-overlay', ['version'])).stdout.trim(), `wg-overlay ${upgrade.version}`);
+    // postinst try-restarts without blocking dpkg: wait for the new process to be ready.
+    const p = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (x) => x.ActiveState === 'active' && x.MainPID !== mainPid && x.MainPID !== '0');
+    await c.waitForEntry(cursor, 'wg-overlay', (e) => e.MESSAGE.startsWith(`wg-overlay ${upgrade.version} starting:`));
+    await c.waitForEntry(cursor, 'wg-overlay', (e) => e.MESSAGE.startsWith('mesh applied:'));
+    mainPid = p.MainPID!;
+    assert.equal((await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(), '51821');
+    assert.equal((await c.exec('systemctl', ['is-enabled', 'wg-overlay'])).stdout.trim(), 'enabled');
+  });
+
+  it('apt-get purge stops the service and removes its state, kubeconfig and wg-quick file', async () => {
+    assert.ok((await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode === 0);
+    await c.exec('apt-get', ['purge', '-y', 'wg-overlay'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    for (const path of ['/var/lib/wg-overlay', '/etc/wg-overlay', '/etc/wireguard/wg0.conf', '/usr/lib/wg-overlay', '/usr/bin/wg-overlay', '/lib/systemd/system/wg-overlay.service']) {
+      const t = await c.exec('test', ['-e', path], { allowFailure: true });
+      assert.equal(t.exitCode, 1, `${path} should be gone after purge`);
+    }
+    assert.equal((await c.show('wg-overlay', ['LoadState'])).LoadState, 'not-found');
+    assert.equal((await c.exec('pgrep', ['-f', '/usr/lib/wg-overlay/wg-overlay.mjs'], { allowFailure: true })).exitCode, 1, 'no daemon left running');
+    assert.equal((await c.exec('dpkg-query', ['-W', '-f=${Status}', 'wg-overlay'], { allowFailure: true })).stdout.includes('installed'), false);
+    // Dependencies stay (apt does not remove them on purge of the package).
+    assert.match((await c.exec('node', ['--version'])).stdout, /^v18\./);
+  });
+});

@@ -1,0 +1,171 @@
+/**
+ * `wg-overlay kubeconfig`: the file it writes (mode 0600, atomic, CA and token embedded) loads
+ * the way the daemon loads it and authenticates against a real HTTPS API server (the test API
+ * server, through client-node and through kubectl); bad inputs are refused with a message that
+ * says what to fix, and an existing file is replaced only with --force.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import * as k8s from '@kubernetes/client-node';
+import { checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, kubeconfigCommand, KubeconfigCommandError } from '../../../service/src/cli/kubeconfig.js';
+import { loadKubeconfig } from '../../../service/src/kube/client.js';
+import { main } from '../../../service/src/main.js';
+import { KubeApiServer } from '../../support/kube-api/server.js';
+import { run } from '../../support/netns.js';
+
+/** Collects what a command writes. */
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer | string, _enc: BufferEncoding, cb: () => void): void {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+async function runCmd(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new Capture();
+  const err = new Capture();
+  const code = await kubeconfigCommand(args, out, err);
+  return { code, out: out.text, err: err.text };
+}
+
+describe('unit: packaging: wg-overlay kubeconfig', function () {
+  this.timeout(30_000);
+  const TOKEN = 'abc.def-123_XYZ';
+  let api: KubeApiServer;
+  let dir: string;
+  let ca: string;
+  let tokenFile: string;
+
+  before(async () => {
+    api = new KubeApiServer({ token: TOKEN });
+    await api.start();
+    api.createNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.11' }] } });
+    dir = mkdtempSync(join(tmpdir(), 'wgo-kubeconfig-'));
+    ca = join(dir, 'ca.crt');
+    writeFileSync(ca, api.caPem!);
+    tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, `${TOKEN}\n`);
+  });
+  after(async () => {
+    await api?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes a mode-0600 kubeconfig that the daemon\'s loader accepts and that lists Nodes over HTTPS with the token', async () => {
+    const out = join(dir, 'kc1');
+    const old = process.umask(0o022);
+    let r;
+    try {
+      r = await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out]);
+    } finally {
+      process.umask(old);
+    }
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`wrote ${out} \\(mode 0600\\)`));
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+    const kc = await loadKubeconfig(out);
+    assert.equal(kc.getCurrentCluster()?.server, api.url);
+    assert.equal(kc.getCurrentUser()?.token, TOKEN, 'token without the file\'s trailing newline');
+    const nodes = await kc.makeApiClient(k8s.CoreV1Api).listNode();
+    assert.deepEqual(nodes.items.map((n) => n.metadata?.name), ['n1']);
+    const text = readFileSync(out, 'utf8');
+    assert.ok(!text.includes(dir), 'no references to the input files: CA and token are embedded');
+  });
+
+  it('kubectl (an independent client) uses the file as it is', async () => {
+    const out = join(dir, 'kc-kubectl');
+    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code, 0);
+    // Asynchronously: the API server runs in this process.
+    const r = await run('kubectl', ['--kubeconfig', out, 'get', 'nodes', '-o', 'name'], { env: { KUBECACHEDIR: join(dir, 'kcache') }, allowFailure: true });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'node/n1');
+  });
+
+  it('a wrong token is rejected by the server (the token really is what authenticates)', async () => {
+    const bad = join(dir, 'bad-token');
+    writeFileSync(bad, 'not-the-token');
+    const out = join(dir, 'kc-bad');
+    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', bad, '--output', out])).code, 0);
+    const kc = await loadKubeconfig(out);
+    await assert.rejects(kc.makeApiClient(k8s.CoreV1Api).listNode(), (e: { code?: number }) => e.code === 401);
+  });
+
+  it('refuses to replace an existing file unless --force, and --force replaces it atomically with mode 0600', async () => {
+    const out = join(dir, 'kc-existing');
+    writeFileSync(out, 'hand-made\n', { mode: 0o644 });
+    const r = await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /already exists; add --force to replace it/);
+    assert.equal(readFileSync(out, 'utf8'), 'hand-made\n');
+    const ino = statSync(out).ino;
+    const f = await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out, '--force']);
+    assert.equal(f.code, 0, f.err);
+    assert.notEqual(statSync(out).ino, ino, 'a new file renamed into place');
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+    assert.match(readFileSync(out, 'utf8'), /current-context: wg-overlay/);
+  });
+
+  it('reads the token from standard input with --token-file -', async () => {
+    const out = join(dir, 'kc-stdin');
+    const script = `import('${new URL('../../../service/src/main.js', import.meta.url).href}').then(async (m) => { process.exitCode = await m.main(process.argv.slice(1)); })`;
+    const r = await run(process.execPath, ['-e', script, 'kubeconfig', '--server', api.url!, '--ca', ca, '--token-file', '-', '--output', out], { input: `${TOKEN}\n`, allowFailure: true });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal((await loadKubeconfig(out)).getCurrentUser()?.token, TOKEN);
+  });
+
+  it('says what is wrong with bad inputs, and writes nothing', async () => {
+    const out = join(dir, 'kc-never');
+    const cases: Array<[string[], RegExp]> = [
+      [['--server', 'http://10.0.0.1:6443'], /must be an https:\/\/ URL/],
+      [['--server', '10.0.0.1:6443'], /is not a URL|must be an https/],
+      [['--server', 'https://user:pw@10.0.0.1:6443'], /must not contain credentials/],
+      [['--ca', join(dir, 'missing.crt')], /--ca .*missing\.crt: does not exist/],
+      [['--ca', tokenFile], /no PEM certificate found/],
+      [['--token-file', join(dir, 'empty')], /the file is empty/],
+      [['--token-file', join(dir, 'two-lines')], /whitespace or several lines/],
+      [['--output', join(dir, 'no-such-dir', 'kc')], /the directory .*no-such-dir does not exist/],
+    ];
+    writeFileSync(join(dir, 'empty'), '\n');
+    writeFileSync(join(dir, 'two-lines'), 'a\nb\n');
+    for (const [override, re] of cases) {
+      const args: Record<string, string> = { '--server': api.url!, '--ca': ca, '--token-file': tokenFile, '--output': out };
+      for (let i = 0; i < override.length; i += 2) args[override[i]!] = override[i + 1]!;
+      const r = await runCmd(Object.entries(args).flat());
+      assert.equal(r.code, 1, `${override.join(' ')}: ${r.err}`);
+      assert.match(r.err, re, override.join(' '));
+      assert.throws(() => statSync(out), `${override.join(' ')} wrote nothing`);
+    }
+    const missing = await runCmd(['--server', api.url!]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /missing --ca, --token-file/);
+    assert.match(missing.err, /Usage: wg-overlay kubeconfig/);
+  });
+
+  it('checks each input on its own', () => {
+    assert.equal(checkServerUrl('https://api.example.com:6443/'), 'https://api.example.com:6443');
+    assert.throws(() => checkServerUrl('https://h/?x=1'), KubeconfigCommandError);
+    assert.equal(checkToken('  tok\n', 'f'), 'tok');
+    assert.throws(() => checkToken('to\u0001k', 'f'), /non-printable/);
+    assert.throws(() => checkCaPem('-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n', 'f'), /cannot be parsed/);
+    assert.equal(checkCaPem(`junk before\n${api.caPem!}`, 'f'), api.caPem!.trim() + '\n');
+    assert.equal(DEFAULT_KUBECONFIG_PATH, '/etc/wg-overlay/kubeconfig');
+  });
+
+  it('is a command of the CLI: `wg-overlay kubeconfig --help`', async () => {
+    const orig = process.stdout.write.bind(process.stdout);
+    let text = '';
+    process.stdout.write = ((chunk: string | Uint8Array) => { text += chunk.toString(); return true; }) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await main(['kubeconfig', '--help']);
+    } finally {
+      process.stdout.write = orig;
+    }
+    assert.equal(code, 0);
+    assert.match(text, /--token-file FILE/);
+  });
+});

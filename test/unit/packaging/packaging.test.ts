@@ -1,0 +1,332 @@
+/**
+ * The package description and what it ships, checked without building a package: nfpm.yaml
+ * against nfpm's own JSON schema and as each packager sees it, the systemd unit's directives,
+ * the RBAC manifest against the API calls the code makes, the maintainer scripts, and the
+ * bundled runtime. (Building and installing the packages is test/system.)
+ *
+ * `yaml`, `ajv` and packaging/nfpm-lite.mjs are loaded with dynamic imports, so the TypeScript
+ * build never depends on them.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { DEFAULT_CONFIG_PATH, defaultConfig } from '../../../service/src/config/config.js';
+import { EXIT_CONFIG } from '../../../service/src/daemon/run.js';
+import { PEER_GROUP, PEER_PLURAL } from '../../../service/src/mesh/peers.js';
+import { VERSION } from '../../../service/src/version.js';
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+interface LiteContent { dst: string; type: string; src?: string; mode?: number; target?: string }
+interface LitePackage {
+  packager: 'deb' | 'rpm';
+  name: string;
+  arch: string;
+  version: string;
+  prerelease: string;
+  release: string;
+  relations: Record<'depends' | 'recommends' | 'suggests' | 'conflicts' | 'provides' | 'replaces', string[]>;
+  contents: LiteContent[];
+  scripts: Record<string, string>;
+}
+interface NfpmLite {
+  readNfpmYaml(file: string): Record<string, unknown>;
+  resolvePackage(raw: Record<string, unknown>, packager: 'deb' | 'rpm', opts?: { root?: string; env?: Record<string, string | undefined> }): LitePackage;
+  conventionalFileName(p: LitePackage): string;
+  fullVersion(p: LitePackage): string;
+  expandEnv(text: string, env?: Record<string, string | undefined>): string;
+}
+
+const dynamicImport = (spec: string): Promise<Record<string, unknown>> => import(spec) as Promise<Record<string, unknown>>;
+const lite = async (): Promise<NfpmLite> => (await dynamicImport(pathToFileURL(resolve('packaging/nfpm-lite.mjs')).href)) as unknown as NfpmLite;
+
+/** All YAML documents of a text, parsed like nfpm does (YAML 1.1: `0644` is octal). */
+async function parseYamlAll(text: string): Promise<unknown[]> {
+  const YAML = (await dynamicImport('yaml')).default as { parseAllDocuments(t: string, o: object): Array<{ toJS(): unknown; errors: unknown[] }> };
+  return YAML.parseAllDocuments(text, { version: '1.1' }).map((d) => {
+    if (d.errors.length > 0) throw new Error(`YAML error: ${String(d.errors[0])}`);
+    return d.toJS();
+  });
+}
+
+/** Parses a systemd unit file: section → key → values in order. */
+function parseUnit(text: string): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+    const sec = /^\[(.+)\]$/.exec(line);
+    if (sec) {
+      section = sec[1]!;
+      out[section] ??= {};
+      continue;
+    }
+    const kv = /^([A-Za-z0-9]+)=(.*)$/.exec(line);
+    if (!kv) throw new Error(`not a unit file line: ${line}`);
+    ((out[section] ??= {})[kv[1]!] ??= []).push(kv[2]!);
+  }
+  return out;
+}
+
+const ENV = { WG_OVERLAY_VERSION: '1.2.3' };
+
+// ---- nfpm.yaml ----------------------------------------------------------------------------
+
+describe('unit: packaging: nfpm.yaml', () => {
+  it('validates against nfpm\'s JSON schema', async () => {
+    const Ajv2020 = (await dynamicImport('ajv/dist/2020.js')).default as new (o: object) => {
+      compile(s: object): ((d: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string; params?: unknown }> | null };
+    };
+    const schema = JSON.parse(readFileSync('/work/shared/reference/nfpm/schema.json', 'utf8').replace(/^\uFEFF/, '')) as object;
+    const validate = new Ajv2020({ allErrors: true, strict: false, formats: { 'date-time': true } }).compile(schema);
+    const [doc] = await parseYamlAll(readFileSync('nfpm.yaml', 'utf8'));
+    const ok = validate(doc);
+    assert.ok(ok, `nfpm.yaml does not match the schema:\n${(validate.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message} ${JSON.stringify(e.params)}`).join('\n')}`);
+    // And the schema really is checked: a wrong field is caught.
+    assert.equal(validate({ ...(doc as object), contents: [{ dst: '/x', type: 'nonsense' }] }), false);
+    assert.equal(validate({ ...(doc as object), no_such_field: 1 }), false);
+  });
+
+  it('as the .deb: Debian dependency syntax, /lib/systemd/system, conffile, deb maintainer scripts', async () => {
+    const l = await lite();
+    const p = l.resolvePackage(l.readNfpmYaml('nfpm.yaml'), 'deb', { env: ENV });
+    assert.equal(p.name, 'wg-overlay');
+    assert.equal(p.arch, 'all');
+    assert.equal(l.fullVersion(p), '1.2.3-1');
+    assert.equal(l.conventionalFileName(p), 'wg-overlay_1.2.3-1_all.deb');
+    assert.deepEqual(p.relations.depends, ['nodejs (>= 18.19)', 'wireguard-tools', 'iproute2', 'procps']);
+    assert.deepEqual(p.relations.suggests, ['wireguard-go']);
+    assert.deepEqual(p.relations.recommends, []);
+    const dsts = p.contents.map((c) => c.dst);
+    assert.ok(dsts.includes('/lib/systemd/system/wg-overlay.service'));
+    assert.ok(!dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
+    assert.deepEqual(p.contents.filter((c) => c.type.startsWith('config')).map((c) => [c.dst, c.type]), [['/etc/wg-overlay/wg-overlay.conf', 'config|noreplace']]);
+    assert.deepEqual(Object.keys(p.scripts).sort(), ['postinstall', 'postremove', 'preremove']);
+    for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/deb\//);
+  });
+
+  it('as the .rpm: RPM dependency syntax and names, /usr/lib/systemd/system, rpm scriptlets', async () => {
+    const l = await lite();
+    const p = l.resolvePackage(l.readNfpmYaml('nfpm.yaml'), 'rpm', { env: ENV });
+    assert.equal(p.arch, 'noarch');
+    assert.equal(l.conventionalFileName(p), 'wg-overlay-1.2.3-1.noarch.rpm');
+    assert.deepEqual(p.relations.depends, ['nodejs >= 18.19', 'wireguard-tools', 'iproute', '/usr/bin/kill']);
+    assert.deepEqual(p.relations.suggests, ['wireguard-go']);
+    const dsts = p.contents.map((c) => c.dst);
+    assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
+    assert.ok(!dsts.includes('/lib/systemd/system/wg-overlay.service'));
+    for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/rpm\//);
+  });
+
+  it('ships the runtime, command, unit, config, manifests and docs with the right modes, from files that exist', async () => {
+    const l = await lite();
+    const raw = l.readNfpmYaml('nfpm.yaml');
+    for (const packager of ['deb', 'rpm'] as const) {
+      // The bundle is a build product: pretend it exists for the source check.
+      const p = l.resolvePackage({ ...raw, contents: (raw.contents as Array<Record<string, unknown>>).filter((c) => c.src !== 'build/bundle/wg-overlay.mjs') }, packager, { env: ENV });
+      const byDst = new Map(p.contents.map((c) => [c.dst, c]));
+      assert.equal(byDst.get('/usr/bin/wg-overlay')?.mode, 0o755);
+      assert.equal(byDst.get('/etc/wg-overlay/wg-overlay.conf')?.mode, 0o644);
+      assert.equal(byDst.get('/etc/wg-overlay')?.type, 'dir');
+      for (const f of ['/usr/share/wg-overlay/kubernetes/rbac.yaml', '/usr/share/wg-overlay/kubernetes/crd-peer.yaml', '/usr/share/doc/wg-overlay/install.md', '/usr/share/doc/wg-overlay/copyright']) {
+        assert.ok(byDst.has(f), `${packager} ships ${f}`);
+      }
+      for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
+    }
+    const bundle = (raw.contents as Array<Record<string, unknown>>).find((c) => c.src === 'build/bundle/wg-overlay.mjs');
+    assert.equal(bundle?.dst, '/usr/lib/wg-overlay/wg-overlay.mjs');
+    // The wrapper runs exactly that file.
+    assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /exec "\$node" \/usr\/lib\/wg-overlay\/wg-overlay\.mjs "\$@"/);
+  });
+
+  it('nfpm-lite follows nfpm: env expansion, semver prerelease as ~, and refuses what it cannot build', async () => {
+    const l = await lite();
+    assert.equal(l.expandEnv('v${A}-$B-${C}', { A: '1', B: '2' }), 'v1-2-');
+    const raw = l.readNfpmYaml('nfpm.yaml');
+    const pre = l.resolvePackage(raw, 'deb', { env: { WG_OVERLAY_VERSION: '2.0.0-rc1' } });
+    assert.equal(l.fullVersion(pre), '2.0.0~rc1-1');
+    assert.throws(() => l.resolvePackage(raw, 'deb', { env: {} }), /version is empty/);
+    assert.throws(() => l.resolvePackage({ ...raw, changelog: 'changelog.yaml' }, 'deb', { env: ENV }), /unsupported field "changelog"/);
+    assert.throws(() => l.resolvePackage({ ...raw, contents: [{ src: 'x', dst: '/x', type: 'tree' }] }, 'deb', { env: ENV }), /contents type "tree"/);
+  });
+
+  it('packaging/build.sh is the one build command: nfpm when on PATH, else nfpm-lite on the same nfpm.yaml', () => {
+    const sh = readFileSync('packaging/build.sh', 'utf8');
+    assert.match(sh, /command -v nfpm/);
+    assert.match(sh, /nfpm package --config nfpm\.yaml --packager "\$p"/);
+    assert.match(sh, /node packaging\/nfpm-lite\.mjs "\$p" --config nfpm\.yaml/);
+    const r = spawnSync('bash', ['-n', 'packaging/build.sh']);
+    assert.equal(r.status, 0, r.stderr.toString());
+  });
+});
+
+// ---- the systemd unit ---------------------------------------------------------------------
+
+describe('unit: packaging: systemd/wg-overlay.service', () => {
+  const unit = parseUnit(readFileSync('systemd/wg-overlay.service', 'utf8'));
+  const svc = unit.Service ?? {};
+  const one = (k: string): string | undefined => {
+    const v = svc[k];
+    assert.ok(!v || v.length === 1, `${k} is set once`);
+    return v?.[0];
+  };
+
+  it('is Type=notify with NotifyAccess=all (READY=1 comes from a systemd-notify child)', () => {
+    assert.equal(one('Type'), 'notify');
+    assert.equal(one('NotifyAccess'), 'all');
+  });
+
+  it('runs the packaged command on the default config; reload sends SIGHUP', () => {
+    assert.equal(one('ExecStart'), `/usr/bin/wg-overlay run --config ${DEFAULT_CONFIG_PATH}`);
+    assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
+  });
+
+  it('restarts on failure within a start limit, but not on exit status 78 (EX_CONFIG)', () => {
+    assert.equal(one('Restart'), 'on-failure');
+    assert.equal(one('RestartPreventExitStatus'), String(EXIT_CONFIG));
+    assert.equal(EXIT_CONFIG, 78);
+    assert.ok(unit.Unit?.StartLimitBurst && unit.Unit.StartLimitIntervalSec, 'a start limit in [Unit]');
+  });
+
+  it('logs under SyslogIdentifier=wg-overlay with level prefixes', () => {
+    assert.equal(one('SyslogIdentifier'), 'wg-overlay');
+    assert.notEqual(one('SyslogLevelPrefix'), 'no');
+  });
+
+  it('is sandboxed: CAP_NET_ADMIN only, strict read-only system with exactly the daemon\'s write paths', () => {
+    assert.equal(one('CapabilityBoundingSet'), 'CAP_NET_ADMIN');
+    assert.equal(one('AmbientCapabilities'), 'CAP_NET_ADMIN');
+    assert.equal(one('NoNewPrivileges'), 'yes');
+    assert.equal(one('ProtectSystem'), 'strict');
+    assert.equal(one('ProtectHome'), 'yes');
+    assert.equal(one('PrivateTmp'), 'yes');
+    assert.equal(one('ProtectKernelTunables'), 'yes');
+    assert.equal(one('RestrictAddressFamilies'), 'AF_UNIX AF_INET AF_INET6 AF_NETLINK');
+    assert.equal(svc.MemoryDenyWriteExecute, undefined, 'V8 needs W+X memory');
+    const d = defaultConfig();
+    assert.equal(one('ReadWritePaths'), dirname(d.wireguard.configFile));
+    assert.equal(`/var/lib/${one('StateDirectory')}`, d.state.dir);
+    assert.equal(one('StateDirectoryMode'), '0700');
+    assert.equal(`/run/${one('RuntimeDirectory')}`, d.state.runtimeDir);
+  });
+
+  it('is enabled by multi-user.target', () => {
+    assert.deepEqual(unit.Install?.WantedBy, ['multi-user.target']);
+  });
+});
+
+// ---- RBAC -----------------------------------------------------------------------------------
+
+/** Kubernetes API calls of client-node → the RBAC grant each needs ("group/resource verb"). */
+const API_CALLS: Record<string, (args: string) => string[]> = {
+  listNode: () => ['/nodes list'],
+  readNode: () => ['/nodes get'],
+  patchNode: () => ['/nodes patch'],
+  listClusterCustomObject: (args) => (args.includes('PEER_GROUP') && args.includes('PEER_PLURAL') ? [`${PEER_GROUP}/${PEER_PLURAL} list`] : [`unknown custom object ${args}`]),
+};
+/** Informer paths → grants (informers list and watch). */
+const INFORMER_PATHS: Record<string, string> = {
+  "'/api/v1/nodes'": '/nodes',
+  PEER_API_PATH: `${PEER_GROUP}/${PEER_PLURAL}`,
+};
+
+function tsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
+  it('is a ServiceAccount, a ClusterRole, their binding and a token Secret', async () => {
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
+    const kind = (k: string) => docs.find((d) => d.kind === k);
+    assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
+    const sa = kind('ServiceAccount');
+    assert.deepEqual([sa?.metadata.name, sa?.metadata.namespace], ['wg-overlay', 'wg-overlay']);
+    const crb = kind('ClusterRoleBinding');
+    assert.deepEqual(crb?.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: kind('ClusterRole')?.metadata.name });
+    assert.deepEqual(crb?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
+    const secret = kind('Secret');
+    assert.equal(secret?.type, 'kubernetes.io/service-account-token');
+    assert.equal(secret?.metadata.annotations['kubernetes.io/service-account.name'], 'wg-overlay');
+    assert.equal(secret?.metadata.namespace, 'wg-overlay');
+  });
+
+  it('the ClusterRole grants exactly the verbs the code uses, found by scanning service/src for API calls', async () => {
+    const used = new Set<string>();
+    const unknown: string[] = [];
+    for (const file of tsFiles('service/src')) {
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/\b(?:api|this\.api|\w+Api)\.(\w+)\(([^)]*)\)?/g)) {
+        const grant = API_CALLS[m[1]!];
+        if (!grant) unknown.push(`${file}: ${m[1]}`);
+        else for (const g of grant(m[2] ?? '')) used.add(g);
+      }
+      for (const m of text.matchAll(/makeInformer\(\s*[\w.]+,\s*([^,]+),/g)) {
+        const res = INFORMER_PATHS[m[1]!.trim()];
+        if (!res) unknown.push(`${file}: informer on ${m[1]}`);
+        else { used.add(`${res} list`); used.add(`${res} watch`); }
+      }
+      if (/new k8s\.Watch\(/.test(text)) unknown.push(`${file}: k8s.Watch`);
+    }
+    assert.deepEqual(unknown, [], 'API calls this test does not know: add them to API_CALLS/INFORMER_PATHS and to rbac.yaml');
+    assert.ok(used.size > 0);
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
+    const role = docs.find((d) => d.kind === 'ClusterRole')!;
+    const granted = new Set<string>();
+    for (const r of role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>) {
+      for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
+    }
+    assert.deepEqual([...granted].sort(), [...used].sort());
+  });
+});
+
+// ---- maintainer scripts -------------------------------------------------------------------
+
+describe('unit: packaging: maintainer scripts', () => {
+  const scripts = ['deb/postinst', 'deb/prerm', 'deb/postrm', 'rpm/post', 'rpm/preun', 'rpm/postun'].map((s) => `packaging/scripts/${s}`);
+
+  it('are executable POSIX sh', () => {
+    for (const s of scripts) {
+      assert.equal(statSync(s).mode & 0o777, 0o755, `${s} mode`);
+      assert.match(readFileSync(s, 'utf8'), /^#!\/bin\/sh\n/);
+      const r = spawnSync('sh', ['-n', s]);
+      assert.equal(r.status, 0, `${s}: ${r.stderr.toString()}`);
+      const d = spawnSync('dash', ['-n', s]);
+      if (d.error === undefined) assert.equal(d.status, 0, `${s} (dash): ${d.stderr.toString()}`);
+    }
+  });
+
+  it('the .deb purge deletes only wg-quick files that carry wg-overlay\'s header', async () => {
+    const { MANAGED_HEADER } = await import('../../../service/src/wireguard/wgquick.js');
+    assert.match(readFileSync('packaging/scripts/deb/postrm', 'utf8'), new RegExp(`\\[ "\\$\\(head -n 1 "\\$f"\\)" = "${MANAGED_HEADER}" \\]`));
+  });
+});
+
+// ---- the bundled runtime ------------------------------------------------------------------
+
+describe('unit: packaging: the bundled runtime', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let bundle: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'wgo-bundle-'));
+    bundle = join(dir, 'wg-overlay.mjs');
+    const r = spawnSync('node', ['packaging/bundle.mjs', bundle, '9.8.7'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('is one ES module that runs on its own (no node_modules next to it) and carries the package version', () => {
+    assert.equal(readdirSync(dir).join(','), basename(bundle));
+    const v = spawnSync('node', [bundle, 'version'], { encoding: 'utf8', cwd: dir });
+    assert.equal(v.stdout, 'wg-overlay 9.8.7\n');
+    const c = spawnSync('node', [bundle, 'check-config', '--config', resolve('packaging/wg-overlay.conf')], { encoding: 'utf8', cwd: dir });
+    assert.equal(c.status, 0, c.stderr);
+    const k = spawnSync('node', [bundle, 'kubeconfig', '--help'], { encoding: 'utf8', cwd: dir });
+    assert.match(k.stdout, /--server URL/);
+    assert.notEqual(VERSION, '9.8.7');
+  });
+});
