@@ -330,3 +330,13 @@ describe('unit: packaging: the bundled runtime', function () {
     assert.notEqual(VERSION, '9.8.7');
   });
 });
+
+describe('unit: packaging docs', () => {
+  it('the README carries the shipped install guide verbatim', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const root = new URL('../../../../', import.meta.url);
+    const readme = await readFile(new URL('README.md', root), 'utf8');
+    const guide = await readFile(new URL('docs/install.md', root), 'utf8');
+    if (!readme.includes(guide.trim())) throw new Error('README.md\'s "Install on a node" section differs from docs/install.md (shipped as /usr/share/doc/wg-overlay/install.md): update both');
+  });
+});
