@@ -1,8 +1,13 @@
 /**
- * Command dispatch for the `wg-overlay` CLI: `run` (the daemon), `check-config`, `version`.
+ * Command dispatch for the `wg-overlay` CLI: `run` (the daemon), `check-config`, `status`,
+ * `showconf`, `graph`, `kubeconfig`, `version`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from './config/config.js';
+import { kubeconfigCommand } from './cli/kubeconfig.js';
+import { graphCommand } from './cli/graph.js';
+import { showconfCommand } from './cli/showconf.js';
+import { statusCommand } from './cli/status.js';
 import { runDaemon } from './daemon/run.js';
 import { VERSION } from './version.js';
 
@@ -11,7 +16,18 @@ const USAGE = `Usage: wg-overlay <command> [options]
 Commands:
   run [--config FILE]           run the daemon (default config ${DEFAULT_CONFIG_PATH})
   check-config [--config FILE]  validate the config file and print problems
+  kubeconfig --server URL --ca FILE --token-file FILE [--output FILE] [--force]
+                                write the kubeconfig of wg-overlay's ServiceAccount
+  status [--json]               this node's interface, peers, handshakes, routes, and why
+                                any Node or Peer is skipped
+  showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE]
+                                WireGuard config for an external Peer (Kilo's Peer resource)
+  showconf node NAME [--wg-quick]
+                                a Node's WireGuard config, without its private key
+  graph [--stale SECONDS]       the mesh as Graphviz DOT (wg-overlay graph | dot -Tsvg > mesh.svg)
   version                       print the version
+All commands but version and kubeconfig take --config FILE; showconf and graph read the
+cluster through the kubeconfig named there.
 `;
 
 /** Runs the CLI with the given arguments; resolves with the exit status. */
@@ -40,6 +56,14 @@ export async function main(argv: string[]): Promise<number> {
         throw err;
       }
     }
+    case 'kubeconfig':
+      return kubeconfigCommand(rest);
+    case 'status':
+      return statusCommand(rest);
+    case 'showconf':
+      return showconfCommand(rest);
+    case 'graph':
+      return graphCommand(rest);
     case 'version':
     case '--version':
       process.stdout.write(`wg-overlay ${VERSION}\n`);

@@ -159,6 +159,9 @@ describe('e2e: mesh of real daemons', function () {
     await cluster.must('node-b').host.exec('rm', ['-rf', '/etc/wg-overlay/state']);
     await cluster.startDaemon('node-b');
     const newKey = await waitFor('a new key on node-b', () => { const k = cluster.publicKey('node-b'); return k !== oldKey && k; });
+    // node-b publishes its new key before it recreates wg0 with it: until then its old wg0 (old
+    // key, same peers) satisfies waitForMesh, and a handshake to it fails for REKEY_TIMEOUT (5 s).
+    await waitFor('node-b\'s wg0 to carry the new key', async () => (await cluster.device('node-b'))?.publicKey === newKey);
     await cluster.waitForMesh();
     for (const n of ['node-a', 'node-c']) {
       const keys = (await cluster.device(n))!.peers.map((p) => p.publicKey);

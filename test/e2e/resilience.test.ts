@@ -65,6 +65,22 @@ describe('e2e: resilience', function () {
     cluster.api.deleteNode('evil');
   });
 
+  it('wg0.conf follows the mesh (header, Table = off, every peer) and wg-quick accepts it', async () => {
+    const a = cluster.must('node-a');
+    const want = ['node-b', 'node-c'].map((n) => cluster.publicKey(n)!);
+    const conf = await waitFor('wg0.conf with every peer', async () => {
+      const text = await a.host.readFile('/etc/wireguard/wg0.conf');
+      return want.every((k) => text.includes(`PublicKey = ${k}`)) && text;
+    });
+    assert.match(conf, /^# managed by wg-overlay/);
+    assert.match(conf, /^Table = off$/m);
+    assert.match(conf, new RegExp(`^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10$`, 'm'));
+    const stat = await a.host.exec('stat', ['-c', '%a', '/etc/wireguard/wg0.conf']);
+    assert.equal(stat.stdout.trim(), '600');
+    const strip = await a.host.exec('wg-quick', ['strip', 'wg0']);
+    assert.match(strip.stdout, /PrivateKey = /);
+  });
+
   it('each daemon patches only its own Node', () => {
     const patches = cluster.api.requests.filter((q) => q.method === 'PATCH' || q.method === 'PUT');
     assert.ok(patches.length >= 3);

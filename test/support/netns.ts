@@ -9,6 +9,7 @@
  * `wgv`/`wgp<pid>n<n>` veths, `$TMPDIR/wgo-<pid>-<n>-*` dirs), so concurrent runs never touch
  * each other's objects and a later run can tell which leftovers belong to dead processes.
  */
+import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -651,7 +652,11 @@ export class Underlay {
     live.links.add(bridge);
     const u = new Underlay(bridge, network, prefixLength, hostAddress, mtu, opts.firstHost ?? 11);
     try {
-      await run('ip', ['link', 'set', bridge, 'mtu', String(mtu), 'up']);
+      // A bridge without an address of its own takes the lowest MAC of its ports, so attaching a
+      // node could change it under the ARP caches of the others: their packets to the host
+      // address (the API server) would be lost until the entries expire. Pin it.
+      const mac = `02:${[...randomBytes(5)].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+      await run('ip', ['link', 'set', bridge, 'address', mac, 'mtu', String(mtu), 'up']);
       if (hostAddress) await run('ip', ['addr', 'add', `${hostAddress}/${prefixLength}`, 'dev', bridge]);
     } catch (err) {
       await u.destroy();

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
-import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf } from '../net/ip.js';
+import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
 
 /** Where the daemon reads its configuration unless `--config FILE` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/wg-overlay/wg-overlay.conf';
@@ -49,6 +49,18 @@ export interface Config {
   };
   state: {
     dir: string;
+    /** Where the daemon writes `status.json` for `wg-overlay status` (`[state] runtime_dir`). */
+    runtimeDir: string;
+  };
+  peers: {
+    /** Extra CIDRs (e.g. the service CIDR) that `showconf peer` routes to the cluster. */
+    allowedIpsExtra: string[];
+  };
+  metrics: {
+    /** `host:port` of the metrics and health server; undefined = off. */
+    listen: { host: string; port: number } | undefined;
+    /** Seconds the API watch may be down before /healthz fails. */
+    watchDownThresholdSeconds: number;
   };
   log: {
     level: LogLevel;
@@ -126,6 +138,24 @@ const logLevel: KeySpec['parse'] = oneOf(...LOG_LEVELS);
 
 const anyText: KeySpec['parse'] = (v) => (v.length > 0 && v.length <= 253 ? ok(v) : bad('a non-empty name'));
 
+const cidrList: KeySpec['parse'] = (v) => {
+  const items = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const out: string[] = [];
+  for (const item of items) {
+    const c = parseCidr(item);
+    if (!c || !item.includes('/')) return bad(`a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("${item}" is not a CIDR)`);
+    out.push(formatCidr(c));
+  }
+  return ok(out);
+};
+
+const listenAddress: KeySpec['parse'] = (v) => {
+  if (v === '') return ok(undefined);
+  const hp = parseHostPort(v);
+  if (hp && parseIp(hp.host)) return ok({ host: hp.host, port: hp.port });
+  return bad('an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off');
+};
+
 /** Every section and key the file may contain, with its parser. */
 const SCHEMA: Record<string, Record<string, KeySpec>> = {
   kubernetes: {
@@ -150,6 +180,14 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
   },
   state: {
     dir: { parse: absolutePath },
+    runtime_dir: { parse: absolutePath },
+  },
+  peers: {
+    allowed_ips_extra: { parse: cidrList },
+  },
+  metrics: {
+    listen: { parse: listenAddress },
+    watch_down_threshold: { parse: intIn(1, 86400, 'a number of seconds') },
   },
   log: {
     level: { parse: logLevel },
@@ -183,7 +221,9 @@ export function defaultConfig(): Config {
       createInterface: true,
     },
     overlay: { cidr: '100.64.0.0/10' },
-    state: { dir: '/var/lib/wg-overlay' },
+    state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
+    peers: { allowedIpsExtra: [] },
+    metrics: { listen: { host: '127.0.0.1', port: 9586 }, watchDownThresholdSeconds: 300 },
     log: { level: 'info' },
   };
 }
@@ -295,6 +335,10 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
+  cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
+  cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);
+  if (values.metrics && 'listen' in values.metrics) cfg.metrics.listen = values.metrics.listen as Config['metrics']['listen'];
+  cfg.metrics.watchDownThresholdSeconds = set(values.metrics?.watch_down_threshold, cfg.metrics.watchDownThresholdSeconds);
   cfg.log.level = set(values.log?.level, cfg.log.level);
   return { config: cfg, warnings };
 }

@@ -37,6 +37,8 @@ export interface ReconcilerDeps {
   publisher: NodePublisher;
   /** Present when a systemd manager is reachable: interface restarts go through wg-quick@<if>. */
   units: UnitController | undefined;
+  /** Delay before wg0.conf is written after a change (ms, default 300; 0 = at once, before the run ends). */
+  confDelayMs?: number;
   /** Delay used to coalesce bursts of events (ms, default 2); events during a run are coalesced into the next. */
   coalesceMs?: number;
   /**
@@ -72,6 +74,10 @@ export class Reconciler {
   private force = true;
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private pendingConf: { cfg: ReturnType<typeof toWgQuickConfig>; peers: number } | undefined;
+  private confTimer: NodeJS.Timeout | undefined;
+  private confChain: Promise<boolean> = Promise.resolve(true);
+  private confOk = true;
   private running: Promise<void> | undefined;
   private stopped = false;
   private readonly retry = new Backoff(500, 30_000);
@@ -152,6 +158,7 @@ export class Reconciler {
     clearTimeout(this.retryTimer);
     this.timer = undefined;
     await this.running;
+    await this.flushConf();
   }
 
   private kick(): void {
@@ -169,7 +176,6 @@ export class Reconciler {
   private async runOnce(reasons: string[], force: boolean): Promise<void> {
     const started = Date.now();
     const changes: string[] = [];
-    this.confError = undefined;
     try {
       const applied = await this.reconcile(reasons, force, changes);
       this.retry.reset();
@@ -257,27 +263,16 @@ export class Reconciler {
 
     await this.publish(selfNode, desired, changes);
 
-    // wg0.conf follows every change of desired state; it is written after the live changes so it
-    // never delays them, except before a restart, which reads it.
+    // wg0.conf follows every change of desired state. It is written shortly after the live
+    // changes (a burst shares one write), so it never delays them or competes with them for the
+    // CPU — and at once before a restart, which reads it, and when the daemon stops.
     const cfg = toWgQuickConfig(desired, identity.privateKey);
-    let confOk: boolean | undefined;
-    const writeConf = async (): Promise<boolean> => {
-      if (confOk !== undefined) return confOk;
-      try {
-        const { changed } = await writeWgQuickFile(w.configFile, cfg);
-        if (changed) this.change(changes, `wrote ${w.configFile} (${desired.peers.length} peers)`, 'desired state changed');
-        this.reporter.changed('conf', 'ok');
-        confOk = true;
-      } catch (err) {
-        confOk = false;
-        this.confError = describeError(err);
-        if (this.reporter.changed('conf', describeError(err))) log.error(describeError(err));
-      }
-      return confOk;
-    };
+    this.pendingConf = { cfg, peers: desired.peers.length };
+    const writeConf = (): Promise<boolean> => this.flushConf();
+    const queueConf = (): Promise<void> => this.queueConf();
 
     if (!force && this.lastApplied && isDeepStrictEqual(this.lastApplied, desired)) {
-      await writeConf();
+      await queueConf();
       return true;
     }
     log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
@@ -298,7 +293,7 @@ export class Reconciler {
         ]);
         this.markApplied(desired);
         if (clash) this.schedule('a route already existed: checking the routing table', true);
-        await writeConf();
+        await queueConf();
         return true;
       }
     }
@@ -307,7 +302,7 @@ export class Reconciler {
     let dev = link.exists ? await readDevice(this.deps.runner, w.interface) : undefined;
 
     if (!link.exists && !w.createInterface) {
-      await writeConf();
+      await queueConf();
       if (this.reporter.changed('iface', 'waiting')) log.notice(`waiting for interface ${w.interface} to be created by someone else (create_interface = false)`);
       setTimeout(() => this.schedule(`looking for ${w.interface}`, true), 2000).unref();
       return false;
@@ -331,8 +326,43 @@ export class Reconciler {
     await this.applyPeers(w.interface, diffPeers(desired.peers, dev.peers, this.appliedPeers), changes);
     await this.applyRoutePlan(diffRoutes(desired.routes, await readRoutes(this.deps.runner), ROUTE_PROTO), changes, false);
     this.markApplied(desired);
-    await writeConf();
+    await queueConf();
     return true;
+  }
+
+  /** Writes the pending wg0.conf after `confDelayMs` (at once when 0). */
+  private async queueConf(): Promise<void> {
+    const delay = this.deps.confDelayMs ?? 300;
+    if (delay === 0) {
+      await this.flushConf();
+      return;
+    }
+    this.confTimer ??= setTimeout(() => { this.confTimer = undefined; void this.flushConf(); }, delay);
+  }
+
+  /** Writes the pending wg0.conf now (writes never overlap); resolves whether the file is current. */
+  flushConf(): Promise<boolean> {
+    clearTimeout(this.confTimer);
+    this.confTimer = undefined;
+    this.confChain = this.confChain.then(async () => {
+      const pending = this.pendingConf;
+      if (!pending) return this.confOk;
+      this.pendingConf = undefined;
+      const file = this.config.wireguard.configFile;
+      try {
+        const { changed } = await writeWgQuickFile(file, pending.cfg);
+        if (changed) this.deps.log.info(`wrote ${file} (${pending.peers} peers) (why: desired state changed)`);
+        this.reporter.changed('conf', 'ok');
+        this.confError = undefined;
+        this.confOk = true;
+      } catch (err) {
+        this.confOk = false;
+        this.confError = describeError(err);
+        if (this.reporter.changed('conf', this.confError)) this.deps.log.error(this.confError);
+      }
+      return this.confOk;
+    });
+    return this.confChain;
   }
 
   private markApplied(desired: DesiredState): void {

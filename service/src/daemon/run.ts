@@ -3,10 +3,16 @@
  * kubeconfig, finds systemd (or not), starts Node discovery and the reconcile loop, and stops
  * cleanly on SIGTERM leaving the mesh up.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
-import { ApiNodePublisher, DiscoveryState, KubeconfigError, ListNodeSource, loadKubeconfig, WatchNodeSource, type NodeSource } from '../kube/client.js';
+import { ApiNodePublisher, describeApiError, DiscoveryState, KubeconfigError, ListNodeSource, loadKubeconfig, WatchNodeSource, type NodeSource } from '../kube/client.js';
+import { ListPeerSource, WatchPeerSource, type PeerSource, type PeerSourceState } from '../kube/peers.js';
+import { DaemonMetrics, evaluateHealth, type HealthResult } from '../metrics/metrics.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/server.js';
+import { buildSnapshot, writeStatusFile, type WatchStatus } from '../status/snapshot.js';
+import { StateReporter } from '../util/backoff.js';
+import { readDevice } from '../wireguard/device.js';
 import { createLogger, describeError, type Logger } from '../log/logger.js';
 import { createNotifier } from '../systemd/notify.js';
 import { SystemdUnits } from '../systemd/units.js';
@@ -50,6 +56,7 @@ async function loadOrReport(path: string, log: Logger): Promise<Config | undefin
 /** Runs the daemon until SIGTERM/SIGINT; resolves with the process exit status. */
 export async function runDaemon(configPath: string): Promise<number> {
   const log = createLogger({ level: 'info' });
+  const loadedAt = Date.now();
   const config = await loadOrReport(configPath, log);
   if (!config) {
     log.error(`invalid configuration in ${configPath}; not starting`);
@@ -90,7 +97,7 @@ export async function runDaemon(configPath: string): Promise<number> {
     : `no systemd manager reachable: the daemon brings ${w.interface} up and down itself`);
 
   const notifier = createNotifier(log);
-  const reconciler = new Reconciler({ runner, log, identity, publisher: new ApiNodePublisher(kc), units }, config);
+  const reconciler = new Reconciler({ runner, log, identity, publisher: new ApiNodePublisher(kc), units, waitForPeers: true }, config);
   const summary = (): string => `${reconciler.desired?.peers.length ?? 0} peers, ${reconciler.desired?.routes.length ?? 0} routes, address ${reconciler.desired?.iface.address ?? '?'}`;
   reconciler.firstApply().then(() => {
     log.notice(`mesh applied: ${summary()}`);
@@ -114,6 +121,8 @@ export async function runDaemon(configPath: string): Promise<number> {
         for (const key of plan.needRestart) log.warning(`${key} changed in ${configPath}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`);
         running = plan.config;
         log.setLevel(running.log.level);
+        applyMetricsConfig(running);
+        writeStatus();
         if (plan.changed) reconciler.setConfig(running);
         else log.info('reload: nothing that applies at run time changed');
       } finally {
@@ -129,6 +138,93 @@ export async function runDaemon(configPath: string): Promise<number> {
     debounce = setTimeout(() => reload('the file changed'), 300);
   });
   watcher.on('error', (err) => log.warning(`watching ${configPath}: ${describeError(err)}`));
+  // An edit between the first read and the watcher starting would otherwise go unnoticed.
+  watcher.on('ready', () => {
+    stat(configPath).then((st) => { if (st.mtimeMs >= loadedAt - 50) reload('the file changed during start-up'); }, () => undefined);
+  });
+
+  // Status file, metrics and health: what `wg-overlay status`, Prometheus and /healthz see.
+  const startedAt = Date.now();
+  const watch: { nodes: WatchStatus; peers: WatchStatus } = { nodes: { state: 'starting', since: startedAt }, peers: { state: 'starting', since: startedAt } };
+  const statusReporter = new StateReporter();
+  let statusQueued = false;
+  let statusChain = Promise.resolve();
+  const writeStatus = (): void => {
+    if (statusQueued) return;
+    statusQueued = true;
+    statusChain = statusChain.then(async () => {
+      statusQueued = false;
+      const dir = running.state.runtimeDir;
+      try {
+        await writeStatusFile(dir, buildSnapshot({
+          node: identity.name, iface: w.interface, startedAt, desired: reconciler.desired, waiting: reconciler.waiting,
+          lastReport: reconciler.lastReport, lastSuccessAt: reconciler.lastSuccessAt, watch, now: Date.now(), pid: process.pid,
+        }));
+        statusReporter.changed('status', 'ok');
+      } catch (err) {
+        if (statusReporter.changed('status', describeError(err))) log.warning(`cannot write the status file for \`wg-overlay status\`: ${describeError(err)}`);
+      }
+    });
+  };
+  const setWatch = (which: 'nodes' | 'peers', state: WatchStatus['state'], err?: unknown): void => {
+    const cur = watch[which];
+    const error = err === undefined ? undefined : describeApiError(err);
+    if (cur.state !== state || cur.error !== error) watch[which] = { state, since: cur.state === state ? cur.since : Date.now(), ...(error ? { error } : {}) };
+    metrics.setWatch(which, state === 'up' || state === 'absent');
+    writeStatus();
+  };
+  const watchDownMs = (which: 'nodes' | 'peers'): number => {
+    const s = watch[which];
+    return s.state === 'down' || s.state === 'starting' ? Date.now() - s.since : 0;
+  };
+  const health = (): HealthResult => evaluateHealth({
+    watches: [{ what: `node ${running.kubernetes.discovery}`, downForMs: discovery.downFor() }, { what: `peer ${running.kubernetes.discovery}`, downForMs: watchDownMs('peers') }],
+    thresholdMs: running.metrics.watchDownThresholdSeconds * 1000,
+    lastReport: reconciler.lastReport,
+  });
+  const quietRunner = new ExecaRunner();
+  const metrics = new DaemonMetrics({
+    node: identity.name,
+    iface: w.interface,
+    version: VERSION,
+    readHandshakes: async () => {
+      const dev = await readDevice(quietRunner, w.interface);
+      if (!dev) throw new Error(`${w.interface} is missing`);
+      const byKey = new Map((reconciler.desired?.peers ?? []).map((p) => [p.publicKey, p]));
+      return dev.peers.map((p) => {
+        const known = byKey.get(p.publicKey);
+        return { kind: known?.kind ?? 'unknown', name: known?.name ?? p.publicKey, latestHandshake: p.latestHandshake };
+      });
+    },
+  });
+  let metricsServer: MetricsServer | undefined;
+  let metricsListen = '';
+  let metricsChain = Promise.resolve();
+  const applyMetricsConfig = (cfg: Config): void => {
+    metricsChain = metricsChain.then(async () => {
+      const want = cfg.metrics.listen ? `${cfg.metrics.listen.host}|${cfg.metrics.listen.port}` : '';
+      if (want === metricsListen) return;
+      await metricsServer?.close();
+      metricsServer = undefined;
+      metricsListen = want;
+      if (!cfg.metrics.listen) {
+        log.info('metrics and health server off ([metrics] listen is empty)');
+        return;
+      }
+      const { host, port } = cfg.metrics.listen;
+      try {
+        metricsServer = await startMetricsServer({ host, port, metrics, health, log });
+        log.info(`metrics on http://${host.includes(':') ? `[${host}]` : host}:${metricsServer.address.port}/metrics, health on /healthz`);
+      } catch (err) {
+        log.warning(`cannot serve metrics on ${host}:${port} ([metrics] listen): ${describeError(err)}; running without metrics`);
+      }
+    });
+  };
+  applyMetricsConfig(config);
+  reconciler.onReport = (r) => {
+    metrics.observeReport(r, reconciler.desired, reconciler.lastSuccessAt);
+    writeStatus();
+  };
 
   const discovery = new DiscoveryState(log, `node ${config.kubernetes.discovery}`);
   const source: NodeSource = config.kubernetes.discovery === 'watch'
@@ -136,8 +232,27 @@ export async function runDaemon(configPath: string): Promise<number> {
     : new ListNodeSource(kc, config.kubernetes.listIntervalSeconds * 1000);
   source.start({
     onNodes: (nodes) => reconciler.setNodes(nodes),
-    onState: (up, err) => discovery.report(up, err),
+    onState: (up, err) => {
+      discovery.report(up, err);
+      setWatch('nodes', up ? 'up' : 'down', err);
+    },
   });
+
+  // External Peers (Kilo's Peer resource) are optional: a missing CRD is logged once, never fatal.
+  const peerSource: PeerSource = config.kubernetes.discovery === 'watch'
+    ? new WatchPeerSource(kc, log)
+    : new ListPeerSource(kc, log, config.kubernetes.listIntervalSeconds * 1000);
+  peerSource.start({
+    onPeers: (peers) => reconciler.setPeers(peers),
+    onState: (state: PeerSourceState, err) => setWatch('peers', state, err),
+  });
+  // The first apply waits for the Peer list (a restart must not drop external peers for a
+  // moment), but not for ever.
+  const peerWait = setTimeout(() => {
+    if (reconciler.peersKnown) return;
+    log.warning('no Peer list from the API server after 10 s: applying the mesh without external Peers until it arrives');
+    reconciler.setPeers([]);
+  }, 10_000);
 
   const monitor = monitorInterface(w.interface, log, () => reconciler.schedule('routes or link changed on the host', true));
   const resync = setInterval(() => reconciler.schedule('periodic resync', true), RESYNC_MS);
@@ -151,9 +266,11 @@ export async function runDaemon(configPath: string): Promise<number> {
       void notifier.stopping();
       clearInterval(resync);
       clearTimeout(debounce);
+      clearTimeout(peerWait);
       void watcher.close();
       monitor.stop();
-      void Promise.allSettled([source.stop(), reconciler.stop()]).then(() => {
+      const closeMetrics = metricsChain.then(() => metricsServer?.close());
+      void Promise.allSettled([source.stop(), peerSource.stop(), reconciler.stop(), closeMetrics]).then(() => statusChain).then(() => {
         units?.close();
         log.info('stopped');
         resolve(0);

@@ -50,19 +50,23 @@ export function formatCommand(cmd: string, args: readonly string[]): string {
 
 /** Runs commands on the host with execa, logging each at debug level before it runs. */
 export class ExecaRunner implements CommandRunner {
-  constructor(private readonly log?: Logger) {}
+  constructor(private readonly log?: Logger) {
+    // Commands' output is parsed: keep it in the C locale.
+    process.env.LC_ALL = 'C';
+  }
 
   async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
     const line = formatCommand(cmd, args);
     this.log?.debug(`exec: ${line}`);
     let res;
     try {
+      // Lean options on purpose: this is the hot path of every apply (no stdin pipe unless there
+      // is input, the environment inherited as is: LC_ALL=C is set once, in the constructor).
       res = await execa(cmd, args, {
-        input: opts.input ?? '',
+        ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
         reject: false,
         timeout: opts.timeoutMs ?? 30_000,
         stripFinalNewline: false,
-        env: { LC_ALL: 'C' },
       });
     } catch (cause) {
       throw new CommandError(`running ${line}`, undefined, { cause });

@@ -1,12 +1,13 @@
 /**
- * Desired state: a pure function from this node's identity, all Nodes and the settings to the
- * WireGuard interface, peers and routes this node should have, plus the annotations it should
- * publish and every reason a Node (or part of one) is left out.
+ * Desired state: a pure function from this node's identity, all Nodes, all external Peers and
+ * the settings to the WireGuard interface, peers and routes this node should have, plus the
+ * annotations it should publish and every reason a Node or Peer (or part of one) is left out.
  */
 import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from './annotations.js';
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
 import { bySeniority } from './order.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, MeshNode, SkipReason } from './types.js';
+import { peerContext, planPeers } from './peers.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, MeshNode, MeshPeer, SkipReason } from './types.js';
 import type { EndpointSetting } from '../config/config.js';
 import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, formatHostPort, hostCidr, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
 import { isValidKey } from '../wireguard/keys.js';
@@ -55,7 +56,7 @@ export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPor
 }
 
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */
-function peerEndpoint(node: MeshNode, listenPort: number): { endpoint?: string; problem?: SkipReason } {
+export function peerEndpoint(node: MeshNode, listenPort: number): { endpoint?: string; problem?: SkipReason } {
   const published = node.annotations[ANNOTATION_ENDPOINT];
   let problem: SkipReason | undefined;
   if (published !== undefined && published !== '') {
@@ -78,8 +79,11 @@ function peerEndpoint(node: MeshNode, listenPort: number): { endpoint?: string; 
   };
 }
 
-/** Computes what this node should have applied; throws NotReadyError when it cannot yet. */
-export function computeDesired(self: SelfIdentity, nodes: readonly MeshNode[], settings: MeshSettings): DesiredState {
+/**
+ * Computes what this node should have applied; throws NotReadyError when it cannot yet.
+ * Every valid external Peer becomes a peer with routes for its allowedIPs; invalid ones are skipped.
+ */
+export function computeDesired(self: SelfIdentity, nodes: readonly MeshNode[], settings: MeshSettings, externalPeers: readonly MeshPeer[] = []): DesiredState {
   const overlay = parseOverlayCidr(settings.overlayCidr);
   const selfNode = nodes.find((n) => n.name === self.name);
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
@@ -162,6 +166,23 @@ export function computeDesired(self: SelfIdentity, nodes: readonly MeshNode[], s
     for (const dst of cidrs) routes.push({ dst, dev: settings.interfaceName, via: node.name });
   }
 
+  // External Peers: checked against every Node (not just the ones in this node's mesh) so that
+  // every node skips the same Peers.
+  const peerPlan = planPeers(externalPeers, peerContext(nodes, addresses, self));
+  skipped.push(...peerPlan.skipped);
+  for (const p of peerPlan.peers) {
+    peers.push({
+      kind: 'peer',
+      name: p.name,
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      allowedIPs: [...p.allowedIPs],
+      persistentKeepalive: p.persistentKeepalive,
+      ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
+    });
+    for (const dst of p.allowedIPs) routes.push({ dst, dev: settings.interfaceName, via: p.name, kind: 'peer' });
+  }
+
   const publish: Record<string, string> = {
     [ANNOTATION_PUBLIC_KEY]: self.publicKey,
     [ANNOTATION_OVERLAY_ADDRESS]: selfAddress,
@@ -170,7 +191,7 @@ export function computeDesired(self: SelfIdentity, nodes: readonly MeshNode[], s
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
 
-  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
   routes.sort((a, b) => compareCidrText(a.dst, b.dst));
   return {
     iface: {

@@ -19,17 +19,42 @@ export interface MeshNode {
   annotations: Record<string, string>;
 }
 
-/** Why a Node (or part of it) is not in the mesh, for logs and `status`. */
-export interface SkipReason {
-  /** The Node's name. */
+/**
+ * An external WireGuard peer from Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1), as
+ * translated at the Kubernetes boundary: fields are carried as found (not yet validated), so the
+ * core can say exactly what is wrong with an invalid Peer.
+ */
+export interface MeshPeer {
+  /** `metadata.name`. */
   name: string;
+  /** `metadata.creationTimestamp` in milliseconds since the epoch; Infinity when unknown. */
+  createdAt: number;
+  /** `spec.allowedIPs` (entries that are not strings are kept as their JSON text); undefined when absent. */
+  allowedIPs: string[] | undefined;
+  /** `spec.publicKey`; undefined when absent or not a string. */
+  publicKey: string | undefined;
+  /** `spec.presharedKey`; undefined when absent. */
+  presharedKey: string | undefined;
+  /** `spec.persistentKeepalive` (seconds); undefined when absent, NaN when not a number. */
+  persistentKeepalive: number | undefined;
+  /** `spec.endpoint`; undefined when absent (a roaming peer). Port is NaN when not a number. */
+  endpoint: { dns: string | undefined; ip: string | undefined; port: number | undefined } | undefined;
+}
+
+/** Why a Node or an external Peer (or part of one) is not in the mesh, for logs and `status`. */
+export interface SkipReason {
+  /** The Node's (or Peer's) name. */
+  name: string;
+  /** What `name` is: a cluster Node (the default when absent) or an external Peer resource. */
+  kind?: 'node' | 'peer';
   /** Machine-friendly reason class (used as a metric label). */
   reason: 'no-public-key' | 'invalid-public-key' | 'duplicate-public-key' | 'no-endpoint' | 'invalid-endpoint'
     | 'no-overlay-address' | 'pod-cidr-conflict' | 'invalid-pod-cidr' | 'invalid-overlay-address'
-    | 'overlay-address-taken' | 'own-public-key';
+    | 'overlay-address-taken' | 'own-public-key'
+    | 'invalid-allowed-ips' | 'allowed-ips-conflict' | 'invalid-preshared-key' | 'invalid-keepalive';
   /** One human sentence naming what was wrong. */
   message: string;
-  /** True when the whole Node is left out; false when only part of it is dropped. */
+  /** True when the whole Node (or Peer) is left out; false when only part of it is dropped. */
   whole: boolean;
 }
 
@@ -49,7 +74,7 @@ export interface DesiredInterface {
 
 /** One WireGuard peer this node should have. */
 export interface DesiredPeer {
-  /** Where the peer comes from: a cluster Node (later: an external Peer resource). */
+  /** Where the peer comes from: a cluster Node or an external Peer resource. */
   kind: 'node' | 'peer';
   /** The Node's (or Peer's) name. */
   name: string;
@@ -57,7 +82,7 @@ export interface DesiredPeer {
   publicKey: string;
   /** `host:port` to send to; undefined for a roaming peer. */
   endpoint: string | undefined;
-  /** Sorted, normalised CIDRs: the peer's overlay host route first, then its PodCIDRs. */
+  /** Sorted, normalised CIDRs: a Node's overlay host route and PodCIDRs, or a Peer's allowedIPs. */
   allowedIPs: string[];
   /** Persistent keepalive in seconds, 0 = off. */
   persistentKeepalive: number;
@@ -73,16 +98,18 @@ export interface DesiredRoute {
   dev: string;
   /** The peer (Node or Peer name) this route leads to. */
   via: string;
+  /** What `via` is; absent means a Node. */
+  kind?: 'node' | 'peer';
 }
 
-/** Everything this node wants applied, computed purely from the Node list and config. */
+/** Everything this node wants applied, computed purely from the Node and Peer lists and config. */
 export interface DesiredState {
   iface: DesiredInterface;
   /** Peers sorted by name. */
   peers: DesiredPeer[];
   /** Routes sorted by destination. */
   routes: DesiredRoute[];
-  /** Nodes or parts of Nodes left out, with reasons. */
+  /** Nodes, Peers or parts of them left out, with reasons (`kind` tells which). */
   skipped: SkipReason[];
   /** The overlay address of every Node that got one (name → address). */
   addresses: Map<string, string>;

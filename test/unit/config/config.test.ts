@@ -39,7 +39,29 @@ describe('unit: config', () => {
     assert.equal(config.wireguard.createInterface, true);
     assert.equal(config.overlay.cidr, '100.64.0.0/10');
     assert.equal(config.state.dir, '/var/lib/wg-overlay');
+    assert.equal(config.state.runtimeDir, '/run/wg-overlay');
+    assert.deepEqual(config.peers.allowedIpsExtra, []);
+    assert.deepEqual(config.metrics.listen, { host: '127.0.0.1', port: 9586 }, 'metrics on loopback by default');
+    assert.equal(config.metrics.watchDownThresholdSeconds, 300);
     assert.equal(config.log.level, 'info');
+  });
+
+  it('reads the Peer, metrics and runtime keys; an empty listen turns metrics off', () => {
+    const { config, warnings } = parseConfig(`
+[state]
+runtime_dir = /tmp/run-wgo
+[peers]
+allowed_ips_extra = 10.96.0.1/12, fd00:96::/108
+[metrics]
+listen = [::1]:9100
+watch_down_threshold = 30
+`, FILE);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.state.runtimeDir, '/tmp/run-wgo');
+    assert.deepEqual(config.peers.allowedIpsExtra, ['10.96.0.0/12', 'fd00:96::/108'], 'normalised');
+    assert.deepEqual(config.metrics.listen, { host: '::1', port: 9100 });
+    assert.equal(config.metrics.watchDownThresholdSeconds, 30);
+    assert.equal(parseConfig('[metrics]\nlisten =\n', FILE).config.metrics.listen, undefined);
   });
 
   it('reads every key', () => {
@@ -122,7 +144,12 @@ level = debug
     ['state dir', '[state]\ndir = state', `${FILE}: [state] dir = "state": expected an absolute path`],
     ['log level', '[log]\nlevel = loud', `${FILE}: [log] level = "loud": expected one of debug, info, notice, warning, error`],
     ['malformed line', '[wireguard]\nlisten_port 51820', `${FILE}:2: malformed line "listen_port 51820": expected [section], key = value, or a # comment`],
-    ['key outside a section', 'listen_port = 1', `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [state], [log]`],
+    ['key outside a section', 'listen_port = 1', `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [state], [peers], [metrics], [log]`],
+    ['runtime_dir', '[state]\nruntime_dir = run', `${FILE}: [state] runtime_dir = "run": expected an absolute path`],
+    ['allowed_ips_extra', '[peers]\nallowed_ips_extra = 10.96.0.0/12, banana', `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)`],
+    ['metrics listen host name', '[metrics]\nlisten = localhost:9586', `${FILE}: [metrics] listen = "localhost:9586": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`],
+    ['metrics listen no port', '[metrics]\nlisten = 127.0.0.1', `${FILE}: [metrics] listen = "127.0.0.1": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`],
+    ['watch_down_threshold', '[metrics]\nwatch_down_threshold = 0', `${FILE}: [metrics] watch_down_threshold = "0": expected a number of seconds (1-86400)`],
   ];
   for (const [name, text, want] of errors) {
     it(`rejects: ${name}`, () => {
@@ -141,7 +168,7 @@ level = debug
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
       `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, mtu, persistent_keepalive, apply, implementation, create_interface`,
-      `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, state, log`,
+      `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, state, peers, metrics, log`,
     ]);
   });
 

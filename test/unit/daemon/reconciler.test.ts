@@ -64,6 +64,7 @@ function world(opts: { units?: boolean; config?: (c: Config) => void } = {}): Wo
     publisher: { patchAnnotations: async (n, a) => { patches.push([n, a]); } },
     units,
     coalesceMs: 1,
+    confDelayMs: 0,
   }, config);
   let waiters: Array<(r: ReconcileReport) => void> = [];
   rec.onReport = (r) => {

@@ -1,0 +1,157 @@
+/**
+ * `wg-overlay graph`: the mesh as Graphviz DOT, like Kilo's `kgctl graph`. One box per Node
+ * (name, PodCIDRs, overlay address, endpoint), one ellipse per external Peer (allowedIPs,
+ * endpoint), solid links between nodes and dashed links to Peers. Links of the node the command
+ * runs on carry the age of their latest handshake from its `wg show <if> dump`, and stale ones
+ * (no handshake, or older than --stale seconds) are drawn red. Nodes and Peers left out of the
+ * mesh are drawn grey with the reason. Render it with `wg-overlay graph | dot -Tsvg > mesh.svg`.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { ExecaRunner } from '../exec/runner.js';
+import type { MeshView } from '../mesh/view.js';
+import { meshView } from '../mesh/view.js';
+import { readDevice } from '../wireguard/device.js';
+import { CliError, EXIT_USAGE, loadCliConfig, meshSettings, readCluster, runCli } from './cluster.js';
+
+export const GRAPH_USAGE = `Usage: wg-overlay graph [--stale SECONDS] [--no-handshakes] [--config FILE]
+
+Prints the mesh as Graphviz DOT: nodes, external Peers, and the links between them. Links of
+this node are labelled with the age of their latest handshake and drawn red when it is stale.
+Render it with: wg-overlay graph | dot -Tsvg > mesh.svg
+  --stale SECONDS    a handshake older than this is stale (default 180, WireGuard's key lifetime)
+  --no-handshakes    do not read this node's WireGuard device
+  --config FILE      config file (default ${DEFAULT_CONFIG_PATH})
+`;
+
+/** Default age (s) after which a handshake is stale: WireGuard's REJECT_AFTER_TIME. */
+export const DEFAULT_STALE_SECONDS = 180;
+
+/** What the graph knows about this node's links. */
+export interface GraphOptions {
+  /** The node the command runs on (its links get handshake labels). */
+  self: string | undefined;
+  /** Public key → unix seconds of the latest handshake (0 = never), from this node's device; undefined when unknown. */
+  handshakes: ReadonlyMap<string, number> | undefined;
+  /** Now, in unix seconds. */
+  now: number;
+  staleAfterSeconds: number;
+}
+
+/** Quotes a DOT ID / string. */
+function q(s: string): string {
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/[\r\n]+/g, ' ')}"`;
+}
+
+/** A multi-line label (lines joined with DOT's centred line break). */
+function label(lines: string[]): string {
+  return `"${lines.map((l) => l.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/[\r\n]+/g, ' ')).join('\\n')}"`;
+}
+
+/** Formats an age in seconds as `45s`, `3m12s`, `2h5m`, `3d4h`. */
+export function formatAge(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ''}`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? `${Math.floor((s % 3600) / 60)}m` : ''}`;
+  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600) ? `${Math.floor((s % 86400) / 3600)}h` : ''}`;
+}
+
+/** Edge attributes for a link of this node with the peer holding `publicKey`. */
+function handshakeAttrs(publicKey: string, o: GraphOptions): string[] {
+  const hs = o.handshakes?.get(publicKey);
+  if (hs === undefined) return ['color=red', 'fontcolor=red', 'label="stale: not on the device"'];
+  if (hs === 0) return ['color=red', 'fontcolor=red', 'label="stale: no handshake"'];
+  const age = o.now - hs;
+  return age > o.staleAfterSeconds
+    ? ['color=red', 'fontcolor=red', `label=${q(`stale: ${formatAge(age)} ago`)}`]
+    : ['color=darkgreen', 'fontcolor=darkgreen', `label=${q(`${formatAge(age)} ago`)}`];
+}
+
+/** Renders the mesh as DOT (pure). */
+export function renderGraph(view: MeshView, o: GraphOptions): string {
+  const out: string[] = [
+    'graph "wg-overlay" {',
+    `  label=${q(`wg-overlay mesh, overlay ${view.overlayCidr}${o.self ? `, as seen from ${o.self}` : ''}`)};`,
+    '  labelloc=t;',
+    '  fontname="Helvetica";',
+    '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];',
+    '  edge [fontname="Helvetica", fontsize=9];',
+  ];
+  const nodeId = (name: string): string => q(`node/${name}`);
+  const peerId = (name: string): string => q(`peer/${name}`);
+  for (const n of view.nodes) {
+    const attrs = [`label=${label([n.name, ...n.podCIDRs, n.overlayAddress, n.endpoint])}`];
+    if (n.name === o.self) attrs.push('penwidth=2');
+    out.push(`  ${nodeId(n.name)} [${attrs.join(', ')}];`);
+  }
+  for (const p of view.peers) {
+    out.push(`  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`);
+  }
+  const inMesh = new Set(view.nodes.map((n) => n.name));
+  const seenSkipped = new Set<string>();
+  for (const s of view.skipped) {
+    const kind = s.kind ?? 'node';
+    if (!s.whole || (kind === 'node' && inMesh.has(s.name)) || seenSkipped.has(`${kind}/${s.name}`)) continue;
+    seenSkipped.add(`${kind}/${s.name}`);
+    const id = kind === 'node' ? nodeId(s.name) : peerId(s.name);
+    const shape = kind === 'node' ? 'box' : 'ellipse';
+    out.push(`  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`);
+  }
+  const nodes = view.nodes;
+  for (let i = 0; i < nodes.length; i += 1) {
+    for (let j = i + 1; j < nodes.length; j += 1) {
+      const a = nodes[i]!;
+      const b = nodes[j]!;
+      const attrs: string[] = [];
+      if (o.self === a.name) attrs.push(...handshakeAttrs(b.publicKey, o));
+      else if (o.self === b.name) attrs.push(...handshakeAttrs(a.publicKey, o));
+      out.push(`  ${nodeId(a.name)} -- ${nodeId(b.name)}${attrs.length ? ` [${attrs.join(', ')}]` : ''};`);
+    }
+  }
+  for (const n of nodes) {
+    for (const p of view.peers) {
+      const attrs = ['style=dashed'];
+      if (o.self === n.name) attrs.push(...handshakeAttrs(p.publicKey, o));
+      out.push(`  ${nodeId(n.name)} -- ${peerId(p.name)} [${attrs.join(', ')}];`);
+    }
+  }
+  out.push('}');
+  return `${out.join('\n')}\n`;
+}
+
+/** `wg-overlay graph`: resolves with the exit status. */
+export async function graphCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  return runCli('graph', err, async () => {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          stale: { type: 'string' },
+          'no-handshakes': { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+        allowPositionals: false,
+      }));
+    } catch (e) {
+      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${GRAPH_USAGE}`, EXIT_USAGE);
+    }
+    if (values.help) { out.write(GRAPH_USAGE); return 0; }
+    const stale = values.stale === undefined ? DEFAULT_STALE_SECONDS : Number(values.stale);
+    if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
+    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+    const cluster = await readCluster(config);
+    const view = meshView(cluster.nodes, cluster.peers, meshSettings(config));
+    const self = config.kubernetes.nodeName;
+    let handshakes: Map<string, number> | undefined;
+    if (!values['no-handshakes'] && view.nodes.some((n) => n.name === self)) {
+      const dev = await readDevice(new ExecaRunner(), config.wireguard.interface).catch(() => undefined);
+      if (dev) handshakes = new Map(dev.peers.map((p) => [p.publicKey, p.latestHandshake]));
+      else err.write(`wg-overlay graph: cannot read ${config.wireguard.interface} on this node (missing, or not root): links are drawn without handshakes\n`);
+    }
+    out.write(renderGraph(view, { self: handshakes ? self : undefined, handshakes, now: Math.floor(Date.now() / 1000), staleAfterSeconds: stale }));
+    return 0;
+  });
+}

@@ -1,0 +1,215 @@
+/**
+ * `wg-overlay showconf peer NAME` and `wg-overlay showconf node NAME`, like Kilo's
+ * `kgctl showconf`: the WireGuard configuration an external Peer (or a Node) should have, read
+ * from the cluster through the kubeconfig of the config file. The default output is the form
+ * `wg setconf` takes (no private key); `--wg-quick` prints a wg-quick file instead, with an
+ * [Interface] template (Address, and a placeholder where the private key goes).
+ *
+ * WireGuard routes each address range to exactly one peer, so the extra ranges of
+ * `[peers] allowed_ips_extra` / `--allowed-ips` (e.g. the service CIDR) are given to one node,
+ * the oldest by default (`--via NODE` picks another), not repeated on every node.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { ANNOTATION_PUBLIC_KEY } from '../mesh/annotations.js';
+import { computeDesired, NotReadyError, type MeshSettings } from '../mesh/desired.js';
+import { compareSeniority } from '../mesh/order.js';
+import type { ValidPeer } from '../mesh/peers.js';
+import type { DesiredState, MeshNode, MeshPeer } from '../mesh/types.js';
+import { meshView, type MeshView, type NodeView } from '../mesh/view.js';
+import { compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
+import { isValidKey } from '../wireguard/keys.js';
+import { CliError, EXIT_USAGE, loadCliConfig, meshSettings, readCluster, runCli } from './cluster.js';
+
+export const SHOWCONF_USAGE = `Usage: wg-overlay showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE] [--config FILE]
+       wg-overlay showconf node NAME [--wg-quick] [--config FILE]
+
+Prints the WireGuard configuration of an external Peer (Kilo's Peer resource) or of a Node,
+read from the cluster through the kubeconfig named in the config file.
+  peer NAME          one [Peer] per node: its public key, endpoint, overlay address, PodCIDRs
+                     and the extra ranges of [peers] allowed_ips_extra; keepalive from the Peer
+  node NAME          the node's [Interface] ListenPort and [Peer]s, without its private key
+  --wg-quick         print a wg-quick file: [Interface] with Address and a placeholder for the
+                     private key (default: the form \`wg setconf IFACE FILE\` takes)
+  --allowed-ips L    more CIDRs to route into the cluster (added to allowed_ips_extra)
+  --via NODE         the node that gets the extra ranges (default: the oldest node)
+  --config FILE      config file (default ${DEFAULT_CONFIG_PATH})
+`;
+
+/** The private key placeholder of the wg-quick form (wg-quick rejects it until it is replaced). */
+export const PRIVATE_KEY_PLACEHOLDER = 'REPLACE_WITH_THE_PRIVATE_KEY';
+
+/** Options of the peer rendering. */
+export interface PeerConfOptions {
+  wgQuick: boolean;
+  /** Extra CIDRs routed through one node. */
+  extraAllowedIPs: readonly string[];
+  /** The node that gets the extra CIDRs (default: the oldest). */
+  via?: string | undefined;
+}
+
+/** One [Peer] block. */
+interface Block {
+  comment: string;
+  publicKey: string;
+  presharedKey?: string | undefined;
+  endpoint?: string | undefined;
+  allowedIPs: string[];
+  persistentKeepalive: number;
+}
+
+function renderBlock(b: Block): string[] {
+  const lines = ['[Peer]', `# ${b.comment}`, `PublicKey = ${b.publicKey}`];
+  if (b.presharedKey) lines.push(`PresharedKey = ${b.presharedKey}`);
+  if (b.endpoint) lines.push(`Endpoint = ${b.endpoint}`);
+  lines.push(`AllowedIPs = ${b.allowedIPs.join(', ')}`);
+  if (b.persistentKeepalive > 0) lines.push(`PersistentKeepalive = ${b.persistentKeepalive}`);
+  return lines;
+}
+
+/** The wg-quick Address of a Peer: its host routes, else the first address of its first range. */
+export function peerAddresses(allowedIPs: readonly string[]): string[] {
+  const hosts = allowedIPs.filter((t) => {
+    const c = parseCidr(t);
+    return c && c.prefix === (c.family === 4 ? 32 : 128);
+  });
+  if (hosts.length > 0) return hosts;
+  const first = parseCidr(allowedIPs[0] ?? '');
+  if (!first) return [];
+  const isHostNetwork = first.prefix >= (first.family === 4 ? 31 : 127);
+  return [hostCidr({ family: first.family, value: first.network + (isHostNetwork ? 0n : 1n) })];
+}
+
+/** Normalises a list of CIDRs; throws a CliError naming a bad one. */
+export function parseCidrList(texts: readonly string[], what: string): string[] {
+  const out: string[] = [];
+  for (const t of texts.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+    const c = parseCidr(t);
+    if (!c || !t.includes('/')) throw new CliError(`${what}: "${t}" is not a CIDR (e.g. 10.96.0.0/12)`, EXIT_USAGE);
+    const norm = formatCidr(c);
+    if (!out.includes(norm)) out.push(norm);
+  }
+  return out;
+}
+
+/** Renders the configuration of external Peer `name` (pure); throws a CliError when it cannot. */
+export function renderPeerConf(view: MeshView, name: string, opts: PeerConfOptions): string {
+  const skipped = view.skipped.find((s) => s.kind === 'peer' && s.name === name);
+  if (skipped) throw new CliError(`Peer ${name} is skipped by every node: ${skipped.message}; fix the Peer resource (kubectl edit peer ${name})`);
+  const peer: ValidPeer | undefined = view.peers.find((p) => p.name === name);
+  if (!peer) throw new CliError(`Peer ${name} does not exist (kubectl get peers lists them)`);
+  if (view.nodes.length === 0) throw new CliError('no Node is in the mesh yet (is wg-overlay running on the nodes?)');
+  const oldest = [...view.nodes].sort(compareSeniority)[0]!;
+  let via: NodeView = oldest;
+  if (opts.via !== undefined) {
+    const n = view.nodes.find((x) => x.name === opts.via);
+    if (!n) throw new CliError(`--via ${opts.via}: no such Node in the mesh (nodes: ${view.nodes.map((x) => x.name).join(', ')})`, EXIT_USAGE);
+    via = n;
+  }
+  const port = peer.endpoint ? Number(peer.endpoint.slice(peer.endpoint.lastIndexOf(':') + 1)) : undefined;
+  const lines: string[] = [
+    `# WireGuard configuration of the external Peer ${name} (public key ${peer.publicKey}),`,
+    `# generated by \`wg-overlay showconf peer ${name}${opts.wgQuick ? ' --wg-quick' : ''}\`: one [Peer] per node of the cluster.`,
+  ];
+  if (opts.wgQuick) {
+    lines.push(
+      `# Put the private key of ${name} in place of the placeholder, then: wg-quick up ./FILE.conf`,
+      '',
+      '[Interface]',
+      `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`,
+      `Address = ${peerAddresses(peer.allowedIPs).join(', ')}`,
+    );
+  } else {
+    lines.push(`# Apply it with: wg setconf IFACE FILE && wg set IFACE private-key KEYFILE (setconf replaces everything, the key too)`, '', '[Interface]');
+  }
+  if (port !== undefined) lines.push(`ListenPort = ${port}`);
+  const extra = opts.extraAllowedIPs.filter((c) => !peer.allowedIPs.includes(c));
+  for (const n of view.nodes) {
+    const own = [hostCidr(parseIp(n.overlayAddress)!), ...n.podCIDRs].sort(compareCidrText);
+    lines.push('', ...renderBlock({
+      comment: `Node ${n.name}${n === via && extra.length > 0 ? ` (also routes the extra ranges ${extra.join(', ')})` : ''}`,
+      publicKey: n.publicKey,
+      presharedKey: peer.presharedKey,
+      endpoint: n.endpoint,
+      allowedIPs: n === via ? [...own, ...extra.filter((c) => !own.includes(c))] : own,
+      persistentKeepalive: peer.persistentKeepalive,
+    }));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Renders the configuration of Node `name` from its desired state (pure). */
+export function renderNodeConf(desired: DesiredState, name: string, opts: { wgQuick: boolean }): string {
+  const lines: string[] = [
+    `# WireGuard configuration of Node ${name} (public key ${desired.iface.publicKey}),`,
+    `# generated by \`wg-overlay showconf node ${name}${opts.wgQuick ? ' --wg-quick' : ''}\` (without its private key).`,
+    '',
+    '[Interface]',
+  ];
+  if (opts.wgQuick) lines.push(`PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`, `Address = ${desired.iface.address}`);
+  lines.push(`ListenPort = ${desired.iface.listenPort}`);
+  for (const p of desired.peers) {
+    lines.push('', ...renderBlock({
+      comment: `${p.kind === 'node' ? 'Node' : 'Peer'} ${p.name}`,
+      publicKey: p.publicKey,
+      presharedKey: p.presharedKey,
+      endpoint: p.endpoint,
+      allowedIPs: p.allowedIPs,
+      persistentKeepalive: p.persistentKeepalive,
+    }));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The desired state of Node `name` as seen from the cluster; throws a CliError when there is none. */
+export function nodeDesired(nodes: readonly MeshNode[], peers: readonly MeshPeer[], settings: MeshSettings, name: string): DesiredState {
+  const node = nodes.find((n) => n.name === name);
+  if (!node) throw new CliError(`Node ${name} does not exist (kubectl get nodes lists them)`);
+  const key = node.annotations[ANNOTATION_PUBLIC_KEY];
+  if (!key || !isValidKey(key)) throw new CliError(`Node ${name} has not published a valid WireGuard public key (is wg-overlay running on it?)`);
+  try {
+    return computeDesired({ name, publicKey: key }, nodes, settings, peers);
+  } catch (e) {
+    if (e instanceof NotReadyError) throw new CliError(e.message);
+    throw e;
+  }
+}
+
+/** `wg-overlay showconf …`: resolves with the exit status. */
+export async function showconfCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  return runCli('showconf', err, async () => {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          'wg-quick': { type: 'boolean' },
+          'allowed-ips': { type: 'string', multiple: true },
+          via: { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+        allowPositionals: true,
+      });
+    } catch (e) {
+      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${SHOWCONF_USAGE}`, EXIT_USAGE);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) { out.write(SHOWCONF_USAGE); return 0; }
+    const [kind, name, ...more] = positionals;
+    if ((kind !== 'peer' && kind !== 'node') || !name || more.length > 0) throw new CliError(`expected "peer NAME" or "node NAME"\n${SHOWCONF_USAGE}`, EXIT_USAGE);
+    if (kind === 'node' && (values['allowed-ips'] || values.via)) throw new CliError('--allowed-ips and --via apply to showconf peer only', EXIT_USAGE);
+    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+    const extra = [...config.peers.allowedIpsExtra, ...parseCidrList(values['allowed-ips'] ?? [], '--allowed-ips')];
+    const cluster = await readCluster(config);
+    const settings = meshSettings(config);
+    if (kind === 'peer') {
+      if (cluster.peersAbsent) throw new CliError('the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml');
+      const view = meshView(cluster.nodes, cluster.peers, settings);
+      out.write(renderPeerConf(view, name, { wgQuick: values['wg-quick'] ?? false, extraAllowedIPs: [...new Set(extra)], via: values.via }));
+    } else {
+      out.write(renderNodeConf(nodeDesired(cluster.nodes, cluster.peers, settings, name), name, { wgQuick: values['wg-quick'] ?? false }));
+    }
+    return 0;
+  });
+}

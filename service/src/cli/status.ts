@@ -1,0 +1,318 @@
+/**
+ * `wg-overlay status [--json]`: this node at a glance. What the device and routing table hold
+ * right now (`wg show <if> dump`, `ip -j addr`, `ip -j route`) next to what the daemon wants and
+ * why it leaves anything out (its status file, `<runtime_dir>/status.json`): interface, address,
+ * port, and per peer its name, overlay address, endpoint, latest handshake age, rx/tx and whether
+ * its routes are present; then every skipped Node or Peer with the reason. Reads only, so it works
+ * while the daemon runs. Exit status 1 when the interface is missing.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { ExecaRunner } from '../exec/runner.js';
+import { describeError } from '../log/logger.js';
+import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js';
+import type { SkipReason } from '../mesh/types.js';
+import { normalizeCidr } from '../net/ip.js';
+import { readRoutes } from '../routes/routes.js';
+import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
+import { readDevice } from '../wireguard/device.js';
+import { readLink } from '../wireguard/link.js';
+import { CliError, EXIT_USAGE, loadCliConfig, runCli } from './cluster.js';
+import { formatAge } from './graph.js';
+
+export const STATUS_USAGE = `Usage: wg-overlay status [--json] [--config FILE]
+
+Shows this node's WireGuard interface, its peers (name, overlay address, endpoint, latest
+handshake, traffic, routes) and every Node or Peer the daemon leaves out, with the reason.
+  --json          machine-readable output
+  --config FILE   config file (default ${DEFAULT_CONFIG_PATH})
+Exit status: 0, or 1 when the interface is missing.
+`;
+
+/** One peer in the status. */
+export interface StatusPeer {
+  /** `unknown`: on the device but not a current Node or Peer. */
+  kind: 'node' | 'peer' | 'unknown';
+  name: string;
+  publicKey: string;
+  overlayAddress: string | null;
+  endpoint: string | null;
+  /** ISO time of the latest handshake, null = never. */
+  latestHandshake: string | null;
+  handshakeAgeSeconds: number | null;
+  rxBytes: number;
+  txBytes: number;
+  allowedIPs: string[];
+  /** The routes the daemon wants for this peer and whether each is in the routing table. */
+  routes: Array<{ dst: string; present: boolean }>;
+  routesPresent: boolean;
+  /** False when the daemon wants the peer but the device does not have it (yet). */
+  onDevice: boolean;
+}
+
+/** Everything `status` shows. */
+export interface StatusView {
+  node: string;
+  interface: {
+    name: string;
+    exists: boolean;
+    up: boolean;
+    addresses: string[];
+    listenPort: number | null;
+    publicKey: string | null;
+    /** False when the link exists but `wg show` failed (not root, or not WireGuard). */
+    readable: boolean;
+  };
+  daemon: {
+    statusFile: string;
+    /** A status file was found. */
+    found: boolean;
+    /** Its writer is still running. */
+    running: boolean;
+    pid: number | null;
+    updatedAt: string | null;
+    /** Why the daemon has no desired state yet. */
+    waiting: string | null;
+    lastApply: { ok: boolean; error: string | null; at: string } | null;
+    lastSuccessAt: string | null;
+    watch: { nodes: WatchStatus; peers: WatchStatus } | null;
+    /** A problem reading the status file. */
+    error: string | null;
+  };
+  peers: StatusPeer[];
+  skipped: SkipReason[];
+  warnings: string[];
+}
+
+/** What the view is built from. */
+export interface StatusInput {
+  node: string;
+  iface: string;
+  link: LinkStatus;
+  device: InterfaceStatus | undefined;
+  routes: RouteStatus[];
+  snapshot: StatusSnapshot | undefined;
+  snapshotError: string | undefined;
+  statusFile: string;
+  /** Whether the pid in the snapshot is alive. */
+  pidAlive: boolean;
+  /** Now, ms since the epoch. */
+  now: number;
+}
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** Builds the status view (pure). */
+export function buildStatusView(i: StatusInput): StatusView {
+  const snap = i.snapshot;
+  const dev = i.device;
+  const present = new Set(i.routes.filter((r) => r.dev === i.iface).map((r) => normalizeCidr(r.dst) ?? r.dst));
+  const onDevice = new Map((dev?.peers ?? []).map((p) => [p.publicKey, p]));
+  const peers: StatusPeer[] = [];
+  const nowS = Math.floor(i.now / 1000);
+  const handshake = (t: number | undefined): { latestHandshake: string | null; handshakeAgeSeconds: number | null } =>
+    (t ? { latestHandshake: new Date(t * 1000).toISOString(), handshakeAgeSeconds: Math.max(0, nowS - t) } : { latestHandshake: null, handshakeAgeSeconds: null });
+  for (const p of snap?.peers ?? []) {
+    const d = onDevice.get(p.publicKey);
+    const routes = (snap?.routes ?? []).filter((r) => r.via === p.name && r.kind === p.kind).map((r) => ({ dst: r.dst, present: present.has(r.dst) }));
+    peers.push({
+      kind: p.kind,
+      name: p.name,
+      publicKey: p.publicKey,
+      overlayAddress: p.overlayAddress ?? null,
+      endpoint: d?.endpoint ?? p.endpoint ?? null,
+      ...handshake(d?.latestHandshake),
+      rxBytes: d?.rxBytes ?? 0,
+      txBytes: d?.txBytes ?? 0,
+      allowedIPs: d?.allowedIPs ?? p.allowedIPs,
+      routes,
+      routesPresent: routes.every((r) => r.present),
+      onDevice: d !== undefined,
+    });
+  }
+  const wanted = new Set((snap?.peers ?? []).map((p) => p.publicKey));
+  for (const d of dev?.peers ?? []) {
+    if (wanted.has(d.publicKey)) continue;
+    peers.push({
+      kind: 'unknown',
+      name: snap ? '(not a current Node or Peer)' : `${d.publicKey.slice(0, 10)}...`,
+      publicKey: d.publicKey,
+      overlayAddress: null,
+      endpoint: d.endpoint ?? null,
+      ...handshake(d.latestHandshake),
+      rxBytes: d.rxBytes,
+      txBytes: d.txBytes,
+      allowedIPs: d.allowedIPs,
+      routes: [],
+      routesPresent: true,
+      onDevice: true,
+    });
+  }
+  return {
+    node: i.node,
+    interface: {
+      name: i.iface,
+      exists: i.link.exists,
+      up: i.link.up,
+      addresses: i.link.addresses,
+      listenPort: dev?.listenPort ?? null,
+      publicKey: dev?.publicKey ?? null,
+      readable: dev !== undefined,
+    },
+    daemon: {
+      statusFile: i.statusFile,
+      found: snap !== undefined,
+      running: snap !== undefined && i.pidAlive,
+      pid: snap?.pid ?? null,
+      updatedAt: iso(snap?.writtenAt),
+      waiting: snap?.waiting ?? null,
+      lastApply: snap?.lastApply ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! } : null,
+      lastSuccessAt: iso(snap?.lastSuccessAt),
+      watch: snap?.watch ?? null,
+      error: i.snapshotError ?? null,
+    },
+    peers,
+    skipped: snap?.skipped ?? [],
+    warnings: snap?.warnings ?? [],
+  };
+}
+
+/** Bytes as `512 B`, `1.2 KiB`, `3.4 MiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+function ago(isoTime: string | null, now: number): string {
+  return isoTime === null ? 'never' : `${formatAge((now - Date.parse(isoTime)) / 1000)} ago`;
+}
+
+function describeWatch(what: string, w: WatchStatus, now: number): string {
+  switch (w.state) {
+    case 'up': return `${what} up`;
+    case 'absent': return `${what}: the Peer CRD is not installed`;
+    case 'starting': return `${what} starting`;
+    case 'off': return `${what} off`;
+    default: return `${what} DOWN for ${formatAge((now - w.since) / 1000)}${w.error ? ` (${w.error})` : ''}`;
+  }
+}
+
+/** Lays out rows as left-aligned columns. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
+}
+
+/** Renders the view for a terminal. */
+export function renderStatusText(v: StatusView, now: number): string {
+  const out: string[] = [];
+  const d = v.daemon;
+  if (!d.found) {
+    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`);
+  } else {
+    const state = d.running ? `daemon running (pid ${d.pid})` : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
+    const apply = d.lastApply ? (d.lastApply.ok ? `last run ok ${ago(d.lastApply.at, now)}` : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`) : 'no run yet';
+    out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
+    if (d.watch) out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
+    if (d.waiting) out.push(`  waiting: ${d.waiting}`);
+  }
+  const i = v.interface;
+  if (!i.exists) {
+    out.push(`interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`);
+  } else {
+    const parts = [i.up ? 'up' : 'DOWN', `address ${i.addresses.join(', ') || '(none)'}`];
+    if (i.listenPort !== null) parts.push(`listen port ${i.listenPort}`);
+    out.push(`interface ${i.name}: ${parts.join(', ')}`);
+    if (i.publicKey) out.push(`  public key ${i.publicKey}`);
+    if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
+  }
+  const nodes = v.peers.filter((p) => p.kind === 'node').length;
+  const external = v.peers.filter((p) => p.kind === 'peer').length;
+  out.push('', `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`);
+  if (v.peers.length > 0) {
+    const rows = [['NAME', 'KIND', 'OVERLAY ADDRESS', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'ROUTES']];
+    for (const p of v.peers) {
+      const missing = p.routes.filter((r) => !r.present).map((r) => r.dst);
+      const routes = p.routes.length === 0 ? '-' : missing.length === 0 ? `ok (${p.routes.length})` : `MISSING ${missing.join(',')}`;
+      rows.push([
+        p.name,
+        p.kind,
+        p.overlayAddress ?? '-',
+        p.endpoint ?? '(none)',
+        p.onDevice ? (p.handshakeAgeSeconds === null ? 'never' : `${formatAge(p.handshakeAgeSeconds)} ago`) : 'NOT ON DEVICE',
+        formatBytes(p.rxBytes),
+        formatBytes(p.txBytes),
+        routes,
+      ]);
+    }
+    out.push(...table(rows).map((l) => `  ${l}`));
+  }
+  if (v.skipped.length > 0) {
+    out.push('', `skipped: ${v.skipped.length}`);
+    for (const s of v.skipped) out.push(`  ${s.kind === 'peer' ? 'Peer' : 'Node'} ${s.name}${s.whole ? '' : ' (partly)'}: ${s.message} [${s.reason}]`);
+  }
+  if (v.warnings.length > 0) {
+    out.push('', 'warnings:');
+    for (const w of v.warnings) out.push(`  ${w}`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+/** Whether a process with this pid exists. */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** `wg-overlay status`: resolves with the exit status. */
+export async function statusCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  return runCli('status', err, async () => {
+    let values;
+    try {
+      ({ values } = parseArgs({
+        args: argv,
+        options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+        allowPositionals: false,
+      }));
+    } catch (e) {
+      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${STATUS_USAGE}`, EXIT_USAGE);
+    }
+    if (values.help) { out.write(STATUS_USAGE); return 0; }
+    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+    const runner = new ExecaRunner();
+    const iface = config.wireguard.interface;
+    const link = await readLink(runner, iface);
+    const device = link.exists ? await readDevice(runner, iface).catch(() => undefined) : undefined;
+    const routes = await readRoutes(runner).catch(() => [] as RouteStatus[]);
+    let snapshot: StatusSnapshot | undefined;
+    let snapshotError: string | undefined;
+    try {
+      snapshot = await readStatusFile(config.state.runtimeDir);
+    } catch (e) {
+      snapshotError = describeError(e);
+    }
+    const now = Date.now();
+    const view = buildStatusView({
+      node: snapshot?.node ?? config.kubernetes.nodeName,
+      iface,
+      link,
+      device,
+      routes,
+      snapshot,
+      snapshotError,
+      statusFile: join(config.state.runtimeDir, STATUS_FILE),
+      pidAlive: snapshot ? pidAlive(snapshot.pid) : false,
+      now,
+    });
+    out.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatusText(view, now));
+    return link.exists ? 0 : 1;
+  });
+}

@@ -1,0 +1,239 @@
+/**
+ * Discovery of Kilo's `Peer` custom resources (kilo.squat.ai/v1alpha1, cluster-scoped): an
+ * informer on /apis/kilo.squat.ai/v1alpha1/peers restarted with backoff when it stops, and a
+ * one-shot list for the CLI. Peers are optional: when the CRD is not installed the source reports
+ * an empty list, logs that once at warning, and looks again every minute; it is never fatal.
+ * Everything leaving this module is a plain MeshPeer.
+ */
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../log/logger.js';
+import { PEER_API_PATH, PEER_GROUP, PEER_PLURAL, PEER_VERSION } from '../mesh/peers.js';
+import type { MeshPeer } from '../mesh/types.js';
+import { Backoff, StateReporter } from '../util/backoff.js';
+import { describeApiError } from './client.js';
+import { type PeerObject, toMeshPeer } from './translate.js';
+
+/** The state of Peer discovery. */
+export type PeerSourceState =
+  /** Listed and watching. */
+  | 'up'
+  /** The Peer CRD is not installed (404): no Peers, looked for again periodically. */
+  | 'absent'
+  /** The API failed; the last known Peers stay in effect. */
+  | 'down';
+
+/** Callbacks a Peer source reports to. */
+export interface PeerSourceHandler {
+  /** The complete current Peer list (after any change). */
+  onPeers(peers: MeshPeer[]): void;
+  /** Discovery state changed (with the error when down). */
+  onState(state: PeerSourceState, error?: unknown): void;
+}
+
+/** Discovers Peers; `start` begins reporting, `stop` ends it. */
+export interface PeerSource {
+  start(handler: PeerSourceHandler): void;
+  stop(): Promise<void>;
+}
+
+/** True when an API error means the resource type is not served (CRD missing). */
+export function isNotFound(err: unknown): boolean {
+  const e = err as { code?: number; statusCode?: number };
+  return e?.code === 404 || e?.statusCode === 404;
+}
+
+/** The warning for a failing Peer list or watch (a hint for 403, which means missing RBAC rules). */
+export function peerFailureMessage(what: string, err: unknown): string {
+  const e = err as { code?: number; statusCode?: number };
+  const why = describeApiError(err);
+  if (e?.code === 403 || e?.statusCode === 403) {
+    return `${what}: listing ${PEER_GROUP} Peers is forbidden (${why}): give wg-overlay's ClusterRole the verbs list and watch on peers.${PEER_GROUP} `
+      + '(see /usr/share/wg-overlay/kubernetes/rbac.yaml); retrying with backoff, the last known Peers stay';
+  }
+  return `${what}: listing ${PEER_GROUP} Peers failed (${why}); retrying with backoff, the last known Peers stay`;
+}
+
+/** Converts Peer objects into MeshPeers, dropping unnamed ones. */
+export function translatePeers(items: readonly unknown[]): MeshPeer[] {
+  return items.map((o) => toMeshPeer(o as PeerObject)).filter((p): p is MeshPeer => p !== undefined);
+}
+
+type PeerInformer = k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>;
+
+/**
+ * How long an informer (re)start may take before it is given up and a fresh informer starts over
+ * (the limit doubles with each start given up in a row): a request whose connection never
+ * completes (a SYN lost for good, an endpoint that accepts but never answers) would otherwise
+ * hold Peer discovery for minutes until the kernel gives up, and client-node cannot abort it.
+ */
+export const PEER_WATCH_START_TIMEOUT_MS = 15_000;
+
+/** Watches Peers with client-node's informer; restarts it with backoff (slowly while the CRD is missing). */
+export class WatchPeerSource implements PeerSource {
+  private informer: PeerInformer | undefined;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(500, 30_000);
+  private readonly reporter = new StateReporter();
+  private handler: PeerSourceHandler | undefined;
+  /** Starts given up on in a row: each doubles the next start's timeout. */
+  private stuckInARow = 0;
+
+  /**
+   * `absentRetryMs`: how often to look for the CRD again while it is missing; `startTimeoutMs`:
+   * how long a (re)start may hang before it is given up and a fresh informer is started.
+   */
+  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly absentRetryMs = 60_000, private readonly startTimeoutMs = PEER_WATCH_START_TIMEOUT_MS) {}
+
+  start(handler: PeerSourceHandler): void {
+    this.handler = handler;
+    this.launch();
+  }
+
+  /** Makes a fresh informer (also in place of one whose start hangs) and starts it. */
+  private launch(): void {
+    if (this.stopped) return;
+    const handler = this.handler!;
+    const api = this.kc.makeApiClient(k8s.CustomObjectsApi);
+    const list = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> =>
+      (await api.listClusterCustomObject({ group: PEER_GROUP, version: PEER_VERSION, plural: PEER_PLURAL })) as k8s.KubernetesListObject<k8s.KubernetesObject>;
+    const informer = k8s.makeInformer(this.kc, PEER_API_PATH, list);
+    this.informer = informer;
+    const current = (): boolean => !this.stopped && this.informer === informer;
+    const emit = (): void => { if (current()) handler.onPeers(translatePeers(informer.list())); };
+    informer.on('add', emit);
+    informer.on('update', emit);
+    informer.on('delete', emit);
+    informer.on('error', (err: unknown) => {
+      if (!current()) return; // informer.stop() itself reports an abort as an error; replaced informers are done
+      this.retryLater(informer, emit, err);
+    });
+    void this.run(informer, emit);
+  }
+
+  /** Reports the failure and schedules a restart: slowly when the CRD is missing, with backoff otherwise. */
+  private retryLater(informer: PeerInformer, emit: () => void, err: unknown): void {
+    const handler = this.handler!;
+    let ms: number;
+    if (isNotFound(err)) {
+      ms = this.absentRetryMs;
+      if (this.reporter.changed('state', 'absent')) {
+        this.log.warning(`Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
+          + `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\` (looking again every ${Math.round(ms / 1000)} s)`);
+      }
+      handler.onState('absent', err);
+      handler.onPeers([]);
+    } else {
+      ms = this.backoff.next();
+      const why = describeApiError(err);
+      if (this.reporter.changed('state', `down:${why}`)) this.log.warning(peerFailureMessage('peer watch', err));
+      else this.log.debug(`peer watch stopped (${why}); restarting in ${ms} ms`);
+      handler.onState('down', err);
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => { void this.run(informer, emit); }, ms);
+  }
+
+  private async run(informer: PeerInformer, emit: () => void): Promise<void> {
+    if (this.stopped || this.informer !== informer) return;
+    let failed = false;
+    const onErr = (): void => { failed = true; };
+    informer.on('error', onErr);
+    // A request whose connection never completes holds start() until the kernel gives up, and
+    // client-node cannot abort it yet: leave that informer behind and start a fresh one.
+    const limit = Math.min(this.startTimeoutMs * 2 ** this.stuckInARow, 300_000);
+    const stuck = setTimeout(() => {
+      if (this.stopped || this.informer !== informer) return;
+      this.informer = undefined;
+      this.stuckInARow += 1;
+      const ms = this.backoff.next();
+      this.log.debug(`peer watch: no answer from the API server within ${Math.round(limit / 1000)} s; starting over in ${ms} ms`);
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.launch(), ms);
+    }, limit);
+    try {
+      await informer.start();
+    } catch (err) {
+      clearTimeout(stuck);
+      informer.off('error', onErr);
+      if (this.stopped || this.informer !== informer) return;
+      this.retryLater(informer, emit, err);
+      return;
+    }
+    clearTimeout(stuck);
+    informer.off('error', onErr);
+    if (this.informer !== informer) {
+      void informer.stop(); // a replaced informer whose start came through late: end its watch
+      return;
+    }
+    if (!failed && !this.stopped) {
+      this.backoff.reset();
+      this.stuckInARow = 0;
+      if (this.reporter.changed('state', 'up')) this.log.info(`peer watch: watching ${PEER_GROUP} Peers`);
+      this.handler!.onState('up');
+      emit();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.informer?.stop();
+  }
+}
+
+/** Lists Peers every `intervalMs` (with `discovery = list`, for API endpoints that cannot watch). */
+export class ListPeerSource implements PeerSource {
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(500, 30_000);
+  private readonly reporter = new StateReporter();
+
+  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly intervalMs: number) {}
+
+  start(handler: PeerSourceHandler): void {
+    const tick = async (): Promise<void> => {
+      if (this.stopped) return;
+      let delay = this.intervalMs;
+      try {
+        const { peers, absent } = await listPeers(this.kc);
+        this.backoff.reset();
+        if (absent) {
+          if (this.reporter.changed('state', 'absent')) {
+            this.log.warning(`Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
+              + 'install it with `kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml`');
+          }
+          handler.onState('absent');
+        } else {
+          if (this.reporter.changed('state', 'up')) this.log.info(`peer list: listing ${PEER_GROUP} Peers every ${Math.round(this.intervalMs / 1000)} s`);
+          handler.onState('up');
+        }
+        handler.onPeers(peers);
+      } catch (err) {
+        const cause = (err as { cause?: unknown }).cause ?? err;
+        if (this.reporter.changed('state', `down:${describeApiError(cause)}`)) this.log.warning(peerFailureMessage('peer list', cause));
+        handler.onState('down', err);
+        delay = Math.min(this.intervalMs, this.backoff.next());
+      }
+      if (!this.stopped) this.timer = setTimeout(() => { void tick(); }, delay);
+    };
+    void tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+}
+
+/** Lists Peers once (for the CLI); an empty list with `absent: true` when the CRD is not installed. */
+export async function listPeers(kc: k8s.KubeConfig): Promise<{ peers: MeshPeer[]; absent: boolean }> {
+  const api = kc.makeApiClient(k8s.CustomObjectsApi);
+  try {
+    const list = await api.listClusterCustomObject({ group: PEER_GROUP, version: PEER_VERSION, plural: PEER_PLURAL }) as { items?: unknown[] };
+    return { peers: translatePeers(Array.isArray(list?.items) ? list.items : []), absent: false };
+  } catch (err) {
+    if (isNotFound(err)) return { peers: [], absent: true };
+    throw new Error(`listing ${PEER_GROUP} Peers: ${describeApiError(err)}`, { cause: err });
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The daemon's Prometheus metrics (prom-client, a private registry) and its health verdict:
+ * peers by kind, skipped Nodes/Peers by reason, reconciles and their duration, apply errors by
+ * kind, the time of the last successful sync, API watch state, and the latest handshake age per
+ * peer (read from the device at scrape time). `/healthz` fails when an API watch has been down
+ * longer than the threshold or the last apply failed.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ReconcileReport } from '../daemon/reconciler.js';
+import type { DesiredState } from '../mesh/types.js';
+
+/** The step of a run an apply error came from (the `kind` label of apply errors). */
+export type ApplyErrorKind = 'publish' | 'interface' | 'peers' | 'routes' | 'config-file' | 'other';
+
+/** Classifies a failed run's error message by the command or call that failed. */
+export function classifyApplyError(message: string): ApplyErrorKind {
+  if (/patching annotations of Node/.test(message)) return 'publish';
+  if (/\bwg set\b/.test(message)) return 'peers';
+  if (/\bip (-[46] )?route\b/.test(message)) return 'routes';
+  if (/\b(wg setconf|wg show|wg-quick|wireguard-go|ip link|ip address|ip -j addr)\b|interface|\.service|systemd|D-Bus/i.test(message)) return 'interface';
+  return 'other';
+}
+
+/** One peer's handshake as read from the device. */
+export interface PeerHandshake {
+  kind: 'node' | 'peer' | 'unknown';
+  name: string;
+  /** Unix seconds of the latest handshake; 0 = never. */
+  latestHandshake: number;
+}
+
+/** Options of {@link DaemonMetrics}. */
+export interface MetricsOptions {
+  node: string;
+  iface: string;
+  version: string;
+  /** Reads the peers' latest handshakes (at scrape time); may throw when the device is missing. */
+  readHandshakes: () => Promise<PeerHandshake[]>;
+  /** Clock in ms (tests). */
+  now?: () => number;
+}
+
+/** Every metric of the daemon in one private registry. */
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private readonly peers: Gauge<'kind'>;
+  private readonly skipped: Gauge<'kind' | 'reason'>;
+  private readonly reconciles: Counter<'result'>;
+  private readonly duration: Histogram;
+  private readonly applyErrors: Counter<'kind'>;
+  private readonly lastSync: Gauge;
+  private readonly watchUp: Gauge<'resource'>;
+
+  constructor(private readonly opts: MetricsOptions) {
+    const registers = [this.registry];
+    const now = opts.now ?? Date.now;
+    new Gauge({ name: 'wg_overlay_info', help: 'Always 1; labels name the version, node and interface.', labelNames: ['version', 'node', 'interface'], registers })
+      .set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
+    this.peers = new Gauge({ name: 'wg_overlay_peers', help: 'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).', labelNames: ['kind'], registers });
+    this.peers.set({ kind: 'node' }, 0);
+    this.peers.set({ kind: 'peer' }, 0);
+    this.skipped = new Gauge({ name: 'wg_overlay_skipped', help: 'Nodes and Peers (or parts of them) left out of the mesh, by kind and reason.', labelNames: ['kind', 'reason'], registers });
+    this.reconciles = new Counter({ name: 'wg_overlay_reconciles_total', help: 'Reconcile runs, by result (ok or error).', labelNames: ['result'], registers });
+    this.reconciles.inc({ result: 'ok' }, 0);
+    this.reconciles.inc({ result: 'error' }, 0);
+    this.duration = new Histogram({
+      name: 'wg_overlay_reconcile_duration_seconds',
+      help: 'Duration of reconcile runs.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.applyErrors = new Counter({ name: 'wg_overlay_apply_errors_total', help: 'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).', labelNames: ['kind'], registers });
+    this.lastSync = new Gauge({ name: 'wg_overlay_last_successful_sync_timestamp_seconds', help: 'Unix time of the last run that applied the full desired state (0 = never).', registers });
+    this.lastSync.set(0);
+    this.watchUp = new Gauge({ name: 'wg_overlay_watch_up', help: 'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).', labelNames: ['resource'], registers });
+    const read = opts.readHandshakes;
+    new Gauge({
+      name: 'wg_overlay_peer_latest_handshake_age_seconds',
+      help: 'Seconds since the latest WireGuard handshake with each peer (+Inf = never), read from the device at scrape time.',
+      labelNames: ['kind', 'name'],
+      registers,
+      async collect() {
+        this.reset();
+        let list: PeerHandshake[];
+        try {
+          list = await read();
+        } catch {
+          return; // no device: no per-peer series
+        }
+        const nowS = now() / 1000;
+        for (const p of list) this.set({ kind: p.kind, name: p.name }, p.latestHandshake > 0 ? Math.max(0, Math.round(nowS - p.latestHandshake)) : Infinity);
+      },
+    });
+  }
+
+  /** Records one reconcile run and the desired state it worked from. */
+  observeReport(report: ReconcileReport, desired: DesiredState | undefined, lastSuccessAt: number | undefined): void {
+    this.reconciles.inc({ result: report.ok ? 'ok' : 'error' });
+    this.duration.observe(report.durationMs / 1000);
+    if (!report.ok) this.applyErrors.inc({ kind: classifyApplyError(report.error ?? '') });
+    if (report.configFileError) this.applyErrors.inc({ kind: 'config-file' });
+    if (lastSuccessAt !== undefined) this.lastSync.set(Math.floor(lastSuccessAt / 1000));
+    if (desired) {
+      this.peers.set({ kind: 'node' }, desired.peers.filter((p) => p.kind === 'node').length);
+      this.peers.set({ kind: 'peer' }, desired.peers.filter((p) => p.kind === 'peer').length);
+      this.skipped.reset();
+      const counts = new Map<string, number>();
+      for (const s of desired.skipped) {
+        const k = `${s.kind ?? 'node'}\u0000${s.reason}`;
+        counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+      for (const [k, n] of counts) {
+        const [kind, reason] = k.split('\u0000') as [string, string];
+        this.skipped.set({ kind, reason }, n);
+      }
+    }
+  }
+
+  /** Records whether discovery of a resource is connected. */
+  setWatch(resource: 'nodes' | 'peers', up: boolean): void {
+    this.watchUp.set({ resource }, up ? 1 : 0);
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** What the health verdict is computed from. */
+export interface HealthInput {
+  /** Each API watch and how long it has been down (0 = up). */
+  watches: Array<{ what: string; downForMs: number }>;
+  thresholdMs: number;
+  /** The latest reconcile run, if any. */
+  lastReport: Pick<ReconcileReport, 'ok' | 'error' | 'at'> | undefined;
+}
+
+/** The health verdict: ok, or every reason it is not. */
+export interface HealthResult {
+  ok: boolean;
+  reasons: string[];
+}
+
+/** Decides health (pure): unhealthy when a watch is down longer than the threshold or the last apply failed. */
+export function evaluateHealth(h: HealthInput): HealthResult {
+  const reasons: string[] = [];
+  for (const w of h.watches) {
+    if (w.downForMs > h.thresholdMs) {
+      reasons.push(`${w.what} has been down for ${Math.round(w.downForMs / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`);
+    }
+  }
+  if (h.lastReport && !h.lastReport.ok) reasons.push(`the last apply failed: ${h.lastReport.error ?? 'unknown error'}`);
+  return { ok: reasons.length === 0, reasons };
+}

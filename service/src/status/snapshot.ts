@@ -1,0 +1,142 @@
+/**
+ * The daemon's status file (`<runtime_dir>/status.json`): after every reconcile and every change
+ * of the API watches the daemon writes what it wants applied and why anything is skipped, so
+ * `wg-overlay status` (another process) can show it next to what the device holds right now.
+ * It holds public keys only, never a private or preshared key.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ReconcileReport } from '../daemon/reconciler.js';
+import type { DesiredState, SkipReason } from '../mesh/types.js';
+import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
+
+/** Name of the status file inside the runtime directory. */
+export const STATUS_FILE = 'status.json';
+
+/** State of one API watch. */
+export interface WatchStatus {
+  /** `up`, `down`, `absent` (the Peer CRD is not installed), `off` or `starting`. */
+  state: 'up' | 'down' | 'absent' | 'off' | 'starting';
+  /** When the state began (ms since the epoch). */
+  since: number;
+  /** The last error, when down. */
+  error?: string;
+}
+
+/** One peer the daemon wants on the interface. */
+export interface SnapshotPeer {
+  kind: 'node' | 'peer';
+  name: string;
+  publicKey: string;
+  endpoint: string | undefined;
+  allowedIPs: string[];
+  /** A Node's overlay address (undefined for an external Peer). */
+  overlayAddress: string | undefined;
+  persistentKeepalive: number;
+  hasPresharedKey: boolean;
+}
+
+/** What `status.json` holds. */
+export interface StatusSnapshot {
+  version: 1;
+  node: string;
+  pid: number;
+  startedAt: number;
+  writtenAt: number;
+  /** The configured interface name. */
+  interface: string;
+  /** The wanted interface (undefined until a desired state could be computed). */
+  desired: { address: string; listenPort: number; publicKey: string } | undefined;
+  /** Why no desired state could be computed yet. */
+  waiting: string | undefined;
+  peers: SnapshotPeer[];
+  routes: Array<{ dst: string; via: string; kind: 'node' | 'peer' }>;
+  skipped: SkipReason[];
+  warnings: string[];
+  lastApply: { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number } | undefined;
+  lastSuccessAt: number | undefined;
+  watch: { nodes: WatchStatus; peers: WatchStatus };
+}
+
+/** What a snapshot is built from. */
+export interface SnapshotInput {
+  node: string;
+  iface: string;
+  startedAt: number;
+  desired: DesiredState | undefined;
+  waiting: string | undefined;
+  lastReport: ReconcileReport | undefined;
+  lastSuccessAt: number | undefined;
+  watch: { nodes: WatchStatus; peers: WatchStatus };
+  now: number;
+  pid: number;
+}
+
+/** Builds the snapshot (pure). */
+export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
+  const d = i.desired;
+  return {
+    version: 1,
+    node: i.node,
+    pid: i.pid,
+    startedAt: i.startedAt,
+    writtenAt: i.now,
+    interface: i.iface,
+    desired: d ? { address: d.iface.address, listenPort: d.iface.listenPort, publicKey: d.iface.publicKey } : undefined,
+    waiting: i.waiting,
+    peers: (d?.peers ?? []).map((p) => ({
+      kind: p.kind,
+      name: p.name,
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      allowedIPs: [...p.allowedIPs],
+      overlayAddress: p.kind === 'node' ? d?.addresses.get(p.name) : undefined,
+      persistentKeepalive: p.persistentKeepalive,
+      hasPresharedKey: Boolean(p.presharedKey),
+    })),
+    routes: (d?.routes ?? []).map((r) => ({ dst: r.dst, via: r.via, kind: r.kind ?? 'node' })),
+    skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node' })),
+    warnings: [...(d?.warnings ?? [])],
+    lastApply: i.lastReport
+      ? {
+        ok: i.lastReport.ok,
+        ...(i.lastReport.error ? { error: i.lastReport.error } : {}),
+        ...(i.lastReport.configFileError ? { configFileError: i.lastReport.configFileError } : {}),
+        at: i.lastReport.at,
+        durationMs: i.lastReport.durationMs,
+        changes: i.lastReport.changes.length,
+      }
+      : undefined,
+    lastSuccessAt: i.lastSuccessAt,
+    watch: i.watch,
+  };
+}
+
+/** Writes the snapshot atomically (mode 0644; the directory is created 0755). */
+export async function writeStatusFile(runtimeDir: string, snapshot: StatusSnapshot): Promise<void> {
+  await mkdir(runtimeDir, { recursive: true, mode: 0o755 });
+  await writeFileAtomic(join(runtimeDir, STATUS_FILE), `${JSON.stringify(snapshot, null, 1)}\n`, 0o644);
+}
+
+/** Reads the snapshot; undefined when there is none; throws when it is unreadable or malformed. */
+export async function readStatusFile(runtimeDir: string): Promise<StatusSnapshot | undefined> {
+  const path = join(runtimeDir, STATUS_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if (hasErrorCode(err, 'ENOENT')) return undefined;
+    throw new Error(`reading ${path}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (cause) {
+    throw new Error(`${path} is not valid JSON`, { cause });
+  }
+  const s = parsed as Partial<StatusSnapshot>;
+  if (typeof s !== 'object' || s === null || s.version !== 1 || !Array.isArray(s.peers) || !Array.isArray(s.skipped)) {
+    throw new Error(`${path} is not a wg-overlay status file of a known version`);
+  }
+  return s as StatusSnapshot;
+}
