@@ -34,3 +34,6 @@ fi
 echo "setup: building"
 # tsc overwrites dist/ in place (no rm: a parallel run may be reading it)
 npx tsc -p tsconfig.json
+# The one-file runtime the packages ship (the packaging tests read it; packaging/build.sh makes it too).
+mkdir -p build/bundle
+node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$(node -p 'require("./package.json").version')"

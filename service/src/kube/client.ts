@@ -11,6 +11,7 @@ import type { Logger } from '../log/logger.js';
 import { describeError } from '../log/logger.js';
 import type { MeshNode } from '../mesh/types.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
+import { RestartingInformer } from './informer.js';
 import { toMeshNode } from './translate.js';
 
 /** A kubeconfig that cannot be used; the message names the file and what is wrong. */
@@ -86,61 +87,23 @@ function translateAll(items: readonly k8s.V1Node[]): MeshNode[] {
   return items.map(toMeshNode).filter((n): n is MeshNode => n !== undefined);
 }
 
-/** Watches Nodes with client-node's informer; restarts it with backoff when it stops on an error. */
+/** Watches Nodes with client-node's informer, kept alive by RestartingInformer. */
 export class WatchNodeSource implements NodeSource {
-  private informer: (k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>) | undefined;
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly backoff = new Backoff(500, 30_000);
+  private informer: RestartingInformer<k8s.V1Node> | undefined;
 
   constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger) {}
 
   start(handler: NodeSourceHandler): void {
     const api = this.kc.makeApiClient(k8s.CoreV1Api);
-    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', () => api.listNode());
-    this.informer = informer;
-    const emit = (): void => handler.onNodes(translateAll(informer.list()));
-    informer.on('add', emit);
-    informer.on('update', emit);
-    informer.on('delete', emit);
-    informer.on('error', (err: unknown) => {
-      if (this.stopped) return; // informer.stop() itself reports an abort as an error
-      handler.onState(false, err);
-      const ms = this.backoff.next();
-      this.log.debug(`node watch stopped (${describeApiError(err)}); restarting in ${ms} ms`);
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => { void this.run(informer, handler, emit); }, ms);
+    this.informer = new RestartingInformer<k8s.V1Node>(this.kc, '/api/v1/nodes', () => api.listNode(), this.log, 'node watch');
+    this.informer.start({
+      onList: (items) => handler.onNodes(translateAll(items)),
+      onUp: () => handler.onState(true),
+      onError: (err) => { handler.onState(false, err); return undefined; },
     });
-    void this.run(informer, handler, emit);
-  }
-
-  private async run(informer: k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>, handler: NodeSourceHandler, emit: () => void): Promise<void> {
-    if (this.stopped) return;
-    let failed = false;
-    const onErr = (): void => { failed = true; };
-    informer.on('error', onErr);
-    try {
-      await informer.start();
-    } catch (err) {
-      failed = true;
-      informer.off('error', onErr);
-      handler.onState(false, err);
-      const ms = this.backoff.next();
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => { void this.run(informer, handler, emit); }, ms);
-      return;
-    }
-    informer.off('error', onErr);
-    if (!failed && !this.stopped) {
-      this.backoff.reset();
-      handler.onState(true);
-      emit();
-    }
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
     await this.informer?.stop();
   }
 }

@@ -11,6 +11,7 @@ import { PEER_API_PATH, PEER_GROUP, PEER_PLURAL, PEER_VERSION } from '../mesh/pe
 import type { MeshPeer } from '../mesh/types.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
 import { describeApiError } from './client.js';
+import { INFORMER_START_TIMEOUT_MS, RestartingInformer } from './informer.js';
 import { type PeerObject, toMeshPeer } from './translate.js';
 
 /** The state of Peer discovery. */
@@ -58,26 +59,13 @@ export function translatePeers(items: readonly unknown[]): MeshPeer[] {
   return items.map((o) => toMeshPeer(o as PeerObject)).filter((p): p is MeshPeer => p !== undefined);
 }
 
-type PeerInformer = k8s.Informer<k8s.KubernetesObject> & k8s.ObjectCache<k8s.KubernetesObject>;
+/** How long a Peer informer (re)start may hang before a fresh one starts over (see RestartingInformer). */
+export const PEER_WATCH_START_TIMEOUT_MS = INFORMER_START_TIMEOUT_MS;
 
-/**
- * How long an informer (re)start may take before it is given up and a fresh informer starts over
- * (the limit doubles with each start given up in a row): a request whose connection never
- * completes (a SYN lost for good, an endpoint that accepts but never answers) would otherwise
- * hold Peer discovery for minutes until the kernel gives up, and client-node cannot abort it.
- */
-export const PEER_WATCH_START_TIMEOUT_MS = 15_000;
-
-/** Watches Peers with client-node's informer; restarts it with backoff (slowly while the CRD is missing). */
+/** Watches Peers with client-node's informer (kept alive by RestartingInformer; slowly while the CRD is missing). */
 export class WatchPeerSource implements PeerSource {
-  private informer: PeerInformer | undefined;
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly backoff = new Backoff(500, 30_000);
+  private informer: RestartingInformer<k8s.KubernetesObject> | undefined;
   private readonly reporter = new StateReporter();
-  private handler: PeerSourceHandler | undefined;
-  /** Starts given up on in a row: each doubles the next start's timeout. */
-  private stuckInARow = 0;
 
   /**
    * `absentRetryMs`: how often to look for the CRD again while it is missing; `startTimeoutMs`:
@@ -86,98 +74,35 @@ export class WatchPeerSource implements PeerSource {
   constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly absentRetryMs = 60_000, private readonly startTimeoutMs = PEER_WATCH_START_TIMEOUT_MS) {}
 
   start(handler: PeerSourceHandler): void {
-    this.handler = handler;
-    this.launch();
-  }
-
-  /** Makes a fresh informer (also in place of one whose start hangs) and starts it. */
-  private launch(): void {
-    if (this.stopped) return;
-    const handler = this.handler!;
     const api = this.kc.makeApiClient(k8s.CustomObjectsApi);
     const list = async (): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> =>
       (await api.listClusterCustomObject({ group: PEER_GROUP, version: PEER_VERSION, plural: PEER_PLURAL })) as k8s.KubernetesListObject<k8s.KubernetesObject>;
-    const informer = k8s.makeInformer(this.kc, PEER_API_PATH, list);
-    this.informer = informer;
-    const current = (): boolean => !this.stopped && this.informer === informer;
-    const emit = (): void => { if (current()) handler.onPeers(translatePeers(informer.list())); };
-    informer.on('add', emit);
-    informer.on('update', emit);
-    informer.on('delete', emit);
-    informer.on('error', (err: unknown) => {
-      if (!current()) return; // informer.stop() itself reports an abort as an error; replaced informers are done
-      this.retryLater(informer, emit, err);
+    this.informer = new RestartingInformer(this.kc, PEER_API_PATH, list, this.log, 'peer watch', this.startTimeoutMs);
+    this.informer.start({
+      onList: (items) => handler.onPeers(translatePeers(items)),
+      onUp: () => {
+        if (this.reporter.changed('state', 'up')) this.log.info(`peer watch: watching ${PEER_GROUP} Peers`);
+        handler.onState('up');
+      },
+      onError: (err) => {
+        if (isNotFound(err)) {
+          if (this.reporter.changed('state', 'absent')) {
+            this.log.warning(`Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
+              + `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\` (looking again every ${Math.round(this.absentRetryMs / 1000)} s)`);
+          }
+          handler.onState('absent', err);
+          handler.onPeers([]);
+          return this.absentRetryMs;
+        }
+        const why = describeApiError(err);
+        if (this.reporter.changed('state', `down:${why}`)) this.log.warning(peerFailureMessage('peer watch', err));
+        handler.onState('down', err);
+        return undefined;
+      },
     });
-    void this.run(informer, emit);
-  }
-
-  /** Reports the failure and schedules a restart: slowly when the CRD is missing, with backoff otherwise. */
-  private retryLater(informer: PeerInformer, emit: () => void, err: unknown): void {
-    const handler = this.handler!;
-    let ms: number;
-    if (isNotFound(err)) {
-      ms = this.absentRetryMs;
-      if (this.reporter.changed('state', 'absent')) {
-        this.log.warning(`Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
-          + `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\` (looking again every ${Math.round(ms / 1000)} s)`);
-      }
-      handler.onState('absent', err);
-      handler.onPeers([]);
-    } else {
-      ms = this.backoff.next();
-      const why = describeApiError(err);
-      if (this.reporter.changed('state', `down:${why}`)) this.log.warning(peerFailureMessage('peer watch', err));
-      else this.log.debug(`peer watch stopped (${why}); restarting in ${ms} ms`);
-      handler.onState('down', err);
-    }
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => { void this.run(informer, emit); }, ms);
-  }
-
-  private async run(informer: PeerInformer, emit: () => void): Promise<void> {
-    if (this.stopped || this.informer !== informer) return;
-    let failed = false;
-    const onErr = (): void => { failed = true; };
-    informer.on('error', onErr);
-    // A request whose connection never completes holds start() until the kernel gives up, and
-    // client-node cannot abort it yet: leave that informer behind and start a fresh one.
-    const limit = Math.min(this.startTimeoutMs * 2 ** this.stuckInARow, 300_000);
-    const stuck = setTimeout(() => {
-      if (this.stopped || this.informer !== informer) return;
-      this.informer = undefined;
-      this.stuckInARow += 1;
-      const ms = this.backoff.next();
-      this.log.debug(`peer watch: no answer from the API server within ${Math.round(limit / 1000)} s; starting over in ${ms} ms`);
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.launch(), ms);
-    }, limit);
-    try {
-      await informer.start();
-    } catch (err) {
-      clearTimeout(stuck);
-      informer.off('error', onErr);
-      if (this.stopped || this.informer !== informer) return;
-      this.retryLater(informer, emit, err);
-      return;
-    }
-    clearTimeout(stuck);
-    informer.off('error', onErr);
-    if (this.informer !== informer) {
-      void informer.stop(); // a replaced informer whose start came through late: end its watch
-      return;
-    }
-    if (!failed && !this.stopped) {
-      this.backoff.reset();
-      this.stuckInARow = 0;
-      if (this.reporter.changed('state', 'up')) this.log.info(`peer watch: watching ${PEER_GROUP} Peers`);
-      this.handler!.onState('up');
-      emit();
-    }
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
     await this.informer?.stop();
   }
 }
