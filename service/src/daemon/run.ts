@@ -149,22 +149,24 @@ export async function runDaemon(configPath: string): Promise<number> {
   const statusReporter = new StateReporter();
   let statusQueued = false;
   let statusChain = Promise.resolve();
+  // Written a moment after a change (a burst shares one write), off the path of the live apply.
   const writeStatus = (): void => {
     if (statusQueued) return;
     statusQueued = true;
-    statusChain = statusChain.then(async () => {
-      statusQueued = false;
-      const dir = running.state.runtimeDir;
-      try {
-        await writeStatusFile(dir, buildSnapshot({
-          node: identity.name, iface: w.interface, startedAt, desired: reconciler.desired, waiting: reconciler.waiting,
-          lastReport: reconciler.lastReport, lastSuccessAt: reconciler.lastSuccessAt, watch, now: Date.now(), pid: process.pid,
-        }));
-        statusReporter.changed('status', 'ok');
-      } catch (err) {
-        if (statusReporter.changed('status', describeError(err))) log.warning(`cannot write the status file for \`wg-overlay status\`: ${describeError(err)}`);
-      }
-    });
+    setTimeout(() => { statusChain = statusChain.then(writeNow); }, 200);
+  };
+  const writeNow = async (): Promise<void> => {
+    statusQueued = false;
+    const dir = running.state.runtimeDir;
+    try {
+      await writeStatusFile(dir, buildSnapshot({
+        node: identity.name, iface: w.interface, startedAt, desired: reconciler.desired, waiting: reconciler.waiting,
+        lastReport: reconciler.lastReport, lastSuccessAt: reconciler.lastSuccessAt, watch, now: Date.now(), pid: process.pid,
+      }));
+      statusReporter.changed('status', 'ok');
+    } catch (err) {
+      if (statusReporter.changed('status', describeError(err))) log.warning(`cannot write the status file for \`wg-overlay status\`: ${describeError(err)}`);
+    }
   };
   const setWatch = (which: 'nodes' | 'peers', state: WatchStatus['state'], err?: unknown): void => {
     const cur = watch[which];
