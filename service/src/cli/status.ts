@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../net/forwarding.js';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { describeError } from '../log/logger.js';
@@ -99,6 +100,8 @@ export interface StatusInput {
   pidAlive: boolean;
   /** Now, ms since the epoch. */
   now: number;
+  /** Whether this host forwards IPv4 (undefined: unknown). */
+  ipForwarding?: boolean | undefined;
 }
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -174,7 +177,7 @@ export function buildStatusView(i: StatusInput): StatusView {
     },
     peers,
     skipped: snap?.skipped ?? [],
-    warnings: snap?.warnings ?? [],
+    warnings: [...(i.ipForwarding === false ? [FORWARDING_OFF_WARNING] : []), ...(snap?.warnings ?? [])],
   };
 }
 
@@ -311,6 +314,7 @@ export async function statusCommand(argv: string[], out: NodeJS.WritableStream =
       statusFile: join(config.state.runtimeDir, STATUS_FILE),
       pidAlive: snapshot ? pidAlive(snapshot.pid) : false,
       now,
+      ipForwarding: await ipForwardingEnabled(),
     });
     out.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatusText(view, now));
     return link.exists ? 0 : 1;

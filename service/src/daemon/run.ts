@@ -3,7 +3,8 @@
  * kubeconfig, finds systemd (or not), starts Node discovery and the reconcile loop, and stops
  * cleanly on SIGTERM leaving the mesh up.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../net/forwarding.js';
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { ApiNodePublisher, describeApiError, DiscoveryState, KubeconfigError, ListNodeSource, loadKubeconfig, WatchNodeSource, type NodeSource } from '../kube/client.js';
@@ -28,15 +29,6 @@ export const EXIT_CONFIG = 78;
 
 /** Seconds between full resyncs that re-read the host even when no event arrived. */
 const RESYNC_MS = 60_000;
-
-/** True when IPv4 forwarding is on (pods behind this node are unreachable otherwise). */
-export async function ipForwardingEnabled(): Promise<boolean | undefined> {
-  try {
-    return (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim() === '1';
-  } catch {
-    return undefined;
-  }
-}
 
 /** Loads the config, printing every problem and returning undefined when it is invalid. */
 async function loadOrReport(path: string, log: Logger): Promise<Config | undefined> {
@@ -87,7 +79,7 @@ export async function runDaemon(configPath: string): Promise<number> {
   log.info(`API server ${kc.getCurrentCluster()?.server ?? '?'} (kubeconfig ${config.kubernetes.kubeconfig})`);
 
   if ((await ipForwardingEnabled()) === false) {
-    log.warning('IPv4 forwarding is off (net.ipv4.ip_forward = 0): pods behind this node are unreachable from other nodes; enable it with sysctl -w net.ipv4.ip_forward=1');
+    log.warning(FORWARDING_OFF_WARNING);
   }
 
   const runner = new ExecaRunner(log);

@@ -43,7 +43,10 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
   try {
     kc.loadFromString(text);
   } catch (cause) {
-    throw new KubeconfigError(`kubeconfig ${path} is malformed: ${describeError(cause)}`, { cause });
+    // The YAML parser's message goes on with a source excerpt: its first line says it all, and
+    // the cause is not chained so describeError does not repeat it.
+    const first = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0];
+    throw new KubeconfigError(`kubeconfig ${path} is malformed: ${first}`);
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster || !cluster.server) throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);

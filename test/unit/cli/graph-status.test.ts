@@ -150,3 +150,17 @@ describe('unit: status view', () => {
   const bytes: Array<[number, string]> = [[0, '0 B'], [1023, '1023 B'], [1024, '1.0 KiB'], [1_500_000, '1.4 MiB'], [5 * 1024 ** 3, '5.0 GiB']];
   for (const [n, want] of bytes) it(`formatBytes(${n}) = ${want}`, () => assert.equal(formatBytes(n), want));
 });
+
+describe('unit: status view: IP forwarding', () => {
+  it('warns when this host does not forward IPv4', async () => {
+    const { buildStatusView } = await import('../../../service/src/cli/status.js');
+    const base = {
+      node: 'n', iface: 'wg0', link: { name: 'wg0', exists: true, up: true, mtu: 1420, addresses: [] }, device: undefined,
+      routes: [], snapshot: undefined, snapshotError: undefined, statusFile: '/run/wg-overlay/status.json', pidAlive: false, now: Date.now(),
+    };
+    const off = buildStatusView({ ...base, ipForwarding: false });
+    const on = buildStatusView({ ...base, ipForwarding: true });
+    if (!off.warnings.some((w) => /IPv4 forwarding is off/.test(w))) throw new Error(`no forwarding warning: ${JSON.stringify(off.warnings)}`);
+    if (on.warnings.some((w) => /forwarding/.test(w))) throw new Error('warned although forwarding is on');
+  });
+});
