@@ -15,6 +15,7 @@ import { diffPeers, diffRoutes, interfaceDrift, type PeerChange, type RouteChang
 import type { InterfaceStatus, LinkStatus, PeerStatus } from '../mesh/status.js';
 import type { DesiredPeer, DesiredState, MeshNode, MeshPeer } from '../mesh/types.js';
 import { toWgQuickConfig } from '../mesh/wgconf.js';
+import type { IpBatch } from '../routes/batch.js';
 import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../routes/routes.js';
 import type { UnitController } from '../systemd/units.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
@@ -37,6 +38,8 @@ export interface ReconcilerDeps {
   publisher: NodePublisher;
   /** Present when a systemd manager is reachable: interface restarts go through wg-quick@<if>. */
   units: UnitController | undefined;
+  /** A long-lived `ip -batch` for route changes on the fast path (optional: one command each without it). */
+  ipBatch?: IpBatch;
   /** Delay before wg0.conf is written after a change (ms, default 300; 0 = at once, before the run ends). */
   confDelayMs?: number;
   /** Delay used to coalesce bursts of events (ms, default 2); events during a run are coalesced into the next. */
@@ -458,7 +461,7 @@ export class Reconciler {
       for (const c of conflicts) this.deps.log.warning(c.reason);
     }
     const todo = plan.filter((c) => c.op !== 'conflict');
-    const clashes = await applyRouteChanges(this.deps.runner, todo, { exclusive });
+    const clashes = await applyRouteChanges(this.deps.runner, todo, { exclusive, ...(exclusive && this.deps.ipBatch ? { batch: this.deps.ipBatch } : {}) });
     for (const c of todo) {
       if (c.op === 'add' && clashes.includes(c.route.dst)) continue;
       if (c.op === 'add') this.change(changes, `route ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`, c.reason);

@@ -21,6 +21,7 @@ import { watch as watchFile } from 'chokidar';
 import { planReload } from './reload.js';
 import { loadOrCreatePrivateKey } from '../wireguard/keys.js';
 import { monitorInterface } from './monitor.js';
+import { IpBatch } from '../routes/batch.js';
 import { Reconciler } from './reconciler.js';
 import { VERSION } from '../version.js';
 
@@ -89,7 +90,8 @@ export async function runDaemon(configPath: string): Promise<number> {
     : `no systemd manager reachable: the daemon brings ${w.interface} up and down itself`);
 
   const notifier = createNotifier(log);
-  const reconciler = new Reconciler({ runner, log, identity, publisher: new ApiNodePublisher(kc), units, waitForPeers: true }, config);
+  const ipBatch = new IpBatch(log);
+  const reconciler = new Reconciler({ runner, log, identity, publisher: new ApiNodePublisher(kc), units, waitForPeers: true, ipBatch }, config);
   const summary = (): string => `${reconciler.desired?.peers.length ?? 0} peers, ${reconciler.desired?.routes.length ?? 0} routes, address ${reconciler.desired?.iface.address ?? '?'}`;
   reconciler.firstApply().then(() => {
     log.notice(`mesh applied: ${summary()}`);
@@ -266,6 +268,7 @@ export async function runDaemon(configPath: string): Promise<number> {
       const closeMetrics = metricsChain.then(() => metricsServer?.close());
       void Promise.allSettled([source.stop(), peerSource.stop(), reconciler.stop(), closeMetrics]).then(() => statusChain).then(() => {
         units?.close();
+        ipBatch.close();
         log.info('stopped');
         resolve(0);
       });

@@ -6,6 +6,7 @@ import type { CommandRunner } from '../exec/runner.js';
 import type { RouteChange } from '../mesh/diff.js';
 import type { RouteStatus } from '../mesh/status.js';
 import { parseCidr } from '../net/ip.js';
+import type { IpBatch } from './batch.js';
 
 /** The `proto` number that marks routes wg-overlay created (free in iproute2's rt_protos). */
 export const ROUTE_PROTO = '77';
@@ -34,12 +35,35 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
 
 /**
  * Applies route changes: `ip route replace … proto 77` to add (`ip route add` with `exclusive`,
- * which refuses to touch an existing route), `ip route del` for own routes. Returns the
+ * which refuses to touch an existing route), `ip route del` for own routes; through the `ip -batch`
+ * co-process when one is given (falling back to one command each if it fails). Returns the
  * destinations an exclusive add found already routed.
  */
-export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[], opts: { exclusive?: boolean } = {}): Promise<string[]> {
+export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[], opts: { exclusive?: boolean; batch?: IpBatch } = {}): Promise<string[]> {
+  const todo = changes.filter((c): c is Exclude<RouteChange, { op: 'conflict' }> => c.op !== 'conflict');
+  if (opts.batch && todo.length > 0) {
+    const lines = todo.map((c) => (c.op === 'add'
+      ? `route ${opts.exclusive ? 'add' : 'replace'} ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`
+      : `route del ${c.route.dst} proto ${ROUTE_PROTO}${c.route.dev ? ` dev ${c.route.dev}` : ''}`));
+    let errors: Map<number, string> | undefined;
+    try {
+      errors = await opts.batch.run(lines);
+    } catch {
+      errors = undefined; // the co-process died: one command per change below
+    }
+    if (errors) {
+      const clashes: string[] = [];
+      for (const [i, message] of errors) {
+        const c = todo[i]!;
+        if (c.op !== 'add') continue; // deleting a route that is already gone is fine
+        if (/File exists/i.test(message)) clashes.push(c.route.dst);
+        else throw new Error(`ip route add ${c.route.dst} dev ${c.route.dev}: ${message}`);
+      }
+      return clashes;
+    }
+  }
   const clashes: string[] = [];
-  for (const c of changes) {
+  for (const c of todo) {
     if (c.op === 'add') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
       const verb = opts.exclusive ? 'add' : 'replace';
@@ -48,7 +72,7 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
         if (/File exists/i.test(res.stderr)) clashes.push(c.route.dst);
         else throw new Error(`ip ${fam} route add ${c.route.dst} dev ${c.route.dev}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
       }
-    } else if (c.op === 'delete') {
+    } else {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
       const args = [fam, 'route', 'del', c.route.dst, 'proto', ROUTE_PROTO];
       if (c.route.dev) args.push('dev', c.route.dev);
