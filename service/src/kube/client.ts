@@ -10,7 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { describeError } from '../log/logger.js';
 import type { MeshNode } from '../mesh/types.js';
-import { Backoff, StateReporter } from '../util/backoff.js';
+import { Poller, StateReporter } from '../util/backoff.js';
 import { RestartingInformer } from './informer.js';
 import { toMeshNode } from './translate.js';
 
@@ -113,34 +113,27 @@ export class WatchNodeSource implements NodeSource {
 
 /** Lists Nodes every `intervalMs` (for API endpoints that cannot watch); retries errors with backoff. */
 export class ListNodeSource implements NodeSource {
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly backoff = new Backoff(500, 30_000);
+  private poller: Poller | undefined;
 
   constructor(private readonly kc: k8s.KubeConfig, private readonly intervalMs: number) {}
 
   start(handler: NodeSourceHandler): void {
     const api = this.kc.makeApiClient(k8s.CoreV1Api);
-    const tick = async (): Promise<void> => {
-      if (this.stopped) return;
-      let delay = this.intervalMs;
+    this.poller = new Poller(this.intervalMs, async () => {
       try {
         const list = await api.listNode();
-        this.backoff.reset();
         handler.onState(true);
         handler.onNodes(translateAll(list.items));
       } catch (err) {
         handler.onState(false, err);
-        delay = Math.min(this.intervalMs, this.backoff.next());
+        throw err;
       }
-      if (!this.stopped) this.timer = setTimeout(() => { void tick(); }, delay);
-    };
-    void tick();
+    });
+    this.poller.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    this.poller?.stop();
   }
 }
 

@@ -9,7 +9,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import { PEER_API_PATH, PEER_GROUP, PEER_PLURAL, PEER_VERSION } from '../mesh/peers.js';
 import type { MeshPeer } from '../mesh/types.js';
-import { Backoff, StateReporter } from '../util/backoff.js';
+import { Poller, StateReporter } from '../util/backoff.js';
 import { describeApiError } from './client.js';
 import { INFORMER_START_TIMEOUT_MS, RestartingInformer } from './informer.js';
 import { type PeerObject, toMeshPeer } from './translate.js';
@@ -109,20 +109,15 @@ export class WatchPeerSource implements PeerSource {
 
 /** Lists Peers every `intervalMs` (with `discovery = list`, for API endpoints that cannot watch). */
 export class ListPeerSource implements PeerSource {
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly backoff = new Backoff(500, 30_000);
+  private poller: Poller | undefined;
   private readonly reporter = new StateReporter();
 
   constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly intervalMs: number) {}
 
   start(handler: PeerSourceHandler): void {
-    const tick = async (): Promise<void> => {
-      if (this.stopped) return;
-      let delay = this.intervalMs;
+    this.poller = new Poller(this.intervalMs, async () => {
       try {
         const { peers, absent } = await listPeers(this.kc);
-        this.backoff.reset();
         if (absent) {
           if (this.reporter.changed('state', 'absent')) {
             this.log.warning(`Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
@@ -138,16 +133,14 @@ export class ListPeerSource implements PeerSource {
         const cause = (err as { cause?: unknown }).cause ?? err;
         if (this.reporter.changed('state', `down:${describeApiError(cause)}`)) this.log.warning(peerFailureMessage('peer list', cause));
         handler.onState('down', err);
-        delay = Math.min(this.intervalMs, this.backoff.next());
+        throw err;
       }
-      if (!this.stopped) this.timer = setTimeout(() => { void tick(); }, delay);
-    };
-    void tick();
+    });
+    this.poller.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    this.poller?.stop();
   }
 }
 

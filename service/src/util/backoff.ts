@@ -48,3 +48,35 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** Runs `tick` now and then every `intervalMs`; after a tick that throws, sooner, with capped backoff. */
+export class Poller {
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly backoff = new Backoff(500, 30_000);
+
+  constructor(private readonly intervalMs: number, private readonly tick: () => Promise<void>) {}
+
+  /** Starts ticking. */
+  start(): void {
+    void this.run();
+  }
+
+  /** Stops after the tick in progress, if any. */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private async run(): Promise<void> {
+    if (this.stopped) return;
+    let delay = this.intervalMs;
+    try {
+      await this.tick();
+      this.backoff.reset();
+    } catch {
+      delay = Math.min(this.intervalMs, this.backoff.next());
+    }
+    if (!this.stopped) this.timer = setTimeout(() => { void this.run(); }, delay);
+  }
+}
