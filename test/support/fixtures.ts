@@ -2,6 +2,7 @@
  * Builders for test data: MeshNodes and V1Node JSON with sensible defaults and fixed public keys.
  */
 import type { MeshNode } from '../../service/src/mesh/types.js';
+import type { MeshSettings } from '../../service/src/mesh/desired.js';
 import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
 
 /** Valid WireGuard public keys (from `wg genkey | wg pubkey`). */
@@ -43,3 +44,13 @@ export function meshNode(name: string, o: NodeOpts = {}): MeshNode {
     annotations,
   };
 }
+
+/** The mesh settings most desired-state tests use (wg0, port 51820, MTU 1420, 100.64.0.0/10). */
+export const MESH_SETTINGS: MeshSettings = {
+  interfaceName: 'wg0',
+  listenPort: 51820,
+  mtu: 1420,
+  persistentKeepalive: 0,
+  overlayCidr: '100.64.0.0/10',
+  endpoint: { mode: 'internal' },
+};

@@ -355,10 +355,3 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Lo
   }
   return parseConfig(text, file);
 }
-
-/** Describes the endpoint setting the way it is written in the file. */
-export function formatEndpointSetting(e: EndpointSetting): string {
-  if (e.mode !== 'explicit') return e.mode;
-  if (e.port === undefined) return e.host;
-  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
-}

@@ -59,9 +59,6 @@ export function translatePeers(items: readonly unknown[]): MeshPeer[] {
   return items.map((o) => toMeshPeer(o as PeerObject)).filter((p): p is MeshPeer => p !== undefined);
 }
 
-/** How long a Peer informer (re)start may hang before a fresh one starts over (see RestartingInformer). */
-export const PEER_WATCH_START_TIMEOUT_MS = INFORMER_START_TIMEOUT_MS;
-
 /** Watches Peers with client-node's informer (kept alive by RestartingInformer; slowly while the CRD is missing). */
 export class WatchPeerSource implements PeerSource {
   private informer: RestartingInformer<k8s.KubernetesObject> | undefined;
@@ -71,7 +68,7 @@ export class WatchPeerSource implements PeerSource {
    * `absentRetryMs`: how often to look for the CRD again while it is missing; `startTimeoutMs`:
    * how long a (re)start may hang before it is given up and a fresh informer is started.
    */
-  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly absentRetryMs = 60_000, private readonly startTimeoutMs = PEER_WATCH_START_TIMEOUT_MS) {}
+  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly absentRetryMs = 60_000, private readonly startTimeoutMs = INFORMER_START_TIMEOUT_MS) {}
 
   start(handler: PeerSourceHandler): void {
     const api = this.kc.makeApiClient(k8s.CustomObjectsApi);

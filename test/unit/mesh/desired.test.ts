@@ -5,16 +5,9 @@
 import assert from 'node:assert/strict';
 import { computeDesired, NotReadyError, type MeshSettings } from '../../../service/src/mesh/desired.js';
 import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../../service/src/mesh/annotations.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
-const SETTINGS: MeshSettings = {
-  interfaceName: 'wg0',
-  listenPort: 51820,
-  mtu: 1420,
-  persistentKeepalive: 0,
-  overlayCidr: '100.64.0.0/10',
-  endpoint: { mode: 'internal' },
-};
+const SETTINGS: MeshSettings = MESH_SETTINGS;
 const SELF = { name: 'a', publicKey: KEYS[0] };
 
 const nodeA = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] });

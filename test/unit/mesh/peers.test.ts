@@ -10,16 +10,9 @@ import { peerContext, planPeers, validatePeer, type ValidPeer } from '../../../s
 import type { MeshPeer } from '../../../service/src/mesh/types.js';
 import { meshView } from '../../../service/src/mesh/view.js';
 import { toMeshPeer } from '../../../service/src/kube/translate.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
-const SETTINGS: MeshSettings = {
-  interfaceName: 'wg0',
-  listenPort: 51820,
-  mtu: 1420,
-  persistentKeepalive: 0,
-  overlayCidr: '100.64.0.0/10',
-  endpoint: { mode: 'internal' },
-};
+const SETTINGS: MeshSettings = MESH_SETTINGS;
 
 const nodeA = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] });
 const nodeB = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: '203.0.113.12:51820' });
