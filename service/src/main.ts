@@ -9,6 +9,7 @@ import { graphCommand } from './cli/graph.js';
 import { showconfCommand } from './cli/showconf.js';
 import { statusCommand } from './cli/status.js';
 import { runDaemon } from './daemon/run.js';
+import { EXIT_CONFIG, EXIT_OK, EXIT_USAGE } from './exit-status.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage: wg-overlay <command> [options]
@@ -47,11 +48,11 @@ export async function main(argv: string[]): Promise<number> {
         const { warnings } = await loadConfig(file);
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
         process.stdout.write(`${file}: OK\n`);
-        return 0;
+        return EXIT_OK;
       } catch (err) {
         if (err instanceof ConfigError) {
           for (const p of err.problems) process.stderr.write(`error: ${p}\n`);
-          return 78;
+          return EXIT_CONFIG;
         }
         throw err;
       }
@@ -73,9 +74,9 @@ export async function main(argv: string[]): Promise<number> {
     case '--help':
     case '-h':
       process.stdout.write(USAGE);
-      return command === undefined ? 2 : 0;
+      return command === undefined ? EXIT_USAGE : EXIT_OK;
     default:
       process.stderr.write(`wg-overlay: unknown command "${command}"\n${USAGE}`);
-      return 2;
+      return EXIT_USAGE;
   }
 }

@@ -9,10 +9,12 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
-import type { MeshView } from '../mesh/view.js';
-import { meshView } from '../mesh/view.js';
-import { readDevice } from '../wireguard/device.js';
-import { CliError, EXIT_USAGE, loadCliConfig, meshSettings, readCluster, runCli } from './cluster.js';
+import { meshSettings } from '../config/mesh-settings.js';
+import { EXIT_USAGE } from '../exit-status.js';
+import { readDevice } from '../host/device.js';
+import { decideMembership, type Membership } from '../mesh/membership.js';
+import { formatCidr } from '../net/ip.js';
+import { CliError, loadCliConfig, readCluster, runCli } from './cluster.js';
 
 export const GRAPH_USAGE = `Usage: wg-overlay graph [--stale SECONDS] [--no-handshakes] [--config FILE]
 
@@ -69,10 +71,10 @@ function handshakeAttrs(publicKey: string, o: GraphOptions): string[] {
 }
 
 /** Renders the mesh as DOT (pure). */
-export function renderGraph(view: MeshView, o: GraphOptions): string {
+export function renderGraph(view: Membership, o: GraphOptions): string {
   const out: string[] = [
     'graph "wg-overlay" {',
-    `  label=${q(`wg-overlay mesh, overlay ${view.overlayCidr}${o.self ? `, as seen from ${o.self}` : ''}`)};`,
+    `  label=${q(`wg-overlay mesh, overlay ${formatCidr(view.overlay)}${o.self ? `, as seen from ${o.self}` : ''}`)};`,
     '  labelloc=t;',
     '  fontname="Helvetica";',
     '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];',
@@ -80,15 +82,15 @@ export function renderGraph(view: MeshView, o: GraphOptions): string {
   ];
   const nodeId = (name: string): string => q(`node/${name}`);
   const peerId = (name: string): string => q(`peer/${name}`);
-  for (const n of view.nodes) {
+  for (const n of view.members) {
     const attrs = [`label=${label([n.name, ...n.podCIDRs, n.overlayAddress, n.endpoint])}`];
     if (n.name === o.self) attrs.push('penwidth=2');
     out.push(`  ${nodeId(n.name)} [${attrs.join(', ')}];`);
   }
-  for (const p of view.peers) {
+  for (const p of view.externalPeers) {
     out.push(`  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`);
   }
-  const inMesh = new Set(view.nodes.map((n) => n.name));
+  const inMesh = new Set(view.members.map((n) => n.name));
   const seenSkipped = new Set<string>();
   for (const s of view.skipped) {
     const kind = s.kind ?? 'node';
@@ -98,7 +100,7 @@ export function renderGraph(view: MeshView, o: GraphOptions): string {
     const shape = kind === 'node' ? 'box' : 'ellipse';
     out.push(`  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`);
   }
-  const nodes = view.nodes;
+  const nodes = view.members;
   for (let i = 0; i < nodes.length; i += 1) {
     for (let j = i + 1; j < nodes.length; j += 1) {
       const a = nodes[i]!;
@@ -110,7 +112,7 @@ export function renderGraph(view: MeshView, o: GraphOptions): string {
     }
   }
   for (const n of nodes) {
-    for (const p of view.peers) {
+    for (const p of view.externalPeers) {
       const attrs = ['style=dashed'];
       if (o.self === n.name) attrs.push(...handshakeAttrs(p.publicKey, o));
       out.push(`  ${nodeId(n.name)} -- ${peerId(p.name)} [${attrs.join(', ')}];`);
@@ -143,10 +145,10 @@ export async function graphCommand(argv: string[], out: NodeJS.WritableStream = 
     if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const cluster = await readCluster(config);
-    const view = meshView(cluster.nodes, cluster.peers, meshSettings(config));
+    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined));
     const self = config.kubernetes.nodeName;
     let handshakes: Map<string, number> | undefined;
-    if (!values['no-handshakes'] && view.nodes.some((n) => n.name === self)) {
+    if (!values['no-handshakes'] && view.members.some((n) => n.name === self)) {
       const dev = await readDevice(new ExecaRunner(), config.wireguard.interface).catch(() => undefined);
       if (dev) handshakes = new Map(dev.peers.map((p) => [p.publicKey, p.latestHandshake]));
       else err.write(`wg-overlay graph: cannot read ${config.wireguard.interface} on this node (missing, or not root): links are drawn without handshakes\n`);

@@ -11,15 +11,19 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { meshSettings } from '../config/mesh-settings.js';
+import { EXIT_USAGE } from '../exit-status.js';
 import { ANNOTATION_PUBLIC_KEY } from '../mesh/annotations.js';
-import { computeDesired, NotReadyError, type MeshSettings } from '../mesh/desired.js';
+import { computeDesired, NotReadyError } from '../mesh/desired.js';
+import type { AdmittedPeer } from '../mesh/external-peers.js';
+import { isValidKey } from '../mesh/keys.js';
+import { decideMembership, type Member, type Membership } from '../mesh/membership.js';
 import { compareSeniority } from '../mesh/order.js';
-import type { ValidPeer } from '../mesh/peers.js';
-import type { DesiredState, MeshNode, MeshPeer } from '../mesh/types.js';
-import { meshView, type MeshView, type NodeView } from '../mesh/view.js';
+import type { DesiredState, ExternalPeer, MeshNode, MeshSettings } from '../mesh/types.js';
 import { compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
-import { isValidKey } from '../wireguard/keys.js';
-import { CliError, EXIT_USAGE, loadCliConfig, meshSettings, readCluster, runCli } from './cluster.js';
+import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
+import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
+import { CliError, loadCliConfig, readCluster, runCli } from './cluster.js';
 
 export const SHOWCONF_USAGE = `Usage: wg-overlay showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE] [--config FILE]
        wg-overlay showconf node NAME [--wg-quick] [--config FILE]
@@ -48,23 +52,9 @@ export interface PeerConfOptions {
   via?: string | undefined;
 }
 
-/** One [Peer] block. */
-interface Block {
-  comment: string;
-  publicKey: string;
-  presharedKey?: string | undefined;
-  endpoint?: string | undefined;
-  allowedIPs: string[];
-  persistentKeepalive: number;
-}
-
-function renderBlock(b: Block): string[] {
-  const lines = ['[Peer]', `# ${b.comment}`, `PublicKey = ${b.publicKey}`];
-  if (b.presharedKey) lines.push(`PresharedKey = ${b.presharedKey}`);
-  if (b.endpoint) lines.push(`Endpoint = ${b.endpoint}`);
-  lines.push(`AllowedIPs = ${b.allowedIPs.join(', ')}`);
-  if (b.persistentKeepalive > 0) lines.push(`PersistentKeepalive = ${b.persistentKeepalive}`);
-  return lines;
+/** Renders through the same renderer the daemon writes wg0.conf with: the wg-quick or the `wg setconf` form. */
+function render(cfg: WgQuickConfig, header: string[], wgQuick: boolean): string {
+  return wgQuick ? renderWgQuick(cfg, { header, privateKeyPlaceholder: PRIVATE_KEY_PLACEHOLDER }) : stripWgQuick(cfg, { header });
 }
 
 /** The wg-quick Address of a Peer: its host routes, else the first address of its first range. */
@@ -92,77 +82,58 @@ export function parseCidrList(texts: readonly string[], what: string): string[] 
   return out;
 }
 
+/** The node that carries the extra ranges: `--via`, else the oldest member. */
+function extraRangesNode(membership: Membership, via: string | undefined): Member {
+  if (via === undefined) return [...membership.members].sort(compareSeniority)[0]!;
+  const n = membership.members.find((x) => x.name === via);
+  if (!n) throw new CliError(`--via ${via}: no such Node in the mesh (nodes: ${membership.members.map((x) => x.name).join(', ')})`, EXIT_USAGE);
+  return n;
+}
+
 /** Renders the configuration of external Peer `name` (pure); throws a CliError when it cannot. */
-export function renderPeerConf(view: MeshView, name: string, opts: PeerConfOptions): string {
-  const skipped = view.skipped.find((s) => s.kind === 'peer' && s.name === name);
+export function renderPeerConf(membership: Membership, name: string, opts: PeerConfOptions): string {
+  const skipped = membership.skipped.find((s) => s.kind === 'peer' && s.name === name);
   if (skipped) throw new CliError(`Peer ${name} is skipped by every node: ${skipped.message}; fix the Peer resource (kubectl edit peer ${name})`);
-  const peer: ValidPeer | undefined = view.peers.find((p) => p.name === name);
+  const peer: AdmittedPeer | undefined = membership.externalPeers.find((p) => p.name === name);
   if (!peer) throw new CliError(`Peer ${name} does not exist (kubectl get peers lists them)`);
-  if (view.nodes.length === 0) throw new CliError('no Node is in the mesh yet (is wg-overlay running on the nodes?)');
-  const oldest = [...view.nodes].sort(compareSeniority)[0]!;
-  let via: NodeView = oldest;
-  if (opts.via !== undefined) {
-    const n = view.nodes.find((x) => x.name === opts.via);
-    if (!n) throw new CliError(`--via ${opts.via}: no such Node in the mesh (nodes: ${view.nodes.map((x) => x.name).join(', ')})`, EXIT_USAGE);
-    via = n;
-  }
+  if (membership.members.length === 0) throw new CliError('no Node is in the mesh yet (is wg-overlay running on the nodes?)');
+  const via = extraRangesNode(membership, opts.via);
   const port = peer.endpoint ? Number(peer.endpoint.slice(peer.endpoint.lastIndexOf(':') + 1)) : undefined;
-  const lines: string[] = [
+  const header = [
     `# WireGuard configuration of the external Peer ${name} (public key ${peer.publicKey}),`,
     `# generated by \`wg-overlay showconf peer ${name}${opts.wgQuick ? ' --wg-quick' : ''}\`: one [Peer] per node of the cluster.`,
+    opts.wgQuick
+      ? `# Put the private key of ${name} in place of the placeholder, then: wg-quick up ./FILE.conf`
+      : '# Apply it with: wg setconf IFACE FILE && wg set IFACE private-key KEYFILE (setconf replaces everything, the key too)',
   ];
-  if (opts.wgQuick) {
-    lines.push(
-      `# Put the private key of ${name} in place of the placeholder, then: wg-quick up ./FILE.conf`,
-      '',
-      '[Interface]',
-      `PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`,
-      `Address = ${peerAddresses(peer.allowedIPs).join(', ')}`,
-    );
-  } else {
-    lines.push(`# Apply it with: wg setconf IFACE FILE && wg set IFACE private-key KEYFILE (setconf replaces everything, the key too)`, '', '[Interface]');
-  }
-  if (port !== undefined) lines.push(`ListenPort = ${port}`);
   const extra = opts.extraAllowedIPs.filter((c) => !peer.allowedIPs.includes(c));
-  for (const n of view.nodes) {
+  const peers = membership.members.map((n) => {
     const own = [hostCidr(parseIp(n.overlayAddress)!), ...n.podCIDRs].sort(compareCidrText);
-    lines.push('', ...renderBlock({
-      comment: `Node ${n.name}${n === via && extra.length > 0 ? ` (also routes the extra ranges ${extra.join(', ')})` : ''}`,
+    const withExtra = n === via && extra.length > 0;
+    return toWgQuickPeer({
+      name: n.name,
       publicKey: n.publicKey,
       presharedKey: peer.presharedKey,
       endpoint: n.endpoint,
-      allowedIPs: n === via ? [...own, ...extra.filter((c) => !own.includes(c))] : own,
+      allowedIPs: withExtra ? [...own, ...extra.filter((c) => !own.includes(c))] : own,
       persistentKeepalive: peer.persistentKeepalive,
-    }));
-  }
-  return `${lines.join('\n')}\n`;
+    }, `Node ${n.name}${withExtra ? ` (also routes the extra ranges ${extra.join(', ')})` : ''}`);
+  });
+  const address = opts.wgQuick ? peerAddresses(peer.allowedIPs) : [];
+  return render({ iface: { address, ...(port !== undefined ? { listenPort: port } : {}), extra: [] }, peers }, header, opts.wgQuick);
 }
 
-/** Renders the configuration of Node `name` from its desired state (pure). */
+/** Renders the configuration of Node `name` from its desired state (pure), without its private key. */
 export function renderNodeConf(desired: DesiredState, name: string, opts: { wgQuick: boolean }): string {
-  const lines: string[] = [
+  const header = [
     `# WireGuard configuration of Node ${name} (public key ${desired.iface.publicKey}),`,
     `# generated by \`wg-overlay showconf node ${name}${opts.wgQuick ? ' --wg-quick' : ''}\` (without its private key).`,
-    '',
-    '[Interface]',
   ];
-  if (opts.wgQuick) lines.push(`PrivateKey = ${PRIVATE_KEY_PLACEHOLDER}`, `Address = ${desired.iface.address}`);
-  lines.push(`ListenPort = ${desired.iface.listenPort}`);
-  for (const p of desired.peers) {
-    lines.push('', ...renderBlock({
-      comment: `${p.kind === 'node' ? 'Node' : 'Peer'} ${p.name}`,
-      publicKey: p.publicKey,
-      presharedKey: p.presharedKey,
-      endpoint: p.endpoint,
-      allowedIPs: p.allowedIPs,
-      persistentKeepalive: p.persistentKeepalive,
-    }));
-  }
-  return `${lines.join('\n')}\n`;
+  return render(toWgQuickConfig(desired, undefined, (p) => `${p.kind === 'node' ? 'Node' : 'Peer'} ${p.name}`), header, opts.wgQuick);
 }
 
 /** The desired state of Node `name` as seen from the cluster; throws a CliError when there is none. */
-export function nodeDesired(nodes: readonly MeshNode[], peers: readonly MeshPeer[], settings: MeshSettings, name: string): DesiredState {
+export function nodeDesired(nodes: readonly MeshNode[], peers: readonly ExternalPeer[], settings: MeshSettings, name: string): DesiredState {
   const node = nodes.find((n) => n.name === name);
   if (!node) throw new CliError(`Node ${name} does not exist (kubectl get nodes lists them)`);
   const key = node.annotations[ANNOTATION_PUBLIC_KEY];
@@ -202,13 +173,13 @@ export async function showconfCommand(argv: string[], out: NodeJS.WritableStream
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const extra = [...config.peers.allowedIpsExtra, ...parseCidrList(values['allowed-ips'] ?? [], '--allowed-ips')];
     const cluster = await readCluster(config);
-    const settings = meshSettings(config);
+    const settings = meshSettings(config, undefined);
     if (kind === 'peer') {
       if (cluster.peersAbsent) throw new CliError('the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml');
-      const view = meshView(cluster.nodes, cluster.peers, settings);
-      out.write(renderPeerConf(view, name, { wgQuick: values['wg-quick'] ?? false, extraAllowedIPs: [...new Set(extra)], via: values.via }));
+      const membership = decideMembership(cluster.nodes, cluster.externalPeers, settings);
+      out.write(renderPeerConf(membership, name, { wgQuick: values['wg-quick'] ?? false, extraAllowedIPs: [...new Set(extra)], via: values.via }));
     } else {
-      out.write(renderNodeConf(nodeDesired(cluster.nodes, cluster.peers, settings, name), name, { wgQuick: values['wg-quick'] ?? false }));
+      out.write(renderNodeConf(nodeDesired(cluster.nodes, cluster.externalPeers, settings, name), name, { wgQuick: values['wg-quick'] ?? false }));
     }
     return 0;
   });

@@ -8,18 +8,19 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../net/forwarding.js';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { EXIT_USAGE } from '../exit-status.js';
 import { ExecaRunner } from '../exec/runner.js';
+import { readDevice } from '../host/device.js';
+import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../host/forwarding.js';
+import { readLink } from '../host/link.js';
+import { readRoutes } from '../host/routes.js';
 import { describeError } from '../log/logger.js';
 import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js';
 import type { SkipReason } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
-import { readRoutes } from '../routes/routes.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
-import { readDevice } from '../wireguard/device.js';
-import { readLink } from '../wireguard/link.js';
-import { CliError, EXIT_USAGE, loadCliConfig, runCli } from './cluster.js';
+import { CliError, loadCliConfig, runCli } from './cluster.js';
 import { formatAge } from './graph.js';
 
 export const STATUS_USAGE = `Usage: wg-overlay status [--json] [--config FILE]
@@ -78,6 +79,8 @@ export interface StatusView {
     lastApply: { ok: boolean; error: string | null; at: string } | null;
     lastSuccessAt: string | null;
     watch: { nodes: WatchStatus; peers: WatchStatus } | null;
+    /** Set when the reconcile run in progress has been going longer than the health threshold. */
+    stuck: string | null;
     /** A problem reading the status file. */
     error: string | null;
   };
@@ -102,9 +105,19 @@ export interface StatusInput {
   now: number;
   /** Whether this host forwards IPv4 (undefined: unknown). */
   ipForwarding?: boolean | undefined;
+  /** A reconcile run going longer than this is reported as stuck (ms; the health threshold). */
+  stuckAfterMs?: number;
 }
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** Why the daemon counts as stuck, when its current run has been going longer than the threshold. */
+function stuckRun(snap: StatusSnapshot | undefined, i: StatusInput): string | null {
+  if (!snap?.busySince || !i.pidAlive || i.stuckAfterMs === undefined) return null;
+  const ms = i.now - snap.busySince;
+  if (ms <= i.stuckAfterMs) return null;
+  return `a reconcile run has been going for ${formatAge(ms / 1000)} (threshold ${formatAge(i.stuckAfterMs / 1000)}): it waits for a command or a D-Bus call that does not answer; journalctl -u wg-overlay says which`;
+}
 
 /** Builds the status view (pure). */
 export function buildStatusView(i: StatusInput): StatusView {
@@ -173,6 +186,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       lastApply: snap?.lastApply ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! } : null,
       lastSuccessAt: iso(snap?.lastSuccessAt),
       watch: snap?.watch ?? null,
+      stuck: stuckRun(snap, i),
       error: i.snapshotError ?? null,
     },
     peers,
@@ -222,6 +236,7 @@ export function renderStatusText(v: StatusView, now: number): string {
     out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
     if (d.watch) out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
     if (d.waiting) out.push(`  waiting: ${d.waiting}`);
+    if (d.stuck) out.push(`  STUCK: ${d.stuck}`);
   }
   const i = v.interface;
   if (!i.exists) {
@@ -315,6 +330,7 @@ export async function statusCommand(argv: string[], out: NodeJS.WritableStream =
       pidAlive: snapshot ? pidAlive(snapshot.pid) : false,
       now,
       ipForwarding: await ipForwardingEnabled(),
+      stuckAfterMs: config.metrics.watchDownThresholdSeconds * 1000,
     });
     out.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatusText(view, now));
     return link.exists ? 0 : 1;

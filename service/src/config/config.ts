@@ -7,16 +7,13 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
+import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
 
 /** Where the daemon reads its configuration unless `--config FILE` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/wg-overlay/wg-overlay.conf';
 
-/** How this node tells others where to reach it. */
-export type EndpointSetting =
-  | { mode: 'internal' }
-  | { mode: 'external' }
-  | { mode: 'explicit'; host: string; port: number | undefined };
+export type { EndpointSetting };
 
 /** Log levels, most verbose first. */
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error'] as const;

@@ -48,6 +48,16 @@ export function formatCommand(cmd: string, args: readonly string[]): string {
   return [cmd, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
+/** Longest command text quoted in a log line or an error; longer ones are cut with a count. */
+const MAX_COMMAND_TEXT = 160;
+
+/** A command line for errors and logs, cut to a bounded length (`wg set` can carry thousands of peers). */
+export function briefCommand(cmd: string, args: readonly string[]): string {
+  const full = formatCommand(cmd, args);
+  if (full.length <= MAX_COMMAND_TEXT) return full;
+  return `${full.slice(0, MAX_COMMAND_TEXT)}… (${args.length} arguments)`;
+}
+
 /** Runs commands on the host with execa, logging each at debug level before it runs. */
 export class ExecaRunner implements CommandRunner {
   constructor(private readonly log?: Logger) {
@@ -56,7 +66,7 @@ export class ExecaRunner implements CommandRunner {
   }
 
   async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
-    const line = formatCommand(cmd, args);
+    const line = briefCommand(cmd, args);
     this.log?.debug(`exec: ${line}`);
     let res;
     try {
@@ -90,7 +100,7 @@ export class RecordingRunner implements CommandRunner {
     this.calls.push(formatCommand(cmd, args));
     const r = await this.handler(cmd, args, opts);
     const result = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', exitCode: r.exitCode ?? 0 };
-    if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(`${formatCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
+    if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(`${briefCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
     return result;
   }
 }

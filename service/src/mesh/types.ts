@@ -1,6 +1,6 @@
 /**
- * Domain types of the pure core: the plain Node the Kubernetes adapter translates `V1Node`
- * into, and the wanted (`Desired*`) state the core computes from it. No I/O lives here.
+ * Domain types of the pure core: the plain Nodes and external Peers the Kubernetes boundary
+ * translates API objects into, the settings the core depends on, and the wanted (`Desired*`) state.
  */
 
 /** A cluster Node as the core sees it (translated from `V1Node` at the Kubernetes boundary). */
@@ -20,11 +20,12 @@ export interface MeshNode {
 }
 
 /**
- * An external WireGuard peer from Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1), as
- * translated at the Kubernetes boundary: fields are carried as found (not yet validated), so the
- * core can say exactly what is wrong with an invalid Peer.
+ * An external peer: Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1), a VPN client or site
+ * outside the cluster, as translated at the Kubernetes boundary. Not to be confused with a
+ * WireGuard peer ({@link DesiredPeer}), which may be a Node or an external peer. Fields are carried
+ * as found (not yet validated), so the core can say exactly what is wrong with an invalid one.
  */
-export interface MeshPeer {
+export interface ExternalPeer {
   /** `metadata.name`. */
   name: string;
   /** `metadata.creationTimestamp` in milliseconds since the epoch; Infinity when unknown. */
@@ -39,6 +40,29 @@ export interface MeshPeer {
   persistentKeepalive: number | undefined;
   /** `spec.endpoint`; undefined when absent (a roaming peer). Port is NaN when not a number. */
   endpoint: { dns: string | undefined; ip: string | undefined; port: number | undefined } | undefined;
+}
+
+/** How this node tells others where to reach it (`[wireguard] endpoint`). */
+export type EndpointSetting =
+  | { mode: 'internal' }
+  | { mode: 'external' }
+  | { mode: 'explicit'; host: string; port: number | undefined };
+
+/** The settings membership and desired state depend on (a subset of the config, MTU resolved). */
+export interface MeshSettings {
+  interfaceName: string;
+  listenPort: number;
+  /** Resolved MTU, or undefined to leave it to wg-quick. */
+  mtu: number | undefined;
+  persistentKeepalive: number;
+  overlayCidr: string;
+  endpoint: EndpointSetting;
+}
+
+/** This node's identity as the core sees it (the private key never enters the core). */
+export interface SelfIdentity {
+  name: string;
+  publicKey: string;
 }
 
 /** Why a Node or an external Peer (or part of one) is not in the mesh, for logs and `status`. */
@@ -72,9 +96,9 @@ export interface DesiredInterface {
   publicKey: string;
 }
 
-/** One WireGuard peer this node should have. */
+/** One WireGuard peer this node should have: a cluster Node or an external peer. */
 export interface DesiredPeer {
-  /** Where the peer comes from: a cluster Node or an external Peer resource. */
+  /** Where the peer comes from: a cluster Node (`node`) or an external Peer resource (`peer`). */
   kind: 'node' | 'peer';
   /** The Node's (or Peer's) name. */
   name: string;

@@ -6,20 +6,12 @@
  * longer than the threshold or the last apply failed.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ReconcileReport } from '../daemon/reconciler.js';
+import type { ApplyStep } from '../host/apply-error.js';
 import type { DesiredState } from '../mesh/types.js';
+import type { ReconcileReport } from '../status/report.js';
 
 /** The step of a run an apply error came from (the `kind` label of apply errors). */
-export type ApplyErrorKind = 'publish' | 'interface' | 'peers' | 'routes' | 'config-file' | 'other';
-
-/** Classifies a failed run's error message by the command or call that failed. */
-export function classifyApplyError(message: string): ApplyErrorKind {
-  if (/patching annotations of Node/.test(message)) return 'publish';
-  if (/\bwg set\b/.test(message)) return 'peers';
-  if (/\bip (-[46] )?route\b/.test(message)) return 'routes';
-  if (/\b(wg setconf|wg show|wg-quick|wireguard-go|ip link|ip address|ip -j addr)\b|interface|\.service|systemd|D-Bus/i.test(message)) return 'interface';
-  return 'other';
-}
+export type ApplyErrorKind = ApplyStep | 'other';
 
 /** One peer's handshake as read from the device. */
 export interface PeerHandshake {
@@ -97,7 +89,7 @@ export class DaemonMetrics {
   observeReport(report: ReconcileReport, desired: DesiredState | undefined, lastSuccessAt: number | undefined): void {
     this.reconciles.inc({ result: report.ok ? 'ok' : 'error' });
     this.duration.observe(report.durationMs / 1000);
-    if (!report.ok) this.applyErrors.inc({ kind: classifyApplyError(report.error ?? '') });
+    if (!report.ok) this.applyErrors.inc({ kind: report.errorStep ?? 'other' });
     if (report.configFileError) this.applyErrors.inc({ kind: 'config-file' });
     if (lastSuccessAt !== undefined) this.lastSync.set(Math.floor(lastSuccessAt / 1000));
     if (desired) {
@@ -134,6 +126,8 @@ export interface HealthInput {
   thresholdMs: number;
   /** The latest reconcile run, if any. */
   lastReport: Pick<ReconcileReport, 'ok' | 'error' | 'at'> | undefined;
+  /** How long the reconcile run in progress has been going (0 when idle). */
+  busyForMs?: number;
 }
 
 /** The health verdict: ok, or every reason it is not. */
@@ -142,7 +136,10 @@ export interface HealthResult {
   reasons: string[];
 }
 
-/** Decides health (pure): unhealthy when a watch is down longer than the threshold or the last apply failed. */
+/**
+ * Decides health (pure): unhealthy when a watch is down longer than the threshold, the last apply
+ * failed, or a reconcile run has been going longer than the threshold.
+ */
 export function evaluateHealth(h: HealthInput): HealthResult {
   const reasons: string[] = [];
   for (const w of h.watches) {
@@ -151,5 +148,8 @@ export function evaluateHealth(h: HealthInput): HealthResult {
     }
   }
   if (h.lastReport && !h.lastReport.ok) reasons.push(`the last apply failed: ${h.lastReport.error ?? 'unknown error'}`);
+  if ((h.busyForMs ?? 0) > h.thresholdMs) {
+    reasons.push(`a reconcile run has been stuck for ${Math.round(h.busyForMs! / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`);
+  }
   return { ok: reasons.length === 0, reasons };
 }

@@ -6,7 +6,7 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ReconcileReport } from '../daemon/reconciler.js';
+import type { ReconcileReport } from './report.js';
 import type { DesiredState, SkipReason } from '../mesh/types.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -55,6 +55,8 @@ export interface StatusSnapshot {
   warnings: string[];
   lastApply: { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number } | undefined;
   lastSuccessAt: number | undefined;
+  /** When the reconcile run in progress started (undefined when idle): a long-running one is stuck. */
+  busySince?: number | undefined;
   watch: { nodes: WatchStatus; peers: WatchStatus };
 }
 
@@ -67,6 +69,7 @@ export interface SnapshotInput {
   waiting: string | undefined;
   lastReport: ReconcileReport | undefined;
   lastSuccessAt: number | undefined;
+  busySince?: number | undefined;
   watch: { nodes: WatchStatus; peers: WatchStatus };
   now: number;
   pid: number;
@@ -108,6 +111,7 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
       }
       : undefined,
     lastSuccessAt: i.lastSuccessAt,
+    ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),
     watch: i.watch,
   };
 }

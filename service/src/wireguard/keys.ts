@@ -6,21 +6,16 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isValidKey } from '../mesh/keys.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
+
+export { isValidKey };
 
 /** PKCS#8 DER prefix of an X25519 private key; the 32 raw key bytes follow it. */
 const PKCS8_X25519_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
 
-/** Canonical base64 of exactly 32 bytes: 43 characters (the last with 2 zero low bits) and `=`. */
-const KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
-
 /** Name of the private key file inside the state directory. */
 export const PRIVATE_KEY_FILE = 'private.key';
-
-/** Whether `s` is a WireGuard key: the canonical 44-character base64 form of exactly 32 bytes. */
-export function isValidKey(s: string): boolean {
-  return KEY_RE.test(s);
-}
 
 /** Generates a new private key (base64, 32 random bytes clamped for X25519 like `wg genkey`). */
 export function generatePrivateKey(): string {

@@ -7,11 +7,12 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
-import { isValidKey } from './keys.js';
+import { isValidKey } from '../mesh/keys.js';
 
 /** The [Interface] section. */
 export interface WgQuickInterface {
-  privateKey: string;
+  /** Always set when parsed; may be left out when rendering a config for someone else (`showconf`). */
+  privateKey?: string;
   address: string[];
   listenPort?: number;
   mtu?: number;
@@ -101,14 +102,24 @@ function checkLineSafe(s: string): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
+/** Options of the renderers. */
+export interface RenderOptions {
+  /** Comment lines to start the file with (default: the managed-file header). */
+  header?: readonly string[];
+  /** Written as the PrivateKey when the config has none (a template for someone else to fill in). */
+  privateKeyPlaceholder?: string;
+}
+
 /** Throws when `cfg` cannot be rendered faithfully (invalid keys, values that would break lines). */
-function validateForRender(cfg: WgQuickConfig): void {
+function validateForRender(cfg: WgQuickConfig, opts: RenderOptions): void {
   const problems: string[] = [];
   const add = (where: string, p: string | undefined): void => {
     if (p !== undefined) problems.push(`${where}: ${p}`);
   };
   const { iface } = cfg;
-  if (!isValidKey(iface.privateKey)) problems.push('[Interface] PrivateKey: not a valid key');
+  for (const h of opts.header ?? []) add('header', /^#[^\r\n]*$/.test(h) ? undefined : 'not a one-line comment');
+  if (opts.privateKeyPlaceholder !== undefined) add('[Interface] PrivateKey placeholder', checkLineSafe(opts.privateKeyPlaceholder));
+  if (iface.privateKey !== undefined && !isValidKey(iface.privateKey)) problems.push('[Interface] PrivateKey: not a valid key');
   for (const a of iface.address) add('[Interface] Address', checkLineSafe(a) ?? checkCidr(a));
   if (iface.listenPort !== undefined) add('[Interface] ListenPort', checkInt(iface.listenPort, 0, 65535));
   if (iface.mtu !== undefined) add('[Interface] MTU', checkInt(iface.mtu, 68, 65535));
@@ -132,13 +143,14 @@ function validateForRender(cfg: WgQuickConfig): void {
 }
 
 /** Renders the section lines; `forWg` drops what only wg-quick understands (the `wg setconf` form). */
-function renderLines(cfg: WgQuickConfig, forWg: boolean): string[] {
-  validateForRender(cfg);
+function renderLines(cfg: WgQuickConfig, forWg: boolean, opts: RenderOptions): string[] {
+  validateForRender(cfg, opts);
   const { iface } = cfg;
-  const lines = [MANAGED_HEADER, MANAGED_NOTICE, '', '[Interface]'];
+  const lines = [...(opts.header ?? [MANAGED_HEADER, MANAGED_NOTICE]), '', '[Interface]'];
   if (!forWg && iface.address.length > 0) lines.push(`Address = ${iface.address.join(', ')}`);
   if (iface.listenPort !== undefined) lines.push(`ListenPort = ${iface.listenPort}`);
-  lines.push(`PrivateKey = ${iface.privateKey}`);
+  const privateKey = iface.privateKey ?? opts.privateKeyPlaceholder;
+  if (privateKey !== undefined) lines.push(`PrivateKey = ${privateKey}`);
   if (!forWg && iface.mtu !== undefined) lines.push(`MTU = ${iface.mtu}`);
   if (!forWg && iface.table !== undefined) lines.push(`Table = ${iface.table}`);
   for (const [k, v] of iface.extra) {
@@ -157,20 +169,21 @@ function renderLines(cfg: WgQuickConfig, forWg: boolean): string[] {
 }
 
 /**
- * Renders a wg-quick file deterministically: the managed header, [Interface] keys in a fixed
- * order (Address, ListenPort, PrivateKey, MTU, Table, then extra), peers sorted by name then
- * public key; throws on values that are invalid or would break the line format.
+ * Renders a wg-quick file deterministically: the header (by default the managed header),
+ * [Interface] keys in a fixed order (Address, ListenPort, PrivateKey, MTU, Table, then extra),
+ * peers sorted by name then public key; throws on values that are invalid or would break the
+ * line format.
  */
-export function renderWgQuick(cfg: WgQuickConfig): string {
-  return `${renderLines(cfg, false).join('\n')}\n`;
+export function renderWgQuick(cfg: WgQuickConfig, opts: RenderOptions = {}): string {
+  return `${renderLines(cfg, false, opts).join('\n')}\n`;
 }
 
 /**
  * Renders the `wg setconf` form, like `wg-quick strip` applied to {@link renderWgQuick}'s output
  * (the same text minus Address, MTU, Table, DNS, Pre/PostUp/Down and SaveConfig lines).
  */
-export function stripWgQuick(cfg: WgQuickConfig): string {
-  return `${renderLines(cfg, true).join('\n')}\n`;
+export function stripWgQuick(cfg: WgQuickConfig, opts: RenderOptions = {}): string {
+  return `${renderLines(cfg, true, opts).join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,6 +342,7 @@ export function parseWgQuick(text: string, source = 'wg-quick config'): WgQuickC
  * already holds the same text; refuses to replace a file that wg-overlay did not write.
  */
 export async function writeWgQuickFile(path: string, cfg: WgQuickConfig): Promise<{ changed: boolean }> {
+  if (cfg.iface.privateKey === undefined) throw new Error(`writing ${path}: the config has no private key`);
   const text = renderWgQuick(cfg);
   let existing: string | undefined;
   try {

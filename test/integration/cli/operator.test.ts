@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { CLI } from '../../support/cluster.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
 import { requireTools, run, TestNode, Underlay } from '../../support/netns.js';
-import { parseDump } from '../../../service/src/wireguard/device.js';
+import { parseDump } from '../../../service/src/host/device.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { parseWgQuick } from '../../../service/src/wireguard/wgquick.js';
 
@@ -134,7 +134,7 @@ describe('integration: operator commands (showconf, graph, status)', function ()
   it('showconf peer --wg-quick: with the private key filled in, `wg-quick strip` reads it', async () => {
     const r = await cli(['showconf', 'peer', 'laptop', '--wg-quick', '--allowed-ips', '10.97.0.0/16', '--via', 'node-b', '--config', conf]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /\[Interface\]\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\nAddress = 10\.5\.0\.2\/32\n/);
+    assert.match(r.stdout, /\[Interface\]\nAddress = 10\.5\.0\.2\/32\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\n/);
     await wgnode.writeFile('/etc/wireguard/laptop.conf', r.stdout.replace('REPLACE_WITH_THE_PRIVATE_KEY', laptop.priv), 0o600);
     const strip = await wgnode.exec('wg-quick', ['strip', 'laptop']);
     const cfg = parseWgQuick(strip.stdout);

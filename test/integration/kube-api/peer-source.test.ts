@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
-import { ListPeerSource, listPeers, WatchPeerSource, type PeerSourceState } from '../../../service/src/kube/peers.js';
+import { ListExternalPeerSource as ListPeerSource, listExternalPeers as listPeers, WatchExternalPeerSource as WatchPeerSource } from '../../../service/src/kube/peer-source.js';
+import type { SourceState as PeerSourceState } from '../../../service/src/kube/source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
-import type { MeshPeer } from '../../../service/src/mesh/types.js';
+import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
 import { KEYS } from '../../support/fixtures.js';
 
@@ -31,12 +32,12 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
 /** Records what a source reports. */
 function recorder() {
   const states: PeerSourceState[] = [];
-  let peers: MeshPeer[] | undefined;
+  let peers: ExternalPeer[] | undefined;
   return {
     states,
     get peers() { return peers; },
     names: () => (peers ?? []).map((p) => p.name).sort(),
-    handler: { onPeers: (p: MeshPeer[]) => { peers = p; }, onState: (s: PeerSourceState) => { states.push(s); } },
+    handler: { onList: (p: ExternalPeer[]) => { peers = p; }, onState: (s: PeerSourceState) => { states.push(s); } },
   };
 }
 
@@ -72,7 +73,7 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       const peers = server.registerResource(KILO_PEER_RESOURCE);
       peers.create(peer('laptop', '10.5.0.2'));
       await until(() => rec.states.at(-1) === 'up' && rec.names().join() === 'laptop', 'the Peer list');
-      assert.deepEqual(rec.names().length === 1 && (rec.peers as MeshPeer[])[0]!.allowedIPs, ['10.5.0.2/32']);
+      assert.deepEqual(rec.names().length === 1 && (rec.peers as ExternalPeer[])[0]!.allowedIPs, ['10.5.0.2/32']);
       assert.ok(log.lines.some((l) => /peer watch: watching kilo\.squat\.ai Peers/.test(l)));
 
       // Changes arrive through the watch.

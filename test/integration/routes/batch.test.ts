@@ -3,8 +3,8 @@
  * per-line errors come back by index, later jobs still work, and a dead process is restarted.
  */
 import assert from 'node:assert/strict';
-import { IpBatch } from '../../../service/src/routes/batch.js';
-import { applyRouteChanges } from '../../../service/src/routes/routes.js';
+import { IpBatch } from '../../../service/src/host/ip-batch.js';
+import { applyRouteChanges } from '../../../service/src/host/routes.js';
 import { ExecaRunner } from '../../../service/src/exec/runner.js';
 import { TestNode, requireTools } from '../../support/netns.js';
 

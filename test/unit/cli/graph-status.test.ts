@@ -9,8 +9,8 @@ import { formatAge, renderGraph } from '../../../service/src/cli/graph.js';
 import { buildStatusView, formatBytes, renderStatusText, type StatusInput } from '../../../service/src/cli/status.js';
 import type { MeshSettings } from '../../../service/src/mesh/desired.js';
 import { computeDesired } from '../../../service/src/mesh/desired.js';
-import type { MeshPeer } from '../../../service/src/mesh/types.js';
-import { meshView } from '../../../service/src/mesh/view.js';
+import type { ExternalPeer } from '../../../service/src/mesh/types.js';
+import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { buildSnapshot } from '../../../service/src/status/snapshot.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
@@ -21,12 +21,12 @@ const NODES = [
   meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2] }),
   meshNode('joining', { ip: '192.0.2.14', created: 4 }),
 ];
-const peer = (name: string, o: Partial<MeshPeer> = {}): MeshPeer => ({ name, createdAt: 0, allowedIPs: ['10.5.0.2/32'], publicKey: KEYS[3], presharedKey: undefined, persistentKeepalive: 25, endpoint: undefined, ...o });
+const peer = (name: string, o: Partial<ExternalPeer> = {}): ExternalPeer => ({ name, createdAt: 0, allowedIPs: ['10.5.0.2/32'], publicKey: KEYS[3], presharedKey: undefined, persistentKeepalive: 25, endpoint: undefined, ...o });
 const PEERS = [peer('laptop'), peer('my-device', { publicKey: 'YOUR_PUBLIC_KEY_HERE', allowedIPs: ['10.5.0.9/32'] })];
 const NOW = 1_800_000_000;
 
 describe('unit: graph rendering', () => {
-  const view = meshView(NODES, PEERS, SETTINGS);
+  const view = decideMembership(NODES, PEERS, SETTINGS);
 
   it('draws node boxes, a Peer ellipse, solid node links, dashed Peer links and skipped objects in grey', () => {
     const dot = renderGraph(view, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180 });
@@ -58,7 +58,7 @@ describe('unit: graph rendering', () => {
   });
 
   it('escapes quotes and backslashes in labels', () => {
-    const v = meshView([meshNode('we"ird\\', { ip: '192.0.2.30', pods: ['10.244.30.0/24'], key: KEYS[0] })], [], SETTINGS);
+    const v = decideMembership([meshNode('we"ird\\', { ip: '192.0.2.30', pods: ['10.244.30.0/24'], key: KEYS[0] })], [], SETTINGS);
     const dot = renderGraph(v, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180 });
     assert.ok(dot.includes('"node/we\\"ird\\\\" [label="we\\"ird\\\\\\n10.244.30.0/24'), dot);
   });

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { CliError } from '../../../service/src/cli/cluster.js';
 import { nodeDesired, parseCidrList, peerAddresses, PRIVATE_KEY_PLACEHOLDER, renderNodeConf, renderPeerConf } from '../../../service/src/cli/showconf.js';
 import type { MeshSettings } from '../../../service/src/mesh/desired.js';
-import type { MeshPeer } from '../../../service/src/mesh/types.js';
-import { meshView } from '../../../service/src/mesh/view.js';
+import type { ExternalPeer } from '../../../service/src/mesh/types.js';
+import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { parseWgQuick } from '../../../service/src/wireguard/wgquick.js';
 import { generatePrivateKey } from '../../../service/src/wireguard/keys.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
@@ -21,7 +21,7 @@ const NODES = [
   meshNode('b', { ip: '192.0.2.12', created: 1, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: 'b.example.net:51999' }),
 ];
 
-function peer(name: string, o: Partial<MeshPeer> = {}): MeshPeer {
+function peer(name: string, o: Partial<ExternalPeer> = {}): ExternalPeer {
   return { name, createdAt: 0, allowedIPs: ['10.5.0.2/32'], publicKey: KEYS[3], presharedKey: undefined, persistentKeepalive: 25, endpoint: undefined, ...o };
 }
 
@@ -30,7 +30,7 @@ const PEERS = [
   peer('site', { publicKey: KEYS[4], allowedIPs: ['192.168.50.0/24'], presharedKey: KEYS[5], persistentKeepalive: undefined, endpoint: { dns: undefined, ip: '198.51.100.7', port: 4500 } }),
   peer('my-device', { publicKey: 'YOUR_PUBLIC_KEY_HERE' }),
 ];
-const VIEW = meshView(NODES, PEERS, SETTINGS);
+const VIEW = decideMembership(NODES, PEERS, SETTINGS);
 
 function refusal(fn: () => unknown): CliError {
   try {
@@ -55,15 +55,15 @@ describe('unit: showconf rendering', () => {
       '[Peer]',
       '# Node a',
       `PublicKey = ${KEYS[0]}`,
-      'Endpoint = 192.0.2.11:51820',
       'AllowedIPs = 10.244.1.0/24, 100.64.2.11/32, fd00:10:244:1::/64',
+      'Endpoint = 192.0.2.11:51820',
       'PersistentKeepalive = 25',
       '',
       '[Peer]',
       '# Node b',
       `PublicKey = ${KEYS[1]}`,
-      'Endpoint = b.example.net:51999',
       'AllowedIPs = 10.244.2.0/24, 100.64.2.12/32',
+      'Endpoint = b.example.net:51999',
       'PersistentKeepalive = 25',
       '',
     ].join('\n'));
@@ -71,7 +71,7 @@ describe('unit: showconf rendering', () => {
 
   const cases: Array<[string, string, Parameters<typeof renderPeerConf>[2], RegExp[], RegExp[]]> = [
     ['extra ranges go to the oldest node only', 'laptop', { wgQuick: false, extraAllowedIPs: ['10.96.0.0/12'] },
-      [/# Node b \(also routes the extra ranges 10\.96\.0\.0\/12\)\nPublicKey = .*\nEndpoint = .*\nAllowedIPs = 10\.244\.2\.0\/24, 100\.64\.2\.12\/32, 10\.96\.0\.0\/12\n/],
+      [/# Node b \(also routes the extra ranges 10\.96\.0\.0\/12\)\nPublicKey = .*\nAllowedIPs = 10\.244\.2\.0\/24, 100\.64\.2\.12\/32, 10\.96\.0\.0\/12\nEndpoint = .*\n/],
       [/# Node a[^\n]*\n(?:[^\n]+\n)*AllowedIPs = [^\n]*10\.96\.0\.0\/12/]],
     ['--via picks the node for the extra ranges', 'laptop', { wgQuick: false, extraAllowedIPs: ['10.96.0.0/12', 'fd00:96::/108'], via: 'a' },
       [/AllowedIPs = 10\.244\.1\.0\/24, 100\.64\.2\.11\/32, fd00:10:244:1::\/64, 10\.96\.0\.0\/12, fd00:96::\/108\n/],
@@ -80,10 +80,10 @@ describe('unit: showconf rendering', () => {
       [/\[Interface\]\nListenPort = 4500\n/, new RegExp(`# Node a\\nPublicKey = ${KEYS[0].replace(/[+/]/g, '\\$&')}\\nPresharedKey = ${KEYS[5].replace(/[+/]/g, '\\$&')}\\n`)],
       [/PersistentKeepalive/]],
     ['wg-quick form: PrivateKey placeholder and Address from allowedIPs', 'laptop', { wgQuick: true, extraAllowedIPs: [] },
-      [/\[Interface\]\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\nAddress = 10\.5\.0\.2\/32\n\n\[Peer\]/, /wg-quick up/],
+      [/\[Interface\]\nAddress = 10\.5\.0\.2\/32\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\n\n\[Peer\]/, /wg-quick up/],
       [/wg setconf/]],
     ['wg-quick form of a site: Address is the first address of its range', 'site', { wgQuick: true, extraAllowedIPs: [] },
-      [/Address = 192\.168\.50\.1\/32\nListenPort = 4500\n/],
+      [/Address = 192\.168\.50\.1\/32\nListenPort = 4500\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\n/],
       []],
   ];
   for (const [name, who, opts, want, notWant] of cases) {
@@ -111,7 +111,7 @@ describe('unit: showconf rendering', () => {
   const refusals: Array<[string, () => unknown, RegExp, number]> = [
     ['an invalid Peer, with its reason', () => renderPeerConf(VIEW, 'my-device', { wgQuick: false, extraAllowedIPs: [] }), /^Peer my-device is skipped by every node: invalid public key "YOUR_PUBLIC_KEY_HERE"/, 1],
     ['a Peer that does not exist', () => renderPeerConf(VIEW, 'nobody', { wgQuick: false, extraAllowedIPs: [] }), /^Peer nobody does not exist/, 1],
-    ['no node in the mesh', () => renderPeerConf(meshView([], PEERS, SETTINGS), 'laptop', { wgQuick: false, extraAllowedIPs: [] }), /no Node is in the mesh yet/, 1],
+    ['no node in the mesh', () => renderPeerConf(decideMembership([], PEERS, SETTINGS), 'laptop', { wgQuick: false, extraAllowedIPs: [] }), /no Node is in the mesh yet/, 1],
     ['--via an unknown node', () => renderPeerConf(VIEW, 'laptop', { wgQuick: false, extraAllowedIPs: ['10.96.0.0/12'], via: 'z' }), /--via z: no such Node in the mesh \(nodes: a, b\)/, 2],
     ['--allowed-ips with a bad CIDR', () => parseCidrList(['10.96.0.0/12,banana'], '--allowed-ips'), /--allowed-ips: "banana" is not a CIDR/, 2],
     ['showconf node of a missing Node', () => nodeDesired(NODES, PEERS, SETTINGS, 'z'), /^Node z does not exist/, 1],
@@ -150,8 +150,8 @@ describe('unit: showconf rendering', () => {
       '[Peer]',
       '# Node b',
       `PublicKey = ${KEYS[1]}`,
-      'Endpoint = b.example.net:51999',
       'AllowedIPs = 10.244.2.0/24, 100.64.2.12/32',
+      'Endpoint = b.example.net:51999',
       '',
       '[Peer]',
       '# Peer laptop',
@@ -163,8 +163,8 @@ describe('unit: showconf rendering', () => {
       '# Peer site',
       `PublicKey = ${KEYS[4]}`,
       `PresharedKey = ${KEYS[5]}`,
-      'Endpoint = 198.51.100.7:4500',
       'AllowedIPs = 192.168.50.0/24',
+      'Endpoint = 198.51.100.7:4500',
       '',
     ].join('\n'));
     assert.doesNotMatch(text, /PrivateKey/);
@@ -172,7 +172,7 @@ describe('unit: showconf rendering', () => {
 
   it('node: the wg-quick form has the node\'s overlay Address and a private key placeholder', () => {
     const text = renderNodeConf(nodeDesired(NODES, PEERS, SETTINGS, 'b'), 'b', { wgQuick: true });
-    assert.match(text, /\[Interface\]\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\nAddress = 100\.64\.2\.12\/10\nListenPort = 51820\n/);
+    assert.match(text, /\[Interface\]\nAddress = 100\.64\.2\.12\/10\nListenPort = 51820\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\nTable = off\n/);
     assert.match(text, /# Node a\n/);
   });
 });

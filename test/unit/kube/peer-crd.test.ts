@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
-import { toMeshPeer } from '../../../service/src/kube/translate.js';
-import { validatePeer } from '../../../service/src/mesh/peers.js';
+import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
+import { validateExternalPeer as validatePeer } from '../../../service/src/mesh/external-peers.js';
 
 const ROOT = new URL('../../../../', import.meta.url);
 const CRD = new URL('packaging/kubernetes/crd-peer.yaml', ROOT);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import type { V1Node } from '@kubernetes/client-node';
-import { toMeshNode } from '../../../service/src/kube/translate.js';
+import { toMeshNode } from '../../../service/src/kube/node-translate.js';
 
 describe('unit: V1Node → MeshNode', () => {
   it('keeps name, age, addresses, PodCIDRs and wg-overlay annotations only', () => {

@@ -6,10 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { computeDesired, type MeshSettings } from '../../../service/src/mesh/desired.js';
-import { peerContext, planPeers, validatePeer, type ValidPeer } from '../../../service/src/mesh/peers.js';
-import type { MeshPeer } from '../../../service/src/mesh/types.js';
-import { meshView } from '../../../service/src/mesh/view.js';
-import { toMeshPeer } from '../../../service/src/kube/translate.js';
+import { externalPeerContext as peerContext, admitExternalPeers as planPeers, validateExternalPeer as validatePeer, type AdmittedPeer as ValidPeer } from '../../../service/src/mesh/external-peers.js';
+import type { ExternalPeer } from '../../../service/src/mesh/types.js';
+import { decideMembership } from '../../../service/src/mesh/membership.js';
+import { formatCidr } from '../../../service/src/net/ip.js';
+import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;
@@ -20,7 +21,7 @@ const nodeC = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/2
 const NODES = [nodeA, nodeB, nodeC];
 
 /** A Peer with valid defaults; `created` is minutes after a fixed epoch. */
-function peer(name: string, o: Partial<MeshPeer> & { created?: number } = {}): MeshPeer {
+function peer(name: string, o: Partial<ExternalPeer> & { created?: number } = {}): ExternalPeer {
   const { created, ...rest } = o;
   return {
     name,
@@ -36,7 +37,7 @@ function peer(name: string, o: Partial<MeshPeer> & { created?: number } = {}): M
 
 describe('unit: external Peers', () => {
   describe('Kilo validation of one Peer', () => {
-    const valid: Array<[string, MeshPeer, Partial<ValidPeer>]> = [
+    const valid: Array<[string, ExternalPeer, Partial<ValidPeer>]> = [
       ['minimal roaming peer', peer('p'), { name: 'p', createdAt: Date.UTC(2026, 0, 2), publicKey: KEYS[3], presharedKey: undefined, endpoint: undefined, allowedIPs: ['10.5.0.1/32'], persistentKeepalive: 0 }],
       ['host bits cleared, duplicates and order normalised', peer('p', { allowedIPs: ['fd05::1/128', '10.5.1.7/24', '10.5.0.1/32', '10.5.1.0/24'] }), { allowedIPs: ['10.5.0.1/32', '10.5.1.0/24', 'fd05::1/128'] }],
       ['keepalive and preshared key', peer('p', { persistentKeepalive: 25, presharedKey: KEYS[5] }), { persistentKeepalive: 25, presharedKey: KEYS[5] }],
@@ -54,7 +55,7 @@ describe('unit: external Peers', () => {
       });
     }
 
-    const invalid: Array<[string, MeshPeer, string, RegExp]> = [
+    const invalid: Array<[string, ExternalPeer, string, RegExp]> = [
       ['the seeds\' placeholder key', peer('my-device', { publicKey: 'YOUR_PUBLIC_KEY_HERE' }), 'invalid-public-key', /^invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/],
       ['no public key', peer('p', { publicKey: undefined }), 'invalid-public-key', /spec\.publicKey is missing/],
       ['a key of 31 bytes', peer('p', { publicKey: Buffer.alloc(31, 1).toString('base64') }), 'invalid-public-key', /invalid public key/],
@@ -90,7 +91,7 @@ describe('unit: external Peers', () => {
   describe('conflicts with the cluster and other Peers', () => {
     const addresses = new Map([['a', '100.64.2.11'], ['b', '100.64.2.12'], ['c', '100.64.2.13']]);
     const ctx = peerContext(NODES, addresses);
-    const cases: Array<[string, MeshPeer[], Array<[string, string, RegExp]>, string[]]> = [
+    const cases: Array<[string, ExternalPeer[], Array<[string, string, RegExp]>, string[]]> = [
       ['a valid peer is accepted', [peer('p')], [], ['p']],
       ['overlaps a Node\'s PodCIDR', [peer('p', { allowedIPs: ['10.244.2.128/25'] })], [['p', 'allowed-ips-conflict', /allowedIPs 10\.244\.2\.128\/25 overlaps PodCIDR 10\.244\.2\.0\/24 of Node b/]], []],
       ['contains every PodCIDR (0.0.0.0/0)', [peer('p', { allowedIPs: ['0.0.0.0/0'] })], [['p', 'allowed-ips-conflict', /overlaps PodCIDR 10\.244\.1\.0\/24 of Node a/]], []],
@@ -160,8 +161,8 @@ describe('unit: external Peers', () => {
 
   describe('the cluster-wide view (showconf, graph)', () => {
     it('lists every node as other nodes see it, and the valid Peers', () => {
-      const v = meshView(NODES, [peer('laptop'), peer('my-device', { publicKey: 'x' })], SETTINGS);
-      assert.deepEqual(v.nodes.map((n) => [n.name, n.publicKey, n.overlayAddress, n.endpoint, n.podCIDRs]), [
+      const v = decideMembership(NODES, [peer('laptop'), peer('my-device', { publicKey: 'x' })], SETTINGS);
+      assert.deepEqual(v.members.map((n) => [n.name, n.publicKey, n.overlayAddress, n.endpoint, n.podCIDRs]), [
         ['a', KEYS[0], '100.64.2.11', '192.0.2.11:51820', ['10.244.1.0/24']],
         ['b', KEYS[1], '100.64.2.12', '203.0.113.12:51820', ['10.244.2.0/24']],
         ['c', KEYS[2], '100.64.2.13', '192.0.2.13:51820', ['10.244.3.0/24']],
@@ -169,27 +170,27 @@ describe('unit: external Peers', () => {
       // The same as what a node's desired state holds for its peers.
       const fromA = computeDesired({ name: 'a', publicKey: KEYS[0] }, NODES, SETTINGS);
       for (const p of fromA.peers) {
-        const n = v.nodes.find((x) => x.name === p.name)!;
+        const n = v.members.find((x) => x.name === p.name)!;
         assert.equal(p.endpoint, n.endpoint);
         assert.deepEqual(p.allowedIPs, [...n.podCIDRs, `${n.overlayAddress}/32`]);
       }
-      assert.deepEqual(v.peers.map((p) => p.name), ['laptop']);
+      assert.deepEqual(v.externalPeers.map((p) => p.name), ['laptop']);
       assert.deepEqual(v.skipped.map((s) => [s.kind, s.name, s.reason]), [['peer', 'my-device', 'invalid-public-key']]);
-      assert.equal(v.overlayCidr, '100.64.0.0/10');
+      assert.equal(formatCidr(v.overlay), '100.64.0.0/10');
     });
 
     it('leaves out Nodes without a key and drops conflicting PodCIDRs of younger Nodes', () => {
       const d = meshNode('d', { ip: '192.0.2.14', created: 4, pods: ['10.244.3.0/25', '10.244.4.0/24'], key: KEYS[4] });
       const e = meshNode('e', { ip: '192.0.2.15', created: 5, pods: ['10.244.5.0/24'] });
-      const v = meshView([...NODES, d, e], [], SETTINGS);
-      assert.deepEqual(v.nodes.map((n) => n.name), ['a', 'b', 'c', 'd']);
-      assert.deepEqual(v.nodes.find((n) => n.name === 'd')!.podCIDRs, ['10.244.4.0/24']);
+      const v = decideMembership([...NODES, d, e], [], SETTINGS);
+      assert.deepEqual(v.members.map((n) => n.name), ['a', 'b', 'c', 'd']);
+      assert.deepEqual(v.members.find((n) => n.name === 'd')!.podCIDRs, ['10.244.4.0/24']);
       assert.deepEqual(v.skipped.map((s) => [s.name, s.reason, s.whole]), [['d', 'pod-cidr-conflict', false], ['e', 'no-public-key', true]]);
     });
   });
 
   describe('translation of Peer objects', () => {
-    it('a Kilo Peer manifest (as JSON) becomes a MeshPeer', () => {
+    it('a Kilo Peer manifest (as JSON) becomes a ExternalPeer', () => {
       assert.deepEqual(toMeshPeer({
         metadata: { name: 'squat', creationTimestamp: '2026-01-02T00:00:00Z' },
         spec: { allowedIPs: ['10.5.0.1/32'], publicKey: KEYS[3], persistentKeepalive: 10, presharedKey: KEYS[5], endpoint: { dnsOrIP: { ip: '198.51.100.7' }, port: 51820 } },

@@ -1,12 +1,12 @@
 /**
  * Metrics and health (pure parts): the health verdict (watch down longer than the threshold,
- * last apply failed), the classification of apply errors, and the exposition of every metric
- * from reconcile reports and device handshakes.
+ * last apply failed, a run stuck longer than the threshold), and the exposition of every metric
+ * from reconcile reports (apply errors by the failing step the report names) and device handshakes.
  */
 import assert from 'node:assert/strict';
-import { classifyApplyError, DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
+import { DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
 import { computeDesired } from '../../../service/src/mesh/desired.js';
-import type { MeshPeer } from '../../../service/src/mesh/types.js';
+import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
 describe('unit: health verdict', () => {
@@ -17,6 +17,8 @@ describe('unit: health verdict', () => {
     ['watch down, within the threshold', { watches: [{ what: 'node watch', downForMs: 299_000 }], thresholdMs: 300_000, lastReport: ok }, true, []],
     ['watch down longer than the threshold', { watches: [{ what: 'node watch', downForMs: 301_000 }], thresholdMs: 300_000, lastReport: ok }, false, [/^node watch has been down for 301 s \(threshold 300 s\)$/]],
     ['last apply failed', { watches: [], thresholdMs: 300_000, lastReport: { ok: false, error: 'wg set wg0: exit 1', at: 1 } }, false, [/^the last apply failed: wg set wg0: exit 1$/]],
+    ['a run going, within the threshold', { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 299_000 }, true, []],
+    ['a run stuck longer than the threshold', { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 301_000 }, false, [/^a reconcile run has been stuck for 301 s \(threshold 300 s\)$/]],
     ['both, every reason listed', { watches: [{ what: 'node watch', downForMs: 0 }, { what: 'peer watch', downForMs: 9_000 }], thresholdMs: 5_000, lastReport: { ok: false, error: 'x', at: 1 } }, false, [/^peer watch has been down for 9 s/, /^the last apply failed: x$/]],
   ];
   for (const [name, input, want, reasons] of cases) {
@@ -29,26 +31,13 @@ describe('unit: health verdict', () => {
   }
 });
 
-describe('unit: apply error kinds', () => {
-  const cases: Array<[string, string]> = [
-    ['patching annotations of Node a: HTTP 403: forbidden', 'publish'],
-    ['wg set wg0 peer X= endpoint 1.2.3.4:5 allowed-ips 10.0.0.0/8: exit 1: Name or service not known', 'peers'],
-    ['ip -4 route replace 10.244.2.0/24 dev wg0 proto 77: exit 2: RTNETLINK answers: No such device', 'routes'],
-    ['creating wg0 with wireguard-go: exit 1: tun', 'interface'],
-    ['interface wg0 is missing after bringing it up', 'interface'],
-    ['not restarting wg-quick@wg0: /etc/wireguard/wg0.conf could not be written', 'interface'],
-    ['something else', 'other'],
-  ];
-  for (const [message, kind] of cases) it(`${kind}: ${message.slice(0, 50)}`, () => assert.equal(classifyApplyError(message), kind));
-});
-
 describe('unit: metrics exposition', () => {
   const nodes = [
     meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] }),
     meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] }),
     meshNode('c', { ip: '192.0.2.13', created: 3 }),
   ];
-  const peer = (name: string, key: string, ip: string): MeshPeer => ({ name, createdAt: 0, allowedIPs: [`${ip}/32`], publicKey: key, presharedKey: undefined, persistentKeepalive: undefined, endpoint: undefined });
+  const peer = (name: string, key: string, ip: string): ExternalPeer => ({ name, createdAt: 0, allowedIPs: [`${ip}/32`], publicKey: key, presharedKey: undefined, persistentKeepalive: undefined, endpoint: undefined });
   const desired = computeDesired({ name: 'a', publicKey: KEYS[0] }, nodes, { interfaceName: 'wg0', listenPort: 51820, mtu: undefined, persistentKeepalive: 0, overlayCidr: '100.64.0.0/10', endpoint: { mode: 'internal' } },
     [peer('laptop', KEYS[3], '10.5.0.2'), peer('my-device', 'YOUR_PUBLIC_KEY_HERE', '10.5.0.3'), peer('copy', 'ALSO_BAD', '10.5.0.4')]);
 
@@ -62,7 +51,8 @@ describe('unit: metrics exposition', () => {
       ],
     });
     m.observeReport({ ok: true, changes: [], durationMs: 4, at: 0 }, desired, 1_800_000_000_000);
-    m.observeReport({ ok: false, error: 'wg set wg0 peer x: exit 1', changes: [], durationMs: 30, at: 0 }, desired, 1_800_000_000_000);
+    m.observeReport({ ok: false, error: 'wg set wg0 peer x: exit 1', errorStep: 'peers', changes: [], durationMs: 30, at: 0 }, desired, 1_800_000_000_000);
+    m.observeReport({ ok: false, error: 'something unexpected', changes: [], durationMs: 1, at: 0 }, desired, 1_800_000_000_000);
     m.observeReport({ ok: true, changes: [], durationMs: 2, at: 0, configFileError: 'writing /etc/wireguard/wg0.conf' }, desired, 1_800_000_050_000);
     m.setWatch('nodes', true);
     m.setWatch('peers', false);
@@ -75,10 +65,11 @@ describe('unit: metrics exposition', () => {
       'wg_overlay_skipped{kind="node",reason="no-public-key"} 1',
       'wg_overlay_skipped{kind="peer",reason="invalid-public-key"} 2',
       'wg_overlay_reconciles_total{result="ok"} 2',
-      'wg_overlay_reconciles_total{result="error"} 1',
-      'wg_overlay_reconcile_duration_seconds_count 3',
-      'wg_overlay_reconcile_duration_seconds_bucket{le="0.005"} 2',
+      'wg_overlay_reconciles_total{result="error"} 2',
+      'wg_overlay_reconcile_duration_seconds_count 4',
+      'wg_overlay_reconcile_duration_seconds_bucket{le="0.005"} 3',
       'wg_overlay_apply_errors_total{kind="peers"} 1',
+      'wg_overlay_apply_errors_total{kind="other"} 1',
       'wg_overlay_apply_errors_total{kind="config-file"} 1',
       'wg_overlay_last_successful_sync_timestamp_seconds 1800000050',
       'wg_overlay_watch_up{resource="nodes"} 1',

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
 import { checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, kubeconfigCommand, KubeconfigCommandError } from '../../../service/src/cli/kubeconfig.js';
-import { loadKubeconfig } from '../../../service/src/kube/client.js';
+import { loadKubeconfig } from '../../../service/src/kube/kubeconfig.js';
 import { main } from '../../../service/src/main.js';
 import { KubeApiServer } from '../../support/kube-api/server.js';
 import { run } from '../../support/netns.js';

@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_CONFIG_PATH, defaultConfig } from '../../../service/src/config/config.js';
-import { EXIT_CONFIG } from '../../../service/src/daemon/run.js';
-import { PEER_GROUP, PEER_PLURAL } from '../../../service/src/mesh/peers.js';
+import { EXIT_CONFIG } from '../../../service/src/exit-status.js';
+import { PEER_GROUP, PEER_PLURAL } from '../../../service/src/kube/kilo-peer.js';
 import { VERSION } from '../../../service/src/version.js';
 
 // ---- helpers ---------------------------------------------------------------------------------

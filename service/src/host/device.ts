@@ -11,11 +11,12 @@ import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
 export function parseDump(name: string, text: string): InterfaceStatus {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   const head = lines[0]?.split('\t');
-  if (!head || head.length < 4) throw new Error(`unexpected output of wg show ${name} dump: ${JSON.stringify(text.slice(0, 80))}`);
+  // Never quote the output: the first field of the interface line is the private key.
+  if (!head || head.length < 4) throw new Error(`unexpected output of wg show ${name} dump (${lines.length} lines, first line with ${head?.length ?? 0} fields)`);
   const [, publicKey, listenPort, fwmark] = head;
   const peers: PeerStatus[] = lines.slice(1).map((line) => {
     const f = line.split('\t');
-    if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump`);
+    if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump (${f.length} fields, expected 8)`);
     const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as [string, string, string, string, string, string, string, string];
     return {
       publicKey: key,

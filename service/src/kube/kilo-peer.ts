@@ -1,41 +1,18 @@
 /**
- * The Kubernetes boundary: turns client-node's `V1Node` into the core's plain `MeshNode`,
- * keeping only what the mesh needs (and only wg-overlay's own annotations), and Kilo's `Peer`
- * custom resource into a plain `MeshPeer` (fields as found; the core validates them).
+ * Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1, cluster-scoped) at the Kubernetes
+ * boundary: where the API serves it, and its translation into the core's plain `ExternalPeer`
+ * (fields as found, bounded in length; the core validates them).
  */
-import type { V1Node } from '@kubernetes/client-node';
-import { ANNOTATION_PREFIX } from '../mesh/annotations.js';
-import type { MeshNode, MeshPeer } from '../mesh/types.js';
+import type { ExternalPeer } from '../mesh/types.js';
 
-/** Longest annotation value accepted from another Node; longer values are dropped as hostile. */
-const MAX_ANNOTATION_LENGTH = 1024;
-
-/** Translates a `V1Node` (or the same JSON shape) into a MeshNode; undefined without a name. */
-export function toMeshNode(node: V1Node): MeshNode | undefined {
-  const name = node.metadata?.name;
-  if (!name) return undefined;
-  const created = node.metadata?.creationTimestamp;
-  const createdMs = created === undefined ? NaN : new Date(created as unknown as string).getTime();
-  const addresses = Array.isArray(node.status?.addresses) ? node.status!.addresses : [];
-  const pick = (type: string): string[] =>
-    addresses.filter((a) => a?.type === type && typeof a.address === 'string').map((a) => a.address.trim());
-  const specList = node.spec?.podCIDRs;
-  const podCIDRs = Array.isArray(specList) && specList.length > 0
-    ? specList.filter((c): c is string => typeof c === 'string')
-    : typeof node.spec?.podCIDR === 'string' && node.spec.podCIDR !== '' ? [node.spec.podCIDR] : [];
-  const annotations: Record<string, string> = {};
-  for (const [k, v] of Object.entries(node.metadata?.annotations ?? {})) {
-    if (k.startsWith(ANNOTATION_PREFIX) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
-  }
-  return {
-    name,
-    createdAt: Number.isFinite(createdMs) ? createdMs : Infinity,
-    internalIPs: pick('InternalIP'),
-    externalIPs: pick('ExternalIP'),
-    podCIDRs,
-    annotations,
-  };
-}
+/** API group of Kilo's Peer resource. */
+export const PEER_GROUP = 'kilo.squat.ai';
+/** API version of Kilo's Peer resource. */
+export const PEER_VERSION = 'v1alpha1';
+/** Resource (plural) name of Kilo's Peer resource. */
+export const PEER_PLURAL = 'peers';
+/** The API path of the Peer collection (cluster-scoped). */
+export const PEER_API_PATH = `/apis/${PEER_GROUP}/${PEER_VERSION}/${PEER_PLURAL}`;
 
 /** Longest string accepted from a Peer's spec field; longer values are cut (and then fail validation). */
 const MAX_PEER_FIELD_LENGTH = 1024;
@@ -63,8 +40,8 @@ function asNumber(v: unknown): number | undefined {
   return typeof v === 'number' ? v : NaN;
 }
 
-/** Translates a Peer object into a MeshPeer; undefined without a usable name. */
-export function toMeshPeer(obj: PeerObject): MeshPeer | undefined {
+/** Translates a Peer object into an ExternalPeer; undefined without a usable name. */
+export function toExternalPeer(obj: PeerObject): ExternalPeer | undefined {
   const name = obj.metadata?.name;
   if (typeof name !== 'string' || !isObjectName(name)) return undefined;
   const created = obj.metadata?.creationTimestamp;
@@ -83,4 +60,9 @@ export function toMeshPeer(obj: PeerObject): MeshPeer | undefined {
     persistentKeepalive: asNumber(spec.persistentKeepalive),
     endpoint: ep === undefined ? undefined : { dns: optText(dnsOrIP.dns), ip: optText(dnsOrIP.ip), port: asNumber(ep.port) },
   };
+}
+
+/** Converts Peer objects into ExternalPeers, dropping unnamed ones. */
+export function translateExternalPeers(items: readonly unknown[]): ExternalPeer[] {
+  return items.map((o) => toExternalPeer(o as PeerObject)).filter((p): p is ExternalPeer => p !== undefined);
 }

@@ -9,11 +9,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../../../service/src/config/config.js';
-import { Reconciler, type ReconcileReport } from '../../../service/src/daemon/reconciler.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
-import type { MeshNode, MeshPeer } from '../../../service/src/mesh/types.js';
+import type { MeshNode, ExternalPeer } from '../../../service/src/mesh/types.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { FakeHost } from '../../support/fake-host.js';
+import { reconcileWorld } from '../../support/reconcile-world.js';
+import type { ReconcileReport } from '../../../service/src/status/report.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
 const PRIV = generatePrivateKey();
@@ -21,7 +22,7 @@ const PUB = publicKeyFromPrivate(PRIV);
 const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
 
-function peer(name: string, o: Partial<MeshPeer> = {}): MeshPeer {
+function peer(name: string, o: Partial<ExternalPeer> = {}): ExternalPeer {
   return { name, createdAt: 0, allowedIPs: ['10.5.0.2/32'], publicKey: KEYS[3], presharedKey: undefined, persistentKeepalive: 25, endpoint: undefined, ...o };
 }
 
@@ -32,19 +33,8 @@ function world(opts: { waitForPeers?: boolean } = {}) {
   config.wireguard.mtu = 1420;
   const host = new FakeHost();
   const log = memoryLogger();
-  const rec = new Reconciler({
-    runner: host.runner,
-    log,
-    identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
-    publisher: { patchAnnotations: async () => undefined },
-    units: undefined,
-    coalesceMs: 1,
-    confDelayMs: 0,
-    waitForPeers: opts.waitForPeers ?? false,
-  }, config);
-  let waiters: Array<(r: ReconcileReport) => void> = [];
-  rec.onReport = (r) => { const w = waiters; waiters = []; w.forEach((f) => f(r)); };
-  const next = (): Promise<ReconcileReport> => new Promise((res) => waiters.push(res));
+  const rec = reconcileWorld({ host, log, identity: { name: 'a', privateKey: PRIV, publicKey: PUB }, config, waitForPeers: opts.waitForPeers ?? false });
+  const next = (): Promise<ReconcileReport> => rec.next();
   const step = async (fn: () => void): Promise<string[]> => {
     const mark = host.runner.calls.length;
     const done = next();
@@ -110,7 +100,7 @@ describe('unit: reconcile loop with external Peers', () => {
     assert.deepEqual(cmds, []);
     const line = /^<4>Peer skipped: my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/;
     assert.equal(w.log.lines.filter((l) => line.test(l)).length, 1, w.log.lines.join('\n'));
-    assert.deepEqual(w.rec.desired?.skipped.filter((s) => s.kind === 'peer').map((s) => s.reason), ['invalid-public-key']);
+    assert.deepEqual(w.rec.step.desired?.skipped.filter((s) => s.kind === 'peer').map((s) => s.reason), ['invalid-public-key']);
     await w.step(() => w.rec.schedule('resync', true));
     assert.equal(w.log.lines.filter((l) => line.test(l)).length, 1, 'not repeated on a resync');
   });
@@ -131,11 +121,11 @@ describe('unit: reconcile loop with external Peers', () => {
     const first = await r;
     assert.deepEqual(first.changes, []);
     assert.equal(w.host.link.exists, false, 'nothing applied before the Peer list');
-    assert.equal(w.rec.waiting, 'waiting for the Peer list from the API server');
-    assert.equal(w.rec.peersKnown, false);
+    assert.equal(w.rec.step.waiting, 'waiting for the Peer list from the API server');
+    assert.equal(w.rec.step.externalPeersKnown, false);
     await w.step(() => w.rec.setPeers([peer('laptop')]));
-    assert.equal(w.rec.peersKnown, true);
-    assert.equal(w.rec.waiting, undefined);
+    assert.equal(w.rec.step.externalPeersKnown, true);
+    assert.equal(w.rec.step.waiting, undefined);
     assert.deepEqual([...w.host.peers.keys()].sort(), [KEYS[1], KEYS[3]].sort());
   });
 });

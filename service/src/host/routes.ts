@@ -6,7 +6,7 @@ import type { CommandRunner } from '../exec/runner.js';
 import type { RouteChange } from '../mesh/diff.js';
 import type { RouteStatus } from '../mesh/status.js';
 import { parseCidr } from '../net/ip.js';
-import type { IpBatch } from './batch.js';
+import type { IpBatch } from './ip-batch.js';
 
 /** The `proto` number that marks routes wg-overlay created (free in iproute2's rt_protos). */
 export const ROUTE_PROTO = '77';

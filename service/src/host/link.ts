@@ -1,12 +1,12 @@
 /**
- * The interface adapter: reads a link's state (`ip -j addr`), creates a WireGuard interface with
- * kernel WireGuard or userspace wireguard-go (implementation = auto tries the kernel first),
- * configures it from a wg-quick config, and deletes it. Used where no systemd owns the interface.
+ * Link commands: read a link's state (`ip -j addr`), create a WireGuard interface with kernel
+ * WireGuard or userspace wireguard-go (implementation = auto tries the kernel first), configure it
+ * from a wg-quick config, set it up, delete it, and find the MTU for `mtu = auto`.
  */
 import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
 import type { LinkStatus } from '../mesh/status.js';
-import { type WgQuickConfig, stripWgQuick } from './wgquick.js';
+import { type WgQuickConfig, stripWgQuick } from '../wireguard/wgquick.js';
 
 /** Which WireGuard implementation backs an interface. */
 export type Implementation = 'kernel' | 'userspace';
@@ -83,6 +83,11 @@ export async function configureLink(runner: CommandRunner, name: string, cfg: Wg
   }
   const mtuArgs = cfg.iface.mtu !== undefined ? ['mtu', String(cfg.iface.mtu)] : [];
   await runner.run('ip', ['link', 'set', 'dev', name, ...mtuArgs, 'up']);
+}
+
+/** Sets the interface up. */
+export async function setLinkUp(runner: CommandRunner, name: string): Promise<void> {
+  await runner.run('ip', ['link', 'set', 'dev', name, 'up']);
 }
 
 /** Deletes the interface (wireguard-go exits by itself when its link goes away). */

@@ -1,5 +1,5 @@
 /**
- * External Peers (Kilo's `Peer` custom resource) in the pure core: Kilo's own validation rules
+ * External peers (Kilo's `Peer` custom resource) in the pure core: Kilo's own validation rules
  * (allowedIPs are CIDRs, the public key is base64 of 32 bytes, an endpoint has a DNS name or an
  * IP and a port in 1-65535, keepalive >= 0) plus the rules a mesh needs so that no Peer can take
  * traffic meant for the cluster: its allowedIPs may not overlap any Node's PodCIDRs, contain a
@@ -9,19 +9,12 @@
  */
 import { ANNOTATION_ENDPOINT, ANNOTATION_PUBLIC_KEY } from './annotations.js';
 import { compareSeniority } from './order.js';
-import type { MeshNode, MeshPeer, SkipReason } from './types.js';
+import type { ExternalPeer, MeshNode, SkipReason } from './types.js';
 import { type Cidr, type Ip, cidrContains, cidrsOverlap, compareCidrText, formatCidr, formatHostPort, formatIp, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
-import { isValidKey } from '../wireguard/keys.js';
+import { isValidKey } from './keys.js';
 
-/** API group, version and plural of Kilo's Peer resource. */
-export const PEER_GROUP = 'kilo.squat.ai';
-export const PEER_VERSION = 'v1alpha1';
-export const PEER_PLURAL = 'peers';
-/** The API path of the Peer collection (cluster-scoped). */
-export const PEER_API_PATH = `/apis/${PEER_GROUP}/${PEER_VERSION}/${PEER_PLURAL}`;
-
-/** A Peer that passed validation, in the form the mesh uses. */
-export interface ValidPeer {
+/** An external peer that passed validation, in the form the mesh uses. */
+export interface AdmittedPeer {
   name: string;
   createdAt: number;
   publicKey: string;
@@ -35,8 +28,8 @@ export interface ValidPeer {
   persistentKeepalive: number;
 }
 
-/** What Peers are checked against: everything the cluster's Nodes already use. */
-export interface PeerContext {
+/** What external peers are checked against: everything the cluster's Nodes already use. */
+export interface ExternalPeerContext {
   /** Public key → who holds it (e.g. `Node node-a`). */
   keys: ReadonlyMap<string, string>;
   /** Every Node's PodCIDRs that parse, with the Node's name. */
@@ -47,10 +40,10 @@ export interface PeerContext {
   underlayAddresses: ReadonlyArray<{ ip: Ip; owner: string }>;
 }
 
-/** The outcome of checking all Peers. */
-export interface PeerPlan {
-  /** Valid Peers, sorted by name. */
-  peers: ValidPeer[];
+/** The outcome of checking all external peers. */
+export interface ExternalPeerVerdicts {
+  /** Admitted external peers, sorted by name. */
+  peers: AdmittedPeer[];
   /** Invalid Peers with the reason (kind `peer`, whole). */
   skipped: SkipReason[];
 }
@@ -65,8 +58,8 @@ function shown(s: string): string {
   return JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
 }
 
-/** Kilo's validation of one Peer on its own; the reason when it fails. */
-export function validatePeer(peer: MeshPeer): { ok: true; peer: ValidPeer } | { ok: false; skip: SkipReason } {
+/** Kilo's validation of one external peer on its own; the reason when it fails. */
+export function validateExternalPeer(peer: ExternalPeer): { ok: true; peer: AdmittedPeer } | { ok: false; skip: SkipReason } {
   const fail = (reason: SkipReason['reason'], message: string) => ({ ok: false as const, skip: { name: peer.name, kind: 'peer' as const, reason, message, whole: true } });
 
   if (peer.publicKey === undefined || peer.publicKey === '') return fail('invalid-public-key', 'invalid public key: spec.publicKey is missing');
@@ -123,11 +116,11 @@ export function validatePeer(peer: MeshPeer): { ok: true; peer: ValidPeer } | { 
 }
 
 /**
- * What Peers are checked against, from all Nodes: their published keys (this node's own key
- * from `self`), PodCIDRs, overlay addresses and underlay addresses. Independent of which node
+ * What external peers are checked against, from all Nodes: their published keys (this node's own
+ * key from `self`), PodCIDRs, overlay addresses and underlay addresses. Independent of which node
  * computes it, so every node skips the same Peers.
  */
-export function peerContext(nodes: readonly MeshNode[], overlayAddresses: ReadonlyMap<string, string>, self?: { name: string; publicKey: string }): PeerContext {
+export function externalPeerContext(nodes: readonly MeshNode[], overlayAddresses: ReadonlyMap<string, string>, self?: { name: string; publicKey: string }): ExternalPeerContext {
   const keys = new Map<string, string>();
   const podCidrs: Array<{ cidr: Cidr; owner: string }> = [];
   const overlay: Array<{ ip: Ip; owner: string }> = [];
@@ -153,11 +146,11 @@ export function peerContext(nodes: readonly MeshNode[], overlayAddresses: Readon
 }
 
 /**
- * Checks every Peer: first on its own (Kilo's rules), then oldest first against the Nodes and
- * the Peers already accepted. Nodes always win; among Peers the older one keeps a key or range.
+ * Checks every external peer: first on its own (Kilo's rules), then oldest first against the Nodes
+ * and the Peers already accepted. Nodes always win; among Peers the older one keeps a key or range.
  */
-export function planPeers(peers: readonly MeshPeer[], ctx: PeerContext): PeerPlan {
-  const accepted: ValidPeer[] = [];
+export function admitExternalPeers(peers: readonly ExternalPeer[], ctx: ExternalPeerContext): ExternalPeerVerdicts {
+  const accepted: AdmittedPeer[] = [];
   const skipped: SkipReason[] = [];
   const keys = new Map(ctx.keys);
   const taken: Array<{ cidr: Cidr; owner: string }> = [];
@@ -165,7 +158,7 @@ export function planPeers(peers: readonly MeshPeer[], ctx: PeerContext): PeerPla
     skipped.push({ name, kind: 'peer', reason, message, whole: true });
   };
   for (const raw of [...peers].sort(compareSeniority)) {
-    const v = validatePeer(raw);
+    const v = validateExternalPeer(raw);
     if (!v.ok) { skipped.push(v.skip); continue; }
     const p = v.peer;
     const holder = keys.get(p.publicKey);

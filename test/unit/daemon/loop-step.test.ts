@@ -8,12 +8,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, type Config } from '../../../service/src/config/config.js';
-import { Reconciler, type ReconcileReport } from '../../../service/src/daemon/reconciler.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { FakeHost } from '../../support/fake-host.js';
+import { reconcileWorld, type Reconcile } from '../../support/reconcile-world.js';
+import type { ReconcileReport } from '../../../service/src/status/report.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
 const PRIV = generatePrivateKey();
@@ -38,7 +39,7 @@ class FakeUnits implements UnitController {
 
 interface World {
   host: FakeHost;
-  rec: Reconciler;
+  rec: Reconcile;
   log: ReturnType<typeof memoryLogger>;
   patches: Array<[string, Record<string, string | null>]>;
   config: Config;
@@ -57,20 +58,15 @@ function world(opts: { units?: boolean; config?: (c: Config) => void } = {}): Wo
   const log = memoryLogger();
   const patches: World['patches'] = [];
   const units = opts.units ? new FakeUnits(host, config.wireguard.configFile) : undefined;
-  const rec = new Reconciler({
-    runner: host.runner,
+  const rec = reconcileWorld({
+    host,
     log,
     identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
     publisher: { patchAnnotations: async (n, a) => { patches.push([n, a]); } },
     units,
-    coalesceMs: 1,
-    confDelayMs: 0,
-  }, config);
-  let waiters: Array<(r: ReconcileReport) => void> = [];
-  rec.onReport = (r) => {
-    const w = waiters; waiters = []; w.forEach((f) => f(r));
-  };
-  return { host, rec, log, patches, config, units, next: () => new Promise((res) => waiters.push(res)) };
+    config,
+  });
+  return { host, rec, log, patches, config, units, next: () => rec.next() };
 }
 
 const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });

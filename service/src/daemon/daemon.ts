@@ -1,0 +1,308 @@
+/**
+ * The daemon object: prepares what must be there before anything runs (config, key, kubeconfig,
+ * systemd), builds its parts — D-Bus link, ip co-process, wg-quick file, status writer, metrics
+ * endpoint, reconcile loop, Node and external-peer sources, config reloader, interface monitor,
+ * resync timer — starts them in that order and stops them in reverse, leaving the mesh up.
+ */
+import type { Config, LoadedConfig } from '../config/config.js';
+import { EXIT_CONFIG, EXIT_FAILURE } from '../exit-status.js';
+import type { CommandRunner } from '../exec/runner.js';
+import { readDevice } from '../host/device.js';
+import { FORWARDING_OFF_WARNING } from '../host/forwarding.js';
+import { InterfaceOwner } from '../host/interface-owner.js';
+import type { IpBatch } from '../host/ip-batch.js';
+import { PeerAdapter } from '../host/peer-adapter.js';
+import { RouteAdapter } from '../host/route-adapter.js';
+import { KubeconfigError } from '../kube/kubeconfig.js';
+import type { NodePublisher } from '../kube/node-publisher.js';
+import type { NodeSource } from '../kube/node-source.js';
+import type { ExternalPeerSource } from '../kube/peer-source.js';
+import { describeError, type Logger } from '../log/logger.js';
+import type { ExternalPeer, MeshNode } from '../mesh/types.js';
+import { DaemonMetrics, evaluateHealth, type HealthResult } from '../metrics/metrics.js';
+import type { startMetricsServer } from '../metrics/server.js';
+import { buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
+import type { Notifier } from '../systemd/notify.js';
+import type { UnitController } from '../systemd/units.js';
+import { VERSION } from '../version.js';
+import type { LoadedKey } from '../wireguard/keys.js';
+import { WgQuickFile } from '../wireguard/conf-file.js';
+import { ConfigReloader, loadOrReport, type SignalSource } from './config-reloader.js';
+import { ReconcileLoop } from './loop.js';
+import { MetricsEndpoint } from './metrics-endpoint.js';
+import type { Part } from './part.js';
+import { Closer, IntervalTimer, OnceTimer, SourcePart, StartedPart, stopAll } from './parts.js';
+import { StatusWriter } from './status-writer.js';
+import { MeshStep, type Identity } from './step.js';
+import { WatchHealth } from './watch-health.js';
+
+/** The Kubernetes side of the daemon, made from the kubeconfig. */
+export interface KubeAccess {
+  /** The API server's URL, for the start-up log line. */
+  server: string;
+  nodes: NodeSource;
+  externalPeers: ExternalPeerSource;
+  publisher: NodePublisher;
+}
+
+/** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
+export interface DaemonEnv {
+  log: Logger;
+  /** Runs the commands that change the host (each logged at debug). */
+  runner: CommandRunner;
+  /** Runs the reads a metrics scrape makes (not logged). */
+  quietRunner: CommandRunner;
+  loadConfig(path: string): Promise<LoadedConfig>;
+  loadKey(stateDir: string): Promise<LoadedKey>;
+  /** Loads the kubeconfig and makes the sources; throws KubeconfigError when it is unusable. */
+  connectKube(config: Config, log: Logger): Promise<KubeAccess>;
+  /** systemd's units over D-Bus, or undefined when no manager answers. */
+  connectSystemd(log: Logger): Promise<UnitController | undefined>;
+  notifier: Notifier;
+  /** The long-lived `ip -batch` co-process for routes (undefined: one `ip` per route). */
+  ipBatch(log: Logger): IpBatch | undefined;
+  /** Watches route deletions and link changes on the interface. */
+  monitor(iface: string, log: Logger, onChange: () => void): { stop(): void };
+  ipForwarding(): Promise<boolean | undefined>;
+  serveMetrics: typeof startMetricsServer;
+  signals: SignalSource;
+  /** Timings, shortened by tests. */
+  timing?: Partial<DaemonTiming>;
+}
+
+/** The daemon's timings (ms). */
+export interface DaemonTiming {
+  /** How long the first apply waits for the Peer list before going on without it. */
+  peerWait: number;
+  /** Between full resyncs that re-read the host even when no event arrived. */
+  resync: number;
+  /** Delay before wg0.conf is written after a change (0 = at once). */
+  confDelay: number;
+  /** Delay used to coalesce bursts of events. */
+  coalesce: number;
+  /** How long each part may take to stop. */
+  partStop: number;
+}
+
+const DEFAULT_TIMING: DaemonTiming = { peerWait: 10_000, resync: 60_000, confDelay: 300, coalesce: 2, partStop: 10_000 };
+
+/** What the daemon has prepared before it builds its parts. */
+interface Prepared {
+  config: Config;
+  identity: Identity;
+  kube: KubeAccess;
+  units: UnitController | undefined;
+  loadedAt: number;
+}
+
+/** The long-running daemon: its parts, started in order and stopped in reverse. */
+export class Daemon {
+  private readonly parts: Part[] = [];
+  private readonly started: Part[] = [];
+  private readonly timing: DaemonTiming;
+  private readonly startedAt = Date.now();
+  private running: Config;
+  readonly health = new WatchHealth();
+  readonly loop: ReconcileLoop;
+  readonly step: MeshStep;
+  private readonly metrics: DaemonMetrics;
+  private readonly metricsEndpoint: MetricsEndpoint;
+  private readonly status: StatusWriter;
+  private readonly reloader: ConfigReloader;
+
+  /**
+   * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
+   * with the exit status when it cannot start (78 when the admin must fix a file).
+   */
+  static async open(configPath: string, env: DaemonEnv): Promise<Daemon | number> {
+    const prepared = await prepare(configPath, env);
+    return typeof prepared === 'number' ? prepared : new Daemon(configPath, env, prepared);
+  }
+
+  private constructor(configPath: string, private readonly env: DaemonEnv, p: Prepared) {
+    const { log } = env;
+    this.timing = { ...DEFAULT_TIMING, ...env.timing };
+    this.running = p.config;
+    const w = p.config.wireguard;
+    const ipBatch = env.ipBatch(log);
+    const confFile = new WgQuickFile(w.configFile, log, this.timing.confDelay);
+    const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units });
+    log.info(iface.describe());
+    this.step = new MeshStep({
+      runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
+      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch), confFile,
+    }, p.config, true);
+    this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
+    this.metrics = this.makeMetrics(p.identity.name, w.interface);
+    this.metricsEndpoint = new MetricsEndpoint(this.metrics, () => this.healthVerdict(), log, env.serveMetrics, p.config);
+    this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log);
+    this.reloader = new ConfigReloader(configPath, env.loadConfig, {
+      running: () => this.running,
+      apply: (next, changed) => this.applyConfig(next, changed),
+      summary: () => this.summary(),
+    }, env.notifier, log, env.signals, p.loadedAt);
+    this.wire();
+    this.parts.push(
+      new Closer('D-Bus link', () => p.units?.close()),
+      new Closer('ip co-process', () => ipBatch?.close()),
+      new Closer('wg-quick file', async () => { await confFile.flush(); }),
+      this.status,
+      this.metricsEndpoint,
+      this.loop,
+      new SourcePart<MeshNode>('node source', p.kube.nodes, {
+        onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },
+        onState: (state, err) => this.health.report('nodes', state, err),
+      }),
+      new SourcePart<ExternalPeer>('peer source', p.kube.externalPeers, {
+        onList: (peers) => { if (this.step.setExternalPeers(peers)) this.loop.schedule('Peers changed'); },
+        onState: (state, err) => this.health.report('peers', state, err),
+      }),
+      new OnceTimer('peer wait', this.timing.peerWait, () => this.stopWaitingForPeers()),
+      this.reloader,
+      new StartedPart('interface monitor', () => env.monitor(w.interface, log, () => this.loop.schedule('routes or link changed on the host', true))),
+      new IntervalTimer('resync timer', this.timing.resync, () => this.loop.schedule('periodic resync', true)),
+    );
+  }
+
+  /** Starts every part in order; if one cannot start, stops those already started and throws. */
+  async start(): Promise<void> {
+    for (const part of this.parts) {
+      try {
+        await part.start();
+      } catch (err) {
+        this.env.log.error(`starting the ${part.name}: ${describeError(err)}`);
+        await stopAll(this.started, this.env.log, this.timing.partStop);
+        throw err;
+      }
+      this.started.push(part);
+    }
+    this.loop.firstApply().then(() => {
+      this.env.log.notice(`mesh applied: ${this.summary()}`);
+      return this.env.notifier.ready(`mesh applied: ${this.summary()}`);
+    }).catch((err: unknown) => this.env.log.error(`reporting readiness: ${describeError(err)}`));
+  }
+
+  /** Stops every started part in reverse order; the interface, its peers and routes stay up. */
+  async stop(why: string): Promise<void> {
+    const { log, notifier } = this.env;
+    log.info(`${why}: stopping; ${this.running.wireguard.interface}, its peers and routes stay up`);
+    await notifier.stopping();
+    await stopAll(this.started.splice(0), log, this.timing.partStop);
+    log.info('stopped');
+  }
+
+  /** The health verdict behind `/healthz`. */
+  healthVerdict(): HealthResult {
+    const discovery = this.running.kubernetes.discovery;
+    const busySince = this.loop.busySince;
+    return evaluateHealth({
+      watches: [{ what: `node ${discovery}`, downForMs: this.health.downForMs('nodes') }, { what: `peer ${discovery}`, downForMs: this.health.downForMs('peers') }],
+      thresholdMs: this.running.metrics.watchDownThresholdSeconds * 1000,
+      lastReport: this.loop.lastReport,
+      busyForMs: busySince === undefined ? 0 : Date.now() - busySince,
+    });
+  }
+
+  /** One line for logs and systemd's status: peers, routes, address. */
+  summary(): string {
+    const d = this.step.desired;
+    return `${d?.peers.length ?? 0} peers, ${d?.routes.length ?? 0} routes, address ${d?.iface.address ?? '?'}`;
+  }
+
+  /** Connects reports of the loop and the watches to metrics and the status file. */
+  private wire(): void {
+    this.loop.onReport((r) => {
+      this.metrics.observeReport(r, this.step.desired, this.loop.lastSuccessAt);
+      this.status.changed();
+    });
+    this.health.onReport((which) => {
+      this.metrics.setWatch(which, this.health.isUp(which));
+      this.status.changed();
+    });
+  }
+
+  private makeMetrics(node: string, iface: string): DaemonMetrics {
+    return new DaemonMetrics({
+      node,
+      iface,
+      version: VERSION,
+      readHandshakes: async () => {
+        const dev = await readDevice(this.env.quietRunner, iface);
+        if (!dev) throw new Error(`${iface} is missing`);
+        const byKey = new Map((this.step.desired?.peers ?? []).map((p) => [p.publicKey, p]));
+        return dev.peers.map((p) => {
+          const known = byKey.get(p.publicKey);
+          return { kind: known?.kind ?? 'unknown', name: known?.name ?? p.publicKey, latestHandshake: p.latestHandshake };
+        });
+      },
+    });
+  }
+
+  private applyConfig(next: Config, changed: boolean): void {
+    this.running = next;
+    this.env.log.setLevel(next.log.level);
+    void this.metricsEndpoint.reconfigure(next);
+    this.status.changed();
+    if (!changed) return;
+    this.step.setConfig(next);
+    this.loop.schedule('configuration changed', true);
+  }
+
+  /** The first apply waits for the Peer list (a restart must not drop external peers for a moment), but not for ever. */
+  private stopWaitingForPeers(): void {
+    if (this.step.externalPeersKnown) return;
+    this.env.log.warning(`no Peer list from the API server after ${Math.round(this.timing.peerWait / 1000)} s: applying the mesh without external Peers until it arrives`);
+    if (this.step.setExternalPeers([])) this.loop.schedule('Peers changed');
+  }
+
+  private snapshot(node: string): StatusSnapshot {
+    return buildSnapshot({
+      node,
+      iface: this.running.wireguard.interface,
+      startedAt: this.startedAt,
+      desired: this.step.desired,
+      waiting: this.step.waiting,
+      lastReport: this.loop.lastReport,
+      lastSuccessAt: this.loop.lastSuccessAt,
+      busySince: this.loop.busySince,
+      watch: this.health.snapshot(),
+      now: Date.now(),
+      pid: process.pid,
+    });
+  }
+}
+
+/** Loads what the daemon needs before it can build its parts; an exit status when it cannot. */
+async function prepare(configPath: string, env: DaemonEnv): Promise<Prepared | number> {
+  const { log } = env;
+  const loadedAt = Date.now();
+  const config = await loadOrReport(env.loadConfig, configPath, log);
+  if (!config) {
+    log.error(`invalid configuration in ${configPath}; not starting`);
+    return EXIT_CONFIG;
+  }
+  log.setLevel(config.log.level);
+  log.info(`wg-overlay ${VERSION} starting: node ${config.kubernetes.nodeName}, interface ${config.wireguard.interface}, config ${config.source}`);
+  let identity: Identity;
+  try {
+    const key = await env.loadKey(config.state.dir);
+    if (key.created) log.notice(`created a new WireGuard private key in ${config.state.dir}; public key ${key.publicKey}`);
+    else log.info(`loaded the WireGuard private key from ${config.state.dir}; public key ${key.publicKey}`);
+    if (key.fixedMode) log.warning(`the private key file in ${config.state.dir} was readable by group or others: its mode is now 0600 (check who could have read it)`);
+    identity = { name: config.kubernetes.nodeName, privateKey: key.privateKey, publicKey: key.publicKey };
+  } catch (err) {
+    log.error(describeError(err));
+    return EXIT_FAILURE;
+  }
+  let kube: KubeAccess;
+  try {
+    kube = await env.connectKube(config, log);
+  } catch (err) {
+    log.error(describeError(err));
+    return err instanceof KubeconfigError ? EXIT_CONFIG : EXIT_FAILURE;
+  }
+  log.info(`API server ${kube.server} (kubeconfig ${config.kubernetes.kubeconfig})`);
+  if ((await env.ipForwarding()) === false) log.warning(FORWARDING_OFF_WARNING);
+  const units = config.wireguard.createInterface ? await env.connectSystemd(log) : undefined;
+  return { config, identity, kube, units, loadedAt };
+}

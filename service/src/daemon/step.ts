@@ -1,0 +1,239 @@
+/**
+ * One reconcile step, free of timers: from the latest Nodes, external peers and config it
+ * computes this node's desired state, publishes its own annotations, hands the wg-quick file its
+ * new contents, and hands the desired interface, peers and routes to the host adapters, logging
+ * one line per change with its reason. Scheduling, retries and readiness live in the loop.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { Config } from '../config/config.js';
+import { meshSettings } from '../config/mesh-settings.js';
+import type { CommandRunner } from '../exec/runner.js';
+import { inStep } from '../host/apply-error.js';
+import type { AppliedChange } from '../host/change.js';
+import type { InterfaceOwner } from '../host/interface-owner.js';
+import { autoMtu } from '../host/link.js';
+import type { PeerAdapter } from '../host/peer-adapter.js';
+import type { RouteAdapter } from '../host/route-adapter.js';
+import type { NodePublisher } from '../kube/node-publisher.js';
+import type { Logger } from '../log/logger.js';
+import { OWN_ANNOTATIONS } from '../mesh/annotations.js';
+import { computeDesired, NotReadyError } from '../mesh/desired.js';
+import type { DesiredState, ExternalPeer, MeshNode } from '../mesh/types.js';
+import { StateReporter } from '../util/backoff.js';
+import { toWgQuickConfig } from '../wireguard/conf.js';
+import type { WgQuickFile } from '../wireguard/conf-file.js';
+
+/** This node's identity: its Node name and WireGuard key pair. */
+export interface Identity {
+  name: string;
+  privateKey: string;
+  publicKey: string;
+}
+
+/** The parts a step works with. */
+export interface StepParts {
+  runner: CommandRunner;
+  log: Logger;
+  identity: Identity;
+  publisher: NodePublisher;
+  iface: InterfaceOwner;
+  peers: PeerAdapter;
+  routes: RouteAdapter;
+  confFile: WgQuickFile;
+}
+
+/** How a step ended (when it did not throw). */
+export interface StepOutcome {
+  /** True when the full desired state is applied. */
+  applied: boolean;
+  /** Run again (forced) after `retry.ms`, for `retry.why`: waiting for something outside the daemon. */
+  retry?: { ms: number; why: string };
+  /** Run again (forced) at once, for this reason: the host must be read. */
+  followUp?: string;
+}
+
+/** Sorts by name and keys a list, so an unchanged list in another order is recognised. */
+function keyed<T extends { name: string }>(items: readonly T[]): { list: T[]; key: string } {
+  const list = [...items].sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { list, key: JSON.stringify(list) };
+}
+
+/** The reconcile step of one node. */
+export class MeshStep {
+  private nodes: { list: MeshNode[]; key: string } | undefined;
+  private externalPeers: { list: ExternalPeer[]; key: string } | undefined;
+  private mtuCache: { ips: string; mtu: number } | undefined;
+  private lastApplied: DesiredState | undefined;
+  private readonly reporter = new StateReporter();
+  /** The latest desired state (also when applying it failed). */
+  desired: DesiredState | undefined;
+  /** Why the latest run could not compute a desired state yet (undefined once it could). */
+  waiting: string | undefined;
+
+  constructor(private readonly parts: StepParts, private config: Config, waitForPeers: boolean) {
+    if (!waitForPeers) this.externalPeers = keyed([]);
+  }
+
+  /** Takes a new complete Node list; true when something changed. */
+  setNodes(nodes: readonly MeshNode[]): boolean {
+    const next = keyed(nodes);
+    if (this.nodes?.key === next.key) return false;
+    this.nodes = next;
+    return true;
+  }
+
+  /** Takes a new complete list of external peers; true when something changed. */
+  setExternalPeers(peers: readonly ExternalPeer[]): boolean {
+    const next = keyed(peers);
+    if (this.externalPeers?.key === next.key) return false;
+    this.externalPeers = next;
+    return true;
+  }
+
+  /** Why the wg-quick file could not be written the last time, if it could not. */
+  get configFileError(): string | undefined {
+    return this.parts.confFile.error;
+  }
+
+  /** Whether a list of external peers was set (or none is waited for). */
+  get externalPeersKnown(): boolean {
+    return this.externalPeers !== undefined;
+  }
+
+  /** Replaces the settings (config reload); the next run re-reads the host. */
+  setConfig(config: Config): void {
+    this.config = config;
+    this.mtuCache = undefined;
+  }
+
+  /** The running settings. */
+  get settings(): Config {
+    return this.config;
+  }
+
+  /** One run: `force` re-reads the host even when the desired state did not change. */
+  async run(reasons: readonly string[], force: boolean, changes: string[]): Promise<StepOutcome> {
+    const desired = await this.computeOrWait();
+    if (!desired) return { applied: false };
+    const { identity, confFile, log } = this.parts;
+    const selfNode = this.nodes!.list.find((n) => n.name === identity.name)!;
+    await this.publish(selfNode, desired, changes);
+    await confFile.set(toWgQuickConfig(desired, identity.privateKey));
+    if (!force && this.lastApplied && isDeepStrictEqual(this.lastApplied, desired)) return { applied: true };
+    log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
+    if (force) this.invalidate();
+    const outcome = await this.apply(desired, changes);
+    if (outcome.applied) this.lastApplied = desired;
+    return outcome;
+  }
+
+  /** Forgets what the host holds: every adapter reads it on its next set. */
+  invalidate(): void {
+    this.parts.iface.invalidate();
+    this.parts.peers.invalidate();
+    this.parts.routes.invalidate();
+  }
+
+  /** Hands the desired state to the adapters: interface first, then peers and routes together. */
+  private async apply(desired: DesiredState, changes: string[]): Promise<StepOutcome> {
+    const { iface, peers, routes, confFile, identity } = this.parts;
+    const source = { config: () => toWgQuickConfig(desired, identity.privateKey), writeFile: () => confFile.flush() };
+    let restartWhy: string | undefined;
+    if (this.config.wireguard.apply === 'restart') {
+      const plan = await peers.plan(desired.peers);
+      if (plan.length > 0) restartWhy = `apply = restart and ${plan.length} peer change(s): ${plan.map((c) => c.reason).join('; ')}`;
+    }
+    const ifaceResult = await iface.set(desired.iface, source, restartWhy);
+    this.record(changes, ifaceResult.changes);
+    if (!ifaceResult.ready) return { applied: false, retry: { ms: 2000, why: `looking for ${desired.iface.name}` } };
+    if (ifaceResult.recreated) {
+      // The device now holds exactly the config's peers, and no routes.
+      peers.reset();
+      routes.invalidate();
+    }
+    // A route only ever names the interface, so its order against `wg set` does not matter, and
+    // running both at once halves the latency.
+    const [peerChanges, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
+    this.record(changes, peerChanges);
+    this.record(changes, routeResult.changes);
+    return routeResult.clash ? { applied: true, followUp: 'a route already existed: checking the routing table' } : { applied: true };
+  }
+
+  /** The desired state, or undefined (with `waiting` set and logged once) when there is none yet. */
+  private async computeOrWait(): Promise<DesiredState | undefined> {
+    const { identity, log } = this.parts;
+    if (!this.nodes) return this.wait('waiting for the Node list from the API server');
+    if (!this.externalPeers) {
+      return this.wait('waiting for the Peer list from the API server', (w) => log.info(`${w} before the first apply`));
+    }
+    const selfNode = this.nodes.list.find((n) => n.name === identity.name);
+    if (!selfNode) {
+      return this.wait(`Node ${identity.name} does not exist yet`, (w) => log.warning(`${w}; waiting for it (set [kubernetes] node_name if this node is registered under another name)`));
+    }
+    const mtu = await this.resolveMtu(selfNode);
+    try {
+      this.desired = computeDesired(identity, this.nodes.list, meshSettings(this.config, mtu), this.externalPeers.list);
+    } catch (err) {
+      if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
+      throw err;
+    }
+    this.reporter.changed('ready', 'ok');
+    this.waiting = undefined;
+    this.logSkips(this.desired);
+    return this.desired;
+  }
+
+  private wait(why: string, logOnce?: (why: string) => void): undefined {
+    this.waiting = why;
+    if (this.reporter.changed('ready', why)) logOnce?.(why);
+    return undefined;
+  }
+
+  private async resolveMtu(selfNode: MeshNode): Promise<number> {
+    const m = this.config.wireguard.mtu;
+    if (m !== 'auto') return m;
+    const underlay = [...selfNode.internalIPs, ...selfNode.externalIPs];
+    const ips = underlay.join(',');
+    if (this.mtuCache?.ips === ips) return this.mtuCache.mtu;
+    const mtu = await inStep('interface', () => autoMtu(this.parts.runner, underlay));
+    this.mtuCache = { ips, mtu };
+    return mtu;
+  }
+
+  private record(changes: string[], applied: readonly AppliedChange[]): void {
+    for (const c of applied) {
+      changes.push(c.what);
+      this.parts.log.info(`${c.what} (why: ${c.why})`);
+    }
+  }
+
+  private logSkips(desired: DesiredState): void {
+    // A Node that has not published its key yet is just joining: info, not a problem.
+    const lines = [
+      ...desired.skipped.map((s) => ({
+        warn: s.reason !== 'no-public-key',
+        text: `${s.kind === 'peer' ? 'Peer' : 'Node'} ${s.whole ? 'skipped' : 'partly ignored'}: ${s.name}: ${s.message}`,
+      })),
+      ...desired.warnings.map((text) => ({ warn: true, text })),
+    ];
+    if (!this.reporter.changed('skips', lines.map((l) => l.text).join('\n'))) return;
+    for (const l of lines) {
+      if (l.warn) this.parts.log.warning(l.text);
+      else this.parts.log.info(l.text);
+    }
+  }
+
+  private async publish(selfNode: MeshNode, desired: DesiredState, changes: string[]): Promise<void> {
+    const patch: Record<string, string | null> = {};
+    for (const key of OWN_ANNOTATIONS) {
+      const want = desired.publish[key];
+      const have = selfNode.annotations[key];
+      if (want !== undefined && want !== have) patch[key] = want;
+      if (want === undefined && have !== undefined) patch[key] = null;
+    }
+    if (Object.keys(patch).length === 0) return;
+    await inStep('publish', () => this.parts.publisher.patchAnnotations(selfNode.name, patch));
+    const what = Object.entries(patch).map(([k, v]) => `${k}=${v ?? '(removed)'}`).join(' ');
+    this.record(changes, [{ what: `published on Node ${selfNode.name}: ${what}`, why: 'published values differ from this node\'s' }]);
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * The interface adapter: keeps the WireGuard interface's address, port, key and MTU as desired,
+ * recreating it through whoever owns it — `wg-quick@<if>` over systemd's D-Bus API, the daemon
+ * itself (no systemd), or someone else (`create_interface = false`: configured in place, never
+ * created or deleted). The owner is chosen once at start. While the interface is known to be as
+ * last applied, `set()` reads nothing; after `invalidate()` it reads the link and the device.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { CommandRunner } from '../exec/runner.js';
+import type { Logger } from '../log/logger.js';
+import { interfaceDrift } from '../mesh/diff.js';
+import type { InterfaceStatus, LinkStatus } from '../mesh/status.js';
+import type { DesiredInterface } from '../mesh/types.js';
+import type { UnitController } from '../systemd/units.js';
+import { StateReporter } from '../util/backoff.js';
+import type { WgQuickConfig } from '../wireguard/wgquick.js';
+import { ApplyError, inStep } from './apply-error.js';
+import type { AppliedChange } from './change.js';
+import { readDevice } from './device.js';
+import { configureLink, createLink, deleteLink, readLink, setLinkUp, type Implementation } from './link.js';
+
+/** What the interface is (re)built from: the full wg-quick config, and the file wg-quick reads. */
+export interface InterfaceSource {
+  /** The whole config, private key included (never logged). */
+  config(): WgQuickConfig;
+  /** Writes the config file now; resolves whether it is current. */
+  writeFile(): Promise<boolean>;
+}
+
+/** The outcome of one `set()`. */
+export interface InterfaceSetResult {
+  /** False while the interface does not exist and someone else must create it. */
+  ready: boolean;
+  /** True when the interface was (re)created: it holds exactly the config's peers and no routes. */
+  recreated: boolean;
+  changes: AppliedChange[];
+}
+
+/** How an interface is brought (back) up with its full config. */
+interface Recreator {
+  /** Recreates (or creates) the interface; returns the change to log. */
+  recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange>;
+}
+
+/** Through systemd: start or restart `wg-quick@<if>.service`, which reads the config file. */
+class WgQuickUnit implements Recreator {
+  constructor(private readonly units: UnitController, private readonly iface: string, private readonly configFile: string) {}
+
+  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+    if (!(await source.writeFile())) throw new ApplyError('interface', `not restarting wg-quick@${this.iface}: ${this.configFile} could not be written`);
+    const unit = `wg-quick@${this.iface}.service`;
+    if (link.exists) {
+      await inStep('interface', () => this.units.restartUnit(unit));
+      return { what: `restarted ${unit} through systemd D-Bus`, why };
+    }
+    await inStep('interface', () => this.units.startUnit(unit));
+    return { what: `started ${unit} through systemd D-Bus`, why };
+  }
+}
+
+/** Without systemd: the daemon deletes, creates and configures the link itself. */
+class DirectLink implements Recreator {
+  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly implementation: 'auto' | Implementation, private readonly log: Logger) {}
+
+  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+    const cfg = source.config();
+    return inStep('interface', async () => {
+      if (link.exists) await deleteLink(this.runner, this.iface);
+      const impl = await createLink(this.runner, this.iface, this.implementation, this.log);
+      await configureLink(this.runner, this.iface, cfg);
+      const how = impl === 'kernel' ? 'kernel WireGuard' : 'userspace wireguard-go';
+      return { what: `${link.exists ? 'recreated' : 'created'} ${this.iface} directly (${how}, no systemd) with ${cfg.peers.length} peers`, why };
+    });
+  }
+}
+
+/** `create_interface = false`: someone else owns the interface; configure it in place, never delete it. */
+class ExternalLink implements Recreator {
+  constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
+
+  async recreate(_link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+    await inStep('interface', () => configureLink(this.runner, this.iface, source.config()));
+    return { what: `reconfigured ${this.iface} in place`, why: `${why} (create_interface = false)` };
+  }
+}
+
+/** How the interface owner is chosen. */
+export interface InterfaceOwnerOptions {
+  runner: CommandRunner;
+  log: Logger;
+  iface: string;
+  configFile: string;
+  /** False: someone else creates the interface (`create_interface = false`). */
+  createInterface: boolean;
+  implementation: 'auto' | Implementation;
+  /** systemd's units, when a manager answers on D-Bus. */
+  units: UnitController | undefined;
+}
+
+/** Keeps one WireGuard interface as desired, through the owner chosen at start. */
+export class InterfaceOwner {
+  private readonly recreator: Recreator;
+  private readonly reporter = new StateReporter();
+  /** The interface as last applied; undefined when it must be read. */
+  private applied: DesiredInterface | undefined;
+
+  constructor(private readonly o: InterfaceOwnerOptions) {
+    this.recreator = !o.createInterface ? new ExternalLink(o.runner, o.iface)
+      : o.units ? new WgQuickUnit(o.units, o.iface, o.configFile)
+        : new DirectLink(o.runner, o.iface, o.implementation, o.log);
+  }
+
+  /** Who owns the interface, for the start-up log line. */
+  describe(): string {
+    if (!this.o.createInterface) return `${this.o.iface} is created by someone else (create_interface = false); the daemon configures it in place`;
+    return this.o.units
+      ? `systemd found on the system bus: interface restarts go through wg-quick@${this.o.iface}.service`
+      : `no systemd manager reachable: the daemon brings ${this.o.iface} up and down itself`;
+  }
+
+  /** Forgets what the interface holds: the next `set()` reads it. */
+  invalidate(): void {
+    this.applied = undefined;
+  }
+
+  /**
+   * Makes the interface match `want`; recreates it when it drifted or when `restartWhy` is given.
+   * A repeat with equal input, and no `restartWhy`, runs nothing.
+   */
+  async set(want: DesiredInterface, source: InterfaceSource, restartWhy?: string): Promise<InterfaceSetResult> {
+    if (!restartWhy && this.applied && isDeepStrictEqual(this.applied, want)) return { ready: true, recreated: false, changes: [] };
+    this.applied = undefined;
+    const { runner, iface } = this.o;
+    const link = await inStep('interface', () => readLink(runner, iface));
+    if (!link.exists && !this.o.createInterface) {
+      if (this.reporter.changed('iface', 'waiting')) this.o.log.notice(`waiting for interface ${iface} to be created by someone else (create_interface = false)`);
+      return { ready: false, recreated: false, changes: [] };
+    }
+    this.reporter.changed('iface', 'present');
+    const dev = link.exists ? await inStep('interface', () => readDevice(runner, iface)) : undefined;
+    const changes: AppliedChange[] = [];
+    let drift = interfaceDrift(want, link, dev);
+    if (drift.length === 1 && drift[0] === 'interface is down') {
+      await inStep('interface', () => setLinkUp(runner, iface));
+      changes.push({ what: `set ${iface} up`, why: 'interface was down' });
+      drift = [];
+    }
+    let recreated = false;
+    if (drift.length > 0 || restartWhy) {
+      changes.push(await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!));
+      recreated = true;
+      await this.check();
+    } else if (!dev) {
+      throw new ApplyError('interface', `interface ${iface} is not a WireGuard device (wg show failed)`);
+    }
+    this.applied = want;
+    return { ready: true, recreated, changes };
+  }
+
+  /** After a recreate: the link must exist and be a WireGuard device. */
+  private async check(): Promise<InterfaceStatus> {
+    const { runner, iface } = this.o;
+    const link = await inStep('interface', () => readLink(runner, iface));
+    if (!link.exists) throw new ApplyError('interface', `interface ${iface} is missing after bringing it up`);
+    const dev = await inStep('interface', () => readDevice(runner, iface));
+    if (!dev) throw new ApplyError('interface', `interface ${iface} is not a WireGuard device (wg show failed)`);
+    return dev;
+  }
+}

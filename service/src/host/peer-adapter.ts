@@ -1,0 +1,88 @@
+/**
+ * The WireGuard peers adapter: makes the device's peers equal the desired ones with incremental
+ * `wg set`. It owns what it applied: while the device is known to hold exactly that, a change is
+ * diffed against it without reading the device, and the same input twice runs no command; after a
+ * failure, an interface restart or `invalidate()`, the next `set()` reads the device first.
+ */
+import type { CommandRunner } from '../exec/runner.js';
+import { diffPeers, type PeerChange } from '../mesh/diff.js';
+import type { PeerStatus } from '../mesh/status.js';
+import type { DesiredPeer } from '../mesh/types.js';
+import { ApplyError, inStep } from './apply-error.js';
+import type { AppliedChange } from './change.js';
+import { applyPeerChanges, readDevice } from './device.js';
+
+/** What the device holds for a peer this adapter applied (the stand-in for `wg show`). */
+function appliedStatus(p: DesiredPeer): PeerStatus {
+  return {
+    publicKey: p.publicKey,
+    hasPresharedKey: Boolean(p.presharedKey),
+    endpoint: p.endpoint,
+    allowedIPs: p.allowedIPs,
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: p.persistentKeepalive,
+  };
+}
+
+/** How a peer change is logged. */
+function describe(c: PeerChange): AppliedChange {
+  if (c.op === 'remove') return { what: `removed peer ${c.name ?? c.publicKey}`, why: c.reason };
+  if (c.op === 'add') return { what: `added peer ${c.peer.name} (${c.peer.endpoint ?? 'no endpoint'}, allowed-ips ${c.peer.allowedIPs.join(',')})`, why: c.reason };
+  return { what: `updated peer ${c.peer.name}`, why: c.reason };
+}
+
+/** Keeps the peers of one WireGuard interface equal to the desired ones. */
+export class PeerAdapter {
+  /** Peers this adapter applied last, by public key (decides when endpoints are re-set). */
+  private applied = new Map<string, DesiredPeer>();
+  /** True while the device is known to hold exactly `applied`. */
+  private trusted = false;
+
+  constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
+
+  /**
+   * The changes `set(desired)` would make (reads the device when it is not trusted); none when
+   * the device does not exist yet, as it will be created with the full config.
+   */
+  async plan(desired: readonly DesiredPeer[]): Promise<PeerChange[]> {
+    if (this.trusted) return this.planKnown(desired);
+    const dev = await inStep('peers', () => readDevice(this.runner, this.iface));
+    return dev ? diffPeers(desired, dev.peers, this.applied) : [];
+  }
+
+  /** Makes the device's peers equal `desired`; a repeat with equal input runs nothing. */
+  async set(desired: readonly DesiredPeer[]): Promise<AppliedChange[]> {
+    // Known state is planned without a pause, so `wg set` starts before anything run alongside it.
+    const plan = this.trusted ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
+    if (plan.length > 0) {
+      this.trusted = false;
+      await inStep('peers', () => applyPeerChanges(this.runner, this.iface, plan));
+    }
+    this.applied = new Map(desired.map((p) => [p.publicKey, p]));
+    this.trusted = true;
+    return plan.map(describe);
+  }
+
+  /** Forgets that the device is known: the next `set()` reads it first. */
+  invalidate(): void {
+    this.trusted = false;
+  }
+
+  /** After the interface was recreated from the full config: nothing was applied by `wg set` since. */
+  reset(): void {
+    this.applied = new Map();
+    this.trusted = false;
+  }
+
+  private planKnown(desired: readonly DesiredPeer[]): PeerChange[] {
+    return diffPeers(desired, [...this.applied.values()].map(appliedStatus), this.applied);
+  }
+
+  private async read(): Promise<PeerStatus[]> {
+    const dev = await inStep('peers', () => readDevice(this.runner, this.iface));
+    if (!dev) throw new ApplyError('interface', `interface ${this.iface} is not a WireGuard device (wg show failed)`);
+    return dev.peers;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The routes adapter: keeps the daemon's own routes (tagged `proto 77`) equal to the desired ones.
+ * It owns what it applied: while the table is known, a change is diffed against it without reading
+ * the table and goes through the long-lived `ip -batch` with `ip route add`, which refuses to
+ * replace a route that already exists (then the caller is asked for a full check); after a failure
+ * or `invalidate()`, the next `set()` reads the table, leaves other owners' routes alone (logged
+ * once) and replaces its own.
+ */
+import type { CommandRunner } from '../exec/runner.js';
+import type { Logger } from '../log/logger.js';
+import { diffRoutes, type RouteChange } from '../mesh/diff.js';
+import type { RouteStatus } from '../mesh/status.js';
+import type { DesiredRoute } from '../mesh/types.js';
+import { StateReporter } from '../util/backoff.js';
+import { inStep } from './apply-error.js';
+import type { AppliedChange } from './change.js';
+import type { IpBatch } from './ip-batch.js';
+import { applyRouteChanges, readRoutes, ROUTE_PROTO } from './routes.js';
+
+/** The outcome of one `set()`. */
+export interface RouteSetResult {
+  changes: AppliedChange[];
+  /** True when an add found the prefix already routed: the table must be read (a forced run). */
+  clash: boolean;
+}
+
+const key = (r: { dst: string; dev?: string | undefined }): string => `${r.dst}|${r.dev ?? ''}`;
+
+/** Keeps the daemon's own routes equal to the desired ones. */
+export class RouteAdapter {
+  /** Routes this adapter owns on the host, by `dst|dev`; undefined when the table must be read. */
+  private owned: Map<string, DesiredRoute> | undefined;
+  /** Desired routes left alone because another owner routes the prefix, by `dst|dev`. */
+  private foreign = new Set<string>();
+  private readonly reporter = new StateReporter();
+
+  constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly batch?: IpBatch) {}
+
+  /** Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. */
+  async set(desired: readonly DesiredRoute[]): Promise<RouteSetResult> {
+    const known = this.owned;
+    this.owned = undefined; // until this run is through
+    if (known) return this.setKnown(desired, known);
+    return this.setRead(desired);
+  }
+
+  /** Forgets what the table holds: the next `set()` reads it first. */
+  invalidate(): void {
+    this.owned = undefined;
+  }
+
+  /** Fast path: diff against what this adapter owns, exclusive adds through the batch. */
+  private async setKnown(desired: readonly DesiredRoute[], known: Map<string, DesiredRoute>): Promise<RouteSetResult> {
+    const wanted = desired.filter((r) => !this.foreign.has(key(r)));
+    const observed: RouteStatus[] = [...known.values()].map((r) => ({ dst: r.dst, dev: r.dev, protocol: ROUTE_PROTO }));
+    const plan = diffRoutes(wanted, observed, ROUTE_PROTO);
+    const clashes = await inStep('routes', () => applyRouteChanges(this.runner, plan, { exclusive: true, ...(this.batch ? { batch: this.batch } : {}) }));
+    const changes = this.describe(plan, clashes);
+    if (clashes.length === 0) this.owned = new Map(wanted.map((r) => [key(r), r]));
+    return { changes, clash: clashes.length > 0 };
+  }
+
+  /** Slow path: read the table, leave other owners' routes alone, replace our own. */
+  private async setRead(desired: readonly DesiredRoute[]): Promise<RouteSetResult> {
+    // `ip` caches interface indexes by name: after the interface was recreated (the usual reason
+    // for a read) a long-lived co-process would name the old one, so it starts afresh.
+    this.batch?.close();
+    const plan = diffRoutes(desired, await inStep('routes', () => readRoutes(this.runner)), ROUTE_PROTO);
+    const conflicts = plan.filter((c): c is Extract<RouteChange, { op: 'conflict' }> => c.op === 'conflict');
+    if (this.reporter.changed('conflicts', conflicts.map((c) => c.reason).join('\n'))) {
+      for (const c of conflicts) this.log.warning(c.reason);
+    }
+    const todo = plan.filter((c) => c.op !== 'conflict');
+    await inStep('routes', () => applyRouteChanges(this.runner, todo, { exclusive: false, ...(this.batch ? { batch: this.batch } : {}) }));
+    this.foreign = new Set(conflicts.map((c) => key(c.route)));
+    this.owned = new Map(desired.filter((r) => !this.foreign.has(key(r))).map((r) => [key(r), r]));
+    return { changes: this.describe(todo, []), clash: false };
+  }
+
+  private describe(plan: readonly RouteChange[], clashes: readonly string[]): AppliedChange[] {
+    const out: AppliedChange[] = [];
+    for (const c of plan) {
+      if (c.op === 'add' && !clashes.includes(c.route.dst)) out.push({ what: `route ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`, why: c.reason });
+      else if (c.op === 'delete') out.push({ what: `deleted route ${c.route.dst} dev ${c.route.dev ?? '?'}`, why: c.reason });
+    }
+    return out;
+  }
+}

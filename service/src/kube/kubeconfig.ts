@@ -1,0 +1,49 @@
+/**
+ * The kubeconfig the daemon and the operator commands use, loaded with errors that name the file.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import * as k8s from '@kubernetes/client-node';
+
+/** A kubeconfig that cannot be used; the message names the file and what is wrong. */
+export class KubeconfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KubeconfigError';
+  }
+}
+
+/** Loads and checks a kubeconfig file. */
+export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
+  try {
+    await access(path, constants.R_OK);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    // The cause is not attached: its text ("ENOENT: … access …") only repeats the message.
+    throw new KubeconfigError(code === 'ENOENT'
+      ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE\` (see /usr/share/doc/wg-overlay/install.md)`
+      : `kubeconfig ${path} is not readable (${code ?? 'error'})`);
+  }
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new KubeconfigError(`reading kubeconfig ${path}`, { cause });
+  }
+  const kc = new k8s.KubeConfig();
+  try {
+    kc.loadFromString(text);
+  } catch (cause) {
+    // The YAML parser's message goes on with a source excerpt: its first line says it all, and
+    // the cause is not chained so describeError does not repeat it.
+    const first = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0];
+    throw new KubeconfigError(`kubeconfig ${path} is malformed: ${first}`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster || !cluster.server) throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);
+  if (!kc.getCurrentUser()) throw new KubeconfigError(`kubeconfig ${path} has no user for its current context`);
+  // client-node resolves relative certificate paths against the working directory; make them
+  // relative to the kubeconfig like kubectl does.
+  kc.makePathsAbsolute(path.replace(/\/[^/]*$/, '') || '/');
+  return kc;
+}

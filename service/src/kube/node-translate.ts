@@ -1,0 +1,37 @@
+/**
+ * The Node boundary: turns client-node's `V1Node` into the core's plain `MeshNode`, keeping only
+ * what the mesh needs (and only wg-overlay's own annotations, bounded in length).
+ */
+import type { V1Node } from '@kubernetes/client-node';
+import { ANNOTATION_PREFIX } from '../mesh/annotations.js';
+import type { MeshNode } from '../mesh/types.js';
+
+/** Longest annotation value accepted from another Node; longer values are dropped as hostile. */
+const MAX_ANNOTATION_LENGTH = 1024;
+
+/** Translates a `V1Node` (or the same JSON shape) into a MeshNode; undefined without a name. */
+export function toMeshNode(node: V1Node): MeshNode | undefined {
+  const name = node.metadata?.name;
+  if (!name) return undefined;
+  const created = node.metadata?.creationTimestamp;
+  const createdMs = created === undefined ? NaN : new Date(created as unknown as string).getTime();
+  const addresses = Array.isArray(node.status?.addresses) ? node.status!.addresses : [];
+  const pick = (type: string): string[] =>
+    addresses.filter((a) => a?.type === type && typeof a.address === 'string').map((a) => a.address.trim());
+  const specList = node.spec?.podCIDRs;
+  const podCIDRs = Array.isArray(specList) && specList.length > 0
+    ? specList.filter((c): c is string => typeof c === 'string')
+    : typeof node.spec?.podCIDR === 'string' && node.spec.podCIDR !== '' ? [node.spec.podCIDR] : [];
+  const annotations: Record<string, string> = {};
+  for (const [k, v] of Object.entries(node.metadata?.annotations ?? {})) {
+    if (k.startsWith(ANNOTATION_PREFIX) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
+  }
+  return {
+    name,
+    createdAt: Number.isFinite(createdMs) ? createdMs : Infinity,
+    internalIPs: pick('InternalIP'),
+    externalIPs: pick('ExternalIP'),
+    podCIDRs,
+    annotations,
+  };
+}

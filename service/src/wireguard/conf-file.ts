@@ -1,0 +1,58 @@
+/**
+ * The wg-quick file the daemon keeps (`/etc/wireguard/wg0.conf`): `set()` takes the latest config
+ * and writes it a moment later, so a burst of changes costs one write and never delays the live
+ * apply; `flush()` writes at once (before a restart, which reads it, and when the daemon stops).
+ */
+import { describeError, type Logger } from '../log/logger.js';
+import { StateReporter } from '../util/backoff.js';
+import { writeWgQuickFile, type WgQuickConfig } from './wgquick.js';
+
+/** Keeps one wg-quick file equal to the latest config, written off the hot path. */
+export class WgQuickFile {
+  private pending: WgQuickConfig | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<boolean> = Promise.resolve(true);
+  private ok = true;
+  private readonly reporter = new StateReporter();
+  /** Why the file could not be written the last time (undefined once it could). */
+  error: string | undefined;
+
+  /** `delayMs`: how long a change waits for more before it is written (0 = at once, within `set`). */
+  constructor(private readonly path: string, private readonly log: Logger, private readonly delayMs = 300) {}
+
+  /** Takes the latest config; it is written after the delay (at once when the delay is 0). */
+  async set(cfg: WgQuickConfig): Promise<void> {
+    this.pending = cfg;
+    if (this.delayMs === 0) {
+      await this.flush();
+      return;
+    }
+    this.timer ??= setTimeout(() => { this.timer = undefined; void this.flush(); }, this.delayMs);
+  }
+
+  /** Writes the pending config now (writes never overlap); resolves whether the file is current. */
+  flush(): Promise<boolean> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.chain = this.chain.then(() => this.writePending());
+    return this.chain;
+  }
+
+  private async writePending(): Promise<boolean> {
+    const cfg = this.pending;
+    if (!cfg) return this.ok;
+    this.pending = undefined;
+    try {
+      const { changed } = await writeWgQuickFile(this.path, cfg);
+      if (changed) this.log.info(`wrote ${this.path} (${cfg.peers.length} peers) (why: desired state changed)`);
+      this.reporter.changed('conf', 'ok');
+      this.error = undefined;
+      this.ok = true;
+    } catch (err) {
+      this.ok = false;
+      this.error = describeError(err);
+      if (this.reporter.changed('conf', this.error)) this.log.error(this.error);
+    }
+    return this.ok;
+  }
+}

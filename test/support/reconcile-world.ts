@@ -1,0 +1,72 @@
+/**
+ * The reconcile loop and step wired to a simulated host, the way the daemon wires them: host
+ * adapters over the FakeHost's recording runner, a wg-quick file in a temp dir, and a facade
+ * with the calls the daemon makes when Nodes, Peers or the config change.
+ */
+import type { Config } from '../../service/src/config/config.js';
+import { ReconcileLoop } from '../../service/src/daemon/loop.js';
+import { MeshStep, type Identity } from '../../service/src/daemon/step.js';
+import { InterfaceOwner } from '../../service/src/host/interface-owner.js';
+import { PeerAdapter } from '../../service/src/host/peer-adapter.js';
+import { RouteAdapter } from '../../service/src/host/route-adapter.js';
+import type { NodePublisher } from '../../service/src/kube/node-publisher.js';
+import type { Logger } from '../../service/src/log/logger.js';
+import type { ExternalPeer, MeshNode } from '../../service/src/mesh/types.js';
+import type { ReconcileReport } from '../../service/src/status/report.js';
+import type { UnitController } from '../../service/src/systemd/units.js';
+import { WgQuickFile } from '../../service/src/wireguard/conf-file.js';
+import type { FakeHost } from './fake-host.js';
+
+/** What the world is made of. */
+export interface WorldParts {
+  host: FakeHost;
+  log: Logger;
+  identity: Identity;
+  config: Config;
+  publisher?: NodePublisher;
+  units?: UnitController | undefined;
+  /** Wait for the first Peer list before applying (as the daemon does). */
+  waitForPeers?: boolean;
+}
+
+/** The daemon's calls into the loop, as one object. */
+export interface Reconcile {
+  step: MeshStep;
+  loop: ReconcileLoop;
+  setNodes(nodes: readonly MeshNode[]): void;
+  setPeers(peers: readonly ExternalPeer[]): void;
+  setConfig(config: Config): void;
+  schedule(reason: string, force?: boolean): void;
+  stop(): Promise<void>;
+  /** Resolves with the report of the next run. */
+  next(): Promise<ReconcileReport>;
+}
+
+/** Builds the loop and step over the simulated host. */
+export function reconcileWorld(p: WorldParts): Reconcile {
+  const w = p.config.wireguard;
+  const confFile = new WgQuickFile(w.configFile, p.log, 0);
+  const step = new MeshStep({
+    runner: p.host.runner,
+    log: p.log,
+    identity: p.identity,
+    publisher: p.publisher ?? { patchAnnotations: async () => undefined },
+    iface: new InterfaceOwner({ runner: p.host.runner, log: p.log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units }),
+    peers: new PeerAdapter(p.host.runner, w.interface),
+    routes: new RouteAdapter(p.host.runner, p.log),
+    confFile,
+  }, p.config, p.waitForPeers ?? false);
+  const loop = new ReconcileLoop(step, { log: p.log, coalesceMs: 1 });
+  let waiters: Array<(r: ReconcileReport) => void> = [];
+  loop.onReport((r) => { const ws = waiters; waiters = []; ws.forEach((f) => f(r)); });
+  return {
+    step,
+    loop,
+    setNodes: (nodes) => { if (step.setNodes(nodes)) loop.schedule('Nodes changed'); },
+    setPeers: (peers) => { if (step.setExternalPeers(peers)) loop.schedule('Peers changed'); },
+    setConfig: (config) => { step.setConfig(config); loop.schedule('configuration changed', true); },
+    schedule: (reason, force = false) => loop.schedule(reason, force),
+    stop: async () => { await loop.stop(); await confFile.flush(); },
+    next: () => new Promise((resolve) => waiters.push(resolve)),
+  };
+}
