@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeObject } from './kube-api/server.js';
+import { KubeApiServer, type KubeObject } from '../kube-api/server.js';
 import { addPodBridge, TestNode, TestPod, Underlay, type TestProcess } from './netns.js';
 import { parseDump } from '../../service/src/wireguard/device.js';
 import type { InterfaceStatus } from '../../service/src/mesh/status.js';

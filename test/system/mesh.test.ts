@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { KILO_PEER_RESOURCE, KubeApiServer } from '../support/kube-api/server.js';
+import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { requireTools, sleep, TestNetwork } from '../support/netns.js';
 import { buildPackages, debDependencies, debianRoot, installedLayer, NspawnContainer, type BuiltPackages } from '../support/nspawn.js';
 

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI } from '../../support/cluster.js';
-import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
+import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { requireTools, run, TestNode, Underlay } from '../../support/netns.js';
 import { parseDump } from '../../../service/src/wireguard/device.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';

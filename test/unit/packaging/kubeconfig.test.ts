@@ -13,7 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import { checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, kubeconfigCommand, KubeconfigCommandError } from '../../../service/src/cli/kubeconfig.js';
 import { loadKubeconfig } from '../../../service/src/kube/client.js';
 import { main } from '../../../service/src/main.js';
-import { KubeApiServer } from '../../support/kube-api/server.js';
+import { KubeApiServer } from '../../kube-api/server.js';
 import { run } from '../../support/netns.js';
 
 /** Collects what a command writes. */

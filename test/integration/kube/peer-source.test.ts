@@ -13,7 +13,7 @@ import * as k8s from '@kubernetes/client-node';
 import { ListPeerSource, listPeers, WatchPeerSource, type PeerSourceState } from '../../../service/src/kube/peers.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshPeer } from '../../../service/src/mesh/types.js';
-import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
+import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { KEYS } from '../../support/fixtures.js';
 
 function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
