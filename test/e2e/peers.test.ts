@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { CLI, Cluster, REPO_ROOT, waitFor } from '../support/cluster.js';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
 import { kubectlOk, type KubectlEnv } from '../kube-api/kubectl.js';
-import { requireTools, run, TestNode } from '../support/netns.js';
+import { requireTools, run } from '../support/process.js';
+import { TestNode } from '../support/netns.js';
 import type { StatusView } from '../../service/src/cli/status.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 

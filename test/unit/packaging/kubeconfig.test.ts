@@ -14,7 +14,7 @@ import { checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, kubeco
 import { loadKubeconfig } from '../../../service/src/kube/client.js';
 import { main } from '../../../service/src/main.js';
 import { KubeApiServer } from '../../kube-api/server.js';
-import { run } from '../../support/netns.js';
+import { run } from '../../support/process.js';
 
 /** Collects what a command writes. */
 class Capture extends Writable {
