@@ -6,6 +6,7 @@
  * networks ({@link rootNetworkConflicts}, {@link findFreeSubnet}).
  */
 import { randomBytes } from 'node:crypto';
+import { cidrSize, cidrsOverlap, formatCidr, formatIp, parseCidr, type Cidr } from '../../service/src/net/ip.js';
 import { cleanupStale, idsIssued, installExitHook, live, nextId, TestNode } from './netns.js';
 import { run } from './process.js';
 
@@ -30,52 +31,30 @@ export interface UnderlayOptions {
   firstHost?: number;
 }
 
-/** Parses an IPv4 address into a number. */
-function ipv4ToInt(ip: string): number {
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`not an IPv4 address: ${ip}`);
-  return parts.reduce((acc, p) => acc * 256 + p, 0);
-}
-
-/** Formats a number as an IPv4 address. */
-function intToIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
-/** An IPv4 prefix as numbers. */
-interface V4Prefix {
-  network: number;
-  length: number;
-}
-
-/** Parses `a.b.c.d[/len]` (a missing length means /32). */
-function parseV4Prefix(text: string): V4Prefix {
-  const [ip, len] = text.split('/');
-  const length = len === undefined ? 32 : Number(len);
-  const n = ipv4ToInt(ip ?? '');
-  return { network: n - (n % 2 ** (32 - length)), length };
-}
-
-/** Whether two IPv4 prefixes share any address. */
-function v4Overlap(a: V4Prefix, b: V4Prefix): boolean {
-  const len = Math.min(a.length, b.length);
-  const size = 2 ** (32 - len);
-  return Math.floor(a.network / size) === Math.floor(b.network / size);
+/** Parses an IPv4 prefix as `ip` prints it, `a.b.c.d[/len]` (no length: a /32); undefined when it is not one. */
+function parseV4Prefix(text: string): Cidr | undefined {
+  const c = parseCidr(text.includes('/') ? text : `${text}/32`);
+  return c?.family === 4 ? c : undefined;
 }
 
 /** Addresses and (non-default) routes of the root namespace that overlap `subnet`, as text. */
 export async function rootNetworkConflicts(subnet: string): Promise<string[]> {
   const want = parseV4Prefix(subnet);
+  if (!want) throw new Error(`not an IPv4 subnet: ${subnet}`);
   const found: string[] = [];
   const addrs = await run('ip', ['-4', '-o', 'addr', 'show']);
   for (const line of addrs.stdout.split('\n')) {
     const m = /^\d+:\s+(\S+)\s+inet\s+(\S+)/.exec(line);
-    if (m && v4Overlap(parseV4Prefix(m[2]!), want)) found.push(`address ${m[2]} on ${m[1]}`);
+    if (!m) continue;
+    const have = parseV4Prefix(m[2]!);
+    if (have && cidrsOverlap(have, want)) found.push(`address ${m[2]} on ${m[1]}`);
   }
   const routes = await run('ip', ['-4', 'route', 'show', 'table', 'all']);
   for (const line of routes.stdout.split('\n')) {
     const m = /^(?:(?:unicast|local|broadcast|blackhole|unreachable|prohibit|throw)\s+)?(\d+\.\d+\.\d+\.\d+(?:\/\d+)?)\s/.exec(line);
-    if (m && v4Overlap(parseV4Prefix(m[1]!), want)) found.push(`route ${line.trim()}`);
+    if (!m) continue;
+    const have = parseV4Prefix(m[1]!);
+    if (have && cidrsOverlap(have, want)) found.push(`route ${line.trim()}`);
   }
   return found;
 }
@@ -86,9 +65,11 @@ export async function rootNetworkConflicts(subnet: string): Promise<string[]> {
  * subnet for an underlay with `hostAddress: true`.
  */
 export async function findFreeSubnet(): Promise<string> {
-  for (let i = 0; i < 512; i++) {
-    const k = (process.pid + idsIssued() * 7 + i) % 512;
-    const subnet = `198.${18 + Math.floor(k / 256)}.${k % 256}.0/24`;
+  const range = parseCidr('198.18.0.0/15') as Cidr;
+  const count = Number(cidrSize(range) / 256n); // the /24s in the range
+  for (let i = 0; i < count; i++) {
+    const k = (process.pid + idsIssued() * 7 + i) % count;
+    const subnet = formatCidr({ family: 4, network: range.network + BigInt(k) * 256n, prefix: 24 });
     if ((await rootNetworkConflicts(subnet)).length === 0) return subnet;
   }
   throw new Error('no free /24 left in 198.18.0.0/15 in the root namespace');
@@ -104,12 +85,13 @@ export class Underlay {
   readonly hostAddress: string | undefined;
   /** Link MTU. */
   readonly mtu: number;
-  private readonly network: number;
+  /** The subnet's network address. */
+  private readonly network: bigint;
   private nextHost: number;
   private readonly vethsInRoot: string[] = [];
   private destroyed = false;
 
-  private constructor(bridge: string, network: number, prefixLength: number, hostAddress: string | undefined, mtu: number, firstHost: number) {
+  private constructor(bridge: string, network: bigint, prefixLength: number, hostAddress: string | undefined, mtu: number, firstHost: number) {
     this.bridge = bridge;
     this.network = network;
     this.prefixLength = prefixLength;
@@ -123,15 +105,14 @@ export class Underlay {
     await cleanupStale();
     installExitHook();
     const subnet = opts.subnet ?? (opts.hostAddress ? await findFreeSubnet() : '192.0.2.0/24');
-    const [net, len] = subnet.split('/');
-    const prefixLength = Number(len);
-    if (!net || !Number.isInteger(prefixLength) || prefixLength < 8 || prefixLength > 29) throw new Error(`underlay subnet must be IPv4 /8-/29: ${subnet}`);
-    const network = ipv4ToInt(net) - (ipv4ToInt(net) % 2 ** (32 - prefixLength));
+    const cidr = parseCidr(subnet);
+    if (!cidr || cidr.family !== 4 || cidr.prefix < 8 || cidr.prefix > 29) throw new Error(`underlay subnet must be IPv4 /8-/29: ${subnet}`);
+    const { network, prefix: prefixLength } = cidr;
     const mtu = opts.mtu ?? 1500;
     const bridge = `wgb${process.pid}n${nextId()}`;
-    const hostAddress = opts.hostAddress ? intToIpv4(network + 1) : undefined;
+    const hostAddress = opts.hostAddress ? formatIp({ family: 4, value: network + 1n }) : undefined;
     if (hostAddress) {
-      const conflicts = await rootNetworkConflicts(`${intToIpv4(network)}/${prefixLength}`);
+      const conflicts = await rootNetworkConflicts(formatCidr(cidr));
       if (conflicts.length > 0) {
         throw new Error(
           `underlay subnet ${subnet} cannot get a host address: the root namespace already uses it ` +
@@ -166,7 +147,7 @@ export class Underlay {
     const rootSide = `wgv${process.pid}n${id}`;
     const nodeSide = `wgp${process.pid}n${id}`;
     const ifname = opts.ifname ?? 'eth0';
-    const address = opts.address ?? intToIpv4(this.network + this.nextHost++);
+    const address = opts.address ?? formatIp({ family: 4, value: this.network + BigInt(this.nextHost++) });
     const mtu = String(this.mtu);
     await run('ip', ['link', 'add', rootSide, 'mtu', mtu, 'type', 'veth', 'peer', 'name', nodeSide, 'mtu', mtu]);
     this.vethsInRoot.push(rootSide);
