@@ -6,6 +6,9 @@
 #   npm test                 every tier
 #   npm test -- unit         one tier: unit | integration | e2e | system (several may be given)
 #   npm test -- unit --grep address   extra arguments go to mocha
+#
+# A tier runs dist/test/<tier>/**/*.test.js; the integration tier also runs the Kubernetes API
+# test server's own tests, dist/test/kube-api/**/*.test.js (they live beside the server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +25,10 @@ done
 bash test/setup.sh >&2
 
 globs=()
-for t in "${tiers[@]}"; do globs+=("dist/test/$t/**/*.test.js"); done
+for t in "${tiers[@]}"; do
+  globs+=("dist/test/$t/**/*.test.js")
+  if [ "$t" = integration ]; then globs+=("dist/test/kube-api/**/*.test.js"); fi
+done
 
 set +e
 node node_modules/mocha/bin/mocha.js --exit --reporter ./test/support/summary-reporter.cjs \

@@ -34,6 +34,13 @@ fi
 echo "setup: building"
 # tsc overwrites dist/ in place (no rm: a parallel run may be reading it)
 npx tsc -p tsconfig.json
+# ...but outputs whose source was moved or deleted would stay and still match test/run.sh's
+# globs (a moved test would run twice, against stale copies of its helpers): remove those.
+find dist/test -name '*.js' -print | while read -r out; do
+  src="${out#dist/}"
+  if [ ! -e "${src%.js}.ts" ]; then rm -f "$out" "$out.map"; fi
+done
+find dist/test -depth -type d -empty -delete
 # The one-file runtime the packages ship (the packaging tests read it; packaging/build.sh makes it too).
 mkdir -p build/bundle
 node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$(node -p 'require("./package.json").version')"

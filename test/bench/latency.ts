@@ -11,7 +11,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Cluster } from '../support/cluster.js';
-import { requireTools } from '../support/netns.js';
+import { requireTools } from '../support/process.js';
 
 const NODES = ['node-a', 'node-b', 'node-c', 'node-d', 'node-e'];
 

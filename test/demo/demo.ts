@@ -5,7 +5,7 @@
  * through the tunnel. Everything is removed on exit or Ctrl-C.
  */
 import { Cluster } from '../support/cluster.js';
-import { requireTools } from '../support/netns.js';
+import { requireTools } from '../support/process.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 

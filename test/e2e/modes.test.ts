@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Cluster, REPO_ROOT, waitFor } from '../support/cluster.js';
 import { privateBusConfig } from '../support/fake-systemd.js';
-import { requireTools, type TestProcess } from '../support/netns.js';
+import { requireTools, type TestProcess } from '../support/process.js';
 
 describe('e2e: discovery = list', function () {
   this.timeout(90_000);

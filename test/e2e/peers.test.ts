@@ -12,9 +12,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, Cluster, REPO_ROOT, waitFor } from '../support/cluster.js';
-import { KILO_PEER_RESOURCE } from '../support/kube-api/server.js';
-import { kubectlOk, type KubectlEnv } from '../support/kube-api/kubectl.js';
-import { requireTools, run, TestNode } from '../support/netns.js';
+import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
+import { kubectlOk, type KubectlEnv } from '../kube-api/kubectl.js';
+import { requireTools, run } from '../support/process.js';
+import { TestNode } from '../support/netns.js';
 import type { StatusView } from '../../service/src/cli/status.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { Cluster, waitFor } from '../support/cluster.js';
-import { requireTools } from '../support/netns.js';
+import { requireTools } from '../support/process.js';
 
 describe('e2e: resilience', function () {
   this.timeout(120_000);

@@ -6,8 +6,11 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeObject } from './kube-api/server.js';
-import { addPodBridge, TestNode, TestPod, Underlay, type TestProcess } from './netns.js';
+import { KubeApiServer, type KubeObject } from '../kube-api/server.js';
+import type { TestProcess } from './process.js';
+import { TestNode } from './netns.js';
+import { Underlay } from './underlay.js';
+import { addPodBridge, TestPod } from './pods.js';
 import { parseDump } from '../../service/src/host/device.js';
 import type { InterfaceStatus } from '../../service/src/mesh/status.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';

@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './netns.js';
+import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './process.js';
 
 /** Bump to invalidate every cached root (when the way roots are prepared changes). */
 const CACHE_FORMAT = 3;

@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { requireTools, run, TestNetwork } from '../support/netns.js';
+import { requireTools, run } from '../support/process.js';
+import { TestNetwork } from '../support/underlay.js';
 import { buildPackages, debDependencies, debianRoot, NspawnContainer, ScratchRoot, type BuiltPackages } from '../support/nspawn.js';
 
 /** A systemctl that logs its arguments and then runs the real one. */

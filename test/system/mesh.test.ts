@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { KILO_PEER_RESOURCE, KubeApiServer } from '../support/kube-api/server.js';
-import { requireTools, sleep, TestNetwork } from '../support/netns.js';
+import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
+import { requireTools, sleep } from '../support/process.js';
+import { TestNetwork } from '../support/underlay.js';
 import { buildPackages, debDependencies, debianRoot, installedLayer, NspawnContainer, type BuiltPackages } from '../support/nspawn.js';
 
 const TOKEN = 'wg-overlay-mesh-token';

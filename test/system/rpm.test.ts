@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { requireTools, run } from '../support/netns.js';
+import { requireTools, run } from '../support/process.js';
 import { buildPackages, type BuiltPackages } from '../support/nspawn.js';
 
 /** What the rpm installs: path, type (d: dir, f: file), mode. */

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generatePrivateKey, isValidKey, loadOrCreatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
-import { requireTools, run } from '../../support/netns.js';
+import { requireTools, run } from '../../support/process.js';
 
 /** `wg pubkey` of a private key. */
 async function wgPubkey(priv: string): Promise<string> {

@@ -1,26 +1,17 @@
 /**
- * The test network helpers themselves (test/support/netns.ts): nodes are isolated from the host
- * and from each other (network, /run, /etc), the underlay connects them, pods route through
- * their node, processes inside nodes are managed, and cleanup (including of a killed run's
- * leftovers) removes every namespace, link and temp dir.
+ * The test network helpers themselves (test/support/netns.ts, underlay.ts, pods.ts and
+ * process.ts): nodes are isolated from the host and from each other (network, /run, /etc), the
+ * underlay connects them, pods route through their node, processes inside nodes are managed,
+ * and cleanup (including of a killed run's leftovers) removes every namespace, link and temp dir.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import {
-  TestNetwork,
-  TestNode,
-  TestPod,
-  Underlay,
-  addPodBridge,
-  findFreeSubnet,
-  cleanupStale,
-  netnsPids,
-  requireTools,
-  run,
-  CommandError,
-} from '../../support/netns.js';
+import { requireTools, run, CommandError } from '../../support/process.js';
+import { TestNode, cleanupStale, netnsPids } from '../../support/netns.js';
+import { TestNetwork, Underlay, findFreeSubnet } from '../../support/underlay.js';
+import { TestPod, addPodBridge } from '../../support/pods.js';
 
 /** Names of the network namespaces that exist now. */
 async function netnsNames(): Promise<string[]> {
@@ -173,13 +164,13 @@ describe('integration: test network helpers', function () {
   it('cleanupStale removes the leftovers of a run that was killed, and nothing of live runs', async () => {
     // Simulate a killed run: a child process creates a node and an underlay, then is SIGKILLed.
     const script = `
-      import { TestNetwork } from ${JSON.stringify(new URL('../../support/netns.js', import.meta.url).href)};
+      import { TestNetwork } from ${JSON.stringify(new URL('../../support/underlay.js', import.meta.url).href)};
       const net = await TestNetwork.create({ nodes: 1, subnet: '203.0.113.0/24' });
       await net.nodes[0].exec('sh', ['-c', 'setsid sleep 300 >/dev/null 2>&1 < /dev/null &']);
       console.log(JSON.stringify({ ns: net.nodes[0].netns, bridge: net.underlay.bridge, dir: net.nodes[0].dir }));
       setInterval(() => {}, 1000);
     `;
-    const { spawnProcess } = await import('../../support/netns.js');
+    const { spawnProcess } = await import('../../support/process.js');
     const child = spawnProcess(process.execPath, ['--input-type=module', '-e', script]);
     const m = await child.waitForOutput(/\{"ns".*\}/, 20_000);
     const left = JSON.parse(m[0]) as { ns: string; bridge: string; dir: string };

@@ -17,7 +17,10 @@ import {
   type WgQuickConfig,
   type WgQuickPeer,
 } from '../../../service/src/wireguard/wgquick.js';
-import { TestNetwork, TestNode, TestPod, requireTools } from '../../support/netns.js';
+import { requireTools } from '../../support/process.js';
+import { TestNode } from '../../support/netns.js';
+import { TestNetwork } from '../../support/underlay.js';
+import { TestPod } from '../../support/pods.js';
 
 const TOOLS = ['wg', 'wg-quick', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping'];
 

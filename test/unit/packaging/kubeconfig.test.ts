@@ -13,8 +13,8 @@ import * as k8s from '@kubernetes/client-node';
 import { checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, kubeconfigCommand, KubeconfigCommandError } from '../../../service/src/cli/kubeconfig.js';
 import { loadKubeconfig } from '../../../service/src/kube/kubeconfig.js';
 import { main } from '../../../service/src/main.js';
-import { KubeApiServer } from '../../support/kube-api/server.js';
-import { run } from '../../support/netns.js';
+import { KubeApiServer } from '../../kube-api/server.js';
+import { run } from '../../support/process.js';
 
 /** Collects what a command writes. */
 class Capture extends Writable {

@@ -2,7 +2,7 @@
  * Command line entry of the test Kubernetes API server, for demos and end-to-end tests that
  * need a cluster API outside the test process:
  *
- *   node dist/test/support/kube-api/main.js --host 127.0.0.1 --port 6443 --tls --token T \
+ *   node dist/test/kube-api/main.js --host 127.0.0.1 --port 6443 --tls --token T \
  *     --kubeconfig /tmp/kubeconfig [--nodes-file nodes.json] [--kilo] [--history-limit N] [--san NAME]
  *
  * Prints one JSON line `{"url":...,"caFile":...,"kubeconfig":...}` on stdout once listening and

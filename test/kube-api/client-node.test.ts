@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
+import { KubeApiServer, type KubeObject } from './server.js';
 
 const TOKEN = 'client-node-test-token';
 

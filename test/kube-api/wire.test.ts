@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
-import { KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
-import { jsonPatch, mergePatch, strategicMergePatch, NODE_SCHEMA } from '../../support/kube-api/patch.js';
+import { KubeApiServer, type KubeObject } from './server.js';
+import { jsonPatch, mergePatch, strategicMergePatch, NODE_SCHEMA } from './patch.js';
 
 const TOKEN = 'wire-test-token';
 
@@ -421,7 +421,7 @@ describe('kube-api: wire protocol', function () {
       const nodesFile = join(dir, 'nodes.json');
       await writeFile(nodesFile, JSON.stringify([{ metadata: { name: 'cli-a' } }, { metadata: { name: 'cli-b', labels: { x: 'y' } } }]));
       const kubeconfig = join(dir, 'kubeconfig');
-      const main = fileURLToPath(new URL('../../support/kube-api/main.js', import.meta.url));
+      const main = fileURLToPath(new URL('./main.js', import.meta.url));
       const child = spawn(process.execPath, [main, '--host', '127.0.0.1', '--port', '0', '--tls', '--token', 'cli-token', '--kubeconfig', kubeconfig, '--nodes-file', nodesFile, '--kilo'], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });

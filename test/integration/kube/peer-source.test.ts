@@ -14,7 +14,7 @@ import { ListExternalPeerSource as ListPeerSource, listExternalPeers as listPeer
 import type { SourceState as PeerSourceState } from '../../../service/src/kube/source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
-import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
+import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { KEYS } from '../../support/fixtures.js';
 
 function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {

@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { KubeApiServer } from '../../support/kube-api/server.js';
-import { kubectl, kubectlOk, spawnKubectl, type KubectlEnv, type KubectlProcess } from '../../support/kube-api/kubectl.js';
+import { KubeApiServer } from './server.js';
+import { kubectl, kubectlOk, spawnKubectl, type KubectlEnv, type KubectlProcess } from './kubectl.js';
 
 describe('kube-api: kubectl', function () {
   this.timeout(30000);

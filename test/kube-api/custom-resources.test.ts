@@ -8,8 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../support/kube-api/server.js';
-import { kubectl, kubectlOk, type KubectlEnv } from '../../support/kube-api/kubectl.js';
+import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from './server.js';
+import { kubectl, kubectlOk, type KubectlEnv } from './kubectl.js';
 
 const PEERS = { group: 'kilo.squat.ai', version: 'v1alpha1', plural: 'peers' };
 
