@@ -57,13 +57,15 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
       continue;
     }
     const why: string[] = [];
+    const prev = lastApplied?.get(peer.publicKey);
     const wantIps = canonicalCidrs(peer.allowedIPs);
     if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(',')) why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
     if (peer.persistentKeepalive !== cur.persistentKeepalive) why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
+    // The device only tells whether it holds a key: a new key is known from what was applied.
     if (!!peer.presharedKey !== cur.hasPresharedKey) why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
+    else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey) why.push('preshared key changed');
     let setEndpoint = false;
     if (peer.endpoint) {
-      const prev = lastApplied?.get(peer.publicKey);
       const changedSinceApplied = prev !== undefined && prev.endpoint !== peer.endpoint;
       const adoptMismatch = prev === undefined && isLiteralEndpoint(peer.endpoint) && canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
       const neverSet = cur.endpoint === undefined;

@@ -86,6 +86,7 @@ describe('unit: diffs', () => {
         ['keepalive turned off', base, shown(base, { persistentKeepalive: 25 }), applied(base), 'a: keepalive 25 → 0'],
         ['preshared key added', peer('a', { presharedKey: KEYS[5] }), shown(base), applied(base), 'a: preshared key added'],
         ['preshared key removed', base, shown(base, { hasPresharedKey: true }), applied(peer('a', { presharedKey: KEYS[5] })), 'a: preshared key removed'],
+        ['preshared key changed since it was applied', peer('a', { presharedKey: KEYS[4] }), shown(base, { hasPresharedKey: true }), applied(peer('a', { presharedKey: KEYS[5] })), 'a: preshared key changed'],
         ['every difference in one reason, in a fixed order', peer('a', { allowedIPs: ['10.244.1.0/24'], persistentKeepalive: 25, presharedKey: KEYS[5] }), shown(base, { endpoint: undefined }), applied(base),
           'a: allowed IPs 10.244.1.0/24,100.64.0.11/32 → 10.244.1.0/24; keepalive 0 → 25; preshared key added; endpoint (none) → 192.0.2.11:51820'],
       ];
