@@ -5,7 +5,7 @@
  */
 import type { DesiredInterface, DesiredPeer, DesiredRoute } from './types.js';
 import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from './status.js';
-import { compareCidrText, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { compareCidrText, formatIp, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 /** One peer change, with the reason to log. */
 export type PeerChange =
@@ -37,7 +37,7 @@ function canonicalEndpoint(ep: string | undefined): string | undefined {
   if (!hp) return ep;
   const ip = parseIp(hp.host);
   if (!ip) return ep;
-  return ip.family === 6 ? `[${hp.host.toLowerCase()}]:${hp.port}` : `${hp.host}:${hp.port}`;
+  return ip.family === 6 ? `[${formatIp(ip)}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
 /**

@@ -133,6 +133,8 @@ describe('unit: diffs', () => {
         ['adoption: a DNS name when the device has none', 'vpn.example.com:51820', null, undefined, true],
         ['a DNS name changed since applied', 'vpn2.example.com:51820', 'vpn.example.com:51820', '203.0.113.9:51820', true],
         ['a DNS name as applied, device shows the resolved address', 'vpn.example.com:51820', 'vpn.example.com:51820', '203.0.113.9:51820', false],
+        ['adoption: IPv6 compared canonically (case, zero groups)', '[2001:DB8:0:0:0:0:0:7]:51820', null, '[2001:db8::7]:51820', false],
+        ['adoption: IPv6 with leading zeros in a group', '[2001:0db8::0007]:51820', null, '[2001:db8::7]:51820', false],
         ['adoption: another IPv6 address', '[2001:db8::7]:51820', null, '[2001:db8::8]:51820', true],
         ['adoption: same IPv6 address, another port', '[2001:db8::7]:51820', null, '[2001:db8::7]:51821', true],
         ['a roaming peer (no desired endpoint) keeps what the device has', undefined, undefined, B, false],
