@@ -78,8 +78,9 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
   }
   for (const p of observed) {
     if (wanted.has(p.publicKey)) continue;
-    const name = lastApplied?.get(p.publicKey)?.name;
-    const rekeyed = name !== undefined && desired.some((d) => d.name === name);
+    const prev = lastApplied?.get(p.publicKey);
+    const name = prev?.name;
+    const rekeyed = prev !== undefined && desired.some((d) => d.name === prev.name && d.kind === prev.kind);
     const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
     changes.push({ op: 'remove', publicKey: p.publicKey, name, reason });
   }

@@ -188,6 +188,12 @@ describe('unit: diffs', () => {
         assert.deepEqual(diffPeers([], [shown(b)], new Map()), [{ op: 'remove', publicKey: KEYS[1], name: undefined, reason: 'not a current Node or Peer' }]);
       });
 
+      it('a Node that is gone is not "re-keyed" because a Peer of the same name exists', () => {
+        const peerB = peer('b', { kind: 'peer', publicKey: KEYS[3], endpoint: undefined, allowedIPs: ['10.5.0.2/32'] });
+        const changes = diffPeers([peerB], [shown(b), shown(peerB)], applied(b, peerB));
+        assert.deepEqual(changes, [{ op: 'remove', publicKey: KEYS[1], name: 'b', reason: 'b is gone or no longer valid' }]);
+      });
+
       it('removals come after adds and updates, in device order', () => {
         const a = peer('a');
         const c = peer('c', { publicKey: KEYS[3] });
