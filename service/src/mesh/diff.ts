@@ -5,7 +5,7 @@
  */
 import type { DesiredInterface, DesiredPeer, DesiredRoute } from './types.js';
 import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from './status.js';
-import { compareCidrText, formatIp, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { compareCidrText, formatIp, hostCidr, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 /** One peer change, with the reason to log. */
 export type PeerChange =
@@ -87,16 +87,22 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
   return changes;
 }
 
+/** A route destination as a CIDR (`ip` prints host routes without a prefix length). */
+function routeDst(dst: string): string {
+  const ip = parseIp(dst);
+  return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
+}
+
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
 export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
   const changes: RouteChange[] = [];
   const own = observed.filter((r) => r.protocol === ownProtocol);
-  const ownKey = new Set(own.map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.dev ?? ''}`));
+  const ownKey = new Set(own.map((r) => `${routeDst(r.dst)}|${r.dev ?? ''}`));
   const wanted = new Set(desired.map((r) => `${r.dst}|${r.dev}`));
   for (const r of desired) {
     if (ownKey.has(`${r.dst}|${r.dev}`)) continue;
     // Someone else's route to the same prefix through another device is never overwritten.
-    const other = observed.find((o) => o.protocol !== ownProtocol && (normalizeCidr(o.dst) ?? o.dst) === r.dst && o.dev !== r.dev);
+    const other = observed.find((o) => o.protocol !== ownProtocol && routeDst(o.dst) === r.dst && o.dev !== r.dev);
     if (other) {
       changes.push({ op: 'conflict', route: r, other, reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone` });
       continue;
@@ -104,7 +110,7 @@ export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly 
     changes.push({ op: 'add', route: r, reason: `PodCIDR ${r.dst} of ${r.via}` });
   }
   for (const r of own) {
-    if (!wanted.has(`${normalizeCidr(r.dst) ?? r.dst}|${r.dev ?? ''}`)) changes.push({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+    if (!wanted.has(`${routeDst(r.dst)}|${r.dev ?? ''}`)) changes.push({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
   }
   return changes;
 }

@@ -278,6 +278,8 @@ describe('unit: diffs', () => {
 
     describe('destinations are compared normalised', () => {
       const cases: Array<[string, string, string]> = [
+        ['an IPv4 host route without prefix', '10.0.0.1/32', '10.0.0.1'],
+        ['an IPv6 host route without prefix', 'fd00::1/128', 'fd00::1'],
         ['IPv6 in long form and upper case', 'fd00:1::/64', 'FD00:1:0:0::/64'],
         ['host bits set', '10.244.1.0/24', '10.244.1.1/24'],
       ];
