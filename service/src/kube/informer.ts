@@ -118,8 +118,10 @@ export class RestartingInformer<T extends k8s.KubernetesObject> {
       clearTimeout(stuck);
       informer.off('error', onErr);
     }
-    if (this.informer !== informer) {
-      if (!this.stopped) void informer.stop(); // a replaced informer whose start came through late
+    if (this.stopped || this.informer !== informer) {
+      // A replaced informer whose start came through late, or a start that completed after
+      // stop(): client-node opens the watch even so, and nothing else would ever close it.
+      void informer.stop();
       return;
     }
     if (!failed && !this.stopped) {

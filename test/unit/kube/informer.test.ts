@@ -314,4 +314,36 @@ describe('unit: RestartingInformer', () => {
     assert.equal(h.made.length, 1);
     assert.deepEqual(h.events, ['up', 'list a,b', 'error watch ended']);
   });
+
+  it('stop() while a start is pending: when that start completes, its watch is stopped and no up is reported', async () => {
+    const h = harness({ steps: [['hang']], startTimeoutMs: 5_000 });
+    h.start();
+    await until(() => h.made[0]?.starts === 1, 'the start');
+    const f = h.made[0]!;
+    await h.informer.stop();
+    assert.equal(f.stops, 1);
+    f.release(); // client-node opens the watch even so
+    await until(() => f.finished === 1, 'the start completing');
+    await sleep(2);
+    assert.equal(f.watching, false, 'the watch opened after stop() is closed again');
+    assert.equal(f.stops, 2);
+    assert.deepEqual(h.events, []);
+    assert.equal(h.made.length, 1);
+  });
+
+  it('stop() after a hung start was abandoned: no fresh informer, and the stale one is stopped when its start completes', async () => {
+    const h = harness({ steps: [['hang']], startTimeoutMs: 10, backoff: new Backoff(30, 30) });
+    h.start();
+    await until(() => h.log.lines.some((l) => l.includes('no answer from the API server')), 'the start given up');
+    const stale = h.made[0]!;
+    await h.informer.stop();
+    await sleep(45);
+    assert.equal(h.made.length, 1, 'no fresh informer after stop()');
+    stale.release();
+    await until(() => stale.finished === 1, 'the stale start completing');
+    await sleep(2);
+    assert.equal(stale.watching, false, 'the stale informer\'s watch is closed');
+    assert.equal(stale.stops, 1);
+    assert.deepEqual(h.events, []);
+  });
 });
