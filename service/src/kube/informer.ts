@@ -21,6 +21,14 @@ export interface InformerHooks<T> {
 
 type CachedInformer<T extends k8s.KubernetesObject> = k8s.Informer<T> & k8s.ObjectCache<T>;
 
+/** Seams for tests: how informers are made, and the backoff between restarts. */
+export interface RestartingInformerOptions<T extends k8s.KubernetesObject> {
+  /** Makes the client-node informer (default `k8s.makeInformer`). */
+  makeInformer?: (kc: k8s.KubeConfig, path: string, list: () => Promise<k8s.KubernetesListObject<T>>) => CachedInformer<T>;
+  /** Delays between restarts (default 0.5 s, doubling up to 30 s). */
+  backoff?: Backoff;
+}
+
 /** Default limit for a (re)start before it is given up (it doubles with each start given up in a row). */
 export const INFORMER_START_TIMEOUT_MS = 15_000;
 
@@ -30,7 +38,7 @@ export class RestartingInformer<T extends k8s.KubernetesObject> {
   private hooks: InformerHooks<T> | undefined;
   private stopped = false;
   private timer: NodeJS.Timeout | undefined;
-  private readonly backoff = new Backoff(500, 30_000);
+  private readonly backoff: Backoff;
   /** Starts given up on in a row: each doubles the next start's limit. */
   private stuckInARow = 0;
 
@@ -42,7 +50,10 @@ export class RestartingInformer<T extends k8s.KubernetesObject> {
     private readonly log: Logger,
     private readonly what: string,
     private readonly startTimeoutMs = INFORMER_START_TIMEOUT_MS,
-  ) {}
+    private readonly options: RestartingInformerOptions<T> = {},
+  ) {
+    this.backoff = options.backoff ?? new Backoff(500, 30_000);
+  }
 
   /** Starts reporting to `hooks`. */
   start(hooks: InformerHooks<T>): void {
@@ -60,7 +71,7 @@ export class RestartingInformer<T extends k8s.KubernetesObject> {
   /** Makes a fresh informer (also in place of one whose start hangs) and starts it. */
   private launch(): void {
     if (this.stopped) return;
-    const informer = k8s.makeInformer(this.kc, this.path, this.list);
+    const informer = (this.options.makeInformer ?? k8s.makeInformer)(this.kc, this.path, this.list);
     this.informer = informer;
     const current = (): boolean => !this.stopped && this.informer === informer;
     const emit = (): void => { if (current()) this.hooks!.onList(informer.list()); };
@@ -107,8 +118,10 @@ export class RestartingInformer<T extends k8s.KubernetesObject> {
       clearTimeout(stuck);
       informer.off('error', onErr);
     }
-    if (this.informer !== informer) {
-      if (!this.stopped) void informer.stop(); // a replaced informer whose start came through late
+    if (this.stopped || this.informer !== informer) {
+      // A replaced informer whose start came through late, or a start that completed after
+      // stop(): client-node opens the watch even so, and nothing else would ever close it.
+      void informer.stop();
       return;
     }
     if (!failed && !this.stopped) {

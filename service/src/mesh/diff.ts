@@ -5,7 +5,7 @@
  */
 import type { DesiredInterface, DesiredPeer, DesiredRoute } from './types.js';
 import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from './status.js';
-import { compareCidrText, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { compareCidrText, formatIp, hostCidr, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 /** One peer change, with the reason to log. */
 export type PeerChange =
@@ -37,7 +37,7 @@ function canonicalEndpoint(ep: string | undefined): string | undefined {
   if (!hp) return ep;
   const ip = parseIp(hp.host);
   if (!ip) return ep;
-  return ip.family === 6 ? `[${hp.host.toLowerCase()}]:${hp.port}` : `${hp.host}:${hp.port}`;
+  return ip.family === 6 ? `[${formatIp(ip)}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
 /**
@@ -57,13 +57,15 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
       continue;
     }
     const why: string[] = [];
+    const prev = lastApplied?.get(peer.publicKey);
     const wantIps = canonicalCidrs(peer.allowedIPs);
     if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(',')) why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
     if (peer.persistentKeepalive !== cur.persistentKeepalive) why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
+    // The device only tells whether it holds a key: a new key is known from what was applied.
     if (!!peer.presharedKey !== cur.hasPresharedKey) why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
+    else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey) why.push('preshared key changed');
     let setEndpoint = false;
     if (peer.endpoint) {
-      const prev = lastApplied?.get(peer.publicKey);
       const changedSinceApplied = prev !== undefined && prev.endpoint !== peer.endpoint;
       const adoptMismatch = prev === undefined && isLiteralEndpoint(peer.endpoint) && canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
       const neverSet = cur.endpoint === undefined;
@@ -76,24 +78,31 @@ export function diffPeers(desired: readonly DesiredPeer[], observed: readonly Pe
   }
   for (const p of observed) {
     if (wanted.has(p.publicKey)) continue;
-    const name = lastApplied?.get(p.publicKey)?.name;
-    const rekeyed = name !== undefined && desired.some((d) => d.name === name);
+    const prev = lastApplied?.get(p.publicKey);
+    const name = prev?.name;
+    const rekeyed = prev !== undefined && desired.some((d) => d.name === prev.name && d.kind === prev.kind);
     const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
     changes.push({ op: 'remove', publicKey: p.publicKey, name, reason });
   }
   return changes;
 }
 
+/** A route destination as a CIDR (`ip` prints host routes without a prefix length). */
+function routeDst(dst: string): string {
+  const ip = parseIp(dst);
+  return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
+}
+
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
 export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
   const changes: RouteChange[] = [];
   const own = observed.filter((r) => r.protocol === ownProtocol);
-  const ownKey = new Set(own.map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.dev ?? ''}`));
+  const ownKey = new Set(own.map((r) => `${routeDst(r.dst)}|${r.dev ?? ''}`));
   const wanted = new Set(desired.map((r) => `${r.dst}|${r.dev}`));
   for (const r of desired) {
     if (ownKey.has(`${r.dst}|${r.dev}`)) continue;
     // Someone else's route to the same prefix through another device is never overwritten.
-    const other = observed.find((o) => o.protocol !== ownProtocol && (normalizeCidr(o.dst) ?? o.dst) === r.dst && o.dev !== r.dev);
+    const other = observed.find((o) => o.protocol !== ownProtocol && routeDst(o.dst) === r.dst && o.dev !== r.dev);
     if (other) {
       changes.push({ op: 'conflict', route: r, other, reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone` });
       continue;
@@ -101,7 +110,7 @@ export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly 
     changes.push({ op: 'add', route: r, reason: `PodCIDR ${r.dst} of ${r.via}` });
   }
   for (const r of own) {
-    if (!wanted.has(`${normalizeCidr(r.dst) ?? r.dst}|${r.dev ?? ''}`)) changes.push({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+    if (!wanted.has(`${routeDst(r.dst)}|${r.dev ?? ''}`)) changes.push({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
   }
   return changes;
 }
