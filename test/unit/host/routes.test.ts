@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { CommandError, RecordingRunner, type CommandResult, type RunOptions } from '../../../service/src/exec/runner.js';
 import type { RouteChange } from '../../../service/src/mesh/diff.js';
-import type { IpBatch } from '../../../service/src/routes/batch.js';
-import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../../../service/src/routes/routes.js';
+import type { IpBatch } from '../../../service/src/host/ip-batch.js';
+import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../../../service/src/host/routes.js';
 
 const add = (dst: string, dev = 'wg0'): RouteChange => ({ op: 'add', route: { dst, dev, via: 'a' }, reason: `PodCIDR ${dst} of a` });
 /** `dev` null: a route `ip` listed without a device. */
