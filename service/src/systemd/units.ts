@@ -1,5 +1,6 @@
 /**
- * The daemon's link to systemd over D-Bus: it starts and restarts units and waits for their jobs, with every step bounded in time.
+ * The daemon's link to systemd over D-Bus: it starts and restarts units and waits for their jobs,
+ * with every step bounded in time.
  */
 import dbus from 'dbus-next';
 import type { Logger } from '../log/logger.js';
@@ -30,7 +31,7 @@ export interface UnitController {
   close(): void;
 }
 
-/** A failed unit operation, naming the unit and the D-Bus call (or `connect`, or the job wait) that failed. */
+/** A failed or timed-out unit operation, carrying the unit and the D-Bus call (or `connect`) it failed in. */
 export class UnitError extends Error {
   override readonly name = 'UnitError';
 
@@ -124,7 +125,7 @@ export class SystemdUnits implements UnitController {
   private readonly jobTimeoutMs: number;
 
   private constructor(private readonly log: Logger, options: SystemdUnitsOptions) {
-    this.address = options.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
+    this.address = options.busAddress ?? (process.env.DBUS_SYSTEM_BUS_ADDRESS || 'unix:path=/var/run/dbus/system_bus_socket');
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
   }
@@ -132,20 +133,14 @@ export class SystemdUnits implements UnitController {
   /** Connects to the system bus; resolves undefined (and says why at debug) when no systemd answers there within probeTimeoutMs. */
   static async connect(log: Logger, options: SystemdUnitsOptions = {}): Promise<SystemdUnits | undefined> {
     const units = new SystemdUnits(log, options);
-    const probeMs = options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const conn = units.connection(probeMs);
-      await Promise.race([conn.ready, new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${seconds(probeMs)}`)), probeMs);
-      })]);
+      // AddMatch and Subscribe time out after probeTimeoutMs, whatever the socket does.
+      await units.connection(options.probeTimeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS).ready;
       return units;
     } catch (err) {
       log.debug(`no systemd on the system bus (${describeError(err)})`);
       units.close();
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -284,7 +279,8 @@ export class SystemdUnits implements UnitController {
     if (this.closed) return;
     if (conn.isReady) {
       this.wasLost = true;
-      this.log.warning(`D-Bus: lost the connection to systemd (${describeError(cause)}); ${pending.length} pending unit call(s) failed; the next one reconnects`);
+      const failed = pending.length === 0 ? 'no unit call was pending' : `${pending.length} pending unit call(s) failed`;
+      this.log.warning(`D-Bus: lost the connection to systemd (${describeError(cause)}); ${failed}; the next unit call reconnects`);
     } else {
       this.log.debug(`D-Bus: connecting to systemd failed (${describeError(cause)})`);
     }
