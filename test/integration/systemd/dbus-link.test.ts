@@ -112,10 +112,10 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
 
   it('a JobRemoved sent right behind the reply (same tick) is not missed', async () => {
     await startFake({ jobDelayMs: 0 });
-    const u = await link({ jobTimeoutMs: 1_000 });
+    const u = await link({ jobTimeoutMs: 2_000 });
     const t0 = Date.now();
     for (let i = 0; i < 100; i += 1) await (i % 2 ? u.startUnit('test-ok.service') : u.restartUnit('test-ok.service'));
-    assert.ok(Date.now() - t0 < 1_000, `100 jobs took ${Date.now() - t0} ms (no wait ran into the job timeout)`);
+    assert.ok(Date.now() - t0 < 2_000, `100 jobs took ${Date.now() - t0} ms (no wait ran into the job timeout)`);
     assert.equal(u.trackedJobs, 0);
   });
 
@@ -143,7 +143,7 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     const [r, n] = await Promise.all([waiting, unanswered]);
     assertUnitError(r.error, 'test-ok.service', 'RestartUnit', /^RestartUnit test-ok\.service: D-Bus connection lost while waiting for job \/org\/freedesktop\/systemd1\/job\/1$/);
     assertUnitError(n.error, 'test-noreply.service', 'StartUnit', /^StartUnit test-noreply\.service: D-Bus connection lost before the reply$/);
-    assert.ok(Date.now() - killedAt < 500, `failed ${Date.now() - killedAt} ms after the kill (timeouts: call 2 s, job 5 s)`);
+    assert.ok(Date.now() - killedAt < 1_000, `failed ${Date.now() - killedAt} ms after the kill (timeouts: call 2 s, job 5 s)`);
     assert.equal(u.trackedJobs, 0);
     assert.equal(warnings().length, 1, log.lines.join('\n'));
     assert.match(warnings()[0]!, /lost the connection to systemd \(.*\); 2 pending unit call\(s\) failed/);
@@ -228,7 +228,7 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     u.close();
     u.close();
     const [j, c] = await Promise.all([job, call]);
-    assert.ok(Date.now() - t0 < 100, `rejected ${Date.now() - t0} ms after close()`);
+    assert.ok(Date.now() - t0 < 250, `rejected ${Date.now() - t0} ms after close()`);
     assertUnitError(j.error, 'test-nojob.service', 'StartUnit', /^StartUnit test-nojob\.service: closed while waiting for job \/org\/freedesktop\/systemd1\/job\/\d+$/);
     assertUnitError(c.error, 'test-noreply.service', 'RestartUnit', /^RestartUnit test-noreply\.service: closed before the reply$/);
     const after = await timed(u.restartUnit('test-ok.service'));
@@ -272,7 +272,7 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
       await new Promise<void>((r) => server!.listen(path, r));
       const r = await timed(SystemdUnits.connect(log, { busAddress: `unix:path=${path}` }));
       assert.equal(r.value, undefined);
-      assert.ok(r.ms >= 1_900 && r.ms < 2_500, `took ${r.ms} ms`);
+      assert.ok(r.ms >= 1_900 && r.ms < 3_000, `took ${r.ms} ms`);
       await until('the link to hang up', () => clients.length === 1 && hungUp === 1, 1_000);
     });
   });
