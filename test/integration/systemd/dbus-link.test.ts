@@ -13,7 +13,8 @@ import dbus from 'dbus-next';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { SystemdUnits, UnitError, type SystemdUnitsOptions } from '../../../service/src/systemd/units.js';
 import { privateBusConfig, startFakeSystemd, type FakeSystemd, type FakeSystemdOptions } from '../../support/fake-systemd.js';
-import { NAME_PREFIX, requireTools, spawnProcess, type TestProcess } from '../../support/process.js';
+import { NAME_PREFIX } from '../../support/netns.js';
+import { requireTools, spawnProcess, type TestProcess } from '../../support/process.js';
 
 /** Settles `p` and says how long it took. */
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
