@@ -18,6 +18,8 @@ export interface ReloadTarget {
   running(): Config;
   /** Takes new settings; `changed` is false when nothing that applies at run time changed. */
   apply(next: Config, changed: boolean): void;
+  /** Whether the daemon told systemd it is ready (before that, a reload is not announced). */
+  ready(): boolean;
   /** The status line for systemd after a reload. */
   summary(): string;
 }
@@ -90,7 +92,10 @@ export class ConfigReloader implements Part {
   }
 
   private async reloadNow(why: string): Promise<void> {
-    await this.notifier.reloading();
+    // RELOADING=1 … READY=1 only once the service is ready: before that, READY=1 would tell
+    // systemd the start is done while the mesh is not applied yet.
+    const announce = this.target.ready();
+    if (announce) await this.notifier.reloading();
     this.log.info(`reloading ${this.path} (${why})`);
     try {
       const next = await loadOrReport(this.load, this.path, this.log);
@@ -103,7 +108,7 @@ export class ConfigReloader implements Part {
       this.target.apply(plan.config, plan.changed);
       if (!plan.changed) this.log.info('reload: nothing that applies at run time changed');
     } finally {
-      await this.notifier.ready(`mesh applied: ${this.target.summary()}`);
+      if (announce) await this.notifier.ready(`mesh applied: ${this.target.summary()}`);
     }
   }
 }

@@ -24,6 +24,7 @@ import type { startMetricsServer } from '../metrics/server.js';
 import { buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
 import type { Notifier } from '../systemd/notify.js';
 import type { UnitController } from '../systemd/units.js';
+import { formatMs } from '../util/duration.js';
 import { VERSION } from '../version.js';
 import type { LoadedKey } from '../wireguard/keys.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
@@ -139,6 +140,7 @@ export class Daemon {
     this.reloader = new ConfigReloader(configPath, env.loadConfig, {
       running: () => this.running,
       apply: (next, changed) => this.applyConfig(next, changed),
+      ready: () => this.loop.lastSuccessAt !== undefined,
       summary: () => this.summary(),
     }, env.notifier, log, env.signals, p.loadedAt);
     this.wire();
@@ -175,6 +177,7 @@ export class Daemon {
         throw err;
       }
       this.started.push(part);
+      this.env.log.debug(`started the ${part.name}`);
     }
     this.loop.firstApply().then(() => {
       this.env.log.notice(`mesh applied: ${this.summary()}`);
@@ -251,7 +254,7 @@ export class Daemon {
   /** The first apply waits for the Peer list (a restart must not drop external peers for a moment), but not for ever. */
   private stopWaitingForPeers(): void {
     if (this.step.externalPeersKnown) return;
-    this.env.log.warning(`no Peer list from the API server after ${Math.round(this.timing.peerWait / 1000)} s: applying the mesh without external Peers until it arrives`);
+    this.env.log.warning(`no Peer list from the API server after ${formatMs(this.timing.peerWait)}: applying the mesh without external Peers until it arrives`);
     if (this.step.setExternalPeers([])) this.loop.schedule('Peers changed');
   }
 

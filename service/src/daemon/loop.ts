@@ -8,6 +8,7 @@ import { ApplyError } from '../host/apply-error.js';
 import { describeError, type Logger } from '../log/logger.js';
 import type { ReconcileReport } from '../status/report.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
+import { formatMs } from '../util/duration.js';
 import type { StepOutcome } from './step.js';
 
 /** What the loop runs. */
@@ -91,7 +92,7 @@ export class ReconcileLoop {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), limit); });
     const done = this.running.then(() => false);
-    if (await Promise.race([done, gaveUp])) this.opts.log.warning(`a reconcile run did not finish within ${Math.round(limit / 1000)} s of the stop; leaving it behind`);
+    if (await Promise.race([done, gaveUp])) this.opts.log.warning(`a reconcile run did not finish within ${formatMs(limit)} of the stop; leaving it behind`);
     clearTimeout(timer);
   }
 

@@ -4,6 +4,7 @@
  */
 import type { Source, SourceHandler } from '../kube/source.js';
 import { describeError, type Logger } from '../log/logger.js';
+import { formatMs } from '../util/duration.js';
 import type { Part } from './part.js';
 
 /** A Node or external-peer source as a part. */
@@ -82,7 +83,8 @@ export async function stopAll(parts: readonly Part[], log: Logger, limitMs: numb
     const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), limitMs); });
     try {
       const outcome = await Promise.race([Promise.resolve(part.stop()).then(() => 'ok' as const), late]);
-      if (outcome === 'late') log.warning(`stopping the ${part.name} took longer than ${Math.round(limitMs / 1000)} s; going on without it`);
+      if (outcome === 'late') log.warning(`stopping the ${part.name} took longer than ${formatMs(limitMs)}; going on without it`);
+      else log.debug(`stopped the ${part.name}`);
     } catch (err) {
       log.error(`stopping the ${part.name}: ${describeError(err)}`);
     } finally {
