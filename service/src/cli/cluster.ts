@@ -4,7 +4,7 @@
  * kubeconfig it names, and errors that carry their exit status.
  */
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
-import { EXIT_CONFIG, EXIT_FAILURE } from '../exit-status.js';
+import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
 import { loadKubeconfig } from '../kube/kubeconfig.js';
 import { listNodes } from '../kube/node-source.js';
@@ -58,6 +58,15 @@ export async function readCluster(config: Config): Promise<ClusterData> {
     return { nodes, externalPeers: peers, peersAbsent: absent };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** Runs an argument parser; a parse error is a usage error that shows the usage text. */
+export function usageErrors<T>(usage: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${usage}`, EXIT_USAGE);
   }
 }
 

@@ -14,7 +14,7 @@ import { EXIT_USAGE } from '../exit-status.js';
 import { readDevice } from '../host/device.js';
 import { decideMembership, type Membership } from '../mesh/membership.js';
 import { formatCidr } from '../net/ip.js';
-import { CliError, loadCliConfig, readCluster, runCli } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
 
 export const GRAPH_USAGE = `Usage: wg-overlay graph [--stale SECONDS] [--no-handshakes] [--config FILE]
 
@@ -125,21 +125,16 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
 /** `wg-overlay graph`: resolves with the exit status. */
 export async function graphCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   return runCli('graph', err, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          stale: { type: 'string' },
-          'no-handshakes': { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${GRAPH_USAGE}`, EXIT_USAGE);
-    }
+    const { values } = usageErrors(GRAPH_USAGE, () => parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        stale: { type: 'string' },
+        'no-handshakes': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: false,
+    }));
     if (values.help) { out.write(GRAPH_USAGE); return 0; }
     const stale = values.stale === undefined ? DEFAULT_STALE_SECONDS : Number(values.stale);
     if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);

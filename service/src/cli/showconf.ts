@@ -23,7 +23,7 @@ import type { DesiredState, ExternalPeer, MeshNode, MeshSettings } from '../mesh
 import { compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
 import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
 import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
-import { CliError, loadCliConfig, readCluster, runCli } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
 
 export const SHOWCONF_USAGE = `Usage: wg-overlay showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE] [--config FILE]
        wg-overlay showconf node NAME [--wg-quick] [--config FILE]
@@ -149,23 +149,17 @@ export function nodeDesired(nodes: readonly MeshNode[], peers: readonly External
 /** `wg-overlay showconf …`: resolves with the exit status. */
 export async function showconfCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   return runCli('showconf', err, async () => {
-    let parsed;
-    try {
-      parsed = parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          'wg-quick': { type: 'boolean' },
-          'allowed-ips': { type: 'string', multiple: true },
-          via: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: true,
-      });
-    } catch (e) {
-      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${SHOWCONF_USAGE}`, EXIT_USAGE);
-    }
-    const { values, positionals } = parsed;
+    const { values, positionals } = usageErrors(SHOWCONF_USAGE, () => parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'wg-quick': { type: 'boolean' },
+        'allowed-ips': { type: 'string', multiple: true },
+        via: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+    }));
     if (values.help) { out.write(SHOWCONF_USAGE); return 0; }
     const [kind, name, ...more] = positionals;
     if ((kind !== 'peer' && kind !== 'node') || !name || more.length > 0) throw new CliError(`expected "peer NAME" or "node NAME"\n${SHOWCONF_USAGE}`, EXIT_USAGE);

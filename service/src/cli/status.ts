@@ -9,7 +9,6 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
-import { EXIT_USAGE } from '../exit-status.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { readDevice } from '../host/device.js';
 import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../host/forwarding.js';
@@ -20,7 +19,7 @@ import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js
 import type { SkipReason } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
-import { CliError, loadCliConfig, runCli } from './cluster.js';
+import { loadCliConfig, runCli, usageErrors } from './cluster.js';
 import { formatAge } from './graph.js';
 
 export const STATUS_USAGE = `Usage: wg-overlay status [--json] [--config FILE]
@@ -293,16 +292,11 @@ function pidAlive(pid: number): boolean {
 /** `wg-overlay status`: resolves with the exit status. */
 export async function statusCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   return runCli('status', err, async () => {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args: argv,
-        options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-        allowPositionals: false,
-      }));
-    } catch (e) {
-      throw new CliError(`${e instanceof Error ? e.message : String(e)}\n${STATUS_USAGE}`, EXIT_USAGE);
-    }
+    const { values } = usageErrors(STATUS_USAGE, () => parseArgs({
+      args: argv,
+      options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: false,
+    }));
     if (values.help) { out.write(STATUS_USAGE); return 0; }
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const runner = new ExecaRunner();

@@ -32,7 +32,7 @@ import { ConfigReloader, loadOrReport, type SignalSource } from './config-reload
 import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import type { Part } from './part.js';
-import { Closer, IntervalTimer, OnceTimer, SourcePart, StartedPart, stopAll } from './parts.js';
+import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
 import { StatusWriter } from './status-writer.js';
 import { MeshStep, type Identity } from './step.js';
 import { WatchHealth } from './watch-health.js';
@@ -159,10 +159,10 @@ export class Daemon {
         onList: (peers) => { if (this.step.setExternalPeers(peers)) this.loop.schedule('Peers changed'); },
         onState: (state, err) => this.health.report('peers', state, err),
       }),
-      new OnceTimer('peer wait', this.timing.peerWait, () => this.stopWaitingForPeers()),
+      new Timer('peer wait', this.timing.peerWait, false, () => this.stopWaitingForPeers()),
       this.reloader,
       new StartedPart('interface monitor', () => env.monitor(w.interface, log, () => this.loop.schedule('routes or link changed on the host', true))),
-      new IntervalTimer('resync timer', this.timing.resync, () => this.loop.schedule('periodic resync', true)),
+      new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
     );
   }
 

@@ -20,33 +20,18 @@ export class SourcePart<T> implements Part {
   }
 }
 
-/** Calls `fn` after `ms` once, unless stopped first. */
-export class OnceTimer implements Part {
+/** Calls `fn` after `ms` once (`repeat` false) or every `ms` (`repeat` true), until stopped. */
+export class Timer implements Part {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(readonly name: string, private readonly ms: number, private readonly fn: () => void) {}
+  constructor(readonly name: string, private readonly ms: number, private readonly repeat: boolean, private readonly fn: () => void) {}
 
   start(): void {
-    this.timer = setTimeout(this.fn, this.ms);
+    this.timer = this.repeat ? setInterval(this.fn, this.ms) : setTimeout(this.fn, this.ms);
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-  }
-}
-
-/** Calls `fn` every `ms` until stopped. */
-export class IntervalTimer implements Part {
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(readonly name: string, private readonly ms: number, private readonly fn: () => void) {}
-
-  start(): void {
-    this.timer = setInterval(this.fn, this.ms);
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
+    clearTimeout(this.timer); // clears an interval too
   }
 }
 

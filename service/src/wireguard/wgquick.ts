@@ -198,6 +198,149 @@ export function isManaged(text: string): boolean {
   return false;
 }
 
+/** One `Key = Value` line being parsed, with typed readers that fail naming the line. */
+class KeyLine {
+  constructor(readonly key: string, readonly value: string, readonly fail: (msg: string) => never) {}
+
+  /** A comma list of addresses or CIDRs. */
+  list(): string[] {
+    const items = this.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    for (const it of items) {
+      const p = checkCidr(it);
+      if (p) this.fail(`${this.key}: ${p}`);
+    }
+    return items;
+  }
+
+  /** An integer in [min, max]. */
+  int(min: number, max: number): number {
+    const n = /^\d+$/.test(this.value) ? Number(this.value) : NaN;
+    if (checkInt(n, min, max) !== undefined) this.fail(`${this.key}: "${this.value}" is not an integer in ${min}-${max}`);
+    return n;
+  }
+
+  /** A WireGuard key; a secret one is never quoted in the error. */
+  wgKey(secret: boolean): string {
+    if (!isValidKey(this.value)) this.fail(`${this.key}: ${secret ? 'the value' : `"${this.value}"`} is not a valid key (44 base64 characters encoding 32 bytes)`);
+    return this.value;
+  }
+}
+
+type InterfaceDraft = Omit<WgQuickInterface, 'privateKey'> & { privateKey?: string };
+type PeerDraft = Omit<WgQuickPeer, 'publicKey'> & { publicKey?: string };
+
+/** [Interface] keys (lower case) and how each is stored; other keys go to `extra` if allowed. */
+const INTERFACE_KEYS: Record<string, (t: InterfaceDraft, l: KeyLine) => void> = {
+  privatekey: (t, l) => { t.privateKey = l.wgKey(true); },
+  address: (t, l) => { t.address.push(...l.list()); },
+  listenport: (t, l) => { t.listenPort = l.int(0, 65535); },
+  mtu: (t, l) => { t.mtu = l.int(68, 65535); },
+  table: (t, l) => {
+    if (l.value === '') l.fail('Table: empty value');
+    t.table = l.value;
+  },
+};
+
+/** [Peer] keys (lower case) and how each is stored. */
+const PEER_KEYS: Record<string, (t: PeerDraft, l: KeyLine) => void> = {
+  publickey: (t, l) => { t.publicKey = l.wgKey(false); },
+  presharedkey: (t, l) => { t.presharedKey = l.wgKey(true); },
+  allowedips: (t, l) => { t.allowedIPs.push(...l.list()); },
+  endpoint: (t, l) => {
+    const p = checkEndpoint(l.value);
+    if (p) l.fail(`Endpoint: ${p}`);
+    t.endpoint = l.value;
+  },
+  persistentkeepalive: (t, l) => {
+    if (l.value.toLowerCase() === 'off') delete t.persistentKeepalive;
+    else t.persistentKeepalive = l.int(0, 65535);
+  },
+};
+
+/** The state of a parse: the sections read so far. */
+class WgQuickParser {
+  private iface: InterfaceDraft | undefined;
+  private ifaceLine = 0;
+  private readonly peers: Array<{ peer: PeerDraft; line: number }> = [];
+  private section: 'none' | 'interface' | 'peer' = 'none';
+  private afterPeerHeader = false;
+
+  constructor(private readonly source: string) {}
+
+  /** Reads one line (1-based `lineNo`). */
+  line(rawLine: string, lineNo: number): void {
+    const fail = (msg: string): never => {
+      throw new Error(`${this.source} line ${lineNo}: ${msg}`);
+    };
+    const line = rawLine.replace(/\r$/, '');
+    const justAfterPeer = this.afterPeerHeader;
+    this.afterPeerHeader = false;
+    const hash = line.indexOf('#');
+    const content = (hash < 0 ? line : line.slice(0, hash)).trim();
+    if (content === '') {
+      // A comment right after [Peer] names the peer.
+      const name = hash >= 0 && justAfterPeer ? line.slice(hash + 1).trim() : '';
+      const last = this.peers[this.peers.length - 1];
+      if (name !== '' && last) last.peer.name = name;
+      return;
+    }
+    if (content.startsWith('[')) {
+      this.header(content, lineNo, fail);
+      return;
+    }
+    const eq = content.indexOf('=');
+    if (eq < 0) fail('expected "Key = Value", a [section] or a comment');
+    const kl = new KeyLine(content.slice(0, eq).trim(), content.slice(eq + 1).trim(), fail);
+    this.keyValue(kl);
+  }
+
+  /** The parsed config; throws when a required key or section is missing. */
+  result(): WgQuickConfig {
+    const { iface, source } = this;
+    if (!iface) throw new Error(`${source}: no [Interface] section`);
+    if (iface.privateKey === undefined) throw new Error(`${source} line ${this.ifaceLine}: [Interface] has no PrivateKey`);
+    const result: WgQuickConfig = { iface: { ...iface, privateKey: iface.privateKey }, peers: [] };
+    // Key order of the result objects does not matter to deepStrictEqual; undefined members are never set.
+    for (const { peer, line } of this.peers) {
+      if (peer.publicKey === undefined) throw new Error(`${source} line ${line}: [Peer] has no PublicKey`);
+      result.peers.push({ ...peer, publicKey: peer.publicKey });
+    }
+    return result;
+  }
+
+  private header(content: string, lineNo: number, fail: (msg: string) => never): void {
+    const kind = /^\[\s*(\w+)\s*\]$/.exec(content)?.[1]?.toLowerCase();
+    if (kind === 'interface') {
+      this.section = 'interface';
+      if (!this.iface) {
+        this.iface = { address: [], extra: [] };
+        this.ifaceLine = lineNo;
+      }
+    } else if (kind === 'peer') {
+      this.section = 'peer';
+      this.peers.push({ peer: { allowedIPs: [] }, line: lineNo });
+      this.afterPeerHeader = true;
+    } else {
+      fail(`unknown section ${content} (expected [Interface] or [Peer])`);
+    }
+  }
+
+  private keyValue(l: KeyLine): void {
+    const lkey = l.key.toLowerCase();
+    if (this.section === 'none') l.fail(`"${l.key}" outside of any section (expected [Interface] or [Peer] first)`);
+    if (this.section === 'interface') {
+      const set = INTERFACE_KEYS[lkey];
+      if (set) set(this.iface!, l);
+      else if (EXTRA_KEYS.has(lkey)) this.iface!.extra.push([l.key, l.value]);
+      else l.fail(`unknown [Interface] key "${l.key}"`);
+      return;
+    }
+    const set = PEER_KEYS[lkey];
+    if (!set) l.fail(`unknown [Peer] key "${l.key}"`);
+    set!(this.peers[this.peers.length - 1]!.peer, l);
+  }
+}
+
 /**
  * Parses a wg-quick file (also the output of `wg showconf` and `wg-quick strip`): keys are
  * case-insensitive, `#` starts a comment, Address/AllowedIPs may repeat and hold comma lists,
@@ -205,133 +348,9 @@ export function isManaged(text: string): boolean {
  * right after [Peer] is the peer's name; errors name `source` and the line number.
  */
 export function parseWgQuick(text: string, source = 'wg-quick config'): WgQuickConfig {
-  let iface: (Omit<WgQuickInterface, 'privateKey'> & { privateKey?: string }) | undefined;
-  let ifaceLine = 0;
-  const peers: Array<{ peer: Omit<WgQuickPeer, 'publicKey'> & { publicKey?: string }; line: number }> = [];
-  let section: 'none' | 'interface' | 'peer' = 'none';
-  let afterPeerHeader = false;
-
-  const lines = text.split('\n');
-  lines.forEach((rawLine, idx) => {
-    const lineNo = idx + 1;
-    const fail = (msg: string): never => {
-      throw new Error(`${source} line ${lineNo}: ${msg}`);
-    };
-    const line = rawLine.replace(/\r$/, '');
-    const justAfterPeer = afterPeerHeader;
-    afterPeerHeader = false;
-    const hash = line.indexOf('#');
-    const content = (hash < 0 ? line : line.slice(0, hash)).trim();
-    if (content === '') {
-      if (hash >= 0 && justAfterPeer) {
-        const name = line.slice(hash + 1).trim();
-        const last = peers[peers.length - 1];
-        if (name !== '' && last) last.peer.name = name;
-      }
-      return;
-    }
-    if (content.startsWith('[')) {
-      const m = /^\[\s*(\w+)\s*\]$/.exec(content);
-      const kind = m?.[1]?.toLowerCase();
-      if (kind === 'interface') {
-        section = 'interface';
-        if (!iface) {
-          iface = { address: [], extra: [] };
-          ifaceLine = lineNo;
-        }
-      } else if (kind === 'peer') {
-        section = 'peer';
-        peers.push({ peer: { allowedIPs: [] }, line: lineNo });
-        afterPeerHeader = true;
-      } else {
-        fail(`unknown section ${content} (expected [Interface] or [Peer])`);
-      }
-      return;
-    }
-    const eq = content.indexOf('=');
-    if (eq < 0) fail(`expected "Key = Value", a [section] or a comment`);
-    const key = content.slice(0, eq).trim();
-    const value = content.slice(eq + 1).trim();
-    const lkey = key.toLowerCase();
-    const list = (): string[] => {
-      const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      for (const it of items) {
-        const p = checkCidr(it);
-        if (p) fail(`${key}: ${p}`);
-      }
-      return items;
-    };
-    const int = (min: number, max: number): number => {
-      const n = /^\d+$/.test(value) ? Number(value) : NaN;
-      if (checkInt(n, min, max) !== undefined) fail(`${key}: "${value}" is not an integer in ${min}-${max}`);
-      return n;
-    };
-    const keyValue = (secret: boolean): string => {
-      if (!isValidKey(value)) fail(`${key}: ${secret ? 'the value' : `"${value}"`} is not a valid key (44 base64 characters encoding 32 bytes)`);
-      return value;
-    };
-
-    if (section === 'none') fail(`"${key}" outside of any section (expected [Interface] or [Peer] first)`);
-    if (section === 'interface' && iface) {
-      switch (lkey) {
-        case 'privatekey':
-          iface.privateKey = keyValue(true);
-          return;
-        case 'address':
-          iface.address.push(...list());
-          return;
-        case 'listenport':
-          iface.listenPort = int(0, 65535);
-          return;
-        case 'mtu':
-          iface.mtu = int(68, 65535);
-          return;
-        case 'table':
-          if (value === '') fail('Table: empty value');
-          iface.table = value;
-          return;
-        default:
-          if (!EXTRA_KEYS.has(lkey)) fail(`unknown [Interface] key "${key}"`);
-          iface.extra.push([key, value]);
-          return;
-      }
-    }
-    const peer = peers[peers.length - 1]?.peer;
-    if (!peer) return fail('internal: peer section without peer');
-    switch (lkey) {
-      case 'publickey':
-        peer.publicKey = keyValue(false);
-        return;
-      case 'presharedkey':
-        peer.presharedKey = keyValue(true);
-        return;
-      case 'allowedips':
-        peer.allowedIPs.push(...list());
-        return;
-      case 'endpoint': {
-        const p = checkEndpoint(value);
-        if (p) fail(`Endpoint: ${p}`);
-        peer.endpoint = value;
-        return;
-      }
-      case 'persistentkeepalive':
-        if (value.toLowerCase() === 'off') delete peer.persistentKeepalive;
-        else peer.persistentKeepalive = int(0, 65535);
-        return;
-      default:
-        fail(`unknown [Peer] key "${key}"`);
-    }
-  });
-
-  if (!iface) throw new Error(`${source}: no [Interface] section`);
-  if (iface.privateKey === undefined) throw new Error(`${source} line ${ifaceLine}: [Interface] has no PrivateKey`);
-  const result: WgQuickConfig = { iface: { ...iface, privateKey: iface.privateKey }, peers: [] };
-  // Key order of the result objects does not matter to deepStrictEqual; undefined members are never set.
-  for (const { peer, line } of peers) {
-    if (peer.publicKey === undefined) throw new Error(`${source} line ${line}: [Peer] has no PublicKey`);
-    result.peers.push({ ...peer, publicKey: peer.publicKey });
-  }
-  return result;
+  const parser = new WgQuickParser(source);
+  text.split('\n').forEach((line, idx) => parser.line(line, idx + 1));
+  return parser.result();
 }
 
 // ---------------------------------------------------------------------------------------------
