@@ -147,6 +147,15 @@ describe('unit: status view', () => {
     assert.match(text, /API: nodes DOWN for 1m30s \(HTTP 503\); peers: the Peer CRD is not installed/);
   });
 
+  it('a run going longer than the health threshold is shown as STUCK, with what to look at; a short one is not', () => {
+    const busy = { ...snapshot, busySince: NOW * 1000 - 400_000 };
+    const stuck = buildStatusView(input({ snapshot: busy, pidAlive: true, stuckAfterMs: 300_000 }));
+    assert.match(stuck.daemon.stuck ?? '', /^a reconcile run has been going for 6m40s \(threshold 5m\): it waits for a command or a D-Bus call that does not answer/);
+    assert.match(renderStatusText(stuck, NOW * 1000), /\n {2}STUCK: a reconcile run has been going for 6m40s/);
+    assert.equal(buildStatusView(input({ snapshot: { ...snapshot, busySince: NOW * 1000 - 1_000 }, pidAlive: true, stuckAfterMs: 300_000 })).daemon.stuck, null);
+    assert.equal(buildStatusView(input({ snapshot: busy, pidAlive: false, stuckAfterMs: 300_000 })).daemon.stuck, null, 'a dead daemon is not stuck');
+  });
+
   const bytes: Array<[number, string]> = [[0, '0 B'], [1023, '1023 B'], [1024, '1.0 KiB'], [1_500_000, '1.4 MiB'], [5 * 1024 ** 3, '5.0 GiB']];
   for (const [n, want] of bytes) it(`formatBytes(${n}) = ${want}`, () => assert.equal(formatBytes(n), want));
 });
