@@ -93,6 +93,7 @@ export function fakeDaemonWorld(extra = ''): FakeWorld {
     ipBatch: () => undefined,
     monitor: () => ({ stop: () => undefined }),
     ipForwarding: async () => true,
+    lookupName: async (name) => { throw new Error(`${name}: not found (no DNS in unit tests)`); },
     serveMetrics: startMetricsServer,
     signals,
     timing: { confDelay: 0, coalesce: 1, peerWait: 50, partStop: 1_000 },

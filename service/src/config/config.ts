@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
+import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/ranges.js';
 import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
 
@@ -40,9 +41,15 @@ export interface Config {
     apply: 'set' | 'restart';
     implementation: 'auto' | 'kernel' | 'userspace';
     createInterface: boolean;
+    /** Which published endpoints of other Nodes are believed (`addresses`: only their own status.addresses). */
+    publishedEndpoints: 'addresses' | 'any';
   };
   overlay: {
     cidr: string;
+    /** A Node's PodCIDRs must lie inside these to be routed. */
+    podCidrs: string[];
+    /** The widest range routed to one Node or external peer (a prefix length), by family. */
+    minPrefix: { 4: number; 6: number };
   };
   state: {
     dir: string;
@@ -171,9 +178,13 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     apply: { parse: oneOf('set', 'restart') },
     implementation: { parse: oneOf('auto', 'kernel', 'userspace') },
     create_interface: { parse: boolean },
+    published_endpoints: { parse: oneOf('addresses', 'any') },
   },
   overlay: {
     cidr: { parse: overlayCidr },
+    pod_cidrs: { parse: cidrList },
+    min_prefix_v4: { parse: intIn(1, 32, 'a prefix length') },
+    min_prefix_v6: { parse: intIn(1, 128, 'a prefix length') },
   },
   state: {
     dir: { parse: absolutePath },
@@ -216,8 +227,9 @@ export function defaultConfig(): Config {
       apply: 'set',
       implementation: 'auto',
       createInterface: true,
+      publishedEndpoints: 'addresses',
     },
-    overlay: { cidr: '100.64.0.0/10' },
+    overlay: { cidr: '100.64.0.0/10', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
     peers: { allowedIpsExtra: [] },
     metrics: { listen: { host: '127.0.0.1', port: 9586 }, watchDownThresholdSeconds: 300 },
@@ -330,7 +342,10 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.apply = set(w.apply, cfg.wireguard.apply);
   cfg.wireguard.implementation = set(w.implementation, cfg.wireguard.implementation);
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
+  cfg.wireguard.publishedEndpoints = set(w.published_endpoints, cfg.wireguard.publishedEndpoints);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
+  cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
+  cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);

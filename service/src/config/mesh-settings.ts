@@ -4,8 +4,22 @@
 import type { MeshSettings } from '../mesh/types.js';
 import type { Config } from './config.js';
 
+/** What the daemon learns at run time that membership also depends on. */
+export interface RuntimeFacts {
+  /** The API server's addresses (no routed range may contain them). */
+  protectedAddresses?: readonly string[];
+  /** External peers' endpoint names resolved to addresses. */
+  resolved?: ReadonlyMap<string, string>;
+}
+
 /** The mesh settings of a config, with the MTU resolved (undefined leaves it to wg-quick). */
-export function meshSettings(config: Config, mtu: number | undefined): MeshSettings {
+export function meshSettings(config: Config, mtu: number | undefined, facts: RuntimeFacts = {}): MeshSettings {
   const w = config.wireguard;
-  return { interfaceName: w.interface, listenPort: w.listenPort, mtu, persistentKeepalive: w.persistentKeepalive, overlayCidr: config.overlay.cidr, endpoint: w.endpoint };
+  const o = config.overlay;
+  return {
+    interfaceName: w.interface, listenPort: w.listenPort, mtu, persistentKeepalive: w.persistentKeepalive, endpoint: w.endpoint,
+    overlayCidr: o.cidr, podCidrs: o.podCidrs, minPrefix: o.minPrefix, publishedEndpoints: w.publishedEndpoints,
+    ...(facts.protectedAddresses ? { protectedAddresses: facts.protectedAddresses } : {}),
+    ...(facts.resolved ? { resolved: facts.resolved } : {}),
+  };
 }

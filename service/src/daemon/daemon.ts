@@ -26,6 +26,7 @@ import type { Notifier } from '../systemd/notify.js';
 import type { UnitController } from '../systemd/units.js';
 import { formatMs } from '../util/duration.js';
 import { VERSION } from '../version.js';
+import { isDnsName, parseIp } from '../net/ip.js';
 import type { LoadedKey } from '../wireguard/keys.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader, loadOrReport, type SignalSource } from './config-reloader.js';
@@ -35,6 +36,7 @@ import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
 import { StatusWriter } from './status-writer.js';
 import { MeshStep, type Identity } from './step.js';
+import { NameResolver } from './name-resolver.js';
 import { WatchHealth } from './watch-health.js';
 
 /** The Kubernetes side of the daemon, made from the kubeconfig. */
@@ -65,6 +67,8 @@ export interface DaemonEnv {
   /** Watches route deletions and link changes on the interface. */
   monitor(iface: string, log: Logger, onChange: () => void): { stop(): void };
   ipForwarding(): Promise<boolean | undefined>;
+  /** The addresses of a DNS name, IPv4 first. */
+  lookupName(name: string): Promise<string[]>;
   serveMetrics: typeof startMetricsServer;
   signals: SignalSource;
   /** Timings, shortened by tests. */
@@ -93,6 +97,8 @@ interface Prepared {
   identity: Identity;
   kube: KubeAccess;
   units: UnitController | undefined;
+  /** The API server's addresses, which no routed range may contain. */
+  apiAddresses: string[];
   loadedAt: number;
 }
 
@@ -110,6 +116,7 @@ export class Daemon {
   private readonly metricsEndpoint: MetricsEndpoint;
   private readonly status: StatusWriter;
   private readonly reloader: ConfigReloader;
+  private readonly resolver: NameResolver;
 
   /**
    * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
@@ -133,7 +140,12 @@ export class Daemon {
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
       peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch), confFile,
     }, p.config, true);
+    this.step.setFacts({ protectedAddresses: p.apiAddresses });
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
+    this.resolver = new NameResolver((name) => env.lookupName(name), log, () => {
+      this.step.setFacts({ resolved: this.resolver.resolved });
+      this.loop.schedule('a DNS name resolved to a new address');
+    });
     this.metrics = this.makeMetrics(p.identity.name, w.interface);
     this.metricsEndpoint = new MetricsEndpoint(this.metrics, () => this.healthVerdict(), log, env.serveMetrics, p.config);
     this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log);
@@ -151,12 +163,17 @@ export class Daemon {
       this.status,
       this.metricsEndpoint,
       this.loop,
+      this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
         onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },
         onState: (state, err) => this.health.report('nodes', state, err),
       }),
       new SourcePart<ExternalPeer>('peer source', p.kube.externalPeers, {
-        onList: (peers) => { if (this.step.setExternalPeers(peers)) this.loop.schedule('Peers changed'); },
+        onList: (peers) => {
+          if (!this.step.setExternalPeers(peers)) return;
+          this.resolver.want(this.namesToResolve());
+          this.loop.schedule('Peers changed');
+        },
         onState: (state, err) => this.health.report('peers', state, err),
       }),
       new Timer('peer wait', this.timing.peerWait, false, () => this.stopWaitingForPeers()),
@@ -241,8 +258,17 @@ export class Daemon {
     });
   }
 
+  /** The DNS names the mesh needs as addresses: external peers' endpoints and this node's explicit endpoint. */
+  private namesToResolve(): string[] {
+    const names = this.step.externalPeerList.map((p) => p.endpoint?.dns).filter((n): n is string => !!n && isDnsName(n));
+    const own = this.running.wireguard.endpoint;
+    if (own.mode === 'explicit' && isDnsName(own.host)) names.push(own.host);
+    return names;
+  }
+
   private applyConfig(next: Config, changed: boolean): void {
     this.running = next;
+    this.resolver.want(this.namesToResolve());
     this.env.log.setLevel(next.log.level);
     void this.metricsEndpoint.reconfigure(next);
     this.status.changed();
@@ -263,7 +289,8 @@ export class Daemon {
       node,
       iface: this.running.wireguard.interface,
       startedAt: this.startedAt,
-      desired: this.step.desired,
+      desired: this.step.desired && this.step.refusedPeers.length > 0
+        ? { ...this.step.desired, warnings: [...this.step.desired.warnings, ...this.step.refusedPeers] } : this.step.desired,
       waiting: this.step.waiting,
       lastReport: this.loop.lastReport,
       lastSuccessAt: this.loop.lastSuccessAt,
@@ -307,5 +334,25 @@ async function prepare(configPath: string, env: DaemonEnv): Promise<Prepared | n
   log.info(`API server ${kube.server} (kubeconfig ${config.kubernetes.kubeconfig})`);
   if ((await env.ipForwarding()) === false) log.warning(FORWARDING_OFF_WARNING);
   const units = config.wireguard.createInterface ? await env.connectSystemd(log) : undefined;
-  return { config, identity, kube, units, loadedAt };
+  return { config, identity, kube, units, apiAddresses: await apiServerAddresses(kube.server, env), loadedAt };
+}
+
+/** The API server's addresses (its URL's host, resolved when it is a name); none when unknown. */
+async function apiServerAddresses(server: string, env: DaemonEnv): Promise<string[]> {
+  let host: string;
+  try {
+    host = new URL(server).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return [];
+  }
+  if (parseIp(host)) return [host];
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([env.lookupName(host), new Promise<string[]>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000); })]);
+  } catch (err) {
+    env.log.warning(`cannot resolve the API server's name ${host} (${describeError(err)}): ranges containing its address are not refused`);
+    return [];
+  } finally {
+    clearTimeout(timer);
+  }
 }

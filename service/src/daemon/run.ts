@@ -2,6 +2,7 @@
  * `wg-overlay run`: the production environment of the daemon (execa, client-node, dbus-next,
  * systemd-notify, `ip`), and the process around it: start, then stop on SIGTERM or SIGINT.
  */
+import { lookup } from 'node:dns/promises';
 import { loadConfig, type Config } from '../config/config.js';
 import { EXIT_FAILURE } from '../exit-status.js';
 import { ExecaRunner } from '../exec/runner.js';
@@ -48,6 +49,7 @@ export function productionEnv(log: Logger): DaemonEnv {
     ipBatch: (l) => new IpBatch(l),
     monitor: monitorInterface,
     ipForwarding: ipForwardingEnabled,
+    lookupName: async (name) => (await lookup(name, { all: true, verbatim: false })).map((a) => a.address),
     serveMetrics: startMetricsServer,
     signals: process,
   };

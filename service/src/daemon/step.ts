@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/config.js';
-import { meshSettings } from '../config/mesh-settings.js';
+import { meshSettings, type RuntimeFacts } from '../config/mesh-settings.js';
 import type { CommandRunner } from '../exec/runner.js';
 import { inStep } from '../host/apply-error.js';
 import type { AppliedChange } from '../host/change.js';
@@ -63,12 +63,15 @@ export class MeshStep {
   private nodes: { list: MeshNode[]; key: string } | undefined;
   private externalPeers: { list: ExternalPeer[]; key: string } | undefined;
   private mtuCache: { ips: string; mtu: number } | undefined;
+  private facts: RuntimeFacts = { resolved: new Map() };
   private lastApplied: DesiredState | undefined;
   private readonly reporter = new StateReporter();
   /** The latest desired state (also when applying it failed). */
   desired: DesiredState | undefined;
   /** Why the latest run could not compute a desired state yet (undefined once it could). */
   waiting: string | undefined;
+  /** Peers the device refused in the latest run, one sentence each (also in the status file). */
+  refusedPeers: string[] = [];
 
   constructor(private readonly parts: StepParts, private config: Config, waitForPeers: boolean) {
     if (!waitForPeers) this.externalPeers = keyed([]);
@@ -98,6 +101,16 @@ export class MeshStep {
   /** Whether a list of external peers was set (or none is waited for). */
   get externalPeersKnown(): boolean {
     return this.externalPeers !== undefined;
+  }
+
+  /** Takes what the daemon learnt at run time (the API server's addresses, resolved names). */
+  setFacts(facts: RuntimeFacts): void {
+    this.facts = { ...this.facts, ...facts };
+  }
+
+  /** The external peers as last set. */
+  get externalPeerList(): readonly ExternalPeer[] {
+    return this.externalPeers?.list ?? [];
   }
 
   /** Replaces the settings (config reload); the next run re-reads the host. */
@@ -153,8 +166,10 @@ export class MeshStep {
     }
     // A route only ever names the interface, so its order against `wg set` does not matter, and
     // running both at once halves the latency.
-    const [peerChanges, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
-    this.record(changes, peerChanges);
+    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
+    this.record(changes, peerResult.changes);
+    this.refusedPeers = peerResult.refused.map((r) => `peer ${r.name} could not be applied (${r.error}); the other peers are applied, and it is tried again at the next resync`);
+    if (this.reporter.changed('refused', this.refusedPeers.join('\n'))) for (const line of this.refusedPeers) this.parts.log.warning(line);
     this.record(changes, routeResult.changes);
     return routeResult.clash ? { applied: true, followUp: 'a route already existed: checking the routing table' } : { applied: true };
   }
@@ -172,7 +187,7 @@ export class MeshStep {
     }
     const mtu = await this.resolveMtu(selfNode);
     try {
-      this.desired = computeDesired(identity, this.nodes.list, meshSettings(this.config, mtu), this.externalPeers.list);
+      this.desired = computeDesired(identity, this.nodes.list, meshSettings(this.config, mtu, this.facts), this.externalPeers.list);
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;

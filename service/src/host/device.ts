@@ -6,6 +6,7 @@ import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { PeerChange } from '../mesh/diff.js';
 import { canonicalCidrs } from '../mesh/diff.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
+import { describeError } from '../log/logger.js';
 
 /** Parses `wg show <if> dump` output (the first line is the interface, the rest are peers). */
 export function parseDump(name: string, text: string): InterfaceStatus {
@@ -56,20 +57,43 @@ export function peerArgs(change: PeerChange): string[] {
   return args;
 }
 
+/** A change `wg set` refused, and why. */
+export interface PeerFailure {
+  change: PeerChange;
+  error: string;
+}
+
+/** Applies one change on its own (a preshared key from a private file, never on the command line). */
+async function applyOne(runner: CommandRunner, name: string, c: PeerChange): Promise<void> {
+  const psk = c.op !== 'remove' ? c.peer.presharedKey : undefined;
+  if (psk) await withSecretFile(`${psk}\n`, (file) => runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', file]));
+  else await runner.run('wg', ['set', name, ...peerArgs(c)]);
+}
+
 /**
  * Applies peer changes with as few `wg set` calls as possible: one call for all changes without a
- * preshared key, one per change that sets a preshared key (from a private file, never on the command line).
+ * preshared key, one per change that sets a preshared key. When the batch is refused (`wg` takes a
+ * whole command or nothing), each of its changes is applied on its own, so every good one lands;
+ * resolves with the ones that failed.
  */
-export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<void> {
-  if (changes.length === 0) return;
-  const plain: string[] = [];
-  for (const c of changes) {
-    const psk = c.op !== 'remove' ? c.peer.presharedKey : undefined;
-    if (psk) {
-      await withSecretFile(`${psk}\n`, (file) => runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', file]));
-    } else {
-      plain.push(...peerArgs(c));
+export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<PeerFailure[]> {
+  const failures: PeerFailure[] = [];
+  const tryOne = async (c: PeerChange): Promise<void> => {
+    try {
+      await applyOne(runner, name, c);
+    } catch (err) {
+      failures.push({ change: c, error: describeError(err) });
+    }
+  };
+  const plain = changes.filter((c) => c.op === 'remove' || !c.peer.presharedKey);
+  for (const c of changes) if (!plain.includes(c)) await tryOne(c);
+  if (plain.length === 1) await tryOne(plain[0]!);
+  else if (plain.length > 1) {
+    try {
+      await runner.run('wg', ['set', name, ...plain.flatMap(peerArgs)]);
+    } catch {
+      for (const c of plain) await tryOne(c);
     }
   }
-  if (plain.length > 0) await runner.run('wg', ['set', name, ...plain]);
+  return failures;
 }

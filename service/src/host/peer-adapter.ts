@@ -2,7 +2,9 @@
  * The WireGuard peers adapter: makes the device's peers equal the desired ones with incremental
  * `wg set`. It owns what it applied: while the device is known to hold exactly that, a change is
  * diffed against it without reading the device, and the same input twice runs no command; after a
- * failure, an interface restart or `invalidate()`, the next `set()` reads the device first.
+ * failure, an interface restart or `invalidate()`, the next `set()` reads the device first. A peer
+ * `wg set` refuses is reported and left as it was (the others are applied), and not retried with
+ * the same values until the next `invalidate()` (the periodic resync).
  */
 import type { CommandRunner } from '../exec/runner.js';
 import { diffPeers, type PeerChange } from '../mesh/diff.js';
@@ -11,6 +13,22 @@ import type { DesiredPeer } from '../mesh/types.js';
 import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import { applyPeerChanges, readDevice } from './device.js';
+
+/** A peer `wg set` refused. */
+export interface PeerRefusal {
+  name: string;
+  error: string;
+}
+
+/** The outcome of one `set()`. */
+export interface PeerSetResult {
+  changes: AppliedChange[];
+  /** Peers `wg set` refused this time (left as they were). */
+  refused: PeerRefusal[];
+}
+
+const keyOf = (c: PeerChange): string => (c.op === 'remove' ? c.publicKey : c.peer.publicKey);
+const signature = (c: PeerChange): string => (c.op === 'remove' ? 'remove' : JSON.stringify(c.peer));
 
 /** What the device holds for a peer this adapter applied (the stand-in for `wg show`). */
 function appliedStatus(p: DesiredPeer): PeerStatus {
@@ -39,6 +57,8 @@ export class PeerAdapter {
   private applied = new Map<string, DesiredPeer>();
   /** True while the device is known to hold exactly `applied`. */
   private trusted = false;
+  /** Changes `wg set` refused, by public key → the refused change's signature (not retried as they are). */
+  private readonly refused = new Map<string, string>();
 
   constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
 
@@ -53,21 +73,36 @@ export class PeerAdapter {
   }
 
   /** Makes the device's peers equal `desired`; a repeat with equal input runs nothing. */
-  async set(desired: readonly DesiredPeer[]): Promise<AppliedChange[]> {
+  async set(desired: readonly DesiredPeer[]): Promise<PeerSetResult> {
     // Known state is planned without a pause, so `wg set` starts before anything run alongside it.
-    const plan = this.trusted ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
+    const planned = this.trusted ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
+    const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
+    const before = this.applied;
+    const next = new Map(desired.map((p) => [p.publicKey, p]));
+    const refused: PeerRefusal[] = [];
     if (plan.length > 0) {
       this.trusted = false;
-      await inStep('peers', () => applyPeerChanges(this.runner, this.iface, plan));
+      for (const f of await inStep('peers', () => applyPeerChanges(this.runner, this.iface, plan))) {
+        // The device still holds what it held for this peer.
+        const key = keyOf(f.change);
+        this.refused.set(key, signature(f.change));
+        const old = before.get(key);
+        if (old) next.set(key, old);
+        else next.delete(key);
+        refused.push({ name: f.change.op === 'remove' ? f.change.name ?? key : f.change.peer.name, error: f.error });
+      }
     }
-    this.applied = new Map(desired.map((p) => [p.publicKey, p]));
+    for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
+    this.applied = next;
     this.trusted = true;
-    return plan.map(describe);
+    const failed = new Set(refused.map((r) => r.name));
+    return { changes: plan.filter((c) => !failed.has(c.op === 'remove' ? c.name ?? c.publicKey : c.peer.name)).map(describe), refused };
   }
 
-  /** Forgets that the device is known: the next `set()` reads it first. */
+  /** Forgets that the device is known (and which changes it refused): the next `set()` reads it first. */
   invalidate(): void {
     this.trusted = false;
+    this.refused.clear();
   }
 
   /** After the interface was recreated from the full config: nothing was applied by `wg set` since. */

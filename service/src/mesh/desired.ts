@@ -7,7 +7,7 @@ import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY 
 import { selfEndpoint } from './endpoints.js';
 import { decideMembership, type Membership } from './membership.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, MeshNode, MeshSettings, SelfIdentity } from './types.js';
-import { compareCidrText, hostCidr, parseIp } from '../net/ip.js';
+import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
 
 export type { MeshSettings, SelfIdentity } from './types.js';
 
@@ -20,11 +20,19 @@ export class NotReadyError extends Error {
 }
 
 /** The WireGuard peers and routes for the members and admitted external peers of a membership. */
-function peersAndRoutes(membership: Membership, settings: MeshSettings): { peers: DesiredPeer[]; routes: DesiredRoute[] } {
+function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Membership, settings: MeshSettings, warnings: string[]): { peers: DesiredPeer[]; routes: DesiredRoute[] } {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const dev = settings.interfaceName;
-  for (const m of membership.members) {
+  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
+  for (const member of membership.members) {
+    if (member.publicKey === self.publicKey) continue; // a Node with this node's own key cannot be a peer of it
+    // Local safety, not a verdict: this node's own pods are never sent into the tunnel.
+    const m = { ...member, podCIDRs: member.podCIDRs.filter((t) => {
+      const clash = own.find((o) => cidrsOverlap(o, parseCidr(t)!));
+      if (clash) warnings.push(`PodCIDR ${t} of Node ${member.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`);
+      return !clash;
+    }) };
     peers.push({
       kind: 'node',
       name: m.name,
@@ -36,6 +44,7 @@ function peersAndRoutes(membership: Membership, settings: MeshSettings): { peers
     for (const dst of m.podCIDRs) routes.push({ dst, dev, via: m.name });
   }
   for (const p of membership.externalPeers) {
+    if (p.publicKey === self.publicKey) continue;
     peers.push({
       kind: 'peer',
       name: p.name,
@@ -63,12 +72,16 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     const why = membership.skipped.find((p) => p.name === self.name && p.whole)?.message ?? 'no overlay address';
     throw new NotReadyError(`Node ${self.name} has no overlay address: ${why}`);
   }
-  const warnings = [...membership.warnings];
+  const warnings = membership.members.filter((m) => m.publicKey === self.publicKey)
+    .map((m) => `Node ${m.name} publishes this node's public key (a cloned machine?): rotate one of the keys`);
+  for (const p of membership.externalPeers) {
+    if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
+  }
   const publish: Record<string, string> = {
     [ANNOTATION_PUBLIC_KEY]: self.publicKey,
     [ANNOTATION_OVERLAY_ADDRESS]: selfAddress,
   };
-  const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort);
+  const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
   return {
@@ -79,7 +92,7 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
       mtu: settings.mtu,
       publicKey: self.publicKey,
     },
-    ...peersAndRoutes(membership, settings),
+    ...peersAndRoutes(self, selfNode, membership, settings, warnings),
     skipped: membership.skipped,
     addresses: membership.addresses,
     publish,

@@ -1,10 +1,14 @@
 /**
  * Endpoints: the `host:port` this node publishes for itself, and the one other nodes dial for a
- * peer Node (its published endpoint, else its InternalIP), each with the reason when there is none.
+ * peer Node — its published endpoint when that is an address the rules believe (by default one of
+ * the Node's own `status.addresses`, which its kubelet reports), else its InternalIP — each with the
+ * reason when a published value is refused or there is none.
  */
 import { ANNOTATION_ENDPOINT } from './annotations.js';
+import { reservedOverlap } from './ranges.js';
+import { quoted } from './text.js';
 import type { EndpointSetting, MeshNode, SkipReason } from './types.js';
-import { formatHostPort, parseHostPort, parseIp } from '../net/ip.js';
+import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 /** Picks the first address of a list, IPv4 preferred; undefined when none parses. */
 function preferIPv4(ips: readonly string[]): string | undefined {
@@ -12,9 +16,18 @@ function preferIPv4(ips: readonly string[]): string | undefined {
   return valid.find((s) => parseIp(s)?.family === 4) ?? valid[0];
 }
 
-/** The endpoint this node publishes for itself, or a warning saying why it has none. */
-export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPort: number): { endpoint?: string; warning?: string } {
-  if (setting.mode === 'explicit') return { endpoint: formatHostPort(setting.host, setting.port ?? listenPort) };
+/**
+ * The endpoint this node publishes for itself, or a warning saying why it has none. An explicit
+ * name is published as its address (other nodes believe only addresses) once `resolved` has it.
+ */
+export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPort: number, resolved?: ReadonlyMap<string, string>): { endpoint?: string; warning?: string } {
+  if (setting.mode === 'explicit') {
+    const port = setting.port ?? listenPort;
+    if (parseIp(setting.host) || !resolved) return { endpoint: formatHostPort(setting.host, port) };
+    const address = resolved.get(setting.host);
+    if (address === undefined) return { warning: `endpoint = ${setting.host} does not resolve (yet): nothing is published until it does, and other nodes fall back to this Node's InternalIP` };
+    return { endpoint: formatHostPort(address, port) };
+  }
   const list = setting.mode === 'internal' ? node.internalIPs : node.externalIPs;
   const ip = preferIPv4(list);
   if (!ip) {
@@ -24,14 +37,30 @@ export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPor
   return { endpoint: formatHostPort(ip, listenPort) };
 }
 
+/** Why a published endpoint is not believed, or undefined when it is (with its canonical form). */
+function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any'): { problem: string } | { endpoint: string } {
+  const hp = parseHostPort(published);
+  if (!hp) return { problem: `published endpoint ${quoted(published)} is not host:port` };
+  const ip = parseIp(hp.host);
+  if (!ip) return { problem: `published endpoint ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
+  const reserved = reservedOverlap(parseCidr(hostCidr(ip))!);
+  if (reserved) return { problem: `published endpoint ${quoted(published)} is in ${reserved.what}` };
+  const own = [...node.internalIPs, ...node.externalIPs].map((s) => parseIp(s)).some((a) => a && a.family === ip.family && a.value === ip.value);
+  if (mode === 'addresses' && !own) {
+    return { problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)` };
+  }
+  return { endpoint: formatHostPort(formatIp(ip), hp.port) };
+}
+
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */
-export function peerEndpoint(node: MeshNode, listenPort: number): { endpoint?: string; problem?: SkipReason } {
+export function peerEndpoint(node: MeshNode, listenPort: number, mode: 'addresses' | 'any' = 'addresses'): { endpoint?: string; problem?: SkipReason } {
   const published = node.annotations[ANNOTATION_ENDPOINT];
   let problem: SkipReason | undefined;
   if (published !== undefined && published !== '') {
-    const hp = parseHostPort(published);
-    if (hp) return { endpoint: formatHostPort(hp.host, hp.port) };
-    problem = { name: node.name, reason: 'invalid-endpoint', message: `published endpoint "${published}" is not host:port`, whole: false };
+    const verdict = refusal(node, published, mode);
+    if ('endpoint' in verdict) return { endpoint: verdict.endpoint };
+    const reason = parseHostPort(published) ? 'endpoint-refused' : 'invalid-endpoint';
+    problem = { name: node.name, reason, message: verdict.problem, whole: false };
   }
   const ip = preferIPv4(node.internalIPs);
   if (ip) {
@@ -41,7 +70,7 @@ export function peerEndpoint(node: MeshNode, listenPort: number): { endpoint?: s
   return {
     problem: {
       name: node.name,
-      reason: problem ? 'invalid-endpoint' : 'no-endpoint',
+      reason: problem?.reason ?? 'no-endpoint',
       message: `${problem ? `${problem.message} and it` : 'it'} has no InternalIP to fall back to`,
       whole: true,
     },

@@ -48,14 +48,34 @@ export type EndpointSetting =
   | { mode: 'external' }
   | { mode: 'explicit'; host: string; port: number | undefined };
 
-/** The settings membership and desired state depend on (a subset of the config, MTU resolved). */
-export interface MeshSettings {
-  interfaceName: string;
+/** The settings membership decides by; every node of a cluster should have the same ones. */
+export interface MembershipSettings {
+  overlayCidr: string;
   listenPort: number;
+  /** A Node's PodCIDRs must lie inside these (`[overlay] pod_cidrs`; default: the private-use ranges). */
+  podCidrs?: readonly string[];
+  /** The widest range routed to one peer, by family (default /16 and /48). */
+  minPrefix?: Readonly<Record<4 | 6, number>>;
+  /** Addresses no routed range may contain besides the Nodes' own (the API server's). */
+  protectedAddresses?: readonly string[];
+  /**
+   * Which published endpoints are believed: `addresses` (default) only one of the Node's own
+   * `status.addresses`, which its kubelet reports; `any` every IP literal.
+   */
+  publishedEndpoints?: 'addresses' | 'any';
+  /**
+   * DNS names of external peers' endpoints resolved by the daemon (name → address); given, a
+   * Peer whose name is not in it is left out until it resolves. Absent: names are kept as they are.
+   */
+  resolved?: ReadonlyMap<string, string>;
+}
+
+/** The settings membership and desired state depend on (a subset of the config, MTU resolved). */
+export interface MeshSettings extends MembershipSettings {
+  interfaceName: string;
   /** Resolved MTU, or undefined to leave it to wg-quick. */
   mtu: number | undefined;
   persistentKeepalive: number;
-  overlayCidr: string;
   endpoint: EndpointSetting;
 }
 
@@ -74,8 +94,9 @@ export interface SkipReason {
   /** Machine-friendly reason class (used as a metric label). */
   reason: 'no-public-key' | 'invalid-public-key' | 'duplicate-public-key' | 'no-endpoint' | 'invalid-endpoint'
     | 'no-overlay-address' | 'pod-cidr-conflict' | 'invalid-pod-cidr' | 'invalid-overlay-address'
-    | 'overlay-address-taken' | 'own-public-key'
-    | 'invalid-allowed-ips' | 'allowed-ips-conflict' | 'invalid-preshared-key' | 'invalid-keepalive';
+    | 'overlay-address-taken' | 'own-public-key' | 'pod-cidr-refused' | 'endpoint-refused'
+    | 'invalid-allowed-ips' | 'allowed-ips-conflict' | 'allowed-ips-refused' | 'unresolved-endpoint'
+    | 'invalid-preshared-key' | 'invalid-keepalive';
   /** One human sentence naming what was wrong. */
   message: string;
   /** True when the whole Node (or Peer) is left out; false when only part of it is dropped. */

@@ -18,7 +18,7 @@ const SETTINGS: MeshSettings = { interfaceName: 'wg0', listenPort: 51820, mtu: u
 // b is the oldest node, so it gets the extra ranges by default.
 const NODES = [
   meshNode('a', { ip: '192.0.2.11', created: 2, pods: ['10.244.1.0/24', 'fd00:10:244:1::/64'], key: KEYS[0] }),
-  meshNode('b', { ip: '192.0.2.12', created: 1, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: 'b.example.net:51999' }),
+  meshNode('b', { ip: '192.0.2.12', external: '203.0.113.12', created: 1, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: '203.0.113.12:51999' }),
 ];
 
 function peer(name: string, o: Partial<ExternalPeer> = {}): ExternalPeer {
@@ -63,7 +63,7 @@ describe('unit: showconf rendering', () => {
       '# Node b',
       `PublicKey = ${KEYS[1]}`,
       'AllowedIPs = 10.244.2.0/24, 100.64.2.12/32',
-      'Endpoint = b.example.net:51999',
+      'Endpoint = 203.0.113.12:51999',
       'PersistentKeepalive = 25',
       '',
     ].join('\n'));
@@ -104,7 +104,7 @@ describe('unit: showconf rendering', () => {
     assert.equal(cfg.iface.listenPort, 4500);
     assert.deepEqual(cfg.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIPs, p.presharedKey]), [
       [KEYS[0], '192.0.2.11:51820', ['10.244.1.0/24', '100.64.2.11/32', 'fd00:10:244:1::/64'], KEYS[5]],
-      [KEYS[1], 'b.example.net:51999', ['10.244.2.0/24', '100.64.2.12/32', '10.96.0.0/12'], KEYS[5]],
+      [KEYS[1], '203.0.113.12:51999', ['10.244.2.0/24', '100.64.2.12/32', '10.96.0.0/12'], KEYS[5]],
     ]);
   });
 
@@ -151,7 +151,7 @@ describe('unit: showconf rendering', () => {
       '# Node b',
       `PublicKey = ${KEYS[1]}`,
       'AllowedIPs = 10.244.2.0/24, 100.64.2.12/32',
-      'Endpoint = b.example.net:51999',
+      'Endpoint = 203.0.113.12:51999',
       '',
       '[Peer]',
       '# Peer laptop',

@@ -121,7 +121,7 @@ function adapters(host: FakeHost) {
     const source: InterfaceSource = { config: () => toWgQuickConfig(desired, PRIV), writeFile: async () => true };
     const i = await owner.set(row.iface, source);
     if (i.recreated) { peers.reset(); routesAdapter.invalidate(); }
-    await peers.set(row.peers);
+    assert.deepEqual((await peers.set(row.peers)).refused, []);
     const r = await routesAdapter.set(row.routes);
     if (r.clash) { // what the loop does: a forced run that reads the table
       routesAdapter.invalidate();

@@ -41,17 +41,23 @@ describe('unit: desired state', () => {
     assert.deepEqual(one, two);
   });
 
-  it('uses the published endpoint when valid', () => {
-    const b = meshNode('b', { ip: '192.0.2.12', created: 2, key: KEYS[1], endpoint: '203.0.113.9:4500' });
+  it('uses the published endpoint when it is one of the Node\'s own addresses', () => {
+    const b = meshNode('b', { ip: '192.0.2.12', external: '203.0.113.9', created: 2, key: KEYS[1], endpoint: '203.0.113.9:4500' });
     const d = computeDesired(SELF, [nodeA, b], SETTINGS);
     assert.equal(d.peers[0]!.endpoint, '203.0.113.9:4500');
   });
 
-  it('accepts IPv6 and DNS endpoints', () => {
-    const b = meshNode('b', { ip: '192.0.2.12', created: 2, key: KEYS[1], endpoint: '[2001:db8::12]:51820' });
+  it('accepts an IPv6 endpoint among the Node\'s addresses; refuses names and foreign addresses (falling back to the InternalIP)', () => {
+    const b = meshNode('b', { ip: ['192.0.2.12', '2001:db8::12'], created: 2, key: KEYS[1], endpoint: '[2001:db8::12]:51820' });
     const c = meshNode('c', { ip: '192.0.2.13', created: 3, key: KEYS[2], endpoint: 'node-c.example.com:51820' });
-    const d = computeDesired(SELF, [nodeA, b, c], SETTINGS);
-    assert.deepEqual(d.peers.map((p) => p.endpoint), ['[2001:db8::12]:51820', 'node-c.example.com:51820']);
+    const e = meshNode('e', { ip: '192.0.2.15', created: 4, key: KEYS[4], endpoint: '192.0.2.12:51820' });
+    const d = computeDesired(SELF, [nodeA, b, c, e], SETTINGS);
+    assert.deepEqual(d.peers.map((p) => p.endpoint), ['[2001:db8::12]:51820', '192.0.2.13:51820', '192.0.2.15:51820']);
+    assert.deepEqual(d.skipped.map((s) => [s.name, s.reason, s.whole]), [['c', 'endpoint-refused', false], ['e', 'endpoint-refused', false]]);
+    assert.match(d.skipped[0]!.message, /published endpoint "node-c\.example\.com:51820" is a name, not an address/);
+    assert.match(d.skipped[1]!.message, /published endpoint "192\.0\.2\.12:51820" is not one of the Node's own addresses .*; using its InternalIP 192\.0\.2\.15:51820/);
+    const any = computeDesired(SELF, [nodeA, b, c, e], { ...SETTINGS, publishedEndpoints: 'any' });
+    assert.deepEqual(any.peers.map((p) => p.endpoint), ['[2001:db8::12]:51820', '192.0.2.13:51820', '192.0.2.12:51820'], 'any: addresses are believed, names never');
   });
 
   const skips: Array<[string, Parameters<typeof meshNode>[1], string, boolean, RegExp]> = [
@@ -59,7 +65,7 @@ describe('unit: desired state', () => {
     ['empty public key', { ip: '192.0.2.12', created: 2, key: '' }, 'no-public-key', true, /has not published/],
     ['garbage public key', { ip: '192.0.2.12', created: 2, key: 'hello' }, 'invalid-public-key', true, /not a base64 WireGuard key/],
     ['31-byte key', { ip: '192.0.2.12', created: 2, key: Buffer.alloc(31, 1).toString('base64') }, 'invalid-public-key', true, /not a base64/],
-    ['this node\'s own key', { ip: '192.0.2.12', created: 2, key: KEYS[0] }, 'own-public-key', true, /own public key/],
+    ['this node\'s own key (the older node keeps it)', { ip: '192.0.2.12', created: 2, key: KEYS[0] }, 'duplicate-public-key', true, /publishes the same public key as older Node a/],
     ['no endpoint and no InternalIP', { created: 2, key: KEYS[1] }, 'no-endpoint', true, /no InternalIP/],
     ['a broken endpoint and no InternalIP', { created: 2, key: KEYS[1], endpoint: 'x:y:z' }, 'invalid-endpoint', true, /"x:y:z" is not host:port/],
   ];
@@ -115,20 +121,21 @@ describe('unit: desired state', () => {
     assert.match(s.message, /10\.244\.2\.128\/25 overlaps 10\.244\.2\.0\/24 of older Node b/);
   });
 
-  it('never routes this node\'s own PodCIDR to a peer, even an older one', () => {
+  it('never routes this node\'s own PodCIDR to a peer, even an older one (a local rule: the verdicts stay everyone\'s)', () => {
     const self = meshNode('a', { ip: '192.0.2.11', created: 5, key: KEYS[0], pods: ['10.244.1.0/24'] });
     const b = meshNode('b', { ip: '192.0.2.12', created: 1, key: KEYS[1], pods: ['10.244.0.0/16'] });
     const d = computeDesired(SELF, [self, b], SETTINGS);
     assert.deepEqual(d.peers[0]!.allowedIPs, ['100.64.2.12/32']);
     assert.deepEqual(d.routes, []);
-    assert.match(d.skipped[0]!.message, /overlaps this node's own PodCIDR/);
+    assert.match(d.warnings[0]!, /PodCIDR 10\.244\.0\.0\/16 of Node b overlaps this node's own PodCIDR 10\.244\.1\.0\/24: not routed from this node/);
+    assert.deepEqual(d.skipped.map((s) => [s.name, s.reason]), [['a', 'pod-cidr-conflict']], 'the verdict: the older node keeps the range');
   });
 
   it('drops a PodCIDR that overlaps the overlay', () => {
     const b = meshNode('b', { ip: '192.0.2.12', created: 2, key: KEYS[1], pods: ['100.64.0.0/24'] });
     const d = computeDesired(SELF, [nodeA, b], SETTINGS);
     assert.deepEqual(d.peers[0]!.allowedIPs, ['100.64.2.12/32']);
-    assert.equal(d.skipped[0]!.reason, 'pod-cidr-conflict');
+    assert.equal(d.skipped[0]!.reason, 'pod-cidr-refused');
   });
 
   it('duplicate public keys: the older keeps it, the younger is skipped', () => {
@@ -145,7 +152,8 @@ describe('unit: desired state', () => {
     const b = meshNode('b', { ip: '192.0.2.12', created: 1, key: KEYS[0] });
     const d = computeDesired(SELF, [self, b], SETTINGS);
     assert.deepEqual(d.peers, []);
-    assert.match(d.warnings[0]!, /older Node b publishes this node's public key/);
+    assert.match(d.warnings[0]!, /^Node b publishes this node's public key \(a cloned machine\?\)/);
+    assert.deepEqual(d.skipped.map((s) => [s.name, s.reason]), [['a', 'duplicate-public-key']], 'every node\'s verdict: the older node keeps the key');
   });
 
   it('falls back to spec.podCIDR (already merged at the boundary) and handles none', () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { computeDesired, type MeshSettings } from '../../../service/src/mesh/desired.js';
-import { externalPeerContext as peerContext, admitExternalPeers as planPeers, validateExternalPeer as validatePeer, type AdmittedPeer as ValidPeer } from '../../../service/src/mesh/external-peers.js';
+import { validateExternalPeer as validatePeer, type AdmittedPeer as ValidPeer } from '../../../service/src/mesh/external-peers.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { formatCidr } from '../../../service/src/net/ip.js';
@@ -16,7 +16,7 @@ import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 const SETTINGS: MeshSettings = MESH_SETTINGS;
 
 const nodeA = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] });
-const nodeB = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: '203.0.113.12:51820' });
+const nodeB = meshNode('b', { ip: '192.0.2.12', external: '203.0.113.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: '203.0.113.12:51820' });
 const nodeC = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2] });
 const NODES = [nodeA, nodeB, nodeC];
 
@@ -88,42 +88,76 @@ describe('unit: external Peers', () => {
     }
   });
 
-  describe('conflicts with the cluster and other Peers', () => {
-    const addresses = new Map([['a', '100.64.2.11'], ['b', '100.64.2.12'], ['c', '100.64.2.13']]);
-    const ctx = peerContext(NODES, addresses);
+  describe('conflicts with the cluster and other Peers (one seniority rule for Nodes and Peers)', () => {
+    const decide = (peers: ExternalPeer[], nodes = NODES, settings: MeshSettings = SETTINGS) => decideMembership(nodes, peers, settings);
     const cases: Array<[string, ExternalPeer[], Array<[string, string, RegExp]>, string[]]> = [
       ['a valid peer is accepted', [peer('p')], [], ['p']],
-      ['overlaps a Node\'s PodCIDR', [peer('p', { allowedIPs: ['10.244.2.128/25'] })], [['p', 'allowed-ips-conflict', /allowedIPs 10\.244\.2\.128\/25 overlaps PodCIDR 10\.244\.2\.0\/24 of Node b/]], []],
-      ['contains every PodCIDR (0.0.0.0/0)', [peer('p', { allowedIPs: ['0.0.0.0/0'] })], [['p', 'allowed-ips-conflict', /overlaps PodCIDR 10\.244\.1\.0\/24 of Node a/]], []],
-      ['contains a Node\'s overlay address', [peer('p', { allowedIPs: ['100.64.2.0/24'] })], [['p', 'allowed-ips-conflict', /contains the overlay address 100\.64\.2\.11 of Node a/]], []],
-      ['inside the overlay but on no Node\'s address is fine', [peer('p', { allowedIPs: ['100.64.9.9/32'] })], [], ['p']],
-      ['contains a Node\'s InternalIP', [peer('p', { allowedIPs: ['192.0.2.0/24'] })], [['p', 'allowed-ips-conflict', /contains the address 192\.0\.2\.11 of Node a \(its WireGuard traffic would be routed into the tunnel\)/]], []],
-      ['contains a Node\'s published endpoint', [peer('p', { allowedIPs: ['203.0.113.12/32'] })], [['p', 'allowed-ips-conflict', /203\.0\.113\.12 of Node b/]], []],
-      ['uses a Node\'s public key', [peer('p', { publicKey: KEYS[1] })], [['p', 'duplicate-public-key', /duplicate public key: Node b already uses/]], []],
-      ['the older Peer keeps a duplicated key', [peer('young', { created: 5, allowedIPs: ['10.5.0.2/32'] }), peer('old', { created: 1 })], [['young', 'duplicate-public-key', /Peer old already uses/]], ['old']],
+      ['overlaps an older Node\'s PodCIDR', [peer('p', { allowedIPs: ['10.244.2.128/25'] })], [['p', 'allowed-ips-conflict', /allowedIPs 10\.244\.2\.128\/25 overlaps 10\.244\.2\.0\/24 of older Node b/]], []],
+      ['wider than the minimum prefix (0.0.0.0/0)', [peer('p', { allowedIPs: ['0.0.0.0/0'] })], [['p', 'allowed-ips-refused', /allowedIPs 0\.0\.0\.0\/0 is wider than \/16/]], []],
+      ['::/0', [peer('p', { allowedIPs: ['::/0'] })], [['p', 'allowed-ips-refused', /allowedIPs ::\/0 is wider than \/48/]], []],
+      ['128.0.0.0/1', [peer('p', { allowedIPs: ['128.0.0.0/1'] })], [['p', 'allowed-ips-refused', /is wider than \/16/]], []],
+      ['contains a Node\'s overlay address', [peer('p', { allowedIPs: ['100.64.2.0/24'] })], [['p', 'allowed-ips-refused', /overlaps the overlay 100\.64\.0\.0\/10/]], []],
+      ['unused overlay space is refused too', [peer('p', { allowedIPs: ['100.64.9.9/32'] })], [['p', 'allowed-ips-refused', /overlaps the overlay/]], []],
+      ['contains a Node\'s InternalIP', [peer('p', { allowedIPs: ['192.0.2.0/24'] })], [['p', 'allowed-ips-refused', /allowedIPs 192\.0\.2\.0\/24 contains 192\.0\.2\.11, the InternalIP of Node a \(its traffic would be routed into the tunnel\)/]], []],
+      ['the metadata address (link-local)', [peer('p', { allowedIPs: ['169.254.169.254/32'] })], [['p', 'allowed-ips-refused', /overlaps link-local addresses/]], []],
+      ['loopback', [peer('p', { allowedIPs: ['127.0.0.1/32'] })], [['p', 'allowed-ips-refused', /overlaps loopback/]], []],
+      ['multicast', [peer('p', { allowedIPs: ['239.1.1.1/32'] })], [['p', 'allowed-ips-refused', /overlaps multicast/]], []],
+      ['uses an older Node\'s public key', [peer('p', { publicKey: KEYS[1] })], [['p', 'duplicate-public-key', /duplicate public key: older Node b already uses/]], []],
+      ['the older Peer keeps a duplicated key', [peer('young', { created: 5, allowedIPs: ['10.5.0.2/32'] }), peer('old', { created: 1 })], [['young', 'duplicate-public-key', /older Peer old already uses/]], ['old']],
       ['the older Peer keeps an overlapping range', [peer('young', { created: 5, publicKey: KEYS[4], allowedIPs: ['10.5.0.0/24'] }), peer('old', { created: 1 })], [['young', 'allowed-ips-conflict', /overlaps 10\.5\.0\.1\/32 of older Peer old/]], ['old']],
       ['same age: the name decides', [peer('b-peer', { publicKey: KEYS[4] }), peer('a-peer', { publicKey: KEYS[4], allowedIPs: ['10.5.0.2/32'] })], [['b-peer', 'duplicate-public-key', /Peer a-peer/]], ['a-peer']],
       ['an invalid Peer does not block a valid one', [peer('bad', { created: 1, publicKey: 'YOUR_PUBLIC_KEY_HERE' }), peer('good', { created: 2, allowedIPs: ['10.5.0.1/32'] })], [['bad', 'invalid-public-key', /invalid public key/]], ['good']],
     ];
     for (const [name, peers, skipped, accepted] of cases) {
       it(name, () => {
-        const plan = planPeers(peers, ctx);
-        assert.deepEqual(plan.peers.map((p) => p.name), accepted);
-        assert.equal(plan.skipped.length, skipped.length, JSON.stringify(plan.skipped));
+        const m = decide(peers);
+        assert.deepEqual(m.externalPeers.map((p) => p.name), accepted);
+        const peerSkips = m.skipped.filter((s) => s.kind === 'peer');
+        assert.equal(peerSkips.length, skipped.length, JSON.stringify(peerSkips));
         skipped.forEach(([who, reason, message], i) => {
-          const s = plan.skipped[i]!;
+          const s = peerSkips[i]!;
           assert.equal(s.name, who);
           assert.equal(s.reason, reason);
-          assert.equal(s.kind, 'peer');
           assert.match(s.message, message);
         });
       });
     }
 
-    it('this node\'s own key counts as a Node key even before it is published', () => {
+    it('the API server\'s address is protected like a Node\'s', () => {
+      const m = decide([peer('p', { allowedIPs: ['198.51.100.0/24'] })], NODES, { ...SETTINGS, protectedAddresses: ['198.51.100.40'] });
+      assert.match(m.skipped.find((s) => s.kind === 'peer')!.message, /contains 198\.51\.100\.40, the API server's address/);
+    });
+
+    it('a published endpoint is protected only when published endpoints are believed', () => {
+      const natted = meshNode('n', { ip: '192.0.2.19', created: 9, key: KEYS[5], endpoint: '198.51.100.99:51820' });
+      const p = [peer('p', { allowedIPs: ['198.51.100.99/32'] })];
+      assert.deepEqual(decide(p, [...NODES, natted]).externalPeers.map((x) => x.name), ['p'], 'n\'s endpoint is not one of its addresses, so nobody dials it');
+      assert.match(decide(p, [...NODES, natted], { ...SETTINGS, publishedEndpoints: 'any' }).skipped.find((s) => s.kind === 'peer')!.message, /contains 198\.51\.100\.99, the published endpoint of Node n/);
+    });
+
+    it('an older Peer keeps its range against a younger Node, whose PodCIDR is dropped (not the other way round)', () => {
+      const admin = peer('site', { created: -60 * 24 * 400, publicKey: KEYS[4], allowedIPs: ['10.244.9.0/24'] });
+      const copycat = meshNode('d', { ip: '192.0.2.14', created: 10, pods: ['10.244.9.0/24'], key: KEYS[5] });
+      const m = decide([admin], [...NODES, copycat]);
+      assert.deepEqual(m.externalPeers.map((x) => x.name), ['site']);
+      assert.deepEqual(m.members.find((x) => x.name === 'd')!.podCIDRs, []);
+      assert.match(m.skipped.find((s) => s.name === 'd')!.message, /PodCIDR 10\.244\.9\.0\/24 overlaps 10\.244\.9\.0\/24 of older Peer site; dropped/);
+    });
+
+    it('this node\'s own key counts even before it is published', () => {
       const bare = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'] });
-      const plan = planPeers([peer('p', { publicKey: KEYS[0] })], peerContext([bare, nodeB], addresses, { name: 'a', publicKey: KEYS[0] }));
-      assert.equal(plan.skipped[0]?.reason, 'duplicate-public-key');
+      const m = decideMembership([bare, nodeB], [peer('p', { publicKey: KEYS[0] })], SETTINGS, { name: 'a', publicKey: KEYS[0] });
+      assert.equal(m.skipped.find((s) => s.kind === 'peer')?.reason, 'duplicate-public-key');
+    });
+
+    it('an endpoint name is resolved by the daemon: left out while it does not resolve, the address once it does', () => {
+      const named = peer('site', { endpoint: { dns: 'vpn.example.com', ip: undefined, port: 4500 } });
+      const unresolved = decide([named], NODES, { ...SETTINGS, resolved: new Map() });
+      assert.deepEqual(unresolved.externalPeers, []);
+      assert.match(unresolved.skipped.find((s) => s.kind === 'peer')!.message, /endpoint name "vpn\.example\.com" does not resolve \(yet\); the Peer is left out until it does/);
+      const resolved = decide([named], NODES, { ...SETTINGS, resolved: new Map([['vpn.example.com', '198.51.100.77']]) });
+      assert.equal(resolved.externalPeers[0]!.endpoint, '198.51.100.77:4500');
+      assert.equal(decide([named]).externalPeers[0]!.endpoint, 'vpn.example.com:4500', 'the operator commands keep the name');
     });
   });
 
@@ -155,7 +189,7 @@ describe('unit: external Peers', () => {
       const views = NODES.map((n) => computeDesired({ name: n.name, publicKey: KEYS[NODES.indexOf(n)]! }, NODES, SETTINGS, peers));
       const verdicts = views.map((d) => JSON.stringify({ skipped: d.skipped.filter((s) => s.kind === 'peer'), peers: d.peers.filter((p) => p.kind === 'peer') }));
       assert.equal(new Set(verdicts).size, 1, verdicts.join('\n'));
-      assert.match(views[0]!.skipped.find((s) => s.name === 'thief')!.message, /Node b already uses/);
+      assert.match(views[0]!.skipped.find((s) => s.name === 'thief')!.message, /older Node b already uses/);
     });
   });
 
