@@ -17,6 +17,8 @@ export class FakeHost {
   peers = new Map<string, FakePeer>();
   routes: Array<{ dst: string; dev: string; protocol: string }> = [];
   kernelWireGuard = false;
+  /** `wg set` refuses any command naming one of these peers (like a name that does not resolve), applying nothing. */
+  readonly refusePeers = new Set<string>();
   readonly runner: RecordingRunner;
 
   constructor(readonly iface = 'wg0') {
@@ -61,6 +63,8 @@ export class FakeHost {
       return {};
     }
     if (cmd === 'wg' && a[0] === 'set') {
+      const bad = a.find((w, j) => a[j - 1] === 'peer' && this.refusePeers.has(w));
+      if (bad) return { exitCode: 1, stderr: 'Name or service not known: `bad.invalid:51820\'' };
       let i = 2;
       let cur: FakePeer | undefined;
       while (i < a.length) {

@@ -13,6 +13,7 @@ import { meshSettings } from '../config/mesh-settings.js';
 import { EXIT_USAGE } from '../exit-status.js';
 import { readDevice } from '../host/device.js';
 import { decideMembership, type Membership } from '../mesh/membership.js';
+import { escapeUnsafe } from '../mesh/text.js';
 import { formatCidr } from '../net/ip.js';
 import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
 
@@ -42,12 +43,17 @@ export interface GraphOptions {
 
 /** Quotes a DOT ID / string. */
 function q(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/[\r\n]+/g, ' ')}"`;
+  return `"${dotText(s)}"`;
+}
+
+/** Text inside a DOT string: quotes and backslashes escaped, control and bidi characters written out. */
+function dotText(s: string): string {
+  return escapeUnsafe(s.replace(/[\r\n]+/g, ' ').replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
 }
 
 /** A multi-line label (lines joined with DOT's centred line break). */
 function label(lines: string[]): string {
-  return `"${lines.map((l) => l.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/[\r\n]+/g, ' ')).join('\\n')}"`;
+  return `"${lines.map(dotText).join('\\n')}"`;
 }
 
 /** Formats an age in seconds as `45s`, `3m12s`, `2h5m`, `3d4h`. */

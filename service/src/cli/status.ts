@@ -19,6 +19,7 @@ import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js
 import type { SkipReason } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
+import { escapeUnsafe } from '../mesh/text.js';
 import { loadCliConfig, runCli, usageErrors } from './cluster.js';
 import { formatAge } from './graph.js';
 
@@ -223,6 +224,11 @@ function table(rows: string[][]): string[] {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
 }
 
+/** A JSON replacer that writes out control and bidi characters in every string (they are escaped twice over in JSON). */
+export function safeStrings(_key: string, value: unknown): unknown {
+  return typeof value === 'string' ? escapeUnsafe(value) : value;
+}
+
 /** Renders the view for a terminal. */
 export function renderStatusText(v: StatusView, now: number): string {
   const out: string[] = [];
@@ -276,7 +282,8 @@ export function renderStatusText(v: StatusView, now: number): string {
     out.push('', 'warnings:');
     for (const w of v.warnings) out.push(`  ${w}`);
   }
-  return `${out.join('\n')}\n`;
+  // Everything shown may hold text from the API: no control or bidi character reaches the terminal.
+  return `${out.map(escapeUnsafe).join('\n')}\n`;
 }
 
 /** Whether a process with this pid exists. */
@@ -326,7 +333,7 @@ export async function statusCommand(argv: string[], out: NodeJS.WritableStream =
       ipForwarding: await ipForwardingEnabled(),
       stuckAfterMs: config.metrics.watchDownThresholdSeconds * 1000,
     });
-    out.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : renderStatusText(view, now));
+    out.write(values.json ? `${JSON.stringify(view, safeStrings, 2)}\n` : renderStatusText(view, now));
     return link.exists ? 0 : 1;
   });
 }

@@ -12,7 +12,8 @@ const MAX_ANNOTATION_LENGTH = 1024;
 /** Translates a `V1Node` (or the same JSON shape) into a MeshNode; undefined without a name. */
 export function toMeshNode(node: V1Node): MeshNode | undefined {
   const name = node.metadata?.name;
-  if (!name) return undefined;
+  // The API server only accepts DNS-subdomain names; anything else is not a real Node.
+  if (typeof name !== 'string' || name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) return undefined;
   const created = node.metadata?.creationTimestamp;
   const createdMs = created === undefined ? NaN : new Date(created as unknown as string).getTime();
   const addresses = Array.isArray(node.status?.addresses) ? node.status!.addresses : [];

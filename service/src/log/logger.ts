@@ -4,6 +4,7 @@
  * On a terminal the line gets a time and level word instead. Never pass secrets to it.
  */
 import type { LogLevel } from '../config/config.js';
+import { escapeUnsafe } from '../mesh/text.js';
 
 /** syslog priorities of the levels (sd-daemon(3)). */
 const PRIORITY: Record<LogLevel, number> = { debug: 7, info: 6, notice: 5, warning: 4, error: 3 };
@@ -27,8 +28,7 @@ export interface Logger {
 
 /** Makes one line of a message: newlines and control characters never split an entry. */
 export function oneLine(msg: string): string {
-  // eslint-disable-next-line no-control-regex
-  return msg.replace(/\r?\n\s*/g, ' | ').replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '?');
+  return escapeUnsafe(msg.replace(/\r?\n\s*/g, ' | ').replace(/\t/g, ' '));
 }
 
 /** Describes an error and its `cause` chain on one line. */

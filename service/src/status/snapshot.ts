@@ -8,6 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReconcileReport } from './report.js';
 import type { DesiredState, SkipReason } from '../mesh/types.js';
+import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
 /** Name of the status file inside the runtime directory. */
@@ -119,7 +120,8 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
 /** Writes the snapshot atomically (mode 0644; the directory is created 0755). */
 export async function writeStatusFile(runtimeDir: string, snapshot: StatusSnapshot): Promise<void> {
   await mkdir(runtimeDir, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(join(runtimeDir, STATUS_FILE), `${JSON.stringify(snapshot, null, 1)}\n`, 0o644);
+  const safe = (_key: string, value: unknown): unknown => (typeof value === 'string' ? escapeUnsafe(value) : value);
+  await writeFileAtomic(join(runtimeDir, STATUS_FILE), `${JSON.stringify(snapshot, safe, 1)}\n`, 0o644);
 }
 
 /** Reads the snapshot; undefined when there is none; throws when it is unreadable or malformed. */

@@ -160,6 +160,29 @@ describe('unit: status view', () => {
   for (const [n, want] of bytes) it(`formatBytes(${n}) = ${want}`, () => assert.equal(formatBytes(n), want));
 });
 
+describe('unit: untrusted text never reaches a terminal raw', () => {
+  // An OSC 52 clipboard write, a CSI sequence (8-bit) and a bidi override, as a hostile annotation could carry.
+  const evil = '203.0.113.9:51820\u001b]52;c;cm0gLXJmIH4=\u0007\u009b2J\u202e';
+  const nodes = [meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] }), meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], endpoint: evil })];
+  const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/;
+
+  it('status (text and --json), the status file and graph escape it', async () => {
+    const desired = computeDesired({ name: 'a', publicKey: KEYS[0] }, nodes, SETTINGS);
+    assert.ok(desired.skipped.some((s) => s.name === 'b' && s.message.includes('\\u001b]52')), JSON.stringify(desired.skipped));
+    const snap = buildSnapshot({ node: 'a', iface: 'wg0', startedAt: 0, desired, waiting: undefined, lastReport: undefined, lastSuccessAt: undefined, watch: { nodes: { state: 'up', since: 0 }, peers: { state: 'up', since: 0 } }, now: 1, pid: 1 });
+    // Even a message that somehow carried the raw characters is escaped on the way out.
+    snap.warnings.push(`raw ${evil}`);
+    const { buildStatusView: build, renderStatusText: render, safeStrings } = await import('../../../service/src/cli/status.js');
+    const view = build({ node: 'a', iface: 'wg0', link: { name: 'wg0', exists: true, up: true, mtu: 1420, addresses: [] }, device: undefined, routes: [], snapshot: snap, snapshotError: undefined, statusFile: '/run/wg-overlay/status.json', pidAlive: true, now: 1 });
+    const text = render(view, 1);
+    assert.doesNotMatch(text, raw);
+    assert.match(text, /\\u001b\]52;c;/);
+    assert.doesNotMatch(JSON.stringify(view, safeStrings, 2), raw);
+    const dot = renderGraph(decideMembership(nodes, [], SETTINGS), { self: undefined, handshakes: undefined, now: 0, staleAfterSeconds: 180 });
+    assert.doesNotMatch(dot, raw);
+  });
+});
+
 describe('unit: status view: IP forwarding', () => {
   it('warns when this host does not forward IPv4', async () => {
     const { buildStatusView } = await import('../../../service/src/cli/status.js');

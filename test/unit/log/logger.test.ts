@@ -27,7 +27,7 @@ describe('unit: logger', () => {
     const lines: string[] = [];
     const log = createLogger({ journal: true, sink: (l) => lines.push(l) });
     log.error('first\nsecond\r\n  third\u0007');
-    assert.deepEqual(lines, ['<3>first | second | third?']);
+    assert.deepEqual(lines, ['<3>first | second | third\\u0007']);
     assert.equal(oneLine('a\nb'), 'a | b');
   });
 
