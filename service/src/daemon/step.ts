@@ -66,6 +66,7 @@ export class MeshStep {
   private facts: RuntimeFacts = { resolved: new Map() };
   private lastApplied: DesiredState | undefined;
   private readonly reporter = new StateReporter();
+  private loggedSkips = new Set<string>();
   /** The latest desired state (also when applying it failed). */
   desired: DesiredState | undefined;
   /** Why the latest run could not compute a desired state yet (undefined once it could). */
@@ -231,8 +232,11 @@ export class MeshStep {
       })),
       ...desired.warnings.map((text) => ({ warn: true, text })),
     ];
-    if (!this.reporter.changed('skips', lines.map((l) => l.text).join('\n'))) return;
+    // Each refusal is logged once, when it appears, not again whenever another one changes.
+    const before = this.loggedSkips;
+    this.loggedSkips = new Set(lines.map((l) => l.text));
     for (const l of lines) {
+      if (before.has(l.text)) continue;
       if (l.warn) this.parts.log.warning(l.text);
       else this.parts.log.info(l.text);
     }
