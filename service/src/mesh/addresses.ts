@@ -6,6 +6,7 @@
  */
 import { ANNOTATION_OVERLAY_ADDRESS } from './annotations.js';
 import { bySeniority } from './order.js';
+import { quoted } from './text.js';
 import type { MeshNode, SkipReason } from './types.js';
 import { type Cidr, type Ip, bitsOf, cidrContains, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/ip.js';
 
@@ -85,44 +86,42 @@ export function candidateOffset(node: MeshNode, overlay: Cidr): bigint {
   return raw & ((1n << BigInt(want)) - 1n);
 }
 
-/** Assigns every Node a unique overlay address; deterministic for a given Node list. */
-export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: string): AddressAssignment {
-  const overlay = parseOverlayCidr(overlayCidr);
+/** A Node's published overlay address as an offset into the overlay, or why it is not usable. */
+export function parseClaim(node: MeshNode, overlay: Cidr): { offset?: bigint; why?: string } {
+  const claim = node.annotations[ANNOTATION_OVERLAY_ADDRESS];
+  if (claim === undefined || claim === '') return {};
+  const ip = parseIp(claim);
+  if (!ip) return { why: `published overlay address ${quoted(claim)} is not an IP address` };
+  if (!cidrContains(overlay, ip)) return { why: `published overlay address ${quoted(claim)} is outside the overlay ${formatCidr(overlay)}` };
+  if (!isUsableOffset(overlay, ip.value - overlay.network)) return { why: `published overlay address ${quoted(claim)} is a network, broadcast or reserved address` };
+  return { offset: ip.value - overlay.network };
+}
+
+/** The problem recorded for a claim that is not honoured. */
+export function claimProblem(name: string, why: string, taken: boolean): SkipReason {
+  return { name, reason: taken ? 'overlay-address-taken' : 'invalid-overlay-address', message: `${why}; a new address is assigned`, whole: false };
+}
+
+/** The address text of an offset. */
+export function offsetText(overlay: Cidr, offset: bigint): string {
+  return formatIp({ family: overlay.family, value: overlay.network + offset });
+}
+
+/**
+ * Pass 2 of the assignment: each Node without an honoured claim (oldest first) gets its candidate,
+ * or the next free usable address after it; `held` (offset → holder) is extended in place.
+ * `total` is the number of all Nodes (it bounds the probe).
+ */
+export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: Map<bigint, string>, total: number): { assigned: Map<string, bigint>; problems: SkipReason[] } {
   const size = cidrSize(overlay);
-  const ordered = bySeniority(nodes);
-  const holder = new Map<bigint, string>();
-  const addresses = new Map<string, string>();
-  const problems: SkipReason[] = [];
   // Every node takes one address and at most 2 in 256 are unusable, so a free one always turns up
   // within this many steps unless the overlay is full (small overlays are scanned whole).
-  const cap = BigInt(4 * (nodes.length + 300));
+  const cap = BigInt(4 * (total + 300));
   const probeLimit = size < cap ? size : cap;
   const probeHint = new Map<bigint, bigint>();
-  const toText = (offset: bigint): string => formatIp({ family: overlay.family, value: overlay.network + offset });
-
-  // Pass 1: published claims, oldest first. A claim must be a valid usable address inside the
-  // overlay that no older node already claimed.
-  for (const node of ordered) {
-    const claim = node.annotations[ANNOTATION_OVERLAY_ADDRESS];
-    if (claim === undefined || claim === '') continue;
-    const ip = parseIp(claim);
-    let why: string | undefined;
-    if (!ip) why = `published overlay address "${claim}" is not an IP address`;
-    else if (!cidrContains(overlay, ip)) why = `published overlay address "${claim}" is outside the overlay ${formatCidr(overlay)}`;
-    else if (!isUsableOffset(overlay, ip.value - overlay.network)) why = `published overlay address "${claim}" is a network, broadcast or reserved address`;
-    else if (holder.has(ip.value - overlay.network)) why = `published overlay address "${claim}" is held by older node ${holder.get(ip.value - overlay.network)}`;
-    if (why || !ip) {
-      problems.push({ name: node.name, reason: why?.includes('held by') ? 'overlay-address-taken' : 'invalid-overlay-address', message: `${why}; a new address is assigned`, whole: false });
-      continue;
-    }
-    const offset = ip.value - overlay.network;
-    holder.set(offset, node.name);
-    addresses.set(node.name, toText(offset));
-  }
-
-  // Pass 2: everyone else gets their candidate, or the next free usable address after it.
-  for (const node of ordered) {
-    if (addresses.has(node.name)) continue;
+  const assigned = new Map<string, bigint>();
+  const problems: SkipReason[] = [];
+  for (const node of unassigned) {
     const start = candidateOffset(node, overlay);
     let found: bigint | undefined;
     // Addresses only ever get taken during a run, so a later probe from the same start can resume
@@ -130,15 +129,42 @@ export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: 
     let i = probeHint.get(start) ?? 0n;
     for (; i < probeLimit; i += 1n) {
       const offset = (start + i) % size;
-      if (isUsableOffset(overlay, offset) && !holder.has(offset)) { found = offset; break; }
+      if (isUsableOffset(overlay, offset) && !held.has(offset)) { found = offset; break; }
     }
     probeHint.set(start, i);
     if (found === undefined) {
       problems.push({ name: node.name, reason: 'no-overlay-address', message: `overlay ${formatCidr(overlay)} is exhausted: no free address for this node`, whole: true });
       continue;
     }
-    holder.set(found, node.name);
-    addresses.set(node.name, toText(found));
+    held.set(found, node.name);
+    assigned.set(node.name, found);
   }
-  return { addresses, problems };
+  return { assigned, problems };
+}
+
+/** Assigns every Node a unique overlay address; deterministic for a given Node list. */
+export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: string): AddressAssignment {
+  const overlay = parseOverlayCidr(overlayCidr);
+  const ordered = bySeniority(nodes);
+  const held = new Map<bigint, string>();
+  const addresses = new Map<string, string>();
+  const problems: SkipReason[] = [];
+  // Pass 1: published claims, oldest first. A claim must be a valid usable address inside the
+  // overlay that no older node already claimed.
+  const unassigned: MeshNode[] = [];
+  for (const node of ordered) {
+    const { offset, why } = parseClaim(node, overlay);
+    if (offset !== undefined && !held.has(offset)) {
+      held.set(offset, node.name);
+      addresses.set(node.name, offsetText(overlay, offset));
+      continue;
+    }
+    if (why) problems.push(claimProblem(node.name, why, false));
+    else if (offset !== undefined) problems.push(claimProblem(node.name, `published overlay address ${quoted(offsetText(overlay, offset))} is held by older node ${held.get(offset)}`, true));
+    unassigned.push(node);
+  }
+  // Pass 2: everyone else gets their candidate, or the next free usable address after it.
+  const pass2 = assignCandidates(unassigned, overlay, held, nodes.length);
+  for (const [name, offset] of pass2.assigned) addresses.set(name, offsetText(overlay, offset));
+  return { addresses, problems: [...problems, ...pass2.problems] };
 }

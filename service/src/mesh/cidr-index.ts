@@ -35,10 +35,16 @@ class Level<T> {
 
   /** Some network in [start, end), with its owner. */
   firstIn(start: bigint, end: bigint): { network: bigint; owner: T } | undefined {
+    return this.allIn(start, end).next().value ?? undefined;
+  }
+
+  /** Every network in [start, end), with its owner, in address order. */
+  *allIn(start: bigint, end: bigint): Generator<{ network: bigint; owner: T }> {
     this.sorted ??= [...this.byNetwork.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const i = lowerBound(this.sorted, start);
-    const n = this.sorted[i];
-    return n !== undefined && n < end ? { network: n, owner: this.byNetwork.get(n)! } : undefined;
+    for (let i = lowerBound(this.sorted, start); i < this.sorted.length && this.sorted[i]! < end; i += 1) {
+      const n = this.sorted[i]!;
+      yield { network: n, owner: this.byNetwork.get(n)! };
+    }
   }
 }
 
@@ -62,21 +68,32 @@ export class CidrIndex<T> {
     this.levels.get(`${c.family}/${c.prefix}`)?.level.delete(c.network);
   }
 
-  /** Some indexed CIDR that overlaps `c` (contains it or lies inside it), with its owner. */
-  overlapping(c: Cidr): { cidr: Cidr; owner: T } | undefined {
+  /**
+   * An indexed CIDR that overlaps `c` (contains it or lies inside it), with its owner: the first
+   * found, or with `prefer` the one whose owner sorts first.
+   */
+  overlapping(c: Cidr, prefer?: (a: T, b: T) => number): { cidr: Cidr; owner: T } | undefined {
+    let best: { cidr: Cidr; owner: T } | undefined;
+    for (const hit of this.allOverlapping(c)) {
+      if (!prefer) return hit;
+      if (!best || prefer(hit.owner, best.owner) < 0) best = hit;
+    }
+    return best;
+  }
+
+  /** Every indexed CIDR that overlaps `c`, with its owner. */
+  *allOverlapping(c: Cidr): Generator<{ cidr: Cidr; owner: T }> {
     const end = c.network + cidrSize(c);
     for (const { family, prefix, level } of this.levels.values()) {
       if (family !== c.family) continue;
       if (prefix <= c.prefix) {
         const network = c.network & prefixMask(family, prefix);
         const owner = level.byNetwork.get(network);
-        if (owner !== undefined) return { cidr: { family, network, prefix }, owner };
+        if (owner !== undefined) yield { cidr: { family, network, prefix }, owner };
       } else {
-        const hit = level.firstIn(c.network, end);
-        if (hit) return { cidr: { family, network: hit.network, prefix }, owner: hit.owner };
+        for (const hit of level.allIn(c.network, end)) yield { cidr: { family, network: hit.network, prefix }, owner: hit.owner };
       }
     }
-    return undefined;
   }
 }
 

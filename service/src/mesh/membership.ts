@@ -5,7 +5,8 @@
  * Peer lists and the cluster-wide settings alone: ranges must pass the range rules, and every
  * conflict over a key or a range goes to the senior claimant (oldest first, then name, Nodes and
  * Peers alike), so every node reaches the same verdicts and a younger claimant never displaces an
- * older one.
+ * older one. The incremental engine (engine.ts) reaches the same verdicts by running `judge` on
+ * only the claimants a change touches.
  */
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
 import { ANNOTATION_ENDPOINT, ANNOTATION_PUBLIC_KEY } from './annotations.js';
@@ -44,125 +45,203 @@ export interface Membership {
   /** Admitted external peers, sorted by name (endpoints resolved when the settings resolve names). */
   externalPeers: AdmittedPeer[];
   /** The overlay address of every Node that got one (name → address). */
-  addresses: Map<string, string>;
-  /** Nodes and external peers (or parts of them) left out, with reasons. */
+  addresses: ReadonlyMap<string, string>;
+  /** Nodes and external peers (or parts of them) left out, with reasons, claimant by claimant oldest first. */
   skipped: SkipReason[];
 }
 
-/** A Node or a valid external peer, in the one seniority order. */
-type Claimant = { kind: 'node'; name: string; createdAt: number; node: MeshNode } | { kind: 'peer'; name: string; createdAt: number; peer: AdmittedPeer };
+/** One range a claimant asks for, parsed once, with the range rules' verdict. */
+export interface ClaimedRange {
+  text: string;
+  /** Undefined when the text is not a CIDR. */
+  cidr: Cidr | undefined;
+  /** Why the range rules refuse it (a phrase), if they do. */
+  refused: string | undefined;
+}
 
-/** Running state of one pass over the claimants, oldest first. */
-interface Pass {
-  self: SelfIdentity | undefined;
+/** A Node or a valid external peer, with everything it claims parsed once. */
+export interface Claimant {
+  kind: 'node' | 'peer';
+  name: string;
+  createdAt: number;
+  node: MeshNode | undefined;
+  peer: AdmittedPeer | undefined;
+  /** The key it claims; undefined when it has none to claim (then `keySkip` says why). */
+  key: string | undefined;
+  keySkip: SkipReason | undefined;
+  ranges: ClaimedRange[];
+}
+
+/** What membership decided about one claimant. */
+export interface Verdict {
+  skips: SkipReason[];
+  member?: Member | undefined;
+  peer?: AdmittedPeer | undefined;
+}
+
+/** What `judge` needs besides the claimants. */
+export interface JudgeContext {
   settings: MembershipSettings;
-  policy: RangePolicy;
-  claimedKeys: Map<string, string>;
-  claimedRanges: CidrIndex<string>;
-  skipped: SkipReason[];
+  self: SelfIdentity | undefined;
+  addresses: ReadonlyMap<string, string>;
+  /** Address problems of a Node (they come first among its skips). */
+  addressProblems(name: string): readonly SkipReason[];
 }
 
-const who = (c: Claimant): string => `${c.kind === 'node' ? 'Node' : 'Peer'} ${c.name}`;
+const who = (c: Pick<Claimant, 'kind' | 'name'>): string => `${c.kind === 'node' ? 'Node' : 'Peer'} ${c.name}`;
 
-/** The range rules' inputs: cluster pod CIDRs, minimum prefix, overlay, and every protected address. */
-function rangePolicy(nodes: readonly MeshNode[], settings: MembershipSettings, overlay: Cidr): RangePolicy {
-  const protectedAddresses = new AddressIndex<string>();
-  for (const text of settings.protectedAddresses ?? []) {
-    const ip = parseIp(text);
-    if (ip) protectedAddresses.add(ip, 'the API server\'s address');
-  }
-  for (const node of nodes) {
-    const published = settings.publishedEndpoints === 'any' ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host : undefined;
-    for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []]] as const) {
-      for (const text of list) {
-        const ip = parseIp(text);
-        if (ip) protectedAddresses.add(ip, `the ${kind} of Node ${node.name}`);
-      }
-    }
-  }
+/** Seniority of claimants: oldest first, then name, then Nodes before Peers. */
+export function compareClaimants(a: Pick<Claimant, 'createdAt' | 'name' | 'kind'>, b: Pick<Claimant, 'createdAt' | 'name' | 'kind'>): number {
+  return compareSeniority(a, b) || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
+}
+
+/** The cluster pod CIDRs and minimum prefixes of the settings; protected addresses are added by the caller. */
+export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePolicy {
   const podCidrs = (settings.podCidrs ?? DEFAULT_POD_CIDRS).map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  return { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, protectedAddresses };
+  return { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, protectedAddresses: new AddressIndex<string>() };
 }
 
-/** Checks a claimant's key; returns it, or undefined after recording why the claimant is left out. */
-function admitKey(c: Claimant, pass: Pass): string | undefined {
-  const skip = (reason: SkipReason['reason'], message: string): undefined => {
-    pass.skipped.push({ name: c.name, ...(c.kind === 'peer' ? { kind: 'peer' as const } : {}), reason, message, whole: true });
-    return undefined;
-  };
-  const isSelf = c.kind === 'node' && c.name === pass.self?.name;
-  const key = c.kind === 'peer' ? c.peer.publicKey : isSelf ? pass.self!.publicKey : c.node.annotations[ANNOTATION_PUBLIC_KEY];
-  if (c.kind === 'node' && !isSelf) {
-    if (key === undefined || key === '') return skip('no-public-key', 'has not published a WireGuard public key yet');
-    if (!isValidKey(key)) return skip('invalid-public-key', `published public key ${quoted(key)} is not a base64 WireGuard key`);
+/** The addresses of a Node no range may contain, with what each is (published endpoints only when believed). */
+export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: string; owner: string }> {
+  const published = settings.publishedEndpoints === 'any' ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host : undefined;
+  const out: Array<{ ip: string; owner: string }> = [];
+  for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []]] as const) {
+    for (const ip of list) out.push({ ip, owner: `the ${kind} of Node ${node.name}` });
   }
-  const holder = pass.claimedKeys.get(key!);
-  if (holder !== undefined) {
-    return skip('duplicate-public-key', c.kind === 'node' ? `publishes the same public key as older ${holder}` : `duplicate public key: older ${holder} already uses ${key}`);
-  }
-  pass.claimedKeys.set(key!, who(c));
-  return key;
+  return out;
 }
+
+/** Makes the claimant of a Node (the viewing node claims its own key). */
+export function nodeClaimant(node: MeshNode, policy: RangePolicy, self: SelfIdentity | undefined): Claimant {
+  const isSelf = node.name === self?.name;
+  const published = node.annotations[ANNOTATION_PUBLIC_KEY];
+  let key: string | undefined = isSelf ? self!.publicKey : published;
+  let keySkip: SkipReason | undefined;
+  if (!isSelf && (published === undefined || published === '')) keySkip = { name: node.name, reason: 'no-public-key', message: 'has not published a WireGuard public key yet', whole: true };
+  else if (!isSelf && !isValidKey(published!)) keySkip = { name: node.name, reason: 'invalid-public-key', message: `published public key ${quoted(published!)} is not a base64 WireGuard key`, whole: true };
+  if (keySkip) key = undefined;
+  const ranges = node.podCIDRs.map((text) => {
+    const cidr = parseCidr(text);
+    return { text, cidr, refused: cidr ? rangeProblem(cidr, policy, true) : undefined };
+  });
+  return { kind: 'node', name: node.name, createdAt: node.createdAt, node, peer: undefined, key, keySkip, ranges };
+}
+
+/** Makes the claimant of a valid external peer. */
+export function peerClaimant(peer: AdmittedPeer, policy: RangePolicy): Claimant {
+  const ranges = peer.allowedIPs.map((text) => {
+    const cidr = parseCidr(text)!;
+    return { text, cidr, refused: rangeProblem(cidr, policy, false) };
+  });
+  return { kind: 'peer', name: peer.name, createdAt: peer.createdAt, node: undefined, peer, key: peer.publicKey, keySkip: undefined, ranges };
+}
+
+/** Running state of one judgement over claimants, oldest first. */
+interface Pass {
+  ctx: JudgeContext;
+  claimedKeys: Map<string, string>;
+  /** Claimed ranges with the rank (seniority position) of their owner, so conflicts name the most senior. */
+  claimedRanges: CidrIndex<{ rank: number; owner: string }>;
+}
+
+const bySeniorOwner = (a: { rank: number }, b: { rank: number }): number => a.rank - b.rank;
 
 /** A Node's PodCIDRs that may be routed to it: those that pass the range rules and no senior claimant holds. */
-function admitPodCidrs(node: MeshNode, pass: Pass): string[] {
+function admitPodCidrs(c: Claimant, rank: number, pass: Pass, skips: SkipReason[]): string[] {
   const cidrs: string[] = [];
-  for (const text of node.podCIDRs) {
-    const c = parseCidr(text);
-    if (!c) { pass.skipped.push({ name: node.name, reason: 'invalid-pod-cidr', message: `PodCIDR ${quoted(text)} is not a CIDR; dropped`, whole: false }); continue; }
-    const norm = formatCidr(c);
-    const problem = rangeProblem(c, pass.policy, true);
-    if (problem) { pass.skipped.push({ name: node.name, reason: 'pod-cidr-refused', message: `PodCIDR ${norm} ${problem}; dropped`, whole: false }); continue; }
-    const older = pass.claimedRanges.overlapping(c);
+  for (const r of c.ranges) {
+    if (!r.cidr) { skips.push({ name: c.name, reason: 'invalid-pod-cidr', message: `PodCIDR ${quoted(r.text)} is not a CIDR; dropped`, whole: false }); continue; }
+    const norm = formatCidr(r.cidr);
+    if (r.refused) { skips.push({ name: c.name, reason: 'pod-cidr-refused', message: `PodCIDR ${norm} ${r.refused}; dropped`, whole: false }); continue; }
+    const older = pass.claimedRanges.overlapping(r.cidr, bySeniorOwner);
     if (older) {
-      pass.skipped.push({ name: node.name, reason: 'pod-cidr-conflict', message: `PodCIDR ${norm} overlaps ${formatCidr(older.cidr)} of older ${older.owner}; dropped`, whole: false });
+      skips.push({ name: c.name, reason: 'pod-cidr-conflict', message: `PodCIDR ${norm} overlaps ${formatCidr(older.cidr)} of older ${older.owner.owner}; dropped`, whole: false });
       continue;
     }
-    pass.claimedRanges.add(c, `Node ${node.name}`);
+    pass.claimedRanges.add(r.cidr, { rank, owner: who(c) });
     cidrs.push(norm);
   }
   return cidrs.sort(compareCidrText);
 }
 
 /** An external peer's ranges: all pass the range rules and no senior claimant holds any, or it is left out. */
-function admitPeerRanges(peer: AdmittedPeer, pass: Pass): boolean {
-  const cidrs = peer.allowedIPs.map((t) => parseCidr(t)!);
-  let problem: { reason: SkipReason['reason']; message: string } | undefined;
-  for (const [i, c] of cidrs.entries()) {
-    const refused = rangeProblem(c, pass.policy, false);
-    if (refused) { problem = { reason: 'allowed-ips-refused', message: `allowedIPs ${peer.allowedIPs[i]} ${refused}` }; break; }
-    const older = pass.claimedRanges.overlapping(c);
-    if (older) { problem = { reason: 'allowed-ips-conflict', message: `allowedIPs ${peer.allowedIPs[i]} overlaps ${formatCidr(older.cidr)} of older ${older.owner}` }; break; }
+function admitPeerRanges(c: Claimant, rank: number, pass: Pass, skips: SkipReason[]): boolean {
+  for (const r of c.ranges) {
+    const message = r.refused ? `allowedIPs ${r.text} ${r.refused}` : undefined;
+    const older = message ? undefined : pass.claimedRanges.overlapping(r.cidr!, bySeniorOwner);
+    if (message || older) {
+      skips.push({ name: c.name, kind: 'peer', reason: message ? 'allowed-ips-refused' : 'allowed-ips-conflict', message: message ?? `allowedIPs ${r.text} overlaps ${formatCidr(older!.cidr)} of older ${older!.owner.owner}`, whole: true });
+      return false;
+    }
   }
-  if (problem) {
-    pass.skipped.push({ name: peer.name, kind: 'peer', ...problem, whole: true });
-    return false;
-  }
-  for (const c of cidrs) pass.claimedRanges.add(c, `Peer ${peer.name}`);
+  for (const r of c.ranges) pass.claimedRanges.add(r.cidr!, { rank, owner: who(c) });
   return true;
 }
 
 /** An external peer's endpoint with its DNS name resolved (when the settings resolve names), or undefined after recording why not. */
-function resolveEndpoint(peer: AdmittedPeer, pass: Pass): AdmittedPeer | undefined {
-  const resolved = pass.settings.resolved;
+function resolveEndpoint(peer: AdmittedPeer, settings: MembershipSettings, skips: SkipReason[]): AdmittedPeer | undefined {
+  const resolved = settings.resolved;
   if (!peer.endpointName || !resolved) return peer;
   const address = resolved.get(peer.endpointName);
   if (address === undefined) {
-    pass.skipped.push({ name: peer.name, kind: 'peer', reason: 'unresolved-endpoint', message: `endpoint name ${quoted(peer.endpointName)} does not resolve (yet); the Peer is left out until it does`, whole: true });
+    skips.push({ name: peer.name, kind: 'peer', reason: 'unresolved-endpoint', message: `endpoint name ${quoted(peer.endpointName)} does not resolve (yet); the Peer is left out until it does`, whole: true });
     return undefined;
   }
   return { ...peer, endpoint: formatHostPort(address, parseHostPort(peer.endpoint!)!.port) };
 }
 
-/** Validates the external peers on their own (Kilo's rules); the valid ones become claimants. */
-function peerClaimants(externalPeers: readonly ExternalPeer[], skipped: SkipReason[]): Claimant[] {
-  const out: Claimant[] = [];
-  for (const raw of externalPeers) {
-    const v = validateExternalPeer(raw);
-    if (v.ok) out.push({ kind: 'peer', name: v.peer.name, createdAt: v.peer.createdAt, peer: v.peer });
-    else skipped.push(v.skip);
+/** The verdict on one claimant, given the keys and ranges its seniors claimed. */
+function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
+  const skips: SkipReason[] = c.kind === 'node' ? [...pass.ctx.addressProblems(c.name)] : [];
+  if (c.keySkip) return { skips: [...skips, c.keySkip] };
+  const holder = pass.claimedKeys.get(c.key!);
+  if (holder !== undefined) {
+    const message = c.kind === 'node' ? `publishes the same public key as older ${holder}` : `duplicate public key: older ${holder} already uses ${c.key}`;
+    return { skips: [...skips, { name: c.name, ...(c.kind === 'peer' ? { kind: 'peer' as const } : {}), reason: 'duplicate-public-key', message, whole: true }] };
   }
+  pass.claimedKeys.set(c.key!, who(c));
+  if (c.kind === 'peer') {
+    const peer = admitPeerRanges(c, rank, pass, skips) ? resolveEndpoint(c.peer!, pass.ctx.settings, skips) : undefined;
+    return { skips, peer };
+  }
+  const podCIDRs = admitPodCidrs(c, rank, pass, skips);
+  if (c.name === pass.ctx.self?.name) return { skips };
+  const overlayAddress = pass.ctx.addresses.get(c.name);
+  if (!overlayAddress) {
+    if (!skips.some((s) => s.reason === 'no-overlay-address')) skips.push({ name: c.name, reason: 'no-overlay-address', message: 'got no overlay address', whole: true });
+    return { skips };
+  }
+  const ep = peerEndpoint(c.node!, pass.ctx.settings.listenPort, pass.ctx.settings.publishedEndpoints);
+  if (ep.problem) skips.push(ep.problem);
+  if (!ep.endpoint) return { skips };
+  return { skips, member: { name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, endpoint: ep.endpoint, podCIDRs } };
+}
+
+/**
+ * Decides claimants that conflict with nobody outside them, oldest first: each claims its key and
+ * then its ranges, and anything a senior claimed first is refused.
+ */
+export function judge(claimants: readonly Claimant[], ctx: JudgeContext): Map<Claimant, Verdict> {
+  const pass: Pass = { ctx, claimedKeys: new Map(), claimedRanges: new CidrIndex() };
+  const out = new Map<Claimant, Verdict>();
+  claimants.forEach((c, rank) => out.set(c, judgeOne(c, rank, pass)));
   return out;
+}
+
+/** The range policy for a whole Node list, with every Node's addresses protected (most senior owner named). */
+export function policyFor(nodes: readonly MeshNode[], settings: MembershipSettings, overlay: Cidr): RangePolicy {
+  const policy = basePolicy(settings, overlay);
+  for (const text of settings.protectedAddresses ?? []) {
+    const ip = parseIp(text);
+    if (ip) policy.protectedAddresses.add(ip, 'the API server\'s address');
+  }
+  for (const node of [...nodes].sort(compareSeniority)) {
+    for (const p of protectedOf(node, settings)) {
+      const ip = parseIp(p.ip);
+      if (ip) policy.protectedAddresses.add(ip, p.owner);
+    }
+  }
+  return policy;
 }
 
 /**
@@ -173,34 +252,28 @@ function peerClaimants(externalPeers: readonly ExternalPeer[], skipped: SkipReas
 export function decideMembership(nodes: readonly MeshNode[], externalPeers: readonly ExternalPeer[], settings: MembershipSettings, self?: SelfIdentity): Membership {
   const overlay = parseOverlayCidr(settings.overlayCidr);
   const { addresses, problems } = assignOverlayAddresses(nodes, settings.overlayCidr);
-  const pass: Pass = {
-    self, settings, policy: rangePolicy(nodes, settings, overlay), claimedKeys: new Map(), claimedRanges: new CidrIndex(),
-    skipped: [...problems],
-  };
+  const policy = policyFor(nodes, settings, overlay);
   const invalidPeers: SkipReason[] = [];
-  const claimants: Claimant[] = [...nodes.map((node): Claimant => ({ kind: 'node', name: node.name, createdAt: node.createdAt, node })), ...peerClaimants(externalPeers, invalidPeers)];
-  claimants.sort((a, b) => compareSeniority(a, b) || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
+  const claimants = nodes.map((n) => nodeClaimant(n, policy, self));
+  for (const raw of externalPeers) {
+    const v = validateExternalPeer(raw);
+    if (v.ok) claimants.push(peerClaimant(v.peer, policy));
+    else invalidPeers.push(v.skip);
+  }
+  claimants.sort(compareClaimants);
+  const problemsOf = new Map<string, SkipReason[]>();
+  for (const p of problems) problemsOf.set(p.name, [...(problemsOf.get(p.name) ?? []), p]);
+  const verdicts = judge(claimants, { settings, self, addresses, addressProblems: (name) => problemsOf.get(name) ?? [] });
   const members: Member[] = [];
   const admittedPeers: AdmittedPeer[] = [];
+  const skipped: SkipReason[] = [];
   for (const c of claimants) {
-    const isSelf = c.kind === 'node' && c.name === self?.name;
-    const publicKey = admitKey(c, pass);
-    if (publicKey === undefined) continue;
-    if (c.kind === 'peer') {
-      const peer = admitPeerRanges(c.peer, pass) ? resolveEndpoint(c.peer, pass) : undefined;
-      if (peer) admittedPeers.push(peer);
-      continue;
-    }
-    const podCIDRs = admitPodCidrs(c.node, pass);
-    if (isSelf) continue;
-    const overlayAddress = addresses.get(c.name);
-    if (!overlayAddress) { pass.skipped.push({ name: c.name, reason: 'no-overlay-address', message: 'got no overlay address', whole: true }); continue; }
-    const ep = peerEndpoint(c.node, settings.listenPort, settings.publishedEndpoints);
-    if (ep.problem) pass.skipped.push(ep.problem);
-    if (!ep.endpoint) continue;
-    members.push({ name: c.name, createdAt: c.createdAt, publicKey, overlayAddress, endpoint: ep.endpoint, podCIDRs });
+    const v = verdicts.get(c)!;
+    skipped.push(...v.skips);
+    if (v.member) members.push(v.member);
+    if (v.peer) admittedPeers.push(v.peer);
   }
-  pass.skipped.push(...invalidPeers);
+  skipped.push(...invalidPeers);
   const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return { overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped: pass.skipped };
+  return { overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped };
 }

@@ -157,7 +157,7 @@ export interface DesiredState {
   /** Nodes, Peers or parts of them left out, with reasons (`kind` tells which). */
   skipped: SkipReason[];
   /** The overlay address of every Node that got one (name → address). */
-  addresses: Map<string, string>;
+  addresses: ReadonlyMap<string, string>;
   /** The values this node should publish in its own annotations. */
   publish: Record<string, string>;
   /** Problems with this node's own settings (e.g. `endpoint = external` but no ExternalIP). */
