@@ -112,7 +112,7 @@ export function offsetText(overlay: Cidr, offset: bigint): string {
  * or the next free usable address after it; `held` (offset → holder) is extended in place.
  * `total` is the number of all Nodes (it bounds the probe).
  */
-export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: Map<bigint, string>, total: number): { assigned: Map<string, bigint>; problems: SkipReason[] } {
+export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown }, total: number): { assigned: Map<string, bigint>; problems: SkipReason[] } {
   const size = cidrSize(overlay);
   // Every node takes one address and at most 2 in 256 are unusable, so a free one always turns up
   // within this many steps unless the overlay is full (small overlays are scanned whole).

@@ -30,7 +30,7 @@ class Level<T> {
 
   delete(network: bigint): void {
     if (!this.byNetwork.delete(network)) return;
-    this.sorted = undefined; // rebuilt on the next range query
+    if (this.sorted) this.sorted.splice(lowerBound(this.sorted, network), 1);
   }
 
   /** Some network in [start, end), with its owner. */
@@ -61,6 +61,11 @@ export class CidrIndex<T> {
       this.levels.set(k, entry);
     }
     entry.level.add(c.network, owner);
+  }
+
+  /** The owner of exactly this CIDR, if it is indexed. */
+  exact(c: Cidr): T | undefined {
+    return this.levels.get(`${c.family}/${c.prefix}`)?.level.byNetwork.get(c.network);
   }
 
   /** Removes a CIDR. */
@@ -97,23 +102,45 @@ export class CidrIndex<T> {
   }
 }
 
-/** Addresses with an owner each; answers "which known address lies inside this CIDR". */
+/** Addresses with owners (several may share one); answers "which known address lies inside this CIDR". */
 export class AddressIndex<T> {
-  private readonly byFamily = new Map<Family, Level<T>>();
+  private readonly byFamily = new Map<Family, { owners: Map<bigint, T[]>; sorted: bigint[] | undefined }>();
 
-  /** Adds an address (the first owner of an address keeps it). */
+  /** Adds an owner of an address. */
   add(ip: Ip, owner: T): void {
-    let level = this.byFamily.get(ip.family);
-    if (!level) {
-      level = new Level<T>();
-      this.byFamily.set(ip.family, level);
+    let fam = this.byFamily.get(ip.family);
+    if (!fam) {
+      fam = { owners: new Map(), sorted: [] };
+      this.byFamily.set(ip.family, fam);
     }
-    level.add(ip.value, owner);
+    const list = fam.owners.get(ip.value);
+    if (list) { list.push(owner); return; }
+    fam.owners.set(ip.value, [owner]);
+    fam.sorted = undefined;
   }
 
-  /** Some indexed address inside `c`, with its owner. */
-  inside(c: Cidr): { ip: Ip; owner: T } | undefined {
-    const hit = this.byFamily.get(c.family)?.firstIn(c.network, c.network + cidrSize(c));
-    return hit ? { ip: { family: c.family, value: hit.network }, owner: hit.owner } : undefined;
+  /** Removes one owner of an address (by identity). */
+  delete(ip: Ip, owner: T): void {
+    const fam = this.byFamily.get(ip.family);
+    const list = fam?.owners.get(ip.value);
+    if (!fam || !list) return;
+    const i = list.indexOf(owner);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) {
+      fam.owners.delete(ip.value);
+      fam.sorted = undefined;
+    }
+  }
+
+  /** The lowest indexed address inside `c`, with its first owner (with `prefer`, the owner that sorts first). */
+  inside(c: Cidr, prefer?: (a: T, b: T) => number): { ip: Ip; owner: T } | undefined {
+    const fam = this.byFamily.get(c.family);
+    if (!fam) return undefined;
+    fam.sorted ??= [...fam.owners.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const value = fam.sorted[lowerBound(fam.sorted, c.network)];
+    if (value === undefined || value >= c.network + cidrSize(c)) return undefined;
+    const owners = fam.owners.get(value)!;
+    const owner = prefer ? owners.reduce((a, b) => (prefer(b, a) < 0 ? b : a)) : owners[0]!;
+    return { ip: { family: c.family, value }, owner };
   }
 }

@@ -15,10 +15,10 @@ import { peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import { isValidKey } from './keys.js';
 import { compareSeniority } from './order.js';
-import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS, rangeProblem, type RangePolicy } from './ranges.js';
+import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS, rangeProblem, type ProtectedOwner, type RangePolicy } from './ranges.js';
 import { quoted } from './text.js';
 import type { ExternalPeer, MembershipSettings, MeshNode, SelfIdentity, SkipReason } from './types.js';
-import { type Cidr, compareCidrText, formatCidr, formatHostPort, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { type Cidr, type Ip, compareCidrText, formatCidr, formatHostPort, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 export type { MembershipSettings } from './types.js';
 
@@ -95,18 +95,29 @@ export function compareClaimants(a: Pick<Claimant, 'createdAt' | 'name' | 'kind'
   return compareSeniority(a, b) || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
 }
 
-/** The cluster pod CIDRs and minimum prefixes of the settings; protected addresses are added by the caller. */
+/** The owner named for the API server's addresses. */
+const API_SERVER: ProtectedOwner = { label: 'the API server\'s address', name: '', createdAt: -Infinity };
+
+/** The cluster pod CIDRs, minimum prefixes and the API server's addresses; Nodes' addresses are added by the caller. */
 export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePolicy {
   const podCidrs = (settings.podCidrs ?? DEFAULT_POD_CIDRS).map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  return { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, protectedAddresses: new AddressIndex<string>() };
+  const policy: RangePolicy = { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, protectedAddresses: new AddressIndex<ProtectedOwner>() };
+  for (const text of settings.protectedAddresses ?? []) {
+    const ip = parseIp(text);
+    if (ip) policy.protectedAddresses.add(ip, API_SERVER);
+  }
+  return policy;
 }
 
 /** The addresses of a Node no range may contain, with what each is (published endpoints only when believed). */
-export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: string; owner: string }> {
+export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: Ip; owner: ProtectedOwner }> {
   const published = settings.publishedEndpoints === 'any' ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host : undefined;
-  const out: Array<{ ip: string; owner: string }> = [];
+  const out: Array<{ ip: Ip; owner: ProtectedOwner }> = [];
   for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []]] as const) {
-    for (const ip of list) out.push({ ip, owner: `the ${kind} of Node ${node.name}` });
+    for (const text of list) {
+      const ip = parseIp(text);
+      if (ip) out.push({ ip, owner: { label: `the ${kind} of Node ${node.name}`, name: node.name, createdAt: node.createdAt } });
+    }
   }
   return out;
 }
@@ -228,19 +239,10 @@ export function judge(claimants: readonly Claimant[], ctx: JudgeContext): Map<Cl
   return out;
 }
 
-/** The range policy for a whole Node list, with every Node's addresses protected (most senior owner named). */
+/** The range policy for a whole Node list, with every Node's addresses protected. */
 export function policyFor(nodes: readonly MeshNode[], settings: MembershipSettings, overlay: Cidr): RangePolicy {
   const policy = basePolicy(settings, overlay);
-  for (const text of settings.protectedAddresses ?? []) {
-    const ip = parseIp(text);
-    if (ip) policy.protectedAddresses.add(ip, 'the API server\'s address');
-  }
-  for (const node of [...nodes].sort(compareSeniority)) {
-    for (const p of protectedOf(node, settings)) {
-      const ip = parseIp(p.ip);
-      if (ip) policy.protectedAddresses.add(ip, p.owner);
-    }
-  }
+  for (const node of nodes) for (const p of protectedOf(node, settings)) policy.protectedAddresses.add(p.ip, p.owner);
   return policy;
 }
 

@@ -5,6 +5,7 @@
  * link-local, multicast), or contain a protected address (any Node's address, the API server's).
  */
 import type { AddressIndex } from './cidr-index.js';
+import { compareSeniority } from './order.js';
 import { type Cidr, type Family, cidrsOverlap, formatCidr, formatIp, parseCidr } from '../net/ip.js';
 
 /** Where pod networks live unless `[overlay] pod_cidrs` says otherwise: the private-use ranges. */
@@ -31,8 +32,21 @@ export interface RangePolicy {
   podCidrs: readonly Cidr[];
   minPrefix: Readonly<Record<Family, number>>;
   overlay: Cidr;
-  /** Addresses no range may contain, with who they belong to ("the InternalIP of Node a"). */
-  protectedAddresses: AddressIndex<string>;
+  /** Addresses no range may contain, with who they belong to. */
+  protectedAddresses: AddressIndex<ProtectedOwner>;
+}
+
+/** Who a protected address belongs to; the most senior owner is named. */
+export interface ProtectedOwner {
+  /** E.g. "the InternalIP of Node a". */
+  label: string;
+  name: string;
+  createdAt: number;
+}
+
+/** Orders owners oldest first (the API server before any Node), then by name. */
+export function seniorOwnerFirst(a: ProtectedOwner, b: ProtectedOwner): number {
+  return compareSeniority(a, b);
 }
 
 /** True when `inner` lies entirely inside `outer`. */
@@ -53,7 +67,7 @@ export function rangeProblem(c: Cidr, policy: RangePolicy, podCidr: boolean): st
   const reserved = reservedOverlap(c);
   if (reserved) return `overlaps ${reserved.what} (${formatCidr(reserved.cidr)})`;
   if (cidrsOverlap(c, policy.overlay)) return `overlaps the overlay ${formatCidr(policy.overlay)}`;
-  const hit = policy.protectedAddresses.inside(c);
-  if (hit) return `contains ${formatIp(hit.ip)}, ${hit.owner} (its traffic would be routed into the tunnel)`;
+  const hit = policy.protectedAddresses.inside(c, seniorOwnerFirst);
+  if (hit) return `contains ${formatIp(hit.ip)}, ${hit.owner.label} (its traffic would be routed into the tunnel)`;
   return undefined;
 }

@@ -1,0 +1,129 @@
+/**
+ * Overlay addresses kept up to date one Node at a time, with the same outcome as
+ * `assignOverlayAddresses` over the whole list: a published claim is honoured for the most senior
+ * Node making it, and the Nodes left without one get their candidate (or the next free address)
+ * in a pass that only ever involves those Nodes — a handful while nodes join, none at rest.
+ */
+import { assignCandidates, claimProblem, offsetText, parseClaim } from './addresses.js';
+import { compareSeniority } from './order.js';
+import type { MeshNode, SkipReason } from './types.js';
+import type { Cidr } from '../net/ip.js';
+
+/** Inserts into a list kept in seniority order. */
+function insertSenior(list: MeshNode[], node: MeshNode): void {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareSeniority(list[mid]!, node) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  list.splice(lo, 0, node);
+}
+
+/** Every Node's overlay address and address problems, updated incrementally. */
+export class AddressBook {
+  private readonly nodes = new Map<string, MeshNode>();
+  private readonly claims = new Map<string, { offset?: bigint; why?: string }>();
+  /** Valid claims by offset, claimants oldest first (the first holds it). */
+  private readonly claimants = new Map<bigint, MeshNode[]>();
+  /** Nodes holding no claim, oldest first (they get candidates). */
+  private readonly unassigned: MeshNode[] = [];
+  private readonly held = new Map<bigint, string>();
+  private fromCandidates = new Map<string, bigint>();
+  private candidateProblems = new Map<string, SkipReason>();
+  /** Every Node's address. */
+  readonly addresses = new Map<string, string>();
+
+  constructor(private readonly overlay: Cidr) {}
+
+  /** A Node's problems with its address (unhonoured claim, exhaustion). */
+  problems(name: string): SkipReason[] {
+    const out: SkipReason[] = [];
+    const claim = this.claims.get(name);
+    if (claim?.why) out.push(claimProblem(name, claim.why, false));
+    else if (claim?.offset !== undefined && this.held.get(claim.offset) !== name) {
+      out.push(claimProblem(name, `published overlay address "${offsetText(this.overlay, claim.offset)}" is held by older node ${this.held.get(claim.offset)}`, true));
+    }
+    const exhausted = this.candidateProblems.get(name);
+    if (exhausted) out.push(exhausted);
+    return out;
+  }
+
+  /** Adds, changes (`node`) or removes (`name` only) a Node; returns the names whose address or problems may have changed. */
+  update(name: string, node: MeshNode | undefined): Set<string> {
+    const touched = new Set<string>([name]);
+    const old = this.nodes.get(name);
+    if (old) this.drop(old, touched);
+    if (node) this.put(node, touched);
+    this.reassignCandidates(touched);
+    return touched;
+  }
+
+  private drop(node: MeshNode, touched: Set<string>): void {
+    this.nodes.delete(node.name);
+    const claim = this.claims.get(node.name);
+    this.claims.delete(node.name);
+    if (claim?.offset !== undefined) this.release(claim.offset, node, touched);
+    const i = this.unassigned.indexOf(node);
+    if (i >= 0) this.unassigned.splice(i, 1);
+  }
+
+  private put(node: MeshNode, touched: Set<string>): void {
+    this.nodes.set(node.name, node);
+    const claim = parseClaim(node, this.overlay);
+    this.claims.set(node.name, claim);
+    if (claim.offset === undefined) { insertSenior(this.unassigned, node); return; }
+    const list = this.claimants.get(claim.offset) ?? [];
+    this.claimants.set(claim.offset, list);
+    const before = list[0];
+    insertSenior(list, node);
+    if (list[0] === node) {
+      if (before) this.loses(before, touched);
+      this.held.set(claim.offset, node.name);
+    } else {
+      insertSenior(this.unassigned, node);
+    }
+    for (const n of list) touched.add(n.name);
+  }
+
+  /** A claim goes away: the next claimant, if any, takes the address over. */
+  private release(offset: bigint, node: MeshNode, touched: Set<string>): void {
+    const list = this.claimants.get(offset)!;
+    const wasHolder = list[0] === node;
+    list.splice(list.indexOf(node), 1);
+    for (const n of list) touched.add(n.name);
+    if (!wasHolder) return;
+    const next = list[0];
+    if (!next) {
+      this.claimants.delete(offset);
+      this.held.delete(offset);
+      return;
+    }
+    this.held.set(offset, next.name);
+    this.unassigned.splice(this.unassigned.indexOf(next), 1);
+  }
+
+  private loses(node: MeshNode, touched: Set<string>): void {
+    touched.add(node.name);
+    insertSenior(this.unassigned, node);
+  }
+
+  /** Pass 2 over the Nodes holding no claim (few), then the addresses of everyone touched. */
+  private reassignCandidates(touched: Set<string>): void {
+    for (const name of this.fromCandidates.keys()) touched.add(name);
+    for (const name of this.candidateProblems.keys()) touched.add(name);
+    const extra = new Map<bigint, string>();
+    const held = { has: (o: bigint) => this.held.has(o) || extra.has(o), set: (o: bigint, n: string) => extra.set(o, n) };
+    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size);
+    this.fromCandidates = assigned;
+    this.candidateProblems = new Map(problems.map((p) => [p.name, p]));
+    for (const name of assigned.keys()) touched.add(name);
+    for (const name of touched) {
+      const claim = this.claims.get(name);
+      const offset = claim?.offset !== undefined && this.held.get(claim.offset) === name ? claim.offset : assigned.get(name);
+      if (offset === undefined) this.addresses.delete(name);
+      else this.addresses.set(name, offsetText(this.overlay, offset));
+    }
+  }
+}
