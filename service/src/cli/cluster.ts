@@ -8,7 +8,7 @@ import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
 import { loadKubeconfig } from '../kube/kubeconfig.js';
 import { listNodes } from '../kube/node-source.js';
-import { listExternalPeers } from '../kube/peer-source.js';
+import { listExternalPeers, peersApi } from '../kube/peer-source.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 
 /** A failure of a CLI command: the message is printed as `wg-overlay <cmd>: <message>`, then it exits with `code`. */
@@ -54,7 +54,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
     throw new CliError(`listing Nodes from ${kc.getCurrentCluster()?.server ?? 'the API server'}: ${describeApiError(e)}`);
   }
   try {
-    const { peers, absent } = await listExternalPeers(kc);
+    const { peers, absent } = await listExternalPeers(peersApi(kc));
     return { nodes, externalPeers: peers, peersAbsent: absent };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));

@@ -1,7 +1,7 @@
 /**
  * The part of the config the pure core depends on, shared by the daemon and the operator commands.
  */
-import type { MeshSettings } from '../mesh/types.js';
+import type { MembershipSettings, MeshSettings } from '../mesh/types.js';
 import type { Config } from './config.js';
 
 /** What the daemon learns at run time that membership also depends on. */
@@ -21,5 +21,15 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
     overlayCidr: o.cidr, podCidrs: o.podCidrs, minPrefix: o.minPrefix, publishedEndpoints: w.publishedEndpoints,
     ...(facts.protectedAddresses ? { protectedAddresses: facts.protectedAddresses } : {}),
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
+  };
+}
+
+/** The part of the mesh settings membership decides by (the same on every node of a cluster). */
+export function membershipSettings(s: MeshSettings): MembershipSettings {
+  return {
+    overlayCidr: s.overlayCidr, listenPort: s.listenPort,
+    ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}), ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
+    ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}), ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
+    ...(s.resolved ? { resolved: s.resolved } : {}),
   };
 }

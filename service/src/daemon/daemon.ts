@@ -166,6 +166,7 @@ export class Daemon {
       this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
         onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },
+        onChange: (name, node) => { if (node ? this.step.upsertNode(node) : this.step.removeNode(name)) this.loop.schedule('Nodes changed'); },
         onState: (state, err) => this.health.report('nodes', state, err),
       }),
       new SourcePart<ExternalPeer>('peer source', p.kube.externalPeers, {

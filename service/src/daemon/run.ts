@@ -11,8 +11,8 @@ import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
 import { loadKubeconfig } from '../kube/kubeconfig.js';
 import { ApiNodePublisher } from '../kube/node-publisher.js';
-import { ListNodeSource, WatchNodeSource } from '../kube/node-source.js';
-import { ListExternalPeerSource, WatchExternalPeerSource } from '../kube/peer-source.js';
+import { ListNodeSource, nodesApi, WatchNodeSource } from '../kube/node-source.js';
+import { ListExternalPeerSource, peersApi, WatchExternalPeerSource } from '../kube/peer-source.js';
 import { createLogger, describeError, type Logger } from '../log/logger.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { createNotifier } from '../systemd/notify.js';
@@ -29,8 +29,8 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
   const everyMs = k.listIntervalSeconds * 1000;
   return {
     server: kc.getCurrentCluster()?.server ?? '?',
-    nodes: k.discovery === 'watch' ? new WatchNodeSource(kc, log) : new ListNodeSource(kc, log, everyMs),
-    externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(kc, log) : new ListExternalPeerSource(kc, log, everyMs),
+    nodes: k.discovery === 'watch' ? new WatchNodeSource(nodesApi(kc), log) : new ListNodeSource(nodesApi(kc), log, everyMs),
+    externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(peersApi(kc), log) : new ListExternalPeerSource(peersApi(kc), log, everyMs),
     publisher: new ApiNodePublisher(kc),
   };
 }

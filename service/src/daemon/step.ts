@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/config.js';
-import { meshSettings, type RuntimeFacts } from '../config/mesh-settings.js';
+import { membershipSettings, meshSettings, type RuntimeFacts } from '../config/mesh-settings.js';
 import type { CommandRunner } from '../exec/runner.js';
 import { inStep } from '../host/apply-error.js';
 import type { AppliedChange } from '../host/change.js';
@@ -17,8 +17,10 @@ import type { RouteAdapter } from '../host/route-adapter.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { Logger } from '../log/logger.js';
 import { OWN_ANNOTATIONS } from '../mesh/annotations.js';
-import { computeDesired, NotReadyError } from '../mesh/desired.js';
-import type { DesiredState, ExternalPeer, MeshNode } from '../mesh/types.js';
+import { desiredFor, NotReadyError } from '../mesh/desired.js';
+import { MeshEngine, sameNode } from '../mesh/engine.js';
+import type { Membership } from '../mesh/membership.js';
+import type { DesiredState, ExternalPeer, MembershipSettings, MeshNode, MeshSettings } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
 import type { WgQuickFile } from '../wireguard/conf-file.js';
@@ -52,21 +54,30 @@ export interface StepOutcome {
   followUp?: string;
 }
 
-/** Sorts by name and keys a list, so an unchanged list in another order is recognised. */
-function keyed<T extends { name: string }>(items: readonly T[]): { list: T[]; key: string } {
-  const list = [...items].sort((a, b) => (a.name < b.name ? -1 : 1));
-  return { list, key: JSON.stringify(list) };
+/** True when two desired states hold the same interface and the very same peer and route objects. */
+function sameDesired(a: DesiredState, b: DesiredState): boolean {
+  const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return isDeepStrictEqual(a.iface, b.iface) && sameRefs(a.peers, b.peers) && sameRefs(a.routes, b.routes);
+}
+
+/** The settings membership depends on, as one comparable text. */
+function membershipKey(s: MembershipSettings): string {
+  return JSON.stringify({ ...s, resolved: s.resolved ? [...s.resolved] : undefined });
 }
 
 /** The reconcile step of one node. */
 export class MeshStep {
-  private nodes: { list: MeshNode[]; key: string } | undefined;
-  private externalPeers: { list: ExternalPeer[]; key: string } | undefined;
+  private readonly nodes = new Map<string, MeshNode>();
+  private nodesKnown = false;
+  private externalPeers: ExternalPeer[] | undefined;
+  private engine: { key: string; engine: MeshEngine } | undefined;
   private mtuCache: { ips: string; mtu: number } | undefined;
   private facts: RuntimeFacts = { resolved: new Map() };
   private lastApplied: DesiredState | undefined;
   private readonly reporter = new StateReporter();
   private loggedSkips = new Set<string>();
+  private loggedSkipsOf: unknown;
+  private loggedWarnings = '';
   /** The latest desired state (also when applying it failed). */
   desired: DesiredState | undefined;
   /** Why the latest run could not compute a desired state yet (undefined once it could). */
@@ -75,22 +86,42 @@ export class MeshStep {
   refusedPeers: string[] = [];
 
   constructor(private readonly parts: StepParts, private config: Config, waitForPeers: boolean) {
-    if (!waitForPeers) this.externalPeers = keyed([]);
+    if (!waitForPeers) this.externalPeers = [];
   }
 
-  /** Takes a new complete Node list; true when something changed. */
+  /** Takes a new complete Node list (a list or re-list); true when something the mesh uses changed. */
   setNodes(nodes: readonly MeshNode[]): boolean {
-    const next = keyed(nodes);
-    if (this.nodes?.key === next.key) return false;
-    this.nodes = next;
+    const first = !this.nodesKnown;
+    this.nodesKnown = true;
+    const seen = new Set(nodes.map((n) => n.name));
+    let changed = first;
+    for (const n of nodes) changed = this.upsertNode(n) || changed;
+    for (const name of [...this.nodes.keys()]) if (!seen.has(name)) changed = this.removeNode(name) || changed;
+    return changed;
+  }
+
+  /** Takes one added or changed Node; true when something the mesh uses changed. */
+  upsertNode(node: MeshNode): boolean {
+    const old = this.nodes.get(node.name);
+    if (old && sameNode(old, node)) return false;
+    this.nodes.set(node.name, node);
+    this.engine?.engine.upsertNode(node);
+    return true;
+  }
+
+  /** Takes one deleted Node; true when there was one by that name. */
+  removeNode(name: string): boolean {
+    if (!this.nodes.delete(name)) return false;
+    this.engine?.engine.removeNode(name);
     return true;
   }
 
   /** Takes a new complete list of external peers; true when something changed. */
   setExternalPeers(peers: readonly ExternalPeer[]): boolean {
-    const next = keyed(peers);
-    if (this.externalPeers?.key === next.key) return false;
-    this.externalPeers = next;
+    const same = this.externalPeers !== undefined && JSON.stringify(keyedByName(this.externalPeers)) === JSON.stringify(keyedByName(peers));
+    if (same) return false;
+    this.externalPeers = [...peers];
+    this.engine?.engine.setExternalPeers(this.externalPeers);
     return true;
   }
 
@@ -111,7 +142,7 @@ export class MeshStep {
 
   /** The external peers as last set. */
   get externalPeerList(): readonly ExternalPeer[] {
-    return this.externalPeers?.list ?? [];
+    return this.externalPeers ?? [];
   }
 
   /** Replaces the settings (config reload); the next run re-reads the host. */
@@ -130,15 +161,27 @@ export class MeshStep {
     const desired = await this.computeOrWait();
     if (!desired) return { applied: false };
     const { identity, confFile, log } = this.parts;
-    const selfNode = this.nodes!.list.find((n) => n.name === identity.name)!;
+    const selfNode = this.nodes.get(identity.name)!;
     await this.publish(selfNode, desired, changes);
-    await confFile.set(toWgQuickConfig(desired, identity.privateKey));
-    if (!force && this.lastApplied && isDeepStrictEqual(this.lastApplied, desired)) return { applied: true };
+    await confFile.set(() => toWgQuickConfig(desired, identity.privateKey));
+    if (!force && this.lastApplied && sameDesired(this.lastApplied, desired)) return { applied: true };
     log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
     if (force) this.invalidate();
     const outcome = await this.apply(desired, changes);
     if (outcome.applied) this.lastApplied = desired;
     return outcome;
+  }
+
+  /** The membership engine for these settings (rebuilt from the current lists when they change). */
+  private membership(settings: MeshSettings): Membership {
+    const key = membershipKey(membershipSettings(settings));
+    if (this.engine?.key !== key) {
+      const engine = new MeshEngine(membershipSettings(settings), { name: this.parts.identity.name, publicKey: this.parts.identity.publicKey });
+      engine.setNodes([...this.nodes.values()]);
+      engine.setExternalPeers(this.externalPeers ?? []);
+      this.engine = { key, engine };
+    }
+    return this.engine.engine.result();
   }
 
   /** Forgets what the host holds: every adapter reads it on its next set. */
@@ -178,17 +221,18 @@ export class MeshStep {
   /** The desired state, or undefined (with `waiting` set and logged once) when there is none yet. */
   private async computeOrWait(): Promise<DesiredState | undefined> {
     const { identity, log } = this.parts;
-    if (!this.nodes) return this.wait('waiting for the Node list from the API server');
+    if (!this.nodesKnown) return this.wait('waiting for the Node list from the API server');
     if (!this.externalPeers) {
       return this.wait('waiting for the Peer list from the API server', (w) => log.info(`${w} before the first apply`));
     }
-    const selfNode = this.nodes.list.find((n) => n.name === identity.name);
+    const selfNode = this.nodes.get(identity.name);
     if (!selfNode) {
       return this.wait(`Node ${identity.name} does not exist yet`, (w) => log.warning(`${w}; waiting for it (set [kubernetes] node_name if this node is registered under another name)`));
     }
     const mtu = await this.resolveMtu(selfNode);
     try {
-      this.desired = computeDesired(identity, this.nodes.list, meshSettings(this.config, mtu, this.facts), this.externalPeers.list);
+      const settings = meshSettings(this.config, mtu, this.facts);
+      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings);
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;
@@ -224,6 +268,10 @@ export class MeshStep {
   }
 
   private logSkips(desired: DesiredState): void {
+    // The engine hands out the same arrays while nothing in them changed.
+    if (this.loggedSkipsOf === desired.skipped && this.loggedWarnings === desired.warnings.join('\n')) return;
+    this.loggedSkipsOf = desired.skipped;
+    this.loggedWarnings = desired.warnings.join('\n');
     // A Node that has not published its key yet is just joining: info, not a problem.
     const lines = [
       ...desired.skipped.map((s) => ({
@@ -255,4 +303,9 @@ export class MeshStep {
     const what = Object.entries(patch).map(([k, v]) => `${k}=${v ?? '(removed)'}`).join(' ');
     this.record(changes, [{ what: `published on Node ${selfNode.name}: ${what}`, why: 'published values differ from this node\'s' }]);
   }
+}
+
+/** A list sorted by name, for comparing two lists whatever their order. */
+function keyedByName<T extends { name: string }>(items: readonly T[]): T[] {
+  return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }

@@ -7,7 +7,7 @@
  * the same values until the next `invalidate()` (the periodic resync).
  */
 import type { CommandRunner } from '../exec/runner.js';
-import { diffPeers, type PeerChange } from '../mesh/diff.js';
+import { diffKnownPeers, diffPeers, type PeerChange } from '../mesh/diff.js';
 import type { PeerStatus } from '../mesh/status.js';
 import type { DesiredPeer } from '../mesh/types.js';
 import { ApplyError, inStep } from './apply-error.js';
@@ -29,20 +29,6 @@ export interface PeerSetResult {
 
 const keyOf = (c: PeerChange): string => (c.op === 'remove' ? c.publicKey : c.peer.publicKey);
 const signature = (c: PeerChange): string => (c.op === 'remove' ? 'remove' : JSON.stringify(c.peer));
-
-/** What the device holds for a peer this adapter applied (the stand-in for `wg show`). */
-function appliedStatus(p: DesiredPeer): PeerStatus {
-  return {
-    publicKey: p.publicKey,
-    hasPresharedKey: Boolean(p.presharedKey),
-    endpoint: p.endpoint,
-    allowedIPs: p.allowedIPs,
-    latestHandshake: 0,
-    rxBytes: 0,
-    txBytes: 0,
-    persistentKeepalive: p.persistentKeepalive,
-  };
-}
 
 /** How a peer change is logged. */
 function describe(c: PeerChange): AppliedChange {
@@ -75,25 +61,27 @@ export class PeerAdapter {
   /** Makes the device's peers equal `desired`; a repeat with equal input runs nothing. */
   async set(desired: readonly DesiredPeer[]): Promise<PeerSetResult> {
     // Known state is planned without a pause, so `wg set` starts before anything run alongside it.
-    const planned = this.trusted ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
+    const known = this.trusted;
+    const planned = known ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
     const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
-    const before = this.applied;
-    const next = new Map(desired.map((p) => [p.publicKey, p]));
     const refused: PeerRefusal[] = [];
+    const kept = new Set<string>(); // peers whose device state is what it was (refused, or held back)
+    for (const c of planned) if (!plan.includes(c)) kept.add(keyOf(c));
     if (plan.length > 0) {
       this.trusted = false;
       for (const f of await inStep('peers', () => applyPeerChanges(this.runner, this.iface, plan))) {
-        // The device still holds what it held for this peer.
         const key = keyOf(f.change);
         this.refused.set(key, signature(f.change));
-        const old = before.get(key);
-        if (old) next.set(key, old);
-        else next.delete(key);
+        kept.add(key);
         refused.push({ name: f.change.op === 'remove' ? f.change.name ?? key : f.change.peer.name, error: f.error });
       }
     }
     for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
-    this.applied = next;
+    if (known) this.remember(desired, plan, kept);
+    else this.applied = new Map(desired.flatMap((p): Array<[string, DesiredPeer]> => {
+      const old = this.applied.get(p.publicKey);
+      return kept.has(p.publicKey) ? (old ? [[p.publicKey, old]] : []) : [[p.publicKey, p]];
+    }));
     this.trusted = true;
     const failed = new Set(refused.map((r) => r.name));
     return { changes: plan.filter((c) => !failed.has(c.op === 'remove' ? c.name ?? c.publicKey : c.peer.name)).map(describe), refused };
@@ -112,7 +100,13 @@ export class PeerAdapter {
   }
 
   private planKnown(desired: readonly DesiredPeer[]): PeerChange[] {
-    return diffPeers(desired, [...this.applied.values()].map(appliedStatus), this.applied);
+    return diffKnownPeers(desired, this.applied);
+  }
+
+  /** After a change to a known device: the desired peers, except those `kept` as they were (updated in place, no copy of the mesh). */
+  private remember(desired: readonly DesiredPeer[], plan: readonly PeerChange[], kept: ReadonlySet<string>): void {
+    for (const c of plan) if (c.op === 'remove' && !kept.has(c.publicKey)) this.applied.delete(c.publicKey);
+    for (const p of desired) if (!kept.has(p.publicKey) && this.applied.get(p.publicKey) !== p) this.applied.set(p.publicKey, p);
   }
 
   private async read(): Promise<PeerStatus[]> {

@@ -8,8 +8,7 @@
  */
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { diffRoutes, type RouteChange } from '../mesh/diff.js';
-import type { RouteStatus } from '../mesh/status.js';
+import { diffKnownRoutes, diffRoutes, type RouteChange } from '../mesh/diff.js';
 import type { DesiredRoute } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
@@ -49,15 +48,22 @@ export class RouteAdapter {
     this.owned = undefined;
   }
 
-  /** Fast path: diff against what this adapter owns, exclusive adds through the batch. */
+  /** Fast path: diff against what this adapter owns (no copy of it), exclusive adds through the batch. */
   private async setKnown(desired: readonly DesiredRoute[], known: Map<string, DesiredRoute>): Promise<RouteSetResult> {
-    const wanted = desired.filter((r) => !this.foreign.has(key(r)));
-    const observed: RouteStatus[] = [...known.values()].map((r) => ({ dst: r.dst, dev: r.dev, protocol: ROUTE_PROTO }));
-    const plan = diffRoutes(wanted, observed, ROUTE_PROTO);
+    const plan = diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO);
+    if (plan.length === 0) {
+      this.owned = known;
+      return { changes: [], clash: false };
+    }
     const clashes = await inStep('routes', () => applyRouteChanges(this.runner, plan, { exclusive: true, ...(this.batch ? { batch: this.batch } : {}) }));
     const changes = this.describe(plan, clashes);
-    if (clashes.length === 0) this.owned = new Map(wanted.map((r) => [key(r), r]));
-    return { changes, clash: clashes.length > 0 };
+    if (clashes.length > 0) return { changes, clash: true };
+    for (const c of plan) {
+      if (c.op === 'add') known.set(key(c.route), c.route);
+      else if (c.op === 'delete') known.delete(key(c.route));
+    }
+    this.owned = known;
+    return { changes, clash: false };
   }
 
   /** Slow path: read the table, leave other owners' routes alone, replace our own. */

@@ -1,23 +1,31 @@
 /**
- * Node discovery: watching (client-node's informer, restarted with backoff when it stops) or
- * listing on an interval, logging once per change of state. Everything leaving this module is a
- * plain MeshNode.
+ * Node discovery: a paged list then a watch with bookmarks that resumes where it stopped (each
+ * Node event reported on its own, translated at once so no full `V1Node` is kept), or a paged list
+ * on an interval; logging once per change of state. Everything leaving this module is a plain
+ * MeshNode.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import type { MeshNode } from '../mesh/types.js';
 import { Poller, StateReporter } from '../util/backoff.js';
 import { describeApiError } from './api-errors.js';
-import { RestartingInformer } from './informer.js';
+import { getJson, watchStream } from './api-http.js';
 import { toMeshNode } from './node-translate.js';
+import { listPages, Reflector, type ListPage, type ReflectorApi } from './reflector.js';
 import type { Source, SourceHandler, SourceState } from './source.js';
 
 /** Discovers Nodes. */
 export type NodeSource = Source<MeshNode>;
 
-/** Converts a list of V1Node into MeshNodes, dropping unnamed ones. */
-function translateAll(items: readonly k8s.V1Node[]): MeshNode[] {
-  return items.map(toMeshNode).filter((n): n is MeshNode => n !== undefined);
+const NODES_PATH = '/api/v1/nodes';
+const translate = (raw: unknown): MeshNode | undefined => toMeshNode(raw as k8s.V1Node);
+
+/** The Nodes collection over plain HTTP(S) with the kubeconfig's credentials. */
+export function nodesApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
+  return {
+    list: async (query) => (await getJson(kc, NODES_PATH, query, timeoutMs)) as ListPage,
+    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, NODES_PATH, query, onEvent, onEnd, onOpen),
+  };
 }
 
 /** Logs Node discovery going up and down once per change, not once per retry. */
@@ -41,27 +49,32 @@ class NodeSourceLog {
   }
 }
 
-/** Watches Nodes with client-node's informer, kept alive by RestartingInformer. */
+/** Watches Nodes, reporting each change on its own. */
 export class WatchNodeSource implements NodeSource {
-  private informer: RestartingInformer<k8s.V1Node> | undefined;
+  private reflector: Reflector<MeshNode> | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger) {
+  constructor(private readonly api: ReflectorApi, private readonly log: Logger) {
     this.states = new NodeSourceLog(log, 'node watch');
   }
 
+  /** API requests made so far (list pages and watches), for the load figures. */
+  get requests(): { list: number; watch: number } {
+    return { list: this.reflector?.listRequests ?? 0, watch: this.reflector?.watchRequests ?? 0 };
+  }
+
   start(handler: SourceHandler<MeshNode>): void {
-    const api = this.kc.makeApiClient(k8s.CoreV1Api);
-    this.informer = new RestartingInformer<k8s.V1Node>(this.kc, '/api/v1/nodes', () => api.listNode(), this.log, 'node watch');
-    this.informer.start({
-      onList: (items) => handler.onList(translateAll(items)),
+    this.reflector = new Reflector<MeshNode>({ api: this.api, translate, log: this.log, what: 'node watch' });
+    this.reflector.start({
+      onList: (items) => handler.onList(items),
+      onChange: (name, item) => handler.onChange?.(name, item),
       onUp: () => this.states.report(handler, 'up'),
       onError: (err) => { this.states.report(handler, 'down', err); return undefined; },
     });
   }
 
   async stop(): Promise<void> {
-    await this.informer?.stop();
+    this.reflector?.stop();
   }
 }
 
@@ -70,17 +83,16 @@ export class ListNodeSource implements NodeSource {
   private poller: Poller | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly kc: k8s.KubeConfig, log: Logger, private readonly intervalMs: number) {
+  constructor(private readonly api: ReflectorApi, log: Logger, private readonly intervalMs: number) {
     this.states = new NodeSourceLog(log, 'node list');
   }
 
   start(handler: SourceHandler<MeshNode>): void {
-    const api = this.kc.makeApiClient(k8s.CoreV1Api);
     this.poller = new Poller(this.intervalMs, async () => {
       try {
-        const list = await api.listNode();
+        const { items } = await listPages(this.api.list, translate, 500);
         this.states.report(handler, 'up');
-        handler.onList(translateAll(list.items));
+        handler.onList(items);
       } catch (err) {
         this.states.report(handler, 'down', err);
         throw err;
@@ -96,5 +108,5 @@ export class ListNodeSource implements NodeSource {
 
 /** Lists Nodes once (for the operator commands). */
 export async function listNodes(kc: k8s.KubeConfig): Promise<MeshNode[]> {
-  return translateAll((await kc.makeApiClient(k8s.CoreV1Api).listNode()).items);
+  return (await listPages(nodesApi(kc).list, translate, 500)).items;
 }

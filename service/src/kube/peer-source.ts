@@ -1,16 +1,17 @@
 /**
- * Discovery of external peers (Kilo's `Peer` custom resources): an informer restarted with
- * backoff when it stops, a list on an interval, and a one-shot list for the operator commands.
+ * Discovery of external peers (Kilo's `Peer` custom resources): a list-and-watch loop, a list on
+ * an interval, and a one-shot list for the operator commands.
  * External peers are optional: when the CRD is not installed the source reports an empty list,
  * logs that once at warning, and looks again every minute; it is never fatal.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log/logger.js';
 import type { ExternalPeer } from '../mesh/types.js';
 import { Poller, StateReporter } from '../util/backoff.js';
 import { describeApiError, httpStatus, isNotFound } from './api-errors.js';
-import { INFORMER_START_TIMEOUT_MS, RestartingInformer } from './informer.js';
-import { PEER_API_PATH, PEER_GROUP, PEER_PLURAL, PEER_VERSION, translateExternalPeers } from './kilo-peer.js';
+import { getJson, watchStream } from './api-http.js';
+import { PEER_API_PATH, PEER_GROUP, PEER_VERSION, translateExternalPeers } from './kilo-peer.js';
+import { listPages, Reflector, type ListPage, type ReflectorApi } from './reflector.js';
 import type { Source, SourceHandler } from './source.js';
 
 /** Discovers external peers. */
@@ -32,28 +33,39 @@ function absentMessage(retryMs: number | undefined): string {
     + `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\`${retryMs === undefined ? '' : ` (looking again every ${Math.round(retryMs / 1000)} s)`}`;
 }
 
-/** Lists the Peer collection once. */
-async function listPeerObjects(kc: k8s.KubeConfig): Promise<k8s.KubernetesListObject<k8s.KubernetesObject>> {
-  const api = kc.makeApiClient(k8s.CustomObjectsApi);
-  const list = await api.listClusterCustomObject({ group: PEER_GROUP, version: PEER_VERSION, plural: PEER_PLURAL }) as k8s.KubernetesListObject<k8s.KubernetesObject>;
-  return { ...list, items: Array.isArray(list?.items) ? list.items : [] };
+/** The Peer collection over plain HTTP(S) with the kubeconfig's credentials. */
+export function peersApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
+  return {
+    list: async (query) => (await getJson(kc, PEER_API_PATH, query, timeoutMs)) as ListPage,
+    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, PEER_API_PATH, query, onEvent, onEnd, onOpen),
+  };
 }
 
-/** Watches Peers with client-node's informer (kept alive by RestartingInformer; slowly while the CRD is missing). */
-export class WatchExternalPeerSource implements ExternalPeerSource {
-  private informer: RestartingInformer<k8s.KubernetesObject> | undefined;
-  private readonly reporter = new StateReporter();
+const translate = (raw: unknown): ExternalPeer | undefined => translateExternalPeers([raw])[0];
 
-  /**
-   * `absentRetryMs`: how often to look for the CRD again while it is missing; `startTimeoutMs`:
-   * how long a (re)start may hang before it is given up and a fresh informer is started.
-   */
-  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly absentRetryMs = 60_000, private readonly startTimeoutMs = INFORMER_START_TIMEOUT_MS) {}
+/** Watches Peers (slowly while the CRD is missing); every change reports the whole (short) list. */
+export class WatchExternalPeerSource implements ExternalPeerSource {
+  private reflector: Reflector<ExternalPeer> | undefined;
+  private readonly reporter = new StateReporter();
+  private readonly peers = new Map<string, ExternalPeer>();
+
+  /** `absentRetryMs`: how often to look for the CRD again while it is missing. */
+  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly absentRetryMs = 60_000) {}
 
   start(handler: SourceHandler<ExternalPeer>): void {
-    this.informer = new RestartingInformer(this.kc, PEER_API_PATH, () => listPeerObjects(this.kc), this.log, 'peer watch', this.startTimeoutMs);
-    this.informer.start({
-      onList: (items) => handler.onList(translateExternalPeers(items)),
+    this.reflector = new Reflector<ExternalPeer>({ api: this.api, translate, log: this.log, what: 'peer watch' });
+    const all = (): ExternalPeer[] => [...this.peers.values()];
+    this.reflector.start({
+      onList: (items) => {
+        this.peers.clear();
+        for (const p of items) this.peers.set(p.name, p);
+        handler.onList(all());
+      },
+      onChange: (name, item) => {
+        if (item) this.peers.set(name, item);
+        else this.peers.delete(name);
+        handler.onList(all());
+      },
       onUp: () => {
         if (this.reporter.changed('state', 'up')) this.log.info(`peer watch: watching ${PEER_GROUP} Peers`);
         handler.onState('up');
@@ -62,6 +74,7 @@ export class WatchExternalPeerSource implements ExternalPeerSource {
         if (isNotFound(err)) {
           if (this.reporter.changed('state', 'absent')) this.log.warning(absentMessage(this.absentRetryMs));
           handler.onState('absent', err);
+          this.peers.clear();
           handler.onList([]);
           return this.absentRetryMs;
         }
@@ -73,7 +86,7 @@ export class WatchExternalPeerSource implements ExternalPeerSource {
   }
 
   async stop(): Promise<void> {
-    await this.informer?.stop();
+    this.reflector?.stop();
   }
 }
 
@@ -82,12 +95,12 @@ export class ListExternalPeerSource implements ExternalPeerSource {
   private poller: Poller | undefined;
   private readonly reporter = new StateReporter();
 
-  constructor(private readonly kc: k8s.KubeConfig, private readonly log: Logger, private readonly intervalMs: number) {}
+  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly intervalMs: number) {}
 
   start(handler: SourceHandler<ExternalPeer>): void {
     this.poller = new Poller(this.intervalMs, async () => {
       try {
-        const { peers, absent } = await listExternalPeers(this.kc);
+        const { peers, absent } = await listExternalPeers(this.api);
         if (absent) {
           if (this.reporter.changed('state', 'absent')) this.log.warning(absentMessage(undefined));
           handler.onState('absent');
@@ -111,10 +124,10 @@ export class ListExternalPeerSource implements ExternalPeerSource {
   }
 }
 
-/** Lists Peers once (for the CLI); an empty list with `absent: true` when the CRD is not installed. */
-export async function listExternalPeers(kc: k8s.KubeConfig): Promise<{ peers: ExternalPeer[]; absent: boolean }> {
+/** Lists Peers once (for the CLI and the list mode); an empty list with `absent: true` when the CRD is not installed. */
+export async function listExternalPeers(api: ReflectorApi): Promise<{ peers: ExternalPeer[]; absent: boolean }> {
   try {
-    return { peers: translateExternalPeers((await listPeerObjects(kc)).items), absent: false };
+    return { peers: (await listPages(api.list, translate, 500)).items, absent: false };
   } catch (err) {
     if (isNotFound(err)) return { peers: [], absent: true };
     throw new Error(`listing ${PEER_GROUP} Peers: ${describeApiError(err)}`, { cause: err });

@@ -8,8 +8,10 @@ export type SourceState = 'up' | 'down' | 'absent';
 
 /** Callbacks a source reports to. */
 export interface SourceHandler<T> {
-  /** The complete current list (after any change). */
+  /** The complete current list (after a list or re-list; sources without `onChange` support report every change so). */
   onList(items: T[]): void;
+  /** One object added or changed, or deleted (`item` undefined); without it, changes come as whole lists. */
+  onChange?(name: string, item: T | undefined): void;
   /** The source's state changed or was confirmed (with the error when down or absent). */
   onState(state: SourceState, error?: unknown): void;
 }

@@ -5,7 +5,8 @@
  */
 import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from './annotations.js';
 import { selfEndpoint } from './endpoints.js';
-import { decideMembership, type Membership } from './membership.js';
+import type { AdmittedPeer } from './external-peers.js';
+import { decideMembership, type Member, type Membership } from './membership.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, MeshNode, MeshSettings, SelfIdentity } from './types.js';
 import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
 
@@ -19,45 +20,77 @@ export class NotReadyError extends Error {
   }
 }
 
-/** The WireGuard peers and routes for the members and admitted external peers of a membership. */
+/** One peer with its routes (and any warning about this node's own pods), cached per member or external peer object. */
+interface PeerEntry {
+  context: string;
+  peer: DesiredPeer;
+  routes: DesiredRoute[];
+  warnings: string[];
+}
+
+// Unchanged members and external peers keep their objects, so their WireGuard peers and routes
+// are reused as they are: desired state for one changed Node costs one new entry, not the mesh.
+const entries = new WeakMap<object, PeerEntry>();
+
+/** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
+function memberEntry(m: Member, own: readonly Cidr[], context: string, settings: MeshSettings): PeerEntry {
+  const cached = entries.get(m);
+  if (cached?.context === context) return cached;
+  const warnings: string[] = [];
+  // Local safety, not a verdict: this node's own pods are never sent into the tunnel.
+  const podCIDRs = m.podCIDRs.filter((t) => {
+    const clash = own.find((o) => cidrsOverlap(o, parseCidr(t)!));
+    if (clash) warnings.push(`PodCIDR ${t} of Node ${m.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`);
+    return !clash;
+  });
+  const entry: PeerEntry = {
+    context,
+    peer: { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs: [hostCidr(parseIp(m.overlayAddress)!), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive },
+    routes: podCIDRs.map((dst) => ({ dst, dev: settings.interfaceName, via: m.name })),
+    warnings,
+  };
+  entries.set(m, entry);
+  return entry;
+}
+
+/** The peer and routes of an admitted external peer. */
+function externalEntry(p: AdmittedPeer, context: string, settings: MeshSettings): PeerEntry {
+  const cached = entries.get(p);
+  if (cached?.context === context) return cached;
+  const entry: PeerEntry = {
+    context,
+    peer: { kind: 'peer', name: p.name, publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: [...p.allowedIPs], persistentKeepalive: p.persistentKeepalive, ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}) },
+    routes: p.allowedIPs.map((dst) => ({ dst, dev: settings.interfaceName, via: p.name, kind: 'peer' as const })),
+    warnings: [],
+  };
+  entries.set(p, entry);
+  return entry;
+}
+
+/**
+ * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
+ * the members and admitted external peers of a membership.
+ */
 function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Membership, settings: MeshSettings, warnings: string[]): { peers: DesiredPeer[]; routes: DesiredRoute[] } {
+  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
+  const context = `${settings.interfaceName}|${settings.persistentKeepalive}|${own.map(formatCidr).join(',')}`;
+  // A Node or Peer with this node's own key cannot be a peer of it.
+  const nodes = membership.members.filter((m) => m.publicKey !== self.publicKey).map((m) => memberEntry(m, own, context, settings));
+  const external = membership.externalPeers.filter((p) => p.publicKey !== self.publicKey).map((p) => externalEntry(p, context, settings));
+  const merged: PeerEntry[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < nodes.length || j < external.length) {
+    const takeNode = j >= external.length || (i < nodes.length && nodes[i]!.peer.name <= external[j]!.peer.name);
+    merged.push(takeNode ? nodes[i++]! : external[j++]!);
+  }
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
-  const dev = settings.interfaceName;
-  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  for (const member of membership.members) {
-    if (member.publicKey === self.publicKey) continue; // a Node with this node's own key cannot be a peer of it
-    // Local safety, not a verdict: this node's own pods are never sent into the tunnel.
-    const m = { ...member, podCIDRs: member.podCIDRs.filter((t) => {
-      const clash = own.find((o) => cidrsOverlap(o, parseCidr(t)!));
-      if (clash) warnings.push(`PodCIDR ${t} of Node ${member.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`);
-      return !clash;
-    }) };
-    peers.push({
-      kind: 'node',
-      name: m.name,
-      publicKey: m.publicKey,
-      endpoint: m.endpoint,
-      allowedIPs: [hostCidr(parseIp(m.overlayAddress)!), ...m.podCIDRs].sort(compareCidrText),
-      persistentKeepalive: settings.persistentKeepalive,
-    });
-    for (const dst of m.podCIDRs) routes.push({ dst, dev, via: m.name });
+  for (const e of merged) {
+    peers.push(e.peer);
+    for (const r of e.routes) routes.push(r);
+    if (e.warnings.length > 0) warnings.push(...e.warnings);
   }
-  for (const p of membership.externalPeers) {
-    if (p.publicKey === self.publicKey) continue;
-    peers.push({
-      kind: 'peer',
-      name: p.name,
-      publicKey: p.publicKey,
-      endpoint: p.endpoint,
-      allowedIPs: [...p.allowedIPs],
-      persistentKeepalive: p.persistentKeepalive,
-      ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
-    });
-    for (const dst of p.allowedIPs) routes.push({ dst, dev, via: p.name, kind: 'peer' });
-  }
-  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0));
-  routes.sort((a, b) => compareCidrText(a.dst, b.dst));
   return { peers, routes };
 }
 

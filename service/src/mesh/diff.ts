@@ -40,6 +40,46 @@ function canonicalEndpoint(ep: string | undefined): string | undefined {
   return ip.family === 6 ? `[${formatIp(ip)}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }
 
+/** The change that turns `cur` into `peer`, if any (`prev`: what this process applied last for it). */
+function diffPeer(peer: DesiredPeer, cur: PeerStatus, prev: DesiredPeer | undefined): PeerChange | undefined {
+  const why: string[] = [];
+  const wantIps = canonicalCidrs(peer.allowedIPs);
+  if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(',')) why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
+  if (peer.persistentKeepalive !== cur.persistentKeepalive) why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
+  // The device only tells whether it holds a key: a new key is known from what was applied.
+  if (!!peer.presharedKey !== cur.hasPresharedKey) why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
+  else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey) why.push('preshared key changed');
+  let setEndpoint = false;
+  if (peer.endpoint) {
+    const changedSinceApplied = prev !== undefined && prev.endpoint !== peer.endpoint;
+    const adoptMismatch = prev === undefined && isLiteralEndpoint(peer.endpoint) && canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
+    const neverSet = cur.endpoint === undefined;
+    if (changedSinceApplied || adoptMismatch || neverSet) {
+      setEndpoint = true;
+      why.push(`endpoint ${cur.endpoint ?? '(none)'} → ${peer.endpoint}`);
+    }
+  }
+  return why.length > 0 ? { op: 'update', peer, setEndpoint, reason: `${peer.name}: ${why.join('; ')}` } : undefined;
+}
+
+const added = (peer: DesiredPeer): PeerChange => ({ op: 'add', peer, reason: `new ${peer.kind === 'node' ? 'Node' : 'Peer'} ${peer.name}` });
+
+/** Removals of the peers in `present` that `desired` no longer has, each with its reason. */
+function removals(desired: readonly DesiredPeer[], present: Iterable<string>, lastApplied: ReadonlyMap<string, DesiredPeer> | undefined): PeerChange[] {
+  const wanted = new Set(desired.map((p) => p.publicKey));
+  const names = new Set(desired.map((d) => `${d.kind}/${d.name}`));
+  const out: PeerChange[] = [];
+  for (const key of present) {
+    if (wanted.has(key)) continue;
+    const prev = lastApplied?.get(key);
+    const name = prev?.name;
+    const rekeyed = prev !== undefined && names.has(`${prev.kind}/${prev.name}`);
+    const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
+    out.push({ op: 'remove', publicKey: key, name, reason });
+  }
+  return out;
+}
+
 /**
  * Peer changes that turn `observed` into `desired`. `lastApplied` (peers this process applied
  * before, by public key) decides endpoints: an endpoint is only re-set when the desired value
@@ -49,42 +89,44 @@ function canonicalEndpoint(ep: string | undefined): string | undefined {
 export function diffPeers(desired: readonly DesiredPeer[], observed: readonly PeerStatus[], lastApplied?: ReadonlyMap<string, DesiredPeer>): PeerChange[] {
   const changes: PeerChange[] = [];
   const seen = new Map(observed.map((p) => [p.publicKey, p]));
-  const wanted = new Set(desired.map((p) => p.publicKey));
   for (const peer of desired) {
     const cur = seen.get(peer.publicKey);
-    if (!cur) {
-      changes.push({ op: 'add', peer, reason: `new ${peer.kind === 'node' ? 'Node' : 'Peer'} ${peer.name}` });
-      continue;
-    }
-    const why: string[] = [];
-    const prev = lastApplied?.get(peer.publicKey);
-    const wantIps = canonicalCidrs(peer.allowedIPs);
-    if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(',')) why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
-    if (peer.persistentKeepalive !== cur.persistentKeepalive) why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
-    // The device only tells whether it holds a key: a new key is known from what was applied.
-    if (!!peer.presharedKey !== cur.hasPresharedKey) why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
-    else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey) why.push('preshared key changed');
-    let setEndpoint = false;
-    if (peer.endpoint) {
-      const changedSinceApplied = prev !== undefined && prev.endpoint !== peer.endpoint;
-      const adoptMismatch = prev === undefined && isLiteralEndpoint(peer.endpoint) && canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
-      const neverSet = cur.endpoint === undefined;
-      if (changedSinceApplied || adoptMismatch || neverSet) {
-        setEndpoint = true;
-        why.push(`endpoint ${cur.endpoint ?? '(none)'} → ${peer.endpoint}`);
-      }
-    }
-    if (why.length > 0) changes.push({ op: 'update', peer, setEndpoint, reason: `${peer.name}: ${why.join('; ')}` });
+    const change = cur ? diffPeer(peer, cur, lastApplied?.get(peer.publicKey)) : added(peer);
+    if (change) changes.push(change);
   }
-  for (const p of observed) {
-    if (wanted.has(p.publicKey)) continue;
-    const prev = lastApplied?.get(p.publicKey);
-    const name = prev?.name;
-    const rekeyed = prev !== undefined && desired.some((d) => d.name === prev.name && d.kind === prev.kind);
-    const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
-    changes.push({ op: 'remove', publicKey: p.publicKey, name, reason });
+  return [...changes, ...removals(desired, seen.keys(), lastApplied)];
+}
+
+/** What the device holds for a peer this process applied (the stand-in for `wg show`). */
+export function appliedStatus(p: DesiredPeer): PeerStatus {
+  return {
+    publicKey: p.publicKey,
+    hasPresharedKey: Boolean(p.presharedKey),
+    endpoint: p.endpoint,
+    allowedIPs: p.allowedIPs,
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: p.persistentKeepalive,
+  };
+}
+
+/**
+ * The same changes as `diffPeers` when the device is known to hold exactly `applied`, without
+ * building its status: a desired peer that is the very object applied last is skipped at once, so
+ * a change costs what it touches, not what the mesh holds.
+ */
+export function diffKnownPeers(desired: readonly DesiredPeer[], applied: ReadonlyMap<string, DesiredPeer>): PeerChange[] {
+  const changes: PeerChange[] = [];
+  let matched = 0;
+  for (const peer of desired) {
+    const prev = applied.get(peer.publicKey);
+    if (prev) matched += 1;
+    if (prev === peer) continue;
+    const change = prev ? diffPeer(peer, appliedStatus(prev), prev) : added(peer);
+    if (change) changes.push(change);
   }
-  return changes;
+  return matched === applied.size ? changes : [...changes, ...removals(desired, applied.keys(), applied)];
 }
 
 /** A route destination as a CIDR (`ip` prints host routes without a prefix length). */
@@ -93,24 +135,50 @@ function routeDst(dst: string): string {
   return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
 }
 
+const routeKey = (r: { dst: string; dev?: string | undefined }): string => `${r.dst}|${r.dev ?? ''}`;
+const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: `PodCIDR ${r.dst} of ${r.via}` });
+const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
 export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
   const changes: RouteChange[] = [];
-  const own = observed.filter((r) => r.protocol === ownProtocol);
-  const ownKey = new Set(own.map((r) => `${routeDst(r.dst)}|${r.dev ?? ''}`));
-  const wanted = new Set(desired.map((r) => `${r.dst}|${r.dev}`));
+  const own = observed.filter((r) => r.protocol === ownProtocol).map((r) => ({ key: routeKey({ dst: routeDst(r.dst), dev: r.dev }), route: r }));
+  const ownKey = new Set(own.map((o) => o.key));
+  const wanted = new Set(desired.map(routeKey));
+  const foreign = new Map<string, RouteStatus>();
+  for (const o of observed) if (o.protocol !== ownProtocol) foreign.set(`${routeDst(o.dst)}|${o.dev ?? ''}`, o);
+  const foreignByDst = new Map<string, RouteStatus[]>();
+  for (const o of foreign.values()) foreignByDst.set(routeDst(o.dst), [...(foreignByDst.get(routeDst(o.dst)) ?? []), o]);
   for (const r of desired) {
-    if (ownKey.has(`${r.dst}|${r.dev}`)) continue;
+    if (ownKey.has(routeKey(r))) continue;
     // Someone else's route to the same prefix through another device is never overwritten.
-    const other = observed.find((o) => o.protocol !== ownProtocol && routeDst(o.dst) === r.dst && o.dev !== r.dev);
+    const other = foreignByDst.get(r.dst)?.find((o) => o.dev !== r.dev);
     if (other) {
       changes.push({ op: 'conflict', route: r, other, reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone` });
       continue;
     }
-    changes.push({ op: 'add', route: r, reason: `PodCIDR ${r.dst} of ${r.via}` });
+    changes.push(addRoute(r));
   }
-  for (const r of own) {
-    if (!wanted.has(`${routeDst(r.dst)}|${r.dev ?? ''}`)) changes.push({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+  for (const o of own) if (!wanted.has(o.key)) changes.push(deleteRoute(o.route));
+  return changes;
+}
+
+/**
+ * Route changes when the daemon's own routes are known to be exactly `owned` (by `dst|dev`),
+ * skipping the desired routes in `skip` (other owners hold them): a change costs what it touches.
+ */
+export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: ReadonlyMap<string, DesiredRoute>, skip: ReadonlySet<string>, ownProtocol: string): RouteChange[] {
+  const changes: RouteChange[] = [];
+  let matched = 0;
+  for (const r of desired) {
+    const k = routeKey(r);
+    if (skip.has(k)) continue;
+    if (owned.has(k)) matched += 1;
+    else changes.push(addRoute(r));
+  }
+  if (matched < owned.size) {
+    const wanted = new Set(desired.map(routeKey));
+    for (const [k, r] of owned) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
   }
   return changes;
 }

@@ -152,7 +152,7 @@ export interface DesiredState {
   iface: DesiredInterface;
   /** Peers sorted by name. */
   peers: DesiredPeer[];
-  /** Routes sorted by destination. */
+  /** Routes, peer by peer in the order of `peers` (each peer's ranges sorted). */
   routes: DesiredRoute[];
   /** Nodes, Peers or parts of them left out, with reasons (`kind` tells which). */
   skipped: SkipReason[];

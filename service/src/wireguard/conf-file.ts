@@ -9,7 +9,7 @@ import { writeWgQuickFile, type WgQuickConfig } from './wgquick.js';
 
 /** Keeps one wg-quick file equal to the latest config, written off the hot path. */
 export class WgQuickFile {
-  private pending: WgQuickConfig | undefined;
+  private pending: (() => WgQuickConfig) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<boolean> = Promise.resolve(true);
   private ok = true;
@@ -20,8 +20,8 @@ export class WgQuickFile {
   /** `delayMs`: how long a change waits for more before it is written (0 = at once, within `set`). */
   constructor(private readonly path: string, private readonly log: Logger, private readonly delayMs = 300) {}
 
-  /** Takes the latest config; it is written after the delay (at once when the delay is 0). */
-  async set(cfg: WgQuickConfig): Promise<void> {
+  /** Takes the latest config (built only when it is written); it is written after the delay (at once when the delay is 0). */
+  async set(cfg: () => WgQuickConfig): Promise<void> {
     this.pending = cfg;
     if (this.delayMs === 0) {
       await this.flush();
@@ -39,9 +39,10 @@ export class WgQuickFile {
   }
 
   private async writePending(): Promise<boolean> {
-    const cfg = this.pending;
-    if (!cfg) return this.ok;
+    const build = this.pending;
+    if (!build) return this.ok;
     this.pending = undefined;
+    const cfg = build();
     try {
       const { changed } = await writeWgQuickFile(this.path, cfg);
       if (changed) this.log.info(`wrote ${this.path} (${cfg.peers.length} peers) (why: desired state changed)`);

@@ -175,9 +175,9 @@ describe('unit: external Peers', () => {
       assert.deepEqual(d.peers.map((p) => p.name), ['b', 'c', 'laptop', 'site'], 'sorted by name');
       assert.deepEqual(d.routes.filter((r) => r.kind === 'peer'), [
         { dst: '10.5.0.2/32', dev: 'wg0', via: 'laptop', kind: 'peer' },
-        { dst: '192.168.50.0/24', dev: 'wg0', via: 'site', kind: 'peer' },
         { dst: 'fd05::2/128', dev: 'wg0', via: 'laptop', kind: 'peer' },
-      ]);
+        { dst: '192.168.50.0/24', dev: 'wg0', via: 'site', kind: 'peer' },
+      ], 'peer by peer');
       assert.deepEqual(d.skipped.filter((s) => s.kind === 'peer').map((s) => [s.name, s.reason]), [['my-device', 'invalid-public-key']]);
       // Node peers are unchanged by the presence of Peers.
       const without = computeDesired({ name: 'a', publicKey: KEYS[0] }, NODES, SETTINGS);

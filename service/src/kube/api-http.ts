@@ -1,0 +1,108 @@
+/**
+ * Plain HTTP(S) requests to the API server with the kubeconfig's credentials: a JSON GET with a
+ * timeout (list pages) and a watch stream of newline-delimited events that can be aborted — raw
+ * JSON in both cases, so large lists are translated item by item instead of being deserialised
+ * into client-node's model classes first.
+ */
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { createInterface } from 'node:readline';
+import type { KubeConfig } from '@kubernetes/client-node';
+
+/** An HTTP error answer of the API server (shaped like client-node's ApiException: `code`, `body`). */
+export class ApiHttpError extends Error {
+  constructor(readonly code: number, readonly body: string, what: string) {
+    super(`${what}: HTTP ${code}`);
+    this.name = 'ApiHttpError';
+  }
+}
+
+/** Query parameters; undefined ones are left out. */
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Opens a GET request with the kubeconfig's credentials (re-applied per request, so a rotated token is used). */
+async function open(kc: KubeConfig, path: string, query: Query): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
+  const server = kc.getCurrentCluster()?.server;
+  if (!server) throw new Error('the kubeconfig has no current cluster');
+  const url = new URL(server.replace(/\/+$/, '') + path);
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+  const opts: https.RequestOptions = { headers: { Accept: 'application/json' } };
+  await kc.applyToHTTPSOptions(opts);
+  opts.method = 'GET';
+  const req = (url.protocol === 'http:' ? http : https).request(url, opts);
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+    req.on('response', resolve);
+    req.on('error', reject);
+  });
+  req.end();
+  return { req, response };
+}
+
+/** Reads a whole answer body. */
+function readBody(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+/** GETs `path` and parses the JSON answer; rejects on a non-2xx answer or after `timeoutMs`. */
+export async function getJson(kc: KubeConfig, path: string, query: Query, timeoutMs: number): Promise<unknown> {
+  const { req, response } = await open(kc, path, query);
+  const timer = setTimeout(() => req.destroy(new Error(`GET ${path}: no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+  try {
+    const res = await response;
+    const body = await readBody(res);
+    if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw new ApiHttpError(res.statusCode ?? 0, body, `GET ${path}`);
+    return JSON.parse(body) as unknown;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A running watch request. */
+export interface WatchHandle {
+  /** Ends the stream (its `onEnd` is called with no error). */
+  abort(): void;
+}
+
+/**
+ * Opens a watch on `path` and calls `onEvent` with every parsed event line; `onOpen` once the
+ * server accepted it; `onEnd` once, when the stream ends (with the error, if any). Rejects when
+ * the request cannot be made.
+ */
+export async function watchStream(kc: KubeConfig, path: string, query: Query, onEvent: (event: { type?: string; object?: unknown }) => void, onEnd: (err?: unknown) => void, onOpen?: () => void): Promise<WatchHandle> {
+  const { req, response } = await open(kc, path, { ...query, watch: true });
+  let ended = false;
+  const end = (err?: unknown): void => {
+    if (ended) return;
+    ended = true;
+    req.destroy();
+    onEnd(err);
+  };
+  response.then(async (res) => {
+    if (res.statusCode !== 200) {
+      end(new ApiHttpError(res.statusCode ?? 0, await readBody(res).catch(() => ''), `watch ${path}`));
+      return;
+    }
+    onOpen?.();
+    const lines = createInterface({ input: res });
+    lines.on('line', (line) => {
+      if (ended || line.trim() === '') return;
+      let event: { type?: string; object?: unknown };
+      try {
+        event = JSON.parse(line) as { type?: string; object?: unknown };
+      } catch {
+        return; // a torn line: the stream is about to end anyway
+      }
+      onEvent(event);
+    });
+    lines.on('close', () => end());
+    // readline passes its input's errors on (an aborted stream ends in 'aborted').
+    lines.on('error', (err) => end(err));
+    res.on('error', (err) => end(err));
+  }, (err: unknown) => end(err));
+  return { abort: () => end() };
+}
