@@ -163,10 +163,7 @@ function writeFailure(err: unknown, path: string, what: string): never {
   throw err;
 }
 
-/**
- * Replaces the token file atomically. A file that exists keeps its owner and group (so a daemon
- * running under another user can still read it) and its mode, but never more than 0640.
- */
+/** Replaces the token file atomically, keeping an existing file's owner, group and mode (at most 0640) so a daemon running as another user can still read it. */
 export async function writeTokenFile(path: string, token: string): Promise<void> {
   let mode = 0o600;
   let owner: { uid: number; gid: number } | undefined;

@@ -15,10 +15,7 @@ export class KubeconfigError extends Error {
   }
 }
 
-/**
- * The `tokenFile` of the kubeconfig's current user (as kubectl spells it; relative paths are
- * relative to the kubeconfig), or undefined. client-node drops that key when it loads a file.
- */
+/** The `tokenFile` of the kubeconfig's current user (kubectl's key, which client-node drops; relative to the kubeconfig), or undefined. */
 export function currentUserTokenFile(text: string, kc: k8s.KubeConfig, path: string): string | undefined {
   const name = kc.getCurrentUser()?.name;
   let doc: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown } }> };

@@ -36,11 +36,7 @@ export async function readTokenFile(path: string): Promise<string> {
 
 type Authenticator = Parameters<k8s.KubeConfig['addAuthenticator']>[0];
 
-/**
- * Authenticates every request of the kubeconfig user `userName` with the token currently in
- * `path`. client-node 1.4 reads a user's `token-file` once at load and ignores kubectl's
- * `tokenFile`; this reads the file on each request (API calls and each watch (re)connection).
- */
+/** Authenticates every request of kubeconfig user `userName` (API calls and each watch (re)connection) with the token now in `path`, which client-node 1.4 itself would read once at most. */
 export class TokenFileAuthenticator implements Authenticator {
   constructor(
     readonly userName: string,
