@@ -3,11 +3,13 @@
  * need a cluster API outside the test process:
  *
  *   node dist/test/kube-api/main.js --host 127.0.0.1 --port 6443 --tls --token T \
- *     --kubeconfig /tmp/kubeconfig [--nodes-file nodes.json] [--kilo] [--history-limit N] [--san NAME]
+ *     --kubeconfig /tmp/kubeconfig [--nodes-file nodes.json] [--kilo] [--admission] [--service-accounts] \
+ *     [--history-limit N] [--san NAME]
  *
  * Prints one JSON line `{"url":...,"caFile":...,"kubeconfig":...}` on stdout once listening and
  * runs until SIGTERM or SIGINT. `--nodes-file` holds a JSON array of Node objects or a NodeList;
- * `--kilo` also serves Kilo's Peer custom resource.
+ * `--kilo` also serves Kilo's Peer custom resource, `--admission` ValidatingAdmissionPolicies (enforced)
+ * and `--service-accounts` ServiceAccounts with their TokenRequest subresource.
  */
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -60,6 +62,12 @@ export function parseArgs(argv: string[]): CliArgs {
         break;
       case '--kilo':
         out.kilo = true;
+        break;
+      case '--admission':
+        out.server.admission = true;
+        break;
+      case '--service-accounts':
+        out.server.serviceAccounts = true;
         break;
       default:
         throw new Error(`unknown argument ${a}`);

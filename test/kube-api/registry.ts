@@ -66,6 +66,19 @@ export interface ResourceDefinition {
    * no metadata.generation, and PUT without metadata.resourceVersion is an unconditional update.
    */
   builtin?: boolean;
+  /** Checks an object's contents on create and update (after metadata); throws an ApiError (e.g. 422 Invalid) to refuse it. */
+  validate?: (obj: KubeObject) => void;
+  /** Subresources other than `status`, for discovery only (their requests are handled by the server itself). */
+  subresources?: SubresourceDefinition[];
+}
+
+/** A subresource as discovery lists it, e.g. `serviceaccounts/token` (kind TokenRequest of authentication.k8s.io/v1). */
+export interface SubresourceDefinition {
+  name: string;
+  kind: string;
+  group?: string;
+  version?: string;
+  verbs: string[];
 }
 
 /** One column of a server-side Table and how to compute its cell. */
@@ -96,6 +109,8 @@ export interface Resource {
   strategic?: StrategicSchema;
   selectableFields: string[];
   columns: TableColumn[];
+  validate?: (obj: KubeObject) => void;
+  subresources: SubresourceDefinition[];
 }
 
 /** The core/v1 Node type: status subresource, short name `no`, strategic merge, Node printer columns. */
@@ -121,6 +136,19 @@ export const KILO_PEER_RESOURCE: ResourceDefinition = {
   plural: 'peers',
   singular: 'peer',
   namespaced: false,
+};
+
+/** The core/v1 ServiceAccount type with its `token` subresource (the TokenRequest API): `new KubeApiServer({ serviceAccounts: true })`. */
+export const SERVICE_ACCOUNT_RESOURCE: ResourceDefinition = {
+  group: '',
+  version: 'v1',
+  kind: 'ServiceAccount',
+  plural: 'serviceaccounts',
+  singular: 'serviceaccount',
+  shortNames: ['sa'],
+  namespaced: true,
+  builtin: true,
+  subresources: [{ name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] }],
 };
 
 /** Kubernetes' HumanDuration: `45s`, `3m12s`, `5h`, `2d3h`, `3y12d`. */
@@ -255,7 +283,9 @@ export function resolveResource(def: ResourceDefinition): Resource {
     builtin,
     selectableFields: ['metadata.name', ...(def.namespaced ? ['metadata.namespace'] : []), ...(def.selectableFields ?? [])],
     columns,
+    subresources: def.subresources ?? [],
   };
+  if (def.validate) r.validate = def.validate;
   if (def.strategicMergeSchema) r.strategic = def.strategicMergeSchema;
   return r;
 }
@@ -276,6 +306,12 @@ export function apiResourceList(groupVersion: string, resources: Resource[]): Re
     out.push(entry);
     if (r.statusSubresource) {
       out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+    }
+    for (const sub of r.subresources) {
+      const entry: Record<string, unknown> = { name: `${r.plural}/${sub.name}`, singularName: '', namespaced: r.namespaced, kind: sub.kind, verbs: sub.verbs };
+      if (sub.group !== undefined) entry.group = sub.group;
+      if (sub.version !== undefined) entry.version = sub.version;
+      out.push(entry);
     }
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion, resources: out };

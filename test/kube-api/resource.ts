@@ -144,6 +144,7 @@ export class ResourceHandle {
     const name = meta.name;
     if (!name) throw invalid(r.kind, r.group, '', 'metadata.name', 'Required value: name or generateName is required');
     this.validateMeta(obj, name);
+    r.validate?.(obj);
     if (meta.resourceVersion) throw new ApiError(500, '', 'resourceVersion should not be set on objects to be created');
     const key = this.key(name, meta.namespace);
     if (this.store.get(r.key, key)) throw alreadyExists(r.plural, r.group, name);
@@ -234,6 +235,7 @@ export class ResourceHandle {
       if (oldMeta.generation !== undefined) meta.generation = oldMeta.generation;
       else delete meta.generation;
       this.validateMeta(next, name);
+      r.validate?.(next);
     }
     next.apiVersion = r.apiVersion;
     next.kind = r.kind;

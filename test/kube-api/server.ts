@@ -1,7 +1,9 @@
 /*
  * KubeApiServer: a wire-compatible Kubernetes API server for tests, because no real
  * kube-apiserver can run on the test machines. It speaks real HTTP/1.1 (or HTTPS with a
- * throwaway openssl CA), checks bearer tokens, serves discovery for kubectl, and implements
+ * throwaway openssl CA), maps bearer tokens to users (and mints service-account tokens like the
+ * TokenRequest API), serves discovery for kubectl, enforces ValidatingAdmissionPolicies with a real
+ * CEL evaluator when asked to, and implements
  * list (selectors, pagination, resourceVersion semantics), chunked watch streams (history
  * replay, 410 Expired as an ERROR event, bookmarks, timeoutSeconds), get/create/update/
  * patch/delete with Status errors, the status subresource and server-side Tables, for Nodes
@@ -13,18 +15,22 @@ import { writeFile, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { validatingAdmission, VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE, VALIDATING_ADMISSION_POLICY_RESOURCE, type Operation } from './admission.js';
+import { ADMIN_USER, ANONYMOUS_USER, EXTRA_CREDENTIAL_ID, mintServiceAccountToken, TokenTable, type MintedToken, type TokenBinding, type UserInfo } from './auth.js';
 import { clone, isObject } from './json.js';
 import {
   apiGroup,
   apiResourceList,
   NODE_RESOURCE,
   resolveResource,
+  SERVICE_ACCOUNT_RESOURCE,
   toTable,
   type IncludeObject,
   type KubeObject,
   type Resource,
   type ResourceDefinition,
 } from './registry.js';
+import { decodeTokenRequest, PROTOBUF_MEDIA_TYPE } from './protobuf.js';
 import { ResourceHandle, type ListOptions, type PatchType } from './resource.js';
 import { ObjectStore, type StoreEvent } from './store.js';
 import { ApiError, badRequest, methodNotAllowed, pathNotFound, reasonForCode } from './status.js';
@@ -32,8 +38,14 @@ import { generateTls } from './tls.js';
 
 /** Constructor options of KubeApiServer. */
 export interface KubeApiServerOptions {
-  /** Require `Authorization: Bearer <token>` on every request but /version and the health checks. */
+  /** Require `Authorization: Bearer <token>` on every request but /version and the health checks; this token is a cluster admin. */
   token?: string;
+  /** More bearer tokens, each the credential of a user (name, groups, extra); also turns authentication on. */
+  users?: Record<string, UserInfo>;
+  /** Serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicies and their bindings, and enforce them on writes (default false). */
+  admission?: boolean;
+  /** Serve core/v1 ServiceAccounts and their `token` subresource (TokenRequest, e.g. `kubectl create token`) (default false). */
+  serviceAccounts?: boolean;
   /** Serve HTTPS with a generated CA (default true). */
   tls?: boolean;
   /** Listen address (default 127.0.0.1); any local address, e.g. a bridge address in a network namespace. */
@@ -59,6 +71,10 @@ export interface RequestRecord {
   accept?: string;
   userAgent?: string;
   status?: number;
+  /** The authenticated user's name. */
+  user?: string;
+  /** The credential's id (`JTI=…` for service-account tokens), when the user has one. */
+  credentialId?: string;
 }
 
 /** What a `failNext` filter sees of a request. */
@@ -213,6 +229,7 @@ export class KubeApiServer {
   private readonly resources = new Map<string, Resource>();
   private readonly handles = new Map<string, ResourceHandle>();
   private readonly watches = new Set<WatchStream>();
+  private readonly tokens = new TokenTable();
   private failures: Failure[] = [];
   private watchEnabled = true;
   private server?: http.Server;
@@ -222,6 +239,57 @@ export class KubeApiServer {
     this.opts = { tls: true, host: '127.0.0.1', port: 0, bookmarkIntervalMs: 60000, tables: true, ...opts };
     this.store = new ObjectStore(opts.historyLimit ?? 10000);
     this.registerResource(NODE_RESOURCE);
+    if (opts.token !== undefined) this.tokens.add(opts.token, ADMIN_USER);
+    for (const [token, user] of Object.entries(opts.users ?? {})) this.tokens.add(token, user);
+    if (opts.admission) {
+      this.registerResource(VALIDATING_ADMISSION_POLICY_RESOURCE);
+      this.registerResource(VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE);
+    }
+    if (opts.serviceAccounts) this.registerResource(SERVICE_ACCOUNT_RESOURCE);
+  }
+
+  /** Whether requests must carry a known bearer token (the server was made with `token` or `users`). */
+  private get authRequired(): boolean {
+    return this.opts.token !== undefined || this.opts.users !== undefined;
+  }
+
+  /** Accepts `token` as the credential of `user` from now on (until `expiresAt`, ms since the epoch). */
+  addToken(token: string, user: UserInfo, opts: { expiresAt?: number } = {}): void {
+    this.tokens.add(token, user, opts);
+  }
+
+  /** Stops accepting `token` (its requests get 401 from now on); false if it was not accepted. */
+  revokeToken(token: string): boolean {
+    return this.tokens.revoke(token);
+  }
+
+  /**
+   * Mints a token of ServiceAccount `namespace/name` the way TokenRequest does and accepts it:
+   * bound to a Node (`boundNode`), its user carries `authentication.kubernetes.io/node-name` and
+   * `node-uid` and it stops working when that Node is deleted. Unlike the wire API, any lifetime
+   * is allowed (tests of expiry). The ServiceAccount object need not exist.
+   */
+  createServiceAccountToken(opts: { namespace: string; name: string; boundNode?: string; expirationSeconds?: number; audiences?: string[] }): MintedToken {
+    let bound: TokenBinding | undefined;
+    if (opts.boundNode !== undefined) {
+      const node = this.getNode(opts.boundNode);
+      if (!node) throw new Error(`cannot bind a token to Node ${opts.boundNode}: no such Node`);
+      bound = { kind: 'Node', name: opts.boundNode, uid: node.metadata?.uid ?? '' };
+    }
+    const sa = this.handles.get(SERVICE_ACCOUNT_RESOURCE_KEY)?.get(opts.name, opts.namespace);
+    const spec = { namespace: opts.namespace, name: opts.name, ...(sa?.metadata?.uid ? { serviceAccountUid: sa.metadata.uid } : {}) };
+    const minted = mintServiceAccountToken({ ...spec, expirationSeconds: opts.expirationSeconds, audiences: opts.audiences, boundObject: bound });
+    this.tokens.add(minted.token, minted.user, { expiresAt: minted.expiresAt, bound });
+    return minted;
+  }
+
+  /** Creates objects of any served type (e.g. the documents of a manifest), in order, without admission; returns them as stored. */
+  createObjects(objs: KubeObject[]): KubeObject[] {
+    return objs.map((o) => {
+      const r = [...this.resources.values()].find((x) => x.apiVersion === o.apiVersion && x.kind === o.kind);
+      if (!r) throw new Error(`${String(o.apiVersion)} ${String(o.kind)} is not served by this test API server`);
+      return (this.handles.get(r.key) as ResourceHandle).create(o);
+    });
   }
 
   /** Listens (generating TLS material first when enabled) and resolves with the base URL. */
@@ -403,8 +471,11 @@ export class KubeApiServer {
     try {
       const body = await readBody(req);
       this.injectFailure(req, url);
-      this.authenticate(req, url.pathname);
-      await this.route(req, res, url, body);
+      const user = this.authenticate(req, url.pathname);
+      record.user = user.username;
+      const credential = user.extra?.[EXTRA_CREDENTIAL_ID]?.[0];
+      if (credential) record.credentialId = credential;
+      await this.route(req, res, url, body, user);
     } catch (err) {
       this.sendError(res, err);
     }
@@ -426,13 +497,20 @@ export class KubeApiServer {
     throw new ApiError(f.status, reasonForCode(f.status), f.message ?? `injected failure (${f.status})`, d);
   }
 
-  private authenticate(req: http.IncomingMessage, path: string): void {
-    const token = this.opts.token;
-    if (!token) return;
+  /** The user a request authenticates as: its bearer token's; without authentication, everyone is an admin. */
+  private authenticate(req: http.IncomingMessage, path: string): UserInfo {
     const h = req.headers.authorization;
-    if (h === `Bearer ${token}`) return;
-    if (!h && PUBLIC_PATHS.has(path)) return;
+    const m = h ? /^Bearer (\S+)$/.exec(h) : null;
+    const user = m ? this.tokens.lookup(m[1] as string, (b) => this.boundObjectExists(b)) : undefined;
+    if (user) return user;
+    if (!this.authRequired) return ADMIN_USER;
+    if (!h && PUBLIC_PATHS.has(path)) return ANONYMOUS_USER;
     throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+  }
+
+  /** Whether the object a token is bound to still exists with the same uid (only Nodes are served; other kinds count as gone). */
+  private boundObjectExists(b: TokenBinding): boolean {
+    return b.kind === 'Node' && this.getNode(b.name)?.metadata?.uid === b.uid;
   }
 
   private sendError(res: http.ServerResponse, err: unknown): void {
@@ -467,7 +545,7 @@ export class KubeApiServer {
     return g;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: Buffer): Promise<void> {
+  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: Buffer, user: UserInfo): Promise<void> {
     const method = req.method ?? 'GET';
     let parts: string[];
     try {
@@ -547,7 +625,7 @@ export class KubeApiServer {
       this.sendJson(res, 200, apiResourceList(group ? `${group}/${version}` : version, rs));
       return;
     }
-    await this.serveResource(req, res, url, group, version, rest, body);
+    await this.serveResource(req, res, url, group, version, rest, body, user);
   }
 
   private findResource(group: string, version: string, plural: string | undefined): Resource | undefined {
@@ -563,6 +641,7 @@ export class KubeApiServer {
     version: string,
     path: string[],
     body: Buffer,
+    user: UserInfo,
   ): Promise<void> {
     const method = req.method ?? 'GET';
     let rest = path;
@@ -579,10 +658,28 @@ export class KubeApiServer {
     const [plural, name, sub, ...extra] = rest;
     const r = this.findResource(group, version, plural);
     if (!r || extra.length > 0) throw pathNotFound();
-    if (sub !== undefined && (sub !== 'status' || !r.statusSubresource)) throw pathNotFound();
     const handle = this.handles.get(r.key) as ResourceHandle;
     const q = url.searchParams;
     const dryRun = q.getAll('dryRun').includes('All');
+    if (r.key === SERVICE_ACCOUNT_RESOURCE_KEY && sub === 'token' && name && !watchPath) {
+      if (method !== 'POST') throw methodNotAllowed();
+      const protobuf = (req.headers['content-type'] ?? '').split(';')[0]?.trim() === PROTOBUF_MEDIA_TYPE;
+      let input: unknown;
+      if (protobuf) {
+        try {
+          input = decodeTokenRequest(body);
+        } catch (err) {
+          throw badRequest(`error decoding request body as protobuf: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      } else {
+        input = parseJson(body);
+      }
+      this.sendJson(res, 201, this.tokenRequest(handle, name, namespace ?? '', input, dryRun));
+      return;
+    }
+    if (sub !== undefined && (sub !== 'status' || !r.statusSubresource)) throw pathNotFound();
+    const admit = (operation: Operation, object: KubeObject | null, oldObject: KubeObject | null, objName = name ?? '') =>
+      this.admit(res, { operation, r, sub, name: objName, namespace, object, oldObject, user, dryRun });
     const isWatch = watchPath || isTrue(q.get('watch'));
     const format = parseAccept(req.headers.accept);
     if (!this.opts.tables) delete format.table;
@@ -607,13 +704,22 @@ export class KubeApiServer {
       }
       case 'POST': {
         if (name || watchPath) throw methodNotAllowed();
-        const obj = handle.create(parseJson(body) as KubeObject, { dryRun, ...(namespace ? { namespace } : {}) });
+        const input = parseJson(body) as KubeObject;
+        const nsOpt = namespace ? { namespace } : {};
+        if (this.admissionEnabled) {
+          const candidate = handle.create(input, { dryRun: true, ...nsOpt });
+          admit('CREATE', candidate, null, candidate.metadata?.name ?? '');
+        }
+        const obj = handle.create(input, { dryRun, ...nsOpt });
         this.sendObject(res, 201, r, obj, format, includeObject);
         return;
       }
       case 'PUT': {
         if (!name || watchPath) throw methodNotAllowed();
-        const obj = handle.update(parseJson(body) as KubeObject, { name, dryRun, scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) });
+        const input = parseJson(body) as KubeObject;
+        const opts = { name, scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) } as const;
+        if (this.admissionEnabled) admit('UPDATE', handle.update(input, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
+        const obj = handle.update(input, { ...opts, dryRun });
         this.sendObject(res, 200, r, obj, format, includeObject);
         return;
       }
@@ -633,7 +739,11 @@ export class KubeApiServer {
             `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`,
           );
         }
-        const obj = handle.patch(name, type, parseJson(body), { dryRun, scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) });
+        const patch = parseJson(body);
+        const opts = { scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) } as const;
+        // At admission a patch is an UPDATE of the patched object.
+        if (this.admissionEnabled) admit('UPDATE', handle.patch(name, type, patch, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
+        const obj = handle.patch(name, type, patch, { ...opts, dryRun });
         this.sendObject(res, 200, r, obj, format, includeObject);
         return;
       }
@@ -647,11 +757,13 @@ export class KubeApiServer {
         if (typeof pre.uid === 'string') preconditions.uid = pre.uid;
         if (typeof pre.resourceVersion === 'string') preconditions.resourceVersion = pre.resourceVersion;
         if (name) {
+          if (this.admissionEnabled) admit('DELETE', null, handle.mustGet(name, namespace));
           const obj = handle.delete(name, { dryRun: dry, preconditions, ...(namespace ? { namespace } : {}) });
           this.sendObject(res, 200, r, obj, format, includeObject);
           return;
         }
         const victims = handle.list(this.listOptions(q, namespace));
+        if (this.admissionEnabled) for (const v of victims) admit('DELETE', null, v, v.metadata?.name ?? '');
         const deleted = victims.map((v) => handle.delete(v.metadata?.name as string, { dryRun: dry, ...(v.metadata?.namespace ? { namespace: v.metadata.namespace } : {}) }));
         this.sendJson(res, 200, this.listBody(r, deleted, this.resourceVersion, {}));
         return;
@@ -659,6 +771,72 @@ export class KubeApiServer {
       default:
         throw methodNotAllowed();
     }
+  }
+
+  /** Whether ValidatingAdmissionPolicies are served (and so enforced). */
+  private get admissionEnabled(): boolean {
+    return this.resources.has(VALIDATING_ADMISSION_POLICY_RESOURCE_KEY);
+  }
+
+  /** Runs validating admission for a write; throws the denial, adds Warning headers for Warn bindings. */
+  private admit(
+    res: http.ServerResponse,
+    a: { operation: Operation; r: Resource; sub: string | undefined; name: string; namespace: string | undefined; object: KubeObject | null; oldObject: KubeObject | null; user: UserInfo; dryRun: boolean },
+  ): void {
+    const bindings = this.store.list(VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE_KEY);
+    if (bindings.length === 0) return;
+    const result = validatingAdmission(this.store.list(VALIDATING_ADMISSION_POLICY_RESOURCE_KEY), bindings, {
+      operation: a.operation,
+      group: a.r.group,
+      version: a.r.version,
+      resource: a.r.plural,
+      ...(a.sub ? { subResource: a.sub } : {}),
+      kind: a.r.kind,
+      name: a.name,
+      ...(a.namespace ? { namespace: a.namespace } : {}),
+      object: a.object,
+      oldObject: a.oldObject,
+      userInfo: a.user,
+      dryRun: a.dryRun,
+    });
+    if (result.denial) throw result.denial;
+    if (result.warnings.length) {
+      const prev = res.getHeader('Warning');
+      const list = Array.isArray(prev) ? prev : prev !== undefined ? [String(prev)] : [];
+      res.setHeader('Warning', [...list, ...result.warnings.map((w) => `299 - ${JSON.stringify(w)}`)]);
+    }
+  }
+
+  /** POST serviceaccounts/<name>/token: a TokenRequest, answered with a token as kube-apiserver does (Node-bound or unbound). */
+  private tokenRequest(handle: ResourceHandle, name: string, namespace: string, body: unknown, dryRun: boolean): Record<string, unknown> {
+    const sa = handle.mustGet(name, namespace);
+    const spec = isObject(body) && isObject(body.spec) ? body.spec : {};
+    const seconds = spec.expirationSeconds === undefined || spec.expirationSeconds === null ? 3600 : Number(spec.expirationSeconds);
+    const invalidRequest = (field: string, detail: string) =>
+      new ApiError(422, 'Invalid', `TokenRequest.authentication.k8s.io "${name}" is invalid: ${field}: ${detail}`, {
+        name, group: 'authentication.k8s.io', kind: 'TokenRequest', causes: [{ reason: 'FieldValueInvalid', message: detail, field }],
+      });
+    if (!Number.isInteger(seconds) || seconds < 600) throw invalidRequest('spec.expirationSeconds', `Invalid value: ${String(spec.expirationSeconds)}: may not specify a duration less than 10 minutes`);
+    if (seconds > 2 ** 32) throw invalidRequest('spec.expirationSeconds', `Invalid value: ${seconds}: may not specify a duration larger than 2^32 seconds`);
+    let bound: TokenBinding | undefined;
+    const ref = isObject(spec.boundObjectRef) ? spec.boundObjectRef : undefined;
+    if (ref) {
+      if (ref.kind !== 'Node') throw badRequest(`cannot bind token to a ${String(ref.kind)}: this test API server binds tokens to Nodes only`);
+      const node = this.nodes.mustGet(String(ref.name ?? ''));
+      const uid = node.metadata?.uid ?? '';
+      if (ref.uid && ref.uid !== uid) throw conflictUid(String(ref.name), String(ref.uid), uid);
+      bound = { kind: 'Node', name: String(ref.name), uid };
+    }
+    const audiences = Array.isArray(spec.audiences) && spec.audiences.length ? spec.audiences.map(String) : undefined;
+    const minted = mintServiceAccountToken({ namespace, name, serviceAccountUid: sa.metadata?.uid ?? '', expirationSeconds: seconds, audiences, boundObject: bound });
+    if (!dryRun) this.tokens.add(minted.token, minted.user, { expiresAt: minted.expiresAt, bound });
+    return {
+      kind: 'TokenRequest',
+      apiVersion: 'authentication.k8s.io/v1',
+      metadata: { name, namespace, creationTimestamp: null },
+      spec: { audiences: minted.claims.aud, expirationSeconds: seconds, boundObjectRef: ref ? { kind: 'Node', apiVersion: 'v1', name: bound!.name, uid: bound!.uid } : null },
+      status: { token: dryRun ? '' : minted.token, expirationTimestamp: new Date(minted.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z') },
+    };
   }
 
   private listOptions(q: URLSearchParams, namespace: string | undefined, name?: string): ListOptions {
@@ -856,6 +1034,15 @@ function convertEvent(e: StoreEvent, matches: (o: KubeObject) => boolean): { typ
   return undefined;
 }
 
+const SERVICE_ACCOUNT_RESOURCE_KEY = '/serviceaccounts';
+const VALIDATING_ADMISSION_POLICY_RESOURCE_KEY = `${VALIDATING_ADMISSION_POLICY_RESOURCE.group}/${VALIDATING_ADMISSION_POLICY_RESOURCE.plural}`;
+const VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE_KEY = `${VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE.group}/${VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE.plural}`;
+
+/** 409 for a TokenRequest whose bound object's uid is not the object's. */
+function conflictUid(name: string, want: string, have: string): ApiError {
+  return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on nodes "${name}": the UID in the bound object reference (${want}) does not match the UID in record. The object might have been deleted and then recreated`, { name, kind: 'nodes' });
+}
+
 function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw badRequest('the request body is empty');
   try {
@@ -886,6 +1073,10 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 /** Re-exported so tests need one import: Status errors, the built-in resource definitions and object types. */
 export { ApiError, statusBody } from './status.js';
 /** Re-exported resource definitions and types (see registry.ts). */
-export { KILO_PEER_RESOURCE, NODE_RESOURCE, type KubeObject, type ResourceDefinition } from './registry.js';
+export { KILO_PEER_RESOURCE, NODE_RESOURCE, SERVICE_ACCOUNT_RESOURCE, type KubeObject, type ResourceDefinition } from './registry.js';
+/** Re-exported users and token helpers (see auth.ts). */
+export { ADMIN_USER, EXTRA_CREDENTIAL_ID, EXTRA_NODE_NAME, EXTRA_NODE_UID, type MintedToken, type UserInfo } from './auth.js';
+/** Re-exported admission evaluation (see admission.ts). */
+export { validatingAdmission, type AdmissionRequest, type AdmissionResult, type PolicyDecision } from './admission.js';
 /** Re-exported handle type returned by `registerResource` and `resource` (see resource.ts). */
 export type { ResourceHandle, PatchType } from './resource.js';

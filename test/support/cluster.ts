@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeObject } from '../kube-api/server.js';
+import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../kube-api/server.js';
 import type { TestProcess } from './process.js';
 import { TestNode } from './netns.js';
 import { Underlay } from './underlay.js';
@@ -34,6 +34,8 @@ export interface NodeSpec {
   pod?: boolean;
   /** Register the Node object in the API (default true). */
   register?: boolean;
+  /** Give the node the cluster's shared admin kubeconfig (default true); false: the test writes the node's credentials itself. */
+  kubeconfig?: boolean;
 }
 
 /** One node of the cluster. */
@@ -74,10 +76,10 @@ export class Cluster {
 
   private constructor(readonly api: KubeApiServer, readonly underlay: Underlay, readonly kubeconfigText: string, readonly baseConfig: string) {}
 
-  /** Starts the API server on a fresh underlay (no nodes yet). */
-  static async create(opts: { baseConfig?: string } = {}): Promise<Cluster> {
+  /** Starts the API server (with `api` options, e.g. admission) on a fresh underlay (no nodes yet). */
+  static async create(opts: { baseConfig?: string; api?: Omit<KubeApiServerOptions, 'host' | 'port' | 'tls' | 'token'> } = {}): Promise<Cluster> {
     const underlay = await Underlay.create({ hostAddress: true });
-    const api = new KubeApiServer({ tls: true, token: 'e2e-token', host: underlay.hostAddress!, port: 0 });
+    const api = new KubeApiServer({ ...opts.api, tls: true, token: 'e2e-token', host: underlay.hostAddress!, port: 0 });
     try {
       await api.start();
     } catch (err) {
@@ -116,7 +118,7 @@ export class Cluster {
       spec.config ?? '',
     ].join('\n');
     await host.exec('mkdir', ['-p', '/etc/wg-overlay', '/etc/wireguard']);
-    await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
+    if (spec.kubeconfig !== false) await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
     await host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(configText), 0o644);
     const node: ClusterNode = { name, index, host, address, podCIDRs, pod, podIp, gatewayIp, daemon: undefined, configText };
     this.nodes.set(name, node);

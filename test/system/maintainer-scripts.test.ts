@@ -67,11 +67,12 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
     });
 
-    it('apt-get purge removes state, kubeconfig and the wg-quick files wg-overlay wrote (only those), still without systemctl calls', async () => {
+    it('apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), still without systemctl calls', async () => {
       await s.exec(['sh', '-c', [
         'mkdir -p /var/lib/wg-overlay /etc/wireguard',
         'echo key > /var/lib/wg-overlay/private.key',
         'echo kc > /etc/wg-overlay/kubeconfig',
+        'echo tok > /etc/wg-overlay/token',
         'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
         'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
         ': > /var/tmp/systemctl.log',

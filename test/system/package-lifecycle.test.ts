@@ -4,13 +4,15 @@
  * and runs the bundle on it, the unit runs under the real systemd with its sandbox, talks to
  * journald, brings wg0 up through wg-quick@wg0 over D-Bus, and the package upgrades and purges
  * the way Debian packages do. The Kubernetes API is the test API server on the host end of the
- * container's network (HTTPS, bearer token).
+ * container's network (HTTPS), enforcing the shipped node policy; the node has its own Node-bound
+ * token, rotated on the running service without a restart.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
+import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject, type MintedToken } from '../kube-api/server.js';
 import { requireTools, sleep } from '../support/process.js';
 import type { TestNode } from '../support/netns.js';
 import { TestNetwork } from '../support/underlay.js';
@@ -37,6 +39,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
   let api: KubeApiServer;
   let c: NspawnContainer;
   let installOutput = '';
+  /** The node's first token (Node-bound), replaced by the rotation test. */
+  let nodeToken: MintedToken;
   /** InvocationID of the configured run of wg-overlay.service. */
   let invocation = '';
   let mainPid = '';
@@ -58,9 +62,10 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     node = net.nodes[0]!;
     // Pods behind a node need forwarding; with it on, the daemon has no warning to log.
     await node.sysctl('net.ipv4.ip_forward', '1');
-    api = new KubeApiServer({ host: net.underlay.hostAddress!, token: TOKEN });
-    // The admin applied /usr/share/wg-overlay/kubernetes/crd-peer.yaml (install guide).
+    api = new KubeApiServer({ host: net.underlay.hostAddress!, token: TOKEN, admission: true });
+    // The admin applied /usr/share/wg-overlay/kubernetes/crd-peer.yaml and node-policy.yaml (install guide).
     api.registerResource(KILO_PEER_RESOURCE);
+    api.createObjects(parseAllDocuments(await readFile('packaging/kubernetes/node-policy.yaml', 'utf8')).map((d) => d.toJS() as KubeObject));
     await api.start();
     api.createNode({
       apiVersion: 'v1',
@@ -69,6 +74,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
       status: { addresses: [{ type: 'InternalIP', address: node.underlayAddress! }, { type: 'Hostname', address: NODE }] },
     });
+    nodeToken = api.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: NODE, expirationSeconds: 8760 * 3600 });
     c = await NspawnContainer.boot({ name: NODE, layers: [root], netns: node.netns });
     console.log(`      (packages built and Debian root ready in ${Math.round((t1 - t0) / 1000)} s, container booted in ${Math.round((Date.now() - t1) / 1000)} s)`);
   });
@@ -99,13 +105,14 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const check = await c.exec('wg-overlay', ['check-config']);
     assert.match(check.stdout, /\/etc\/wg-overlay\/wg-overlay\.conf: OK/);
     // Layout and modes as installed.
-    const modes = (await c.sh('stat -c "%a %U %n" /usr/bin/wg-overlay /usr/lib/wg-overlay/wg-overlay.mjs /lib/systemd/system/wg-overlay.service /etc/wg-overlay/wg-overlay.conf /usr/share/wg-overlay/kubernetes/rbac.yaml /usr/share/wg-overlay/kubernetes/crd-peer.yaml /usr/share/doc/wg-overlay/install.md')).stdout;
+    const modes = (await c.sh('stat -c "%a %U %n" /usr/bin/wg-overlay /usr/lib/wg-overlay/wg-overlay.mjs /lib/systemd/system/wg-overlay.service /etc/wg-overlay/wg-overlay.conf /usr/share/wg-overlay/kubernetes/rbac.yaml /usr/share/wg-overlay/kubernetes/node-policy.yaml /usr/share/wg-overlay/kubernetes/crd-peer.yaml /usr/share/doc/wg-overlay/install.md')).stdout;
     assert.equal(modes, [
       '755 root /usr/bin/wg-overlay',
       '644 root /usr/lib/wg-overlay/wg-overlay.mjs',
       '644 root /lib/systemd/system/wg-overlay.service',
       '644 root /etc/wg-overlay/wg-overlay.conf',
       '644 root /usr/share/wg-overlay/kubernetes/rbac.yaml',
+      '644 root /usr/share/wg-overlay/kubernetes/node-policy.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
       '644 root /usr/share/doc/wg-overlay/install.md',
       '',
@@ -153,13 +160,13 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok(err.some((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.PRIORITY === 3 && /kubeconfig .* does not exist/.test(e.MESSAGE)), 'the reason is logged at err');
   });
 
-  it('wg-overlay kubeconfig (run on Node 18 in the container) writes a 0600 kubeconfig from server URL, CA and token file', async () => {
-    await c.writeFile('/var/tmp/ca.crt', api.caPem!);
-    await c.writeFile('/var/tmp/token', `${TOKEN}\n`, 0o600);
-    const r = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token']);
+  it('wg-overlay kubeconfig (run on Node 18 in the container) writes a 0600 kubeconfig and token file from server URL, CA data and the piped Node-bound token', async () => {
+    const caData = Buffer.from(api.caPem!).toString('base64');
+    const r = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'], { input: nodeToken.token });
     assert.match(r.stdout, /wrote \/etc\/wg-overlay\/kubeconfig \(mode 0600\)/);
-    assert.equal((await c.exec('stat', ['-c', '%a %U %G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), '600 root root');
-    const again = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token'], { allowFailure: true });
+    assert.match(r.stdout, new RegExp(`wrote /etc/wg-overlay/token \\(mode 0600\\): system:serviceaccount:wg-overlay:wg-overlay, bound to Node ${NODE}, expires`));
+    assert.equal((await c.exec('stat', ['-c', '%a %U %G', '/etc/wg-overlay/kubeconfig', '/etc/wg-overlay/token'])).stdout.trim(), '600 root root\n600 root root');
+    const again = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'], { input: nodeToken.token, allowFailure: true });
     assert.equal(again.exitCode, 1);
     assert.match(again.stderr, /already exists; add --force/);
   });
@@ -231,6 +238,26 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const deadline = Date.now() + 10_000;
     while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline) await sleep(100);
     assert.equal(annotations()[`${ANN}endpoint`], `${node.underlayAddress}:51821`);
+    const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
+    assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
+  });
+
+  it('a token rotated with --token-only is used by the running, sandboxed service without a restart; the old one is revoked', async () => {
+    const fresh = api.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: NODE, expirationSeconds: 8760 * 3600 });
+    const r = await c.exec('wg-overlay', ['kubeconfig', '--token-only', '--token-file', '-'], { input: fresh.token });
+    assert.match(r.stdout, /no restart needed/);
+    api.revokeToken(nodeToken.token);
+    nodeToken = fresh;
+    const mark = api.requests.length;
+    // The API server ends watches now and then; the daemon reconnects with what is in the file.
+    api.dropWatches();
+    api.patchNode(NODE, { metadata: { annotations: { [`${ANN}endpoint`]: null } } });
+    const deadline = Date.now() + 20_000;
+    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline) await sleep(100);
+    assert.equal(annotations()[`${ANN}endpoint`], `${node.underlayAddress}:51821`, 'republished with the new token');
+    const later = api.requests.slice(mark).filter((x) => x.path.startsWith('/api/v1/nodes'));
+    assert.ok(later.some((x) => x.method === 'PATCH' && x.status === 200 && x.credentialId === `JTI=${fresh.id}`), 'the PATCH carried the new token');
+    assert.ok(later.every((x) => x.status !== 401), 'the revoked token was never sent again');
     const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
     assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
   });

@@ -1,9 +1,11 @@
 /**
- * The kubeconfig the daemon and the operator commands use, loaded with errors that name the file.
+ * The kubeconfig the daemon and the operator commands use, loaded with errors that name the file; a user's `tokenFile` is re-read for every request.
  */
 import { access, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
+import { readTokenFile, TokenFileAuthenticator, TokenFileError } from './token.js';
 
 /** A kubeconfig that cannot be used; the message names the file and what is wrong. */
 export class KubeconfigError extends Error {
@@ -13,7 +15,21 @@ export class KubeconfigError extends Error {
   }
 }
 
-/** Loads and checks a kubeconfig file. */
+/** The `tokenFile` of the kubeconfig's current user (kubectl's key, which client-node drops; relative to the kubeconfig), or undefined. */
+export function currentUserTokenFile(text: string, kc: k8s.KubeConfig, path: string): string | undefined {
+  const name = kc.getCurrentUser()?.name;
+  let doc: { users?: Array<{ name?: unknown; user?: { tokenFile?: unknown } }> };
+  try {
+    doc = k8s.loadYaml(text);
+  } catch {
+    return undefined;
+  }
+  const file = (Array.isArray(doc?.users) ? doc.users : []).find((u) => u?.name === name)?.user?.tokenFile;
+  if (typeof file !== 'string' || file === '') return undefined;
+  return isAbsolute(file) ? file : join(dirname(path), file);
+}
+
+/** Loads and checks a kubeconfig file; a user's `tokenFile` must hold a token, and is read again for every request. */
 export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
   try {
     await access(path, constants.R_OK);
@@ -41,7 +57,18 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster || !cluster.server) throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);
-  if (!kc.getCurrentUser()) throw new KubeconfigError(`kubeconfig ${path} has no user for its current context`);
+  const user = kc.getCurrentUser();
+  if (!user) throw new KubeconfigError(`kubeconfig ${path} has no user for its current context`);
+  const tokenFile = user.token ? undefined : currentUserTokenFile(text, kc, path);
+  if (tokenFile) {
+    try {
+      await readTokenFile(tokenFile);
+    } catch (err) {
+      if (!(err instanceof TokenFileError)) throw err;
+      throw new KubeconfigError(`kubeconfig ${path}: ${err.message}: write the token with \`wg-overlay kubeconfig --token-only --token-file FILE\` (see /usr/share/doc/wg-overlay/install.md)`);
+    }
+    kc.addAuthenticator(new TokenFileAuthenticator(user.name, tokenFile));
+  }
   // client-node resolves relative certificate paths against the working directory; make them
   // relative to the kubeconfig like kubectl does.
   kc.makePathsAbsolute(path.replace(/\/[^/]*$/, '') || '/');

@@ -132,7 +132,7 @@ describe('unit: packaging: nfpm.yaml', () => {
       assert.equal(byDst.get('/usr/bin/wg-overlay')?.mode, 0o755);
       assert.equal(byDst.get('/etc/wg-overlay/wg-overlay.conf')?.mode, 0o644);
       assert.equal(byDst.get('/etc/wg-overlay')?.type, 'dir');
-      for (const f of ['/usr/share/wg-overlay/kubernetes/rbac.yaml', '/usr/share/wg-overlay/kubernetes/crd-peer.yaml', '/usr/share/doc/wg-overlay/install.md', '/usr/share/doc/wg-overlay/copyright']) {
+      for (const f of ['/usr/share/wg-overlay/kubernetes/rbac.yaml', '/usr/share/wg-overlay/kubernetes/node-policy.yaml', '/usr/share/wg-overlay/kubernetes/crd-peer.yaml', '/usr/share/doc/wg-overlay/install.md', '/usr/share/doc/wg-overlay/copyright']) {
         assert.ok(byDst.has(f), `${packager} ships ${f}`);
       }
       for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
@@ -239,8 +239,9 @@ function tsFiles(dir: string): string[] {
 }
 
 describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
-  it('is a ServiceAccount, a ClusterRole, their binding and a token Secret', async () => {
+  it('is a Namespace, a ServiceAccount, a ClusterRole and their binding: no long-lived token Secret', async () => {
     const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
+    assert.deepEqual(docs.map((d) => d.kind), ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']);
     const kind = (k: string) => docs.find((d) => d.kind === k);
     assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
     const sa = kind('ServiceAccount');
@@ -248,10 +249,17 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
     const crb = kind('ClusterRoleBinding');
     assert.deepEqual(crb?.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: kind('ClusterRole')?.metadata.name });
     assert.deepEqual(crb?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
-    const secret = kind('Secret');
-    assert.equal(secret?.type, 'kubernetes.io/service-account-token');
-    assert.equal(secret?.metadata.annotations['kubernetes.io/service-account.name'], 'wg-overlay');
-    assert.equal(secret?.metadata.namespace, 'wg-overlay');
+    for (const f of ['rbac.yaml', 'node-policy.yaml', 'crd-peer.yaml']) {
+      const text = readFileSync(`packaging/kubernetes/${f}`, 'utf8');
+      assert.doesNotMatch(text, /kind:\s*Secret|service-account-token|^\s*token:/m, `${f} carries no token`);
+    }
+  });
+
+  it('grants no get, create, update or delete on Nodes, nor anything on their subresources', async () => {
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
+    const rules = docs.find((d) => d.kind === 'ClusterRole')!.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
+    const nodeRules = rules.filter((r) => r.apiGroups.includes('') && r.resources.some((x) => x === 'nodes' || x.startsWith('nodes/') || x === '*'));
+    assert.deepEqual(nodeRules.map((r) => [r.resources, r.verbs]), [[['nodes'], ['list', 'watch', 'patch']]]);
   });
 
   it('the ClusterRole grants exactly the verbs the code uses, found by scanning service/src for API calls', async () => {

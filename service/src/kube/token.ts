@@ -1,0 +1,85 @@
+/**
+ * The bearer token of a kubeconfig user's `tokenFile`, read afresh for every request so that a token rotated on disk is used without a restart.
+ */
+import { readFile } from 'node:fs/promises';
+import type * as k8s from '@kubernetes/client-node';
+
+/** A token file that cannot be used; the message names the file, never the token. */
+export class TokenFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenFileError';
+  }
+}
+
+/** Checks a token as read from a file: one line, printable, no spaces; returns it trimmed (`what` names the file in errors). */
+export function parseToken(text: string, what: string): string {
+  const token = text.trim();
+  if (token === '') throw new TokenFileError(`${what}: the file is empty`);
+  if (/\s/.test(token)) throw new TokenFileError(`${what}: the token contains whitespace or several lines; put only the token in the file`);
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x21-\x7e]/.test(token)) throw new TokenFileError(`${what}: the token contains non-printable characters`);
+  return token;
+}
+
+/** Reads and checks the token in `path`. */
+export async function readTokenFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new TokenFileError(`token file ${path} ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? 'error'})`}`);
+  }
+  return parseToken(text, `token file ${path}`);
+}
+
+type Authenticator = Parameters<k8s.KubeConfig['addAuthenticator']>[0];
+
+/** Authenticates every request of kubeconfig user `userName` (API calls and each watch (re)connection) with the token now in `path`, which client-node 1.4 itself would read once at most. */
+export class TokenFileAuthenticator implements Authenticator {
+  constructor(
+    readonly userName: string,
+    readonly path: string,
+  ) {}
+
+  isAuthProvider(user: k8s.User): boolean {
+    return user.name === this.userName;
+  }
+
+  async applyAuthentication(_user: k8s.User, opts: Parameters<Authenticator['applyAuthentication']>[1]): Promise<void> {
+    const token = await readTokenFile(this.path);
+    opts.headers = { ...(opts.headers ?? {}), Authorization: `Bearer ${token}` };
+  }
+}
+
+/** What a service-account token says about itself (read without verifying it: for messages only). */
+export interface TokenClaims {
+  /** `system:serviceaccount:<namespace>:<name>`. */
+  subject?: string;
+  /** The Node the token is bound to, or the Node of the pod it is bound to. */
+  node?: string;
+  /** The pod the token is bound to. */
+  pod?: string;
+  expiresAt?: Date;
+}
+
+/** The claims of a JWT-shaped token, or undefined when the token is not a readable JWT. */
+export function tokenClaims(token: string): TokenClaims | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  let payload: Record<string, unknown>;
+  try {
+    payload = JSON.parse(Buffer.from(parts[1] as string, 'base64url').toString('utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  const k = (payload['kubernetes.io'] ?? {}) as { node?: { name?: unknown }; pod?: { name?: unknown } };
+  const out: TokenClaims = {};
+  if (typeof payload.sub === 'string') out.subject = payload.sub;
+  if (typeof k.node?.name === 'string') out.node = k.node.name;
+  if (typeof k.pod?.name === 'string') out.pod = k.pod.name;
+  if (typeof payload.exp === 'number') out.expiresAt = new Date(payload.exp * 1000);
+  return out;
+}
