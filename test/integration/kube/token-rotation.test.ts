@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { kubeconfigCommand } from '../../../service/src/cli/kubeconfig.js';
 import { loadKubeconfig } from '../../../service/src/kube/kubeconfig.js';
 import { ApiNodePublisher } from '../../../service/src/kube/node-publisher.js';
-import { WatchNodeSource } from '../../../service/src/kube/node-source.js';
+import { nodesApi, WatchNodeSource } from '../../../service/src/kube/node-source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import { KubeApiServer } from '../../kube-api/server.js';
@@ -53,10 +53,14 @@ describe('integration: kube: token rotation without a restart', function () {
     assert.equal(await kubeconfigCommand(['--server', server.url!, '--ca', join(dir, 'ca.crt'), '--token-file', join(dir, 'first'), '--output', kubeconfig], sink(), sink()), 0);
 
     const kc = await loadKubeconfig(kubeconfig);
-    const source = new WatchNodeSource(kc, memoryLogger());
+    const source = new WatchNodeSource(nodesApi(kc), memoryLogger());
     const publisher = new ApiNodePublisher(kc);
     let nodes: MeshNode[] = [];
-    source.start({ onList: (l) => { nodes = l; }, onState: () => undefined });
+    source.start({
+      onList: (l) => { nodes = l; },
+      onChange: (name, node) => { nodes = [...nodes.filter((n) => n.name !== name), ...(node ? [node] : [])]; },
+      onState: () => undefined,
+    });
     try {
       await until(() => nodes.length === 1 && server.watchCount === 1, 'the first list and watch');
       await publisher.patchAnnotations('n1', { 'wg-overlay.io/endpoint': '192.0.2.1:51820' });
