@@ -16,9 +16,9 @@
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './process.js';
 
 /** Bump to invalidate every cached root (when the way roots are prepared changes). */
@@ -206,6 +206,24 @@ export class ScratchRoot {
   }
 }
 
+/**
+ * A /dev/net/tun device node (10:200) with the mode udev gives it on every normal host, 0666, for
+ * the containers: wireguard-go started by wg-quick@ as the unprivileged user wg-overlay opens it.
+ * The machines here have no udev and a 0600 node, which is not changed; the containers get this
+ * node (the same device) bound in instead.
+ */
+async function tunNode(): Promise<string> {
+  const node = join(CACHE_DIR, 'dev-net-tun-0666');
+  await mkdir(CACHE_DIR, { recursive: true });
+  if (!existsSync(node)) {
+    const tmp = `${node}.tmp-${process.pid}`;
+    await rm(tmp, { force: true });
+    await run('mknod', ['-m', '0666', tmp, 'c', '10', '200']);
+    await rename(tmp, node);
+  }
+  return node;
+}
+
 /** Options of {@link NspawnContainer.boot}. */
 export interface BootOptions {
   /** Machine name; also the container's hostname (so, by default, its Kubernetes Node name). */
@@ -249,12 +267,13 @@ export class NspawnContainer {
     await mkdir(root);
     await run('mount', ['-t', 'overlay', `wgs-${process.pid}-${counter}`, '-o', `lowerdir=${opts.layers.join(':')},upperdir=${upper},workdir=${join(dir, 'work')}`, root]);
     liveMounts.add(root);
+    const tun = await tunNode();
     const nspawn = spawnProcess('systemd-nspawn', [
       '-D', root, '-b', '-M', opts.name,
       '--register=no', '--keep-unit', '--console=pipe',
       `--network-namespace-path=/run/netns/${opts.netns}`,
       '--capability=CAP_NET_ADMIN',
-      '--bind=/dev/net/tun',
+      `--bind=${tun}:/dev/net/tun`,
     ], { label: `nspawn ${opts.name}` });
     let pid: number;
     try {
@@ -517,6 +536,35 @@ export async function buildPackages(targetDir: string, version?: string): Promis
   if (!deb || !rpm) throw new Error(`packaging/build.sh did not print a .deb and an .rpm:\n${r.stdout}\n${r.stderr}`);
   const v = /_([^_]+)-[^_-]+_[^_]+\.deb$/.exec(deb)?.[1] ?? '';
   return { version: v, deb, rpm };
+}
+
+/**
+ * The commit whose packages were the last to run the daemon as root (0.1): upgrades from it are
+ * tested (test/system/upgrade.test.ts).
+ */
+export const ROOT_RUNNING_COMMIT = '260f3442eb5f727f13bc548e3cc9c1c5d55d6df4';
+
+/**
+ * Builds the packages of an earlier commit: its tree (`git archive`) in a temp dir, with this
+ * checkout's node_modules linked in (the build tools), packaged by that commit's own
+ * packaging/build.sh, as `version`.
+ */
+export async function buildPackagesAtCommit(commit: string, targetDir: string, version: string): Promise<BuiltPackages> {
+  const has = await run('git', ['cat-file', '-e', `${commit}^{commit}`], { allowFailure: true });
+  if (has.failed) throw new Error(`commit ${commit} is not in this clone (a shallow checkout? fetch the full history): it is needed to build the earlier package`);
+  const src = await mkdtemp(join(tmpdir(), 'wgs-src-'));
+  try {
+    await run('sh', ['-c', 'git archive --format=tar "$1" | tar -x -C "$2"', 'sh', commit, src]);
+    await symlink(resolve('node_modules'), join(src, 'node_modules'));
+    const r = await run('bash', [join(src, 'packaging/build.sh'), '--target', resolve(targetDir), '--version', version], { timeoutMs: 5 * 60_000, label: `build ${commit.slice(0, 7)}` });
+    const files = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const deb = files.find((f) => f.endsWith('.deb'));
+    const rpm = files.find((f) => f.endsWith('.rpm'));
+    if (!deb || !rpm) throw new Error(`${commit}'s packaging/build.sh did not print a .deb and an .rpm:\n${r.stdout}\n${r.stderr}`);
+    return { version, deb, rpm };
+  } finally {
+    await rm(src, { recursive: true, force: true });
+  }
 }
 
 /** Package names in a .deb's Depends (first alternative of each, versions dropped). */

@@ -62,12 +62,14 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       assert.match(r.stdout + r.stderr, /Setting up wg-overlay \(/);
       assert.match(r.stdout + r.stderr, /not configured yet/);
       assert.equal((await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(), '/lib/systemd/system/wg-overlay.service');
+      // The system user is there for the first start (systemd-sysusers needs no running systemd).
+      assert.match((await s.exec(['getent', 'passwd', 'wg-overlay'])).stdout, /^wg-overlay:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m);
       log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
       const runtime = log.split('\n').filter((l) => l.includes('wg-overlay') && RUNTIME_VERBS.test(l));
       assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
     });
 
-    it('apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), still without systemctl calls', async () => {
+    it('apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), still without systemctl calls; the user stays', async () => {
       await s.exec(['sh', '-c', [
         'mkdir -p /var/lib/wg-overlay /etc/wireguard',
         'echo key > /var/lib/wg-overlay/private.key',
@@ -82,6 +84,8 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
         assert.equal((await s.exec(['test', '-e', p], { allowFailure: true })).exitCode, 1, `${p} removed by purge`);
       }
       assert.equal((await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode, 0, 'a wg-quick file wg-overlay did not write stays');
+      // Debian keeps system users on purge (files it owned may remain anywhere).
+      assert.equal((await s.exec(['getent', 'passwd', 'wg-overlay'], { allowFailure: true })).exitCode, 0);
       log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
       assert.deepEqual(log.split('\n').filter((l) => RUNTIME_VERBS.test(l)), [], `systemctl calls that need a running systemd:\n${log}`);
     });

@@ -1,8 +1,9 @@
 /**
  * Three booted Debian 12 containers on one test network, each with the .deb installed by apt,
- * wireguard-go for WireGuard (this kernel has no module), and `apply = restart`: the daemons
- * publish their keys, find each other through the test API server, restart wg-quick@wg0 through
- * the real systemd's D-Bus API whenever their peers change, and the overlay addresses ping.
+ * wireguard-go for WireGuard (this kernel has no module), and `apply = restart`: the daemons, run
+ * as the unprivileged user wg-overlay, publish their keys, find each other through the test API
+ * server, restart wg-quick@wg0 through the real systemd's D-Bus API (polkit allows exactly that)
+ * whenever their peers change, and the overlay addresses ping.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -84,6 +85,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
       await c.sh("sed -i 's/^# apply = set$/apply = restart/' /etc/wg-overlay/wg-overlay.conf && grep -q '^apply = restart$' /etc/wg-overlay/wg-overlay.conf");
       await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
       assert.equal((await c.exec('systemctl', ['is-active', 'wg-overlay'])).stdout.trim(), 'active');
+      const pid = (await c.show('wg-overlay', ['MainPID'])).MainPID!;
+      const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
+      assert.match(await c.readFile(`/proc/${pid}/status`), new RegExp(`^Uid:\\s+${uid}\\s`, 'm'), `${c.name}: the daemon runs as wg-overlay`);
     }
   });
 
@@ -116,6 +120,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     assert.equal(finished, stopped + 1, `one start plus one per restart:\n${unit.join('\n')}`);
     // And the daemon kept running all along.
     assert.equal((await a.show('wg-overlay', ['NRestarts'])).NRestarts, '0');
+    // Those restarts were asked for by user wg-overlay, not root: polkit said yes (it is asked
+    // only for callers that are not root), and each restart brought up a wireguard-go of that user.
+    assert.equal((await a.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
     // With apply = restart no node changes peers live: every change went through a restart.
     for (const c of cs) {
       const log = (await c.journal(['-u', 'wg-overlay'])).filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);

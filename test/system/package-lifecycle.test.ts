@@ -3,22 +3,32 @@
  * booted with systemd-nspawn, `apt-get install ./wg-overlay_*.deb` pulls Debian's own nodejs 18
  * and runs the bundle on it, the unit runs under the real systemd with its sandbox, talks to
  * journald, brings wg0 up through wg-quick@wg0 over D-Bus, and the package upgrades and purges
- * the way Debian packages do. The Kubernetes API is the test API server on the host end of the
- * container's network (HTTPS), enforcing the shipped node policy; the node has its own Node-bound
- * token, rotated on the running service without a restart.
+ * the way Debian packages do. The daemon runs as the system user wg-overlay: polkit lets it start
+ * and restart wg-quick@wg0 over D-Bus and nothing else, wg-quick@wg0 installs the daemon's
+ * wg-quick file only after checking it, and `systemd-analyze security` rates the unit at most
+ * 1.5. The Kubernetes API is the test API server on the host end of the container's network
+ * (HTTPS), enforcing the shipped node policy; the node has its own Node-bound token, rotated on
+ * the running service without a restart.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { parseAllDocuments } from 'yaml';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject, type MintedToken } from '../kube-api/server.js';
-import { requireTools, sleep } from '../support/process.js';
+import { requireTools, sleep, type RunResult } from '../support/process.js';
 import type { TestNode } from '../support/netns.js';
 import { TestNetwork } from '../support/underlay.js';
 import { buildPackages, debDependencies, debianRoot, NspawnContainer, type BuiltPackages, type JournalEntry } from '../support/nspawn.js';
 
 const TOKEN = 'wg-overlay-system-test-token';
+/** Files of a kubeadm node that the daemon must never read. */
+const SECRETS = ['/etc/kubernetes/pki/ca.key', '/var/lib/kubelet/pki/kubelet.key', '/etc/ssl/private/host.key'];
+
+/** Runs a command in the container as user wg-overlay (its own group, no capabilities). */
+function asUser(c: NspawnContainer, cmd: string[]): Promise<RunResult> {
+  return c.exec('setpriv', ['--reuid=wg-overlay', '--regid=wg-overlay', '--init-groups', '--', ...cmd], { allowFailure: true });
+}
 const NODE = 'wgs-life';
 const ANN = 'wg-overlay.io/';
 
@@ -94,7 +104,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     // container without a kernel cannot use.
     const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 10 * 60_000 });
     installOutput = r.stdout + r.stderr;
-    for (const p of ['nodejs', 'wireguard-tools', 'procps', 'wg-overlay']) {
+    for (const p of ['nodejs', 'wireguard-tools', 'procps', 'polkitd', 'wg-overlay']) {
       assert.match(installOutput, new RegExp(`Setting up ${p} \\(`), `apt-get should set up ${p}:\n${installOutput}`);
     }
     const nodeVersion = (await c.exec('node', ['--version'])).stdout.trim();
@@ -105,34 +115,54 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const check = await c.exec('wg-overlay', ['check-config']);
     assert.match(check.stdout, /\/etc\/wg-overlay\/wg-overlay\.conf: OK/);
     // Layout and modes as installed.
-    const modes = (await c.sh('stat -c "%a %U %n" /usr/bin/wg-overlay /usr/lib/wg-overlay/wg-overlay.mjs /lib/systemd/system/wg-overlay.service /etc/wg-overlay/wg-overlay.conf /usr/share/wg-overlay/kubernetes/rbac.yaml /usr/share/wg-overlay/kubernetes/node-policy.yaml /usr/share/wg-overlay/kubernetes/crd-peer.yaml /usr/share/doc/wg-overlay/install.md')).stdout;
-    assert.equal(modes, [
+    const files = [
       '755 root /usr/bin/wg-overlay',
       '644 root /usr/lib/wg-overlay/wg-overlay.mjs',
+      '755 root /usr/lib/wg-overlay/notify-socket',
+      '755 root /usr/lib/wg-overlay/secrets-access',
+      '755 root /usr/lib/wg-overlay/wg-quick-hook',
+      '755 root /usr/lib/wg-overlay/wireguard-go',
       '644 root /lib/systemd/system/wg-overlay.service',
+      '644 root /lib/systemd/system/wg-quick@.service.d/wg-overlay.conf',
+      '644 root /usr/lib/sysusers.d/wg-overlay.conf',
+      '644 root /usr/share/polkit-1/rules.d/10-wg-overlay.rules',
       '644 root /etc/wg-overlay/wg-overlay.conf',
       '644 root /usr/share/wg-overlay/kubernetes/rbac.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/node-policy.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
       '644 root /usr/share/doc/wg-overlay/install.md',
-      '',
-    ].join('\n'));
+    ];
+    const modes = (await c.sh(`stat -c "%a %U %n" ${files.map((f) => f.split(' ')[2]).join(' ')}`)).stdout;
+    assert.equal(modes, `${files.join('\n')}\n`);
+    // The system user: no login, no home, not root.
+    const user = (await c.exec('getent', ['passwd', 'wg-overlay'])).stdout.trim().split(':');
+    assert.notEqual(user[2], '0');
+    assert.ok(Number(user[2]) < 1000, `a system uid: ${user.join(':')}`);
+    assert.equal(user[6], '/usr/sbin/nologin');
+    assert.equal((await c.exec('getent', ['group', 'wg-overlay'])).stdout.split(':')[2], user[3]);
     assert.equal((await c.exec('dpkg-query', ['-W', '-f=${Conffiles}', 'wg-overlay'])).stdout.trim().split(' ')[0], '/etc/wg-overlay/wg-overlay.conf');
     const verify = await c.exec('systemd-analyze', ['verify', 'wg-overlay.service'], { allowFailure: true });
     assert.equal(verify.stdout + verify.stderr, '', 'systemd-analyze verify should find nothing to complain about');
   });
 
-  it('systemd-analyze security: the sandbox keeps the exposure low, and the documented figure is the measured one', async () => {
+  it('systemd-analyze security: exposure at most 1.5, every remaining point explained in the unit, and the documented figure is the measured one', async () => {
     const r = await c.exec('systemd-analyze', ['security', '--no-pager', 'wg-overlay.service'], { allowFailure: true });
     const m = /Overall exposure level for wg-overlay\.service: (\d+\.\d+) (\S+)/.exec(r.stdout);
     assert.ok(m, `no exposure level in:\n${r.stdout}${r.stderr}`);
     const exposure = m[1]!;
     console.log(`      (systemd-analyze security: exposure ${exposure} ${m[2]})`);
-    assert.ok(Number(exposure) <= 3.0, `exposure ${exposure} should stay at or below 3.0`);
-    assert.match(r.stdout, /^✓ CapabilityBoundingSet=~CAP_SYS_ADMIN/m, 'no CAP_SYS_ADMIN');
-    assert.match(r.stdout, /^✓ NoNewPrivileges=/m);
-    assert.match(r.stdout, /^✓ ProtectSystem=/m);
-    assert.match(r.stdout, /^✗ MemoryDenyWriteExecute=/m, 'V8 needs W+X memory: MemoryDenyWriteExecute stays off');
+    assert.ok(Number(exposure) <= 1.5, `exposure ${exposure} should be at most 1.5:\n${r.stdout}`);
+    for (const good of ['User=/DynamicUser=', 'CapabilityBoundingSet=~CAP_SYS_ADMIN', 'CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)', 'NoNewPrivileges=', 'ProtectSystem=',
+      'PrivateDevices=', 'MemoryDenyWriteExecute=', 'NotifyAccess=', 'SupplementaryGroups=', 'RemoveIPC=']) {
+      assert.ok(r.stdout.split('\n').some((l) => l.startsWith(`✓ ${good} `)), `${good} should be ✓:\n${r.stdout}`);
+    }
+    // Every ✗ line is explained in the unit file's comments.
+    const unit = await readFile('systemd/wg-overlay.service', 'utf8');
+    const comments = unit.split('\n').filter((l) => l.startsWith('#')).join('\n');
+    const bad = r.stdout.split('\n').filter((l) => l.startsWith('✗ ')).map((l) => l.slice(2).split(/\s+/)[0]!);
+    assert.ok(bad.length > 0);
+    for (const b of bad) assert.ok(comments.includes(b), `the unit's comments do not explain ${b}`);
+    assert.ok(comments.includes(`rates this unit ${exposure}`), 'the unit states the measured figure');
     const documented: string[] = [];
     for (const f of ['README.md', 'docs/install.md']) {
       const text = await readFile(f, 'utf8').catch(() => '');
@@ -174,13 +204,16 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
   it('systemctl enable --now: the unit is active only once the mesh is applied (READY=1), wg-quick@wg0 is up, and its Node is annotated', async () => {
     // This kernel has no WireGuard module: the admin installs userspace WireGuard (documented).
     await c.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    // What a node of a kubeadm cluster has and the daemon must never read (world-readable here on purpose).
+    await c.sh(SECRETS.map((f) => `mkdir -p ${dirname(f)} && echo secret > ${f} && chmod 644 ${f}`).join(' && '));
     const cursor = await c.cursor();
     await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
     const p = await c.show('wg-overlay', ['ActiveState', 'SubState', 'StatusText', 'InvocationID', 'MainPID', 'NRestarts', 'Type', 'NotifyAccess']);
     assert.equal(p.ActiveState, 'active');
     assert.equal(p.SubState, 'running');
     assert.equal(p.Type, 'notify');
-    assert.equal(p.NotifyAccess, 'all');
+    // READY=1 and STATUS= came from the main process itself: systemd takes nothing else.
+    assert.equal(p.NotifyAccess, 'main');
     assert.match(p.StatusText ?? '', /^mesh applied: 0 peers, \d+ routes, address 100\.\d+\.\d+\.\d+\/10$/);
     invocation = p.InvocationID!;
     mainPid = p.MainPID!;
@@ -201,6 +234,117 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const st = await c.exec('wg-overlay', ['status'], { allowFailure: true });
     assert.equal(st.exitCode, 0, `wg-overlay status:\n${st.stdout}${st.stderr}`);
     assert.ok((await c.readFile('/run/wg-overlay/status.json')).includes(NODE));
+  });
+
+  it('the daemon runs as user wg-overlay with CAP_NET_ADMIN only; the kubelet\'s and PKI files are out of its sight', async () => {
+    const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
+    const gid = (await c.exec('id', ['-g', 'wg-overlay'])).stdout.trim();
+    const status = await c.readFile(`/proc/${mainPid}/status`);
+    assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'), status);
+    assert.match(status, new RegExp(`^Gid:\\s+${gid}\\s+${gid}\\s+${gid}\\s+${gid}$`, 'm'));
+    assert.match(status, new RegExp(`^Groups:\\s*(${gid}\\s*)?$`, 'm'), 'no supplementary groups');
+    // CAP_NET_ADMIN is bit 12.
+    for (const set of ['CapEff', 'CapPrm', 'CapBnd', 'CapAmb']) assert.match(status, new RegExp(`^${set}:\\s+0000000000001000$`, 'm'), `${set}:\n${status}`);
+    assert.match(status, /^NoNewPrivs:\s+1$/m);
+    // Its children (ip -batch, ip monitor) are the same user.
+    const kids = (await c.exec('ps', ['-o', 'uid=,comm=', '--ppid', mainPid])).stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+    assert.ok(kids.length >= 1 && kids.every(([u]) => u === uid), JSON.stringify(kids));
+    // The secrets: invisible in its mount namespace, unreadable to its user anyway.
+    for (const f of SECRETS) {
+      const r = await c.exec('nsenter', ['-t', mainPid, '-m', '--', 'cat', f], { allowFailure: true });
+      assert.notEqual(r.exitCode, 0, `${f} is visible to the daemon: ${r.stdout}`);
+    }
+    assert.equal((await asUser(c, ['cat', '/etc/shadow'])).exitCode, 1);
+    // Its own files: state and the kubeconfig (made readable to its group at start).
+    assert.equal((await c.sh('stat -c "%U:%G %a %n" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /var/lib/wg-overlay/wireguard /var/lib/wg-overlay/wireguard/wg0.conf /etc/wg-overlay/kubeconfig')).stdout, [
+      'wg-overlay:wg-overlay 700 /var/lib/wg-overlay',
+      'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/private.key',
+      'wg-overlay:wg-overlay 700 /var/lib/wg-overlay/wireguard',
+      'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/wireguard/wg0.conf',
+      'root:wg-overlay 640 /etc/wg-overlay/kubeconfig',
+      '',
+    ].join('\n'));
+    // Limits (a container without cgroup controllers of its own shows them without enforcing
+    // them), and what the daemon uses: its resident memory, its threads plus its children.
+    const lim = await c.show('wg-overlay', ['MemoryHigh', 'MemoryMax', 'TasksMax', 'CPUQuotaPerSecUSec']);
+    assert.deepEqual(lim, { MemoryHigh: String(320 * 1024 * 1024), MemoryMax: String(512 * 1024 * 1024), TasksMax: '64', CPUQuotaPerSecUSec: '1s' });
+    const rssMb = Math.round(Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]) / 1024);
+    const tasks = Number(/^Threads:\s+(\d+)$/m.exec(status)?.[1]) + kids.length;
+    console.log(`      (the daemon uses ${rssMb} MB resident and ${tasks} tasks)`);
+    assert.ok(rssMb > 0 && rssMb < 320, `resident memory ${rssMb} MB`);
+    assert.ok(tasks < 32, `tasks: ${tasks}`);
+  });
+
+  it('wg-quick@wg0: started by the daemon over D-Bus (polkit), wg0.conf installed from the daemon\'s copy, wireguard-go as wg-overlay', async () => {
+    const log = (await c.journal(['-u', 'wg-overlay'])).map((e) => e.MESSAGE);
+    assert.ok(log.some((m) => /^started wg-quick@wg0\.service through systemd D-Bus/.test(m)), log.join('\n'));
+    const quick = (await c.journal(['-u', 'wg-quick@wg0'])).map((e) => e.MESSAGE);
+    assert.ok(quick.includes('wg-overlay: installed /var/lib/wg-overlay/wireguard/wg0.conf as /etc/wireguard/wg0.conf'), quick.join('\n'));
+    assert.equal((await c.exec('stat', ['-c', '%U:%G %a', '/etc/wireguard/wg0.conf'])).stdout.trim(), 'root:root 600');
+    assert.equal(await c.readFile('/etc/wireguard/wg0.conf'), await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf'));
+    // No kernel WireGuard here: wireguard-go, unprivileged, its socket reached through a root-owned link.
+    assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
+    assert.equal((await c.exec('readlink', ['/run/wireguard/wg0.sock'])).stdout.trim(), '/run/wg-overlay-wireguard/wg0.sock');
+    assert.equal((await c.exec('stat', ['-c', '%U %a', '/run/wireguard'])).stdout.trim(), 'root 755');
+    const wgStatus = await c.readFile(`/proc/${(await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim()}/status`);
+    assert.match(wgStatus, /^CapEff:\s+0000000000001400$/m, 'CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only');
+  });
+
+  it('D-Bus as user wg-overlay: restarting wg-quick@wg0 is allowed; stopping it, touching other units and transient units are refused', async () => {
+    const call = (method: string, unit: string): Promise<RunResult> =>
+      asUser(c, ['busctl', 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager', method, 'ss', unit, 'replace']);
+    const before = (await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim();
+    const ok = await call('RestartUnit', 'wg-quick@wg0.service');
+    assert.equal(ok.exitCode, 0, ok.stderr);
+    await c.waitForUnit('wg-quick@wg0', ['ActiveState'], (x) => x.ActiveState === 'active');
+    const deadline = Date.now() + 10_000;
+    while ((await c.exec('pgrep', ['-o', 'wireguard-go'], { allowFailure: true })).stdout.trim() === before && Date.now() < deadline) await sleep(100);
+    assert.notEqual((await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim(), before, 'wg-quick@wg0 was restarted');
+    for (const [method, unit] of [['StopUnit', 'wg-quick@wg0.service'], ['RestartUnit', 'wg-overlay.service'], ['StartUnit', 'systemd-journald.service'],
+      ['RestartUnit', 'polkit.service'], ['StartUnit', 'wg-quick@wg0.timer'], ['ReloadUnit', 'wg-quick@wg0.service']] as const) {
+      const r = await call(method, unit);
+      assert.equal(r.exitCode, 1, `${method} ${unit} should be refused`);
+      assert.match(r.stderr, /Access denied|Interactive authentication required/, `${method} ${unit}: ${r.stderr}`);
+    }
+    const transient = await asUser(c, ['systemd-run', '--wait', '--pipe', '/bin/true']);
+    assert.notEqual(transient.exitCode, 0, 'a transient unit (systemd-run) is refused');
+    assert.match(transient.stderr, /Access denied|Interactive authentication required/);
+    assert.equal((await c.exec('systemctl', ['is-active', 'wg-quick@wg0'])).stdout.trim(), 'active');
+    // The daemon noticed the restart and put its routes back.
+    await c.waitForUnit('wg-overlay', ['ActiveState', 'NRestarts'], (x) => x.ActiveState === 'active' && x.NRestarts === '0');
+  });
+
+  it('wg-quick@<if> refuses a daemon\'s wg-quick file with commands (PostUp and friends), and an admin\'s file is never replaced', async () => {
+    // Another instance, wgt, so that the running daemon (which rewrites its own wg0.conf whenever
+    // wg0 goes away) does not interfere: the hook acts on any interface the daemon has a file for.
+    const staged = '/var/lib/wg-overlay/wireguard/wgt.conf';
+    const good = (await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf')).replace(/^ListenPort = .*$/m, 'ListenPort = 51999');
+    const asDaemon = (text: string): Promise<RunResult> =>
+      c.exec('setpriv', ['--reuid=wg-overlay', '--regid=wg-overlay', '--init-groups', 'sh', '-c', `cat > ${staged}.new && mv ${staged}.new ${staged}`], { input: text });
+    for (const line of ['PostUp = touch /var/tmp/pwned', 'PreUp = touch /var/tmp/pwned', 'postdown = touch /var/tmp/pwned', 'DNS = 192.0.2.1', 'SaveConfig = true']) {
+      assert.equal((await asDaemon(good.replace('[Interface]\n', `[Interface]\n${line}\n`))).exitCode, 0);
+      const cursor = await c.cursor();
+      const r = await c.exec('systemctl', ['start', 'wg-quick@wgt'], { allowFailure: true });
+      assert.notEqual(r.exitCode, 0, `${line}: wg-quick@wgt should not start`);
+      const lines = (await c.entriesAfter(cursor, 'wg-quick@wgt')).map((e) => e.MESSAGE);
+      assert.ok(lines.some((m) => /refusing to install \/var\/lib\/wg-overlay\/wireguard\/wgt\.conf as \/etc\/wireguard\/wgt\.conf: it is not a file wg-overlay writes/.test(m)), lines.join('\n'));
+      assert.ok(!lines.some((m) => m.includes('pwned') || m.includes('192.0.2.1')), `no value is echoed to the journal:\n${lines.join('\n')}`);
+      assert.equal((await c.exec('test', ['-e', '/var/tmp/pwned'], { allowFailure: true })).exitCode, 1, `${line}: no command ran`);
+      assert.equal((await c.exec('test', ['-e', '/etc/wireguard/wgt.conf'], { allowFailure: true })).exitCode, 1, 'nothing installed');
+      await c.exec('systemctl', ['reset-failed', 'wg-quick@wgt']);
+    }
+    // A correct file, but /etc/wireguard/wgt.conf is the admin's own: left alone.
+    assert.equal((await asDaemon(good)).exitCode, 0);
+    await c.writeFile('/etc/wireguard/wgt.conf', '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n', 0o600);
+    const cursor = await c.cursor();
+    assert.notEqual((await c.exec('systemctl', ['start', 'wg-quick@wgt'], { allowFailure: true })).exitCode, 0);
+    assert.ok((await c.entriesAfter(cursor, 'wg-quick@wgt')).some((e) => /refusing to replace \/etc\/wireguard\/wgt\.conf: it was not written by wg-overlay/.test(e.MESSAGE)));
+    assert.equal(await c.readFile('/etc/wireguard/wgt.conf'), '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n');
+    await c.exec('rm', ['-f', '/etc/wireguard/wgt.conf', staged]);
+    await c.exec('systemctl', ['reset-failed', 'wg-quick@wgt']);
+    // wg0 was never touched.
+    assert.equal((await c.show('wg-overlay', ['ActiveState', 'MainPID'])).MainPID, mainPid);
+    assert.equal((await c.exec('systemctl', ['is-active', 'wg-quick@wg0'])).stdout.trim(), 'active');
   });
 
   it('journalctl: one line per event at the right priorities, -p warning shows no problems, the private key never appears', async () => {

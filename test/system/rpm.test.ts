@@ -18,11 +18,18 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/etc/wg-overlay/wg-overlay.conf', 'f', 0o644],
   ['/usr/bin/wg-overlay', 'f', 0o755],
   ['/usr/lib/systemd/system/wg-overlay.service', 'f', 0o644],
+  ['/usr/lib/systemd/system/wg-quick@.service.d/wg-overlay.conf', 'f', 0o644],
+  ['/usr/lib/sysusers.d/wg-overlay.conf', 'f', 0o644],
   ['/usr/lib/wg-overlay', 'd', 0o755],
+  ['/usr/lib/wg-overlay/notify-socket', 'f', 0o755],
+  ['/usr/lib/wg-overlay/secrets-access', 'f', 0o755],
   ['/usr/lib/wg-overlay/wg-overlay.mjs', 'f', 0o644],
+  ['/usr/lib/wg-overlay/wg-quick-hook', 'f', 0o755],
+  ['/usr/lib/wg-overlay/wireguard-go', 'f', 0o755],
   ['/usr/share/doc/wg-overlay', 'd', 0o755],
   ['/usr/share/doc/wg-overlay/copyright', 'f', 0o644],
   ['/usr/share/doc/wg-overlay/install.md', 'f', 0o644],
+  ['/usr/share/polkit-1/rules.d/10-wg-overlay.rules', 'f', 0o644],
   ['/usr/share/wg-overlay', 'd', 0o755],
   ['/usr/share/wg-overlay/kubernetes', 'd', 0o755],
   ['/usr/share/wg-overlay/kubernetes/crd-peer.yaml', 'f', 0o644],
@@ -62,9 +69,9 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.match(pkg.rpm, new RegExp(`/wg-overlay-${pkg.version.replace(/\./g, '\\.')}-1\\.noarch\\.rpm$`), 'nfpm\'s file name');
   });
 
-  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill; wireguard-go only suggested; no automatic requires', async () => {
+  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
     const requires = (await rpmq('-qp', '--requires')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('rpmlib('));
-    assert.deepEqual(requires.sort(), ['/bin/sh', '/bin/sh', '/bin/sh', '/usr/bin/kill', 'iproute', 'nodejs >= 18.19', 'wireguard-tools'].sort());
+    assert.deepEqual(requires.sort(), ['/bin/sh', '/bin/sh', '/bin/sh', '/usr/bin/kill', '/usr/bin/setpriv', '/usr/bin/unshare', 'iproute', 'nodejs >= 18.19', 'perl(Socket)', 'polkit', 'wireguard-tools'].sort());
     assert.deepEqual((await rpmq('-qp', '--suggests')).trim().split('\n'), ['wireguard-go']);
     assert.equal((await rpmq('-qp', '--recommends')).trim(), '');
   });

@@ -98,7 +98,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     assert.equal(p.arch, 'all');
     assert.equal(l.fullVersion(p), '1.2.3-1');
     assert.equal(l.conventionalFileName(p), 'wg-overlay_1.2.3-1_all.deb');
-    assert.deepEqual(p.relations.depends, ['nodejs (>= 18.19)', 'wireguard-tools', 'iproute2', 'procps']);
+    assert.deepEqual(p.relations.depends, ['nodejs (>= 18.19)', 'wireguard-tools', 'iproute2', 'procps', 'polkitd (>= 121)']);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     assert.deepEqual(p.relations.recommends, []);
     const dsts = p.contents.map((c) => c.dst);
@@ -114,7 +114,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     const p = l.resolvePackage(l.readNfpmYaml('nfpm.yaml'), 'rpm', { env: ENV });
     assert.equal(p.arch, 'noarch');
     assert.equal(l.conventionalFileName(p), 'wg-overlay-1.2.3-1.noarch.rpm');
-    assert.deepEqual(p.relations.depends, ['nodejs >= 18.19', 'wireguard-tools', 'iproute', '/usr/bin/kill']);
+    assert.deepEqual(p.relations.depends, ['nodejs >= 18.19', 'wireguard-tools', 'iproute', '/usr/bin/kill', 'polkit', '/usr/bin/setpriv', '/usr/bin/unshare', 'perl(Socket)']);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
@@ -135,6 +135,12 @@ describe('unit: packaging: nfpm.yaml', () => {
       for (const f of ['/usr/share/wg-overlay/kubernetes/rbac.yaml', '/usr/share/wg-overlay/kubernetes/node-policy.yaml', '/usr/share/wg-overlay/kubernetes/crd-peer.yaml', '/usr/share/doc/wg-overlay/install.md', '/usr/share/doc/wg-overlay/copyright']) {
         assert.ok(byDst.has(f), `${packager} ships ${f}`);
       }
+      // The non-root service: its user, its one D-Bus permission, the helpers, the wg-quick@ drop-in.
+      assert.equal(byDst.get('/usr/lib/sysusers.d/wg-overlay.conf')?.mode, 0o644);
+      assert.equal(byDst.get('/usr/share/polkit-1/rules.d/10-wg-overlay.rules')?.mode, 0o644);
+      for (const h of ['notify-socket', 'secrets-access', 'wg-quick-hook', 'wireguard-go']) assert.equal(byDst.get(`/usr/lib/wg-overlay/${h}`)?.mode, 0o755, h);
+      const unitDir = packager === 'deb' ? '/lib/systemd/system' : '/usr/lib/systemd/system';
+      assert.equal(byDst.get(`${unitDir}/wg-quick@.service.d/wg-overlay.conf`)?.src, resolve('systemd/wg-quick@.service.d/wg-overlay.conf'));
       for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
     }
     const bundle = (raw.contents as Array<Record<string, unknown>>).find((c) => c.src === 'build/bundle/wg-overlay.mjs');
@@ -175,14 +181,18 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     return v?.[0];
   };
 
-  it('is Type=notify with NotifyAccess=all (READY=1 comes from a systemd-notify child)', () => {
+  it('is Type=notify with NotifyAccess=main (READY=1 is written by the daemon itself to the socket notify-socket hands it)', () => {
     assert.equal(one('Type'), 'notify');
-    assert.equal(one('NotifyAccess'), 'all');
+    assert.equal(one('NotifyAccess'), 'main');
+    assert.match(one('ExecStart') ?? '', /^\/usr\/lib\/wg-overlay\/notify-socket \//);
   });
 
-  it('runs the packaged command on the default config; reload sends SIGHUP', () => {
-    assert.equal(one('ExecStart'), `/usr/bin/wg-overlay run --config ${DEFAULT_CONFIG_PATH}`);
+  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; secrets are made readable to its group first', () => {
+    assert.equal(one('ExecStart'), `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`);
+    // The same runtime the command runs.
+    assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
+    assert.equal(one('ExecStartPre'), '+/usr/lib/wg-overlay/secrets-access');
   });
 
   it('restarts on failure within a start limit, but not on exit status 78 (EX_CONFIG)', () => {
@@ -197,21 +207,41 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     assert.notEqual(one('SyslogLevelPrefix'), 'no');
   });
 
-  it('is sandboxed: CAP_NET_ADMIN only, strict read-only system with exactly the daemon\'s write paths', () => {
+  it('runs as the system user wg-overlay with CAP_NET_ADMIN only', () => {
+    assert.equal(one('User'), 'wg-overlay');
+    assert.equal(one('Group'), 'wg-overlay');
+    assert.match(readFileSync('packaging/sysusers/wg-overlay.conf', 'utf8'), /^u wg-overlay - "[^"]+" \/var\/lib\/wg-overlay -$/m);
     assert.equal(one('CapabilityBoundingSet'), 'CAP_NET_ADMIN');
     assert.equal(one('AmbientCapabilities'), 'CAP_NET_ADMIN');
     assert.equal(one('NoNewPrivileges'), 'yes');
+    assert.equal(svc.SupplementaryGroups, undefined);
+  });
+
+  it('is sandboxed: strict read-only system with exactly the daemon\'s write paths, no devices, no W+X memory, kubelet and PKI out of sight', () => {
     assert.equal(one('ProtectSystem'), 'strict');
     assert.equal(one('ProtectHome'), 'yes');
     assert.equal(one('PrivateTmp'), 'yes');
+    assert.equal(one('PrivateDevices'), 'yes');
     assert.equal(one('ProtectKernelTunables'), 'yes');
     assert.equal(one('RestrictAddressFamilies'), 'AF_UNIX AF_INET AF_INET6 AF_NETLINK');
-    assert.equal(svc.MemoryDenyWriteExecute, undefined, 'V8 needs W+X memory');
+    assert.equal(one('MemoryDenyWriteExecute'), 'yes');
+    assert.equal(svc.ReadWritePaths, undefined, 'nothing writable beyond its own directories');
     const d = defaultConfig();
-    assert.equal(one('ReadWritePaths'), dirname(d.wireguard.configFile));
-    assert.equal(`/var/lib/${one('StateDirectory')}`, d.state.dir);
+    assert.equal(one('StateDirectory'), 'wg-overlay wg-overlay/wireguard');
+    assert.equal(`/var/lib/${one('StateDirectory')!.split(' ')[0]}`, d.state.dir);
     assert.equal(one('StateDirectoryMode'), '0700');
     assert.equal(`/run/${one('RuntimeDirectory')}`, d.state.runtimeDir);
+    // The daemon's /etc/wireguard is its own directory; wg-quick@ installs what it writes there.
+    assert.equal(one('BindPaths'), `${d.state.dir}/wireguard:${dirname(d.wireguard.configFile)}`);
+    const hidden = one('InaccessiblePaths')!.split(' ');
+    for (const p of ['-/var/lib/kubelet', '-/etc/kubernetes', '-/etc/ssl/private']) assert.ok(hidden.includes(p), `${p} in InaccessiblePaths`);
+  });
+
+  it('has memory, task and CPU limits', () => {
+    assert.equal(one('MemoryHigh'), '320M');
+    assert.equal(one('MemoryMax'), '512M');
+    assert.equal(one('TasksMax'), '64');
+    assert.equal(one('CPUQuota'), '100%');
   });
 
   it('is enabled by multi-user.target', () => {
