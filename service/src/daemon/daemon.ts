@@ -10,6 +10,7 @@ import type { CommandRunner } from '../exec/runner.js';
 import { readDevice } from '../host/device.js';
 import { FORWARDING_OFF_WARNING } from '../host/forwarding.js';
 import { InterfaceOwner } from '../host/interface-owner.js';
+import { OwnChanges } from '../host/own-changes.js';
 import type { IpBatch } from '../host/ip-batch.js';
 import { PeerAdapter } from '../host/peer-adapter.js';
 import { RouteAdapter } from '../host/route-adapter.js';
@@ -24,6 +25,7 @@ import type { startMetricsServer } from '../metrics/server.js';
 import { buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
 import type { Notifier } from '../systemd/notify.js';
 import type { UnitController } from '../systemd/units.js';
+import { CachedRead } from '../util/cached-read.js';
 import { formatMs } from '../util/duration.js';
 import { VERSION } from '../version.js';
 import { isDnsName, parseIp } from '../net/ip.js';
@@ -64,8 +66,8 @@ export interface DaemonEnv {
   notifier: Notifier;
   /** The long-lived `ip -batch` co-process for routes (undefined: one `ip` per route). */
   ipBatch(log: Logger): IpBatch | undefined;
-  /** Watches route deletions and link changes on the interface. */
-  monitor(iface: string, log: Logger, onChange: () => void): { stop(): void };
+  /** Watches route deletions and link changes on the interface, passing each event's line. */
+  monitor(iface: string, log: Logger, onChange: (line: string) => void): { stop(): void };
   ipForwarding(): Promise<boolean | undefined>;
   /** The addresses of a DNS name, IPv4 first. */
   lookupName(name: string): Promise<string[]>;
@@ -134,11 +136,12 @@ export class Daemon {
     const w = p.config.wireguard;
     const ipBatch = env.ipBatch(log);
     const confFile = new WgQuickFile(w.configFile, log, this.timing.confDelay);
-    const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units });
+    const own = new OwnChanges();
+    const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units, own });
     log.info(iface.describe());
     this.step = new MeshStep({
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
-      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch), confFile,
+      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile,
     }, p.config, true);
     this.step.setFacts({ protectedAddresses: p.apiAddresses });
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
@@ -179,7 +182,11 @@ export class Daemon {
       }),
       new Timer('peer wait', this.timing.peerWait, false, () => this.stopWaitingForPeers()),
       this.reloader,
-      new StartedPart('interface monitor', () => env.monitor(w.interface, log, () => this.loop.schedule('routes or link changed on the host', true))),
+      new StartedPart('interface monitor', () => env.monitor(w.interface, log, (line) => {
+        // The daemon's own route deletions and link churn are not drift: no re-read for them.
+        if (own.isOwn(line)) log.debug(`own change seen by ip monitor: ${line}`);
+        else this.loop.schedule('routes or link changed on the host', true);
+      })),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
     );
   }
@@ -243,12 +250,14 @@ export class Daemon {
   }
 
   private makeMetrics(node: string, iface: string): DaemonMetrics {
+    // Scrapes share one device read at a time, and reuse it for a few seconds.
+    const device = new CachedRead(() => readDevice(this.env.quietRunner, iface), 5_000);
     return new DaemonMetrics({
       node,
       iface,
       version: VERSION,
       readHandshakes: async () => {
-        const dev = await readDevice(this.env.quietRunner, iface);
+        const dev = await device.get();
         if (!dev) throw new Error(`${iface} is missing`);
         const byKey = new Map((this.step.desired?.peers ?? []).map((p) => [p.publicKey, p]));
         return dev.peers.map((p) => {

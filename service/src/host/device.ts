@@ -71,10 +71,10 @@ async function applyOne(runner: CommandRunner, name: string, c: PeerChange): Pro
 }
 
 /**
- * Applies peer changes with as few `wg set` calls as possible: one call for all changes without a
- * preshared key, one per change that sets a preshared key. When the batch is refused (`wg` takes a
- * whole command or nothing), each of its changes is applied on its own, so every good one lands;
- * resolves with the ones that failed.
+ * Applies peer changes with as few `wg set` calls as possible: one call per {@link WG_SET_BUDGET}
+ * of changes without a preshared key, one per change that sets a preshared key. When a batch is
+ * refused (`wg` takes a whole command or nothing), each of its changes is applied on its own, so
+ * every good one lands; resolves with the ones that failed.
  */
 export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<PeerFailure[]> {
   const failures: PeerFailure[] = [];
@@ -86,14 +86,40 @@ export async function applyPeerChanges(runner: CommandRunner, name: string, chan
     }
   };
   const plain = changes.filter((c) => c.op === 'remove' || !c.peer.presharedKey);
-  for (const c of changes) if (!plain.includes(c)) await tryOne(c);
-  if (plain.length === 1) await tryOne(plain[0]!);
-  else if (plain.length > 1) {
+  for (const c of changes) if (c.op !== 'remove' && c.peer.presharedKey) await tryOne(c);
+  for (const chunk of chunkByBytes(plain, WG_SET_BUDGET)) {
+    if (chunk.length === 1) { await tryOne(chunk[0]!); continue; }
     try {
-      await runner.run('wg', ['set', name, ...plain.flatMap(peerArgs)]);
+      await runner.run('wg', ['set', name, ...chunk.flatMap(peerArgs)]);
     } catch {
-      for (const c of plain) await tryOne(c);
+      for (const c of chunk) await tryOne(c);
     }
   }
   return failures;
+}
+
+/**
+ * The most argument bytes one `wg set` carries. Linux limits a command line to ARG_MAX (2 MiB
+ * with the environment) and one argument to 128 KiB: at 10,000 dual-stack peers one command
+ * would be over 2 MiB, so changes go out in commands of at most this size.
+ */
+export const WG_SET_BUDGET = 256 * 1024;
+
+/** Splits changes into runs whose `wg set` arguments stay within `budget` bytes (a change is never split). */
+export function chunkByBytes(changes: readonly PeerChange[], budget: number): PeerChange[][] {
+  const chunks: PeerChange[][] = [];
+  let current: PeerChange[] = [];
+  let bytes = 0;
+  for (const c of changes) {
+    const size = peerArgs(c).reduce((n, a) => n + Buffer.byteLength(a) + 1, 0);
+    if (current.length > 0 && bytes + size > budget) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(c);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }

@@ -17,6 +17,7 @@ import type { WgQuickConfig } from '../wireguard/wgquick.js';
 import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import { readDevice } from './device.js';
+import type { OwnChanges } from './own-changes.js';
 import { configureLink, createLink, deleteLink, readLink, setLinkUp, type Implementation } from './link.js';
 
 /** What the interface is (re)built from: the full wg-quick config, and the file wg-quick reads. */
@@ -95,6 +96,8 @@ export interface InterfaceOwnerOptions {
   implementation: 'auto' | Implementation;
   /** systemd's units, when a manager answers on D-Bus. */
   units: UnitController | undefined;
+  /** Told about the link churn this owner causes, so the monitor does not take it for drift. */
+  own?: OwnChanges | undefined;
 }
 
 /** Keeps one WireGuard interface as desired, through the owner chosen at start. */
@@ -141,12 +144,14 @@ export class InterfaceOwner {
     const changes: AppliedChange[] = [];
     let drift = interfaceDrift(want, link, dev);
     if (drift.length === 1 && drift[0] === 'interface is down') {
+      this.o.own?.expectLinkChurn(2_000);
       await inStep('interface', () => setLinkUp(runner, iface));
       changes.push({ what: `set ${iface} up`, why: 'interface was down' });
       drift = [];
     }
     let recreated = false;
     if (drift.length > 0 || restartWhy) {
+      this.o.own?.expectLinkChurn();
       changes.push(await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!));
       recreated = true;
       await this.check();

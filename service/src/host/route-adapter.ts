@@ -14,6 +14,7 @@ import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import type { IpBatch } from './ip-batch.js';
+import type { OwnChanges } from './own-changes.js';
 import { applyRouteChanges, readRoutes, ROUTE_PROTO } from './routes.js';
 
 /** The outcome of one `set()`. */
@@ -33,7 +34,7 @@ export class RouteAdapter {
   private foreign = new Set<string>();
   private readonly reporter = new StateReporter();
 
-  constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly batch?: IpBatch) {}
+  constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly batch?: IpBatch, private readonly own?: OwnChanges) {}
 
   /** Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. */
   async set(desired: readonly DesiredRoute[]): Promise<RouteSetResult> {
@@ -55,6 +56,7 @@ export class RouteAdapter {
       this.owned = known;
       return { changes: [], clash: false };
     }
+    this.expectDeletions(plan);
     const clashes = await inStep('routes', () => applyRouteChanges(this.runner, plan, { exclusive: true, ...(this.batch ? { batch: this.batch } : {}) }));
     const changes = this.describe(plan, clashes);
     if (clashes.length > 0) return { changes, clash: true };
@@ -77,10 +79,16 @@ export class RouteAdapter {
       for (const c of conflicts) this.log.warning(c.reason);
     }
     const todo = plan.filter((c) => c.op !== 'conflict');
+    this.expectDeletions(todo);
     await inStep('routes', () => applyRouteChanges(this.runner, todo, { exclusive: false, ...(this.batch ? { batch: this.batch } : {}) }));
     this.foreign = new Set(conflicts.map((c) => key(c.route)));
     this.owned = new Map(desired.filter((r) => !this.foreign.has(key(r))).map((r) => [key(r), r]));
     return { changes: this.describe(todo, []), clash: false };
+  }
+
+  /** The interface monitor is told which deletions are ours, so they do not count as drift. */
+  private expectDeletions(plan: readonly RouteChange[]): void {
+    for (const c of plan) if (c.op === 'delete') this.own?.expectRouteDeletion(c.route.dst);
   }
 
   private describe(plan: readonly RouteChange[], clashes: readonly string[]): AppliedChange[] {

@@ -57,3 +57,25 @@ describe('unit: peers adapter with a peer wg refuses', () => {
     assert.ok(h.peers.has(KEYS[2]));
   });
 });
+
+describe('unit: wg set at 10,000 dual-stack peers', () => {
+  it('goes out in commands well under the kernel\'s argument limits (no E2BIG), and every peer lands', async () => {
+    const h = host();
+    const peers: DesiredPeer[] = Array.from({ length: 10_000 }, (_, i) => {
+      const key = Buffer.alloc(32, 0);
+      key.writeUInt32BE(i + 1, 0);
+      return {
+        kind: 'node', name: `node-${i}`, publicKey: key.toString('base64'), endpoint: `198.18.${i >> 8}.${i & 255}:51820`,
+        allowedIPs: [`10.${100 + (i >> 8)}.${i & 255}.0/24`, `100.64.${i >> 8}.${i & 255}/32`, `fd00:10:${(i >> 8).toString(16)}:${(i & 255).toString(16)}::/64`], persistentKeepalive: 0,
+      };
+    });
+    const r = await new PeerAdapter(h.runner, 'wg0').set(peers);
+    assert.deepEqual(r.refused, []);
+    assert.equal(h.peers.size, 10_000);
+    const sets = h.runner.calls.filter((c) => c.startsWith('wg set'));
+    const total = sets.reduce((n, c) => n + c.length, 0);
+    assert.ok(total > 1.5 * 1024 * 1024, `as one command it would be ${total} bytes, most of ARG_MAX (2 MiB with the environment)`);
+    for (const c of sets) assert.ok(c.length < 300 * 1024, `a command of ${c.length} bytes`);
+    assert.ok(sets.length > 1 && sets.length < 20, `${sets.length} commands`);
+  });
+});
