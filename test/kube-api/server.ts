@@ -885,7 +885,7 @@ export class KubeApiServer {
     if (!Number.isInteger(limit) || limit < 0) throw badRequest(`limit: Invalid value: "${limitParam ?? ''}"`);
     const cont = q.get('continue') ?? '';
     let listRv: number;
-    let objs: KubeObject[];
+    let objs: readonly KubeObject[];
     let after = '';
     if (cont) {
       let token: { rv?: unknown; start?: unknown };
@@ -896,7 +896,7 @@ export class KubeApiServer {
       }
       if (typeof token.rv !== 'number' || typeof token.start !== 'string') throw badRequest('continue key is not valid');
       try {
-        objs = this.store.snapshot(r.key, token.rv);
+        objs = this.store.snapshotShared(r.key, token.rv);
       } catch (err) {
         if (err instanceof ApiError && err.code === 410) {
           throw new ApiError(
@@ -912,7 +912,7 @@ export class KubeApiServer {
     } else if (match === 'Exact') {
       if (!rvParam || rvParam === '0') throw badRequest('resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
       listRv = parseRv(rvParam);
-      objs = this.store.snapshot(r.key, listRv);
+      objs = this.store.snapshotShared(r.key, listRv);
     } else {
       if (match && match !== 'NotOlderThan') throw badRequest(`resourceVersionMatch: Unsupported value: "${match}"`);
       if (match && !rvParam) throw badRequest('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided');
@@ -921,7 +921,7 @@ export class KubeApiServer {
         if (want > this.store.rv) this.store.checkRetained(want);
       }
       listRv = this.store.rv;
-      objs = this.store.list(r.key);
+      objs = this.store.listShared(r.key);
     }
     objs = objs.filter((o) => objectKey(o) > after).filter(matcher);
     const meta: Record<string, unknown> = {};
@@ -932,18 +932,20 @@ export class KubeApiServer {
       if (!opts.labelSelector && !opts.fieldSelector) meta.remainingItemCount = remaining;
     }
     const rv = String(listRv);
+    // Only the page is copied: the stored objects are never changed in place.
+    const page = objs.map((o) => clone(o));
     if (format.table) {
-      this.sendJson(res, 200, toTable(r, objs, { tableVersion: format.table.version, includeObject, resourceVersion: rv, listMeta: meta }));
+      this.sendJson(res, 200, toTable(r, page, { tableVersion: format.table.version, includeObject, resourceVersion: rv, listMeta: meta }));
     } else if (format.partialMetadata) {
       const v = format.partialMetadata.version;
       this.sendJson(res, 200, {
         kind: 'PartialObjectMetadataList',
         apiVersion: `meta.k8s.io/${v}`,
         metadata: { resourceVersion: rv, ...meta },
-        items: objs.map((o) => ({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${v}`, metadata: o.metadata ?? {} })),
+        items: page.map((o) => ({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${v}`, metadata: o.metadata ?? {} })),
       });
     } else {
-      this.sendJson(res, 200, this.listBody(r, objs, rv, meta));
+      this.sendJson(res, 200, this.listBody(r, page, rv, meta));
     }
   }
 

@@ -50,13 +50,26 @@ export class ObjectStore {
 
   /** Copies of all objects of a resource type, sorted by key. */
   list(resource: string): KubeObject[] {
+    return this.listShared(resource).map((o) => clone(o));
+  }
+
+  /**
+   * The stored objects themselves (not copies), sorted by key: for callers that only read them
+   * and copy what they hand out (a list page copies its page, not the whole collection).
+   */
+  listShared(resource: string): readonly KubeObject[] {
     const b = this.data.get(resource);
     if (!b) return [];
-    return [...b.keys()].sort().map((k) => clone(b.get(k) as KubeObject));
+    return [...b.keys()].sort().map((k) => b.get(k) as KubeObject);
   }
 
   /** Copies of the objects of a resource type as they were at resourceVersion `at` (410 if history no longer reaches back). */
   snapshot(resource: string, at: number): KubeObject[] {
+    return this.snapshotShared(resource, at).map((o) => clone(o));
+  }
+
+  /** The objects (not copies) of a resource type as they were at `at`, sorted by key (410 if expired). */
+  snapshotShared(resource: string, at: number): readonly KubeObject[] {
     this.checkRetained(at);
     const state = new Map(this.data.get(resource) ?? []);
     for (let i = this.history.length - 1; i >= 0; i--) {
@@ -66,7 +79,7 @@ export class ObjectStore {
       if (e.prev) state.set(e.key, e.prev);
       else state.delete(e.key);
     }
-    return [...state.keys()].sort().map((k) => clone(state.get(k) as KubeObject));
+    return [...state.keys()].sort().map((k) => state.get(k) as KubeObject);
   }
 
   /** Throws 410 Expired when events after `from` are no longer all retained, 504 when `from` is in the future. */

@@ -135,7 +135,10 @@ export class Daemon {
     this.running = p.config;
     const w = p.config.wireguard;
     const ipBatch = env.ipBatch(log);
-    const confFile = new WgQuickFile(w.configFile, log, this.timing.confDelay);
+    // Files that list every peer are written less often in a large mesh (1 ms per peer, at most
+    // 10 s): a burst of changes costs one write, and the live apply never waits for them.
+    const bySize = (base: number): (() => number) => () => (base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0)));
+    const confFile = new WgQuickFile(w.configFile, log, bySize(this.timing.confDelay));
     const own = new OwnChanges();
     const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units, own });
     log.info(iface.describe());
@@ -151,7 +154,7 @@ export class Daemon {
     });
     this.metrics = this.makeMetrics(p.identity.name, w.interface);
     this.metricsEndpoint = new MetricsEndpoint(this.metrics, () => this.healthVerdict(), log, env.serveMetrics, p.config);
-    this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log);
+    this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log, bySize(200));
     this.reloader = new ConfigReloader(configPath, env.loadConfig, {
       running: () => this.running,
       apply: (next, changed) => this.applyConfig(next, changed),
@@ -206,6 +209,9 @@ export class Daemon {
     }
     this.loop.firstApply().then(() => {
       this.env.log.notice(`mesh applied: ${this.summary()}`);
+      const m = process.memoryUsage();
+      const mb = (b: number): string => `${Math.round(b / 1048576)} MB`;
+      this.env.log.info(`memory after the first apply: resident ${mb(m.rss)}, JavaScript heap ${mb(m.heapUsed)} used of ${mb(m.heapTotal)}, outside the heap ${mb(m.external + m.arrayBuffers)}`);
       return this.env.notifier.ready(`mesh applied: ${this.summary()}`);
     }).catch((err: unknown) => this.env.log.error(`reporting readiness: ${describeError(err)}`));
   }

@@ -15,7 +15,8 @@ export class StatusWriter implements Part {
   private stopped = false;
   private readonly reporter = new StateReporter();
 
-  constructor(private readonly dir: () => string, private readonly build: () => StatusSnapshot, private readonly log: Logger, private readonly delayMs = 200) {}
+  /** `delayMs`: how long a change waits for more before the file is written (asked each time). */
+  constructor(private readonly dir: () => string, private readonly build: () => StatusSnapshot, private readonly log: Logger, private readonly delayMs: () => number = () => 200) {}
 
   start(): void {
     this.changed();
@@ -27,7 +28,7 @@ export class StatusWriter implements Part {
     this.queued = setTimeout(() => {
       this.queued = undefined;
       this.chain = this.chain.then(() => this.write());
-    }, this.delayMs);
+    }, this.delayMs());
   }
 
   /** Writes once more (the final state) and waits for the writes in progress. */

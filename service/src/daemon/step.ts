@@ -54,6 +54,9 @@ export interface StepOutcome {
   followUp?: string;
 }
 
+/** How many changes of one run are logged at info (the first apply at scale makes thousands). */
+const CHANGES_LOGGED_PER_RUN = 50;
+
 /** True when two desired states hold the same interface and the very same peer and route objects. */
 function sameDesired(a: DesiredState, b: DesiredState): boolean {
   const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
@@ -77,6 +80,7 @@ export class MeshStep {
   private readonly reporter = new StateReporter();
   private loggedSkips = new Set<string>();
   private loggedSkipsOf: unknown;
+  private quietChanges = 0;
   private loggedWarnings = '';
   /** The latest desired state (also when applying it failed). */
   desired: DesiredState | undefined;
@@ -158,6 +162,15 @@ export class MeshStep {
 
   /** One run: `force` re-reads the host even when the desired state did not change. */
   async run(reasons: readonly string[], force: boolean, changes: string[]): Promise<StepOutcome> {
+    this.quietChanges = 0;
+    try {
+      return await this.runLogged(reasons, force, changes);
+    } finally {
+      if (this.quietChanges > 0) this.parts.log.info(`… and ${this.quietChanges} more changes in this run (each logged at debug level)`);
+    }
+  }
+
+  private async runLogged(reasons: readonly string[], force: boolean, changes: string[]): Promise<StepOutcome> {
     const desired = await this.computeOrWait();
     if (!desired) return { applied: false };
     const { identity, confFile, log } = this.parts;
@@ -260,10 +273,15 @@ export class MeshStep {
     return mtu;
   }
 
+  /** Logs each applied change with its reason: the first ones of a run at info, the rest (a start at scale) at debug. */
   private record(changes: string[], applied: readonly AppliedChange[]): void {
     for (const c of applied) {
       changes.push(c.what);
-      this.parts.log.info(`${c.what} (why: ${c.why})`);
+      if (changes.length <= CHANGES_LOGGED_PER_RUN) this.parts.log.info(`${c.what} (why: ${c.why})`);
+      else {
+        this.quietChanges += 1;
+        this.parts.log.debug(`${c.what} (why: ${c.why})`);
+      }
     }
   }
 
@@ -283,11 +301,16 @@ export class MeshStep {
     // Each refusal is logged once, when it appears, not again whenever another one changes.
     const before = this.loggedSkips;
     this.loggedSkips = new Set(lines.map((l) => l.text));
+    let shown = 0;
+    let quiet = 0;
     for (const l of lines) {
       if (before.has(l.text)) continue;
+      if (shown >= CHANGES_LOGGED_PER_RUN) { quiet += 1; this.parts.log.debug(l.text); continue; }
+      shown += 1;
       if (l.warn) this.parts.log.warning(l.text);
       else this.parts.log.info(l.text);
     }
+    if (quiet > 0) this.parts.log.warning(`… and ${quiet} more Nodes or Peers left out or partly ignored (\`wg-overlay status\` lists them all)`);
   }
 
   private async publish(selfNode: MeshNode, desired: DesiredState, changes: string[]): Promise<void> {

@@ -135,7 +135,7 @@ export class Reflector<T> {
   }
 
   private async listAll(): Promise<{ items: T[]; version: string | undefined }> {
-    const r = await listPages(this.o.api.list, this.o.translate, this.o.pageSize ?? 500);
+    const r = await listPages(this.o.api.list, this.o.translate, this.o.pageSize ?? 250);
     this.listRequests += r.pages;
     return r;
   }

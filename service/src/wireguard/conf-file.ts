@@ -17,17 +17,21 @@ export class WgQuickFile {
   /** Why the file could not be written the last time (undefined once it could). */
   error: string | undefined;
 
-  /** `delayMs`: how long a change waits for more before it is written (0 = at once, within `set`). */
-  constructor(private readonly path: string, private readonly log: Logger, private readonly delayMs = 300) {}
+  /**
+   * `delayMs`: how long a change waits for more before it is written (0 = at once, within `set`);
+   * a function is asked each time (a large mesh waits longer, so a burst costs one write).
+   */
+  constructor(private readonly path: string, private readonly log: Logger, private readonly delayMs: number | (() => number) = 300) {}
 
   /** Takes the latest config (built only when it is written); it is written after the delay (at once when the delay is 0). */
   async set(cfg: () => WgQuickConfig): Promise<void> {
     this.pending = cfg;
-    if (this.delayMs === 0) {
+    const delay = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs();
+    if (delay === 0) {
       await this.flush();
       return;
     }
-    this.timer ??= setTimeout(() => { this.timer = undefined; void this.flush(); }, this.delayMs);
+    this.timer ??= setTimeout(() => { this.timer = undefined; void this.flush(); }, delay);
   }
 
   /** Writes the pending config now (writes never overlap); resolves whether the file is current. */
