@@ -130,7 +130,12 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
     });
 
     it('%postun on upgrade ($1 >= 1) try-restarts a running service; %preun on upgrade leaves it alone', async () => {
-      await c.exec('systemctl', ['start', 'wg-overlay']);
+      // An upgrade runs the new package's %post ($1 = 2) before the old one's %preun and %postun
+      // ($1 = 1). It creates the user wg-overlay, without which the unit cannot start
+      // (217/USER): this test must not depend on the install test above having run (--grep).
+      await runScript('post', 2);
+      const started = await c.exec('systemctl', ['start', 'wg-overlay'], { allowFailure: true });
+      assert.equal(started.exitCode, 0, `systemctl start wg-overlay: ${started.stderr}\n${(await c.exec('journalctl', ['--no-pager', '-u', 'wg-overlay'], { allowFailure: true })).stdout}`);
       const before = await state();
       assert.equal(before.ActiveState, 'active');
       await runScript('preun', 1);

@@ -428,6 +428,9 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.notEqual(upgrade.version, pkg.version);
     await c.writeFile(`/var/tmp/${basename(upgrade.deb)}`, await readFile(upgrade.deb));
     const cursor = await c.cursor();
+    // Both versions are built from this checkout, so they ship the same wg-overlay.conf: dpkg
+    // keeps the edited file without asking, and a plain `apt-get install` (no --force-conf*
+    // options) must not stop at a prompt. A shipped file that changed: upgrade.test.ts.
     const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(upgrade.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
     assert.match(r.stdout, new RegExp(`Unpacking wg-overlay \\(${upgrade.version.replace(/\./g, '\\.')}-1\\) over \\(${pkg.version.replace(/\./g, '\\.')}-1\\)`));
     assert.match(await c.readFile('/etc/wg-overlay/wg-overlay.conf'), /^listen_port = 51821$/m, 'the admin\'s edit survives the upgrade');

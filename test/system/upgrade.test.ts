@@ -25,6 +25,13 @@ const ANN = 'wg-overlay.io/';
 /** A third Node that joins after the upgrade (no machine behind it: a peer entry is enough). */
 const LATE = { name: 'wgs-upg-late', key: KEYS[5]!, ip: '198.51.100.77', pods: '10.244.9.0/24' };
 
+/**
+ * What unattended upgrades pass to dpkg: a config file the admin changed is kept when the
+ * package ships a new version of it (which dpkg writes beside it as FILE.dpkg-dist), instead of
+ * a question on the terminal.
+ */
+const KEEP_CONFIG = ['-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold'];
+
 /** ping's summary: packets sent and received. */
 function pingSummary(out: string): { sent: number; received: number } {
   const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
@@ -141,7 +148,10 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       await c.writeFile(`/var/tmp/${basename(cur.deb)}`, await readFile(cur.deb));
       const cursor = await c.cursor();
       const t0 = Date.now();
-      const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(cur.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+      // The shipped wg-overlay.conf gained commented keys since 0.1 and the admin edited theirs,
+      // so dpkg would ask what to do with it (and fail, with no terminal); unattended upgrades
+      // answer as the install guide says: keep the admin's file (the new one is left beside it).
+      const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', ...KEEP_CONFIG, `/var/tmp/${basename(cur.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
       assert.match(r.stdout, new RegExp(`Unpacking wg-overlay \\(${cur.version.replace(/\./g, '\\.')}-1\\) over \\(${cur.version.replace(/\./g, '\\.')}~prev-1\\)`));
       assert.match(r.stdout + r.stderr, /restarting wg-quick@wg0 so that its wireguard-go runs as user wg-overlay/);
       const p = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (x) => x.ActiveState === 'active' && x.MainPID !== oldPid && x.MainPID !== '0');
@@ -165,6 +175,10 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       assert.equal(annotations(name)[`${ANN}public-key`], was.pub);
       assert.deepEqual(await peersOf(c), was.peers, 'the peers are kept');
       assert.match(await c.readFile('/etc/wg-overlay/wg-overlay.conf'), /^persistent_keepalive = 5$/m, 'the admin\'s config edit is kept');
+      // The new version's file is beside it, for the admin to compare; every key it adds has a
+      // default, so the kept 0.1 file is valid as it is.
+      assert.equal(await c.readFile('/etc/wg-overlay/wg-overlay.conf.dpkg-dist'), await readFile('packaging/wg-overlay.conf', 'utf8'));
+      assert.match((await c.exec('wg-overlay', ['check-config'])).stdout, /: OK$/m);
       // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as wg-overlay.
       assert.equal((await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')).stdout.trim().split('\n').join(' | '),
         'wg-overlay 700 | wg-overlay 600 | root 640');
