@@ -99,7 +99,7 @@ async function measure(n: number, changes: number): Promise<string> {
     const start = performance.now();
     const self = await cluster.addNode('bench-self', { pod: false, podCIDRs: ['10.99.1.0/24'], start: false });
     // The daemon as the packages run it: the bundled runtime, with the unit's Node.js flags.
-    const daemon = self.host.spawn('node', [...unitNodeFlags(), BUNDLE, 'run', '--config', '/etc/wg-overlay/wg-overlay.conf'], process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {});
+    const daemon = self.host.spawn('node', [...unitNodeFlags(), ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), BUNDLE, 'run', '--config', '/etc/wg-overlay/wg-overlay.conf'], process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {});
     self.daemon = daemon;
     await daemon.waitForOutput(/mesh applied: \d+ peers/, 600_000);
     const readyMs = performance.now() - start;
@@ -107,6 +107,10 @@ async function measure(n: number, changes: number): Promise<string> {
     await sleep(3_000); // status.json and wg0.conf are written a moment after
     if (process.env.BENCH_VERBOSE) process.stderr.write(`${daemon.output().split('\n').filter((l) => !/ (Node|Peer) (skipped|partly)/.test(l)).slice(0, 80).join('\n')}\n`);
     const afterStart = procStats(daemon.pid);
+    if (process.env.BENCH_HEAPSNAP) {
+      process.kill(daemon.pid, 'SIGUSR2');
+      await sleep(15_000);
+    }
 
     // Debug logging from here on, to count the commands each change runs.
     await self.host.writeFile('/etc/wg-overlay/wg-overlay.conf', (await self.host.readFile('/etc/wg-overlay/wg-overlay.conf')).replace(/level = info/, 'level = debug'));

@@ -116,7 +116,7 @@ export class AddressIndex<T> {
     const list = fam.owners.get(ip.value);
     if (list) { list.push(owner); return; }
     fam.owners.set(ip.value, [owner]);
-    fam.sorted = undefined;
+    if (fam.sorted) fam.sorted.splice(lowerBound(fam.sorted, ip.value), 0, ip.value);
   }
 
   /** Removes one owner of an address (by identity). */
@@ -128,7 +128,7 @@ export class AddressIndex<T> {
     if (i >= 0) list.splice(i, 1);
     if (list.length === 0) {
       fam.owners.delete(ip.value);
-      fam.sorted = undefined;
+      if (fam.sorted) fam.sorted.splice(lowerBound(fam.sorted, ip.value), 1);
     }
   }
 

@@ -76,7 +76,7 @@ export interface SnapshotInput {
   pid: number;
 }
 
-/** Builds the snapshot (pure). */
+/** Builds the snapshot (pure); text that came from outside is escaped here, once. */
 export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
   const d = i.desired;
   return {
@@ -87,7 +87,7 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     writtenAt: i.now,
     interface: i.iface,
     desired: d ? { address: d.iface.address, listenPort: d.iface.listenPort, publicKey: d.iface.publicKey } : undefined,
-    waiting: i.waiting,
+    waiting: i.waiting === undefined ? undefined : escapeUnsafe(i.waiting),
     peers: (d?.peers ?? []).map((p) => ({
       kind: p.kind,
       name: p.name,
@@ -99,13 +99,13 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
       hasPresharedKey: Boolean(p.presharedKey),
     })),
     routes: (d?.routes ?? []).map((r) => ({ dst: r.dst, via: r.via, kind: r.kind ?? 'node' })),
-    skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node' })),
-    warnings: [...(d?.warnings ?? [])],
+    skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node', message: escapeUnsafe(s.message) })),
+    warnings: (d?.warnings ?? []).map(escapeUnsafe),
     lastApply: i.lastReport
       ? {
         ok: i.lastReport.ok,
-        ...(i.lastReport.error ? { error: i.lastReport.error } : {}),
-        ...(i.lastReport.configFileError ? { configFileError: i.lastReport.configFileError } : {}),
+        ...(i.lastReport.error ? { error: escapeUnsafe(i.lastReport.error) } : {}),
+        ...(i.lastReport.configFileError ? { configFileError: escapeUnsafe(i.lastReport.configFileError) } : {}),
         at: i.lastReport.at,
         durationMs: i.lastReport.durationMs,
         changes: i.lastReport.changes.length,
@@ -113,15 +113,20 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
       : undefined,
     lastSuccessAt: i.lastSuccessAt,
     ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),
-    watch: i.watch,
+    watch: { nodes: safeWatch(i.watch.nodes), peers: safeWatch(i.watch.peers) },
   };
+}
+
+/** A watch state with its error text (from the API server) made safe to show. */
+function safeWatch(w: WatchStatus): WatchStatus {
+  return w.error === undefined ? w : { ...w, error: escapeUnsafe(w.error) };
 }
 
 /** Writes the snapshot atomically (mode 0644; the directory is created 0755). */
 export async function writeStatusFile(runtimeDir: string, snapshot: StatusSnapshot): Promise<void> {
   await mkdir(runtimeDir, { recursive: true, mode: 0o755 });
-  const safe = (_key: string, value: unknown): unknown => (typeof value === 'string' ? escapeUnsafe(value) : value);
-  await writeFileAtomic(join(runtimeDir, STATUS_FILE), `${JSON.stringify(snapshot, safe, 1)}\n`, 0o644);
+  // Text from outside (messages, errors) was made safe in buildSnapshot; names, keys and addresses are validated.
+  await writeFileAtomic(join(runtimeDir, STATUS_FILE), `${JSON.stringify(snapshot)}\n`, 0o644);
 }
 
 /** Reads the snapshot; undefined when there is none; throws when it is unreadable or malformed. */
