@@ -18,6 +18,16 @@ export function toWgQuickPeer(p: Omit<DesiredPeer, 'kind'>, comment: string = p.
   };
 }
 
+// The [Peer] of each desired peer object, so an unchanged peer keeps its rendered section.
+const asPeer = new WeakMap<DesiredPeer, WgQuickPeer>();
+
+/** The [Peer] of a desired peer with its name as the comment, built once per peer object. */
+function cachedPeer(p: DesiredPeer): WgQuickPeer {
+  let out = asPeer.get(p);
+  if (!out) asPeer.set(p, out = toWgQuickPeer(p));
+  return out;
+}
+
 /**
  * The wg-quick config for a desired state; `Table = off` because the daemon owns routes. Without
  * a private key it is a template for someone else's copy (`showconf node`).
@@ -32,6 +42,6 @@ export function toWgQuickConfig(desired: DesiredState, privateKey: string | unde
       table: 'off',
       extra: [],
     },
-    peers: desired.peers.map((p) => toWgQuickPeer(p, peerComment?.(p))),
+    peers: desired.peers.map((p) => (peerComment ? toWgQuickPeer(p, peerComment(p)) : cachedPeer(p))),
   };
 }

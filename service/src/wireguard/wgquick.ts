@@ -110,13 +110,12 @@ export interface RenderOptions {
   privateKeyPlaceholder?: string;
 }
 
-/** Throws when `cfg` cannot be rendered faithfully (invalid keys, values that would break lines). */
-function validateForRender(cfg: WgQuickConfig, opts: RenderOptions): void {
+/** Problems of the [Interface] section and the header options (empty when it renders faithfully). */
+function interfaceProblems(iface: WgQuickInterface, opts: RenderOptions): string[] {
   const problems: string[] = [];
   const add = (where: string, p: string | undefined): void => {
     if (p !== undefined) problems.push(`${where}: ${p}`);
   };
-  const { iface } = cfg;
   for (const h of opts.header ?? []) add('header', /^#[^\r\n]*$/.test(h) ? undefined : 'not a one-line comment');
   if (opts.privateKeyPlaceholder !== undefined) add('[Interface] PrivateKey placeholder', checkLineSafe(opts.privateKeyPlaceholder));
   if (iface.privateKey !== undefined && !isValidKey(iface.privateKey)) problems.push('[Interface] PrivateKey: not a valid key');
@@ -128,24 +127,58 @@ function validateForRender(cfg: WgQuickConfig, opts: RenderOptions): void {
     if (!EXTRA_KEYS.has(k.toLowerCase()) || !/^[A-Za-z]+$/.test(k)) problems.push(`[Interface] ${k}: not a key allowed in extra`);
     add(`[Interface] ${k}`, checkLineSafe(v));
   }
-  cfg.peers.forEach((p, i) => {
-    const where = `[Peer] #${i + 1}`;
-    if (!isValidKey(p.publicKey)) problems.push(`${where} PublicKey: "${p.publicKey}" is not a valid key`);
-    if (p.presharedKey !== undefined && !isValidKey(p.presharedKey)) problems.push(`${where} PresharedKey: not a valid key`);
-    if (p.name !== undefined) {
-      add(`${where} name`, /[\r\n]/.test(p.name) ? 'contains a line break' : p.name !== p.name.trim() || p.name === '' ? 'is empty or has surrounding whitespace' : undefined);
-    }
-    if (p.endpoint !== undefined) add(`${where} Endpoint`, checkLineSafe(p.endpoint) ?? checkEndpoint(p.endpoint));
-    for (const a of p.allowedIPs) add(`${where} AllowedIPs`, checkLineSafe(a) ?? checkCidr(a));
-    if (p.persistentKeepalive !== undefined) add(`${where} PersistentKeepalive`, checkInt(p.persistentKeepalive, 0, 65535));
+  return problems;
+}
+
+/** Problems of one [Peer] section, each prefixed with `where` (empty when it renders faithfully). */
+function peerProblems(p: WgQuickPeer, where: string): string[] {
+  const problems: string[] = [];
+  const add = (what: string, problem: string | undefined): void => {
+    if (problem !== undefined) problems.push(`${where} ${what}: ${problem}`);
+  };
+  if (!isValidKey(p.publicKey)) problems.push(`${where} PublicKey: "${p.publicKey}" is not a valid key`);
+  if (p.presharedKey !== undefined && !isValidKey(p.presharedKey)) problems.push(`${where} PresharedKey: not a valid key`);
+  if (p.name !== undefined) {
+    add('name', /[\r\n]/.test(p.name) ? 'contains a line break' : p.name !== p.name.trim() || p.name === '' ? 'is empty or has surrounding whitespace' : undefined);
+  }
+  if (p.endpoint !== undefined) add('Endpoint', checkLineSafe(p.endpoint) ?? checkEndpoint(p.endpoint));
+  for (const a of p.allowedIPs) add('AllowedIPs', checkLineSafe(a) ?? checkCidr(a));
+  if (p.persistentKeepalive !== undefined) add('PersistentKeepalive', checkInt(p.persistentKeepalive, 0, 65535));
+  return problems;
+}
+
+/** One valid [Peer] section as text (the same in both forms). */
+function peerSection(p: WgQuickPeer): string {
+  const lines = ['', '[Peer]'];
+  if (p.name !== undefined) lines.push(`# ${p.name}`);
+  lines.push(`PublicKey = ${p.publicKey}`);
+  if (p.presharedKey !== undefined) lines.push(`PresharedKey = ${p.presharedKey}`);
+  if (p.allowedIPs.length > 0) lines.push(`AllowedIPs = ${p.allowedIPs.join(', ')}`);
+  if (p.endpoint !== undefined) lines.push(`Endpoint = ${p.endpoint}`);
+  if (p.persistentKeepalive !== undefined) lines.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
+  return lines.join('\n');
+}
+
+// Checked and rendered [Peer] sections by peer object: a large mesh rewrites its file after a
+// change with one new section, not thousands (callers never change a peer object once built).
+const sections = new WeakMap<WgQuickPeer, string>();
+
+/** The rendered [Peer] sections in render order; throws with every problem when one cannot be rendered faithfully. */
+function peerSections(peers: readonly WgQuickPeer[], problems: string[]): string[] {
+  peers.forEach((p, i) => {
+    if (sections.has(p)) return;
+    const found = peerProblems(p, `[Peer] #${i + 1}`);
+    if (found.length > 0) problems.push(...found);
+    else sections.set(p, peerSection(p));
   });
   if (problems.length > 0) throw new Error(`rendering wg-quick config: ${problems.join('; ')}`);
+  return sortPeers(peers).map((p) => sections.get(p)!);
 }
 
 /** Renders the section lines; `forWg` drops what only wg-quick understands (the `wg setconf` form). */
 function renderLines(cfg: WgQuickConfig, forWg: boolean, opts: RenderOptions): string[] {
-  validateForRender(cfg, opts);
   const { iface } = cfg;
+  const peers = peerSections(cfg.peers, interfaceProblems(iface, opts));
   const lines = [...(opts.header ?? [MANAGED_HEADER, MANAGED_NOTICE]), '', '[Interface]'];
   if (!forWg && iface.address.length > 0) lines.push(`Address = ${iface.address.join(', ')}`);
   if (iface.listenPort !== undefined) lines.push(`ListenPort = ${iface.listenPort}`);
@@ -156,15 +189,7 @@ function renderLines(cfg: WgQuickConfig, forWg: boolean, opts: RenderOptions): s
   for (const [k, v] of iface.extra) {
     if (!forWg || !WG_QUICK_ONLY_KEYS.has(k.toLowerCase())) lines.push(`${k} = ${v}`);
   }
-  for (const p of sortPeers(cfg.peers)) {
-    lines.push('', '[Peer]');
-    if (p.name !== undefined) lines.push(`# ${p.name}`);
-    lines.push(`PublicKey = ${p.publicKey}`);
-    if (p.presharedKey !== undefined) lines.push(`PresharedKey = ${p.presharedKey}`);
-    if (p.allowedIPs.length > 0) lines.push(`AllowedIPs = ${p.allowedIPs.join(', ')}`);
-    if (p.endpoint !== undefined) lines.push(`Endpoint = ${p.endpoint}`);
-    if (p.persistentKeepalive !== undefined) lines.push(`PersistentKeepalive = ${p.persistentKeepalive}`);
-  }
+  for (const text of peers) lines.push(text);
   return lines;
 }
 
