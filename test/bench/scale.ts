@@ -9,6 +9,10 @@
  * host reads per change (from the daemon's debug log), and the API requests at steady state.
  *
  *   npm run bench -- scale [--nodes 1000,5000,10000] [--changes 20]
+ *
+ * The daemon runs with the Node.js flags of the shipped unit; BENCH_UNIT_FLAGS replaces them
+ * (e.g. BENCH_UNIT_FLAGS=" " for none, to see what the JIT would buy) and BENCH_NODE_FLAGS adds
+ * to them (e.g. --cpu-prof).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -23,6 +27,7 @@ const BUNDLE = join(REPO_ROOT, 'build', 'bundle', 'wg-overlay.mjs');
 
 /** The Node.js flags of the shipped unit's ExecStart (between the node binary and the runtime). */
 function unitNodeFlags(): string[] {
+  if (process.env.BENCH_UNIT_FLAGS !== undefined) return process.env.BENCH_UNIT_FLAGS.split(' ').filter(Boolean);
   const exec = /^ExecStart=.*?\bnode((?:\s+--\S+)*)\s+\S+wg-overlay\.mjs/m.exec(readFileSync(join(REPO_ROOT, 'systemd', 'wg-overlay.service'), 'utf8'));
   return exec?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 }

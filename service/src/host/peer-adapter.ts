@@ -62,7 +62,8 @@ export class PeerAdapter {
   async set(desired: readonly DesiredPeer[]): Promise<PeerSetResult> {
     // Known state is planned without a pause, so `wg set` starts before anything run alongside it.
     const known = this.trusted;
-    const planned = known ? this.planKnown(desired) : diffPeers(desired, await this.read(), this.applied);
+    const rebased: DesiredPeer[] = [];
+    const planned = known ? diffKnownPeers(desired, this.applied, rebased) : diffPeers(desired, await this.read(), this.applied);
     const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
     const refused: PeerRefusal[] = [];
     const kept = new Set<string>(); // peers whose device state is what it was (refused, or held back)
@@ -77,7 +78,7 @@ export class PeerAdapter {
       }
     }
     for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
-    if (known) this.remember(desired, plan, kept);
+    if (known) this.remember(plan, rebased, kept);
     else this.applied = new Map(desired.flatMap((p): Array<[string, DesiredPeer]> => {
       const old = this.applied.get(p.publicKey);
       return kept.has(p.publicKey) ? (old ? [[p.publicKey, old]] : []) : [[p.publicKey, p]];
@@ -103,10 +104,14 @@ export class PeerAdapter {
     return diffKnownPeers(desired, this.applied);
   }
 
-  /** After a change to a known device: the desired peers, except those `kept` as they were (updated in place, no copy of the mesh). */
-  private remember(desired: readonly DesiredPeer[], plan: readonly PeerChange[], kept: ReadonlySet<string>): void {
-    for (const c of plan) if (c.op === 'remove' && !kept.has(c.publicKey)) this.applied.delete(c.publicKey);
-    for (const p of desired) if (!kept.has(p.publicKey) && this.applied.get(p.publicKey) !== p) this.applied.set(p.publicKey, p);
+  /** After a change to a known device: what was applied, and unchanged peers in new objects (updated in place, no pass over the mesh). */
+  private remember(plan: readonly PeerChange[], rebased: readonly DesiredPeer[], kept: ReadonlySet<string>): void {
+    for (const c of plan) {
+      if (kept.has(keyOf(c))) continue;
+      if (c.op === 'remove') this.applied.delete(c.publicKey);
+      else this.applied.set(c.peer.publicKey, c.peer);
+    }
+    for (const p of rebased) this.applied.set(p.publicKey, p);
   }
 
   private async read(): Promise<PeerStatus[]> {

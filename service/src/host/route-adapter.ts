@@ -26,10 +26,32 @@ export interface RouteSetResult {
 
 const key = (r: { dst: string; dev?: string | undefined }): string => `${r.dst}|${r.dev ?? ''}`;
 
+/** The routes the adapter owns, by key and by object (for the identity check of unchanged routes). */
+interface Owned {
+  byKey: Map<string, DesiredRoute>;
+  objects: Set<DesiredRoute>;
+}
+
+/** Records `r` as owned (in place of an owned route with the same key). */
+function own(owned: Owned, r: DesiredRoute): void {
+  const old = owned.byKey.get(key(r));
+  if (old) owned.objects.delete(old);
+  owned.byKey.set(key(r), r);
+  owned.objects.add(r);
+}
+
+/** Forgets the owned route with the key of `r`. */
+function disown(owned: Owned, r: { dst: string; dev?: string | undefined }): void {
+  const old = owned.byKey.get(key(r));
+  if (!old) return;
+  owned.objects.delete(old);
+  owned.byKey.delete(key(r));
+}
+
 /** Keeps the daemon's own routes equal to the desired ones. */
 export class RouteAdapter {
-  /** Routes this adapter owns on the host, by `dst|dev`; undefined when the table must be read. */
-  private owned: Map<string, DesiredRoute> | undefined;
+  /** Routes this adapter owns on the host (by `dst|dev`, and as objects); undefined when the table must be read. */
+  private owned: Owned | undefined;
   /** Desired routes left alone because another owner routes the prefix, by `dst|dev`. */
   private foreign = new Set<string>();
   private readonly reporter = new StateReporter();
@@ -50,8 +72,10 @@ export class RouteAdapter {
   }
 
   /** Fast path: diff against what this adapter owns (no copy of it), exclusive adds through the batch. */
-  private async setKnown(desired: readonly DesiredRoute[], known: Map<string, DesiredRoute>): Promise<RouteSetResult> {
-    const plan = diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO);
+  private async setKnown(desired: readonly DesiredRoute[], known: Owned): Promise<RouteSetResult> {
+    const rebased: DesiredRoute[] = [];
+    const plan = diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
+    for (const r of rebased) own(known, r);
     if (plan.length === 0) {
       this.owned = known;
       return { changes: [], clash: false };
@@ -61,8 +85,8 @@ export class RouteAdapter {
     const changes = this.describe(plan, clashes);
     if (clashes.length > 0) return { changes, clash: true };
     for (const c of plan) {
-      if (c.op === 'add') known.set(key(c.route), c.route);
-      else if (c.op === 'delete') known.delete(key(c.route));
+      if (c.op === 'add') own(known, c.route);
+      else if (c.op === 'delete') disown(known, c.route);
     }
     this.owned = known;
     return { changes, clash: false };
@@ -82,7 +106,9 @@ export class RouteAdapter {
     this.expectDeletions(todo);
     await inStep('routes', () => applyRouteChanges(this.runner, todo, { exclusive: false, ...(this.batch ? { batch: this.batch } : {}) }));
     this.foreign = new Set(conflicts.map((c) => key(c.route)));
-    this.owned = new Map(desired.filter((r) => !this.foreign.has(key(r))).map((r) => [key(r), r]));
+    const owned: Owned = { byKey: new Map(), objects: new Set() };
+    for (const r of desired) if (!this.foreign.has(key(r))) own(owned, r);
+    this.owned = owned;
     return { changes: this.describe(todo, []), clash: false };
   }
 

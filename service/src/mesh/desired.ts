@@ -71,27 +71,32 @@ function externalEntry(p: AdmittedPeer, context: string, settings: MeshSettings)
  * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
  * the members and admitted external peers of a membership.
  */
-function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Membership, settings: MeshSettings, warnings: string[]): { peers: DesiredPeer[]; routes: DesiredRoute[] } {
+function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Membership, settings: MeshSettings): { peers: DesiredPeer[]; routes: DesiredRoute[]; clones: string[]; warnings: string[] } {
   const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
   const context = `${settings.interfaceName}|${settings.persistentKeepalive}|${own.map(formatCidr).join(',')}`;
-  // A Node or Peer with this node's own key cannot be a peer of it.
-  const nodes = membership.members.filter((m) => m.publicKey !== self.publicKey).map((m) => memberEntry(m, own, context, settings));
-  const external = membership.externalPeers.filter((p) => p.publicKey !== self.publicKey).map((p) => externalEntry(p, context, settings));
-  const merged: PeerEntry[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < nodes.length || j < external.length) {
-    const takeNode = j >= external.length || (i < nodes.length && nodes[i]!.peer.name <= external[j]!.peer.name);
-    merged.push(takeNode ? nodes[i++]! : external[j++]!);
-  }
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
-  for (const e of merged) {
+  const clones: string[] = [];
+  const warnings: string[] = [];
+  const take = (e: PeerEntry): void => {
     peers.push(e.peer);
     for (const r of e.routes) routes.push(r);
     if (e.warnings.length > 0) warnings.push(...e.warnings);
+  };
+  // A Node or Peer with this node's own key cannot be a peer of it. Both lists are sorted by
+  // name; merged in one pass, a Node before a Peer of the same name.
+  const external = membership.externalPeers.filter((p) => p.publicKey !== self.publicKey);
+  let j = 0;
+  for (const m of membership.members) {
+    if (m.publicKey === self.publicKey) {
+      clones.push(`Node ${m.name} publishes this node's public key (a cloned machine?): rotate one of the keys`);
+      continue;
+    }
+    while (j < external.length && external[j]!.name < m.name) take(externalEntry(external[j++]!, context, settings));
+    take(memberEntry(m, own, context, settings));
   }
-  return { peers, routes };
+  while (j < external.length) take(externalEntry(external[j++]!, context, settings));
+  return { peers, routes, clones, warnings };
 }
 
 /**
@@ -105,8 +110,8 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     const why = membership.skipped.find((p) => p.name === self.name && p.whole)?.message ?? 'no overlay address';
     throw new NotReadyError(`Node ${self.name} has no overlay address: ${why}`);
   }
-  const warnings = membership.members.filter((m) => m.publicKey === self.publicKey)
-    .map((m) => `Node ${m.name} publishes this node's public key (a cloned machine?): rotate one of the keys`);
+  const { peers, routes, clones, warnings: held } = peersAndRoutes(self, selfNode, membership, settings);
+  const warnings = clones;
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
   }
@@ -117,6 +122,7 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
   const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
+  for (const w of held) warnings.push(w);
   return {
     iface: {
       name: settings.interfaceName,
@@ -125,7 +131,8 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
       mtu: settings.mtu,
       publicKey: self.publicKey,
     },
-    ...peersAndRoutes(self, selfNode, membership, settings, warnings),
+    peers,
+    routes,
     skipped: membership.skipped,
     addresses: membership.addresses,
     publish,

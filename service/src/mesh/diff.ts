@@ -114,17 +114,26 @@ export function appliedStatus(p: DesiredPeer): PeerStatus {
 /**
  * The same changes as `diffPeers` when the device is known to hold exactly `applied`, without
  * building its status: a desired peer that is the very object applied last is skipped at once, so
- * a change costs what it touches, not what the mesh holds.
+ * a change costs what it touches, not what the mesh holds. Desired peers equal to what was applied
+ * but held in new objects are added to `rebased` (the caller keeps them, for the next identity check).
  */
-export function diffKnownPeers(desired: readonly DesiredPeer[], applied: ReadonlyMap<string, DesiredPeer>): PeerChange[] {
+export function diffKnownPeers(desired: readonly DesiredPeer[], applied: ReadonlyMap<string, DesiredPeer>, rebased: DesiredPeer[] = []): PeerChange[] {
   const changes: PeerChange[] = [];
   let matched = 0;
   for (const peer of desired) {
     const prev = applied.get(peer.publicKey);
-    if (prev) matched += 1;
-    if (prev === peer) continue;
-    const change = prev ? diffPeer(peer, appliedStatus(prev), prev) : added(peer);
+    if (prev === peer) {
+      matched += 1;
+      continue;
+    }
+    if (!prev) {
+      changes.push(added(peer));
+      continue;
+    }
+    matched += 1;
+    const change = diffPeer(peer, appliedStatus(prev), prev);
     if (change) changes.push(change);
+    else rebased.push(peer);
   }
   return matched === applied.size ? changes : [...changes, ...removals(desired, applied.keys(), applied)];
 }
@@ -163,22 +172,37 @@ export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly 
   return changes;
 }
 
+/** What the daemon's own routes are known to be: by `dst|dev`, and the route objects themselves. */
+export interface KnownRoutes {
+  byKey: ReadonlyMap<string, DesiredRoute>;
+  objects: ReadonlySet<DesiredRoute>;
+}
+
 /**
- * Route changes when the daemon's own routes are known to be exactly `owned` (by `dst|dev`),
- * skipping the desired routes in `skip` (other owners hold them): a change costs what it touches.
+ * Route changes when the daemon's own routes are known to be exactly `owned`, skipping the desired
+ * routes in `skip` (other owners hold them): a desired route that is an owned object is passed at
+ * once, so a change costs what it touches. Owned routes held in new objects go to `rebased`.
  */
-export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: ReadonlyMap<string, DesiredRoute>, skip: ReadonlySet<string>, ownProtocol: string): RouteChange[] {
+export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRoutes, skip: ReadonlySet<string>, ownProtocol: string, rebased: DesiredRoute[] = []): RouteChange[] {
   const changes: RouteChange[] = [];
   let matched = 0;
   for (const r of desired) {
+    if (owned.objects.has(r)) {
+      matched += 1;
+      continue;
+    }
     const k = routeKey(r);
     if (skip.has(k)) continue;
-    if (owned.has(k)) matched += 1;
-    else changes.push(addRoute(r));
+    if (owned.byKey.has(k)) {
+      matched += 1;
+      rebased.push(r);
+    } else {
+      changes.push(addRoute(r));
+    }
   }
-  if (matched < owned.size) {
+  if (matched < owned.byKey.size) {
     const wanted = new Set(desired.map(routeKey));
-    for (const [k, r] of owned) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
+    for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
   }
   return changes;
 }

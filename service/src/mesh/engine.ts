@@ -76,6 +76,11 @@ class SortedList<T> {
     if (this.items[i] === item) this.items.splice(i, 1);
     else this.items.splice(this.items.indexOf(item), 1);
   }
+
+  /** Puts `item` in the place of the item that compares equal to it. */
+  replace(item: T): void {
+    this.items[this.position(item)] = item;
+  }
 }
 
 /** Membership kept up to date incrementally. */
@@ -93,7 +98,7 @@ export class MeshEngine {
   private readonly allRanges = new CidrIndex<Set<Claimant>>();
   private readonly verdicts = new Map<Claimant, Verdict>();
   private readonly members = new Map<string, Member>();
-  private readonly memberNames = new SortedList<string>((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  private readonly sortedMembers = new SortedList<Member>(byName);
   private readonly peers = new Map<string, AdmittedPeer>();
   private invalidPeers: SkipReason[] = [];
   private rawPeers = new Map<string, string>();
@@ -141,6 +146,7 @@ export class MeshEngine {
     const dirty = new Set<Claimant>();
     for (const c of [...this.claimants.values()]) if (c.kind === 'peer') this.unindex(c, dirty);
     this.invalidPeers = [];
+    this.skippedCache = undefined;
     for (const raw of list) {
       const v = validateExternalPeer(raw);
       if (v.ok) this.index(peerClaimant(v.peer, this.policy), dirty);
@@ -152,7 +158,7 @@ export class MeshEngine {
 
   /** The membership now (arrays rebuilt only when something in them changed). */
   result(): Membership {
-    this.membersCache ??= this.memberNames.items.map((n) => this.members.get(n)!);
+    this.membersCache ??= this.sortedMembers.items.slice();
     if (!this.skippedCache) {
       this.skippedCache = [];
       for (const c of this.order.items) this.skippedCache.push(...this.verdicts.get(c)!.skips);
@@ -269,11 +275,13 @@ export class MeshEngine {
       settings: this.settings, self: this.self, addresses: this.book.addresses, addressProblems: (name) => this.book.problems(name),
     });
     for (const [c, v] of verdicts) this.record(c, v);
-    this.skippedCache = undefined;
   }
 
   /** Stores a verdict and updates members and peers (an unchanged member keeps its object). */
   private record(c: Claimant, v: Verdict): void {
+    const had = this.verdicts.get(c);
+    // The skip list is rebuilt only when some claimant's skips came, went or changed.
+    if (v.skips.length > 0 || (had !== undefined && had.skips.length > 0)) this.skippedCache = undefined;
     this.verdicts.set(c, v);
     if (c.kind === 'peer') {
       if (v.peer) this.peers.set(c.name, v.peer);
@@ -285,24 +293,26 @@ export class MeshEngine {
     this.membersCache = undefined;
     if (!v.member) {
       this.members.delete(c.name);
-      this.memberNames.remove(c.name);
+      this.sortedMembers.remove(before!);
       return;
     }
-    if (!before) this.memberNames.insert(c.name);
+    if (before) this.sortedMembers.replace(v.member);
+    else this.sortedMembers.insert(v.member);
     this.members.set(c.name, v.member);
   }
 
   /** Drops what a removed claimant contributed to the outputs. */
   private forget(c: Claimant): void {
+    if ((this.verdicts.get(c)?.skips.length ?? 0) > 0) this.skippedCache = undefined;
     this.verdicts.delete(c);
-    this.skippedCache = undefined;
     if (c.kind === 'peer') {
       this.peers.delete(c.name);
       return;
     }
-    if (!this.members.has(c.name)) return;
+    const member = this.members.get(c.name);
+    if (!member) return;
     this.members.delete(c.name);
-    this.memberNames.remove(c.name);
+    this.sortedMembers.remove(member);
     this.membersCache = undefined;
   }
 }

@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReconcileReport } from './report.js';
-import type { DesiredState, SkipReason } from '../mesh/types.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason } from '../mesh/types.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -76,6 +76,35 @@ export interface SnapshotInput {
   pid: number;
 }
 
+// Snapshot entries by desired peer and route object: a write after one change builds one new entry.
+const peerEntries = new WeakMap<DesiredPeer, SnapshotPeer>();
+const routeEntries = new WeakMap<DesiredRoute, StatusSnapshot['routes'][number]>();
+
+/** A desired peer as the snapshot shows it (built once per peer object and overlay address). */
+function snapshotPeer(p: DesiredPeer, overlayAddress: string | undefined): SnapshotPeer {
+  const cached = peerEntries.get(p);
+  if (cached && cached.overlayAddress === overlayAddress) return cached;
+  const entry: SnapshotPeer = {
+    kind: p.kind,
+    name: p.name,
+    publicKey: p.publicKey,
+    endpoint: p.endpoint,
+    allowedIPs: [...p.allowedIPs],
+    overlayAddress,
+    persistentKeepalive: p.persistentKeepalive,
+    hasPresharedKey: Boolean(p.presharedKey),
+  };
+  peerEntries.set(p, entry);
+  return entry;
+}
+
+/** A desired route as the snapshot shows it (built once per route object). */
+function snapshotRoute(r: DesiredRoute): StatusSnapshot['routes'][number] {
+  let entry = routeEntries.get(r);
+  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node' });
+  return entry;
+}
+
 /** Builds the snapshot (pure); text that came from outside is escaped here, once. */
 export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
   const d = i.desired;
@@ -88,17 +117,8 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     interface: i.iface,
     desired: d ? { address: d.iface.address, listenPort: d.iface.listenPort, publicKey: d.iface.publicKey } : undefined,
     waiting: i.waiting === undefined ? undefined : escapeUnsafe(i.waiting),
-    peers: (d?.peers ?? []).map((p) => ({
-      kind: p.kind,
-      name: p.name,
-      publicKey: p.publicKey,
-      endpoint: p.endpoint,
-      allowedIPs: [...p.allowedIPs],
-      overlayAddress: p.kind === 'node' ? d?.addresses.get(p.name) : undefined,
-      persistentKeepalive: p.persistentKeepalive,
-      hasPresharedKey: Boolean(p.presharedKey),
-    })),
-    routes: (d?.routes ?? []).map((r) => ({ dst: r.dst, via: r.via, kind: r.kind ?? 'node' })),
+    peers: (d?.peers ?? []).map((p) => snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined)),
+    routes: (d?.routes ?? []).map(snapshotRoute),
     skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node', message: escapeUnsafe(s.message) })),
     warnings: (d?.warnings ?? []).map(escapeUnsafe),
     lastApply: i.lastReport

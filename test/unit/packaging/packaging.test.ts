@@ -188,7 +188,7 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
   });
 
   it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; secrets are made readable to its group first', () => {
-    assert.equal(one('ExecStart'), `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`);
+    assert.equal(one('ExecStart'), `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`);
     // The same runtime the command runs.
     assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
