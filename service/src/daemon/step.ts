@@ -59,8 +59,13 @@ const CHANGES_LOGGED_PER_RUN = 50;
 
 /** True when two desired states hold the same interface and the very same peer and route objects. */
 function sameDesired(a: DesiredState, b: DesiredState): boolean {
-  const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
-  return isDeepStrictEqual(a.iface, b.iface) && sameRefs(a.peers, b.peers) && sameRefs(a.routes, b.routes);
+  if (!isDeepStrictEqual(a.iface, b.iface)) return false;
+  // Derived from `a`: only the delta can differ.
+  if (b.peersDelta?.from === a.peers && b.routesDelta?.from === a.routes) {
+    return b.peersDelta.added.length + b.peersDelta.removed.length + b.routesDelta.added.length + b.routesDelta.removed.length === 0;
+  }
+  const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean => x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
+  return sameRefs(a.peers, b.peers) && sameRefs(a.routes, b.routes);
 }
 
 /** The settings membership depends on, as one comparable text. */
@@ -223,7 +228,7 @@ export class MeshStep {
     }
     // A route only ever names the interface, so its order against `wg set` does not matter, and
     // running both at once halves the latency.
-    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
+    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers, desired.peersDelta), routes.set(desired.routes, desired.routesDelta)]);
     this.record(changes, peerResult.changes);
     this.refusedPeers = peerResult.refused.map((r) => `peer ${r.name} could not be applied (${r.error}); the other peers are applied, and it is tried again at the next resync`);
     if (this.reporter.changed('refused', this.refusedPeers.join('\n'))) for (const line of this.refusedPeers) this.parts.log.warning(line);
@@ -245,7 +250,7 @@ export class MeshStep {
     const mtu = await this.resolveMtu(selfNode);
     try {
       const settings = meshSettings(this.config, mtu, this.facts);
-      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings);
+      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired);
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;

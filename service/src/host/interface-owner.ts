@@ -145,16 +145,25 @@ export class InterfaceOwner {
     let drift = interfaceDrift(want, link, dev);
     if (drift.length === 1 && drift[0] === 'interface is down') {
       this.o.own?.expectLinkChurn(2_000);
-      await inStep('interface', () => setLinkUp(runner, iface));
+      try {
+        await inStep('interface', () => setLinkUp(runner, iface));
+      } finally {
+        this.o.own?.linkChurnDone();
+      }
       changes.push({ what: `set ${iface} up`, why: 'interface was down' });
       drift = [];
     }
     let recreated = false;
     if (drift.length > 0 || restartWhy) {
       this.o.own?.expectLinkChurn();
-      changes.push(await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!));
-      recreated = true;
-      await this.check();
+      try {
+        changes.push(await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!));
+        recreated = true;
+        await this.check();
+      } finally {
+        // Drift after the recreate (a route deleted by someone else) must count again soon.
+        this.o.own?.linkChurnDone();
+      }
     } else if (!dev) {
       throw new ApplyError('interface', `interface ${iface} is not a WireGuard device (wg show failed)`);
     }

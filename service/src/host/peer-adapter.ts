@@ -7,9 +7,9 @@
  * the same values until the next `invalidate()` (the periodic resync).
  */
 import type { CommandRunner } from '../exec/runner.js';
-import { diffKnownPeers, diffPeers, type PeerChange } from '../mesh/diff.js';
+import { diffKnownPeers, diffPeerDelta, diffPeers, type PeerChange } from '../mesh/diff.js';
 import type { PeerStatus } from '../mesh/status.js';
-import type { DesiredPeer } from '../mesh/types.js';
+import type { DesiredPeer, ListDelta } from '../mesh/types.js';
 import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import { applyPeerChanges, readDevice } from './device.js';
@@ -43,6 +43,8 @@ export class PeerAdapter {
   private applied = new Map<string, DesiredPeer>();
   /** True while the device is known to hold exactly `applied`. */
   private trusted = false;
+  /** The list the last `set()` applied (while trusted, a delta from it is all there is to do). */
+  private lastList: readonly DesiredPeer[] | undefined;
   /** Changes `wg set` refused, by public key → the refused change's signature (not retried as they are). */
   private readonly refused = new Map<string, string>();
 
@@ -58,12 +60,18 @@ export class PeerAdapter {
     return dev ? diffPeers(desired, dev.peers, this.applied) : [];
   }
 
-  /** Makes the device's peers equal `desired`; a repeat with equal input runs nothing. */
-  async set(desired: readonly DesiredPeer[]): Promise<PeerSetResult> {
+  /**
+   * Makes the device's peers equal `desired`; a repeat with equal input runs nothing. `delta`
+   * (how `desired` differs from an earlier list) is used when that list is the one applied last.
+   */
+  async set(desired: readonly DesiredPeer[], delta?: ListDelta<DesiredPeer>): Promise<PeerSetResult> {
     // Known state is planned without a pause, so `wg set` starts before anything run alongside it.
     const known = this.trusted;
     const rebased: DesiredPeer[] = [];
-    const planned = known ? diffKnownPeers(desired, this.applied, rebased) : diffPeers(desired, await this.read(), this.applied);
+    const fromLast = known && delta !== undefined && delta.from === this.lastList;
+    const planned = fromLast ? diffPeerDelta(delta, this.applied, rebased)
+      : known ? diffKnownPeers(desired, this.applied, rebased) : diffPeers(desired, await this.read(), this.applied);
+    this.lastList = undefined;
     const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
     const refused: PeerRefusal[] = [];
     const kept = new Set<string>(); // peers whose device state is what it was (refused, or held back)
@@ -77,13 +85,15 @@ export class PeerAdapter {
         refused.push({ name: f.change.op === 'remove' ? f.change.name ?? key : f.change.peer.name, error: f.error });
       }
     }
-    for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
+    // A delta plans only what changed: refusals of peers outside it still stand.
+    if (!fromLast) for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
     if (known) this.remember(plan, rebased, kept);
     else this.applied = new Map(desired.flatMap((p): Array<[string, DesiredPeer]> => {
       const old = this.applied.get(p.publicKey);
       return kept.has(p.publicKey) ? (old ? [[p.publicKey, old]] : []) : [[p.publicKey, p]];
     }));
     this.trusted = true;
+    this.lastList = desired;
     const failed = new Set(refused.map((r) => r.name));
     return { changes: plan.filter((c) => !failed.has(c.op === 'remove' ? c.name ?? c.publicKey : c.peer.name)).map(describe), refused };
   }
@@ -91,6 +101,7 @@ export class PeerAdapter {
   /** Forgets that the device is known (and which changes it refused): the next `set()` reads it first. */
   invalidate(): void {
     this.trusted = false;
+    this.lastList = undefined;
     this.refused.clear();
   }
 
@@ -98,6 +109,7 @@ export class PeerAdapter {
   reset(): void {
     this.applied = new Map();
     this.trusted = false;
+    this.lastList = undefined;
   }
 
   private planKnown(desired: readonly DesiredPeer[]): PeerChange[] {

@@ -8,8 +8,8 @@
  */
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { diffKnownRoutes, diffRoutes, type RouteChange } from '../mesh/diff.js';
-import type { DesiredRoute } from '../mesh/types.js';
+import { diffKnownRoutes, diffRouteDelta, diffRoutes, type RouteChange } from '../mesh/diff.js';
+import type { DesiredRoute, ListDelta } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
@@ -54,27 +54,36 @@ export class RouteAdapter {
   private owned: Owned | undefined;
   /** Desired routes left alone because another owner routes the prefix, by `dst|dev`. */
   private foreign = new Set<string>();
+  /** The list the last `set()` applied (while the table is known, a delta from it is all there is to do). */
+  private lastList: readonly DesiredRoute[] | undefined;
   private readonly reporter = new StateReporter();
 
   constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly batch?: IpBatch, private readonly own?: OwnChanges) {}
 
-  /** Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. */
-  async set(desired: readonly DesiredRoute[]): Promise<RouteSetResult> {
+  /**
+   * Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. `delta`
+   * (how `desired` differs from an earlier list) is used when that list is the one applied last.
+   */
+  async set(desired: readonly DesiredRoute[], delta?: ListDelta<DesiredRoute>): Promise<RouteSetResult> {
     const known = this.owned;
+    const fromLast = delta !== undefined && delta.from === this.lastList;
     this.owned = undefined; // until this run is through
-    if (known) return this.setKnown(desired, known);
-    return this.setRead(desired);
+    this.lastList = undefined;
+    const result = known ? await this.setKnown(desired, known, fromLast ? delta : undefined) : await this.setRead(desired);
+    if (this.owned && !result.clash) this.lastList = desired;
+    return result;
   }
 
   /** Forgets what the table holds: the next `set()` reads it first. */
   invalidate(): void {
     this.owned = undefined;
+    this.lastList = undefined;
   }
 
   /** Fast path: diff against what this adapter owns (no copy of it), exclusive adds through the batch. */
-  private async setKnown(desired: readonly DesiredRoute[], known: Owned): Promise<RouteSetResult> {
+  private async setKnown(desired: readonly DesiredRoute[], known: Owned, delta: ListDelta<DesiredRoute> | undefined): Promise<RouteSetResult> {
     const rebased: DesiredRoute[] = [];
-    const plan = diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
+    const plan = delta ? diffRouteDelta(delta, known, this.foreign, ROUTE_PROTO, rebased) : diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
     for (const r of rebased) own(known, r);
     if (plan.length === 0) {
       this.owned = known;

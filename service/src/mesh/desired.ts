@@ -7,7 +7,7 @@ import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY 
 import { selfEndpoint } from './endpoints.js';
 import type { AdmittedPeer } from './external-peers.js';
 import { decideMembership, type Member, type Membership } from './membership.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, MeshNode, MeshSettings, SelfIdentity } from './types.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity } from './types.js';
 import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
 
 export type { MeshSettings, SelfIdentity } from './types.js';
@@ -67,13 +67,29 @@ function externalEntry(p: AdmittedPeer, context: string, settings: MeshSettings)
   return entry;
 }
 
+/** The peers, routes and warnings of a desired state. */
+interface PeerSet {
+  peers: DesiredPeer[];
+  routes: DesiredRoute[];
+  /** Warnings about members with this node's key. */
+  clones: string[];
+  /** Warnings of the peer entries (PodCIDRs held back). */
+  warnings: string[];
+  peersDelta?: ListDelta<DesiredPeer>;
+  routesDelta?: ListDelta<DesiredRoute>;
+}
+
+/** The entry context: what, besides the member itself, a peer entry depends on. */
+function entryContext(selfNode: MeshNode, settings: MeshSettings): { own: Cidr[]; context: string } {
+  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
+  return { own, context: `${settings.interfaceName}|${settings.persistentKeepalive}|${own.map(formatCidr).join(',')}` };
+}
+
 /**
  * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
  * the members and admitted external peers of a membership.
  */
-function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Membership, settings: MeshSettings): { peers: DesiredPeer[]; routes: DesiredRoute[]; clones: string[]; warnings: string[] } {
-  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  const context = `${settings.interfaceName}|${settings.persistentKeepalive}|${own.map(formatCidr).join(',')}`;
+function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings): PeerSet {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const clones: string[] = [];
@@ -99,19 +115,107 @@ function peersAndRoutes(self: SelfIdentity, selfNode: MeshNode, membership: Memb
   return { peers, routes, clones, warnings };
 }
 
+/** What a desired state was built from, for deriving the next one from it. */
+interface Basis {
+  engine: object;
+  version: number;
+  context: string;
+  selfKey: string;
+  /** False when it has clone or entry warnings (then the next one is built in full). */
+  clean: boolean;
+}
+
+const bases = new WeakMap<DesiredState, Basis>();
+
+/**
+ * First index in `items` (sorted by name, a Node before a Peer of the same name) whose name is not
+ * smaller than `name`: where the Node `name` is, or would be.
+ */
+function lowerBound<T>(items: readonly T[], name: string, nameOf: (item: T) => string): number {
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (nameOf(items[mid]!) < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+const peerName = (p: DesiredPeer): string => p.name;
+const routeVia = (r: DesiredRoute): string => r.via;
+const memberName = (m: Member): string => m.name;
+
+/** Binary search of a member by name. */
+function findMember(members: readonly Member[], name: string): Member | undefined {
+  const i = lowerBound(members, name, memberName);
+  return members[i]?.name === name ? members[i] : undefined;
+}
+
+/**
+ * The peer set of `previous` with only the changed Nodes' entries replaced (each found by binary
+ * search): one event costs what it changed. Undefined when it must be built in full (a Node with
+ * this node's key, a warning, external peers that changed).
+ */
+function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>): PeerSet | undefined {
+  if (names.size === 0) {
+    return { peers: previous.peers, routes: previous.routes, clones: [], warnings: [], peersDelta: { from: previous.peers, removed: [], added: [] }, routesDelta: { from: previous.routes, removed: [], added: [] } };
+  }
+  const peers = previous.peers.slice();
+  const routes = previous.routes.slice();
+  const delta = { peersRemoved: [] as DesiredPeer[], peersAdded: [] as DesiredPeer[], routesRemoved: [] as DesiredRoute[], routesAdded: [] as DesiredRoute[] };
+  for (const name of names) {
+    const i = lowerBound(peers, name, peerName);
+    if (peers[i]?.name === name && peers[i]!.kind === 'node') delta.peersRemoved.push(...peers.splice(i, 1));
+    const r = lowerBound(routes, name, routeVia);
+    let n = 0;
+    while (routes[r + n]?.via === name && routes[r + n]!.kind !== 'peer') n += 1;
+    if (n > 0) delta.routesRemoved.push(...routes.splice(r, n));
+    const m = findMember(membership.members, name);
+    if (!m) continue;
+    if (m.publicKey === self.publicKey) return undefined;
+    const e = memberEntry(m, own, context, settings);
+    if (e.warnings.length > 0) return undefined;
+    peers.splice(i, 0, e.peer);
+    routes.splice(r, 0, ...e.routes);
+    delta.peersAdded.push(e.peer);
+    delta.routesAdded.push(...e.routes);
+  }
+  return {
+    peers, routes, clones: [], warnings: [],
+    peersDelta: { from: previous.peers, removed: delta.peersRemoved, added: delta.peersAdded },
+    routesDelta: { from: previous.routes, removed: delta.routesRemoved, added: delta.routesAdded },
+  };
+}
+
+/** The peer set: derived from `previous` when the membership follows the one it was built from, else in full. */
+function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined): { set: PeerSet; basis: Basis | undefined } {
+  const { own, context } = entryContext(selfNode, settings);
+  const ch = membership.changes;
+  const before = previous ? bases.get(previous) : undefined;
+  const follows = !!ch && !!before && before.clean && !ch.peers && before.engine === ch.engine && before.version === ch.version - 1
+    && before.context === context && before.selfKey === self.publicKey;
+  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, ch.nodes) : undefined)
+    ?? peersAndRoutes(self, membership, own, context, settings);
+  const basis = ch ? { engine: ch.engine, version: ch.version, context, selfKey: self.publicKey, clean: set.clones.length === 0 && set.warnings.length === 0 } : undefined;
+  return { set, basis };
+}
+
 /**
  * The desired state of node `self` from a membership decided with `self` as the viewing node;
- * throws NotReadyError when its Node is missing or got no overlay address.
+ * throws NotReadyError when its Node is missing or got no overlay address. Given the `previous`
+ * desired state, built from the engine's membership just before this one, the peers and routes
+ * are derived from it (with `peersDelta` and `routesDelta` saying what changed).
  */
-export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, settings: MeshSettings): DesiredState {
+export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, settings: MeshSettings, previous?: DesiredState): DesiredState {
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
   const selfAddress = membership.addresses.get(self.name);
   if (!selfAddress) {
     const why = membership.skipped.find((p) => p.name === self.name && p.whole)?.message ?? 'no overlay address';
     throw new NotReadyError(`Node ${self.name} has no overlay address: ${why}`);
   }
-  const { peers, routes, clones, warnings: held } = peersAndRoutes(self, selfNode, membership, settings);
-  const warnings = clones;
+  const { set, basis } = peerSet(self, membership, selfNode, settings, previous);
+  const warnings = [...set.clones];
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
   }
@@ -122,8 +226,8 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
   const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
-  for (const w of held) warnings.push(w);
-  return {
+  for (const w of set.warnings) warnings.push(w);
+  const desired: DesiredState = {
     iface: {
       name: settings.interfaceName,
       address: `${selfAddress}/${membership.overlay.prefix}`,
@@ -131,13 +235,16 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
       mtu: settings.mtu,
       publicKey: self.publicKey,
     },
-    peers,
-    routes,
+    peers: set.peers,
+    routes: set.routes,
     skipped: membership.skipped,
     addresses: membership.addresses,
     publish,
     warnings,
+    ...(set.peersDelta ? { peersDelta: set.peersDelta, routesDelta: set.routesDelta } : {}),
   };
+  if (basis) bases.set(desired, basis);
+  return desired;
 }
 
 /**

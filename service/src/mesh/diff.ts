@@ -3,7 +3,7 @@
  * to add or delete, and whether the interface itself must be recreated. Pure; each change carries
  * the reason that is logged when it is applied. Same input twice → no changes.
  */
-import type { DesiredInterface, DesiredPeer, DesiredRoute } from './types.js';
+import type { DesiredInterface, DesiredPeer, DesiredRoute, ListDelta } from './types.js';
 import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from './status.js';
 import { compareCidrText, formatIp, hostCidr, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
 
@@ -138,6 +138,36 @@ export function diffKnownPeers(desired: readonly DesiredPeer[], applied: Readonl
   return matched === applied.size ? changes : [...changes, ...removals(desired, applied.keys(), applied)];
 }
 
+/**
+ * The same changes as `diffKnownPeers(list, applied)` when `list` differs from a list the device
+ * was known to hold (as `applied`) by `delta` only: the work is the size of the delta.
+ */
+export function diffPeerDelta(delta: ListDelta<DesiredPeer>, applied: ReadonlyMap<string, DesiredPeer>, rebased: DesiredPeer[] = []): PeerChange[] {
+  const changes: PeerChange[] = [];
+  const stay = new Set<string>();
+  const names = new Set<string>();
+  for (const peer of delta.added) {
+    stay.add(peer.publicKey);
+    names.add(`${peer.kind}/${peer.name}`);
+    const prev = applied.get(peer.publicKey);
+    if (prev === peer) continue;
+    if (!prev) {
+      changes.push(added(peer));
+      continue;
+    }
+    const change = diffPeer(peer, appliedStatus(prev), prev);
+    if (change) changes.push(change);
+    else rebased.push(peer);
+  }
+  for (const old of delta.removed) {
+    if (stay.has(old.publicKey) || !applied.has(old.publicKey)) continue;
+    const prev = applied.get(old.publicKey)!;
+    const reason = names.has(`${prev.kind}/${prev.name}`) ? `${prev.name} published a new public key` : `${prev.name} is gone or no longer valid`;
+    changes.push({ op: 'remove', publicKey: old.publicKey, name: prev.name, reason });
+  }
+  return changes;
+}
+
 /** A route destination as a CIDR (`ip` prints host routes without a prefix length). */
 function routeDst(dst: string): string {
   const ip = parseIp(dst);
@@ -203,6 +233,28 @@ export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRo
   if (matched < owned.byKey.size) {
     const wanted = new Set(desired.map(routeKey));
     for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
+  }
+  return changes;
+}
+
+/**
+ * The same changes as `diffKnownRoutes(list, owned, skip, …)` when `list` differs from a list
+ * whose routes were all owned or skipped by `delta` only: the work is the size of the delta.
+ */
+export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoutes, skip: ReadonlySet<string>, ownProtocol: string, rebased: DesiredRoute[] = []): RouteChange[] {
+  const changes: RouteChange[] = [];
+  const stay = new Set<string>();
+  for (const r of delta.added) {
+    const k = routeKey(r);
+    stay.add(k);
+    if (owned.objects.has(r) || skip.has(k)) continue;
+    if (owned.byKey.has(k)) rebased.push(r);
+    else changes.push(addRoute(r));
+  }
+  for (const old of delta.removed) {
+    const k = routeKey(old);
+    const r = owned.byKey.get(k);
+    if (r && !stay.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
   }
   return changes;
 }

@@ -104,6 +104,10 @@ export class MeshEngine {
   private rawPeers = new Map<string, string>();
   private skippedCache: SkipReason[] | undefined;
   private membersCache: Member[] | undefined;
+  /** How many memberships were handed out, and what changed since the last one. */
+  private version = 0;
+  private touched = new Set<string>();
+  private peersTouched = false;
 
   constructor(private readonly settings: MembershipSettings, private readonly self?: SelfIdentity) {
     this.overlay = parseOverlayCidr(settings.overlayCidr);
@@ -164,7 +168,11 @@ export class MeshEngine {
       for (const c of this.order.items) this.skippedCache.push(...this.verdicts.get(c)!.skips);
       this.skippedCache.push(...this.invalidPeers);
     }
-    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache };
+    this.version += 1;
+    const changes = { engine: this, version: this.version, nodes: this.touched, peers: this.peersTouched || this.version === 1 };
+    this.touched = new Set();
+    this.peersTouched = false;
+    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes };
   }
 
   private changeNode(name: string, node: MeshNode | undefined): void {
@@ -284,6 +292,7 @@ export class MeshEngine {
     if (v.skips.length > 0 || (had !== undefined && had.skips.length > 0)) this.skippedCache = undefined;
     this.verdicts.set(c, v);
     if (c.kind === 'peer') {
+      this.peersTouched = true;
       if (v.peer) this.peers.set(c.name, v.peer);
       else this.peers.delete(c.name);
       return;
@@ -291,6 +300,7 @@ export class MeshEngine {
     const before = this.members.get(c.name);
     if (sameMember(before, v.member)) return;
     this.membersCache = undefined;
+    this.touched.add(c.name);
     if (!v.member) {
       this.members.delete(c.name);
       this.sortedMembers.remove(before!);
@@ -306,11 +316,13 @@ export class MeshEngine {
     if ((this.verdicts.get(c)?.skips.length ?? 0) > 0) this.skippedCache = undefined;
     this.verdicts.delete(c);
     if (c.kind === 'peer') {
+      this.peersTouched = true;
       this.peers.delete(c.name);
       return;
     }
     const member = this.members.get(c.name);
     if (!member) return;
+    this.touched.add(c.name);
     this.members.delete(c.name);
     this.sortedMembers.remove(member);
     this.membersCache = undefined;

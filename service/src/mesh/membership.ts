@@ -48,6 +48,20 @@ export interface Membership {
   addresses: ReadonlyMap<string, string>;
   /** Nodes and external peers (or parts of them) left out, with reasons, claimant by claimant oldest first. */
   skipped: SkipReason[];
+  /** From the incremental engine: what changed since the membership it handed out before. */
+  changes?: MembershipChanges | undefined;
+}
+
+/** What changed between two memberships of one incremental engine. */
+export interface MembershipChanges {
+  /** The engine that handed out both (an object only compared by identity). */
+  engine: object;
+  /** Which of the engine's memberships this one is (1, 2, …). */
+  version: number;
+  /** Names of the Nodes whose member entry came, went or changed (every other member is the same object). */
+  nodes: ReadonlySet<string>;
+  /** True when the admitted external peers may have changed. */
+  peers: boolean;
 }
 
 /** One range a claimant asks for, parsed once, with the range rules' verdict. */

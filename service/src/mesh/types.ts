@@ -147,6 +147,14 @@ export interface DesiredRoute {
   kind?: 'node' | 'peer';
 }
 
+/** How one list differs from the list it was derived from: the objects that left it and those that joined it. */
+export interface ListDelta<T> {
+  /** The list this one was derived from. */
+  from: readonly T[];
+  removed: readonly T[];
+  added: readonly T[];
+}
+
 /** Everything this node wants applied, computed purely from the Node and Peer lists and config. */
 export interface DesiredState {
   iface: DesiredInterface;
@@ -162,4 +170,8 @@ export interface DesiredState {
   publish: Record<string, string>;
   /** Problems with this node's own settings (e.g. `endpoint = external` but no ExternalIP). */
   warnings: string[];
+  /** When derived from an earlier desired state: how `peers` differs from that state's peers. */
+  peersDelta?: ListDelta<DesiredPeer> | undefined;
+  /** When derived from an earlier desired state: how `routes` differs from that state's routes. */
+  routesDelta?: ListDelta<DesiredRoute> | undefined;
 }

@@ -3,13 +3,16 @@
  * of Node adds, updates and deletes (and Peer list changes), mixing ordinary nodes with conflicting
  * keys, overlapping and refused PodCIDRs, claimed and colliding overlay addresses, changing
  * addresses and endpoints, the engine's membership, addresses and verdicts equal
- * `decideMembership` on the same lists after every step — with and without a viewing node.
+ * `decideMembership` on the same lists after every step — with and without a viewing node. The
+ * desired state derived from the previous one (only the changed Nodes' entries replaced) equals
+ * the one built in full, and its deltas name exactly the peers and routes that changed.
  */
 import assert from 'node:assert/strict';
+import { desiredFor, NotReadyError } from '../../../service/src/mesh/desired.js';
 import { MeshEngine } from '../../../service/src/mesh/engine.js';
 import { decideMembership, type Membership } from '../../../service/src/mesh/membership.js';
-import type { ExternalPeer, MembershipSettings, MeshNode } from '../../../service/src/mesh/types.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import type { DesiredState, ExternalPeer, ListDelta, MembershipSettings, MeshNode, MeshSettings } from '../../../service/src/mesh/types.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -51,6 +54,21 @@ function randomPeers(r: () => number): ExternalPeer[] {
   }));
 }
 
+/** `from` with `delta` applied (by object identity), as a multiset check against `to`. */
+function assertDelta<T>(delta: ListDelta<T>, to: readonly T[], what: string): void {
+  const have = new Map<T, number>();
+  for (const x of delta.from) have.set(x, (have.get(x) ?? 0) + 1);
+  for (const x of delta.removed) {
+    assert.ok((have.get(x) ?? 0) > 0, `${what}: removed an object that was not there`);
+    have.set(x, have.get(x)! - 1);
+  }
+  for (const x of delta.added) have.set(x, (have.get(x) ?? 0) + 1);
+  const want = new Map<T, number>();
+  for (const x of to) want.set(x, (want.get(x) ?? 0) + 1);
+  for (const [x, n] of have) assert.equal(n, want.get(x) ?? 0, `${what}: the delta does not lead to the list`);
+  for (const [x, n] of want) assert.equal(n, have.get(x) ?? 0, `${what}: the delta does not lead to the list`);
+}
+
 describe('unit: the incremental membership engine equals the full computation', () => {
   for (const [seed, self] of [[1, false], [2, true], [3, false], [42, true], [2026, false]] as const) {
     it(`seed ${seed}${self ? ', seen from a node' : ''}: 1,500 random adds, updates, deletes and Peer changes`, function () {
@@ -80,6 +98,48 @@ describe('unit: the incremental membership engine equals the full computation', 
         const want = decideMembership([...nodes.values()], peers, SETTINGS, selfId);
         assert.deepEqual(view(engine.result()), view(want), `step ${step}`);
       }
+    });
+  }
+
+  for (const seed of [7, 99, 2027]) {
+    it(`seed ${seed}: desired state derived change by change equals the full one, and its deltas say what changed`, function () {
+      this.timeout(60_000);
+      const r = rng(seed);
+      const settings: MeshSettings = { ...MESH_SETTINGS, ...SETTINGS };
+      const self = { name: 'n0', publicKey: KEYS[0]! };
+      const engine = new MeshEngine(settings, self);
+      const nodes = new Map<string, MeshNode>();
+      const put = (n: MeshNode): void => { nodes.set(n.name, n); engine.upsertNode(n); };
+      put(meshNode('n0', { ip: '192.0.2.200', created: 0, pods: ['10.250.0.0/24'], key: KEYS[0], address: '100.64.9.9' }));
+      let previous: DesiredState | undefined;
+      let derived = 0;
+      for (let step = 0; step < 1500; step += 1) {
+        const name = `n${1 + Math.floor(r() * 40)}`;
+        const roll = r();
+        if (roll < 0.6) put(randomNode(r, name, Math.floor(r() * 60)));
+        else if (roll < 0.9) { nodes.delete(name); engine.removeNode(name); }
+        else if (roll < 0.95) engine.setExternalPeers(randomPeers(r));
+        // else: no change at all
+        const membership = engine.result();
+        let got: DesiredState;
+        try {
+          got = desiredFor(self, nodes.get('n0'), membership, settings, previous);
+        } catch (err) {
+          if (!(err instanceof NotReadyError)) throw err;
+          previous = undefined;
+          continue;
+        }
+        const full = desiredFor(self, nodes.get('n0'), membership, settings);
+        assert.deepEqual({ peers: got.peers, routes: got.routes, warnings: got.warnings }, { peers: full.peers, routes: full.routes, warnings: full.warnings }, `step ${step}`);
+        if (got.peersDelta) {
+          derived += 1;
+          assert.equal(got.peersDelta.from, previous!.peers);
+          assertDelta(got.peersDelta, got.peers, `step ${step} peers`);
+          assertDelta(got.routesDelta!, got.routes, `step ${step} routes`);
+        }
+        previous = got;
+      }
+      assert.ok(derived > 500, `most steps are derived (${derived} of 1,500)`);
     });
   }
 
