@@ -6,7 +6,9 @@
  * RSS and peak RSS after start and after the changes, for single PodCIDR changes the latency
  * until the route is in place (p50/max, seen by `ip monitor route`) and the daemon's CPU per
  * change (from /proc, including the status and wg0.conf writes that follow), the commands and
- * host reads per change (from the daemon's debug log), and the API requests at steady state.
+ * host reads per change (from the daemon's debug log), and the API requests and commands at steady
+ * state (10 s without changes), and the CPU of the periodic resync that re-reads the host once a
+ * minute.
  *
  *   npm run bench -- scale [--nodes 1000,5000,10000] [--changes 20]
  *
@@ -149,8 +151,17 @@ async function measure(n: number, changes: number): Promise<string> {
     const log = daemon.output().slice(logMark).split('\n');
     const count = (re: RegExp): number => log.filter((l) => re.test(l)).length / changes;
     const reqMark = cluster.api.requests.length;
+    const restMark = daemon.output().length;
     await sleep(10_000);
     const steadyRequests = cluster.api.requests.length - reqMark;
+    const steadyCommands = daemon.output().slice(restMark).split('\n').filter((l) => / exec: /.test(l)).length;
+    // The periodic resync (once a minute) re-reads the host: its CPU, measured around the next one.
+    const resyncMark = daemon.output().length;
+    const cpuBeforeResync = procStats(daemon.pid).cpuMs;
+    const resyncBy = performance.now() + 70_000;
+    while (!daemon.output().slice(resyncMark).includes('reconcile: periodic resync') && performance.now() < resyncBy) await sleep(100);
+    await sleep(3_000);
+    const resyncCpu = procStats(daemon.pid).cpuMs - cpuBeforeResync;
     const end = procStats(daemon.pid);
     const sorted = [...latencies].sort((a, b) => a - b);
     const f1 = (x: number): string => x.toFixed(1);
@@ -158,7 +169,7 @@ async function measure(n: number, changes: number): Promise<string> {
       `| ${n.toLocaleString('en-US')} | ${(readyMs / 1000).toFixed(1)} s (${applied?.[1]} peers, ${applied?.[2]} routes) | ${Math.round(afterStart.rssMb)} MB (${Math.round(end.peakMb)}) |`,
       ` ${f1(percentile(sorted, 50))} / ${f1(sorted[sorted.length - 1]!)} ms | ${f1(cpuPerChange)} ms |`,
       ` ${f1(count(/exec: wg /))} \`wg\`, ${f1(count(/exec: ip (?!-batch)/))} \`ip\`, ${f1(count(/exec: ip -batch:/))} batch lines; ${f1(count(/exec: (wg show|ip -j)/))} host reads |`,
-      ` ${steadyRequests} in 10 s |`,
+      ` ${steadyRequests} requests, ${steadyCommands} commands in 10 s | ${Math.round(resyncCpu)} ms |`,
     ].join('');
   } finally {
     monitor?.kill();
@@ -183,8 +194,8 @@ async function main(): Promise<void> {
   process.stdout.write([
     `One daemon (wireguard-go) against the API test server holding N realistic Nodes; ${changes} single PodCIDR changes each:`,
     '',
-    '| Nodes | start → READY | RSS after start (peak) | route in place p50 / max | daemon CPU per change | commands per change | API requests at rest |',
-    '|---|---|---|---|---|---|---|',
+    '| Nodes | start → READY | RSS after start (peak) | route in place p50 / max | daemon CPU per change | commands per change | at rest (API, commands) | periodic resync CPU |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
   ].join('\n'));
