@@ -49,7 +49,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   }
   let nodes: MeshNode[];
   try {
-    nodes = await listNodes(kc);
+    nodes = await listNodes(kc, { labels: [config.mesh.locationLabel] });
   } catch (e) {
     throw new CliError(`listing Nodes from ${kc.getCurrentCluster()?.server ?? 'the API server'}: ${describeApiError(e)}`);
   }

@@ -51,6 +51,20 @@ export interface Config {
     /** The widest range routed to one Node or external peer (a prefix length), by family. */
     minPrefix: { 4: number; 6: number };
   };
+  mesh: {
+    /** Who tunnels to whom: every node to every node, location leaders only, or across locations only. */
+    granularity: 'full' | 'location' | 'cross';
+    /** The Node label that names a node's location (after the `kilo.squat.ai/location` annotation). */
+    locationLabel: string;
+    /** Whether members of one location get routes to each other's pods over the private network. */
+    localRoutes: boolean;
+    /** Endpoints other locations can dial: `public` (no private-use address) or these CIDRs. */
+    reachable: 'public' | string[];
+    /** Namespace of the per-location leader Leases. */
+    leaseNamespace: string;
+    /** A leader that has not renewed its Lease for this long is replaced (seconds). */
+    leaderLeaseSeconds: number;
+  };
   state: {
     dir: string;
     /** Where the daemon writes `status.json` for `wg-overlay status` (`[state] runtime_dir`). */
@@ -153,6 +167,13 @@ const cidrList: KeySpec['parse'] = (v) => {
   return ok(out);
 };
 
+const reachable: KeySpec['parse'] = (v) => (v.trim() === 'public' ? ok('public') : cidrList(v, { section: {} }));
+
+const labelKey: KeySpec['parse'] = (v) =>
+  (/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? ok(v) : bad('a Kubernetes label key such as topology.kubernetes.io/region'));
+
+const namespaceName: KeySpec['parse'] = (v) => (/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v) ? ok(v) : bad('a namespace name'));
+
 const listenAddress: KeySpec['parse'] = (v) => {
   if (v === '') return ok(undefined);
   const hp = parseHostPort(v);
@@ -185,6 +206,14 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     pod_cidrs: { parse: cidrList },
     min_prefix_v4: { parse: intIn(1, 32, 'a prefix length') },
     min_prefix_v6: { parse: intIn(1, 128, 'a prefix length') },
+  },
+  mesh: {
+    granularity: { parse: oneOf('full', 'location', 'cross') },
+    location_label: { parse: labelKey },
+    local_routes: { parse: boolean },
+    reachable: { parse: reachable },
+    lease_namespace: { parse: namespaceName },
+    leader_lease: { parse: intIn(2, 300, 'a number of seconds') },
   },
   state: {
     dir: { parse: absolutePath },
@@ -230,6 +259,7 @@ export function defaultConfig(): Config {
       publishedEndpoints: 'addresses',
     },
     overlay: { cidr: '100.64.0.0/10', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
+    mesh: { granularity: 'full', locationLabel: 'topology.kubernetes.io/region', localRoutes: true, reachable: 'public', leaseNamespace: 'wg-overlay', leaderLeaseSeconds: 5 },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
     peers: { allowedIpsExtra: [] },
     metrics: { listen: { host: '127.0.0.1', port: 9586 }, watchDownThresholdSeconds: 300 },
@@ -346,6 +376,15 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
   cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
+  const m = values.mesh ?? {};
+  cfg.mesh = {
+    granularity: set(m.granularity, cfg.mesh.granularity),
+    locationLabel: set(m.location_label, cfg.mesh.locationLabel),
+    localRoutes: set(m.local_routes, cfg.mesh.localRoutes),
+    reachable: set(m.reachable, cfg.mesh.reachable),
+    leaseNamespace: set(m.lease_namespace, cfg.mesh.leaseNamespace),
+    leaderLeaseSeconds: set(m.leader_lease, cfg.mesh.leaderLeaseSeconds),
+  };
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);

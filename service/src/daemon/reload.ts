@@ -15,6 +15,9 @@ const RESTART_ONLY: Array<[string, (c: Config) => unknown, (target: Config, from
   ['[wireguard] config_file', (c) => c.wireguard.configFile, (t, f) => { t.wireguard.configFile = f.wireguard.configFile; }],
   ['[wireguard] create_interface', (c) => c.wireguard.createInterface, (t, f) => { t.wireguard.createInterface = f.wireguard.createInterface; }],
   ['[state] dir', (c) => c.state.dir, (t, f) => { t.state.dir = f.state.dir; }],
+  ['[mesh] location_label', (c) => c.mesh.locationLabel, (t, f) => { t.mesh.locationLabel = f.mesh.locationLabel; }],
+  ['[mesh] lease_namespace', (c) => c.mesh.leaseNamespace, (t, f) => { t.mesh.leaseNamespace = f.mesh.leaseNamespace; }],
+  ['[mesh] leader_lease', (c) => c.mesh.leaderLeaseSeconds, (t, f) => { t.mesh.leaderLeaseSeconds = f.mesh.leaderLeaseSeconds; }],
 ];
 
 /** The outcome of comparing a reloaded config with the running one. */

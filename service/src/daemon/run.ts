@@ -27,9 +27,10 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
   const kc = await loadKubeconfig(config.kubernetes.kubeconfig);
   const k = config.kubernetes;
   const everyMs = k.listIntervalSeconds * 1000;
+  const translate = { labels: [config.mesh.locationLabel] };
   return {
     server: kc.getCurrentCluster()?.server ?? '?',
-    nodes: k.discovery === 'watch' ? new WatchNodeSource(nodesApi(kc), log) : new ListNodeSource(nodesApi(kc), log, everyMs),
+    nodes: k.discovery === 'watch' ? new WatchNodeSource(nodesApi(kc), log, translate) : new ListNodeSource(nodesApi(kc), log, everyMs, translate),
     externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(peersApi(kc), log) : new ListExternalPeerSource(peersApi(kc), log, everyMs),
     publisher: new ApiNodePublisher(kc),
   };

@@ -8,7 +8,7 @@
  */
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { diffKnownRoutes, diffRouteDelta, diffRoutes, type RouteChange } from '../mesh/diff.js';
+import { diffKnownRoutes, diffRouteDelta, diffRoutes, routeKey, type RouteChange } from '../mesh/diff.js';
 import type { DesiredRoute, ListDelta } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
@@ -24,7 +24,7 @@ export interface RouteSetResult {
   clash: boolean;
 }
 
-const key = (r: { dst: string; dev?: string | undefined }): string => `${r.dst}|${r.dev ?? ''}`;
+const key = routeKey;
 
 /** The routes the adapter owns, by key and by object (for the identity check of unchanged routes). */
 interface Owned {
@@ -129,8 +129,9 @@ export class RouteAdapter {
   private describe(plan: readonly RouteChange[], clashes: readonly string[]): AppliedChange[] {
     const out: AppliedChange[] = [];
     for (const c of plan) {
-      if (c.op === 'add' && !clashes.includes(c.route.dst)) out.push({ what: `route ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`, why: c.reason });
-      else if (c.op === 'delete') out.push({ what: `deleted route ${c.route.dst} dev ${c.route.dev ?? '?'}`, why: c.reason });
+      const to = c.route.gateway ? `via ${c.route.gateway}` : `dev ${c.route.dev ?? '?'}`;
+      if (c.op === 'add' && !clashes.includes(c.route.dst)) out.push({ what: `route ${c.route.dst} ${to} proto ${ROUTE_PROTO}`, why: c.reason });
+      else if (c.op === 'delete') out.push({ what: `deleted route ${c.route.dst} ${to}`, why: c.reason });
     }
     return out;
   }

@@ -14,8 +14,15 @@ export const ROUTE_PROTO = '77';
 interface IpRoute {
   dst?: string;
   dev?: string;
+  gateway?: string;
   protocol?: string | number;
   type?: string;
+}
+
+/** Where a route goes, as `ip route` arguments: `via GATEWAY` or `dev DEVICE` (nothing when neither is known). */
+function target(r: { dev?: string | undefined; gateway?: string | undefined }): string[] {
+  if (r.gateway) return ['via', r.gateway];
+  return r.dev ? ['dev', r.dev] : [];
 }
 
 /** Lists unicast routes of the main table, both families. */
@@ -27,7 +34,7 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
     for (const r of list) {
       if (!r.dst || (r.type && r.type !== 'unicast')) continue;
       const dst = r.dst === 'default' ? (family === '-4' ? '0.0.0.0/0' : '::/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
-      out.push({ dst, dev: r.dev, protocol: String(r.protocol ?? '') });
+      out.push({ dst, dev: r.dev, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: String(r.protocol ?? '') });
     }
   }
   return out;
@@ -43,8 +50,8 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
   const todo = changes.filter((c): c is Exclude<RouteChange, { op: 'conflict' }> => c.op !== 'conflict');
   if (opts.batch && todo.length > 0) {
     const lines = todo.map((c) => (c.op === 'add'
-      ? `route ${opts.exclusive ? 'add' : 'replace'} ${c.route.dst} dev ${c.route.dev} proto ${ROUTE_PROTO}`
-      : `route del ${c.route.dst} proto ${ROUTE_PROTO}${c.route.dev ? ` dev ${c.route.dev}` : ''}`));
+      ? `route ${opts.exclusive ? 'add' : 'replace'} ${c.route.dst} ${target(c.route).join(' ')} proto ${ROUTE_PROTO}`
+      : `route del ${c.route.dst} proto ${ROUTE_PROTO}${target(c.route).length > 0 ? ` ${target(c.route).join(' ')}` : ''}`));
     let errors: Map<number, string> | undefined;
     try {
       errors = await opts.batch.run(lines);
@@ -57,7 +64,7 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
         const c = todo[i]!;
         if (c.op !== 'add') continue; // deleting a route that is already gone is fine
         if (/File exists/i.test(message)) clashes.push(c.route.dst);
-        else throw new Error(`ip route add ${c.route.dst} dev ${c.route.dev}: ${message}`);
+        else throw new Error(`ip route add ${c.route.dst} ${target(c.route).join(' ')}: ${message}`);
       }
       return clashes;
     }
@@ -67,15 +74,14 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
     if (c.op === 'add') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
       const verb = opts.exclusive ? 'add' : 'replace';
-      const res = await runner.run('ip', [fam, 'route', verb, c.route.dst, 'dev', c.route.dev, 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
+      const res = await runner.run('ip', [fam, 'route', verb, c.route.dst, ...target(c.route), 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
       if (res.exitCode !== 0) {
         if (/File exists/i.test(res.stderr)) clashes.push(c.route.dst);
-        else throw new Error(`ip ${fam} route add ${c.route.dst} dev ${c.route.dev}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
+        else throw new Error(`ip ${fam} route add ${c.route.dst} ${target(c.route).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
       }
     } else {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
-      const args = [fam, 'route', 'del', c.route.dst, 'proto', ROUTE_PROTO];
-      if (c.route.dev) args.push('dev', c.route.dev);
+      const args = [fam, 'route', 'del', c.route.dst, 'proto', ROUTE_PROTO, ...target(c.route)];
       await runner.run('ip', args, { allowFailure: true });
     }
   }

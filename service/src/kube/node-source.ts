@@ -10,7 +10,7 @@ import type { MeshNode } from '../mesh/types.js';
 import { Poller, StateReporter } from '../util/backoff.js';
 import { describeApiError } from './api-errors.js';
 import { getJson, watchStream } from './api-http.js';
-import { toMeshNode } from './node-translate.js';
+import { toMeshNode, type TranslateOptions } from './node-translate.js';
 import { listPages, Reflector, type ListPage, type ReflectorApi } from './reflector.js';
 import type { Source, SourceHandler, SourceState } from './source.js';
 
@@ -18,7 +18,8 @@ import type { Source, SourceHandler, SourceState } from './source.js';
 export type NodeSource = Source<MeshNode>;
 
 const NODES_PATH = '/api/v1/nodes';
-const translate = (raw: unknown): MeshNode | undefined => toMeshNode(raw as k8s.V1Node);
+/** The translation of raw Node objects with `opts` (which labels to keep). */
+const translator = (opts: TranslateOptions) => (raw: unknown): MeshNode | undefined => toMeshNode(raw as k8s.V1Node, opts);
 
 /** The Nodes collection over plain HTTP(S) with the kubeconfig's credentials. */
 export function nodesApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
@@ -54,7 +55,7 @@ export class WatchNodeSource implements NodeSource {
   private reflector: Reflector<MeshNode> | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly api: ReflectorApi, private readonly log: Logger) {
+  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly opts: TranslateOptions = {}) {
     this.states = new NodeSourceLog(log, 'node watch');
   }
 
@@ -64,7 +65,7 @@ export class WatchNodeSource implements NodeSource {
   }
 
   start(handler: SourceHandler<MeshNode>): void {
-    this.reflector = new Reflector<MeshNode>({ api: this.api, translate, log: this.log, what: 'node watch' });
+    this.reflector = new Reflector<MeshNode>({ api: this.api, translate: translator(this.opts), log: this.log, what: 'node watch' });
     this.reflector.start({
       onList: (items) => handler.onList(items),
       onChange: (name, item) => handler.onChange?.(name, item),
@@ -83,14 +84,14 @@ export class ListNodeSource implements NodeSource {
   private poller: Poller | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly api: ReflectorApi, log: Logger, private readonly intervalMs: number) {
+  constructor(private readonly api: ReflectorApi, log: Logger, private readonly intervalMs: number, private readonly opts: TranslateOptions = {}) {
     this.states = new NodeSourceLog(log, 'node list');
   }
 
   start(handler: SourceHandler<MeshNode>): void {
     this.poller = new Poller(this.intervalMs, async () => {
       try {
-        const { items } = await listPages(this.api.list, translate, 500);
+        const { items } = await listPages(this.api.list, translator(this.opts), 500);
         this.states.report(handler, 'up');
         handler.onList(items);
       } catch (err) {
@@ -107,6 +108,6 @@ export class ListNodeSource implements NodeSource {
 }
 
 /** Lists Nodes once (for the operator commands). */
-export async function listNodes(kc: k8s.KubeConfig): Promise<MeshNode[]> {
-  return (await listPages(nodesApi(kc).list, translate, 500)).items;
+export async function listNodes(kc: k8s.KubeConfig, opts: TranslateOptions = {}): Promise<MeshNode[]> {
+  return (await listPages(nodesApi(kc).list, translator(opts), 500)).items;
 }

@@ -3,14 +3,25 @@
  * what the mesh needs (and only wg-overlay's own annotations, bounded in length).
  */
 import type { V1Node } from '@kubernetes/client-node';
-import { ANNOTATION_PREFIX } from '../mesh/annotations.js';
+import { ANNOTATION_PREFIX, KILO_ANNOTATIONS } from '../mesh/annotations.js';
 import type { MeshNode } from '../mesh/types.js';
 
 /** Longest annotation value accepted from another Node; longer values are dropped as hostile. */
 const MAX_ANNOTATION_LENGTH = 1024;
 
-/** Translates a `V1Node` (or the same JSON shape) into a MeshNode; undefined without a name. */
-export function toMeshNode(node: V1Node): MeshNode | undefined {
+const KILO_KEYS: ReadonlySet<string> = new Set(KILO_ANNOTATIONS);
+
+/** Options of the translation. */
+export interface TranslateOptions {
+  /** Label keys to keep (the location label); others are dropped. */
+  labels?: readonly string[];
+}
+
+/**
+ * Translates a `V1Node` (or the same JSON shape) into a MeshNode; undefined without a name. Keeps
+ * wg-overlay's and Kilo's known annotations and the `labels` asked for, each bounded in length.
+ */
+export function toMeshNode(node: V1Node, opts: TranslateOptions = {}): MeshNode | undefined {
   const name = node.metadata?.name;
   // The API server only accepts DNS-subdomain names; anything else is not a real Node.
   if (typeof name !== 'string' || name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) return undefined;
@@ -25,7 +36,12 @@ export function toMeshNode(node: V1Node): MeshNode | undefined {
     : typeof node.spec?.podCIDR === 'string' && node.spec.podCIDR !== '' ? [node.spec.podCIDR] : [];
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(node.metadata?.annotations ?? {})) {
-    if (k.startsWith(ANNOTATION_PREFIX) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
+    if ((k.startsWith(ANNOTATION_PREFIX) || KILO_KEYS.has(k)) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
+  }
+  const labels: Record<string, string> = {};
+  for (const key of opts.labels ?? []) {
+    const v = node.metadata?.labels?.[key];
+    if (typeof v === 'string' && v.length <= 63) labels[key] = v;
   }
   return {
     name,
@@ -34,5 +50,6 @@ export function toMeshNode(node: V1Node): MeshNode | undefined {
     externalIPs: pick('ExternalIP'),
     podCIDRs,
     annotations,
+    ...(Object.keys(labels).length > 0 ? { labels } : {}),
   };
 }

@@ -16,3 +16,24 @@ export const ANNOTATION_ENDPOINT = `${ANNOTATION_PREFIX}endpoint`;
 
 /** Every annotation key wg-overlay publishes, in a fixed order. */
 export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_ENDPOINT] as const;
+
+/** Prefix of Kilo's Node annotations, read (never written) so that Kilo clusters keep their layout. */
+export const KILO_PREFIX = 'kilo.squat.ai/';
+
+/** Kilo: the node's logical location (overrides the location label). */
+export const KILO_LOCATION = `${KILO_PREFIX}location`;
+
+/** Kilo: this node should lead its location (any value). */
+export const KILO_LEADER = `${KILO_PREFIX}leader`;
+
+/** Kilo: the endpoint others must dial for this node (`host:port`), set by an admin. */
+export const KILO_FORCE_ENDPOINT = `${KILO_PREFIX}force-endpoint`;
+
+/** Kilo: the persistent keepalive (seconds) this node uses towards its peers. */
+export const KILO_PERSISTENT_KEEPALIVE = `${KILO_PREFIX}persistent-keepalive`;
+
+/** Kilo: extra CIDRs (comma-separated) reachable in this node's location, routed to it from other locations. */
+export const KILO_ALLOWED_LOCATION_IPS = `${KILO_PREFIX}allowed-location-ips`;
+
+/** The Kilo annotations wg-overlay reads. */
+export const KILO_ANNOTATIONS = [KILO_LOCATION, KILO_LEADER, KILO_FORCE_ENDPOINT, KILO_PERSISTENT_KEEPALIVE, KILO_ALLOWED_LOCATION_IPS] as const;

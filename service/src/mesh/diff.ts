@@ -174,24 +174,25 @@ function routeDst(dst: string): string {
   return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
 }
 
-const routeKey = (r: { dst: string; dev?: string | undefined }): string => `${r.dst}|${r.dev ?? ''}`;
-const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: `PodCIDR ${r.dst} of ${r.via}` });
+/** A route's identity: its destination and where it goes (the device, or the next hop). */
+export const routeKey = (r: { dst: string; dev?: string | undefined; gateway?: string | undefined }): string => `${r.dst}|${r.gateway ? `via ${r.gateway}` : r.dev ?? ''}`;
+const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: r.gateway ? `${r.dst} of ${r.via}, over the private network` : `PodCIDR ${r.dst} of ${r.via}` });
 const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
 
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
 export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
   const changes: RouteChange[] = [];
-  const own = observed.filter((r) => r.protocol === ownProtocol).map((r) => ({ key: routeKey({ dst: routeDst(r.dst), dev: r.dev }), route: r }));
+  const own = observed.filter((r) => r.protocol === ownProtocol).map((r) => ({ key: routeKey({ dst: routeDst(r.dst), dev: r.dev, gateway: r.gateway }), route: r }));
   const ownKey = new Set(own.map((o) => o.key));
   const wanted = new Set(desired.map(routeKey));
   const foreign = new Map<string, RouteStatus>();
-  for (const o of observed) if (o.protocol !== ownProtocol) foreign.set(`${routeDst(o.dst)}|${o.dev ?? ''}`, o);
+  for (const o of observed) if (o.protocol !== ownProtocol) foreign.set(routeKey({ dst: routeDst(o.dst), dev: o.dev, gateway: o.gateway }), o);
   const foreignByDst = new Map<string, RouteStatus[]>();
   for (const o of foreign.values()) foreignByDst.set(routeDst(o.dst), [...(foreignByDst.get(routeDst(o.dst)) ?? []), o]);
   for (const r of desired) {
     if (ownKey.has(routeKey(r))) continue;
     // Someone else's route to the same prefix through another device is never overwritten.
-    const other = foreignByDst.get(r.dst)?.find((o) => o.dev !== r.dev);
+    const other = foreignByDst.get(r.dst)?.find((o) => (r.gateway ? o.gateway !== r.gateway : o.dev !== r.dev));
     if (other) {
       changes.push({ op: 'conflict', route: r, other, reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone` });
       continue;
@@ -232,7 +233,7 @@ export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRo
   }
   if (matched < owned.byKey.size) {
     const wanted = new Set(desired.map(routeKey));
-    for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
+    for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
   return changes;
 }
@@ -254,7 +255,7 @@ export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoute
   for (const old of delta.removed) {
     const k = routeKey(old);
     const r = owned.byKey.get(k);
-    if (r && !stay.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, protocol: ownProtocol }));
+    if (r && !stay.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
   return changes;
 }

@@ -2,9 +2,10 @@
  * Endpoints: the `host:port` this node publishes for itself, and the one other nodes dial for a
  * peer Node — its published endpoint when that is an address the rules believe (by default one of
  * the Node's own `status.addresses`, which its kubelet reports), else its InternalIP — each with the
- * reason when a published value is refused or there is none.
+ * reason when a published value is refused or there is none. Kilo's `force-endpoint` (set by an
+ * admin) comes first when it is an address.
  */
-import { ANNOTATION_ENDPOINT } from './annotations.js';
+import { ANNOTATION_ENDPOINT, KILO_FORCE_ENDPOINT } from './annotations.js';
 import { reservedOverlap } from './ranges.js';
 import { quoted } from './text.js';
 import type { EndpointSetting, MeshNode, SkipReason } from './types.js';
@@ -37,14 +38,17 @@ export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPor
   return { endpoint: formatHostPort(ip, listenPort) };
 }
 
-/** Why a published endpoint is not believed, or undefined when it is (with its canonical form). */
-function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any'): { problem: string } | { endpoint: string } {
+/**
+ * Why a published endpoint is not believed, or undefined when it is (with its canonical form).
+ * `what` names the annotation; `mode` = `any` believes every address (Kilo's force-endpoint is).
+ */
+function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any', what = 'published endpoint'): { problem: string } | { endpoint: string } {
   const hp = parseHostPort(published);
-  if (!hp) return { problem: `published endpoint ${quoted(published)} is not host:port` };
+  if (!hp) return { problem: `${what} ${quoted(published)} is not host:port` };
   const ip = parseIp(hp.host);
-  if (!ip) return { problem: `published endpoint ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
+  if (!ip) return { problem: `${what} ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
   const reserved = reservedOverlap(parseCidr(hostCidr(ip))!);
-  if (reserved) return { problem: `published endpoint ${quoted(published)} is in ${reserved.what}` };
+  if (reserved) return { problem: `${what} ${quoted(published)} is in ${reserved.what}` };
   const own = [...node.internalIPs, ...node.externalIPs].map((s) => parseIp(s)).some((a) => a && a.family === ip.family && a.value === ip.value);
   if (mode === 'addresses' && !own) {
     return { problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)` };
@@ -54,13 +58,20 @@ function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any'): 
 
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */
 export function peerEndpoint(node: MeshNode, listenPort: number, mode: 'addresses' | 'any' = 'addresses'): { endpoint?: string; problem?: SkipReason } {
-  const published = node.annotations[ANNOTATION_ENDPOINT];
   let problem: SkipReason | undefined;
+  // Kilo's force-endpoint is an admin's word (wg-overlay's own credential cannot write it): any address.
+  const forced = node.annotations[KILO_FORCE_ENDPOINT];
+  if (forced !== undefined && forced !== '') {
+    const verdict = refusal(node, forced, 'any', KILO_FORCE_ENDPOINT);
+    if ('endpoint' in verdict) return { endpoint: verdict.endpoint };
+    problem = { name: node.name, reason: parseHostPort(forced) ? 'endpoint-refused' : 'invalid-endpoint', message: verdict.problem, whole: false };
+  }
+  const published = node.annotations[ANNOTATION_ENDPOINT];
   if (published !== undefined && published !== '') {
     const verdict = refusal(node, published, mode);
-    if ('endpoint' in verdict) return { endpoint: verdict.endpoint };
+    if ('endpoint' in verdict) return { endpoint: verdict.endpoint, ...(problem ? { problem } : {}) };
     const reason = parseHostPort(published) ? 'endpoint-refused' : 'invalid-endpoint';
-    problem = { name: node.name, reason, message: verdict.problem, whole: false };
+    problem = { name: node.name, reason, message: problem ? `${problem.message}; ${verdict.problem}` : verdict.problem, whole: false };
   }
   const ip = preferIPv4(node.internalIPs);
   if (ip) {

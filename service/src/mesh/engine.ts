@@ -25,8 +25,11 @@ const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.n
 export function sameNode(a: MeshNode, b: MeshNode): boolean {
   const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   if (a.name !== b.name || a.createdAt !== b.createdAt || !same(a.internalIPs, b.internalIPs) || !same(a.externalIPs, b.externalIPs) || !same(a.podCIDRs, b.podCIDRs)) return false;
-  const ka = Object.keys(a.annotations);
-  return ka.length === Object.keys(b.annotations).length && ka.every((k) => a.annotations[k] === b.annotations[k]);
+  const sameRecord = (x: Readonly<Record<string, string>> = {}, y: Readonly<Record<string, string>> = {}): boolean => {
+    const kx = Object.keys(x);
+    return kx.length === Object.keys(y).length && kx.every((k) => x[k] === y[k]);
+  };
+  return sameRecord(a.annotations, b.annotations) && sameRecord(a.labels, b.labels);
 }
 
 /** True when two members are the same in every field. */

@@ -9,7 +9,7 @@
  * only the claimants a change touches.
  */
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
-import { ANNOTATION_ENDPOINT, ANNOTATION_PUBLIC_KEY } from './annotations.js';
+import { ANNOTATION_ENDPOINT, ANNOTATION_PUBLIC_KEY, KILO_FORCE_ENDPOINT } from './annotations.js';
 import { AddressIndex, CidrIndex } from './cidr-index.js';
 import { peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
@@ -126,8 +126,9 @@ export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePo
 /** The addresses of a Node no range may contain, with what each is (published endpoints only when believed). */
 export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: Ip; owner: ProtectedOwner }> {
   const published = settings.publishedEndpoints === 'any' ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host : undefined;
+  const forced = parseHostPort(node.annotations[KILO_FORCE_ENDPOINT] ?? '')?.host;
   const out: Array<{ ip: Ip; owner: ProtectedOwner }> = [];
-  for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []]] as const) {
+  for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []], ['forced endpoint', forced ? [forced] : []]] as const) {
     for (const text of list) {
       const ip = parseIp(text);
       if (ip) out.push({ ip, owner: { label: `the ${kind} of Node ${node.name}`, name: node.name, createdAt: node.createdAt } });

@@ -44,6 +44,8 @@ export interface LinkStatus {
 export interface RouteStatus {
   dst: string;
   dev: string | undefined;
+  /** The next hop (`via`), when the route has one. */
+  gateway?: string | undefined;
   /** Routing protocol number or name as `ip -j` prints it. */
   protocol: string;
 }

@@ -15,8 +15,10 @@ export interface MeshNode {
   externalIPs: string[];
   /** `spec.podCIDRs`, or `[spec.podCIDR]` when the list is absent. */
   podCIDRs: string[];
-  /** The annotations under wg-overlay's prefix (other annotations are dropped at the boundary). */
+  /** The annotations under wg-overlay's prefix and Kilo's known ones (others are dropped at the boundary). */
   annotations: Record<string, string>;
+  /** The labels the mesh reads (the location label); others are dropped at the boundary. */
+  labels?: Record<string, string>;
 }
 
 /**
@@ -133,14 +135,18 @@ export interface DesiredPeer {
   persistentKeepalive: number;
   /** Optional preshared key (base64). */
   presharedKey?: string | undefined;
+  /** With location granularity: the location this peer (its leader) stands for. */
+  location?: string | undefined;
 }
 
 /** One route this node should have through the WireGuard interface. */
 export interface DesiredRoute {
   /** Destination CIDR (normalised). */
   dst: string;
-  /** Outgoing interface. */
-  dev: string;
+  /** Outgoing interface (the WireGuard interface); absent for a route through `gateway`. */
+  dev?: string | undefined;
+  /** Next hop on the private network (a member of this node's location); absent for a tunnel route. */
+  gateway?: string | undefined;
   /** The peer (Node or Peer name) this route leads to. */
   via: string;
   /** What `via` is; absent means a Node. */

@@ -144,7 +144,7 @@ level = debug
     ['state dir', '[state]\ndir = state', `${FILE}: [state] dir = "state": expected an absolute path`],
     ['log level', '[log]\nlevel = loud', `${FILE}: [log] level = "loud": expected one of debug, info, notice, warning, error`],
     ['malformed line', '[wireguard]\nlisten_port 51820', `${FILE}:2: malformed line "listen_port 51820": expected [section], key = value, or a # comment`],
-    ['key outside a section', 'listen_port = 1', `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [state], [peers], [metrics], [log]`],
+    ['key outside a section', 'listen_port = 1', `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [mesh], [state], [peers], [metrics], [log]`],
     ['runtime_dir', '[state]\nruntime_dir = run', `${FILE}: [state] runtime_dir = "run": expected an absolute path`],
     ['allowed_ips_extra', '[peers]\nallowed_ips_extra = 10.96.0.0/12, banana', `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)`],
     ['metrics listen host name', '[metrics]\nlisten = localhost:9586', `${FILE}: [metrics] listen = "localhost:9586": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`],
@@ -168,7 +168,7 @@ level = debug
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
       `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints`,
-      `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, state, peers, metrics, log`,
+      `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, mesh, state, peers, metrics, log`,
     ]);
   });
 

@@ -203,7 +203,7 @@ describe('unit: routes', () => {
     it('both families of the main table; default and host routes as CIDRs; non-unicast skipped', async () => {
       const runner = new RecordingRunner((_cmd, args) => ({ stdout: `${JSON.stringify(args.includes('-4') ? V4 : V6)}\n` }));
       assert.deepEqual(await readRoutes(runner), [
-        { dst: '0.0.0.0/0', dev: 'eth0', protocol: 'dhcp' },
+        { dst: '0.0.0.0/0', dev: 'eth0', gateway: '192.0.2.1', protocol: 'dhcp' },
         { dst: '10.244.1.0/24', dev: 'wg0', protocol: '77' },
         { dst: '10.0.0.1/32', dev: 'eth0', protocol: 'static' },
         { dst: '192.0.2.0/24', dev: 'eth0', protocol: 'kernel' },
@@ -213,7 +213,7 @@ describe('unit: routes', () => {
         { dst: 'fd00:1::/64', dev: 'wg0', protocol: '77' },
         { dst: 'fd00::1/128', dev: 'eth0', protocol: 'static' },
         { dst: 'fe80::/64', dev: 'eth0', protocol: 'kernel' },
-        { dst: '::/0', dev: 'eth0', protocol: 'ra' },
+        { dst: '::/0', dev: 'eth0', gateway: 'fe80::1', protocol: 'ra' },
       ]);
       assert.deepEqual(runner.calls, ['ip -j -4 route show table main', 'ip -j -6 route show table main']);
     });
