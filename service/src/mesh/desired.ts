@@ -3,12 +3,13 @@
  * member and admitted external peer, routes to their ranges, and the annotations it publishes —
  * derived purely from the membership verdicts and the settings.
  */
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from './annotations.js';
+import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
 import { selfEndpoint } from './endpoints.js';
 import type { AdmittedPeer } from './external-peers.js';
 import { decideMembership, type Member, type Membership } from './membership.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity } from './types.js';
-import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
+import { decideTopology, place, planTopology, type TopologySettings } from './topology.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity, TopologyState } from './types.js';
+import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, normalizeCidr, parseCidr, parseIp } from '../net/ip.js';
 
 export type { MeshSettings, SelfIdentity } from './types.js';
 
@@ -202,19 +203,81 @@ function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode,
 }
 
 /**
+ * The settings with this node's own keepalive: Kilo's `persistent-keepalive` annotation on its
+ * Node (seconds, 0-65535), when present, takes the place of `[wireguard] persistent_keepalive`.
+ */
+function withOwnKeepalive(selfNode: MeshNode, settings: MeshSettings): MeshSettings {
+  const text = selfNode.annotations[KILO_PERSISTENT_KEEPALIVE];
+  if (text === undefined || !/^\d{1,5}$/.test(text) || Number(text) > 65535) return settings;
+  return Number(text) === settings.persistentKeepalive ? settings : { ...settings, persistentKeepalive: Number(text) };
+}
+
+/** What location or cross granularity needs beyond the membership. */
+export interface TopologyInput {
+  settings: TopologySettings;
+  /** Every Node by name (locations, Kilo's annotations, InternalIPs). */
+  nodes: ReadonlyMap<string, MeshNode>;
+  /** Live holders of the locations' leader Leases, by location id. */
+  holders: ReadonlyMap<string, string>;
+}
+
+/** Peers (by name, a Node before a Peer of the same name). */
+const byPeerOrder = (a: DesiredPeer, b: DesiredPeer): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind === b.kind ? 0 : a.kind === 'node' ? -1 : 1);
+
+/**
+ * The peer set for location or cross granularity: the topology's tunnels and private-network
+ * routes, and the external peers (on a leader; a member routes them through its leader).
+ */
+function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: string, ownEndpoint: string | undefined, membership: Membership, settings: MeshSettings, topo: TopologyInput): { set: PeerSet; state: TopologyState } {
+  const warnings: string[] = [];
+  const policy = membership.policy!;
+  const placed = membership.members.filter((m) => topo.nodes.has(m.name)).map((m) => place(m, topo.nodes.get(m.name)!, topo.settings, policy, warnings));
+  const podCIDRs = selfNode.podCIDRs.map((t) => normalizeCidr(t)).filter((t): t is string => !!t);
+  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
+  const all = [...placed, me];
+  const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
+  const topology = decideTopology(all, granularity, topo.holders, warnings);
+  const plan = planTopology(me, all, topology, topo.settings, settings.interfaceName, settings.persistentKeepalive);
+  const mine = topology.locations.find((l) => l.location.id === me.location.id)!;
+  const leads = granularity === 'cross' || mine.leader === self.name;
+  const leader = all.find((p) => p.name === mine.leader);
+  const { context } = entryContext(selfNode, settings);
+  const peers = [...plan.peers];
+  const routes = [...plan.routes];
+  for (const p of membership.externalPeers) {
+    if (p.publicKey === self.publicKey) continue;
+    const e = externalEntry(p, context, settings);
+    if (leads) {
+      peers.push(e.peer);
+      routes.push(...e.routes);
+    } else if (leader?.privateIP) {
+      for (const dst of p.allowedIPs) routes.push({ dst, gateway: leader.privateIP, via: p.name, kind: 'peer' });
+    }
+  }
+  const state: TopologyState = {
+    granularity, location: me.location.name, leader: mine.leader, why: mine.why, leads,
+    locations: topology.locations.map((l) => ({ id: l.location.id, name: l.location.name, members: l.members, leader: l.leader, why: l.why })),
+  };
+  return { set: { peers: peers.sort(byPeerOrder), routes, clones: [], warnings: [...warnings, ...plan.warnings] }, state };
+}
+
+/**
  * The desired state of node `self` from a membership decided with `self` as the viewing node;
  * throws NotReadyError when its Node is missing or got no overlay address. Given the `previous`
  * desired state, built from the engine's membership just before this one, the peers and routes
  * are derived from it (with `peersDelta` and `routesDelta` saying what changed).
  */
-export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, settings: MeshSettings, previous?: DesiredState): DesiredState {
+export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput): DesiredState {
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
+  const settings = withOwnKeepalive(selfNode, configured);
   const selfAddress = membership.addresses.get(self.name);
   if (!selfAddress) {
     const why = membership.skipped.find((p) => p.name === self.name && p.whole)?.message ?? 'no overlay address';
     throw new NotReadyError(`Node ${self.name} has no overlay address: ${why}`);
   }
-  const { set, basis } = peerSet(self, membership, selfNode, settings, previous);
+  const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
+  const located = topo && topo.settings.granularity !== 'full' ? topologyPeerSet(self, selfNode, selfAddress, own.endpoint, membership, settings, topo) : undefined;
+  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous);
   const warnings = [...set.clones];
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
@@ -223,7 +286,6 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     [ANNOTATION_PUBLIC_KEY]: self.publicKey,
     [ANNOTATION_OVERLAY_ADDRESS]: selfAddress,
   };
-  const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
   for (const w of set.warnings) warnings.push(w);
@@ -242,6 +304,7 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     publish,
     warnings,
     ...(set.peersDelta ? { peersDelta: set.peersDelta, routesDelta: set.routesDelta } : {}),
+    ...(located ? { topology: located.state } : {}),
   };
   if (basis) bases.set(desired, basis);
   return desired;

@@ -175,7 +175,7 @@ export class MeshEngine {
     const changes = { engine: this, version: this.version, nodes: this.touched, peers: this.peersTouched || this.version === 1 };
     this.touched = new Set();
     this.peersTouched = false;
-    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes };
+    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes, policy: this.policy };
   }
 
   private changeNode(name: string, node: MeshNode | undefined): void {

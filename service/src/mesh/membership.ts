@@ -50,6 +50,8 @@ export interface Membership {
   skipped: SkipReason[];
   /** From the incremental engine: what changed since the membership it handed out before. */
   changes?: MembershipChanges | undefined;
+  /** The range rules it judged by (pod CIDRs, minimum prefixes, protected addresses). */
+  policy?: RangePolicy | undefined;
 }
 
 /** What changed between two memberships of one incremental engine. */
@@ -292,5 +294,5 @@ export function decideMembership(nodes: readonly MeshNode[], externalPeers: read
   }
   skipped.push(...invalidPeers);
   const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return { overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped };
+  return { overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped, policy };
 }

@@ -161,6 +161,32 @@ export interface ListDelta<T> {
   added: readonly T[];
 }
 
+/** One location of the topology, for status and graphs. */
+export interface LocationSummary {
+  /** `location:<name>`, or `node:<name>` for a Node on its own. */
+  id: string;
+  name: string;
+  /** Member names, oldest first. */
+  members: string[];
+  leader: string;
+  /** Why that node leads. */
+  why: string;
+}
+
+/** This node's place in a location or cross topology. */
+export interface TopologyState {
+  granularity: 'location' | 'cross';
+  /** This node's location (its name). */
+  location: string;
+  /** The leader of this node's location. */
+  leader: string;
+  /** Why that node leads. */
+  why: string;
+  /** True when this node holds tunnels to other locations (a leader, or every node with `cross`). */
+  leads: boolean;
+  locations: LocationSummary[];
+}
+
 /** Everything this node wants applied, computed purely from the Node and Peer lists and config. */
 export interface DesiredState {
   iface: DesiredInterface;
@@ -176,6 +202,8 @@ export interface DesiredState {
   publish: Record<string, string>;
   /** Problems with this node's own settings (e.g. `endpoint = external` but no ExternalIP). */
   warnings: string[];
+  /** With location or cross granularity: where this node stands. */
+  topology?: TopologyState | undefined;
   /** When derived from an earlier desired state: how `peers` differs from that state's peers. */
   peersDelta?: ListDelta<DesiredPeer> | undefined;
   /** When derived from an earlier desired state: how `routes` differs from that state's routes. */
