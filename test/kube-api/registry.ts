@@ -151,6 +151,17 @@ export const SERVICE_ACCOUNT_RESOURCE: ResourceDefinition = {
   subresources: [{ name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] }],
 };
 
+/** coordination.k8s.io/v1 Lease (namespaced; wg-overlay's location leaders). */
+export const LEASE_RESOURCE: ResourceDefinition = {
+  group: 'coordination.k8s.io',
+  version: 'v1',
+  kind: 'Lease',
+  plural: 'leases',
+  singular: 'lease',
+  namespaced: true,
+  builtin: true,
+};
+
 /** Kubernetes' HumanDuration: `45s`, `3m12s`, `5h`, `2d3h`, `3y12d`. */
 export function humanDuration(ms: number): string {
   const seconds = Math.floor(ms / 1000);

@@ -21,6 +21,7 @@ import { clone, isObject } from './json.js';
 import {
   apiGroup,
   apiResourceList,
+  LEASE_RESOURCE,
   NODE_RESOURCE,
   resolveResource,
   SERVICE_ACCOUNT_RESOURCE,
@@ -239,6 +240,7 @@ export class KubeApiServer {
     this.opts = { tls: true, host: '127.0.0.1', port: 0, bookmarkIntervalMs: 60000, tables: true, ...opts };
     this.store = new ObjectStore(opts.historyLimit ?? 10000);
     this.registerResource(NODE_RESOURCE);
+    this.registerResource(LEASE_RESOURCE);
     if (opts.token !== undefined) this.tokens.add(opts.token, ADMIN_USER);
     for (const [token, user] of Object.entries(opts.users ?? {})) this.tokens.add(token, user);
     if (opts.admission) {
@@ -1075,7 +1077,7 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 /** Re-exported so tests need one import: Status errors, the built-in resource definitions and object types. */
 export { ApiError, statusBody } from './status.js';
 /** Re-exported resource definitions and types (see registry.ts). */
-export { KILO_PEER_RESOURCE, NODE_RESOURCE, SERVICE_ACCOUNT_RESOURCE, type KubeObject, type ResourceDefinition } from './registry.js';
+export { KILO_PEER_RESOURCE, LEASE_RESOURCE, NODE_RESOURCE, SERVICE_ACCOUNT_RESOURCE, type KubeObject, type ResourceDefinition } from './registry.js';
 /** Re-exported users and token helpers (see auth.ts). */
 export { ADMIN_USER, EXTRA_CREDENTIAL_ID, EXTRA_NODE_NAME, EXTRA_NODE_UID, type MintedToken, type UserInfo } from './auth.js';
 /** Re-exported admission evaluation (see admission.ts). */

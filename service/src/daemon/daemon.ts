@@ -15,6 +15,7 @@ import type { IpBatch } from '../host/ip-batch.js';
 import { PeerAdapter } from '../host/peer-adapter.js';
 import { RouteAdapter } from '../host/route-adapter.js';
 import { KubeconfigError } from '../kube/kubeconfig.js';
+import { LocationLeases, type LeaseApi } from '../kube/location-leases.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
 import type { ExternalPeerSource } from '../kube/peer-source.js';
@@ -48,6 +49,8 @@ export interface KubeAccess {
   nodes: NodeSource;
   externalPeers: ExternalPeerSource;
   publisher: NodePublisher;
+  /** The location leader Leases of a namespace (absent: no locations). */
+  leases?: (namespace: string) => LeaseApi;
 }
 
 /** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
@@ -142,9 +145,14 @@ export class Daemon {
     const own = new OwnChanges();
     const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units, own });
     log.info(iface.describe());
+    const m = p.config.mesh;
+    const leadership = p.kube.leases && new LocationLeases({
+      api: p.kube.leases(m.leaseNamespace), namespace: m.leaseNamespace, self: p.identity.name, leaseSeconds: m.leaderLeaseSeconds, log,
+      onChange: () => this.loop.schedule('a location leader Lease changed'),
+    });
     this.step = new MeshStep({
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
-      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile,
+      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership,
     }, p.config, true);
     this.step.setFacts({ protectedAddresses: p.apiAddresses });
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
@@ -169,6 +177,7 @@ export class Daemon {
       this.status,
       this.metricsEndpoint,
       this.loop,
+      ...(leadership ? [leadership] : []),
       this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
         onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },

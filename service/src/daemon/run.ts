@@ -18,6 +18,7 @@ import { startMetricsServer } from '../metrics/server.js';
 import { createNotifier } from '../systemd/notify.js';
 import { SystemdUnits } from '../systemd/units.js';
 import { loadOrCreatePrivateKey } from '../wireguard/keys.js';
+import { leasesApi } from '../kube/location-leases.js';
 import { Daemon, type DaemonEnv, type KubeAccess } from './daemon.js';
 
 export { EXIT_CONFIG } from '../exit-status.js';
@@ -33,6 +34,7 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
     nodes: k.discovery === 'watch' ? new WatchNodeSource(nodesApi(kc), log, translate) : new ListNodeSource(nodesApi(kc), log, everyMs, translate),
     externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(peersApi(kc), log) : new ListExternalPeerSource(peersApi(kc), log, everyMs),
     publisher: new ApiNodePublisher(kc),
+    leases: (namespace) => leasesApi(kc, namespace),
   };
 }
 

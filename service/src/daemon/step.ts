@@ -17,7 +17,7 @@ import type { RouteAdapter } from '../host/route-adapter.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { Logger } from '../log/logger.js';
 import { OWN_ANNOTATIONS } from '../mesh/annotations.js';
-import { desiredFor, NotReadyError } from '../mesh/desired.js';
+import { desiredFor, NotReadyError, type TopologyInput } from '../mesh/desired.js';
 import { MeshEngine, sameNode } from '../mesh/engine.js';
 import type { Membership } from '../mesh/membership.js';
 import type { DesiredState, ExternalPeer, MembershipSettings, MeshNode, MeshSettings } from '../mesh/types.js';
@@ -32,6 +32,16 @@ export interface Identity {
   publicKey: string;
 }
 
+/** The location leader Leases, as the step sees them. */
+export interface Leadership {
+  /** Live holders by location id. */
+  holders(): ReadonlyMap<string, string>;
+  /** Holders whose Lease ran out, by location id. */
+  lapsed(): ReadonlyMap<string, string>;
+  /** What this node wants from its location's Lease (undefined: none). */
+  want(wish: { location: string; candidates: readonly string[] } | undefined): void;
+}
+
 /** The parts a step works with. */
 export interface StepParts {
   runner: CommandRunner;
@@ -42,6 +52,8 @@ export interface StepParts {
   peers: PeerAdapter;
   routes: RouteAdapter;
   confFile: WgQuickFile;
+  /** The location leader Leases (absent: granularity = location has no Leases, leaders by rank only). */
+  leadership?: Leadership | undefined;
 }
 
 /** How a step ended (when it did not throw). */
@@ -250,7 +262,8 @@ export class MeshStep {
     const mtu = await this.resolveMtu(selfNode);
     try {
       const settings = meshSettings(this.config, mtu, this.facts);
-      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired);
+      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired, this.topologyInput());
+      this.wantLease(this.desired);
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;
@@ -259,6 +272,26 @@ export class MeshStep {
     this.waiting = undefined;
     this.logSkips(this.desired);
     return this.desired;
+  }
+
+  /** What location or cross granularity needs (undefined for a full mesh). */
+  private topologyInput(): TopologyInput | undefined {
+    const m = this.config.mesh;
+    if (m.granularity === 'full') return undefined;
+    const lead = this.parts.leadership;
+    return {
+      settings: { granularity: m.granularity, locationLabel: m.locationLabel, reachable: m.reachable, localRoutes: m.localRoutes },
+      nodes: this.nodes,
+      holders: lead?.holders() ?? new Map(),
+      lapsed: lead?.lapsed() ?? new Map(),
+    };
+  }
+
+  /** Tells the Leases which location this node is in and who should lead it (location granularity only). */
+  private wantLease(desired: DesiredState): void {
+    const t = desired.topology;
+    const mine = t?.granularity === 'location' ? t.locations.find((l) => l.id === t.locationId) : undefined;
+    this.parts.leadership?.want(mine ? { location: mine.id, candidates: mine.candidates } : undefined);
   }
 
   private wait(why: string, logOnce?: (why: string) => void): undefined {

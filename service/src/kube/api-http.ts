@@ -1,6 +1,6 @@
 /**
- * Plain HTTP(S) requests to the API server with the kubeconfig's credentials: a JSON GET with a
- * timeout (list pages) and a watch stream of newline-delimited events that can be aborted — raw
+ * Plain HTTP(S) requests to the API server with the kubeconfig's credentials: a JSON GET, POST or
+ * PUT with a timeout (list pages, leader Leases) and a watch stream of newline-delimited events that can be aborted — raw
  * JSON in both cases, so large lists are translated item by item instead of being deserialised
  * into client-node's model classes first.
  */
@@ -20,21 +20,21 @@ export class ApiHttpError extends Error {
 /** Query parameters; undefined ones are left out. */
 export type Query = Record<string, string | number | boolean | undefined>;
 
-/** Opens a GET request with the kubeconfig's credentials (re-applied per request, so a rotated token is used). */
-async function open(kc: KubeConfig, path: string, query: Query): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
+/** Opens a request (GET unless `send` says otherwise) with the kubeconfig's credentials (re-applied per request, so a rotated token is used). */
+async function open(kc: KubeConfig, path: string, query: Query, send?: { method: 'POST' | 'PUT'; body: string }): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(server.replace(/\/+$/, '') + path);
   for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
-  const opts: https.RequestOptions = { headers: { Accept: 'application/json' } };
+  const opts: https.RequestOptions = { headers: { Accept: 'application/json', ...(send ? { 'Content-Type': 'application/json' } : {}) } };
   await kc.applyToHTTPSOptions(opts);
-  opts.method = 'GET';
+  opts.method = send?.method ?? 'GET';
   const req = (url.protocol === 'http:' ? http : https).request(url, opts);
   const response = new Promise<http.IncomingMessage>((resolve, reject) => {
     req.on('response', resolve);
     req.on('error', reject);
   });
-  req.end();
+  req.end(send?.body);
   return { req, response };
 }
 
@@ -50,12 +50,22 @@ function readBody(res: http.IncomingMessage): Promise<string> {
 
 /** GETs `path` and parses the JSON answer; rejects on a non-2xx answer or after `timeoutMs`. */
 export async function getJson(kc: KubeConfig, path: string, query: Query, timeoutMs: number): Promise<unknown> {
-  const { req, response } = await open(kc, path, query);
-  const timer = setTimeout(() => req.destroy(new Error(`GET ${path}: no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+  return requestJson(kc, path, query, timeoutMs);
+}
+
+/** POSTs (creates) or PUTs (replaces) a JSON object at `path` and parses the answer; rejects like getJson. */
+export async function sendJson(kc: KubeConfig, method: 'POST' | 'PUT', path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+  return requestJson(kc, path, {}, timeoutMs, { method, body: JSON.stringify(body) });
+}
+
+async function requestJson(kc: KubeConfig, path: string, query: Query, timeoutMs: number, send?: { method: 'POST' | 'PUT'; body: string }): Promise<unknown> {
+  const what = `${send?.method ?? 'GET'} ${path}`;
+  const { req, response } = await open(kc, path, query, send);
+  const timer = setTimeout(() => req.destroy(new Error(`${what}: no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
   try {
     const res = await response;
     const body = await readBody(res);
-    if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw new ApiHttpError(res.statusCode ?? 0, body, `GET ${path}`);
+    if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw new ApiHttpError(res.statusCode ?? 0, body, what);
     return JSON.parse(body) as unknown;
   } finally {
     clearTimeout(timer);

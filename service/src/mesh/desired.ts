@@ -219,6 +219,8 @@ export interface TopologyInput {
   nodes: ReadonlyMap<string, MeshNode>;
   /** Live holders of the locations' leader Leases, by location id. */
   holders: ReadonlyMap<string, string>;
+  /** Holders whose Lease ran out, by location id (they do not lead by rank meanwhile). */
+  lapsed?: ReadonlyMap<string, string>;
 }
 
 /** Peers (by name, a Node before a Peer of the same name). */
@@ -236,7 +238,7 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
   const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
   const all = [...placed, me];
   const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
-  const topology = decideTopology(all, granularity, topo.holders, warnings);
+  const topology = decideTopology(all, granularity, topo.holders, warnings, topo.lapsed);
   const plan = planTopology(me, all, topology, topo.settings, settings.interfaceName, settings.persistentKeepalive);
   const mine = topology.locations.find((l) => l.location.id === me.location.id)!;
   const leads = granularity === 'cross' || mine.leader === self.name;
@@ -255,8 +257,8 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
     }
   }
   const state: TopologyState = {
-    granularity, location: me.location.name, leader: mine.leader, why: mine.why, leads,
-    locations: topology.locations.map((l) => ({ id: l.location.id, name: l.location.name, members: l.members, leader: l.leader, why: l.why })),
+    granularity, location: me.location.name, locationId: me.location.id, leader: mine.leader, why: mine.why, leads,
+    locations: topology.locations.map((l) => ({ id: l.location.id, name: l.location.name, members: l.members, leader: l.leader, why: l.why, candidates: l.candidates })),
   };
   return { set: { peers: peers.sort(byPeerOrder), routes, clones: [], warnings: [...warnings, ...plan.warnings] }, state };
 }

@@ -92,6 +92,8 @@ export interface LocationView {
   leader: string;
   /** Why that node leads, one phrase. */
   why: string;
+  /** Who should take the Lease when it is free, best first (a holder whose Lease ran out left out). */
+  candidates: string[];
 }
 
 /** The topology of the mesh. */
@@ -171,9 +173,11 @@ export function leaderOrder(members: readonly Placed[]): Placed[] {
 
 /**
  * Decides locations and leaders. `holders` are the live Lease holders by location id (checked by
- * the caller for liveness); a holder that is not a member of that location is ignored.
+ * the caller for liveness); a holder that is not a member of that location is ignored. `lapsed`
+ * names, by location, a holder whose Lease ran out: it does not lead again by rank until it holds
+ * the Lease again (while another member of the location can lead).
  */
-export function decideTopology(placed: readonly Placed[], granularity: Granularity, holders: ReadonlyMap<string, string>, warnings: string[] = []): Topology {
+export function decideTopology(placed: readonly Placed[], granularity: Granularity, holders: ReadonlyMap<string, string>, warnings: string[] = [], lapsed: ReadonlyMap<string, string> = new Map()): Topology {
   const byLocation = new Map<string, Placed[]>();
   for (const p of placed) {
     const list = byLocation.get(p.location.id);
@@ -185,10 +189,12 @@ export function decideTopology(placed: readonly Placed[], granularity: Granulari
     members.sort(compareSeniority);
     const holder = holders.get(id);
     const held = holder !== undefined ? members.find((m) => m.name === holder) : undefined;
-    const best = leaderOrder(members)[0]!;
+    const order = leaderOrder(members);
+    const candidates = order.filter((m) => m.name !== lapsed.get(id));
+    const best = candidates[0] ?? order[0]!;
     const leader = held ?? best;
-    const why = held ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})` : RANK_WHY[rank(best)]!;
-    locations.push({ location: members[0]!.location, members: members.map((m) => m.name), leader: leader.name, why });
+    const why = held ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})` : `${RANK_WHY[rank(best)]!}${lapsed.has(id) ? `, after ${lapsed.get(id)} stopped renewing its Lease` : ''}`;
+    locations.push({ location: members[0]!.location, members: members.map((m) => m.name), leader: leader.name, why, candidates: (candidates.length > 0 ? candidates : order).map((m) => m.name) });
   }
   return { granularity, locations, locationOf: new Map(placed.map((p) => [p.name, p.location.id])), warnings };
 }

@@ -171,6 +171,8 @@ export interface LocationSummary {
   leader: string;
   /** Why that node leads. */
   why: string;
+  /** Who should take the location's Lease when it is free, best first. */
+  candidates: string[];
 }
 
 /** This node's place in a location or cross topology. */
@@ -178,6 +180,8 @@ export interface TopologyState {
   granularity: 'location' | 'cross';
   /** This node's location (its name). */
   location: string;
+  /** This node's location id (`location:<name>` or `node:<name>`), which names its Lease. */
+  locationId: string;
   /** The leader of this node's location. */
   leader: string;
   /** Why that node leads. */

@@ -4,8 +4,10 @@
  * code): wg-overlay's ServiceAccount, with a token bound to Node A, may add, change and remove
  * Node A's wg-overlay.io/ annotations and nothing else — not another Node, not another
  * annotation, label, taint, spec field, finalizer or owner reference, not without a node claim,
- * no create or delete — and other users are not affected. No case may pass or fail through an
- * evaluation error: every decision must come from an expression that evaluated.
+ * no create or delete — and other users are not affected. The Lease policy lets it write only
+ * wg-overlay's location Leases, with its own Node as the holder, and never delete one. No case
+ * may pass or fail through an evaluation error: every decision must come from an expression that
+ * evaluated.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -15,8 +17,10 @@ import type { UserInfo } from '../../kube-api/auth.js';
 import type { KubeObject } from '../../kube-api/registry.js';
 
 const docs = parseAllDocuments(readFileSync('packaging/kubernetes/node-policy.yaml', 'utf8')).map((d) => d.toJS() as KubeObject);
-const policy = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy')!;
-const binding = docs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding')!;
+const policy = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy' && d.metadata?.name === 'wg-overlay-own-node')!;
+const binding = docs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding' && d.metadata?.name === 'wg-overlay-own-node')!;
+const leasePolicy = docs.find((d) => d.kind === 'ValidatingAdmissionPolicy' && d.metadata?.name === 'wg-overlay-own-lease')!;
+const leaseBinding = docs.find((d) => d.kind === 'ValidatingAdmissionPolicyBinding' && d.metadata?.name === 'wg-overlay-own-lease')!;
 const SA = 'system:serviceaccount:wg-overlay:wg-overlay';
 const SA_GROUPS = ['system:serviceaccounts', 'system:serviceaccounts:wg-overlay', 'system:authenticated'];
 
@@ -91,7 +95,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
     assert.deepEqual(spec.matchConstraints.resourceRules, [{ apiGroups: [''], apiVersions: ['v1'], resources: ['nodes'], operations: ['CREATE', 'UPDATE', 'DELETE'] }]);
     assert.equal(binding.apiVersion, 'admissionregistration.k8s.io/v1');
     assert.deepEqual(binding.spec, { policyName: policy.metadata?.name, validationActions: ['Deny'] });
-    assert.equal(docs.length, 2);
+    assert.equal(docs.length, 4, 'the Node policy and the Lease policy, each with its binding');
   });
 
   it('allows the own Node: adding a wg-overlay.io/ annotation', () => {
@@ -230,5 +234,50 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       message: `nodes "node-b" is forbidden: ${msg}`,
       details: { name: 'node-b', kind: 'nodes', causes: [{ message: msg }] },
     });
+  });
+});
+
+/** A location Lease held by `holder`. */
+function lease(name: string, holder: string | undefined): KubeObject {
+  return {
+    apiVersion: 'coordination.k8s.io/v1', kind: 'Lease',
+    metadata: { name, namespace: 'wg-overlay', labels: { 'app.kubernetes.io/managed-by': 'wg-overlay' } },
+    spec: { ...(holder ? { holderIdentity: holder } : {}), leaseDurationSeconds: 5 },
+  };
+}
+
+/** Runs the shipped Lease policy on one request; fails the test if an expression could not be evaluated. */
+function admitLease(user: UserInfo, oldObject: KubeObject | null, object: KubeObject | null, operation: Operation): AdmissionResult {
+  const name = (object ?? oldObject)?.metadata?.name ?? '';
+  const r = validatingAdmission([leasePolicy], [leaseBinding], { operation, group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', name, namespace: 'wg-overlay', object, oldObject, userInfo: user });
+  assert.deepEqual(r.decisions.filter((d) => d.error), [], 'every expression of the policy must evaluate (no decision by error)');
+  return r;
+}
+
+describe('unit: packaging: node-policy.yaml, the location Leases (the shipped CEL, evaluated)', () => {
+  const asA = wgOverlay('node-a');
+  const L = 'wg-overlay-loc-0123456789abcdef';
+
+  it('allows taking a free Lease, renewing it, and taking over one that another node held', () => {
+    allowed(admitLease(asA, null, lease(L, 'node-a'), 'CREATE'));
+    allowed(admitLease(asA, lease(L, 'node-a'), lease(L, 'node-a'), 'UPDATE'));
+    allowed(admitLease(asA, lease(L, 'node-b'), lease(L, 'node-a'), 'UPDATE'));
+  });
+
+  it('denies naming another node as the holder, or none', () => {
+    denied(admitLease(asA, null, lease(L, 'node-b'), 'CREATE'), /only with its own Node as the holder/);
+    denied(admitLease(asA, lease(L, 'node-a'), lease(L, undefined), 'UPDATE'), /only with its own Node as the holder/);
+  });
+
+  it('denies other Leases (a kubelet\'s heartbeat, a controller\'s lock) and every delete', () => {
+    denied(admitLease(asA, lease('kube-controller-manager', 'x'), lease('kube-controller-manager', 'node-a'), 'UPDATE'), /only its own location Leases/);
+    denied(admitLease(asA, lease(L, 'node-a'), null, 'DELETE'), /may not delete Leases/);
+  });
+
+  it('denies a token that names no Node; other users are not checked', () => {
+    denied(admitLease(wgOverlay(), null, lease(L, 'node-a'), 'CREATE'), /names no Node/);
+    const r = admitLease({ username: 'kubernetes-admin', groups: ['system:masters'] }, lease(L, 'node-a'), null, 'DELETE');
+    assert.equal(r.denial, undefined);
+    assert.deepEqual(r.decisions, []);
   });
 });

@@ -260,11 +260,15 @@ const API_CALLS: Record<string, (args: string) => string[]> = {
   // The reflector's own interface: the grants come from where its list and watch are made (below).
   list: () => [],
   watch: () => [],
+  // The location leader Leases (kube/location-leases.ts): POST and PUT of a Lease.
+  create: () => ['coordination.k8s.io/leases create'],
+  replace: () => ['coordination.k8s.io/leases update'],
 };
 /** Collection paths → resources (a GET of a collection is a list; a watch stream is a watch). */
 const PATHS: Record<string, string> = {
   NODES_PATH: '/nodes',
   PEER_API_PATH: `${PEER_GROUP}/${PEER_PLURAL}`,
+  leasesPath: 'coordination.k8s.io/leases',
 };
 
 function tsFiles(dir: string): string[] {
@@ -272,9 +276,12 @@ function tsFiles(dir: string): string[] {
 }
 
 describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
-  it('is a Namespace, a ServiceAccount, a ClusterRole and their binding: no long-lived token Secret', async () => {
+  it('is a Namespace, a ServiceAccount, a ClusterRole, a Role for the Leases in its namespace and their bindings: no long-lived token Secret', async () => {
     const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
-    assert.deepEqual(docs.map((d) => d.kind), ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding']);
+    assert.deepEqual(docs.map((d) => d.kind), ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+    const role = docs.find((d) => d.kind === 'Role');
+    assert.equal(role?.metadata.namespace, 'wg-overlay', 'the Leases are granted in the namespace only');
+    assert.deepEqual(docs.find((d) => d.kind === 'RoleBinding')?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
     const kind = (k: string) => docs.find((d) => d.kind === k);
     assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
     const sa = kind('ServiceAccount');
@@ -295,7 +302,7 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
     assert.deepEqual(nodeRules.map((r) => [r.resources, r.verbs]), [[['nodes'], ['list', 'watch', 'patch']]]);
   });
 
-  it('the ClusterRole grants exactly the verbs the code uses, found by scanning service/src for API calls', async () => {
+  it('the ClusterRole and the Role grant exactly the verbs the code uses, found by scanning service/src for API calls', async () => {
     const used = new Set<string>();
     const unknown: string[] = [];
     for (const file of tsFiles('service/src')) {
@@ -317,10 +324,11 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
     assert.deepEqual(unknown, [], 'API calls this test does not know: add them to API_CALLS/PATHS and to rbac.yaml');
     assert.ok(used.size > 0);
     const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
-    const role = docs.find((d) => d.kind === 'ClusterRole')!;
     const granted = new Set<string>();
-    for (const r of role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>) {
-      for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
+    for (const role of docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')) {
+      for (const r of role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>) {
+        for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
+      }
     }
     assert.deepEqual([...granted].sort(), [...used].sort());
   });
