@@ -9,13 +9,19 @@ import { publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 
 interface FakePeer { publicKey: string; endpoint?: string; allowedIPs: string[]; keepalive: number }
 
+/** The route `ip -4 route add|replace DST (dev DEV | via GATEWAY) proto P` makes. */
+function routeOf(a: readonly string[]): { dst: string; dev: string; gateway?: string; protocol: string } {
+  return a[4] === 'via' ? { dst: a[3]!, dev: 'eth0', gateway: a[5]!, protocol: a[7]! } : { dst: a[3]!, dev: a[5]!, protocol: a[7]! };
+}
+
 /** The simulated host's state. */
 export class FakeHost {
   link: { exists: boolean; up: boolean; mtu: number; addresses: string[] } = { exists: false, up: false, mtu: 1420, addresses: [] };
   privateKey: string | undefined;
   listenPort = 0;
   peers = new Map<string, FakePeer>();
-  routes: Array<{ dst: string; dev: string; protocol: string }> = [];
+  /** Routes of the main table (one through a next hop leaves by eth0). */
+  routes: Array<{ dst: string; dev: string; gateway?: string; protocol: string }> = [];
   kernelWireGuard = false;
   /** `wg set` refuses any command naming one of these peers (like a name that does not resolve), applying nothing. */
   readonly refusePeers = new Set<string>();
@@ -93,16 +99,19 @@ export class FakeHost {
     }
     if (cmd === 'ip' && a[1] === 'route' && a[2] === 'add') {
       if (this.routes.some((r) => r.dst === a[3])) return { exitCode: 2, stderr: 'RTNETLINK answers: File exists' };
-      this.routes.push({ dst: a[3]!, dev: a[5]!, protocol: a[7]! });
+      this.routes.push(routeOf(a));
       return {};
     }
     if (cmd === 'ip' && a[1] === 'route' && a[2] === 'replace') {
       this.routes = this.routes.filter((r) => r.dst !== a[3]);
-      this.routes.push({ dst: a[3]!, dev: a[5]!, protocol: a[7]! });
+      this.routes.push(routeOf(a));
       return {};
     }
     if (cmd === 'ip' && a[1] === 'route' && a[2] === 'del') {
-      this.routes = this.routes.filter((r) => !(r.dst === a[3] && r.protocol === a[5]));
+      // like the kernel: a `dev` or `via` given must match too
+      const dev = a.indexOf('dev', 4);
+      const via = a.indexOf('via', 4);
+      this.routes = this.routes.filter((r) => !(r.dst === a[3] && r.protocol === a[5] && (dev < 0 || r.dev === a[dev + 1]) && (via < 0 || r.gateway === a[via + 1])));
       return {};
     }
     if (cmd === 'ip' && a[0] === 'link' && a[1] === 'add') {
@@ -129,6 +138,7 @@ export class FakeHost {
     return { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
   }
 
+  /** Creates the link as `wireguard-go` or `ip link add` would (no key, no peers). */
   private createLink(): void {
     this.link = { exists: true, up: false, mtu: 1420, addresses: [] };
     this.privateKey = undefined;

@@ -5,7 +5,7 @@
  */
 import type { Config } from '../../service/src/config/config.js';
 import { ReconcileLoop } from '../../service/src/daemon/loop.js';
-import { MeshStep, type Identity } from '../../service/src/daemon/step.js';
+import { MeshStep, type Identity, type Leadership } from '../../service/src/daemon/step.js';
 import { InterfaceOwner } from '../../service/src/host/interface-owner.js';
 import { PeerAdapter } from '../../service/src/host/peer-adapter.js';
 import { RouteAdapter } from '../../service/src/host/route-adapter.js';
@@ -27,6 +27,8 @@ export interface WorldParts {
   units?: UnitController | undefined;
   /** Wait for the first Peer list before applying (as the daemon does). */
   waitForPeers?: boolean;
+  /** The location leader Leases (with location granularity). */
+  leadership?: Leadership;
 }
 
 /** The daemon's calls into the loop, as one object. */
@@ -55,6 +57,7 @@ export function reconcileWorld(p: WorldParts): Reconcile {
     peers: new PeerAdapter(p.host.runner, w.interface),
     routes: new RouteAdapter(p.host.runner, p.log),
     confFile,
+    leadership: p.leadership,
   }, p.config, p.waitForPeers ?? false);
   const loop = new ReconcileLoop(step, { log: p.log, coalesceMs: 1 });
   let waiters: Array<(r: ReconcileReport) => void> = [];

@@ -38,6 +38,8 @@ export interface Leadership {
   holders(): ReadonlyMap<string, string>;
   /** Holders whose Lease ran out, by location id. */
   lapsed(): ReadonlyMap<string, string>;
+  /** True once the Leases were read (or could not be): until then `holders()` means nothing. */
+  known(): boolean;
   /** What this node wants from its location's Lease (undefined: none). */
   want(wish: { location: string; candidates: readonly string[] } | undefined): void;
 }
@@ -264,6 +266,10 @@ export class MeshStep {
       const settings = meshSettings(this.config, mtu, this.facts);
       this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired, this.topologyInput());
       this.wantLease(this.desired);
+      // A node (re)starting must not lead by rank for a moment while another one holds the Lease.
+      if (this.desired.topology?.granularity === 'location' && this.parts.leadership && !this.parts.leadership.known()) {
+        return this.wait('waiting for the location leader Leases from the API server', (w) => log.info(`${w} before applying`));
+      }
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;

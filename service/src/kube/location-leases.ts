@@ -105,6 +105,8 @@ export class LocationLeases {
   private vacantSince = new Map<string, number>();
   private writing = false;
   private lastWrite = 0;
+  /** The Leases were listed once, or listing them failed (then leaders are chosen by rank alone). */
+  private listed = false;
   private readonly now: () => number;
 
   constructor(private readonly o: LocationLeasesOptions) {
@@ -124,6 +126,7 @@ export class LocationLeases {
     });
     this.reflector.start({
       onList: (items) => {
+        this.listed = true;
         this.seen.clear();
         for (const l of items) this.take(l);
         this.changed();
@@ -136,6 +139,12 @@ export class LocationLeases {
       onUp: () => undefined,
       onError: (err) => {
         this.o.log.debug(`lease watch: ${describeApiError(err)}`);
+        if (!this.listed) {
+          // Not knowing who holds the Leases must not keep the mesh down (e.g. the Role is missing).
+          this.listed = true;
+          this.o.log.warning(`cannot list the location leader Leases in namespace ${escapeUnsafe(this.o.namespace)} (${describeApiError(err)}): leaders are chosen by rank until they can be read`);
+          this.o.onChange();
+        }
         return undefined;
       },
     });
@@ -147,6 +156,14 @@ export class LocationLeases {
     this.reflector?.stop();
     clearInterval(this.timer);
     clearTimeout(this.expiry);
+  }
+
+  /**
+   * True once the Leases were listed (or listing them failed): before that, a node that just
+   * started cannot tell a location's live holder from none, and would lead by rank.
+   */
+  known(): boolean {
+    return this.listed;
   }
 
   /** Live holders by location id. */

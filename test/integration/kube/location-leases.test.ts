@@ -3,7 +3,8 @@
  * one location: the first candidate takes the Lease and keeps it by renewing; when it stops, every
  * node sees the Lease run out and the next candidate takes it within the Lease's duration plus one
  * step; the old holder, back, does not take it back; two candidates racing for a free Lease end
- * with exactly one holder (the API server's optimistic concurrency decides).
+ * with exactly one holder (the API server's optimistic concurrency decides); a node knows the
+ * holders only once it listed the Leases (or failed to).
  */
 import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
@@ -77,6 +78,19 @@ describe('integration: location leader Leases against the API test server', func
     await new Promise((r) => setTimeout(r, 3_000));
     assert.equal(holder(), 'n2', 'the returning node does not take the Lease back');
     assert.equal(back.holders().get(LOCATION), 'n2');
+  });
+
+  it('a node knows who holds the Leases only once it listed them; a list that fails leaves leaders to their rank, with one warning', async () => {
+    const ok = node('n1');
+    assert.equal(ok.known(), false, 'not known before the list arrived');
+    await until(() => ok.known(), 'the Leases to be listed');
+    server.failNext(1, 403, { match: (q) => q.method === 'GET' && q.path.endsWith('/leases') && !q.watch });
+    const log = memoryLogger();
+    const denied = new LocationLeases({ api: leasesApi(kc, 'wg-overlay'), namespace: 'wg-overlay', self: 'n2', leaseSeconds: 2, log, onChange: () => undefined, stepMs: 300 });
+    parts.push(denied);
+    denied.want({ location: LOCATION, candidates: CANDIDATES });
+    await until(() => denied.known(), 'the failed list to count as known');
+    assert.equal(log.lines.filter((l) => /cannot list the location leader Leases in namespace wg-overlay/.test(l)).length, 1, log.lines.join('\n'));
   });
 
   it('two candidates racing for a free Lease: exactly one holds it', async () => {

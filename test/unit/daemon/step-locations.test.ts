@@ -1,0 +1,82 @@
+/**
+ * The reconcile step with `granularity = location` against a simulated host: a node that starts
+ * while another member of its location holds the leader Lease waits for the Leases before its
+ * first apply, so it never acts as the leader for a moment (no tunnel to another location, no
+ * routes into wg0); when the Leases cannot be read it falls back to leaders by rank.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defaultConfig } from '../../../service/src/config/config.js';
+import type { Leadership } from '../../../service/src/daemon/step.js';
+import { memoryLogger } from '../../../service/src/log/logger.js';
+import { KILO_LOCATION } from '../../../service/src/mesh/annotations.js';
+import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
+import { FakeHost } from '../../support/fake-host.js';
+import { KEYS, meshNode } from '../../support/fixtures.js';
+import { reconcileWorld } from '../../support/reconcile-world.js';
+
+const PRIV = generatePrivateKey();
+const PUB = publicKeyFromPrivate(PRIV);
+const east = { [KILO_LOCATION]: 'east' };
+// a: this node, the senior reachable member of east (it would lead by rank); b: east too; c: west.
+const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820', annotations: east });
+const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], annotations: east });
+const C = meshNode('c', { ip: '198.51.100.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2], annotations: { [KILO_LOCATION]: 'west' } });
+
+/** Leases as a test sets them: whether they were read, and who holds which. */
+class FakeLeadership implements Leadership {
+  read = false;
+  readonly live = new Map<string, string>();
+  wishes: Array<{ location: string; candidates: readonly string[] } | undefined> = [];
+  holders(): ReadonlyMap<string, string> { return this.live; }
+  lapsed(): ReadonlyMap<string, string> { return new Map(); }
+  known(): boolean { return this.read; }
+  want(wish: { location: string; candidates: readonly string[] } | undefined): void { this.wishes.push(wish); }
+}
+
+function world() {
+  const config = defaultConfig();
+  config.kubernetes.nodeName = 'a';
+  config.wireguard.configFile = join(mkdtempSync(join(tmpdir(), 'wgo-recl-')), 'wg0.conf');
+  config.wireguard.mtu = 1420;
+  config.mesh.granularity = 'location';
+  const host = new FakeHost();
+  const leases = new FakeLeadership();
+  const rec = reconcileWorld({ host, log: memoryLogger(), identity: { name: 'a', privateKey: PRIV, publicKey: PUB }, config, leadership: leases });
+  return { host, leases, rec };
+}
+
+describe('unit: reconcile step with location leaders', () => {
+  it('a starting node waits for the Leases, then follows the live holder: it never leads by rank for a moment', async () => {
+    const { host, leases, rec } = world();
+    leases.live.set('location:east', 'b');
+    let done = rec.next();
+    rec.setNodes([A, B, C]);
+    await done;
+    assert.equal(rec.step.waiting, 'waiting for the location leader Leases from the API server');
+    assert.deepEqual(host.mutations(), [], 'nothing applied before the Leases are known');
+    assert.deepEqual(leases.wishes.at(-1), { location: 'location:east', candidates: ['a', 'b'] }, 'the Leases are asked for');
+    leases.read = true;
+    done = rec.next();
+    rec.schedule('a location leader Lease changed');
+    assert.ok((await done).ok);
+    assert.equal(rec.step.waiting, undefined);
+    assert.equal(host.peers.size, 0, 'a member has no WireGuard peer');
+    assert.ok(!host.mutations().some((c) => /^wg set wg0 peer/.test(c)));
+    assert.ok(!host.routes.some((r) => r.dev === 'wg0'), 'no route into wg0');
+    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway), ['192.0.2.12'], 'west is reached through b');
+    await rec.stop();
+  });
+
+  it('Leases that cannot be read (known, none live) leave the leaders to their rank', async () => {
+    const { host, leases, rec } = world();
+    leases.read = true;
+    const done = rec.next();
+    rec.setNodes([A, B, C]);
+    assert.ok((await done).ok);
+    assert.deepEqual([...host.peers.keys()], [KEYS[2]], 'a leads east by rank: one tunnel, to west');
+    await rec.stop();
+  });
+});
