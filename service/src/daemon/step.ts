@@ -41,7 +41,7 @@ export interface Leadership {
   /** True once the Leases were read (or could not be): until then `holders()` means nothing. */
   known(): boolean;
   /** What this node wants from its location's Lease (undefined: none). */
-  want(wish: { location: string; candidates: readonly string[] } | undefined): void;
+  want(wish: { location: string; candidates: readonly string[]; leader?: string } | undefined): void;
 }
 
 /** The parts a step works with. */
@@ -297,7 +297,7 @@ export class MeshStep {
   private wantLease(desired: DesiredState): void {
     const t = desired.topology;
     const mine = t?.granularity === 'location' ? t.locations.find((l) => l.id === t.locationId) : undefined;
-    this.parts.leadership?.want(mine ? { location: mine.id, candidates: mine.candidates } : undefined);
+    this.parts.leadership?.want(mine ? { location: mine.id, candidates: mine.candidates, leader: mine.leader } : undefined);
   }
 
   private wait(why: string, logOnce?: (why: string) => void): undefined {

@@ -5,10 +5,12 @@
  * duration (by its own clock, so clocks that disagree do not matter); when a Lease runs out (or
  * there is none), the location's candidates take it in their order, each waiting one step more
  * than the one before, and the API server's optimistic concurrency lets exactly one win. A holder
- * keeps the role while it renews: a returning node does not take it back. Why Leases and not Node
- * annotations: a renewal every two seconds on the Node would send the whole Node object (10-20 KB)
- * to every Node watcher in the cluster (every daemon, the scheduler, controllers); a Lease is a few
- * hundred bytes and only wg-overlay's daemons watch them.
+ * keeps the role while it renews: a returning node does not take it back. Only a node that the
+ * topology makes leader over a live holder (by a better rank) takes the Lease over at once, and
+ * that holder stops renewing it. Why Leases and not Node annotations: a renewal every two seconds
+ * on the Node would send the whole Node object (10-20 KB) to every Node watcher in the cluster
+ * (every daemon, the scheduler, controllers); a Lease is a few hundred bytes and only wg-overlay's
+ * daemons watch them.
  */
 import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -73,6 +75,8 @@ export interface LeaderWish {
   location: string;
   /** Who should take the Lease when it is free, best first. */
   candidates: readonly string[];
+  /** Who the topology says leads (absent: whoever holds the Lease); a holder that is not it stops renewing, and it takes the Lease over. */
+  leader?: string;
 }
 
 /** Options of the Lease part. */
@@ -215,12 +219,15 @@ export class LocationLeases {
     if (!wish || this.writing) return;
     const s = this.seen.get(wish.location);
     const now = this.now();
+    const leader = wish.leader ?? s?.holder;
     if (s?.holder === this.o.self && this.live(s)) {
-      if (now - this.lastWrite >= s.durationMs / 3) await this.write(s.lease, false);
+      // Outranked (see decideTopology): the leader takes the Lease over.
+      if (leader === this.o.self && now - this.lastWrite >= s.durationMs / 3) await this.write(s.lease, false);
       return;
     }
     if (s?.holder && this.live(s)) {
       this.vacantSince.delete(wish.location);
+      if (leader === this.o.self) await this.write(s.lease, true, 'which it outranks');
       return;
     }
     // A holder whose Lease ran out comes after every other candidate (it takes the role back only if none does).
@@ -229,11 +236,11 @@ export class LocationLeases {
     if (place < 0) return;
     const since = this.vacantSince.get(wish.location) ?? (s?.holder ? s.seenAt + s.durationMs : now);
     this.vacantSince.set(wish.location, since);
-    if (now >= since + place * (this.o.stepMs ?? 1000)) await this.write(s?.lease, true);
+    if (now >= since + place * (this.o.stepMs ?? 1000)) await this.write(s?.lease, true, 'whose Lease ran out');
   }
 
-  /** Creates or replaces the Lease with this node as holder; a lost race is not an error. */
-  private async write(current: LeaseObject | undefined, acquire: boolean): Promise<void> {
+  /** Creates or replaces the Lease with this node as holder (`why` it takes it from its holder); a lost race is not an error. */
+  private async write(current: LeaseObject | undefined, acquire: boolean, why = ''): Promise<void> {
     const wish = this.wish!;
     const now = this.now();
     const lease: LeaseObject = {
@@ -258,7 +265,7 @@ export class LocationLeases {
     try {
       const written = current ? await this.o.api.replace(lease) : await this.o.api.create(lease);
       this.lastWrite = now;
-      if (acquire) this.o.log.notice(`took the leader Lease of location ${escapeUnsafe(wish.location.replace(/^(location|node):/, ''))}${current?.spec.holderIdentity ? ` from ${escapeUnsafe(current.spec.holderIdentity)}, whose Lease ran out` : ''}`);
+      if (acquire) this.o.log.notice(`took the leader Lease of location ${escapeUnsafe(wish.location.replace(/^(location|node):/, ''))}${current?.spec.holderIdentity ? ` from ${escapeUnsafe(current.spec.holderIdentity)}, ${why}` : ''}`);
       this.vacantSince.delete(wish.location);
       this.take(written);
       this.changed();

@@ -1,8 +1,8 @@
 /**
  * Topology: which location each admitted Node is in (Kilo's `location` annotation, else the
  * configured label, else a location of its own), who leads each location (the holder of the
- * location's Lease when it is a member, else by rank: Kilo's `leader` annotation and a reachable
- * endpoint first, then seniority), and from that the WireGuard peers and routes one node needs for
+ * location's Lease when it is a member that no other member outranks, else by rank: Kilo's
+ * `leader` annotation and a reachable endpoint first, then seniority), and from that the WireGuard peers and routes one node needs for
  * `granularity = location` (leaders tunnel to leaders, members route through their leader over the
  * private network) or `cross` (tunnels only between locations). Pure: every node computes the same
  * locations and leaders from the same Nodes and Leases.
@@ -173,7 +173,9 @@ export function leaderOrder(members: readonly Placed[]): Placed[] {
 
 /**
  * Decides locations and leaders. `holders` are the live Lease holders by location id (checked by
- * the caller for liveness); a holder that is not a member of that location is ignored. `lapsed`
+ * the caller for liveness); a holder leads against members of its own rank (so a returning node
+ * does not take the role back), not against a better rank, and one that is not a member of that
+ * location is ignored. `lapsed`
  * names, by location, a holder whose Lease ran out: it does not lead again by rank until it holds
  * the Lease again (while another member of the location can lead).
  */
@@ -192,8 +194,13 @@ export function decideTopology(placed: readonly Placed[], granularity: Granulari
     const order = leaderOrder(members);
     const candidates = order.filter((m) => m.name !== lapsed.get(id));
     const best = candidates[0] ?? order[0]!;
-    const leader = held ?? best;
-    const why = held ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})` : `${RANK_WHY[rank(best)]!}${lapsed.has(id) ? `, after ${lapsed.get(id)} stopped renewing its Lease` : ''}`;
+    // A holder that took the Lease before better members joined (a node that starts first, alone
+    // in its view), or whose endpoint stopped being reachable, gives way to a better rank.
+    const keeps = held !== undefined && rank(held) <= rank(best);
+    const leader = keeps ? held : best;
+    const why = keeps
+      ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})`
+      : `${RANK_WHY[rank(best)]!}${held ? `, above the Lease holder ${held.name}` : lapsed.has(id) ? `, after ${lapsed.get(id)} stopped renewing its Lease` : ''}`;
     locations.push({ location: members[0]!.location, members: members.map((m) => m.name), leader: leader.name, why, candidates: (candidates.length > 0 ? candidates : order).map((m) => m.name) });
   }
   return { granularity, locations, locationOf: new Map(placed.map((p) => [p.name, p.location.id])), warnings };

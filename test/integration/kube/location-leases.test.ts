@@ -3,8 +3,9 @@
  * one location: the first candidate takes the Lease and keeps it by renewing; when it stops, every
  * node sees the Lease run out and the next candidate takes it within the Lease's duration plus one
  * step; the old holder, back, does not take it back; two candidates racing for a free Lease end
- * with exactly one holder (the API server's optimistic concurrency decides); a node knows the
- * holders only once it listed the Leases (or failed to).
+ * with exactly one holder (the API server's optimistic concurrency decides); a node the topology
+ * makes leader over a live holder takes the Lease over; a node knows the holders only once it
+ * listed the Leases (or failed to).
  */
 import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
@@ -91,6 +92,20 @@ describe('integration: location leader Leases against the API test server', func
     denied.want({ location: LOCATION, candidates: CANDIDATES });
     await until(() => denied.known(), 'the failed list to count as known');
     assert.equal(log.lines.filter((l) => /cannot list the location leader Leases in namespace wg-overlay/.test(l)).length, 1, log.lines.join('\n'));
+  });
+
+  it('a node the topology makes leader over a live holder (a better rank) takes the Lease over at once; the holder stops renewing', async () => {
+    const late = node('n3', ['n1', 'n2']); // alone in its view: takes the vacant Lease
+    await until(() => holder() === 'n3', 'n3 to take the Lease');
+    const better = node('n1');
+    better.want({ location: LOCATION, candidates: CANDIDATES, leader: 'n1' });
+    late.want({ location: LOCATION, candidates: CANDIDATES, leader: 'n1' });
+    const asked = Date.now();
+    await until(() => holder() === 'n1', 'n1 to take the Lease over', 3_000);
+    assert.ok(Date.now() - asked < 1_500, `took ${Date.now() - asked} ms`);
+    await new Promise((r) => setTimeout(r, 2_500)); // longer than the Lease: n3 does not write it back
+    assert.equal(holder(), 'n1');
+    assert.equal(late.holders().get(LOCATION), 'n1');
   });
 
   it('two candidates racing for a free Lease: exactly one holds it', async () => {

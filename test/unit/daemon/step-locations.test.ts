@@ -57,7 +57,7 @@ describe('unit: reconcile step with location leaders', () => {
     await done;
     assert.equal(rec.step.waiting, 'waiting for the location leader Leases from the API server');
     assert.deepEqual(host.mutations(), [], 'nothing applied before the Leases are known');
-    assert.deepEqual(leases.wishes.at(-1), { location: 'location:east', candidates: ['a', 'b'] }, 'the Leases are asked for');
+    assert.deepEqual(leases.wishes.at(-1), { location: 'location:east', candidates: ['a', 'b'], leader: 'b' }, 'the Leases are asked for');
     leases.read = true;
     done = rec.next();
     rec.schedule('a location leader Lease changed');

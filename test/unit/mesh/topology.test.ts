@@ -78,11 +78,22 @@ describe('unit: topology — locations and leaders', () => {
     assert.equal(placed[0]!.reachable, true);
   });
 
-  it('a live Lease holder of the location leads, whatever its rank; a holder from elsewhere is ignored', () => {
-    const nodes = [kiloNode(1, { location: 'aws', leader: true, force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws' }), kiloNode(3, { location: 'gcp' })];
-    assert.equal(topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.leader, 'n2');
+  it('a live Lease holder of the location leads against members of its rank; a holder from elsewhere is ignored', () => {
+    const nodes = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws', force: '203.0.113.2:51820' }), kiloNode(3, { location: 'gcp' })];
+    assert.equal(topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.leader, 'n2', 'the junior holder keeps the role');
     assert.match(topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.why, /holds the location's leader Lease/);
     assert.equal(topologyOf(nodes, new Map([['location:aws', 'n3']])).topology.locations[0]!.leader, 'n1');
+  });
+
+  it('a live Lease holder gives way to a better rank (it took the Lease before a reachable or annotated member joined)', () => {
+    // n2 is not reachable: alone in its view when it started, it took the vacant Lease.
+    const nodes = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws' })];
+    const aws = topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!;
+    assert.equal(aws.leader, 'n1');
+    assert.match(aws.why, /reachable from other locations, above the Lease holder n2/);
+    // Kilo's leader annotation outranks reachability alone, whoever holds the Lease.
+    const annotated = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws', leader: true })];
+    assert.equal(topologyOf(annotated, new Map([['location:aws', 'n1']])).topology.locations[0]!.leader, 'n2');
   });
 
   it('allowed-location-ips pass the range rules: too wide, reserved or another node\'s address is refused', () => {
