@@ -2,13 +2,14 @@
  * The routes adapter: keeps the daemon's own routes (tagged `proto 77`) equal to the desired ones.
  * It owns what it applied: while the table is known, a change is diffed against it without reading
  * the table and goes through the long-lived `ip -batch` with `ip route add`, which refuses to
- * replace a route that already exists (then the caller is asked for a full check); after a failure
+ * replace a route that already exists (then the caller is asked for a full check), or `ip route
+ * replace` when one of its own routes changes its way (a new location leader); after a failure
  * or `invalidate()`, the next `set()` reads the table, leaves other owners' routes alone (logged
  * once) and replaces its own.
  */
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { diffKnownRoutes, diffRouteDelta, diffRoutes, routeKey, type RouteChange } from '../mesh/diff.js';
+import { diffKnownRoutes, diffRouteDelta, diffRoutes, routeKey, type RouteChange, type RouteTarget } from '../mesh/diff.js';
 import type { DesiredRoute, ListDelta } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
@@ -41,7 +42,7 @@ function own(owned: Owned, r: DesiredRoute): void {
 }
 
 /** Forgets the owned route with the key of `r`. */
-function disown(owned: Owned, r: { dst: string; dev?: string | undefined }): void {
+function disown(owned: Owned, r: RouteTarget): void {
   const old = owned.byKey.get(key(r));
   if (!old) return;
   owned.objects.delete(old);
@@ -94,8 +95,10 @@ export class RouteAdapter {
     const changes = this.describe(plan, clashes);
     if (clashes.length > 0) return { changes, clash: true };
     for (const c of plan) {
-      if (c.op === 'add') own(known, c.route);
-      else if (c.op === 'delete') disown(known, c.route);
+      if (c.op === 'add') {
+        if (c.replaces) disown(known, c.replaces);
+        own(known, c.route);
+      } else if (c.op === 'delete') disown(known, c.route);
     }
     this.owned = known;
     return { changes, clash: false };

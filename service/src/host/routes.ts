@@ -42,15 +42,17 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
 
 /**
  * Applies route changes: `ip route replace … proto 77` to add (`ip route add` with `exclusive`,
- * which refuses to touch an existing route), `ip route del` for own routes; through the `ip -batch`
+ * which refuses to touch an existing route, unless the add `replaces` an own route), `ip route
+ * del` for own routes; through the `ip -batch`
  * co-process when one is given (falling back to one command each if it fails). Returns the
  * destinations an exclusive add found already routed.
  */
 export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[], opts: { exclusive?: boolean; batch?: IpBatch } = {}): Promise<string[]> {
   const todo = changes.filter((c): c is Exclude<RouteChange, { op: 'conflict' }> => c.op !== 'conflict');
+  const verb = (c: Extract<RouteChange, { op: 'add' }>): string => (opts.exclusive && !c.replaces ? 'add' : 'replace');
   if (opts.batch && todo.length > 0) {
     const lines = todo.map((c) => (c.op === 'add'
-      ? `route ${opts.exclusive ? 'add' : 'replace'} ${c.route.dst} ${target(c.route).join(' ')} proto ${ROUTE_PROTO}`
+      ? `route ${verb(c)} ${c.route.dst} ${target(c.route).join(' ')} proto ${ROUTE_PROTO}`
       : `route del ${c.route.dst} proto ${ROUTE_PROTO}${target(c.route).length > 0 ? ` ${target(c.route).join(' ')}` : ''}`));
     let errors: Map<number, string> | undefined;
     try {
@@ -73,8 +75,7 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
   for (const c of todo) {
     if (c.op === 'add') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
-      const verb = opts.exclusive ? 'add' : 'replace';
-      const res = await runner.run('ip', [fam, 'route', verb, c.route.dst, ...target(c.route), 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
+      const res = await runner.run('ip', [fam, 'route', verb(c), c.route.dst, ...target(c.route), 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
       if (res.exitCode !== 0) {
         if (/File exists/i.test(res.stderr)) clashes.push(c.route.dst);
         else throw new Error(`ip ${fam} route add ${c.route.dst} ${target(c.route).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);

@@ -15,7 +15,7 @@ export type PeerChange =
 
 /** One route change, with the reason to log. */
 export type RouteChange =
-  | { op: 'add'; route: DesiredRoute; reason: string }
+  | { op: 'add'; route: DesiredRoute; reason: string; replaces?: RouteTarget }
   | { op: 'delete'; route: RouteStatus; reason: string }
   | { op: 'conflict'; route: DesiredRoute; other: RouteStatus; reason: string };
 
@@ -174,10 +174,37 @@ function routeDst(dst: string): string {
   return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
 }
 
+/** Where a route to a destination goes. */
+export interface RouteTarget {
+  dst: string;
+  dev?: string | undefined;
+  gateway?: string | undefined;
+}
+
 /** A route's identity: its destination and where it goes (the device, or the next hop). */
 export const routeKey = (r: { dst: string; dev?: string | undefined; gateway?: string | undefined }): string => `${r.dst}|${r.gateway ? `via ${r.gateway}` : r.dev ?? ''}`;
 const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: r.gateway ? `${r.dst} of ${r.via}, over the private network` : `PodCIDR ${r.dst} of ${r.via}` });
 const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+
+/**
+ * Turns the add and the delete of the daemon's own route to one destination (e.g. a leader change:
+ * `dev wg0` ↔ `via` a leader's private address) into one add that `replaces` the old route, which
+ * `ip route replace` does at once: no moment without a route, and no clash with the old one.
+ */
+function pairReplacements(changes: RouteChange[]): RouteChange[] {
+  const deletes = new Map<string, number>();
+  changes.forEach((c, i) => { if (c.op === 'delete') deletes.set(routeDst(c.route.dst), i); });
+  if (deletes.size === 0) return changes;
+  const paired = new Set<number>();
+  const out = changes.map((c): RouteChange => {
+    const i = c.op === 'add' ? deletes.get(c.route.dst) : undefined;
+    if (c.op !== 'add' || i === undefined || paired.has(i)) return c;
+    paired.add(i);
+    const old = changes[i]!.route;
+    return { ...c, replaces: { dst: old.dst, dev: old.dev, gateway: old.gateway }, reason: `${c.reason}, in place of ${old.gateway ? `via ${old.gateway}` : `dev ${old.dev ?? '?'}`}` };
+  });
+  return out.filter((_, i) => !paired.has(i));
+}
 
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
 export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
@@ -235,7 +262,7 @@ export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRo
     const wanted = new Set(desired.map(routeKey));
     for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
-  return changes;
+  return pairReplacements(changes);
 }
 
 /**
@@ -257,7 +284,7 @@ export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoute
     const r = owned.byKey.get(k);
     if (r && !stay.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
-  return changes;
+  return pairReplacements(changes);
 }
 
 /** Why the interface must be recreated (address, port, key or MTU differ); empty when it need not. */

@@ -2,7 +2,8 @@
  * The reconcile step with `granularity = location` against a simulated host: a node that starts
  * while another member of its location holds the leader Lease waits for the Leases before its
  * first apply, so it never acts as the leader for a moment (no tunnel to another location, no
- * routes into wg0); when the Leases cannot be read it falls back to leaders by rank.
+ * routes into wg0); when the Leases cannot be read it falls back to leaders by rank; a leader
+ * change switches the routes in place.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -67,6 +68,26 @@ describe('unit: reconcile step with location leaders', () => {
     assert.ok(!host.mutations().some((c) => /^wg set wg0 peer/.test(c)));
     assert.ok(!host.routes.some((r) => r.dev === 'wg0'), 'no route into wg0');
     assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway), ['192.0.2.12'], 'west is reached through b');
+    await rec.stop();
+  });
+
+  it('a leader change switches each route in place (ip route replace): no moment without a route, no re-read of the table', async () => {
+    const { host, leases, rec } = world();
+    leases.read = true;
+    let done = rec.next();
+    rec.setNodes([A, B, C]);
+    assert.ok((await done).ok);
+    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.dev), ['wg0'], 'a leads by rank');
+    const mark = host.runner.calls.length;
+    leases.live.set('location:east', 'b'); // b took the Lease (same rank as a): b leads
+    done = rec.next();
+    rec.schedule('a location leader Lease changed');
+    assert.ok((await done).ok);
+    const cmds = host.runner.calls.slice(mark);
+    assert.ok(cmds.includes('ip -4 route replace 10.244.3.0/24 via 192.0.2.12 proto 77'), cmds.join('\n'));
+    assert.ok(!cmds.some((c) => /route (add|del) 10\.244\.3\.0\/24/.test(c)), cmds.join('\n'));
+    assert.ok(!cmds.some((c) => /^ip -j -4 route show/.test(c)), 'the table is not read again');
+    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway), ['192.0.2.12']);
     await rec.stop();
   });
 

@@ -1,10 +1,11 @@
 /**
  * The diffs of the pure core, directly: peer changes (add, update, remove, with the endpoint
  * rules that keep a roamed peer where it is), route changes (own routes only, someone else's
- * route is a conflict, never overwritten), interface drift, and CIDR canonicalisation.
+ * route is a conflict, never overwritten; an own route that changes its way is replaced in
+ * place), interface drift, and CIDR canonicalisation.
  */
 import assert from 'node:assert/strict';
-import { canonicalCidrs, diffPeers, diffRoutes, interfaceDrift, type PeerChange, type RouteChange } from '../../../service/src/mesh/diff.js';
+import { canonicalCidrs, diffKnownRoutes, diffPeers, diffRoutes, interfaceDrift, routeKey, type PeerChange, type RouteChange } from '../../../service/src/mesh/diff.js';
 import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from '../../../service/src/mesh/status.js';
 import type { DesiredInterface, DesiredPeer, DesiredRoute } from '../../../service/src/mesh/types.js';
 import { KEYS } from '../../support/fixtures.js';
@@ -306,6 +307,21 @@ describe('unit: diffs', () => {
       ];
       const second = diffRoutes(desired, after, OWN);
       assert.deepEqual(second.map((c) => c.op), ['conflict'], 'only the conflict remains, and is still left alone');
+    });
+  });
+
+  describe('diffKnownRoutes', () => {
+    const OWN = '77';
+    it('an own route that changes its way (dev wg0 ↔ via a leader) is one replace, not an add that clashes and a delete', () => {
+      const tunnel: DesiredRoute = { dst: '10.244.3.0/24', dev: 'wg0', via: 'c' };
+      const kept: DesiredRoute = { dst: '10.244.2.0/24', gateway: '192.0.2.12', via: 'b' };
+      const gone: DesiredRoute = { dst: '10.244.9.0/24', dev: 'wg0', via: 'z' };
+      const owned = { byKey: new Map([tunnel, kept, gone].map((r) => [routeKey(r), r])), objects: new Set([tunnel, kept, gone]) };
+      const viaLeader: DesiredRoute = { dst: '10.244.3.0/24', gateway: '192.0.2.12', via: 'b' };
+      assert.deepEqual(diffKnownRoutes([kept, viaLeader], owned, new Set(), OWN), [
+        { op: 'add', route: viaLeader, replaces: { dst: '10.244.3.0/24', dev: 'wg0', gateway: undefined }, reason: '10.244.3.0/24 of b, over the private network, in place of dev wg0' },
+        { op: 'delete', route: { dst: '10.244.9.0/24', dev: 'wg0', gateway: undefined, protocol: OWN }, reason: 'no current peer owns 10.244.9.0/24' },
+      ]);
     });
   });
 
