@@ -17,6 +17,7 @@ import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/w
 import { FakeHost } from '../../support/fake-host.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 import { reconcileWorld } from '../../support/reconcile-world.js';
+import type { ReconcileReport } from '../../../service/src/status/report.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);
@@ -46,57 +47,55 @@ function world() {
   const host = new FakeHost();
   const leases = new FakeLeadership();
   const rec = reconcileWorld({ host, log: memoryLogger(), identity: { name: 'a', privateKey: PRIV, publicKey: PUB }, config, leadership: leases });
-  return { host, leases, rec };
+  /** Runs one reconcile after `fn` (setting Nodes, or saying the Leases changed) and returns its report. */
+  const step = async (fn: () => void = () => rec.schedule('a location leader Lease changed')): Promise<ReconcileReport> => {
+    const done = rec.next();
+    fn();
+    return done;
+  };
+  /** How this node reaches west's pods. */
+  const toWest = (): Array<string | undefined> => host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway ?? r.dev);
+  return { host, leases, rec, step, toWest };
 }
 
 describe('unit: reconcile step with location leaders', () => {
   it('a starting node waits for the Leases, then follows the live holder: it never leads by rank for a moment', async () => {
-    const { host, leases, rec } = world();
+    const { host, leases, rec, step, toWest } = world();
     leases.live.set('location:east', 'b');
-    let done = rec.next();
-    rec.setNodes([A, B, C]);
-    await done;
+    await step(() => rec.setNodes([A, B, C]));
     assert.equal(rec.step.waiting, 'waiting for the location leader Leases from the API server');
     assert.deepEqual(host.mutations(), [], 'nothing applied before the Leases are known');
     assert.deepEqual(leases.wishes.at(-1), { location: 'location:east', candidates: ['a', 'b'], leader: 'b' }, 'the Leases are asked for');
     leases.read = true;
-    done = rec.next();
-    rec.schedule('a location leader Lease changed');
-    assert.ok((await done).ok);
+    assert.ok((await step()).ok);
     assert.equal(rec.step.waiting, undefined);
     assert.equal(host.peers.size, 0, 'a member has no WireGuard peer');
     assert.ok(!host.mutations().some((c) => /^wg set wg0 peer/.test(c)));
     assert.ok(!host.routes.some((r) => r.dev === 'wg0'), 'no route into wg0');
-    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway), ['192.0.2.12'], 'west is reached through b');
+    assert.deepEqual(toWest(), ['192.0.2.12'], 'west is reached through b');
     await rec.stop();
   });
 
   it('a leader change switches each route in place (ip route replace): no moment without a route, no re-read of the table', async () => {
-    const { host, leases, rec } = world();
+    const { host, leases, rec, step, toWest } = world();
     leases.read = true;
-    let done = rec.next();
-    rec.setNodes([A, B, C]);
-    assert.ok((await done).ok);
-    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.dev), ['wg0'], 'a leads by rank');
+    assert.ok((await step(() => rec.setNodes([A, B, C]))).ok);
+    assert.deepEqual(toWest(), ['wg0'], 'a leads by rank');
     const mark = host.runner.calls.length;
     leases.live.set('location:east', 'b'); // b took the Lease (same rank as a): b leads
-    done = rec.next();
-    rec.schedule('a location leader Lease changed');
-    assert.ok((await done).ok);
+    assert.ok((await step()).ok);
     const cmds = host.runner.calls.slice(mark);
     assert.ok(cmds.includes('ip -4 route replace 10.244.3.0/24 via 192.0.2.12 proto 77'), cmds.join('\n'));
     assert.ok(!cmds.some((c) => /route (add|del) 10\.244\.3\.0\/24/.test(c)), cmds.join('\n'));
     assert.ok(!cmds.some((c) => /^ip -j -4 route show/.test(c)), 'the table is not read again');
-    assert.deepEqual(host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway), ['192.0.2.12']);
+    assert.deepEqual(toWest(), ['192.0.2.12']);
     await rec.stop();
   });
 
   it('Leases that cannot be read (known, none live) leave the leaders to their rank', async () => {
-    const { host, leases, rec } = world();
+    const { host, leases, rec, step } = world();
     leases.read = true;
-    const done = rec.next();
-    rec.setNodes([A, B, C]);
-    assert.ok((await done).ok);
+    assert.ok((await step(() => rec.setNodes([A, B, C]))).ok);
     assert.deepEqual([...host.peers.keys()], [KEYS[2]], 'a leads east by rank: one tunnel, to west');
     await rec.stop();
   });
