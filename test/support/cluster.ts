@@ -1,8 +1,9 @@
 /**
  * An end-to-end test cluster on one machine: a Kubernetes API test server (HTTPS, bearer token)
  * on an underlay bridge, and nodes that are network namespaces with private /run and /etc, each
- * with a cni0 pod bridge and one real `wg-overlay run` process. Used by the e2e tests, the
- * latency benchmark and the demo.
+ * with a cni0 pod bridge and one real `wg-overlay run` process. A node sits on the underlay, or on
+ * a network of its own (a location's private network) and optionally on the underlay as well (its
+ * ExternalIP). Used by the e2e tests, the benchmarks and the demo.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +37,18 @@ export interface NodeSpec {
   register?: boolean;
   /** Give the node the cluster's shared admin kubeconfig (default true); false: the test writes the node's credentials itself. */
   kubeconfig?: boolean;
+  /**
+   * The network of the node's InternalIP, its eth0 (default the cluster's underlay, where the API
+   * server listens). On another one (from {@link Cluster.addNetwork}) the node gets one route
+   * besides its own network, to the API server's address through the root namespace.
+   */
+  network?: Underlay;
+  /** Also attach the node to the cluster's underlay as eth1, with an address that is its Node's ExternalIP (default false). */
+  external?: boolean;
+  /** Labels of the Node object besides `kubernetes.io/hostname`. */
+  labels?: Record<string, string>;
+  /** Annotations of the Node object when it is created. */
+  annotations?: Record<string, string>;
 }
 
 /** One node of the cluster. */
@@ -43,8 +56,14 @@ export interface ClusterNode {
   name: string;
   index: number;
   host: TestNode;
+  /** Its InternalIP (on eth0). */
   address: string;
+  /** Its ExternalIP on the cluster's underlay (eth1), when it has one. */
+  externalAddress: string | undefined;
   podCIDRs: string[];
+  /** Labels and annotations its Node object is created with. */
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
   /** The pod gateway on cni0 and the pod's own address (first addresses of the first PodCIDR). */
   pod: TestPod | undefined;
   podIp: string;
@@ -72,6 +91,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 /** A whole test cluster. */
 export class Cluster {
   readonly nodes = new Map<string, ClusterNode>();
+  private readonly networks: Underlay[] = [];
   private nextIndex = 1;
 
   private constructor(readonly api: KubeApiServer, readonly underlay: Underlay, readonly kubeconfigText: string, readonly baseConfig: string) {}
@@ -95,11 +115,28 @@ export class Cluster {
     return Number(this.underlay.hostAddress!.split('.')[2]);
   }
 
+  /**
+   * Adds a network besides the cluster's underlay (e.g. a location's private network), destroyed
+   * with the cluster. Its bridge has an address in the root namespace, where the API server
+   * listens: its nodes reach the API server through it, and nothing beyond their own network.
+   */
+  async addNetwork(): Promise<Underlay> {
+    const net = await Underlay.create({ hostAddress: true });
+    this.networks.push(net);
+    return net;
+  }
+
   /** Adds a node: namespace, underlay address, pod bridge and pod, Node object, config, daemon. */
   async addNode(name: string, spec: NodeSpec = {}): Promise<ClusterNode> {
     const index = this.nextIndex++;
     const host = await TestNode.create({ label: name });
-    const address = await this.underlay.attach(host, spec.address ? { address: spec.address } : {});
+    const network = spec.network ?? this.underlay;
+    const address = await network.attach(host, spec.address ? { address: spec.address } : {});
+    const externalAddress = spec.external ? await this.underlay.attach(host, { ifname: 'eth1' }) : undefined;
+    if (network !== this.underlay && !externalAddress) {
+      if (!network.hostAddress) throw new Error(`node ${name}: its network ${network.bridge} has no gateway to the API server`);
+      await host.exec('ip', ['route', 'add', `${this.underlay.hostAddress!}/32`, 'via', network.hostAddress]);
+    }
     const podCIDRs = spec.podCIDRs ?? [`10.244.${index}.0/24`];
     const base = podCIDRs[0]!.split('/')[0]!.split('.').slice(0, 3).join('.');
     const gatewayIp = `${base}.1`;
@@ -120,7 +157,9 @@ export class Cluster {
     await host.exec('mkdir', ['-p', '/etc/wg-overlay', '/etc/wireguard']);
     if (spec.kubeconfig !== false) await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
     await host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(configText), 0o644);
-    const node: ClusterNode = { name, index, host, address, podCIDRs, pod, podIp, gatewayIp, daemon: undefined, configText };
+    const node: ClusterNode = {
+      name, index, host, address, externalAddress, podCIDRs, labels: spec.labels ?? {}, annotations: spec.annotations ?? {}, pod, podIp, gatewayIp, daemon: undefined, configText,
+    };
     this.nodes.set(name, node);
     if (spec.register !== false) this.registerNode(node);
     if (spec.start !== false) await this.startDaemon(name);
@@ -132,9 +171,15 @@ export class Cluster {
     return this.api.createNode({
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name } },
+      metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name, ...node.labels }, annotations: { ...node.annotations } },
       spec: { podCIDR: node.podCIDRs[0], podCIDRs: node.podCIDRs },
-      status: { addresses: [{ type: 'InternalIP', address: node.address }, { type: 'Hostname', address: node.name }] },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: node.address },
+          ...(node.externalAddress ? [{ type: 'ExternalIP', address: node.externalAddress }] : []),
+          { type: 'Hostname', address: node.name },
+        ],
+      },
     });
   }
 
@@ -167,14 +212,25 @@ export class Cluster {
     return r.exitCode === 0 ? parseDump(iface, r.stdout) : undefined;
   }
 
-  /** Destinations of the daemon's own routes (proto 77) in the node. */
-  async routes(name: string): Promise<string[]> {
-    const out: string[] = [];
+  /** The daemon's own routes (proto 77) in the node, as `ip -j route` reports them (a host route's dst without its length). */
+  async ownRoutes(name: string): Promise<Array<{ dst: string; dev?: string; gateway?: string }>> {
+    const out: Array<{ dst: string; dev?: string; gateway?: string }> = [];
     for (const fam of ['-4', '-6']) {
       const r = await this.must(name).host.exec('ip', ['-j', fam, 'route', 'show', 'proto', '77']);
-      out.push(...(JSON.parse(r.stdout || '[]') as Array<{ dst: string }>).map((x) => x.dst));
+      out.push(...(JSON.parse(r.stdout || '[]') as Array<{ dst: string; dev?: string; gateway?: string }>));
     }
-    return out.sort();
+    return out;
+  }
+
+  /** Destinations of the daemon's own routes (proto 77) in the node. */
+  async routes(name: string): Promise<string[]> {
+    return (await this.ownRoutes(name)).map((x) => x.dst).sort();
+  }
+
+  /** Holder and transition count of a coordination.k8s.io Lease in the API, undefined when there is none. */
+  lease(name: string, namespace = 'wg-overlay'): { holder: string | undefined; transitions: number } | undefined {
+    const spec = this.api.resource('leases', 'coordination.k8s.io').get(name, namespace)?.spec as { holderIdentity?: string; leaseTransitions?: number } | undefined;
+    return spec && { holder: spec.holderIdentity, transitions: spec.leaseTransitions ?? 0 };
   }
 
   /** The annotations a node published. */
@@ -229,6 +285,7 @@ export class Cluster {
     for (const n of this.nodes.values()) await n.daemon?.stop('SIGTERM', 3_000).catch(() => undefined);
     for (const n of this.nodes.values()) await n.host.destroy().catch(() => undefined);
     this.nodes.clear();
+    for (const net of this.networks.splice(0)) await net.destroy().catch(() => undefined);
     await this.underlay.destroy().catch(() => undefined);
     await this.api.stop().catch(() => undefined);
   }

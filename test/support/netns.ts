@@ -176,6 +176,14 @@ export interface TestNodeOptions {
   label?: string;
 }
 
+/** Counters of one link (what `ip -s link` shows). */
+export interface LinkStats {
+  rxBytes: number;
+  rxPackets: number;
+  txBytes: number;
+  txPackets: number;
+}
+
 /**
  * A simulated host: its own network namespace and a private mount namespace (tmpfs on /run,
  * overlay on /etc) kept alive by a holder process; commands run inside with nsenter.
@@ -189,7 +197,7 @@ export class TestNode {
   readonly holderPid: number;
   /** Temp dir holding the /etc overlay's upper and work dirs. */
   readonly dir: string;
-  /** The node's underlay address once attached to an underlay (`Underlay.attach`, underlay.ts). */
+  /** The node's address on the first underlay it was attached to (`Underlay.attach`, underlay.ts). */
   underlayAddress: string | undefined;
   /** Pods created on this node, destroyed with it. */
   readonly pods: TestPod[] = [];
@@ -279,6 +287,13 @@ export class TestNode {
   /** Starts a long-running command inside the node; it is killed by {@link destroy} at the latest. */
   spawn(cmd: string, args: readonly string[] = [], opts: { env?: Record<string, string> } = {}): TestProcess {
     return new TestProcess('nsenter', this.enter(cmd, args), { label: this.label, ...opts });
+  }
+
+  /** The byte and packet counters of a link in the node, as `ip -s link` reports them. */
+  async linkStats(ifname: string): Promise<LinkStats> {
+    const r = await this.exec('ip', ['-j', '-s', 'link', 'show', 'dev', ifname]);
+    const s = (JSON.parse(r.stdout) as Array<{ stats64: { rx: { bytes: number; packets: number }; tx: { bytes: number; packets: number } } }>)[0]!.stats64;
+    return { rxBytes: s.rx.bytes, rxPackets: s.rx.packets, txBytes: s.tx.bytes, txPackets: s.tx.packets };
   }
 
   /** Sets a sysctl inside the node's network namespace (e.g. `net.ipv4.ip_forward`, `1`). */

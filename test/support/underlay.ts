@@ -100,6 +100,11 @@ export class Underlay {
     this.nextHost = firstHost;
   }
 
+  /** The subnet in CIDR form, e.g. `198.18.7.0/24`. */
+  get subnet(): string {
+    return formatCidr({ family: 4, network: this.network, prefix: this.prefixLength });
+  }
+
   /** Creates the bridge (up, STP off) and, by default, gives it the subnet's first address. */
   static async create(opts: UnderlayOptions = {}): Promise<Underlay> {
     await cleanupStale();
@@ -139,7 +144,8 @@ export class Underlay {
 
   /**
    * Connects a node: a veth pair with one end on the bridge and the other as `ifname` (default
-   * eth0) in the node, holding the next free address (or `address`); returns that address.
+   * eth0) in the node, holding the next free address (or `address`); returns that address (the
+   * node's `underlayAddress` when it is its first underlay).
    */
   async attach(node: TestNode, opts: { address?: string; ifname?: string } = {}): Promise<string> {
     if (this.destroyed) throw new Error(`underlay ${this.bridge} is destroyed`);
@@ -157,7 +163,7 @@ export class Underlay {
     await node.exec('ip', ['link', 'set', nodeSide, 'name', ifname]);
     await node.exec('ip', ['addr', 'add', `${address}/${this.prefixLength}`, 'dev', ifname]);
     await node.exec('ip', ['link', 'set', ifname, 'up']);
-    node.underlayAddress = address;
+    node.underlayAddress ??= address;
     return address;
   }
 
