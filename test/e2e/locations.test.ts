@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { waitFor, type ClusterNode } from '../support/cluster.js';
-import { LocationCluster, type LocationSpec } from '../support/locations.js';
+import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/locations.js';
 import type { LinkStats } from '../support/netns.js';
 import { requireTools, sleep, type RunOptions, type RunResult } from '../support/process.js';
 
@@ -94,16 +94,12 @@ describe('e2e: locations — granularity = location', function () {
   this.timeout(60_000);
   // east: east-1 and east-2 reachable (on the public network), east-3 only on east's private one.
   // west, named by Kilo's annotation: west-1 reachable, west-2 private only.
-  const LAYOUT: LocationSpec[] = [
-    { name: 'east', by: 'label', nodes: [{ name: 'east-1', reachable: true }, { name: 'east-2', reachable: true }, { name: 'east-3', reachable: false }] },
-    { name: 'west', by: 'kilo', nodes: [{ name: 'west-1', reachable: true }, { name: 'west-2', reachable: false }] },
-  ];
   let lc: LocationCluster;
   const node = (name: string): ClusterNode => lc.cluster.must(name);
 
   before(async () => {
     await requireTools(['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping', 'nc']);
-    lc = await LocationCluster.create(LAYOUT, { granularity: 'location', start: false });
+    lc = await LocationCluster.create(TWO_LOCATIONS, { granularity: 'location', start: false });
     // The layout: a private-only node reaches the API server (through the root namespace) but no
     // other location, and a reachable node reaches the other location only on the public network.
     const api = lc.cluster.underlay.hostAddress!;

@@ -22,6 +22,16 @@ export interface LocationSpec {
   nodes: Array<{ name: string; reachable: boolean }>;
 }
 
+/**
+ * Two locations: east (named by the location label) with two reachable nodes and a private-only
+ * one, west (named by Kilo's annotation) with one of each. The senior reachable nodes, east-1 and
+ * west-1, lead; east-2 can take over east.
+ */
+export const TWO_LOCATIONS: readonly LocationSpec[] = [
+  { name: 'east', by: 'label', nodes: [{ name: 'east-1', reachable: true }, { name: 'east-2', reachable: true }, { name: 'east-3', reachable: false }] },
+  { name: 'west', by: 'kilo', nodes: [{ name: 'west-1', reachable: true }, { name: 'west-2', reachable: false }] },
+];
+
 /** Options of {@link LocationCluster.create}. */
 export interface LocationClusterOptions {
   granularity: 'location' | 'cross';
