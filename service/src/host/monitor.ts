@@ -6,13 +6,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log/logger.js';
+import { ROUTE_PROTO } from './routes.js';
+
+/**
+ * Which `ip monitor` lines are drift: a deleted route on the interface or one of the daemon's own
+ * (`proto 77`, also those through a next hop on the private network, as location members have),
+ * and any change of the link itself. Route additions are the daemon's own work.
+ */
+export function driftFilter(iface: string): (line: string) => boolean {
+  const name = iface.replace(/[.+]/g, '\\$&');
+  const routeGone = new RegExp(`^Deleted .*(\\bdev ${name}\\b|\\bproto ${ROUTE_PROTO}\\b)`);
+  const linkEvent = new RegExp(`^(Deleted )?\\d+: ${name}[:@]`);
+  return (line) => routeGone.test(line) || linkEvent.test(line);
+}
 
 /** A running `ip monitor`; `stop()` ends it. */
 export interface NetlinkMonitor {
   stop(): void;
 }
 
-/** Calls `onChange` for every route deletion on the interface and every change of the link itself. */
+/** Calls `onChange` for every line of {@link driftFilter}: route deletions and changes of the link itself. */
 export function monitorInterface(iface: string, log: Logger, onChange: (line: string) => void): NetlinkMonitor {
   let child: ChildProcess | undefined;
   let stopped = false;
@@ -21,11 +34,8 @@ export function monitorInterface(iface: string, log: Logger, onChange: (line: st
     child = spawn('ip', ['monitor', 'route', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
     child.on('error', (err) => log.warning(`ip monitor could not run (${err.message}); relying on periodic resync`));
     const rl = createInterface({ input: child.stdout! });
-    const name = iface.replace(/[.+]/g, '\\$&');
-    // Route additions are what the daemon itself does: only deletions and link changes are drift.
-    const routeGone = new RegExp(`^Deleted .*\\bdev ${name}\\b`);
-    const linkEvent = new RegExp(`^(Deleted )?\\d+: ${name}[:@]`);
-    rl.on('line', (line) => { if (routeGone.test(line) || linkEvent.test(line)) onChange(line); });
+    const drift = driftFilter(iface);
+    rl.on('line', (line) => { if (drift(line)) onChange(line); });
     child.on('exit', () => {
       if (!stopped) restartTimer = setTimeout(start, 1000);
     });
