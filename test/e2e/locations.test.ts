@@ -4,7 +4,8 @@
  * each location leads (it holds the location's Lease and the only tunnel), members route through
  * it over the private network, a leader killed hard is replaced within 10 s and does not take the
  * role back when it returns; with `cross` every node tunnels to every node of the other location.
- * Each path is shown with real traffic and link and WireGuard counters, not only with ping.
+ * Each path is shown with real traffic and link and WireGuard counters, not only with ping, and a
+ * member's route through its leader deleted from outside comes back at once.
  */
 import assert from 'node:assert/strict';
 import { waitFor, type ClusterNode } from '../support/cluster.js';
@@ -215,6 +216,12 @@ describe('e2e: locations — granularity = location', function () {
     assert.match(log, /created wg0 directly .* with 0 peers/);
     assert.doesNotMatch(log, /added peer|route \S+ dev wg0|took the leader Lease/, 'the returning node acted as a leader');
     await pingAll(node('east-1').pod!, node('west-2').podIp, 'east-1 (now a member) → west-2');
+  });
+
+  it('a member\'s route through its leader, deleted from outside, is re-added at once', async () => {
+    const dst = node('west-2').podCIDRs[0]!;
+    await node('east-3').host.exec('ip', ['route', 'del', dst, 'proto', '77']);
+    await waitFor('the route to come back', async () => (await lc.cluster.ownRoutes('east-3')).some((r) => r.dst === dst && r.gateway === node('east-2').address), 5_000);
   });
 
   it('local_routes = false: inside a location only overlay addresses are routed, the pods are left to the cluster network', async () => {
