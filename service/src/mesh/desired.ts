@@ -253,7 +253,7 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
       peers.push(e.peer);
       routes.push(...e.routes);
     } else if (leader?.privateIP) {
-      for (const dst of p.allowedIPs) routes.push({ dst, gateway: leader.privateIP, via: p.name, kind: 'peer' });
+      for (const dst of p.allowedIPs) routes.push({ dst, gateway: leader.privateIP, via: p.name, kind: 'peer', what: `allowed IPs ${dst} of Peer ${p.name} (on leader ${leader.name})` });
     }
   }
   const state: TopologyState = {

@@ -183,7 +183,12 @@ export interface RouteTarget {
 
 /** A route's identity: its destination and where it goes (the device, or the next hop). */
 export const routeKey = (r: { dst: string; dev?: string | undefined; gateway?: string | undefined }): string => `${r.dst}|${r.gateway ? `via ${r.gateway}` : r.dev ?? ''}`;
-const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: r.gateway ? `${r.dst} of ${r.via}, over the private network` : `PodCIDR ${r.dst} of ${r.via}` });
+/** Why a route is wanted, for logs: what its destination is, and which way it goes. */
+function routeReason(r: DesiredRoute): string {
+  if (!r.what) return r.gateway ? `${r.dst} of ${r.via}, over the private network` : `PodCIDR ${r.dst} of ${r.via}`;
+  return r.gateway ? `${r.what}, over the private network through ${r.gateway}` : `${r.what}, through the tunnel to ${r.via}`;
+}
+const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: routeReason(r) });
 const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
 
 /**

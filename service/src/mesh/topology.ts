@@ -214,19 +214,24 @@ export interface TopologyPlan {
   warnings: string[];
 }
 
-/** The ranges a location is reached by from another one: its members' pods, overlay and private addresses, and allowed location IPs. */
-function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>): string[] {
-  const out = new Set<string>();
+/**
+ * The ranges a location is reached by from another one (its members' pods, overlay and private
+ * addresses, and allowed location IPs), sorted, each with what it is (for logs) in `what`.
+ */
+function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>, what: Map<string, string>): string[] {
+  const add = (range: string, kind: string, m: Placed): void => {
+    if (!what.has(range)) what.set(range, `${kind} ${range} of ${m.name}`);
+  };
   for (const m of members) {
-    out.add(hostCidr(parseIp(m.overlayAddress)!));
-    for (const c of m.podCIDRs) out.add(c);
+    add(hostCidr(parseIp(m.overlayAddress)!), 'overlay address', m);
+    for (const c of m.podCIDRs) add(c, 'PodCIDR', m);
     for (const ip of m.internalIPs) {
       const h = hostCidr(parseIp(ip)!);
-      if (!exclude.has(h)) out.add(h);
+      if (!exclude.has(h)) add(h, 'InternalIP', m);
     }
-    for (const c of m.allowedLocationIPs) out.add(c);
+    for (const c of m.allowedLocationIPs) add(c, `${KILO_ALLOWED_LOCATION_IPS} entry`, m);
   }
-  return [...out].sort(compareCidrText);
+  return [...what.keys()].sort(compareCidrText);
 }
 
 /** Drops ranges that overlap one already taken (first come, first kept), so no two peers claim one address. */
@@ -286,14 +291,15 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
     if (loc.location.id === self.location.id) continue;
     const leader = byName.get(loc.leader)!;
     const members = loc.members.map((n) => byName.get(n)!).filter((p) => p.publicKey !== self.publicKey);
-    const ranges = keepDisjoint(locationRanges(members, endpoints), taken);
+    const what = new Map<string, string>();
+    const ranges = keepDisjoint(locationRanges(members, endpoints, what), taken);
     if (iLead) {
       peers.push(nodePeer(leader, ranges, keepalive, loc.location.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
       const overlay = new Set(members.map((m) => hostCidr(parseIp(m.overlayAddress)!)));
-      for (const r of ranges) if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name });
+      for (const r of ranges) if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
     } else if (leaderOfMine?.privateIP) {
-      for (const r of ranges) routes.push({ dst: r, gateway: leaderOfMine.privateIP, via: leaderOfMine.name });
+      for (const r of ranges) routes.push({ dst: r, gateway: leaderOfMine.privateIP, via: leaderOfMine.name, what: `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})` });
     }
   }
   if (!iLead && !leaderOfMine?.privateIP && topology.locations.length > 1) {

@@ -151,6 +151,8 @@ export interface DesiredRoute {
   via: string;
   /** What `via` is; absent means a Node. */
   kind?: 'node' | 'peer';
+  /** What the destination is, for logs, e.g. `InternalIP 198.51.100.7/32 of west-2` (absent: a PodCIDR of `via`). */
+  what?: string;
 }
 
 /** How one list differs from the list it was derived from: the objects that left it and those that joined it. */

@@ -312,6 +312,21 @@ describe('unit: diffs', () => {
 
   describe('diffKnownRoutes', () => {
     const OWN = '77';
+    const none = { byKey: new Map<string, DesiredRoute>(), objects: new Set<DesiredRoute>() };
+
+    it('a route\'s reason says what its destination is and which way it goes', () => {
+      const routes: DesiredRoute[] = [
+        { dst: '198.51.100.7/32', dev: 'wg0', via: 'west-1', what: 'InternalIP 198.51.100.7/32 of west-2' },
+        { dst: '10.244.4.0/24', gateway: '192.0.2.11', via: 'east-1', what: 'PodCIDR 10.244.4.0/24 of west-2 (location west, led by west-1)' },
+        { dst: '10.244.2.0/24', gateway: '192.0.2.12', via: 'east-2' },
+      ];
+      assert.deepEqual(diffKnownRoutes(routes, none, new Set(), OWN).map((c) => c.reason), [
+        'InternalIP 198.51.100.7/32 of west-2, through the tunnel to west-1',
+        'PodCIDR 10.244.4.0/24 of west-2 (location west, led by west-1), over the private network through 192.0.2.11',
+        '10.244.2.0/24 of east-2, over the private network',
+      ]);
+    });
+
     it('an own route that changes its way (dev wg0 ↔ via a leader) is one replace, not an add that clashes and a delete', () => {
       const tunnel: DesiredRoute = { dst: '10.244.3.0/24', dev: 'wg0', via: 'c' };
       const kept: DesiredRoute = { dst: '10.244.2.0/24', gateway: '192.0.2.12', via: 'b' };

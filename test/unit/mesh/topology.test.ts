@@ -136,6 +136,7 @@ describe('unit: topology — what each node applies', () => {
 
   it('a member has no peers and routes other locations through its leader\'s private address', () => {
     const d = desired(2);
+    assert.equal(d.routes.find((r) => r.dst === '10.1.0.4/32')?.what, 'InternalIP 10.1.0.4/32 of n4 (location gcp, led by n3)');
     assert.equal(d.topology?.leads, false);
     assert.deepEqual(d.peers, []);
     assert.deepEqual(routes(d), [
