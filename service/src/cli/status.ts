@@ -16,7 +16,7 @@ import { readLink } from '../host/link.js';
 import { readRoutes } from '../host/routes.js';
 import { describeError } from '../log/logger.js';
 import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js';
-import type { SkipReason } from '../mesh/types.js';
+import type { SkipReason, TopologyState } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
 import { escapeUnsafe } from '../mesh/text.js';
@@ -85,6 +85,10 @@ export interface StatusView {
     error: string | null;
   };
   peers: StatusPeer[];
+  /** With location or cross granularity: this node's location and leader. */
+  topology: TopologyState | null;
+  /** Routes through a member of this node's location (the private network), and whether each is in place. */
+  privateRoutes: Array<{ dst: string; via: string; gateway: string; present: boolean }>;
   skipped: SkipReason[];
   warnings: string[];
 }
@@ -124,6 +128,7 @@ export function buildStatusView(i: StatusInput): StatusView {
   const snap = i.snapshot;
   const dev = i.device;
   const present = new Set(i.routes.filter((r) => r.dev === i.iface).map((r) => normalizeCidr(r.dst) ?? r.dst));
+  const viaGateway = new Set(i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`));
   const onDevice = new Map((dev?.peers ?? []).map((p) => [p.publicKey, p]));
   const peers: StatusPeer[] = [];
   const nowS = Math.floor(i.now / 1000);
@@ -190,6 +195,8 @@ export function buildStatusView(i: StatusInput): StatusView {
       error: i.snapshotError ?? null,
     },
     peers,
+    topology: snap?.topology ?? null,
+    privateRoutes: (snap?.routes ?? []).filter((r) => r.gateway).map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
     skipped: snap?.skipped ?? [],
     warnings: [...(i.ipForwarding === false ? [FORWARDING_OFF_WARNING] : []), ...(snap?.warnings ?? [])],
   };
@@ -253,6 +260,7 @@ export function renderStatusText(v: StatusView, now: number): string {
     if (i.publicKey) out.push(`  public key ${i.publicKey}`);
     if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
   }
+  if (v.topology) out.push(...topologyLines(v));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
   out.push('', `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`);
@@ -284,6 +292,18 @@ export function renderStatusText(v: StatusView, now: number): string {
   }
   // Everything shown may hold text from the API: no control or bidi character reaches the terminal.
   return `${out.map(escapeUnsafe).join('\n')}\n`;
+}
+
+/** Where this node stands in a location or cross topology, and its routes over the private network. */
+function topologyLines(v: StatusView): string[] {
+  const t = v.topology!;
+  const out = [`location ${t.location} (granularity ${t.granularity}): ${t.granularity === 'cross' ? 'tunnels to every node of other locations' : t.leads ? `this node leads it (${t.why})` : `led by ${t.leader} (${t.why}); other locations are reached through it`}`];
+  out.push(`  locations: ${t.locations.map((l) => `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${t.granularity === 'location' ? `, leader ${l.leader}` : ''})`).join('; ')}`);
+  if (v.privateRoutes.length > 0) {
+    const missing = v.privateRoutes.filter((r) => !r.present);
+    out.push(`  routes over the private network: ${v.privateRoutes.length}${missing.length ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}` : ', all in place'}`);
+  }
+  return out;
 }
 
 /** Whether a process with this pid exists. */

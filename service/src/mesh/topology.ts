@@ -294,3 +294,13 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   }
   return { peers: peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), routes, warnings };
 }
+
+/**
+ * The topology of the whole cluster as an operator sees it: every admitted Node placed (from a
+ * membership decided without a viewing node) and the locations decided.
+ */
+export function clusterTopology(members: readonly Member[], nodes: ReadonlyMap<string, MeshNode>, settings: TopologySettings, policy: RangePolicy, holders: ReadonlyMap<string, string>, lapsed?: ReadonlyMap<string, string>): Topology {
+  const warnings: string[] = [];
+  const placed = members.filter((m) => nodes.has(m.name)).map((m) => place(m, nodes.get(m.name)!, settings, policy, warnings));
+  return decideTopology(placed, settings.granularity, holders, warnings, lapsed);
+}

@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReconcileReport } from './report.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason } from '../mesh/types.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason, TopologyState } from '../mesh/types.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -51,7 +51,9 @@ export interface StatusSnapshot {
   /** Why no desired state could be computed yet. */
   waiting: string | undefined;
   peers: SnapshotPeer[];
-  routes: Array<{ dst: string; via: string; kind: 'node' | 'peer' }>;
+  routes: Array<{ dst: string; via: string; kind: 'node' | 'peer'; gateway?: string }>;
+  /** With location or cross granularity: this node's location, its leader and why. */
+  topology?: TopologyState | undefined;
   skipped: SkipReason[];
   warnings: string[];
   lastApply: { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number } | undefined;
@@ -101,7 +103,7 @@ function snapshotPeer(p: DesiredPeer, overlayAddress: string | undefined): Snaps
 /** A desired route as the snapshot shows it (built once per route object). */
 function snapshotRoute(r: DesiredRoute): StatusSnapshot['routes'][number] {
   let entry = routeEntries.get(r);
-  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node' });
+  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node', ...(r.gateway ? { gateway: r.gateway } : {}) });
   return entry;
 }
 
@@ -119,6 +121,7 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     waiting: i.waiting === undefined ? undefined : escapeUnsafe(i.waiting),
     peers: (d?.peers ?? []).map((p) => snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined)),
     routes: (d?.routes ?? []).map(snapshotRoute),
+    ...(d?.topology ? { topology: safeTopology(d.topology) } : {}),
     skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node', message: escapeUnsafe(s.message) })),
     warnings: (d?.warnings ?? []).map(escapeUnsafe),
     lastApply: i.lastReport
@@ -134,6 +137,16 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     lastSuccessAt: i.lastSuccessAt,
     ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),
     watch: { nodes: safeWatch(i.watch.nodes), peers: safeWatch(i.watch.peers) },
+  };
+}
+
+/** Location names come from annotations and labels: made safe to show. */
+function safeTopology(t: TopologyState): TopologyState {
+  return {
+    ...t,
+    location: escapeUnsafe(t.location),
+    locationId: escapeUnsafe(t.locationId),
+    locations: t.locations.map((l) => ({ ...l, id: escapeUnsafe(l.id), name: escapeUnsafe(l.name) })),
   };
 }
 
