@@ -6,7 +6,7 @@
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
-import { loadKubeconfig } from '../kube/kubeconfig.js';
+import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { leasesApi, readLeaseHolders } from '../kube/location-leases.js';
 import { listNodes } from '../kube/node-source.js';
 import { listExternalPeers, peersApi } from '../kube/peer-source.js';
@@ -40,6 +40,8 @@ export interface ClusterData {
   externalPeers: ExternalPeer[];
   /** True when the Peer CRD is not installed. */
   peersAbsent: boolean;
+  /** The cluster's CA certificate, for `[overlay] cidr6 = auto`. */
+  clusterCa: string | undefined;
 }
 
 /** Lists Nodes and external peers through the kubeconfig named by the config. */
@@ -58,7 +60,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   }
   try {
     const { peers, absent } = await listExternalPeers(peersApi(kc));
-    return { nodes, externalPeers: peers, peersAbsent: absent };
+    return { nodes, externalPeers: peers, peersAbsent: absent, clusterCa: await clusterCa(kc) };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));
   }

@@ -185,7 +185,7 @@ export async function graphCommand(argv: string[], out: NodeJS.WritableStream = 
     if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const cluster = await readCluster(config);
-    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined));
+    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined, { clusterCa: cluster.clusterCa }));
     const topology = await readTopology(config, cluster.nodes, view);
     const self = config.kubernetes.nodeName;
     let handshakes: Map<string, number> | undefined;

@@ -46,6 +46,8 @@ export interface Config {
   };
   overlay: {
     cidr: string;
+    /** The IPv6 overlay: `auto` (a unique local /48 derived from the cluster's CA), `off`, or a CIDR. */
+    cidr6: 'auto' | 'off' | string;
     /** A Node's PodCIDRs must lie inside these to be routed. */
     podCidrs: string[];
     /** The widest range routed to one Node or external peer (a prefix length), by family. */
@@ -152,6 +154,14 @@ const overlayCidr: KeySpec['parse'] = (v) => {
   return ok(v.trim());
 };
 
+const overlayCidr6: KeySpec['parse'] = (v) => {
+  if (v === 'auto' || v === 'off') return ok(v);
+  const c = parseCidr(v, { strict: true });
+  if (!c || c.family !== 6) return bad('auto, off, or an IPv6 network in CIDR form with no host bits set, e.g. fd00:64::/48');
+  if (c.prefix > 120) return bad('an IPv6 network of /120 or larger');
+  return ok(formatCidr(c));
+};
+
 const logLevel: KeySpec['parse'] = oneOf(...LOG_LEVELS);
 
 const anyText: KeySpec['parse'] = (v) => (v.length > 0 && v.length <= 253 ? ok(v) : bad('a non-empty name'));
@@ -203,6 +213,7 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
   },
   overlay: {
     cidr: { parse: overlayCidr },
+    cidr6: { parse: overlayCidr6 },
     pod_cidrs: { parse: cidrList },
     min_prefix_v4: { parse: intIn(1, 32, 'a prefix length') },
     min_prefix_v6: { parse: intIn(1, 128, 'a prefix length') },
@@ -258,7 +269,7 @@ export function defaultConfig(): Config {
       createInterface: true,
       publishedEndpoints: 'addresses',
     },
-    overlay: { cidr: '100.64.0.0/10', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
+    overlay: { cidr: '100.64.0.0/10', cidr6: 'auto', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
     mesh: { granularity: 'full', locationLabel: 'topology.kubernetes.io/region', localRoutes: true, reachable: 'public', leaseNamespace: 'wg-overlay', leaderLeaseSeconds: 5 },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
     peers: { allowedIpsExtra: [] },
@@ -374,6 +385,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
   cfg.wireguard.publishedEndpoints = set(w.published_endpoints, cfg.wireguard.publishedEndpoints);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
+  cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
   cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
   const m = values.mesh ?? {};

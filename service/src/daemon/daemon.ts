@@ -51,6 +51,8 @@ export interface KubeAccess {
   publisher: NodePublisher;
   /** The location leader Leases of a namespace (absent: no locations). */
   leases?: (namespace: string) => LeaseApi;
+  /** The cluster's CA certificate (PEM), for `[overlay] cidr6 = auto`. */
+  clusterCa?: string | undefined;
 }
 
 /** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
@@ -154,7 +156,8 @@ export class Daemon {
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
       peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership,
     }, p.config, true);
-    this.step.setFacts({ protectedAddresses: p.apiAddresses });
+    this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
+    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa) log.warning('[overlay] cidr6 = auto needs the cluster\'s CA certificate in the kubeconfig, which has none: the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)');
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
     this.resolver = new NameResolver((name) => env.lookupName(name), log, () => {
       this.step.setFacts({ resolved: this.resolver.resolved });

@@ -11,11 +11,14 @@ export const ANNOTATION_PUBLIC_KEY = `${ANNOTATION_PREFIX}public-key`;
 /** The node's overlay address (a single IP inside the overlay CIDR, no prefix length). */
 export const ANNOTATION_OVERLAY_ADDRESS = `${ANNOTATION_PREFIX}overlay-address`;
 
+/** The node's IPv6 overlay address (a single IP inside `[overlay] cidr6`), with a dual-stack overlay. */
+export const ANNOTATION_OVERLAY_ADDRESS6 = `${ANNOTATION_PREFIX}overlay-address6`;
+
 /** Where other nodes should send WireGuard packets for this node (`host:port`). */
 export const ANNOTATION_ENDPOINT = `${ANNOTATION_PREFIX}endpoint`;
 
 /** Every annotation key wg-overlay publishes, in a fixed order. */
-export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_ENDPOINT] as const;
+export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_ENDPOINT] as const;
 
 /** Prefix of Kilo's Node annotations, read (never written) so that Kilo clusters keep their layout. */
 export const KILO_PREFIX = 'kilo.squat.ai/';

@@ -3,11 +3,11 @@
  * member and admitted external peer, routes to their ranges, and the annotations it publishes —
  * derived purely from the membership verdicts and the settings.
  */
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
+import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
 import { selfEndpoint } from './endpoints.js';
 import type { AdmittedPeer } from './external-peers.js';
 import { decideMembership, type Member, type Membership } from './membership.js';
-import { decideTopology, place, planTopology, type TopologySettings } from './topology.js';
+import { decideTopology, gatewayFor, place, planTopology, type TopologySettings } from './topology.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity, TopologyState } from './types.js';
 import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, normalizeCidr, parseCidr, parseIp } from '../net/ip.js';
 
@@ -33,6 +33,11 @@ interface PeerEntry {
 // are reused as they are: desired state for one changed Node costs one new entry, not the mesh.
 const entries = new WeakMap<object, PeerEntry>();
 
+/** A member's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
+export function overlayHosts(m: { overlayAddress: string; overlayAddress6?: string | undefined }): string[] {
+  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
+}
+
 /** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
 function memberEntry(m: Member, own: readonly Cidr[], context: string, settings: MeshSettings): PeerEntry {
   const cached = entries.get(m);
@@ -46,7 +51,7 @@ function memberEntry(m: Member, own: readonly Cidr[], context: string, settings:
   });
   const entry: PeerEntry = {
     context,
-    peer: { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs: [hostCidr(parseIp(m.overlayAddress)!), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive },
+    peer: { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive },
     routes: podCIDRs.map((dst) => ({ dst, dev: settings.interfaceName, via: m.name })),
     warnings,
   };
@@ -235,7 +240,8 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
   const policy = membership.policy!;
   const placed = membership.members.filter((m) => topo.nodes.has(m.name)).map((m) => place(m, topo.nodes.get(m.name)!, topo.settings, policy, warnings));
   const podCIDRs = selfNode.podCIDRs.map((t) => normalizeCidr(t)).filter((t): t is string => !!t);
-  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
+  const selfAddress6 = membership.addresses6?.get(self.name);
+  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, ...(selfAddress6 ? { overlayAddress6: selfAddress6 } : {}), endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
   const all = [...placed, me];
   const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
   const topology = decideTopology(all, granularity, topo.holders, warnings, topo.lapsed);
@@ -252,8 +258,11 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
     if (leads) {
       peers.push(e.peer);
       routes.push(...e.routes);
-    } else if (leader?.privateIP) {
-      for (const dst of p.allowedIPs) routes.push({ dst, gateway: leader.privateIP, via: p.name, kind: 'peer' });
+    } else if (leader) {
+      for (const dst of p.allowedIPs) {
+        const gateway = gatewayFor(dst, leader);
+        if (gateway) routes.push({ dst, gateway, via: p.name, kind: 'peer' });
+      }
     }
   }
   const state: TopologyState = {
@@ -284,9 +293,11 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
   }
+  const selfAddress6 = membership.addresses6?.get(self.name);
   const publish: Record<string, string> = {
     [ANNOTATION_PUBLIC_KEY]: self.publicKey,
     [ANNOTATION_OVERLAY_ADDRESS]: selfAddress,
+    ...(selfAddress6 ? { [ANNOTATION_OVERLAY_ADDRESS6]: selfAddress6 } : {}),
   };
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
@@ -295,6 +306,7 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     iface: {
       name: settings.interfaceName,
       address: `${selfAddress}/${membership.overlay.prefix}`,
+      ...(selfAddress6 && membership.overlay6 ? { address6: `${selfAddress6}/${membership.overlay6.prefix}` } : {}),
       listenPort: settings.listenPort,
       mtu: settings.mtu,
       publicKey: self.publicKey,

@@ -69,6 +69,7 @@ export interface Placed {
   createdAt: number;
   publicKey: string;
   overlayAddress: string;
+  overlayAddress6?: string | undefined;
   endpoint: string;
   podCIDRs: readonly string[];
   location: LocationId;
@@ -78,6 +79,8 @@ export interface Placed {
   reachable: boolean;
   /** The address members of its location reach it by (its first InternalIP, IPv4 preferred). */
   privateIP: string | undefined;
+  /** Its first IPv6 InternalIP, for routes to IPv6 ranges over the private network. */
+  privateIP6: string | undefined;
   /** Its InternalIPs (routed to its location from other locations). */
   internalIPs: readonly string[];
   /** Kilo's `allowed-location-ips` that passed the range rules. */
@@ -113,10 +116,10 @@ function endpointIp(endpoint: string): Ip | undefined {
   return hp ? parseIp(hp.host) : undefined;
 }
 
-/** The first InternalIP, IPv4 preferred. */
-function privateIPOf(node: MeshNode): string | undefined {
+/** The first InternalIP, IPv4 preferred (or of the family asked for). */
+function privateIPOf(node: MeshNode, family?: 4 | 6): string | undefined {
   const ips = node.internalIPs.map((t) => parseIp(t)).filter((ip): ip is Ip => !!ip);
-  const pick = ips.find((ip) => ip.family === 4) ?? ips[0];
+  const pick = family ? ips.find((ip) => ip.family === family) : ips.find((ip) => ip.family === 4) ?? ips[0];
   return pick ? formatIp(pick) : undefined;
 }
 
@@ -135,19 +138,21 @@ function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: strin
 }
 
 /** An admitted Node (or this node) placed in its location. */
-export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'endpoint' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
+export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
   const ip = endpointIp(m.endpoint);
   return {
     name: m.name,
     createdAt: m.createdAt,
     publicKey: m.publicKey,
     overlayAddress: m.overlayAddress,
+    ...(m.overlayAddress6 ? { overlayAddress6: m.overlayAddress6 } : {}),
     endpoint: m.endpoint,
     podCIDRs: m.podCIDRs,
     location: locationOf(node, settings.locationLabel),
     wantsToLead: node.annotations[KILO_LEADER] !== undefined,
     reachable: !!ip && isReachable(ip, settings.reachable),
     privateIP: privateIPOf(node),
+    privateIP6: privateIPOf(node, 6),
     internalIPs: node.internalIPs.filter((t) => parseIp(t)),
     allowedLocationIPs: allowedLocationIPs(node, policy, warnings),
   };
@@ -211,7 +216,7 @@ export interface TopologyPlan {
 function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>): string[] {
   const out = new Set<string>();
   for (const m of members) {
-    out.add(hostCidr(parseIp(m.overlayAddress)!));
+    for (const h of overlayHostsOf(m)) out.add(h);
     for (const c of m.podCIDRs) out.add(c);
     for (const ip of m.internalIPs) {
       const h = hostCidr(parseIp(ip)!);
@@ -234,12 +239,30 @@ function keepDisjoint(ranges: readonly string[], taken: Cidr[]): string[] {
   return out;
 }
 
-/** The routes to a member of the same location over the private network (its overlay address always, its pods if asked). */
+/** A node's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
+function overlayHostsOf(m: Pick<Placed, 'overlayAddress' | 'overlayAddress6'>): string[] {
+  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
+}
+
+/** The next hop on the private network for a range: `to`'s InternalIP of the range's family (none: no route). */
+export function gatewayFor(range: string, to: Pick<Placed, 'privateIP' | 'privateIP6'>): string | undefined {
+  if (parseCidr(range)?.family === 6) return to.privateIP6 ?? (to.privateIP && parseIp(to.privateIP)?.family === 6 ? to.privateIP : undefined);
+  return to.privateIP && parseIp(to.privateIP)?.family === 4 ? to.privateIP : undefined;
+}
+
+/** Routes for `ranges` through `to` over the private network, each through its family's address. */
+function viaPrivate(ranges: readonly string[], to: Placed): DesiredRoute[] {
+  const out: DesiredRoute[] = [];
+  for (const dst of ranges) {
+    const gateway = gatewayFor(dst, to);
+    if (gateway) out.push({ dst, gateway, via: to.name });
+  }
+  return out;
+}
+
+/** The routes to a member of the same location over the private network (its overlay addresses always, its pods if asked). */
 function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
-  if (!m.privateIP) return [];
-  const routes: DesiredRoute[] = [{ dst: hostCidr(parseIp(m.overlayAddress)!), gateway: m.privateIP, via: m.name }];
-  if (settings.localRoutes) for (const c of m.podCIDRs) routes.push({ dst: c, gateway: m.privateIP, via: m.name });
-  return routes;
+  return viaPrivate([...overlayHostsOf(m), ...(settings.localRoutes ? m.podCIDRs : [])], m);
 }
 
 /** The peer of a Node, as in a full mesh. */
@@ -262,7 +285,7 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   if (settings.granularity === 'cross') {
     for (const m of others) {
       if (m.location.id === self.location.id) continue;
-      const allowed = [hostCidr(parseIp(m.overlayAddress)!), ...m.podCIDRs].sort(compareCidrText);
+      const allowed = [...overlayHostsOf(m), ...m.podCIDRs].sort(compareCidrText);
       peers.push(nodePeer(m, allowed, keepalive, m.location.name));
       for (const c of m.podCIDRs) routes.push({ dst: c, dev: iface, via: m.name });
     }
@@ -274,7 +297,7 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   const iLead = !mine || mine.leader === self.name;
   const endpoints = new Set(topology.locations.map((l) => byName.get(l.leader)?.endpoint).filter((e): e is string => !!e)
     .map((e) => endpointIp(e)).filter((ip): ip is Ip => !!ip).map(hostCidr));
-  const taken: Cidr[] = [self, ...sameLocation].flatMap((p) => [hostCidr(parseIp(p.overlayAddress)!), ...p.podCIDRs]).map((t) => parseCidr(t)!);
+  const taken: Cidr[] = [self, ...sameLocation].flatMap((p) => [...overlayHostsOf(p), ...p.podCIDRs]).map((t) => parseCidr(t)!);
   for (const loc of topology.locations) {
     if (loc.location.id === self.location.id) continue;
     const leader = byName.get(loc.leader)!;
@@ -283,13 +306,13 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
     if (iLead) {
       peers.push(nodePeer(leader, ranges, keepalive, loc.location.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
-      const overlay = new Set(members.map((m) => hostCidr(parseIp(m.overlayAddress)!)));
+      const overlay = new Set(members.flatMap(overlayHostsOf));
       for (const r of ranges) if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name });
-    } else if (leaderOfMine?.privateIP) {
-      for (const r of ranges) routes.push({ dst: r, gateway: leaderOfMine.privateIP, via: leaderOfMine.name });
+    } else if (leaderOfMine) {
+      routes.push(...viaPrivate(ranges, leaderOfMine));
     }
   }
-  if (!iLead && !leaderOfMine?.privateIP && topology.locations.length > 1) {
+  if (!iLead && !leaderOfMine?.privateIP && !leaderOfMine?.privateIP6 && topology.locations.length > 1) {
     warnings.push(`the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations through: they are unreachable from this node`);
   }
   return { peers: peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), routes, warnings };

@@ -53,6 +53,8 @@ export type EndpointSetting =
 /** The settings membership decides by; every node of a cluster should have the same ones. */
 export interface MembershipSettings {
   overlayCidr: string;
+  /** The IPv6 overlay (a dual-stack overlay: every node also gets an address in it); undefined: IPv4 only. */
+  overlayCidr6?: string | undefined;
   listenPort: number;
   /** A Node's PodCIDRs must lie inside these (`[overlay] pod_cidrs`; default: the private-use ranges). */
   podCidrs?: readonly string[];
@@ -111,6 +113,8 @@ export interface DesiredInterface {
   name: string;
   /** This node's overlay address with the overlay prefix length, e.g. `100.64.2.5/10`. */
   address: string;
+  /** With a dual-stack overlay: this node's IPv6 overlay address with its prefix length. */
+  address6?: string | undefined;
   /** UDP listen port. */
   listenPort: number;
   /** Interface MTU; undefined leaves it to wg-quick's automatic choice. */
