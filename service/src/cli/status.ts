@@ -51,6 +51,8 @@ export interface StatusPeer {
   routesPresent: boolean;
   /** False when the daemon wants the peer but the device does not have it (yet). */
   onDevice: boolean;
+  /** A Node with several endpoints: the candidates, which is in use, and why. */
+  failover: { candidates: string[]; index: number; why?: string } | null;
 }
 
 /** Everything `status` shows. */
@@ -150,6 +152,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       routes,
       routesPresent: routes.every((r) => r.present),
       onDevice: d !== undefined,
+      failover: p.failover ?? null,
     });
   }
   const wanted = new Set((snap?.peers ?? []).map((p) => p.publicKey));
@@ -168,6 +171,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       routes: [],
       routesPresent: true,
       onDevice: true,
+      failover: null,
     });
   }
   return {
@@ -273,7 +277,7 @@ export function renderStatusText(v: StatusView, now: number): string {
         p.name,
         p.kind,
         p.overlayAddress ?? '-',
-        p.endpoint ?? '(none)',
+        `${p.endpoint ?? '(none)'}${p.failover ? ` (${p.failover.index + 1}/${p.failover.candidates.length})` : ''}`,
         p.onDevice ? (p.handshakeAgeSeconds === null ? 'never' : `${formatAge(p.handshakeAgeSeconds)} ago`) : 'NOT ON DEVICE',
         formatBytes(p.rxBytes),
         formatBytes(p.txBytes),
@@ -281,6 +285,11 @@ export function renderStatusText(v: StatusView, now: number): string {
       ]);
     }
     out.push(...table(rows).map((l) => `  ${l}`));
+  }
+  const failing = v.peers.filter((p) => p.failover && p.failover.index > 0);
+  if (failing.length > 0) {
+    out.push('', 'endpoint failover:');
+    for (const p of failing) out.push(`  ${p.name}: candidate ${p.failover!.index + 1} of ${p.failover!.candidates.length} (${p.failover!.candidates.join(', ')})${p.failover!.why ? `: ${p.failover!.why}` : ''}`);
   }
   if (v.skipped.length > 0) {
     out.push('', `skipped: ${v.skipped.length}`);

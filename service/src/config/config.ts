@@ -43,6 +43,8 @@ export interface Config {
     createInterface: boolean;
     /** Which published endpoints of other Nodes are believed (`addresses`: only their own status.addresses). */
     publishedEndpoints: 'addresses' | 'any';
+    /** Seconds without an answer before a peer's next endpoint is tried (0 = no failover). */
+    endpointFailoverSeconds: number;
   };
   overlay: {
     cidr: string;
@@ -210,6 +212,7 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     implementation: { parse: oneOf('auto', 'kernel', 'userspace') },
     create_interface: { parse: boolean },
     published_endpoints: { parse: oneOf('addresses', 'any') },
+    endpoint_failover: { parse: (v) => (v === '0' ? ok(0) : intIn(5, 600, '0 (off) or a number of seconds')(v, { section: {} })) },
   },
   overlay: {
     cidr: { parse: overlayCidr },
@@ -268,6 +271,7 @@ export function defaultConfig(): Config {
       implementation: 'auto',
       createInterface: true,
       publishedEndpoints: 'addresses',
+      endpointFailoverSeconds: 15,
     },
     overlay: { cidr: '100.64.0.0/10', cidr6: 'auto', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
     mesh: { granularity: 'full', locationLabel: 'topology.kubernetes.io/region', localRoutes: true, reachable: 'public', leaseNamespace: 'wg-overlay', leaderLeaseSeconds: 5 },
@@ -384,6 +388,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.implementation = set(w.implementation, cfg.wireguard.implementation);
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
   cfg.wireguard.publishedEndpoints = set(w.published_endpoints, cfg.wireguard.publishedEndpoints);
+  cfg.wireguard.endpointFailoverSeconds = set(w.endpoint_failover, cfg.wireguard.endpointFailoverSeconds);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
   cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);

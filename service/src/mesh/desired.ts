@@ -51,12 +51,37 @@ function memberEntry(m: Member, own: readonly Cidr[], context: string, settings:
   });
   const entry: PeerEntry = {
     context,
-    peer: { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive },
+    peer: {
+      kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}),
+      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive,
+    },
     routes: podCIDRs.map((dst) => ({ dst, dev: settings.interfaceName, via: m.name })),
     warnings,
   };
   entries.set(m, entry);
   return entry;
+}
+
+/** Endpoints chosen by failover instead of a Node's best candidate. */
+export interface EndpointChoice {
+  /** Node name → the candidate in use (only Nodes not on their best one). */
+  chosen: ReadonlyMap<string, string>;
+  /** Names whose choice changed since the previous desired state. */
+  changed: ReadonlySet<string>;
+}
+
+// A peer with another endpoint, kept per peer object and endpoint, so it too is reused unchanged.
+const rerouted = new WeakMap<DesiredPeer, { endpoint: string; peer: DesiredPeer }>();
+
+/** The peer with the endpoint failover chose for it (the same object when it has none). */
+function withChoice(peer: DesiredPeer, choice: EndpointChoice | undefined): DesiredPeer {
+  const endpoint = choice?.chosen.get(peer.name);
+  if (endpoint === undefined || endpoint === peer.endpoint || peer.kind !== 'node') return peer;
+  const cached = rerouted.get(peer);
+  if (cached?.endpoint === endpoint) return cached.peer;
+  const out = { ...peer, endpoint };
+  rerouted.set(peer, { endpoint, peer: out });
+  return out;
 }
 
 /** The peer and routes of an admitted external peer. */
@@ -95,13 +120,13 @@ function entryContext(selfNode: MeshNode, settings: MeshSettings): { own: Cidr[]
  * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
  * the members and admitted external peers of a membership.
  */
-function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings): PeerSet {
+function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, choice?: EndpointChoice): PeerSet {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const clones: string[] = [];
   const warnings: string[] = [];
   const take = (e: PeerEntry): void => {
-    peers.push(e.peer);
+    peers.push(withChoice(e.peer, choice));
     for (const r of e.routes) routes.push(r);
     if (e.warnings.length > 0) warnings.push(...e.warnings);
   };
@@ -163,7 +188,7 @@ function findMember(members: readonly Member[], name: string): Member | undefine
  * search): one event costs what it changed. Undefined when it must be built in full (a Node with
  * this node's key, a warning, external peers that changed).
  */
-function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>): PeerSet | undefined {
+function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>, choice?: EndpointChoice): PeerSet | undefined {
   if (names.size === 0) {
     return { peers: previous.peers, routes: previous.routes, clones: [], warnings: [], peersDelta: { from: previous.peers, removed: [], added: [] }, routesDelta: { from: previous.routes, removed: [], added: [] } };
   }
@@ -182,9 +207,10 @@ function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly 
     if (m.publicKey === self.publicKey) return undefined;
     const e = memberEntry(m, own, context, settings);
     if (e.warnings.length > 0) return undefined;
-    peers.splice(i, 0, e.peer);
+    const peer = withChoice(e.peer, choice);
+    peers.splice(i, 0, peer);
     routes.splice(r, 0, ...e.routes);
-    delta.peersAdded.push(e.peer);
+    delta.peersAdded.push(peer);
     delta.routesAdded.push(...e.routes);
   }
   return {
@@ -195,14 +221,15 @@ function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly 
 }
 
 /** The peer set: derived from `previous` when the membership follows the one it was built from, else in full. */
-function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined): { set: PeerSet; basis: Basis | undefined } {
+function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined, choice?: EndpointChoice): { set: PeerSet; basis: Basis | undefined } {
   const { own, context } = entryContext(selfNode, settings);
   const ch = membership.changes;
   const before = previous ? bases.get(previous) : undefined;
   const follows = !!ch && !!before && before.clean && !ch.peers && before.engine === ch.engine && before.version === ch.version - 1
     && before.context === context && before.selfKey === self.publicKey;
-  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, ch.nodes) : undefined)
-    ?? peersAndRoutes(self, membership, own, context, settings);
+  const names = choice && choice.changed.size > 0 ? new Set([...ch?.nodes ?? [], ...choice.changed]) : ch?.nodes;
+  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, names!, choice) : undefined)
+    ?? peersAndRoutes(self, membership, own, context, settings, choice);
   const basis = ch ? { engine: ch.engine, version: ch.version, context, selfKey: self.publicKey, clean: set.clones.length === 0 && set.warnings.length === 0 } : undefined;
   return { set, basis };
 }
@@ -278,7 +305,7 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
  * desired state, built from the engine's membership just before this one, the peers and routes
  * are derived from it (with `peersDelta` and `routesDelta` saying what changed).
  */
-export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput): DesiredState {
+export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput, choice?: EndpointChoice): DesiredState {
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
   const settings = withOwnKeepalive(selfNode, configured);
   const selfAddress = membership.addresses.get(self.name);
@@ -288,7 +315,8 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
   }
   const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   const located = topo && topo.settings.granularity !== 'full' ? topologyPeerSet(self, selfNode, selfAddress, own.endpoint, membership, settings, topo) : undefined;
-  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous);
+  if (located && choice) located.set.peers = located.set.peers.map((p) => withChoice(p, choice));
+  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous, choice);
   const warnings = [...set.clones];
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);

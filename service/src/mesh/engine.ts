@@ -37,7 +37,7 @@ export function sameNode(a: MeshNode, b: MeshNode): boolean {
 function sameMember(a: Member | undefined, b: Member | undefined): boolean {
   if (!a || !b) return a === b;
   return a.name === b.name && a.createdAt === b.createdAt && a.publicKey === b.publicKey && a.overlayAddress === b.overlayAddress && a.overlayAddress6 === b.overlayAddress6
-    && a.endpoint === b.endpoint && a.podCIDRs.length === b.podCIDRs.length && a.podCIDRs.every((c, i) => c === b.podCIDRs[i]);
+    && a.endpoint === b.endpoint && (a.candidates ?? []).join() === (b.candidates ?? []).join() && a.podCIDRs.length === b.podCIDRs.length && a.podCIDRs.every((c, i) => c === b.podCIDRs[i]);
 }
 
 /** Adds `c` to the owners of exactly `cidr`. */

@@ -11,7 +11,7 @@
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
 import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_FORCE_ENDPOINT } from './annotations.js';
 import { AddressIndex, CidrIndex } from './cidr-index.js';
-import { peerEndpoint } from './endpoints.js';
+import { peerCandidates, peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import { isValidKey } from './keys.js';
 import { compareSeniority } from './order.js';
@@ -34,6 +34,8 @@ export interface Member {
   overlayAddress6?: string | undefined;
   /** `host:port` other nodes and external peers dial. */
   endpoint: string;
+  /** With more than one: every endpoint that may be dialled, best first (`endpoint` first), for failover. */
+  candidates?: string[] | undefined;
   /** PodCIDRs routed to this Node (normalised, sorted). */
   podCIDRs: string[];
 }
@@ -252,7 +254,14 @@ function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
   if (ep.problem) skips.push(ep.problem);
   if (!ep.endpoint) return { skips };
   const overlayAddress6 = pass.ctx.addresses6?.get(c.name);
-  return { skips, member: { name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, ...(overlayAddress6 ? { overlayAddress6 } : {}), endpoint: ep.endpoint, podCIDRs } };
+  const candidates = peerCandidates(c.node!, ep.endpoint, pass.ctx.settings.listenPort);
+  return {
+    skips,
+    member: {
+      name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, ...(overlayAddress6 ? { overlayAddress6 } : {}), endpoint: ep.endpoint,
+      ...(candidates.length > 1 ? { candidates } : {}), podCIDRs,
+    },
+  };
 }
 
 /**

@@ -71,6 +71,8 @@ export interface Placed {
   overlayAddress: string;
   overlayAddress6?: string | undefined;
   endpoint: string;
+  /** Its endpoints for failover, best first (when it has more than one). */
+  candidates?: readonly string[] | undefined;
   podCIDRs: readonly string[];
   location: LocationId;
   /** Kilo's `leader` annotation is set. */
@@ -138,7 +140,7 @@ function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: strin
 }
 
 /** An admitted Node (or this node) placed in its location. */
-export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
+export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
   const ip = endpointIp(m.endpoint);
   return {
     name: m.name,
@@ -147,6 +149,7 @@ export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'over
     overlayAddress: m.overlayAddress,
     ...(m.overlayAddress6 ? { overlayAddress6: m.overlayAddress6 } : {}),
     endpoint: m.endpoint,
+    ...(m.candidates ? { candidates: m.candidates } : {}),
     podCIDRs: m.podCIDRs,
     location: locationOf(node, settings.locationLabel),
     wantsToLead: node.annotations[KILO_LEADER] !== undefined,
@@ -267,7 +270,7 @@ function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
 
 /** The peer of a Node, as in a full mesh. */
 function nodePeer(m: Placed, allowedIPs: string[], keepalive: number, location?: string): DesiredPeer {
-  return { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs, persistentKeepalive: keepalive, ...(location ? { location } : {}) };
+  return { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}), allowedIPs, persistentKeepalive: keepalive, ...(location ? { location } : {}) };
 }
 
 /**

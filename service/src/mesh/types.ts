@@ -133,6 +133,8 @@ export interface DesiredPeer {
   publicKey: string;
   /** `host:port` to send to; undefined for a roaming peer. */
   endpoint: string | undefined;
+  /** A Node's endpoints that may be dialled, best first, when it has more than one (for failover). */
+  candidates?: readonly string[] | undefined;
   /** Sorted, normalised CIDRs: a Node's overlay host route and PodCIDRs, or a Peer's allowedIPs. */
   allowedIPs: string[];
   /** Persistent keepalive in seconds, 0 = off. */

@@ -35,6 +35,8 @@ export interface SnapshotPeer {
   overlayAddress: string | undefined;
   persistentKeepalive: number;
   hasPresharedKey: boolean;
+  /** A Node with more than one endpoint: its candidates, the one in use, and why it was chosen. */
+  failover?: { candidates: string[]; index: number; why?: string } | undefined;
 }
 
 /** What `status.json` holds. */
@@ -76,6 +78,8 @@ export interface SnapshotInput {
   watch: { nodes: WatchStatus; peers: WatchStatus };
   now: number;
   pid: number;
+  /** Endpoint failover of a Node peer, when it has several endpoints. */
+  failover?: (name: string) => { candidates: string[]; index: number; why?: string } | undefined;
 }
 
 // Snapshot entries by desired peer and route object: a write after one change builds one new entry.
@@ -119,7 +123,11 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     interface: i.iface,
     desired: d ? { address: d.iface.address, listenPort: d.iface.listenPort, publicKey: d.iface.publicKey } : undefined,
     waiting: i.waiting === undefined ? undefined : escapeUnsafe(i.waiting),
-    peers: (d?.peers ?? []).map((p) => snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined)),
+    peers: (d?.peers ?? []).map((p) => {
+      const entry = snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined);
+      const f = p.kind === 'node' && p.candidates ? i.failover?.(p.name) : undefined;
+      return f ? { ...entry, failover: { ...f, ...(f.why ? { why: escapeUnsafe(f.why) } : {}) } } : entry;
+    }),
     routes: (d?.routes ?? []).map(snapshotRoute),
     ...(d?.topology ? { topology: safeTopology(d.topology) } : {}),
     skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node', message: escapeUnsafe(s.message) })),
