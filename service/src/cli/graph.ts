@@ -134,7 +134,7 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
   const peerId = (name: string): string => q(`peer/${name}`);
   const leaders = new Set(o.topology?.granularity === 'location' ? o.topology.locations.map((l) => l.leader) : []);
   const box = (n: Membership['members'][number], indent: string): string => {
-    const attrs = [`label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, n.endpoint])}`];
+    const attrs = [`label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, ...(n.overlayAddress6 ? [n.overlayAddress6] : []), n.endpoint])}`];
     if (n.name === o.self) attrs.push('penwidth=2');
     if (leaders.has(n.name)) attrs.push('style="rounded,bold"', 'color=blue');
     return `${indent}${nodeId(n.name)} [${attrs.join(', ')}];`;
