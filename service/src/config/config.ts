@@ -393,15 +393,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
   cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
-  const m = values.mesh ?? {};
-  cfg.mesh = {
-    granularity: set(m.granularity, cfg.mesh.granularity),
-    locationLabel: set(m.location_label, cfg.mesh.locationLabel),
-    localRoutes: set(m.local_routes, cfg.mesh.localRoutes),
-    reachable: set(m.reachable, cfg.mesh.reachable),
-    leaseNamespace: set(m.lease_namespace, cfg.mesh.leaseNamespace),
-    leaderLeaseSeconds: set(m.leader_lease, cfg.mesh.leaderLeaseSeconds),
-  };
+  cfg.mesh = meshSection(values.mesh ?? {}, cfg.mesh);
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);
@@ -409,6 +401,19 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.metrics.watchDownThresholdSeconds = set(values.metrics?.watch_down_threshold, cfg.metrics.watchDownThresholdSeconds);
   cfg.log.level = set(values.log?.level, cfg.log.level);
   return { config: cfg, warnings };
+}
+
+/** The [mesh] section over its defaults. */
+function meshSection(m: Record<string, unknown>, d: Config['mesh']): Config['mesh'] {
+  const set = <T>(v: unknown, fallback: T): T => (v === undefined ? fallback : (v as T));
+  return {
+    granularity: set(m.granularity, d.granularity),
+    locationLabel: set(m.location_label, d.locationLabel),
+    localRoutes: set(m.local_routes, d.localRoutes),
+    reachable: set(m.reachable, d.reachable),
+    leaseNamespace: set(m.lease_namespace, d.leaseNamespace),
+    leaderLeaseSeconds: set(m.leader_lease, d.leaderLeaseSeconds),
+  };
 }
 
 /** Reads and validates a config file; a missing or unreadable file is a ConfigError naming it. */

@@ -157,16 +157,7 @@ export class Daemon {
     });
     // One device read at a time, reused for a few seconds, for the metrics and the endpoint watch.
     const device = new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000);
-    const endpoints = w.endpointFailoverSeconds > 0 ? new EndpointWatch({
-      read: () => device.get(),
-      peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.discoveredFor(name),
-      timing: { timeoutMs: w.endpointFailoverSeconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
-      log,
-      onChoice: () => this.loop.schedule('endpoint failover'),
-      onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
-    }) : undefined;
-    this.endpoints = endpoints;
+    const endpoints = this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, device, log);
     this.step = new MeshStep({
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
       peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership, endpoints,
@@ -280,6 +271,20 @@ export class Daemon {
     this.health.onReport((which) => {
       this.metrics.setWatch(which, this.health.isUp(which));
       this.status.changed();
+    });
+  }
+
+  /** The endpoint watch, unless failover is off (`endpoint_failover = 0`). */
+  private makeEndpointWatch(seconds: number, device: CachedRead<InterfaceStatus | undefined>, log: Logger): EndpointWatch | undefined {
+    if (seconds === 0) return undefined;
+    return new EndpointWatch({
+      read: () => device.get(),
+      peers: () => this.step.desired?.peers ?? [],
+      discovered: (name) => this.step.discoveredFor(name),
+      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
+      log,
+      onChoice: () => this.loop.schedule('endpoint failover'),
+      onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
     });
   }
 

@@ -63,16 +63,8 @@ export function locationOf(node: MeshNode, label: string): LocationId {
   return { id: `node:${node.name}`, name: node.name, source: 'node' };
 }
 
-/** One admitted Node with what topology needs to know about it. */
-export interface Placed {
-  name: string;
-  createdAt: number;
-  publicKey: string;
-  overlayAddress: string;
-  overlayAddress6?: string | undefined;
-  endpoint: string;
-  /** Its endpoints for failover, best first (when it has more than one). */
-  candidates?: readonly string[] | undefined;
+/** One admitted Node (its member entry) with what topology needs to know about it. */
+export interface Placed extends Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates'> {
   podCIDRs: readonly string[];
   location: LocationId;
   /** Kilo's `leader` annotation is set. */
