@@ -101,7 +101,7 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
     const b = cluster.must('node-b');
     const text = (await b.host.exec('node', [CLI, 'status', '--config', CONF])).stdout;
     assert.match(text, /^wg-overlay on node-b: daemon running \(pid \d+\); last run ok/);
-    assert.match(text, /\ninterface wg0: up, address 100\.64\.\d+\.\d+\/10, listen port 51820\n/);
+    assert.match(text, /\ninterface wg0: up, address 100\.64\.\d+\.\d+\/10, fd[0-9a-f]{2}:[0-9a-f:]+\/48, listen port 51820\n/);
     assert.match(text, /\n  laptop +peer +- +\d+\.\d+\.\d+\.\d+:\d+ +\d+s ago +\d+(\.\d)? K?i?B +\d+(\.\d)? K?i?B +ok \(1\)\n/, text);
     assert.match(text, /\n  node-a +node +100\.64\.\d+\.\d+ +/);
     const view = JSON.parse((await b.host.exec('node', [CLI, 'status', '--json', '--config', CONF])).stdout) as StatusView;

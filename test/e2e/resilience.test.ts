@@ -74,7 +74,7 @@ describe('e2e: resilience', function () {
     });
     assert.match(conf, /^# managed by wg-overlay/);
     assert.match(conf, /^Table = off$/m);
-    assert.match(conf, new RegExp(`^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10$`, 'm'));
+    assert.match(conf, new RegExp(`^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10, ${cluster.annotations('node-a')['wg-overlay.io/overlay-address6']!}/48$`, 'm'));
     const stat = await a.host.exec('stat', ['-c', '%a', '/etc/wireguard/wg0.conf']);
     assert.equal(stat.stdout.trim(), '600');
     const strip = await a.host.exec('wg-quick', ['strip', 'wg0']);

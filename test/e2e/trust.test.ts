@@ -47,7 +47,8 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
       await waitFor(`${n.name} to add evil as a peer without its ranges`, async () => {
         const dev = await cluster.device(n.name);
         const p = dev?.peers.find((x) => x.publicKey === evilKey);
-        return p && p.allowedIPs.length === 1 && p.endpoint === '198.51.100.66:51820';
+        // Only its overlay addresses (IPv4 and IPv6): none of its PodCIDRs.
+        return p && p.allowedIPs.length === 2 && p.allowedIPs.every((c) => /\/(32|128)$/.test(c)) && p.endpoint === '198.51.100.66:51820';
       });
     }
     assert.deepEqual(await cluster.routes('node-a'), routesBefore.a);

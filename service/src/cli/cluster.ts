@@ -6,9 +6,12 @@
 import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
-import { loadKubeconfig } from '../kube/kubeconfig.js';
+import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
+import { leasesApi, readLeaseHolders } from '../kube/location-leases.js';
 import { listNodes } from '../kube/node-source.js';
 import { listExternalPeers, peersApi } from '../kube/peer-source.js';
+import type { Membership } from '../mesh/membership.js';
+import { clusterTopology, type Topology } from '../mesh/topology.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 
 /** A failure of a CLI command: the message is printed as `wg-overlay <cmd>: <message>`, then it exits with `code`. */
@@ -37,6 +40,8 @@ export interface ClusterData {
   externalPeers: ExternalPeer[];
   /** True when the Peer CRD is not installed. */
   peersAbsent: boolean;
+  /** The cluster's CA certificate, for `[overlay] cidr6 = auto`. */
+  clusterCa: string | undefined;
 }
 
 /** Lists Nodes and external peers through the kubeconfig named by the config. */
@@ -55,7 +60,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   }
   try {
     const { peers, absent } = await listExternalPeers(peersApi(kc));
-    return { nodes, externalPeers: peers, peersAbsent: absent };
+    return { nodes, externalPeers: peers, peersAbsent: absent, clusterCa: await clusterCa(kc) };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));
   }
@@ -81,4 +86,23 @@ export async function runCli(name: string, err: NodeJS.WritableStream, body: () 
     }
     throw e;
   }
+}
+
+/**
+ * The topology of the cluster for `[mesh] granularity = location` or `cross` (undefined for a full
+ * mesh), with the location Leases' holders read once (none when they cannot be read).
+ */
+export async function readTopology(config: Config, nodes: readonly MeshNode[], view: Membership): Promise<Topology | undefined> {
+  const m = config.mesh;
+  if (m.granularity === 'full' || !view.policy) return undefined;
+  let leases = { holders: new Map<string, string>(), lapsed: new Map<string, string>() };
+  if (m.granularity === 'location') {
+    try {
+      leases = await readLeaseHolders(leasesApi(await loadKubeconfig(config.kubernetes.kubeconfig), m.leaseNamespace));
+    } catch {
+      // Without the Leases the leaders are those the rules rank first.
+    }
+  }
+  const settings = { granularity: m.granularity, locationLabel: m.locationLabel, reachable: m.reachable, localRoutes: m.localRoutes };
+  return clusterTopology(view.members, new Map(nodes.map((n) => [n.name, n])), settings, view.policy, leases.holders, leases.lapsed);
 }

@@ -4,7 +4,9 @@
  * endpoint), solid links between nodes and dashed links to Peers. Links of the node the command
  * runs on carry the age of their latest handshake from its `wg show <if> dump`, and stale ones
  * (no handshake, or older than --stale seconds) are drawn red. Nodes and Peers left out of the
- * mesh are drawn grey with the reason. Render it with `wg-overlay graph | dot -Tsvg > mesh.svg`.
+ * mesh are drawn grey with the reason. With `[mesh] granularity = location` or `cross`, locations
+ * are clusters, leaders are marked, and only the tunnels that exist are drawn (links over a
+ * location's private network dotted). Render it with `wg-overlay graph | dot -Tsvg > mesh.svg`.
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
@@ -13,9 +15,10 @@ import { meshSettings } from '../config/mesh-settings.js';
 import { EXIT_USAGE } from '../exit-status.js';
 import { readDevice } from '../host/device.js';
 import { decideMembership, type Membership } from '../mesh/membership.js';
+import type { Topology } from '../mesh/topology.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { formatCidr } from '../net/ip.js';
-import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, readTopology, runCli, usageErrors } from './cluster.js';
 
 export const GRAPH_USAGE = `Usage: wg-overlay graph [--stale SECONDS] [--no-handshakes] [--config FILE]
 
@@ -39,6 +42,8 @@ export interface GraphOptions {
   /** Now, in unix seconds. */
   now: number;
   staleAfterSeconds: number;
+  /** With location or cross granularity: locations are drawn as clusters, leaders marked. */
+  topology?: Topology | undefined;
 }
 
 /** Quotes a DOT ID / string. */
@@ -76,6 +81,45 @@ function handshakeAttrs(publicKey: string, o: GraphOptions): string[] {
     : ['color=darkgreen', 'fontcolor=darkgreen', `label=${q(`${formatAge(age)} ago`)}`];
 }
 
+/** The links: tunnels (solid, with handshakes on this node's), the private network inside a location (dotted), external peers (dashed). */
+function links(view: Membership, o: GraphOptions, nodeId: (n: string) => string, peerId: (n: string) => string): string[] {
+  const out: string[] = [];
+  const nodes = view.members;
+  const t = o.topology;
+  const loc = (name: string): string | undefined => t?.locationOf.get(name);
+  const leaderOf = new Map(t?.locations.map((l) => [l.location.id, l.leader]) ?? []);
+  const tunnels = (a: string, b: string): boolean => {
+    if (!t) return true;
+    if (loc(a) === loc(b)) return false;
+    return t.granularity === 'cross' || (leaderOf.get(loc(a)!) === a && leaderOf.get(loc(b)!) === b);
+  };
+  const edge = (a: Membership['members'][number], b: Membership['members'][number]): void => {
+    if (t && loc(a.name) === loc(b.name)) {
+      // Inside a location: the private network, to the leader (location) or between all (cross).
+      if (t.granularity === 'cross' || leaderOf.get(loc(a.name)!) === a.name || leaderOf.get(loc(b.name)!) === b.name) {
+        out.push(`  ${nodeId(a.name)} -- ${nodeId(b.name)} [style=dotted, color=gray, label="private"];`);
+      }
+      return;
+    }
+    if (!tunnels(a.name, b.name)) return;
+    const attrs: string[] = [];
+    if (o.self === a.name) attrs.push(...handshakeAttrs(b.publicKey, o));
+    else if (o.self === b.name) attrs.push(...handshakeAttrs(a.publicKey, o));
+    out.push(`  ${nodeId(a.name)} -- ${nodeId(b.name)}${attrs.length ? ` [${attrs.join(', ')}]` : ''};`);
+  };
+  for (let i = 0; i < nodes.length; i += 1) for (let j = i + 1; j < nodes.length; j += 1) edge(nodes[i]!, nodes[j]!);
+  for (const n of nodes) {
+    // External peers are peers of every node, or of the leaders only.
+    if (t?.granularity === 'location' && leaderOf.get(loc(n.name)!) !== n.name) continue;
+    for (const p of view.externalPeers) {
+      const attrs = ['style=dashed'];
+      if (o.self === n.name) attrs.push(...handshakeAttrs(p.publicKey, o));
+      out.push(`  ${nodeId(n.name)} -- ${peerId(p.name)} [${attrs.join(', ')}];`);
+    }
+  }
+  return out;
+}
+
 /** Renders the mesh as DOT (pure). */
 export function renderGraph(view: Membership, o: GraphOptions): string {
   const out: string[] = [
@@ -88,10 +132,22 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
   ];
   const nodeId = (name: string): string => q(`node/${name}`);
   const peerId = (name: string): string => q(`peer/${name}`);
-  for (const n of view.members) {
-    const attrs = [`label=${label([n.name, ...n.podCIDRs, n.overlayAddress, n.endpoint])}`];
+  const leaders = new Set(o.topology?.granularity === 'location' ? o.topology.locations.map((l) => l.leader) : []);
+  const box = (n: Membership['members'][number], indent: string): string => {
+    const attrs = [`label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, ...(n.overlayAddress6 ? [n.overlayAddress6] : []), n.endpoint])}`];
     if (n.name === o.self) attrs.push('penwidth=2');
-    out.push(`  ${nodeId(n.name)} [${attrs.join(', ')}];`);
+    if (leaders.has(n.name)) attrs.push('style="rounded,bold"', 'color=blue');
+    return `${indent}${nodeId(n.name)} [${attrs.join(', ')}];`;
+  };
+  if (o.topology) {
+    const byName = new Map(view.members.map((n) => [n.name, n]));
+    o.topology.locations.forEach((l, i) => {
+      out.push(`  subgraph "cluster_${i}" {`, `    label=${q(l.location.source === 'node' ? `${l.location.name} (on its own)` : `location ${l.location.name}`)};`, '    style="rounded,dashed";');
+      for (const name of l.members) if (byName.has(name)) out.push(box(byName.get(name)!, '    '));
+      out.push('  }');
+    });
+  } else {
+    for (const n of view.members) out.push(box(n, '  '));
   }
   for (const p of view.externalPeers) {
     out.push(`  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`);
@@ -106,24 +162,7 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
     const shape = kind === 'node' ? 'box' : 'ellipse';
     out.push(`  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`);
   }
-  const nodes = view.members;
-  for (let i = 0; i < nodes.length; i += 1) {
-    for (let j = i + 1; j < nodes.length; j += 1) {
-      const a = nodes[i]!;
-      const b = nodes[j]!;
-      const attrs: string[] = [];
-      if (o.self === a.name) attrs.push(...handshakeAttrs(b.publicKey, o));
-      else if (o.self === b.name) attrs.push(...handshakeAttrs(a.publicKey, o));
-      out.push(`  ${nodeId(a.name)} -- ${nodeId(b.name)}${attrs.length ? ` [${attrs.join(', ')}]` : ''};`);
-    }
-  }
-  for (const n of nodes) {
-    for (const p of view.externalPeers) {
-      const attrs = ['style=dashed'];
-      if (o.self === n.name) attrs.push(...handshakeAttrs(p.publicKey, o));
-      out.push(`  ${nodeId(n.name)} -- ${peerId(p.name)} [${attrs.join(', ')}];`);
-    }
-  }
+  out.push(...links(view, o, nodeId, peerId));
   out.push('}');
   return `${out.join('\n')}\n`;
 }
@@ -146,7 +185,8 @@ export async function graphCommand(argv: string[], out: NodeJS.WritableStream = 
     if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const cluster = await readCluster(config);
-    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined));
+    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined, { clusterCa: cluster.clusterCa }));
+    const topology = await readTopology(config, cluster.nodes, view);
     const self = config.kubernetes.nodeName;
     let handshakes: Map<string, number> | undefined;
     if (!values['no-handshakes'] && view.members.some((n) => n.name === self)) {
@@ -154,7 +194,7 @@ export async function graphCommand(argv: string[], out: NodeJS.WritableStream = 
       if (dev) handshakes = new Map(dev.peers.map((p) => [p.publicKey, p.latestHandshake]));
       else err.write(`wg-overlay graph: cannot read ${config.wireguard.interface} on this node (missing, or not root): links are drawn without handshakes\n`);
     }
-    out.write(renderGraph(view, { self: handshakes ? self : undefined, handshakes, now: Math.floor(Date.now() / 1000), staleAfterSeconds: stale }));
+    out.write(renderGraph(view, { self: handshakes ? self : undefined, handshakes, now: Math.floor(Date.now() / 1000), staleAfterSeconds: stale, topology }));
     return 0;
   });
 }

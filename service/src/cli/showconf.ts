@@ -14,13 +14,13 @@ import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import { meshSettings } from '../config/mesh-settings.js';
 import { EXIT_USAGE } from '../exit-status.js';
 import { ANNOTATION_PUBLIC_KEY } from '../mesh/annotations.js';
-import { computeDesired, NotReadyError } from '../mesh/desired.js';
+import { computeDesired, NotReadyError, overlayHosts } from '../mesh/desired.js';
 import type { AdmittedPeer } from '../mesh/external-peers.js';
 import { isValidKey } from '../mesh/keys.js';
 import { decideMembership, type Member, type Membership } from '../mesh/membership.js';
 import { compareSeniority } from '../mesh/order.js';
 import type { DesiredState, ExternalPeer, MeshNode, MeshSettings } from '../mesh/types.js';
-import { compareCidrText, formatCidr, hostCidr, parseCidr, parseIp } from '../net/ip.js';
+import { compareCidrText, formatCidr, hostCidr, parseCidr } from '../net/ip.js';
 import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
 import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
 import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
@@ -108,7 +108,7 @@ export function renderPeerConf(membership: Membership, name: string, opts: PeerC
   ];
   const extra = opts.extraAllowedIPs.filter((c) => !peer.allowedIPs.includes(c));
   const peers = membership.members.map((n) => {
-    const own = [hostCidr(parseIp(n.overlayAddress)!), ...n.podCIDRs].sort(compareCidrText);
+    const own = [...overlayHosts(n), ...n.podCIDRs].sort(compareCidrText);
     const withExtra = n === via && extra.length > 0;
     return toWgQuickPeer({
       name: n.name,
@@ -167,7 +167,7 @@ export async function showconfCommand(argv: string[], out: NodeJS.WritableStream
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const extra = [...config.peers.allowedIpsExtra, ...parseCidrList(values['allowed-ips'] ?? [], '--allowed-ips')];
     const cluster = await readCluster(config);
-    const settings = meshSettings(config, undefined);
+    const settings = meshSettings(config, undefined, { clusterCa: cluster.clusterCa });
     if (kind === 'peer') {
       if (cluster.peersAbsent) throw new CliError('the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml');
       const membership = decideMembership(cluster.nodes, cluster.externalPeers, settings);

@@ -16,7 +16,7 @@ import { readLink } from '../host/link.js';
 import { readRoutes } from '../host/routes.js';
 import { describeError } from '../log/logger.js';
 import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js';
-import type { SkipReason } from '../mesh/types.js';
+import type { SkipReason, TopologyState } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
 import { escapeUnsafe } from '../mesh/text.js';
@@ -51,6 +51,8 @@ export interface StatusPeer {
   routesPresent: boolean;
   /** False when the daemon wants the peer but the device does not have it (yet). */
   onDevice: boolean;
+  /** A Node with several endpoints: the candidates, which is in use, and why. */
+  failover: { candidates: string[]; index: number; why?: string } | null;
 }
 
 /** Everything `status` shows. */
@@ -85,6 +87,10 @@ export interface StatusView {
     error: string | null;
   };
   peers: StatusPeer[];
+  /** With location or cross granularity: this node's location and leader. */
+  topology: TopologyState | null;
+  /** Routes through a member of this node's location (the private network), and whether each is in place. */
+  privateRoutes: Array<{ dst: string; via: string; gateway: string; present: boolean }>;
   skipped: SkipReason[];
   warnings: string[];
 }
@@ -124,6 +130,7 @@ export function buildStatusView(i: StatusInput): StatusView {
   const snap = i.snapshot;
   const dev = i.device;
   const present = new Set(i.routes.filter((r) => r.dev === i.iface).map((r) => normalizeCidr(r.dst) ?? r.dst));
+  const viaGateway = new Set(i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`));
   const onDevice = new Map((dev?.peers ?? []).map((p) => [p.publicKey, p]));
   const peers: StatusPeer[] = [];
   const nowS = Math.floor(i.now / 1000);
@@ -145,6 +152,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       routes,
       routesPresent: routes.every((r) => r.present),
       onDevice: d !== undefined,
+      failover: p.failover ?? null,
     });
   }
   const wanted = new Set((snap?.peers ?? []).map((p) => p.publicKey));
@@ -163,6 +171,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       routes: [],
       routesPresent: true,
       onDevice: true,
+      failover: null,
     });
   }
   return {
@@ -190,6 +199,8 @@ export function buildStatusView(i: StatusInput): StatusView {
       error: i.snapshotError ?? null,
     },
     peers,
+    topology: snap?.topology ?? null,
+    privateRoutes: (snap?.routes ?? []).filter((r) => r.gateway).map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
     skipped: snap?.skipped ?? [],
     warnings: [...(i.ipForwarding === false ? [FORWARDING_OFF_WARNING] : []), ...(snap?.warnings ?? [])],
   };
@@ -253,6 +264,7 @@ export function renderStatusText(v: StatusView, now: number): string {
     if (i.publicKey) out.push(`  public key ${i.publicKey}`);
     if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
   }
+  if (v.topology) out.push(...topologyLines(v));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
   out.push('', `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`);
@@ -265,7 +277,7 @@ export function renderStatusText(v: StatusView, now: number): string {
         p.name,
         p.kind,
         p.overlayAddress ?? '-',
-        p.endpoint ?? '(none)',
+        `${p.endpoint ?? '(none)'}${p.failover ? ` (${p.failover.index + 1}/${p.failover.candidates.length})` : ''}`,
         p.onDevice ? (p.handshakeAgeSeconds === null ? 'never' : `${formatAge(p.handshakeAgeSeconds)} ago`) : 'NOT ON DEVICE',
         formatBytes(p.rxBytes),
         formatBytes(p.txBytes),
@@ -273,6 +285,11 @@ export function renderStatusText(v: StatusView, now: number): string {
       ]);
     }
     out.push(...table(rows).map((l) => `  ${l}`));
+  }
+  const failing = v.peers.filter((p) => p.failover && p.failover.index > 0);
+  if (failing.length > 0) {
+    out.push('', 'endpoint failover:');
+    for (const p of failing) out.push(`  ${p.name}: candidate ${p.failover!.index + 1} of ${p.failover!.candidates.length} (${p.failover!.candidates.join(', ')})${p.failover!.why ? `: ${p.failover!.why}` : ''}`);
   }
   if (v.skipped.length > 0) {
     out.push('', `skipped: ${v.skipped.length}`);
@@ -284,6 +301,18 @@ export function renderStatusText(v: StatusView, now: number): string {
   }
   // Everything shown may hold text from the API: no control or bidi character reaches the terminal.
   return `${out.map(escapeUnsafe).join('\n')}\n`;
+}
+
+/** Where this node stands in a location or cross topology, and its routes over the private network. */
+function topologyLines(v: StatusView): string[] {
+  const t = v.topology!;
+  const out = [`location ${t.location} (granularity ${t.granularity}): ${t.granularity === 'cross' ? 'tunnels to every node of other locations' : t.leads ? `this node leads it (${t.why})` : `led by ${t.leader} (${t.why}); other locations are reached through it`}`];
+  out.push(`  locations: ${t.locations.map((l) => `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${t.granularity === 'location' ? `, leader ${l.leader}` : ''})`).join('; ')}`);
+  if (v.privateRoutes.length > 0) {
+    const missing = v.privateRoutes.filter((r) => !r.present);
+    out.push(`  routes over the private network: ${v.privateRoutes.length}${missing.length ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}` : ', all in place'}`);
+  }
+  return out;
 }
 
 /** Whether a process with this pid exists. */

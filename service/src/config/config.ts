@@ -43,9 +43,13 @@ export interface Config {
     createInterface: boolean;
     /** Which published endpoints of other Nodes are believed (`addresses`: only their own status.addresses). */
     publishedEndpoints: 'addresses' | 'any';
+    /** Seconds without an answer before a peer's next endpoint is tried (0 = no failover). */
+    endpointFailoverSeconds: number;
   };
   overlay: {
     cidr: string;
+    /** The IPv6 overlay: `auto` (a unique local /48 derived from the cluster's CA), `off`, or a CIDR. */
+    cidr6: 'auto' | 'off' | string;
     /** A Node's PodCIDRs must lie inside these to be routed. */
     podCidrs: string[];
     /** The widest range routed to one Node or external peer (a prefix length), by family. */
@@ -152,6 +156,14 @@ const overlayCidr: KeySpec['parse'] = (v) => {
   return ok(v.trim());
 };
 
+const overlayCidr6: KeySpec['parse'] = (v) => {
+  if (v === 'auto' || v === 'off') return ok(v);
+  const c = parseCidr(v, { strict: true });
+  if (!c || c.family !== 6) return bad('auto, off, or an IPv6 network in CIDR form with no host bits set, e.g. fd00:64::/48');
+  if (c.prefix > 120) return bad('an IPv6 network of /120 or larger');
+  return ok(formatCidr(c));
+};
+
 const logLevel: KeySpec['parse'] = oneOf(...LOG_LEVELS);
 
 const anyText: KeySpec['parse'] = (v) => (v.length > 0 && v.length <= 253 ? ok(v) : bad('a non-empty name'));
@@ -200,9 +212,11 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     implementation: { parse: oneOf('auto', 'kernel', 'userspace') },
     create_interface: { parse: boolean },
     published_endpoints: { parse: oneOf('addresses', 'any') },
+    endpoint_failover: { parse: (v) => (v === '0' ? ok(0) : intIn(5, 600, '0 (off) or a number of seconds')(v, { section: {} })) },
   },
   overlay: {
     cidr: { parse: overlayCidr },
+    cidr6: { parse: overlayCidr6 },
     pod_cidrs: { parse: cidrList },
     min_prefix_v4: { parse: intIn(1, 32, 'a prefix length') },
     min_prefix_v6: { parse: intIn(1, 128, 'a prefix length') },
@@ -257,8 +271,9 @@ export function defaultConfig(): Config {
       implementation: 'auto',
       createInterface: true,
       publishedEndpoints: 'addresses',
+      endpointFailoverSeconds: 15,
     },
-    overlay: { cidr: '100.64.0.0/10', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
+    overlay: { cidr: '100.64.0.0/10', cidr6: 'auto', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
     mesh: { granularity: 'full', locationLabel: 'topology.kubernetes.io/region', localRoutes: true, reachable: 'public', leaseNamespace: 'wg-overlay', leaderLeaseSeconds: 5 },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
     peers: { allowedIpsExtra: [] },
@@ -373,18 +388,12 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.implementation = set(w.implementation, cfg.wireguard.implementation);
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
   cfg.wireguard.publishedEndpoints = set(w.published_endpoints, cfg.wireguard.publishedEndpoints);
+  cfg.wireguard.endpointFailoverSeconds = set(w.endpoint_failover, cfg.wireguard.endpointFailoverSeconds);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
+  cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
   cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
-  const m = values.mesh ?? {};
-  cfg.mesh = {
-    granularity: set(m.granularity, cfg.mesh.granularity),
-    locationLabel: set(m.location_label, cfg.mesh.locationLabel),
-    localRoutes: set(m.local_routes, cfg.mesh.localRoutes),
-    reachable: set(m.reachable, cfg.mesh.reachable),
-    leaseNamespace: set(m.lease_namespace, cfg.mesh.leaseNamespace),
-    leaderLeaseSeconds: set(m.leader_lease, cfg.mesh.leaderLeaseSeconds),
-  };
+  cfg.mesh = meshSection(values.mesh ?? {}, cfg.mesh);
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);
@@ -392,6 +401,19 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.metrics.watchDownThresholdSeconds = set(values.metrics?.watch_down_threshold, cfg.metrics.watchDownThresholdSeconds);
   cfg.log.level = set(values.log?.level, cfg.log.level);
   return { config: cfg, warnings };
+}
+
+/** The [mesh] section over its defaults. */
+function meshSection(m: Record<string, unknown>, d: Config['mesh']): Config['mesh'] {
+  const set = <T>(v: unknown, fallback: T): T => (v === undefined ? fallback : (v as T));
+  return {
+    granularity: set(m.granularity, d.granularity),
+    locationLabel: set(m.location_label, d.locationLabel),
+    localRoutes: set(m.local_routes, d.localRoutes),
+    reachable: set(m.reachable, d.reachable),
+    leaseNamespace: set(m.lease_namespace, d.leaseNamespace),
+    leaderLeaseSeconds: set(m.leader_lease, d.leaderLeaseSeconds),
+  };
 }
 
 /** Reads and validates a config file; a missing or unreadable file is a ConfigError naming it. */

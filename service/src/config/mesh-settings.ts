@@ -1,8 +1,28 @@
 /**
  * The part of the config the pure core depends on, shared by the daemon and the operator commands.
  */
+import { createHash } from 'node:crypto';
 import type { MembershipSettings, MeshSettings } from '../mesh/types.js';
 import type { Config } from './config.js';
+
+/**
+ * The IPv6 overlay `[overlay] cidr6 = auto` stands for: a unique local /48 (RFC 4193) whose 40-bit
+ * global ID is a hash of the cluster's CA certificate, so every node of a cluster computes the same
+ * one and two clusters almost never share it.
+ */
+export function autoOverlay6(clusterCa: string): string {
+  const id = createHash('sha256').update(clusterCa.replace(/\s+/g, '')).digest();
+  const hex = (i: number): string => id.readUInt16BE(i).toString(16);
+  return `fd${id[0]!.toString(16).padStart(2, '0')}:${hex(1)}:${hex(3)}::/48`;
+}
+
+/** The IPv6 overlay of a config (undefined: IPv4 only, or `auto` without a cluster CA). */
+export function overlay6Of(config: Config, clusterCa: string | undefined): string | undefined {
+  const v = config.overlay.cidr6;
+  if (v === 'off') return undefined;
+  if (v === 'auto') return clusterCa ? autoOverlay6(clusterCa) : undefined;
+  return v;
+}
 
 /** What the daemon learns at run time that membership also depends on. */
 export interface RuntimeFacts {
@@ -10,6 +30,8 @@ export interface RuntimeFacts {
   protectedAddresses?: readonly string[];
   /** External peers' endpoint names resolved to addresses. */
   resolved?: ReadonlyMap<string, string>;
+  /** The cluster's CA certificate (PEM), from which `cidr6 = auto` is derived. */
+  clusterCa?: string | undefined;
 }
 
 /** The mesh settings of a config, with the MTU resolved (undefined leaves it to wg-quick). */
@@ -18,7 +40,7 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
   const o = config.overlay;
   return {
     interfaceName: w.interface, listenPort: w.listenPort, mtu, persistentKeepalive: w.persistentKeepalive, endpoint: w.endpoint,
-    overlayCidr: o.cidr, podCidrs: o.podCidrs, minPrefix: o.minPrefix, publishedEndpoints: w.publishedEndpoints,
+    overlayCidr: o.cidr, overlayCidr6: overlay6Of(config, facts.clusterCa), podCidrs: o.podCidrs, minPrefix: o.minPrefix, publishedEndpoints: w.publishedEndpoints,
     ...(facts.protectedAddresses ? { protectedAddresses: facts.protectedAddresses } : {}),
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
   };
@@ -27,7 +49,7 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
 /** The part of the mesh settings membership decides by (the same on every node of a cluster). */
 export function membershipSettings(s: MeshSettings): MembershipSettings {
   return {
-    overlayCidr: s.overlayCidr, listenPort: s.listenPort,
+    overlayCidr: s.overlayCidr, listenPort: s.listenPort, ...(s.overlayCidr6 ? { overlayCidr6: s.overlayCidr6 } : {}),
     ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}), ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
     ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}), ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
     ...(s.resolved ? { resolved: s.resolved } : {}),

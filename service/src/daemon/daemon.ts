@@ -20,6 +20,7 @@ import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
 import type { ExternalPeerSource } from '../kube/peer-source.js';
 import { describeError, type Logger } from '../log/logger.js';
+import type { InterfaceStatus } from '../mesh/status.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 import { DaemonMetrics, evaluateHealth, type HealthResult } from '../metrics/metrics.js';
 import type { startMetricsServer } from '../metrics/server.js';
@@ -34,6 +35,7 @@ import type { LoadedKey } from '../wireguard/keys.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader, loadOrReport, type SignalSource } from './config-reloader.js';
 import { ReconcileLoop } from './loop.js';
+import { EndpointWatch } from './endpoint-watch.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
@@ -51,6 +53,8 @@ export interface KubeAccess {
   publisher: NodePublisher;
   /** The location leader Leases of a namespace (absent: no locations). */
   leases?: (namespace: string) => LeaseApi;
+  /** The cluster's CA certificate (PEM), for `[overlay] cidr6 = auto`. */
+  clusterCa?: string | undefined;
 }
 
 /** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
@@ -122,6 +126,7 @@ export class Daemon {
   private readonly status: StatusWriter;
   private readonly reloader: ConfigReloader;
   private readonly resolver: NameResolver;
+  private readonly endpoints: EndpointWatch | undefined;
 
   /**
    * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
@@ -150,17 +155,21 @@ export class Daemon {
       api: p.kube.leases(m.leaseNamespace), namespace: m.leaseNamespace, self: p.identity.name, leaseSeconds: m.leaderLeaseSeconds, log,
       onChange: () => this.loop.schedule('a location leader Lease changed'),
     });
+    // One device read at a time, reused for a few seconds, for the metrics and the endpoint watch.
+    const device = new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000);
+    const endpoints = this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, device, log);
     this.step = new MeshStep({
       runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
-      peers: new PeerAdapter(env.runner, w.interface), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership,
+      peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership, endpoints,
     }, p.config, true);
-    this.step.setFacts({ protectedAddresses: p.apiAddresses });
+    this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
+    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa) log.warning('[overlay] cidr6 = auto needs the cluster\'s CA certificate in the kubeconfig, which has none: the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)');
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
     this.resolver = new NameResolver((name) => env.lookupName(name), log, () => {
       this.step.setFacts({ resolved: this.resolver.resolved });
       this.loop.schedule('a DNS name resolved to a new address');
     });
-    this.metrics = this.makeMetrics(p.identity.name, w.interface);
+    this.metrics = this.makeMetrics(p.identity.name, w.interface, device);
     this.metricsEndpoint = new MetricsEndpoint(this.metrics, () => this.healthVerdict(), log, env.serveMetrics, p.config);
     this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log, bySize(200));
     this.reloader = new ConfigReloader(configPath, env.loadConfig, {
@@ -178,6 +187,7 @@ export class Daemon {
       this.metricsEndpoint,
       this.loop,
       ...(leadership ? [leadership] : []),
+      ...(endpoints ? [endpoints] : []),
       this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
         onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },
@@ -264,9 +274,21 @@ export class Daemon {
     });
   }
 
-  private makeMetrics(node: string, iface: string): DaemonMetrics {
-    // Scrapes share one device read at a time, and reuse it for a few seconds.
-    const device = new CachedRead(() => readDevice(this.env.quietRunner, iface), 5_000);
+  /** The endpoint watch, unless failover is off (`endpoint_failover = 0`). */
+  private makeEndpointWatch(seconds: number, device: CachedRead<InterfaceStatus | undefined>, log: Logger): EndpointWatch | undefined {
+    if (seconds === 0) return undefined;
+    return new EndpointWatch({
+      read: () => device.get(),
+      peers: () => this.step.desired?.peers ?? [],
+      discovered: (name) => this.step.discoveredFor(name),
+      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
+      log,
+      onChoice: () => this.loop.schedule('endpoint failover'),
+      onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
+    });
+  }
+
+  private makeMetrics(node: string, iface: string, device: CachedRead<InterfaceStatus | undefined>): DaemonMetrics {
     return new DaemonMetrics({
       node,
       iface,
@@ -323,6 +345,7 @@ export class Daemon {
       watch: this.health.snapshot(),
       now: Date.now(),
       pid: process.pid,
+      failover: (name) => this.endpoints?.describe(name),
     });
   }
 }

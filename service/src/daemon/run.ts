@@ -9,7 +9,7 @@ import { ExecaRunner } from '../exec/runner.js';
 import { ipForwardingEnabled } from '../host/forwarding.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
-import { loadKubeconfig } from '../kube/kubeconfig.js';
+import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { ApiNodePublisher } from '../kube/node-publisher.js';
 import { ListNodeSource, nodesApi, WatchNodeSource } from '../kube/node-source.js';
 import { ListExternalPeerSource, peersApi, WatchExternalPeerSource } from '../kube/peer-source.js';
@@ -35,6 +35,7 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
     externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(peersApi(kc), log) : new ListExternalPeerSource(peersApi(kc), log, everyMs),
     publisher: new ApiNodePublisher(kc),
     leases: (namespace) => leasesApi(kc, namespace),
+    clusterCa: await clusterCa(kc),
   };
 }
 

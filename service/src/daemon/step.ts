@@ -16,7 +16,9 @@ import type { PeerAdapter } from '../host/peer-adapter.js';
 import type { RouteAdapter } from '../host/route-adapter.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { Logger } from '../log/logger.js';
-import { OWN_ANNOTATIONS } from '../mesh/annotations.js';
+import { ANNOTATION_DISCOVERED, OWN_ANNOTATIONS } from '../mesh/annotations.js';
+import { DiscoveredIndex } from '../mesh/discovered.js';
+import { formatIp, parseHostPort, parseIp } from '../net/ip.js';
 import { desiredFor, NotReadyError, type TopologyInput } from '../mesh/desired.js';
 import { MeshEngine, sameNode } from '../mesh/engine.js';
 import type { Membership } from '../mesh/membership.js';
@@ -44,6 +46,14 @@ export interface Leadership {
   want(wish: { location: string; candidates: readonly string[]; leader?: string } | undefined): void;
 }
 
+/** Endpoint failover and NAT observations, as the step sees them. */
+export interface Endpoints {
+  /** The endpoints chosen instead of peers' best ones, and the names whose choice changed. */
+  take(): { chosen: ReadonlyMap<string, string>; changed: ReadonlySet<string> };
+  /** Peers (by name) this node saw arrive from an endpoint none of their addresses explains. */
+  readonly observed: Readonly<Record<string, string>>;
+}
+
 /** The parts a step works with. */
 export interface StepParts {
   runner: CommandRunner;
@@ -56,6 +66,8 @@ export interface StepParts {
   confFile: WgQuickFile;
   /** The location leader Leases (absent: granularity = location has no Leases, leaders by rank only). */
   leadership?: Leadership | undefined;
+  /** Endpoint failover (absent: off). */
+  endpoints?: Endpoints | undefined;
 }
 
 /** How a step ended (when it did not throw). */
@@ -90,6 +102,8 @@ function membershipKey(s: MembershipSettings): string {
 /** The reconcile step of one node. */
 export class MeshStep {
   private readonly nodes = new Map<string, MeshNode>();
+  /** Where Nodes saw each other arrive from (their discovered-endpoints annotations). */
+  private readonly discovered = new DiscoveredIndex();
   private nodesKnown = false;
   private externalPeers: ExternalPeer[] | undefined;
   private engine: { key: string; engine: MeshEngine } | undefined;
@@ -128,6 +142,7 @@ export class MeshStep {
     const old = this.nodes.get(node.name);
     if (old && sameNode(old, node)) return false;
     this.nodes.set(node.name, node);
+    this.discovered.update(node);
     this.engine?.engine.upsertNode(node);
     return true;
   }
@@ -135,6 +150,7 @@ export class MeshStep {
   /** Takes one deleted Node; true when there was one by that name. */
   removeNode(name: string): boolean {
     if (!this.nodes.delete(name)) return false;
+    this.discovered.remove(name);
     this.engine?.engine.removeNode(name);
     return true;
   }
@@ -146,6 +162,11 @@ export class MeshStep {
     this.externalPeers = [...peers];
     this.engine?.engine.setExternalPeers(this.externalPeers);
     return true;
+  }
+
+  /** Endpoints other Nodes saw Node `name` arrive from (candidates for failover). */
+  discoveredFor(name: string): string[] {
+    return this.discovered.about(name);
   }
 
   /** Why the wg-quick file could not be written the last time, if it could not. */
@@ -263,8 +284,9 @@ export class MeshStep {
     }
     const mtu = await this.resolveMtu(selfNode);
     try {
-      const settings = meshSettings(this.config, mtu, this.facts);
-      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired, this.topologyInput());
+      const settings = this.behindNat(selfNode, meshSettings(this.config, mtu, this.facts));
+      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired, this.topologyInput(), this.parts.endpoints?.take());
+      this.addObserved(this.desired);
       this.wantLease(this.desired);
       // A node (re)starting must not lead by rank for a moment while another one holds the Lease.
       if (this.desired.topology?.granularity === 'location' && this.parts.leadership && !this.parts.leadership.known()) {
@@ -278,6 +300,28 @@ export class MeshStep {
     this.waiting = undefined;
     this.logSkips(this.desired);
     return this.desired;
+  }
+
+  /**
+   * Behind NAT (another Node saw this one arrive from an address that is none of its own), a
+   * keepalive of 25 s keeps the mapping open when none is configured.
+   */
+  private behindNat(selfNode: MeshNode, settings: MeshSettings): MeshSettings {
+    if (settings.persistentKeepalive > 0) return settings;
+    const own = new Set([...selfNode.internalIPs, ...selfNode.externalIPs].map((t) => parseIp(t)).filter((ip) => !!ip).map((ip) => formatIp(ip!)));
+    const seen = this.discovered.about(selfNode.name).map((ep) => parseHostPort(ep)?.host).filter((h): h is string => !!h);
+    if (!seen.some((h) => !own.has(formatIp(parseIp(h)!)))) return settings;
+    if (this.reporter.changed('nat', seen.join())) this.parts.log.info(`other nodes see this node arrive from ${seen.join(', ')}, not one of its own addresses (behind NAT): keepalive 25 s towards every peer`);
+    return { ...settings, persistentKeepalive: 25 };
+  }
+
+  /** Adds this node's NAT observations to what it publishes (bounded, as other nodes read them). */
+  private addObserved(desired: DesiredState): void {
+    const observed = this.parts.endpoints?.observed ?? {};
+    let text = JSON.stringify(observed);
+    // Other nodes ignore annotations over 1 KiB: keep the first entries (by name) that fit.
+    while (text.length > 1000) text = JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(text) as Record<string, string>).slice(0, -1)));
+    if (text !== '{}') desired.publish[ANNOTATION_DISCOVERED] = text;
   }
 
   /** What location or cross granularity needs (undefined for a full mesh). */

@@ -8,7 +8,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { interfaceDrift } from '../mesh/diff.js';
+import { interfaceDrift, IPV6_DRIFT } from '../mesh/diff.js';
 import type { InterfaceStatus, LinkStatus } from '../mesh/status.js';
 import type { DesiredInterface } from '../mesh/types.js';
 import type { UnitController } from '../systemd/units.js';
@@ -18,7 +18,7 @@ import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import { readDevice } from './device.js';
 import type { OwnChanges } from './own-changes.js';
-import { configureLink, createLink, deleteLink, readLink, setLinkUp, type Implementation } from './link.js';
+import { configureLink, createLink, deleteLink, readLink, setIPv6Address, setLinkUp, type Implementation } from './link.js';
 
 /** What the interface is (re)built from: the full wg-quick config, and the file wg-quick reads. */
 export interface InterfaceSource {
@@ -143,6 +143,18 @@ export class InterfaceOwner {
     const dev = link.exists ? await inStep('interface', () => readDevice(runner, iface)) : undefined;
     const changes: AppliedChange[] = [];
     let drift = interfaceDrift(want, link, dev);
+    // The IPv6 overlay address alone (added to a running mesh, or changed) is fixed in place.
+    const six = drift.filter((d) => d.startsWith(IPV6_DRIFT));
+    if (six.length > 0 && drift.every((d) => d.startsWith(IPV6_DRIFT) || d === 'interface is down')) {
+      this.o.own?.expectLinkChurn(2_000);
+      try {
+        await inStep('interface', () => setIPv6Address(runner, iface, want.address6, link.addresses));
+      } finally {
+        this.o.own?.linkChurnDone();
+      }
+      changes.push({ what: `IPv6 overlay address ${want.address6 ?? '(none)'} on ${iface}`, why: six.join('; ') });
+      drift = drift.filter((d) => !d.startsWith(IPV6_DRIFT));
+    }
     if (drift.length === 1 && drift[0] === 'interface is down') {
       this.o.own?.expectLinkChurn(2_000);
       try {

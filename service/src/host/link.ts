@@ -85,6 +85,12 @@ export async function configureLink(runner: CommandRunner, name: string, cfg: Wg
   await runner.run('ip', ['link', 'set', 'dev', name, ...mtuArgs, 'up']);
 }
 
+/** Makes `want` (or none) the only global IPv6 address of the interface, without touching anything else. */
+export async function setIPv6Address(runner: CommandRunner, name: string, want: string | undefined, current: readonly string[]): Promise<void> {
+  for (const a of current) if (a.includes(':') && a !== want) await runner.run('ip', ['-6', 'address', 'del', a, 'dev', name], { allowFailure: true });
+  if (want && !current.includes(want)) await runner.run('ip', ['-6', 'address', 'replace', want, 'dev', name]);
+}
+
 /** Sets the interface up. */
 export async function setLinkUp(runner: CommandRunner, name: string): Promise<void> {
   await runner.run('ip', ['link', 'set', 'dev', name, 'up']);

@@ -48,7 +48,8 @@ export class PeerAdapter {
   /** Changes `wg set` refused, by public key → the refused change's signature (not retried as they are). */
   private readonly refused = new Map<string, string>();
 
-  constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
+  /** `onRead`: told what the device holds whenever the adapter reads it (the periodic resync). */
+  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly onRead?: (peers: readonly PeerStatus[]) => void) {}
 
   /**
    * The changes `set(desired)` would make (reads the device when it is not trusted); none when
@@ -129,6 +130,7 @@ export class PeerAdapter {
   private async read(): Promise<PeerStatus[]> {
     const dev = await inStep('peers', () => readDevice(this.runner, this.iface));
     if (!dev) throw new ApplyError('interface', `interface ${this.iface} is not a WireGuard device (wg show failed)`);
+    this.onRead?.(dev.peers);
     return dev.peers;
   }
 }

@@ -74,3 +74,11 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
   kc.makePathsAbsolute(path.replace(/\/[^/]*$/, '') || '/');
   return kc;
 }
+
+/** The current cluster's CA certificate (PEM text), from `certificate-authority-data` or its file; undefined when there is none. */
+export async function clusterCa(kc: k8s.KubeConfig): Promise<string | undefined> {
+  const cluster = kc.getCurrentCluster();
+  if (cluster?.caData) return Buffer.from(cluster.caData, 'base64').toString('utf8');
+  if (cluster?.caFile) return readFile(cluster.caFile, 'utf8').catch(() => undefined);
+  return undefined;
+}

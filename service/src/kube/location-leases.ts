@@ -286,3 +286,23 @@ function isLease(raw: unknown): raw is LeaseObject {
     && (o.spec.holderIdentity === undefined || (typeof o.spec.holderIdentity === 'string' && o.spec.holderIdentity.length <= 253))
     && (o.spec.leaseDurationSeconds === undefined || (Number.isInteger(o.spec.leaseDurationSeconds) && o.spec.leaseDurationSeconds > 0 && o.spec.leaseDurationSeconds <= 3600));
 }
+
+/**
+ * The holders of the location Leases as an operator command sees them (one read, no watch): live
+ * when renewed within their duration by this machine's clock, else lapsed.
+ */
+export async function readLeaseHolders(api: LeaseApi, now: number = Date.now()): Promise<{ holders: Map<string, string>; lapsed: Map<string, string> }> {
+  const holders = new Map<string, string>();
+  const lapsed = new Map<string, string>();
+  const page = await api.list({});
+  for (const raw of page.items ?? []) {
+    if (!isLease(raw)) continue;
+    const location = raw.metadata.annotations?.[LEASE_LOCATION_ANNOTATION];
+    const holder = raw.spec.holderIdentity;
+    if (!location || !holder || leaseName(location) !== raw.metadata.name) continue;
+    const renewed = Date.parse(raw.spec.renewTime ?? '');
+    const live = Number.isFinite(renewed) && now < renewed + (raw.spec.leaseDurationSeconds ?? 0) * 1000;
+    (live ? holders : lapsed).set(location, holder);
+  }
+  return { holders, lapsed };
+}

@@ -35,7 +35,8 @@ export class AddressBook {
   /** Every Node's address. */
   readonly addresses = new Map<string, string>();
 
-  constructor(private readonly overlay: Cidr) {}
+  /** `annotation`: where Nodes publish their claims in this overlay. */
+  constructor(private readonly overlay: Cidr, private readonly annotation?: string) {}
 
   /** A Node's problems with its address (unhonoured claim, exhaustion). */
   problems(name: string): SkipReason[] {
@@ -71,7 +72,7 @@ export class AddressBook {
 
   private put(node: MeshNode, touched: Set<string>): void {
     this.nodes.set(node.name, node);
-    const claim = parseClaim(node, this.overlay);
+    const claim = parseClaim(node, this.overlay, this.annotation);
     this.claims.set(node.name, claim);
     if (claim.offset === undefined) { insertSenior(this.unassigned, node); return; }
     const list = this.claimants.get(claim.offset) ?? [];

@@ -86,9 +86,9 @@ export function candidateOffset(node: MeshNode, overlay: Cidr): bigint {
   return raw & ((1n << BigInt(want)) - 1n);
 }
 
-/** A Node's published overlay address as an offset into the overlay, or why it is not usable. */
-export function parseClaim(node: MeshNode, overlay: Cidr): { offset?: bigint; why?: string } {
-  const claim = node.annotations[ANNOTATION_OVERLAY_ADDRESS];
+/** A Node's published overlay address (under `annotation`) as an offset into the overlay, or why it is not usable. */
+export function parseClaim(node: MeshNode, overlay: Cidr, annotation: string = ANNOTATION_OVERLAY_ADDRESS): { offset?: bigint; why?: string } {
+  const claim = node.annotations[annotation];
   if (claim === undefined || claim === '') return {};
   const ip = parseIp(claim);
   if (!ip) return { why: `published overlay address ${quoted(claim)} is not an IP address` };
@@ -142,8 +142,11 @@ export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr,
   return { assigned, problems };
 }
 
-/** Assigns every Node a unique overlay address; deterministic for a given Node list. */
-export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: string): AddressAssignment {
+/**
+ * Assigns every Node a unique overlay address in `overlayCidr`; deterministic for a given Node
+ * list. `annotation` is where Nodes publish their claims (the IPv6 overlay has its own).
+ */
+export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: string, annotation: string = ANNOTATION_OVERLAY_ADDRESS): AddressAssignment {
   const overlay = parseOverlayCidr(overlayCidr);
   const ordered = bySeniority(nodes);
   const held = new Map<bigint, string>();
@@ -153,7 +156,7 @@ export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: 
   // overlay that no older node already claimed.
   const unassigned: MeshNode[] = [];
   for (const node of ordered) {
-    const { offset, why } = parseClaim(node, overlay);
+    const { offset, why } = parseClaim(node, overlay, annotation);
     if (offset !== undefined && !held.has(offset)) {
       held.set(offset, node.name);
       addresses.set(node.name, offsetText(overlay, offset));

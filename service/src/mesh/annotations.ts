@@ -11,11 +11,20 @@ export const ANNOTATION_PUBLIC_KEY = `${ANNOTATION_PREFIX}public-key`;
 /** The node's overlay address (a single IP inside the overlay CIDR, no prefix length). */
 export const ANNOTATION_OVERLAY_ADDRESS = `${ANNOTATION_PREFIX}overlay-address`;
 
+/** The node's IPv6 overlay address (a single IP inside `[overlay] cidr6`), with a dual-stack overlay. */
+export const ANNOTATION_OVERLAY_ADDRESS6 = `${ANNOTATION_PREFIX}overlay-address6`;
+
 /** Where other nodes should send WireGuard packets for this node (`host:port`). */
 export const ANNOTATION_ENDPOINT = `${ANNOTATION_PREFIX}endpoint`;
 
+/**
+ * Endpoints this node saw other Nodes arrive from that none of their addresses explains (behind
+ * NAT), as JSON `{"<node name>": "<ip:port>"}`; other nodes may dial them when nothing else works.
+ */
+export const ANNOTATION_DISCOVERED = `${ANNOTATION_PREFIX}discovered-endpoints`;
+
 /** Every annotation key wg-overlay publishes, in a fixed order. */
-export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_ENDPOINT] as const;
+export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_ENDPOINT, ANNOTATION_DISCOVERED] as const;
 
 /** Prefix of Kilo's Node annotations, read (never written) so that Kilo clusters keep their layout. */
 export const KILO_PREFIX = 'kilo.squat.ai/';

@@ -3,11 +3,11 @@
  * member and admitted external peer, routes to their ranges, and the annotations it publishes —
  * derived purely from the membership verdicts and the settings.
  */
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
+import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
 import { selfEndpoint } from './endpoints.js';
 import type { AdmittedPeer } from './external-peers.js';
 import { decideMembership, type Member, type Membership } from './membership.js';
-import { decideTopology, place, planTopology, type TopologySettings } from './topology.js';
+import { decideTopology, gatewayFor, place, planTopology, type TopologySettings } from './topology.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity, TopologyState } from './types.js';
 import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, normalizeCidr, parseCidr, parseIp } from '../net/ip.js';
 
@@ -33,6 +33,11 @@ interface PeerEntry {
 // are reused as they are: desired state for one changed Node costs one new entry, not the mesh.
 const entries = new WeakMap<object, PeerEntry>();
 
+/** A member's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
+export function overlayHosts(m: { overlayAddress: string; overlayAddress6?: string | undefined }): string[] {
+  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
+}
+
 /** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
 function memberEntry(m: Member, own: readonly Cidr[], context: string, settings: MeshSettings): PeerEntry {
   const cached = entries.get(m);
@@ -46,12 +51,37 @@ function memberEntry(m: Member, own: readonly Cidr[], context: string, settings:
   });
   const entry: PeerEntry = {
     context,
-    peer: { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs: [hostCidr(parseIp(m.overlayAddress)!), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive },
+    peer: {
+      kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}),
+      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive,
+    },
     routes: podCIDRs.map((dst) => ({ dst, dev: settings.interfaceName, via: m.name })),
     warnings,
   };
   entries.set(m, entry);
   return entry;
+}
+
+/** Endpoints chosen by failover instead of a Node's best candidate. */
+export interface EndpointChoice {
+  /** Node name → the candidate in use (only Nodes not on their best one). */
+  chosen: ReadonlyMap<string, string>;
+  /** Names whose choice changed since the previous desired state. */
+  changed: ReadonlySet<string>;
+}
+
+// A peer with another endpoint, kept per peer object and endpoint, so it too is reused unchanged.
+const rerouted = new WeakMap<DesiredPeer, { endpoint: string; peer: DesiredPeer }>();
+
+/** The peer with the endpoint failover chose for it (the same object when it has none). */
+function withChoice(peer: DesiredPeer, choice: EndpointChoice | undefined): DesiredPeer {
+  const endpoint = choice?.chosen.get(peer.name);
+  if (endpoint === undefined || endpoint === peer.endpoint || peer.kind !== 'node') return peer;
+  const cached = rerouted.get(peer);
+  if (cached?.endpoint === endpoint) return cached.peer;
+  const out = { ...peer, endpoint };
+  rerouted.set(peer, { endpoint, peer: out });
+  return out;
 }
 
 /** The peer and routes of an admitted external peer. */
@@ -90,13 +120,13 @@ function entryContext(selfNode: MeshNode, settings: MeshSettings): { own: Cidr[]
  * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
  * the members and admitted external peers of a membership.
  */
-function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings): PeerSet {
+function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, choice?: EndpointChoice): PeerSet {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const clones: string[] = [];
   const warnings: string[] = [];
   const take = (e: PeerEntry): void => {
-    peers.push(e.peer);
+    peers.push(withChoice(e.peer, choice));
     for (const r of e.routes) routes.push(r);
     if (e.warnings.length > 0) warnings.push(...e.warnings);
   };
@@ -158,7 +188,7 @@ function findMember(members: readonly Member[], name: string): Member | undefine
  * search): one event costs what it changed. Undefined when it must be built in full (a Node with
  * this node's key, a warning, external peers that changed).
  */
-function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>): PeerSet | undefined {
+function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>, choice?: EndpointChoice): PeerSet | undefined {
   if (names.size === 0) {
     return { peers: previous.peers, routes: previous.routes, clones: [], warnings: [], peersDelta: { from: previous.peers, removed: [], added: [] }, routesDelta: { from: previous.routes, removed: [], added: [] } };
   }
@@ -177,9 +207,10 @@ function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly 
     if (m.publicKey === self.publicKey) return undefined;
     const e = memberEntry(m, own, context, settings);
     if (e.warnings.length > 0) return undefined;
-    peers.splice(i, 0, e.peer);
+    const peer = withChoice(e.peer, choice);
+    peers.splice(i, 0, peer);
     routes.splice(r, 0, ...e.routes);
-    delta.peersAdded.push(e.peer);
+    delta.peersAdded.push(peer);
     delta.routesAdded.push(...e.routes);
   }
   return {
@@ -190,14 +221,15 @@ function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly 
 }
 
 /** The peer set: derived from `previous` when the membership follows the one it was built from, else in full. */
-function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined): { set: PeerSet; basis: Basis | undefined } {
+function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined, choice?: EndpointChoice): { set: PeerSet; basis: Basis | undefined } {
   const { own, context } = entryContext(selfNode, settings);
   const ch = membership.changes;
   const before = previous ? bases.get(previous) : undefined;
   const follows = !!ch && !!before && before.clean && !ch.peers && before.engine === ch.engine && before.version === ch.version - 1
     && before.context === context && before.selfKey === self.publicKey;
-  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, ch.nodes) : undefined)
-    ?? peersAndRoutes(self, membership, own, context, settings);
+  const names = choice && choice.changed.size > 0 ? new Set([...ch?.nodes ?? [], ...choice.changed]) : ch?.nodes;
+  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, names!, choice) : undefined)
+    ?? peersAndRoutes(self, membership, own, context, settings, choice);
   const basis = ch ? { engine: ch.engine, version: ch.version, context, selfKey: self.publicKey, clean: set.clones.length === 0 && set.warnings.length === 0 } : undefined;
   return { set, basis };
 }
@@ -235,7 +267,8 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
   const policy = membership.policy!;
   const placed = membership.members.filter((m) => topo.nodes.has(m.name)).map((m) => place(m, topo.nodes.get(m.name)!, topo.settings, policy, warnings));
   const podCIDRs = selfNode.podCIDRs.map((t) => normalizeCidr(t)).filter((t): t is string => !!t);
-  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
+  const selfAddress6 = membership.addresses6?.get(self.name);
+  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, ...(selfAddress6 ? { overlayAddress6: selfAddress6 } : {}), endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
   const all = [...placed, me];
   const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
   const topology = decideTopology(all, granularity, topo.holders, warnings, topo.lapsed);
@@ -252,8 +285,11 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
     if (leads) {
       peers.push(e.peer);
       routes.push(...e.routes);
-    } else if (leader?.privateIP) {
-      for (const dst of p.allowedIPs) routes.push({ dst, gateway: leader.privateIP, via: p.name, kind: 'peer', what: `allowed IPs ${dst} of Peer ${p.name} (on leader ${leader.name})` });
+    } else if (leader) {
+      for (const dst of p.allowedIPs) {
+        const gateway = gatewayFor(dst, leader);
+        if (gateway) routes.push({ dst, gateway, via: p.name, kind: 'peer', what: `allowed IPs ${dst} of Peer ${p.name} (on leader ${leader.name})` });
+      }
     }
   }
   const state: TopologyState = {
@@ -269,7 +305,7 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
  * desired state, built from the engine's membership just before this one, the peers and routes
  * are derived from it (with `peersDelta` and `routesDelta` saying what changed).
  */
-export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput): DesiredState {
+export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput, choice?: EndpointChoice): DesiredState {
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
   const settings = withOwnKeepalive(selfNode, configured);
   const selfAddress = membership.addresses.get(self.name);
@@ -279,14 +315,17 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
   }
   const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
   const located = topo && topo.settings.granularity !== 'full' ? topologyPeerSet(self, selfNode, selfAddress, own.endpoint, membership, settings, topo) : undefined;
-  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous);
+  if (located && choice) located.set.peers = located.set.peers.map((p) => withChoice(p, choice));
+  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous, choice);
   const warnings = [...set.clones];
   for (const p of membership.externalPeers) {
     if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
   }
+  const selfAddress6 = membership.addresses6?.get(self.name);
   const publish: Record<string, string> = {
     [ANNOTATION_PUBLIC_KEY]: self.publicKey,
     [ANNOTATION_OVERLAY_ADDRESS]: selfAddress,
+    ...(selfAddress6 ? { [ANNOTATION_OVERLAY_ADDRESS6]: selfAddress6 } : {}),
   };
   if (own.endpoint) publish[ANNOTATION_ENDPOINT] = own.endpoint;
   if (own.warning) warnings.push(own.warning);
@@ -295,6 +334,7 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     iface: {
       name: settings.interfaceName,
       address: `${selfAddress}/${membership.overlay.prefix}`,
+      ...(selfAddress6 && membership.overlay6 ? { address6: `${selfAddress6}/${membership.overlay6.prefix}` } : {}),
       listenPort: settings.listenPort,
       mtu: settings.mtu,
       publicKey: self.publicKey,

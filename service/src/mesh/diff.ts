@@ -292,11 +292,17 @@ export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoute
   return pairReplacements(changes);
 }
 
+/** How interfaceDrift starts a reason that only the IPv6 overlay address differs (fixed without a restart). */
+export const IPV6_DRIFT = 'IPv6 address';
+
 /** Why the interface must be recreated (address, port, key or MTU differ); empty when it need not. */
 export function interfaceDrift(want: DesiredInterface, link: LinkStatus, dev: InterfaceStatus | undefined): string[] {
   const why: string[] = [];
   if (!link.exists) return ['interface is missing'];
-  if (!link.addresses.includes(want.address)) why.push(`address ${link.addresses.join(',') || '(none)'} → ${want.address}`);
+  const v4 = link.addresses.filter((a) => !a.includes(':'));
+  const v6 = link.addresses.filter((a) => a.includes(':'));
+  if (!v4.includes(want.address)) why.push(`address ${v4.join(',') || '(none)'} → ${want.address}`);
+  if (want.address6 && !v6.includes(want.address6)) why.push(`${IPV6_DRIFT} ${v6.join(',') || '(none)'} → ${want.address6}`);
   if (want.mtu !== undefined && link.mtu !== want.mtu) why.push(`MTU ${link.mtu} → ${want.mtu}`);
   if (!dev) return [...why, 'WireGuard device not readable'];
   if (dev.listenPort !== want.listenPort) why.push(`listen port ${dev.listenPort} → ${want.listenPort}`);

@@ -56,6 +56,32 @@ function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any', w
   return { endpoint: formatHostPort(formatIp(ip), hp.port) };
 }
 
+/**
+ * Every endpoint other nodes may dial for a peer Node, best first: the one `peerEndpoint` picks,
+ * then the Node's InternalIPs (both families) and ExternalIPs at the listen port (addresses its
+ * kubelet reports), without duplicates or reserved addresses. Failover walks this list.
+ */
+export function peerCandidates(node: MeshNode, first: string, listenPort: number): string[] {
+  const out = [first];
+  const seen = new Set([canonical(first)]);
+  for (const text of [...node.internalIPs, ...node.externalIPs]) {
+    const ip = parseIp(text);
+    if (!ip || reservedOverlap(parseCidr(hostCidr(ip))!)) continue;
+    const ep = formatHostPort(formatIp(ip), listenPort);
+    if (seen.has(canonical(ep))) continue;
+    seen.add(canonical(ep));
+    out.push(ep);
+  }
+  return out;
+}
+
+/** The canonical text of an `ip:port` endpoint (IPv6 compressed), for comparisons. */
+function canonical(ep: string): string {
+  const hp = parseHostPort(ep);
+  const ip = hp ? parseIp(hp.host) : undefined;
+  return hp && ip ? formatHostPort(formatIp(ip), hp.port) : ep;
+}
+
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */
 export function peerEndpoint(node: MeshNode, listenPort: number, mode: 'addresses' | 'any' = 'addresses'): { endpoint?: string; problem?: SkipReason } {
   let problem: SkipReason | undefined;

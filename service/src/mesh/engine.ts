@@ -7,11 +7,12 @@
  * which lets desired state and the adapters skip them by identity.
  */
 import { parseOverlayCidr } from './addresses.js';
+import { ANNOTATION_OVERLAY_ADDRESS6 } from './annotations.js';
 import { AddressBook } from './address-book.js';
 import { CidrIndex } from './cidr-index.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import {
-  basePolicy, compareClaimants, judge, nodeClaimant, peerClaimant, protectedOf,
+  asIPv6Problem, basePolicy, compareClaimants, judge, nodeClaimant, peerClaimant, protectedOf,
   type Claimant, type Member, type Membership, type MembershipSettings, type Verdict,
 } from './membership.js';
 import type { RangePolicy } from './ranges.js';
@@ -35,8 +36,8 @@ export function sameNode(a: MeshNode, b: MeshNode): boolean {
 /** True when two members are the same in every field. */
 function sameMember(a: Member | undefined, b: Member | undefined): boolean {
   if (!a || !b) return a === b;
-  return a.name === b.name && a.createdAt === b.createdAt && a.publicKey === b.publicKey && a.overlayAddress === b.overlayAddress
-    && a.endpoint === b.endpoint && a.podCIDRs.length === b.podCIDRs.length && a.podCIDRs.every((c, i) => c === b.podCIDRs[i]);
+  return a.name === b.name && a.createdAt === b.createdAt && a.publicKey === b.publicKey && a.overlayAddress === b.overlayAddress && a.overlayAddress6 === b.overlayAddress6
+    && a.endpoint === b.endpoint && (a.candidates ?? []).join() === (b.candidates ?? []).join() && a.podCIDRs.length === b.podCIDRs.length && a.podCIDRs.every((c, i) => c === b.podCIDRs[i]);
 }
 
 /** Adds `c` to the owners of exactly `cidr`. */
@@ -91,6 +92,9 @@ export class MeshEngine {
   private readonly overlay: Cidr;
   private readonly policy: RangePolicy;
   private readonly book: AddressBook;
+  /** IPv6 overlay addresses, with a dual-stack overlay. */
+  private readonly book6: AddressBook | undefined;
+  private readonly overlay6: Cidr | undefined;
   private readonly nodes = new Map<string, MeshNode>();
   private readonly claimants = new Map<string, Claimant>();
   private readonly order = new SortedList<Claimant>(compareClaimants);
@@ -116,6 +120,8 @@ export class MeshEngine {
     this.overlay = parseOverlayCidr(settings.overlayCidr);
     this.policy = basePolicy(settings, this.overlay);
     this.book = new AddressBook(this.overlay);
+    this.overlay6 = settings.overlayCidr6 ? parseOverlayCidr(settings.overlayCidr6) : undefined;
+    this.book6 = this.overlay6 ? new AddressBook(this.overlay6, ANNOTATION_OVERLAY_ADDRESS6) : undefined;
   }
 
   /** Adds or replaces a Node; returns false (and does nothing) when none of its mesh fields changed. */
@@ -175,7 +181,7 @@ export class MeshEngine {
     const changes = { engine: this, version: this.version, nodes: this.touched, peers: this.peersTouched || this.version === 1 };
     this.touched = new Set();
     this.peersTouched = false;
-    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes, policy: this.policy };
+    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes, policy: this.policy, ...(this.book6 ? { overlay6: this.overlay6, addresses6: this.book6.addresses } : {}) };
   }
 
   private changeNode(name: string, node: MeshNode | undefined): void {
@@ -184,7 +190,7 @@ export class MeshEngine {
     if (node) this.nodes.set(name, node);
     else this.nodes.delete(name);
     this.updateProtected(old, node, dirty);
-    for (const moved of this.book.update(name, node)) {
+    for (const moved of [...this.book.update(name, node), ...(this.book6?.update(name, node) ?? [])]) {
       const c = this.claimants.get(idOf('node', moved));
       if (c) dirty.add(c);
     }
@@ -198,7 +204,8 @@ export class MeshEngine {
   private updateProtected(old: MeshNode | undefined, node: MeshNode | undefined, dirty: Set<Claimant>): void {
     const before = old ? protectedOf(old, this.settings) : [];
     const after = node ? protectedOf(node, this.settings) : [];
-    const key = (p: { ip: { value: bigint }; owner: { label: string } }): string => `${p.ip.value}|${p.owner.label}`;
+    // The owner's age is part of the key: a Node created again under the same name is a new owner.
+    const key = (p: { ip: { value: bigint }; owner: { label: string; createdAt: number } }): string => `${p.ip.value}|${p.owner.label}|${p.owner.createdAt}`;
     const kept = new Set(after.map(key));
     const had = new Set(before.map(key));
     const changedIps: Cidr[] = [];
@@ -283,7 +290,8 @@ export class MeshEngine {
     }
     const sorted = [...component].sort(compareClaimants);
     const verdicts = judge(sorted, {
-      settings: this.settings, self: this.self, addresses: this.book.addresses, addressProblems: (name) => this.book.problems(name),
+      settings: this.settings, self: this.self, addresses: this.book.addresses, addresses6: this.book6?.addresses,
+      addressProblems: (name) => [...this.book.problems(name), ...(this.book6?.problems(name) ?? []).map(asIPv6Problem)],
     });
     for (const [c, v] of verdicts) this.record(c, v);
   }

@@ -9,9 +9,9 @@
  * only the claimants a change touches.
  */
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
-import { ANNOTATION_ENDPOINT, ANNOTATION_PUBLIC_KEY, KILO_FORCE_ENDPOINT } from './annotations.js';
+import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_FORCE_ENDPOINT } from './annotations.js';
 import { AddressIndex, CidrIndex } from './cidr-index.js';
-import { peerEndpoint } from './endpoints.js';
+import { peerCandidates, peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import { isValidKey } from './keys.js';
 import { compareSeniority } from './order.js';
@@ -30,8 +30,12 @@ export interface Member {
   publicKey: string;
   /** Overlay address without prefix length. */
   overlayAddress: string;
+  /** IPv6 overlay address (dual-stack overlay) without prefix length. */
+  overlayAddress6?: string | undefined;
   /** `host:port` other nodes and external peers dial. */
   endpoint: string;
+  /** With more than one: every endpoint that may be dialled, best first (`endpoint` first), for failover. */
+  candidates?: string[] | undefined;
   /** PodCIDRs routed to this Node (normalised, sorted). */
   podCIDRs: string[];
 }
@@ -46,6 +50,10 @@ export interface Membership {
   externalPeers: AdmittedPeer[];
   /** The overlay address of every Node that got one (name → address). */
   addresses: ReadonlyMap<string, string>;
+  /** The IPv6 overlay, with a dual-stack overlay. */
+  overlay6?: Cidr | undefined;
+  /** The IPv6 overlay address of every Node that got one, with a dual-stack overlay. */
+  addresses6?: ReadonlyMap<string, string> | undefined;
   /** Nodes and external peers (or parts of them) left out, with reasons, claimant by claimant oldest first. */
   skipped: SkipReason[];
   /** From the incremental engine: what changed since the membership it handed out before. */
@@ -100,6 +108,8 @@ export interface JudgeContext {
   settings: MembershipSettings;
   self: SelfIdentity | undefined;
   addresses: ReadonlyMap<string, string>;
+  /** IPv6 overlay addresses (dual-stack overlay). */
+  addresses6?: ReadonlyMap<string, string> | undefined;
   /** Address problems of a Node (they come first among its skips). */
   addressProblems(name: string): readonly SkipReason[];
 }
@@ -117,7 +127,8 @@ const API_SERVER: ProtectedOwner = { label: 'the API server\'s address', name: '
 /** The cluster pod CIDRs, minimum prefixes and the API server's addresses; Nodes' addresses are added by the caller. */
 export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePolicy {
   const podCidrs = (settings.podCidrs ?? DEFAULT_POD_CIDRS).map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  const policy: RangePolicy = { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, protectedAddresses: new AddressIndex<ProtectedOwner>() };
+  const overlay6 = settings.overlayCidr6 ? parseCidr(settings.overlayCidr6) : undefined;
+  const policy: RangePolicy = { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, ...(overlay6 ? { overlay6 } : {}), protectedAddresses: new AddressIndex<ProtectedOwner>() };
   for (const text of settings.protectedAddresses ?? []) {
     const ip = parseIp(text);
     if (ip) policy.protectedAddresses.add(ip, API_SERVER);
@@ -242,7 +253,15 @@ function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
   const ep = peerEndpoint(c.node!, pass.ctx.settings.listenPort, pass.ctx.settings.publishedEndpoints);
   if (ep.problem) skips.push(ep.problem);
   if (!ep.endpoint) return { skips };
-  return { skips, member: { name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, endpoint: ep.endpoint, podCIDRs } };
+  const overlayAddress6 = pass.ctx.addresses6?.get(c.name);
+  const candidates = peerCandidates(c.node!, ep.endpoint, pass.ctx.settings.listenPort);
+  return {
+    skips,
+    member: {
+      name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, ...(overlayAddress6 ? { overlayAddress6 } : {}), endpoint: ep.endpoint,
+      ...(candidates.length > 1 ? { candidates } : {}), podCIDRs,
+    },
+  };
 }
 
 /**
@@ -270,7 +289,9 @@ export function policyFor(nodes: readonly MeshNode[], settings: MembershipSettin
  */
 export function decideMembership(nodes: readonly MeshNode[], externalPeers: readonly ExternalPeer[], settings: MembershipSettings, self?: SelfIdentity): Membership {
   const overlay = parseOverlayCidr(settings.overlayCidr);
-  const { addresses, problems } = assignOverlayAddresses(nodes, settings.overlayCidr);
+  const { addresses, problems: problems4 } = assignOverlayAddresses(nodes, settings.overlayCidr);
+  const six = settings.overlayCidr6 ? assignOverlayAddresses(nodes, settings.overlayCidr6, ANNOTATION_OVERLAY_ADDRESS6) : undefined;
+  const problems = [...problems4, ...(six?.problems ?? []).map(asIPv6Problem)];
   const policy = policyFor(nodes, settings, overlay);
   const invalidPeers: SkipReason[] = [];
   const claimants = nodes.map((n) => nodeClaimant(n, policy, self));
@@ -282,7 +303,7 @@ export function decideMembership(nodes: readonly MeshNode[], externalPeers: read
   claimants.sort(compareClaimants);
   const problemsOf = new Map<string, SkipReason[]>();
   for (const p of problems) problemsOf.set(p.name, [...(problemsOf.get(p.name) ?? []), p]);
-  const verdicts = judge(claimants, { settings, self, addresses, addressProblems: (name) => problemsOf.get(name) ?? [] });
+  const verdicts = judge(claimants, { settings, self, addresses, addresses6: six?.addresses, addressProblems: (name) => problemsOf.get(name) ?? [] });
   const members: Member[] = [];
   const admittedPeers: AdmittedPeer[] = [];
   const skipped: SkipReason[] = [];
@@ -294,5 +315,13 @@ export function decideMembership(nodes: readonly MeshNode[], externalPeers: read
   }
   skipped.push(...invalidPeers);
   const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  return { overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped, policy };
+  return {
+    overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped, policy,
+    ...(six ? { overlay6: parseOverlayCidr(settings.overlayCidr6!), addresses6: six.addresses } : {}),
+  };
+}
+
+/** A problem with a Node's IPv6 overlay address: only that address is missing, the Node stays in the mesh. */
+export function asIPv6Problem(p: SkipReason): SkipReason {
+  return { ...p, whole: false, message: `IPv6 overlay: ${p.message}${p.reason === 'no-overlay-address' ? '; the node is reached over IPv4 only' : ''}` };
 }

@@ -32,6 +32,8 @@ export interface RangePolicy {
   podCidrs: readonly Cidr[];
   minPrefix: Readonly<Record<Family, number>>;
   overlay: Cidr;
+  /** The IPv6 overlay of a dual-stack overlay. */
+  overlay6?: Cidr | undefined;
   /** Addresses no range may contain, with who they belong to. */
   protectedAddresses: AddressIndex<ProtectedOwner>;
 }
@@ -67,6 +69,7 @@ export function rangeProblem(c: Cidr, policy: RangePolicy, podCidr: boolean): st
   const reserved = reservedOverlap(c);
   if (reserved) return `overlaps ${reserved.what} (${formatCidr(reserved.cidr)})`;
   if (cidrsOverlap(c, policy.overlay)) return `overlaps the overlay ${formatCidr(policy.overlay)}`;
+  if (policy.overlay6 && cidrsOverlap(c, policy.overlay6)) return `overlaps the IPv6 overlay ${formatCidr(policy.overlay6)}`;
   const hit = policy.protectedAddresses.inside(c, seniorOwnerFirst);
   if (hit) return `contains ${formatIp(hit.ip)}, ${hit.owner.label} (its traffic would be routed into the tunnel)`;
   return undefined;

@@ -63,13 +63,8 @@ export function locationOf(node: MeshNode, label: string): LocationId {
   return { id: `node:${node.name}`, name: node.name, source: 'node' };
 }
 
-/** One admitted Node with what topology needs to know about it. */
-export interface Placed {
-  name: string;
-  createdAt: number;
-  publicKey: string;
-  overlayAddress: string;
-  endpoint: string;
+/** One admitted Node (its member entry) with what topology needs to know about it. */
+export interface Placed extends Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates'> {
   podCIDRs: readonly string[];
   location: LocationId;
   /** Kilo's `leader` annotation is set. */
@@ -78,6 +73,8 @@ export interface Placed {
   reachable: boolean;
   /** The address members of its location reach it by (its first InternalIP, IPv4 preferred). */
   privateIP: string | undefined;
+  /** Its first IPv6 InternalIP, for routes to IPv6 ranges over the private network. */
+  privateIP6: string | undefined;
   /** Its InternalIPs (routed to its location from other locations). */
   internalIPs: readonly string[];
   /** Kilo's `allowed-location-ips` that passed the range rules. */
@@ -113,10 +110,10 @@ function endpointIp(endpoint: string): Ip | undefined {
   return hp ? parseIp(hp.host) : undefined;
 }
 
-/** The first InternalIP, IPv4 preferred. */
-function privateIPOf(node: MeshNode): string | undefined {
+/** The first InternalIP, IPv4 preferred (or of the family asked for). */
+function privateIPOf(node: MeshNode, family?: 4 | 6): string | undefined {
   const ips = node.internalIPs.map((t) => parseIp(t)).filter((ip): ip is Ip => !!ip);
-  const pick = ips.find((ip) => ip.family === 4) ?? ips[0];
+  const pick = family ? ips.find((ip) => ip.family === family) : ips.find((ip) => ip.family === 4) ?? ips[0];
   return pick ? formatIp(pick) : undefined;
 }
 
@@ -135,19 +132,22 @@ function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: strin
 }
 
 /** An admitted Node (or this node) placed in its location. */
-export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'endpoint' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
+export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
   const ip = endpointIp(m.endpoint);
   return {
     name: m.name,
     createdAt: m.createdAt,
     publicKey: m.publicKey,
     overlayAddress: m.overlayAddress,
+    ...(m.overlayAddress6 ? { overlayAddress6: m.overlayAddress6 } : {}),
     endpoint: m.endpoint,
+    ...(m.candidates ? { candidates: m.candidates } : {}),
     podCIDRs: m.podCIDRs,
     location: locationOf(node, settings.locationLabel),
     wantsToLead: node.annotations[KILO_LEADER] !== undefined,
     reachable: !!ip && isReachable(ip, settings.reachable),
     privateIP: privateIPOf(node),
+    privateIP6: privateIPOf(node, 6),
     internalIPs: node.internalIPs.filter((t) => parseIp(t)),
     allowedLocationIPs: allowedLocationIPs(node, policy, warnings),
   };
@@ -223,7 +223,7 @@ function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>
     if (!what.has(range)) what.set(range, `${kind} ${range} of ${m.name}`);
   };
   for (const m of members) {
-    add(hostCidr(parseIp(m.overlayAddress)!), 'overlay address', m);
+    for (const h of overlayHostsOf(m)) add(h, 'overlay address', m);
     for (const c of m.podCIDRs) add(c, 'PodCIDR', m);
     for (const ip of m.internalIPs) {
       const h = hostCidr(parseIp(ip)!);
@@ -246,17 +246,35 @@ function keepDisjoint(ranges: readonly string[], taken: Cidr[]): string[] {
   return out;
 }
 
-/** The routes to a member of the same location over the private network (its overlay address always, its pods if asked). */
+/** A node's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
+function overlayHostsOf(m: Pick<Placed, 'overlayAddress' | 'overlayAddress6'>): string[] {
+  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
+}
+
+/** The next hop on the private network for a range: `to`'s InternalIP of the range's family (none: no route). */
+export function gatewayFor(range: string, to: Pick<Placed, 'privateIP' | 'privateIP6'>): string | undefined {
+  if (parseCidr(range)?.family === 6) return to.privateIP6 ?? (to.privateIP && parseIp(to.privateIP)?.family === 6 ? to.privateIP : undefined);
+  return to.privateIP && parseIp(to.privateIP)?.family === 4 ? to.privateIP : undefined;
+}
+
+/** Routes for `ranges` through `to` over the private network, each through its family's address (and, for logs, `describe`d). */
+function viaPrivate(ranges: readonly string[], to: Placed, describe?: (dst: string) => string): DesiredRoute[] {
+  const out: DesiredRoute[] = [];
+  for (const dst of ranges) {
+    const gateway = gatewayFor(dst, to);
+    if (gateway) out.push({ dst, gateway, via: to.name, ...(describe ? { what: describe(dst) } : {}) });
+  }
+  return out;
+}
+
+/** The routes to a member of the same location over the private network (its overlay addresses always, its pods if asked). */
 function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
-  if (!m.privateIP) return [];
-  const routes: DesiredRoute[] = [{ dst: hostCidr(parseIp(m.overlayAddress)!), gateway: m.privateIP, via: m.name }];
-  if (settings.localRoutes) for (const c of m.podCIDRs) routes.push({ dst: c, gateway: m.privateIP, via: m.name });
-  return routes;
+  return viaPrivate([...overlayHostsOf(m), ...(settings.localRoutes ? m.podCIDRs : [])], m);
 }
 
 /** The peer of a Node, as in a full mesh. */
 function nodePeer(m: Placed, allowedIPs: string[], keepalive: number, location?: string): DesiredPeer {
-  return { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, allowedIPs, persistentKeepalive: keepalive, ...(location ? { location } : {}) };
+  return { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}), allowedIPs, persistentKeepalive: keepalive, ...(location ? { location } : {}) };
 }
 
 /**
@@ -274,7 +292,7 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   if (settings.granularity === 'cross') {
     for (const m of others) {
       if (m.location.id === self.location.id) continue;
-      const allowed = [hostCidr(parseIp(m.overlayAddress)!), ...m.podCIDRs].sort(compareCidrText);
+      const allowed = [...overlayHostsOf(m), ...m.podCIDRs].sort(compareCidrText);
       peers.push(nodePeer(m, allowed, keepalive, m.location.name));
       for (const c of m.podCIDRs) routes.push({ dst: c, dev: iface, via: m.name });
     }
@@ -286,7 +304,7 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   const iLead = !mine || mine.leader === self.name;
   const endpoints = new Set(topology.locations.map((l) => byName.get(l.leader)?.endpoint).filter((e): e is string => !!e)
     .map((e) => endpointIp(e)).filter((ip): ip is Ip => !!ip).map(hostCidr));
-  const taken: Cidr[] = [self, ...sameLocation].flatMap((p) => [hostCidr(parseIp(p.overlayAddress)!), ...p.podCIDRs]).map((t) => parseCidr(t)!);
+  const taken: Cidr[] = [self, ...sameLocation].flatMap((p) => [...overlayHostsOf(p), ...p.podCIDRs]).map((t) => parseCidr(t)!);
   for (const loc of topology.locations) {
     if (loc.location.id === self.location.id) continue;
     const leader = byName.get(loc.leader)!;
@@ -296,14 +314,24 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
     if (iLead) {
       peers.push(nodePeer(leader, ranges, keepalive, loc.location.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
-      const overlay = new Set(members.map((m) => hostCidr(parseIp(m.overlayAddress)!)));
+      const overlay = new Set(members.flatMap(overlayHostsOf));
       for (const r of ranges) if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
-    } else if (leaderOfMine?.privateIP) {
-      for (const r of ranges) routes.push({ dst: r, gateway: leaderOfMine.privateIP, via: leaderOfMine.name, what: `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})` });
+    } else if (leaderOfMine) {
+      routes.push(...viaPrivate(ranges, leaderOfMine, (r) => `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})`));
     }
   }
-  if (!iLead && !leaderOfMine?.privateIP && topology.locations.length > 1) {
+  if (!iLead && !leaderOfMine?.privateIP && !leaderOfMine?.privateIP6 && topology.locations.length > 1) {
     warnings.push(`the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations through: they are unreachable from this node`);
   }
   return { peers: peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), routes, warnings };
+}
+
+/**
+ * The topology of the whole cluster as an operator sees it: every admitted Node placed (from a
+ * membership decided without a viewing node) and the locations decided.
+ */
+export function clusterTopology(members: readonly Member[], nodes: ReadonlyMap<string, MeshNode>, settings: TopologySettings, policy: RangePolicy, holders: ReadonlyMap<string, string>, lapsed?: ReadonlyMap<string, string>): Topology {
+  const warnings: string[] = [];
+  const placed = members.filter((m) => nodes.has(m.name)).map((m) => place(m, nodes.get(m.name)!, settings, policy, warnings));
+  return decideTopology(placed, settings.granularity, holders, warnings, lapsed);
 }

@@ -53,6 +53,8 @@ export type EndpointSetting =
 /** The settings membership decides by; every node of a cluster should have the same ones. */
 export interface MembershipSettings {
   overlayCidr: string;
+  /** The IPv6 overlay (a dual-stack overlay: every node also gets an address in it); undefined: IPv4 only. */
+  overlayCidr6?: string | undefined;
   listenPort: number;
   /** A Node's PodCIDRs must lie inside these (`[overlay] pod_cidrs`; default: the private-use ranges). */
   podCidrs?: readonly string[];
@@ -111,6 +113,8 @@ export interface DesiredInterface {
   name: string;
   /** This node's overlay address with the overlay prefix length, e.g. `100.64.2.5/10`. */
   address: string;
+  /** With a dual-stack overlay: this node's IPv6 overlay address with its prefix length. */
+  address6?: string | undefined;
   /** UDP listen port. */
   listenPort: number;
   /** Interface MTU; undefined leaves it to wg-quick's automatic choice. */
@@ -129,6 +133,8 @@ export interface DesiredPeer {
   publicKey: string;
   /** `host:port` to send to; undefined for a roaming peer. */
   endpoint: string | undefined;
+  /** A Node's endpoints that may be dialled, best first, when it has more than one (for failover). */
+  candidates?: readonly string[] | undefined;
   /** Sorted, normalised CIDRs: a Node's overlay host route and PodCIDRs, or a Peer's allowedIPs. */
   allowedIPs: string[];
   /** Persistent keepalive in seconds, 0 = off. */

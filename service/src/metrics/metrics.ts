@@ -42,6 +42,12 @@ export class DaemonMetrics {
   private readonly applyErrors: Counter<'kind'>;
   private readonly lastSync: Gauge;
   private readonly watchUp: Gauge<'resource'>;
+  private readonly leading: Gauge;
+  private readonly leaderChanges: Counter;
+  private leader: string | undefined;
+  /** Peer counts by kind of the last desired peers seen (a derived list is counted from its delta). */
+  private counted: { peers: readonly DesiredState['peers'][number][]; node: number; peer: number } | undefined;
+  private skippedOf: unknown;
 
   constructor(private readonly opts: MetricsOptions) {
     const registers = [this.registry];
@@ -62,6 +68,9 @@ export class DaemonMetrics {
       registers,
     });
     this.applyErrors = new Counter({ name: 'wg_overlay_apply_errors_total', help: 'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).', labelNames: ['kind'], registers });
+    this.leading = new Gauge({ name: 'wg_overlay_location_leader', help: 'Whether this node leads its location (1) or not (0), with granularity = location.', registers });
+    this.leaderChanges = new Counter({ name: 'wg_overlay_leader_changes_total', help: 'Times the leader of this node\'s location changed (granularity = location).', registers });
+    this.leaderChanges.inc(0);
     this.lastSync = new Gauge({ name: 'wg_overlay_last_successful_sync_timestamp_seconds', help: 'Unix time of the last run that applied the full desired state (0 = never).', registers });
     this.lastSync.set(0);
     this.watchUp = new Gauge({ name: 'wg_overlay_watch_up', help: 'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).', labelNames: ['resource'], registers });
@@ -93,8 +102,11 @@ export class DaemonMetrics {
     if (report.configFileError) this.applyErrors.inc({ kind: 'config-file' });
     if (lastSuccessAt !== undefined) this.lastSync.set(Math.floor(lastSuccessAt / 1000));
     if (desired) {
-      this.peers.set({ kind: 'node' }, desired.peers.filter((p) => p.kind === 'node').length);
-      this.peers.set({ kind: 'peer' }, desired.peers.filter((p) => p.kind === 'peer').length);
+      this.countPeers(desired);
+      this.observeLeader(desired);
+      // The engine hands out the same skip list while no skip changed: nothing to recount.
+      if (this.skippedOf === desired.skipped) return;
+      this.skippedOf = desired.skipped;
       this.skipped.reset();
       const counts = new Map<string, number>();
       for (const s of desired.skipped) {
@@ -106,6 +118,40 @@ export class DaemonMetrics {
         this.skipped.set({ kind, reason }, n);
       }
     }
+  }
+
+  /** Peers by kind: counted from the delta when the desired peers derive from the ones counted last. */
+  private countPeers(desired: DesiredState): void {
+    const c = this.counted;
+    const delta = desired.peersDelta;
+    let node: number;
+    let peer: number;
+    if (c && c.peers === desired.peers) return;
+    if (c && delta && delta.from === c.peers) {
+      const by = (list: readonly DesiredState['peers'][number][], kind: string): number => list.filter((p) => p.kind === kind).length;
+      node = c.node + by(delta.added, 'node') - by(delta.removed, 'node');
+      peer = c.peer + by(delta.added, 'peer') - by(delta.removed, 'peer');
+    } else {
+      node = 0;
+      for (const p of desired.peers) if (p.kind === 'node') node += 1;
+      peer = desired.peers.length - node;
+    }
+    this.counted = { peers: desired.peers, node, peer };
+    this.peers.set({ kind: 'node' }, node);
+    this.peers.set({ kind: 'peer' }, peer);
+  }
+
+  /** Whether this node leads its location, and a count of leader changes seen. */
+  private observeLeader(desired: DesiredState): void {
+    const t = desired.topology;
+    if (t?.granularity !== 'location') {
+      this.leading.set(0);
+      this.leader = undefined;
+      return;
+    }
+    this.leading.set(t.leads ? 1 : 0);
+    if (this.leader !== undefined && this.leader !== t.leader) this.leaderChanges.inc();
+    this.leader = t.leader;
   }
 
   /** Records whether discovery of a resource is connected. */

@@ -7,7 +7,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReconcileReport } from './report.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason } from '../mesh/types.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason, TopologyState } from '../mesh/types.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -35,6 +35,8 @@ export interface SnapshotPeer {
   overlayAddress: string | undefined;
   persistentKeepalive: number;
   hasPresharedKey: boolean;
+  /** A Node with more than one endpoint: its candidates, the one in use, and why it was chosen. */
+  failover?: { candidates: string[]; index: number; why?: string } | undefined;
 }
 
 /** What `status.json` holds. */
@@ -51,7 +53,9 @@ export interface StatusSnapshot {
   /** Why no desired state could be computed yet. */
   waiting: string | undefined;
   peers: SnapshotPeer[];
-  routes: Array<{ dst: string; via: string; kind: 'node' | 'peer' }>;
+  routes: Array<{ dst: string; via: string; kind: 'node' | 'peer'; gateway?: string }>;
+  /** With location or cross granularity: this node's location, its leader and why. */
+  topology?: TopologyState | undefined;
   skipped: SkipReason[];
   warnings: string[];
   lastApply: { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number } | undefined;
@@ -74,6 +78,8 @@ export interface SnapshotInput {
   watch: { nodes: WatchStatus; peers: WatchStatus };
   now: number;
   pid: number;
+  /** Endpoint failover of a Node peer, when it has several endpoints. */
+  failover?: (name: string) => { candidates: string[]; index: number; why?: string } | undefined;
 }
 
 // Snapshot entries by desired peer and route object: a write after one change builds one new entry.
@@ -101,7 +107,7 @@ function snapshotPeer(p: DesiredPeer, overlayAddress: string | undefined): Snaps
 /** A desired route as the snapshot shows it (built once per route object). */
 function snapshotRoute(r: DesiredRoute): StatusSnapshot['routes'][number] {
   let entry = routeEntries.get(r);
-  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node' });
+  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node', ...(r.gateway ? { gateway: r.gateway } : {}) });
   return entry;
 }
 
@@ -117,8 +123,13 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     interface: i.iface,
     desired: d ? { address: d.iface.address, listenPort: d.iface.listenPort, publicKey: d.iface.publicKey } : undefined,
     waiting: i.waiting === undefined ? undefined : escapeUnsafe(i.waiting),
-    peers: (d?.peers ?? []).map((p) => snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined)),
+    peers: (d?.peers ?? []).map((p) => {
+      const entry = snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined);
+      const f = p.kind === 'node' && p.candidates ? i.failover?.(p.name) : undefined;
+      return f ? { ...entry, failover: { ...f, ...(f.why ? { why: escapeUnsafe(f.why) } : {}) } } : entry;
+    }),
     routes: (d?.routes ?? []).map(snapshotRoute),
+    ...(d?.topology ? { topology: safeTopology(d.topology) } : {}),
     skipped: (d?.skipped ?? []).map((s) => ({ ...s, kind: s.kind ?? 'node', message: escapeUnsafe(s.message) })),
     warnings: (d?.warnings ?? []).map(escapeUnsafe),
     lastApply: i.lastReport
@@ -134,6 +145,16 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     lastSuccessAt: i.lastSuccessAt,
     ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),
     watch: { nodes: safeWatch(i.watch.nodes), peers: safeWatch(i.watch.peers) },
+  };
+}
+
+/** Location names come from annotations and labels: made safe to show. */
+function safeTopology(t: TopologyState): TopologyState {
+  return {
+    ...t,
+    location: escapeUnsafe(t.location),
+    locationId: escapeUnsafe(t.locationId),
+    locations: t.locations.map((l) => ({ ...l, id: escapeUnsafe(l.id), name: escapeUnsafe(l.name) })),
   };
 }
 

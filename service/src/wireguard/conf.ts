@@ -36,7 +36,7 @@ export function toWgQuickConfig(desired: DesiredState, privateKey: string | unde
   return {
     iface: {
       ...(privateKey !== undefined ? { privateKey } : {}),
-      address: [desired.iface.address],
+      address: [desired.iface.address, ...(desired.iface.address6 ? [desired.iface.address6] : [])],
       listenPort: desired.iface.listenPort,
       ...(desired.iface.mtu !== undefined ? { mtu: desired.iface.mtu } : {}),
       table: 'off',

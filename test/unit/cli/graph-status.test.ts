@@ -5,12 +5,14 @@
  * reasons) and its text form, including a missing interface.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { formatAge, renderGraph } from '../../../service/src/cli/graph.js';
 import { buildStatusView, formatBytes, renderStatusText, type StatusInput } from '../../../service/src/cli/status.js';
 import type { MeshSettings } from '../../../service/src/mesh/desired.js';
-import { computeDesired } from '../../../service/src/mesh/desired.js';
+import { computeDesired, desiredFor } from '../../../service/src/mesh/desired.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
+import { clusterTopology } from '../../../service/src/mesh/topology.js';
 import { buildSnapshot } from '../../../service/src/status/snapshot.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
@@ -61,6 +63,24 @@ describe('unit: graph rendering', () => {
     const v = decideMembership([meshNode('we"ird\\', { ip: '192.0.2.30', pods: ['10.244.30.0/24'], key: KEYS[0] })], [], SETTINGS);
     const dot = renderGraph(v, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180 });
     assert.ok(dot.includes('"node/we\\"ird\\\\" [label="we\\"ird\\\\\\n10.244.30.0/24'), dot);
+  });
+
+  it('with locations: one cluster per location, leaders marked, tunnels only between leaders, the private network dotted; dot renders it', () => {
+    const loc = (n: ReturnType<typeof meshNode>, l: string) => ({ ...n, labels: { 'topology.kubernetes.io/region': l } });
+    const nodes = [loc(NODES[0]!, 'aws'), loc(NODES[1]!, 'aws'), loc(NODES[2]!, 'gcp'), loc(meshNode('d', { ip: '192.0.2.15', created: 5, pods: ['10.244.5.0/24'], key: KEYS[4] }), 'gcp')];
+    const v = decideMembership(nodes, PEERS, SETTINGS);
+    const topology = clusterTopology(v.members, new Map(nodes.map((n) => [n.name, n])), { granularity: 'location', locationLabel: 'topology.kubernetes.io/region', reachable: 'public', localRoutes: true }, v.policy!, new Map());
+    const dot = renderGraph(v, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180, topology });
+    assert.match(dot, /subgraph "cluster_0" \{\n    label="location aws";/);
+    assert.match(dot, /subgraph "cluster_1" \{\n    label="location gcp";/);
+    assert.match(dot, /"node\/a" \[label="a\\n\(leader\)[^\]]*style="rounded,bold", color=blue\];/);
+    assert.match(dot, /"node\/c" \[label="c\\n\(leader\)/);
+    assert.deepEqual(dot.match(/"node\/\w+" -- "node\/\w+";/g), ['"node/a" -- "node/c";'], 'one tunnel: between the leaders');
+    assert.match(dot, /"node\/a" -- "node\/b" \[style=dotted, color=gray, label="private"\];/);
+    assert.equal((dot.match(/-- "peer\/laptop"/g) ?? []).length, 2, 'external peers link to the leaders only');
+    const svg = spawnSync('dot', ['-Tsvg'], { input: dot });
+    assert.equal(svg.status, 0, svg.stderr.toString());
+    assert.match(svg.stdout.toString(), /<svg/);
   });
 
   const ages: Array<[number, string]> = [[0, '0s'], [59, '59s'], [60, '1m'], [192, '3m12s'], [3600, '1h'], [7500, '2h5m'], [90000, '1d1h'], [172800, '2d']];
@@ -123,6 +143,24 @@ describe('unit: status view', () => {
     assert.match(text, /\n  c +node +100\.64\.2\.13 +192\.0\.2\.13:51820 +NOT ON DEVICE +0 B +0 B +MISSING 10\.244\.3\.0\/24\n/);
     assert.match(text, /\n  laptop +peer +- +198\.51\.100\.9:40000 +never +0 B +92 B +ok \(1\)\n/);
     assert.match(text, /\nskipped: 2\n  Node joining: has not published a WireGuard public key yet \[no-public-key\]\n  Peer my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": [^\n]* \[invalid-public-key\]\n/);
+  });
+
+  it('with locations: says where this node stands, who leads and why, and whether the routes over the private network are in place', () => {
+    const loc = (n: ReturnType<typeof meshNode>, l: string) => ({ ...n, labels: { 'topology.kubernetes.io/region': l } });
+    const nodes = [loc(NODES[0]!, 'aws'), loc(NODES[1]!, 'aws'), loc(NODES[2]!, 'gcp')];
+    const me = { name: 'b', publicKey: KEYS[1] };
+    const desired = desiredFor(me, nodes[1], decideMembership(nodes, [], SETTINGS, me), SETTINGS, undefined, {
+      settings: { granularity: 'location', locationLabel: 'topology.kubernetes.io/region', reachable: 'public', localRoutes: true },
+      nodes: new Map(nodes.map((n) => [n.name, n])), holders: new Map(),
+    });
+    const snap = buildSnapshot({ node: 'b', iface: 'wg0', startedAt: 0, desired, waiting: undefined, lastReport: undefined, lastSuccessAt: undefined, watch: { nodes: { state: 'up', since: 0 }, peers: { state: 'up', since: 0 } }, now: 1, pid: 1 });
+    const v = buildStatusView(input({ node: 'b', snapshot: snap, routes: [{ dst: '10.244.3.0/24', dev: 'eth0', gateway: '192.0.2.11', protocol: '77' }] }));
+    assert.equal(v.topology?.leader, 'a');
+    const text = renderStatusText(v, NOW * 1000);
+    assert.match(text, /location aws \(granularity location\): led by a \(the senior node reachable from other locations\); other locations are reached through it/);
+    assert.match(text, /locations: aws \(2 nodes, leader a\); gcp \(1 node, leader c\)/);
+    assert.match(text, /routes over the private network: \d+, MISSING [^\n]*100\.64\.2\.13\/32 via 192\.0\.2\.11/);
+    assert.doesNotMatch(text, /MISSING [^\n]*10\.244\.3\.0\/24 via/, 'the route that is in place is not missing');
   });
 
   it('says clearly when the interface is missing', () => {

@@ -167,7 +167,7 @@ level = debug
     assert.equal(config.wireguard.listenPort, 2);
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
-      `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints`,
+      `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints, endpoint_failover`,
       `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, mesh, state, peers, metrics, log`,
     ]);
   });

@@ -63,7 +63,7 @@ describe('unit: the daemon object', () => {
     const started = w.log.lines.map((l) => /^<7>started the (.*)$/.exec(l)?.[1]).filter(Boolean);
     const stopped = w.log.lines.map((l) => /^<7>stopped the (.*)$/.exec(l)?.[1]).filter(Boolean);
     assert.deepEqual(started, ['D-Bus link', 'ip co-process', 'wg-quick file', 'status writer', 'metrics endpoint', 'reconcile loop',
-      'name resolver', 'node source', 'peer source', 'peer wait', 'config reloader', 'interface monitor', 'resync timer']);
+      'endpoint watch', 'name resolver', 'node source', 'peer source', 'peer wait', 'config reloader', 'interface monitor', 'resync timer']);
     assert.deepEqual(stopped, [...started].reverse());
     assert.ok(w.notes.includes('stopping'));
     assert.equal(w.host.link.exists, true, 'the interface stays up');

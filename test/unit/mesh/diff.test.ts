@@ -348,6 +348,8 @@ describe('unit: diffs', () => {
     const cases: Array<[string, DesiredInterface, LinkStatus, InterfaceStatus | undefined, string[]]> = [
       ['as wanted', want, link(), dev(), []],
       ['another address as well as the wanted one', want, link({ addresses: ['fd00::5/64', '100.64.2.5/10'] }), dev(), []],
+      ['dual-stack: the IPv6 overlay address is missing', { ...want, address6: 'fd12:3456:789a::5/48' }, link(), dev(), ['IPv6 address (none) → fd12:3456:789a::5/48']],
+      ['dual-stack: both addresses in place', { ...want, address6: 'fd12:3456:789a::5/48' }, link({ addresses: ['100.64.2.5/10', 'fd12:3456:789a::5/48'] }), dev(), []],
       ['MTU left to wg-quick', { ...want, mtu: undefined }, link({ mtu: 1500 }), dev(), []],
       ['an fwmark and peers do not matter here', want, link(), dev({ fwmark: 51820, peers: [] }), []],
       ['missing link', want, link({ exists: false, up: false, addresses: [] }), undefined, ['interface is missing']],

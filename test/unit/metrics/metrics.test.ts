@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
 import { computeDesired } from '../../../service/src/mesh/desired.js';
-import type { ExternalPeer } from '../../../service/src/mesh/types.js';
+import type { DesiredState, ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
 describe('unit: health verdict', () => {
@@ -80,6 +80,23 @@ describe('unit: metrics exposition', () => {
     const lines = body.split('\n');
     for (const line of want) assert.ok(lines.includes(line), `missing "${line}" in:\n${body}`);
     assert.match(body, /# HELP wg_overlay_peer_latest_handshake_age_seconds /);
+  });
+
+  it('with locations: whether this node leads, and how often the leader of its location changed; peers counted from a delta', async () => {
+    const m = new DaemonMetrics({ node: 'a', iface: 'wg0', version: '1', readHandshakes: async () => [] });
+    const located = (leader: string, leads: boolean): DesiredState => ({
+      ...desired,
+      topology: { granularity: 'location', location: 'aws', locationId: 'location:aws', leader, why: '', leads, locations: [] },
+    });
+    m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('a', true), undefined);
+    m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('a', true), undefined);
+    m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('b', false), undefined);
+    const derived: DesiredState = { ...desired, peers: desired.peers.slice(0, 1), peersDelta: { from: desired.peers, removed: desired.peers.slice(1), added: [] } };
+    m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, derived, undefined);
+    const lines = (await m.render()).body.split('\n');
+    for (const line of ['wg_overlay_location_leader 0', 'wg_overlay_leader_changes_total 1', 'wg_overlay_peers{kind="node"} 1', 'wg_overlay_peers{kind="peer"} 0']) {
+      assert.ok(lines.includes(line), `missing "${line}"`);
+    }
   });
 
   it('without a device there are no per-peer handshake series, and scraping still works', async () => {

@@ -1,0 +1,164 @@
+/**
+ * The endpoint watch: while some Node peer can be dialled at more than one endpoint (its own
+ * addresses, and endpoints other nodes saw it arrive from), it reads the device every third of the
+ * failover timeout, runs each such peer's failover state machine (`mesh/failover.ts`), and hands
+ * the daemon the endpoint chosen for each peer not on its best one; each switch is logged with its
+ * reason. From every reading (its own, or the periodic resync's) it also notes the peers that
+ * arrive from an endpoint none of their addresses explains — behind NAT — for this node to
+ * publish as `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
+ */
+import type { Logger } from '../log/logger.js';
+import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/failover.js';
+import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
+import { escapeUnsafe } from '../mesh/text.js';
+import type { DesiredPeer } from '../mesh/types.js';
+import type { Part } from './part.js';
+
+/** How long a handshake counts as fresh (WireGuard's REJECT_AFTER_TIME). */
+const FRESH_SECONDS = 180;
+
+/** Options of the endpoint watch. */
+export interface EndpointWatchOptions {
+  /** Reads the device (shared with the metrics: at most one read at a time). */
+  read(): Promise<InterfaceStatus | undefined>;
+  /** The Node peers the daemon wants now. */
+  peers(): readonly DesiredPeer[];
+  /** Endpoints other nodes saw a Node arrive from (by Node name). */
+  discovered(name: string): readonly string[];
+  timing: FailoverTiming;
+  log: Logger;
+  /** A choice changed: the daemon must apply it. */
+  onChoice(): void;
+  /** This node's observations changed: the daemon must publish them. */
+  onObserved(): void;
+  now?: () => number;
+}
+
+/** One peer's failover: its candidates and state. */
+interface Tracked {
+  candidates: string[];
+  state: FailoverState;
+}
+
+/** Chooses endpoints for peers with several, and notes peers behind NAT. */
+export class EndpointWatch implements Part {
+  readonly name = 'endpoint watch';
+  private timer: NodeJS.Timeout | undefined;
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly chosen = new Map<string, string>();
+  private changed = new Set<string>();
+  private observedNow: Record<string, string> = {};
+  private busy = false;
+  private readonly now: () => number;
+
+  constructor(private readonly o: EndpointWatchOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.check(), Math.max(1_000, Math.floor(this.o.timing.timeoutMs / 3)));
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** The endpoints chosen instead of peers' best ones, and the names whose choice changed since the last call. */
+  take(): { chosen: ReadonlyMap<string, string>; changed: ReadonlySet<string> } {
+    const changed = this.changed;
+    this.changed = new Set();
+    return { chosen: this.chosen, changed };
+  }
+
+  /** Peers (by name) this node saw arrive from an endpoint none of their addresses explains. */
+  get observed(): Readonly<Record<string, string>> {
+    return this.observedNow;
+  }
+
+  /** Where each tracked peer stands, for the status file. */
+  describe(name: string): { candidates: string[]; index: number; why?: string } | undefined {
+    const t = this.tracked.get(name);
+    return t ? { candidates: t.candidates, index: t.state.index, ...(t.state.why ? { why: t.state.why } : {}) } : undefined;
+  }
+
+  /** A reading made by someone else (the periodic resync): used for the NAT observations. */
+  sawDevice(peers: readonly PeerStatus[]): void {
+    this.observe(peers);
+  }
+
+  /** One round (the timer runs one every third of the timeout): track the peers with several endpoints; read the device only if there are any. */
+  async check(): Promise<void> {
+    if (this.busy) return;
+    const peers = this.o.peers().filter((p) => p.kind === 'node');
+    const wanted = new Map<string, string[]>();
+    for (const p of peers) {
+      const candidates = [...new Set([...(p.candidates ?? (p.endpoint ? [p.endpoint] : [])), ...this.o.discovered(p.name)])];
+      if (candidates.length > 1) wanted.set(p.name, candidates);
+    }
+    this.forgetOthers(wanted);
+    if (wanted.size === 0) return;
+    this.busy = true;
+    try {
+      const dev = await this.o.read();
+      if (!dev) return;
+      this.observe(dev.peers);
+      const byKey = new Map(dev.peers.map((d) => [d.publicKey, d]));
+      for (const p of peers) {
+        const candidates = wanted.get(p.name);
+        const d = byKey.get(p.publicKey);
+        if (candidates && d) this.stepOne(p.name, candidates, d);
+      }
+    } catch (err) {
+      this.o.log.debug(`endpoint watch: reading the device failed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Peers that no longer have several endpoints go back to their best one. */
+  private forgetOthers(wanted: ReadonlyMap<string, string[]>): void {
+    for (const name of [...this.tracked.keys()]) {
+      if (wanted.has(name)) continue;
+      this.tracked.delete(name);
+      if (this.chosen.delete(name)) this.changed.add(name);
+    }
+    if (this.changed.size > 0) this.o.onChoice();
+  }
+
+  private stepOne(name: string, candidates: string[], d: PeerStatus): void {
+    const now = this.now();
+    let t = this.tracked.get(name);
+    if (!t || t.candidates.join() !== candidates.join()) {
+      t = { candidates, state: initialState(now, this.o.timing) };
+      this.tracked.set(name, t);
+      if (this.chosen.delete(name)) { this.changed.add(name); this.o.onChoice(); }
+    }
+    const step = failoverStep(t.state, candidates.length, { latestHandshake: d.latestHandshake, rxBytes: d.rxBytes, txBytes: d.txBytes, endpoint: d.endpoint }, now, this.o.timing);
+    t.state = step.state;
+    if (!step.switchTo) return;
+    const from = this.chosen.get(name) ?? candidates[0];
+    const to = candidates[step.switchTo.index]!;
+    if (step.switchTo.index === 0) this.chosen.delete(name);
+    else this.chosen.set(name, to);
+    this.changed.add(name);
+    this.o.log.info(`endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`);
+    this.o.onChoice();
+  }
+
+  /** Notes the peers that arrive from an endpoint none of their own addresses explains (NAT). */
+  private observe(devPeers: readonly PeerStatus[]): void {
+    const nowS = Math.floor(this.now() / 1000);
+    const byKey = new Map(this.o.peers().filter((p) => p.kind === 'node').map((p) => [p.publicKey, p]));
+    const next: Record<string, string> = {};
+    for (const d of devPeers) {
+      const p = byKey.get(d.publicKey);
+      if (!p || !d.endpoint || d.latestHandshake === 0 || nowS - d.latestHandshake > FRESH_SECONDS) continue;
+      const own = new Set([...(p.candidates ?? []), ...(p.endpoint ? [p.endpoint] : [])]);
+      if (!own.has(d.endpoint)) next[p.name] = d.endpoint;
+    }
+    const sorted = Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : 1)));
+    if (JSON.stringify(sorted) === JSON.stringify(this.observedNow)) return;
+    this.observedNow = sorted;
+    this.o.onObserved();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Endpoint failover for one peer, as a pure state machine over what the device reports: the
+ * daemon dials a peer's best candidate endpoint; when, for `timeoutMs`, packets go out to it and
+ * nothing comes back (WireGuard answers every data packet within 10 s, with a keepalive at
+ * least, and every handshake initiation at once), it moves to the next candidate; from a fallback
+ * it tries the best one again after `probeAfterMs` (doubling after each failed try), and stays
+ * there if it works — so it never flaps between two working endpoints.
+ */
+
+/** What the device says about one peer at one moment. */
+export interface PeerReading {
+  /** Unix seconds of the latest handshake; 0 = never. */
+  latestHandshake: number;
+  rxBytes: number;
+  txBytes: number;
+  /** The endpoint the device uses now (it follows a peer that roamed). */
+  endpoint: string | undefined;
+}
+
+/** The failover state of one peer. */
+export interface FailoverState {
+  /** Index of the candidate in use. */
+  index: number;
+  /** When it came into use (ms). */
+  since: number;
+  /** The fallback to return to when a try of a better candidate fails; undefined when not trying. */
+  tryingFrom?: number | undefined;
+  /** When to try the best candidate again (ms), while on a fallback. */
+  probeAt?: number | undefined;
+  /** The wait before the next try (ms); doubles after each failed one. */
+  probeAfterMs: number;
+  /** Traffic counters when the current silence began: tx grew and rx did not since then. */
+  silentSince?: { at: number; rx: number; tx: number } | undefined;
+  /** The last reading. */
+  last?: PeerReading | undefined;
+  /** Why the last switch happened. */
+  why?: string | undefined;
+}
+
+/** Timing of the failover. */
+export interface FailoverTiming {
+  /** Packets out and none in for this long: the endpoint is broken (ms). */
+  timeoutMs: number;
+  /** On a fallback, try the best candidate again after this long (ms), doubling up to `maxProbeAfterMs`. */
+  probeAfterMs: number;
+  maxProbeAfterMs: number;
+}
+
+/** The outcome of one step: the new state, and the candidate to switch to (with why) if any. */
+export interface FailoverStep {
+  state: FailoverState;
+  switchTo?: { index: number; why: string } | undefined;
+}
+
+/** A new peer starts on its best candidate. */
+export function initialState(now: number, timing: FailoverTiming): FailoverState {
+  return { index: 0, since: now, probeAfterMs: timing.probeAfterMs };
+}
+
+/**
+ * One step for one peer with `count` candidates (in order of preference), given a new reading.
+ * A candidate is broken when tx grew and rx did not for `timeoutMs` while it was in use.
+ */
+export function failoverStep(state: FailoverState, count: number, reading: PeerReading, now: number, timing: FailoverTiming): FailoverStep {
+  const s: FailoverState = { ...state, last: reading };
+  if (count <= 1) return { state: { ...s, index: 0, tryingFrom: undefined, probeAt: undefined, silentSince: undefined } };
+  const prev = state.last;
+  // Silence: packets go out and none come in. Any reply ends it.
+  if (prev && reading.rxBytes > prev.rxBytes) s.silentSince = undefined;
+  else if (prev && reading.txBytes > prev.txBytes && !s.silentSince) s.silentSince = { at: now, rx: prev.rxBytes, tx: prev.txBytes };
+  const broken = !!s.silentSince && now - s.silentSince.at >= timing.timeoutMs && now - s.since >= timing.timeoutMs;
+  if (broken) {
+    const trying = s.tryingFrom;
+    const next = trying !== undefined ? trying : (s.index + 1) % count;
+    const probeAfterMs = trying !== undefined ? Math.min(timing.maxProbeAfterMs, s.probeAfterMs * 2) : s.probeAfterMs;
+    const why = trying !== undefined
+      ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, next try in ${Math.round(probeAfterMs / 1000)} s`
+      : `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`;
+    return switched(s, next, now, why, probeAfterMs);
+  }
+  if (s.tryingFrom !== undefined && prev && reading.rxBytes > prev.rxBytes) {
+    // The better candidate answered: it stays, and the tries start over.
+    return { state: { ...s, tryingFrom: undefined, probeAt: undefined, probeAfterMs: timing.probeAfterMs } };
+  }
+  if (s.index > 0 && s.tryingFrom === undefined && s.probeAt !== undefined && now >= s.probeAt) {
+    return { state: { ...s, index: 0, since: now, tryingFrom: s.index, probeAt: undefined, silentSince: undefined, why: 'trying the better endpoint again' }, switchTo: { index: 0, why: 'trying the better endpoint again' } };
+  }
+  return { state: s };
+}
+
+/** The state after moving to candidate `index` (on a fallback, a try of the best one is planned). */
+function switched(s: FailoverState, index: number, now: number, why: string, probeAfterMs: number): FailoverStep {
+  const state: FailoverState = {
+    ...s, index, since: now, tryingFrom: undefined, silentSince: undefined, why, probeAfterMs,
+    probeAt: index > 0 ? now + probeAfterMs : undefined,
+  };
+  return { state, switchTo: { index, why } };
+}

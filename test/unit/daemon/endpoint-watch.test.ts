@@ -1,0 +1,106 @@
+/**
+ * The endpoint watch against a simulated device: it reads nothing while every peer has one
+ * endpoint; a peer whose endpoint goes silent is moved to its next candidate after the timeout,
+ * and the daemon is asked to apply it, with the reason logged; peers that arrive from an endpoint
+ * none of their addresses explains are noted for publishing; and the discovered-endpoints
+ * annotations of other Nodes are read as hostile input.
+ */
+import assert from 'node:assert/strict';
+import { EndpointWatch } from '../../../service/src/daemon/endpoint-watch.js';
+import { memoryLogger } from '../../../service/src/log/logger.js';
+import { ANNOTATION_DISCOVERED } from '../../../service/src/mesh/annotations.js';
+import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/discovered.js';
+import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/status.js';
+import type { DesiredPeer } from '../../../service/src/mesh/types.js';
+import { KEYS, meshNode } from '../../support/fixtures.js';
+
+const peer = (name: string, key: string, candidates?: string[]): DesiredPeer => ({
+  kind: 'node', name, publicKey: key, endpoint: candidates?.[0] ?? '192.0.2.12:51820', ...(candidates ? { candidates } : {}), allowedIPs: [], persistentKeepalive: 0,
+});
+
+function world(peers: DesiredPeer[]) {
+  let now = 1_000_000;
+  const device: PeerStatus[] = peers.map((p) => ({ publicKey: p.publicKey, hasPresharedKey: false, endpoint: p.endpoint, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 }));
+  let reads = 0;
+  const calls = { choice: 0, observed: 0 };
+  const log = memoryLogger();
+  const watch = new EndpointWatch({
+    read: async (): Promise<InterfaceStatus> => { reads += 1; return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: device.map((d) => ({ ...d })) }; },
+    peers: () => peers,
+    discovered: () => [],
+    timing: { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 600_000 },
+    log,
+    onChoice: () => { calls.choice += 1; },
+    onObserved: () => { calls.observed += 1; },
+    now: () => now,
+  });
+  return { watch, device, calls, log, reads: () => reads, tick: (ms: number) => { now += ms; }, now: () => now };
+}
+
+describe('unit: endpoint watch', () => {
+  it('reads nothing while no peer has more than one endpoint', async () => {
+    const w = world([peer('b', KEYS[1])]);
+    for (let i = 0; i < 10; i += 1) { await w.watch.check(); w.tick(5_000); }
+    assert.equal(w.reads(), 0);
+  });
+
+  it('moves a silent peer to its next endpoint after the timeout, logs why, and asks for it to be applied', async () => {
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])]);
+    for (let i = 0; i < 6; i += 1) {
+      w.device[0]!.txBytes += 148; // handshake initiations go out, nothing comes back
+      await w.watch.check();
+      w.tick(5_000);
+    }
+    assert.ok(w.calls.choice >= 1);
+    const { chosen, changed } = w.watch.take();
+    assert.deepEqual([...chosen], [['b', '[2001:db8::12]:51820']]);
+    assert.deepEqual([...changed], ['b']);
+    assert.match(w.log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: no answer for \d+ s while packets went out\)/);
+    assert.deepEqual(w.watch.describe('b'), { candidates: ['192.0.2.12:51820', '[2001:db8::12]:51820'], index: 1, why: w.watch.describe('b')!.why });
+    assert.equal(w.watch.take().changed.size, 0, 'a change is handed out once');
+  });
+
+  it('a peer that answers stays where it is', async () => {
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '198.51.100.12:51820'])]);
+    for (let i = 0; i < 20; i += 1) {
+      w.device[0]!.txBytes += 1000;
+      w.device[0]!.rxBytes += 900;
+      await w.watch.check();
+      w.tick(5_000);
+    }
+    assert.equal(w.calls.choice, 0);
+    assert.equal(w.watch.take().chosen.size, 0);
+  });
+
+  it('notes a peer arriving from an endpoint none of its addresses explains (NAT), once', async () => {
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '198.51.100.12:51820'])]);
+    w.device[0]!.endpoint = '203.0.113.7:40123';
+    w.device[0]!.latestHandshake = Math.floor(w.now() / 1000) - 5;
+    await w.watch.check();
+    await w.watch.check();
+    assert.deepEqual(w.watch.observed, { b: '203.0.113.7:40123' });
+    assert.equal(w.calls.observed, 1);
+  });
+});
+
+describe('unit: discovered endpoints published by other Nodes', () => {
+  const observer = (name: string, created: number, text: string) => meshNode(name, { created, annotations: { [ANNOTATION_DISCOVERED]: text } });
+
+  it('keeps only address:port entries outside reserved ranges, about other Nodes', () => {
+    const n = observer('x', 1, JSON.stringify({ b: '203.0.113.7:40123', c: 'evil.example:1', d: '127.0.0.1:51820', e: 42, x: '203.0.113.9:1', f: '[2001:db8::7]:51820' }));
+    assert.deepEqual([...parseDiscovered(n)], [['b', '203.0.113.7:40123'], ['f', '[2001:db8::7]:51820']]);
+    assert.deepEqual([...parseDiscovered(observer('y', 1, 'not json'))], []);
+    assert.deepEqual([...parseDiscovered(observer('y', 1, '["203.0.113.7:1"]'))], []);
+  });
+
+  it('indexes them by the Node they are about, senior observers first, and follows updates and deletes', () => {
+    const idx = new DiscoveredIndex();
+    idx.update(observer('young', 5, JSON.stringify({ b: '203.0.113.8:1' })));
+    idx.update(observer('old', 1, JSON.stringify({ b: '203.0.113.7:1' })));
+    assert.deepEqual(idx.about('b'), ['203.0.113.7:1', '203.0.113.8:1']);
+    idx.update(observer('old', 1, '{}'));
+    assert.deepEqual(idx.about('b'), ['203.0.113.8:1']);
+    idx.remove('young');
+    assert.deepEqual(idx.about('b'), []);
+  });
+});

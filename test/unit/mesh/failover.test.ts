@@ -1,0 +1,115 @@
+/**
+ * Endpoint failover rules, table-driven over simulated device readings every 5 s: a silent
+ * endpoint (packets out, nothing back) is left after the timeout for the next candidate; an idle
+ * peer is never judged; from a fallback the best candidate is tried again later and kept if it
+ * answers, else the fallback comes back with a longer wait; a peer never flaps between two
+ * working endpoints; every switch says why.
+ */
+import assert from 'node:assert/strict';
+import { desiredFor } from '../../../service/src/mesh/desired.js';
+import { MeshEngine } from '../../../service/src/mesh/engine.js';
+import { failoverStep, initialState, type FailoverState, type FailoverTiming, type PeerReading } from '../../../service/src/mesh/failover.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+
+const T: FailoverTiming = { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 480_000 };
+const STEP = 5_000;
+
+/** Which endpoints answer: a function of time (ms) → indices that work. */
+type Works = (now: number) => ReadonlySet<number>;
+
+/**
+ * Simulates a peer with `count` candidates for `ms`: every 5 s the side sends `sendPerStep` bytes
+ * (0 = idle); the peer answers when the endpoint in use works. Returns the switches with times.
+ */
+function simulate(count: number, works: Works, ms: number, sendPerStep = 1000): { switches: Array<[number, number, string]>; state: FailoverState } {
+  let state = initialState(0, T);
+  let rx = 0;
+  let tx = 0;
+  const switches: Array<[number, number, string]> = [];
+  for (let now = STEP; now <= ms; now += STEP) {
+    tx += sendPerStep;
+    if (sendPerStep > 0 && works(now).has(state.index)) rx += 148;
+    const reading: PeerReading = { latestHandshake: 0, rxBytes: rx, txBytes: tx, endpoint: undefined };
+    const step = failoverStep(state, count, reading, now, T);
+    state = step.state;
+    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why]);
+  }
+  return { switches, state };
+}
+
+const all = (...i: number[]): Works => () => new Set(i);
+
+describe('unit: endpoint failover', () => {
+  it('a working first candidate is kept for ever', () => {
+    assert.deepEqual(simulate(3, all(0, 1, 2), 600_000).switches, []);
+  });
+
+  it('a silent first candidate is left after the timeout for the second, which is kept', () => {
+    const { switches, state } = simulate(2, all(1), 50_000);
+    assert.equal(switches[0]![1], 1);
+    assert.ok(switches[0]![0] >= 15_000 && switches[0]![0] <= 25_000, `switched after ${switches[0]![0]} ms`);
+    assert.match(switches[0]![2], /no answer for \d+ s while packets went out/);
+    assert.equal(state.index, 1);
+  });
+
+  it('an idle peer (nothing sent) is never judged, whatever works', () => {
+    assert.deepEqual(simulate(3, all(), 600_000, 0).switches.filter(([, i]) => i !== 0), []);
+  });
+
+  it('from a fallback it tries the best again after the wait, and stays when it answers (the first came back)', () => {
+    const works: Works = (now) => new Set(now < 150_000 ? [1] : [0, 1]);
+    const { switches, state } = simulate(2, works, 400_000);
+    assert.deepEqual(switches.map(([, i]) => i), [1, 0, 1, 0], 'off 0, a failed try, back, a try that works');
+    assert.equal(state.index, 0);
+    assert.equal(state.tryingFrom, undefined);
+  });
+
+  it('never flaps between two working endpoints: once back on the best, it stays', () => {
+    const works: Works = (now) => new Set(now < 30_000 ? [1] : [0, 1]);
+    const { switches } = simulate(2, works, 3_600_000);
+    assert.deepEqual(switches.map(([, i]) => i), [1, 0]);
+  });
+
+  it('tries of a best candidate that stays broken come less and less often (the wait doubles, up to a bound)', () => {
+    const { switches } = simulate(2, all(1), 3_600_000);
+    const tries = switches.filter(([, i]) => i === 0).map(([t]) => t);
+    const gaps = tries.slice(1).map((t, k) => t - tries[k]!);
+    assert.ok(gaps.length >= 3);
+    for (let k = 1; k < gaps.length; k += 1) assert.ok(gaps[k]! >= gaps[k - 1]!, `gaps grow: ${gaps.join(', ')}`);
+    assert.ok(gaps.every((g) => g <= T.maxProbeAfterMs + T.timeoutMs + 2 * STEP), `bounded: ${gaps.join(', ')}`);
+    for (const [, , why] of switches.filter(([, i]) => i === 1).slice(1)) assert.match(why, /back to the one that worked, next try in \d+ s/);
+  });
+
+  it('all candidates silent: it walks through them all in order, each given a full timeout', () => {
+    const { switches } = simulate(3, all(), 120_000);
+    assert.deepEqual(switches.slice(0, 3).map(([, i]) => i), [1, 2, 0]);
+    for (let k = 1; k < 3; k += 1) assert.ok(switches[k]![0] - switches[k - 1]![0] >= T.timeoutMs);
+  });
+
+  it('one candidate: nothing to switch to', () => {
+    assert.deepEqual(simulate(1, all(), 120_000).switches, []);
+  });
+});
+
+describe('unit: desired state with failover choices', () => {
+  it('a chosen endpoint replaces the best one for that peer only, also when derived from the previous state', () => {
+    const settings = { ...MESH_SETTINGS, overlayCidr6: undefined };
+    const nodes = [
+      meshNode('a', { ip: '192.0.2.11', created: 1, key: KEYS[0] }),
+      meshNode('b', { ip: ['192.0.2.12', '2001:db8::12'], created: 2, key: KEYS[1] }),
+      meshNode('c', { ip: '192.0.2.13', created: 3, key: KEYS[2] }),
+    ];
+    const self = { name: 'a', publicKey: KEYS[0]! };
+    const engine = new MeshEngine(settings, self);
+    engine.setNodes(nodes);
+    const first = desiredFor(self, nodes[0], engine.result(), settings);
+    assert.deepEqual(first.peers.find((p) => p.name === 'b')!.candidates, ['192.0.2.12:51820', '[2001:db8::12]:51820']);
+    const choice = { chosen: new Map([['b', '[2001:db8::12]:51820']]), changed: new Set(['b']) };
+    const second = desiredFor(self, nodes[0], engine.result(), settings, first, undefined, choice);
+    assert.equal(second.peers.find((p) => p.name === 'b')!.endpoint, '[2001:db8::12]:51820');
+    assert.equal(second.peers.find((p) => p.name === 'c'), first.peers.find((p) => p.name === 'c'), 'other peers keep their objects');
+    assert.deepEqual(second.peersDelta?.added.map((p) => p.name), ['b'], 'derived: only b changed');
+    const back = desiredFor(self, nodes[0], engine.result(), settings, second, undefined, { chosen: new Map(), changed: new Set(['b']) });
+    assert.equal(back.peers.find((p) => p.name === 'b')!.endpoint, '192.0.2.12:51820');
+  });
+});
