@@ -187,7 +187,10 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
       // wg0.conf: the same mesh, now installed by wg-quick@wg0 from the daemon's own copy.
       const conf = await c.readFile('/etc/wireguard/wg0.conf');
-      assert.equal(conf, was.conf, 'wg0.conf describes the same interface and peers');
+      // Plus, since `[overlay] cidr6 = auto` is the default now, an IPv6 overlay address (a ULA
+      // from the cluster's CA) for the node and for each peer; with those taken out, it is 0.1's file.
+      assert.match(conf, /^Address = 100\.64\.\S+\/10, fd[0-9a-f:]+\/48$/m, 'the node gained an IPv6 overlay address');
+      assert.equal(conf.replace(/, fd[0-9a-f:]+\/(?:48|128)$/gm, ''), was.conf, 'wg0.conf describes the same interface and peers');
       assert.equal((await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf')), conf);
       // And traffic flows both ways.
       for (const [from, to] of [[i, 1 - i], [1 - i, i]] as const) {

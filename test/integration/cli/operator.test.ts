@@ -80,7 +80,7 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     peers.create({ apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name: 'laptop' }, spec: { allowedIPs: ['10.5.0.2/32'], publicKey: laptop.pub, persistentKeepalive: 25, presharedKey: psk } });
     peers.create({ apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name: 'my-device' }, spec: { allowedIPs: ['10.5.0.3/32'], publicKey: 'YOUR_PUBLIC_KEY_HERE', persistentKeepalive: 25 } });
     conf = join(dir, 'wg-overlay.conf');
-    await writeFile(conf, `[kubernetes]\nkubeconfig = ${join(dir, 'kubeconfig')}\nnode_name = not-a-node\n[peers]\nallowed_ips_extra = 10.96.0.0/12\n`);
+    await writeFile(conf, `[kubernetes]\nkubeconfig = ${join(dir, 'kubeconfig')}\nnode_name = not-a-node\n[overlay]\ncidr6 = fd00:64::/48\n[peers]\nallowed_ips_extra = 10.96.0.0/12\n`);
     // A cluster without the Peer CRD.
     bare = new KubeApiServer({ token: 'bare-token' });
     await bare.start();
@@ -111,8 +111,8 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     const dev = parseDump('wgp0', (await wgnode.exec('wg', ['show', 'wgp0', 'dump'])).stdout);
     assert.equal(dev.publicKey, laptop.pub);
     assert.deepEqual(dev.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIPs, p.persistentKeepalive, p.hasPresharedKey]).sort(), [
-      [a.pub, '198.51.100.11:51820', ['10.96.0.0/12', '10.244.1.0/24', '100.64.100.11/32'], 25, true],
-      [b.pub, '198.51.100.12:51820', ['10.244.2.0/24', '100.64.100.12/32', 'fd00:10:244:2::/64'], 25, true],
+      [a.pub, '198.51.100.11:51820', ['10.96.0.0/12', '10.244.1.0/24', '100.64.100.11/32', 'fd00:64::c633:640b/128'], 25, true],
+      [b.pub, '198.51.100.12:51820', ['10.244.2.0/24', '100.64.100.12/32', 'fd00:10:244:2::/64', 'fd00:64::c633:640c/128'], 25, true],
     ].sort());
     const show = parseWgQuick((await wgnode.exec('wg', ['showconf', 'wgp0'])).stdout);
     assert.equal(show.peers[0]?.presharedKey, psk);
@@ -128,7 +128,7 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     const dev = parseDump('wgn0', (await wgnode.exec('wg', ['show', 'wgn0', 'dump'])).stdout);
     assert.equal(dev.listenPort, 51820);
     assert.deepEqual(dev.peers.map((p) => [p.publicKey, p.endpoint ?? null, p.allowedIPs]).sort(), [
-      [a.pub, '198.51.100.11:51820', ['10.244.1.0/24', '100.64.100.11/32']],
+      [a.pub, '198.51.100.11:51820', ['10.244.1.0/24', '100.64.100.11/32', 'fd00:64::c633:640b/128']],
       [laptop.pub, null, ['10.5.0.2/32']],
     ].sort());
   });
@@ -142,8 +142,8 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     const cfg = parseWgQuick(strip.stdout);
     assert.equal(cfg.iface.privateKey, laptop.priv);
     assert.deepEqual(cfg.peers.map((p) => p.allowedIPs), [
-      ['10.244.1.0/24', '100.64.100.11/32'],
-      ['10.244.2.0/24', '100.64.100.12/32', 'fd00:10:244:2::/64', '10.96.0.0/12', '10.97.0.0/16'],
+      ['10.244.1.0/24', '100.64.100.11/32', 'fd00:64::c633:640b/128'],
+      ['10.244.2.0/24', '100.64.100.12/32', 'fd00:10:244:2::/64', 'fd00:64::c633:640c/128', '10.96.0.0/12', '10.97.0.0/16'],
     ]);
     // Unfilled, wg-quick refuses it instead of bringing up an interface with a bogus key.
     await wgnode.writeFile('/etc/wireguard/unfilled.conf', r.stdout, 0o600);
