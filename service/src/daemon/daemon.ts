@@ -111,6 +111,15 @@ interface Prepared {
   loadedAt: number;
 }
 
+/** Host-side pieces the constructor makes and the parts list closes or uses. */
+interface Made {
+  ipBatch: IpBatch | undefined;
+  confFile: WgQuickFile;
+  own: OwnChanges;
+  leadership: LocationLeases | undefined;
+  endpoints: EndpointWatch | undefined;
+}
+
 /** The long-running daemon: its parts, started in order and stopped in reverse. */
 export class Daemon {
   private readonly parts: Part[] = [];
@@ -179,7 +188,16 @@ export class Daemon {
       summary: () => this.summary(),
     }, env.notifier, log, env.signals, p.loadedAt);
     this.wire();
-    this.parts.push(
+    this.parts.push(...this.assemble(p, { ipBatch, confFile, own, leadership, endpoints }));
+  }
+
+  /** The parts in start order (stopped in reverse): closers first, sources and monitors last. */
+  private assemble(p: Prepared, made: Made): Part[] {
+    const { ipBatch, confFile, own, leadership, endpoints } = made;
+    const { env } = this;
+    const { log } = env;
+    const w = p.config.wireguard;
+    return [
       new Closer('D-Bus link', () => p.units?.close()),
       new Closer('ip co-process', () => ipBatch?.close()),
       new Closer('wg-quick file', async () => { await confFile.flush(); }),
@@ -210,7 +228,7 @@ export class Daemon {
         else this.loop.schedule('routes or link changed on the host', true);
       })),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
-    );
+    ];
   }
 
   /** Starts every part in order; if one cannot start, stops those already started and throws. */
