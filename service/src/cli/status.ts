@@ -125,12 +125,11 @@ function stuckRun(snap: StatusSnapshot | undefined, i: StatusInput): string | nu
   return `a reconcile run has been going for ${formatAge(ms / 1000)} (threshold ${formatAge(i.stuckAfterMs / 1000)}): it waits for a command or a D-Bus call that does not answer; journalctl -u wg-overlay says which`;
 }
 
-/** Builds the status view (pure). */
-export function buildStatusView(i: StatusInput): StatusView {
+/** The peer rows: every wanted peer with what the device says of it, then the device's unknown peers. */
+function statusPeers(i: StatusInput): StatusPeer[] {
   const snap = i.snapshot;
   const dev = i.device;
   const present = new Set(i.routes.filter((r) => r.dev === i.iface).map((r) => normalizeCidr(r.dst) ?? r.dst));
-  const viaGateway = new Set(i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`));
   const onDevice = new Map((dev?.peers ?? []).map((p) => [p.publicKey, p]));
   const peers: StatusPeer[] = [];
   const nowS = Math.floor(i.now / 1000);
@@ -174,6 +173,32 @@ export function buildStatusView(i: StatusInput): StatusView {
       failover: null,
     });
   }
+  return peers;
+}
+
+/** The daemon section: what its status file says, and whether it is running or stuck. */
+function statusDaemon(i: StatusInput): StatusView['daemon'] {
+  const snap = i.snapshot;
+  return {
+    statusFile: i.statusFile,
+    found: snap !== undefined,
+    running: snap !== undefined && i.pidAlive,
+    pid: snap?.pid ?? null,
+    updatedAt: iso(snap?.writtenAt),
+    waiting: snap?.waiting ?? null,
+    lastApply: snap?.lastApply ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! } : null,
+    lastSuccessAt: iso(snap?.lastSuccessAt),
+    watch: snap?.watch ?? null,
+    stuck: stuckRun(snap, i),
+    error: i.snapshotError ?? null,
+  };
+}
+
+/** Builds the status view (pure). */
+export function buildStatusView(i: StatusInput): StatusView {
+  const snap = i.snapshot;
+  const dev = i.device;
+  const viaGateway = new Set(i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`));
   return {
     node: i.node,
     interface: {
@@ -185,20 +210,8 @@ export function buildStatusView(i: StatusInput): StatusView {
       publicKey: dev?.publicKey ?? null,
       readable: dev !== undefined,
     },
-    daemon: {
-      statusFile: i.statusFile,
-      found: snap !== undefined,
-      running: snap !== undefined && i.pidAlive,
-      pid: snap?.pid ?? null,
-      updatedAt: iso(snap?.writtenAt),
-      waiting: snap?.waiting ?? null,
-      lastApply: snap?.lastApply ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! } : null,
-      lastSuccessAt: iso(snap?.lastSuccessAt),
-      watch: snap?.watch ?? null,
-      stuck: stuckRun(snap, i),
-      error: i.snapshotError ?? null,
-    },
-    peers,
+    daemon: statusDaemon(i),
+    peers: statusPeers(i),
     topology: snap?.topology ?? null,
     privateRoutes: (snap?.routes ?? []).filter((r) => r.gateway).map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
     skipped: snap?.skipped ?? [],

@@ -324,22 +324,9 @@ function scanLines(text: string, file: string): { errors: string[]; warnings: st
   return { errors, warnings };
 }
 
-/** Parses and validates config text; throws ConfigError listing every problem. */
-export function parseConfig(text: string, file: string): LoadedConfig {
-  const scan = scanLines(text, file);
-  const errors = [...scan.errors];
-  const warnings = [...scan.warnings];
-  let raw: Raw;
-  try {
-    raw = ini.parse(text) as Raw;
-  } catch (cause) {
-    throw new ConfigError([`${file}: cannot be parsed as INI`], { cause });
-  }
-  const cfg = defaultConfig();
-  cfg.source = file;
+/** Each known key's parsed value by section; unknown ones become warnings, bad values errors. */
+function sectionValues(raw: Raw, file: string, errors: string[], warnings: string[]): Record<string, Record<string, unknown>> {
   const values: Record<string, Record<string, unknown>> = {};
-  let configFileSet = false;
-
   for (const [sectionName, sectionValue] of Object.entries(raw)) {
     const spec = SCHEMA[sectionName];
     if (typeof sectionValue !== 'object' || sectionValue === null) continue; // keys outside sections: reported by scanLines
@@ -366,10 +353,26 @@ export function parseConfig(text: string, file: string): LoadedConfig {
         continue;
       }
       values[sectionName]![key] = res.value;
-      if (sectionName === 'wireguard' && key === 'config_file') configFileSet = true;
     }
   }
+  return values;
+}
+
+/** Parses and validates config text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, file: string): LoadedConfig {
+  const scan = scanLines(text, file);
+  const errors = [...scan.errors];
+  const warnings = [...scan.warnings];
+  let raw: Raw;
+  try {
+    raw = ini.parse(text) as Raw;
+  } catch (cause) {
+    throw new ConfigError([`${file}: cannot be parsed as INI`], { cause });
+  }
+  const values = sectionValues(raw, file, errors, warnings);
   if (errors.length > 0) throw new ConfigError(errors);
+  const cfg = defaultConfig();
+  cfg.source = file;
 
   const k = values.kubernetes ?? {};
   const w = values.wireguard ?? {};
@@ -379,7 +382,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.kubernetes.discovery = set(k.discovery, cfg.kubernetes.discovery);
   cfg.kubernetes.listIntervalSeconds = set(k.list_interval, cfg.kubernetes.listIntervalSeconds);
   cfg.wireguard.interface = set(w.interface, cfg.wireguard.interface);
-  cfg.wireguard.configFile = configFileSet ? (w.config_file as string) : `/etc/wireguard/${cfg.wireguard.interface}.conf`;
+  cfg.wireguard.configFile = w.config_file !== undefined ? (w.config_file as string) : `/etc/wireguard/${cfg.wireguard.interface}.conf`;
   cfg.wireguard.listenPort = set(w.listen_port, cfg.wireguard.listenPort);
   cfg.wireguard.endpoint = set(w.endpoint, cfg.wireguard.endpoint);
   cfg.wireguard.mtu = set(w.mtu, cfg.wireguard.mtu);
