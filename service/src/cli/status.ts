@@ -256,27 +256,7 @@ export function safeStrings(_key: string, value: unknown): unknown {
 /** Renders the view for a terminal. */
 export function renderStatusText(v: StatusView, now: number): string {
   const out: string[] = [];
-  const d = v.daemon;
-  if (!d.found) {
-    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`);
-  } else {
-    const state = d.running ? `daemon running (pid ${d.pid})` : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
-    const apply = d.lastApply ? (d.lastApply.ok ? `last run ok ${ago(d.lastApply.at, now)}` : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`) : 'no run yet';
-    out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
-    if (d.watch) out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
-    if (d.waiting) out.push(`  waiting: ${d.waiting}`);
-    if (d.stuck) out.push(`  STUCK: ${d.stuck}`);
-  }
-  const i = v.interface;
-  if (!i.exists) {
-    out.push(`interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`);
-  } else {
-    const parts = [i.up ? 'up' : 'DOWN', `address ${i.addresses.join(', ') || '(none)'}`];
-    if (i.listenPort !== null) parts.push(`listen port ${i.listenPort}`);
-    out.push(`interface ${i.name}: ${parts.join(', ')}`);
-    if (i.publicKey) out.push(`  public key ${i.publicKey}`);
-    if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
-  }
+  out.push(...headerLines(v, now));
   if (v.topology) out.push(...topologyLines(v));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
@@ -314,6 +294,33 @@ export function renderStatusText(v: StatusView, now: number): string {
   }
   // Everything shown may hold text from the API: no control or bidi character reaches the terminal.
   return `${out.map(escapeUnsafe).join('\n')}\n`;
+}
+
+/** The daemon's and the interface's state, the first lines of `status`. */
+function headerLines(v: StatusView, now: number): string[] {
+  const out: string[] = [];
+  const d = v.daemon;
+  if (!d.found) {
+    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`);
+  } else {
+    const state = d.running ? `daemon running (pid ${d.pid})` : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
+    const apply = d.lastApply ? (d.lastApply.ok ? `last run ok ${ago(d.lastApply.at, now)}` : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`) : 'no run yet';
+    out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
+    if (d.watch) out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
+    if (d.waiting) out.push(`  waiting: ${d.waiting}`);
+    if (d.stuck) out.push(`  STUCK: ${d.stuck}`);
+  }
+  const i = v.interface;
+  if (!i.exists) {
+    out.push(`interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`);
+  } else {
+    const parts = [i.up ? 'up' : 'DOWN', `address ${i.addresses.join(', ') || '(none)'}`];
+    if (i.listenPort !== null) parts.push(`listen port ${i.listenPort}`);
+    out.push(`interface ${i.name}: ${parts.join(', ')}`);
+    if (i.publicKey) out.push(`  public key ${i.publicKey}`);
+    if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
+  }
+  return out;
 }
 
 /** Where this node stands in a location or cross topology, and its routes over the private network. */
