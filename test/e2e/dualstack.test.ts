@@ -6,11 +6,14 @@
  * arrive from.
  */
 import assert from 'node:assert/strict';
-import { Cluster, type ClusterNode } from '../support/cluster.js';
+import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
 import { requireTools } from '../support/process.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
 
-const TOOLS = ['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping'];
+const TOOLS = ['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping', 'nft'];
+
+/** Text as a literal part of a regular expression. */
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Dual-stack PodCIDRs for the node numbered `i`. */
 const podCIDRs = (i: number): string[] => [`10.244.${i}.0/24`, `fd10:244:${i}::/64`];
@@ -65,7 +68,56 @@ describe('e2e: dual-stack mesh', function () {
       await pingAll(other.host, v6, 2);
     }
   });
+
+  it('endpoint failover: node-a stops hearing node-b\'s IPv4 address → traffic resumes over its IPv6 candidate; logged, shown by status, wg0 and other peers untouched', async () => {
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    const c = cluster.must('node-c');
+    const v4 = `${b.address}:51820`;
+    const v6 = `[${b.address6!}]:51820`;
+    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v4, 'node-a dials node-b\'s IPv4 address first');
+    const ifindex = (await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim();
+    const peerC = (await cluster.peer('node-a', 'node-c'))!;
+    const mark = a.daemon!.output().length;
+    // Pings every 0.2 s, each line stamped with the time it arrived (-D).
+    const toB = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', b.podIp]);
+    const toC = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', c.podIp]);
+    await toB.waitForOutput(/bytes from/, 5_000);
+    await toC.waitForOutput(/bytes from/, 5_000);
+    // The IPv4 path from node-b goes dark: node-a's packets still leave, nothing comes back.
+    // (A blackhole route would not do: wireguard-go sends from a sticky source with the outgoing
+    // interface set, and the kernel then takes the destination as on-link, route or not.)
+    await a.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${b.address} drop\n }\n}\n` });
+    const t0 = Date.now();
+    const resumedAt = await waitFor('a reply through node-b\'s other endpoint', () => {
+      for (const m of toB.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
+        const at = Math.round(Number(m[1]) * 1000);
+        if (at > t0 + 50) return at;
+      }
+      return undefined;
+    }, 45_000, 100);
+    const seconds = (resumedAt - t0) / 1000;
+    console.log(`      (failover: first reply ${seconds.toFixed(1)} s after node-a stopped hearing node-b's IPv4 address; endpoint_failover = 15 s)`);
+    assert.ok(seconds < 30, `traffic resumed after ${seconds} s`);
+    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v6);
+    const log = a.daemon!.output().slice(mark);
+    assert.match(log, new RegExp(`endpoint of Node node-b: ${esc(v4)} → ${esc(v6)}, candidate 2 of 2 \\(why: [^)]+\\)`));
+    const status = (await a.host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
+    assert.match(status, new RegExp(`node-b +node +\\S+ +${esc(v6)} \\(2/2\\)`), status);
+    assert.match(status, new RegExp(`endpoint failover:\\n  node-b: candidate 2 of 2 \\(${esc(v4)}, ${esc(v6)}\\): \\S`), status);
+    // wg0 was not recreated, and node-c's peer kept its endpoint and session; its pings never stopped.
+    assert.equal((await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim(), ifindex);
+    assert.doesNotMatch(log, /created wg0|recreated|removed peer|added peer node-c/);
+    const peerCAfter = (await cluster.peer('node-a', 'node-c'))!;
+    assert.equal(peerCAfter.endpoint, peerC.endpoint);
+    assert.ok(peerCAfter.latestHandshake >= peerC.latestHandshake);
+    await toC.stop('SIGINT', 5_000);
+    assert.match(toC.output(), / 0% packet loss/, toC.output().split('\n').slice(-3).join('\n'));
+    await toB.stop('SIGINT', 5_000);
+    await a.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test']);
+  });
 });
+
 
 describe('e2e: IPv6-only mesh', function () {
   this.timeout(120_000);
