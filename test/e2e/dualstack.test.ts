@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
+import { NatRouter } from '../support/nat.js';
 import { requireTools } from '../support/process.js';
-import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
+import { ANNOTATION_DISCOVERED, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
 
 const TOOLS = ['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping', 'nft'];
 
@@ -118,7 +119,6 @@ describe('e2e: dual-stack mesh', function () {
   });
 });
 
-
 describe('e2e: IPv6-only mesh', function () {
   this.timeout(120_000);
   let cluster: Cluster;
@@ -153,5 +153,104 @@ describe('e2e: IPv6-only mesh', function () {
     }
     await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS6]!, 2);
     await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS]!, 2);
+  });
+});
+
+describe('e2e: a node behind NAT', function () {
+  this.timeout(180_000);
+  let cluster: Cluster;
+  let nat: NatRouter;
+
+  before(async () => {
+    await requireTools(TOOLS);
+    cluster = await Cluster.create();
+    // A home router on the underlay: what node-n sends out leaves masqueraded as the router's own
+    // address; from outside, only replies to what node-n sent come in.
+    nat = await NatRouter.create(cluster.underlay);
+    await Promise.all(['node-a', 'node-b'].map((n) => cluster.addNode(n)));
+    await cluster.waitForMesh();
+  });
+
+  after(async () => {
+    await cluster?.destroy();
+    await nat?.destroy().catch(() => undefined);
+  });
+
+  it('node-n behind a masquerading router: the others publish where it arrives from, dial it there, and it keeps a 25 s keepalive by itself', async () => {
+    const n = await cluster.addNode('node-n', { network: nat.inside, gateways: [nat.insideAddress] });
+    assert.match(n.address, /^203\.0\.113\./);
+    const own = `${n.address}:51820`;
+    await cluster.waitForMesh();
+    // Nobody outside can dial node-n's own address, and WireGuard sends nothing until there is
+    // something to send: node-n's pod speaks first (as pods do, e.g. to the cluster's DNS), and
+    // node-a and node-b see node-n arrive from the router.
+    const started = Date.now();
+    for (const o of ['node-a', 'node-b']) await pingAll(n.pod!, cluster.must(o).podIp);
+    const seenAt: Record<string, string> = {};
+    for (const o of ['node-a', 'node-b']) {
+      seenAt[o] = await waitFor(`${o} hears node-n through the router`, async () => {
+        const p = await cluster.peer(o, 'node-n');
+        return p && p.latestHandshake > 0 && p.endpoint?.startsWith(`${nat.outsideAddress}:`) ? p.endpoint : undefined;
+      }, 10_000, 100);
+    }
+    const handshake = (Date.now() - started) / 1000;
+    // Observed from a reading of the device: the endpoint watch's own rounds only read it while
+    // some peer has several candidates (none does yet), so here at the periodic resync (60 s).
+    const discovered = await waitFor('node-a and node-b publishing node-n\'s discovered endpoint', () => {
+      const all = ['node-a', 'node-b'].map((o) => JSON.parse(cluster.annotations(o)[ANNOTATION_DISCOVERED] ?? '{}') as Record<string, string>);
+      return all.every((d, i) => d['node-n'] === seenAt[['node-a', 'node-b'][i]!]) ? all : undefined;
+    }, 80_000, 100);
+    const published = (Date.now() - started) / 1000;
+    assert.deepEqual(discovered.map((d) => Object.keys(d)), [['node-n'], ['node-n']], 'only node-n is behind NAT');
+    // node-n's own config has no keepalive: it learns from the others that it is behind NAT.
+    assert.doesNotMatch(n.configText, /persistent_keepalive/);
+    await waitFor('node-n keeping a 25 s keepalive towards every peer', async () => {
+      const dev = await cluster.device('node-n');
+      return dev && dev.peers.length === 2 && dev.peers.every((p) => p.persistentKeepalive === 25);
+    }, 20_000, 100);
+    const keepalive = (Date.now() - started) / 1000;
+    assert.match(n.daemon!.output(), /behind NAT\): keepalive 25 s towards every peer/);
+    for (const o of ['node-a', 'node-b']) {
+      assert.equal((await cluster.peer(o, 'node-n'))?.persistentKeepalive, 0, `${o} needs no keepalive of its own`);
+      assert.equal((await cluster.peer('node-n', o))?.endpoint, `${cluster.must(o).address}:51820`, `node-n dials ${o} directly`);
+      const status = (await cluster.must(o).host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
+      assert.match(status, new RegExp(`node-n +node +\\S+ +${esc(seenAt[o]!)} `), `${o} shows node-n at its discovered endpoint:\n${status}`);
+    }
+    console.log(`      (NAT: node-a and node-b handshook with node-n through the router ${handshake.toFixed(1)} s after its pod's first ping, published its discovered endpoint at ${published.toFixed(1)} s, node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`);
+
+    // The others reach node-n at its discovered endpoint, their pods first: pings that node-a's and
+    // node-b's pods start go in through the router as replies of node-n's own traffic.
+    for (const o of ['node-a', 'node-b']) {
+      const before = await nat.forwarded();
+      await pingAll(cluster.must(o).pod!, n.podIp);
+      await pingAll(n.pod!, cluster.must(o).podIp);
+      const after = await nat.forwarded();
+      assert.ok(after.in - before.in >= 6 && after.out - before.out >= 6, `${o} ↔ node-n went through the router (in ${before.in} → ${after.in}, out ${before.out} → ${after.out})`);
+      assert.equal((await cluster.peer(o, 'node-n'))?.endpoint, seenAt[o]);
+    }
+
+    // node-b forgets where node-n came from (as after its device was recreated): it dials node-n's
+    // own address, which ends at the router. Traffic resumes at the discovered endpoint.
+    const b = cluster.must('node-b');
+    await b.host.exec('ip', ['route', 'add', '203.0.113.0/24', 'via', nat.outsideAddress]);
+    const mark = b.daemon!.output().length;
+    await b.host.exec('wg', ['set', 'wg0', 'peer', cluster.publicKey('node-n')!, 'endpoint', own]);
+    const toN = b.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', n.podIp]);
+    const t0 = Date.now();
+    const resumedAt = await waitFor('a reply from node-n again', () => {
+      for (const m of toN.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
+        const at = Math.round(Number(m[1]) * 1000);
+        if (at > t0 + 50) return at;
+      }
+      return undefined;
+    }, 45_000, 100);
+    await toN.stop('SIGINT', 5_000);
+    const seconds = (resumedAt - t0) / 1000;
+    assert.equal((await cluster.peer('node-b', 'node-n'))?.endpoint, seenAt['node-b']);
+    const log = b.daemon!.output().slice(mark);
+    const how = log.includes(`endpoint of Node node-n: ${own} → ${seenAt['node-b']!}`) ? 'node-b\'s failover to the discovered candidate' : 'node-n\'s keepalive (WireGuard roaming)';
+    console.log(`      (NAT: node-b dialling node-n's own address, traffic resumed at the discovered endpoint after ${seconds.toFixed(1)} s, by ${how})`);
+    assert.ok(seconds < 30, `resumed after ${seconds} s`);
+    await b.host.exec('ip', ['route', 'del', '203.0.113.0/24', 'via', nat.outsideAddress]);
   });
 });
