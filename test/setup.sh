@@ -19,6 +19,7 @@ command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v rpmbuild >/dev/null || need+=(rpm)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v flock >/dev/null || need+=(util-linux)
+command -v nft >/dev/null || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

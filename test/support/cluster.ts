@@ -1,9 +1,10 @@
 /**
  * An end-to-end test cluster on one machine: a Kubernetes API test server (HTTPS, bearer token)
- * on an underlay bridge, and nodes that are network namespaces with private /run and /etc, each
- * with a cni0 pod bridge and one real `wg-overlay run` process. A node sits on the underlay, or on
- * a network of its own (a location's private network) and optionally on the underlay as well (its
- * ExternalIP). Used by the e2e tests, the benchmarks and the demo.
+ * on an underlay bridge (IPv4, dual-stack or IPv6-only), and nodes that are network namespaces
+ * with private /run and /etc, each with a cni0 pod bridge and one real `wg-overlay run` process. A
+ * node sits on the underlay, or on a network of its own (a location's private network, the inside
+ * of a NAT router) and optionally on the underlay as well (its ExternalIP). Used by the e2e tests,
+ * the benchmarks and the demo.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,8 @@ import { TestNode } from './netns.js';
 import { Underlay } from './underlay.js';
 import { addPodBridge, TestPod } from './pods.js';
 import { parseDump } from '../../service/src/host/device.js';
-import type { InterfaceStatus } from '../../service/src/mesh/status.js';
+import { formatIp, parseCidr } from '../../service/src/net/ip.js';
+import type { InterfaceStatus, PeerStatus } from '../../service/src/mesh/status.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
 
 /** The repository root (…/dist/test/support → three levels up). */
@@ -23,10 +25,14 @@ export const CLI = join(REPO_ROOT, 'bin', 'wg-overlay.js');
 
 /** Options for one node. */
 export interface NodeSpec {
-  /** PodCIDRs of the Node (default 10.244.<index>.0/24). */
+  /** PodCIDRs of the Node, either family (default 10.244.<index>.0/24); the pod gets an address in the first of each family. */
   podCIDRs?: string[];
-  /** Underlay address (default: the next free one). */
+  /** Underlay address (default: the next free one): IPv4, or IPv6 on an IPv6-only underlay. */
   address?: string;
+  /** IPv6 underlay address on a dual-stack underlay (default: the next free one). */
+  address6?: string;
+  /** Default gateways of the node (e.g. a NAT router's inside address on its `network`); default none. */
+  gateways?: string[];
   /** Extra INI lines appended to the node's config. */
   config?: string;
   /** Start the daemon at once (default true). */
@@ -40,7 +46,8 @@ export interface NodeSpec {
   /**
    * The network of the node's InternalIP, its eth0 (default the cluster's underlay, where the API
    * server listens). On another one (from {@link Cluster.addNetwork}) the node gets one route
-   * besides its own network, to the API server's address through the root namespace.
+   * besides its own network, to the API server's address through the root namespace — unless it
+   * has `gateways` (e.g. it sits behind a NAT router, nat.ts).
    */
   network?: Underlay;
   /** Also attach the node to the cluster's underlay as eth1, with an address that is its Node's ExternalIP (default false). */
@@ -56,18 +63,26 @@ export interface ClusterNode {
   name: string;
   index: number;
   host: TestNode;
-  /** Its InternalIP (on eth0). */
+  /** Its underlay address: IPv4, or IPv6 on an IPv6-only underlay (its first InternalIP, on eth0). */
   address: string;
+  /** Its IPv6 underlay address, when its underlay has IPv6 (an InternalIP too). */
+  address6: string | undefined;
   /** Its ExternalIP on the cluster's underlay (eth1), when it has one. */
   externalAddress: string | undefined;
   podCIDRs: string[];
   /** Labels and annotations its Node object is created with. */
   labels: Record<string, string>;
   annotations: Record<string, string>;
-  /** The pod gateway on cni0 and the pod's own address (first addresses of the first PodCIDR). */
+  /**
+   * The pod gateway on cni0 and the pod's own address: the first and tenth addresses of the first
+   * IPv4 PodCIDR (of the first IPv6 one when there is no IPv4 one).
+   */
   pod: TestPod | undefined;
   podIp: string;
   gatewayIp: string;
+  /** The pod's and the gateway's IPv6 addresses (in the first IPv6 PodCIDR), when there is one. */
+  podIp6: string | undefined;
+  gatewayIp6: string | undefined;
   daemon: TestProcess | undefined;
   configText: string;
 }
@@ -96,10 +111,14 @@ export class Cluster {
 
   private constructor(readonly api: KubeApiServer, readonly underlay: Underlay, readonly kubeconfigText: string, readonly baseConfig: string) {}
 
-  /** Starts the API server (with `api` options, e.g. admission) on a fresh underlay (no nodes yet). */
-  static async create(opts: { baseConfig?: string; api?: Omit<KubeApiServerOptions, 'host' | 'port' | 'tls' | 'token'> } = {}): Promise<Cluster> {
-    const underlay = await Underlay.create({ hostAddress: true });
-    const api = new KubeApiServer({ ...opts.api, tls: true, token: 'e2e-token', host: underlay.hostAddress!, port: 0 });
+  /**
+   * Starts the API server (with `api` options, e.g. admission) on a fresh underlay (no nodes yet):
+   * IPv4 by default, dual-stack with `underlay.ipv6`, IPv6-only with `ipv4: false` too. The API
+   * server listens on the bridge's IPv4 address, or its IPv6 one on an IPv6-only underlay.
+   */
+  static async create(opts: { baseConfig?: string; api?: Omit<KubeApiServerOptions, 'host' | 'port' | 'tls' | 'token'>; underlay?: { ipv4?: boolean; ipv6?: boolean } } = {}): Promise<Cluster> {
+    const underlay = await Underlay.create({ hostAddress: true, ipv4: opts.underlay?.ipv4 ?? true, subnet6: opts.underlay?.ipv6 ?? false });
+    const api = new KubeApiServer({ ...opts.api, tls: true, token: 'e2e-token', host: (underlay.hostAddress ?? underlay.hostAddress6)!, port: 0 });
     try {
       await api.start();
     } catch (err) {
@@ -126,23 +145,29 @@ export class Cluster {
     return net;
   }
 
-  /** Adds a node: namespace, underlay address, pod bridge and pod, Node object, config, daemon. */
+  /** Adds a node: namespace, underlay addresses, pod bridge and pod, Node object, config, daemon. */
   async addNode(name: string, spec: NodeSpec = {}): Promise<ClusterNode> {
     const index = this.nextIndex++;
     const host = await TestNode.create({ label: name });
     const network = spec.network ?? this.underlay;
-    const address = await network.attach(host, spec.address ? { address: spec.address } : {});
+    const address = await network.attach(host, { ...(spec.address ? { address: spec.address } : {}), ...(spec.address6 ? { address6: spec.address6 } : {}) });
+    const address6 = host.underlayAddress6;
     const externalAddress = spec.external ? await this.underlay.attach(host, { ifname: 'eth1' }) : undefined;
-    if (network !== this.underlay && !externalAddress) {
+    for (const gw of spec.gateways ?? []) await host.exec('ip', ['route', 'add', 'default', 'via', gw]);
+    if (network !== this.underlay && !externalAddress && !spec.gateways?.length) {
       if (!network.hostAddress) throw new Error(`node ${name}: its network ${network.bridge} has no gateway to the API server`);
       await host.exec('ip', ['route', 'add', `${this.underlay.hostAddress!}/32`, 'via', network.hostAddress]);
     }
     const podCIDRs = spec.podCIDRs ?? [`10.244.${index}.0/24`];
-    const base = podCIDRs[0]!.split('/')[0]!.split('.').slice(0, 3).join('.');
-    const gatewayIp = `${base}.1`;
-    const podIp = `${base}.10`;
-    await addPodBridge(host, { address: `${gatewayIp}/24` });
-    const pod = spec.pod === false ? undefined : await TestPod.create(host, { address: `${podIp}/24`, gateway: gatewayIp, bridge: 'cni0', label: `${name}/pod` });
+    const v4 = podNet(podCIDRs, 4);
+    const v6 = podNet(podCIDRs, 6);
+    await addPodBridge(host, { ...(v4 ? { address: `${v4.gateway}/${v4.prefix}` } : {}), ...(v6 ? { address6: `${v6.gateway}/${v6.prefix}` } : {}) });
+    const pod = spec.pod === false ? undefined : await TestPod.create(host, {
+      ...(v4 ? { address: `${v4.pod}/${v4.prefix}`, gateway: v4.gateway } : {}),
+      ...(v6 ? { address6: `${v6.pod}/${v6.prefix}`, gateway6: v6.gateway } : {}),
+      bridge: 'cni0', label: `${name}/pod`,
+    });
+    const first = (v4 ?? v6)!;
     const configText = [
       '[kubernetes]',
       'kubeconfig = /etc/wg-overlay/kubeconfig',
@@ -158,7 +183,8 @@ export class Cluster {
     if (spec.kubeconfig !== false) await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
     await host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(configText), 0o644);
     const node: ClusterNode = {
-      name, index, host, address, externalAddress, podCIDRs, labels: spec.labels ?? {}, annotations: spec.annotations ?? {}, pod, podIp, gatewayIp, daemon: undefined, configText,
+      name, index, host, address, address6, externalAddress, podCIDRs, labels: spec.labels ?? {}, annotations: spec.annotations ?? {}, pod, podIp: first.pod, gatewayIp: first.gateway,
+      podIp6: v6?.pod, gatewayIp6: v6?.gateway, daemon: undefined, configText,
     };
     this.nodes.set(name, node);
     if (spec.register !== false) this.registerNode(node);
@@ -175,7 +201,7 @@ export class Cluster {
       spec: { podCIDR: node.podCIDRs[0], podCIDRs: node.podCIDRs },
       status: {
         addresses: [
-          { type: 'InternalIP', address: node.address },
+          ...[...new Set([node.address, ...(node.address6 ? [node.address6] : [])])].map((address) => ({ type: 'InternalIP', address })),
           ...(node.externalAddress ? [{ type: 'ExternalIP', address: node.externalAddress }] : []),
           { type: 'Hostname', address: node.name },
         ],
@@ -210,6 +236,12 @@ export class Cluster {
   async device(name: string, iface = 'wg0'): Promise<InterfaceStatus | undefined> {
     const r = await this.must(name).host.exec('wg', ['show', iface, 'dump'], { allowFailure: true });
     return r.exitCode === 0 ? parseDump(iface, r.stdout) : undefined;
+  }
+
+  /** What node `name`'s device holds for its peer `of` (undefined when either is missing). */
+  async peer(name: string, of: string): Promise<PeerStatus | undefined> {
+    const key = this.publicKey(of);
+    return (await this.device(name))?.peers.find((p) => p.publicKey === key);
   }
 
   /** The daemon's own routes (proto 77) in the node, as `ip -j route` reports them (a host route's dst without its length). */
@@ -296,6 +328,13 @@ export class Cluster {
     if (!n) throw new Error(`no node ${name} in the test cluster`);
     return n;
   }
+}
+
+/** The pod network of one family among PodCIDRs: its gateway (first address), the pod (tenth, 0x10 in IPv6) and the prefix length. */
+function podNet(podCIDRs: readonly string[], family: 4 | 6): { gateway: string; pod: string; prefix: number } | undefined {
+  const c = podCIDRs.map((t) => parseCidr(t)).find((x) => x?.family === family);
+  if (!c) return undefined;
+  return { gateway: formatIp({ family, value: c.network + 1n }), pod: formatIp({ family, value: c.network + (family === 4 ? 10n : 0x10n) }), prefix: c.prefix };
 }
 
 /** Merges repeated sections of INI text (later keys win) so tests can append settings freely. */

@@ -197,8 +197,10 @@ export class TestNode {
   readonly holderPid: number;
   /** Temp dir holding the /etc overlay's upper and work dirs. */
   readonly dir: string;
-  /** The node's address on the first underlay it was attached to (`Underlay.attach`, underlay.ts). */
+  /** The node's address on the first underlay it was attached to (`Underlay.attach`, underlay.ts): IPv4, or IPv6 on an IPv6-only underlay. */
   underlayAddress: string | undefined;
+  /** The node's IPv6 address on the first underlay it was attached to, when that underlay has IPv6. */
+  underlayAddress6: string | undefined;
   /** Pods created on this node, destroyed with it. */
   readonly pods: TestPod[] = [];
   private readonly holder: TestProcess;

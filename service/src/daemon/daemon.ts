@@ -296,7 +296,7 @@ export class Daemon {
   private makeEndpointWatch(seconds: number, device: CachedRead<InterfaceStatus | undefined>, log: Logger): EndpointWatch | undefined {
     if (seconds === 0) return undefined;
     return new EndpointWatch({
-      read: () => device.get(),
+      read: (maxAgeMs) => device.get(maxAgeMs),
       peers: () => this.step.desired?.peers ?? [],
       discovered: (name) => this.step.discoveredFor(name),
       timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },

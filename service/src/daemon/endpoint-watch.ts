@@ -19,8 +19,11 @@ const FRESH_SECONDS = 180;
 
 /** Options of the endpoint watch. */
 export interface EndpointWatchOptions {
-  /** Reads the device (shared with the metrics: at most one read at a time). */
-  read(): Promise<InterfaceStatus | undefined>;
+  /**
+   * Reads the device (shared with the metrics: at most one read at a time), with an answer at
+   * most `maxAgeMs` old: each round needs a reading of its own.
+   */
+  read(maxAgeMs: number): Promise<InterfaceStatus | undefined>;
   /** The Node peers the daemon wants now. */
   peers(): readonly DesiredPeer[];
   /** Endpoints other nodes saw a Node arrive from (by Node name). */
@@ -55,8 +58,13 @@ export class EndpointWatch implements Part {
     this.now = o.now ?? Date.now;
   }
 
+  /** Time between rounds: a third of the failover timeout, at least a second. */
+  get intervalMs(): number {
+    return Math.max(1_000, Math.floor(this.o.timing.timeoutMs / 3));
+  }
+
   start(): void {
-    this.timer = setInterval(() => void this.check(), Math.max(1_000, Math.floor(this.o.timing.timeoutMs / 3)));
+    this.timer = setInterval(() => void this.check(), this.intervalMs);
   }
 
   stop(): void {
@@ -99,7 +107,9 @@ export class EndpointWatch implements Part {
     if (wanted.size === 0) return;
     this.busy = true;
     try {
-      const dev = await this.o.read();
+      // Half a round: a reading cached for the metrics (or by the previous round) is not taken
+      // for a new one, which would leave every other round without news and stretch the failover.
+      const dev = await this.o.read(Math.floor(this.intervalMs / 2));
       if (!dev) return;
       this.observe(dev.peers);
       const byKey = new Map(dev.peers.map((d) => [d.publicKey, d]));

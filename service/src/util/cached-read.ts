@@ -9,10 +9,14 @@ export class CachedRead<T> {
 
   constructor(private readonly read: () => Promise<T>, private readonly ttlMs: number, private readonly now: () => number = Date.now) {}
 
-  /** The latest answer, reading again when it is older than the time to live (a failed read is not kept). */
-  get(): Promise<T> {
+  /**
+   * The latest answer, reading again when it is older than the time to live, or than `maxAgeMs`
+   * for a caller that needs a fresher one (a failed read is not kept). A read in flight is shared
+   * whatever the caller asks.
+   */
+  get(maxAgeMs = this.ttlMs): Promise<T> {
     const t = this.now();
-    if (this.last && (!this.last.settled || t - this.last.at < this.ttlMs)) return this.last.value;
+    if (this.last && (!this.last.settled || t - this.last.at < Math.min(maxAgeMs, this.ttlMs))) return this.last.value;
     const value = this.read();
     const entry = { at: t, value, settled: false };
     this.last = entry;

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { EndpointWatch } from '../../../service/src/daemon/endpoint-watch.js';
+import { CachedRead } from '../../../service/src/util/cached-read.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { ANNOTATION_DISCOVERED } from '../../../service/src/mesh/annotations.js';
 import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/discovered.js';
@@ -70,6 +71,43 @@ describe('unit: endpoint watch', () => {
     }
     assert.equal(w.calls.choice, 0);
     assert.equal(w.watch.take().chosen.size, 0);
+  });
+
+  it('through the daemon\'s shared device read (cached 5 s, a read taking 30 ms), every round sees a fresh reading: a 15 s failover takes 15-20 s, not 30', async () => {
+    let now = 1_000_000;
+    const device: PeerStatus = { publicKey: KEYS[1], hasPresharedKey: false, endpoint: '192.0.2.12:51820', allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 };
+    let reads = 0;
+    // What the daemon shares between the metrics and the watch; a read takes 30 ms.
+    const shared = new CachedRead(async (): Promise<InterfaceStatus> => { reads += 1; now += 30; return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: [{ ...device }] }; }, 5_000, () => now);
+    const log = memoryLogger();
+    let switchedAt: number | undefined;
+    const watch = new EndpointWatch({
+      read: (maxAgeMs) => shared.get(maxAgeMs),
+      peers: () => [peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])],
+      discovered: () => [],
+      timing: { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 600_000 },
+      log,
+      onChoice: () => { switchedAt ??= now; },
+      onObserved: () => undefined,
+      now: () => now,
+    });
+    assert.equal(watch.intervalMs, 5_000);
+    // The peer answers, then goes dark just after a round: packets go out, nothing comes back.
+    device.txBytes = 100; device.rxBytes = 100;
+    await watch.check();
+    const dark = now;
+    let checks = 1;
+    while (switchedAt === undefined && checks < 10) {
+      now += watch.intervalMs - 30;
+      device.txBytes += 96;
+      await watch.check();
+      checks += 1;
+    }
+    assert.equal(reads, checks, 'one read per round');
+    assert.ok(switchedAt !== undefined, 'switched');
+    const took = switchedAt - dark;
+    assert.ok(took >= 15_000 && took <= 20_000 + 200, `switched ${took} ms after the peer went dark`);
+    assert.match(log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820/);
   });
 
   it('notes a peer arriving from an endpoint none of its addresses explains (NAT), once', async () => {

@@ -24,4 +24,19 @@ describe('unit: cached read', () => {
     assert.equal(await r.get(), 3, 'a failed read is not kept');
     assert.equal(reads, 3);
   });
+
+  it('a caller that needs a fresher answer than the time to live gets a new read; others keep sharing it', async () => {
+    let now = 0;
+    let reads = 0;
+    const r = new CachedRead(async () => { reads += 1; now += 30; return reads; }, 5_000, () => now);
+    assert.equal(await r.get(), 1);
+    now += 4_970; // the read finished 4.97 s ago: still within the 5 s time to live
+    assert.equal(await r.get(), 1, 'within the time to live');
+    assert.equal(await r.get(2_500), 2, 'older than the 2.5 s this caller accepts: read again');
+    now += 1_000;
+    assert.equal(await r.get(2_500), 2, 'one second old: fresh enough');
+    assert.equal(await r.get(60_000), 2, 'a longer max age never stretches the time to live');
+    now += 5_000;
+    assert.equal(await r.get(60_000), 3);
+  });
 });

@@ -1,0 +1,256 @@
+/**
+ * End-to-end IPv6 (issue 13): real daemons on a dual-stack underlay carry pod traffic of both
+ * families and answer on both overlay addresses, then fail over to a peer's other address family
+ * when its first endpoint goes dark; an IPv6-only cluster (underlay and API server) still runs a
+ * dual-stack overlay; and a node behind a NAT router is reached at the endpoint other nodes saw it
+ * arrive from.
+ */
+import assert from 'node:assert/strict';
+import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
+import { NatRouter } from '../support/nat.js';
+import { requireTools } from '../support/process.js';
+import { ANNOTATION_DISCOVERED, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
+
+const TOOLS = ['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping', 'nft'];
+
+/** Text as a literal part of a regular expression. */
+const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Dual-stack PodCIDRs for the node numbered `i`. */
+const podCIDRs = (i: number): string[] => [`10.244.${i}.0/24`, `fd10:244:${i}::/64`];
+
+/** Pings `target` from a pod or node `count` times (0.2 s apart) and asserts every reply came back. */
+async function pingAll(from: { exec: ClusterNode['host']['exec'] }, target: string, count = 3): Promise<void> {
+  const r = await from.exec('ping', ['-c', String(count), '-i', '0.2', '-W', '2', target], { allowFailure: true });
+  assert.match(r.stdout, new RegExp(`${count} received`), `ping ${target}:\n${r.stdout}${r.stderr}`);
+}
+
+/** The addresses (without prefix length) on a node's wg0. */
+async function wg0Addresses(node: ClusterNode): Promise<string[]> {
+  const r = await node.host.exec('ip', ['-j', 'addr', 'show', 'dev', 'wg0']);
+  return (JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; scope: string }> }>)[0]!.addr_info.filter((a) => a.scope === 'global').map((a) => a.local);
+}
+
+describe('e2e: dual-stack mesh', function () {
+  this.timeout(180_000);
+  let cluster: Cluster;
+  const names = ['node-a', 'node-b', 'node-c'];
+
+  before(async () => {
+    await requireTools(TOOLS);
+    cluster = await Cluster.create({ underlay: { ipv6: true } });
+    await Promise.all(names.map((n, i) => cluster.addNode(n, { podCIDRs: podCIDRs(i + 1) })));
+    await cluster.waitForMesh();
+  });
+
+  after(async () => { await cluster?.destroy(); });
+
+  it('pods ping each other over IPv4 and IPv6 through wg0; both overlay addresses are on wg0 and answer', async () => {
+    for (const [from, to] of [['node-a', 'node-b'], ['node-b', 'node-c'], ['node-c', 'node-a']] as const) {
+      const src = cluster.must(from);
+      const dst = cluster.must(to);
+      for (const target of [dst.podIp, dst.podIp6!]) {
+        const route = await src.host.exec('ip', ['route', 'get', target]);
+        assert.match(route.stdout, / dev wg0 /, `${from} routes ${target} into the tunnel`);
+        const before = (await cluster.peer(from, to))!;
+        await pingAll(src.pod!, target);
+        const after = (await cluster.peer(from, to))!;
+        assert.ok(after.txBytes > before.txBytes && after.rxBytes > before.rxBytes, `${from} → ${target}: wg0 counters rise (tx ${before.txBytes} → ${after.txBytes}, rx ${before.rxBytes} → ${after.rxBytes})`);
+      }
+    }
+    for (const n of names) {
+      const ann = cluster.annotations(n);
+      const v4 = ann[ANNOTATION_OVERLAY_ADDRESS]!;
+      const v6 = ann[ANNOTATION_OVERLAY_ADDRESS6]!;
+      assert.match(v6 ?? '', /^fd[0-9a-f]{2}:/, `${n} publishes a ULA overlay address`);
+      assert.deepEqual((await wg0Addresses(cluster.must(n))).sort(), [v4, v6].sort(), `${n}: wg0 holds both overlay addresses`);
+      const other = cluster.must(names[(names.indexOf(n) + 1) % names.length]!);
+      await pingAll(other.host, v4, 2);
+      await pingAll(other.host, v6, 2);
+    }
+  });
+
+  it('endpoint failover: node-a stops hearing node-b\'s IPv4 address → traffic resumes over its IPv6 candidate; logged, shown by status, wg0 and other peers untouched', async () => {
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    const c = cluster.must('node-c');
+    const v4 = `${b.address}:51820`;
+    const v6 = `[${b.address6!}]:51820`;
+    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v4, 'node-a dials node-b\'s IPv4 address first');
+    const ifindex = (await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim();
+    const peerC = (await cluster.peer('node-a', 'node-c'))!;
+    const mark = a.daemon!.output().length;
+    // Pings every 0.2 s, each line stamped with the time it arrived (-D).
+    const toB = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', b.podIp]);
+    const toC = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', c.podIp]);
+    await toB.waitForOutput(/bytes from/, 5_000);
+    await toC.waitForOutput(/bytes from/, 5_000);
+    // The IPv4 path from node-b goes dark: node-a's packets still leave, nothing comes back.
+    // (A blackhole route would not do: wireguard-go sends from a sticky source with the outgoing
+    // interface set, and the kernel then takes the destination as on-link, route or not.)
+    await a.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${b.address} drop\n }\n}\n` });
+    const t0 = Date.now();
+    const resumedAt = await waitFor('a reply through node-b\'s other endpoint', () => {
+      for (const m of toB.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
+        const at = Math.round(Number(m[1]) * 1000);
+        if (at > t0 + 50) return at;
+      }
+      return undefined;
+    }, 45_000, 100);
+    const seconds = (resumedAt - t0) / 1000;
+    console.log(`      (failover: first reply ${seconds.toFixed(1)} s after node-a stopped hearing node-b's IPv4 address; endpoint_failover = 15 s)`);
+    assert.ok(seconds < 30, `traffic resumed after ${seconds} s`);
+    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v6);
+    const log = a.daemon!.output().slice(mark);
+    assert.match(log, new RegExp(`endpoint of Node node-b: ${esc(v4)} → ${esc(v6)}, candidate 2 of 2 \\(why: [^)]+\\)`));
+    const status = (await a.host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
+    assert.match(status, new RegExp(`node-b +node +\\S+ +${esc(v6)} \\(2/2\\)`), status);
+    assert.match(status, new RegExp(`endpoint failover:\\n  node-b: candidate 2 of 2 \\(${esc(v4)}, ${esc(v6)}\\): \\S`), status);
+    // wg0 was not recreated, and node-c's peer kept its endpoint and session; its pings never stopped.
+    assert.equal((await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim(), ifindex);
+    assert.doesNotMatch(log, /created wg0|recreated|removed peer|added peer node-c/);
+    const peerCAfter = (await cluster.peer('node-a', 'node-c'))!;
+    assert.equal(peerCAfter.endpoint, peerC.endpoint);
+    assert.ok(peerCAfter.latestHandshake >= peerC.latestHandshake);
+    await toC.stop('SIGINT', 5_000);
+    assert.match(toC.output(), / 0% packet loss/, toC.output().split('\n').slice(-3).join('\n'));
+    await toB.stop('SIGINT', 5_000);
+    await a.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test']);
+  });
+});
+
+describe('e2e: IPv6-only mesh', function () {
+  this.timeout(120_000);
+  let cluster: Cluster;
+  const names = ['node-a', 'node-b'];
+
+  before(async () => {
+    await requireTools(TOOLS);
+    cluster = await Cluster.create({ underlay: { ipv4: false, ipv6: true } });
+    await Promise.all(names.map((n, i) => cluster.addNode(n, { podCIDRs: podCIDRs(i + 1) })));
+    await cluster.waitForMesh();
+  });
+
+  after(async () => { await cluster?.destroy(); });
+
+  it('nodes with only IPv6 InternalIPs and an API server on IPv6 form the mesh at [v6]:port; pods ping over IPv6 and IPv4 inside the tunnel', async () => {
+    assert.match(cluster.api.url ?? '', /^https:\/\/\[2001:db8:[0-9a-f:]+\]:\d+$/, 'the API server listens on the IPv6 underlay');
+    for (const n of names) {
+      const node = cluster.must(n);
+      assert.equal((await node.host.exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0'])).stdout.trim(), '', `${n} has no IPv4 underlay address`);
+      assert.match(node.address, /^2001:db8:/);
+      assert.equal(cluster.annotations(n)['wg-overlay.io/endpoint'], `[${node.address}]:51820`);
+      const other = names.find((o) => o !== n)!;
+      assert.equal((await cluster.peer(n, other))?.endpoint, `[${cluster.must(other).address}]:51820`);
+    }
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    for (const target of [b.podIp6!, b.podIp]) {
+      const before = (await cluster.peer('node-a', 'node-b'))!;
+      await pingAll(a.pod!, target);
+      const after = (await cluster.peer('node-a', 'node-b'))!;
+      assert.ok(after.txBytes > before.txBytes && after.rxBytes > before.rxBytes, `${target} went through wg0`);
+    }
+    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS6]!, 2);
+    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS]!, 2);
+  });
+});
+
+describe('e2e: a node behind NAT', function () {
+  this.timeout(180_000);
+  let cluster: Cluster;
+  let nat: NatRouter;
+
+  before(async () => {
+    await requireTools(TOOLS);
+    cluster = await Cluster.create();
+    // A home router on the underlay: what node-n sends out leaves masqueraded as the router's own
+    // address; from outside, only replies to what node-n sent come in.
+    nat = await NatRouter.create(cluster.underlay);
+    await Promise.all(['node-a', 'node-b'].map((n) => cluster.addNode(n)));
+    await cluster.waitForMesh();
+  });
+
+  after(async () => {
+    await cluster?.destroy();
+    await nat?.destroy().catch(() => undefined);
+  });
+
+  it('node-n behind a masquerading router: the others publish where it arrives from, dial it there, and it keeps a 25 s keepalive by itself', async () => {
+    const n = await cluster.addNode('node-n', { network: nat.inside, gateways: [nat.insideAddress] });
+    assert.match(n.address, /^203\.0\.113\./);
+    const own = `${n.address}:51820`;
+    await cluster.waitForMesh();
+    // Nobody outside can dial node-n's own address, and WireGuard sends nothing until there is
+    // something to send: node-n's pod speaks first (as pods do, e.g. to the cluster's DNS), and
+    // node-a and node-b see node-n arrive from the router.
+    const started = Date.now();
+    for (const o of ['node-a', 'node-b']) await pingAll(n.pod!, cluster.must(o).podIp);
+    const seenAt: Record<string, string> = {};
+    for (const o of ['node-a', 'node-b']) {
+      seenAt[o] = await waitFor(`${o} hears node-n through the router`, async () => {
+        const p = await cluster.peer(o, 'node-n');
+        return p && p.latestHandshake > 0 && p.endpoint?.startsWith(`${nat.outsideAddress}:`) ? p.endpoint : undefined;
+      }, 10_000, 100);
+    }
+    const handshake = (Date.now() - started) / 1000;
+    // Observed from a reading of the device: the endpoint watch's own rounds only read it while
+    // some peer has several candidates (none does yet), so here at the periodic resync (60 s).
+    const discovered = await waitFor('node-a and node-b publishing node-n\'s discovered endpoint', () => {
+      const all = ['node-a', 'node-b'].map((o) => JSON.parse(cluster.annotations(o)[ANNOTATION_DISCOVERED] ?? '{}') as Record<string, string>);
+      return all.every((d, i) => d['node-n'] === seenAt[['node-a', 'node-b'][i]!]) ? all : undefined;
+    }, 80_000, 100);
+    const published = (Date.now() - started) / 1000;
+    assert.deepEqual(discovered.map((d) => Object.keys(d)), [['node-n'], ['node-n']], 'only node-n is behind NAT');
+    // node-n's own config has no keepalive: it learns from the others that it is behind NAT.
+    assert.doesNotMatch(n.configText, /persistent_keepalive/);
+    await waitFor('node-n keeping a 25 s keepalive towards every peer', async () => {
+      const dev = await cluster.device('node-n');
+      return dev && dev.peers.length === 2 && dev.peers.every((p) => p.persistentKeepalive === 25);
+    }, 20_000, 100);
+    const keepalive = (Date.now() - started) / 1000;
+    assert.match(n.daemon!.output(), /behind NAT\): keepalive 25 s towards every peer/);
+    for (const o of ['node-a', 'node-b']) {
+      assert.equal((await cluster.peer(o, 'node-n'))?.persistentKeepalive, 0, `${o} needs no keepalive of its own`);
+      assert.equal((await cluster.peer('node-n', o))?.endpoint, `${cluster.must(o).address}:51820`, `node-n dials ${o} directly`);
+      const status = (await cluster.must(o).host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
+      assert.match(status, new RegExp(`node-n +node +\\S+ +${esc(seenAt[o]!)} `), `${o} shows node-n at its discovered endpoint:\n${status}`);
+    }
+    console.log(`      (NAT: node-a and node-b handshook with node-n through the router ${handshake.toFixed(1)} s after its pod's first ping, published its discovered endpoint at ${published.toFixed(1)} s, node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`);
+
+    // The others reach node-n at its discovered endpoint, their pods first: pings that node-a's and
+    // node-b's pods start go in through the router as replies of node-n's own traffic.
+    for (const o of ['node-a', 'node-b']) {
+      const before = await nat.forwarded();
+      await pingAll(cluster.must(o).pod!, n.podIp);
+      await pingAll(n.pod!, cluster.must(o).podIp);
+      const after = await nat.forwarded();
+      assert.ok(after.in - before.in >= 6 && after.out - before.out >= 6, `${o} ↔ node-n went through the router (in ${before.in} → ${after.in}, out ${before.out} → ${after.out})`);
+      assert.equal((await cluster.peer(o, 'node-n'))?.endpoint, seenAt[o]);
+    }
+
+    // node-b forgets where node-n came from (as after its device was recreated): it dials node-n's
+    // own address, which ends at the router. Traffic resumes at the discovered endpoint.
+    const b = cluster.must('node-b');
+    await b.host.exec('ip', ['route', 'add', '203.0.113.0/24', 'via', nat.outsideAddress]);
+    const mark = b.daemon!.output().length;
+    await b.host.exec('wg', ['set', 'wg0', 'peer', cluster.publicKey('node-n')!, 'endpoint', own]);
+    const toN = b.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', n.podIp]);
+    const t0 = Date.now();
+    const resumedAt = await waitFor('a reply from node-n again', () => {
+      for (const m of toN.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
+        const at = Math.round(Number(m[1]) * 1000);
+        if (at > t0 + 50) return at;
+      }
+      return undefined;
+    }, 45_000, 100);
+    await toN.stop('SIGINT', 5_000);
+    const seconds = (resumedAt - t0) / 1000;
+    assert.equal((await cluster.peer('node-b', 'node-n'))?.endpoint, seenAt['node-b']);
+    const log = b.daemon!.output().slice(mark);
+    const how = log.includes(`endpoint of Node node-n: ${own} → ${seenAt['node-b']!}`) ? 'node-b\'s failover to the discovered candidate' : 'node-n\'s keepalive (WireGuard roaming)';
+    console.log(`      (NAT: node-b dialling node-n's own address, traffic resumed at the discovered endpoint after ${seconds.toFixed(1)} s, by ${how})`);
+    assert.ok(seconds < 30, `resumed after ${seconds} s`);
+    await b.host.exec('ip', ['route', 'del', '203.0.113.0/24', 'via', nat.outsideAddress]);
+  });
+});
