@@ -16,13 +16,18 @@ function routeOf(a: readonly string[]): { dst: string; dev: string; gateway?: st
 
 /** The simulated host's state. */
 export class FakeHost {
-  link: { exists: boolean; up: boolean; mtu: number; addresses: string[] } = { exists: false, up: false, mtu: 1420, addresses: [] };
+  /** The interface; `kind` as `ip -d link` shows it (default: `wireguard` with kernel WireGuard, else `tun`). */
+  link: { exists: boolean; up: boolean; mtu: number; addresses: string[]; kind?: 'wireguard' | 'tun' } = { exists: false, up: false, mtu: 1420, addresses: [] };
   privateKey: string | undefined;
   listenPort = 0;
   peers = new Map<string, FakePeer>();
   /** Routes of the main table (one through a next hop leaves by eth0). */
   routes: Array<{ dst: string; dev: string; gateway?: string; protocol: string }> = [];
   kernelWireGuard = false;
+  /** Whether `wireguard-go` runs (false: it fails as a missing command does, exit -1). */
+  wireguardGoInstalled = true;
+  /** Answers the daemon's question whether wireguard-go is installed, from this host. */
+  readonly hasWireguardGo = async (): Promise<boolean> => this.wireguardGoInstalled;
   /** `wg set` refuses any command naming one of these peers (like a name that does not resolve), applying nothing. */
   readonly refusePeers = new Set<string>();
   readonly runner: RecordingRunner;
@@ -90,6 +95,10 @@ export class FakeHost {
       if (a[4] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[4]}" does not exist.` };
       return { stdout: JSON.stringify([{ ifname: dev, mtu: this.link.mtu, flags: this.link.up ? ['POINTOPOINT', 'UP'] : ['POINTOPOINT'], addr_info: this.link.addresses.map((x) => ({ local: x.split('/')[0], prefixlen: Number(x.split('/')[1]), scope: 'global' })) }]) };
     }
+    if (cmd === 'ip' && a[0] === '-j' && a[1] === '-d' && a[2] === 'link' && a[4] === 'dev') {
+      if (a[5] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[5]}" does not exist.` };
+      return { stdout: JSON.stringify([{ ifname: dev, mtu: this.link.mtu, linkinfo: { info_kind: this.link.kind ?? (this.kernelWireGuard ? 'wireguard' : 'tun') } }]) };
+    }
     if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr') {
       return { stdout: JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'], addr_info: [{ local: '192.0.2.11', prefixlen: 24, scope: 'global' }] }]) };
     }
@@ -116,10 +125,16 @@ export class FakeHost {
     }
     if (cmd === 'ip' && a[0] === 'link' && a[1] === 'add') {
       if (!this.kernelWireGuard) return { exitCode: 2, stderr: 'Error: Unknown device type.' };
-      this.createLink();
+      // Another name (the daemon's probe link) comes and goes without touching the interface.
+      if (a[3] === dev) this.createLink('wireguard');
       return {};
     }
-    if (cmd === 'wireguard-go') { this.createLink(); return { stderr: 'WARNING WARNING WARNING (banner)' }; }
+    if (cmd === 'wireguard-go') {
+      if (!this.wireguardGoInstalled) return { exitCode: -1 };
+      this.createLink('tun');
+      return { stderr: 'WARNING WARNING WARNING (banner)' };
+    }
+    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'del' && a[3] !== dev) return {};
     if (cmd === 'ip' && a[0] === 'link' && a[1] === 'del') {
       this.link = { exists: false, up: false, mtu: 1420, addresses: [] };
       this.peers.clear();
@@ -138,9 +153,9 @@ export class FakeHost {
     return { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
   }
 
-  /** Creates the link as `wireguard-go` or `ip link add` would (no key, no peers). */
-  private createLink(): void {
-    this.link = { exists: true, up: false, mtu: 1420, addresses: [] };
+  /** Creates the link as `wireguard-go` (`tun`) or `ip link add` (`wireguard`) would (no key, no peers). */
+  private createLink(kind: 'wireguard' | 'tun'): void {
+    this.link = { exists: true, up: false, mtu: 1420, addresses: [], kind };
     this.privateKey = undefined;
     this.listenPort = 0;
     this.peers.clear();

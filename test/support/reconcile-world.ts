@@ -53,7 +53,10 @@ export function reconcileWorld(p: WorldParts): Reconcile {
     log: p.log,
     identity: p.identity,
     publisher: p.publisher ?? { patchAnnotations: async () => undefined },
-    iface: new InterfaceOwner({ runner: p.host.runner, log: p.log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units }),
+    iface: new InterfaceOwner({
+      runner: p.host.runner, log: p.log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface,
+      implementation: w.implementation, units: p.units, hasWireguardGo: p.host.hasWireguardGo,
+    }),
     peers: new PeerAdapter(p.host.runner, w.interface),
     routes: new RouteAdapter(p.host.runner, p.log),
     confFile,

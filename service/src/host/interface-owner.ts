@@ -18,7 +18,10 @@ import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import { readDevice } from './device.js';
 import type { OwnChanges } from './own-changes.js';
-import { configureLink, createLink, deleteLink, readLink, setIPv6Address, setLinkUp, type Implementation } from './link.js';
+import {
+  configureLink, createLink, deleteLink, kernelWireGuardError, linkImplementation, noWireGuardMessage, readLink, setIPv6Address, setLinkUp, wireguardGoInstalled,
+  type CreatedLink, type Implementation, type WireguardGoCheck,
+} from './link.js';
 
 /** What the interface is (re)built from: the full wg-quick config, and the file wg-quick reads. */
 export interface InterfaceSource {
@@ -37,40 +40,62 @@ export interface InterfaceSetResult {
   changes: AppliedChange[];
 }
 
+/** A (re)created interface: the change to log, and how it was created when the recreator made it itself. */
+interface Recreated {
+  change: AppliedChange;
+  created?: CreatedLink;
+}
+
 /** How an interface is brought (back) up with its full config. */
 interface Recreator {
   /** Recreates (or creates) the interface; returns the change to log. */
-  recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange>;
+  recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated>;
 }
 
 /** Through systemd: start or restart `wg-quick@<if>.service`, which reads the config file. */
 class WgQuickUnit implements Recreator {
-  constructor(private readonly units: UnitController, private readonly iface: string, private readonly configFile: string) {}
+  constructor(private readonly units: UnitController, private readonly iface: string, private readonly configFile: string, private readonly runner: CommandRunner, private readonly hasWireguardGo: WireguardGoCheck) {}
 
-  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     if (!(await source.writeFile())) throw new ApplyError('interface', `not restarting wg-quick@${this.iface}: ${this.configFile} could not be written`);
     const unit = `wg-quick@${this.iface}.service`;
-    if (link.exists) {
-      await inStep('interface', () => this.units.restartUnit(unit));
-      return { what: `restarted ${unit} through systemd D-Bus`, why };
+    try {
+      if (link.exists) {
+        await this.units.restartUnit(unit);
+        return { change: { what: `restarted ${unit} through systemd D-Bus`, why } };
+      }
+      await this.units.startUnit(unit);
+      return { change: { what: `started ${unit} through systemd D-Bus`, why } };
+    } catch (err) {
+      throw await this.explain(err);
     }
-    await inStep('interface', () => this.units.startUnit(unit));
-    return { what: `started ${unit} through systemd D-Bus`, why };
+  }
+
+  /**
+   * The error of a failed start or restart. wg-quick falls back to wireguard-go when the kernel
+   * cannot create the link; when wireguard-go is missing too, the unit only "failed": then the
+   * error says what to install instead.
+   */
+  private async explain(err: unknown): Promise<ApplyError> {
+    const msg = err instanceof Error ? err.message : String(err);
+    const kernel = await kernelWireGuardError(this.runner).catch(() => undefined);
+    if (kernel !== undefined && !(await this.hasWireguardGo())) return new ApplyError('interface', noWireGuardMessage(kernel), { cause: err });
+    return new ApplyError('interface', msg, { cause: err });
   }
 }
 
 /** Without systemd: the daemon deletes, creates and configures the link itself. */
 class DirectLink implements Recreator {
-  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly implementation: 'auto' | Implementation, private readonly log: Logger) {}
+  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly implementation: 'auto' | Implementation, private readonly log: Logger, private readonly hasWireguardGo: WireguardGoCheck) {}
 
-  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+  async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     const cfg = source.config();
     return inStep('interface', async () => {
       if (link.exists) await deleteLink(this.runner, this.iface);
-      const impl = await createLink(this.runner, this.iface, this.implementation, this.log);
+      const created = await createLink(this.runner, this.iface, this.implementation, this.log, this.hasWireguardGo);
       await configureLink(this.runner, this.iface, cfg);
-      const how = impl === 'kernel' ? 'kernel WireGuard' : 'userspace wireguard-go';
-      return { what: `${link.exists ? 'recreated' : 'created'} ${this.iface} directly (${how}, no systemd) with ${cfg.peers.length} peers`, why };
+      const how = created.impl === 'kernel' ? 'kernel WireGuard' : 'userspace wireguard-go';
+      return { change: { what: `${link.exists ? 'recreated' : 'created'} ${this.iface} directly (${how}, no systemd) with ${cfg.peers.length} peers`, why }, created };
     });
   }
 }
@@ -79,9 +104,9 @@ class DirectLink implements Recreator {
 class ExternalLink implements Recreator {
   constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
 
-  async recreate(_link: LinkStatus, source: InterfaceSource, why: string): Promise<AppliedChange> {
+  async recreate(_link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     await inStep('interface', () => configureLink(this.runner, this.iface, source.config()));
-    return { what: `reconfigured ${this.iface} in place`, why: `${why} (create_interface = false)` };
+    return { change: { what: `reconfigured ${this.iface} in place`, why: `${why} (create_interface = false)` } };
   }
 }
 
@@ -98,6 +123,8 @@ export interface InterfaceOwnerOptions {
   units: UnitController | undefined;
   /** Told about the link churn this owner causes, so the monitor does not take it for drift. */
   own?: OwnChanges | undefined;
+  /** Whether wireguard-go is installed (default: looked up on this host; tests answer it themselves). */
+  hasWireguardGo?: WireguardGoCheck;
 }
 
 /** Keeps one WireGuard interface as desired, through the owner chosen at start. */
@@ -106,11 +133,14 @@ export class InterfaceOwner {
   private readonly reporter = new StateReporter();
   /** The interface as last applied; undefined when it must be read. */
   private applied: DesiredInterface | undefined;
+  /** Whether the implementation behind the interface was logged since it was last (re)created. */
+  private implementationKnown = false;
 
   constructor(private readonly o: InterfaceOwnerOptions) {
+    const hasWireguardGo = o.hasWireguardGo ?? wireguardGoInstalled;
     this.recreator = !o.createInterface ? new ExternalLink(o.runner, o.iface)
-      : o.units ? new WgQuickUnit(o.units, o.iface, o.configFile)
-        : new DirectLink(o.runner, o.iface, o.implementation, o.log);
+      : o.units ? new WgQuickUnit(o.units, o.iface, o.configFile, o.runner, hasWireguardGo)
+        : new DirectLink(o.runner, o.iface, o.implementation, o.log, hasWireguardGo);
   }
 
   /** Who owns the interface, for the start-up log line. */
@@ -166,11 +196,15 @@ export class InterfaceOwner {
       drift = [];
     }
     let recreated = false;
+    let created: CreatedLink | undefined;
     if (drift.length > 0 || restartWhy) {
       this.o.own?.expectLinkChurn();
       try {
-        changes.push(await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!));
+        const made = await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!);
+        changes.push(made.change);
+        created = made.created;
         recreated = true;
+        this.implementationKnown = false;
         await this.check();
       } finally {
         // Drift after the recreate (a route deleted by someone else) must count again soon.
@@ -179,8 +213,29 @@ export class InterfaceOwner {
     } else if (!dev) {
       throw new ApplyError('interface', `interface ${iface} is not a WireGuard device (wg show failed)`);
     }
+    if (!this.implementationKnown) await this.reportImplementation(recreated, created);
     this.applied = want;
     return { ready: true, recreated, changes };
+  }
+
+  /**
+   * Logs which implementation backs the interface when that changed (once at start, then after a
+   * recreate only if it differs): kernel WireGuard, or wireguard-go and, when this owner just
+   * created it, why the kernel was not used. An adopted interface is only read, never probed.
+   */
+  private async reportImplementation(recreated: boolean, created: CreatedLink | undefined): Promise<void> {
+    const { runner, iface, log } = this.o;
+    const impl = created?.impl ?? await linkImplementation(runner, iface);
+    this.implementationKnown = true;
+    if (!impl || !this.reporter.changed('implementation', impl)) return;
+    if (impl === 'kernel') {
+      log.info(`${iface} runs on kernel WireGuard`);
+      return;
+    }
+    // wg-quick fell back to wireguard-go by itself: ask the kernel why.
+    const why = created ? created.kernelError : recreated && this.o.units && this.o.createInterface ? await kernelWireGuardError(runner) : undefined;
+    if (why === undefined) log.info(`${iface} runs on userspace wireguard-go${created ? ' (implementation = userspace)' : ''}`);
+    else log.notice(`${iface} runs on userspace wireguard-go: kernel WireGuard is not available (ip link add … type wireguard: ${why.replace(/\.$/, '')}); throughput is lower than in the kernel`);
   }
 
   /** After a recreate: the link must exist and be a WireGuard device. */

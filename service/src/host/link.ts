@@ -1,8 +1,12 @@
 /**
  * Link commands: read a link's state (`ip -j addr`), create a WireGuard interface with kernel
- * WireGuard or userspace wireguard-go (implementation = auto tries the kernel first), configure it
- * from a wg-quick config, set it up, delete it, and find the MTU for `mtu = auto`.
+ * WireGuard or userspace wireguard-go (implementation = auto tries the kernel first), tell which
+ * of them backs a link and, when neither exists, what to install; configure a link from a
+ * wg-quick config, set it up, delete it, and find the MTU for `mtu = auto`.
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
 import type { LinkStatus } from '../mesh/status.js';
@@ -56,19 +60,87 @@ export async function autoMtu(runner: CommandRunner, underlayIps: readonly strin
   return dev && dev.mtu > WIREGUARD_OVERHEAD + 576 ? dev.mtu - WIREGUARD_OVERHEAD : 1420;
 }
 
-/** Creates the interface; `auto` tries kernel WireGuard and falls back to wireguard-go. */
-export async function createLink(runner: CommandRunner, name: string, implementation: 'auto' | Implementation, log: Logger): Promise<Implementation> {
+/** How an interface was created: by which implementation, and why not by the kernel when auto fell back. */
+export interface CreatedLink {
+  impl: Implementation;
+  /** What `ip link add … type wireguard` said when the kernel could not create the link. */
+  kernelError?: string;
+}
+
+/** Answers whether wireguard-go is installed (injected by tests; the host's answer is {@link wireguardGoInstalled}). */
+export type WireguardGoCheck = () => Promise<boolean>;
+
+/** Where wg-quick and the package's wireguard-go wrapper look for wireguard-go, besides PATH. */
+const SYSTEM_BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
+
+/** Whether an executable `wireguard-go` is on PATH or in the system's bin directories. */
+export const wireguardGoInstalled: WireguardGoCheck = async () => {
+  const dirs = [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SYSTEM_BIN_DIRS])];
+  for (const dir of dirs) {
+    try {
+      await access(join(dir, 'wireguard-go'), constants.X_OK);
+      return true;
+    } catch {
+      // not there
+    }
+  }
+  return false;
+};
+
+/** The throwaway link {@link kernelWireGuardError} creates (15 characters, the most a link name may have). */
+export const PROBE_LINK = 'wgoverlay-probe';
+
+/**
+ * Why the kernel cannot create WireGuard links, from `ip link add … type wireguard` on a throwaway
+ * link (which loads the module if it can be loaded, as wg-quick's own attempt does); undefined
+ * when it can (the link is deleted again).
+ */
+export async function kernelWireGuardError(runner: CommandRunner): Promise<string | undefined> {
+  const res = await runner.run('ip', ['link', 'add', 'dev', PROBE_LINK, 'type', 'wireguard'], { allowFailure: true });
+  if (res.exitCode !== 0) return res.stderr.trim() || `exit ${res.exitCode}`;
+  await runner.run('ip', ['link', 'del', 'dev', PROBE_LINK], { allowFailure: true });
+  return undefined;
+}
+
+/** What an admin must do on a node that has neither kernel WireGuard nor wireguard-go. */
+export function noWireGuardMessage(kernelError: string): string {
+  return 'no WireGuard on this node: the kernel cannot create WireGuard links '
+    + `(ip link add … type wireguard: ${kernelError.replace(/\.$/, '')}; the wireguard module is missing, blacklisted or refused) `
+    + 'and wireguard-go is not installed. Install wireguard-go (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go) '
+    + 'or make the wireguard kernel module loadable (Linux 5.6 and later: modprobe wireguard)';
+}
+
+/**
+ * Creates the interface; `auto` tries kernel WireGuard and falls back to wireguard-go. The error
+ * when neither exists says what to install.
+ */
+export async function createLink(runner: CommandRunner, name: string, implementation: 'auto' | Implementation, log: Logger, hasWireguardGo: WireguardGoCheck = wireguardGoInstalled): Promise<CreatedLink> {
+  let kernelError: string | undefined;
   if (implementation !== 'userspace') {
     const res = await runner.run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'], { allowFailure: true });
-    if (res.exitCode === 0) return 'kernel';
-    if (implementation === 'kernel') throw new Error(`creating ${name} with kernel WireGuard: ${res.stderr.trim() || `exit ${res.exitCode}`} (set implementation = auto or userspace to use wireguard-go)`);
-    log.info(`kernel WireGuard is not available (${res.stderr.trim() || `exit ${res.exitCode}`}); using userspace wireguard-go`);
+    if (res.exitCode === 0) return { impl: 'kernel' };
+    kernelError = res.stderr.trim() || `exit ${res.exitCode}`;
+    if (implementation === 'kernel') throw new Error(`creating ${name} with kernel WireGuard: ${kernelError} (set implementation = auto or userspace to use wireguard-go)`);
   }
   // wireguard-go daemonises itself; its banner on stderr goes to debug, not the journal at large.
   const res = await runner.run('wireguard-go', [name], { allowFailure: true });
   if (res.stderr.trim()) log.debug(`wireguard-go ${name}: ${res.stderr.trim()}`);
-  if (res.exitCode !== 0) throw new Error(`creating ${name} with wireguard-go: exit ${res.exitCode}: ${res.stderr.trim().split('\n').pop() ?? ''}`);
-  return 'userspace';
+  if (res.exitCode !== 0) {
+    if (!(await hasWireguardGo())) {
+      throw new Error(kernelError !== undefined ? noWireGuardMessage(kernelError)
+        : `creating ${name} with wireguard-go (implementation = userspace): wireguard-go is not installed; install it (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go)`);
+    }
+    throw new Error(`creating ${name} with wireguard-go: exit ${res.exitCode}: ${res.stderr.trim().split('\n').pop() ?? ''}`);
+  }
+  return kernelError !== undefined ? { impl: 'userspace', kernelError } : { impl: 'userspace' };
+}
+
+/** Which implementation backs an existing link (`ip -d link`: kind wireguard, or a tun device for wireguard-go); undefined when unknown. */
+export async function linkImplementation(runner: CommandRunner, name: string): Promise<Implementation | undefined> {
+  const res = await runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', name], { allowFailure: true });
+  if (res.exitCode !== 0) return undefined;
+  const kind = (JSON.parse(res.stdout.trim() || '[]') as Array<{ linkinfo?: { info_kind?: string } }>)[0]?.linkinfo?.info_kind;
+  return kind === 'wireguard' ? 'kernel' : kind === 'tun' ? 'userspace' : undefined;
 }
 
 /** Loads a whole wg-quick config into an existing interface: key, port, peers, address, MTU, up. */

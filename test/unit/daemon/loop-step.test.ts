@@ -22,6 +22,8 @@ const PUB = publicKeyFromPrivate(PRIV);
 
 class FakeUnits implements UnitController {
   calls: string[] = [];
+  /** Set: every start and restart fails with it (as a wg-quick@ whose job failed). */
+  fail: Error | undefined;
   constructor(private readonly host: FakeHost, private readonly confFile: string) {}
   async restartUnit(unit: string): Promise<void> { this.calls.push(`restart ${unit}`); this.bringUp(); }
   async startUnit(unit: string): Promise<void> { this.calls.push(`start ${unit}`); this.bringUp(); }
@@ -29,6 +31,7 @@ class FakeUnits implements UnitController {
   private conf = '';
   /** What wg-quick up would do with the written config: recreate the link from the file. */
   private bringUp(): void {
+    if (this.fail) throw this.fail;
     const h = this.host;
     this.conf = readFileSync(this.confFile, 'utf8');
     h.link = { exists: true, up: true, mtu: Number(/MTU = (\d+)/.exec(this.conf)?.[1] ?? 1420), addresses: [/Address = (\S+)/.exec(this.conf)![1]!] };
@@ -47,7 +50,7 @@ interface World {
   next(): Promise<ReconcileReport>;
 }
 
-function world(opts: { units?: boolean; config?: (c: Config) => void } = {}): World {
+function world(opts: { units?: boolean; config?: (c: Config) => void; host?: (h: FakeHost) => void } = {}): World {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-rec-'));
   const config = defaultConfig();
   config.kubernetes.nodeName = 'a';
@@ -55,6 +58,7 @@ function world(opts: { units?: boolean; config?: (c: Config) => void } = {}): Wo
   config.wireguard.mtu = 1420;
   opts.config?.(config);
   const host = new FakeHost();
+  opts.host?.(host);
   const log = memoryLogger();
   const patches: World['patches'] = [];
   const units = opts.units ? new FakeUnits(host, config.wireguard.configFile) : undefined;
@@ -254,5 +258,106 @@ describe('unit: reconcile loop', () => {
     await apply(w, [A, B, C]);
     assert.ok(w.log.lines.length > 3);
     assert.ok(w.log.lines.every((l) => !l.includes(PRIV)));
+  });
+});
+
+describe('unit: which WireGuard implementation backs the interface, and none at all', () => {
+  const FALLBACK = /^<5>wg0 runs on userspace wireguard-go: kernel WireGuard is not available \(ip link add … type wireguard: Error: Unknown device type\); throughput is lower than in the kernel$/;
+  const NONE = /no WireGuard on this node: the kernel cannot create WireGuard links \(ip link add … type wireguard: Error: Unknown device type; the wireguard module is missing, blacklisted or refused\) and wireguard-go is not installed\. Install wireguard-go \(Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go\)/;
+
+  it('auto without systemd: kernel WireGuard when the kernel has it, said once in one line', async () => {
+    const w = world({ host: (h) => { h.kernelWireGuard = true; } });
+    await apply(w, [A, B]);
+    assert.ok(w.host.runner.calls.includes('ip link add dev wg0 type wireguard'));
+    assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go')));
+    w.config.wireguard.listenPort = 51999;
+    const done = w.next();
+    w.rec.setConfig(w.config);
+    assert.ok((await done).ok);
+    assert.deepEqual(w.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on kernel WireGuard'], 'one line, not one per recreate');
+  });
+
+  it('auto without systemd and without kernel WireGuard: wireguard-go, with one notice that says why', async () => {
+    const w = world();
+    await apply(w, [A, B]);
+    w.config.wireguard.listenPort = 51999;
+    const done = w.next();
+    w.rec.setConfig(w.config);
+    assert.ok((await done).ok);
+    const lines = w.log.lines.filter((l) => /runs on|WireGuard is not available/.test(l));
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, FALLBACK);
+  });
+
+  it('neither kernel WireGuard nor wireguard-go (no systemd): says what to install, once, keeps retrying, and comes up once wireguard-go is there', async () => {
+    const w = world({ host: (h) => { h.wireguardGoInstalled = false; } });
+    let r = await (async () => { const d = w.next(); w.rec.setNodes([A, B]); return d; })();
+    assert.equal(r.ok, false);
+    assert.equal(r.errorStep, 'interface');
+    assert.match(r.error!, NONE);
+    r = await w.next(); // the retry after the backoff: the same error
+    assert.equal(r.ok, false);
+    const errors = w.log.lines.filter((l) => l.startsWith('<3>'));
+    assert.equal(errors.length, 1, `one error line for repeated failures:\n${errors.join('\n')}`);
+    assert.match(errors[0]!, /^<3>apply failed: no WireGuard on this node: .*; retrying with backoff, nothing was torn down$/);
+    w.host.wireguardGoInstalled = true;
+    r = await w.next();
+    assert.ok(r.ok, r.error);
+    assert.equal(w.host.link.kind, 'tun');
+    assert.ok(w.log.lines.some((l) => FALLBACK.test(l)));
+    await w.rec.stop();
+  });
+
+  it('implementation = userspace without wireguard-go: says to install it', async () => {
+    const w = world({ config: (c) => { c.wireguard.implementation = 'userspace'; }, host: (h) => { h.wireguardGoInstalled = false; h.kernelWireGuard = true; } });
+    const done = w.next();
+    w.rec.setNodes([A, B]);
+    const r = await done;
+    assert.match(r.error!, /creating wg0 with wireguard-go \(implementation = userspace\): wireguard-go is not installed; install it \(Debian, Ubuntu: apt install wireguard-go/);
+    await w.rec.stop();
+  });
+
+  it('under systemd, wg-quick@ that fell back to wireguard-go: one notice with the kernel\'s reason, asked on a throwaway link', async () => {
+    const w = world({ units: true });
+    await apply(w, [A, B]);
+    const lines = w.log.lines.filter((l) => /runs on/.test(l));
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, FALLBACK);
+    assert.ok(w.host.runner.calls.includes('ip link add dev wgoverlay-probe type wireguard'));
+    assert.equal(w.host.link.exists, true, 'the probe left the interface alone');
+  });
+
+  it('under systemd with kernel WireGuard: one info line, no probe', async () => {
+    const w = world({ units: true, host: (h) => { h.kernelWireGuard = true; } });
+    await apply(w, [A, B]);
+    assert.deepEqual(w.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on kernel WireGuard']);
+    assert.ok(!w.host.runner.calls.some((c) => c.includes('wgoverlay-probe')));
+  });
+
+  it('under systemd, a failed wg-quick@ on a node without any WireGuard: the error says what to install; with wireguard-go installed it stays the unit\'s own', async () => {
+    const w = world({ units: true, host: (h) => { h.wireguardGoInstalled = false; } });
+    w.units!.fail = new Error('StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
+    let done = w.next();
+    w.rec.setNodes([A, B]);
+    let r = await done;
+    assert.equal(r.errorStep, 'interface');
+    assert.match(r.error!, NONE);
+    assert.match(r.error!, /modprobe wireguard\): StartUnit wg-quick@wg0\.service: job ended with result "failed" \(see journalctl -u wg-quick@wg0\.service\)$/);
+    w.host.wireguardGoInstalled = true;
+    done = w.next();
+    r = await done;
+    assert.equal(r.error, 'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
+    await w.rec.stop();
+  });
+
+  it('adopting an existing interface reads what backs it and probes nothing', async () => {
+    const w1 = world({ units: true });
+    await apply(w1, [A, B]);
+    const w2 = world({ units: true, config: (c) => { c.wireguard.configFile = w1.config.wireguard.configFile; } });
+    Object.assign(w2.host, { link: w1.host.link, privateKey: w1.host.privateKey, listenPort: w1.host.listenPort, peers: w1.host.peers, routes: w1.host.routes });
+    await apply(w2, [A, B]);
+    assert.deepEqual(w2.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on userspace wireguard-go']);
+    assert.deepEqual(w2.units!.calls, []);
+    assert.ok(!w2.host.runner.calls.some((c) => c.includes('wgoverlay-probe')));
   });
 });

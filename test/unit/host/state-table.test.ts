@@ -113,7 +113,7 @@ function rng(seed: number): () => number {
 function adapters(host: FakeHost) {
   const log = memoryLogger();
   const dir = mkdtempSync(join(tmpdir(), 'wgo-table-'));
-  const owner = new InterfaceOwner({ runner: host.runner, log, iface: 'wg0', configFile: join(dir, 'wg0.conf'), createInterface: true, implementation: 'userspace', units: undefined });
+  const owner = new InterfaceOwner({ runner: host.runner, log, iface: 'wg0', configFile: join(dir, 'wg0.conf'), createInterface: true, implementation: 'userspace', units: undefined, hasWireguardGo: host.hasWireguardGo });
   const peers = new PeerAdapter(host.runner, 'wg0');
   const routesAdapter = new RouteAdapter(host.runner, log);
   const set = async (row: Row): Promise<void> => {
