@@ -20,6 +20,10 @@ command -v rpmbuild >/dev/null || need+=(rpm)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v flock >/dev/null || need+=(util-linux)
 command -v nft >/dev/null || need+=(nftables)
+# The kernel tier: a qemu VM (software emulation) booting Debian's kernel from an ext4 image.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v setpriv >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -19,7 +19,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { BootedSystem } from './booted.js';
 import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './process.js';
+
+export type { JournalEntry } from './booted.js';
 
 /** Bump to invalidate every cached root (when the way roots are prepared changes). */
 const CACHE_FORMAT = 3;
@@ -62,12 +65,16 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-function hash(parts: unknown): string {
+/** A short content hash of `parts` (JSON), the key of a cached build. */
+export function contentHash(parts: unknown): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
 
-/** Builds `final` with `make(tmpDir)` unless it exists; concurrent builders race, the first rename wins. */
-async function cached(final: string, make: (dir: string) => Promise<void>): Promise<string> {
+/**
+ * Builds the cache dir `final` with `make(tmpDir)` unless it is complete already; concurrent
+ * builders race, the first rename wins. Returns `final`.
+ */
+export async function cachedBuild(final: string, make: (dir: string) => Promise<void>): Promise<string> {
   if (existsSync(join(final, '.complete'))) return final;
   await mkdir(CACHE_DIR, { recursive: true });
   // Half-built layers of runs that were killed.
@@ -108,8 +115,8 @@ export interface DebianRootOptions {
  */
 export async function debianRoot(opts: DebianRootOptions = {}): Promise<string> {
   const prefetch = [...(opts.prefetch ?? [])].sort();
-  const key = hash({ CACHE_FORMAT, SUITE, MIRROR, BASE_INCLUDE, SOURCES_LIST, prefetch });
-  const dir = await cached(join(CACHE_DIR, `debian-${SUITE}-${key}`), async (tmp) => {
+  const key = contentHash({ CACHE_FORMAT, SUITE, MIRROR, BASE_INCLUDE, SOURCES_LIST, prefetch });
+  const dir = await cachedBuild(join(CACHE_DIR, `debian-${SUITE}-${key}`), async (tmp) => {
     const root = join(tmp, 'root');
     await run('debootstrap', ['--variant=minbase', `--include=${BASE_INCLUDE.join(',')}`, SUITE, root, MIRROR], { timeoutMs: 15 * 60_000, label: 'debootstrap' });
     await writeFile(join(root, 'etc/apt/sources.list'), SOURCES_LIST);
@@ -126,15 +133,27 @@ export async function debianRoot(opts: DebianRootOptions = {}): Promise<string> 
   return join(dir, 'root');
 }
 
+/** Options of {@link installedLayer}. */
+export interface InstalledLayerOptions {
+  /** Files written into the root before the packages are installed (e.g. configuration their scripts read), by absolute path. */
+  files?: Record<string, { data: string; mode?: number }>;
+  /** Packages downloaded into apt's cache after the install (not installed), for an install later without network. */
+  prefetch?: string[];
+}
+
 /**
  * An overlay upper layer on top of `lower` with `packages` installed (for containers that only
  * need the dependencies in place, e.g. several mesh nodes); cached like the roots. Returns the
  * list of lower dirs for {@link NspawnContainer.boot}, top first.
  */
-export async function installedLayer(lower: string, packages: string[]): Promise<string[]> {
+export async function installedLayer(lower: string, packages: string[], opts: InstalledLayerOptions = {}): Promise<string[]> {
   const pkgs = [...packages].sort();
-  const key = hash({ CACHE_FORMAT, lower, pkgs });
-  const dir = await cached(join(CACHE_DIR, `layer-${key}`), async (tmp) => {
+  const files = Object.entries(opts.files ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
+  const prefetch = [...(opts.prefetch ?? [])].sort();
+  // Keys of layers made without options stay as they were (layers cached by earlier runs stay valid).
+  const extra = files.length > 0 || prefetch.length > 0 ? { files, prefetch } : {};
+  const key = contentHash({ CACHE_FORMAT, lower, pkgs, ...extra });
+  const dir = await cachedBuild(join(CACHE_DIR, `layer-${key}`), async (tmp) => {
     const upper = join(tmp, 'upper');
     const work = join(tmp, 'work');
     const merged = join(tmp, 'merged');
@@ -143,8 +162,13 @@ export async function installedLayer(lower: string, packages: string[]): Promise
     await mkdir(merged);
     await run('mount', ['-t', 'overlay', 'wgs-layer', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, merged]);
     try {
+      for (const [path, f] of files) {
+        await mkdir(dirname(join(merged, path)), { recursive: true });
+        await writeFile(join(merged, path), f.data, { mode: f.mode ?? 0o644 });
+      }
       await inRoot(merged, ['apt-get', '-q', 'install', '-y', '--no-install-recommends', ...pkgs]);
       await inRoot(merged, ['apt-get', 'clean']);
+      if (prefetch.length > 0) await inRoot(merged, ['apt-get', '-q', 'install', '-y', '--download-only', '--no-install-recommends', ...prefetch]);
     } finally {
       await run('umount', [merged]);
     }
@@ -234,8 +258,8 @@ export interface BootOptions {
   netns: string;
 }
 
-/** A booted systemd container; commands run inside with `nsenter -t <its PID 1> -a`. */
-export class NspawnContainer {
+/** A booted systemd container; commands run inside with `nsenter -t <its PID 1> -a` (systemctl and journal helpers from {@link BootedSystem}). */
+export class NspawnContainer extends BootedSystem {
   /** Machine name and hostname. */
   readonly name: string;
   /** The container's root as seen from the host (the overlay mount). */
@@ -247,6 +271,7 @@ export class NspawnContainer {
   private stopped = false;
 
   private constructor(name: string, dir: string, root: string, nspawn: TestProcess, pid: number) {
+    super();
     this.name = name;
     this.dir = dir;
     this.root = root;
@@ -317,11 +342,6 @@ export class NspawnContainer {
     });
   }
 
-  /** Runs a shell script inside the container. */
-  sh(script: string, opts: RunOptions = {}): Promise<RunResult> {
-    return this.exec('sh', ['-c', script], opts);
-  }
-
   /** The host path of a path inside the container. */
   path(p: string): string {
     if (!p.startsWith('/')) throw new Error(`NspawnContainer.path needs an absolute path, got ${p}`);
@@ -333,82 +353,6 @@ export class NspawnContainer {
     await mkdir(dirname(this.path(p)), { recursive: true });
     await writeFile(this.path(p), data, { mode });
     await run('chmod', [mode.toString(8), this.path(p)]);
-  }
-
-  /** Reads a file as the container sees it (its own /run, /tmp and mounts included). */
-  async readFile(p: string): Promise<string> {
-    return (await this.exec('cat', [p])).stdout;
-  }
-
-  /** `systemctl show UNIT -p …` as a map. */
-  async show(unit: string, props: string[]): Promise<Record<string, string>> {
-    const r = await this.exec('systemctl', ['show', unit, ...props.map((p) => `--property=${p}`)]);
-    const out: Record<string, string> = {};
-    for (const line of r.stdout.split('\n')) {
-      const i = line.indexOf('=');
-      if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
-    }
-    return out;
-  }
-
-  /** Polls `systemctl show` until `done` accepts the properties; throws with the last ones on timeout. */
-  async waitForUnit(unit: string, props: string[], done: (p: Record<string, string>) => boolean, timeoutMs = 60_000): Promise<Record<string, string>> {
-    const deadline = Date.now() + timeoutMs;
-    let last: Record<string, string> = {};
-    while (Date.now() < deadline) {
-      last = await this.show(unit, props);
-      if (done(last)) return last;
-      await sleep(250);
-    }
-    const status = await this.exec('systemctl', ['status', '--no-pager', '-l', unit], { allowFailure: true });
-    throw new Error(`${this.name}: ${unit} did not reach the expected state within ${timeoutMs} ms; last ${JSON.stringify(last)}\n${status.stdout}`);
-  }
-
-  /** Journal entries (`journalctl -o json`) matching the arguments, e.g. `['-u', 'wg-overlay']`. */
-  async journal(args: string[]): Promise<JournalEntry[]> {
-    const r = await this.exec('journalctl', ['--no-pager', '-o', 'json', ...args], { allowFailure: true });
-    return r.stdout.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => {
-      const e = JSON.parse(l) as Record<string, unknown>;
-      const msg = e.MESSAGE;
-      return {
-        ...e,
-        MESSAGE: Array.isArray(msg) ? Buffer.from(msg as number[]).toString('utf8') : String(msg ?? ''),
-        PRIORITY: Number(e.PRIORITY),
-      } as JournalEntry;
-    });
-  }
-
-  /**
-   * Entries after `cursor`, of `unit` when given (its own lines and systemd's about it), filtered
-   * here rather than by journalctl: systemd 252's journalctl skips the first matching entry when
-   * --after-cursor is combined with -u or -p.
-   */
-  async entriesAfter(cursor: string, unit?: string): Promise<JournalEntry[]> {
-    const all = await this.journal([`--after-cursor=${cursor}`]);
-    if (!unit) return all;
-    const u = unit.includes('.') ? unit : `${unit}.service`;
-    return all.filter((e) => e._SYSTEMD_UNIT === u || e.UNIT === u || e.OBJECT_SYSTEMD_UNIT === u);
-  }
-
-  /** Polls until an entry after `cursor` (of `unit`) matches; returns it, or throws with what was seen. */
-  async waitForEntry(cursor: string, unit: string | undefined, match: (e: JournalEntry) => boolean, timeoutMs = 30_000): Promise<JournalEntry> {
-    const deadline = Date.now() + timeoutMs;
-    let entries: JournalEntry[] = [];
-    while (Date.now() < deadline) {
-      entries = await this.entriesAfter(cursor, unit);
-      const hit = entries.find(match);
-      if (hit) return hit;
-      await sleep(250);
-    }
-    throw new Error(`${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`);
-  }
-
-  /** The journal's current cursor, to read only what comes after it. */
-  async cursor(): Promise<string> {
-    const r = await this.exec('journalctl', ['--no-pager', '-n', '0', '--show-cursor', '-q']);
-    const m = /-- cursor: (\S+)/.exec(r.stdout);
-    if (!m) throw new Error(`${this.name}: no journal cursor in ${JSON.stringify(r.stdout)}`);
-    return m[1]!;
   }
 
   /** Powers the container off (SIGTERM to systemd-nspawn), then unmounts and removes its layer. */
@@ -436,18 +380,6 @@ export class NspawnContainer {
   console(): string {
     return this.nspawn.output();
   }
-}
-
-/** One journal entry (`journalctl -o json`), with MESSAGE decoded and PRIORITY a number. */
-export interface JournalEntry {
-  MESSAGE: string;
-  PRIORITY: number;
-  SYSLOG_IDENTIFIER?: string;
-  _PID?: string;
-  _SYSTEMD_UNIT?: string;
-  _SYSTEMD_INVOCATION_ID?: string;
-  __REALTIME_TIMESTAMP?: string;
-  [key: string]: unknown;
 }
 
 /** Finds the container's PID 1 among systemd-nspawn's descendants (NSpid ends in 1). */

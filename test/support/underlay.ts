@@ -114,7 +114,7 @@ function hostIn(family: 4 | 6, network: bigint, host: number): string {
   return formatIp({ family, value: network + (family === 4 ? BigInt(host) : BigInt(`0x${host}`)) });
 }
 
-/** A bridge in the root namespace joining nodes through veth pairs (each node's side is `eth0`). */
+/** A bridge in the root namespace joining nodes through veth pairs (each node's side is `eth0`), and VMs through tap devices. */
 export class Underlay {
   /** Bridge name (`wgb<pid>n<n>`). */
   readonly bridge: string;
@@ -242,6 +242,26 @@ export class Underlay {
       node.underlayAddress6 = address6;
     }
     return (address ?? address6)!;
+  }
+
+  /** The next free IPv4 node address of the subnet (without prefix length), for a node this class does not attach itself. */
+  allocateAddress(): string {
+    if (!this.v4) throw new Error(`underlay ${this.bridge} has no IPv4 subnet`);
+    return hostIn(4, this.v4.network, this.nextHost++);
+  }
+
+  /**
+   * Adds a tap device on the bridge (up, the underlay's MTU), e.g. for a qemu VM's network card
+   * (`-netdev tap,ifname=<it>,script=no,downscript=no`); removed with the underlay. Returns its name.
+   */
+  async attachTap(): Promise<string> {
+    if (this.destroyed) throw new Error(`underlay ${this.bridge} is destroyed`);
+    const tap = `wgv${process.pid}n${nextId()}`;
+    await run('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
+    this.vethsInRoot.push(tap);
+    live.links.add(tap);
+    await run('ip', ['link', 'set', tap, 'mtu', String(this.mtu), 'master', this.bridge, 'up']);
+    return tap;
   }
 
   /** Deletes the bridge and the root ends of the veths (their node ends go with them). */

@@ -77,6 +77,15 @@ const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'],
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
 const C = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24', 'fd00:10:244:3::/64'], key: KEYS[2] });
 
+/** Changes the config as `edit` says and waits for the run it causes, which must succeed. */
+async function reconfigure(w: World, edit: (c: Config) => void): Promise<void> {
+  edit(w.config);
+  const done = w.next();
+  w.rec.setConfig(w.config);
+  const r = await done;
+  assert.ok(r.ok, r.error);
+}
+
 async function apply(w: World, nodes: MeshNode[], force = false): Promise<ReconcileReport> {
   const done = w.next();
   if (force) w.rec.schedule('test', true);
@@ -191,10 +200,7 @@ describe('unit: reconcile loop', () => {
     const w = world({ units: true });
     await apply(w, [A, B]);
     assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service']);
-    w.config.wireguard.mtu = 1380;
-    const done = w.next();
-    w.rec.setConfig(w.config);
-    assert.ok((await done).ok);
+    await reconfigure(w, (c) => { c.wireguard.mtu = 1380; });
     assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service', 'restart wg-quick@wg0.service']);
     assert.equal(w.host.link.mtu, 1380);
     assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
@@ -204,10 +210,7 @@ describe('unit: reconcile loop', () => {
   it('without systemd an interface change recreates the link directly', async () => {
     const w = world();
     await apply(w, [A, B]);
-    w.config.wireguard.listenPort = 51999;
-    const done = w.next();
-    w.rec.setConfig(w.config);
-    assert.ok((await done).ok);
+    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
     assert.equal(w.host.listenPort, 51999);
     assert.ok(w.log.lines.some((l) => /recreated wg0 directly .* \(why: listen port 51820 → 51999\)/.test(l)));
     assert.equal(w.host.peers.size, 1);
@@ -270,20 +273,14 @@ describe('unit: which WireGuard implementation backs the interface, and none at 
     await apply(w, [A, B]);
     assert.ok(w.host.runner.calls.includes('ip link add dev wg0 type wireguard'));
     assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go')));
-    w.config.wireguard.listenPort = 51999;
-    const done = w.next();
-    w.rec.setConfig(w.config);
-    assert.ok((await done).ok);
+    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
     assert.deepEqual(w.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on kernel WireGuard'], 'one line, not one per recreate');
   });
 
   it('auto without systemd and without kernel WireGuard: wireguard-go, with one notice that says why', async () => {
     const w = world();
     await apply(w, [A, B]);
-    w.config.wireguard.listenPort = 51999;
-    const done = w.next();
-    w.rec.setConfig(w.config);
-    assert.ok((await done).ok);
+    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
     const lines = w.log.lines.filter((l) => /runs on|WireGuard is not available/.test(l));
     assert.equal(lines.length, 1, lines.join('\n'));
     assert.match(lines[0]!, FALLBACK);
@@ -342,8 +339,14 @@ describe('unit: which WireGuard implementation backs the interface, and none at 
     let r = await done;
     assert.equal(r.errorStep, 'interface');
     assert.match(r.error!, NONE);
-    assert.match(r.error!, /modprobe wireguard\): StartUnit wg-quick@wg0\.service: job ended with result "failed" \(see journalctl -u wg-quick@wg0\.service\)$/);
+    assert.match(r.error!, /modprobe wireguard\); wg-quick@wg0\.service cannot start \(journalctl -u wg-quick@wg0\.service\)$/);
+    // systemd's start limit on the next attempt words the failure differently: the error stays the same.
+    w.units!.fail = new Error('StartUnit wg-quick@wg0.service: refused: Start request repeated too quickly');
+    const again = await w.next();
+    assert.equal(again.error, r.error);
+    assert.equal(w.log.lines.filter((l) => l.startsWith('<3>')).length, 1);
     w.host.wireguardGoInstalled = true;
+    w.units!.fail = new Error('StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
     done = w.next();
     r = await done;
     assert.equal(r.error, 'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
