@@ -74,12 +74,15 @@ class WgQuickUnit implements Recreator {
   /**
    * The error of a failed start or restart. wg-quick falls back to wireguard-go when the kernel
    * cannot create the link; when wireguard-go is missing too, the unit only "failed": then the
-   * error says what to install instead.
+   * error says what to install instead, in words that stay the same from one retry to the next
+   * (a job that failed, systemd's start limit), so that the loop logs it once.
    */
   private async explain(err: unknown): Promise<ApplyError> {
     const msg = err instanceof Error ? err.message : String(err);
     const kernel = await kernelWireGuardError(this.runner).catch(() => undefined);
-    if (kernel !== undefined && !(await this.hasWireguardGo())) return new ApplyError('interface', noWireGuardMessage(kernel), { cause: err });
+    if (kernel !== undefined && !(await this.hasWireguardGo())) {
+      return new ApplyError('interface', `${noWireGuardMessage(kernel)}; wg-quick@${this.iface}.service cannot start (journalctl -u wg-quick@${this.iface}.service)`);
+    }
     return new ApplyError('interface', msg, { cause: err });
   }
 }
