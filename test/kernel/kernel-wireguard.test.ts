@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
+import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { waitFor } from '../support/cluster.js';
 import { GuestNode, pingCounts, type GuestLink } from '../support/guest-mesh.js';
@@ -246,7 +246,8 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
       const dev = (await n.device())!;
       for (const o of [a, b, c].filter((x) => x !== n)) {
         const peer = dev.peers.find((p) => p.publicKey === publicKey(o))!;
-        assert.deepEqual(peer.allowedIPs, [o.spec.podCidr, `${overlay(o)}/32`].sort(), `${n.name}'s peer ${o.name}`);
+        const six = ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_OVERLAY_ADDRESS6];
+        assert.deepEqual([...peer.allowedIPs].sort(), [o.spec.podCidr, `${overlay(o)}/32`, ...(six ? [`${six}/128`] : [])].sort(), `${n.name}'s peer ${o.name}`);
         assert.equal(peer.endpoint, `${o.spec.address}:51820`);
       }
     }
