@@ -167,6 +167,7 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
       const units = ['wg-overlay', 'wg-quick@wg0', b?.unit, c?.unit].filter(Boolean).map((u) => `-u ${u!}`).join(' ');
       const log = await vm.sh(`journalctl --no-pager -o short-monotonic ${units} | tail -n 150`, { allowFailure: true }).catch((e: unknown) => ({ stdout: String(e) }));
       console.log(`      kernel tier failed; the VM's console log is kept: ${vm.consoleLog}\n      journal of the mesh units (last 150 lines):\n${log.stdout}`);
+      console.log(`      the VM's console (kernel and systemd), last 80 lines:\n${await vm.consoleTail(80)}`);
     }
     await vm?.stop({ keepConsole: failed });
     await api?.stop();
@@ -176,10 +177,12 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     const u = figures.readyMs.userspace;
     if (k.length > 0 || figures.mbitPerS.kernel !== undefined) {
       const fmt = (v: number | undefined): string => (v === undefined ? 'not measured' : `${v.toFixed(0)} Mbit/s`);
+      const ratio = (x: number | undefined, y: number | undefined): string => (x === undefined || y === undefined || y === 0 ? 'not measured' : `${(x / y).toFixed(2)}×`);
       console.log([
         `      figures (qemu TCG software emulation, 2 vCPUs on this machine: only the ratios mean anything)`,
         `        systemctl start wg-overlay → READY: kernel ${k.length ? `${median(k)} ms (runs ${k.join(', ')})` : 'not measured'}; wireguard-go ${u.length ? `${median(u)} ms (runs ${u.join(', ')})` : 'not measured'}`,
         `        pod → pod, iperf3 ${IPERF_SECONDS} s: kernel WireGuard ${fmt(figures.mbitPerS.kernel)}; wireguard-go ${fmt(figures.mbitPerS.userspace)}; underlay without WireGuard ${fmt(figures.mbitPerS.underlay)}`,
+        `        ratios kernel / wireguard-go: start → READY ${ratio(k.length ? median(k) : undefined, u.length ? median(u) : undefined)}; throughput ${ratio(figures.mbitPerS.kernel, figures.mbitPerS.userspace)}`,
       ].join('\n'));
     }
   });
