@@ -286,6 +286,7 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     const d = await namespaceNode('wgk-d', 4);
     await d.startDaemon('/etc/wgk/kubeconfig');
     await waitForMesh([a, b, c, d]);
+    const dKey = publicKey(d);
     const r = await d.podExec('ping', ['-c', '2', '-i', '0.2', '-W', '3', a.podIp], { allowFailure: true, timeoutMs: 30_000 });
     assert.match(r.stdout, /2 received/, `D's pod → A's pod:\n${r.stdout}${r.stderr}`);
     await d.stopDaemon();
@@ -304,6 +305,12 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     assert.ok(log.some((m) => /^added peer wgk-d /.test(m)), log.join('\n'));
     assert.ok(log.some((m) => /^removed peer wgk-d /.test(m)), log.join('\n'));
     assert.ok(!log.some((m) => /restarted wg-quick/.test(m)), log.join('\n'));
+    // B logs its commands (debug): D came and went as one `wg set` each on the live wgb, nothing recreated.
+    const bLog = await daemonLog(b.unit, cursor);
+    const wgSet = bLog.filter((m) => m.startsWith(`exec: wg set wgb peer ${dKey} `));
+    assert.ok(wgSet.some((m) => / allowed-ips /.test(m)), `B added D with wg set:\n${bLog.join('\n')}`);
+    assert.ok(wgSet.some((m) => m === `exec: wg set wgb peer ${dKey} remove`), `B removed D with wg set:\n${bLog.join('\n')}`);
+    assert.ok(!bLog.some((m) => /^exec: ip link (add|del)|created wgb|wg-quick|syncconf|setconf/.test(m)), `B touched its link beyond wg set:\n${bLog.join('\n')}`);
     await vm.sh(`ip link del v-wgk-d; ip netns del wgk-d; ip netns del wgk-d-pod; ip link del wgd 2>/dev/null; true`);
   });
 
