@@ -4,7 +4,7 @@
  * Node making it, and the Nodes left without one get their candidate (or the next free address)
  * in a pass that only ever involves those Nodes — a handful while nodes join, none at rest.
  */
-import { assignCandidates, claimProblem, offsetText, parseClaim } from './addresses.js';
+import { assignCandidates, candidateOffset, claimProblem, offsetText, parseClaim } from './addresses.js';
 import { compareSeniority } from './order.js';
 import type { MeshNode, SkipReason } from './types.js';
 import type { Cidr } from '../net/ip.js';
@@ -32,6 +32,10 @@ export class AddressBook {
   private readonly held = new Map<bigint, string>();
   private fromCandidates = new Map<string, bigint>();
   private candidateProblems = new Map<string, SkipReason>();
+  /** Each Node's candidate offset, computed once per Node object (it parses its addresses). */
+  private readonly starts = new WeakMap<MeshNode, bigint>();
+  /** Names touched by deferred updates, for `flush()`. */
+  private pending = new Set<string>();
   /** Every Node's address. */
   readonly addresses = new Map<string, string>();
 
@@ -51,13 +55,26 @@ export class AddressBook {
     return out;
   }
 
-  /** Adds, changes (`node`) or removes (`name` only) a Node; returns the names whose address or problems may have changed. */
-  update(name: string, node: MeshNode | undefined): Set<string> {
+  /**
+   * Adds, changes (`node`) or removes (`name` only) a Node; returns the names whose address or
+   * problems may have changed. With `defer`, the candidate pass waits for `flush()` (a re-list
+   * updates every Node first and runs that pass once).
+   */
+  update(name: string, node: MeshNode | undefined, defer = false): Set<string> {
     const touched = new Set<string>([name]);
     const old = this.nodes.get(name);
     if (old) this.drop(old, touched);
     if (node) this.put(node, touched);
-    this.reassignCandidates(touched);
+    if (defer) for (const n of touched) this.pending.add(n);
+    else this.reassignCandidates(touched);
+    return touched;
+  }
+
+  /** Runs the candidate pass deferred by `update(…, true)`; returns the names it changed. */
+  flush(): Set<string> {
+    const touched = this.pending;
+    this.pending = new Set();
+    if (touched.size > 0) this.reassignCandidates(touched);
     return touched;
   }
 
@@ -110,16 +127,28 @@ export class AddressBook {
     insertSenior(this.unassigned, node);
   }
 
-  /** Pass 2 over the Nodes holding no claim (few), then the addresses of everyone touched. */
+  /**
+   * Pass 2 over the Nodes holding no claim, then the addresses of everyone touched. Only Nodes
+   * whose candidate address or exhaustion changed are added to `touched`: while thousands of
+   * Nodes publish no claim in this overlay (older daemons, before they upgrade), one event costs
+   * one cheap pass, not a verdict for each of them.
+   */
   private reassignCandidates(touched: Set<string>): void {
-    for (const name of this.fromCandidates.keys()) touched.add(name);
-    for (const name of this.candidateProblems.keys()) touched.add(name);
     const extra = new Map<bigint, string>();
     const held = { has: (o: bigint) => this.held.has(o) || extra.has(o), set: (o: bigint, n: string) => extra.set(o, n) };
-    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size);
+    const startOf = (node: MeshNode): bigint => {
+      let start = this.starts.get(node);
+      if (start === undefined) this.starts.set(node, start = candidateOffset(node, this.overlay));
+      return start;
+    };
+    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, startOf);
+    const nextProblems = new Map(problems.map((p) => [p.name, p]));
+    for (const [name, offset] of this.fromCandidates) if (assigned.get(name) !== offset) touched.add(name);
+    for (const [name, offset] of assigned) if (this.fromCandidates.get(name) !== offset) touched.add(name);
+    for (const name of this.candidateProblems.keys()) if (!nextProblems.has(name)) touched.add(name);
+    for (const [name, p] of nextProblems) if (this.candidateProblems.get(name)?.message !== p.message) touched.add(name);
     this.fromCandidates = assigned;
-    this.candidateProblems = new Map(problems.map((p) => [p.name, p]));
-    for (const name of assigned.keys()) touched.add(name);
+    this.candidateProblems = nextProblems;
     for (const name of touched) {
       const claim = this.claims.get(name);
       const offset = claim?.offset !== undefined && this.held.get(claim.offset) === name ? claim.offset : assigned.get(name);

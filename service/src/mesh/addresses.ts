@@ -110,9 +110,9 @@ export function offsetText(overlay: Cidr, offset: bigint): string {
 /**
  * Pass 2 of the assignment: each Node without an honoured claim (oldest first) gets its candidate,
  * or the next free usable address after it; `held` (offset → holder) is extended in place.
- * `total` is the number of all Nodes (it bounds the probe).
+ * `total` is the number of all Nodes (it bounds the probe); `startOf` may cache candidate offsets.
  */
-export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown }, total: number): { assigned: Map<string, bigint>; problems: SkipReason[] } {
+export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown }, total: number, startOf: (node: MeshNode) => bigint = (node) => candidateOffset(node, overlay)): { assigned: Map<string, bigint>; problems: SkipReason[] } {
   const size = cidrSize(overlay);
   // Every node takes one address and at most 2 in 256 are unusable, so a free one always turns up
   // within this many steps unless the overlay is full (small overlays are scanned whole).
@@ -122,7 +122,7 @@ export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr,
   const assigned = new Map<string, bigint>();
   const problems: SkipReason[] = [];
   for (const node of unassigned) {
-    const start = candidateOffset(node, overlay);
+    const start = startOf(node);
     let found: bigint | undefined;
     // Addresses only ever get taken during a run, so a later probe from the same start can resume
     // where the previous one ended: many nodes sharing a candidate cost O(n), not O(n²).

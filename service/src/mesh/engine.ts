@@ -115,6 +115,8 @@ export class MeshEngine {
   private version = 0;
   private touched = new Set<string>();
   private peersTouched = false;
+  /** How many verdicts were computed so far (the work the events cost; tests and benchmarks read it). */
+  judged = 0;
 
   constructor(private readonly settings: MembershipSettings, private readonly self?: SelfIdentity) {
     this.overlay = parseOverlayCidr(settings.overlayCidr);
@@ -139,16 +141,30 @@ export class MeshEngine {
     return true;
   }
 
-  /** Replaces the whole Node list (a re-list); only the differences are worked on. */
+  /**
+   * Replaces the whole Node list (a re-list); only the differences are worked on, and the address
+   * pass and the verdicts run once for all of them.
+   */
   setNodes(nodes: readonly MeshNode[]): boolean {
     const seen = new Set<string>();
+    const dirty = new Set<Claimant>();
     let changed = false;
     for (const n of nodes) {
       seen.add(n.name);
-      changed = this.upsertNode(n) || changed;
+      const old = this.nodes.get(n.name);
+      if (old && sameNode(old, n)) continue;
+      this.changeNode(n.name, n, dirty);
+      changed = true;
     }
-    for (const name of [...this.nodes.keys()]) if (!seen.has(name)) changed = this.removeNode(name) || changed;
-    return changed;
+    for (const name of [...this.nodes.keys()]) {
+      if (seen.has(name)) continue;
+      this.changeNode(name, undefined, dirty);
+      changed = true;
+    }
+    if (!changed) return false;
+    this.movedAddresses([...this.book.flush(), ...(this.book6?.flush() ?? [])], dirty);
+    this.settle(dirty);
+    return true;
   }
 
   /** Replaces the external peers (few; each is compared with its last version). */
@@ -184,20 +200,27 @@ export class MeshEngine {
     return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes, policy: this.policy, ...(this.book6 ? { overlay6: this.overlay6, addresses6: this.book6.addresses } : {}) };
   }
 
-  private changeNode(name: string, node: MeshNode | undefined): void {
-    const dirty = new Set<Claimant>();
+  /** Applies one Node's change; with `batch` (a re-list) its dirty claimants are left there for one settle. */
+  private changeNode(name: string, node: MeshNode | undefined, batch?: Set<Claimant>): void {
+    const dirty = batch ?? new Set<Claimant>();
     const old = this.nodes.get(name);
     if (node) this.nodes.set(name, node);
     else this.nodes.delete(name);
     this.updateProtected(old, node, dirty);
-    for (const moved of [...this.book.update(name, node), ...(this.book6?.update(name, node) ?? [])]) {
-      const c = this.claimants.get(idOf('node', moved));
-      if (c) dirty.add(c);
-    }
+    const defer = batch !== undefined;
     const current = this.claimants.get(idOf('node', name));
     if (current) this.unindex(current, dirty);
     if (node) this.index(nodeClaimant(node, this.policy, this.self), dirty);
-    this.settle(dirty);
+    this.movedAddresses([...this.book.update(name, node, defer), ...(this.book6?.update(name, node, defer) ?? [])], dirty);
+    if (!batch) this.settle(dirty);
+  }
+
+  /** Nodes whose overlay address (or its problem) moved are judged again. */
+  private movedAddresses(names: Iterable<string>, dirty: Set<Claimant>): void {
+    for (const moved of names) {
+      const c = this.claimants.get(idOf('node', moved));
+      if (c) dirty.add(c);
+    }
   }
 
   /** Keeps the protected addresses current; claimants whose ranges contain one that came or went are rebuilt. */
@@ -289,6 +312,7 @@ export class MeshEngine {
       for (const n of this.neighbours(c)) if (!component.has(n)) stack.push(n);
     }
     const sorted = [...component].sort(compareClaimants);
+    this.judged += sorted.length;
     const verdicts = judge(sorted, {
       settings: this.settings, self: this.self, addresses: this.book.addresses, addresses6: this.book6?.addresses,
       addressProblems: (name) => [...this.book.problems(name), ...(this.book6?.problems(name) ?? []).map(asIPv6Problem)],

@@ -96,8 +96,16 @@ describe('unit: the incremental membership engine equals the full computation', 
           peers = randomPeers(r);
           engine.setExternalPeers(peers);
         } else {
-          const list = [...nodes.values()];
-          engine.setNodes(list);
+          // A re-list: most Nodes as they were, some gone, some changed or new, in one call.
+          const next = new Map<string, MeshNode>();
+          for (const [k, n] of nodes) if (r() < 0.8) next.set(k, n);
+          for (let j = Math.floor(r() * 6); j > 0; j -= 1) {
+            const k = `n${Math.floor(r() * 30)}`;
+            next.set(k, randomNode(r, k, nodes.get(k)?.createdAt ?? Math.floor(r() * 60)));
+          }
+          nodes.clear();
+          for (const [k, n] of next) nodes.set(k, n);
+          engine.setNodes([...nodes.values()]);
         }
         const want = decideMembership([...nodes.values()], peers, settings, selfId);
         assert.deepEqual(view(engine.result()), view(want), `step ${step}`);
@@ -146,6 +154,26 @@ describe('unit: the incremental membership engine equals the full computation', 
       assert.ok(derived > 300, `many steps are derived (${derived} of 1,500)`);
     });
   }
+
+  it('3,000 Nodes that publish no claim in either overlay (older daemons): one change judges one Node, a re-list judges each once', () => {
+    const engine = new MeshEngine({ ...SETTINGS, overlayCidr6: 'fd12:3456:789a::/48' });
+    const key = (i: number): string => Buffer.from([i & 255, i >> 8, ...new Array<number>(29).fill(7), 1]).toString('base64');
+    const node = (i: number, pod = `10.${100 + (i >> 8)}.${i & 255}.0/24`): MeshNode => meshNode(`n${i}`, { ip: `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`, created: i, pods: [pod], key: key(i) });
+    const all = Array.from({ length: 3000 }, (_, i) => node(i));
+    engine.setNodes(all);
+    const first = engine.result();
+    assert.equal(first.members.length, 3000);
+    assert.equal(first.addresses.size, 3000);
+    assert.equal(first.addresses6?.size, 3000);
+    assert.equal(engine.judged, 3000, 'the first list judges every Node once');
+    engine.upsertNode(node(17, '10.250.0.0/24'));
+    const after = engine.result();
+    assert.equal(engine.judged, 3001, 'a PodCIDR change re-judges only that Node');
+    assert.deepEqual([...after.changes!.nodes], ['n17']);
+    engine.removeNode('n18');
+    assert.equal(engine.judged, 3001, 'a removal of a Node in conflict with nobody judges nobody');
+    assert.equal(engine.result().members.length, 2999);
+  });
 
   it('an unchanged Node is no work, and unchanged members keep their objects', () => {
     const engine = new MeshEngine(SETTINGS);
