@@ -63,10 +63,13 @@ export class AddressBook {
   update(name: string, node: MeshNode | undefined, defer = false): Set<string> {
     const touched = new Set<string>([name]);
     const old = this.nodes.get(name);
+    // A change that keeps the Node's claim, candidate and seniority (a PodCIDR, a key, an
+    // endpoint) leaves the candidate pass's input as it was: its output stands.
+    const passUnchanged = old !== undefined && node !== undefined && this.passKey(old) === this.passKey(node);
     if (old) this.drop(old, touched);
     if (node) this.put(node, touched);
     if (defer) for (const n of touched) this.pending.add(n);
-    else this.reassignCandidates(touched);
+    else this.reassignCandidates(touched, !passUnchanged);
     return touched;
   }
 
@@ -128,20 +131,38 @@ export class AddressBook {
   }
 
   /**
-   * Pass 2 over the Nodes holding no claim, then the addresses of everyone touched. Only Nodes
-   * whose candidate address or exhaustion changed are added to `touched`: while thousands of
-   * Nodes publish no claim in this overlay (older daemons, before they upgrade), one event costs
-   * one cheap pass, not a verdict for each of them.
+   * Pass 2 over the Nodes holding no claim (when `pass`: its input changed), then the addresses
+   * of everyone touched. Only Nodes whose candidate address or exhaustion changed are added to
+   * `touched`: while thousands of Nodes publish no claim in this overlay (older daemons, before
+   * they upgrade), a join or a leave costs one cheap pass and a PodCIDR change none, not a verdict
+   * for each of them.
    */
-  private reassignCandidates(touched: Set<string>): void {
+  private reassignCandidates(touched: Set<string>, pass = true): void {
+    if (pass) this.candidatePass(touched);
+    for (const name of touched) {
+      const claim = this.claims.get(name);
+      const offset = claim?.offset !== undefined && this.held.get(claim.offset) === name ? claim.offset : this.fromCandidates.get(name);
+      if (offset === undefined) this.addresses.delete(name);
+      else this.addresses.set(name, offsetText(this.overlay, offset));
+    }
+  }
+
+  /** What of a Node the candidate pass depends on: its claim, its candidate and its seniority. */
+  private passKey(node: MeshNode): string {
+    return `${parseClaim(node, this.overlay, this.annotation).offset}|${this.startOf(node)}|${node.createdAt}`;
+  }
+
+  private startOf(node: MeshNode): bigint {
+    let start = this.starts.get(node);
+    if (start === undefined) this.starts.set(node, start = candidateOffset(node, this.overlay));
+    return start;
+  }
+
+  /** Runs pass 2 and adds the Nodes whose candidate address or exhaustion changed to `touched`. */
+  private candidatePass(touched: Set<string>): void {
     const extra = new Map<bigint, string>();
     const held = { has: (o: bigint) => this.held.has(o) || extra.has(o), set: (o: bigint, n: string) => extra.set(o, n) };
-    const startOf = (node: MeshNode): bigint => {
-      let start = this.starts.get(node);
-      if (start === undefined) this.starts.set(node, start = candidateOffset(node, this.overlay));
-      return start;
-    };
-    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, startOf);
+    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, (node) => this.startOf(node));
     const nextProblems = new Map(problems.map((p) => [p.name, p]));
     for (const [name, offset] of this.fromCandidates) if (assigned.get(name) !== offset) touched.add(name);
     for (const [name, offset] of assigned) if (this.fromCandidates.get(name) !== offset) touched.add(name);
@@ -149,11 +170,5 @@ export class AddressBook {
     for (const [name, p] of nextProblems) if (this.candidateProblems.get(name)?.message !== p.message) touched.add(name);
     this.fromCandidates = assigned;
     this.candidateProblems = nextProblems;
-    for (const name of touched) {
-      const claim = this.claims.get(name);
-      const offset = claim?.offset !== undefined && this.held.get(claim.offset) === name ? claim.offset : assigned.get(name);
-      if (offset === undefined) this.addresses.delete(name);
-      else this.addresses.set(name, offsetText(this.overlay, offset));
-    }
   }
 }
