@@ -172,7 +172,7 @@ export class Daemon {
       peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership, endpoints,
     }, p.config, true);
     this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
-    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa) log.warning('[overlay] cidr6 = auto needs the cluster\'s CA certificate in the kubeconfig, which has none: the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)');
+    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa) log.notice('[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)');
     this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
     this.resolver = new NameResolver((name) => env.lookupName(name), log, () => {
       this.step.setFacts({ resolved: this.resolver.resolved });
