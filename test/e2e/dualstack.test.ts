@@ -117,6 +117,42 @@ describe('e2e: dual-stack mesh', function () {
     await toB.stop('SIGINT', 5_000);
     await a.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test']);
   });
+
+  it('endpoint failover when sends fail outright: node-c drops what it sends to node-a\'s IPv4 address (nft, on output) → nudges find it out and traffic resumes over IPv6', async () => {
+    const a = cluster.must('node-a');
+    const c = cluster.must('node-c');
+    const aV4 = `${a.address}:51820`;
+    const aV6 = `[${a.address6!}]:51820`;
+    const cV4 = `${c.address}:51820`;
+    const cV6 = `[${c.address6!}]:51820`;
+    assert.equal((await cluster.peer('node-c', 'node-a'))?.endpoint, aV4, 'node-c dials node-a\'s IPv4 address first');
+    const toA = c.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', a.podIp]);
+    await toA.waitForOutput(/bytes from/, 5_000);
+    // Every packet node-c sends to node-a's IPv4 address fails in sendmsg (EPERM): node-c's
+    // WireGuard counters stand still and node-a hears nothing, so neither side sees "packets out,
+    // nothing back" from the pings. A nudge does it: node-c's, whose datagram cannot leave either
+    // (→ node-c moves node-a to IPv6), or node-a's, which goes out and gets no answer (→ node-a
+    // moves node-c to IPv6, and node-c's WireGuard follows node-a there as it roams).
+    await c.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test_out {\n chain output {\n  type filter hook output priority filter;\n  ip daddr ${a.address} udp dport 51820 drop\n }\n}\n` });
+    const t0 = Date.now();
+    const resumedAt = await waitFor('a reply through IPv6', () => {
+      for (const m of toA.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
+        const at = Math.round(Number(m[1]) * 1000);
+        if (at > t0 + 50) return at;
+      }
+      return undefined;
+    }, 90_000, 100);
+    const seconds = (resumedAt - t0) / 1000;
+    const byC = /endpoint of Node node-a: [^\n]*/.exec(c.daemon!.output())?.[0];
+    const byA = /endpoint of Node node-c: [^\n]*/.exec(a.daemon!.output())?.[0];
+    console.log(`      (failover, sends failing: first reply ${seconds.toFixed(1)} s after node-c's packets to node-a's IPv4 address began to be dropped on output; switched by ${byC ? 'node-c' : 'node-a'}; endpoint_failover = 15 s)`);
+    assert.ok(seconds < 60, `traffic resumed after ${seconds} s`);
+    assert.equal((await cluster.peer('node-c', 'node-a'))?.endpoint, aV6, 'node-c now sends to node-a over IPv6');
+    if (byC) assert.match(byC, new RegExp(`^endpoint of Node node-a: ${esc(aV4)} → ${esc(aV6)}, candidate 2 of 2 \\(why: nothing could be sent to it for \\d+ s \\(no route, or dropped on the way out\\)\\)`));
+    else assert.match(byA ?? '(neither side logged a switch)', new RegExp(`^endpoint of Node node-c: ${esc(cV4)} → ${esc(cV6)}, candidate 2 of 2 \\(why: no answer for \\d+ s while packets went out\\)`));
+    await toA.stop('SIGINT', 5_000);
+    await c.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test_out']);
+  });
 });
 
 describe('e2e: IPv6-only mesh', function () {

@@ -78,6 +78,8 @@ export interface DaemonEnv {
   ipForwarding(): Promise<boolean | undefined>;
   /** The addresses of a DNS name, IPv4 first. */
   lookupName(name: string): Promise<string[]>;
+  /** Sends one datagram to an overlay address through the tunnel (endpoint failover's nudge); absent in tests that do not need it. */
+  nudge?(address: string): Promise<void>;
   serveMetrics: typeof startMetricsServer;
   signals: SignalSource;
   /** Timings, shortened by tests. */
@@ -303,6 +305,10 @@ export class Daemon {
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
+      nudge: (peer) => {
+        const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
+        if (host && this.env.nudge) this.env.nudge(host.slice(0, host.lastIndexOf('/'))).catch((err) => log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
+      },
     });
   }
 

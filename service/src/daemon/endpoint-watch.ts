@@ -34,6 +34,8 @@ export interface EndpointWatchOptions {
   onChoice(): void;
   /** This node's observations changed: the daemon must publish them. */
   onObserved(): void;
+  /** Sends the peer one packet through the tunnel (failover asks for it when a live peer goes quiet). */
+  nudge?(peer: DesiredPeer): void;
   now?: () => number;
 }
 
@@ -116,7 +118,7 @@ export class EndpointWatch implements Part {
       for (const p of peers) {
         const candidates = wanted.get(p.name);
         const d = byKey.get(p.publicKey);
-        if (candidates && d) this.stepOne(p.name, candidates, d);
+        if (candidates && d) this.stepOne(p, candidates, d);
       }
     } catch (err) {
       this.o.log.debug(`endpoint watch: reading the device failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -135,7 +137,8 @@ export class EndpointWatch implements Part {
     if (this.changed.size > 0) this.o.onChoice();
   }
 
-  private stepOne(name: string, candidates: string[], d: PeerStatus): void {
+  private stepOne(p: DesiredPeer, candidates: string[], d: PeerStatus): void {
+    const { name } = p;
     const now = this.now();
     let t = this.tracked.get(name);
     if (!t || t.candidates.join() !== candidates.join()) {
@@ -145,6 +148,7 @@ export class EndpointWatch implements Part {
     }
     const step = failoverStep(t.state, candidates.length, { latestHandshake: d.latestHandshake, rxBytes: d.rxBytes, txBytes: d.txBytes, endpoint: d.endpoint }, now, this.o.timing);
     t.state = step.state;
+    if (step.nudge) this.o.nudge?.(p);
     if (!step.switchTo) return;
     const from = this.chosen.get(name) ?? candidates[0];
     const to = candidates[step.switchTo.index]!;

@@ -9,6 +9,7 @@ import { ExecaRunner } from '../exec/runner.js';
 import { ipForwardingEnabled } from '../host/forwarding.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
+import { nudge } from '../host/nudge.js';
 import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { ApiNodePublisher } from '../kube/node-publisher.js';
 import { ListNodeSource, nodesApi, WatchNodeSource } from '../kube/node-source.js';
@@ -54,6 +55,7 @@ export function productionEnv(log: Logger): DaemonEnv {
     monitor: monitorInterface,
     ipForwarding: ipForwardingEnabled,
     lookupName: async (name) => (await lookup(name, { all: true, verbatim: false })).map((a) => a.address),
+    nudge,
     serveMetrics: startMetricsServer,
     signals: process,
   };

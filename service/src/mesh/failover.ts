@@ -4,7 +4,10 @@
  * nothing comes back (WireGuard answers every data packet within 10 s, with a keepalive at
  * least, and every handshake initiation at once), it moves to the next candidate; from a fallback
  * it tries the best one again after `probeAfterMs` (doubling after each failed try), and stays
- * there if it works — so it never flaps between two working endpoints.
+ * there if it works — so it never flaps between two working endpoints. Sends that fail outright
+ * (no route, a firewall's drop on output) leave no trace in the counters: when a peer that had
+ * traffic goes quiet for `timeoutMs`, the daemon is asked to nudge it (one small packet through
+ * the tunnel); if even that does not go out within `timeoutMs`, the endpoint is left too.
  */
 
 /** What the device says about one peer at one moment. */
@@ -31,6 +34,14 @@ export interface FailoverState {
   probeAfterMs: number;
   /** Traffic counters when the current silence began: tx grew and rx did not since then. */
   silentSince?: { at: number; rx: number; tx: number } | undefined;
+  /** Since when tx has not grown, after traffic (undefined once a nudge showed the peer idle). */
+  quietSince?: number | undefined;
+  /** When the first nudge of this quiet spell was asked for, and tx then. */
+  nudgedSince?: { at: number; tx: number } | undefined;
+  /** A nudge was asked for in the last step (tx growth after it is the nudge's, not traffic). */
+  nudged?: boolean | undefined;
+  /** The last quiet spell ended with a nudge that went out: no more nudges until traffic. */
+  idle?: boolean | undefined;
   /** The last reading. */
   last?: PeerReading | undefined;
   /** Why the last switch happened. */
@@ -46,10 +57,12 @@ export interface FailoverTiming {
   maxProbeAfterMs: number;
 }
 
-/** The outcome of one step: the new state, and the candidate to switch to (with why) if any. */
+/** The outcome of one step: the new state, the candidate to switch to (with why) if any, and whether to nudge the peer. */
 export interface FailoverStep {
   state: FailoverState;
   switchTo?: { index: number; why: string } | undefined;
+  /** Send the peer one packet through the tunnel now: its endpoint is being checked. */
+  nudge?: boolean | undefined;
 }
 
 /** A new peer starts on its best candidate. */
@@ -68,14 +81,19 @@ export function failoverStep(state: FailoverState, count: number, reading: PeerR
   // Silence: packets go out and none come in. Any reply ends it.
   if (prev && reading.rxBytes > prev.rxBytes) s.silentSince = undefined;
   else if (prev && reading.txBytes > prev.txBytes && !s.silentSince) s.silentSince = { at: now, rx: prev.rxBytes, tx: prev.txBytes };
-  const broken = !!s.silentSince && now - s.silentSince.at >= timing.timeoutMs && now - s.since >= timing.timeoutMs;
+  const nudge = trackQuiet(s, prev, reading, now, timing);
+  const silent = !!s.silentSince && now - s.silentSince.at >= timing.timeoutMs;
+  const unsendable = !!s.nudgedSince && now - s.nudgedSince.at >= timing.timeoutMs;
+  const broken = (silent || unsendable) && now - s.since >= timing.timeoutMs;
   if (broken) {
     const trying = s.tryingFrom;
     const next = trying !== undefined ? trying : (s.index + 1) % count;
     const probeAfterMs = trying !== undefined ? Math.min(timing.maxProbeAfterMs, s.probeAfterMs * 2) : s.probeAfterMs;
     const why = trying !== undefined
       ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, next try in ${Math.round(probeAfterMs / 1000)} s`
-      : `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`;
+      : silent
+        ? `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`
+        : `nothing could be sent to it for ${Math.round((now - s.nudgedSince!.at) / 1000)} s (no route, or dropped on the way out)`;
     return switched(s, next, now, why, probeAfterMs);
   }
   if (s.tryingFrom !== undefined && prev && reading.rxBytes > prev.rxBytes) {
@@ -83,15 +101,41 @@ export function failoverStep(state: FailoverState, count: number, reading: PeerR
     return { state: { ...s, tryingFrom: undefined, probeAt: undefined, probeAfterMs: timing.probeAfterMs } };
   }
   if (s.index > 0 && s.tryingFrom === undefined && s.probeAt !== undefined && now >= s.probeAt) {
-    return { state: { ...s, index: 0, since: now, tryingFrom: s.index, probeAt: undefined, silentSince: undefined, why: 'trying the better endpoint again' }, switchTo: { index: 0, why: 'trying the better endpoint again' } };
+    return { state: { ...s, index: 0, since: now, tryingFrom: s.index, probeAt: undefined, silentSince: undefined, quietSince: undefined, nudgedSince: undefined, nudged: undefined, idle: undefined, why: 'trying the better endpoint again' }, switchTo: { index: 0, why: 'trying the better endpoint again' } };
   }
-  return { state: s };
+  return nudge ? { state: s, nudge } : { state: s };
+}
+
+/**
+ * Follows quiet spells (tx flat) in `s`; true when the peer should be nudged: it has a live session
+ * and has been quiet for the timeout, and no nudge has gone out yet since its last traffic.
+ */
+function trackQuiet(s: FailoverState, prev: PeerReading | undefined, reading: PeerReading, now: number, timing: FailoverTiming): boolean {
+  const nudgedBefore = s.nudged;
+  s.nudged = undefined;
+  if (!prev) return false;
+  if (reading.txBytes > prev.txBytes) {
+    // Growth right after a nudge is the nudge going out: the peer is idle, not broken.
+    s.idle = nudgedBefore === true && s.nudgedSince !== undefined;
+    s.quietSince = undefined;
+    s.nudgedSince = undefined;
+    return false;
+  }
+  // Only a peer with a live session (a handshake in the last 180 s) is nudged: one that never
+  // answered, or went away long ago, is left alone rather than rotated through its endpoints.
+  const live = reading.latestHandshake > 0 && now / 1000 - reading.latestHandshake <= 180;
+  if (s.idle || (!live && s.nudgedSince === undefined)) return false;
+  s.quietSince ??= now;
+  if (now - s.quietSince < timing.timeoutMs) return false;
+  s.nudgedSince ??= { at: now, tx: reading.txBytes };
+  s.nudged = true;
+  return true;
 }
 
 /** The state after moving to candidate `index` (on a fallback, a try of the best one is planned). */
 function switched(s: FailoverState, index: number, now: number, why: string, probeAfterMs: number): FailoverStep {
   const state: FailoverState = {
-    ...s, index, since: now, tryingFrom: undefined, silentSince: undefined, why, probeAfterMs,
+    ...s, index, since: now, tryingFrom: undefined, silentSince: undefined, quietSince: undefined, nudgedSince: undefined, nudged: undefined, idle: undefined, why, probeAfterMs,
     probeAt: index > 0 ? now + probeAfterMs : undefined,
   };
   return { state, switchTo: { index, why } };

@@ -23,7 +23,7 @@ function world(peers: DesiredPeer[]) {
   let now = 1_000_000;
   const device: PeerStatus[] = peers.map((p) => ({ publicKey: p.publicKey, hasPresharedKey: false, endpoint: p.endpoint, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 }));
   let reads = 0;
-  const calls = { choice: 0, observed: 0 };
+  const calls = { choice: 0, observed: 0, nudged: [] as string[] };
   const log = memoryLogger();
   const watch = new EndpointWatch({
     read: async (): Promise<InterfaceStatus> => { reads += 1; return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: device.map((d) => ({ ...d })) }; },
@@ -33,6 +33,7 @@ function world(peers: DesiredPeer[]) {
     log,
     onChoice: () => { calls.choice += 1; },
     onObserved: () => { calls.observed += 1; },
+    nudge: (p) => { calls.nudged.push(p.name); },
     now: () => now,
   });
   return { watch, device, calls, log, reads: () => reads, tick: (ms: number) => { now += ms; }, now: () => now };
@@ -59,6 +60,23 @@ describe('unit: endpoint watch', () => {
     assert.match(w.log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: no answer for \d+ s while packets went out\)/);
     assert.deepEqual(w.watch.describe('b'), { candidates: ['192.0.2.12:51820', '[2001:db8::12]:51820'], index: 1, why: w.watch.describe('b')!.why });
     assert.equal(w.watch.take().changed.size, 0, 'a change is handed out once');
+  });
+
+  it('a live peer that goes quiet is nudged; when even the nudge cannot be sent (dropped on output), it moves on', async () => {
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])]);
+    for (let i = 0; i < 3; i += 1) {
+      w.device[0]!.txBytes += 1000;
+      w.device[0]!.rxBytes += 900;
+      w.device[0]!.latestHandshake = Math.floor(w.now() / 1000);
+      await w.watch.check();
+      w.tick(5_000);
+    }
+    assert.deepEqual(w.calls.nudged, []);
+    // From here every send fails: the counters stand still.
+    for (let i = 0; i < 10 && w.watch.take().chosen.size === 0; i += 1) { await w.watch.check(); w.tick(5_000); }
+    assert.ok(w.calls.nudged.length >= 1 && w.calls.nudged.every((n) => n === 'b'), `nudged: ${w.calls.nudged.join(', ')}`);
+    assert.deepEqual(w.watch.describe('b')?.index, 1);
+    assert.match(w.log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)\)/);
   });
 
   it('a peer that answers stays where it is', async () => {

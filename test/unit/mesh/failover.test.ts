@@ -3,7 +3,7 @@
  * endpoint (packets out, nothing back) is left after the timeout for the next candidate; an idle
  * peer is never judged; from a fallback the best candidate is tried again later and kept if it
  * answers, else the fallback comes back with a longer wait; a peer never flaps between two
- * working endpoints; every switch says why.
+ * working endpoints; sends that fail outright are found with a nudge; every switch says why.
  */
 import assert from 'node:assert/strict';
 import { desiredFor } from '../../../service/src/mesh/desired.js';
@@ -38,6 +38,34 @@ function simulate(count: number, works: Works, ms: number, sendPerStep = 1000): 
 }
 
 const all = (...i: number[]): Works => () => new Set(i);
+
+/**
+ * Like `simulate`, with handshakes and nudges: `sendable(now)` are the candidates packets can
+ * leave for at all (a failed send counts nothing); `traffic(now)` whether the side sends; a
+ * nudge asked for goes out in the next step if sendable. Returns the switches and the nudges.
+ */
+function simulateSends(count: number, works: Works, sendable: Works, traffic: (now: number) => boolean, ms: number): { switches: Array<[number, number, string]>; nudges: number[]; state: FailoverState } {
+  let state = initialState(0, T);
+  let rx = 0;
+  let tx = 0;
+  let handshake = 0;
+  let nudge = false;
+  const switches: Array<[number, number, string]> = [];
+  const nudges: number[] = [];
+  for (let now = STEP; now <= ms; now += STEP) {
+    const sending = traffic(now) || nudge;
+    if (sending && sendable(now).has(state.index)) {
+      tx += traffic(now) ? 1000 : 148;
+      if (works(now).has(state.index)) { rx += 148; handshake = Math.floor(now / 1000); }
+    }
+    const step = failoverStep(state, count, { latestHandshake: handshake, rxBytes: rx, txBytes: tx, endpoint: undefined }, now, T);
+    state = step.state;
+    nudge = step.nudge === true;
+    if (nudge) nudges.push(now);
+    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why]);
+  }
+  return { switches, nudges, state };
+}
 
 describe('unit: endpoint failover', () => {
   it('a working first candidate is kept for ever', () => {
@@ -84,6 +112,33 @@ describe('unit: endpoint failover', () => {
     const { switches } = simulate(3, all(), 120_000);
     assert.deepEqual(switches.slice(0, 3).map(([, i]) => i), [1, 2, 0]);
     for (let k = 1; k < 3; k += 1) assert.ok(switches[k]![0] - switches[k - 1]![0] >= T.timeoutMs);
+  });
+
+  it('sends that fail outright (a drop on output, no route) are seen through a nudge: the next candidate within two timeouts', () => {
+    const cut = 60_000;
+    const only0Before = (now: number): ReadonlySet<number> => new Set(now < cut ? [0, 1] : [1]);
+    const { switches, nudges, state } = simulateSends(2, only0Before, only0Before, () => true, 200_000);
+    const [at, index, why] = switches[0]!;
+    assert.equal(index, 1);
+    assert.match(why, /nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)/);
+    assert.ok(at - cut >= 2 * T.timeoutMs && at - cut <= 2 * T.timeoutMs + 3 * STEP, `switched ${at - cut} ms after the cut`);
+    assert.ok(nudges.length > 0 && nudges.every((n) => n > cut), 'nudged only after the cut');
+    // Later tries of the first candidate fail the same way and come back to the second.
+    assert.deepEqual(switches.slice(1).map(([, i]) => i), [0, 1], JSON.stringify(switches));
+    assert.equal(state.index, 1);
+  });
+
+  it('a peer with a live session that goes idle gets one nudge per quiet spell and is never switched', () => {
+    const busy = (now: number): boolean => now <= 60_000 || (now > 300_000 && now <= 330_000);
+    const { switches, nudges } = simulateSends(2, all(0, 1), all(0, 1), busy, 600_000);
+    assert.deepEqual(switches, []);
+    assert.equal(nudges.length, 2, `nudges at ${nudges.join(', ')}`);
+  });
+
+  it('a peer that never answered (no live session) is not nudged, so a node that is down is not rotated through its endpoints', () => {
+    const { switches, nudges } = simulateSends(3, all(), all(0, 1, 2), () => false, 600_000);
+    assert.deepEqual(nudges, []);
+    assert.deepEqual(switches, []);
   });
 
   it('one candidate: nothing to switch to', () => {
