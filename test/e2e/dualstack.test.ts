@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
 import { NatRouter } from '../support/nat.js';
+import { pingReplies } from '../support/pods.js';
 import { requireTools } from '../support/process.js';
 import { ANNOTATION_DISCOVERED, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
 
@@ -23,6 +24,11 @@ const podCIDRs = (i: number): string[] => [`10.244.${i}.0/24`, `fd10:244:${i}::/
 async function pingAll(from: { exec: ClusterNode['host']['exec'] }, target: string, count = 3): Promise<void> {
   const r = await from.exec('ping', ['-c', String(count), '-i', '0.2', '-W', '2', target], { allowFailure: true });
   assert.match(r.stdout, new RegExp(`${count} received`), `ping ${target}:\n${r.stdout}${r.stderr}`);
+}
+
+/** When the first reply of a running `ping -D` arrived after `t0` (ms since the epoch), waiting up to `timeoutMs`. */
+function firstReplyAfter(what: string, ping: { output(): string }, t0: number, timeoutMs: number): Promise<number> {
+  return waitFor(what, () => pingReplies(ping.output()).find((r) => r.at > t0 + 50)?.at, timeoutMs, 100);
 }
 
 /** The addresses (without prefix length) on a node's wg0. */
@@ -90,13 +96,7 @@ describe('e2e: dual-stack mesh', function () {
     // interface set, and the kernel then takes the destination as on-link, route or not.)
     await a.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${b.address} drop\n }\n}\n` });
     const t0 = Date.now();
-    const resumedAt = await waitFor('a reply through node-b\'s other endpoint', () => {
-      for (const m of toB.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
-        const at = Math.round(Number(m[1]) * 1000);
-        if (at > t0 + 50) return at;
-      }
-      return undefined;
-    }, 45_000, 100);
+    const resumedAt = await firstReplyAfter('a reply through node-b\'s other endpoint', toB, t0, 45_000);
     const seconds = (resumedAt - t0) / 1000;
     console.log(`      (failover: first reply ${seconds.toFixed(1)} s after node-a stopped hearing node-b's IPv4 address; endpoint_failover = 15 s)`);
     assert.ok(seconds < 30, `traffic resumed after ${seconds} s`);
@@ -135,13 +135,7 @@ describe('e2e: dual-stack mesh', function () {
     // moves node-c to IPv6, and node-c's WireGuard follows node-a there as it roams).
     await c.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test_out {\n chain output {\n  type filter hook output priority filter;\n  ip daddr ${a.address} udp dport 51820 drop\n }\n}\n` });
     const t0 = Date.now();
-    const resumedAt = await waitFor('a reply through IPv6', () => {
-      for (const m of toA.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
-        const at = Math.round(Number(m[1]) * 1000);
-        if (at > t0 + 50) return at;
-      }
-      return undefined;
-    }, 90_000, 100);
+    const resumedAt = await firstReplyAfter('a reply through IPv6', toA, t0, 90_000);
     const seconds = (resumedAt - t0) / 1000;
     const byC = /endpoint of Node node-a: [^\n]*/.exec(c.daemon!.output())?.[0];
     const byA = /endpoint of Node node-c: [^\n]*/.exec(a.daemon!.output())?.[0];
@@ -273,13 +267,7 @@ describe('e2e: a node behind NAT', function () {
     await b.host.exec('wg', ['set', 'wg0', 'peer', cluster.publicKey('node-n')!, 'endpoint', own]);
     const toN = b.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', n.podIp]);
     const t0 = Date.now();
-    const resumedAt = await waitFor('a reply from node-n again', () => {
-      for (const m of toN.output().matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)) {
-        const at = Math.round(Number(m[1]) * 1000);
-        if (at > t0 + 50) return at;
-      }
-      return undefined;
-    }, 45_000, 100);
+    const resumedAt = await firstReplyAfter('a reply from node-n again', toN, t0, 45_000);
     await toN.stop('SIGINT', 5_000);
     const seconds = (resumedAt - t0) / 1000;
     assert.equal((await cluster.peer('node-b', 'node-n'))?.endpoint, seenAt['node-b']);

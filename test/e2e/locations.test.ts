@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { waitFor, type ClusterNode } from '../support/cluster.js';
 import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/locations.js';
 import type { LinkStats } from '../support/netns.js';
+import { pingReplies as replies } from '../support/pods.js';
 import { requireTools, sleep, type RunOptions, type RunResult } from '../support/process.js';
 
 /** Pings per check, and their size: each one is bigger than anything else that crosses wg0 (handshakes, keepalives). */
@@ -84,11 +85,6 @@ function assertPeer(d: Map<string, Counters>, name: string, peer: string): void 
   const p = d.get(name)!.peers.get(peer);
   assert.ok(p, `${name} has no peer ${peer}: ${[...d.get(name)!.peers.keys()].join(', ')}`);
   assert.ok(p.tx >= PINGS * PING_BYTES && p.rx >= PINGS * PING_BYTES, `${name} → ${peer}: tx ${p.tx} / rx ${p.rx} bytes, want >= ${PINGS * PING_BYTES} each`);
-}
-
-/** One reply of `ping -D`: when it arrived (ms since the epoch) and its sequence number. */
-function replies(output: string): Array<{ at: number; seq: number }> {
-  return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => ({ at: Number(m[1]) * 1000, seq: Number(m[2]) }));
 }
 
 describe('e2e: locations — granularity = location', function () {

@@ -17,6 +17,9 @@ import { parseDump } from '../../service/src/host/device.js';
 import { formatIp, parseCidr } from '../../service/src/net/ip.js';
 import type { InterfaceStatus, PeerStatus } from '../../service/src/mesh/status.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 /** The repository root (…/dist/test/support → three levels up). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -87,21 +90,6 @@ export interface ClusterNode {
   configText: string;
 }
 
-/** Polls `fn` until it returns a truthy value; throws with `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** A whole test cluster. */
 export class Cluster {

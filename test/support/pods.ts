@@ -6,6 +6,11 @@
 import { cleanupStale, deleteNetns, installExitHook, live, NAME_PREFIX, nextId, type TestNode } from './netns.js';
 import { run, TestProcess, type RunOptions, type RunResult } from './process.js';
 
+/** The replies in `ping -D` output: when each arrived (ms since the epoch) and its sequence number. */
+export function pingReplies(output: string): Array<{ at: number; seq: number }> {
+  return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => ({ at: Number(m[1]) * 1000, seq: Number(m[2]) }));
+}
+
 /**
  * Creates a bridge inside a node (like cni0) holding the pod gateway addresses (`address` such as
  * `10.244.1.1/24`, `address6` such as `fd10:244:1::1/64`, or both), and turns on forwarding in the

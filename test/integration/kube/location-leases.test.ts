@@ -12,17 +12,12 @@ import * as k8s from '@kubernetes/client-node';
 import { leaseName, leasesApi, LocationLeases } from '../../../service/src/kube/location-leases.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { KubeApiServer } from '../../kube-api/server.js';
+import { until as waitUntil } from '../../support/wait.js';
 
 const LOCATION = 'location:aws';
 const CANDIDATES = ['n1', 'n2', 'n3'];
 
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> => waitUntil(cond, what, ms, 20);
 
 describe('integration: location leader Leases against the API test server', function () {
   this.timeout(30_000);

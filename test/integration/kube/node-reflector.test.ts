@@ -14,6 +14,7 @@ import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import { Backoff } from '../../../service/src/util/backoff.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
+import { until } from '../../support/wait.js';
 
 function node(i: number): KubeObject {
   return {
@@ -25,13 +26,6 @@ function node(i: number): KubeObject {
   };
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** A reflector over the server's Nodes that records what it reports. */
 function reflect(server: KubeApiServer, opts: { pageSize?: number; watchSeconds?: number; backoff?: Backoff } = {}) {

@@ -16,18 +16,12 @@ import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { KEYS } from '../../support/fixtures.js';
+import { until } from '../../support/wait.js';
 
 function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
   return { apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name }, spec: { allowedIPs: [`${ip}/32`], publicKey: key, persistentKeepalive: 25 } };
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Records what a source reports. */
 function recorder() {

@@ -16,16 +16,11 @@ import { nodesApi, WatchNodeSource } from '../../../service/src/kube/node-source
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import { KubeApiServer } from '../../kube-api/server.js';
+import { until as waitUntil } from '../../support/wait.js';
 
 const sink = (): Writable => new Writable({ write: (_c, _e, cb) => cb() });
 
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> => waitUntil(cond, what, ms, 20);
 
 describe('integration: kube: token rotation without a restart', function () {
   this.timeout(30_000);

@@ -15,6 +15,7 @@ import { SystemdUnits, UnitError, type SystemdUnitsOptions } from '../../../serv
 import { privateBusConfig, startFakeSystemd, type FakeSystemd, type FakeSystemdOptions } from '../../support/fake-systemd.js';
 import { NAME_PREFIX } from '../../support/netns.js';
 import { requireTools, spawnProcess, type TestProcess } from '../../support/process.js';
+import { until as waitUntil } from '../../support/wait.js';
 
 /** Settles `p` and says how long it took. */
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
@@ -38,13 +39,7 @@ function assertUnitError(err: unknown, unit: string, call: string, re: RegExp): 
 }
 
 /** Waits until `cond` holds (polling). */
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, cond: () => boolean, ms = 5_000): Promise<void> => waitUntil(cond, what, ms, 5);
 
 describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager)', function () {
   this.timeout(30_000);

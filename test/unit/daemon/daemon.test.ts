@@ -12,6 +12,7 @@ import type { MetricsServer } from '../../../service/src/metrics/server.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
 import { fakeDaemonWorld, type FakeWorld } from '../../support/fake-daemon-env.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
+import { until as waitUntil } from '../../support/wait.js';
 
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
 const C = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2] });
@@ -20,13 +21,7 @@ function selfNode(w: FakeWorld): ReturnType<typeof meshNode> {
   return meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: w.publicKey, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
 }
 
-async function until(what: string, fn: () => boolean, ms = 3_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, cond: () => boolean, ms = 3_000): Promise<void> => waitUntil(cond, what, ms, 5);
 
 async function open(w: FakeWorld): Promise<Daemon> {
   const d = await Daemon.open(w.configPath, w.env);
