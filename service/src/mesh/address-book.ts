@@ -63,11 +63,13 @@ export class AddressBook {
   update(name: string, node: MeshNode | undefined, defer = false): Set<string> {
     const touched = new Set<string>([name]);
     const old = this.nodes.get(name);
-    // A change that keeps the Node's claim, candidate and seniority (a PodCIDR, a key, an
+    // A change that keeps the Node's claim, seniority and candidate (a PodCIDR, a key, an
     // endpoint) leaves the candidate pass's input as it was: its output stands.
-    const passUnchanged = old !== undefined && node !== undefined && this.passKey(old) === this.passKey(node);
+    const claim = node && parseClaim(node, this.overlay, this.annotation);
+    const passUnchanged = old !== undefined && node !== undefined && this.claims.get(name)?.offset === claim!.offset
+      && old.createdAt === node.createdAt && this.startOf(old) === this.startOf(node);
     if (old) this.drop(old, touched);
-    if (node) this.put(node, touched);
+    if (node) this.put(node, claim!, touched);
     if (defer) for (const n of touched) this.pending.add(n);
     else this.reassignCandidates(touched, !passUnchanged);
     return touched;
@@ -90,9 +92,8 @@ export class AddressBook {
     if (i >= 0) this.unassigned.splice(i, 1);
   }
 
-  private put(node: MeshNode, touched: Set<string>): void {
+  private put(node: MeshNode, claim: { offset?: bigint; why?: string }, touched: Set<string>): void {
     this.nodes.set(node.name, node);
-    const claim = parseClaim(node, this.overlay, this.annotation);
     this.claims.set(node.name, claim);
     if (claim.offset === undefined) { insertSenior(this.unassigned, node); return; }
     const list = this.claimants.get(claim.offset) ?? [];
@@ -145,11 +146,6 @@ export class AddressBook {
       if (offset === undefined) this.addresses.delete(name);
       else this.addresses.set(name, offsetText(this.overlay, offset));
     }
-  }
-
-  /** What of a Node the candidate pass depends on: its claim, its candidate and its seniority. */
-  private passKey(node: MeshNode): string {
-    return `${parseClaim(node, this.overlay, this.annotation).offset}|${this.startOf(node)}|${node.createdAt}`;
   }
 
   private startOf(node: MeshNode): bigint {
