@@ -1,9 +1,9 @@
 /**
  * The endpoint watch: while some Node peer can be dialled at more than one endpoint (its own
  * addresses, and endpoints other nodes saw it arrive from), it reads the device every third of the
- * failover timeout, runs each such peer's failover state machine (`mesh/failover.ts`), and hands
- * the daemon the endpoint chosen for each peer not on its best one; each switch is logged with its
- * reason. From every reading (its own, or the periodic resync's) it also notes the peers that
+ * failover timeout, runs each such peer's failover state machine (`mesh/failover.ts`), nudges
+ * the quiet peers it asks for, and hands the daemon the endpoint chosen for each peer not on its
+ * best one; each switch is logged with its reason. From every reading (its own, or the periodic resync's) it also notes the peers that
  * arrive from an endpoint none of their addresses explains — behind NAT — for this node to
  * publish as `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
  */
