@@ -11,7 +11,18 @@
 //   node packaging/nfpm-lite.mjs deb|rpm [--config nfpm.yaml] [--target DIR]
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,23 +30,92 @@ import YAML from 'yaml';
 
 /** Fields of nfpm.yaml this builder understands (others make it stop). */
 const KNOWN_TOP = new Set([
-  'name', 'arch', 'platform', 'version', 'version_schema', 'release', 'epoch', 'prerelease', 'version_metadata',
-  'section', 'priority', 'maintainer', 'vendor', 'homepage', 'license', 'description', 'umask',
-  'depends', 'recommends', 'suggests', 'conflicts', 'provides', 'replaces', 'contents', 'scripts',
-  'overrides', 'rpm', 'deb',
+  'name',
+  'arch',
+  'platform',
+  'version',
+  'version_schema',
+  'release',
+  'epoch',
+  'prerelease',
+  'version_metadata',
+  'section',
+  'priority',
+  'maintainer',
+  'vendor',
+  'homepage',
+  'license',
+  'description',
+  'umask',
+  'depends',
+  'recommends',
+  'suggests',
+  'conflicts',
+  'provides',
+  'replaces',
+  'contents',
+  'scripts',
+  'overrides',
+  'rpm',
+  'deb',
 ]);
-const OVERRIDABLE = ['depends', 'recommends', 'suggests', 'conflicts', 'provides', 'replaces', 'contents', 'scripts', 'umask'];
+const OVERRIDABLE = [
+  'depends',
+  'recommends',
+  'suggests',
+  'conflicts',
+  'provides',
+  'replaces',
+  'contents',
+  'scripts',
+  'umask',
+];
 const RELATIONS = ['depends', 'recommends', 'suggests', 'conflicts', 'provides', 'replaces'];
-const SUPPORTED_TYPES = new Set(['', 'config', 'config|noreplace', 'doc', 'license', 'licence', 'readme', 'dir', 'symlink']);
+const SUPPORTED_TYPES = new Set([
+  '',
+  'config',
+  'config|noreplace',
+  'doc',
+  'license',
+  'licence',
+  'readme',
+  'dir',
+  'symlink',
+]);
 const SCRIPT_KEYS = ['preinstall', 'postinstall', 'preremove', 'postremove'];
 
 /** nfpm (GOARCH) architecture names → deb and rpm names. */
-const DEB_ARCH = { all: 'all', amd64: 'amd64', arm64: 'arm64', 386: 'i386', arm7: 'armhf', arm6: 'armel', arm5: 'armel', ppc64le: 'ppc64el', s390x: 's390x', riscv64: 'riscv64' };
-const RPM_ARCH = { all: 'noarch', amd64: 'x86_64', arm64: 'aarch64', 386: 'i386', arm7: 'armv7hl', arm6: 'armv6hl', arm5: 'armv5tel', ppc64le: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const DEB_ARCH = {
+  all: 'all',
+  amd64: 'amd64',
+  arm64: 'arm64',
+  386: 'i386',
+  arm7: 'armhf',
+  arm6: 'armel',
+  arm5: 'armel',
+  ppc64le: 'ppc64el',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
+const RPM_ARCH = {
+  all: 'noarch',
+  amd64: 'x86_64',
+  arm64: 'aarch64',
+  386: 'i386',
+  arm7: 'armv7hl',
+  arm6: 'armv6hl',
+  arm5: 'armv5tel',
+  ppc64le: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** Like Go's os.ExpandEnv: $VAR and ${VAR}; unset variables expand to ''. */
 export function expandEnv(text, env = process.env) {
-  return String(text).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, a, b) => env[a ?? b] ?? '');
+  return String(text).replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (_m, a, b) => env[a ?? b] ?? '',
+  );
 }
 
 function fail(msg) {
@@ -71,7 +151,8 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
     if (!OVERRIDABLE.includes(k) && k !== 'deb' && k !== 'rpm') fail(`unsupported override "${packager}.${k}"`);
     if (OVERRIDABLE.includes(k)) cfg[k] = ov[k];
   }
-  for (const k of Object.keys(raw.overrides ?? {})) if (!['deb', 'rpm', 'apk', 'archlinux', 'ipk'].includes(k)) fail(`unknown override target "${k}"`);
+  for (const k of Object.keys(raw.overrides ?? {}))
+    if (!['deb', 'rpm', 'apk', 'archlinux', 'ipk'].includes(k)) fail(`unknown override target "${k}"`);
 
   const x = (v) => (v === undefined || v === null ? '' : expandEnv(String(v), env));
   const name = x(cfg.name);
@@ -92,7 +173,14 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
       metadata ||= sv.metadata;
     }
   }
-  const pkgArch = packager === 'deb' ? (raw.deb?.arch ? x(raw.deb.arch) : DEB_ARCH[arch]) : (raw.rpm?.arch ? x(raw.rpm.arch) : RPM_ARCH[arch]);
+  const pkgArch =
+    packager === 'deb'
+      ? raw.deb?.arch
+        ? x(raw.deb.arch)
+        : DEB_ARCH[arch]
+      : raw.rpm?.arch
+        ? x(raw.rpm.arch)
+        : RPM_ARCH[arch];
   if (!pkgArch) fail(`architecture "${arch}" has no ${packager} name here; set ${packager}.arch`);
 
   const relations = {};
@@ -103,13 +191,17 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
   for (const c of cfg.contents ?? []) {
     if (c.packager && c.packager !== packager) continue;
     const type = c.type ?? '';
-    if (!SUPPORTED_TYPES.has(type)) fail(`contents type "${type}" (${c.dst}) is not supported by this builder; use nfpm`);
-    for (const k of Object.keys(c)) if (!['src', 'dst', 'type', 'packager', 'file_info', 'expand'].includes(k)) fail(`contents field "${k}" (${c.dst}) is not supported by this builder; use nfpm`);
+    if (!SUPPORTED_TYPES.has(type))
+      fail(`contents type "${type}" (${c.dst}) is not supported by this builder; use nfpm`);
+    for (const k of Object.keys(c))
+      if (!['src', 'dst', 'type', 'packager', 'file_info', 'expand'].includes(k))
+        fail(`contents field "${k}" (${c.dst}) is not supported by this builder; use nfpm`);
     const expand = (v) => (c.expand ? x(v) : String(v));
     const dst = posix.normalize(expand(c.dst));
     if (!dst.startsWith('/')) fail(`contents dst must be absolute: ${dst}`);
     const fi = c.file_info ?? {};
-    if ((fi.owner && fi.owner !== 'root') || (fi.group && fi.group !== 'root')) fail(`${dst}: owners other than root are not supported by this builder; use nfpm`);
+    if ((fi.owner && fi.owner !== 'root') || (fi.group && fi.group !== 'root'))
+      fail(`${dst}: owners other than root are not supported by this builder; use nfpm`);
     const entry = { dst, type, owner: 'root', group: 'root' };
     if (type === 'dir') {
       entry.mode = fi.mode ?? 0o755;
@@ -121,7 +213,7 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
       entry.src = resolve(root, expand(c.src));
       if (!existsSync(entry.src)) fail(`${dst}: source ${entry.src} does not exist`);
       if (!statSync(entry.src).isFile()) fail(`${dst}: source ${entry.src} is not a regular file`);
-      entry.mode = fi.mode ?? (statSync(entry.src).mode & 0o7777 & ~umask);
+      entry.mode = fi.mode ?? statSync(entry.src).mode & 0o7777 & ~umask;
     }
     contents.push(entry);
   }
@@ -137,8 +229,10 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
     scripts[k] = p;
   }
   const specific = raw[packager] ?? {};
-  const allowedSpecific = packager === 'deb' ? ['arch', 'compression', 'fields'] : ['arch', 'summary', 'group', 'compression', 'packager'];
-  for (const k of Object.keys(specific)) if (!allowedSpecific.includes(k)) fail(`${packager}.${k} is not supported by this builder; use nfpm`);
+  const allowedSpecific =
+    packager === 'deb' ? ['arch', 'compression', 'fields'] : ['arch', 'summary', 'group', 'compression', 'packager'];
+  for (const k of Object.keys(specific))
+    if (!allowedSpecific.includes(k)) fail(`${packager}.${k} is not supported by this builder; use nfpm`);
   if (packager === 'deb' && raw.deb?.scripts) fail('deb.scripts is not supported by this builder; use nfpm');
   if (packager === 'rpm' && raw.rpm?.scripts) fail('rpm.scripts is not supported by this builder; use nfpm');
 
@@ -271,7 +365,9 @@ export function buildDeb(p, targetDir) {
       field('Recommends', p.relations.recommends.join(', ')) +
       field('Suggests', p.relations.suggests.join(', ')) +
       field('Conflicts', p.relations.conflicts.join(', ')) +
-      Object.entries(p.specific.fields ?? {}).map(([k, v]) => field(k, v)).join('') +
+      Object.entries(p.specific.fields ?? {})
+        .map(([k, v]) => field(k, v))
+        .join('') +
       field('Homepage', p.homepage) +
       `Description: ${debDescription(p.description)}\n`;
     writeFileSync(join(debian, 'control'), control, { mode: 0o644 });
@@ -333,31 +429,49 @@ export function buildRpm(p, targetDir) {
     spec += '%files\n';
     for (const c of p.contents) {
       const attr = c.type === 'symlink' ? '' : `%attr(${c.mode.toString(8).padStart(4, '0')},${c.owner},${c.group}) `;
-      const kind = c.type === 'dir' ? '%dir '
-        : c.type === 'config|noreplace' ? '%config(noreplace) '
-          : c.type === 'config' ? '%config '
-            : c.type === 'doc' || c.type === 'readme' ? '%doc '
-              : c.type === 'license' || c.type === 'licence' ? '%license '
-                : '';
+      const kind =
+        c.type === 'dir'
+          ? '%dir '
+          : c.type === 'config|noreplace'
+            ? '%config(noreplace) '
+            : c.type === 'config'
+              ? '%config '
+              : c.type === 'doc' || c.type === 'readme'
+                ? '%doc '
+                : c.type === 'license' || c.type === 'licence'
+                  ? '%license '
+                  : '';
       spec += `${kind}${attr}"${specEscape(c.dst)}"\n`;
     }
     const specFile = join(work, `${p.name}.spec`);
     writeFileSync(specFile, spec);
     mkdirSync(targetDir, { recursive: true });
-    const payload = { gzip: 'w9.gzdio', xz: 'w6.xzdio', zstd: 'w19.zstdio', lzma: 'w6.lzdio' }[p.specific.compression ?? 'gzip'];
+    const payload = { gzip: 'w9.gzdio', xz: 'w6.xzdio', zstd: 'w19.zstdio', lzma: 'w6.lzdio' }[
+      p.specific.compression ?? 'gzip'
+    ];
     if (!payload) fail(`rpm compression ${p.specific.compression} is not supported`);
     const top = join(work, 'top');
     run('rpmbuild', [
-      '-bb', '--quiet',
-      '--define', `_topdir ${top}`,
-      '--define', `_rpmdir ${resolve(targetDir)}`,
-      '--define', `_build_name_fmt ${conventionalFileName(p)}`,
-      '--define', `_binary_payload ${payload}`,
-      '--define', '__os_install_post %{nil}',
-      '--define', '_build_id_links none',
-      '--define', '__brp_mangle_shebangs %{nil}',
-      '--define', '_unpackaged_files_terminate_build 1',
-      '--target', p.arch,
+      '-bb',
+      '--quiet',
+      '--define',
+      `_topdir ${top}`,
+      '--define',
+      `_rpmdir ${resolve(targetDir)}`,
+      '--define',
+      `_build_name_fmt ${conventionalFileName(p)}`,
+      '--define',
+      `_binary_payload ${payload}`,
+      '--define',
+      '__os_install_post %{nil}',
+      '--define',
+      '_build_id_links none',
+      '--define',
+      '__brp_mangle_shebangs %{nil}',
+      '--define',
+      '_unpackaged_files_terminate_build 1',
+      '--target',
+      p.arch,
       specFile,
     ]);
     return join(targetDir, conventionalFileName(p));
@@ -386,5 +500,13 @@ async function main(argv) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(`${e.message}\n`); process.exitCode = 1; });
+  main(process.argv.slice(2)).then(
+    (c) => {
+      process.exitCode = c;
+    },
+    (e) => {
+      process.stderr.write(`${e.message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

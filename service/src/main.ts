@@ -34,7 +34,8 @@ cluster through the kubeconfig named there.
 /** Runs the CLI with the given arguments; resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const opts = () => parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const opts = () =>
+    parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
   switch (command) {
     case 'run': {
       // The daemon's handles (sockets, timers) are closed by now, but exit explicitly so a

@@ -35,8 +35,16 @@ async function main(): Promise<void> {
       seen.set(n, m);
       // Each node's `ip monitor route`, read line by line as it prints (no polling, so the
       // harness takes as little CPU from the daemons as possible).
-      const child = spawn('nsenter', ['-t', String(cluster.must(n).host.holderPid), '-n', '--', 'ip', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      monitors.push({ stop: () => { child.kill(); } });
+      const child = spawn(
+        'nsenter',
+        ['-t', String(cluster.must(n).host.holderPid), '-n', '--', 'ip', 'monitor', 'route'],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      );
+      monitors.push({
+        stop: () => {
+          child.kill();
+        },
+      });
       createInterface({ input: child.stdout }).on('line', (line) => {
         const mm = /^(10\.250\.\d+\.0\/24) dev wg0 proto 77/.exec(line);
         if (mm && !m.has(mm[1]!)) m.set(mm[1]!, performance.now());
@@ -55,9 +63,11 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       cluster.api.patchNode(target, { spec: { podCIDRs: node.podCIDRs } });
       const deadline = Date.now() + 10_000;
-      while (others.some((o) => !seen.get(o)!.has(cidr)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      while (others.some((o) => !seen.get(o)!.has(cidr)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 2));
       const times = others.map((o) => seen.get(o)!.get(cidr));
-      if (times.some((t) => t === undefined)) throw new Error(`change ${i}: route ${cidr} did not reach every node within 10 s`);
+      if (times.some((t) => t === undefined))
+        throw new Error(`change ${i}: route ${cidr} did not reach every node within 10 s`);
       // The peer update: the daemon logs "updated peer …" once `wg set` has returned.
       const peerAt = async (o: string): Promise<number> => {
         const re = new RegExp(`^(\\S+) info +updated peer ${target} .*→ .*${cidr.replace(/[./]/g, '\\$&')}`, 'm');
@@ -74,15 +84,22 @@ async function main(): Promise<void> {
     }
     const sorted = [...latencies].sort((a, b) => a - b);
     const fmt = (x: number): string => `${x.toFixed(1)} ms`;
-    process.stdout.write(`${NODES.length}-node mesh, ${changes} PodCIDR additions, time until the peer update and the route are in place on every other node:\n`);
-    process.stdout.write(`  p50 ${fmt(percentile(sorted, 50))}  p90 ${fmt(percentile(sorted, 90))}  p99 ${fmt(percentile(sorted, 99))}  max ${fmt(sorted[sorted.length - 1]!)}  min ${fmt(sorted[0]!)}\n`);
+    process.stdout.write(
+      `${NODES.length}-node mesh, ${changes} PodCIDR additions, time until the peer update and the route are in place on every other node:\n`,
+    );
+    process.stdout.write(
+      `  p50 ${fmt(percentile(sorted, 50))}  p90 ${fmt(percentile(sorted, 90))}  p99 ${fmt(percentile(sorted, 99))}  max ${fmt(sorted[sorted.length - 1]!)}  min ${fmt(sorted[0]!)}\n`,
+    );
   } finally {
     for (const m of monitors) m.stop();
     await cluster.destroy();
   }
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

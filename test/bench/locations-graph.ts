@@ -21,18 +21,32 @@ async function main(): Promise<void> {
   try {
     const leaders = { east: 'east-1', west: 'west-1' };
     await lc.waitForTopology('location', leaders, { timeoutMs: 30_000 });
-    await waitFor('the leaders to hold their Leases', () => lc.lease('east')?.holder === 'east-1' && lc.lease('west')?.holder === 'west-1');
+    await waitFor(
+      'the leaders to hold their Leases',
+      () => lc.lease('east')?.holder === 'east-1' && lc.lease('west')?.holder === 'west-1',
+    );
     // a handshake on the tunnel, so the graph shows a live link
-    await lc.cluster.must('east-3').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', lc.cluster.must('west-2').podIp]);
-    const dot = (await lc.cluster.must('east-1').host.exec('node', [CLI, 'graph', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
+    await lc.cluster
+      .must('east-3')
+      .pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', lc.cluster.must('west-2').podIp]);
+    const dot = (
+      await lc.cluster.must('east-1').host.exec('node', [CLI, 'graph', '--config', '/etc/wg-overlay/wg-overlay.conf'])
+    ).stdout;
     await writeFile(out, svg ? (await run('dot', ['-Tsvg'], { input: dot })).stdout : dot);
-    process.stdout.write(`wrote ${out} (${svg ? 'SVG' : 'DOT'} of wg-overlay graph on east-1, ${lc.cluster.nodes.size} nodes in ${lc.locations.length} locations)\n`);
+    process.stdout.write(
+      `wrote ${out} (${svg ? 'SVG' : 'DOT'} of wg-overlay graph on east-1, ${lc.cluster.nodes.size} nodes in ${lc.locations.length} locations)\n`,
+    );
   } finally {
     await lc.destroy();
   }
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`locations-graph failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `locations-graph failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);

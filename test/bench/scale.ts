@@ -30,7 +30,9 @@ const BUNDLE = join(REPO_ROOT, 'build', 'bundle', 'wg-overlay.mjs');
 /** The Node.js flags of the shipped unit's ExecStart (between the node binary and the runtime). */
 function unitNodeFlags(): string[] {
   if (process.env.BENCH_UNIT_FLAGS !== undefined) return process.env.BENCH_UNIT_FLAGS.split(' ').filter(Boolean);
-  const exec = /^ExecStart=.*?\bnode((?:\s+--\S+)*)\s+\S+wg-overlay\.mjs/m.exec(readFileSync(join(REPO_ROOT, 'systemd', 'wg-overlay.service'), 'utf8'));
+  const exec = /^ExecStart=.*?\bnode((?:\s+--\S+)*)\s+\S+wg-overlay\.mjs/m.exec(
+    readFileSync(join(REPO_ROOT, 'systemd', 'wg-overlay.service'), 'utf8'),
+  );
   return exec?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 }
 
@@ -42,37 +44,83 @@ function syntheticNode(i: number): Record<string, unknown> {
   const pod = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
   const name = `node-${String(i).padStart(5, '0')}`;
   const images = Array.from({ length: 40 }, (_, k) => ({
-    names: [`registry.example.com/team-${k % 7}/service-${k}@sha256:${randomBytes(32).toString('hex')}`, `registry.example.com/team-${k % 7}/service-${k}:v1.${k}.${i % 10}`],
+    names: [
+      `registry.example.com/team-${k % 7}/service-${k}@sha256:${randomBytes(32).toString('hex')}`,
+      `registry.example.com/team-${k % 7}/service-${k}:v1.${k}.${i % 10}`,
+    ],
     sizeBytes: 10_000_000 + k * 1_234_567,
   }));
   const t = '2026-11-01T00:00:00Z';
   return {
-    apiVersion: 'v1', kind: 'Node',
+    apiVersion: 'v1',
+    kind: 'Node',
     metadata: {
       name,
       labels: {
-        'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', 'beta.kubernetes.io/os': 'linux', 'beta.kubernetes.io/arch': 'amd64',
-        'node.kubernetes.io/instance-type': 'm5.xlarge', 'topology.kubernetes.io/region': `region-${i % 3}`, 'topology.kubernetes.io/zone': `zone-${i % 9}`, 'node-role.kubernetes.io/worker': '',
+        'kubernetes.io/hostname': name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        'beta.kubernetes.io/os': 'linux',
+        'beta.kubernetes.io/arch': 'amd64',
+        'node.kubernetes.io/instance-type': 'm5.xlarge',
+        'topology.kubernetes.io/region': `region-${i % 3}`,
+        'topology.kubernetes.io/zone': `zone-${i % 9}`,
+        'node-role.kubernetes.io/worker': '',
       },
       annotations: {
-        'node.alpha.kubernetes.io/ttl': '0', 'volumes.kubernetes.io/controller-managed-attach-detach': 'true', 'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///run/containerd/containerd.sock',
-        'wg-overlay.io/public-key': randomBytes(32).toString('base64'), 'wg-overlay.io/overlay-address': overlay, 'wg-overlay.io/endpoint': `${ip}:51820`,
+        'node.alpha.kubernetes.io/ttl': '0',
+        'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
+        'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///run/containerd/containerd.sock',
+        'wg-overlay.io/public-key': randomBytes(32).toString('base64'),
+        'wg-overlay.io/overlay-address': overlay,
+        'wg-overlay.io/endpoint': `${ip}:51820`,
       },
     },
     spec: { podCIDR: pod, podCIDRs: [pod], providerID: `aws:///zone-${i % 9}/i-${randomBytes(8).toString('hex')}` },
     status: {
-      capacity: { cpu: '4', 'ephemeral-storage': '104845292Ki', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '16069828Ki', pods: '110' },
-      allocatable: { cpu: '3920m', 'ephemeral-storage': '95551679124', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '15152324Ki', pods: '110' },
+      capacity: {
+        cpu: '4',
+        'ephemeral-storage': '104845292Ki',
+        'hugepages-1Gi': '0',
+        'hugepages-2Mi': '0',
+        memory: '16069828Ki',
+        pods: '110',
+      },
+      allocatable: {
+        cpu: '3920m',
+        'ephemeral-storage': '95551679124',
+        'hugepages-1Gi': '0',
+        'hugepages-2Mi': '0',
+        memory: '15152324Ki',
+        pods: '110',
+      },
       conditions: ['MemoryPressure', 'DiskPressure', 'PIDPressure', 'Ready', 'NetworkUnavailable'].map((type) => ({
-        type, status: type === 'Ready' ? 'True' : 'False', lastHeartbeatTime: t, lastTransitionTime: t,
-        reason: type === 'Ready' ? 'KubeletReady' : `KubeletHasNo${type}`, message: type === 'Ready' ? 'kubelet is posting ready status. AppArmor enabled' : `kubelet has no ${type.toLowerCase()}`,
+        type,
+        status: type === 'Ready' ? 'True' : 'False',
+        lastHeartbeatTime: t,
+        lastTransitionTime: t,
+        reason: type === 'Ready' ? 'KubeletReady' : `KubeletHasNo${type}`,
+        message:
+          type === 'Ready'
+            ? 'kubelet is posting ready status. AppArmor enabled'
+            : `kubelet has no ${type.toLowerCase()}`,
       })),
-      addresses: [{ type: 'InternalIP', address: ip }, { type: 'Hostname', address: name }],
+      addresses: [
+        { type: 'InternalIP', address: ip },
+        { type: 'Hostname', address: name },
+      ],
       daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
       nodeInfo: {
-        machineID: randomBytes(16).toString('hex'), systemUUID: randomBytes(16).toString('hex'), bootID: randomBytes(16).toString('hex'),
-        kernelVersion: '6.1.0-27-cloud-amd64', osImage: 'Debian GNU/Linux 12 (bookworm)', containerRuntimeVersion: 'containerd://1.7.24',
-        kubeletVersion: 'v1.31.4', kubeProxyVersion: 'v1.31.4', operatingSystem: 'linux', architecture: 'amd64',
+        machineID: randomBytes(16).toString('hex'),
+        systemUUID: randomBytes(16).toString('hex'),
+        bootID: randomBytes(16).toString('hex'),
+        kernelVersion: '6.1.0-27-cloud-amd64',
+        osImage: 'Debian GNU/Linux 12 (bookworm)',
+        containerRuntimeVersion: 'containerd://1.7.24',
+        kubeletVersion: 'v1.31.4',
+        kubeProxyVersion: 'v1.31.4',
+        operatingSystem: 'linux',
+        architecture: 'amd64',
       },
       images,
     },
@@ -106,13 +154,32 @@ async function measure(n: number, changes: number): Promise<string> {
     const start = performance.now();
     const self = await cluster.addNode('bench-self', { pod: false, podCIDRs: ['10.99.1.0/24'], start: false });
     // The daemon as the packages run it: the bundled runtime, with the unit's Node.js flags.
-    const daemon = self.host.spawn('node', [...unitNodeFlags(), ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), BUNDLE, 'run', '--config', '/etc/wg-overlay/wg-overlay.conf'], process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {});
+    const daemon = self.host.spawn(
+      'node',
+      [
+        ...unitNodeFlags(),
+        ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+        BUNDLE,
+        'run',
+        '--config',
+        '/etc/wg-overlay/wg-overlay.conf',
+      ],
+      process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {},
+    );
     self.daemon = daemon;
     await daemon.waitForOutput(/mesh applied: \d+ peers/, 600_000);
     const readyMs = performance.now() - start;
     const applied = /mesh applied: (\d+) peers, (\d+) routes/.exec(daemon.output());
     await sleep(3_000); // status.json and wg0.conf are written a moment after
-    if (process.env.BENCH_VERBOSE) process.stderr.write(`${daemon.output().split('\n').filter((l) => !/ (Node|Peer) (skipped|partly)/.test(l)).slice(0, 80).join('\n')}\n`);
+    if (process.env.BENCH_VERBOSE)
+      process.stderr.write(
+        `${daemon
+          .output()
+          .split('\n')
+          .filter((l) => !/ (Node|Peer) (skipped|partly)/.test(l))
+          .slice(0, 80)
+          .join('\n')}\n`,
+      );
     const afterStart = procStats(daemon.pid);
     if (process.env.BENCH_HEAPSNAP) {
       process.kill(daemon.pid, 'SIGUSR2');
@@ -120,12 +187,17 @@ async function measure(n: number, changes: number): Promise<string> {
     }
 
     // Debug logging from here on, to count the commands each change runs.
-    await self.host.writeFile('/etc/wg-overlay/wg-overlay.conf', (await self.host.readFile('/etc/wg-overlay/wg-overlay.conf')).replace(/level = info/, 'level = debug'));
+    await self.host.writeFile(
+      '/etc/wg-overlay/wg-overlay.conf',
+      (await self.host.readFile('/etc/wg-overlay/wg-overlay.conf')).replace(/level = info/, 'level = debug'),
+    );
     process.kill(daemon.pid, 'SIGHUP');
     await sleep(3_000);
 
     const seen = new Map<string, number>();
-    const child = spawn('nsenter', ['-t', String(self.host.holderPid), '-n', '--', 'ip', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn('nsenter', ['-t', String(self.host.holderPid), '-n', '--', 'ip', 'monitor', 'route'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     monitor = child;
     createInterface({ input: child.stdout }).on('line', (line) => {
       const m = /^(10\.200\.\d+\.0\/24) dev wg0 proto 77/.exec(line);
@@ -154,12 +226,17 @@ async function measure(n: number, changes: number): Promise<string> {
     const restMark = daemon.output().length;
     await sleep(10_000);
     const steadyRequests = cluster.api.requests.length - reqMark;
-    const steadyCommands = daemon.output().slice(restMark).split('\n').filter((l) => / exec: /.test(l)).length;
+    const steadyCommands = daemon
+      .output()
+      .slice(restMark)
+      .split('\n')
+      .filter((l) => / exec: /.test(l)).length;
     // The periodic resync (once a minute) re-reads the host: its CPU, measured around the next one.
     const resyncMark = daemon.output().length;
     const cpuBeforeResync = procStats(daemon.pid).cpuMs;
     const resyncBy = performance.now() + 70_000;
-    while (!daemon.output().slice(resyncMark).includes('reconcile: periodic resync') && performance.now() < resyncBy) await sleep(100);
+    while (!daemon.output().slice(resyncMark).includes('reconcile: periodic resync') && performance.now() < resyncBy)
+      await sleep(100);
     await sleep(3_000);
     const resyncCpu = procStats(daemon.pid).cpuMs - cpuBeforeResync;
     const end = procStats(daemon.pid);
@@ -181,7 +258,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const opt = (name: string, dflt: string): string => {
     const i = args.indexOf(`--${name}`);
-    return i >= 0 ? args[i + 1] ?? dflt : dflt;
+    return i >= 0 ? (args[i + 1] ?? dflt) : dflt;
   };
   const sizes = opt('nodes', '1000,5000,10000').split(',').map(Number);
   const changes = Number(opt('changes', '20'));
@@ -191,17 +268,22 @@ async function main(): Promise<void> {
     process.stderr.write(`measuring ${n} nodes...\n`);
     rows.push(await measure(n, changes));
   }
-  process.stdout.write([
-    `One daemon (wireguard-go) against the API test server holding N realistic Nodes; ${changes} single PodCIDR changes each:`,
-    '',
-    '| Nodes | start → READY | RSS after start (peak) | route in place p50 / max | daemon CPU per change | commands per change | at rest (API, commands) | periodic resync CPU |',
-    '|---|---|---|---|---|---|---|---|',
-    ...rows,
-    '',
-  ].join('\n'));
+  process.stdout.write(
+    [
+      `One daemon (wireguard-go) against the API test server holding N realistic Nodes; ${changes} single PodCIDR changes each:`,
+      '',
+      '| Nodes | start → READY | RSS after start (peak) | route in place p50 / max | daemon CPU per change | commands per change | at rest (API, commands) | periodic resync CPU |',
+      '|---|---|---|---|---|---|---|---|',
+      ...rows,
+      '',
+    ].join('\n'),
+  );
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`benchmark failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

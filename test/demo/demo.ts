@@ -25,7 +25,9 @@ async function main(): Promise<number> {
     return cleaning;
   };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => { void cleanup().then(() => process.exit(130)); });
+    process.on(sig, () => {
+      void cleanup().then(() => process.exit(130));
+    });
   }
   try {
     say('starting the Kubernetes API test server (HTTPS, bearer token) on a test underlay');
@@ -39,7 +41,9 @@ async function main(): Promise<number> {
 
     for (const n of NODES) {
       const node = cluster.must(n);
-      say(`${n}: InternalIP ${node.address}, overlay ${cluster.overlayAddress(n)}, PodCIDR ${node.podCIDRs.join(', ')}`);
+      say(
+        `${n}: InternalIP ${node.address}, overlay ${cluster.overlayAddress(n)}, PodCIDR ${node.podCIDRs.join(', ')}`,
+      );
       const wg = await node.host.exec('wg', ['show', 'wg0']);
       process.stdout.write(wg.stdout);
       const routes = await node.host.exec('ip', ['route', 'show', 'proto', '77']);
@@ -53,13 +57,25 @@ async function main(): Promise<number> {
     process.stdout.write(ping.stdout);
     const dev = await cluster.device('node-a');
     const peer = dev?.peers.find((p) => p.publicKey === cluster!.publicKey('node-c'));
-    process.stdout.write(`wg0 on node-a → node-c: sent ${peer?.txBytes ?? 0} bytes, received ${peer?.rxBytes ?? 0} bytes\n`);
-    say('what node-a\'s daemon logged (journald-style, one line per change)');
-    process.stdout.write(a.daemon!.output().split('\n').filter((l) => !/ debug /.test(l)).join('\n'));
+    process.stdout.write(
+      `wg0 on node-a → node-c: sent ${peer?.txBytes ?? 0} bytes, received ${peer?.rxBytes ?? 0} bytes\n`,
+    );
+    say("what node-a's daemon logged (journald-style, one line per change)");
+    process.stdout.write(
+      a
+        .daemon!.output()
+        .split('\n')
+        .filter((l) => !/ debug /.test(l))
+        .join('\n'),
+    );
 
     if (process.stdin.isTTY) {
-      say('the demo cluster keeps running: try `ip netns` and `nsenter -t <pid> -m -n wg show`; press Enter or Ctrl-C to stop');
-      await new Promise<void>((resolve) => { process.stdin.once('data', () => resolve()); });
+      say(
+        'the demo cluster keeps running: try `ip netns` and `nsenter -t <pid> -m -n wg show`; press Enter or Ctrl-C to stop',
+      );
+      await new Promise<void>((resolve) => {
+        process.stdin.once('data', () => resolve());
+      });
       process.stdin.pause();
     }
     return ping.exitCode === 0 ? 0 : 1;
@@ -68,7 +84,10 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`demo failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -10,7 +10,11 @@ import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
 import { NatRouter } from '../support/nat.js';
 import { pingReplies } from '../support/pods.js';
 import { requireTools } from '../support/process.js';
-import { ANNOTATION_DISCOVERED, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6 } from '../../service/src/mesh/annotations.js';
+import {
+  ANNOTATION_DISCOVERED,
+  ANNOTATION_OVERLAY_ADDRESS,
+  ANNOTATION_OVERLAY_ADDRESS6,
+} from '../../service/src/mesh/annotations.js';
 
 const TOOLS = ['wg', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping', 'nft'];
 
@@ -34,7 +38,9 @@ function firstReplyAfter(what: string, ping: { output(): string }, t0: number, t
 /** The addresses (without prefix length) on a node's wg0. */
 async function wg0Addresses(node: ClusterNode): Promise<string[]> {
   const r = await node.host.exec('ip', ['-j', 'addr', 'show', 'dev', 'wg0']);
-  return (JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; scope: string }> }>)[0]!.addr_info.filter((a) => a.scope === 'global').map((a) => a.local);
+  return (JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; scope: string }> }>)[0]!.addr_info
+    .filter((a) => a.scope === 'global')
+    .map((a) => a.local);
 }
 
 describe('e2e: dual-stack mesh', function () {
@@ -49,10 +55,16 @@ describe('e2e: dual-stack mesh', function () {
     await cluster.waitForMesh();
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
   it('pods ping each other over IPv4 and IPv6 through wg0; both overlay addresses are on wg0 and answer', async () => {
-    for (const [from, to] of [['node-a', 'node-b'], ['node-b', 'node-c'], ['node-c', 'node-a']] as const) {
+    for (const [from, to] of [
+      ['node-a', 'node-b'],
+      ['node-b', 'node-c'],
+      ['node-c', 'node-a'],
+    ] as const) {
       const src = cluster.must(from);
       const dst = cluster.must(to);
       for (const target of [dst.podIp, dst.podIp6!]) {
@@ -61,7 +73,10 @@ describe('e2e: dual-stack mesh', function () {
         const before = (await cluster.peer(from, to))!;
         await pingAll(src.pod!, target);
         const after = (await cluster.peer(from, to))!;
-        assert.ok(after.txBytes > before.txBytes && after.rxBytes > before.rxBytes, `${from} → ${target}: wg0 counters rise (tx ${before.txBytes} → ${after.txBytes}, rx ${before.rxBytes} → ${after.rxBytes})`);
+        assert.ok(
+          after.txBytes > before.txBytes && after.rxBytes > before.rxBytes,
+          `${from} → ${target}: wg0 counters rise (tx ${before.txBytes} → ${after.txBytes}, rx ${before.rxBytes} → ${after.rxBytes})`,
+        );
       }
     }
     for (const n of names) {
@@ -69,20 +84,24 @@ describe('e2e: dual-stack mesh', function () {
       const v4 = ann[ANNOTATION_OVERLAY_ADDRESS]!;
       const v6 = ann[ANNOTATION_OVERLAY_ADDRESS6]!;
       assert.match(v6 ?? '', /^fd[0-9a-f]{2}:/, `${n} publishes a ULA overlay address`);
-      assert.deepEqual((await wg0Addresses(cluster.must(n))).sort(), [v4, v6].sort(), `${n}: wg0 holds both overlay addresses`);
+      assert.deepEqual(
+        (await wg0Addresses(cluster.must(n))).sort(),
+        [v4, v6].sort(),
+        `${n}: wg0 holds both overlay addresses`,
+      );
       const other = cluster.must(names[(names.indexOf(n) + 1) % names.length]!);
       await pingAll(other.host, v4, 2);
       await pingAll(other.host, v6, 2);
     }
   });
 
-  it('endpoint failover: node-a stops hearing node-b\'s IPv4 address → traffic resumes over its IPv6 candidate; logged, shown by status, wg0 and other peers untouched', async () => {
+  it("endpoint failover: node-a stops hearing node-b's IPv4 address → traffic resumes over its IPv6 candidate; logged, shown by status, wg0 and other peers untouched", async () => {
     const a = cluster.must('node-a');
     const b = cluster.must('node-b');
     const c = cluster.must('node-c');
     const v4 = `${b.address}:51820`;
     const v6 = `[${b.address6!}]:51820`;
-    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v4, 'node-a dials node-b\'s IPv4 address first');
+    assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v4, "node-a dials node-b's IPv4 address first");
     const ifindex = (await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim();
     const peerC = (await cluster.peer('node-a', 'node-c'))!;
     const mark = a.daemon!.output().length;
@@ -94,18 +113,29 @@ describe('e2e: dual-stack mesh', function () {
     // The IPv4 path from node-b goes dark: node-a's packets still leave, nothing comes back.
     // (A blackhole route would not do: wireguard-go sends from a sticky source with the outgoing
     // interface set, and the kernel then takes the destination as on-link, route or not.)
-    await a.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${b.address} drop\n }\n}\n` });
+    await a.host.exec('nft', ['-f', '-'], {
+      input: `table ip wgo_test {\n chain input {\n  type filter hook input priority filter;\n  ip saddr ${b.address} drop\n }\n}\n`,
+    });
     const t0 = Date.now();
-    const resumedAt = await firstReplyAfter('a reply through node-b\'s other endpoint', toB, t0, 45_000);
+    const resumedAt = await firstReplyAfter("a reply through node-b's other endpoint", toB, t0, 45_000);
     const seconds = (resumedAt - t0) / 1000;
-    console.log(`      (failover: first reply ${seconds.toFixed(1)} s after node-a stopped hearing node-b's IPv4 address; endpoint_failover = 15 s)`);
+    console.log(
+      `      (failover: first reply ${seconds.toFixed(1)} s after node-a stopped hearing node-b's IPv4 address; endpoint_failover = 15 s)`,
+    );
     assert.ok(seconds < 30, `traffic resumed after ${seconds} s`);
     assert.equal((await cluster.peer('node-a', 'node-b'))?.endpoint, v6);
     const log = a.daemon!.output().slice(mark);
-    assert.match(log, new RegExp(`endpoint of Node node-b: ${esc(v4)} → ${esc(v6)}, candidate 2 of 2 \\(why: [^)]+\\)`));
+    assert.match(
+      log,
+      new RegExp(`endpoint of Node node-b: ${esc(v4)} → ${esc(v6)}, candidate 2 of 2 \\(why: [^)]+\\)`),
+    );
     const status = (await a.host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
     assert.match(status, new RegExp(`node-b +node +\\S+ +${esc(v6)} \\(2/2\\)`), status);
-    assert.match(status, new RegExp(`endpoint failover:\\n  node-b: candidate 2 of 2 \\(${esc(v4)}, ${esc(v6)}\\): \\S`), status);
+    assert.match(
+      status,
+      new RegExp(`endpoint failover:\\n  node-b: candidate 2 of 2 \\(${esc(v4)}, ${esc(v6)}\\): \\S`),
+      status,
+    );
     // wg0 was not recreated, and node-c's peer kept its endpoint and session; its pings never stopped.
     assert.equal((await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim(), ifindex);
     assert.doesNotMatch(log, /created wg0|recreated|removed peer|added peer node-c/);
@@ -118,14 +148,14 @@ describe('e2e: dual-stack mesh', function () {
     await a.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test']);
   });
 
-  it('endpoint failover when sends fail outright: node-c drops what it sends to node-a\'s IPv4 address (nft, on output) → nudges find it out and traffic resumes over IPv6', async () => {
+  it("endpoint failover when sends fail outright: node-c drops what it sends to node-a's IPv4 address (nft, on output) → nudges find it out and traffic resumes over IPv6", async () => {
     const a = cluster.must('node-a');
     const c = cluster.must('node-c');
     const aV4 = `${a.address}:51820`;
     const aV6 = `[${a.address6!}]:51820`;
     const cV4 = `${c.address}:51820`;
     const cV6 = `[${c.address6!}]:51820`;
-    assert.equal((await cluster.peer('node-c', 'node-a'))?.endpoint, aV4, 'node-c dials node-a\'s IPv4 address first');
+    assert.equal((await cluster.peer('node-c', 'node-a'))?.endpoint, aV4, "node-c dials node-a's IPv4 address first");
     const toA = c.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', a.podIp]);
     await toA.waitForOutput(/bytes from/, 5_000);
     // Every packet node-c sends to node-a's IPv4 address fails in sendmsg (EPERM): node-c's
@@ -133,17 +163,33 @@ describe('e2e: dual-stack mesh', function () {
     // nothing back" from the pings. A nudge does it: node-c's, whose datagram cannot leave either
     // (→ node-c moves node-a to IPv6), or node-a's, which goes out and gets no answer (→ node-a
     // moves node-c to IPv6, and node-c's WireGuard follows node-a there as it roams).
-    await c.host.exec('nft', ['-f', '-'], { input: `table ip wgo_test_out {\n chain output {\n  type filter hook output priority filter;\n  ip daddr ${a.address} udp dport 51820 drop\n }\n}\n` });
+    await c.host.exec('nft', ['-f', '-'], {
+      input: `table ip wgo_test_out {\n chain output {\n  type filter hook output priority filter;\n  ip daddr ${a.address} udp dport 51820 drop\n }\n}\n`,
+    });
     const t0 = Date.now();
     const resumedAt = await firstReplyAfter('a reply through IPv6', toA, t0, 90_000);
     const seconds = (resumedAt - t0) / 1000;
     const byC = /endpoint of Node node-a: [^\n]*/.exec(c.daemon!.output())?.[0];
     const byA = /endpoint of Node node-c: [^\n]*/.exec(a.daemon!.output())?.[0];
-    console.log(`      (failover, sends failing: first reply ${seconds.toFixed(1)} s after node-c's packets to node-a's IPv4 address began to be dropped on output; switched by ${byC ? 'node-c' : 'node-a'}; endpoint_failover = 15 s)`);
+    console.log(
+      `      (failover, sends failing: first reply ${seconds.toFixed(1)} s after node-c's packets to node-a's IPv4 address began to be dropped on output; switched by ${byC ? 'node-c' : 'node-a'}; endpoint_failover = 15 s)`,
+    );
     assert.ok(seconds < 60, `traffic resumed after ${seconds} s`);
     assert.equal((await cluster.peer('node-c', 'node-a'))?.endpoint, aV6, 'node-c now sends to node-a over IPv6');
-    if (byC) assert.match(byC, new RegExp(`^endpoint of Node node-a: ${esc(aV4)} → ${esc(aV6)}, candidate 2 of 2 \\(why: nothing could be sent to it for \\d+ s \\(no route, or dropped on the way out\\)\\)`));
-    else assert.match(byA ?? '(neither side logged a switch)', new RegExp(`^endpoint of Node node-c: ${esc(cV4)} → ${esc(cV6)}, candidate 2 of 2 \\(why: no answer for \\d+ s while packets went out\\)`));
+    if (byC)
+      assert.match(
+        byC,
+        new RegExp(
+          `^endpoint of Node node-a: ${esc(aV4)} → ${esc(aV6)}, candidate 2 of 2 \\(why: nothing could be sent to it for \\d+ s \\(no route, or dropped on the way out\\)\\)`,
+        ),
+      );
+    else
+      assert.match(
+        byA ?? '(neither side logged a switch)',
+        new RegExp(
+          `^endpoint of Node node-c: ${esc(cV4)} → ${esc(cV6)}, candidate 2 of 2 \\(why: no answer for \\d+ s while packets went out\\)`,
+        ),
+      );
     await toA.stop('SIGINT', 5_000);
     await c.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test_out']);
   });
@@ -161,13 +207,23 @@ describe('e2e: IPv6-only mesh', function () {
     await cluster.waitForMesh();
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
   it('nodes with only IPv6 InternalIPs and an API server on IPv6 form the mesh at [v6]:port; pods ping over IPv6 and IPv4 inside the tunnel', async () => {
-    assert.match(cluster.api.url ?? '', /^https:\/\/\[2001:db8:[0-9a-f:]+\]:\d+$/, 'the API server listens on the IPv6 underlay');
+    assert.match(
+      cluster.api.url ?? '',
+      /^https:\/\/\[2001:db8:[0-9a-f:]+\]:\d+$/,
+      'the API server listens on the IPv6 underlay',
+    );
     for (const n of names) {
       const node = cluster.must(n);
-      assert.equal((await node.host.exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0'])).stdout.trim(), '', `${n} has no IPv4 underlay address`);
+      assert.equal(
+        (await node.host.exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0'])).stdout.trim(),
+        '',
+        `${n} has no IPv4 underlay address`,
+      );
       assert.match(node.address, /^2001:db8:/);
       assert.equal(cluster.annotations(n)['wg-overlay.io/endpoint'], `[${node.address}]:51820`);
       const other = names.find((o) => o !== n)!;
@@ -218,35 +274,70 @@ describe('e2e: a node behind NAT', function () {
     for (const o of ['node-a', 'node-b']) await pingAll(n.pod!, cluster.must(o).podIp);
     const seenAt: Record<string, string> = {};
     for (const o of ['node-a', 'node-b']) {
-      seenAt[o] = await waitFor(`${o} hears node-n through the router`, async () => {
-        const p = await cluster.peer(o, 'node-n');
-        return p && p.latestHandshake > 0 && p.endpoint?.startsWith(`${nat.outsideAddress}:`) ? p.endpoint : undefined;
-      }, 10_000, 100);
+      seenAt[o] = await waitFor(
+        `${o} hears node-n through the router`,
+        async () => {
+          const p = await cluster.peer(o, 'node-n');
+          return p && p.latestHandshake > 0 && p.endpoint?.startsWith(`${nat.outsideAddress}:`)
+            ? p.endpoint
+            : undefined;
+        },
+        10_000,
+        100,
+      );
     }
     const handshake = (Date.now() - started) / 1000;
     // Observed from a reading of the device: the endpoint watch's own rounds only read it while
     // some peer has several candidates (none does yet), so here at the periodic resync (60 s).
-    const discovered = await waitFor('node-a and node-b publishing node-n\'s discovered endpoint', () => {
-      const all = ['node-a', 'node-b'].map((o) => JSON.parse(cluster.annotations(o)[ANNOTATION_DISCOVERED] ?? '{}') as Record<string, string>);
-      return all.every((d, i) => d['node-n'] === seenAt[['node-a', 'node-b'][i]!]) ? all : undefined;
-    }, 80_000, 100);
+    const discovered = await waitFor(
+      "node-a and node-b publishing node-n's discovered endpoint",
+      () => {
+        const all = ['node-a', 'node-b'].map(
+          (o) => JSON.parse(cluster.annotations(o)[ANNOTATION_DISCOVERED] ?? '{}') as Record<string, string>,
+        );
+        return all.every((d, i) => d['node-n'] === seenAt[['node-a', 'node-b'][i]!]) ? all : undefined;
+      },
+      80_000,
+      100,
+    );
     const published = (Date.now() - started) / 1000;
-    assert.deepEqual(discovered.map((d) => Object.keys(d)), [['node-n'], ['node-n']], 'only node-n is behind NAT');
+    assert.deepEqual(
+      discovered.map((d) => Object.keys(d)),
+      [['node-n'], ['node-n']],
+      'only node-n is behind NAT',
+    );
     // node-n's own config has no keepalive: it learns from the others that it is behind NAT.
     assert.doesNotMatch(n.configText, /persistent_keepalive/);
-    await waitFor('node-n keeping a 25 s keepalive towards every peer', async () => {
-      const dev = await cluster.device('node-n');
-      return dev && dev.peers.length === 2 && dev.peers.every((p) => p.persistentKeepalive === 25);
-    }, 20_000, 100);
+    await waitFor(
+      'node-n keeping a 25 s keepalive towards every peer',
+      async () => {
+        const dev = await cluster.device('node-n');
+        return dev && dev.peers.length === 2 && dev.peers.every((p) => p.persistentKeepalive === 25);
+      },
+      20_000,
+      100,
+    );
     const keepalive = (Date.now() - started) / 1000;
     assert.match(n.daemon!.output(), /behind NAT\): keepalive 25 s towards every peer/);
     for (const o of ['node-a', 'node-b']) {
       assert.equal((await cluster.peer(o, 'node-n'))?.persistentKeepalive, 0, `${o} needs no keepalive of its own`);
-      assert.equal((await cluster.peer('node-n', o))?.endpoint, `${cluster.must(o).address}:51820`, `node-n dials ${o} directly`);
-      const status = (await cluster.must(o).host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])).stdout;
-      assert.match(status, new RegExp(`node-n +node +\\S+ +${esc(seenAt[o]!)} `), `${o} shows node-n at its discovered endpoint:\n${status}`);
+      assert.equal(
+        (await cluster.peer('node-n', o))?.endpoint,
+        `${cluster.must(o).address}:51820`,
+        `node-n dials ${o} directly`,
+      );
+      const status = (
+        await cluster.must(o).host.exec('node', [CLI, 'status', '--config', '/etc/wg-overlay/wg-overlay.conf'])
+      ).stdout;
+      assert.match(
+        status,
+        new RegExp(`node-n +node +\\S+ +${esc(seenAt[o]!)} `),
+        `${o} shows node-n at its discovered endpoint:\n${status}`,
+      );
     }
-    console.log(`      (NAT: node-a and node-b handshook with node-n through the router ${handshake.toFixed(1)} s after its pod's first ping, published its discovered endpoint at ${published.toFixed(1)} s, node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`);
+    console.log(
+      `      (NAT: node-a and node-b handshook with node-n through the router ${handshake.toFixed(1)} s after its pod's first ping, published its discovered endpoint at ${published.toFixed(1)} s, node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`,
+    );
 
     // The others reach node-n at its discovered endpoint, their pods first: pings that node-a's and
     // node-b's pods start go in through the router as replies of node-n's own traffic.
@@ -255,7 +346,10 @@ describe('e2e: a node behind NAT', function () {
       await pingAll(cluster.must(o).pod!, n.podIp);
       await pingAll(n.pod!, cluster.must(o).podIp);
       const after = await nat.forwarded();
-      assert.ok(after.in - before.in >= 6 && after.out - before.out >= 6, `${o} ↔ node-n went through the router (in ${before.in} → ${after.in}, out ${before.out} → ${after.out})`);
+      assert.ok(
+        after.in - before.in >= 6 && after.out - before.out >= 6,
+        `${o} ↔ node-n went through the router (in ${before.in} → ${after.in}, out ${before.out} → ${after.out})`,
+      );
       assert.equal((await cluster.peer(o, 'node-n'))?.endpoint, seenAt[o]);
     }
 
@@ -272,8 +366,12 @@ describe('e2e: a node behind NAT', function () {
     const seconds = (resumedAt - t0) / 1000;
     assert.equal((await cluster.peer('node-b', 'node-n'))?.endpoint, seenAt['node-b']);
     const log = b.daemon!.output().slice(mark);
-    const how = log.includes(`endpoint of Node node-n: ${own} → ${seenAt['node-b']!}`) ? 'node-b\'s failover to the discovered candidate' : 'node-n\'s keepalive (WireGuard roaming)';
-    console.log(`      (NAT: node-b dialling node-n's own address, traffic resumed at the discovered endpoint after ${seconds.toFixed(1)} s, by ${how})`);
+    const how = log.includes(`endpoint of Node node-n: ${own} → ${seenAt['node-b']!}`)
+      ? "node-b's failover to the discovered candidate"
+      : "node-n's keepalive (WireGuard roaming)";
+    console.log(
+      `      (NAT: node-b dialling node-n's own address, traffic resumed at the discovered endpoint after ${seconds.toFixed(1)} s, by ${how})`,
+    );
     assert.ok(seconds < 30, `resumed after ${seconds} s`);
     await b.host.exec('ip', ['route', 'del', '203.0.113.0/24', 'via', nat.outsideAddress]);
   });

@@ -29,7 +29,21 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
 
   /** What the admin runs on a machine with kubectl: a token of wg-overlay's ServiceAccount bound to Node `boundTo`. */
   async function mintToken(boundTo: string): Promise<string> {
-    return (await kubectlOk(admin, ['-n', 'wg-overlay', 'create', 'token', 'wg-overlay', '--bound-object-kind', 'Node', '--bound-object-name', boundTo, '--duration', '8760h'])).trim();
+    return (
+      await kubectlOk(admin, [
+        '-n',
+        'wg-overlay',
+        'create',
+        'token',
+        'wg-overlay',
+        '--bound-object-kind',
+        'Node',
+        '--bound-object-name',
+        boundTo,
+        '--duration',
+        '8760h',
+      ])
+    ).trim();
   }
 
   /** The jti of a token, which the server records as the request's credential id. */
@@ -41,7 +55,11 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
   async function onboard(name: string, boundTo = name): Promise<string> {
     const token = await mintToken(boundTo);
     const caData = Buffer.from(cluster.api.caPem!).toString('base64');
-    const r = await cluster.must(name).host.exec('node', [CLI, 'kubeconfig', '--server', cluster.api.url!, '--ca-data', caData, '--token-file', '-'], { input: token });
+    const r = await cluster
+      .must(name)
+      .host.exec('node', [CLI, 'kubeconfig', '--server', cluster.api.url!, '--ca-data', caData, '--token-file', '-'], {
+        input: token,
+      });
     onboarding.set(name, r.stdout);
     tokens.set(name, token);
     return token;
@@ -49,7 +67,12 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
 
   /** kubectl inside node `name`, with that node's own kubeconfig (and so its token file). */
   function kubectlOn(name: string, args: string[]): Promise<RunResult> {
-    return cluster.must(name).host.exec('kubectl', ['--kubeconfig', '/etc/wg-overlay/kubeconfig', ...args], { env: { KUBECACHEDIR: join(dir, `cache-${name}`) }, allowFailure: true });
+    return cluster
+      .must(name)
+      .host.exec('kubectl', ['--kubeconfig', '/etc/wg-overlay/kubeconfig', ...args], {
+        env: { KUBECACHEDIR: join(dir, `cache-${name}`) },
+        allowFailure: true,
+      });
   }
 
   const nodeRequests = (from = 0) => cluster.api.requests.slice(from).filter((r) => r.path.startsWith('/api/v1/nodes'));
@@ -79,39 +102,81 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
 
   it('each node is onboarded with one piped command and its own Node-bound token; the daemons publish through the policy and mesh', async () => {
     for (const n of ['node-a', 'node-b']) {
-      assert.match(onboarding.get(n) ?? '', new RegExp(`wrote /etc/wg-overlay/token \\(mode 0600\\): ${SA}, bound to Node ${n}, expires`));
+      assert.match(
+        onboarding.get(n) ?? '',
+        new RegExp(`wrote /etc/wg-overlay/token \\(mode 0600\\): ${SA}, bound to Node ${n}, expires`),
+      );
       assert.doesNotMatch(onboarding.get(n) ?? '', /warning/);
-      assert.equal((await cluster.must(n).host.exec('stat', ['-c', '%a', '/etc/wg-overlay/kubeconfig', '/etc/wg-overlay/token'])).stdout, '600\n600\n');
+      assert.equal(
+        (await cluster.must(n).host.exec('stat', ['-c', '%a', '/etc/wg-overlay/kubeconfig', '/etc/wg-overlay/token']))
+          .stdout,
+        '600\n600\n',
+      );
       const ann = cluster.annotations(n);
-      assert.ok(ann[`${ANN}public-key`] && ann[`${ANN}endpoint`] && ann[`${ANN}overlay-address`], `${n} published: ${JSON.stringify(ann)}`);
+      assert.ok(
+        ann[`${ANN}public-key`] && ann[`${ANN}endpoint`] && ann[`${ANN}overlay-address`],
+        `${n} published: ${JSON.stringify(ann)}`,
+      );
     }
     const patches = nodeRequests().filter((r) => r.method === 'PATCH');
     assert.ok(patches.length >= 2);
-    assert.ok(patches.every((r) => r.user === SA && r.status === 200), JSON.stringify(patches));
+    assert.ok(
+      patches.every((r) => r.user === SA && r.status === 200),
+      JSON.stringify(patches),
+    );
     const byNode = new Map(patches.map((r) => [r.path, r.credentialId]));
-    assert.notEqual(byNode.get('/api/v1/nodes/node-a'), byNode.get('/api/v1/nodes/node-b'), 'each node its own credential');
-    const pod = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-b').podIp]);
+    assert.notEqual(
+      byNode.get('/api/v1/nodes/node-a'),
+      byNode.get('/api/v1/nodes/node-b'),
+      'each node its own credential',
+    );
+    const pod = await cluster
+      .must('node-a')
+      .pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-b').podIp]);
     assert.match(pod.stdout, /2 received/);
   });
 
-  it('node A\'s credential cannot change node B\'s annotations: kubectl with A\'s kubeconfig gets 403 from the policy', async () => {
+  it("node A's credential cannot change node B's annotations: kubectl with A's kubeconfig gets 403 from the policy", async () => {
     const before = cluster.annotations('node-b');
-    const r = await kubectlOn('node-a', ['annotate', 'node', 'node-b', '--overwrite', `${ANN}endpoint=203.0.113.66:51820`]);
+    const r = await kubectlOn('node-a', [
+      'annotate',
+      'node',
+      'node-b',
+      '--overwrite',
+      `${ANN}endpoint=203.0.113.66:51820`,
+    ]);
     assert.notEqual(r.exitCode, 0);
-    assert.match(r.stderr, new RegExp(`Error from server \\(Forbidden\\): nodes "node-b" is forbidden: ${POLICY}: wg-overlay may change only its own Node`));
-    const sent = nodeRequests().filter((x) => x.method === 'PATCH' && x.path === '/api/v1/nodes/node-b').pop();
-    assert.deepEqual([sent?.user, sent?.status], [SA, 403], 'it was node A\'s ServiceAccount token, refused by admission');
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `Error from server \\(Forbidden\\): nodes "node-b" is forbidden: ${POLICY}: wg-overlay may change only its own Node`,
+      ),
+    );
+    const sent = nodeRequests()
+      .filter((x) => x.method === 'PATCH' && x.path === '/api/v1/nodes/node-b')
+      .pop();
+    assert.deepEqual(
+      [sent?.user, sent?.status],
+      [SA, 403],
+      "it was node A's ServiceAccount token, refused by admission",
+    );
     assert.deepEqual(cluster.annotations('node-b'), before);
   });
 
-  it('node A\'s credential cannot change labels (B\'s or its own), taints or unschedulable, nor delete a Node', async () => {
+  it("node A's credential cannot change labels (B's or its own), taints or unschedulable, nor delete a Node", async () => {
     const before = { a: cluster.api.getNode('node-a'), b: cluster.api.getNode('node-b') };
     const cases: Array<[string[], RegExp]> = [
       [['label', 'node', 'node-b', 'evil=1'], /nodes "node-b" is forbidden: .*may change only its own Node/],
-      [['label', 'node', 'node-a', 'node-role.kubernetes.io/control-plane='], /nodes "node-a" is forbidden: .*may not change a Node's labels/],
+      [
+        ['label', 'node', 'node-a', 'node-role.kubernetes.io/control-plane='],
+        /nodes "node-a" is forbidden: .*may not change a Node's labels/,
+      ],
       [['taint', 'node', 'node-a', 'evict=1:NoExecute'], /nodes "node-a" is forbidden: .*may not change a Node's spec/],
       [['cordon', 'node-a'], /nodes "node-a" is forbidden: .*may not change a Node's spec/],
-      [['annotate', 'node', 'node-a', 'example.com/owner=evil'], /nodes "node-a" is forbidden: .*may change only annotations under wg-overlay\.io\//],
+      [
+        ['annotate', 'node', 'node-a', 'example.com/owner=evil'],
+        /nodes "node-a" is forbidden: .*may change only annotations under wg-overlay\.io\//,
+      ],
       [['delete', 'node', 'node-b', '--wait=false'], /nodes "node-b" is forbidden: .*may not create or delete Nodes/],
     ];
     for (const [args, re] of cases) {
@@ -123,7 +188,7 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
     assert.deepEqual(cluster.api.getNode('node-b'), before.b);
   });
 
-  it('node A\'s credential can still add and remove its own wg-overlay.io/ annotations (what the daemon does)', async () => {
+  it("node A's credential can still add and remove its own wg-overlay.io/ annotations (what the daemon does)", async () => {
     assert.equal((await kubectlOn('node-a', ['annotate', 'node', 'node-a', `${ANN}probe=1`])).exitCode, 0);
     assert.equal(cluster.annotations('node-a')[`${ANN}probe`], '1');
     assert.equal((await kubectlOn('node-a', ['annotate', 'node', 'node-a', `${ANN}probe-`])).exitCode, 0);
@@ -134,14 +199,30 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
     await cluster.addNode('node-c', { start: false, kubeconfig: false, pod: false });
     try {
       await onboard('node-c', 'node-a');
-      assert.match(onboarding.get('node-c') ?? '', /warning: the token is bound to Node node-a, but this node's wg-overlay is Node node-c/);
+      assert.match(
+        onboarding.get('node-c') ?? '',
+        /warning: the token is bound to Node node-a, but this node's wg-overlay is Node node-c/,
+      );
       const mark = cluster.api.requests.length;
       const daemon = await cluster.startDaemon('node-c');
-      await daemon.waitForOutput(/HTTP 403: nodes "node-c" is forbidden: .*wg-overlay may change only its own Node/, 20_000);
+      await daemon.waitForOutput(
+        /HTTP 403: nodes "node-c" is forbidden: .*wg-overlay may change only its own Node/,
+        20_000,
+      );
       const patches = nodeRequests(mark).filter((r) => r.method === 'PATCH');
-      assert.ok(patches.length > 0 && patches.every((r) => r.path === '/api/v1/nodes/node-c' && r.status === 403), JSON.stringify(patches));
-      assert.deepEqual(Object.keys(cluster.annotations('node-c')).filter((k) => k.startsWith(ANN)), [], 'node C got nothing');
-      assert.ok(Object.keys(cluster.annotations('node-a')).every((k) => !k.startsWith(`${ANN}probe`)), 'and node A was not touched either');
+      assert.ok(
+        patches.length > 0 && patches.every((r) => r.path === '/api/v1/nodes/node-c' && r.status === 403),
+        JSON.stringify(patches),
+      );
+      assert.deepEqual(
+        Object.keys(cluster.annotations('node-c')).filter((k) => k.startsWith(ANN)),
+        [],
+        'node C got nothing',
+      );
+      assert.ok(
+        Object.keys(cluster.annotations('node-a')).every((k) => !k.startsWith(`${ANN}probe`)),
+        'and node A was not touched either',
+      );
     } finally {
       await cluster.removeNode('node-c');
     }
@@ -162,11 +243,25 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
     // Something for the daemon to publish: an admin removes its endpoint annotation.
     const endpoint = cluster.annotations('node-a')[`${ANN}endpoint`];
     cluster.api.patchNode('node-a', { metadata: { annotations: { [`${ANN}endpoint`]: null } } });
-    await waitFor('node-a to publish its endpoint again', () => cluster.annotations('node-a')[`${ANN}endpoint`] === endpoint, 20_000);
+    await waitFor(
+      'node-a to publish its endpoint again',
+      () => cluster.annotations('node-a')[`${ANN}endpoint`] === endpoint,
+      20_000,
+    );
     const since = nodeRequests(mark).filter((x) => x.credentialId !== undefined || x.status === 401);
-    assert.ok(since.some((x) => x.method === 'PATCH' && x.status === 200 && x.credentialId === credentialOf(fresh)), 'the PATCH carried the new token');
-    assert.ok(since.some((x) => x.query.includes('watch=true') && x.credentialId === credentialOf(fresh)), 'the watch reconnected with the new token');
-    assert.deepEqual(since.filter((x) => x.status === 401), [], 'the revoked token was never sent');
+    assert.ok(
+      since.some((x) => x.method === 'PATCH' && x.status === 200 && x.credentialId === credentialOf(fresh)),
+      'the PATCH carried the new token',
+    );
+    assert.ok(
+      since.some((x) => x.query.includes('watch=true') && x.credentialId === credentialOf(fresh)),
+      'the watch reconnected with the new token',
+    );
+    assert.deepEqual(
+      since.filter((x) => x.status === 401),
+      [],
+      'the revoked token was never sent',
+    );
     assert.ok(a.daemon!.running);
     assert.equal(a.daemon!.pid, pid, 'the same process: no restart');
     await cluster.waitForMesh(['node-a', 'node-b']);

@@ -25,8 +25,16 @@ interface Shell {
 
 /** Sends {@link PINGS} large pings and asserts every one came back. */
 async function pingAll(from: Shell, dst: string, what: string): Promise<void> {
-  const r = await from.exec('ping', ['-q', '-c', String(PINGS), '-i', '0.02', '-s', String(PING_BYTES), '-W', '2', dst], { allowFailure: true });
-  assert.match(r.stdout, new RegExp(`${PINGS} packets transmitted, ${PINGS} received`), `${what}: ${r.stdout}${r.stderr}`);
+  const r = await from.exec(
+    'ping',
+    ['-q', '-c', String(PINGS), '-i', '0.02', '-s', String(PING_BYTES), '-W', '2', dst],
+    { allowFailure: true },
+  );
+  assert.match(
+    r.stdout,
+    new RegExp(`${PINGS} packets transmitted, ${PINGS} received`),
+    `${what}: ${r.stdout}${r.stderr}`,
+  );
 }
 
 /** One node's counters: its links, and bytes of each WireGuard peer (by node name). */
@@ -43,9 +51,15 @@ async function traffic(lc: LocationCluster, fn: () => Promise<void>): Promise<Ma
     const nameOf = new Map([...c.nodes.keys()].map((n) => [c.publicKey(n), n]));
     for (const n of c.nodes.values()) {
       const links = new Map<string, LinkStats>();
-      for (const ifname of ['eth0', ...(n.externalAddress ? ['eth1'] : []), 'wg0']) links.set(ifname, await n.host.linkStats(ifname));
+      for (const ifname of ['eth0', ...(n.externalAddress ? ['eth1'] : []), 'wg0'])
+        links.set(ifname, await n.host.linkStats(ifname));
       const dev = await c.device(n.name);
-      out.set(n.name, { links, peers: new Map((dev?.peers ?? []).map((p) => [nameOf.get(p.publicKey) ?? p.publicKey, { rx: p.rxBytes, tx: p.txBytes }])) });
+      out.set(n.name, {
+        links,
+        peers: new Map(
+          (dev?.peers ?? []).map((p) => [nameOf.get(p.publicKey) ?? p.publicKey, { rx: p.rxBytes, tx: p.txBytes }]),
+        ),
+      });
     }
     return out;
   };
@@ -55,11 +69,23 @@ async function traffic(lc: LocationCluster, fn: () => Promise<void>): Promise<Ma
   const delta = new Map<string, Counters>();
   for (const [name, a] of after) {
     const b = before.get(name)!;
-    const links = new Map([...a.links].map(([i, s]) => {
-      const o = b.links.get(i)!;
-      return [i, { rxBytes: s.rxBytes - o.rxBytes, rxPackets: s.rxPackets - o.rxPackets, txBytes: s.txBytes - o.txBytes, txPackets: s.txPackets - o.txPackets }];
-    }));
-    const peers = new Map([...a.peers].map(([p, s]) => [p, { rx: s.rx - (b.peers.get(p)?.rx ?? 0), tx: s.tx - (b.peers.get(p)?.tx ?? 0) }]));
+    const links = new Map(
+      [...a.links].map(([i, s]) => {
+        const o = b.links.get(i)!;
+        return [
+          i,
+          {
+            rxBytes: s.rxBytes - o.rxBytes,
+            rxPackets: s.rxPackets - o.rxPackets,
+            txBytes: s.txBytes - o.txBytes,
+            txPackets: s.txPackets - o.txPackets,
+          },
+        ];
+      }),
+    );
+    const peers = new Map(
+      [...a.peers].map(([p, s]) => [p, { rx: s.rx - (b.peers.get(p)?.rx ?? 0), tx: s.tx - (b.peers.get(p)?.tx ?? 0) }]),
+    );
     delta.set(name, { links, peers });
   }
   return delta;
@@ -69,7 +95,10 @@ async function traffic(lc: LocationCluster, fn: () => Promise<void>): Promise<Ma
 function assertNoTunnel(d: Map<string, Counters>, names: readonly string[]): void {
   for (const n of names) {
     const w = d.get(n)!.links.get('wg0')!;
-    assert.ok(w.rxBytes < PING_BYTES && w.txBytes < PING_BYTES, `${n}: wg0 counted rx ${w.rxBytes} / tx ${w.txBytes} bytes`);
+    assert.ok(
+      w.rxBytes < PING_BYTES && w.txBytes < PING_BYTES,
+      `${n}: wg0 counted rx ${w.rxBytes} / tx ${w.txBytes} bytes`,
+    );
   }
 }
 
@@ -84,7 +113,10 @@ function assertLink(d: Map<string, Counters>, name: string, ifname: string, dir:
 function assertPeer(d: Map<string, Counters>, name: string, peer: string): void {
   const p = d.get(name)!.peers.get(peer);
   assert.ok(p, `${name} has no peer ${peer}: ${[...d.get(name)!.peers.keys()].join(', ')}`);
-  assert.ok(p.tx >= PINGS * PING_BYTES && p.rx >= PINGS * PING_BYTES, `${name} → ${peer}: tx ${p.tx} / rx ${p.rx} bytes, want >= ${PINGS * PING_BYTES} each`);
+  assert.ok(
+    p.tx >= PINGS * PING_BYTES && p.rx >= PINGS * PING_BYTES,
+    `${name} → ${peer}: tx ${p.tx} / rx ${p.rx} bytes, want >= ${PINGS * PING_BYTES} each`,
+  );
 }
 
 describe('e2e: locations — granularity = location', function () {
@@ -101,7 +133,11 @@ describe('e2e: locations — granularity = location', function () {
     // other location, and a reachable node reaches the other location only on the public network.
     const api = lc.cluster.underlay.hostAddress!;
     await node('east-3').host.exec('nc', ['-z', '-w', '2', api, new URL(lc.cluster.api.url!).port]);
-    for (const [from, to] of [['east-3', 'west-2'], ['east-1', 'west-2'], ['west-2', 'east-1']] as const) {
+    for (const [from, to] of [
+      ['east-3', 'west-2'],
+      ['east-1', 'west-2'],
+      ['west-2', 'east-1'],
+    ] as const) {
       const r = await node(from).host.exec('ping', ['-c', '1', '-W', '1', node(to).address], { allowFailure: true });
       assert.notEqual(r.exitCode, 0, `${from} reaches ${to}'s private address ${node(to).address} without the overlay`);
     }
@@ -115,10 +151,19 @@ describe('e2e: locations — granularity = location', function () {
   it('each location is led by its senior reachable node, which holds the Lease; only leaders have peers, one per other location', async () => {
     await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' });
     // Leaders lead by rank at once; they take their Lease at their next tick (within a second).
-    await waitFor('east-1 and west-1 to hold their Leases', () => lc.lease('east')?.holder === 'east-1' && lc.lease('west')?.holder === 'west-1', 3_000);
-    for (const member of ['east-2', 'east-3', 'west-2']) assert.deepEqual((await lc.cluster.device(member))?.peers, [], `${member} has WireGuard peers`);
+    await waitFor(
+      'east-1 and west-1 to hold their Leases',
+      () => lc.lease('east')?.holder === 'east-1' && lc.lease('west')?.holder === 'west-1',
+      3_000,
+    );
+    for (const member of ['east-2', 'east-3', 'west-2'])
+      assert.deepEqual((await lc.cluster.device(member))?.peers, [], `${member} has WireGuard peers`);
     const east1 = (await lc.cluster.device('east-1'))!.peers;
-    assert.deepEqual(east1.map((p) => p.endpoint), [lc.endpointOf('west-1')], 'east-1 dials west-1 on its public address');
+    assert.deepEqual(
+      east1.map((p) => p.endpoint),
+      [lc.endpointOf('west-1')],
+      'east-1 dials west-1 on its public address',
+    );
   });
 
   it('inside a location pod traffic goes over the private network and never into wg0', async () => {
@@ -134,7 +179,7 @@ describe('e2e: locations — granularity = location', function () {
     assertLink(d, 'west-1', 'eth0', 'rx');
   });
 
-  it('across locations a member\'s pod traffic goes to its leader over the private network and through the leader\'s wg0', async () => {
+  it("across locations a member's pod traffic goes to its leader over the private network and through the leader's wg0", async () => {
     const d = await traffic(lc, async () => {
       await pingAll(node('east-3').pod!, node('west-2').podIp, 'east-3 → west-2');
     });
@@ -148,7 +193,7 @@ describe('e2e: locations — granularity = location', function () {
     assertLink(d, 'west-2', 'eth0', 'rx');
     assertNoTunnel(d, ['east-2', 'east-3', 'west-2']);
     // overlay addresses of members are reached the same way, and a member reaches the other leader's pods
-    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, 'east-3 → west-2\'s overlay address');
+    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
     await pingAll(node('west-2').pod!, node('east-2').podIp, 'west-2 → east-2');
   });
 
@@ -164,19 +209,28 @@ describe('e2e: locations — granularity = location', function () {
       await lc.cluster.stopDaemon('east-1', 'SIGKILL');
       await node('east-1').host.exec('ip', ['link', 'del', 'wg0']);
       // The first reply after the outage (a gap of over a second after the stop).
-      const resumed = await waitFor('traffic to resume', () => {
-        const got = replies(ping.output());
-        const i = got.findIndex((r, k) => r.at > stoppedAt && k > 0 && r.at - Math.max(got[k - 1]!.at, stoppedAt) > 1_000);
-        return i >= 0 && got[i]!.at;
-      }, 20_000, 100);
+      const resumed = await waitFor(
+        'traffic to resume',
+        () => {
+          const got = replies(ping.output());
+          const i = got.findIndex(
+            (r, k) => r.at > stoppedAt && k > 0 && r.at - Math.max(got[k - 1]!.at, stoppedAt) > 1_000,
+          );
+          return i >= 0 && got[i]!.at;
+        },
+        20_000,
+        100,
+      );
       const took = resumed - stoppedAt;
-      console.log(`      failover: east-3 → west-2 answered again ${Math.round(took)} ms after east-1 was killed ([mesh] leader_lease = 5 s)`);
+      console.log(
+        `      failover: east-3 → west-2 answered again ${Math.round(took)} ms after east-1 was killed ([mesh] leader_lease = 5 s)`,
+      );
       assert.ok(took < 10_000, `traffic resumed only after ${Math.round(took)} ms`);
     } finally {
       await ping.stop('SIGINT');
     }
     await lc.waitForTopology('location', { east: 'east-2', west: 'west-1' }, { timeoutMs: 5_000, skip: ['east-1'] });
-    await waitFor('east-2 to hold east\'s Lease', () => lc.lease('east')?.holder === 'east-2', 3_000);
+    await waitFor("east-2 to hold east's Lease", () => lc.lease('east')?.holder === 'east-2', 3_000);
     assert.equal(lc.lease('east')?.transitions, transitions + 1);
     // The new leader and the member switched their routes in place (no clash, no moment without a route).
     for (const [n, mark] of marks) {
@@ -197,7 +251,7 @@ describe('e2e: locations — granularity = location', function () {
       // Watch for longer than a Lease: the holder and its transition count stay put.
       const until = Date.now() + 6_000;
       while (Date.now() < until) {
-        assert.deepEqual(lc.lease('east'), before, 'east\'s Lease changed hands');
+        assert.deepEqual(lc.lease('east'), before, "east's Lease changed hands");
         assert.equal(lc.lease('west')?.holder, 'west-1');
         await sleep(200);
       }
@@ -206,38 +260,64 @@ describe('e2e: locations — granularity = location', function () {
       await ping.stop('SIGINT');
     }
     const summary = /(\d+) packets transmitted, (\d+) received/.exec(ping.output());
-    assert.ok(summary && summary[1] === summary[2], `member traffic lost packets while east-1 returned: ${summary?.[0] ?? ping.output().slice(-300)}`);
+    assert.ok(
+      summary && summary[1] === summary[2],
+      `member traffic lost packets while east-1 returned: ${summary?.[0] ?? ping.output().slice(-300)}`,
+    );
     // Not even for a moment: no tunnel, no route into wg0, no Lease taken.
     const log = node('east-1').daemon!.output();
     assert.match(log, /created wg0 directly .* with 0 peers/);
-    assert.doesNotMatch(log, /added peer|route \S+ dev wg0|took the leader Lease/, 'the returning node acted as a leader');
+    assert.doesNotMatch(
+      log,
+      /added peer|route \S+ dev wg0|took the leader Lease/,
+      'the returning node acted as a leader',
+    );
     await pingAll(node('east-1').pod!, node('west-2').podIp, 'east-1 (now a member) → west-2');
   });
 
-  it('a member\'s route through its leader, deleted from outside, is re-added at once', async () => {
+  it("a member's route through its leader, deleted from outside, is re-added at once", async () => {
     const dst = node('west-2').podCIDRs[0]!;
     await node('east-3').host.exec('ip', ['route', 'del', dst, 'proto', '77']);
-    await waitFor('the route to come back', async () => (await lc.cluster.ownRoutes('east-3')).some((r) => r.dst === dst && r.gateway === node('east-2').address), 5_000);
+    await waitFor(
+      'the route to come back',
+      async () =>
+        (await lc.cluster.ownRoutes('east-3')).some((r) => r.dst === dst && r.gateway === node('east-2').address),
+      5_000,
+    );
   });
 
   it('local_routes = false: inside a location only overlay addresses are routed, the pods are left to the cluster network', async () => {
     for (const n of lc.cluster.nodes.keys()) await lc.cluster.writeConfig(n, '[mesh]\nlocal_routes = false');
     await lc.waitForTopology('location', { east: 'east-2', west: 'west-1' }, { localRoutes: false });
     const d = await traffic(lc, async () => {
-      await pingAll(node('east-3').host, lc.cluster.overlayAddress('east-1')!, 'east-3 → east-1\'s overlay address');
+      await pingAll(node('east-3').host, lc.cluster.overlayAddress('east-1')!, "east-3 → east-1's overlay address");
     });
     assertNoTunnel(d, ['east-1', 'east-3']);
     assertLink(d, 'east-3', 'eth0', 'tx');
     // Overlay addresses are still reached across locations (pods of a member are the cluster network's job now, also on its leader).
-    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, 'east-3 → west-2\'s overlay address');
+    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
   });
 });
 
 describe('e2e: locations — granularity = cross', function () {
   this.timeout(60_000);
   const LAYOUT: LocationSpec[] = [
-    { name: 'east', by: 'label', nodes: [{ name: 'east-1', reachable: true }, { name: 'east-2', reachable: true }] },
-    { name: 'west', by: 'label', nodes: [{ name: 'west-1', reachable: true }, { name: 'west-2', reachable: true }] },
+    {
+      name: 'east',
+      by: 'label',
+      nodes: [
+        { name: 'east-1', reachable: true },
+        { name: 'east-2', reachable: true },
+      ],
+    },
+    {
+      name: 'west',
+      by: 'label',
+      nodes: [
+        { name: 'west-1', reachable: true },
+        { name: 'west-2', reachable: true },
+      ],
+    },
   ];
   let lc: LocationCluster;
   const node = (name: string): ClusterNode => lc.cluster.must(name);
@@ -257,7 +337,7 @@ describe('e2e: locations — granularity = cross', function () {
     assert.equal(lc.lease('west'), undefined);
   });
 
-  it('inside a location traffic stays on the private network; across locations it goes through the sender\'s own wg0', async () => {
+  it("inside a location traffic stays on the private network; across locations it goes through the sender's own wg0", async () => {
     const inside = await traffic(lc, async () => {
       await pingAll(node('east-1').pod!, node('east-2').podIp, 'east-1 → east-2');
       await pingAll(node('west-2').pod!, node('west-1').podIp, 'west-2 → west-1');

@@ -31,7 +31,13 @@ describe('e2e: mesh of real daemons', function () {
       assert.equal(ann['wg-overlay.io/overlay-address'], `100.64.${cluster.subnetOctet}.${node.address.split('.')[3]}`);
       const dev = await cluster.device(n);
       assert.equal(dev?.peers.length, 2);
-      assert.deepEqual(await cluster.routes(n), ['node-a', 'node-b', 'node-c'].filter((o) => o !== n).flatMap((o) => cluster.must(o).podCIDRs).sort());
+      assert.deepEqual(
+        await cluster.routes(n),
+        ['node-a', 'node-b', 'node-c']
+          .filter((o) => o !== n)
+          .flatMap((o) => cluster.must(o).podCIDRs)
+          .sort(),
+      );
     }
   });
 
@@ -48,26 +54,38 @@ describe('e2e: mesh of real daemons', function () {
   });
 
   it('node-to-node over the overlay addresses', async () => {
-    const r = await cluster.must('node-c').host.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.overlayAddress('node-a')!]);
+    const r = await cluster
+      .must('node-c')
+      .host.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.overlayAddress('node-a')!]);
     assert.match(r.stdout, /2 received/);
   });
 
   it('a 1 MiB TCP transfer between pods on different nodes arrives intact (MTU handled)', async () => {
     const a = cluster.must('node-a');
     const c = cluster.must('node-c');
-    const server = c.pod!.spawn('node', ['-e', `
+    const server = c.pod!.spawn('node', [
+      '-e',
+      `
       const net = require('net'); const crypto = require('crypto');
       const srv = net.createServer((s) => { const h = crypto.createHash('sha256'); let n = 0;
         s.on('data', (d) => { h.update(d); n += d.length; });
         s.on('end', () => { console.log('received', n, h.digest('hex')); s.end(); srv.close(); }); });
-      srv.listen(5001, () => console.log('listening'));`]);
+      srv.listen(5001, () => console.log('listening'));`,
+    ]);
     await server.waitForOutput('listening');
-    const client = await a.pod!.exec('node', ['-e', `
+    const client = await a.pod!.exec(
+      'node',
+      [
+        '-e',
+        `
       const net = require('net'); const crypto = require('crypto');
       const buf = crypto.randomBytes(1048576);
       const s = net.connect(5001, '${c.podIp}', () => { s.end(buf); });
       s.on('error', (e) => { console.error(e.message); process.exit(1); });
-      s.on('close', () => console.log('sent', buf.length, crypto.createHash('sha256').update(buf).digest('hex')));`], { timeoutMs: 30_000 });
+      s.on('close', () => console.log('sent', buf.length, crypto.createHash('sha256').update(buf).digest('hex')));`,
+      ],
+      { timeoutMs: 30_000 },
+    );
     const got = await server.waitForOutput(/received (\d+) ([0-9a-f]{64})/, 30_000);
     const sent = /sent (\d+) ([0-9a-f]{64})/.exec(client.stdout);
     assert.ok(sent, client.stdout);
@@ -81,10 +99,16 @@ describe('e2e: mesh of real daemons', function () {
     const names = ['node-a', 'node-b', 'node-c'];
     const outs = names.map((n) => cluster.must(n).daemon!.output());
     const all = outs.join('\n');
-    assert.match(all, /added peer node-[abc] \(198\.\d+\.\d+\.\d+:51820, allowed-ips .*\) \(why: new Node node-[abc]\)/);
+    assert.match(
+      all,
+      /added peer node-[abc] \(198\.\d+\.\d+\.\d+:51820, allowed-ips .*\) \(why: new Node node-[abc]\)/,
+    );
     assert.match(all, /route 10\.244\.\d+\.0\/24 dev wg0 proto 77 \(why: PodCIDR 10\.244\.\d+\.0\/24 of node-[abc]\)/);
     for (const [i, n] of names.entries()) {
-      assert.match(outs[i]!, /(created wg0 directly \(userspace wireguard-go, no systemd\) with \d+ peers \(why: interface is missing\))/);
+      assert.match(
+        outs[i]!,
+        /(created wg0 directly \(userspace wireguard-go, no systemd\) with \d+ peers \(why: interface is missing\))/,
+      );
       const key = await cluster.must(n).host.readFile('/etc/wg-overlay/state/private.key');
       assert.ok(!outs[i]!.includes(key.trim()), `${n} logged its private key`);
     }
@@ -139,11 +163,16 @@ describe('e2e: mesh of real daemons', function () {
     const a = cluster.must('node-a');
     const [, second, third, fourth] = a.address.split('.');
     const twinIp = `198.${second === '18' ? 19 : 18}.${third}.${fourth}`; // same low two octets as node-a, other /16
-    const twin = await cluster.addNode('node-twin', { register: false, start: false, config: '[wireguard]\nendpoint = internal' });
+    const twin = await cluster.addNode('node-twin', {
+      register: false,
+      start: false,
+      config: '[wireguard]\nendpoint = internal',
+    });
     await twin.host.exec('ip', ['addr', 'add', `${twinIp}/32`, 'dev', 'eth0']);
     twin.address = twinIp;
     // every node reaches the twin's second address through the underlay
-    for (const n of ['node-a', 'node-b', 'node-c']) await cluster.must(n).host.exec('ip', ['route', 'replace', `${twinIp}/32`, 'dev', 'eth0']);
+    for (const n of ['node-a', 'node-b', 'node-c'])
+      await cluster.must(n).host.exec('ip', ['route', 'replace', `${twinIp}/32`, 'dev', 'eth0']);
     cluster.registerNode(twin);
     await cluster.startDaemon('node-twin');
     await cluster.waitForMesh();
@@ -165,16 +194,24 @@ describe('e2e: mesh of real daemons', function () {
     await cluster.stopDaemon('node-b');
     await cluster.must('node-b').host.exec('rm', ['-rf', '/etc/wg-overlay/state']);
     await cluster.startDaemon('node-b');
-    const newKey = await waitFor('a new key on node-b', () => { const k = cluster.publicKey('node-b'); return k !== oldKey && k; });
+    const newKey = await waitFor('a new key on node-b', () => {
+      const k = cluster.publicKey('node-b');
+      return k !== oldKey && k;
+    });
     // node-b publishes its new key before it recreates wg0 with it: until then its old wg0 (old
     // key, same peers) satisfies waitForMesh, and a handshake to it fails for REKEY_TIMEOUT (5 s).
-    await waitFor('node-b\'s wg0 to carry the new key', async () => (await cluster.device('node-b'))?.publicKey === newKey);
+    await waitFor(
+      "node-b's wg0 to carry the new key",
+      async () => (await cluster.device('node-b'))?.publicKey === newKey,
+    );
     await cluster.waitForMesh();
     for (const n of ['node-a', 'node-c']) {
       const keys = (await cluster.device(n))!.peers.map((p) => p.publicKey);
       assert.ok(keys.includes(newKey) && !keys.includes(oldKey), n);
     }
-    const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must('node-b').podIp]);
+    const r = await cluster
+      .must('node-a')
+      .pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must('node-b').podIp]);
     assert.match(r.stdout, /2 received/);
   });
 
@@ -194,8 +231,16 @@ describe('e2e: mesh of real daemons', function () {
     const done = await ping.exited;
     void done;
     const summary = ping.output();
-    assert.match(summary, /700 packets transmitted, 700 received, 0% packet loss/, summary.split('\n').slice(-4).join('\n'));
+    assert.match(
+      summary,
+      /700 packets transmitted, 700 received, 0% packet loss/,
+      summary.split('\n').slice(-4).join('\n'),
+    );
     const restarted = cluster.must('node-a').daemon!.output();
-    assert.doesNotMatch(restarted, /ip link del|wireguard-go wg0|recreated|created wg0/, 'the restarted daemon adopted wg0 without recreating it');
+    assert.doesNotMatch(
+      restarted,
+      /ip link del|wireguard-go wg0|recreated|created wg0/,
+      'the restarted daemon adopted wg0 without recreating it',
+    );
   });
 });

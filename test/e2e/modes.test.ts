@@ -18,14 +18,18 @@ describe('e2e: discovery = list', function () {
     await Promise.all(['node-a', 'node-b'].map((n) => cluster.addNode(n)));
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
   it('converges by listing, and follows a new Node within a list interval', async () => {
     await cluster.waitForMesh();
     cluster.api.setWatchEnabled(false); // an endpoint that cannot watch
     await cluster.addNode('node-c');
     await cluster.waitForMesh(undefined, 20_000);
-    const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-c').podIp]);
+    const r = await cluster
+      .must('node-a')
+      .pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-c').podIp]);
     assert.match(r.stdout, /2 received/);
     assert.ok(!cluster.api.requests.some((q) => /watch=(1|true)/.test(q.query)), 'no watch request was made');
   });
@@ -52,7 +56,9 @@ describe('e2e: apply = restart through a stand-in systemd on a private D-Bus', f
     await cluster.waitForMesh();
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
   it('uses systemd: starts wg-quick@wg0.service over D-Bus', async () => {
     assert.match(fake.output(), /StartUnit wg-quick@wg0\.service/);
@@ -64,12 +70,21 @@ describe('e2e: apply = restart through a stand-in systemd on a private D-Bus', f
     await cluster.waitForMesh();
     await waitFor('a RestartUnit call', () => /RestartUnit wg-quick@wg0\.service/.test(fake.output()));
     const log = cluster.must('node-a').daemon!.output();
-    assert.match(log, /restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and \d+ peer change/);
-    assert.doesNotMatch(log.slice(log.indexOf('restarted wg-quick@wg0')), /exec: wg set wg0 peer/, 'no wg set in restart mode');
+    assert.match(
+      log,
+      /restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and \d+ peer change/,
+    );
+    assert.doesNotMatch(
+      log.slice(log.indexOf('restarted wg-quick@wg0')),
+      /exec: wg set wg0 peer/,
+      'no wg set in restart mode',
+    );
     const routes = await cluster.routes('node-a');
     assert.deepEqual(routes, [...cluster.must('node-b').podCIDRs, ...cluster.must('node-c').podCIDRs].sort());
     for (const n of ['node-b', 'node-c']) {
-      const r = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must(n).podIp]);
+      const r = await cluster
+        .must('node-a')
+        .pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must(n).podIp]);
       assert.match(r.stdout, /2 received/, n);
     }
   });

@@ -67,15 +67,24 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
       await waitFor(`Peer laptop on ${n}`, async () => {
         const peer = (await cluster.device(n))?.peers.find((p) => p.publicKey === pub);
         // (`ip -j route` prints a host route without its /32)
-        return peer && peer.allowedIPs.join(',') === '10.5.0.2/32' && peer.persistentKeepalive === 25 && (await cluster.routes(n)).includes('10.5.0.2');
+        return (
+          peer &&
+          peer.allowedIPs.join(',') === '10.5.0.2/32' &&
+          peer.persistentKeepalive === 25 &&
+          (await cluster.routes(n)).includes('10.5.0.2')
+        );
       });
-      assert.match(cluster.must(n).daemon!.output(), /added peer laptop \(no endpoint, allowed-ips 10\.5\.0\.2\/32\) \(why: new Peer laptop\)/);
+      assert.match(
+        cluster.must(n).daemon!.output(),
+        /added peer laptop \(no endpoint, allowed-ips 10\.5\.0\.2\/32\) \(why: new Peer laptop\)/,
+      );
     }
   });
 
   it('the client gets its config from `wg-overlay showconf peer`, adds its private key, and pings pods through the mesh', async () => {
     const a = cluster.must('node-a');
-    const conf = (await a.host.exec('node', [CLI, 'showconf', 'peer', 'laptop', '--wg-quick', '--config', CONF])).stdout;
+    const conf = (await a.host.exec('node', [CLI, 'showconf', 'peer', 'laptop', '--wg-quick', '--config', CONF]))
+      .stdout;
     assert.equal((conf.match(/^\[Peer\]$/gm) ?? []).length, 2, conf);
     assert.match(conf, /^Address = 10\.5\.0\.2\/32$/m);
     await client.exec('mkdir', ['-p', '/etc/wireguard']);
@@ -88,11 +97,18 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
       assert.match(r.stdout, /3 received/, `ping ${target} (pod on ${n}):\n${r.stdout}${r.stderr}`);
     }
     const overlay = cluster.overlayAddress('node-b')!;
-    assert.match((await client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', overlay])).stdout, /2 received/, 'the node itself over its overlay address');
+    assert.match(
+      (await client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', overlay])).stdout,
+      /2 received/,
+      'the node itself over its overlay address',
+    );
     // The nodes learned the roaming client's endpoint from its handshakes.
     for (const n of NODES) {
       const peer = (await cluster.device(n))!.peers.find((p) => p.publicKey === pub)!;
-      assert.ok(peer.endpoint?.startsWith(`${client.underlayAddress}:`), `${n} sends to the client at ${peer.endpoint}`);
+      assert.ok(
+        peer.endpoint?.startsWith(`${client.underlayAddress}:`),
+        `${n} sends to the client at ${peer.endpoint}`,
+      );
       assert.ok(peer.latestHandshake > 0 && peer.rxBytes > 0, `${n} has a handshake with the client`);
     }
   });
@@ -101,10 +117,19 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
     const b = cluster.must('node-b');
     const text = (await b.host.exec('node', [CLI, 'status', '--config', CONF])).stdout;
     assert.match(text, /^wg-overlay on node-b: daemon running \(pid \d+\); last run ok/);
-    assert.match(text, /\ninterface wg0: up, address 100\.64\.\d+\.\d+\/10, fd[0-9a-f]{2}:[0-9a-f:]+\/48, listen port 51820\n/);
-    assert.match(text, /\n  laptop +peer +- +\d+\.\d+\.\d+\.\d+:\d+ +\d+s ago +\d+(\.\d)? K?i?B +\d+(\.\d)? K?i?B +ok \(1\)\n/, text);
+    assert.match(
+      text,
+      /\ninterface wg0: up, address 100\.64\.\d+\.\d+\/10, fd[0-9a-f]{2}:[0-9a-f:]+\/48, listen port 51820\n/,
+    );
+    assert.match(
+      text,
+      /\n  laptop +peer +- +\d+\.\d+\.\d+\.\d+:\d+ +\d+s ago +\d+(\.\d)? K?i?B +\d+(\.\d)? K?i?B +ok \(1\)\n/,
+      text,
+    );
     assert.match(text, /\n  node-a +node +100\.64\.\d+\.\d+ +/);
-    const view = JSON.parse((await b.host.exec('node', [CLI, 'status', '--json', '--config', CONF])).stdout) as StatusView;
+    const view = JSON.parse(
+      (await b.host.exec('node', [CLI, 'status', '--json', '--config', CONF])).stdout,
+    ) as StatusView;
     const laptop = view.peers.find((p) => p.name === 'laptop')!;
     assert.equal(laptop.kind, 'peer');
     assert.equal(laptop.publicKey, pub);
@@ -117,13 +142,16 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
 
   it('`wg-overlay graph` on a node draws the Peer with a fresh handshake, and `dot -Tsvg` renders it', async () => {
     const dotText = (await cluster.must('node-a').host.exec('node', [CLI, 'graph', '--config', CONF])).stdout;
-    assert.match(dotText, /"node\/node-a" -- "peer\/laptop" \[style=dashed, color=darkgreen, fontcolor=darkgreen, label="\d+s ago"\];/);
+    assert.match(
+      dotText,
+      /"node\/node-a" -- "peer\/laptop" \[style=dashed, color=darkgreen, fontcolor=darkgreen, label="\d+s ago"\];/,
+    );
     assert.match(dotText, /"node\/node-b" -- "peer\/laptop" \[style=dashed\];/);
     const svg = await run('dot', ['-Tsvg'], { input: dotText });
     assert.match(svg.stdout, /<svg [\s\S]*>laptop<[\s\S]*<\/svg>/);
   });
 
-  it('metrics and health are served on each node\'s loopback', async () => {
+  it("metrics and health are served on each node's loopback", async () => {
     for (const n of NODES) {
       const host = cluster.must(n).host;
       const m = await httpGet(host, 'http://127.0.0.1:9586/metrics');
@@ -146,19 +174,40 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
     assert.match(out, /peer\.kilo\.squat\.ai\/my-device created/);
     assert.match(await kubectlOk(kenv, ['get', 'peers']), /my-device/);
     for (const n of NODES) {
-      await waitFor(`${n} to log the skipped Peer`, () => /Peer skipped: my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/.test(cluster.must(n).daemon!.output().slice(marks.get(n))));
+      await waitFor(`${n} to log the skipped Peer`, () =>
+        /Peer skipped: my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/.test(
+          cluster.must(n).daemon!.output().slice(marks.get(n)),
+        ),
+      );
     }
     const a = cluster.must('node-a');
-    await waitFor('status to list the skipped Peer', async () => /\nskipped: 1\n  Peer my-device: invalid public key "YOUR_PUBLIC_KEY_HERE"[^\n]*\[invalid-public-key\]\n/.test((await a.host.exec('node', [CLI, 'status', '--config', CONF])).stdout), 10_000);
-    const view = JSON.parse((await a.host.exec('node', [CLI, 'status', '--json', '--config', CONF])).stdout) as StatusView;
-    assert.deepEqual(view.skipped.map((s) => [s.kind, s.name, s.reason, s.whole]), [['peer', 'my-device', 'invalid-public-key', true]]);
+    await waitFor(
+      'status to list the skipped Peer',
+      async () =>
+        /\nskipped: 1\n  Peer my-device: invalid public key "YOUR_PUBLIC_KEY_HERE"[^\n]*\[invalid-public-key\]\n/.test(
+          (await a.host.exec('node', [CLI, 'status', '--config', CONF])).stdout,
+        ),
+      10_000,
+    );
+    const view = JSON.parse(
+      (await a.host.exec('node', [CLI, 'status', '--json', '--config', CONF])).stdout,
+    ) as StatusView;
+    assert.deepEqual(
+      view.skipped.map((s) => [s.kind, s.name, s.reason, s.whole]),
+      [['peer', 'my-device', 'invalid-public-key', true]],
+    );
     // Nothing else changed: the client still reaches the pods.
     assert.equal((await cluster.device('node-a'))!.peers.length, 2);
-    assert.match((await client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must('node-b').podIp])).stdout, /2 received/);
+    assert.match(
+      (await client.exec('ping', ['-c', '2', '-i', '0.2', '-W', '3', cluster.must('node-b').podIp])).stdout,
+      /2 received/,
+    );
     const metrics = await httpGet(a.host, 'http://127.0.0.1:9586/metrics');
     assert.match(metrics.body, /^wg_overlay_skipped\{kind="peer",reason="invalid-public-key"\} 1$/m);
     // showconf refuses it with the same reason.
-    const r = await a.host.exec('node', [CLI, 'showconf', 'peer', 'my-device', '--config', CONF], { allowFailure: true });
+    const r = await a.host.exec('node', [CLI, 'showconf', 'peer', 'my-device', '--config', CONF], {
+      allowFailure: true,
+    });
     assert.equal(r.exitCode, 1);
     assert.match(r.stderr, /Peer my-device is skipped by every node: invalid public key "YOUR_PUBLIC_KEY_HERE"/);
   });
@@ -166,7 +215,12 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
   it('deleting the Peer removes it and its route from every node', async () => {
     await kubectlOk(kenv, ['delete', 'peer', 'laptop']);
     for (const n of NODES) {
-      await waitFor(`Peer laptop gone from ${n}`, async () => !(await cluster.device(n))?.peers.some((p) => p.publicKey === pub) && !(await cluster.routes(n)).includes('10.5.0.2'));
+      await waitFor(
+        `Peer laptop gone from ${n}`,
+        async () =>
+          !(await cluster.device(n))?.peers.some((p) => p.publicKey === pub) &&
+          !(await cluster.routes(n)).includes('10.5.0.2'),
+      );
       assert.match(cluster.must(n).daemon!.output(), /removed peer laptop \(why: laptop is gone or no longer valid\)/);
     }
     await cluster.waitForMesh();

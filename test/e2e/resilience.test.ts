@@ -18,7 +18,9 @@ describe('e2e: resilience', function () {
     await cluster.waitForMesh();
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
   it('an API server failing with 503 and dropped watches: one warning, traffic keeps flowing, then convergence', async () => {
     const a = cluster.must('node-a');
@@ -33,7 +35,11 @@ describe('e2e: resilience', function () {
     cluster.api.createNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'ghost' }, spec: {}, status: {} });
     await cluster.addNode('node-c');
     await cluster.waitForMesh(['node-a', 'node-b', 'node-c'], 60_000);
-    await waitFor('node-a to say it is connected again', () => /connected to the API server again/.test(a.daemon!.output().slice(mark)), 30_000);
+    await waitFor(
+      'node-a to say it is connected again',
+      () => /connected to the API server again/.test(a.daemon!.output().slice(mark)),
+      30_000,
+    );
     const since = a.daemon!.output().slice(mark);
     assert.equal(since.match(/API server unreachable or failing/g)?.length, 1, since);
     assert.doesNotMatch(since, /apply failed/);
@@ -44,8 +50,11 @@ describe('e2e: resilience', function () {
     const a = cluster.must('node-a');
     const mark = a.daemon!.output().length;
     cluster.api.createNode({
-      apiVersion: 'v1', kind: 'Node', metadata: {
-        name: 'evil', annotations: {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: 'evil',
+        annotations: {
           'wg-overlay.io/public-key': 'not-a-key',
           'wg-overlay.io/overlay-address': cluster.overlayAddress('node-a')!,
           'wg-overlay.io/endpoint': '999.1.1.1:99999',
@@ -54,10 +63,18 @@ describe('e2e: resilience', function () {
       spec: { podCIDRs: [a.podCIDRs[0]!, 'garbage'] },
       status: { addresses: [{ type: 'InternalIP', address: '198.51.100.66' }] },
     });
-    await waitFor('the skip reason in node-a\'s log', () => /Node skipped: evil: published public key "not-a-key" is not a base64 WireGuard key/.test(a.daemon!.output().slice(mark)));
+    await waitFor("the skip reason in node-a's log", () =>
+      /Node skipped: evil: published public key "not-a-key" is not a base64 WireGuard key/.test(
+        a.daemon!.output().slice(mark),
+      ),
+    );
     // another node's key is copied: the older node keeps it
-    cluster.api.patchNode('evil', { metadata: { annotations: { 'wg-overlay.io/public-key': cluster.publicKey('node-b')! } } });
-    await waitFor('the duplicate-key reason', () => /Node skipped: evil: publishes the same public key as older Node node-b/.test(a.daemon!.output().slice(mark)));
+    cluster.api.patchNode('evil', {
+      metadata: { annotations: { 'wg-overlay.io/public-key': cluster.publicKey('node-b')! } },
+    });
+    await waitFor('the duplicate-key reason', () =>
+      /Node skipped: evil: publishes the same public key as older Node node-b/.test(a.daemon!.output().slice(mark)),
+    );
     await cluster.waitForMesh(['node-a', 'node-b', 'node-c']);
     assert.equal(cluster.overlayAddress('node-a'), cluster.annotations('node-a')['wg-overlay.io/overlay-address']);
     const r = await a.pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-b').podIp]);
@@ -74,7 +91,13 @@ describe('e2e: resilience', function () {
     });
     assert.match(conf, /^# managed by wg-overlay/);
     assert.match(conf, /^Table = off$/m);
-    assert.match(conf, new RegExp(`^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10, ${cluster.annotations('node-a')['wg-overlay.io/overlay-address6']!}/48$`, 'm'));
+    assert.match(
+      conf,
+      new RegExp(
+        `^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10, ${cluster.annotations('node-a')['wg-overlay.io/overlay-address6']!}/48$`,
+        'm',
+      ),
+    );
     const stat = await a.host.exec('stat', ['-c', '%a', '/etc/wireguard/wg0.conf']);
     assert.equal(stat.stdout.trim(), '600');
     const strip = await a.host.exec('wg-quick', ['strip', 'wg0']);

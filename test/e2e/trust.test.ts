@@ -27,19 +27,36 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
     await cluster.waitForMesh();
   });
 
-  after(async () => { await cluster?.destroy(); });
+  after(async () => {
+    await cluster?.destroy();
+  });
 
-  const status = async (name: string): Promise<StatusSnapshot> => JSON.parse(await cluster.must(name).host.readFile('/run/wg-overlay/status.json')) as StatusSnapshot;
+  const status = async (name: string): Promise<StatusSnapshot> =>
+    JSON.parse(await cluster.must(name).host.readFile('/run/wg-overlay/status.json')) as StatusSnapshot;
 
-  it('a hostile Node\'s steering PodCIDRs and name endpoint are refused: no route or peer changes elsewhere, one log line each', async () => {
+  it("a hostile Node's steering PodCIDRs and name endpoint are refused: no route or peer changes elsewhere, one log line each", async () => {
     const a = cluster.must('node-a');
     const b = cluster.must('node-b');
     const routesBefore = { a: await cluster.routes('node-a'), b: await cluster.routes('node-b') };
     const marks = { a: a.daemon!.output().length, b: b.daemon!.output().length };
-    const steering = ['128.0.0.0/1', '::/1', `${cluster.underlay.hostAddress!}/32`, `${b.address}/32`, '169.254.169.254/32', '10.0.0.0/8'];
+    const steering = [
+      '128.0.0.0/1',
+      '::/1',
+      `${cluster.underlay.hostAddress!}/32`,
+      `${b.address}/32`,
+      '169.254.169.254/32',
+      '10.0.0.0/8',
+    ];
     cluster.api.createNode({
-      apiVersion: 'v1', kind: 'Node',
-      metadata: { name: 'evil', annotations: { 'wg-overlay.io/public-key': evilKey, 'wg-overlay.io/endpoint': 'does-not-resolve.invalid:51820' } },
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: 'evil',
+        annotations: {
+          'wg-overlay.io/public-key': evilKey,
+          'wg-overlay.io/endpoint': 'does-not-resolve.invalid:51820',
+        },
+      },
       spec: { podCIDRs: steering },
       status: { addresses: [{ type: 'InternalIP', address: '198.51.100.66' }] },
     });
@@ -48,7 +65,12 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
         const dev = await cluster.device(n.name);
         const p = dev?.peers.find((x) => x.publicKey === evilKey);
         // Only its overlay addresses (IPv4 and IPv6): none of its PodCIDRs.
-        return p && p.allowedIPs.length === 2 && p.allowedIPs.every((c) => /\/(32|128)$/.test(c)) && p.endpoint === '198.51.100.66:51820';
+        return (
+          p &&
+          p.allowedIPs.length === 2 &&
+          p.allowedIPs.every((c) => /\/(32|128)$/.test(c)) &&
+          p.endpoint === '198.51.100.66:51820'
+        );
       });
     }
     assert.deepEqual(await cluster.routes('node-a'), routesBefore.a);
@@ -59,7 +81,16 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
         const lines = log.split('\n').filter((l) => l.includes(`Node partly ignored: evil: PodCIDR ${cidr} `));
         assert.equal(lines.length, 1, `${n.name}: ${cidr} refused once:\n${log}`);
       }
-      assert.equal(log.split('\n').filter((l) => /Node partly ignored: evil: published endpoint "does-not-resolve\.invalid:51820" is a name, not an address/.test(l)).length, 1);
+      assert.equal(
+        log
+          .split('\n')
+          .filter((l) =>
+            /Node partly ignored: evil: published endpoint "does-not-resolve\.invalid:51820" is a name, not an address/.test(
+              l,
+            ),
+          ).length,
+        1,
+      );
       assert.doesNotMatch(log, /apply failed/);
     }
     const pa = await cluster.must('node-a').pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', b.podIp]);
@@ -71,7 +102,10 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
       const s = await status(name);
       return JSON.stringify(s.skipped.filter((x) => x.name !== 'node-a' && x.name !== 'node-b'));
     };
-    await waitFor('both status files to list evil', async () => (await verdicts('node-a')).includes('evil') && (await verdicts('node-b')).includes('evil'));
+    await waitFor(
+      'both status files to list evil',
+      async () => (await verdicts('node-a')).includes('evil') && (await verdicts('node-b')).includes('evil'),
+    );
     assert.equal(await verdicts('node-a'), await verdicts('node-b'));
     cluster.api.deleteNode('evil');
     await cluster.waitForMesh();
@@ -81,10 +115,23 @@ describe('e2e: trust — a hostile Node and an unresolvable Peer change nothing 
     const a = cluster.must('node-a');
     const mark = a.daemon!.output().length;
     cluster.api.resource('peers', 'kilo.squat.ai').create({
-      apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name: 'site' },
-      spec: { allowedIPs: ['10.5.0.0/24'], publicKey: publicKeyFromPrivate(generatePrivateKey()), endpoint: { dnsOrIP: { dns: 'does-not-resolve.invalid' }, port: 51820 } },
+      apiVersion: 'kilo.squat.ai/v1alpha1',
+      kind: 'Peer',
+      metadata: { name: 'site' },
+      spec: {
+        allowedIPs: ['10.5.0.0/24'],
+        publicKey: publicKeyFromPrivate(generatePrivateKey()),
+        endpoint: { dnsOrIP: { dns: 'does-not-resolve.invalid' }, port: 51820 },
+      },
     });
-    await waitFor('the Peer to be left out with its reason', () => /Peer skipped: site: endpoint name "does-not-resolve\.invalid" does not resolve \(yet\)/.test(a.daemon!.output().slice(mark)), 30_000);
+    await waitFor(
+      'the Peer to be left out with its reason',
+      () =>
+        /Peer skipped: site: endpoint name "does-not-resolve\.invalid" does not resolve \(yet\)/.test(
+          a.daemon!.output().slice(mark),
+        ),
+      30_000,
+    );
     await cluster.addNode('node-c');
     await cluster.waitForMesh(['node-a', 'node-b', 'node-c'], 30_000);
     const r = await a.pod!.exec('ping', ['-c', '2', '-i', '0.2', '-W', '2', cluster.must('node-c').podIp]);

@@ -12,7 +12,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
+import {
+  ANNOTATION_OVERLAY_ADDRESS,
+  ANNOTATION_OVERLAY_ADDRESS6,
+  ANNOTATION_PUBLIC_KEY,
+} from '../../service/src/mesh/annotations.js';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { waitFor } from '../support/cluster.js';
 import { GuestNode, pingCounts, type GuestLink } from '../support/guest-mesh.js';
@@ -34,7 +38,7 @@ interface Figures {
   mbitPerS: { kernel?: number; userspace?: number; underlay?: number };
 }
 
-describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software emulation)', function () {
+describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software emulation)", function () {
   this.timeout(10 * 60_000);
 
   let work: string;
@@ -64,15 +68,25 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
       kind: 'Node',
       metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name } },
       spec: { podCIDR: n.spec.podCidr, podCIDRs: [n.spec.podCidr] },
-      status: { addresses: [{ type: 'InternalIP', address: n.spec.address }, { type: 'Hostname', address: n.name }] },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: n.spec.address },
+          { type: 'Hostname', address: n.name },
+        ],
+      },
     });
   };
 
   /** A namespace node on the VM's bridge: its Node object registered, its daemon not started. */
   const namespaceNode = async (name: string, index: number): Promise<GuestNode> => {
     const n = await GuestNode.create(vm, {
-      name, ownNamespace: true, address: net.allocateAddress(), prefixLength: PREFIX,
-      podCidr: `10.244.${index}.0/24`, iface: `wg${name.slice(-1)}`, mtu: UNDERLAY_MTU,
+      name,
+      ownNamespace: true,
+      address: net.allocateAddress(),
+      prefixLength: PREFIX,
+      podCidr: `10.244.${index}.0/24`,
+      iface: `wg${name.slice(-1)}`,
+      mtu: UNDERLAY_MTU,
     });
     registerNode(n);
     return n;
@@ -80,22 +94,30 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
 
   /** Waits until each of `nodes` has exactly the others as peers, with their PodCIDRs routed through its link. */
   const waitForMesh = async (nodes: GuestNode[], timeoutMs = 90_000): Promise<void> => {
-    await waitFor(`a full mesh of ${nodes.map((n) => n.name).join(', ')}`, async () => {
-      for (const n of nodes) {
-        const dev = await n.device();
-        if (!dev) return false;
-        const others = nodes.filter((o) => o !== n);
-        const keys = others.map((o) => ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_PUBLIC_KEY]);
-        if (keys.some((k) => !k) || dev.peers.length !== others.length) return false;
-        const routes = await n.routes();
-        for (const [i, o] of others.entries()) {
-          const peer = dev.peers.find((p) => p.publicKey === keys[i]);
-          if (!peer?.allowedIPs.includes(o.spec.podCidr)) return false;
-          if (!routes.some((r) => r.dst === o.spec.podCidr && r.dev === n.spec.iface)) return false;
+    await waitFor(
+      `a full mesh of ${nodes.map((n) => n.name).join(', ')}`,
+      async () => {
+        for (const n of nodes) {
+          const dev = await n.device();
+          if (!dev) return false;
+          const others = nodes.filter((o) => o !== n);
+          const keys = others.map(
+            (o) =>
+              ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_PUBLIC_KEY],
+          );
+          if (keys.some((k) => !k) || dev.peers.length !== others.length) return false;
+          const routes = await n.routes();
+          for (const [i, o] of others.entries()) {
+            const peer = dev.peers.find((p) => p.publicKey === keys[i]);
+            if (!peer?.allowedIPs.includes(o.spec.podCidr)) return false;
+            if (!routes.some((r) => r.dst === o.spec.podCidr && r.dev === n.spec.iface)) return false;
+          }
         }
-      }
-      return true;
-    }, timeoutMs, 500);
+        return true;
+      },
+      timeoutMs,
+      500,
+    );
   };
 
   /** The link of each node, by name (to compare interface indexes before and after). */
@@ -114,13 +136,20 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     // This tier starts the unit more often than its start limit (5 in 10 minutes) allows.
     await vm.exec('systemctl', ['reset-failed', 'wg-overlay']);
     assert.equal(await a.link(), undefined, 'wg0 is gone after wg-quick@wg0 stopped');
-    const r = await vm.sh('t0=$(date +%s%N); systemctl start wg-overlay; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 ))', { timeoutMs: 6 * 60_000 });
+    const r = await vm.sh(
+      't0=$(date +%s%N); systemctl start wg-overlay; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 ))',
+      { timeoutMs: 6 * 60_000 },
+    );
     assert.equal((await vm.show('wg-overlay', ['ActiveState'])).ActiveState, 'active');
     return Number(r.stdout.trim());
   };
 
   /** Runs iperf3 for IPERF_SECONDS from `client` to a one-off server `serverExec` started at `target`; Mbit/s received. */
-  const iperf = async (client: (cmd: string, args: string[]) => Promise<{ stdout: string }>, serverExec: (cmd: string, args: string[]) => Promise<unknown>, target: string): Promise<number> => {
+  const iperf = async (
+    client: (cmd: string, args: string[]) => Promise<{ stdout: string }>,
+    serverExec: (cmd: string, args: string[]) => Promise<unknown>,
+    target: string,
+  ): Promise<number> => {
     await serverExec('iperf3', ['-s', '-1', '-D']);
     const r = await client('iperf3', ['-c', target, '-t', String(IPERF_SECONDS), '-J']);
     const result = JSON.parse(r.stdout) as { end?: { sum_received?: { bytes: number; bits_per_second: number } } };
@@ -149,12 +178,22 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     const tap = await net.attachTap();
     const address = net.allocateAddress();
     vm = await KernelVm.boot({ image, name: 'wgk-a', tap, address: `${address}/${PREFIX}`, mtu: UNDERLAY_MTU });
-    a = await GuestNode.create(vm, { name: 'wgk-a', ownNamespace: false, address, prefixLength: PREFIX, podCidr: '10.244.1.0/24', iface: 'wg0', mtu: UNDERLAY_MTU });
+    a = await GuestNode.create(vm, {
+      name: 'wgk-a',
+      ownNamespace: false,
+      address,
+      prefixLength: PREFIX,
+      podCidr: '10.244.1.0/24',
+      iface: 'wg0',
+      mtu: UNDERLAY_MTU,
+    });
     registerNode(a);
     b = await namespaceNode('wgk-b', 2);
     c = await namespaceNode('wgk-c', 3);
     await vm.writeFile('/etc/wgk/kubeconfig', JSON.stringify(api.kubeconfig({ user: 'wg-overlay' })), 0o600);
-    console.log(`      (package, Debian root and VM image (linux-image-${image.kernelRelease} ${image.kernelVersion}) ready in ${Math.round((t1 - t0) / 1000)} s; VM booted to its agent in ${Math.round(vm.bootSeconds)} s; console: ${vm.consoleLog})`);
+    console.log(
+      `      (package, Debian root and VM image (linux-image-${image.kernelRelease} ${image.kernelVersion}) ready in ${Math.round((t1 - t0) / 1000)} s; VM booted to its agent in ${Math.round(vm.bootSeconds)} s; console: ${vm.consoleLog})`,
+    );
   });
 
   afterEach(function () {
@@ -164,9 +203,16 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
   after(async function () {
     failed ||= !vm || !c;
     if (failed && vm) {
-      const units = ['wg-overlay', 'wg-quick@wg0', b?.unit, c?.unit].filter(Boolean).map((u) => `-u ${u!}`).join(' ');
-      const log = await vm.sh(`journalctl --no-pager -o short-monotonic ${units} | tail -n 150`, { allowFailure: true }).catch((e: unknown) => ({ stdout: String(e) }));
-      console.log(`      kernel tier failed; the VM's console log is kept: ${vm.consoleLog}\n      journal of the mesh units (last 150 lines):\n${log.stdout}`);
+      const units = ['wg-overlay', 'wg-quick@wg0', b?.unit, c?.unit]
+        .filter(Boolean)
+        .map((u) => `-u ${u!}`)
+        .join(' ');
+      const log = await vm
+        .sh(`journalctl --no-pager -o short-monotonic ${units} | tail -n 150`, { allowFailure: true })
+        .catch((e: unknown) => ({ stdout: String(e) }));
+      console.log(
+        `      kernel tier failed; the VM's console log is kept: ${vm.consoleLog}\n      journal of the mesh units (last 150 lines):\n${log.stdout}`,
+      );
       console.log(`      the VM's console (kernel and systemd), last 80 lines:\n${await vm.consoleTail(80)}`);
     }
     await vm?.stop({ keepConsole: failed });
@@ -177,25 +223,34 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     const u = figures.readyMs.userspace;
     if (k.length > 0 || figures.mbitPerS.kernel !== undefined) {
       const fmt = (v: number | undefined): string => (v === undefined ? 'not measured' : `${v.toFixed(0)} Mbit/s`);
-      const ratio = (x: number | undefined, y: number | undefined): string => (x === undefined || y === undefined || y === 0 ? 'not measured' : `${(x / y).toFixed(2)}×`);
-      console.log([
-        `      figures (qemu TCG software emulation, 2 vCPUs on this machine: only the ratios mean anything)`,
-        `        systemctl start wg-overlay → READY: kernel ${k.length ? `${median(k)} ms (runs ${k.join(', ')})` : 'not measured'}; wireguard-go ${u.length ? `${median(u)} ms (runs ${u.join(', ')})` : 'not measured'}`,
-        `        pod → pod, iperf3 ${IPERF_SECONDS} s: kernel WireGuard ${fmt(figures.mbitPerS.kernel)}; wireguard-go ${fmt(figures.mbitPerS.userspace)}; underlay without WireGuard ${fmt(figures.mbitPerS.underlay)}`,
-        `        ratios kernel / wireguard-go: start → READY ${ratio(k.length ? median(k) : undefined, u.length ? median(u) : undefined)}; throughput ${ratio(figures.mbitPerS.kernel, figures.mbitPerS.userspace)}`,
-      ].join('\n'));
+      const ratio = (x: number | undefined, y: number | undefined): string =>
+        x === undefined || y === undefined || y === 0 ? 'not measured' : `${(x / y).toFixed(2)}×`;
+      console.log(
+        [
+          `      figures (qemu TCG software emulation, 2 vCPUs on this machine: only the ratios mean anything)`,
+          `        systemctl start wg-overlay → READY: kernel ${k.length ? `${median(k)} ms (runs ${k.join(', ')})` : 'not measured'}; wireguard-go ${u.length ? `${median(u)} ms (runs ${u.join(', ')})` : 'not measured'}`,
+          `        pod → pod, iperf3 ${IPERF_SECONDS} s: kernel WireGuard ${fmt(figures.mbitPerS.kernel)}; wireguard-go ${fmt(figures.mbitPerS.userspace)}; underlay without WireGuard ${fmt(figures.mbitPerS.underlay)}`,
+          `        ratios kernel / wireguard-go: start → READY ${ratio(k.length ? median(k) : undefined, u.length ? median(u) : undefined)}; throughput ${ratio(figures.mbitPerS.kernel, figures.mbitPerS.userspace)}`,
+        ].join('\n'),
+      );
     }
   });
 
-  it('boots Debian 12\'s cloud kernel, and its wireguard module loads when a WireGuard link is created', async () => {
+  it("boots Debian 12's cloud kernel, and its wireguard module loads when a WireGuard link is created", async () => {
     assert.equal((await vm.exec('uname', ['-r'])).stdout.trim(), image.kernelRelease);
     assert.match(image.kernelRelease, /-cloud-amd64$/);
     const file = (await vm.exec('modinfo', ['-F', 'filename', 'wireguard'])).stdout.trim();
     assert.equal(file, `/lib/modules/${image.kernelRelease}/kernel/drivers/net/wireguard/wireguard.ko`);
-    assert.equal((await vm.exec('test', ['-e', '/sys/module/wireguard'], { allowFailure: true })).exitCode, 1, 'not loaded before anything asked for it');
+    assert.equal(
+      (await vm.exec('test', ['-e', '/sys/module/wireguard'], { allowFailure: true })).exitCode,
+      1,
+      'not loaded before anything asked for it',
+    );
     // What wg-quick and the daemon do: the kernel loads the module on demand.
     await vm.exec('ip', ['link', 'add', 'wgprobe', 'type', 'wireguard']);
-    const kind = JSON.parse((await vm.exec('ip', ['-d', '-j', 'link', 'show', 'wgprobe'])).stdout) as Array<{ linkinfo?: { info_kind?: string } }>;
+    const kind = JSON.parse((await vm.exec('ip', ['-d', '-j', 'link', 'show', 'wgprobe'])).stdout) as Array<{
+      linkinfo?: { info_kind?: string };
+    }>;
     await vm.exec('ip', ['link', 'del', 'wgprobe']);
     assert.equal(kind[0]?.linkinfo?.info_kind, 'wireguard');
     assert.equal((await vm.readFile('/sys/module/wireguard/initstate')).trim(), 'live');
@@ -204,28 +259,65 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
 
   it('installs the .deb with apt inside the VM (dependencies from the image, no network); without a kubeconfig the service stops with 78', async () => {
     await vm.writeFile(`/var/tmp/${basename(pkg.deb)}`, await readFile(pkg.deb));
-    const r = await vm.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    const r = await vm.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], {
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 5 * 60_000,
+    });
     assert.match(r.stdout, /Setting up wg-overlay \(/);
-    await vm.waitForUnit('wg-overlay', ['ActiveState', 'ExecMainStatus'], (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78');
-    assert.notEqual((await vm.exec('sh', ['-c', 'command -v wireguard-go'], { allowFailure: true })).exitCode, 0, 'wireguard-go is not installed');
-    assert.match((await vm.exec('ls', ['/var/cache/apt/archives'])).stdout, /^wireguard-go_.*\.deb$/m, 'but its .deb is in apt\'s cache');
+    await vm.waitForUnit(
+      'wg-overlay',
+      ['ActiveState', 'ExecMainStatus'],
+      (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78',
+    );
+    assert.notEqual(
+      (await vm.exec('sh', ['-c', 'command -v wireguard-go'], { allowFailure: true })).exitCode,
+      0,
+      'wireguard-go is not installed',
+    );
+    assert.match(
+      (await vm.exec('ls', ['/var/cache/apt/archives'])).stdout,
+      /^wireguard-go_.*\.deb$/m,
+      "but its .deb is in apt's cache",
+    );
   });
 
   it('node A (systemd): implementation = auto ends up on kernel WireGuard — wg-quick@wg0 creates a kernel link, no wireguard-go runs', async () => {
     await vm.writeFile('/var/tmp/ca.crt', api.caPem!);
     await vm.writeFile('/var/tmp/token', TOKEN, 0o600);
-    await vm.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token']);
-    assert.match(await vm.readFile('/etc/wg-overlay/wg-overlay.conf'), /^# implementation = auto$/m, 'the shipped config leaves implementation at auto');
+    await vm.exec('wg-overlay', [
+      'kubeconfig',
+      '--server',
+      api.url!,
+      '--ca',
+      '/var/tmp/ca.crt',
+      '--token-file',
+      '/var/tmp/token',
+    ]);
+    assert.match(
+      await vm.readFile('/etc/wg-overlay/wg-overlay.conf'),
+      /^# implementation = auto$/m,
+      'the shipped config leaves implementation at auto',
+    );
     await vm.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 5 * 60_000 });
     assert.equal((await vm.show('wg-overlay', ['ActiveState'])).ActiveState, 'active');
     const link = await a.link();
     assert.equal(link?.kind, 'wireguard', `wg0: ${JSON.stringify(link)}`);
-    assert.equal((await vm.exec('pgrep', ['-x', 'wireguard-go'], { allowFailure: true })).exitCode, 1, 'no wireguard-go process');
+    assert.equal(
+      (await vm.exec('pgrep', ['-x', 'wireguard-go'], { allowFailure: true })).exitCode,
+      1,
+      'no wireguard-go process',
+    );
     const quick = (await vm.journal(['-u', 'wg-quick@wg0'])).map((e) => e.MESSAGE);
-    assert.ok(quick.some((m) => /^\[#\] ip link add wg0 type wireguard$/.test(m)), quick.join('\n'));
+    assert.ok(
+      quick.some((m) => /^\[#\] ip link add wg0 type wireguard$/.test(m)),
+      quick.join('\n'),
+    );
     assert.ok(!quick.some((m) => /userspace|wireguard-go/i.test(m)), quick.join('\n'));
     const log = await daemonLog('wg-overlay');
-    assert.ok(log.some((m) => /^wg0 runs on kernel WireGuard/.test(m)), log.join('\n'));
+    assert.ok(
+      log.some((m) => /^wg0 runs on kernel WireGuard/.test(m)),
+      log.join('\n'),
+    );
   });
 
   it('nodes B and C (namespaces, no systemd): implementation = auto creates their links with `ip link add … type wireguard` in the kernel', async () => {
@@ -234,11 +326,19 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     for (const n of [b, c]) {
       const link = await waitFor(`${n.name}'s link`, () => n.link(), 60_000, 250);
       assert.equal(link.kind, 'wireguard', `${n.name}: ${JSON.stringify(link)}`);
-      const log = await waitFor(`${n.name}'s daemon to say how it created its link`, async () => {
-        const l = await daemonLog(n.unit);
-        return l.some((m) => /^created wg[bc] directly \(kernel WireGuard, no systemd\)/.test(m)) && l;
-      }, 60_000, 500);
-      assert.ok(log.some((m) => new RegExp(`^exec: ip link add dev ${n.spec.iface} type wireguard$`).test(m)), log.join('\n'));
+      const log = await waitFor(
+        `${n.name}'s daemon to say how it created its link`,
+        async () => {
+          const l = await daemonLog(n.unit);
+          return l.some((m) => /^created wg[bc] directly \(kernel WireGuard, no systemd\)/.test(m)) && l;
+        },
+        60_000,
+        500,
+      );
+      assert.ok(
+        log.some((m) => new RegExp(`^exec: ip link add dev ${n.spec.iface} type wireguard$`).test(m)),
+        log.join('\n'),
+      );
       assert.ok(!log.some((m) => /wireguard-go/.test(m)), log.join('\n'));
     }
   });
@@ -249,8 +349,14 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
       const dev = (await n.device())!;
       for (const o of [a, b, c].filter((x) => x !== n)) {
         const peer = dev.peers.find((p) => p.publicKey === publicKey(o))!;
-        const six = ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_OVERLAY_ADDRESS6];
-        assert.deepEqual([...peer.allowedIPs].sort(), [o.spec.podCidr, `${overlay(o)}/32`, ...(six ? [`${six}/128`] : [])].sort(), `${n.name}'s peer ${o.name}`);
+        const six = ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[
+          ANNOTATION_OVERLAY_ADDRESS6
+        ];
+        assert.deepEqual(
+          [...peer.allowedIPs].sort(),
+          [o.spec.podCidr, `${overlay(o)}/32`, ...(six ? [`${six}/128`] : [])].sort(),
+          `${n.name}'s peer ${o.name}`,
+        );
         assert.equal(peer.endpoint, `${o.spec.address}:51820`);
       }
     }
@@ -259,35 +365,57 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
   it('pods ping each other through the kernel tunnels, every pair, with handshakes on every link', async () => {
     for (const n of [a, b, c]) {
       for (const o of [a, b, c].filter((x) => x !== n)) {
-        const r = await n.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', o.podIp], { allowFailure: true, timeoutMs: 30_000 });
+        const r = await n.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', o.podIp], {
+          allowFailure: true,
+          timeoutMs: 30_000,
+        });
         assert.match(r.stdout, /3 received/, `${n.name}'s pod → ${o.name}'s pod (${o.podIp}):\n${r.stdout}${r.stderr}`);
       }
       const hs = (await n.device())!.peers.map((p) => p.latestHandshake);
-      assert.ok(hs.every((t) => t > 0), `${n.name}: handshakes ${hs.join(', ')}`);
+      assert.ok(
+        hs.every((t) => t > 0),
+        `${n.name}: handshakes ${hs.join(', ')}`,
+      );
     }
   });
 
   it('MTU on a kernel link: mtu = auto gives the underlay MTU minus 80, and packets of exactly that size cross unfragmented', async () => {
     const want = UNDERLAY_MTU - 80;
     for (const n of [a, b, c]) assert.equal((await n.link())!.mtu, want, `${n.name}'s ${n.spec.iface}`);
-    const fits = await b.exec('ping', ['-M', 'do', '-s', String(want - 28), '-c', '3', '-i', '0.2', '-W', '3', overlay(c)], { allowFailure: true, timeoutMs: 30_000 });
+    const fits = await b.exec(
+      'ping',
+      ['-M', 'do', '-s', String(want - 28), '-c', '3', '-i', '0.2', '-W', '3', overlay(c)],
+      { allowFailure: true, timeoutMs: 30_000 },
+    );
     assert.match(fits.stdout, /3 received/, `${want}-byte packets B → C:\n${fits.stdout}${fits.stderr}`);
-    const over = await b.exec('ping', ['-M', 'do', '-s', String(want - 27), '-c', '1', '-W', '3', overlay(c)], { allowFailure: true, timeoutMs: 30_000 });
-    assert.match(over.stdout + over.stderr, new RegExp(`message too long, mtu=${want}`), `${want + 1}-byte packets must not fit:\n${over.stdout}${over.stderr}`);
+    const over = await b.exec('ping', ['-M', 'do', '-s', String(want - 27), '-c', '1', '-W', '3', overlay(c)], {
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
+    assert.match(
+      over.stdout + over.stderr,
+      new RegExp(`message too long, mtu=${want}`),
+      `${want + 1}-byte packets must not fit:\n${over.stdout}${over.stderr}`,
+    );
   });
 
   it('peers change live with `wg set`: a node joins and leaves while pods ping at 20/s — no packet lost, no link recreated', async () => {
     const before = await links([a, b, c]);
     const cursor = await vm.cursor();
     // 30 s of pings, B's pod → C's pod and C's pod → A's pod, across the join and the leave.
-    const pings = [b.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', c.podIp], { allowFailure: true, timeoutMs: 90_000 }),
-      c.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', a.podIp], { allowFailure: true, timeoutMs: 90_000 })];
+    const pings = [
+      b.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', c.podIp], { allowFailure: true, timeoutMs: 90_000 }),
+      c.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', a.podIp], { allowFailure: true, timeoutMs: 90_000 }),
+    ];
     const pingsDone = Promise.all(pings).then(() => Date.now());
     const d = await namespaceNode('wgk-d', 4);
     await d.startDaemon('/etc/wgk/kubeconfig');
     await waitForMesh([a, b, c, d]);
     const dKey = publicKey(d);
-    const r = await d.podExec('ping', ['-c', '2', '-i', '0.2', '-W', '3', a.podIp], { allowFailure: true, timeoutMs: 30_000 });
+    const r = await d.podExec('ping', ['-c', '2', '-i', '0.2', '-W', '3', a.podIp], {
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
     assert.match(r.stdout, /2 received/, `D's pod → A's pod:\n${r.stdout}${r.stderr}`);
     await d.stopDaemon();
     api.deleteNode(d.name);
@@ -298,32 +426,58 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     for (const [i, res] of results.entries()) {
       const { sent, received } = pingCounts(res.stdout);
       assert.equal(sent, 600);
-      assert.equal(received, 600, `flow ${i}: ${sent - received} of ${sent} pings lost:\n${res.stdout.split('\n').slice(-4).join('\n')}`);
+      assert.equal(
+        received,
+        600,
+        `flow ${i}: ${sent - received} of ${sent} pings lost:\n${res.stdout.split('\n').slice(-4).join('\n')}`,
+      );
     }
     assert.deepEqual(await links([a, b, c]), before, 'no link was recreated (same interface indexes)');
     const log = await daemonLog('wg-overlay', cursor);
-    assert.ok(log.some((m) => /^added peer wgk-d /.test(m)), log.join('\n'));
-    assert.ok(log.some((m) => /^removed peer wgk-d /.test(m)), log.join('\n'));
+    assert.ok(
+      log.some((m) => /^added peer wgk-d /.test(m)),
+      log.join('\n'),
+    );
+    assert.ok(
+      log.some((m) => /^removed peer wgk-d /.test(m)),
+      log.join('\n'),
+    );
     assert.ok(!log.some((m) => /restarted wg-quick/.test(m)), log.join('\n'));
     // B logs its commands (debug): D came and went as one `wg set` each on the live wgb, nothing recreated.
     const bLog = await daemonLog(b.unit, cursor);
     const wgSet = bLog.filter((m) => m.startsWith(`exec: wg set wgb peer ${dKey} `));
-    assert.ok(wgSet.some((m) => / allowed-ips /.test(m)), `B added D with wg set:\n${bLog.join('\n')}`);
-    assert.ok(wgSet.some((m) => m === `exec: wg set wgb peer ${dKey} remove`), `B removed D with wg set:\n${bLog.join('\n')}`);
-    assert.ok(!bLog.some((m) => /^exec: ip link (add|del)|created wgb|wg-quick|syncconf|setconf/.test(m)), `B touched its link beyond wg set:\n${bLog.join('\n')}`);
+    assert.ok(
+      wgSet.some((m) => / allowed-ips /.test(m)),
+      `B added D with wg set:\n${bLog.join('\n')}`,
+    );
+    assert.ok(
+      wgSet.some((m) => m === `exec: wg set wgb peer ${dKey} remove`),
+      `B removed D with wg set:\n${bLog.join('\n')}`,
+    );
+    assert.ok(
+      !bLog.some((m) => /^exec: ip link (add|del)|created wgb|wg-quick|syncconf|setconf/.test(m)),
+      `B touched its link beyond wg set:\n${bLog.join('\n')}`,
+    );
     await vm.sh(`ip link del v-wgk-d; ip netns del wgk-d; ip netns del wgk-d-pod; ip link del wgd 2>/dev/null; true`);
   });
 
   it('a daemon restart keeps the mesh up: `systemctl restart wg-overlay` on A loses no ping and keeps wg0', async () => {
     const before = await a.link();
     const pid = (await vm.show('wg-overlay', ['MainPID'])).MainPID;
-    const ping = b.podExec('ping', ['-c', '300', '-i', '0.05', '-W', '2', a.podIp], { allowFailure: true, timeoutMs: 60_000 });
+    const ping = b.podExec('ping', ['-c', '300', '-i', '0.05', '-W', '2', a.podIp], {
+      allowFailure: true,
+      timeoutMs: 60_000,
+    });
     await vm.exec('systemctl', ['restart', 'wg-overlay'], { timeoutMs: 120_000 });
     const restarted = Date.now();
     const res = await ping;
     const { sent, received } = pingCounts(res.stdout);
     assert.notEqual((await vm.show('wg-overlay', ['MainPID'])).MainPID, pid, 'the daemon was restarted');
-    assert.equal(received, sent, `${sent - received} of ${sent} pings lost across the restart:\n${res.stdout.split('\n').slice(-4).join('\n')}`);
+    assert.equal(
+      received,
+      sent,
+      `${sent - received} of ${sent} pings lost across the restart:\n${res.stdout.split('\n').slice(-4).join('\n')}`,
+    );
     assert.ok(Date.now() - restarted < 60_000);
     assert.deepEqual(await a.link(), before, 'wg0 was kept');
     await waitForMesh([a, b, c]);
@@ -331,27 +485,51 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
 
   it('apply = restart: a peer change restarts wg-quick@wg0 through the real systemd D-Bus API, and the kernel link comes back with peers and routes', async () => {
     const before = (await a.link())!;
-    await vm.sh("sed -i 's/^# apply = set$/apply = restart/' /etc/wg-overlay/wg-overlay.conf && grep -q '^apply = restart$' /etc/wg-overlay/wg-overlay.conf");
+    await vm.sh(
+      "sed -i 's/^# apply = set$/apply = restart/' /etc/wg-overlay/wg-overlay.conf && grep -q '^apply = restart$' /etc/wg-overlay/wg-overlay.conf",
+    );
     await vm.exec('systemctl', ['reload', 'wg-overlay']);
     const cursor = await vm.cursor();
     // A second PodCIDR for C: one peer change on A.
     const extra = '10.244.13.0/24';
     api.patchNode(c.name, { spec: { podCIDRs: [c.spec.podCidr, extra] } });
-    const restart = await vm.waitForEntry(cursor, 'wg-overlay', (e) => /^restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and 1 peer change/.test(e.MESSAGE), 60_000);
+    const restart = await vm.waitForEntry(
+      cursor,
+      'wg-overlay',
+      (e) =>
+        /^restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and 1 peer change/.test(
+          e.MESSAGE,
+        ),
+      60_000,
+    );
     assert.equal(restart.PRIORITY, 6);
-    const unit = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).filter((e) => e.SYSLOG_IDENTIFIER === 'systemd').map((e) => e.MESSAGE);
-    assert.ok(unit.some((m) => /^Stopped wg-quick@wg0\.service/.test(m)) && unit.some((m) => /^Finished wg-quick@wg0\.service/.test(m)), unit.join('\n'));
-    const after = await waitFor('wg0 back with C\'s second PodCIDR routed', async () => {
-      const l = await a.link();
-      const routes = await a.routes();
-      return l && routes.some((r) => r.dst === extra && r.dev === 'wg0') && l;
-    }, 60_000, 250);
+    const unit = (await vm.entriesAfter(cursor, 'wg-quick@wg0'))
+      .filter((e) => e.SYSLOG_IDENTIFIER === 'systemd')
+      .map((e) => e.MESSAGE);
+    assert.ok(
+      unit.some((m) => /^Stopped wg-quick@wg0\.service/.test(m)) &&
+        unit.some((m) => /^Finished wg-quick@wg0\.service/.test(m)),
+      unit.join('\n'),
+    );
+    const after = await waitFor(
+      "wg0 back with C's second PodCIDR routed",
+      async () => {
+        const l = await a.link();
+        const routes = await a.routes();
+        return l && routes.some((r) => r.dst === extra && r.dev === 'wg0') && l;
+      },
+      60_000,
+      250,
+    );
     assert.notEqual(after.ifindex, before.ifindex, 'wg0 was recreated');
     assert.equal(after.kind, 'wireguard', 'still kernel WireGuard');
     assert.equal(after.mtu, before.mtu);
     assert.equal((await vm.exec('pgrep', ['-x', 'wireguard-go'], { allowFailure: true })).exitCode, 1);
     assert.equal((await vm.show('wg-overlay', ['NRestarts'])).NRestarts, '0');
-    const r = await a.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', c.podIp], { allowFailure: true, timeoutMs: 30_000 });
+    const r = await a.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', c.podIp], {
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
     assert.match(r.stdout, /3 received/, `A's pod → C's pod after the restart:\n${r.stdout}${r.stderr}`);
     await vm.sh("sed -i 's/^apply = restart$/# apply = set/' /etc/wg-overlay/wg-overlay.conf");
     await vm.exec('systemctl', ['reload', 'wg-overlay']);
@@ -369,17 +547,31 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
   });
 
   it('figure: pod-to-pod throughput through kernel WireGuard (iperf3), and over the bare underlay for comparison', async () => {
-    figures.mbitPerS.kernel = await iperf((cmd, args) => b.podExec(cmd, args, { timeoutMs: 60_000 }), (cmd, args) => c.podExec(cmd, args), c.podIp);
-    figures.mbitPerS.underlay = await iperf((cmd, args) => b.exec(cmd, args, { timeoutMs: 60_000 }), (cmd, args) => c.exec(cmd, args), c.spec.address);
-    console.log(`      (kernel WireGuard ${figures.mbitPerS.kernel.toFixed(0)} Mbit/s, underlay ${figures.mbitPerS.underlay.toFixed(0)} Mbit/s)`);
+    figures.mbitPerS.kernel = await iperf(
+      (cmd, args) => b.podExec(cmd, args, { timeoutMs: 60_000 }),
+      (cmd, args) => c.podExec(cmd, args),
+      c.podIp,
+    );
+    figures.mbitPerS.underlay = await iperf(
+      (cmd, args) => b.exec(cmd, args, { timeoutMs: 60_000 }),
+      (cmd, args) => c.exec(cmd, args),
+      c.spec.address,
+    );
+    console.log(
+      `      (kernel WireGuard ${figures.mbitPerS.kernel.toFixed(0)} Mbit/s, underlay ${figures.mbitPerS.underlay.toFixed(0)} Mbit/s)`,
+    );
   });
 
   // ---- WireGuard taken away, then given back as wireguard-go ------------------------------------
 
   /** What the daemons say when there is no WireGuard at all (the loop's line, once). */
-  const NO_WIREGUARD = /^apply failed: no WireGuard on this node: the kernel cannot create WireGuard links \(ip link add … type wireguard: Error: Unknown device type; the wireguard module is missing, blacklisted or refused\) and wireguard-go is not installed\. Install wireguard-go \(Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go\)/;
+  const NO_WIREGUARD =
+    /^apply failed: no WireGuard on this node: the kernel cannot create WireGuard links \(ip link add … type wireguard: Error: Unknown device type; the wireguard module is missing, blacklisted or refused\) and wireguard-go is not installed\. Install wireguard-go \(Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go\)/;
   /** The one line that says the daemon fell back, and why. */
-  const FALLBACK = (iface: string): RegExp => new RegExp(`^${iface} runs on userspace wireguard-go: kernel WireGuard is not available \\(ip link add … type wireguard: Error: Unknown device type\\); throughput is lower than in the kernel$`);
+  const FALLBACK = (iface: string): RegExp =>
+    new RegExp(
+      `^${iface} runs on userspace wireguard-go: kernel WireGuard is not available \\(ip link add … type wireguard: Error: Unknown device type\\); throughput is lower than in the kernel$`,
+    );
   let takenAway: { cursor: string; pidA: string; pidB: string } | undefined;
 
   it('module blacklisted and refused, no wireguard-go: both daemons say exactly what to install, once, and keep retrying in the same process', async () => {
@@ -389,10 +581,17 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     await vm.exec('systemctl', ['stop', 'wg-overlay', 'wg-quick@wg0']);
     await b.exec('ip', ['link', 'del', 'wgb']);
     await c.exec('ip', ['link', 'del', 'wgc']);
-    await vm.writeFile('/etc/modprobe.d/wgk-no-wireguard.conf', '# kernel tier: WireGuard blacklisted and refused\nblacklist wireguard\ninstall wireguard /bin/false\n');
+    await vm.writeFile(
+      '/etc/modprobe.d/wgk-no-wireguard.conf',
+      '# kernel tier: WireGuard blacklisted and refused\nblacklist wireguard\ninstall wireguard /bin/false\n',
+    );
     // Links of deleted namespaces go away asynchronously: the module may be busy for a moment.
     await vm.sh('for i in $(seq 50); do modprobe -r wireguard && exit 0; sleep 0.2; done; exit 1');
-    assert.notEqual((await vm.exec('test', ['-e', '/sys/module/wireguard'], { allowFailure: true })).exitCode, 0, 'the module is unloaded');
+    assert.notEqual(
+      (await vm.exec('test', ['-e', '/sys/module/wireguard'], { allowFailure: true })).exitCode,
+      0,
+      'the module is unloaded',
+    );
     const probe = await vm.exec('ip', ['link', 'add', 'wgprobe', 'type', 'wireguard'], { allowFailure: true });
     assert.match(probe.stderr, /Unknown device type/, 'the kernel can no longer create WireGuard links');
 
@@ -407,47 +606,108 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
     // Retries back off from 0.5 s, doubling: in 15 s each daemon tries several more times.
     await new Promise((r) => setTimeout(r, 15_000));
     const unitA = await vm.show('wg-overlay', ['ActiveState', 'SubState', 'MainPID', 'NRestarts']);
-    assert.deepEqual(unitA, { ActiveState: 'activating', SubState: 'start', MainPID: pidA, NRestarts: '0' }, 'A: the same process, still starting (no READY without WireGuard), never restarted');
-    assert.deepEqual(await vm.show(b.unit, ['ActiveState', 'MainPID']), { ActiveState: 'active', MainPID: pidB }, 'B: the same process');
-    const starts = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).filter((e) => /^Starting wg-quick@wg0\.service/.test(e.MESSAGE)).length;
+    assert.deepEqual(
+      unitA,
+      { ActiveState: 'activating', SubState: 'start', MainPID: pidA, NRestarts: '0' },
+      'A: the same process, still starting (no READY without WireGuard), never restarted',
+    );
+    assert.deepEqual(
+      await vm.show(b.unit, ['ActiveState', 'MainPID']),
+      { ActiveState: 'active', MainPID: pidB },
+      'B: the same process',
+    );
+    const starts = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).filter((e) =>
+      /^Starting wg-quick@wg0\.service/.test(e.MESSAGE),
+    ).length;
     assert.ok(starts >= 3, `A retried: wg-quick@wg0 was started ${starts} times`);
     const wrapper = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).map((e) => e.MESSAGE);
-    assert.ok(wrapper.some((m) => m === 'wg-overlay: the kernel has no WireGuard and wireguard-go is not installed (apt install wireguard-go)'), wrapper.join('\n'));
-    const bTries = (await daemonLog(b.unit, cursor)).filter((m) => m === 'exec: ip link add dev wgb type wireguard').length;
+    assert.ok(
+      wrapper.some(
+        (m) =>
+          m === 'wg-overlay: the kernel has no WireGuard and wireguard-go is not installed (apt install wireguard-go)',
+      ),
+      wrapper.join('\n'),
+    );
+    const bTries = (await daemonLog(b.unit, cursor)).filter(
+      (m) => m === 'exec: ip link add dev wgb type wireguard',
+    ).length;
     assert.ok(bTries >= 3, `B retried: ${bTries} attempts to create wgb`);
     for (const unit of ['wg-overlay', b.unit]) {
       const log = await daemonLog(unit, cursor);
-      assert.equal(log.filter((m) => NO_WIREGUARD.test(m)).length, 1, `${unit}: one line saying what to install, not one per retry:\n${log.filter((m) => !m.startsWith('exec: ')).join('\n')}`);
+      assert.equal(
+        log.filter((m) => NO_WIREGUARD.test(m)).length,
+        1,
+        `${unit}: one line saying what to install, not one per retry:\n${log.filter((m) => !m.startsWith('exec: ')).join('\n')}`,
+      );
     }
     takenAway = { cursor, pidA, pidB };
   });
 
-  it('wireguard-go installed from apt\'s cache (no network): the same daemons come up on it at their next retry, each saying so in one line', async () => {
+  it("wireguard-go installed from apt's cache (no network): the same daemons come up on it at their next retry, each saying so in one line", async () => {
     assert.ok(takenAway, 'the previous test took WireGuard away');
     const { cursor, pidA, pidB } = takenAway;
-    await vm.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    await vm.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], {
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 5 * 60_000,
+    });
     await vm.waitForUnit('wg-overlay', ['ActiveState'], (p) => p.ActiveState === 'active', 120_000);
-    assert.deepEqual(await vm.show('wg-overlay', ['MainPID', 'NRestarts']), { MainPID: pidA, NRestarts: '0' }, 'A came up in the process that was retrying');
+    assert.deepEqual(
+      await vm.show('wg-overlay', ['MainPID', 'NRestarts']),
+      { MainPID: pidA, NRestarts: '0' },
+      'A came up in the process that was retrying',
+    );
     assert.equal((await a.link())?.kind, 'tun', 'wg0 is a wireguard-go tun device');
-    const procs = (await vm.exec('ps', ['-o', 'user:32=,args=', '-C', 'wireguard-go'])).stdout.split('\n').map((l) => l.trim().split(/\s+/));
-    assert.deepEqual(procs.find((p) => p[2] === 'wg0')?.[0], 'wg-overlay', `wg0's wireguard-go runs as user wg-overlay (the package's wrapper): ${JSON.stringify(procs)}`);
+    const procs = (await vm.exec('ps', ['-o', 'user:32=,args=', '-C', 'wireguard-go'])).stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(
+      procs.find((p) => p[2] === 'wg0')?.[0],
+      'wg-overlay',
+      `wg0's wireguard-go runs as user wg-overlay (the package's wrapper): ${JSON.stringify(procs)}`,
+    );
     const quick = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).map((e) => e.MESSAGE);
-    assert.ok(quick.includes('[!] Missing WireGuard kernel module. Falling back to slow userspace implementation.'), quick.join('\n'));
+    assert.ok(
+      quick.includes('[!] Missing WireGuard kernel module. Falling back to slow userspace implementation.'),
+      quick.join('\n'),
+    );
     await waitFor('B on wireguard-go', async () => (await b.link())?.kind === 'tun', 120_000, 500);
     assert.equal((await vm.show(b.unit, ['MainPID'])).MainPID, pidB, 'B came up in the process that was retrying');
-    for (const [unit, iface] of [['wg-overlay', 'wg0'], [b.unit, 'wgb']] as const) {
-      const log = await waitFor(`${unit}'s fallback line`, async () => {
-        const l = await daemonLog(unit, cursor);
-        return l.some((m) => FALLBACK(iface).test(m)) && l;
-      }, 30_000, 500);
-      assert.equal(log.filter((m) => /runs on|WireGuard is not available/.test(m)).length, 1, `${unit}: one line:\n${log.filter((m) => !m.startsWith('exec: ')).join('\n')}`);
+    for (const [unit, iface] of [
+      ['wg-overlay', 'wg0'],
+      [b.unit, 'wgb'],
+    ] as const) {
+      const log = await waitFor(
+        `${unit}'s fallback line`,
+        async () => {
+          const l = await daemonLog(unit, cursor);
+          return l.some((m) => FALLBACK(iface).test(m)) && l;
+        },
+        30_000,
+        500,
+      );
+      assert.equal(
+        log.filter((m) => /runs on|WireGuard is not available/.test(m)).length,
+        1,
+        `${unit}: one line:\n${log.filter((m) => !m.startsWith('exec: ')).join('\n')}`,
+      );
     }
     await c.startDaemon('/etc/wgk/kubeconfig');
     await waitForMesh([a, b, c], 120_000);
     assert.equal((await c.link())?.kind, 'tun');
-    for (const [n, o] of [[a, b], [b, c], [c, a]] as const) {
-      const r = await n.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', o.podIp], { allowFailure: true, timeoutMs: 30_000 });
-      assert.match(r.stdout, /3 received/, `${n.name}'s pod → ${o.name}'s pod over wireguard-go:\n${r.stdout}${r.stderr}`);
+    for (const [n, o] of [
+      [a, b],
+      [b, c],
+      [c, a],
+    ] as const) {
+      const r = await n.podExec('ping', ['-c', '3', '-i', '0.2', '-W', '3', o.podIp], {
+        allowFailure: true,
+        timeoutMs: 30_000,
+      });
+      assert.match(
+        r.stdout,
+        /3 received/,
+        `${n.name}'s pod → ${o.name}'s pod over wireguard-go:\n${r.stdout}${r.stderr}`,
+      );
     }
   });
 
@@ -461,7 +721,11 @@ describe('kernel: WireGuard in Debian 12\'s own kernel, in a qemu VM (software e
   });
 
   it('figure: pod-to-pod throughput through wireguard-go (iperf3)', async () => {
-    figures.mbitPerS.userspace = await iperf((cmd, args) => b.podExec(cmd, args, { timeoutMs: 60_000 }), (cmd, args) => c.podExec(cmd, args), c.podIp);
+    figures.mbitPerS.userspace = await iperf(
+      (cmd, args) => b.podExec(cmd, args, { timeoutMs: 60_000 }),
+      (cmd, args) => c.podExec(cmd, args),
+      c.podIp,
+    );
     console.log(`      (wireguard-go ${figures.mbitPerS.userspace.toFixed(0)} Mbit/s)`);
   });
 });

@@ -36,7 +36,12 @@ async function outcome(p: Promise<unknown>): Promise<{ code: number; body: Recor
   }
 }
 
-const NODE_RULE = { apiGroups: [''], apiVersions: ['v1'], resources: ['nodes'], operations: ['CREATE', 'UPDATE', 'DELETE'] };
+const NODE_RULE = {
+  apiGroups: [''],
+  apiVersions: ['v1'],
+  resources: ['nodes'],
+  operations: ['CREATE', 'UPDATE', 'DELETE'],
+};
 const ALICE_ONLY = [{ name: 'alice', expression: "request.userInfo.username == 'alice'" }];
 const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 
@@ -50,16 +55,30 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
   let adminEnv: KubectlEnv;
 
   /** Creates a policy and its binding (through the API, as an admin). */
-  async function install(name: string, spec: Record<string, unknown>, actions: string[] = ['Deny'], bindingSpec: Record<string, unknown> = {}): Promise<void> {
+  async function install(
+    name: string,
+    spec: Record<string, unknown>,
+    actions: string[] = ['Deny'],
+    bindingSpec: Record<string, unknown> = {},
+  ): Promise<void> {
     server.createObjects([
       { apiVersion: VAP, kind: 'ValidatingAdmissionPolicy', metadata: { name }, spec },
-      { apiVersion: VAP, kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: `${name}-binding` }, spec: { policyName: name, validationActions: actions, ...bindingSpec } },
+      {
+        apiVersion: VAP,
+        kind: 'ValidatingAdmissionPolicyBinding',
+        metadata: { name: `${name}-binding` },
+        spec: { policyName: name, validationActions: actions, ...bindingSpec },
+      },
     ]);
   }
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kube-api-admission-'));
-    server = new KubeApiServer({ token: ADMIN, users: { [ALICE]: { username: 'alice', groups: ['devs', 'system:authenticated'], extra: { team: ['net'] } } }, admission: true });
+    server = new KubeApiServer({
+      token: ADMIN,
+      users: { [ALICE]: { username: 'alice', groups: ['devs', 'system:authenticated'], extra: { team: ['net'] } } },
+      admission: true,
+    });
     await server.start();
     alice = client(server, ALICE);
     admin = client(server, ADMIN);
@@ -80,81 +99,158 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       server.resource('validatingadmissionpolicies', 'admissionregistration.k8s.io').delete(p.metadata!.name!);
     }
     for (const n of server.listNodes()) server.deleteNode(n.metadata!.name!);
-    server.createNode({ metadata: { name: 'n1', labels: { zone: 'a' } }, spec: { podCIDR: '10.0.1.0/24' }, status: { addresses: [] } });
+    server.createNode({
+      metadata: { name: 'n1', labels: { zone: 'a' } },
+      spec: { podCIDR: '10.0.1.0/24' },
+      status: { addresses: [] },
+    });
   });
 
   it('a policy made with `kubectl create -f` is enforced on patch, update, create and delete, only for the users it matches', async () => {
     const manifest = join(dir, 'policy.json');
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(manifest, JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        {
-          apiVersion: VAP, kind: 'ValidatingAdmissionPolicy', metadata: { name: 'no-frozen' },
-          spec: {
-            matchConstraints: { resourceRules: [NODE_RULE] },
-            matchConditions: ALICE_ONLY,
-            validations: [
-              { expression: "request.operation != 'DELETE'", message: 'alice may not delete Nodes' },
-              { expression: "request.operation == 'DELETE' || !has(object.metadata.labels) || !('frozen' in object.metadata.labels)", messageExpression: "'Node ' + object.metadata.name + ' may not be frozen'" },
-            ],
+    await writeFile(
+      manifest,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          {
+            apiVersion: VAP,
+            kind: 'ValidatingAdmissionPolicy',
+            metadata: { name: 'no-frozen' },
+            spec: {
+              matchConstraints: { resourceRules: [NODE_RULE] },
+              matchConditions: ALICE_ONLY,
+              validations: [
+                { expression: "request.operation != 'DELETE'", message: 'alice may not delete Nodes' },
+                {
+                  expression:
+                    "request.operation == 'DELETE' || !has(object.metadata.labels) || !('frozen' in object.metadata.labels)",
+                  messageExpression: "'Node ' + object.metadata.name + ' may not be frozen'",
+                },
+              ],
+            },
           },
-        },
-        { apiVersion: VAP, kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'no-frozen' }, spec: { policyName: 'no-frozen', validationActions: ['Deny'] } },
-      ],
-    }));
+          {
+            apiVersion: VAP,
+            kind: 'ValidatingAdmissionPolicyBinding',
+            metadata: { name: 'no-frozen' },
+            spec: { policyName: 'no-frozen', validationActions: ['Deny'] },
+          },
+        ],
+      }),
+    );
     const created = await kubectl(adminEnv, ['create', '-f', manifest, '--validate=false']);
     assert.equal(created.code, 0, created.stderr);
-    const denial = "ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: Node n1 may not be frozen";
+    const denial =
+      "ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: Node n1 may not be frozen";
 
-    const patched = await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: 'yes' } } } }, merge));
+    const patched = await outcome(
+      alice.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: 'yes' } } } }, merge),
+    );
     assert.equal(patched.code, 422);
     assert.deepEqual(patched.body, {
-      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', code: 422, reason: 'Invalid',
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      code: 422,
+      reason: 'Invalid',
       message: `nodes "n1" is forbidden: ${denial}`,
       details: { name: 'n1', kind: 'nodes', causes: [{ message: denial }] },
     });
     const node = await admin.readNode({ name: 'n1' });
-    assert.equal((await outcome(alice.replaceNode({ name: 'n1', body: { ...node, metadata: { ...node.metadata, labels: { frozen: '1' } } } }))).code, 422);
-    assert.equal((await outcome(alice.createNode({ body: { metadata: { name: 'n2', labels: { frozen: '1' } } } }))).code, 422);
+    assert.equal(
+      (
+        await outcome(
+          alice.replaceNode({ name: 'n1', body: { ...node, metadata: { ...node.metadata, labels: { frozen: '1' } } } }),
+        )
+      ).code,
+      422,
+    );
+    assert.equal(
+      (await outcome(alice.createNode({ body: { metadata: { name: 'n2', labels: { frozen: '1' } } } }))).code,
+      422,
+    );
     const del = await outcome(alice.deleteNode({ name: 'n1' }));
-    assert.deepEqual([del.code, del.body.message], [422, "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: alice may not delete Nodes"]);
+    assert.deepEqual(
+      [del.code, del.body.message],
+      [
+        422,
+        "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: alice may not delete Nodes",
+      ],
+    );
     assert.deepEqual(server.getNode('n1')?.metadata?.labels, { zone: 'a' }, 'nothing was written');
     assert.equal(server.getNode('n2'), undefined);
 
     // What the policy allows goes through, and other users are not matched.
-    assert.equal((await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { ok: '1' } } } }, merge))).code, 200);
-    assert.equal((await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: '1' } } } }, merge))).code, 200);
+    assert.equal(
+      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { ok: '1' } } } }, merge))).code,
+      200,
+    );
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: '1' } } } }, merge))).code,
+      200,
+    );
     const k = await kubectl(aliceEnv, ['label', 'node', 'n1', 'frozen=2', '--overwrite']);
     assert.notEqual(k.code, 0);
     // kubectl renders a 422 from its causes, as it does with a real cluster's.
-    assert.match(k.stderr, /The nodes "n1" is invalid: : ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: Node n1 may not be frozen/);
+    assert.match(
+      k.stderr,
+      /The nodes "n1" is invalid: : ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: Node n1 may not be frozen/,
+    );
   });
 
   it('a validation with reason Forbidden is answered with 403 Forbidden', async () => {
-    await install('forbid', { matchConstraints: { resourceRules: [NODE_RULE] }, matchConditions: ALICE_ONLY, validations: [{ expression: 'false', message: 'no', reason: 'Forbidden' }] });
+    await install('forbid', {
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      matchConditions: ALICE_ONLY,
+      validations: [{ expression: 'false', message: 'no', reason: 'Forbidden' }],
+    });
     const r = await outcome(alice.patchNode({ name: 'n1', body: { metadata: { annotations: { a: 'b' } } } }, merge));
-    assert.deepEqual([r.code, r.body.reason, r.body.message], [403, 'Forbidden', "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'forbid' with binding 'forbid-binding' denied request: no"]);
+    assert.deepEqual(
+      [r.code, r.body.reason, r.body.message],
+      [
+        403,
+        'Forbidden',
+        "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'forbid' with binding 'forbid-binding' denied request: no",
+      ],
+    );
   });
 
   it('without a message the denial quotes the expression; the first failed validation is the one reported', async () => {
-    await install('plain', { matchConstraints: { resourceRules: [NODE_RULE] }, validations: [{ expression: "object.metadata.name != 'n1'" }, { expression: 'false', message: 'second' }] });
+    await install('plain', {
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      validations: [{ expression: "object.metadata.name != 'n1'" }, { expression: 'false', message: 'second' }],
+    });
     const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: 'b' } } } }, merge));
-    assert.equal(r.body.message, "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'plain' with binding 'plain-binding' denied request: failed expression: object.metadata.name != 'n1'");
+    assert.equal(
+      r.body.message,
+      "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'plain' with binding 'plain-binding' denied request: failed expression: object.metadata.name != 'n1'",
+    );
   });
 
   it('request.userInfo (username, groups, extra), request.operation, object and oldObject are what CEL sees', async () => {
     await install('sees', {
       matchConstraints: { resourceRules: [NODE_RULE] },
       matchConditions: ALICE_ONLY,
-      validations: [{
-        expression: "request.operation == 'UPDATE' && 'devs' in request.userInfo.groups && request.userInfo.extra['team'] == ['net'] && " +
-          "oldObject.metadata.labels['zone'] == 'a' && object.metadata.labels['zone'] == 'b' && object.spec.podCIDR == '10.0.1.0/24' && request.name == 'n1'",
-      }],
+      validations: [
+        {
+          expression:
+            "request.operation == 'UPDATE' && 'devs' in request.userInfo.groups && request.userInfo.extra['team'] == ['net'] && " +
+            "oldObject.metadata.labels['zone'] == 'a' && object.metadata.labels['zone'] == 'b' && object.spec.podCIDR == '10.0.1.0/24' && request.name == 'n1'",
+        },
+      ],
     });
-    assert.equal((await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code, 200);
-    assert.equal((await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'c' } } } }, merge))).code, 422);
+    assert.equal(
+      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code,
+      200,
+    );
+    assert.equal(
+      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'c' } } } }, merge))).code,
+      422,
+    );
   });
 
   it('variables: each sees the ones before it; one that fails makes what uses it fail', async () => {
@@ -167,69 +263,156 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       ],
       validations: [{ expression: "variables.zone != 'frozen'", message: 'frozen zone' }],
     });
-    assert.equal((await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code, 200);
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code,
+      200,
+    );
     const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'frozen' } } } }, merge));
     assert.match(r.body.message ?? '', /denied request: frozen zone$/);
-    await install('uses-broken', { matchConstraints: { resourceRules: [NODE_RULE] }, variables: [{ name: 'broken', expression: 'object.metadata.nope' }], validations: [{ expression: 'variables.broken == 1' }] });
+    await install('uses-broken', {
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      variables: [{ name: 'broken', expression: 'object.metadata.nope' }],
+      validations: [{ expression: 'variables.broken == 1' }],
+    });
     const e = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'c' } } } }, merge));
     assert.equal(e.code, 422);
-    assert.match(e.body.message ?? '', /'uses-broken' with binding 'uses-broken-binding' denied request: expression 'variables.broken == 1' resulted in error/);
+    assert.match(
+      e.body.message ?? '',
+      /'uses-broken' with binding 'uses-broken-binding' denied request: expression 'variables.broken == 1' resulted in error/,
+    );
   });
 
   it('failurePolicy: an evaluation error denies under Fail (the default) and admits under Ignore', async () => {
-    const spec = (failurePolicy?: string) => ({ ...(failurePolicy ? { failurePolicy } : {}), matchConstraints: { resourceRules: [NODE_RULE] }, validations: [{ expression: "object.metadata.labels['missing'] == 'x'" }] });
+    const spec = (failurePolicy?: string) => ({
+      ...(failurePolicy ? { failurePolicy } : {}),
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      validations: [{ expression: "object.metadata.labels['missing'] == 'x'" }],
+    });
     await install('fails', spec());
     const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '1' } } } }, merge));
     assert.equal(r.code, 422);
     assert.match(r.body.message ?? '', /expression 'object\.metadata\.labels\['missing'\] == 'x'' resulted in error/);
     server.resource('validatingadmissionpolicybindings', 'admissionregistration.k8s.io').delete('fails-binding');
     await install('ignores', spec('Ignore'));
-    assert.equal((await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '2' } } } }, merge))).code, 200);
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '2' } } } }, merge))).code,
+      200,
+    );
   });
 
   it('match constraints: `nodes` does not cover nodes/status; `nodes/status`, resourceNames and excludeResourceRules do what they say', async () => {
-    await install('main-only', { matchConstraints: { resourceRules: [NODE_RULE] }, matchConditions: ALICE_ONLY, validations: [{ expression: 'false' }] });
-    assert.equal((await outcome(alice.patchNodeStatus({ name: 'n1', body: { status: { phase: 'x' } } }, merge))).code, 200, 'a status write is not matched by "nodes"');
-    await install('status', { matchConstraints: { resourceRules: [{ ...NODE_RULE, resources: ['nodes/status'] }] }, matchConditions: ALICE_ONLY, validations: [{ expression: 'false', message: 'no status' }] });
-    assert.match((await outcome(alice.patchNodeStatus({ name: 'n1', body: { status: { phase: 'y' } } }, merge))).body.message ?? '', /no status$/);
+    await install('main-only', {
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      matchConditions: ALICE_ONLY,
+      validations: [{ expression: 'false' }],
+    });
+    assert.equal(
+      (await outcome(alice.patchNodeStatus({ name: 'n1', body: { status: { phase: 'x' } } }, merge))).code,
+      200,
+      'a status write is not matched by "nodes"',
+    );
+    await install('status', {
+      matchConstraints: { resourceRules: [{ ...NODE_RULE, resources: ['nodes/status'] }] },
+      matchConditions: ALICE_ONLY,
+      validations: [{ expression: 'false', message: 'no status' }],
+    });
+    assert.match(
+      (await outcome(alice.patchNodeStatus({ name: 'n1', body: { status: { phase: 'y' } } }, merge))).body.message ??
+        '',
+      /no status$/,
+    );
     await install('named', {
-      matchConstraints: { resourceRules: [{ ...NODE_RULE, resources: ['*'], resourceNames: ['n9'] }], excludeResourceRules: [{ ...NODE_RULE, resourceNames: ['n9'], operations: ['DELETE'] }] },
+      matchConstraints: {
+        resourceRules: [{ ...NODE_RULE, resources: ['*'], resourceNames: ['n9'] }],
+        excludeResourceRules: [{ ...NODE_RULE, resourceNames: ['n9'], operations: ['DELETE'] }],
+      },
       validations: [{ expression: 'false', message: 'n9 is frozen' }],
     });
     server.createNode({ metadata: { name: 'n9' } });
-    assert.equal((await outcome(admin.patchNode({ name: 'n9', body: { metadata: { annotations: { a: '1' } } } }, merge))).code, 422);
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n9', body: { metadata: { annotations: { a: '1' } } } }, merge))).code,
+      422,
+    );
     assert.equal((await outcome(admin.deleteNode({ name: 'n9' }))).code, 200, 'excluded');
   });
 
   it('a binding with Warn lets the write through with a Warning header (kubectl prints it); Audit only records', async () => {
-    await install('warns', { matchConstraints: { resourceRules: [NODE_RULE] }, matchConditions: ALICE_ONLY, validations: [{ expression: 'false', message: 'think twice' }] }, ['Warn']);
-    await install('audits', { matchConstraints: { resourceRules: [NODE_RULE] }, matchConditions: ALICE_ONLY, validations: [{ expression: 'false', message: 'audited' }] }, ['Audit']);
+    await install(
+      'warns',
+      {
+        matchConstraints: { resourceRules: [NODE_RULE] },
+        matchConditions: ALICE_ONLY,
+        validations: [{ expression: 'false', message: 'think twice' }],
+      },
+      ['Warn'],
+    );
+    await install(
+      'audits',
+      {
+        matchConstraints: { resourceRules: [NODE_RULE] },
+        matchConditions: ALICE_ONLY,
+        validations: [{ expression: 'false', message: 'audited' }],
+      },
+      ['Audit'],
+    );
     const r = await kubectl(aliceEnv, ['annotate', 'node', 'n1', 'x=1']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /Warning: Validation failed for ValidatingAdmissionPolicy 'warns' with binding 'warns-binding': think twice/);
+    assert.match(
+      r.stderr,
+      /Warning: Validation failed for ValidatingAdmissionPolicy 'warns' with binding 'warns-binding': think twice/,
+    );
     assert.doesNotMatch(r.stderr, /audited/);
     assert.equal(server.getNode('n1')?.metadata?.annotations?.x, '1');
   });
 
-  it('a binding\'s objectSelector narrows what its policy sees (new or old object labels)', async () => {
-    await install('selected', { matchConstraints: { resourceRules: [NODE_RULE] }, validations: [{ expression: 'false', message: 'selected' }] }, ['Deny'], { matchResources: { objectSelector: { matchLabels: { locked: 'true' } } } });
-    assert.equal((await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '1' } } } }, merge))).code, 200);
+  it("a binding's objectSelector narrows what its policy sees (new or old object labels)", async () => {
+    await install(
+      'selected',
+      { matchConstraints: { resourceRules: [NODE_RULE] }, validations: [{ expression: 'false', message: 'selected' }] },
+      ['Deny'],
+      { matchResources: { objectSelector: { matchLabels: { locked: 'true' } } } },
+    );
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '1' } } } }, merge))).code,
+      200,
+    );
     server.patchNode('n1', { metadata: { labels: { locked: 'true' } } });
-    assert.equal((await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { locked: null } } } }, merge))).code, 422, 'the old object matches');
+    assert.equal(
+      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { locked: null } } } }, merge))).code,
+      422,
+      'the old object matches',
+    );
   });
 
   it('a policy whose CEL does not compile, or a binding without policyName or actions, is refused with 422 on create', async () => {
-    const policy: KubeObject = { apiVersion: VAP, kind: 'ValidatingAdmissionPolicy', metadata: { name: 'p' }, spec: { matchConstraints: {}, validations: [{ expression: 'object.metadata.name ==' }] } };
+    const policy: KubeObject = {
+      apiVersion: VAP,
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: 'p' },
+      spec: { matchConstraints: {}, validations: [{ expression: 'object.metadata.name ==' }] },
+    };
     const p = await kubectl(adminEnv, ['create', '-f', '-', '--validate=false'], { input: JSON.stringify(policy) });
     assert.notEqual(p.code, 0);
-    assert.match(p.stderr, /The ValidatingAdmissionPolicy "p" is invalid: spec\.validations\[0\]\.expression: Invalid value: "object\.metadata\.name ==": compilation failed/);
+    assert.match(
+      p.stderr,
+      /The ValidatingAdmissionPolicy "p" is invalid: spec\.validations\[0\]\.expression: Invalid value: "object\.metadata\.name ==": compilation failed/,
+    );
     assert.throws(
       () => server.createObjects([policy]),
-      (e: { code?: number; message?: string }) => e.code === 422 && /^ValidatingAdmissionPolicy\.admissionregistration\.k8s\.io "p" is invalid: spec\.validations\[0\]\.expression/.test(e.message ?? ''),
+      (e: { code?: number; message?: string }) =>
+        e.code === 422 &&
+        /^ValidatingAdmissionPolicy\.admissionregistration\.k8s\.io "p" is invalid: spec\.validations\[0\]\.expression/.test(
+          e.message ?? '',
+        ),
       'the direct helper checks the same',
     );
     const k = await kubectl(adminEnv, ['create', '-f', '-', '--validate=false'], {
-      input: JSON.stringify({ apiVersion: VAP, kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'b' }, spec: { policyName: 'p' } }),
+      input: JSON.stringify({
+        apiVersion: VAP,
+        kind: 'ValidatingAdmissionPolicyBinding',
+        metadata: { name: 'b' },
+        spec: { policyName: 'p' },
+      }),
     });
     assert.notEqual(k.code, 0);
     assert.match(k.stderr, /spec\.validationActions: Required value/);

@@ -91,7 +91,12 @@ export function compileError(expr: string): string | undefined {
 export function toCel(v: unknown): CelInput {
   if (v === null || v === undefined) return null;
   if (Array.isArray(v)) return v.map(toCel);
-  if (typeof v === 'object') return new Map(Object.entries(v as JsonObject).filter(([, x]) => x !== undefined).map(([k, x]) => [k, toCel(x)]));
+  if (typeof v === 'object')
+    return new Map(
+      Object.entries(v as JsonObject)
+        .filter(([, x]) => x !== undefined)
+        .map(([k, x]) => [k, toCel(x)]),
+    );
   if (typeof v === 'number') return Number.isInteger(v) ? BigInt(v) : v;
   return v as CelInput;
 }
@@ -144,7 +149,8 @@ function resourceMatches(patterns: string[] | undefined, resource: string, sub: 
 }
 
 function ruleMatches(rule: RuleWithOperations, req: AdmissionRequest): boolean {
-  if (!has(rule.operations, req.operation) || !has(rule.apiGroups, req.group) || !has(rule.apiVersions, req.version)) return false;
+  if (!has(rule.operations, req.operation) || !has(rule.apiGroups, req.group) || !has(rule.apiVersions, req.version))
+    return false;
   if (!resourceMatches(rule.resources, req.resource, req.subResource)) return false;
   if (rule.resourceNames?.length && !rule.resourceNames.includes(req.name)) return false;
   const scope = rule.scope ?? '*';
@@ -156,9 +162,15 @@ function ruleMatches(rule: RuleWithOperations, req: AdmissionRequest): boolean {
 /** A metav1.LabelSelector as requirements (matchLabels and matchExpressions). */
 function selectorRequirements(sel: JsonObject): LabelRequirement[] {
   const reqs: LabelRequirement[] = [];
-  for (const [key, value] of Object.entries(isObject(sel.matchLabels) ? sel.matchLabels : {})) reqs.push({ key, op: '=', values: [String(value)] });
+  for (const [key, value] of Object.entries(isObject(sel.matchLabels) ? sel.matchLabels : {}))
+    reqs.push({ key, op: '=', values: [String(value)] });
   for (const e of Array.isArray(sel.matchExpressions) ? (sel.matchExpressions as JsonObject[]) : []) {
-    const ops: Record<string, LabelRequirement['op']> = { In: 'in', NotIn: 'notin', Exists: 'exists', DoesNotExist: 'notexists' };
+    const ops: Record<string, LabelRequirement['op']> = {
+      In: 'in',
+      NotIn: 'notin',
+      Exists: 'exists',
+      DoesNotExist: 'notexists',
+    };
     const op = ops[String(e.operator)];
     if (!op) throw new ApiError(500, 'InternalError', `objectSelector operator ${String(e.operator)} is not supported`);
     reqs.push({ key: String(e.key), op, values: Array.isArray(e.values) ? e.values.map(String) : [] });
@@ -167,10 +179,19 @@ function selectorRequirements(sel: JsonObject): LabelRequirement[] {
 }
 
 function isEmptySelector(sel: unknown): boolean {
-  return sel === undefined || sel === null || (isObject(sel) && Object.keys(sel).every((k) => {
-    const v = sel[k];
-    return v === undefined || v === null || (Array.isArray(v) ? v.length === 0 : isObject(v) && Object.keys(v).length === 0);
-  }));
+  return (
+    sel === undefined ||
+    sel === null ||
+    (isObject(sel) &&
+      Object.keys(sel).every((k) => {
+        const v = sel[k];
+        return (
+          v === undefined ||
+          v === null ||
+          (Array.isArray(v) ? v.length === 0 : isObject(v) && Object.keys(v).length === 0)
+        );
+      }))
+  );
 }
 
 function matches(mr: MatchResources | undefined, req: AdmissionRequest, unsetRulesMatchAll: boolean): boolean {
@@ -179,7 +200,11 @@ function matches(mr: MatchResources | undefined, req: AdmissionRequest, unsetRul
   if (rules.length === 0 ? !unsetRulesMatchAll : !rules.some((r) => ruleMatches(r, req))) return false;
   if ((mr.excludeResourceRules ?? []).some((r) => ruleMatches(r, req))) return false;
   if (req.namespace && !isEmptySelector(mr.namespaceSelector)) {
-    throw new ApiError(500, 'InternalError', 'namespaceSelector is not supported by the test API server (it serves no Namespaces)');
+    throw new ApiError(
+      500,
+      'InternalError',
+      'namespaceSelector is not supported by the test API server (it serves no Namespaces)',
+    );
   }
   if (!isEmptySelector(mr.objectSelector)) {
     const reqs = selectorRequirements(mr.objectSelector as JsonObject);
@@ -199,7 +224,8 @@ function asDecoded(o: KubeObject | null): KubeObject | null {
   const meta: JsonObject = { ...o.metadata };
   for (const k of ['labels', 'annotations', 'finalizers', 'ownerReferences', 'managedFields']) {
     const v = meta[k];
-    if (v === null || (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0)) delete meta[k];
+    if (v === null || (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0))
+      delete meta[k];
   }
   return { ...o, metadata: meta };
 }
@@ -212,15 +238,32 @@ function requestValue(req: AdmissionRequest): JsonObject {
   if (req.userInfo.uid) userInfo.uid = req.userInfo.uid;
   if (req.userInfo.groups?.length) userInfo.groups = req.userInfo.groups;
   if (req.userInfo.extra && Object.keys(req.userInfo.extra).length) userInfo.extra = req.userInfo.extra;
-  const out: JsonObject = { uid: randomUUID(), kind, resource, requestKind: kind, requestResource: resource, operation: req.operation, userInfo, dryRun: !!req.dryRun };
+  const out: JsonObject = {
+    uid: randomUUID(),
+    kind,
+    resource,
+    requestKind: kind,
+    requestResource: resource,
+    operation: req.operation,
+    userInfo,
+    dryRun: !!req.dryRun,
+  };
   if (req.subResource) out.subResource = out.requestSubResource = req.subResource;
   if (req.name) out.name = req.name;
   if (req.namespace) out.namespace = req.namespace;
   return out;
 }
 
-interface Named { name?: string; expression?: string }
-interface Validation { expression?: string; message?: string; messageExpression?: string; reason?: string }
+interface Named {
+  name?: string;
+  expression?: string;
+}
+interface Validation {
+  expression?: string;
+  message?: string;
+  messageExpression?: string;
+  reason?: string;
+}
 
 const MAX_MESSAGE_BYTES = 5 * 1024;
 
@@ -241,9 +284,19 @@ function denialMessage(v: Validation, ctx: Record<string, CelInput>): string {
 function evaluatePolicy(policy: KubeObject, binding: KubeObject, req: AdmissionRequest): PolicyDecision[] {
   const spec = (policy.spec ?? {}) as JsonObject;
   const ids = { policy: policy.metadata?.name ?? '', binding: binding.metadata?.name ?? '' };
-  if (spec.paramKind) throw new ApiError(500, 'InternalError', `ValidatingAdmissionPolicy '${ids.policy}': paramKind is not supported by the test API server`);
+  if (spec.paramKind)
+    throw new ApiError(
+      500,
+      'InternalError',
+      `ValidatingAdmissionPolicy '${ids.policy}': paramKind is not supported by the test API server`,
+    );
   const fail = spec.failurePolicy !== 'Ignore';
-  const onError = (message: string): PolicyDecision => ({ ...ids, action: fail ? 'deny' : 'admit', message, error: true });
+  const onError = (message: string): PolicyDecision => ({
+    ...ids,
+    action: fail ? 'deny' : 'admit',
+    message,
+    error: true,
+  });
   const ctx: Record<string, CelInput> = {
     object: toCel(asDecoded(req.object)),
     oldObject: toCel(asDecoded(req.oldObject)),
@@ -270,7 +323,8 @@ function evaluatePolicy(policy: KubeObject, binding: KubeObject, req: AdmissionR
     const r = evaluate(expr, ctx);
     if (!r.ok) return onError(`expression '${expr}' resulted in error: ${r.error}`);
     if (r.value === true) return { ...ids, action: 'admit' };
-    if (typeof r.value !== 'boolean') return onError(`expression '${expr}' resulted in error: validation expression must evaluate to a bool`);
+    if (typeof r.value !== 'boolean')
+      return onError(`expression '${expr}' resulted in error: validation expression must evaluate to a bool`);
     return { ...ids, action: 'deny', reason: v.reason || 'Invalid', message: denialMessage(v, ctx) };
   });
 }
@@ -297,7 +351,12 @@ function denialError(d: PolicyDecision, req: AdmissionRequest): ApiError {
   const reason = d.reason || 'Invalid';
   const details: ConstructorParameters<typeof ApiError>[3] = { name, kind: req.resource, causes: [{ message }] };
   if (req.group) details!.group = req.group;
-  return new ApiError(reasonToCode(reason), reason, name ? `${qualified} "${name}" is forbidden: ${message}` : `${qualified} is forbidden: ${message}`, details);
+  return new ApiError(
+    reasonToCode(reason),
+    reason,
+    name ? `${qualified} "${name}" is forbidden: ${message}` : `${qualified} is forbidden: ${message}`,
+    details,
+  );
 }
 
 /**
@@ -305,7 +364,11 @@ function denialError(d: PolicyDecision, req: AdmissionRequest): ApiError {
  * evaluates that policy. Denials of bindings with the Deny action refuse the request with the
  * first one's message and reason (default Invalid, 422; Forbidden is 403); Warn adds a warning.
  */
-export function validatingAdmission(policies: KubeObject[], bindings: KubeObject[], req: AdmissionRequest): AdmissionResult {
+export function validatingAdmission(
+  policies: KubeObject[],
+  bindings: KubeObject[],
+  req: AdmissionRequest,
+): AdmissionResult {
   const byName = new Map(policies.map((p) => [p.metadata?.name ?? '', p]));
   const decisions: PolicyDecision[] = [];
   const denied: PolicyDecision[] = [];
@@ -323,7 +386,10 @@ export function validatingAdmission(policies: KubeObject[], bindings: KubeObject
       decisions.push(d);
       if (d.action !== 'deny') continue;
       if (actions.includes('Deny')) denied.push(d);
-      if (actions.includes('Warn')) warnings.push(`Validation failed for ValidatingAdmissionPolicy '${d.policy}' with binding '${d.binding}': ${d.message ?? ''}`);
+      if (actions.includes('Warn'))
+        warnings.push(
+          `Validation failed for ValidatingAdmissionPolicy '${d.policy}' with binding '${d.binding}': ${d.message ?? ''}`,
+        );
     }
   }
   const result: AdmissionResult = { decisions, warnings };
@@ -349,18 +415,37 @@ export function validatePolicy(obj: KubeObject): void {
   const name = obj.metadata?.name ?? '';
   const spec = isObject(obj.spec) ? obj.spec : {};
   if (!isObject(spec.matchConstraints)) throw invalidObject(kind, name, 'spec.matchConstraints', 'Required value');
-  const lists: Array<[string, unknown]> = [['matchConditions', spec.matchConditions], ['variables', spec.variables], ['validations', spec.validations]];
-  if (!(Array.isArray(spec.validations) && spec.validations.length) && !(Array.isArray(spec.auditAnnotations) && spec.auditAnnotations.length)) {
-    throw invalidObject(kind, name, 'spec.validations', 'Required value: validations or auditAnnotations must contain at least one item');
+  const lists: Array<[string, unknown]> = [
+    ['matchConditions', spec.matchConditions],
+    ['variables', spec.variables],
+    ['validations', spec.validations],
+  ];
+  if (
+    !(Array.isArray(spec.validations) && spec.validations.length) &&
+    !(Array.isArray(spec.auditAnnotations) && spec.auditAnnotations.length)
+  ) {
+    throw invalidObject(
+      kind,
+      name,
+      'spec.validations',
+      'Required value: validations or auditAnnotations must contain at least one item',
+    );
   }
   for (const [list, items] of lists) {
     for (const [i, item] of (Array.isArray(items) ? items : []).entries()) {
       for (const key of ['expression', 'messageExpression']) {
         const expr = isObject(item) ? item[key] : undefined;
-        if (key === 'expression' && typeof expr !== 'string') throw invalidObject(kind, name, `spec.${list}[${i}].expression`, 'Required value');
+        if (key === 'expression' && typeof expr !== 'string')
+          throw invalidObject(kind, name, `spec.${list}[${i}].expression`, 'Required value');
         if (typeof expr !== 'string') continue;
         const err = compileError(expr);
-        if (err) throw invalidObject(kind, name, `spec.${list}[${i}].${key}`, `Invalid value: ${JSON.stringify(expr)}: compilation failed: ${err}`);
+        if (err)
+          throw invalidObject(
+            kind,
+            name,
+            `spec.${list}[${i}].${key}`,
+            `Invalid value: ${JSON.stringify(expr)}: compilation failed: ${err}`,
+          );
       }
     }
   }
@@ -371,14 +456,34 @@ export function validateBinding(obj: KubeObject): void {
   const kind = 'ValidatingAdmissionPolicyBinding';
   const name = obj.metadata?.name ?? '';
   const spec = isObject(obj.spec) ? obj.spec : {};
-  if (typeof spec.policyName !== 'string' || !spec.policyName) throw invalidObject(kind, name, 'spec.policyName', 'Required value');
+  if (typeof spec.policyName !== 'string' || !spec.policyName)
+    throw invalidObject(kind, name, 'spec.policyName', 'Required value');
   const actions = spec.validationActions;
-  if (!Array.isArray(actions) || actions.length === 0) throw invalidObject(kind, name, 'spec.validationActions', 'Required value: at least one validation action is required');
+  if (!Array.isArray(actions) || actions.length === 0)
+    throw invalidObject(
+      kind,
+      name,
+      'spec.validationActions',
+      'Required value: at least one validation action is required',
+    );
   for (const [i, a] of actions.entries()) {
-    if (!['Deny', 'Warn', 'Audit'].includes(a as string)) throw invalidObject(kind, name, `spec.validationActions[${i}]`, `Unsupported value: ${JSON.stringify(a)}: supported values: "Audit", "Deny", "Warn"`);
+    if (!['Deny', 'Warn', 'Audit'].includes(a as string))
+      throw invalidObject(
+        kind,
+        name,
+        `spec.validationActions[${i}]`,
+        `Unsupported value: ${JSON.stringify(a)}: supported values: "Audit", "Deny", "Warn"`,
+      );
   }
-  if (new Set(actions).size !== actions.length) throw invalidObject(kind, name, 'spec.validationActions', 'Duplicate value');
-  if (actions.includes('Deny') && actions.includes('Warn')) throw invalidObject(kind, name, 'spec.validationActions', 'Invalid value: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)');
+  if (new Set(actions).size !== actions.length)
+    throw invalidObject(kind, name, 'spec.validationActions', 'Duplicate value');
+  if (actions.includes('Deny') && actions.includes('Warn'))
+    throw invalidObject(
+      kind,
+      name,
+      'spec.validationActions',
+      'Invalid value: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)',
+    );
 }
 
 /** admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (cluster-scoped, status subresource). */

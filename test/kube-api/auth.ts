@@ -16,7 +16,10 @@ export interface UserInfo {
 }
 
 /** The user behind the server's `token` option, and behind every request when authentication is off: a cluster admin. */
-export const ADMIN_USER: UserInfo = { username: 'kube-api-test:admin', groups: ['system:masters', 'system:authenticated'] };
+export const ADMIN_USER: UserInfo = {
+  username: 'kube-api-test:admin',
+  groups: ['system:masters', 'system:authenticated'],
+};
 
 /** The user of requests without credentials to the public paths (/version, /healthz, ...). */
 export const ANONYMOUS_USER: UserInfo = { username: 'system:anonymous', groups: ['system:unauthenticated'] };
@@ -86,7 +89,10 @@ export function mintServiceAccountToken(spec: ServiceAccountTokenSpec, now = Dat
   const exp = iat + (spec.expirationSeconds ?? 3600);
   const id = randomUUID();
   const saUid = spec.serviceAccountUid ?? randomUUID();
-  const k8sClaims: Record<string, unknown> = { namespace: spec.namespace, serviceaccount: { name: spec.name, uid: saUid } };
+  const k8sClaims: Record<string, unknown> = {
+    namespace: spec.namespace,
+    serviceaccount: { name: spec.name, uid: saUid },
+  };
   const extra: Record<string, string[]> = { [EXTRA_CREDENTIAL_ID]: [`JTI=${id}`] };
   const b = spec.boundObject;
   if (b?.kind === 'Node') {

@@ -88,7 +88,12 @@ describe('kube-api: client-node', function () {
   });
 
   function informer(labelSelector?: string): k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node> {
-    const inf = k8s.makeInformer(kc, '/api/v1/nodes', () => core.listNode(labelSelector ? { labelSelector } : {}), labelSelector);
+    const inf = k8s.makeInformer(
+      kc,
+      '/api/v1/nodes',
+      () => core.listNode(labelSelector ? { labelSelector } : {}),
+      labelSelector,
+    );
     informers.push(inf);
     return inf;
   }
@@ -112,7 +117,9 @@ describe('kube-api: client-node', function () {
     for (const token of ['wrong-token', undefined]) {
       const bad = new k8s.KubeConfig();
       bad.loadFromOptions({
-        clusters: [{ name: 'c', server: server.url as string, caData: Buffer.from(server.caPem as string).toString('base64') }],
+        clusters: [
+          { name: 'c', server: server.url as string, caData: Buffer.from(server.caPem as string).toString('base64') },
+        ],
         users: [token ? { name: 'u', token } : { name: 'u' }],
         contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
         currentContext: 'x',
@@ -152,13 +159,23 @@ describe('kube-api: client-node', function () {
   it('pages a list with limit and continue', async () => {
     for (const n of ['p1', 'p2', 'p3', 'p4', 'p5']) server.createNode(node(n));
     const page1 = await core.listNode({ limit: 2 });
-    assert.deepEqual(page1.items.map((n) => n.metadata?.name), ['p1', 'p2']);
+    assert.deepEqual(
+      page1.items.map((n) => n.metadata?.name),
+      ['p1', 'p2'],
+    );
     assert.equal(page1.metadata?.remainingItemCount, 3);
     server.createNode(node('p0'));
     const page2 = await core.listNode({ limit: 2, _continue: page1.metadata?._continue as string });
-    assert.deepEqual(page2.items.map((n) => n.metadata?.name), ['p3', 'p4'], 'continuation is a consistent snapshot');
+    assert.deepEqual(
+      page2.items.map((n) => n.metadata?.name),
+      ['p3', 'p4'],
+      'continuation is a consistent snapshot',
+    );
     const page3 = await core.listNode({ limit: 2, _continue: page2.metadata?._continue as string });
-    assert.deepEqual(page3.items.map((n) => n.metadata?.name), ['p5']);
+    assert.deepEqual(
+      page3.items.map((n) => n.metadata?.name),
+      ['p5'],
+    );
     assert.equal(page3.metadata?._continue, undefined);
     server.expireHistory();
     await rejectsWith(core.listNode({ limit: 2, _continue: page1.metadata?._continue as string }), 410);
@@ -180,7 +197,10 @@ describe('kube-api: client-node', function () {
     server.deleteNode('before');
     await until(() => events.length === 4, 'four events');
     assert.deepEqual(events, ['add before', 'add after', 'update after x', 'delete before']);
-    assert.deepEqual(inf.list().map((n) => n.metadata?.name), ['after']);
+    assert.deepEqual(
+      inf.list().map((n) => n.metadata?.name),
+      ['after'],
+    );
     assert.equal(inf.get('after')?.metadata?.annotations?.a, 'x');
   });
 
@@ -227,7 +247,10 @@ describe('kube-api: client-node', function () {
       ],
     });
     assert.deepEqual(out.metadata?.labels, { b: '2' });
-    const st = await rejectsWith(core.patchNode({ name: 'j1', body: [{ op: 'test', path: '/metadata/labels/b', value: 'nope' }] }), 422);
+    const st = await rejectsWith(
+      core.patchNode({ name: 'j1', body: [{ op: 'test', path: '/metadata/labels/b', value: 'nope' }] }),
+      422,
+    );
     assert.equal(st.kind, 'Status');
     assert.equal(server.getNode('j1')?.metadata?.labels?.b, '2');
   });
@@ -277,7 +300,11 @@ describe('kube-api: client-node', function () {
       { name: 's1', body: { status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.5' }] } } },
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch),
     );
-    assert.deepEqual(plain(strategic.status?.addresses), [...addresses, { type: 'ExternalIP', address: '203.0.113.5' }], 'addresses merge by type');
+    assert.deepEqual(
+      plain(strategic.status?.addresses),
+      [...addresses, { type: 'ExternalIP', address: '203.0.113.5' }],
+      'addresses merge by type',
+    );
     const read = await core.readNodeStatus({ name: 's1' });
     assert.equal(read.status?.addresses?.length, 2);
   });
@@ -301,7 +328,10 @@ describe('kube-api: client-node', function () {
     server.expireHistory();
     await until(() => events.includes('add new') && events.includes('delete old'), 'the relist');
     assert.deepEqual(errors, []);
-    assert.deepEqual(inf.list().map((n) => n.metadata?.name), ['new']);
+    assert.deepEqual(
+      inf.list().map((n) => n.metadata?.name),
+      ['new'],
+    );
     const listsAfter = server.requests.filter((r) => r.path === '/api/v1/nodes' && !r.query.includes('watch')).length;
     assert.equal(listsAfter, listsBefore + 1, 'exactly one relist');
     const oldRvWatches = server.requests.filter((r) => {
@@ -345,7 +375,12 @@ describe('kube-api: client-node', function () {
     const seen: string[] = [];
     let done: (err: unknown) => void = () => undefined;
     const finished = new Promise((r) => (done = r));
-    const ctl = await watch.watch('/api/v1/nodes', { resourceVersion: rv }, (type, obj: k8s.V1Node) => seen.push(`${type} ${obj.metadata?.name}`), (e) => done(e));
+    const ctl = await watch.watch(
+      '/api/v1/nodes',
+      { resourceVersion: rv },
+      (type, obj: k8s.V1Node) => seen.push(`${type} ${obj.metadata?.name}`),
+      (e) => done(e),
+    );
     await until(() => seen.length === 2, 'two replayed events');
     assert.deepEqual(seen, ['MODIFIED w1', 'ADDED w2']);
     ctl.abort();
@@ -355,9 +390,17 @@ describe('kube-api: client-node', function () {
     const statuses: Array<{ type: string; obj: { code?: number; reason?: string } }> = [];
     let done2: (err: unknown) => void = () => undefined;
     const finished2 = new Promise((r) => (done2 = r));
-    await watch.watch('/api/v1/nodes', { resourceVersion: rv }, (type, obj: { code?: number; reason?: string }) => statuses.push({ type, obj }), (e) => done2(e));
+    await watch.watch(
+      '/api/v1/nodes',
+      { resourceVersion: rv },
+      (type, obj: { code?: number; reason?: string }) => statuses.push({ type, obj }),
+      (e) => done2(e),
+    );
     assert.equal(await finished2, null, 'the server ends the stream after the ERROR event');
-    assert.deepEqual(statuses.map((s) => [s.type, s.obj.code, s.obj.reason]), [['ERROR', 410, 'Expired']]);
+    assert.deepEqual(
+      statuses.map((s) => [s.type, s.obj.code, s.obj.reason]),
+      [['ERROR', 410, 'Expired']],
+    );
   });
 
   it('honours timeoutSeconds on a watch', async () => {
@@ -365,7 +408,12 @@ describe('kube-api: client-node', function () {
     const t0 = Date.now();
     let done: (err: unknown) => void = () => undefined;
     const finished = new Promise((r) => (done = r));
-    await watch.watch('/api/v1/nodes', { timeoutSeconds: 1 }, () => undefined, (e) => done(e));
+    await watch.watch(
+      '/api/v1/nodes',
+      { timeoutSeconds: 1 },
+      () => undefined,
+      (e) => done(e),
+    );
     assert.equal(await finished, null);
     const took = Date.now() - t0;
     assert.ok(took >= 900 && took < 3000, `closed after ${took} ms`);

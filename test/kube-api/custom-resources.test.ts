@@ -29,7 +29,11 @@ function peer(name: string, ip: string, extra: Record<string, unknown> = {}): Ku
     apiVersion: 'kilo.squat.ai/v1alpha1',
     kind: 'Peer',
     metadata: { name, ...extra },
-    spec: { allowedIPs: [`${ip}/32`], publicKey: 'GY5aT1N9dTR/nJnT1N2f4ClZWVj0jOAld0r8ysWLyjg=', persistentKeepalive: 10 },
+    spec: {
+      allowedIPs: [`${ip}/32`],
+      publicKey: 'GY5aT1N9dTR/nJnT1N2f4ClZWVj0jOAld0r8ysWLyjg=',
+      persistentKeepalive: 10,
+    },
   };
 }
 
@@ -58,7 +62,10 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
   let env: KubectlEnv;
   let custom: k8s.CustomObjectsApi;
   let kc: k8s.KubeConfig;
-  let inf: (k8s.Informer<KubeObject & { metadata: k8s.V1ObjectMeta }> & k8s.ObjectCache<KubeObject & { metadata: k8s.V1ObjectMeta }>) | undefined;
+  let inf:
+    | (k8s.Informer<KubeObject & { metadata: k8s.V1ObjectMeta }> &
+        k8s.ObjectCache<KubeObject & { metadata: k8s.V1ObjectMeta }>)
+    | undefined;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kube-api-crd-'));
@@ -75,7 +82,8 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
   afterEach(async () => {
     await inf?.stop();
     inf = undefined;
-    for (const p of server.resource('peers', 'kilo.squat.ai').list()) server.resource('peers', 'kilo.squat.ai').delete(p.metadata?.name as string);
+    for (const p of server.resource('peers', 'kilo.squat.ai').list())
+      server.resource('peers', 'kilo.squat.ai').delete(p.metadata?.name as string);
   });
 
   after(async () => {
@@ -99,12 +107,24 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
     const got = (await custom.getClusterCustomObject({ ...PEERS, name: 'p1' })) as KubeObject;
     assert.deepEqual(got.spec, peer('p1', '10.5.0.1').spec);
     await custom.createClusterCustomObject({ ...PEERS, body: peer('p2', '10.5.0.2', { labels: { site: 'b' } }) });
-    const list = (await custom.listClusterCustomObject({ ...PEERS })) as { kind: string; items: KubeObject[]; metadata: { resourceVersion: string } };
+    const list = (await custom.listClusterCustomObject({ ...PEERS })) as {
+      kind: string;
+      items: KubeObject[];
+      metadata: { resourceVersion: string };
+    };
     assert.equal(list.kind, 'PeerList');
-    assert.deepEqual(list.items.map((p) => p.metadata?.name), ['p1', 'p2']);
+    assert.deepEqual(
+      list.items.map((p) => p.metadata?.name),
+      ['p1', 'p2'],
+    );
     assert.equal(list.items[0]?.kind, 'Peer', 'custom resource list items carry kind');
-    const selected = (await custom.listClusterCustomObject({ ...PEERS, labelSelector: 'site=b' })) as { items: KubeObject[] };
-    assert.deepEqual(selected.items.map((p) => p.metadata?.name), ['p2']);
+    const selected = (await custom.listClusterCustomObject({ ...PEERS, labelSelector: 'site=b' })) as {
+      items: KubeObject[];
+    };
+    assert.deepEqual(
+      selected.items.map((p) => p.metadata?.name),
+      ['p2'],
+    );
     const patched = (await custom.patchClusterCustomObject(
       { ...PEERS, name: 'p1', body: { spec: { persistentKeepalive: 25 } } },
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
@@ -115,10 +135,19 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
     assert.equal(await apiCode(custom.replaceClusterCustomObject({ ...PEERS, name: 'p1', body: got })), 409);
     const noRv = { ...got, metadata: { ...got.metadata, resourceVersion: undefined } };
     assert.equal(await apiCode(custom.replaceClusterCustomObject({ ...PEERS, name: 'p1', body: noRv })), 422);
-    const replaced = (await custom.replaceClusterCustomObject({ ...PEERS, name: 'p1', body: { ...got, metadata: patched.metadata } })) as KubeObject;
+    const replaced = (await custom.replaceClusterCustomObject({
+      ...PEERS,
+      name: 'p1',
+      body: { ...got, metadata: patched.metadata },
+    })) as KubeObject;
     assert.equal((replaced.spec as { persistentKeepalive: number }).persistentKeepalive, 10);
     assert.equal(
-      await apiCode(custom.patchClusterCustomObject({ ...PEERS, name: 'p1', body: { spec: {} } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch))),
+      await apiCode(
+        custom.patchClusterCustomObject(
+          { ...PEERS, name: 'p1', body: { spec: {} } },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch),
+        ),
+      ),
       415,
       'strategic merge patch is not supported for custom resources',
     );
@@ -128,7 +157,9 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
 
   it('informer on /apis/kilo.squat.ai/v1alpha1/peers', async () => {
     server.resource('peers', 'kilo.squat.ai').create(peer('existing', '10.5.0.9'));
-    inf = k8s.makeInformer(kc, '/apis/kilo.squat.ai/v1alpha1/peers', () => custom.listClusterCustomObject({ ...PEERS }));
+    inf = k8s.makeInformer(kc, '/apis/kilo.squat.ai/v1alpha1/peers', () =>
+      custom.listClusterCustomObject({ ...PEERS }),
+    );
     const events: string[] = [];
     inf.on('add', (p) => events.push(`add ${p.metadata.name}`));
     inf.on('update', (p) => events.push(`update ${p.metadata.name}`));
@@ -148,30 +179,61 @@ describe('kube-api: custom resources (Kilo Peer)', function () {
   it('kubectl apply (create, then a changed apply), get peers, patch and delete', async () => {
     const file = join(dir, 'peer.yaml');
     await writeFile(file, MANIFEST);
-    assert.equal((await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(), 'peer.kilo.squat.ai/squat created');
+    assert.equal(
+      (await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(),
+      'peer.kilo.squat.ai/squat created',
+    );
     assert.ok(server.requests.some((r) => r.method === 'POST' && r.path === '/apis/kilo.squat.ai/v1alpha1/peers'));
     const stored = (await custom.getClusterCustomObject({ ...PEERS, name: 'squat' })) as KubeObject;
-    assert.match(stored.metadata?.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] ?? '', /"persistentKeepalive":10/);
+    assert.match(
+      stored.metadata?.annotations?.['kubectl.kubernetes.io/last-applied-configuration'] ?? '',
+      /"persistentKeepalive":10/,
+    );
 
-    assert.equal((await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(), 'peer.kilo.squat.ai/squat unchanged');
-    await writeFile(file, MANIFEST.replace('persistentKeepalive: 10', 'persistentKeepalive: 25').replace('- 10.5.0.1/32', '- 10.5.0.1/32\n  - 10.5.1.0/24'));
-    assert.equal((await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(), 'peer.kilo.squat.ai/squat configured');
-    const applyPatch = server.requests.filter((r) => r.method === 'PATCH' && r.path === '/apis/kilo.squat.ai/v1alpha1/peers/squat').pop();
-    assert.equal(applyPatch?.contentType, 'application/merge-patch+json', 'client-side apply of a custom resource sends a merge patch');
-    const updated = (await custom.getClusterCustomObject({ ...PEERS, name: 'squat' })) as { spec: { persistentKeepalive: number; allowedIPs: string[] } };
+    assert.equal(
+      (await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(),
+      'peer.kilo.squat.ai/squat unchanged',
+    );
+    await writeFile(
+      file,
+      MANIFEST.replace('persistentKeepalive: 10', 'persistentKeepalive: 25').replace(
+        '- 10.5.0.1/32',
+        '- 10.5.0.1/32\n  - 10.5.1.0/24',
+      ),
+    );
+    assert.equal(
+      (await kubectlOk(env, ['apply', '-f', file, '--validate=false'])).trim(),
+      'peer.kilo.squat.ai/squat configured',
+    );
+    const applyPatch = server.requests
+      .filter((r) => r.method === 'PATCH' && r.path === '/apis/kilo.squat.ai/v1alpha1/peers/squat')
+      .pop();
+    assert.equal(
+      applyPatch?.contentType,
+      'application/merge-patch+json',
+      'client-side apply of a custom resource sends a merge patch',
+    );
+    const updated = (await custom.getClusterCustomObject({ ...PEERS, name: 'squat' })) as {
+      spec: { persistentKeepalive: number; allowedIPs: string[] };
+    };
     assert.equal(updated.spec.persistentKeepalive, 25);
     assert.deepEqual(updated.spec.allowedIPs, ['10.5.0.1/32', '10.5.1.0/24']);
 
     const table = await kubectlOk(env, ['get', 'peers']);
     assert.match(table, /^NAME\s+AGE\n/);
     assert.match(table, /^squat\s+\d+s$/m);
-    assert.equal(await kubectlOk(env, ['get', 'peer', 'squat', '-o', 'jsonpath={.spec.publicKey}']), 'GY5aT1N9dTR/nJnT1N2f4ClZWVj0jOAld0r8ysWLyjg=');
+    assert.equal(
+      await kubectlOk(env, ['get', 'peer', 'squat', '-o', 'jsonpath={.spec.publicKey}']),
+      'GY5aT1N9dTR/nJnT1N2f4ClZWVj0jOAld0r8ysWLyjg=',
+    );
 
     await kubectlOk(env, ['patch', 'peer', 'squat', '--type=merge', '-p', '{"spec":{"persistentKeepalive":5}}']);
     const strategic = await kubectl(env, ['patch', 'peer', 'squat', '-p', '{"spec":{"persistentKeepalive":6}}']);
     assert.notEqual(strategic.code, 0);
     assert.match(strategic.stderr, /application\/strategic-merge-patch\+json is not supported/);
-    const after = (await custom.getClusterCustomObject({ ...PEERS, name: 'squat' })) as { spec: { persistentKeepalive: number } };
+    const after = (await custom.getClusterCustomObject({ ...PEERS, name: 'squat' })) as {
+      spec: { persistentKeepalive: number };
+    };
     assert.equal(after.spec.persistentKeepalive, 5);
 
     assert.equal((await kubectlOk(env, ['delete', '-f', file])).trim(), 'peer.kilo.squat.ai "squat" deleted');

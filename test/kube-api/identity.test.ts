@@ -10,7 +10,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { ADMIN_USER, EXTRA_CREDENTIAL_ID, EXTRA_NODE_NAME, EXTRA_NODE_UID, KubeApiServer, type KubeObject } from './server.js';
+import {
+  ADMIN_USER,
+  EXTRA_CREDENTIAL_ID,
+  EXTRA_NODE_NAME,
+  EXTRA_NODE_UID,
+  KubeApiServer,
+  type KubeObject,
+} from './server.js';
 import { kubectl, kubectlOk, type KubectlEnv } from './kubectl.js';
 
 const ADMIN_TOKEN = 'identity-admin-token';
@@ -45,7 +52,9 @@ describe('kube-api: identities (tokens, users, TokenRequest)', function () {
     dir = await mkdtemp(join(tmpdir(), 'kube-api-identity-'));
     server = new KubeApiServer({
       token: ADMIN_TOKEN,
-      users: { 'kubelet-a-token': { username: 'system:node:node-a', groups: ['system:nodes', 'system:authenticated'] } },
+      users: {
+        'kubelet-a-token': { username: 'system:node:node-a', groups: ['system:nodes', 'system:authenticated'] },
+      },
       serviceAccounts: true,
     });
     await server.start();
@@ -82,8 +91,24 @@ describe('kube-api: identities (tokens, users, TokenRequest)', function () {
   });
 
   it('`kubectl create token --bound-object-kind Node` (a protobuf TokenRequest) mints a JWT with the node claims', async () => {
-    const token = (await kubectlOk(admin, ['-n', 'wg-overlay', 'create', 'token', 'wg-overlay', '--bound-object-kind', 'Node', '--bound-object-name', 'node-a', '--duration', '8760h'])).trim();
-    const tr = server.requests.filter((r) => r.method === 'POST' && r.path === '/api/v1/namespaces/wg-overlay/serviceaccounts/wg-overlay/token').pop();
+    const token = (
+      await kubectlOk(admin, [
+        '-n',
+        'wg-overlay',
+        'create',
+        'token',
+        'wg-overlay',
+        '--bound-object-kind',
+        'Node',
+        '--bound-object-name',
+        'node-a',
+        '--duration',
+        '8760h',
+      ])
+    ).trim();
+    const tr = server.requests
+      .filter((r) => r.method === 'POST' && r.path === '/api/v1/namespaces/wg-overlay/serviceaccounts/wg-overlay/token')
+      .pop();
     assert.equal(tr?.contentType, 'application/vnd.kubernetes.protobuf');
     const c = claims(token);
     assert.equal(c.sub, 'system:serviceaccount:wg-overlay:wg-overlay');
@@ -102,7 +127,10 @@ describe('kube-api: identities (tokens, users, TokenRequest)', function () {
       assert.match(r.stderr, re, args.join(' '));
     };
     await bad(['nobody'], /serviceaccounts "nobody" not found/);
-    await bad(['wg-overlay', '--bound-object-kind', 'Node', '--bound-object-name', 'node-z'], /nodes "node-z" not found/);
+    await bad(
+      ['wg-overlay', '--bound-object-kind', 'Node', '--bound-object-name', 'node-z'],
+      /nodes "node-z" not found/,
+    );
     await bad(['wg-overlay', '--duration', '5m'], /may not specify a duration less than 10 minutes/);
     await bad(['wg-overlay', '--bound-object-kind', 'Pod', '--bound-object-name', 'p'], /binds tokens to Nodes only/);
   });
@@ -112,7 +140,11 @@ describe('kube-api: identities (tokens, users, TokenRequest)', function () {
     assert.deepEqual(t.user.extra?.[EXTRA_NODE_NAME], ['node-b']);
     assert.deepEqual(t.user.extra?.[EXTRA_NODE_UID], [server.getNode('node-b')?.metadata?.uid]);
     assert.deepEqual(t.user.extra?.[EXTRA_CREDENTIAL_ID], [`JTI=${t.id}`]);
-    assert.deepEqual(t.user.groups, ['system:serviceaccounts', 'system:serviceaccounts:wg-overlay', 'system:authenticated']);
+    assert.deepEqual(t.user.groups, [
+      'system:serviceaccounts',
+      'system:serviceaccounts:wg-overlay',
+      'system:authenticated',
+    ]);
     const api = client(server, t.token);
     assert.equal(await codeOf(api.listNode()), 200);
     server.deleteNode('node-b');
@@ -130,7 +162,11 @@ describe('kube-api: identities (tokens, users, TokenRequest)', function () {
 
   it('a revoked service-account token gets 401 while a newer one of the same account works', async () => {
     const old = server.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: 'node-a' });
-    const fresh = server.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: 'node-a' });
+    const fresh = server.createServiceAccountToken({
+      namespace: 'wg-overlay',
+      name: 'wg-overlay',
+      boundNode: 'node-a',
+    });
     assert.ok(server.revokeToken(old.token));
     assert.equal(await codeOf(client(server, old.token).listNode()), 401);
     assert.equal(await codeOf(client(server, fresh.token).listNode()), 200);

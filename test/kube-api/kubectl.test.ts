@@ -81,7 +81,10 @@ describe('kube-api: kubectl', function () {
 
   it('kubectl get nodes with label and field selectors', async () => {
     assert.equal(await kubectlOk(env, ['get', 'nodes', '-l', 'zone=b', '-o', 'name']), 'node/beta\n');
-    assert.equal(await kubectlOk(env, ['get', 'nodes', '--field-selector', 'metadata.name!=beta', '-o', 'name']), 'node/alpha\n');
+    assert.equal(
+      await kubectlOk(env, ['get', 'nodes', '--field-selector', 'metadata.name!=beta', '-o', 'name']),
+      'node/alpha\n',
+    );
   });
 
   it('kubectl get node X -o json prints the stored object', async () => {
@@ -108,19 +111,53 @@ describe('kube-api: kubectl', function () {
   });
 
   it('kubectl patch node: strategic (default), merge and json', async () => {
-    await kubectlOk(env, ['patch', 'node', 'beta', '-p', '{"metadata":{"labels":{"strategic":"yes"}},"spec":{"podCIDRs":["10.1.0.0/24"]}}']);
+    await kubectlOk(env, [
+      'patch',
+      'node',
+      'beta',
+      '-p',
+      '{"metadata":{"labels":{"strategic":"yes"}},"spec":{"podCIDRs":["10.1.0.0/24"]}}',
+    ]);
     assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/strategic-merge-patch+json');
-    await kubectlOk(env, ['patch', 'node', 'beta', '--type=merge', '-p', '{"metadata":{"labels":{"merge":"yes","zone":null}}}']);
+    await kubectlOk(env, [
+      'patch',
+      'node',
+      'beta',
+      '--type=merge',
+      '-p',
+      '{"metadata":{"labels":{"merge":"yes","zone":null}}}',
+    ]);
     assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/merge-patch+json');
-    await kubectlOk(env, ['patch', 'node', 'beta', '--type=json', '-p', '[{"op":"add","path":"/metadata/labels/json","value":"yes"},{"op":"remove","path":"/metadata/labels/strategic"}]']);
+    await kubectlOk(env, [
+      'patch',
+      'node',
+      'beta',
+      '--type=json',
+      '-p',
+      '[{"op":"add","path":"/metadata/labels/json","value":"yes"},{"op":"remove","path":"/metadata/labels/strategic"}]',
+    ]);
     assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/json-patch+json');
     const n = await core.readNode({ name: 'beta' });
     assert.deepEqual(n.metadata?.labels, { merge: 'yes', json: 'yes' });
     assert.deepEqual(n.spec?.podCIDRs, ['10.1.0.0/24']);
-    const failed = await kubectl(env, ['patch', 'node', 'beta', '--type=json', '-p', '[{"op":"test","path":"/metadata/labels/json","value":"no"}]']);
+    const failed = await kubectl(env, [
+      'patch',
+      'node',
+      'beta',
+      '--type=json',
+      '-p',
+      '[{"op":"test","path":"/metadata/labels/json","value":"no"}]',
+    ]);
     assert.notEqual(failed.code, 0);
     assert.match(failed.stderr, /testing value \/metadata\/labels\/json failed/);
-    const unchanged = await kubectlOk(env, ['patch', 'node', 'beta', '--type=merge', '-p', '{"metadata":{"labels":{"json":"yes"}}}']);
+    const unchanged = await kubectlOk(env, [
+      'patch',
+      'node',
+      'beta',
+      '--type=merge',
+      '-p',
+      '{"metadata":{"labels":{"json":"yes"}}}',
+    ]);
     assert.match(unchanged, /patched \(no change\)/);
   });
 
@@ -136,7 +173,14 @@ describe('kube-api: kubectl', function () {
   });
 
   it('kubectl get nodes -w -o json --output-watch-events prints events', async () => {
-    const w = spawnKubectl(env, ['get', 'nodes', '-w', '--output-watch-events', '-o', 'jsonpath={.type} {.object.metadata.name}{"\\n"}']);
+    const w = spawnKubectl(env, [
+      'get',
+      'nodes',
+      '-w',
+      '--output-watch-events',
+      '-o',
+      'jsonpath={.type} {.object.metadata.name}{"\\n"}',
+    ]);
     children.push(w);
     await w.waitForLine('ADDED beta');
     server.patchNode('beta', { metadata: { labels: { watched: 'yes' } } });

@@ -24,7 +24,11 @@ function env(e: KubectlEnv): NodeJS.ProcessEnv {
 }
 
 /** Runs `kubectl args...` to completion (killed after `timeoutMs`, default 20 s), feeding `input` on stdin. */
-export function kubectl(e: KubectlEnv, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> {
+export function kubectl(
+  e: KubectlEnv,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): Promise<KubectlResult> {
   return new Promise((resolve, reject) => {
     const child = spawn('kubectl', args, { env: env(e), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -45,9 +49,14 @@ export function kubectl(e: KubectlEnv, args: string[], opts: { input?: string; t
 }
 
 /** Like `kubectl`, but rejects with stderr in the message unless the exit code is 0; resolves with stdout. */
-export async function kubectlOk(e: KubectlEnv, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function kubectlOk(
+  e: KubectlEnv,
+  args: string[],
+  opts: { input?: string; timeoutMs?: number } = {},
+): Promise<string> {
   const r = await kubectl(e, args, opts);
-  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${String(r.code)}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`kubectl ${args.join(' ')} exited ${String(r.code)}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
@@ -88,7 +97,11 @@ export class KubectlProcess {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`no kubectl output line matching ${String(pattern)} within ${timeoutMs} ms; stdout: ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`));
+        reject(
+          new Error(
+            `no kubectl output line matching ${String(pattern)} within ${timeoutMs} ms; stdout: ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`,
+          ),
+        );
       }, timeoutMs);
       const waiter = {
         test,

@@ -89,7 +89,9 @@ async function main(): Promise<void> {
   }
   const { url } = await server.start();
   if (args.kubeconfig) await server.writeKubeconfig(args.kubeconfig);
-  process.stdout.write(JSON.stringify({ url, caFile: server.caFile ?? null, kubeconfig: args.kubeconfig ?? null }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ url, caFile: server.caFile ?? null, kubeconfig: args.kubeconfig ?? null }) + '\n',
+  );
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -42,7 +42,8 @@ function arrayIndex(arr: unknown[], token: string, allowEnd: boolean, path: stri
   if (token === '-' && allowEnd) return arr.length;
   if (!/^(0|[1-9][0-9]*)$/.test(token)) throw new PatchError('apply', `invalid array index "${token}" in ${path}`);
   const i = Number(token);
-  if (i > arr.length || (!allowEnd && i === arr.length)) throw new PatchError('apply', `array index ${i} out of bounds in ${path}`);
+  if (i > arr.length || (!allowEnd && i === arr.length))
+    throw new PatchError('apply', `array index ${i} out of bounds in ${path}`);
   return i;
 }
 
@@ -85,7 +86,8 @@ function removeAt(doc: unknown, path: string): unknown {
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, false, path), 1);
   else {
     const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last)) throw new PatchError('apply', `unable to remove nonexistent key: ${last}: missing value`);
+    if (!Object.prototype.hasOwnProperty.call(obj, last))
+      throw new PatchError('apply', `unable to remove nonexistent key: ${last}: missing value`);
     delete obj[last];
   }
   return doc;
@@ -99,7 +101,8 @@ function replaceAt(doc: unknown, path: string, value: unknown): unknown {
   if (Array.isArray(parent)) parent[arrayIndex(parent, last, false, path)] = value;
   else {
     const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last)) throw new PatchError('apply', `replace operation does not apply: doc is missing key: ${path}: missing value`);
+    if (!Object.prototype.hasOwnProperty.call(obj, last))
+      throw new PatchError('apply', `replace operation does not apply: doc is missing key: ${path}: missing value`);
     put(obj, last, value);
   }
   return doc;
@@ -107,14 +110,17 @@ function replaceAt(doc: unknown, path: string, value: unknown): unknown {
 
 /** Applies an RFC 6902 JSON patch (add, remove, replace, move, copy, test) and returns the new document. */
 export function jsonPatch(target: unknown, ops: unknown): unknown {
-  if (!Array.isArray(ops)) throw new PatchError('decode', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
+  if (!Array.isArray(ops))
+    throw new PatchError('decode', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
   let doc = clone(target);
   for (const op of ops) {
-    if (!isObject(op) || typeof op.op !== 'string') throw new PatchError('decode', 'invalid JSON patch operation: missing "op"');
+    if (!isObject(op) || typeof op.op !== 'string')
+      throw new PatchError('decode', 'invalid JSON patch operation: missing "op"');
     const path = op.path;
     if (typeof path !== 'string') throw new PatchError('apply', `${op.op} operation is missing "path"`);
     const needValue = () => {
-      if (!Object.prototype.hasOwnProperty.call(op, 'value')) throw new PatchError('apply', `${op.op} operation is missing "value"`);
+      if (!Object.prototype.hasOwnProperty.call(op, 'value'))
+        throw new PatchError('apply', `${op.op} operation is missing "value"`);
       return clone(op.value);
     };
     const from = () => {
@@ -173,7 +179,10 @@ export interface ListStrategy {
 export type StrategicSchema = Record<string, ListStrategy>;
 
 function stripDirectives(v: unknown): unknown {
-  if (Array.isArray(v)) return v.filter((e) => !(isObject(e) && e.$patch !== undefined && Object.keys(e).length === 1)).map(stripDirectives);
+  if (Array.isArray(v))
+    return v
+      .filter((e) => !(isObject(e) && e.$patch !== undefined && Object.keys(e).length === 1))
+      .map(stripDirectives);
   if (!isObject(v)) return v;
   const out: JsonObject = {};
   for (const [k, val] of Object.entries(v)) {
@@ -184,7 +193,12 @@ function stripDirectives(v: unknown): unknown {
   return out;
 }
 
-function smpMap(orig: JsonObject | undefined, patch: JsonObject, path: string, schema: StrategicSchema): JsonObject | undefined {
+function smpMap(
+  orig: JsonObject | undefined,
+  patch: JsonObject,
+  path: string,
+  schema: StrategicSchema,
+): JsonObject | undefined {
   const directive = patch.$patch;
   if (directive === 'delete') return undefined;
   if (directive === 'replace') return stripDirectives(patch) as JsonObject;
@@ -200,7 +214,12 @@ function smpMap(orig: JsonObject | undefined, patch: JsonObject, path: string, s
     if (key.startsWith('$deleteFromPrimitiveList/')) {
       const field = key.slice('$deleteFromPrimitiveList/'.length);
       const cur = result[field];
-      if (Array.isArray(cur) && Array.isArray(value)) put(result, field, cur.filter((x) => !value.some((d) => deepEqual(d, x))));
+      if (Array.isArray(cur) && Array.isArray(value))
+        put(
+          result,
+          field,
+          cur.filter((x) => !value.some((d) => deepEqual(d, x))),
+        );
       continue;
     }
     if (key.startsWith('$')) throw new PatchError('decode', `unknown strategic merge directive ${key}`);
@@ -233,7 +252,11 @@ function smpMap(orig: JsonObject | undefined, patch: JsonObject, path: string, s
       return { e, r: r === -1 ? orderKeys.length + i : r };
     });
     ranked.sort((a, b) => a.r - b.r);
-    put(result, field, ranked.map((x) => x.e));
+    put(
+      result,
+      field,
+      ranked.map((x) => x.e),
+    );
   }
   return result;
 }
@@ -250,7 +273,8 @@ function smpList(orig: unknown, patch: unknown[], path: string, schema: Strategi
   const mk = strategy.mergeKey;
   if (!mk) return stripDirectives(patch) as unknown[];
   for (const p of patch) {
-    if (!isObject(p)) throw new PatchError('decode', `${path}: list element is not a map, but the list merges by key "${mk}"`);
+    if (!isObject(p))
+      throw new PatchError('decode', `${path}: list element is not a map, but the list merges by key "${mk}"`);
     const idx = result.findIndex((e) => isObject(e) && deepEqual(e[mk], p[mk]));
     if (p.$patch === 'delete') {
       for (let i = result.length - 1; i >= 0; i--) {

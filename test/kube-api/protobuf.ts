@@ -24,11 +24,13 @@ function readMessage(buf: Uint8Array, on: Record<number, (r: BinaryReader) => vo
 
 /** Decodes a protobuf-encoded authentication.k8s.io/v1 TokenRequest into its JSON form (apiVersion, kind, spec); throws on anything else. */
 export function decodeTokenRequest(body: Uint8Array): JsonObject {
-  if (body.length < MAGIC.length || MAGIC.some((b, i) => body[i] !== b)) throw new Error('not a Kubernetes protobuf body (no k8s\\0 prefix)');
+  if (body.length < MAGIC.length || MAGIC.some((b, i) => body[i] !== b))
+    throw new Error('not a Kubernetes protobuf body (no k8s\\0 prefix)');
   const typeMeta: JsonObject = {};
   let raw: Uint8Array = new Uint8Array();
   readMessage(body.subarray(MAGIC.length), {
-    1: (r) => readMessage(r.bytes(), { 1: (t) => (typeMeta.apiVersion = t.string()), 2: (t) => (typeMeta.kind = t.string()) }),
+    1: (r) =>
+      readMessage(r.bytes(), { 1: (t) => (typeMeta.apiVersion = t.string()), 2: (t) => (typeMeta.kind = t.string()) }),
     2: (r) => (raw = r.bytes()),
   });
   if (typeMeta.kind !== 'TokenRequest') throw new Error(`expected a TokenRequest, got ${String(typeMeta.kind)}`);
@@ -40,7 +42,12 @@ export function decodeTokenRequest(body: Uint8Array): JsonObject {
         4: (s) => (spec.expirationSeconds = Number(s.int64())),
         3: (s) => {
           const ref: JsonObject = {};
-          readMessage(s.bytes(), { 1: (b) => (ref.kind = b.string()), 2: (b) => (ref.apiVersion = b.string()), 3: (b) => (ref.name = b.string()), 4: (b) => (ref.uid = b.string()) });
+          readMessage(s.bytes(), {
+            1: (b) => (ref.kind = b.string()),
+            2: (b) => (ref.apiVersion = b.string()),
+            3: (b) => (ref.name = b.string()),
+            4: (b) => (ref.uid = b.string()),
+          });
           spec.boundObjectRef = ref;
         },
       }),

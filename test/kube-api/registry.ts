@@ -148,7 +148,9 @@ export const SERVICE_ACCOUNT_RESOURCE: ResourceDefinition = {
   shortNames: ['sa'],
   namespaced: true,
   builtin: true,
-  subresources: [{ name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] }],
+  subresources: [
+    { name: 'token', kind: 'TokenRequest', group: 'authentication.k8s.io', version: 'v1', verbs: ['create'] },
+  ],
 };
 
 /** coordination.k8s.io/v1 Lease (namespaced; wg-overlay's location leaders). */
@@ -174,7 +176,8 @@ export function humanDuration(ms: number): string {
   const hours = Math.floor(minutes / 60);
   if (hours < 8) return minutes % 60 === 0 ? `${hours}h` : `${hours}h${minutes % 60}m`;
   if (hours < 48) return `${hours}h`;
-  if (hours < 24 * 8) return hours % 24 === 0 ? `${Math.floor(hours / 24)}d` : `${Math.floor(hours / 24)}d${hours % 24}h`;
+  if (hours < 24 * 8)
+    return hours % 24 === 0 ? `${Math.floor(hours / 24)}d` : `${Math.floor(hours / 24)}d${hours % 24}h`;
   if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24)}d`;
   const years = Math.floor(hours / 24 / 365);
   if (hours < 24 * 365 * 8) {
@@ -247,12 +250,54 @@ const NODE_COLUMNS: TableColumn[] = [
   { name: 'Status', type: 'string', format: '', description: 'The status of the node', priority: 0, cell: nodeStatus },
   { name: 'Roles', type: 'string', format: '', description: 'The roles of the node', priority: 0, cell: nodeRoles },
   AGE_COLUMN,
-  { name: 'Version', type: 'string', format: '', description: 'Kubelet Version reported by the node.', priority: 0, cell: nodeInfo('kubeletVersion', '') },
-  { name: 'Internal-IP', type: 'string', format: '', description: 'List of addresses reachable to the node.', priority: 1, cell: (o) => nodeAddress(o, 'InternalIP') },
-  { name: 'External-IP', type: 'string', format: '', description: 'List of addresses reachable to the node.', priority: 1, cell: (o) => nodeAddress(o, 'ExternalIP') },
-  { name: 'OS-Image', type: 'string', format: '', description: 'OS Image reported by the node.', priority: 1, cell: nodeInfo('osImage', '<unknown>') },
-  { name: 'Kernel-Version', type: 'string', format: '', description: 'Kernel Version reported by the node.', priority: 1, cell: nodeInfo('kernelVersion', '<unknown>') },
-  { name: 'Container-Runtime', type: 'string', format: '', description: 'Container Runtime Version reported by the node.', priority: 1, cell: nodeInfo('containerRuntimeVersion', '<unknown>') },
+  {
+    name: 'Version',
+    type: 'string',
+    format: '',
+    description: 'Kubelet Version reported by the node.',
+    priority: 0,
+    cell: nodeInfo('kubeletVersion', ''),
+  },
+  {
+    name: 'Internal-IP',
+    type: 'string',
+    format: '',
+    description: 'List of addresses reachable to the node.',
+    priority: 1,
+    cell: (o) => nodeAddress(o, 'InternalIP'),
+  },
+  {
+    name: 'External-IP',
+    type: 'string',
+    format: '',
+    description: 'List of addresses reachable to the node.',
+    priority: 1,
+    cell: (o) => nodeAddress(o, 'ExternalIP'),
+  },
+  {
+    name: 'OS-Image',
+    type: 'string',
+    format: '',
+    description: 'OS Image reported by the node.',
+    priority: 1,
+    cell: nodeInfo('osImage', '<unknown>'),
+  },
+  {
+    name: 'Kernel-Version',
+    type: 'string',
+    format: '',
+    description: 'Kernel Version reported by the node.',
+    priority: 1,
+    cell: nodeInfo('kernelVersion', '<unknown>'),
+  },
+  {
+    name: 'Container-Runtime',
+    type: 'string',
+    format: '',
+    description: 'Container Runtime Version reported by the node.',
+    priority: 1,
+    cell: nodeInfo('containerRuntimeVersion', '<unknown>'),
+  },
 ];
 
 function printerColumn(c: PrinterColumn): TableColumn {
@@ -276,7 +321,8 @@ export function resolveResource(def: ResourceDefinition): Resource {
   const builtin = def.builtin ?? false;
   let columns: TableColumn[];
   if (def.group === '' && def.plural === 'nodes') columns = NODE_COLUMNS;
-  else if (def.additionalPrinterColumns?.length) columns = [NAME_COLUMN, ...def.additionalPrinterColumns.map(printerColumn)];
+  else if (def.additionalPrinterColumns?.length)
+    columns = [NAME_COLUMN, ...def.additionalPrinterColumns.map(printerColumn)];
   else columns = [NAME_COLUMN, AGE_COLUMN];
   const r: Resource = {
     key: `${def.group}/${def.plural}`,
@@ -292,7 +338,11 @@ export function resolveResource(def: ResourceDefinition): Resource {
     namespaced: def.namespaced ?? false,
     statusSubresource: def.statusSubresource ?? false,
     builtin,
-    selectableFields: ['metadata.name', ...(def.namespaced ? ['metadata.namespace'] : []), ...(def.selectableFields ?? [])],
+    selectableFields: [
+      'metadata.name',
+      ...(def.namespaced ? ['metadata.namespace'] : []),
+      ...(def.selectableFields ?? []),
+    ],
     columns,
     subresources: def.subresources ?? [],
   };
@@ -316,10 +366,22 @@ export function apiResourceList(groupVersion: string, resources: Resource[]): Re
     if (r.categories.length) entry.categories = r.categories;
     out.push(entry);
     if (r.statusSubresource) {
-      out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+      out.push({
+        name: `${r.plural}/status`,
+        singularName: '',
+        namespaced: r.namespaced,
+        kind: r.kind,
+        verbs: ['get', 'patch', 'update'],
+      });
     }
     for (const sub of r.subresources) {
-      const entry: Record<string, unknown> = { name: `${r.plural}/${sub.name}`, singularName: '', namespaced: r.namespaced, kind: sub.kind, verbs: sub.verbs };
+      const entry: Record<string, unknown> = {
+        name: `${r.plural}/${sub.name}`,
+        singularName: '',
+        namespaced: r.namespaced,
+        kind: sub.kind,
+        verbs: sub.verbs,
+      };
       if (sub.group !== undefined) entry.group = sub.group;
       if (sub.version !== undefined) entry.version = sub.version;
       out.push(entry);
@@ -341,14 +403,21 @@ export type IncludeObject = 'None' | 'Metadata' | 'Object';
 export function toTable(
   r: Resource,
   objs: KubeObject[],
-  opts: { tableVersion: string; includeObject: IncludeObject; resourceVersion?: string; withColumns?: boolean; listMeta?: Record<string, unknown> },
+  opts: {
+    tableVersion: string;
+    includeObject: IncludeObject;
+    resourceVersion?: string;
+    withColumns?: boolean;
+    listMeta?: Record<string, unknown>;
+  },
 ): Record<string, unknown> {
   const now = Date.now();
   const metaApiVersion = `meta.k8s.io/${opts.tableVersion}`;
   const rows = objs.map((o) => {
     const row: Record<string, unknown> = { cells: r.columns.map((c) => c.cell(o, now)) };
     if (opts.includeObject === 'Object') row.object = o;
-    else if (opts.includeObject === 'Metadata') row.object = { kind: 'PartialObjectMetadata', apiVersion: metaApiVersion, metadata: o.metadata ?? {} };
+    else if (opts.includeObject === 'Metadata')
+      row.object = { kind: 'PartialObjectMetadata', apiVersion: metaApiVersion, metadata: o.metadata ?? {} };
     return row;
   });
   const table: Record<string, unknown> = {
@@ -357,7 +426,13 @@ export function toTable(
     metadata: { ...(opts.listMeta ?? {}), ...(opts.resourceVersion ? { resourceVersion: opts.resourceVersion } : {}) },
   };
   if (opts.withColumns !== false) {
-    table.columnDefinitions = r.columns.map((c) => ({ name: c.name, type: c.type, format: c.format, description: c.description, priority: c.priority }));
+    table.columnDefinitions = r.columns.map((c) => ({
+      name: c.name,
+      type: c.type,
+      format: c.format,
+      description: c.description,
+      priority: c.priority,
+    }));
   } else {
     table.columnDefinitions = null;
   }

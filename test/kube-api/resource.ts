@@ -66,7 +66,13 @@ export class ResourceHandle {
     const r = this.resource;
     const meta = obj.metadata;
     if (!DNS_SUBDOMAIN.test(name) || name.length > 253) {
-      throw invalid(r.kind, r.group, name, 'metadata.name', `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`);
+      throw invalid(
+        r.kind,
+        r.group,
+        name,
+        'metadata.name',
+        `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`,
+      );
     }
     for (const field of ['labels', 'annotations'] as const) {
       const m = meta?.[field];
@@ -75,7 +81,10 @@ export class ResourceHandle {
         throw badRequest(`json: cannot unmarshal into Go struct field ObjectMeta.metadata.${field} of type string`);
       }
     }
-    if (meta?.finalizers !== undefined && (!Array.isArray(meta.finalizers) || meta.finalizers.some((f) => typeof f !== 'string'))) {
+    if (
+      meta?.finalizers !== undefined &&
+      (!Array.isArray(meta.finalizers) || meta.finalizers.some((f) => typeof f !== 'string'))
+    ) {
       throw badRequest('json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type string');
     }
   }
@@ -83,7 +92,9 @@ export class ResourceHandle {
   private checkTypeMeta(obj: KubeObject): void {
     const r = this.resource;
     if (obj.apiVersion !== undefined && obj.apiVersion !== r.apiVersion) {
-      throw badRequest(`the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${r.apiVersion})`);
+      throw badRequest(
+        `the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${r.apiVersion})`,
+      );
     }
     if (obj.kind !== undefined && obj.kind !== r.kind) {
       throw badRequest(`the kind in the data (${String(obj.kind)}) does not match the expected kind (${r.kind})`);
@@ -119,7 +130,9 @@ export class ResourceHandle {
     const fields = parseFieldSelector(opts.fieldSelector ?? '', this.resource.selectableFields);
     const ns = opts.namespace;
     return (o) =>
-      (ns === undefined || ns === '' || o.metadata?.namespace === ns) && matchLabels(labels, o.metadata?.labels) && matchFields(fields, o);
+      (ns === undefined || ns === '' || o.metadata?.namespace === ns) &&
+      matchLabels(labels, o.metadata?.labels) &&
+      matchFields(fields, o);
   }
 
   /** Creates an object (POST semantics); returns it as stored. */
@@ -164,7 +177,13 @@ export class ResourceHandle {
     const name = opts.name ?? input.metadata?.name;
     if (!name) throw badRequest('name is required');
     if (input.metadata?.name !== undefined && input.metadata.name !== name) {
-      throw badRequest('the name of the object (' + String(input.metadata.name) + ') does not match the name on the URL (' + name + ')');
+      throw badRequest(
+        'the name of the object (' +
+          String(input.metadata.name) +
+          ') does not match the name on the URL (' +
+          name +
+          ')',
+      );
     }
     const ns = this.resource.namespaced ? (opts.namespace ?? input.metadata?.namespace) : undefined;
     const old = this.mustGet(name, ns);
@@ -181,7 +200,11 @@ export class ResourceHandle {
       else if (type === 'json') patched = jsonPatch(old, patch);
       else {
         if (!r.strategic) {
-          throw new ApiError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
+          throw new ApiError(
+            415,
+            'UnsupportedMediaType',
+            'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
+          );
         }
         patched = strategicMergePatch(old, patch, { ...OBJECT_META_SCHEMA, ...r.strategic });
       }
@@ -195,7 +218,13 @@ export class ResourceHandle {
     if (!isObject(patched)) throw new ApiError(422, 'Invalid', 'the patched document is not an object');
     const candidate = patched as KubeObject;
     if (candidate.metadata?.name !== name) {
-      throw invalid(r.kind, r.group, name, 'metadata.name', 'Invalid value: the name of an object cannot be changed by a patch');
+      throw invalid(
+        r.kind,
+        r.group,
+        name,
+        'metadata.name',
+        'Invalid value: the name of an object cannot be changed by a patch',
+      );
     }
     return this.write(old, candidate, opts, false);
   }
@@ -208,9 +237,16 @@ export class ResourceHandle {
     const name = oldMeta.name as string;
     const candMeta: ObjectMeta = isObject(candidate.metadata) ? candidate.metadata : {};
     const wantRv = candMeta.resourceVersion;
-    if (wantRv !== undefined && wantRv !== '' && wantRv !== oldMeta.resourceVersion) throw conflict(r.plural, r.group, name);
+    if (wantRv !== undefined && wantRv !== '' && wantRv !== oldMeta.resourceVersion)
+      throw conflict(r.plural, r.group, name);
     if (isPut && !wantRv && !r.builtin) {
-      throw invalid(r.kind, r.group, name, 'metadata.resourceVersion', 'Invalid value: 0x0: must be specified for an update');
+      throw invalid(
+        r.kind,
+        r.group,
+        name,
+        'metadata.resourceVersion',
+        'Invalid value: 0x0: must be specified for an update',
+      );
     }
     let next: KubeObject;
     if (scope === 'status') {
@@ -242,26 +278,40 @@ export class ResourceHandle {
     const nextMeta = next.metadata as ObjectMeta;
     nextMeta.resourceVersion = oldMeta.resourceVersion as string;
     if (deepEqual(next, old)) return old;
-    if (!r.builtin && !deepEqual(specOf(next), specOf(old))) nextMeta.generation = (Number(oldMeta.generation) || 0) + 1;
+    if (!r.builtin && !deepEqual(specOf(next), specOf(old)))
+      nextMeta.generation = (Number(oldMeta.generation) || 0) + 1;
     if (opts.dryRun) return next;
     const key = this.key(name, oldMeta.namespace);
-    if (nextMeta.deletionTimestamp && !(nextMeta.finalizers?.length)) {
+    if (nextMeta.deletionTimestamp && !nextMeta.finalizers?.length) {
       return this.store.commit(r.key, key, 'DELETED', next).object;
     }
     return this.store.commit(r.key, key, 'MODIFIED', next).object;
   }
 
   /** Deletes an object (or marks it with deletionTimestamp while finalizers remain); returns its last state. */
-  delete(name: string, opts: WriteOptions & { preconditions?: { uid?: string; resourceVersion?: string } } = {}): KubeObject {
+  delete(
+    name: string,
+    opts: WriteOptions & { preconditions?: { uid?: string; resourceVersion?: string } } = {},
+  ): KubeObject {
     const r = this.resource;
     const old = this.mustGet(name, opts.namespace);
     const meta = old.metadata ?? {};
     const pre = opts.preconditions;
     if (pre?.uid && pre.uid !== meta.uid) {
-      throw conflict(r.plural, r.group, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${meta.uid ?? ''}`);
+      throw conflict(
+        r.plural,
+        r.group,
+        name,
+        `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${meta.uid ?? ''}`,
+      );
     }
     if (pre?.resourceVersion && pre.resourceVersion !== meta.resourceVersion) {
-      throw conflict(r.plural, r.group, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${meta.resourceVersion ?? ''}`);
+      throw conflict(
+        r.plural,
+        r.group,
+        name,
+        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${meta.resourceVersion ?? ''}`,
+      );
     }
     if (opts.dryRun) return old;
     const key = this.key(name, meta.namespace);

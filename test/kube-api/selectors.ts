@@ -39,8 +39,10 @@ export function parseLabelSelector(selector: string): LabelRequirement[] {
   const reqs: LabelRequirement[] = [];
   for (const part of splitTopLevel(selector)) {
     let m: RegExpMatchArray | null;
-    const fail = () => badRequest(`unable to parse requirement: found '${part}', expected: key, !key, key=value, key in (...)`);
-    if ((m = part.match(new RegExp(`^!\\s*(${KEY})$`)))) reqs.push({ key: m[1] as string, op: 'notexists', values: [] });
+    const fail = () =>
+      badRequest(`unable to parse requirement: found '${part}', expected: key, !key, key=value, key in (...)`);
+    if ((m = part.match(new RegExp(`^!\\s*(${KEY})$`))))
+      reqs.push({ key: m[1] as string, op: 'notexists', values: [] });
     else if ((m = part.match(new RegExp(`^(${KEY})\\s+(in|notin)\\s*\\((.*)\\)$`)))) {
       const values = (m[3] as string).split(',').map((v) => v.trim());
       if (values.some((v) => !new RegExp(`^${VALUE}$`).test(v))) throw fail();

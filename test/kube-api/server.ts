@@ -15,8 +15,22 @@ import { writeFile, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { validatingAdmission, VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE, VALIDATING_ADMISSION_POLICY_RESOURCE, type Operation } from './admission.js';
-import { ADMIN_USER, ANONYMOUS_USER, EXTRA_CREDENTIAL_ID, mintServiceAccountToken, TokenTable, type MintedToken, type TokenBinding, type UserInfo } from './auth.js';
+import {
+  validatingAdmission,
+  VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE,
+  VALIDATING_ADMISSION_POLICY_RESOURCE,
+  type Operation,
+} from './admission.js';
+import {
+  ADMIN_USER,
+  ANONYMOUS_USER,
+  EXTRA_CREDENTIAL_ID,
+  mintServiceAccountToken,
+  TokenTable,
+  type MintedToken,
+  type TokenBinding,
+  type UserInfo,
+} from './auth.js';
 import { clone, isObject } from './json.js';
 import {
   apiGroup,
@@ -120,8 +134,13 @@ function parseAccept(accept: string | undefined): Negotiated {
     }
     if (type === 'application/json' || type === 'application/yaml') {
       if (!p.as) return {};
-      if (p.as === 'Table' && p.g === 'meta.k8s.io' && (p.v === 'v1' || p.v === 'v1beta1')) return { table: { version: p.v } };
-      if ((p.as === 'PartialObjectMetadata' || p.as === 'PartialObjectMetadataList') && p.g === 'meta.k8s.io' && (p.v === 'v1' || p.v === 'v1beta1')) {
+      if (p.as === 'Table' && p.g === 'meta.k8s.io' && (p.v === 'v1' || p.v === 'v1beta1'))
+        return { table: { version: p.v } };
+      if (
+        (p.as === 'PartialObjectMetadata' || p.as === 'PartialObjectMetadataList') &&
+        p.g === 'meta.k8s.io' &&
+        (p.v === 'v1' || p.v === 'v1beta1')
+      ) {
         return { partialMetadata: { version: p.v, list: p.as === 'PartialObjectMetadataList' } };
       }
       continue;
@@ -176,7 +195,11 @@ class WatchStream {
         });
         this.columnsSent = true;
       } else if (this.format.partialMetadata) {
-        out = { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${this.format.partialMetadata.version}`, metadata: (object as KubeObject).metadata ?? {} };
+        out = {
+          kind: 'PartialObjectMetadata',
+          apiVersion: `meta.k8s.io/${this.format.partialMetadata.version}`,
+          metadata: (object as KubeObject).metadata ?? {},
+        };
       }
     }
     this.res.write(JSON.stringify({ type, object: out }) + '\n');
@@ -226,7 +249,10 @@ export class KubeApiServer {
   /** Base URL such as `https://127.0.0.1:34567` (after start). */
   url?: string;
 
-  private readonly opts: Required<Pick<KubeApiServerOptions, 'tls' | 'host' | 'port' | 'bookmarkIntervalMs' | 'tables'>> & KubeApiServerOptions;
+  private readonly opts: Required<
+    Pick<KubeApiServerOptions, 'tls' | 'host' | 'port' | 'bookmarkIntervalMs' | 'tables'>
+  > &
+    KubeApiServerOptions;
   private readonly resources = new Map<string, Resource>();
   private readonly handles = new Map<string, ResourceHandle>();
   private readonly watches = new Set<WatchStream>();
@@ -271,7 +297,13 @@ export class KubeApiServer {
    * `node-uid` and it stops working when that Node is deleted. Unlike the wire API, any lifetime
    * is allowed (tests of expiry). The ServiceAccount object need not exist.
    */
-  createServiceAccountToken(opts: { namespace: string; name: string; boundNode?: string; expirationSeconds?: number; audiences?: string[] }): MintedToken {
+  createServiceAccountToken(opts: {
+    namespace: string;
+    name: string;
+    boundNode?: string;
+    expirationSeconds?: number;
+    audiences?: string[];
+  }): MintedToken {
     let bound: TokenBinding | undefined;
     if (opts.boundNode !== undefined) {
       const node = this.getNode(opts.boundNode);
@@ -279,8 +311,17 @@ export class KubeApiServer {
       bound = { kind: 'Node', name: opts.boundNode, uid: node.metadata?.uid ?? '' };
     }
     const sa = this.handles.get(SERVICE_ACCOUNT_RESOURCE_KEY)?.get(opts.name, opts.namespace);
-    const spec = { namespace: opts.namespace, name: opts.name, ...(sa?.metadata?.uid ? { serviceAccountUid: sa.metadata.uid } : {}) };
-    const minted = mintServiceAccountToken({ ...spec, expirationSeconds: opts.expirationSeconds, audiences: opts.audiences, boundObject: bound });
+    const spec = {
+      namespace: opts.namespace,
+      name: opts.name,
+      ...(sa?.metadata?.uid ? { serviceAccountUid: sa.metadata.uid } : {}),
+    };
+    const minted = mintServiceAccountToken({
+      ...spec,
+      expirationSeconds: opts.expirationSeconds,
+      audiences: opts.audiences,
+      boundObject: bound,
+    });
     this.tokens.add(minted.token, minted.user, { expiresAt: minted.expiresAt, bound });
     return minted;
   }
@@ -520,7 +561,14 @@ export class KubeApiServer {
       res.destroy();
       return;
     }
-    const e = err instanceof ApiError ? err : new ApiError(500, 'InternalError', `Internal error occurred: ${err instanceof Error ? err.message : String(err)}`);
+    const e =
+      err instanceof ApiError
+        ? err
+        : new ApiError(
+            500,
+            'InternalError',
+            `Internal error occurred: ${err instanceof Error ? err.message : String(err)}`,
+          );
     const headers: Record<string, string> = {};
     if (e.details?.retryAfterSeconds !== undefined) headers['Retry-After'] = String(e.details.retryAfterSeconds);
     this.sendJson(res, e.code, e.toStatus(), headers);
@@ -547,7 +595,13 @@ export class KubeApiServer {
     return g;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, body: Buffer, user: UserInfo): Promise<void> {
+  private async route(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    url: URL,
+    body: Buffer,
+    user: UserInfo,
+  ): Promise<void> {
     const method = req.method ?? 'GET';
     let parts: string[];
     try {
@@ -592,7 +646,11 @@ export class KubeApiServer {
       if (parts.length === 1) {
         if (method !== 'GET') throw methodNotAllowed();
         const addr = this.url ? new URL(this.url).host : '';
-        this.sendJson(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: addr }] });
+        this.sendJson(res, 200, {
+          kind: 'APIVersions',
+          versions: ['v1'],
+          serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: addr }],
+        });
         return;
       }
       if (parts[1] !== 'v1') throw pathNotFound();
@@ -604,7 +662,11 @@ export class KubeApiServer {
       groups.delete('');
       if (parts.length === 1) {
         if (method !== 'GET') throw methodNotAllowed();
-        this.sendJson(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [...groups].map(([g, vs]) => apiGroup(g, vs)) });
+        this.sendJson(res, 200, {
+          kind: 'APIGroupList',
+          apiVersion: 'v1',
+          groups: [...groups].map(([g, vs]) => apiGroup(g, vs)),
+        });
         return;
       }
       group = parts[1] as string;
@@ -671,7 +733,9 @@ export class KubeApiServer {
         try {
           input = decodeTokenRequest(body);
         } catch (err) {
-          throw badRequest(`error decoding request body as protobuf: ${err instanceof Error ? err.message : String(err)}`);
+          throw badRequest(
+            `error decoding request body as protobuf: ${err instanceof Error ? err.message : String(err)}`,
+          );
         }
       } else {
         input = parseJson(body);
@@ -680,13 +744,18 @@ export class KubeApiServer {
       return;
     }
     if (sub !== undefined && (sub !== 'status' || !r.statusSubresource)) throw pathNotFound();
-    const admit = (operation: Operation, object: KubeObject | null, oldObject: KubeObject | null, objName = name ?? '') =>
-      this.admit(res, { operation, r, sub, name: objName, namespace, object, oldObject, user, dryRun });
+    const admit = (
+      operation: Operation,
+      object: KubeObject | null,
+      oldObject: KubeObject | null,
+      objName = name ?? '',
+    ) => this.admit(res, { operation, r, sub, name: objName, namespace, object, oldObject, user, dryRun });
     const isWatch = watchPath || isTrue(q.get('watch'));
     const format = parseAccept(req.headers.accept);
     if (!this.opts.tables) delete format.table;
     const includeObject = (q.get('includeObject') ?? 'Metadata') as IncludeObject;
-    if (!['None', 'Metadata', 'Object'].includes(includeObject)) throw badRequest(`includeObject: Unsupported value: "${includeObject}"`);
+    if (!['None', 'Metadata', 'Object'].includes(includeObject))
+      throw badRequest(`includeObject: Unsupported value: "${includeObject}"`);
 
     switch (method) {
       case 'GET': {
@@ -720,7 +789,8 @@ export class KubeApiServer {
         if (!name || watchPath) throw methodNotAllowed();
         const input = parseJson(body) as KubeObject;
         const opts = { name, scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) } as const;
-        if (this.admissionEnabled) admit('UPDATE', handle.update(input, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
+        if (this.admissionEnabled)
+          admit('UPDATE', handle.update(input, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
         const obj = handle.update(input, { ...opts, dryRun });
         this.sendObject(res, 200, r, obj, format, includeObject);
         return;
@@ -733,7 +803,11 @@ export class KubeApiServer {
         else if (ct === 'application/merge-patch+json') type = 'merge';
         else if (ct === 'application/strategic-merge-patch+json') type = 'strategic';
         else if (ct === 'application/apply-patch+yaml' || ct === 'application/apply-patch+cbor') {
-          throw new ApiError(415, 'UnsupportedMediaType', 'server-side apply is not supported by this test API server; use a merge or JSON patch');
+          throw new ApiError(
+            415,
+            'UnsupportedMediaType',
+            'server-side apply is not supported by this test API server; use a merge or JSON patch',
+          );
         } else {
           throw new ApiError(
             415,
@@ -744,7 +818,8 @@ export class KubeApiServer {
         const patch = parseJson(body);
         const opts = { scope: sub ? 'status' : 'main', ...(namespace ? { namespace } : {}) } as const;
         // At admission a patch is an UPDATE of the patched object.
-        if (this.admissionEnabled) admit('UPDATE', handle.patch(name, type, patch, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
+        if (this.admissionEnabled)
+          admit('UPDATE', handle.patch(name, type, patch, { ...opts, dryRun: true }), handle.mustGet(name, namespace));
         const obj = handle.patch(name, type, patch, { ...opts, dryRun });
         this.sendObject(res, 200, r, obj, format, includeObject);
         return;
@@ -766,7 +841,12 @@ export class KubeApiServer {
         }
         const victims = handle.list(this.listOptions(q, namespace));
         if (this.admissionEnabled) for (const v of victims) admit('DELETE', null, v, v.metadata?.name ?? '');
-        const deleted = victims.map((v) => handle.delete(v.metadata?.name as string, { dryRun: dry, ...(v.metadata?.namespace ? { namespace: v.metadata.namespace } : {}) }));
+        const deleted = victims.map((v) =>
+          handle.delete(v.metadata?.name as string, {
+            dryRun: dry,
+            ...(v.metadata?.namespace ? { namespace: v.metadata.namespace } : {}),
+          }),
+        );
         this.sendJson(res, 200, this.listBody(r, deleted, this.resourceVersion, {}));
         return;
       }
@@ -783,7 +863,17 @@ export class KubeApiServer {
   /** Runs validating admission for a write; throws the denial, adds Warning headers for Warn bindings. */
   private admit(
     res: http.ServerResponse,
-    a: { operation: Operation; r: Resource; sub: string | undefined; name: string; namespace: string | undefined; object: KubeObject | null; oldObject: KubeObject | null; user: UserInfo; dryRun: boolean },
+    a: {
+      operation: Operation;
+      r: Resource;
+      sub: string | undefined;
+      name: string;
+      namespace: string | undefined;
+      object: KubeObject | null;
+      oldObject: KubeObject | null;
+      user: UserInfo;
+      dryRun: boolean;
+    },
   ): void {
     const bindings = this.store.list(VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE_KEY);
     if (bindings.length === 0) return;
@@ -810,34 +900,67 @@ export class KubeApiServer {
   }
 
   /** POST serviceaccounts/<name>/token: a TokenRequest, answered with a token as kube-apiserver does (Node-bound or unbound). */
-  private tokenRequest(handle: ResourceHandle, name: string, namespace: string, body: unknown, dryRun: boolean): Record<string, unknown> {
+  private tokenRequest(
+    handle: ResourceHandle,
+    name: string,
+    namespace: string,
+    body: unknown,
+    dryRun: boolean,
+  ): Record<string, unknown> {
     const sa = handle.mustGet(name, namespace);
     const spec = isObject(body) && isObject(body.spec) ? body.spec : {};
-    const seconds = spec.expirationSeconds === undefined || spec.expirationSeconds === null ? 3600 : Number(spec.expirationSeconds);
+    const seconds =
+      spec.expirationSeconds === undefined || spec.expirationSeconds === null ? 3600 : Number(spec.expirationSeconds);
     const invalidRequest = (field: string, detail: string) =>
       new ApiError(422, 'Invalid', `TokenRequest.authentication.k8s.io "${name}" is invalid: ${field}: ${detail}`, {
-        name, group: 'authentication.k8s.io', kind: 'TokenRequest', causes: [{ reason: 'FieldValueInvalid', message: detail, field }],
+        name,
+        group: 'authentication.k8s.io',
+        kind: 'TokenRequest',
+        causes: [{ reason: 'FieldValueInvalid', message: detail, field }],
       });
-    if (!Number.isInteger(seconds) || seconds < 600) throw invalidRequest('spec.expirationSeconds', `Invalid value: ${String(spec.expirationSeconds)}: may not specify a duration less than 10 minutes`);
-    if (seconds > 2 ** 32) throw invalidRequest('spec.expirationSeconds', `Invalid value: ${seconds}: may not specify a duration larger than 2^32 seconds`);
+    if (!Number.isInteger(seconds) || seconds < 600)
+      throw invalidRequest(
+        'spec.expirationSeconds',
+        `Invalid value: ${String(spec.expirationSeconds)}: may not specify a duration less than 10 minutes`,
+      );
+    if (seconds > 2 ** 32)
+      throw invalidRequest(
+        'spec.expirationSeconds',
+        `Invalid value: ${seconds}: may not specify a duration larger than 2^32 seconds`,
+      );
     let bound: TokenBinding | undefined;
     const ref = isObject(spec.boundObjectRef) ? spec.boundObjectRef : undefined;
     if (ref) {
-      if (ref.kind !== 'Node') throw badRequest(`cannot bind token to a ${String(ref.kind)}: this test API server binds tokens to Nodes only`);
+      if (ref.kind !== 'Node')
+        throw badRequest(`cannot bind token to a ${String(ref.kind)}: this test API server binds tokens to Nodes only`);
       const node = this.nodes.mustGet(String(ref.name ?? ''));
       const uid = node.metadata?.uid ?? '';
       if (ref.uid && ref.uid !== uid) throw conflictUid(String(ref.name), String(ref.uid), uid);
       bound = { kind: 'Node', name: String(ref.name), uid };
     }
     const audiences = Array.isArray(spec.audiences) && spec.audiences.length ? spec.audiences.map(String) : undefined;
-    const minted = mintServiceAccountToken({ namespace, name, serviceAccountUid: sa.metadata?.uid ?? '', expirationSeconds: seconds, audiences, boundObject: bound });
+    const minted = mintServiceAccountToken({
+      namespace,
+      name,
+      serviceAccountUid: sa.metadata?.uid ?? '',
+      expirationSeconds: seconds,
+      audiences,
+      boundObject: bound,
+    });
     if (!dryRun) this.tokens.add(minted.token, minted.user, { expiresAt: minted.expiresAt, bound });
     return {
       kind: 'TokenRequest',
       apiVersion: 'authentication.k8s.io/v1',
       metadata: { name, namespace, creationTimestamp: null },
-      spec: { audiences: minted.claims.aud, expirationSeconds: seconds, boundObjectRef: ref ? { kind: 'Node', apiVersion: 'v1', name: bound!.name, uid: bound!.uid } : null },
-      status: { token: dryRun ? '' : minted.token, expirationTimestamp: new Date(minted.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z') },
+      spec: {
+        audiences: minted.claims.aud,
+        expirationSeconds: seconds,
+        boundObjectRef: ref ? { kind: 'Node', apiVersion: 'v1', name: bound!.name, uid: bound!.uid } : null,
+      },
+      status: {
+        token: dryRun ? '' : minted.token,
+        expirationTimestamp: new Date(minted.expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      },
     };
   }
 
@@ -848,7 +971,12 @@ export class KubeApiServer {
     return o;
   }
 
-  private listBody(r: Resource, items: KubeObject[], rv: string, extraMeta: Record<string, unknown>): Record<string, unknown> {
+  private listBody(
+    r: Resource,
+    items: KubeObject[],
+    rv: string,
+    extraMeta: Record<string, unknown>,
+  ): Record<string, unknown> {
     const out = items.map((o) => {
       if (!r.builtin) return o;
       const c = { ...o };
@@ -859,11 +987,30 @@ export class KubeApiServer {
     return { kind: r.listKind, apiVersion: r.apiVersion, metadata: { resourceVersion: rv, ...extraMeta }, items: out };
   }
 
-  private sendObject(res: http.ServerResponse, code: number, r: Resource, obj: KubeObject, format: Negotiated, includeObject: IncludeObject): void {
+  private sendObject(
+    res: http.ServerResponse,
+    code: number,
+    r: Resource,
+    obj: KubeObject,
+    format: Negotiated,
+    includeObject: IncludeObject,
+  ): void {
     if (format.table) {
-      this.sendJson(res, code, toTable(r, [obj], { tableVersion: format.table.version, includeObject, resourceVersion: obj.metadata?.resourceVersion ?? '' }));
+      this.sendJson(
+        res,
+        code,
+        toTable(r, [obj], {
+          tableVersion: format.table.version,
+          includeObject,
+          resourceVersion: obj.metadata?.resourceVersion ?? '',
+        }),
+      );
     } else if (format.partialMetadata && !format.partialMetadata.list) {
-      this.sendJson(res, code, { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${format.partialMetadata.version}`, metadata: obj.metadata ?? {} });
+      this.sendJson(res, code, {
+        kind: 'PartialObjectMetadata',
+        apiVersion: `meta.k8s.io/${format.partialMetadata.version}`,
+        metadata: obj.metadata ?? {},
+      });
     } else {
       this.sendJson(res, code, obj);
     }
@@ -896,7 +1043,8 @@ export class KubeApiServer {
       } catch {
         throw badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
       }
-      if (typeof token.rv !== 'number' || typeof token.start !== 'string') throw badRequest('continue key is not valid');
+      if (typeof token.rv !== 'number' || typeof token.start !== 'string')
+        throw badRequest('continue key is not valid');
       try {
         objs = this.store.snapshotShared(r.key, token.rv);
       } catch (err) {
@@ -912,12 +1060,18 @@ export class KubeApiServer {
       listRv = token.rv;
       after = token.start;
     } else if (match === 'Exact') {
-      if (!rvParam || rvParam === '0') throw badRequest('resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
+      if (!rvParam || rvParam === '0')
+        throw badRequest(
+          'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+        );
       listRv = parseRv(rvParam);
       objs = this.store.snapshotShared(r.key, listRv);
     } else {
       if (match && match !== 'NotOlderThan') throw badRequest(`resourceVersionMatch: Unsupported value: "${match}"`);
-      if (match && !rvParam) throw badRequest('resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided');
+      if (match && !rvParam)
+        throw badRequest(
+          'resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided',
+        );
       if (rvParam && rvParam !== '0') {
         const want = parseRv(rvParam);
         if (want > this.store.rv) this.store.checkRetained(want);
@@ -930,21 +1084,31 @@ export class KubeApiServer {
     if (limit > 0 && objs.length > limit) {
       const remaining = objs.length - limit;
       objs = objs.slice(0, limit);
-      meta.continue = Buffer.from(JSON.stringify({ rv: listRv, start: objectKey(objs[objs.length - 1] as KubeObject) })).toString('base64url');
+      meta.continue = Buffer.from(
+        JSON.stringify({ rv: listRv, start: objectKey(objs[objs.length - 1] as KubeObject) }),
+      ).toString('base64url');
       if (!opts.labelSelector && !opts.fieldSelector) meta.remainingItemCount = remaining;
     }
     const rv = String(listRv);
     // Only the page is copied: the stored objects are never changed in place.
     const page = objs.map((o) => clone(o));
     if (format.table) {
-      this.sendJson(res, 200, toTable(r, page, { tableVersion: format.table.version, includeObject, resourceVersion: rv, listMeta: meta }));
+      this.sendJson(
+        res,
+        200,
+        toTable(r, page, { tableVersion: format.table.version, includeObject, resourceVersion: rv, listMeta: meta }),
+      );
     } else if (format.partialMetadata) {
       const v = format.partialMetadata.version;
       this.sendJson(res, 200, {
         kind: 'PartialObjectMetadataList',
         apiVersion: `meta.k8s.io/${v}`,
         metadata: { resourceVersion: rv, ...meta },
-        items: page.map((o) => ({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${v}`, metadata: o.metadata ?? {} })),
+        items: page.map((o) => ({
+          kind: 'PartialObjectMetadata',
+          apiVersion: `meta.k8s.io/${v}`,
+          metadata: o.metadata ?? {},
+        })),
       });
     } else {
       this.sendJson(res, 200, this.listBody(r, page, rv, meta));
@@ -967,7 +1131,8 @@ export class KubeApiServer {
     const rvParam = q.get('resourceVersion') ?? '';
     const timeoutParam = q.get('timeoutSeconds');
     const timeoutSeconds = timeoutParam ? Number(timeoutParam) : 0;
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) throw badRequest(`timeoutSeconds: Invalid value: "${timeoutParam ?? ''}"`);
+    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0)
+      throw badRequest(`timeoutSeconds: Invalid value: "${timeoutParam ?? ''}"`);
     const bookmarks = isTrue(q.get('allowWatchBookmarks'));
     const sendInitial = q.get('sendInitialEvents') === 'true';
     const from = rvParam === '' || rvParam === '0' ? undefined : parseRv(rvParam);
@@ -988,7 +1153,11 @@ export class KubeApiServer {
         failure = err;
       }
     }
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-cache, private',
+      'Transfer-Encoding': 'chunked',
+    });
     res.flushHeaders();
     req.socket.setNoDelay(true);
     req.socket.setTimeout(0);
@@ -998,7 +1167,10 @@ export class KubeApiServer {
       w.send('BOOKMARK', {
         kind: r.kind,
         apiVersion: r.apiVersion,
-        metadata: { resourceVersion: String(this.store.rv), ...(Object.keys(extra).length ? { annotations: extra } : {}) },
+        metadata: {
+          resourceVersion: String(this.store.rv),
+          ...(Object.keys(extra).length ? { annotations: extra } : {}),
+        },
       });
     for (const ev of initial) w.send(ev.type, ev.object);
     if (failure) {
@@ -1024,7 +1196,10 @@ export class KubeApiServer {
 }
 
 /** The watch event a stream with this filter sees for a store event (ADDED/DELETED when an object enters or leaves the selection). */
-function convertEvent(e: StoreEvent, matches: (o: KubeObject) => boolean): { type: string; object: KubeObject } | undefined {
+function convertEvent(
+  e: StoreEvent,
+  matches: (o: KubeObject) => boolean,
+): { type: string; object: KubeObject } | undefined {
   if (e.type === 'DELETED') return matches(e.object) ? { type: 'DELETED', object: e.object } : undefined;
   const now = matches(e.object);
   const before = e.prev ? matches(e.prev) : false;
@@ -1044,7 +1219,12 @@ const VALIDATING_ADMISSION_POLICY_BINDING_RESOURCE_KEY = `${VALIDATING_ADMISSION
 
 /** 409 for a TokenRequest whose bound object's uid is not the object's. */
 function conflictUid(name: string, want: string, have: string): ApiError {
-  return new ApiError(409, 'Conflict', `Operation cannot be fulfilled on nodes "${name}": the UID in the bound object reference (${want}) does not match the UID in record. The object might have been deleted and then recreated`, { name, kind: 'nodes' });
+  return new ApiError(
+    409,
+    'Conflict',
+    `Operation cannot be fulfilled on nodes "${name}": the UID in the bound object reference (${want}) does not match the UID in record. The object might have been deleted and then recreated`,
+    { name, kind: 'nodes' },
+  );
 }
 
 function parseJson(body: Buffer): unknown {
@@ -1077,9 +1257,23 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 /** Re-exported so tests need one import: Status errors, the built-in resource definitions and object types. */
 export { ApiError, statusBody } from './status.js';
 /** Re-exported resource definitions and types (see registry.ts). */
-export { KILO_PEER_RESOURCE, LEASE_RESOURCE, NODE_RESOURCE, SERVICE_ACCOUNT_RESOURCE, type KubeObject, type ResourceDefinition } from './registry.js';
+export {
+  KILO_PEER_RESOURCE,
+  LEASE_RESOURCE,
+  NODE_RESOURCE,
+  SERVICE_ACCOUNT_RESOURCE,
+  type KubeObject,
+  type ResourceDefinition,
+} from './registry.js';
 /** Re-exported users and token helpers (see auth.ts). */
-export { ADMIN_USER, EXTRA_CREDENTIAL_ID, EXTRA_NODE_NAME, EXTRA_NODE_UID, type MintedToken, type UserInfo } from './auth.js';
+export {
+  ADMIN_USER,
+  EXTRA_CREDENTIAL_ID,
+  EXTRA_NODE_NAME,
+  EXTRA_NODE_UID,
+  type MintedToken,
+  type UserInfo,
+} from './auth.js';
 /** Re-exported admission evaluation (see admission.ts). */
 export { validatingAdmission, type AdmissionRequest, type AdmissionResult, type PolicyDecision } from './admission.js';
 /** Re-exported handle type returned by `registerResource` and `resource` (see resource.ts). */

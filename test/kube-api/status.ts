@@ -89,7 +89,12 @@ function details(plural: string, group: string, name: string): StatusDetails {
 
 /** 404 NotFound for a named object. */
 export function notFound(plural: string, group: string, name: string): ApiError {
-  return new ApiError(404, 'NotFound', `${qualifiedResource(plural, group)} "${name}" not found`, details(plural, group, name));
+  return new ApiError(
+    404,
+    'NotFound',
+    `${qualifiedResource(plural, group)} "${name}" not found`,
+    details(plural, group, name),
+  );
 }
 
 /** 404 NotFound for a URL the server does not serve. */
@@ -99,7 +104,12 @@ export function pathNotFound(): ApiError {
 
 /** 409 AlreadyExists on create. */
 export function alreadyExists(plural: string, group: string, name: string): ApiError {
-  return new ApiError(409, 'AlreadyExists', `${qualifiedResource(plural, group)} "${name}" already exists`, details(plural, group, name));
+  return new ApiError(
+    409,
+    'AlreadyExists',
+    `${qualifiedResource(plural, group)} "${name}" already exists`,
+    details(plural, group, name),
+  );
 }
 
 /** 409 Conflict for a stale resourceVersion (optimistic concurrency). */
@@ -132,6 +142,8 @@ export function badRequest(message: string): ApiError {
 }
 
 /** 405 MethodNotAllowed. */
-export function methodNotAllowed(message = 'the server does not allow this method on the requested resource'): ApiError {
+export function methodNotAllowed(
+  message = 'the server does not allow this method on the requested resource',
+): ApiError {
   return new ApiError(405, 'MethodNotAllowed', message, {});
 }

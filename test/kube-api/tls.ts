@@ -42,12 +42,33 @@ export async function generateTls(names: string[]): Promise<TlsMaterial> {
     const p = (f: string) => join(dir, f);
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
     await run('openssl', [
-      'req', '-x509', ...ec, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2',
-      '-subj', '/CN=kube-api-test-ca',
-      '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      p('ca.key'),
+      '-out',
+      p('ca.crt'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=kube-api-test-ca',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
     ]);
-    await run('openssl', ['req', '-new', ...ec, '-keyout', p('server.key'), '-out', p('server.csr'), '-subj', '/CN=kube-apiserver']);
+    await run('openssl', [
+      'req',
+      '-new',
+      ...ec,
+      '-keyout',
+      p('server.key'),
+      '-out',
+      p('server.csr'),
+      '-subj',
+      '/CN=kube-apiserver',
+    ]);
     const sans = subjectAltNames(['127.0.0.1', '::1', 'localhost', 'kubernetes', 'kubernetes.default.svc', ...names]);
     await writeFile(
       p('server.ext'),
@@ -60,8 +81,22 @@ export async function generateTls(names: string[]): Promise<TlsMaterial> {
       ].join('\n'),
     );
     await run('openssl', [
-      'x509', '-req', '-in', p('server.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
-      '-set_serial', '0x' + randomBytes(8).toString('hex'), '-days', '2', '-extfile', p('server.ext'), '-out', p('server.crt'),
+      'x509',
+      '-req',
+      '-in',
+      p('server.csr'),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-set_serial',
+      '0x' + randomBytes(8).toString('hex'),
+      '-days',
+      '2',
+      '-extfile',
+      p('server.ext'),
+      '-out',
+      p('server.crt'),
     ]);
     return {
       dir,

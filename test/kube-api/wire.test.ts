@@ -25,7 +25,12 @@ interface Reply {
   json: Record<string, unknown>;
 }
 
-function send(server: KubeApiServer, method: string, path: string, opts: { body?: unknown; contentType?: string; accept?: string; token?: string | null } = {}): Promise<Reply> {
+function send(
+  server: KubeApiServer,
+  method: string,
+  path: string,
+  opts: { body?: unknown; contentType?: string; accept?: string; token?: string | null } = {},
+): Promise<Reply> {
   const url = new URL(path, server.url);
   const headers: Record<string, string> = {};
   const token = opts.token === undefined ? TOKEN : opts.token;
@@ -157,34 +162,71 @@ describe('kube-api: wire protocol', function () {
     assert.equal(nodes?.kind, 'Node');
     assert.deepEqual(nodes?.verbs, ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
     assert.ok(resources.some((r) => r.name === 'nodes/status'));
-    const aggregated = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
+    const aggregated =
+      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
     const apis = await send(server, 'GET', '/apis', { accept: aggregated });
     assert.equal(apis.headers['content-type'], 'application/json');
-    assert.deepEqual([apis.json.kind, (apis.json.groups as Array<{ name: string }>).map((g) => g.name)], ['APIGroupList', ['coordination.k8s.io']]);
+    assert.deepEqual(
+      [apis.json.kind, (apis.json.groups as Array<{ name: string }>).map((g) => g.name)],
+      ['APIGroupList', ['coordination.k8s.io']],
+    );
     const anon = await send(server, 'GET', '/api/v1/nodes', { token: null });
     assert.equal(anon.status, 401);
-    assert.deepEqual(anon.json, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Unauthorized', reason: 'Unauthorized', code: 401 });
+    assert.deepEqual(anon.json, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'Unauthorized',
+      reason: 'Unauthorized',
+      code: 401,
+    });
   });
 
   it('answers errors with Status objects', async () => {
     const unknown = await send(server, 'GET', '/api/v1/pods');
     assert.equal(unknown.status, 404);
-    assert.deepEqual(unknown.json, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', details: {}, code: 404 });
+    assert.deepEqual(unknown.json, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'the server could not find the requested resource',
+      reason: 'NotFound',
+      details: {},
+      code: 404,
+    });
     const badJson = await send(server, 'POST', '/api/v1/nodes', { body: '{nope' });
     assert.deepEqual([badJson.status, badJson.json.reason], [400, 'BadRequest']);
     const badSelector = await send(server, 'GET', '/api/v1/nodes?labelSelector=' + encodeURIComponent('a in (b'));
     assert.deepEqual([badSelector.status, badSelector.json.reason], [400, 'BadRequest']);
-    const withRv = await send(server, 'POST', '/api/v1/nodes', { body: { metadata: { name: 'rv', resourceVersion: '5' } } });
-    assert.deepEqual([withRv.status, withRv.json.message], [500, 'resourceVersion should not be set on objects to be created']);
+    const withRv = await send(server, 'POST', '/api/v1/nodes', {
+      body: { metadata: { name: 'rv', resourceVersion: '5' } },
+    });
+    assert.deepEqual(
+      [withRv.status, withRv.json.message],
+      [500, 'resourceVersion should not be set on objects to be created'],
+    );
     const badName = await send(server, 'POST', '/api/v1/nodes', { body: { metadata: { name: 'Bad_Name' } } });
     assert.deepEqual([badName.status, badName.json.reason], [422, 'Invalid']);
     const wrongKind = await send(server, 'POST', '/api/v1/nodes', { body: { kind: 'Pod', metadata: { name: 'x' } } });
     assert.equal(wrongKind.status, 400);
-    const applyPatch = await send(server, 'PATCH', '/api/v1/nodes/x', { body: '{}', contentType: 'application/apply-patch+yaml' });
+    const applyPatch = await send(server, 'PATCH', '/api/v1/nodes/x', {
+      body: '{}',
+      contentType: 'application/apply-patch+yaml',
+    });
     assert.equal(applyPatch.status, 415);
     server.failNext(1, 500, { message: 'etcd is on fire' });
     const injected = await send(server, 'GET', '/api/v1/nodes');
-    assert.deepEqual(injected.json, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'etcd is on fire', reason: 'InternalError', code: 500 });
+    assert.deepEqual(injected.json, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: 'etcd is on fire',
+      reason: 'InternalError',
+      code: 500,
+    });
     server.setWatchEnabled(false);
     try {
       const w = await send(server, 'GET', '/api/v1/nodes?watch=1');
@@ -196,7 +238,9 @@ describe('kube-api: wire protocol', function () {
 
   it('renders Tables (includeObject) and PartialObjectMetadata lists', async () => {
     server.createNode({ metadata: { name: 't1', labels: { a: 'b' } } });
-    const table = await send(server, 'GET', '/api/v1/nodes?includeObject=Object', { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' });
+    const table = await send(server, 'GET', '/api/v1/nodes?includeObject=Object', {
+      accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json',
+    });
     assert.equal(table.json.kind, 'Table');
     assert.equal(table.json.apiVersion, 'meta.k8s.io/v1');
     const cols = (table.json.columnDefinitions as Array<{ name: string }>).map((c) => c.name);
@@ -204,10 +248,14 @@ describe('kube-api: wire protocol', function () {
     const rows = table.json.rows as Array<{ cells: unknown[]; object: KubeObject }>;
     assert.equal(rows[0]?.cells[0], 't1');
     assert.equal(rows[0]?.object.kind, 'Node');
-    const meta = await send(server, 'GET', '/api/v1/nodes/t1', { accept: 'application/json;as=Table;v=v1beta1;g=meta.k8s.io' });
+    const meta = await send(server, 'GET', '/api/v1/nodes/t1', {
+      accept: 'application/json;as=Table;v=v1beta1;g=meta.k8s.io',
+    });
     const mrows = meta.json.rows as Array<{ object: KubeObject }>;
     assert.equal(mrows[0]?.object.kind, 'PartialObjectMetadata');
-    const pom = await send(server, 'GET', '/api/v1/nodes', { accept: 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io' });
+    const pom = await send(server, 'GET', '/api/v1/nodes', {
+      accept: 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io',
+    });
     assert.equal(pom.json.kind, 'PartialObjectMetadataList');
     const list = await send(server, 'GET', '/api/v1/nodes');
     const items = list.json.items as KubeObject[];
@@ -257,12 +305,18 @@ describe('kube-api: wire protocol', function () {
     assert.deepEqual(w.summary(), ['ADDED s2', 'DELETED s1']);
     const deleted = w.events[1]?.object;
     assert.equal(deleted?.metadata?.labels?.mesh, 'on', 'DELETED carries the last matching state');
-    assert.equal(deleted?.metadata?.resourceVersion, server.getNode('s1')?.metadata?.resourceVersion, '...with the resourceVersion of the change');
+    assert.equal(
+      deleted?.metadata?.resourceVersion,
+      server.getNode('s1')?.metadata?.resourceVersion,
+      '...with the resourceVersion of the change',
+    );
   });
 
   it('bookmarks and sendInitialEvents', async () => {
     server.createNode({ metadata: { name: 'b1' } });
-    const w = await watch('/api/v1/nodes?watch=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan');
+    const w = await watch(
+      '/api/v1/nodes?watch=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan',
+    );
     await until(() => w.events.length >= 3, 'initial event and bookmarks');
     assert.equal(w.summary()[0], 'ADDED b1');
     assert.equal(w.events[1]?.type, 'BOOKMARK');
@@ -291,12 +345,19 @@ describe('kube-api: wire protocol', function () {
     small.createNode({ metadata: { name: 'h2' } });
     const rv2 = small.resourceVersion;
     const exact = await send(small, 'GET', `/api/v1/nodes?resourceVersion=${rv1}&resourceVersionMatch=Exact`);
-    assert.deepEqual((exact.json.items as KubeObject[]).map((n) => n.metadata?.name), ['h1'], 'an exact list is a snapshot');
+    assert.deepEqual(
+      (exact.json.items as KubeObject[]).map((n) => n.metadata?.name),
+      ['h1'],
+      'an exact list is a snapshot',
+    );
     for (const n of ['h3', 'h4', 'h5']) small.createNode({ metadata: { name: n } });
     const w = await RawWatch.open(small, `/api/v1/nodes?watch=1&resourceVersion=${rv1}`);
     watches.push(w);
     await until(() => w.ended, 'the stream to end');
-    assert.deepEqual(w.events.map((e) => [e.type, e.object.code, e.object.reason]), [['ERROR', 410, 'Expired']]);
+    assert.deepEqual(
+      w.events.map((e) => [e.type, e.object.code, e.object.reason]),
+      [['ERROR', 410, 'Expired']],
+    );
     const gone = await send(small, 'GET', `/api/v1/nodes?resourceVersion=${rv1}&resourceVersionMatch=Exact`);
     assert.deepEqual([gone.status, gone.json.reason], [410, 'Expired']);
     const w2 = await RawWatch.open(small, `/api/v1/nodes?watch=1&resourceVersion=${rv2}`);
@@ -311,14 +372,24 @@ describe('kube-api: wire protocol', function () {
     const nodeObj = {
       metadata: { name: 'n', finalizers: ['a', 'b'] },
       spec: { podCIDRs: ['10.0.0.0/24'], taints: [{ key: 'k', effect: 'NoSchedule' }] },
-      status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'DiskPressure', status: 'False' }] },
+      status: {
+        conditions: [
+          { type: 'Ready', status: 'True' },
+          { type: 'DiskPressure', status: 'False' },
+        ],
+      },
     };
     const out = strategicMergePatch(
       nodeObj,
       {
         metadata: { '$deleteFromPrimitiveList/finalizers': ['a'] },
         spec: { podCIDRs: ['fd00::/64'], taints: [{ key: 'other', effect: 'NoExecute' }] },
-        status: { conditions: [{ type: 'DiskPressure', $patch: 'delete' }, { type: 'Ready', status: 'False' }] },
+        status: {
+          conditions: [
+            { type: 'DiskPressure', $patch: 'delete' },
+            { type: 'Ready', status: 'False' },
+          ],
+        },
       },
       NODE_SCHEMA,
     ) as typeof nodeObj;
@@ -326,14 +397,21 @@ describe('kube-api: wire protocol', function () {
     assert.deepEqual(out.spec.podCIDRs, ['10.0.0.0/24', 'fd00::/64'], 'podCIDRs merge');
     assert.deepEqual(out.spec.taints, [{ key: 'other', effect: 'NoExecute' }], 'taints are replaced');
     assert.deepEqual(out.status.conditions, [{ type: 'Ready', status: 'False' }]);
-    const replaced = strategicMergePatch(nodeObj, { status: { conditions: [{ $patch: 'replace' }, { type: 'X', status: 'True' }] } }, NODE_SCHEMA) as typeof nodeObj;
+    const replaced = strategicMergePatch(
+      nodeObj,
+      { status: { conditions: [{ $patch: 'replace' }, { type: 'X', status: 'True' }] } },
+      NODE_SCHEMA,
+    ) as typeof nodeObj;
     assert.deepEqual(replaced.status.conditions, [{ type: 'X', status: 'True' }]);
-    assert.deepEqual(jsonPatch({ a: { b: 1 }, c: [1, 2] }, [
-      { op: 'move', from: '/a/b', path: '/d' },
-      { op: 'copy', from: '/c', path: '/e' },
-      { op: 'add', path: '/c/-', value: 3 },
-      { op: 'replace', path: '/c/0', value: 0 },
-    ]), { a: {}, c: [0, 2, 3], d: 1, e: [1, 2] });
+    assert.deepEqual(
+      jsonPatch({ a: { b: 1 }, c: [1, 2] }, [
+        { op: 'move', from: '/a/b', path: '/d' },
+        { op: 'copy', from: '/c', path: '/e' },
+        { op: 'add', path: '/c/-', value: 3 },
+        { op: 'replace', path: '/c/0', value: 0 },
+      ]),
+      { a: {}, c: [0, 2, 3], d: 1, e: [1, 2] },
+    );
     assert.throws(() => jsonPatch({ a: 1 }, [{ op: 'replace', path: '/b', value: 1 }]));
     assert.deepEqual(mergePatch({ a: { b: 1, c: 2 }, l: [1] }, { a: { b: null }, l: [2] }), { a: { c: 2 }, l: [2] });
   });
@@ -348,26 +426,42 @@ describe('kube-api: wire protocol', function () {
     assert.equal(del.status, 200);
     assert.ok((del.json.metadata as { deletionTimestamp?: string }).deletionTimestamp);
     assert.ok(server.getNode('fin'), 'still there while finalizers remain');
-    const patched = await send(server, 'PATCH', '/api/v1/nodes/fin', { body: { metadata: { finalizers: null } }, contentType: 'application/merge-patch+json' });
+    const patched = await send(server, 'PATCH', '/api/v1/nodes/fin', {
+      body: { metadata: { finalizers: null } },
+      contentType: 'application/merge-patch+json',
+    });
     assert.equal(patched.status, 200);
     assert.equal(server.getNode('fin'), undefined);
     await until(() => w.events.length === 2, 'MODIFIED then DELETED');
     assert.deepEqual(w.summary(), ['MODIFIED fin', 'DELETED fin']);
     const stale = server.createNode({ metadata: { name: 'pre' } });
-    const precondition = await send(server, 'DELETE', '/api/v1/nodes/pre', { body: { preconditions: { uid: 'not-the-uid' } } });
+    const precondition = await send(server, 'DELETE', '/api/v1/nodes/pre', {
+      body: { preconditions: { uid: 'not-the-uid' } },
+    });
     assert.deepEqual([precondition.status, precondition.json.reason], [409, 'Conflict']);
     assert.ok(server.getNode('pre'));
     assert.ok(stale.metadata?.uid);
   });
 
   it('serves namespaced custom resources under /namespaces/<ns>/', async () => {
-    const widgets = server.registerResource({ group: 'example.com', version: 'v1', kind: 'Widget', plural: 'widgets', namespaced: true });
-    const created = await send(server, 'POST', '/apis/example.com/v1/namespaces/ns1/widgets', { body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } } });
+    const widgets = server.registerResource({
+      group: 'example.com',
+      version: 'v1',
+      kind: 'Widget',
+      plural: 'widgets',
+      namespaced: true,
+    });
+    const created = await send(server, 'POST', '/apis/example.com/v1/namespaces/ns1/widgets', {
+      body: { apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } },
+    });
     assert.equal(created.status, 201);
     assert.equal((created.json.metadata as { namespace?: string }).namespace, 'ns1');
     await send(server, 'POST', '/apis/example.com/v1/namespaces/ns2/widgets', { body: { metadata: { name: 'w' } } });
     const all = await send(server, 'GET', '/apis/example.com/v1/widgets');
-    assert.deepEqual((all.json.items as KubeObject[]).map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`), ['ns1/w', 'ns2/w']);
+    assert.deepEqual(
+      (all.json.items as KubeObject[]).map((o) => `${o.metadata?.namespace}/${o.metadata?.name}`),
+      ['ns1/w', 'ns2/w'],
+    );
     const one = await send(server, 'GET', '/apis/example.com/v1/namespaces/ns2/widgets');
     assert.equal((one.json.items as KubeObject[]).length, 1);
     assert.equal((await send(server, 'DELETE', '/apis/example.com/v1/namespaces/ns1/widgets/w')).status, 200);
@@ -419,12 +513,33 @@ describe('kube-api: wire protocol', function () {
     const dir = await mkdtemp(join(tmpdir(), 'kube-api-cli-'));
     try {
       const nodesFile = join(dir, 'nodes.json');
-      await writeFile(nodesFile, JSON.stringify([{ metadata: { name: 'cli-a' } }, { metadata: { name: 'cli-b', labels: { x: 'y' } } }]));
+      await writeFile(
+        nodesFile,
+        JSON.stringify([{ metadata: { name: 'cli-a' } }, { metadata: { name: 'cli-b', labels: { x: 'y' } } }]),
+      );
       const kubeconfig = join(dir, 'kubeconfig');
       const main = fileURLToPath(new URL('./main.js', import.meta.url));
-      const child = spawn(process.execPath, [main, '--host', '127.0.0.1', '--port', '0', '--tls', '--token', 'cli-token', '--kubeconfig', kubeconfig, '--nodes-file', nodesFile, '--kilo'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        process.execPath,
+        [
+          main,
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--tls',
+          '--token',
+          'cli-token',
+          '--kubeconfig',
+          kubeconfig,
+          '--nodes-file',
+          nodesFile,
+          '--kilo',
+        ],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
       try {
         const line = await new Promise<string>((resolve, reject) => {
@@ -440,9 +555,15 @@ describe('kube-api: wire protocol', function () {
         assert.equal(info.kubeconfig, kubeconfig);
         const kc = new k8s.KubeConfig();
         kc.loadFromFile(kubeconfig);
-        const names = (await kc.makeApiClient(k8s.CoreV1Api).listNode({ labelSelector: 'x=y' })).items.map((n) => n.metadata?.name);
+        const names = (await kc.makeApiClient(k8s.CoreV1Api).listNode({ labelSelector: 'x=y' })).items.map(
+          (n) => n.metadata?.name,
+        );
         assert.deepEqual(names, ['cli-b']);
-        const peers = (await kc.makeApiClient(k8s.CustomObjectsApi).listClusterCustomObject({ group: 'kilo.squat.ai', version: 'v1alpha1', plural: 'peers' })) as { items: unknown[] };
+        const peers = (await kc
+          .makeApiClient(k8s.CustomObjectsApi)
+          .listClusterCustomObject({ group: 'kilo.squat.ai', version: 'v1alpha1', plural: 'peers' })) as {
+          items: unknown[];
+        };
         assert.deepEqual(peers.items, []);
       } finally {
         child.kill('SIGTERM');

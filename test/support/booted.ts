@@ -46,7 +46,12 @@ export abstract class BootedSystem {
   }
 
   /** Polls `systemctl show` until `done` accepts the properties; throws with the last ones on timeout. */
-  async waitForUnit(unit: string, props: string[], done: (p: Record<string, string>) => boolean, timeoutMs = 60_000): Promise<Record<string, string>> {
+  async waitForUnit(
+    unit: string,
+    props: string[],
+    done: (p: Record<string, string>) => boolean,
+    timeoutMs = 60_000,
+  ): Promise<Record<string, string>> {
     const deadline = Date.now() + timeoutMs;
     let last: Record<string, string> = {};
     while (Date.now() < deadline) {
@@ -55,21 +60,26 @@ export abstract class BootedSystem {
       await sleep(250);
     }
     const status = await this.exec('systemctl', ['status', '--no-pager', '-l', unit], { allowFailure: true });
-    throw new Error(`${this.name}: ${unit} did not reach the expected state within ${timeoutMs} ms; last ${JSON.stringify(last)}\n${status.stdout}`);
+    throw new Error(
+      `${this.name}: ${unit} did not reach the expected state within ${timeoutMs} ms; last ${JSON.stringify(last)}\n${status.stdout}`,
+    );
   }
 
   /** Journal entries (`journalctl -o json`) matching the arguments, e.g. `['-u', 'wg-overlay']`. */
   async journal(args: string[]): Promise<JournalEntry[]> {
     const r = await this.exec('journalctl', ['--no-pager', '-o', 'json', ...args], { allowFailure: true });
-    return r.stdout.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => {
-      const e = JSON.parse(l) as Record<string, unknown>;
-      const msg = e.MESSAGE;
-      return {
-        ...e,
-        MESSAGE: Array.isArray(msg) ? Buffer.from(msg as number[]).toString('utf8') : String(msg ?? ''),
-        PRIORITY: Number(e.PRIORITY),
-      } as JournalEntry;
-    });
+    return r.stdout
+      .split('\n')
+      .filter((l) => l.trim().startsWith('{'))
+      .map((l) => {
+        const e = JSON.parse(l) as Record<string, unknown>;
+        const msg = e.MESSAGE;
+        return {
+          ...e,
+          MESSAGE: Array.isArray(msg) ? Buffer.from(msg as number[]).toString('utf8') : String(msg ?? ''),
+          PRIORITY: Number(e.PRIORITY),
+        } as JournalEntry;
+      });
   }
 
   /**
@@ -85,7 +95,12 @@ export abstract class BootedSystem {
   }
 
   /** Polls until an entry after `cursor` (of `unit`) matches; returns it, or throws with what was seen. */
-  async waitForEntry(cursor: string, unit: string | undefined, match: (e: JournalEntry) => boolean, timeoutMs = 30_000): Promise<JournalEntry> {
+  async waitForEntry(
+    cursor: string,
+    unit: string | undefined,
+    match: (e: JournalEntry) => boolean,
+    timeoutMs = 30_000,
+  ): Promise<JournalEntry> {
     const deadline = Date.now() + timeoutMs;
     let entries: JournalEntry[] = [];
     while (Date.now() < deadline) {
@@ -94,7 +109,9 @@ export abstract class BootedSystem {
       if (hit) return hit;
       await sleep(250);
     }
-    throw new Error(`${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`);
+    throw new Error(
+      `${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
+    );
   }
 
   /** The journal's current cursor, to read only what comes after it. */

@@ -90,23 +90,43 @@ export interface ClusterNode {
   configText: string;
 }
 
-
 /** A whole test cluster. */
 export class Cluster {
   readonly nodes = new Map<string, ClusterNode>();
   private readonly networks: Underlay[] = [];
   private nextIndex = 1;
 
-  private constructor(readonly api: KubeApiServer, readonly underlay: Underlay, readonly kubeconfigText: string, readonly baseConfig: string) {}
+  private constructor(
+    readonly api: KubeApiServer,
+    readonly underlay: Underlay,
+    readonly kubeconfigText: string,
+    readonly baseConfig: string,
+  ) {}
 
   /**
    * Starts the API server (with `api` options, e.g. admission) on a fresh underlay (no nodes yet):
    * IPv4 by default, dual-stack with `underlay.ipv6`, IPv6-only with `ipv4: false` too. The API
    * server listens on the bridge's IPv4 address, or its IPv6 one on an IPv6-only underlay.
    */
-  static async create(opts: { baseConfig?: string; api?: Omit<KubeApiServerOptions, 'host' | 'port' | 'tls' | 'token'>; underlay?: { ipv4?: boolean; ipv6?: boolean } } = {}): Promise<Cluster> {
-    const underlay = await Underlay.create({ hostAddress: true, ipv4: opts.underlay?.ipv4 ?? true, subnet6: opts.underlay?.ipv6 ?? false });
-    const api = new KubeApiServer({ ...opts.api, tls: true, token: 'e2e-token', host: (underlay.hostAddress ?? underlay.hostAddress6)!, port: 0 });
+  static async create(
+    opts: {
+      baseConfig?: string;
+      api?: Omit<KubeApiServerOptions, 'host' | 'port' | 'tls' | 'token'>;
+      underlay?: { ipv4?: boolean; ipv6?: boolean };
+    } = {},
+  ): Promise<Cluster> {
+    const underlay = await Underlay.create({
+      hostAddress: true,
+      ipv4: opts.underlay?.ipv4 ?? true,
+      subnet6: opts.underlay?.ipv6 ?? false,
+    });
+    const api = new KubeApiServer({
+      ...opts.api,
+      tls: true,
+      token: 'e2e-token',
+      host: (underlay.hostAddress ?? underlay.hostAddress6)!,
+      port: 0,
+    });
     try {
       await api.start();
     } catch (err) {
@@ -138,23 +158,34 @@ export class Cluster {
     const index = this.nextIndex++;
     const host = await TestNode.create({ label: name });
     const network = spec.network ?? this.underlay;
-    const address = await network.attach(host, { ...(spec.address ? { address: spec.address } : {}), ...(spec.address6 ? { address6: spec.address6 } : {}) });
+    const address = await network.attach(host, {
+      ...(spec.address ? { address: spec.address } : {}),
+      ...(spec.address6 ? { address6: spec.address6 } : {}),
+    });
     const address6 = host.underlayAddress6;
     const externalAddress = spec.external ? await this.underlay.attach(host, { ifname: 'eth1' }) : undefined;
     for (const gw of spec.gateways ?? []) await host.exec('ip', ['route', 'add', 'default', 'via', gw]);
     if (network !== this.underlay && !externalAddress && !spec.gateways?.length) {
-      if (!network.hostAddress) throw new Error(`node ${name}: its network ${network.bridge} has no gateway to the API server`);
+      if (!network.hostAddress)
+        throw new Error(`node ${name}: its network ${network.bridge} has no gateway to the API server`);
       await host.exec('ip', ['route', 'add', `${this.underlay.hostAddress!}/32`, 'via', network.hostAddress]);
     }
     const podCIDRs = spec.podCIDRs ?? [`10.244.${index}.0/24`];
     const v4 = podNet(podCIDRs, 4);
     const v6 = podNet(podCIDRs, 6);
-    await addPodBridge(host, { ...(v4 ? { address: `${v4.gateway}/${v4.prefix}` } : {}), ...(v6 ? { address6: `${v6.gateway}/${v6.prefix}` } : {}) });
-    const pod = spec.pod === false ? undefined : await TestPod.create(host, {
-      ...(v4 ? { address: `${v4.pod}/${v4.prefix}`, gateway: v4.gateway } : {}),
-      ...(v6 ? { address6: `${v6.pod}/${v6.prefix}`, gateway6: v6.gateway } : {}),
-      bridge: 'cni0', label: `${name}/pod`,
+    await addPodBridge(host, {
+      ...(v4 ? { address: `${v4.gateway}/${v4.prefix}` } : {}),
+      ...(v6 ? { address6: `${v6.gateway}/${v6.prefix}` } : {}),
     });
+    const pod =
+      spec.pod === false
+        ? undefined
+        : await TestPod.create(host, {
+            ...(v4 ? { address: `${v4.pod}/${v4.prefix}`, gateway: v4.gateway } : {}),
+            ...(v6 ? { address6: `${v6.pod}/${v6.prefix}`, gateway6: v6.gateway } : {}),
+            bridge: 'cni0',
+            label: `${name}/pod`,
+          });
     const first = (v4 ?? v6)!;
     const configText = [
       '[kubernetes]',
@@ -171,8 +202,22 @@ export class Cluster {
     if (spec.kubeconfig !== false) await host.writeFile('/etc/wg-overlay/kubeconfig', this.kubeconfigText, 0o600);
     await host.writeFile('/etc/wg-overlay/wg-overlay.conf', mergeIni(configText), 0o644);
     const node: ClusterNode = {
-      name, index, host, address, address6, externalAddress, podCIDRs, labels: spec.labels ?? {}, annotations: spec.annotations ?? {}, pod, podIp: first.pod, gatewayIp: first.gateway,
-      podIp6: v6?.pod, gatewayIp6: v6?.gateway, daemon: undefined, configText,
+      name,
+      index,
+      host,
+      address,
+      address6,
+      externalAddress,
+      podCIDRs,
+      labels: spec.labels ?? {},
+      annotations: spec.annotations ?? {},
+      pod,
+      podIp: first.pod,
+      gatewayIp: first.gateway,
+      podIp6: v6?.pod,
+      gatewayIp6: v6?.gateway,
+      daemon: undefined,
+      configText,
     };
     this.nodes.set(name, node);
     if (spec.register !== false) this.registerNode(node);
@@ -185,11 +230,18 @@ export class Cluster {
     return this.api.createNode({
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name, ...node.labels }, annotations: { ...node.annotations } },
+      metadata: {
+        name: node.name,
+        labels: { 'kubernetes.io/hostname': node.name, ...node.labels },
+        annotations: { ...node.annotations },
+      },
       spec: { podCIDR: node.podCIDRs[0], podCIDRs: node.podCIDRs },
       status: {
         addresses: [
-          ...[...new Set([node.address, ...(node.address6 ? [node.address6] : [])])].map((address) => ({ type: 'InternalIP', address })),
+          ...[...new Set([node.address, ...(node.address6 ? [node.address6] : [])])].map((address) => ({
+            type: 'InternalIP',
+            address,
+          })),
           ...(node.externalAddress ? [{ type: 'ExternalIP', address: node.externalAddress }] : []),
           { type: 'Hostname', address: node.name },
         ],
@@ -249,13 +301,16 @@ export class Cluster {
 
   /** Holder and transition count of a coordination.k8s.io Lease in the API, undefined when there is none. */
   lease(name: string, namespace = 'wg-overlay'): { holder: string | undefined; transitions: number } | undefined {
-    const spec = this.api.resource('leases', 'coordination.k8s.io').get(name, namespace)?.spec as { holderIdentity?: string; leaseTransitions?: number } | undefined;
+    const spec = this.api.resource('leases', 'coordination.k8s.io').get(name, namespace)?.spec as
+      { holderIdentity?: string; leaseTransitions?: number } | undefined;
     return spec && { holder: spec.holderIdentity, transitions: spec.leaseTransitions ?? 0 };
   }
 
   /** The annotations a node published. */
   annotations(name: string): Record<string, string> {
-    return (this.api.getNode(name)?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {};
+    return (
+      (this.api.getNode(name)?.metadata as { annotations?: Record<string, string> } | undefined)?.annotations ?? {}
+    );
   }
 
   /** The overlay address a node published. */
@@ -270,25 +325,30 @@ export class Cluster {
 
   /** Waits until every listed node has every other listed node as a peer with its routes. */
   async waitForMesh(names: string[] = [...this.nodes.keys()], timeoutMs = 20_000): Promise<void> {
-    await waitFor(`a full mesh of ${names.join(', ')}`, async () => {
-      for (const n of names) {
-        const dev = await this.device(n);
-        if (!dev) return false;
-        const routes = await this.routes(n);
-        for (const other of names) {
-          if (other === n) continue;
-          const key = this.publicKey(other);
-          const peer = dev.peers.find((p) => p.publicKey === key);
-          if (!key || !peer) return false;
-          for (const c of this.must(other).podCIDRs) {
-            if (!routes.includes(c) || !peer.allowedIPs.includes(c)) return false;
+    await waitFor(
+      `a full mesh of ${names.join(', ')}`,
+      async () => {
+        for (const n of names) {
+          const dev = await this.device(n);
+          if (!dev) return false;
+          const routes = await this.routes(n);
+          for (const other of names) {
+            if (other === n) continue;
+            const key = this.publicKey(other);
+            const peer = dev.peers.find((p) => p.publicKey === key);
+            if (!key || !peer) return false;
+            for (const c of this.must(other).podCIDRs) {
+              if (!routes.includes(c) || !peer.allowedIPs.includes(c)) return false;
+            }
           }
+          const keys = new Set(names.filter((o) => o !== n).map((o) => this.publicKey(o)));
+          if (dev.peers.some((p) => !keys.has(p.publicKey))) return false;
         }
-        const keys = new Set(names.filter((o) => o !== n).map((o) => this.publicKey(o)));
-        if (dev.peers.some((p) => !keys.has(p.publicKey))) return false;
-      }
-      return true;
-    }, timeoutMs, 100);
+        return true;
+      },
+      timeoutMs,
+      100,
+    );
   }
 
   /** Removes a node: daemon stopped, namespace destroyed, Node object deleted. */
@@ -319,10 +379,17 @@ export class Cluster {
 }
 
 /** The pod network of one family among PodCIDRs: its gateway (first address), the pod (tenth, 0x10 in IPv6) and the prefix length. */
-function podNet(podCIDRs: readonly string[], family: 4 | 6): { gateway: string; pod: string; prefix: number } | undefined {
+function podNet(
+  podCIDRs: readonly string[],
+  family: 4 | 6,
+): { gateway: string; pod: string; prefix: number } | undefined {
   const c = podCIDRs.map((t) => parseCidr(t)).find((x) => x?.family === family);
   if (!c) return undefined;
-  return { gateway: formatIp({ family, value: c.network + 1n }), pod: formatIp({ family, value: c.network + (family === 4 ? 10n : 0x10n) }), prefix: c.prefix };
+  return {
+    gateway: formatIp({ family, value: c.network + 1n }),
+    pod: formatIp({ family, value: c.network + (family === 4 ? 10n : 0x10n) }),
+    prefix: c.prefix,
+  };
 }
 
 /** Merges repeated sections of INI text (later keys win) so tests can append settings freely. */
@@ -341,5 +408,7 @@ export function mergeIni(text: string): string {
     const kv = /^([^=]+?)\s*=\s*(.*)$/.exec(line);
     if (kv && cur) cur.set(kv[1]!, kv[2]!);
   }
-  return [...sections].map(([s, kv]) => [`[${s}]`, ...[...kv].map(([k, v]) => `${k} = ${v}`)].join('\n')).join('\n\n') + '\n';
+  return (
+    [...sections].map(([s, kv]) => [`[${s}]`, ...[...kv].map(([k, v]) => `${k} = ${v}`)].join('\n')).join('\n\n') + '\n'
+  );
 }

@@ -76,10 +76,18 @@ export function fakeDaemonWorld(extra = ''): FakeWorld {
   const privateKey = generatePrivateKey();
   const publicKey = publicKeyFromPrivate(privateKey);
   const notifier: Notifier = {
-    ready: async (s) => { notes.push(`ready ${s}`); },
-    reloading: async () => { notes.push('reloading'); },
-    stopping: async () => { notes.push('stopping'); },
-    status: async (s) => { notes.push(`status ${s}`); },
+    ready: async (s) => {
+      notes.push(`ready ${s}`);
+    },
+    reloading: async () => {
+      notes.push('reloading');
+    },
+    stopping: async () => {
+      notes.push('stopping');
+    },
+    status: async (s) => {
+      notes.push(`status ${s}`);
+    },
   };
   const env: DaemonEnv = {
     log,
@@ -87,13 +95,20 @@ export function fakeDaemonWorld(extra = ''): FakeWorld {
     quietRunner: host.runner,
     loadConfig,
     loadKey: async () => ({ privateKey, publicKey, created: false, fixedMode: false }),
-    connectKube: async () => ({ server: 'https://api.test', nodes, externalPeers: peers, publisher: { patchAnnotations: async () => undefined } }),
+    connectKube: async () => ({
+      server: 'https://api.test',
+      nodes,
+      externalPeers: peers,
+      publisher: { patchAnnotations: async () => undefined },
+    }),
     connectSystemd: async () => undefined,
     notifier,
     ipBatch: () => undefined,
     monitor: () => ({ stop: () => undefined }),
     ipForwarding: async () => true,
-    lookupName: async (name) => { throw new Error(`${name}: not found (no DNS in unit tests)`); },
+    lookupName: async (name) => {
+      throw new Error(`${name}: not found (no DNS in unit tests)`);
+    },
     serveMetrics: startMetricsServer,
     signals,
     timing: { confDelay: 0, coalesce: 1, peerWait: 50, partStop: 1_000 },

@@ -7,17 +7,29 @@ import { existsSync, readFileSync } from 'node:fs';
 import { RecordingRunner } from '../../service/src/exec/runner.js';
 import { publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 
-interface FakePeer { publicKey: string; endpoint?: string; allowedIPs: string[]; keepalive: number }
+interface FakePeer {
+  publicKey: string;
+  endpoint?: string;
+  allowedIPs: string[];
+  keepalive: number;
+}
 
 /** The route `ip -4 route add|replace DST (dev DEV | via GATEWAY) proto P` makes. */
 function routeOf(a: readonly string[]): { dst: string; dev: string; gateway?: string; protocol: string } {
-  return a[4] === 'via' ? { dst: a[3]!, dev: 'eth0', gateway: a[5]!, protocol: a[7]! } : { dst: a[3]!, dev: a[5]!, protocol: a[7]! };
+  return a[4] === 'via'
+    ? { dst: a[3]!, dev: 'eth0', gateway: a[5]!, protocol: a[7]! }
+    : { dst: a[3]!, dev: a[5]!, protocol: a[7]! };
 }
 
 /** The simulated host's state. */
 export class FakeHost {
   /** The interface; `kind` as `ip -d link` shows it (default: `wireguard` with kernel WireGuard, else `tun`). */
-  link: { exists: boolean; up: boolean; mtu: number; addresses: string[]; kind?: 'wireguard' | 'tun' } = { exists: false, up: false, mtu: 1420, addresses: [] };
+  link: { exists: boolean; up: boolean; mtu: number; addresses: string[]; kind?: 'wireguard' | 'tun' } = {
+    exists: false,
+    up: false,
+    mtu: 1420,
+    addresses: [],
+  };
   privateKey: string | undefined;
   listenPort = 0;
   peers = new Map<string, FakePeer>();
@@ -52,7 +64,18 @@ export class FakeHost {
       const pub = this.privateKey ? publicKeyFromPrivate(this.privateKey) : '(none)';
       const lines = [`${this.privateKey ?? '(none)'}\t${pub}\t${this.listenPort}\toff`];
       for (const p of this.peers.values()) {
-        lines.push([p.publicKey, '(none)', p.endpoint ?? '(none)', p.allowedIPs.join(',') || '(none)', '0', '0', '0', p.keepalive ? String(p.keepalive) : 'off'].join('\t'));
+        lines.push(
+          [
+            p.publicKey,
+            '(none)',
+            p.endpoint ?? '(none)',
+            p.allowedIPs.join(',') || '(none)',
+            '0',
+            '0',
+            '0',
+            p.keepalive ? String(p.keepalive) : 'off',
+          ].join('\t'),
+        );
       }
       return { stdout: `${lines.join('\n')}\n` };
     }
@@ -61,13 +84,18 @@ export class FakeHost {
       let cur: FakePeer | undefined;
       for (const line of (input ?? '').split('\n')) {
         const m = /^(\w+)\s*=\s*(.*)$/.exec(line.trim());
-        if (line.trim() === '[Peer]') { cur = { publicKey: '', allowedIPs: [], keepalive: 0 }; continue; }
+        if (line.trim() === '[Peer]') {
+          cur = { publicKey: '', allowedIPs: [], keepalive: 0 };
+          continue;
+        }
         if (!m) continue;
         const [, k, v] = m as unknown as [string, string, string];
         if (k === 'PrivateKey') this.privateKey = v;
         else if (k === 'ListenPort') this.listenPort = Number(v);
-        else if (cur && k === 'PublicKey') { cur.publicKey = v; this.peers.set(v, cur); }
-        else if (cur && k === 'Endpoint') cur.endpoint = v;
+        else if (cur && k === 'PublicKey') {
+          cur.publicKey = v;
+          this.peers.set(v, cur);
+        } else if (cur && k === 'Endpoint') cur.endpoint = v;
         else if (cur && k === 'AllowedIPs') cur.allowedIPs = v.split(',').map((s) => s.trim());
         else if (cur && k === 'PersistentKeepalive') cur.keepalive = Number(v);
       }
@@ -75,32 +103,70 @@ export class FakeHost {
     }
     if (cmd === 'wg' && a[0] === 'set') {
       const bad = a.find((w, j) => a[j - 1] === 'peer' && this.refusePeers.has(w));
-      if (bad) return { exitCode: 1, stderr: 'Name or service not known: `bad.invalid:51820\'' };
+      if (bad) return { exitCode: 1, stderr: "Name or service not known: `bad.invalid:51820'" };
       let i = 2;
       let cur: FakePeer | undefined;
       while (i < a.length) {
         const w = a[i++];
-        if (w === 'peer') { const k = a[i++]!; cur = this.peers.get(k) ?? { publicKey: k, allowedIPs: [], keepalive: 0 }; this.peers.set(k, cur); }
-        else if (w === 'remove' && cur) { this.peers.delete(cur.publicKey); }
-        else if (w === 'endpoint' && cur) cur.endpoint = a[i++];
+        if (w === 'peer') {
+          const k = a[i++]!;
+          cur = this.peers.get(k) ?? { publicKey: k, allowedIPs: [], keepalive: 0 };
+          this.peers.set(k, cur);
+        } else if (w === 'remove' && cur) {
+          this.peers.delete(cur.publicKey);
+        } else if (w === 'endpoint' && cur) cur.endpoint = a[i++];
         else if (w === 'allowed-ips' && cur) cur.allowedIPs = a[i++]!.split(',').filter(Boolean);
-        else if (w === 'persistent-keepalive' && cur) { const v = a[i++]; cur.keepalive = v === 'off' ? 0 : Number(v); }
-        else if (w === 'preshared-key') i++;
-        else if (w === 'private-key') { i++; this.privateKey = input?.trim(); }
-        else if (w === 'listen-port') this.listenPort = Number(a[i++]);
+        else if (w === 'persistent-keepalive' && cur) {
+          const v = a[i++];
+          cur.keepalive = v === 'off' ? 0 : Number(v);
+        } else if (w === 'preshared-key') i++;
+        else if (w === 'private-key') {
+          i++;
+          this.privateKey = input?.trim();
+        } else if (w === 'listen-port') this.listenPort = Number(a[i++]);
       }
       return {};
     }
     if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr' && a[3] === 'dev') {
       if (a[4] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[4]}" does not exist.` };
-      return { stdout: JSON.stringify([{ ifname: dev, mtu: this.link.mtu, flags: this.link.up ? ['POINTOPOINT', 'UP'] : ['POINTOPOINT'], addr_info: this.link.addresses.map((x) => ({ local: x.split('/')[0], prefixlen: Number(x.split('/')[1]), scope: 'global' })) }]) };
+      return {
+        stdout: JSON.stringify([
+          {
+            ifname: dev,
+            mtu: this.link.mtu,
+            flags: this.link.up ? ['POINTOPOINT', 'UP'] : ['POINTOPOINT'],
+            addr_info: this.link.addresses.map((x) => ({
+              local: x.split('/')[0],
+              prefixlen: Number(x.split('/')[1]),
+              scope: 'global',
+            })),
+          },
+        ]),
+      };
     }
     if (cmd === 'ip' && a[0] === '-j' && a[1] === '-d' && a[2] === 'link' && a[4] === 'dev') {
       if (a[5] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[5]}" does not exist.` };
-      return { stdout: JSON.stringify([{ ifname: dev, mtu: this.link.mtu, linkinfo: { info_kind: this.link.kind ?? (this.kernelWireGuard ? 'wireguard' : 'tun') } }]) };
+      return {
+        stdout: JSON.stringify([
+          {
+            ifname: dev,
+            mtu: this.link.mtu,
+            linkinfo: { info_kind: this.link.kind ?? (this.kernelWireGuard ? 'wireguard' : 'tun') },
+          },
+        ]),
+      };
     }
     if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr') {
-      return { stdout: JSON.stringify([{ ifname: 'eth0', mtu: 1500, flags: ['UP'], addr_info: [{ local: '192.0.2.11', prefixlen: 24, scope: 'global' }] }]) };
+      return {
+        stdout: JSON.stringify([
+          {
+            ifname: 'eth0',
+            mtu: 1500,
+            flags: ['UP'],
+            addr_info: [{ local: '192.0.2.11', prefixlen: 24, scope: 'global' }],
+          },
+        ]),
+      };
     }
     if (cmd === 'ip' && a[0] === '-j' && a[2] === 'route') {
       const v6 = a[1] === '-6';
@@ -120,7 +186,15 @@ export class FakeHost {
       // like the kernel: a `dev` or `via` given must match too
       const dev = a.indexOf('dev', 4);
       const via = a.indexOf('via', 4);
-      this.routes = this.routes.filter((r) => !(r.dst === a[3] && r.protocol === a[5] && (dev < 0 || r.dev === a[dev + 1]) && (via < 0 || r.gateway === a[via + 1])));
+      this.routes = this.routes.filter(
+        (r) =>
+          !(
+            r.dst === a[3] &&
+            r.protocol === a[5] &&
+            (dev < 0 || r.dev === a[dev + 1]) &&
+            (via < 0 || r.gateway === a[via + 1])
+          ),
+      );
       return {};
     }
     if (cmd === 'ip' && a[0] === 'link' && a[1] === 'add') {
@@ -148,8 +222,14 @@ export class FakeHost {
       if (a.includes('up')) this.link.up = true;
       return {};
     }
-    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'replace') { this.link.addresses.push(a[2]!); return {}; }
-    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'del') { this.link.addresses = this.link.addresses.filter((x) => x !== a[2]); return {}; }
+    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'replace') {
+      this.link.addresses.push(a[2]!);
+      return {};
+    }
+    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'del') {
+      this.link.addresses = this.link.addresses.filter((x) => x !== a[2]);
+      return {};
+    }
     return { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
   }
 

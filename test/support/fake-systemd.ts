@@ -40,7 +40,9 @@ export interface FakeSystemdOptions {
   report?: (line: string) => void;
 }
 
-const stdoutReport = (line: string): void => { process.stdout.write(`${line}\n`); };
+const stdoutReport = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
 
 function sh(script: string, report: (line: string) => void): Promise<boolean> {
   return new Promise((resolve) => {
@@ -70,7 +72,10 @@ class Manager extends dbus.interface.Interface {
   }
 
   private later(ms: number, f: () => void): void {
-    const t = setTimeout(() => { this.timers.delete(t); if (!this.stopped) f(); }, ms);
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (!this.stopped) f();
+    }, ms);
     this.timers.add(t);
   }
 
@@ -81,7 +86,9 @@ class Manager extends dbus.interface.Interface {
     const path = `/org/freedesktop/systemd1/job/${id}`;
     this.report(`${verb} ${unit}`);
     const delay = this.opts.jobDelayMs ?? 1;
-    const finish = (result: string): void => { if (!this.stopped) this.JobRemoved(id, path, unit, result); };
+    const finish = (result: string): void => {
+      if (!this.stopped) this.JobRemoved(id, path, unit, result);
+    };
     switch (unit) {
       case 'test-ok.service':
       case 'test-fail.service': {
@@ -96,7 +103,9 @@ class Manager extends dbus.interface.Interface {
       case 'test-nojob.service':
         return path;
       default:
-        this.later(1, () => { void sh(script, this.report).then((ok) => finish(ok ? 'done' : 'failed')); });
+        this.later(1, () => {
+          void sh(script, this.report).then((ok) => finish(ok ? 'done' : 'failed'));
+        });
         return path;
     }
   }
@@ -178,7 +187,11 @@ export async function startFakeSystemd(address: string, opts: FakeSystemdOptions
     emitForeignJobs: (count, unit = 'foreign.service') => manager.emitForeignJobs(count, unit),
     close: () => {
       manager.stop();
-      try { bus.disconnect(); } catch { /* already gone */ }
+      try {
+        bus.disconnect();
+      } catch {
+        /* already gone */
+      }
     },
   };
 }
@@ -198,8 +211,11 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//,
     process.stderr.write('usage: fake-systemd.js BUS_ADDRESS\n');
     process.exit(2);
   }
-  serveFakeSystemd(address).then(() => process.stdout.write('fake systemd ready\n'), (err: unknown) => {
-    process.stderr.write(`fake systemd: ${String(err)}\n`);
-    process.exit(1);
-  });
+  serveFakeSystemd(address).then(
+    () => process.stdout.write('fake systemd ready\n'),
+    (err: unknown) => {
+      process.stderr.write(`fake systemd: ${String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

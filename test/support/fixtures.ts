@@ -3,7 +3,11 @@
  */
 import type { MeshNode } from '../../service/src/mesh/types.js';
 import type { MeshSettings } from '../../service/src/mesh/desired.js';
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
+import {
+  ANNOTATION_ENDPOINT,
+  ANNOTATION_OVERLAY_ADDRESS,
+  ANNOTATION_PUBLIC_KEY,
+} from '../../service/src/mesh/annotations.js';
 
 /** Valid WireGuard public keys (from `wg genkey | wg pubkey`). */
 export const KEYS = [

@@ -48,7 +48,10 @@ export class GuestNode {
   /** The transient unit running a namespace node's daemon. */
   readonly unit: string;
 
-  private constructor(private readonly vm: KernelVm, readonly spec: GuestNodeSpec) {
+  private constructor(
+    private readonly vm: KernelVm,
+    readonly spec: GuestNodeSpec,
+  ) {
     this.netns = spec.ownNamespace ? spec.name : undefined;
     this.podNetns = `${spec.name}-pod`;
     const base = spec.podCidr.split('/')[0]!.split('.').slice(0, 3).join('.');
@@ -115,7 +118,9 @@ export class GuestNode {
   async link(): Promise<GuestLink | undefined> {
     const r = await this.exec('ip', ['-d', '-j', 'link', 'show', 'dev', this.spec.iface], { allowFailure: true });
     if (r.exitCode !== 0) return undefined;
-    const info = (JSON.parse(r.stdout) as Array<{ ifindex: number; mtu: number; linkinfo?: { info_kind?: string } }>)[0];
+    const info = (
+      JSON.parse(r.stdout) as Array<{ ifindex: number; mtu: number; linkinfo?: { info_kind?: string } }>
+    )[0];
     return info ? { ifindex: info.ifindex, kind: info.linkinfo?.info_kind, mtu: info.mtu } : undefined;
   }
 
@@ -140,17 +145,34 @@ export class GuestNode {
     if (!this.netns) throw new Error(`${this.name} runs the packaged service: start it with systemctl`);
     const dir = `/var/lib/wgk/${this.name}`;
     const config = [
-      '[kubernetes]', `kubeconfig = ${kubeconfig}`, `node_name = ${this.name}`,
-      '[wireguard]', `interface = ${this.spec.iface}`, `config_file = ${dir}/wireguard/${this.spec.iface}.conf`,
-      '[state]', `dir = ${dir}`, `runtime_dir = /run/wgk/${this.name}`,
-      '[log]', 'level = debug',
-      extraConfig, '',
+      '[kubernetes]',
+      `kubeconfig = ${kubeconfig}`,
+      `node_name = ${this.name}`,
+      '[wireguard]',
+      `interface = ${this.spec.iface}`,
+      `config_file = ${dir}/wireguard/${this.spec.iface}.conf`,
+      '[state]',
+      `dir = ${dir}`,
+      `runtime_dir = /run/wgk/${this.name}`,
+      '[log]',
+      'level = debug',
+      extraConfig,
+      '',
     ].join('\n');
     await this.vm.writeFile(`/etc/wgk/${this.name}.conf`, config);
     await this.vm.exec('systemd-run', [
-      `--unit=${this.unit}`, '--collect', '--property=SyslogIdentifier=wg-overlay',
+      `--unit=${this.unit}`,
+      '--collect',
+      '--property=SyslogIdentifier=wg-overlay',
       '--setenv=DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/wgk/no-bus',
-      'ip', 'netns', 'exec', this.netns, '/usr/bin/wg-overlay', 'run', '--config', `/etc/wgk/${this.name}.conf`,
+      'ip',
+      'netns',
+      'exec',
+      this.netns,
+      '/usr/bin/wg-overlay',
+      'run',
+      '--config',
+      `/etc/wgk/${this.name}.conf`,
     ]);
   }
 

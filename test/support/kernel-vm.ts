@@ -15,7 +15,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BootedSystem } from './booted.js';
 import { cachedBuild, CACHE_DIR, contentHash, installedLayer, ScratchRoot } from './nspawn.js';
-import { CommandError, run, showCommand, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './process.js';
+import {
+  CommandError,
+  run,
+  showCommand,
+  sleep,
+  spawnProcess,
+  type RunOptions,
+  type RunResult,
+  type TestProcess,
+} from './process.js';
 import { AGENT_PORT, type AgentRunRequest, type AgentRunResponse, type AgentWriteRequest } from './vm-agent.js';
 
 /** Bump to rebuild every cached VM image (when the way images are made changes). */
@@ -109,7 +118,10 @@ export interface KernelVmImageOptions {
  * (packages, agent, scripts) under the OS temp dir; later calls return the cached one.
  */
 export async function kernelVmImage(root: string, opts: KernelVmImageOptions): Promise<KernelVmImage> {
-  const layers = await installedLayer(root, [...opts.install, ...VM_PACKAGES], { files: INITRAMFS_FILES, ...(opts.prefetch ? { prefetch: opts.prefetch } : {}) });
+  const layers = await installedLayer(root, [...opts.install, ...VM_PACKAGES], {
+    files: INITRAMFS_FILES,
+    ...(opts.prefetch ? { prefetch: opts.prefetch } : {}),
+  });
   const agent = await readFile(fileURLToPath(new URL('./vm-agent.js', import.meta.url)), 'utf8');
   const key = contentHash({ IMAGE_FORMAT, layers, agent, UNDERLAY_SCRIPT, AGENT_UNIT });
   const dir = await cachedBuild(join(CACHE_DIR, `vm-image-${key}`), async (tmp) => {
@@ -126,24 +138,38 @@ export async function kernelVmImage(root: string, opts: KernelVmImageOptions): P
         await writeFile(scratch.path(p), data, { mode });
       }
       await mkdir(scratch.path('/etc/systemd/system/multi-user.target.wants'), { recursive: true });
-      await symlink('/etc/systemd/system/wgk-agent.service', scratch.path('/etc/systemd/system/multi-user.target.wants/wgk-agent.service'));
+      await symlink(
+        '/etc/systemd/system/wgk-agent.service',
+        scratch.path('/etc/systemd/system/multi-user.target.wants/wgk-agent.service'),
+      );
       const boot = await readdir(scratch.path('/boot'));
       const vmlinuz = boot.find((f) => f.startsWith('vmlinuz-'));
       const initrd = boot.find((f) => f.startsWith('initrd.img-'));
       if (!vmlinuz || !initrd) throw new Error(`no kernel or initramfs in the VM image's /boot: ${boot.join(', ')}`);
       const release = vmlinuz.slice('vmlinuz-'.length);
-      const version = (await scratch.exec(['dpkg-query', '-W', '-f', '${Version}', `linux-image-${release}`])).stdout.trim();
+      const version = (
+        await scratch.exec(['dpkg-query', '-W', '-f', '${Version}', `linux-image-${release}`])
+      ).stdout.trim();
       await copyFile(scratch.path(`/boot/${vmlinuz}`), join(tmp, 'vmlinuz'));
       await copyFile(scratch.path(`/boot/${initrd}`), join(tmp, 'initrd.img'));
       await writeFile(join(tmp, 'kernel.json'), JSON.stringify({ release, version }));
       // A sparse 3 GiB disk: the root takes about 700 MB, the rest is room for installs and logs.
-      await run('mkfs.ext4', ['-q', '-F', '-L', 'wgk-root', '-d', scratch.root, join(tmp, 'disk.img'), '3G'], { timeoutMs: 5 * 60_000 });
+      await run('mkfs.ext4', ['-q', '-F', '-L', 'wgk-root', '-d', scratch.root, join(tmp, 'disk.img'), '3G'], {
+        timeoutMs: 5 * 60_000,
+      });
     } finally {
       await scratch.remove();
     }
   });
   const k = JSON.parse(await readFile(join(dir, 'kernel.json'), 'utf8')) as { release: string; version: string };
-  return { dir, disk: join(dir, 'disk.img'), kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), kernelRelease: k.release, kernelVersion: k.version };
+  return {
+    dir,
+    disk: join(dir, 'disk.img'),
+    kernel: join(dir, 'vmlinuz'),
+    initrd: join(dir, 'initrd.img'),
+    kernelRelease: k.release,
+    kernelVersion: k.version,
+  };
 }
 
 /** Options of {@link KernelVm.boot}. */
@@ -182,7 +208,14 @@ export class KernelVm extends BootedSystem {
   private readonly qemu: TestProcess;
   private stopped = false;
 
-  private constructor(name: string, address: string, dir: string, consoleLog: string, token: string, qemu: TestProcess) {
+  private constructor(
+    name: string,
+    address: string,
+    dir: string,
+    consoleLog: string,
+    token: string,
+    qemu: TestProcess,
+  ) {
     super();
     this.name = name;
     this.address = address;
@@ -201,19 +234,50 @@ export class KernelVm extends BootedSystem {
     const token = randomBytes(16).toString('hex');
     const mac = `52:54:00:${[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
     const append = [
-      'console=ttyS0', 'root=/dev/vda', 'rw', 'net.ifnames=0', 'panic=-1',
-      `systemd.hostname=${opts.name}`, `wgk.addr=${opts.address}`, `wgk.mtu=${opts.mtu ?? 1500}`, `wgk.token=${token}`, `wgk.port=${AGENT_PORT}`,
+      'console=ttyS0',
+      'root=/dev/vda',
+      'rw',
+      'net.ifnames=0',
+      'panic=-1',
+      `systemd.hostname=${opts.name}`,
+      `wgk.addr=${opts.address}`,
+      `wgk.mtu=${opts.mtu ?? 1500}`,
+      `wgk.token=${token}`,
+      `wgk.port=${AGENT_PORT}`,
     ].join(' ');
     const args = [
-      '--pdeathsig', 'SIGKILL', '--',
+      '--pdeathsig',
+      'SIGKILL',
+      '--',
       'qemu-system-x86_64',
-      '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMb ?? 2048),
-      '-nodefaults', '-display', 'none', '-no-reboot',
-      '-serial', `file:${consoleLog}`,
-      '-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', append,
-      '-drive', `file=${opts.image.disk},format=raw,if=virtio,snapshot=on,cache=unsafe`,
-      '-netdev', `tap,id=u0,ifname=${opts.tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=u0,mac=${mac}`,
-      '-device', 'virtio-rng-pci',
+      '-accel',
+      'tcg,thread=multi',
+      '-cpu',
+      'max',
+      '-smp',
+      '2',
+      '-m',
+      String(opts.memoryMb ?? 2048),
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-serial',
+      `file:${consoleLog}`,
+      '-kernel',
+      opts.image.kernel,
+      '-initrd',
+      opts.image.initrd,
+      '-append',
+      append,
+      '-drive',
+      `file=${opts.image.disk},format=raw,if=virtio,snapshot=on,cache=unsafe`,
+      '-netdev',
+      `tap,id=u0,ifname=${opts.tap},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=u0,mac=${mac}`,
+      '-device',
+      'virtio-rng-pci',
     ];
     // setpriv: qemu dies with the test process, even when that is killed.
     const qemu = spawnProcess('setpriv', args, { env: { TMPDIR: dir }, label: `qemu ${opts.name}` });
@@ -231,7 +295,9 @@ export class KernelVm extends BootedSystem {
     } catch (err) {
       const tail = await vm.consoleTail(80);
       await vm.stop({ keepConsole: true });
-      throw new Error(`booting VM ${opts.name} (${opts.image.kernelRelease}): ${err instanceof Error ? err.message : String(err)}\n--- console (${consoleLog}), last lines ---\n${tail}`);
+      throw new Error(
+        `booting VM ${opts.name} (${opts.image.kernelRelease}): ${err instanceof Error ? err.message : String(err)}\n--- console (${consoleLog}), last lines ---\n${tail}`,
+      );
     }
     vm.bootSeconds = (Date.now() - started) / 1000;
     return vm;
@@ -259,13 +325,22 @@ export class KernelVm extends BootedSystem {
   private async post<T>(path: string, body: unknown, timeoutMs: number, what: string): Promise<T> {
     if (this.stopped) throw new Error(`VM ${this.name} is stopped`);
     try {
-      const r = await fetch(this.url(path), { method: 'POST', headers: this.headers(), body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
+      const r = await fetch(this.url(path), {
+        method: 'POST',
+        headers: this.headers(),
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
       const text = await r.text();
       if (!r.ok) throw new Error(`agent answered HTTP ${r.status}: ${text}`);
       return JSON.parse(text) as T;
     } catch (err) {
-      const dead = this.qemu.running ? '' : `; qemu is gone — console (${this.consoleLog}):\n${await this.consoleTail(40)}`;
-      throw new Error(`[${this.name}] ${what}: ${err instanceof Error ? err.message : String(err)}${dead}`, { cause: err });
+      const dead = this.qemu.running
+        ? ''
+        : `; qemu is gone — console (${this.consoleLog}):\n${await this.consoleTail(40)}`;
+      throw new Error(`[${this.name}] ${what}: ${err instanceof Error ? err.message : String(err)}${dead}`, {
+        cause: err,
+      });
     }
   }
 
@@ -273,11 +348,30 @@ export class KernelVm extends BootedSystem {
   async exec(cmd: string, args: readonly string[] = [], opts: RunOptions = {}): Promise<RunResult> {
     const timeoutMs = opts.timeoutMs ?? 120_000;
     const command = opts.display ?? `[${opts.label ?? this.name}] ${showCommand(cmd, args)}`;
-    const req: AgentRunRequest = { cmd, args: [...args], timeoutMs, ...(opts.input !== undefined ? { input: opts.input } : {}), ...(opts.env ? { env: opts.env } : {}) };
+    const req: AgentRunRequest = {
+      cmd,
+      args: [...args],
+      timeoutMs,
+      ...(opts.input !== undefined ? { input: opts.input } : {}),
+      ...(opts.env ? { env: opts.env } : {}),
+    };
     const r = await this.post<AgentRunResponse>('/run', req, timeoutMs + 30_000, command);
-    const result: RunResult = { command, exitCode: r.exitCode ?? undefined, signal: r.signal ?? undefined, stdout: r.stdout, stderr: r.stderr, failed: r.exitCode !== 0 };
+    const result: RunResult = {
+      command,
+      exitCode: r.exitCode ?? undefined,
+      signal: r.signal ?? undefined,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      failed: r.exitCode !== 0,
+    };
     if (result.failed && !opts.allowFailure) {
-      const reason = r.error ?? (r.timedOut ? `timed out after ${timeoutMs} ms` : r.signal ? `killed by ${r.signal}` : `exited with code ${r.exitCode}`);
+      const reason =
+        r.error ??
+        (r.timedOut
+          ? `timed out after ${timeoutMs} ms`
+          : r.signal
+            ? `killed by ${r.signal}`
+            : `exited with code ${r.exitCode}`);
       throw new CommandError(result, reason);
     }
     return result;

@@ -28,8 +28,23 @@ export interface LocationSpec {
  * west-1, lead; east-2 can take over east.
  */
 export const TWO_LOCATIONS: readonly LocationSpec[] = [
-  { name: 'east', by: 'label', nodes: [{ name: 'east-1', reachable: true }, { name: 'east-2', reachable: true }, { name: 'east-3', reachable: false }] },
-  { name: 'west', by: 'kilo', nodes: [{ name: 'west-1', reachable: true }, { name: 'west-2', reachable: false }] },
+  {
+    name: 'east',
+    by: 'label',
+    nodes: [
+      { name: 'east-1', reachable: true },
+      { name: 'east-2', reachable: true },
+      { name: 'east-3', reachable: false },
+    ],
+  },
+  {
+    name: 'west',
+    by: 'kilo',
+    nodes: [
+      { name: 'west-1', reachable: true },
+      { name: 'west-2', reachable: false },
+    ],
+  },
 ];
 
 /** Options of {@link LocationCluster.create}. */
@@ -76,14 +91,20 @@ export class LocationCluster {
       for (const l of locations) networks.set(l.name, await cluster.addNetwork());
       const base = `[mesh]\ngranularity = ${opts.granularity}\nreachable = ${cluster.underlay.subnet}\n${opts.config ?? ''}`;
       const specs = locations.flatMap((l) => l.nodes.map((n) => ({ l, n })));
-      const nodes = await Promise.all(specs.map(({ l, n }) => cluster.addNode(n.name, {
-        network: networks.get(l.name)!,
-        external: n.reachable,
-        ...(l.by === 'label' ? { labels: { [LOCATION_LABEL]: l.name } } : { annotations: { [KILO_LOCATION]: l.name } }),
-        config: `${base}\n[wireguard]\nendpoint = ${n.reachable ? 'external' : 'internal'}`,
-        register: false,
-        start: false,
-      })));
+      const nodes = await Promise.all(
+        specs.map(({ l, n }) =>
+          cluster.addNode(n.name, {
+            network: networks.get(l.name)!,
+            external: n.reachable,
+            ...(l.by === 'label'
+              ? { labels: { [LOCATION_LABEL]: l.name } }
+              : { annotations: { [KILO_LOCATION]: l.name } }),
+            config: `${base}\n[wireguard]\nendpoint = ${n.reachable ? 'external' : 'internal'}`,
+            register: false,
+            start: false,
+          }),
+        ),
+      );
       for (const node of nodes) cluster.registerNode(node);
       const lc = new LocationCluster(cluster, locations, networks);
       if (opts.start !== false) await lc.start();
@@ -131,7 +152,11 @@ export class LocationCluster {
    * overlay addresses); the listed routes must exist with that gateway or device, and with
    * `localRoutes` = false no route may lead to a pod network of the own location.
    */
-  async differences(granularity: 'location' | 'cross', leaders: Readonly<Record<string, string>>, opts: TopologyCheck = {}): Promise<string[]> {
+  async differences(
+    granularity: 'location' | 'cross',
+    leaders: Readonly<Record<string, string>>,
+    opts: TopologyCheck = {},
+  ): Promise<string[]> {
     const problems: string[] = [];
     const c = this.cluster;
     const localRoutes = opts.localRoutes ?? true;
@@ -161,10 +186,14 @@ export class LocationCluster {
             for (const p of m.podCIDRs) wantRoutes.push({ dst: p, via: 'wg0' });
           }
         } else if (self === leader) {
-          wantPeers.set(leaders[other.name]!, members.flatMap((m) => [overlay32(m), ...m.podCIDRs]));
+          wantPeers.set(
+            leaders[other.name]!,
+            members.flatMap((m) => [overlay32(m), ...m.podCIDRs]),
+          );
           for (const m of members) for (const p of m.podCIDRs) wantRoutes.push({ dst: p, via: 'wg0' });
         } else {
-          for (const m of members) for (const dst of [overlay32(m), ...m.podCIDRs]) wantRoutes.push({ dst, via: leader!.address });
+          for (const m of members)
+            for (const dst of [overlay32(m), ...m.podCIDRs]) wantRoutes.push({ dst, via: leader!.address });
         }
       }
       const dev = await c.device(self.name);
@@ -175,32 +204,50 @@ export class LocationCluster {
       const keyOf = new Map([...c.nodes.keys()].map((n) => [c.publicKey(n), n]));
       const have = dev.peers.map((p) => keyOf.get(p.publicKey) ?? `unknown key`);
       const want = [...wantPeers.keys()];
-      if (have.slice().sort().join() !== want.slice().sort().join()) problems.push(`${self.name}: peers [${have.join(', ')}], want [${want.join(', ')}]`);
+      if (have.slice().sort().join() !== want.slice().sort().join())
+        problems.push(`${self.name}: peers [${have.join(', ')}], want [${want.join(', ')}]`);
       for (const p of dev.peers) {
         const name = keyOf.get(p.publicKey);
         const ranges = name ? wantPeers.get(name) : undefined;
         if (!name || !ranges) continue;
-        if (p.endpoint !== this.endpointOf(name)) problems.push(`${self.name}: peer ${name} at ${p.endpoint ?? '(none)'}, want ${this.endpointOf(name)}`);
+        if (p.endpoint !== this.endpointOf(name))
+          problems.push(`${self.name}: peer ${name} at ${p.endpoint ?? '(none)'}, want ${this.endpointOf(name)}`);
         const missing = ranges.filter((r) => !p.allowedIPs.includes(r));
         if (missing.length > 0) problems.push(`${self.name}: peer ${name} lacks allowed IPs ${missing.join(' ')}`);
       }
-      const routes = new Map((await c.ownRoutes(self.name)).map((r) => [r.dst.includes('/') ? r.dst : `${r.dst}/32`, r.gateway ?? r.dev ?? '?']));
+      const routes = new Map(
+        (await c.ownRoutes(self.name)).map((r) => [
+          r.dst.includes('/') ? r.dst : `${r.dst}/32`,
+          r.gateway ?? r.dev ?? '?',
+        ]),
+      );
       for (const r of wantRoutes) {
         const got = routes.get(r.dst);
-        if (got !== r.via) problems.push(`${self.name}: route ${r.dst} ${got ? `via ${got}` : 'missing'}, want via ${r.via}`);
+        if (got !== r.via)
+          problems.push(`${self.name}: route ${r.dst} ${got ? `via ${got}` : 'missing'}, want via ${r.via}`);
       }
-      for (const dst of unwanted) if (routes.has(dst)) problems.push(`${self.name}: route ${dst} via ${routes.get(dst)!} should not exist`);
+      for (const dst of unwanted)
+        if (routes.has(dst)) problems.push(`${self.name}: route ${dst} via ${routes.get(dst)!} should not exist`);
     }
     return problems;
   }
 
   /** Waits until {@link differences} finds none; the timeout error lists what still differs. */
-  async waitForTopology(granularity: 'location' | 'cross', leaders: Readonly<Record<string, string>>, opts: TopologyCheck & { timeoutMs?: number } = {}): Promise<void> {
-    await waitFor(`the ${granularity} topology with leaders ${JSON.stringify(leaders)}`, async () => {
-      const problems = await this.differences(granularity, leaders, opts);
-      if (problems.length > 0) throw new Error(problems.join('; '));
-      return true;
-    }, opts.timeoutMs ?? 20_000, 100);
+  async waitForTopology(
+    granularity: 'location' | 'cross',
+    leaders: Readonly<Record<string, string>>,
+    opts: TopologyCheck & { timeoutMs?: number } = {},
+  ): Promise<void> {
+    await waitFor(
+      `the ${granularity} topology with leaders ${JSON.stringify(leaders)}`,
+      async () => {
+        const problems = await this.differences(granularity, leaders, opts);
+        if (problems.length > 0) throw new Error(problems.join('; '));
+        return true;
+      },
+      opts.timeoutMs ?? 20_000,
+      100,
+    );
   }
 
   /** Stops every daemon, destroys every namespace and network, stops the API server. */

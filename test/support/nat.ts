@@ -67,8 +67,13 @@ export class NatRouter {
   /** Packets the router forwarded so far: out of the inside network, and replies back into it. */
   async forwarded(): Promise<{ out: number; in: number }> {
     const r = await this.host.exec('nft', ['-j', 'list', 'chain', 'ip', 'wgo_nat', 'forward']);
-    const rules = (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<Record<string, unknown>> } }> }).nftables.filter((x) => x.rule).map((x) => x.rule!);
-    const packets = (i: number): number => (rules[i]?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined)?.packets ?? 0;
+    const rules = (
+      JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<Record<string, unknown>> } }> }
+    ).nftables
+      .filter((x) => x.rule)
+      .map((x) => x.rule!);
+    const packets = (i: number): number =>
+      (rules[i]?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined)?.packets ?? 0;
     return { out: packets(0), in: packets(1) };
   }
 

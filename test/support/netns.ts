@@ -67,7 +67,11 @@ export function installExitHook(): void {
 /** Pids of the processes in a named network namespace (synchronous, for the exit hook). */
 function netnsPidsSync(ns: string): number[] {
   const r = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' });
-  return (r.stdout ?? '').split(/\s+/).filter(Boolean).map(Number).filter((n) => n > 0 && n !== process.pid);
+  return (r.stdout ?? '')
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => n > 0 && n !== process.pid);
 }
 
 /** SIGKILLs the given pids, ignoring the ones already gone. */
@@ -84,7 +88,11 @@ function killPidsSync(pids: number[]): void {
 /** Pids of the processes in a named network namespace. */
 export async function netnsPids(ns: string): Promise<number[]> {
   const r = await run('ip', ['netns', 'pids', ns], { allowFailure: true });
-  return r.stdout.split(/\s+/).filter(Boolean).map(Number).filter((n) => n > 0 && n !== process.pid);
+  return r.stdout
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => n > 0 && n !== process.pid);
 }
 
 /** Whether a process exists. */
@@ -240,7 +248,21 @@ export class TestNode {
     ].join('\n');
     const holder = new TestProcess(
       'ip',
-      ['netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', join(dir, 'etc-upper'), join(dir, 'etc-work')],
+      [
+        'netns',
+        'exec',
+        netns,
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        join(dir, 'etc-upper'),
+        join(dir, 'etc-work'),
+      ],
       { label },
     );
     const node = new TestNode(label, netns, dir, holder);
@@ -278,7 +300,10 @@ export class TestNode {
 
   /** Runs a command inside the node (its network and mount namespaces) to completion. */
   exec(cmd: string, args: readonly string[] = [], opts: RunOptions = {}): Promise<RunResult> {
-    return run('nsenter', this.enter(cmd, args), { display: `[${opts.label ?? this.label}] ${showCommand(cmd, args)}`, ...opts });
+    return run('nsenter', this.enter(cmd, args), {
+      display: `[${opts.label ?? this.label}] ${showCommand(cmd, args)}`,
+      ...opts,
+    });
   }
 
   /** Runs a shell script inside the node. */
@@ -294,7 +319,11 @@ export class TestNode {
   /** The byte and packet counters of a link in the node, as `ip -s link` reports them. */
   async linkStats(ifname: string): Promise<LinkStats> {
     const r = await this.exec('ip', ['-j', '-s', 'link', 'show', 'dev', ifname]);
-    const s = (JSON.parse(r.stdout) as Array<{ stats64: { rx: { bytes: number; packets: number }; tx: { bytes: number; packets: number } } }>)[0]!.stats64;
+    const s = (
+      JSON.parse(r.stdout) as Array<{
+        stats64: { rx: { bytes: number; packets: number }; tx: { bytes: number; packets: number } };
+      }>
+    )[0]!.stats64;
     return { rxBytes: s.rx.bytes, rxPackets: s.rx.packets, txBytes: s.tx.bytes, txPackets: s.tx.packets };
   }
 

@@ -48,11 +48,15 @@ const SOURCES_LIST = [
 
 /** Runs `cmd` inside `root` without booting (shares the host network: for apt downloads). */
 export async function inRoot(root: string, cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
-  return run('systemd-nspawn', ['-q', '--register=no', '--keep-unit', '--pipe', '-D', root, '--setenv=DEBIAN_FRONTEND=noninteractive', ...cmd], {
-    timeoutMs: 15 * 60_000,
-    ...opts,
-    label: opts.label ?? `nspawn ${root}`,
-  });
+  return run(
+    'systemd-nspawn',
+    ['-q', '--register=no', '--keep-unit', '--pipe', '-D', root, '--setenv=DEBIAN_FRONTEND=noninteractive', ...cmd],
+    {
+      timeoutMs: 15 * 60_000,
+      ...opts,
+      label: opts.label ?? `nspawn ${root}`,
+    },
+  );
 }
 
 /** Whether a process exists. */
@@ -118,12 +122,22 @@ export async function debianRoot(opts: DebianRootOptions = {}): Promise<string> 
   const key = contentHash({ CACHE_FORMAT, SUITE, MIRROR, BASE_INCLUDE, SOURCES_LIST, prefetch });
   const dir = await cachedBuild(join(CACHE_DIR, `debian-${SUITE}-${key}`), async (tmp) => {
     const root = join(tmp, 'root');
-    await run('debootstrap', ['--variant=minbase', `--include=${BASE_INCLUDE.join(',')}`, SUITE, root, MIRROR], { timeoutMs: 15 * 60_000, label: 'debootstrap' });
+    await run('debootstrap', ['--variant=minbase', `--include=${BASE_INCLUDE.join(',')}`, SUITE, root, MIRROR], {
+      timeoutMs: 15 * 60_000,
+      label: 'debootstrap',
+    });
     await writeFile(join(root, 'etc/apt/sources.list'), SOURCES_LIST);
     await rm(join(root, 'etc/hostname'), { force: true });
     // An empty machine-id makes systemd-nspawn hand each container a fresh one.
     await writeFile(join(root, 'etc/machine-id'), '');
-    await inRoot(root, ['systemctl', 'mask', 'apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer', 'fstrim.timer']);
+    await inRoot(root, [
+      'systemctl',
+      'mask',
+      'apt-daily.timer',
+      'apt-daily-upgrade.timer',
+      'e2scrub_all.timer',
+      'fstrim.timer',
+    ]);
     await inRoot(root, ['apt-get', '-q', 'update']);
     await inRoot(root, ['apt-get', 'clean']);
     if (prefetch.length > 0) {
@@ -146,7 +160,11 @@ export interface InstalledLayerOptions {
  * need the dependencies in place, e.g. several mesh nodes); cached like the roots. Returns the
  * list of lower dirs for {@link NspawnContainer.boot}, top first.
  */
-export async function installedLayer(lower: string, packages: string[], opts: InstalledLayerOptions = {}): Promise<string[]> {
+export async function installedLayer(
+  lower: string,
+  packages: string[],
+  opts: InstalledLayerOptions = {},
+): Promise<string[]> {
   const pkgs = [...packages].sort();
   const files = Object.entries(opts.files ?? {}).sort(([a], [b]) => (a < b ? -1 : 1));
   const prefetch = [...(opts.prefetch ?? [])].sort();
@@ -160,7 +178,14 @@ export async function installedLayer(lower: string, packages: string[], opts: In
     await mkdir(upper);
     await mkdir(work);
     await mkdir(merged);
-    await run('mount', ['-t', 'overlay', 'wgs-layer', '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, merged]);
+    await run('mount', [
+      '-t',
+      'overlay',
+      'wgs-layer',
+      '-o',
+      `lowerdir=${lower},upperdir=${upper},workdir=${work}`,
+      merged,
+    ]);
     try {
       for (const [path, f] of files) {
         await mkdir(dirname(join(merged, path)), { recursive: true });
@@ -168,7 +193,16 @@ export async function installedLayer(lower: string, packages: string[], opts: In
       }
       await inRoot(merged, ['apt-get', '-q', 'install', '-y', '--no-install-recommends', ...pkgs]);
       await inRoot(merged, ['apt-get', 'clean']);
-      if (prefetch.length > 0) await inRoot(merged, ['apt-get', '-q', 'install', '-y', '--download-only', '--no-install-recommends', ...prefetch]);
+      if (prefetch.length > 0)
+        await inRoot(merged, [
+          'apt-get',
+          '-q',
+          'install',
+          '-y',
+          '--download-only',
+          '--no-install-recommends',
+          ...prefetch,
+        ]);
     } finally {
       await run('umount', [merged]);
     }
@@ -205,7 +239,14 @@ export class ScratchRoot {
     await mkdir(join(dir, 'upper'), { recursive: true });
     await mkdir(join(dir, 'work'));
     await mkdir(root);
-    await run('mount', ['-t', 'overlay', `wgs-${process.pid}-${counter}`, '-o', `lowerdir=${layers.join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, root]);
+    await run('mount', [
+      '-t',
+      'overlay',
+      `wgs-${process.pid}-${counter}`,
+      '-o',
+      `lowerdir=${layers.join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`,
+      root,
+    ]);
     liveMounts.add(root);
     return new ScratchRoot(dir, root);
   }
@@ -290,16 +331,33 @@ export class NspawnContainer extends BootedSystem {
     await mkdir(upper, { recursive: true });
     await mkdir(join(dir, 'work'));
     await mkdir(root);
-    await run('mount', ['-t', 'overlay', `wgs-${process.pid}-${counter}`, '-o', `lowerdir=${opts.layers.join(':')},upperdir=${upper},workdir=${join(dir, 'work')}`, root]);
+    await run('mount', [
+      '-t',
+      'overlay',
+      `wgs-${process.pid}-${counter}`,
+      '-o',
+      `lowerdir=${opts.layers.join(':')},upperdir=${upper},workdir=${join(dir, 'work')}`,
+      root,
+    ]);
     liveMounts.add(root);
     const tun = await tunNode();
-    const nspawn = spawnProcess('systemd-nspawn', [
-      '-D', root, '-b', '-M', opts.name,
-      '--register=no', '--keep-unit', '--console=pipe',
-      `--network-namespace-path=/run/netns/${opts.netns}`,
-      '--capability=CAP_NET_ADMIN',
-      `--bind=${tun}:/dev/net/tun`,
-    ], { label: `nspawn ${opts.name}` });
+    const nspawn = spawnProcess(
+      'systemd-nspawn',
+      [
+        '-D',
+        root,
+        '-b',
+        '-M',
+        opts.name,
+        '--register=no',
+        '--keep-unit',
+        '--console=pipe',
+        `--network-namespace-path=/run/netns/${opts.netns}`,
+        '--capability=CAP_NET_ADMIN',
+        `--bind=${tun}:/dev/net/tun`,
+      ],
+      { label: `nspawn ${opts.name}` },
+    );
     let pid: number;
     try {
       pid = await findContainerInit(nspawn);
@@ -316,12 +374,17 @@ export class NspawnContainer extends BootedSystem {
       // Until systemd has opened its private socket, systemctl cannot connect: retry then.
       const deadline = Date.now() + 90_000;
       let state = await c.exec('systemctl', ['is-system-running', '--wait'], { allowFailure: true, timeoutMs: 90_000 });
-      while ((/Failed to connect to bus/.test(state.stderr) || state.stdout.trim() === 'offline') && Date.now() < deadline) {
+      while (
+        (/Failed to connect to bus/.test(state.stderr) || state.stdout.trim() === 'offline') &&
+        Date.now() < deadline
+      ) {
         await sleep(100);
         state = await c.exec('systemctl', ['is-system-running', '--wait'], { allowFailure: true, timeoutMs: 90_000 });
       }
       if (!['running', 'degraded'].includes(state.stdout.trim())) {
-        throw new Error(`container ${opts.name}: systemd did not come up (${state.stdout.trim() || state.stderr.trim()}); console:\n${nspawn.output()}`);
+        throw new Error(
+          `container ${opts.name}: systemd did not come up (${state.stdout.trim() || state.stderr.trim()}); console:\n${nspawn.output()}`,
+        );
       }
     } catch (err) {
       await c.stop();
@@ -333,13 +396,28 @@ export class NspawnContainer extends BootedSystem {
   /** Runs a command inside the container (all its namespaces) to completion. */
   exec(cmd: string, args: readonly string[] = [], opts: RunOptions = {}): Promise<RunResult> {
     if (this.stopped) throw new Error(`container ${this.name} is stopped`);
-    return run('nsenter', ['-t', String(this.pid), '-a', '--', 'env', '-i', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8',
-      ...Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`), cmd, ...args], {
-      timeoutMs: 120_000,
-      ...opts,
-      env: {},
-      display: `[${this.name}] ${[cmd, ...args].join(' ')}`,
-    });
+    return run(
+      'nsenter',
+      [
+        '-t',
+        String(this.pid),
+        '-a',
+        '--',
+        'env',
+        '-i',
+        'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        'LANG=C.UTF-8',
+        ...Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+        cmd,
+        ...args,
+      ],
+      {
+        timeoutMs: 120_000,
+        ...opts,
+        env: {},
+        display: `[${this.name}] ${[cmd, ...args].join(' ')}`,
+      },
+    );
   }
 
   /** The host path of a path inside the container. */
@@ -396,7 +474,8 @@ async function findContainerInit(nspawn: TestProcess): Promise<number> {
       const status = await readFile(`/proc/${p}/status`, 'utf8').catch(() => '');
       const nspid = /^NSpid:\s+(.+)$/m.exec(status)?.[1]?.trim().split(/\s+/) ?? [];
       // PID 1 of the container, once it has exec'd systemd (before that it is nspawn's own child).
-      if (p !== nspawn.pid && nspid.length > 1 && nspid[nspid.length - 1] === '1' && /^Name:\s+systemd$/m.test(status)) return p;
+      if (p !== nspawn.pid && nspid.length > 1 && nspid[nspid.length - 1] === '1' && /^Name:\s+systemd$/m.test(status))
+        return p;
       const tasks = await readdir(`/proc/${p}/task`).catch(() => [] as string[]);
       for (const t of tasks) {
         const children = await readFile(`/proc/${p}/task/${t}/children`, 'utf8').catch(() => '');
@@ -462,7 +541,10 @@ export async function buildPackages(targetDir: string, version?: string): Promis
   const args = ['packaging/build.sh', '--target', targetDir];
   if (version) args.push('--version', version);
   const r = await run('bash', args, { timeoutMs: 5 * 60_000, label: 'build' });
-  const files = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const files = r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const deb = files.find((f) => f.endsWith('.deb'));
   const rpm = files.find((f) => f.endsWith('.rpm'));
   if (!deb || !rpm) throw new Error(`packaging/build.sh did not print a .deb and an .rpm:\n${r.stdout}\n${r.stderr}`);
@@ -481,18 +563,33 @@ export const ROOT_RUNNING_COMMIT = '260f3442eb5f727f13bc548e3cc9c1c5d55d6df4';
  * checkout's node_modules linked in (the build tools), packaged by that commit's own
  * packaging/build.sh, as `version`.
  */
-export async function buildPackagesAtCommit(commit: string, targetDir: string, version: string): Promise<BuiltPackages> {
+export async function buildPackagesAtCommit(
+  commit: string,
+  targetDir: string,
+  version: string,
+): Promise<BuiltPackages> {
   const has = await run('git', ['cat-file', '-e', `${commit}^{commit}`], { allowFailure: true });
-  if (has.failed) throw new Error(`commit ${commit} is not in this clone (a shallow checkout? fetch the full history): it is needed to build the earlier package`);
+  if (has.failed)
+    throw new Error(
+      `commit ${commit} is not in this clone (a shallow checkout? fetch the full history): it is needed to build the earlier package`,
+    );
   const src = await mkdtemp(join(tmpdir(), 'wgs-src-'));
   try {
     await run('sh', ['-c', 'git archive --format=tar "$1" | tar -x -C "$2"', 'sh', commit, src]);
     await symlink(resolve('node_modules'), join(src, 'node_modules'));
-    const r = await run('bash', [join(src, 'packaging/build.sh'), '--target', resolve(targetDir), '--version', version], { timeoutMs: 5 * 60_000, label: `build ${commit.slice(0, 7)}` });
-    const files = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const r = await run(
+      'bash',
+      [join(src, 'packaging/build.sh'), '--target', resolve(targetDir), '--version', version],
+      { timeoutMs: 5 * 60_000, label: `build ${commit.slice(0, 7)}` },
+    );
+    const files = r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const deb = files.find((f) => f.endsWith('.deb'));
     const rpm = files.find((f) => f.endsWith('.rpm'));
-    if (!deb || !rpm) throw new Error(`${commit}'s packaging/build.sh did not print a .deb and an .rpm:\n${r.stdout}\n${r.stderr}`);
+    if (!deb || !rpm)
+      throw new Error(`${commit}'s packaging/build.sh did not print a .deb and an .rpm:\n${r.stdout}\n${r.stderr}`);
     return { version, deb, rpm };
   } finally {
     await rm(src, { recursive: true, force: true });
@@ -502,5 +599,8 @@ export async function buildPackagesAtCommit(commit: string, targetDir: string, v
 /** Package names in a .deb's Depends (first alternative of each, versions dropped). */
 export async function debDependencies(deb: string): Promise<string[]> {
   const r = await run('dpkg-deb', ['-f', deb, 'Depends']);
-  return r.stdout.split(',').map((d) => d.split('|')[0]!.trim().split(/[\s(]/)[0]!).filter(Boolean);
+  return r.stdout
+    .split(',')
+    .map((d) => d.split('|')[0]!.trim().split(/[\s(]/)[0]!)
+    .filter(Boolean);
 }

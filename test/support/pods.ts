@@ -8,7 +8,10 @@ import { run, TestProcess, type RunOptions, type RunResult } from './process.js'
 
 /** The replies in `ping -D` output: when each arrived (ms since the epoch) and its sequence number. */
 export function pingReplies(output: string): Array<{ at: number; seq: number }> {
-  return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => ({ at: Number(m[1]) * 1000, seq: Number(m[2]) }));
+  return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => ({
+    at: Number(m[1]) * 1000,
+    seq: Number(m[2]),
+  }));
 }
 
 /**
@@ -16,7 +19,10 @@ export function pingReplies(output: string): Array<{ at: number; seq: number }> 
  * `10.244.1.1/24`, `address6` such as `fd10:244:1::1/64`, or both), and turns on forwarding in the
  * node for those families.
  */
-export async function addPodBridge(node: TestNode, opts: { address?: string; address6?: string; name?: string; mtu?: number }): Promise<string> {
+export async function addPodBridge(
+  node: TestNode,
+  opts: { address?: string; address6?: string; name?: string; mtu?: number },
+): Promise<string> {
   const name = opts.name ?? 'cni0';
   await node.exec('ip', ['link', 'add', name, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
   await node.exec('ip', ['link', 'set', name, 'mtu', String(opts.mtu ?? 1500), 'up']);
@@ -59,7 +65,10 @@ interface PodAddress {
 /** The pod's addresses from its options (IPv4 first); throws when one lacks a prefix length or gateway. */
 function podAddresses(opts: TestPodOptions): PodAddress[] {
   const out: PodAddress[] = [];
-  for (const [address, gateway, family] of [[opts.address, opts.gateway, 4], [opts.address6, opts.gateway6, 6]] as const) {
+  for (const [address, gateway, family] of [
+    [opts.address, opts.gateway, 4],
+    [opts.address6, opts.gateway6, 6],
+  ] as const) {
     if (!address) continue;
     const [ip, len] = address.split('/');
     if (!ip || !len || !gateway) throw new Error(`pod address needs a prefix length and a gateway: ${address}`);
@@ -84,7 +93,14 @@ export class TestPod {
   private readonly node: TestNode;
   private destroyed = false;
 
-  private constructor(node: TestNode, label: string, netns: string, ip: string, ip6: string | undefined, hostVeth: string) {
+  private constructor(
+    node: TestNode,
+    label: string,
+    netns: string,
+    ip: string,
+    ip6: string | undefined,
+    hostVeth: string,
+  ) {
     this.node = node;
     this.label = label;
     this.netns = netns;
@@ -123,7 +139,8 @@ export class TestPod {
       if (opts.bridge) {
         await node.exec('ip', ['link', 'set', hostVeth, 'master', opts.bridge, 'up']);
       } else {
-        for (const a of addrs) await node.exec('ip', ['addr', 'add', `${a.gateway}/${a.len}`, 'dev', hostVeth, ...nodad(a)]);
+        for (const a of addrs)
+          await node.exec('ip', ['addr', 'add', `${a.gateway}/${a.len}`, 'dev', hostVeth, ...nodad(a)]);
         await node.exec('ip', ['link', 'set', hostVeth, 'up']);
       }
       for (const a of addrs) {

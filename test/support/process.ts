@@ -110,7 +110,9 @@ export async function requireTools(commands: readonly string[]): Promise<void> {
   const missing: string[] = [];
   for (const c of commands) if (!(await hasCommand(c))) missing.push(c);
   if (missing.length > 0) {
-    problems.push(`missing commands: ${missing.join(', ')} (test/setup.sh installs them: wireguard-tools, wireguard-go, iproute2, iputils-ping, util-linux)`);
+    problems.push(
+      `missing commands: ${missing.join(', ')} (test/setup.sh installs them: wireguard-tools, wireguard-go, iproute2, iputils-ping, util-linux)`,
+    );
   }
   if (problems.length > 0) throw new Error(`test environment not ready: ${problems.join('; ')}`);
 }
@@ -137,7 +139,11 @@ export class TestProcess {
   private readonly waiters = new Set<() => void>();
   private readonly child: ResultPromise;
 
-  constructor(cmd: string, args: readonly string[], opts: { env?: Record<string, string>; label?: string; maxOutput?: number } = {}) {
+  constructor(
+    cmd: string,
+    args: readonly string[],
+    opts: { env?: Record<string, string>; label?: string; maxOutput?: number } = {},
+  ) {
     this.command = (opts.label ? `[${opts.label}] ` : '') + showCommand(cmd, args);
     const max = opts.maxOutput ?? 1_000_000;
     this.child = execa(cmd, args, { reject: false, buffer: false, stdin: 'ignore', env: opts.env ?? {} });
@@ -183,11 +189,19 @@ export class TestProcess {
         const m = this.out.match(re);
         if (m) finish(() => resolve(m));
         else if (this.done) {
-          finish(() => reject(new Error(`${this.command} exited (${describeExit(this.done)}) before printing ${re}; output:\n${this.out}`)));
+          finish(() =>
+            reject(
+              new Error(
+                `${this.command} exited (${describeExit(this.done)}) before printing ${re}; output:\n${this.out}`,
+              ),
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {
-        finish(() => reject(new Error(`${this.command} did not print ${re} within ${timeoutMs} ms; output:\n${this.out}`)));
+        finish(() =>
+          reject(new Error(`${this.command} did not print ${re} within ${timeoutMs} ms; output:\n${this.out}`)),
+        );
       }, timeoutMs);
       const finish = (f: () => void): void => {
         clearTimeout(timer);
@@ -219,7 +233,11 @@ function describeExit(e: ProcessExit | undefined): string {
 }
 
 /** Starts a long-running command in the root namespaces. */
-export function spawnProcess(cmd: string, args: readonly string[], opts: { env?: Record<string, string>; label?: string } = {}): TestProcess {
+export function spawnProcess(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: Record<string, string>; label?: string } = {},
+): TestProcess {
   return new TestProcess(cmd, args, opts);
 }
 

@@ -48,31 +48,55 @@ export interface Reconcile {
 export function reconcileWorld(p: WorldParts): Reconcile {
   const w = p.config.wireguard;
   const confFile = new WgQuickFile(w.configFile, p.log, 0);
-  const step = new MeshStep({
-    runner: p.host.runner,
-    log: p.log,
-    identity: p.identity,
-    publisher: p.publisher ?? { patchAnnotations: async () => undefined },
-    iface: new InterfaceOwner({
-      runner: p.host.runner, log: p.log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface,
-      implementation: w.implementation, units: p.units, hasWireguardGo: p.host.hasWireguardGo,
-    }),
-    peers: new PeerAdapter(p.host.runner, w.interface),
-    routes: new RouteAdapter(p.host.runner, p.log),
-    confFile,
-    leadership: p.leadership,
-  }, p.config, p.waitForPeers ?? false);
+  const step = new MeshStep(
+    {
+      runner: p.host.runner,
+      log: p.log,
+      identity: p.identity,
+      publisher: p.publisher ?? { patchAnnotations: async () => undefined },
+      iface: new InterfaceOwner({
+        runner: p.host.runner,
+        log: p.log,
+        iface: w.interface,
+        configFile: w.configFile,
+        createInterface: w.createInterface,
+        implementation: w.implementation,
+        units: p.units,
+        hasWireguardGo: p.host.hasWireguardGo,
+      }),
+      peers: new PeerAdapter(p.host.runner, w.interface),
+      routes: new RouteAdapter(p.host.runner, p.log),
+      confFile,
+      leadership: p.leadership,
+    },
+    p.config,
+    p.waitForPeers ?? false,
+  );
   const loop = new ReconcileLoop(step, { log: p.log, coalesceMs: 1 });
   let waiters: Array<(r: ReconcileReport) => void> = [];
-  loop.onReport((r) => { const ws = waiters; waiters = []; ws.forEach((f) => f(r)); });
+  loop.onReport((r) => {
+    const ws = waiters;
+    waiters = [];
+    ws.forEach((f) => f(r));
+  });
   return {
     step,
     loop,
-    setNodes: (nodes) => { if (step.setNodes(nodes)) loop.schedule('Nodes changed'); },
-    setPeers: (peers) => { if (step.setExternalPeers(peers)) loop.schedule('Peers changed'); },
-    setConfig: (config) => { step.setConfig(config); loop.schedule('configuration changed', true); },
+    setNodes: (nodes) => {
+      if (step.setNodes(nodes)) loop.schedule('Nodes changed');
+    },
+    setPeers: (peers) => {
+      if (step.setExternalPeers(peers)) loop.schedule('Peers changed');
+    },
+    setConfig: (config) => {
+      step.setConfig(config);
+      loop.schedule('configuration changed', true);
+    },
     schedule: (reason, force = false) => loop.schedule(reason, force),
-    stop: async () => { await loop.stop(); await confFile.flush(); },
+    stop: async () => {
+      await loop.stop();
+      await confFile.flush();
+    },
     next: () => new Promise((resolve) => waiters.push(resolve)),
   };
 }

@@ -7,7 +7,15 @@
  * {@link findFreeSubnet6}).
  */
 import { randomBytes } from 'node:crypto';
-import { cidrSize, cidrsOverlap, formatCidr, formatIp, parseCidr, parseIp, type Cidr } from '../../service/src/net/ip.js';
+import {
+  cidrSize,
+  cidrsOverlap,
+  formatCidr,
+  formatIp,
+  parseCidr,
+  parseIp,
+  type Cidr,
+} from '../../service/src/net/ip.js';
 import { cleanupStale, idsIssued, installExitHook, live, nextId, TestNode } from './netns.js';
 import { run } from './process.js';
 
@@ -62,7 +70,10 @@ export async function rootNetworkConflicts(subnet: string): Promise<string[]> {
   }
   const routes = await run('ip', [fam, 'route', 'show', 'table', 'all']);
   for (const line of routes.stdout.split('\n')) {
-    const m = /^(?:(?:unicast|local|broadcast|anycast|multicast|blackhole|unreachable|prohibit|throw)\s+)?([0-9a-f.:]+(?:\/\d+)?)\s/.exec(line);
+    const m =
+      /^(?:(?:unicast|local|broadcast|anycast|multicast|blackhole|unreachable|prohibit|throw)\s+)?([0-9a-f.:]+(?:\/\d+)?)\s/.exec(
+        line,
+      );
     if (!m) continue;
     const have = parsePrefix(m[1]!);
     if (have && cidrsOverlap(have, want)) found.push(`route ${line.trim()}`);
@@ -145,7 +156,9 @@ export class Underlay {
 
   /** The subnets of the underlay (IPv4 first), as CIDR text. */
   get subnets(): string[] {
-    return [this.v4, this.v6].filter((f): f is Family => !!f).map((f) => formatCidr({ family: f.family, network: f.network, prefix: f.prefixLength }));
+    return [this.v4, this.v6]
+      .filter((f): f is Family => !!f)
+      .map((f) => formatCidr({ family: f.family, network: f.network, prefix: f.prefixLength }));
   }
 
   /** The IPv4 subnet in CIDR form, e.g. `198.18.7.0/24` (undefined on an IPv6-only underlay). */
@@ -169,8 +182,10 @@ export class Underlay {
       // address (the API server) would be lost until the entries expire. Pin it.
       const mac = `02:${[...randomBytes(5)].map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
       await run('ip', ['link', 'set', bridge, 'address', mac, 'mtu', String(mtu), 'up']);
-      if (u.hostAddress) await run('ip', ['addr', 'add', `${u.hostAddress}/${families.v4!.prefixLength}`, 'dev', bridge]);
-      if (u.hostAddress6) await run('ip', ['addr', 'add', `${u.hostAddress6}/${families.v6!.prefixLength}`, 'dev', bridge, 'nodad']);
+      if (u.hostAddress)
+        await run('ip', ['addr', 'add', `${u.hostAddress}/${families.v4!.prefixLength}`, 'dev', bridge]);
+      if (u.hostAddress6)
+        await run('ip', ['addr', 'add', `${u.hostAddress6}/${families.v6!.prefixLength}`, 'dev', bridge, 'nodad']);
     } catch (err) {
       await u.destroy();
       throw err;
@@ -193,18 +208,30 @@ export class Underlay {
     if (opts.ipv4 !== false) {
       const subnet = opts.subnet ?? (opts.hostAddress ? await findFreeSubnet() : '192.0.2.0/24');
       const cidr = parseCidr(subnet);
-      if (!cidr || cidr.family !== 4 || cidr.prefix < 8 || cidr.prefix > 29) throw new Error(`underlay subnet must be IPv4 /8-/29: ${subnet}`);
+      if (!cidr || cidr.family !== 4 || cidr.prefix < 8 || cidr.prefix > 29)
+        throw new Error(`underlay subnet must be IPv4 /8-/29: ${subnet}`);
       await check(formatCidr(cidr));
-      v4 = { family: 4, network: cidr.network, prefixLength: cidr.prefix, hostAddress: opts.hostAddress ? formatIp({ family: 4, value: cidr.network + 1n }) : undefined };
+      v4 = {
+        family: 4,
+        network: cidr.network,
+        prefixLength: cidr.prefix,
+        hostAddress: opts.hostAddress ? formatIp({ family: 4, value: cidr.network + 1n }) : undefined,
+      };
     }
     let v6: Family | undefined;
     if (opts.subnet6) {
       const subnet = opts.subnet6 === true ? await findFreeSubnet6() : opts.subnet6;
       const cidr = parseCidr(subnet);
       const doc = parseCidr('2001:db8::/32')!;
-      if (!cidr || cidr.family !== 6 || cidr.prefix < 64 || cidr.prefix > 120 || !cidrsOverlap(cidr, doc)) throw new Error(`IPv6 underlay subnet must be a /64-/120 in 2001:db8::/32: ${subnet}`);
+      if (!cidr || cidr.family !== 6 || cidr.prefix < 64 || cidr.prefix > 120 || !cidrsOverlap(cidr, doc))
+        throw new Error(`IPv6 underlay subnet must be a /64-/120 in 2001:db8::/32: ${subnet}`);
       await check(formatCidr(cidr));
-      v6 = { family: 6, network: cidr.network, prefixLength: cidr.prefix, hostAddress: opts.hostAddress ? formatIp({ family: 6, value: cidr.network + 1n }) : undefined };
+      v6 = {
+        family: 6,
+        network: cidr.network,
+        prefixLength: cidr.prefix,
+        hostAddress: opts.hostAddress ? formatIp({ family: 6, value: cidr.network + 1n }) : undefined,
+      };
     }
     if (!v4 && !v6) throw new Error('an underlay needs IPv4 or IPv6 (ipv4: false needs subnet6)');
     return { v4, v6 };
@@ -225,8 +252,8 @@ export class Underlay {
     // The next host number is used up only when some address is not given.
     let host: number | undefined;
     const next = (): number => (host ??= this.nextHost++);
-    const address = this.v4 ? opts.address ?? hostIn(4, this.v4.network, next()) : undefined;
-    const address6 = this.v6 ? opts.address6 ?? hostIn(6, this.v6.network, next()) : undefined;
+    const address = this.v4 ? (opts.address ?? hostIn(4, this.v4.network, next())) : undefined;
+    const address6 = this.v6 ? (opts.address6 ?? hostIn(6, this.v6.network, next())) : undefined;
     const mtu = String(this.mtu);
     await run('ip', ['link', 'add', rootSide, 'mtu', mtu, 'type', 'veth', 'peer', 'name', nodeSide, 'mtu', mtu]);
     this.vethsInRoot.push(rootSide);
@@ -235,7 +262,8 @@ export class Underlay {
     await run('ip', ['link', 'set', rootSide, 'master', this.bridge, 'up']);
     await node.exec('ip', ['link', 'set', nodeSide, 'name', ifname]);
     if (address) await node.exec('ip', ['addr', 'add', `${address}/${this.v4!.prefixLength}`, 'dev', ifname]);
-    if (address6) await node.exec('ip', ['addr', 'add', `${address6}/${this.v6!.prefixLength}`, 'dev', ifname, 'nodad']);
+    if (address6)
+      await node.exec('ip', ['addr', 'add', `${address6}/${this.v6!.prefixLength}`, 'dev', ifname, 'nodad']);
     await node.exec('ip', ['link', 'set', ifname, 'up']);
     if (node.underlayAddress === undefined) {
       node.underlayAddress = address ?? address6;

@@ -59,7 +59,13 @@ function runCommand(req: AgentRunRequest): Promise<AgentRunResponse> {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      resolve({ exitCode: exited?.code ?? null, signal: exited?.signal ?? null, ...out, timedOut, ...(error ? { error } : {}) });
+      resolve({
+        exitCode: exited?.code ?? null,
+        signal: exited?.signal ?? null,
+        ...out,
+        timedOut,
+        ...(error ? { error } : {}),
+      });
     };
     const child = spawn(req.cmd, req.args, {
       env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...req.env },
@@ -101,10 +107,16 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
 
 /** Starts the agent with the token, address and port from the kernel command line. */
 function main(): void {
-  const params = new Map(readFileSync('/proc/cmdline', 'utf8').trim().split(/\s+/).filter((w) => w.startsWith('wgk.')).map((w) => {
-    const i = w.indexOf('=');
-    return [w.slice(4, i), w.slice(i + 1)] as [string, string];
-  }));
+  const params = new Map(
+    readFileSync('/proc/cmdline', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w.startsWith('wgk.'))
+      .map((w) => {
+        const i = w.indexOf('=');
+        return [w.slice(4, i), w.slice(i + 1)] as [string, string];
+      }),
+  );
   const token = params.get('token');
   const address = params.get('addr')?.split('/')[0];
   if (!token || !address) throw new Error('wgk-agent: the kernel command line has no wgk.token= or wgk.addr=');
@@ -112,7 +124,8 @@ function main(): void {
     (async () => {
       if (req.headers.authorization !== `Bearer ${token}`) return reply(res, 401, { error: 'bad token' });
       if (req.method === 'GET' && req.url === '/health') return reply(res, 200, { ok: true });
-      if (req.method === 'POST' && req.url === '/run') return reply(res, 200, await runCommand(await readJson<AgentRunRequest>(req)));
+      if (req.method === 'POST' && req.url === '/run')
+        return reply(res, 200, await runCommand(await readJson<AgentRunRequest>(req)));
       if (req.method === 'POST' && req.url === '/write') {
         const w = await readJson<AgentWriteRequest>(req);
         await mkdir(dirname(w.path), { recursive: true });
@@ -124,7 +137,9 @@ function main(): void {
     })().catch((err: unknown) => reply(res, 500, { error: err instanceof Error ? err.message : String(err) }));
   });
   server.requestTimeout = 0;
-  server.listen(Number(params.get('port') ?? AGENT_PORT), address, () => console.log(`wgk-agent listening on ${address}`));
+  server.listen(Number(params.get('port') ?? AGENT_PORT), address, () =>
+    console.log(`wgk-agent listening on ${address}`),
+  );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();

@@ -13,7 +13,14 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { requireTools, run } from '../support/process.js';
 import { TestNetwork } from '../support/underlay.js';
-import { buildPackages, debDependencies, debianRoot, NspawnContainer, ScratchRoot, type BuiltPackages } from '../support/nspawn.js';
+import {
+  buildPackages,
+  debDependencies,
+  debianRoot,
+  NspawnContainer,
+  ScratchRoot,
+  type BuiltPackages,
+} from '../support/nspawn.js';
 
 /** A systemctl that logs its arguments and then runs the real one. */
 const SYSTEMCTL_LOGGER = '#!/bin/sh\necho "$*" >> /var/tmp/systemctl.log\nexec /usr/bin/systemctl "$@"\n';
@@ -57,37 +64,66 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
     });
 
     it('apt-get install enables the unit (symlink, as debhelper does) without any systemctl call to a manager, and says what to configure', async () => {
-      assert.equal((await s.exec(['test', '-d', '/run/systemd/system'], { allowFailure: true })).exitCode, 1, 'no systemd running in the scratch root');
-      const r = await s.exec(['apt-get', 'install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { timeoutMs: 10 * 60_000 });
+      assert.equal(
+        (await s.exec(['test', '-d', '/run/systemd/system'], { allowFailure: true })).exitCode,
+        1,
+        'no systemd running in the scratch root',
+      );
+      const r = await s.exec(['apt-get', 'install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], {
+        timeoutMs: 10 * 60_000,
+      });
       assert.match(r.stdout + r.stderr, /Setting up wg-overlay \(/);
       assert.match(r.stdout + r.stderr, /not configured yet/);
-      assert.equal((await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(), '/lib/systemd/system/wg-overlay.service');
+      assert.equal(
+        (await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(),
+        '/lib/systemd/system/wg-overlay.service',
+      );
       // The system user is there for the first start (systemd-sysusers needs no running systemd).
-      assert.match((await s.exec(['getent', 'passwd', 'wg-overlay'])).stdout, /^wg-overlay:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m);
+      assert.match(
+        (await s.exec(['getent', 'passwd', 'wg-overlay'])).stdout,
+        /^wg-overlay:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m,
+      );
       log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
       const runtime = log.split('\n').filter((l) => l.includes('wg-overlay') && RUNTIME_VERBS.test(l));
       assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
     });
 
     it('apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), still without systemctl calls; the user stays', async () => {
-      await s.exec(['sh', '-c', [
-        'mkdir -p /var/lib/wg-overlay /etc/wireguard',
-        'echo key > /var/lib/wg-overlay/private.key',
-        'echo kc > /etc/wg-overlay/kubeconfig',
-        'echo tok > /etc/wg-overlay/token',
-        'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
-        'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
-        ': > /var/tmp/systemctl.log',
-      ].join(' && ')]);
+      await s.exec([
+        'sh',
+        '-c',
+        [
+          'mkdir -p /var/lib/wg-overlay /etc/wireguard',
+          'echo key > /var/lib/wg-overlay/private.key',
+          'echo kc > /etc/wg-overlay/kubeconfig',
+          'echo tok > /etc/wg-overlay/token',
+          'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
+          'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
+          ': > /var/tmp/systemctl.log',
+        ].join(' && '),
+      ]);
       await s.exec(['apt-get', 'purge', '-y', 'wg-overlay'], { timeoutMs: 5 * 60_000 });
-      for (const p of ['/var/lib/wg-overlay', '/etc/wg-overlay', '/etc/wireguard/wg0.conf', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service']) {
+      for (const p of [
+        '/var/lib/wg-overlay',
+        '/etc/wg-overlay',
+        '/etc/wireguard/wg0.conf',
+        '/etc/systemd/system/multi-user.target.wants/wg-overlay.service',
+      ]) {
         assert.equal((await s.exec(['test', '-e', p], { allowFailure: true })).exitCode, 1, `${p} removed by purge`);
       }
-      assert.equal((await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode, 0, 'a wg-quick file wg-overlay did not write stays');
+      assert.equal(
+        (await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode,
+        0,
+        'a wg-quick file wg-overlay did not write stays',
+      );
       // Debian keeps system users on purge (files it owned may remain anywhere).
       assert.equal((await s.exec(['getent', 'passwd', 'wg-overlay'], { allowFailure: true })).exitCode, 0);
       log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
-      assert.deepEqual(log.split('\n').filter((l) => RUNTIME_VERBS.test(l)), [], `systemctl calls that need a running systemd:\n${log}`);
+      assert.deepEqual(
+        log.split('\n').filter((l) => RUNTIME_VERBS.test(l)),
+        [],
+        `systemctl calls that need a running systemd:\n${log}`,
+      );
     });
   });
 
@@ -108,11 +144,19 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       c = await NspawnContainer.boot({ name: 'wgs-rpm', layers: [root], netns: net.nodes[0]!.netns });
       // The rpm's files, installed from the host into the container's root without scriptlets.
       await run('rpm', ['--root', c.root, '-i', '--nodeps', '--noscripts', pkg.rpm]);
-      for (const [name, tag] of [['post', 'POSTIN'], ['preun', 'PREUN'], ['postun', 'POSTUN']] as const) await c.writeFile(`/var/tmp/${name}`, await scriptlet(tag));
+      for (const [name, tag] of [
+        ['post', 'POSTIN'],
+        ['preun', 'PREUN'],
+        ['postun', 'POSTUN'],
+      ] as const)
+        await c.writeFile(`/var/tmp/${name}`, await scriptlet(tag));
       // Fedora's policy: services are disabled unless a preset enables them.
       await c.writeFile('/etc/systemd/system-preset/99-default-disable.preset', 'disable *\n');
       // Something that can run here without a cluster: the scriptlets are what is tested.
-      await c.writeFile('/etc/systemd/system/wg-overlay.service.d/test.conf', '[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n');
+      await c.writeFile(
+        '/etc/systemd/system/wg-overlay.service.d/test.conf',
+        '[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n',
+      );
     });
     after(async () => {
       await c?.stop();
@@ -121,7 +165,12 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
 
     it('%post on install ($1 = 1) applies the preset: disabled under Fedora\'s "disable *", enabled by an enabling preset', async () => {
       await runScript('post', 1);
-      assert.deepEqual(await state(), { LoadState: 'loaded', enabled: 'disabled', ActiveState: 'inactive', MainPID: '0' });
+      assert.deepEqual(await state(), {
+        LoadState: 'loaded',
+        enabled: 'disabled',
+        ActiveState: 'inactive',
+        MainPID: '0',
+      });
       await c.writeFile('/etc/systemd/system-preset/50-wg-overlay.preset', 'enable wg-overlay.service\n');
       await runScript('post', 1);
       assert.equal((await state()).enabled, 'enabled');
@@ -135,13 +184,21 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       // (217/USER): this test must not depend on the install test above having run (--grep).
       await runScript('post', 2);
       const started = await c.exec('systemctl', ['start', 'wg-overlay'], { allowFailure: true });
-      assert.equal(started.exitCode, 0, `systemctl start wg-overlay: ${started.stderr}\n${(await c.exec('journalctl', ['--no-pager', '-u', 'wg-overlay'], { allowFailure: true })).stdout}`);
+      assert.equal(
+        started.exitCode,
+        0,
+        `systemctl start wg-overlay: ${started.stderr}\n${(await c.exec('journalctl', ['--no-pager', '-u', 'wg-overlay'], { allowFailure: true })).stdout}`,
+      );
       const before = await state();
       assert.equal(before.ActiveState, 'active');
       await runScript('preun', 1);
       assert.deepEqual(await state(), before, '%preun 1 (upgrade) changes nothing');
       await runScript('postun', 1);
-      const after = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (p) => p.ActiveState === 'active' && p.MainPID !== before.MainPID && p.MainPID !== '0');
+      const after = await c.waitForUnit(
+        'wg-overlay',
+        ['ActiveState', 'MainPID'],
+        (p) => p.ActiveState === 'active' && p.MainPID !== before.MainPID && p.MainPID !== '0',
+      );
       assert.notEqual(after.MainPID, before.MainPID, 'restarted');
     });
 
@@ -153,7 +210,11 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       assert.equal(s.enabled, 'disabled');
       assert.equal(s.ActiveState, 'inactive');
       await runScript('postun', 0);
-      assert.equal((await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode, 0, 'state kept on rpm erase');
+      assert.equal(
+        (await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode,
+        0,
+        'state kept on rpm erase',
+      );
     });
   });
 });

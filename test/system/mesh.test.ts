@@ -12,7 +12,14 @@ import { basename, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { requireTools, sleep } from '../support/process.js';
 import { TestNetwork } from '../support/underlay.js';
-import { buildPackages, debDependencies, debianRoot, installedLayer, NspawnContainer, type BuiltPackages } from '../support/nspawn.js';
+import {
+  buildPackages,
+  debDependencies,
+  debianRoot,
+  installedLayer,
+  NspawnContainer,
+  type BuiltPackages,
+} from '../support/nspawn.js';
 
 const TOKEN = 'wg-overlay-mesh-token';
 const NAMES = ['wgs-mesh-a', 'wgs-mesh-b', 'wgs-mesh-c'] as const;
@@ -57,11 +64,18 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
         kind: 'Node',
         metadata: { name },
         spec: { podCIDR: `10.244.${i + 1}.0/24`, podCIDRs: [`10.244.${i + 1}.0/24`] },
-        status: { addresses: [{ type: 'InternalIP', address: n.underlayAddress! }, { type: 'Hostname', address: name }] },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: n.underlayAddress! },
+            { type: 'Hostname', address: name },
+          ],
+        },
       });
       cs.push(await NspawnContainer.boot({ name, layers, netns: n.netns }));
     }
-    console.log(`      (package, Debian root and dependency layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`);
+    console.log(
+      `      (package, Debian root and dependency layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
+    );
   });
 
   after(async () => {
@@ -74,20 +88,41 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
   it('each container installs the .deb with apt, gets a kubeconfig, sets apply = restart and starts wg-overlay', async () => {
     for (const c of cs) {
       await c.writeFile(`/var/tmp/${basename(pkg.deb)}`, await readFile(pkg.deb));
-      const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+      const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], {
+        env: { DEBIAN_FRONTEND: 'noninteractive' },
+        timeoutMs: 5 * 60_000,
+      });
       assert.match(r.stdout, /Setting up wg-overlay \(/);
       // postinst's start attempt (without a kubeconfig) must be over before the kubeconfig
       // appears, or that attempt could come up with the config as shipped (apply = set).
-      await c.waitForUnit('wg-overlay', ['ActiveState', 'ExecMainStatus'], (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78');
+      await c.waitForUnit(
+        'wg-overlay',
+        ['ActiveState', 'ExecMainStatus'],
+        (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78',
+      );
       await c.writeFile('/var/tmp/ca.crt', api.caPem!);
       await c.writeFile('/var/tmp/token', TOKEN, 0o600);
-      await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token']);
-      await c.sh("sed -i 's/^# apply = set$/apply = restart/' /etc/wg-overlay/wg-overlay.conf && grep -q '^apply = restart$' /etc/wg-overlay/wg-overlay.conf");
+      await c.exec('wg-overlay', [
+        'kubeconfig',
+        '--server',
+        api.url!,
+        '--ca',
+        '/var/tmp/ca.crt',
+        '--token-file',
+        '/var/tmp/token',
+      ]);
+      await c.sh(
+        "sed -i 's/^# apply = set$/apply = restart/' /etc/wg-overlay/wg-overlay.conf && grep -q '^apply = restart$' /etc/wg-overlay/wg-overlay.conf",
+      );
       await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
       assert.equal((await c.exec('systemctl', ['is-active', 'wg-overlay'])).stdout.trim(), 'active');
       const pid = (await c.show('wg-overlay', ['MainPID'])).MainPID!;
       const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
-      assert.match(await c.readFile(`/proc/${pid}/status`), new RegExp(`^Uid:\\s+${uid}\\s`, 'm'), `${c.name}: the daemon runs as wg-overlay`);
+      assert.match(
+        await c.readFile(`/proc/${pid}/status`),
+        new RegExp(`^Uid:\\s+${uid}\\s`, 'm'),
+        `${c.name}: the daemon runs as wg-overlay`,
+      );
     }
   });
 
@@ -100,7 +135,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
         if (peers.length === NAMES.length - 1) break;
         await sleep(250);
       }
-      const others = NAMES.filter((n) => n !== c.name).map((n) => ((api.getNode(n)?.metadata?.annotations ?? {}) as Record<string, string>)[`${ANN}public-key`]);
+      const others = NAMES.filter((n) => n !== c.name).map(
+        (n) => ((api.getNode(n)?.metadata?.annotations ?? {}) as Record<string, string>)[`${ANN}public-key`],
+      );
       assert.deepEqual([...peers].sort(), [...others].sort(), `${c.name}: peers of wg0`);
     }
   });
@@ -109,14 +146,28 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     // The first node saw both others arrive after it was up: two restarts of its wg-quick@wg0.
     const a = cs[0]!;
     const daemon = await a.journal(['-u', 'wg-overlay']);
-    const restarts = daemon.filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && /^restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and \d+ peer change/.test(e.MESSAGE));
-    assert.ok(restarts.length >= 1, `expected "restarted wg-quick@wg0.service through systemd D-Bus (why: apply = restart and N peer change(s)…)" in ${a.name}'s log:\n${daemon.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`);
+    const restarts = daemon.filter(
+      (e) =>
+        e.SYSLOG_IDENTIFIER === 'wg-overlay' &&
+        /^restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and \d+ peer change/.test(
+          e.MESSAGE,
+        ),
+    );
+    assert.ok(
+      restarts.length >= 1,
+      `expected "restarted wg-quick@wg0.service through systemd D-Bus (why: apply = restart and N peer change(s)…)" in ${a.name}'s log:\n${daemon.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
+    );
     assert.ok(restarts.every((e) => e.PRIORITY === 6));
     // systemd's own account of those jobs.
-    const unit = (await a.journal(['-u', 'wg-quick@wg0'])).filter((e) => e.SYSLOG_IDENTIFIER === 'systemd').map((e) => e.MESSAGE);
+    const unit = (await a.journal(['-u', 'wg-quick@wg0']))
+      .filter((e) => e.SYSLOG_IDENTIFIER === 'systemd')
+      .map((e) => e.MESSAGE);
     const stopped = unit.filter((m) => /^Stopped wg-quick@wg0\.service/.test(m)).length;
     const finished = unit.filter((m) => /^Finished wg-quick@wg0\.service/.test(m)).length;
-    assert.ok(stopped >= restarts.length, `systemd stopped wg-quick@wg0 ${stopped} times for ${restarts.length} restarts:\n${unit.join('\n')}`);
+    assert.ok(
+      stopped >= restarts.length,
+      `systemd stopped wg-quick@wg0 ${stopped} times for ${restarts.length} restarts:\n${unit.join('\n')}`,
+    );
     assert.equal(finished, stopped + 1, `one start plus one per restart:\n${unit.join('\n')}`);
     // And the daemon kept running all along.
     assert.equal((await a.show('wg-overlay', ['NRestarts'])).NRestarts, '0');
@@ -125,7 +176,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     assert.equal((await a.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
     // With apply = restart no node changes peers live: every change went through a restart.
     for (const c of cs) {
-      const log = (await c.journal(['-u', 'wg-overlay'])).filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);
+      const log = (await c.journal(['-u', 'wg-overlay']))
+        .filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay')
+        .map((e) => e.MESSAGE);
       const live = log.filter((m) => /^(added|removed|updated) peer /.test(m));
       assert.deepEqual(live, [], `${c.name} changed peers with wg set despite apply = restart:\n${log.join('\n')}`);
     }
@@ -134,12 +187,18 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
   it('the overlay addresses ping each other across the mesh after the restarts', async () => {
     for (const [i, c] of cs.entries()) {
       for (const other of NAMES.filter((n) => n !== c.name)) {
-        const r = await net.nodes[i]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(other)], { allowFailure: true, timeoutMs: 30_000 });
+        const r = await net.nodes[i]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(other)], {
+          allowFailure: true,
+          timeoutMs: 30_000,
+        });
         assert.equal(r.exitCode, 0, `${c.name} → ${other} (${overlay(other)}):\n${r.stdout}${r.stderr}`);
         assert.match(r.stdout, /3 received/);
       }
       // Handshakes happened with both peers.
-      const hs = (await c.exec('wg', ['show', 'wg0', 'latest-handshakes'])).stdout.split('\n').filter(Boolean).map((l) => Number(l.split('\t')[1]));
+      const hs = (await c.exec('wg', ['show', 'wg0', 'latest-handshakes'])).stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => Number(l.split('\t')[1]));
       assert.equal(hs.filter((t) => t > 0).length, NAMES.length - 1, `${c.name}: handshakes ${hs.join(', ')}`);
     }
   });

@@ -19,7 +19,14 @@ import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject, type MintedToken } 
 import { requireTools, sleep, type RunResult } from '../support/process.js';
 import type { TestNode } from '../support/netns.js';
 import { TestNetwork } from '../support/underlay.js';
-import { buildPackages, debDependencies, debianRoot, NspawnContainer, type BuiltPackages, type JournalEntry } from '../support/nspawn.js';
+import {
+  buildPackages,
+  debDependencies,
+  debianRoot,
+  NspawnContainer,
+  type BuiltPackages,
+  type JournalEntry,
+} from '../support/nspawn.js';
 
 const TOKEN = 'wg-overlay-system-test-token';
 /** Files of a kubeadm node that the daemon must never read. */
@@ -27,7 +34,9 @@ const SECRETS = ['/etc/kubernetes/pki/ca.key', '/var/lib/kubelet/pki/kubelet.key
 
 /** Runs a command in the container as user wg-overlay (its own group, no capabilities). */
 function asUser(c: NspawnContainer, cmd: string[]): Promise<RunResult> {
-  return c.exec('setpriv', ['--reuid=wg-overlay', '--regid=wg-overlay', '--init-groups', '--', ...cmd], { allowFailure: true });
+  return c.exec('setpriv', ['--reuid=wg-overlay', '--regid=wg-overlay', '--init-groups', '--', ...cmd], {
+    allowFailure: true,
+  });
 }
 const NODE = 'wgs-life';
 const ANN = 'wg-overlay.io/';
@@ -75,18 +84,34 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     api = new KubeApiServer({ host: net.underlay.hostAddress!, token: TOKEN, admission: true });
     // The admin applied /usr/share/wg-overlay/kubernetes/crd-peer.yaml and node-policy.yaml (install guide).
     api.registerResource(KILO_PEER_RESOURCE);
-    api.createObjects(parseAllDocuments(await readFile('packaging/kubernetes/node-policy.yaml', 'utf8')).map((d) => d.toJS() as KubeObject));
+    api.createObjects(
+      parseAllDocuments(await readFile('packaging/kubernetes/node-policy.yaml', 'utf8')).map(
+        (d) => d.toJS() as KubeObject,
+      ),
+    );
     await api.start();
     api.createNode({
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name: NODE, labels: { 'kubernetes.io/hostname': NODE } },
       spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24'] },
-      status: { addresses: [{ type: 'InternalIP', address: node.underlayAddress! }, { type: 'Hostname', address: NODE }] },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: node.underlayAddress! },
+          { type: 'Hostname', address: NODE },
+        ],
+      },
     });
-    nodeToken = api.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: NODE, expirationSeconds: 8760 * 3600 });
+    nodeToken = api.createServiceAccountToken({
+      namespace: 'wg-overlay',
+      name: 'wg-overlay',
+      boundNode: NODE,
+      expirationSeconds: 8760 * 3600,
+    });
     c = await NspawnContainer.boot({ name: NODE, layers: [root], netns: node.netns });
-    console.log(`      (packages built and Debian root ready in ${Math.round((t1 - t0) / 1000)} s, container booted in ${Math.round((Date.now() - t1) / 1000)} s)`);
+    console.log(
+      `      (packages built and Debian root ready in ${Math.round((t1 - t0) / 1000)} s, container booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
+    );
   });
 
   after(async () => {
@@ -96,13 +121,16 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('apt-get install ./wg-overlay_*.deb pulls Debian\'s nodejs 18, wireguard-tools and iproute2, and the bundle runs on Node 18', async () => {
+  it("apt-get install ./wg-overlay_*.deb pulls Debian's nodejs 18, wireguard-tools and iproute2, and the bundle runs on Node 18", async () => {
     await c.writeFile(`/var/tmp/${basename(pkg.deb)}`, await readFile(pkg.deb));
     const before = await c.exec('dpkg-query', ['-W', '-f=${Status}', 'nodejs'], { allowFailure: true });
     assert.doesNotMatch(before.stdout, /install ok installed/, 'nodejs must not be in the root before the install');
     // --no-install-recommends: wireguard-tools recommends a kernel module package (DKMS) that a
     // container without a kernel cannot use.
-    const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 10 * 60_000 });
+    const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], {
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 10 * 60_000,
+    });
     installOutput = r.stdout + r.stderr;
     for (const p of ['nodejs', 'wireguard-tools', 'procps', 'polkitd', 'wg-overlay']) {
       assert.match(installOutput, new RegExp(`Setting up ${p} \\(`), `apt-get should set up ${p}:\n${installOutput}`);
@@ -140,7 +168,10 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok(Number(user[2]) < 1000, `a system uid: ${user.join(':')}`);
     assert.equal(user[6], '/usr/sbin/nologin');
     assert.equal((await c.exec('getent', ['group', 'wg-overlay'])).stdout.split(':')[2], user[3]);
-    assert.equal((await c.exec('dpkg-query', ['-W', '-f=${Conffiles}', 'wg-overlay'])).stdout.trim().split(' ')[0], '/etc/wg-overlay/wg-overlay.conf');
+    assert.equal(
+      (await c.exec('dpkg-query', ['-W', '-f=${Conffiles}', 'wg-overlay'])).stdout.trim().split(' ')[0],
+      '/etc/wg-overlay/wg-overlay.conf',
+    );
     const verify = await c.exec('systemd-analyze', ['verify', 'wg-overlay.service'], { allowFailure: true });
     assert.equal(verify.stdout + verify.stderr, '', 'systemd-analyze verify should find nothing to complain about');
   });
@@ -152,14 +183,33 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const exposure = m[1]!;
     console.log(`      (systemd-analyze security: exposure ${exposure} ${m[2]})`);
     assert.ok(Number(exposure) <= 1.5, `exposure ${exposure} should be at most 1.5:\n${r.stdout}`);
-    for (const good of ['User=/DynamicUser=', 'CapabilityBoundingSet=~CAP_SYS_ADMIN', 'CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)', 'NoNewPrivileges=', 'ProtectSystem=',
-      'PrivateDevices=', 'MemoryDenyWriteExecute=', 'NotifyAccess=', 'SupplementaryGroups=', 'RemoveIPC=']) {
-      assert.ok(r.stdout.split('\n').some((l) => l.startsWith(`✓ ${good} `)), `${good} should be ✓:\n${r.stdout}`);
+    for (const good of [
+      'User=/DynamicUser=',
+      'CapabilityBoundingSet=~CAP_SYS_ADMIN',
+      'CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)',
+      'NoNewPrivileges=',
+      'ProtectSystem=',
+      'PrivateDevices=',
+      'MemoryDenyWriteExecute=',
+      'NotifyAccess=',
+      'SupplementaryGroups=',
+      'RemoveIPC=',
+    ]) {
+      assert.ok(
+        r.stdout.split('\n').some((l) => l.startsWith(`✓ ${good} `)),
+        `${good} should be ✓:\n${r.stdout}`,
+      );
     }
     // Every ✗ line is explained in the unit file's comments.
     const unit = await readFile('systemd/wg-overlay.service', 'utf8');
-    const comments = unit.split('\n').filter((l) => l.startsWith('#')).join('\n');
-    const bad = r.stdout.split('\n').filter((l) => l.startsWith('✗ ')).map((l) => l.slice(2).split(/\s+/)[0]!);
+    const comments = unit
+      .split('\n')
+      .filter((l) => l.startsWith('#'))
+      .join('\n');
+    const bad = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('✗ '))
+      .map((l) => l.slice(2).split(/\s+/)[0]!);
     assert.ok(bad.length > 0);
     for (const b of bad) assert.ok(comments.includes(b), `the unit's comments do not explain ${b}`);
     assert.ok(comments.includes(`rates this unit ${exposure}`), 'the unit states the measured figure');
@@ -170,45 +220,102 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       if (d) documented.push(`${f}: ${d[1]}`);
     }
     assert.ok(documented.length > 0, 'the install guide states the exposure figure');
-    for (const d of documented) assert.equal(d.replace(/^.*: /, ''), exposure, `documented exposure (${d}) differs from the measured ${exposure}`);
+    for (const d of documented)
+      assert.equal(
+        d.replace(/^.*: /, ''),
+        exposure,
+        `documented exposure (${d}) differs from the measured ${exposure}`,
+      );
   });
 
   it('a fresh install without a kubeconfig is enabled, fails once with status 78 and does not crash-loop; status says what is missing', async () => {
-    assert.match(installOutput, /not configured yet.*\/etc\/wg-overlay\/kubeconfig does not exist/s, 'postinst should tell the admin what to do');
-    assert.equal((await c.exec('systemctl', ['is-enabled', 'wg-overlay'], { allowFailure: true })).stdout.trim(), 'enabled', 'Debian policy: enabled on install');
-    const failed = await c.waitForUnit('wg-overlay', ['ActiveState', 'Result', 'ExecMainStatus', 'NRestarts'], (p) => p.ActiveState === 'failed', 30_000);
+    assert.match(
+      installOutput,
+      /not configured yet.*\/etc\/wg-overlay\/kubeconfig does not exist/s,
+      'postinst should tell the admin what to do',
+    );
+    assert.equal(
+      (await c.exec('systemctl', ['is-enabled', 'wg-overlay'], { allowFailure: true })).stdout.trim(),
+      'enabled',
+      'Debian policy: enabled on install',
+    );
+    const failed = await c.waitForUnit(
+      'wg-overlay',
+      ['ActiveState', 'Result', 'ExecMainStatus', 'NRestarts'],
+      (p) => p.ActiveState === 'failed',
+      30_000,
+    );
     assert.equal(failed.Result, 'exit-code');
     assert.equal(failed.ExecMainStatus, '78');
     // RestartSec=5s: a restart would have happened by now.
     await sleep(7_000);
     const later = await c.show('wg-overlay', ['ActiveState', 'NRestarts']);
     assert.deepEqual(later, { ActiveState: 'failed', NRestarts: '0' }, 'no restarts on exit status 78');
-    const status = await c.exec('systemctl', ['status', '--no-pager', '-l', '-n', '20', 'wg-overlay'], { allowFailure: true });
+    const status = await c.exec('systemctl', ['status', '--no-pager', '-l', '-n', '20', 'wg-overlay'], {
+      allowFailure: true,
+    });
     assert.match(status.stdout, /status=78\/CONFIG/);
-    assert.match(status.stdout, /kubeconfig \/etc\/wg-overlay\/kubeconfig does not exist: create it with `wg-overlay kubeconfig --server URL/);
+    assert.match(
+      status.stdout,
+      /kubeconfig \/etc\/wg-overlay\/kubeconfig does not exist: create it with `wg-overlay kubeconfig --server URL/,
+    );
     const err = await c.journal(['-u', 'wg-overlay', '-p', 'err']);
-    assert.ok(err.some((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.PRIORITY === 3 && /kubeconfig .* does not exist/.test(e.MESSAGE)), 'the reason is logged at err');
+    assert.ok(
+      err.some(
+        (e) =>
+          e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.PRIORITY === 3 && /kubeconfig .* does not exist/.test(e.MESSAGE),
+      ),
+      'the reason is logged at err',
+    );
   });
 
   it('wg-overlay kubeconfig (run on Node 18 in the container) writes a 0600 kubeconfig and token file from server URL, CA data and the piped Node-bound token', async () => {
     const caData = Buffer.from(api.caPem!).toString('base64');
-    const r = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'], { input: nodeToken.token });
+    const r = await c.exec(
+      'wg-overlay',
+      ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'],
+      { input: nodeToken.token },
+    );
     assert.match(r.stdout, /wrote \/etc\/wg-overlay\/kubeconfig \(mode 0600\)/);
-    assert.match(r.stdout, new RegExp(`wrote /etc/wg-overlay/token \\(mode 0600\\): system:serviceaccount:wg-overlay:wg-overlay, bound to Node ${NODE}, expires`));
-    assert.equal((await c.exec('stat', ['-c', '%a %U %G', '/etc/wg-overlay/kubeconfig', '/etc/wg-overlay/token'])).stdout.trim(), '600 root root\n600 root root');
-    const again = await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'], { input: nodeToken.token, allowFailure: true });
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `wrote /etc/wg-overlay/token \\(mode 0600\\): system:serviceaccount:wg-overlay:wg-overlay, bound to Node ${NODE}, expires`,
+      ),
+    );
+    assert.equal(
+      (await c.exec('stat', ['-c', '%a %U %G', '/etc/wg-overlay/kubeconfig', '/etc/wg-overlay/token'])).stdout.trim(),
+      '600 root root\n600 root root',
+    );
+    const again = await c.exec(
+      'wg-overlay',
+      ['kubeconfig', '--server', api.url!, '--ca-data', caData, '--token-file', '-'],
+      { input: nodeToken.token, allowFailure: true },
+    );
     assert.equal(again.exitCode, 1);
     assert.match(again.stderr, /already exists; add --force/);
   });
 
   it('systemctl enable --now: the unit is active only once the mesh is applied (READY=1), wg-quick@wg0 is up, and its Node is annotated', async () => {
     // This kernel has no WireGuard module: the admin installs userspace WireGuard (documented).
-    await c.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
+    await c.exec('apt-get', ['install', '-y', '--no-install-recommends', 'wireguard-go'], {
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 5 * 60_000,
+    });
     // What a node of a kubeadm cluster has and the daemon must never read (world-readable here on purpose).
     await c.sh(SECRETS.map((f) => `mkdir -p ${dirname(f)} && echo secret > ${f} && chmod 644 ${f}`).join(' && '));
     const cursor = await c.cursor();
     await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
-    const p = await c.show('wg-overlay', ['ActiveState', 'SubState', 'StatusText', 'InvocationID', 'MainPID', 'NRestarts', 'Type', 'NotifyAccess']);
+    const p = await c.show('wg-overlay', [
+      'ActiveState',
+      'SubState',
+      'StatusText',
+      'InvocationID',
+      'MainPID',
+      'NRestarts',
+      'Type',
+      'NotifyAccess',
+    ]);
     assert.equal(p.ActiveState, 'active');
     assert.equal(p.SubState, 'running');
     assert.equal(p.Type, 'notify');
@@ -219,16 +326,26 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     mainPid = p.MainPID!;
     // Readiness ordering: the daemon's "mesh applied" comes before systemd's "Started".
     const lines = await since(cursor);
-    const applied = lines.findIndex((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.MESSAGE.startsWith('mesh applied:'));
-    const started = lines.findIndex((e) => e.SYSLOG_IDENTIFIER === 'systemd' && /^Started wg-overlay\.service/.test(e.MESSAGE));
-    assert.ok(applied >= 0 && started > applied, `expected "mesh applied" before "Started":\n${lines.map((e) => e.MESSAGE).join('\n')}`);
+    const applied = lines.findIndex(
+      (e) => e.SYSLOG_IDENTIFIER === 'wg-overlay' && e.MESSAGE.startsWith('mesh applied:'),
+    );
+    const started = lines.findIndex(
+      (e) => e.SYSLOG_IDENTIFIER === 'systemd' && /^Started wg-overlay\.service/.test(e.MESSAGE),
+    );
+    assert.ok(
+      applied >= 0 && started > applied,
+      `expected "mesh applied" before "Started":\n${lines.map((e) => e.MESSAGE).join('\n')}`,
+    );
     assert.equal((await c.exec('systemctl', ['is-active', 'wg-quick@wg0'])).stdout.trim(), 'active');
     const pub = (await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim();
     const a = annotations();
     assert.equal(a[`${ANN}public-key`], pub);
     assert.equal(a[`${ANN}endpoint`], `${node.underlayAddress}:51820`);
     assert.match(a[`${ANN}overlay-address`] ?? '', /^100\.\d+\.\d+\.\d+$/);
-    assert.match((await c.exec('ip', ['-4', '-o', 'addr', 'show', 'dev', 'wg0'])).stdout, new RegExp(`inet ${a[`${ANN}overlay-address`]!.replace(/\./g, '\\.')}/10`));
+    assert.match(
+      (await c.exec('ip', ['-4', '-o', 'addr', 'show', 'dev', 'wg0'])).stdout,
+      new RegExp(`inet ${a[`${ANN}overlay-address`]!.replace(/\./g, '\\.')}/10`),
+    );
     // The sandbox lets the daemon write its status file (RuntimeDirectory=) for `wg-overlay status`.
     assert.equal((await c.exec('stat', ['-c', '%a', '/run/wg-overlay'])).stdout.trim(), '755');
     const st = await c.exec('wg-overlay', ['status'], { allowFailure: true });
@@ -236,7 +353,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok((await c.readFile('/run/wg-overlay/status.json')).includes(NODE));
   });
 
-  it('the daemon runs as user wg-overlay with CAP_NET_ADMIN only; the kubelet\'s and PKI files are out of its sight', async () => {
+  it("the daemon runs as user wg-overlay with CAP_NET_ADMIN only; the kubelet's and PKI files are out of its sight", async () => {
     const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
     const gid = (await c.exec('id', ['-g', 'wg-overlay'])).stdout.trim();
     const status = await c.readFile(`/proc/${mainPid}/status`);
@@ -244,10 +361,14 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.match(status, new RegExp(`^Gid:\\s+${gid}\\s+${gid}\\s+${gid}\\s+${gid}$`, 'm'));
     assert.match(status, new RegExp(`^Groups:\\s*(${gid}\\s*)?$`, 'm'), 'no supplementary groups');
     // CAP_NET_ADMIN is bit 12.
-    for (const set of ['CapEff', 'CapPrm', 'CapBnd', 'CapAmb']) assert.match(status, new RegExp(`^${set}:\\s+0000000000001000$`, 'm'), `${set}:\n${status}`);
+    for (const set of ['CapEff', 'CapPrm', 'CapBnd', 'CapAmb'])
+      assert.match(status, new RegExp(`^${set}:\\s+0000000000001000$`, 'm'), `${set}:\n${status}`);
     assert.match(status, /^NoNewPrivs:\s+1$/m);
     // Its children (ip -batch, ip monitor) are the same user.
-    const kids = (await c.exec('ps', ['-o', 'uid=,comm=', '--ppid', mainPid])).stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+    const kids = (await c.exec('ps', ['-o', 'uid=,comm=', '--ppid', mainPid])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/));
     assert.ok(kids.length >= 1 && kids.every(([u]) => u === uid), JSON.stringify(kids));
     // The secrets: invisible in its mount namespace, unreadable to its user anyway.
     for (const f of SECRETS) {
@@ -256,18 +377,30 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     }
     assert.equal((await asUser(c, ['cat', '/etc/shadow'])).exitCode, 1);
     // Its own files: state and the kubeconfig (made readable to its group at start).
-    assert.equal((await c.sh('stat -c "%U:%G %a %n" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /var/lib/wg-overlay/wireguard /var/lib/wg-overlay/wireguard/wg0.conf /etc/wg-overlay/kubeconfig')).stdout, [
-      'wg-overlay:wg-overlay 700 /var/lib/wg-overlay',
-      'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/private.key',
-      'wg-overlay:wg-overlay 700 /var/lib/wg-overlay/wireguard',
-      'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/wireguard/wg0.conf',
-      'root:wg-overlay 640 /etc/wg-overlay/kubeconfig',
-      '',
-    ].join('\n'));
+    assert.equal(
+      (
+        await c.sh(
+          'stat -c "%U:%G %a %n" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /var/lib/wg-overlay/wireguard /var/lib/wg-overlay/wireguard/wg0.conf /etc/wg-overlay/kubeconfig',
+        )
+      ).stdout,
+      [
+        'wg-overlay:wg-overlay 700 /var/lib/wg-overlay',
+        'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/private.key',
+        'wg-overlay:wg-overlay 700 /var/lib/wg-overlay/wireguard',
+        'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/wireguard/wg0.conf',
+        'root:wg-overlay 640 /etc/wg-overlay/kubeconfig',
+        '',
+      ].join('\n'),
+    );
     // Limits (a container without cgroup controllers of its own shows them without enforcing
     // them), and what the daemon uses: its resident memory, its threads plus its children.
     const lim = await c.show('wg-overlay', ['MemoryHigh', 'MemoryMax', 'TasksMax', 'CPUQuotaPerSecUSec']);
-    assert.deepEqual(lim, { MemoryHigh: String(320 * 1024 * 1024), MemoryMax: String(512 * 1024 * 1024), TasksMax: '64', CPUQuotaPerSecUSec: '1s' });
+    assert.deepEqual(lim, {
+      MemoryHigh: String(320 * 1024 * 1024),
+      MemoryMax: String(512 * 1024 * 1024),
+      TasksMax: '64',
+      CPUQuotaPerSecUSec: '1s',
+    });
     const rssMb = Math.round(Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]) / 1024);
     const tasks = Number(/^Threads:\s+(\d+)$/m.exec(status)?.[1]) + kids.length;
     console.log(`      (the daemon uses ${rssMb} MB resident and ${tasks} tasks)`);
@@ -275,16 +408,28 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok(tasks < 32, `tasks: ${tasks}`);
   });
 
-  it('wg-quick@wg0: started by the daemon over D-Bus (polkit), wg0.conf installed from the daemon\'s copy, wireguard-go as wg-overlay', async () => {
+  it("wg-quick@wg0: started by the daemon over D-Bus (polkit), wg0.conf installed from the daemon's copy, wireguard-go as wg-overlay", async () => {
     const log = (await c.journal(['-u', 'wg-overlay'])).map((e) => e.MESSAGE);
-    assert.ok(log.some((m) => /^started wg-quick@wg0\.service through systemd D-Bus/.test(m)), log.join('\n'));
+    assert.ok(
+      log.some((m) => /^started wg-quick@wg0\.service through systemd D-Bus/.test(m)),
+      log.join('\n'),
+    );
     const quick = (await c.journal(['-u', 'wg-quick@wg0'])).map((e) => e.MESSAGE);
-    assert.ok(quick.includes('wg-overlay: installed /var/lib/wg-overlay/wireguard/wg0.conf as /etc/wireguard/wg0.conf'), quick.join('\n'));
+    assert.ok(
+      quick.includes('wg-overlay: installed /var/lib/wg-overlay/wireguard/wg0.conf as /etc/wireguard/wg0.conf'),
+      quick.join('\n'),
+    );
     assert.equal((await c.exec('stat', ['-c', '%U:%G %a', '/etc/wireguard/wg0.conf'])).stdout.trim(), 'root:root 600');
-    assert.equal(await c.readFile('/etc/wireguard/wg0.conf'), await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf'));
+    assert.equal(
+      await c.readFile('/etc/wireguard/wg0.conf'),
+      await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf'),
+    );
     // No kernel WireGuard here: wireguard-go, unprivileged, its socket reached through a root-owned link.
     assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
-    assert.equal((await c.exec('readlink', ['/run/wireguard/wg0.sock'])).stdout.trim(), '/run/wg-overlay-wireguard/wg0.sock');
+    assert.equal(
+      (await c.exec('readlink', ['/run/wireguard/wg0.sock'])).stdout.trim(),
+      '/run/wg-overlay-wireguard/wg0.sock',
+    );
     assert.equal((await c.exec('stat', ['-c', '%U %a', '/run/wireguard'])).stdout.trim(), 'root 755');
     const wgStatus = await c.readFile(`/proc/${(await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim()}/status`);
     assert.match(wgStatus, /^CapEff:\s+0000000000001400$/m, 'CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only');
@@ -292,16 +437,40 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
 
   it('D-Bus as user wg-overlay: restarting wg-quick@wg0 is allowed; stopping it, touching other units and transient units are refused', async () => {
     const call = (method: string, unit: string): Promise<RunResult> =>
-      asUser(c, ['busctl', 'call', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1', 'org.freedesktop.systemd1.Manager', method, 'ss', unit, 'replace']);
+      asUser(c, [
+        'busctl',
+        'call',
+        'org.freedesktop.systemd1',
+        '/org/freedesktop/systemd1',
+        'org.freedesktop.systemd1.Manager',
+        method,
+        'ss',
+        unit,
+        'replace',
+      ]);
     const before = (await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim();
     const ok = await call('RestartUnit', 'wg-quick@wg0.service');
     assert.equal(ok.exitCode, 0, ok.stderr);
     await c.waitForUnit('wg-quick@wg0', ['ActiveState'], (x) => x.ActiveState === 'active');
     const deadline = Date.now() + 10_000;
-    while ((await c.exec('pgrep', ['-o', 'wireguard-go'], { allowFailure: true })).stdout.trim() === before && Date.now() < deadline) await sleep(100);
-    assert.notEqual((await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim(), before, 'wg-quick@wg0 was restarted');
-    for (const [method, unit] of [['StopUnit', 'wg-quick@wg0.service'], ['RestartUnit', 'wg-overlay.service'], ['StartUnit', 'systemd-journald.service'],
-      ['RestartUnit', 'polkit.service'], ['StartUnit', 'wg-quick@wg0.timer'], ['ReloadUnit', 'wg-quick@wg0.service']] as const) {
+    while (
+      (await c.exec('pgrep', ['-o', 'wireguard-go'], { allowFailure: true })).stdout.trim() === before &&
+      Date.now() < deadline
+    )
+      await sleep(100);
+    assert.notEqual(
+      (await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim(),
+      before,
+      'wg-quick@wg0 was restarted',
+    );
+    for (const [method, unit] of [
+      ['StopUnit', 'wg-quick@wg0.service'],
+      ['RestartUnit', 'wg-overlay.service'],
+      ['StartUnit', 'systemd-journald.service'],
+      ['RestartUnit', 'polkit.service'],
+      ['StartUnit', 'wg-quick@wg0.timer'],
+      ['ReloadUnit', 'wg-quick@wg0.service'],
+    ] as const) {
       const r = await call(method, unit);
       assert.equal(r.exitCode, 1, `${method} ${unit} should be refused`);
       assert.match(r.stderr, /Access denied|Interactive authentication required/, `${method} ${unit}: ${r.stderr}`);
@@ -311,35 +480,88 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.match(transient.stderr, /Access denied|Interactive authentication required/);
     assert.equal((await c.exec('systemctl', ['is-active', 'wg-quick@wg0'])).stdout.trim(), 'active');
     // The daemon noticed the restart and put its routes back.
-    await c.waitForUnit('wg-overlay', ['ActiveState', 'NRestarts'], (x) => x.ActiveState === 'active' && x.NRestarts === '0');
+    await c.waitForUnit(
+      'wg-overlay',
+      ['ActiveState', 'NRestarts'],
+      (x) => x.ActiveState === 'active' && x.NRestarts === '0',
+    );
   });
 
-  it('wg-quick@<if> refuses a daemon\'s wg-quick file with commands (PostUp and friends), and an admin\'s file is never replaced', async () => {
+  it("wg-quick@<if> refuses a daemon's wg-quick file with commands (PostUp and friends), and an admin's file is never replaced", async () => {
     // Another instance, wgt, so that the running daemon (which rewrites its own wg0.conf whenever
     // wg0 goes away) does not interfere: the hook acts on any interface the daemon has a file for.
     const staged = '/var/lib/wg-overlay/wireguard/wgt.conf';
-    const good = (await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf')).replace(/^ListenPort = .*$/m, 'ListenPort = 51999');
+    const good = (await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf')).replace(
+      /^ListenPort = .*$/m,
+      'ListenPort = 51999',
+    );
     const asDaemon = (text: string): Promise<RunResult> =>
-      c.exec('setpriv', ['--reuid=wg-overlay', '--regid=wg-overlay', '--init-groups', 'sh', '-c', `cat > ${staged}.new && mv ${staged}.new ${staged}`], { input: text });
-    for (const line of ['PostUp = touch /var/tmp/pwned', 'PreUp = touch /var/tmp/pwned', 'postdown = touch /var/tmp/pwned', 'DNS = 192.0.2.1', 'SaveConfig = true']) {
+      c.exec(
+        'setpriv',
+        [
+          '--reuid=wg-overlay',
+          '--regid=wg-overlay',
+          '--init-groups',
+          'sh',
+          '-c',
+          `cat > ${staged}.new && mv ${staged}.new ${staged}`,
+        ],
+        { input: text },
+      );
+    for (const line of [
+      'PostUp = touch /var/tmp/pwned',
+      'PreUp = touch /var/tmp/pwned',
+      'postdown = touch /var/tmp/pwned',
+      'DNS = 192.0.2.1',
+      'SaveConfig = true',
+    ]) {
       assert.equal((await asDaemon(good.replace('[Interface]\n', `[Interface]\n${line}\n`))).exitCode, 0);
       const cursor = await c.cursor();
       const r = await c.exec('systemctl', ['start', 'wg-quick@wgt'], { allowFailure: true });
       assert.notEqual(r.exitCode, 0, `${line}: wg-quick@wgt should not start`);
       const lines = (await c.entriesAfter(cursor, 'wg-quick@wgt')).map((e) => e.MESSAGE);
-      assert.ok(lines.some((m) => /refusing to install \/var\/lib\/wg-overlay\/wireguard\/wgt\.conf as \/etc\/wireguard\/wgt\.conf: it is not a file wg-overlay writes/.test(m)), lines.join('\n'));
-      assert.ok(!lines.some((m) => m.includes('pwned') || m.includes('192.0.2.1')), `no value is echoed to the journal:\n${lines.join('\n')}`);
-      assert.equal((await c.exec('test', ['-e', '/var/tmp/pwned'], { allowFailure: true })).exitCode, 1, `${line}: no command ran`);
-      assert.equal((await c.exec('test', ['-e', '/etc/wireguard/wgt.conf'], { allowFailure: true })).exitCode, 1, 'nothing installed');
+      assert.ok(
+        lines.some((m) =>
+          /refusing to install \/var\/lib\/wg-overlay\/wireguard\/wgt\.conf as \/etc\/wireguard\/wgt\.conf: it is not a file wg-overlay writes/.test(
+            m,
+          ),
+        ),
+        lines.join('\n'),
+      );
+      assert.ok(
+        !lines.some((m) => m.includes('pwned') || m.includes('192.0.2.1')),
+        `no value is echoed to the journal:\n${lines.join('\n')}`,
+      );
+      assert.equal(
+        (await c.exec('test', ['-e', '/var/tmp/pwned'], { allowFailure: true })).exitCode,
+        1,
+        `${line}: no command ran`,
+      );
+      assert.equal(
+        (await c.exec('test', ['-e', '/etc/wireguard/wgt.conf'], { allowFailure: true })).exitCode,
+        1,
+        'nothing installed',
+      );
       await c.exec('systemctl', ['reset-failed', 'wg-quick@wgt']);
     }
     // A correct file, but /etc/wireguard/wgt.conf is the admin's own: left alone.
     assert.equal((await asDaemon(good)).exitCode, 0);
-    await c.writeFile('/etc/wireguard/wgt.conf', '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n', 0o600);
+    await c.writeFile(
+      '/etc/wireguard/wgt.conf',
+      '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n',
+      0o600,
+    );
     const cursor = await c.cursor();
     assert.notEqual((await c.exec('systemctl', ['start', 'wg-quick@wgt'], { allowFailure: true })).exitCode, 0);
-    assert.ok((await c.entriesAfter(cursor, 'wg-quick@wgt')).some((e) => /refusing to replace \/etc\/wireguard\/wgt\.conf: it was not written by wg-overlay/.test(e.MESSAGE)));
-    assert.equal(await c.readFile('/etc/wireguard/wgt.conf'), '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n');
+    assert.ok(
+      (await c.entriesAfter(cursor, 'wg-quick@wgt')).some((e) =>
+        /refusing to replace \/etc\/wireguard\/wgt\.conf: it was not written by wg-overlay/.test(e.MESSAGE),
+      ),
+    );
+    assert.equal(
+      await c.readFile('/etc/wireguard/wgt.conf'),
+      '[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n',
+    );
     await c.exec('rm', ['-f', '/etc/wireguard/wgt.conf', staged]);
     await c.exec('systemctl', ['reset-failed', 'wg-quick@wgt']);
     // wg0 was never touched.
@@ -361,33 +583,53 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       assert.doesNotMatch(e.MESSAGE, /\n/, 'one line per entry');
       assert.equal(e._SYSTEMD_UNIT, 'wg-overlay.service');
     }
-    const problems = await c.exec('journalctl', ['--no-pager', '-q', '-u', 'wg-overlay', '-p', 'warning', `_SYSTEMD_INVOCATION_ID=${invocation}`]);
+    const problems = await c.exec('journalctl', [
+      '--no-pager',
+      '-q',
+      '-u',
+      'wg-overlay',
+      '-p',
+      'warning',
+      `_SYSTEMD_INVOCATION_ID=${invocation}`,
+    ]);
     assert.equal(problems.stdout, '', 'a healthy start logs nothing at warning or above');
     const key = (await c.readFile('/var/lib/wg-overlay/private.key')).trim();
     assert.ok(key.length === 44);
     const all = await c.exec('journalctl', ['--no-pager', '-o', 'cat']);
     assert.ok(!all.stdout.includes(key), 'the private key must never reach the journal');
-    assert.equal((await c.exec('stat', ['-c', '%a', '/var/lib/wg-overlay'])).stdout.trim(), '700', 'StateDirectoryMode=0700');
+    assert.equal(
+      (await c.exec('stat', ['-c', '%a', '/var/lib/wg-overlay'])).stdout.trim(),
+      '700',
+      'StateDirectoryMode=0700',
+    );
   });
 
   it('systemctl reload (SIGHUP) applies a changed listen_port without restarting the daemon', async () => {
     const cursor = await c.cursor();
     // Edit and reload at once: the SIGHUP reload runs before the file watcher's (debounced) one.
-    await c.sh("sed -i 's/^# listen_port = 51820$/listen_port = 51821/' /etc/wg-overlay/wg-overlay.conf && grep -q '^listen_port = 51821$' /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay");
+    await c.sh(
+      "sed -i 's/^# listen_port = 51820$/listen_port = 51821/' /etc/wg-overlay/wg-overlay.conf && grep -q '^listen_port = 51821$' /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay",
+    );
     await c.waitForEntry(cursor, 'wg-overlay', (e) => /listen port 51820 → 51821/.test(e.MESSAGE));
     const lines = (await since(cursor)).filter((e) => e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);
     const firstReload = lines.find((l) => l.startsWith('reloading '));
     assert.match(firstReload ?? '', /\(SIGHUP\)$/, `the first reload should be the SIGHUP one:\n${lines.join('\n')}`);
     assert.equal((await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(), '51821');
     const deadline = Date.now() + 10_000;
-    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline) await sleep(100);
+    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline)
+      await sleep(100);
     assert.equal(annotations()[`${ANN}endpoint`], `${node.underlayAddress}:51821`);
     const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
     assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
   });
 
   it('a token rotated with --token-only is used by the running, sandboxed service without a restart; the old one is revoked', async () => {
-    const fresh = api.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: NODE, expirationSeconds: 8760 * 3600 });
+    const fresh = api.createServiceAccountToken({
+      namespace: 'wg-overlay',
+      name: 'wg-overlay',
+      boundNode: NODE,
+      expirationSeconds: 8760 * 3600,
+    });
     const r = await c.exec('wg-overlay', ['kubeconfig', '--token-only', '--token-file', '-'], { input: fresh.token });
     assert.match(r.stdout, /no restart needed/);
     api.revokeToken(nodeToken.token);
@@ -397,11 +639,18 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     api.dropWatches();
     api.patchNode(NODE, { metadata: { annotations: { [`${ANN}endpoint`]: null } } });
     const deadline = Date.now() + 20_000;
-    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline) await sleep(100);
+    while (annotations()[`${ANN}endpoint`] !== `${node.underlayAddress}:51821` && Date.now() < deadline)
+      await sleep(100);
     assert.equal(annotations()[`${ANN}endpoint`], `${node.underlayAddress}:51821`, 'republished with the new token');
     const later = api.requests.slice(mark).filter((x) => x.path.startsWith('/api/v1/nodes'));
-    assert.ok(later.some((x) => x.method === 'PATCH' && x.status === 200 && x.credentialId === `JTI=${fresh.id}`), 'the PATCH carried the new token');
-    assert.ok(later.every((x) => x.status !== 401), 'the revoked token was never sent again');
+    assert.ok(
+      later.some((x) => x.method === 'PATCH' && x.status === 200 && x.credentialId === `JTI=${fresh.id}`),
+      'the PATCH carried the new token',
+    );
+    assert.ok(
+      later.every((x) => x.status !== 401),
+      'the revoked token was never sent again',
+    );
     const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
     assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
   });
@@ -409,13 +658,24 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
   it('a broken config on reload is logged at err and the service keeps running with the old config', async () => {
     const cursor = await c.cursor();
     await c.sh("printf 'this line is not INI\\n' >> /etc/wg-overlay/wg-overlay.conf && systemctl reload wg-overlay");
-    const rejected = await c.waitForEntry(cursor, 'wg-overlay', (e) => /reload of \/etc\/wg-overlay\/wg-overlay\.conf rejected/.test(e.MESSAGE));
+    const rejected = await c.waitForEntry(cursor, 'wg-overlay', (e) =>
+      /reload of \/etc\/wg-overlay\/wg-overlay\.conf rejected/.test(e.MESSAGE),
+    );
     assert.equal(rejected.PRIORITY, 3, 'rejected reload at err');
-    const errs = (await since(cursor)).filter((e) => e.PRIORITY <= 3 && e.SYSLOG_IDENTIFIER === 'wg-overlay').map((e) => e.MESSAGE);
-    assert.ok(errs.some((m) => /malformed line "this line is not INI"/.test(m)), `the bad line is named at err:\n${errs.join('\n')}`);
+    const errs = (await since(cursor))
+      .filter((e) => e.PRIORITY <= 3 && e.SYSLOG_IDENTIFIER === 'wg-overlay')
+      .map((e) => e.MESSAGE);
+    assert.ok(
+      errs.some((m) => /malformed line "this line is not INI"/.test(m)),
+      `the bad line is named at err:\n${errs.join('\n')}`,
+    );
     const p = await c.show('wg-overlay', ['ActiveState', 'MainPID', 'NRestarts']);
     assert.deepEqual(p, { ActiveState: 'active', MainPID: mainPid, NRestarts: '0' });
-    assert.equal((await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(), '51821', 'the previous settings keep running');
+    assert.equal(
+      (await c.exec('wg', ['show', 'wg0', 'listen-port'])).stdout.trim(),
+      '51821',
+      'the previous settings keep running',
+    );
     const check = await c.exec('wg-overlay', ['check-config'], { allowFailure: true });
     assert.equal(check.exitCode, 78);
     assert.match(check.stderr, /error: .*malformed line "this line is not INI"/);
@@ -431,13 +691,33 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     // Both versions are built from this checkout, so they ship the same wg-overlay.conf: dpkg
     // keeps the edited file without asking, and a plain `apt-get install` (no --force-conf*
     // options) must not stop at a prompt. A shipped file that changed: upgrade.test.ts.
-    const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(upgrade.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
-    assert.match(r.stdout, new RegExp(`Unpacking wg-overlay \\(${upgrade.version.replace(/\./g, '\\.')}-1\\) over \\(${pkg.version.replace(/\./g, '\\.')}-1\\)`));
-    assert.match(await c.readFile('/etc/wg-overlay/wg-overlay.conf'), /^listen_port = 51821$/m, 'the admin\'s edit survives the upgrade');
-    assert.equal((await c.sh('ls /etc/wg-overlay/')).stdout.split('\n').filter((f) => /dpkg-(dist|old|new)/.test(f)).length, 0);
+    const r = await c.exec(
+      'apt-get',
+      ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(upgrade.deb)}`],
+      { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 },
+    );
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `Unpacking wg-overlay \\(${upgrade.version.replace(/\./g, '\\.')}-1\\) over \\(${pkg.version.replace(/\./g, '\\.')}-1\\)`,
+      ),
+    );
+    assert.match(
+      await c.readFile('/etc/wg-overlay/wg-overlay.conf'),
+      /^listen_port = 51821$/m,
+      "the admin's edit survives the upgrade",
+    );
+    assert.equal(
+      (await c.sh('ls /etc/wg-overlay/')).stdout.split('\n').filter((f) => /dpkg-(dist|old|new)/.test(f)).length,
+      0,
+    );
     assert.equal((await c.exec('wg-overlay', ['version'])).stdout.trim(), `wg-overlay ${upgrade.version}`);
     // postinst try-restarts without blocking dpkg: wait for the new process to be ready.
-    const p = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (x) => x.ActiveState === 'active' && x.MainPID !== mainPid && x.MainPID !== '0');
+    const p = await c.waitForUnit(
+      'wg-overlay',
+      ['ActiveState', 'MainPID'],
+      (x) => x.ActiveState === 'active' && x.MainPID !== mainPid && x.MainPID !== '0',
+    );
     await c.waitForEntry(cursor, 'wg-overlay', (e) => e.MESSAGE.startsWith(`wg-overlay ${upgrade.version} starting:`));
     await c.waitForEntry(cursor, 'wg-overlay', (e) => e.MESSAGE.startsWith('mesh applied:'));
     mainPid = p.MainPID!;
@@ -447,14 +727,33 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
 
   it('apt-get purge stops the service and removes its state, kubeconfig and wg-quick file', async () => {
     assert.ok((await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode === 0);
-    await c.exec('apt-get', ['purge', '-y', 'wg-overlay'], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
-    for (const path of ['/var/lib/wg-overlay', '/etc/wg-overlay', '/etc/wireguard/wg0.conf', '/usr/lib/wg-overlay', '/usr/bin/wg-overlay', '/lib/systemd/system/wg-overlay.service']) {
+    await c.exec('apt-get', ['purge', '-y', 'wg-overlay'], {
+      env: { DEBIAN_FRONTEND: 'noninteractive' },
+      timeoutMs: 5 * 60_000,
+    });
+    for (const path of [
+      '/var/lib/wg-overlay',
+      '/etc/wg-overlay',
+      '/etc/wireguard/wg0.conf',
+      '/usr/lib/wg-overlay',
+      '/usr/bin/wg-overlay',
+      '/lib/systemd/system/wg-overlay.service',
+    ]) {
       const t = await c.exec('test', ['-e', path], { allowFailure: true });
       assert.equal(t.exitCode, 1, `${path} should be gone after purge`);
     }
     assert.equal((await c.show('wg-overlay', ['LoadState'])).LoadState, 'not-found');
-    assert.equal((await c.exec('pgrep', ['-f', '/usr/lib/wg-overlay/wg-overlay.mjs'], { allowFailure: true })).exitCode, 1, 'no daemon left running');
-    assert.equal((await c.exec('dpkg-query', ['-W', '-f=${Status}', 'wg-overlay'], { allowFailure: true })).stdout.includes('installed'), false);
+    assert.equal(
+      (await c.exec('pgrep', ['-f', '/usr/lib/wg-overlay/wg-overlay.mjs'], { allowFailure: true })).exitCode,
+      1,
+      'no daemon left running',
+    );
+    assert.equal(
+      (await c.exec('dpkg-query', ['-W', '-f=${Status}', 'wg-overlay'], { allowFailure: true })).stdout.includes(
+        'installed',
+      ),
+      false,
+    );
     // Dependencies stay (apt does not remove them on purge of the package).
     assert.match((await c.exec('node', ['--version'])).stdout, /^v18\./);
   });

@@ -43,7 +43,8 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
   let work: string;
   let pkg: BuiltPackages;
   let db: string;
-  const rpmq = async (...args: string[]): Promise<string> => (await run('rpm', ['--dbpath', db, ...args, pkg.rpm])).stdout;
+  const rpmq = async (...args: string[]): Promise<string> =>
+    (await run('rpm', ['--dbpath', db, ...args, pkg.rpm])).stdout;
 
   before(async () => {
     await requireTools(['rpm', 'rpmbuild', 'dpkg-deb']);
@@ -66,22 +67,60 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(field('Architecture'), 'noarch');
     assert.equal(field('License'), 'Apache-2.0');
     assert.equal(field('Summary'), 'WireGuard mesh between the nodes of a Kubernetes cluster');
-    assert.match(pkg.rpm, new RegExp(`/wg-overlay-${pkg.version.replace(/\./g, '\\.')}-1\\.noarch\\.rpm$`), 'nfpm\'s file name');
+    assert.match(
+      pkg.rpm,
+      new RegExp(`/wg-overlay-${pkg.version.replace(/\./g, '\\.')}-1\\.noarch\\.rpm$`),
+      "nfpm's file name",
+    );
   });
 
   it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
-    const requires = (await rpmq('-qp', '--requires')).split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('rpmlib('));
-    assert.deepEqual(requires.sort(), ['/bin/sh', '/bin/sh', '/bin/sh', '/usr/bin/kill', '/usr/bin/setpriv', '/usr/bin/unshare', 'iproute', 'nodejs >= 18.19', 'perl(Socket)', 'polkit', 'wireguard-tools'].sort());
+    const requires = (await rpmq('-qp', '--requires'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('rpmlib('));
+    assert.deepEqual(
+      requires.sort(),
+      [
+        '/bin/sh',
+        '/bin/sh',
+        '/bin/sh',
+        '/usr/bin/kill',
+        '/usr/bin/setpriv',
+        '/usr/bin/unshare',
+        'iproute',
+        'nodejs >= 18.19',
+        'perl(Socket)',
+        'polkit',
+        'wireguard-tools',
+      ].sort(),
+    );
     assert.deepEqual((await rpmq('-qp', '--suggests')).trim().split('\n'), ['wireguard-go']);
     assert.equal((await rpmq('-qp', '--recommends')).trim(), '');
   });
 
   it('rpm -qlp/-qcp: the files of nfpm.yaml, the config file %config(noreplace), docs flagged', async () => {
     const files = (await rpmq('-qlp')).trim().split('\n');
-    assert.deepEqual(files, LAYOUT.map(([p]) => p));
+    assert.deepEqual(
+      files,
+      LAYOUT.map(([p]) => p),
+    );
     assert.deepEqual((await rpmq('-qcp')).trim().split('\n'), ['/etc/wg-overlay/wg-overlay.conf']);
-    const flags = Object.fromEntries((await rpmq('-qp', '--qf', '[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]'))
-      .trim().split('\n').map((l) => { const [p, ...rest] = l.split(' '); return [p, rest.join(' ')]; }));
+    const flags = Object.fromEntries(
+      (
+        await rpmq(
+          '-qp',
+          '--qf',
+          '[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME}\n]',
+        )
+      )
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const [p, ...rest] = l.split(' ');
+          return [p, rest.join(' ')];
+        }),
+    );
     assert.equal(flags['/etc/wg-overlay/wg-overlay.conf'], 'cn -rw-r--r-- root:root', 'config + noreplace');
     assert.equal(flags['/usr/share/doc/wg-overlay/install.md'], 'd -rw-r--r-- root:root');
     assert.equal(flags['/usr/share/doc/wg-overlay/copyright'], 'dl -rw-r--r-- root:root', '%license (implies doc)');
@@ -91,18 +130,33 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
 
   it('rpm -qp --scripts: Fedora-style %post (preset), %preun (disable --now on erase), %postun (try-restart on upgrade), systemd calls guarded', async () => {
     const scripts = await rpmq('-qp', '--scripts');
-    const part = (name: string): string => new RegExp(`^${name} scriptlet \\(using /bin/sh\\):\\n([\\s\\S]*?)(?=^\\w+ scriptlet|$(?![\\s\\S]))`, 'm').exec(scripts)?.[1] ?? '';
+    const part = (name: string): string =>
+      new RegExp(`^${name} scriptlet \\(using /bin/sh\\):\\n([\\s\\S]*?)(?=^\\w+ scriptlet|$(?![\\s\\S]))`, 'm').exec(
+        scripts,
+      )?.[1] ?? '';
     const post = part('postinstall');
     const preun = part('preuninstall');
     const postun = part('postuninstall');
     assert.match(post, /if \[ "\$1" -eq 1 \] .*\n\s+systemctl --no-reload preset wg-overlay\.service/);
-    const code = (body: string): string => body.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
-    assert.doesNotMatch(code(post), /systemctl (--no-reload )?(enable|start)/, 'RPM convention: no enable/start on install');
+    const code = (body: string): string =>
+      body
+        .split('\n')
+        .filter((l) => !/^\s*#/.test(l))
+        .join('\n');
+    assert.doesNotMatch(
+      code(post),
+      /systemctl (--no-reload )?(enable|start)/,
+      'RPM convention: no enable/start on install',
+    );
     assert.match(preun, /if \[ "\$1" -eq 0 \]/);
     assert.match(preun, /systemctl --no-reload disable --now wg-overlay\.service/);
     assert.match(postun, /if \[ "\$1" -ge 1 \]; then\n\s+systemctl --no-block try-restart wg-overlay\.service/);
     assert.doesNotMatch(postun, /rm -rf/, 'RPM erase keeps /var/lib/wg-overlay (documented)');
-    for (const [name, body] of [['post', post], ['preun', preun], ['postun', postun]] as const) {
+    for (const [name, body] of [
+      ['post', post],
+      ['preun', preun],
+      ['postun', postun],
+    ] as const) {
       assert.ok(body.length > 0, `${name} scriptlet present`);
       const r = await run('sh', ['-n'], { input: body, allowFailure: true });
       assert.equal(r.exitCode, 0, `${name} is valid sh: ${r.stderr}`);
@@ -116,13 +170,20 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     await run('rpm', ['--root', root, '-i', '--nodeps', '--noscripts', pkg.rpm]);
     for (const [p, type, mode] of LAYOUT) {
       const st = await stat(join(root, p));
-      assert.equal(type === 'd' ? st.isDirectory() : st.isFile(), true, `${p} is a ${type === 'd' ? 'directory' : 'file'}`);
+      assert.equal(
+        type === 'd' ? st.isDirectory() : st.isFile(),
+        true,
+        `${p} is a ${type === 'd' ? 'directory' : 'file'}`,
+      );
       assert.equal(st.mode & 0o7777, mode, `${p}: mode ${(st.mode & 0o7777).toString(8)}`);
       assert.equal(st.uid, 0, `${p} owned by root`);
     }
     const bundle = await stat(join(root, '/usr/lib/wg-overlay/wg-overlay.mjs'));
     assert.ok(bundle.size > 100_000, 'the bundled runtime is in place');
-    assert.equal((await run('rpm', ['--root', root, '-V', '--nodeps', 'wg-overlay'], { allowFailure: true })).stdout, '');
+    assert.equal(
+      (await run('rpm', ['--root', root, '-V', '--nodeps', 'wg-overlay'], { allowFailure: true })).stdout,
+      '',
+    );
     const q = await run('rpm', ['--root', root, '-q', 'wg-overlay']);
     assert.equal(q.stdout.trim(), `wg-overlay-${pkg.version}-1.noarch`);
     await run('rpm', ['--root', root, '-e', '--nodeps', '--noscripts', 'wg-overlay']);

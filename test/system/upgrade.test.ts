@@ -16,7 +16,14 @@ import { KEYS } from '../support/fixtures.js';
 import { requireTools, sleep, type TestProcess } from '../support/process.js';
 import { TestNetwork } from '../support/underlay.js';
 import {
-  buildPackages, buildPackagesAtCommit, debDependencies, debianRoot, installedLayer, NspawnContainer, ROOT_RUNNING_COMMIT, type BuiltPackages,
+  buildPackages,
+  buildPackagesAtCommit,
+  debDependencies,
+  debianRoot,
+  installedLayer,
+  NspawnContainer,
+  ROOT_RUNNING_COMMIT,
+  type BuiltPackages,
 } from '../support/nspawn.js';
 
 const TOKEN = 'wg-overlay-upgrade-token';
@@ -51,9 +58,12 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
   /** Before the upgrade: each node's public key and the peers of its wg0. */
   const earlier = new Map<string, { pub: string; peers: string[]; conf: string }>();
 
-  const annotations = (name: string): Record<string, string> => (api.getNode(name)?.metadata?.annotations ?? {}) as Record<string, string>;
-  const overlay = (name: string): string => annotations(name)[`${ANN}overlay-address`] ?? assert.fail(`${name} has no overlay address`);
-  const peersOf = async (c: NspawnContainer): Promise<string[]> => (await c.exec('wg', ['show', 'wg0', 'peers'])).stdout.split('\n').filter(Boolean).sort();
+  const annotations = (name: string): Record<string, string> =>
+    (api.getNode(name)?.metadata?.annotations ?? {}) as Record<string, string>;
+  const overlay = (name: string): string =>
+    annotations(name)[`${ANN}overlay-address`] ?? assert.fail(`${name} has no overlay address`);
+  const peersOf = async (c: NspawnContainer): Promise<string[]> =>
+    (await c.exec('wg', ['show', 'wg0', 'peers'])).stdout.split('\n').filter(Boolean).sort();
   const waitPeers = async (c: NspawnContainer, n: number): Promise<string[]> => {
     const deadline = Date.now() + 60_000;
     let peers: string[] = [];
@@ -94,11 +104,18 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
         kind: 'Node',
         metadata: { name },
         spec: { podCIDR: `10.244.${i + 1}.0/24`, podCIDRs: [`10.244.${i + 1}.0/24`] },
-        status: { addresses: [{ type: 'InternalIP', address: n.underlayAddress! }, { type: 'Hostname', address: name }] },
+        status: {
+          addresses: [
+            { type: 'InternalIP', address: n.underlayAddress! },
+            { type: 'Hostname', address: name },
+          ],
+        },
       });
       cs.push(await NspawnContainer.boot({ name, layers, netns: n.netns }));
     }
-    console.log(`      (packages of ${ROOT_RUNNING_COMMIT.slice(0, 7)} and of this checkout, Debian root and layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`);
+    console.log(
+      `      (packages of ${ROOT_RUNNING_COMMIT.slice(0, 7)} and of this checkout, Debian root and layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
+    );
   });
 
   after(async () => {
@@ -111,13 +128,30 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
   it('the previous package runs the daemon as root, and the two nodes form a mesh', async () => {
     for (const c of cs) {
       await c.writeFile(`/var/tmp/${basename(prev.deb)}`, await readFile(prev.deb));
-      await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(prev.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
-      await c.waitForUnit('wg-overlay', ['ActiveState', 'ExecMainStatus'], (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78');
+      await c.exec('apt-get', ['install', '-y', '--no-install-recommends', `/var/tmp/${basename(prev.deb)}`], {
+        env: { DEBIAN_FRONTEND: 'noninteractive' },
+        timeoutMs: 5 * 60_000,
+      });
+      await c.waitForUnit(
+        'wg-overlay',
+        ['ActiveState', 'ExecMainStatus'],
+        (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78',
+      );
       await c.writeFile('/var/tmp/ca.crt', api.caPem!);
       await c.writeFile('/var/tmp/token', TOKEN, 0o600);
-      await c.exec('wg-overlay', ['kubeconfig', '--server', api.url!, '--ca', '/var/tmp/ca.crt', '--token-file', '/var/tmp/token']);
+      await c.exec('wg-overlay', [
+        'kubeconfig',
+        '--server',
+        api.url!,
+        '--ca',
+        '/var/tmp/ca.crt',
+        '--token-file',
+        '/var/tmp/token',
+      ]);
       // An admin's edit, to be kept by the upgrade.
-      await c.sh("sed -i 's/^# persistent_keepalive = 0$/persistent_keepalive = 5/' /etc/wg-overlay/wg-overlay.conf && grep -q '^persistent_keepalive = 5$' /etc/wg-overlay/wg-overlay.conf");
+      await c.sh(
+        "sed -i 's/^# persistent_keepalive = 0$/persistent_keepalive = 5/' /etc/wg-overlay/wg-overlay.conf && grep -q '^persistent_keepalive = 5$' /etc/wg-overlay/wg-overlay.conf",
+      );
       await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
       assert.equal((await daemonUid(c)).uid, '0', 'the 0.1 daemon runs as root');
       assert.equal((await c.exec('id', ['wg-overlay'], { allowFailure: true })).exitCode, 1, 'no user wg-overlay yet');
@@ -126,13 +160,21 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       const peers = await waitPeers(c, 1);
       // wg0.conf follows the live peers a moment later.
       const deadline = Date.now() + 10_000;
-      while (!(await c.readFile('/etc/wireguard/wg0.conf')).includes('[Peer]') && Date.now() < deadline) await sleep(100);
+      while (!(await c.readFile('/etc/wireguard/wg0.conf')).includes('[Peer]') && Date.now() < deadline)
+        await sleep(100);
       const conf = await c.readFile('/etc/wireguard/wg0.conf');
       assert.match(conf, /\[Peer\]/);
       earlier.set(c.name, { pub: (await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim(), peers, conf });
-      assert.match((await c.exec('stat', ['-c', '%U', '/run/wireguard/wg0.sock'])).stdout, /^root$/m, 'wireguard-go runs as root under 0.1');
+      assert.match(
+        (await c.exec('stat', ['-c', '%U', '/run/wireguard/wg0.sock'])).stdout,
+        /^root$/m,
+        'wireguard-go runs as root under 0.1',
+      );
     }
-    const r = await net.nodes[0]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[1])], { allowFailure: true, timeoutMs: 30_000 });
+    const r = await net.nodes[0]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[1])], {
+      allowFailure: true,
+      timeoutMs: 30_000,
+    });
     assert.equal(r.exitCode, 0, r.stdout + r.stderr);
   });
 
@@ -151,19 +193,37 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       // The shipped wg-overlay.conf gained commented keys since 0.1 and the admin edited theirs,
       // so dpkg would ask what to do with it (and fail, with no terminal); unattended upgrades
       // answer as the install guide says: keep the admin's file (the new one is left beside it).
-      const r = await c.exec('apt-get', ['install', '-y', '--no-install-recommends', ...KEEP_CONFIG, `/var/tmp/${basename(cur.deb)}`], { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 });
-      assert.match(r.stdout, new RegExp(`Unpacking wg-overlay \\(${cur.version.replace(/\./g, '\\.')}-1\\) over \\(${cur.version.replace(/\./g, '\\.')}~prev-1\\)`));
+      const r = await c.exec(
+        'apt-get',
+        ['install', '-y', '--no-install-recommends', ...KEEP_CONFIG, `/var/tmp/${basename(cur.deb)}`],
+        { env: { DEBIAN_FRONTEND: 'noninteractive' }, timeoutMs: 5 * 60_000 },
+      );
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `Unpacking wg-overlay \\(${cur.version.replace(/\./g, '\\.')}-1\\) over \\(${cur.version.replace(/\./g, '\\.')}~prev-1\\)`,
+        ),
+      );
       assert.match(r.stdout + r.stderr, /restarting wg-quick@wg0 so that its wireguard-go runs as user wg-overlay/);
-      const p = await c.waitForUnit('wg-overlay', ['ActiveState', 'MainPID'], (x) => x.ActiveState === 'active' && x.MainPID !== oldPid && x.MainPID !== '0');
+      const p = await c.waitForUnit(
+        'wg-overlay',
+        ['ActiveState', 'MainPID'],
+        (x) => x.ActiveState === 'active' && x.MainPID !== oldPid && x.MainPID !== '0',
+      );
       await c.waitForEntry(cursor, 'wg-overlay', (e) => e.MESSAGE.startsWith('mesh applied:'));
       const upgradeMs = Date.now() - t0;
       await sleep(2_000);
       await ping.stop('SIGINT');
       const { sent, received } = pingSummary(ping.output());
-      console.log(`      (${name}: apt-get install and restart took ${(upgradeMs / 1000).toFixed(1)} s; ping every 100 ms across it: ${sent - received} of ${sent} lost)`);
+      console.log(
+        `      (${name}: apt-get install and restart took ${(upgradeMs / 1000).toFixed(1)} s; ping every 100 ms across it: ${sent - received} of ${sent} lost)`,
+      );
       // wireguard-go had to be restarted once (its socket belonged to root): allow for that
       // break and the handshake after it, no more.
-      assert.ok(received >= sent - 15, `${sent - received} of ${sent} pings lost across the upgrade:\n${ping.output().slice(-1500)}`);
+      assert.ok(
+        received >= sent - 15,
+        `${sent - received} of ${sent} pings lost across the upgrade:\n${ping.output().slice(-1500)}`,
+      );
 
       // The daemon: its own user, only CAP_NET_ADMIN, same key and peers.
       const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
@@ -171,17 +231,35 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       assert.equal(d.pid, p.MainPID);
       assert.equal(d.uid, uid, 'the daemon runs as wg-overlay');
       assert.notEqual(uid, '0');
-      assert.equal((await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim(), was.pub, 'the private key is kept');
+      assert.equal(
+        (await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim(),
+        was.pub,
+        'the private key is kept',
+      );
       assert.equal(annotations(name)[`${ANN}public-key`], was.pub);
       assert.deepEqual(await peersOf(c), was.peers, 'the peers are kept');
-      assert.match(await c.readFile('/etc/wg-overlay/wg-overlay.conf'), /^persistent_keepalive = 5$/m, 'the admin\'s config edit is kept');
+      assert.match(
+        await c.readFile('/etc/wg-overlay/wg-overlay.conf'),
+        /^persistent_keepalive = 5$/m,
+        "the admin's config edit is kept",
+      );
       // The new version's file is beside it, for the admin to compare; every key it adds has a
       // default, so the kept 0.1 file is valid as it is.
-      assert.equal(await c.readFile('/etc/wg-overlay/wg-overlay.conf.dpkg-dist'), await readFile('packaging/wg-overlay.conf', 'utf8'));
+      assert.equal(
+        await c.readFile('/etc/wg-overlay/wg-overlay.conf.dpkg-dist'),
+        await readFile('packaging/wg-overlay.conf', 'utf8'),
+      );
       assert.match((await c.exec('wg-overlay', ['check-config'])).stdout, /: OK$/m);
       // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as wg-overlay.
-      assert.equal((await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')).stdout.trim().split('\n').join(' | '),
-        'wg-overlay 700 | wg-overlay 600 | root 640');
+      assert.equal(
+        (
+          await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')
+        ).stdout
+          .trim()
+          .split('\n')
+          .join(' | '),
+        'wg-overlay 700 | wg-overlay 600 | root 640',
+      );
       assert.equal((await c.exec('stat', ['-c', '%G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), 'wg-overlay');
       assert.equal((await c.exec('stat', ['-L', '-c', '%U', '/run/wireguard/wg0.sock'])).stdout.trim(), 'wg-overlay');
       assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
@@ -192,16 +270,38 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       // the next wg-quick@wg0 start, which the upgrade's restart may have preceded.
       const noV6 = (text: string): string => text.replace(/, fd[0-9a-f:]+\/(?:48|128)$/gm, '');
       const copy = await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf');
-      assert.match(copy, /^Address = 100\.64\.\S+\/10, fd[0-9a-f:]+\/48$/m, `the node gained an IPv6 overlay address:\n${copy}`);
+      assert.match(
+        copy,
+        /^Address = 100\.64\.\S+\/10, fd[0-9a-f:]+\/48$/m,
+        `the node gained an IPv6 overlay address:\n${copy}`,
+      );
       assert.equal(noV6(copy), was.conf, 'wg0.conf describes the same interface and peers');
       assert.equal(noV6(await c.readFile('/etc/wireguard/wg0.conf')), was.conf);
       // And traffic flows both ways.
-      for (const [from, to] of [[i, 1 - i], [1 - i, i]] as const) {
-        const pr = await net.nodes[from]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[to]!)], { allowFailure: true, timeoutMs: 30_000 });
+      for (const [from, to] of [
+        [i, 1 - i],
+        [1 - i, i],
+      ] as const) {
+        const pr = await net.nodes[from]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[to]!)], {
+          allowFailure: true,
+          timeoutMs: 30_000,
+        });
         assert.equal(pr.exitCode, 0, `${NAMES[from]} → ${NAMES[to]}:\n${pr.stdout}${pr.stderr}`);
       }
-      const problems = await c.exec('journalctl', ['--no-pager', '-q', '-u', 'wg-overlay', '-p', 'warning', `--after-cursor=${cursor}`]);
-      assert.doesNotMatch(problems.stdout, /permission denied|EACCES|EPERM/i, `no permission problems after the upgrade:\n${problems.stdout}`);
+      const problems = await c.exec('journalctl', [
+        '--no-pager',
+        '-q',
+        '-u',
+        'wg-overlay',
+        '-p',
+        'warning',
+        `--after-cursor=${cursor}`,
+      ]);
+      assert.doesNotMatch(
+        problems.stdout,
+        /permission denied|EACCES|EPERM/i,
+        `no permission problems after the upgrade:\n${problems.stdout}`,
+      );
     });
   }
 
@@ -211,13 +311,21 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       kind: 'Node',
       metadata: { name: LATE.name, annotations: { [`${ANN}public-key`]: LATE.key } },
       spec: { podCIDR: LATE.pods, podCIDRs: [LATE.pods] },
-      status: { addresses: [{ type: 'InternalIP', address: LATE.ip }, { type: 'Hostname', address: LATE.name }] },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: LATE.ip },
+          { type: 'Hostname', address: LATE.name },
+        ],
+      },
     });
     for (const c of cs) {
       const peers = await waitPeers(c, 2);
       assert.ok(peers.includes(LATE.key), `${c.name}: ${peers.join(', ')}`);
       const log = (await c.journal(['-u', 'wg-overlay'])).map((e) => e.MESSAGE);
-      assert.ok(log.some((m) => m.startsWith(`added peer ${LATE.name} `)), `${c.name}:\n${log.join('\n')}`);
+      assert.ok(
+        log.some((m) => m.startsWith(`added peer ${LATE.name} `)),
+        `${c.name}:\n${log.join('\n')}`,
+      );
       assert.match((await c.exec('ip', ['route', 'show', LATE.pods])).stdout, /dev wg0 proto 77/);
     }
   });

@@ -16,7 +16,10 @@ import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 
 /** A failure of a CLI command: the message is printed as `wg-overlay <cmd>: <message>`, then it exits with `code`. */
 export class CliError extends Error {
-  constructor(message: string, readonly code = EXIT_FAILURE) {
+  constructor(
+    message: string,
+    readonly code = EXIT_FAILURE,
+  ) {
     super(message);
     this.name = 'CliError';
   }
@@ -56,7 +59,9 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   try {
     nodes = await listNodes(kc, { labels: [config.mesh.locationLabel] });
   } catch (e) {
-    throw new CliError(`listing Nodes from ${kc.getCurrentCluster()?.server ?? 'the API server'}: ${describeApiError(e)}`);
+    throw new CliError(
+      `listing Nodes from ${kc.getCurrentCluster()?.server ?? 'the API server'}: ${describeApiError(e)}`,
+    );
   }
   try {
     const { peers, absent } = await listExternalPeers(peersApi(kc));
@@ -92,7 +97,11 @@ export async function runCli(name: string, err: NodeJS.WritableStream, body: () 
  * The topology of the cluster for `[mesh] granularity = location` or `cross` (undefined for a full
  * mesh), with the location Leases' holders read once (none when they cannot be read).
  */
-export async function readTopology(config: Config, nodes: readonly MeshNode[], view: Membership): Promise<Topology | undefined> {
+export async function readTopology(
+  config: Config,
+  nodes: readonly MeshNode[],
+  view: Membership,
+): Promise<Topology | undefined> {
   const m = config.mesh;
   if (m.granularity === 'full' || !view.policy) return undefined;
   let leases = { holders: new Map<string, string>(), lapsed: new Map<string, string>() };
@@ -103,6 +112,18 @@ export async function readTopology(config: Config, nodes: readonly MeshNode[], v
       // Without the Leases the leaders are those the rules rank first.
     }
   }
-  const settings = { granularity: m.granularity, locationLabel: m.locationLabel, reachable: m.reachable, localRoutes: m.localRoutes };
-  return clusterTopology(view.members, new Map(nodes.map((n) => [n.name, n])), settings, view.policy, leases.holders, leases.lapsed);
+  const settings = {
+    granularity: m.granularity,
+    locationLabel: m.locationLabel,
+    reachable: m.reachable,
+    localRoutes: m.localRoutes,
+  };
+  return clusterTopology(
+    view.members,
+    new Map(nodes.map((n) => [n.name, n])),
+    settings,
+    view.policy,
+    leases.holders,
+    leases.lapsed,
+  );
 }

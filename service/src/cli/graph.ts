@@ -53,7 +53,12 @@ function q(s: string): string {
 
 /** Text inside a DOT string: quotes and backslashes escaped, control and bidi characters written out. */
 function dotText(s: string): string {
-  return escapeUnsafe(s.replace(/[\r\n]+/g, ' ').replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
+  return escapeUnsafe(
+    s
+      .replace(/[\r\n]+/g, ' ')
+      .replace(/\\/g, '\\\\')
+      .replace(/"/g, '\\"'),
+  );
 }
 
 /** A multi-line label (lines joined with DOT's centred line break). */
@@ -66,7 +71,8 @@ export function formatAge(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ''}`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? `${Math.floor((s % 3600) / 60)}m` : ''}`;
+  if (s < 86400)
+    return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? `${Math.floor((s % 3600) / 60)}m` : ''}`;
   return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600) ? `${Math.floor((s % 86400) / 3600)}h` : ''}`;
 }
 
@@ -82,7 +88,12 @@ function handshakeAttrs(publicKey: string, o: GraphOptions): string[] {
 }
 
 /** The links: tunnels (solid, with handshakes on this node's), the private network inside a location (dotted), external peers (dashed). */
-function links(view: Membership, o: GraphOptions, nodeId: (n: string) => string, peerId: (n: string) => string): string[] {
+function links(
+  view: Membership,
+  o: GraphOptions,
+  nodeId: (n: string) => string,
+  peerId: (n: string) => string,
+): string[] {
   const out: string[] = [];
   const nodes = view.members;
   const t = o.topology;
@@ -134,7 +145,9 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
   const peerId = (name: string): string => q(`peer/${name}`);
   const leaders = new Set(o.topology?.granularity === 'location' ? o.topology.locations.map((l) => l.leader) : []);
   const box = (n: Membership['members'][number], indent: string): string => {
-    const attrs = [`label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, ...(n.overlayAddress6 ? [n.overlayAddress6] : []), n.endpoint])}`];
+    const attrs = [
+      `label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, ...(n.overlayAddress6 ? [n.overlayAddress6] : []), n.endpoint])}`,
+    ];
     if (n.name === o.self) attrs.push('penwidth=2');
     if (leaders.has(n.name)) attrs.push('style="rounded,bold"', 'color=blue');
     return `${indent}${nodeId(n.name)} [${attrs.join(', ')}];`;
@@ -142,7 +155,11 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
   if (o.topology) {
     const byName = new Map(view.members.map((n) => [n.name, n]));
     o.topology.locations.forEach((l, i) => {
-      out.push(`  subgraph "cluster_${i}" {`, `    label=${q(l.location.source === 'node' ? `${l.location.name} (on its own)` : `location ${l.location.name}`)};`, '    style="rounded,dashed";');
+      out.push(
+        `  subgraph "cluster_${i}" {`,
+        `    label=${q(l.location.source === 'node' ? `${l.location.name} (on its own)` : `location ${l.location.name}`)};`,
+        '    style="rounded,dashed";',
+      );
       for (const name of l.members) if (byName.has(name)) out.push(box(byName.get(name)!, '    '));
       out.push('  }');
     });
@@ -150,7 +167,9 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
     for (const n of view.members) out.push(box(n, '  '));
   }
   for (const p of view.externalPeers) {
-    out.push(`  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`);
+    out.push(
+      `  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`,
+    );
   }
   const inMesh = new Set(view.members.map((n) => n.name));
   const seenSkipped = new Set<string>();
@@ -160,7 +179,9 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
     seenSkipped.add(`${kind}/${s.name}`);
     const id = kind === 'node' ? nodeId(s.name) : peerId(s.name);
     const shape = kind === 'node' ? 'box' : 'ellipse';
-    out.push(`  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`);
+    out.push(
+      `  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`,
+    );
   }
   out.push(...links(view, o, nodeId, peerId));
   out.push('}');
@@ -168,33 +189,58 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
 }
 
 /** `wg-overlay graph`: resolves with the exit status. */
-export async function graphCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function graphCommand(
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   return runCli('graph', err, async () => {
-    const { values } = usageErrors(GRAPH_USAGE, () => parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        stale: { type: 'string' },
-        'no-handshakes': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: false,
-    }));
-    if (values.help) { out.write(GRAPH_USAGE); return 0; }
+    const { values } = usageErrors(GRAPH_USAGE, () =>
+      parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          stale: { type: 'string' },
+          'no-handshakes': { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+        allowPositionals: false,
+      }),
+    );
+    if (values.help) {
+      out.write(GRAPH_USAGE);
+      return 0;
+    }
     const stale = values.stale === undefined ? DEFAULT_STALE_SECONDS : Number(values.stale);
-    if (!Number.isInteger(stale) || stale < 1) throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
+    if (!Number.isInteger(stale) || stale < 1)
+      throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const cluster = await readCluster(config);
-    const view = decideMembership(cluster.nodes, cluster.externalPeers, meshSettings(config, undefined, { clusterCa: cluster.clusterCa }));
+    const view = decideMembership(
+      cluster.nodes,
+      cluster.externalPeers,
+      meshSettings(config, undefined, { clusterCa: cluster.clusterCa }),
+    );
     const topology = await readTopology(config, cluster.nodes, view);
     const self = config.kubernetes.nodeName;
     let handshakes: Map<string, number> | undefined;
     if (!values['no-handshakes'] && view.members.some((n) => n.name === self)) {
       const dev = await readDevice(new ExecaRunner(), config.wireguard.interface).catch(() => undefined);
       if (dev) handshakes = new Map(dev.peers.map((p) => [p.publicKey, p.latestHandshake]));
-      else err.write(`wg-overlay graph: cannot read ${config.wireguard.interface} on this node (missing, or not root): links are drawn without handshakes\n`);
+      else
+        err.write(
+          `wg-overlay graph: cannot read ${config.wireguard.interface} on this node (missing, or not root): links are drawn without handshakes\n`,
+        );
     }
-    out.write(renderGraph(view, { self: handshakes ? self : undefined, handshakes, now: Math.floor(Date.now() / 1000), staleAfterSeconds: stale, topology }));
+    out.write(
+      renderGraph(view, {
+        self: handshakes ? self : undefined,
+        handshakes,
+        now: Math.floor(Date.now() / 1000),
+        staleAfterSeconds: stale,
+        topology,
+      }),
+    );
     return 0;
   });
 }

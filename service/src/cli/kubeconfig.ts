@@ -58,18 +58,25 @@ export function checkServerUrl(text: string): string {
   try {
     url = new URL(text);
   } catch {
-    throw new KubeconfigCommandError(`--server ${JSON.stringify(text)} is not a URL; expected e.g. https://10.0.0.1:6443`);
+    throw new KubeconfigCommandError(
+      `--server ${JSON.stringify(text)} is not a URL; expected e.g. https://10.0.0.1:6443`,
+    );
   }
-  if (url.protocol !== 'https:') throw new KubeconfigCommandError(`--server ${text}: must be an https:// URL (the token must not travel in clear text)`);
+  if (url.protocol !== 'https:')
+    throw new KubeconfigCommandError(
+      `--server ${text}: must be an https:// URL (the token must not travel in clear text)`,
+    );
   if (!url.hostname) throw new KubeconfigCommandError(`--server ${text}: no host name`);
-  if (url.username || url.password || url.search || url.hash) throw new KubeconfigCommandError(`--server ${text}: must not contain credentials, a query or a fragment`);
+  if (url.username || url.password || url.search || url.hash)
+    throw new KubeconfigCommandError(`--server ${text}: must not contain credentials, a query or a fragment`);
   return text.replace(/\/+$/, '');
 }
 
 /** The PEM certificates in `pem`, each checked, normalized; `what` names the input in errors. */
 function pemCertificates(pem: string, what: string): string {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
-  if (!blocks || blocks.length === 0) throw new KubeconfigCommandError(`${what}: no PEM certificate found (expected "-----BEGIN CERTIFICATE-----")`);
+  if (!blocks || blocks.length === 0)
+    throw new KubeconfigCommandError(`${what}: no PEM certificate found (expected "-----BEGIN CERTIFICATE-----")`);
   for (const b of blocks) {
     try {
       new X509Certificate(b);
@@ -106,7 +113,12 @@ export function renderKubeconfig(input: KubeconfigInput): string {
   const doc = {
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: ENTRY, cluster: { server: input.server, 'certificate-authority-data': Buffer.from(input.caPem).toString('base64') } }],
+    clusters: [
+      {
+        name: ENTRY,
+        cluster: { server: input.server, 'certificate-authority-data': Buffer.from(input.caPem).toString('base64') },
+      },
+    ],
     users: [{ name: ENTRY, user: { tokenFile: input.tokenFile } }],
     contexts: [{ name: ENTRY, context: { cluster: ENTRY, user: ENTRY } }],
     'current-context': ENTRY,
@@ -121,21 +133,32 @@ export function renderKubeconfig(input: KubeconfigInput): string {
 }
 
 /** What the token says about itself, for the command's output, and warnings; refuses an expired token. */
-export function describeToken(token: string, file: string, nodeName?: string, now = Date.now()): { text: string; warnings: string[] } {
+export function describeToken(
+  token: string,
+  file: string,
+  nodeName?: string,
+  now = Date.now(),
+): { text: string; warnings: string[] } {
   const c = tokenClaims(token);
   if (!c) return { text: 'not a JWT (a static token: it names no Node)', warnings: [] };
   if (c.expiresAt && c.expiresAt.getTime() <= now) {
-    throw new KubeconfigCommandError(`--token-file ${file}: the token expired at ${c.expiresAt.toISOString()}; mint a new one`);
+    throw new KubeconfigCommandError(
+      `--token-file ${file}: the token expired at ${c.expiresAt.toISOString()}; mint a new one`,
+    );
   }
   const parts = [c.subject ?? 'no subject'];
   const warnings: string[] = [];
   if (c.node) parts.push(c.pod ? `bound to pod ${c.pod} on Node ${c.node}` : `bound to Node ${c.node}`);
   else {
     parts.push('bound to no Node');
-    warnings.push('the token names no Node: where node-policy.yaml is applied, this node cannot publish its annotations (mint it with --bound-object-kind Node)');
+    warnings.push(
+      'the token names no Node: where node-policy.yaml is applied, this node cannot publish its annotations (mint it with --bound-object-kind Node)',
+    );
   }
   if (c.node && nodeName && c.node !== nodeName) {
-    warnings.push(`the token is bound to Node ${c.node}, but this node's wg-overlay is Node ${nodeName} ([kubernetes] node_name): where node-policy.yaml is applied, it cannot publish its annotations`);
+    warnings.push(
+      `the token is bound to Node ${c.node}, but this node's wg-overlay is Node ${nodeName} ([kubernetes] node_name): where node-policy.yaml is applied, it cannot publish its annotations`,
+    );
   }
   if (c.expiresAt) parts.push(`expires ${c.expiresAt.toISOString()}`);
   return { text: parts.join(', '), warnings };
@@ -151,7 +174,9 @@ async function readInput(file: string, what: string): Promise<string> {
     return await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new KubeconfigCommandError(`${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'permission denied' : `cannot be read (${code ?? String(err)})`}`);
+    throw new KubeconfigCommandError(
+      `${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'permission denied' : `cannot be read (${code ?? String(err)})`}`,
+    );
   }
 }
 
@@ -189,7 +214,8 @@ export async function writeTokenFile(path: string, token: string): Promise<void>
 async function checkDirectory(output: string): Promise<void> {
   const dir = dirname(output);
   try {
-    if (!(await stat(dir)).isDirectory()) throw new KubeconfigCommandError(`--output ${output}: ${dir} is not a directory`);
+    if (!(await stat(dir)).isDirectory())
+      throw new KubeconfigCommandError(`--output ${output}: ${dir} is not a directory`);
   } catch (err) {
     if (err instanceof KubeconfigCommandError) throw err;
     throw new KubeconfigCommandError(`--output ${output}: the directory ${dir} does not exist`);
@@ -206,13 +232,24 @@ async function configuredNodeName(output: string): Promise<string | undefined> {
   }
 }
 
-type Values = { server?: string; ca?: string; 'ca-data'?: string; 'token-file'?: string; output?: string; force?: boolean; 'token-only'?: boolean };
+type Values = {
+  server?: string;
+  ca?: string;
+  'ca-data'?: string;
+  'token-file'?: string;
+  output?: string;
+  force?: boolean;
+  'token-only'?: boolean;
+};
 
 /** First setup: validates everything, then writes the token file and the kubeconfig naming it. */
 async function writeAll(values: Values, out: NodeJS.WritableStream): Promise<void> {
   const output = values.output ?? DEFAULT_KUBECONFIG_PATH;
   const server = checkServerUrl(values.server!);
-  const caPem = values.ca !== undefined ? checkCaPem(await readInput(values.ca, '--ca'), values.ca) : checkCaData(values['ca-data']!);
+  const caPem =
+    values.ca !== undefined
+      ? checkCaPem(await readInput(values.ca, '--ca'), values.ca)
+      : checkCaData(values['ca-data']!);
   const token = checkToken(await readInput(values['token-file']!, '--token-file'), values['token-file']!);
   const about = describeToken(token, values['token-file']!, await configuredNodeName(output));
   const tokenFile = resolve(dirname(output), TOKEN_FILE_NAME);
@@ -224,14 +261,23 @@ async function writeAll(values: Values, out: NodeJS.WritableStream): Promise<voi
     throw new Error('internal error: the rendered kubeconfig does not round-trip');
   }
   await checkDirectory(output);
-  if (!values.force && (await stat(output).then(() => true, () => false))) {
-    throw new KubeconfigCommandError(`--output ${output} already exists; add --force to replace it (or --token-only to replace only the token)`);
+  if (
+    !values.force &&
+    (await stat(output).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    throw new KubeconfigCommandError(
+      `--output ${output} already exists; add --force to replace it (or --token-only to replace only the token)`,
+    );
   }
   await writeTokenFile(tokenFile, token);
   try {
     await writeFileAtomic(output, text, 0o600, { exclusive: !values.force });
   } catch (err) {
-    if (!values.force && hasErrorCode(err, 'EEXIST')) throw new KubeconfigCommandError(`--output ${output} already exists; add --force to replace it`);
+    if (!values.force && hasErrorCode(err, 'EEXIST'))
+      throw new KubeconfigCommandError(`--output ${output} already exists; add --force to replace it`);
     writeFailure(err, output, '--output');
   }
   out.write(`wrote ${output} (mode 0600): server ${server}, context ${ENTRY}, token in ${tokenFile}\n`);
@@ -247,8 +293,13 @@ async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise
   try {
     text = await readFile(output, 'utf8');
   } catch (err) {
-    if (!hasErrorCode(err, 'ENOENT')) throw new KubeconfigCommandError(`--output ${output} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    throw new KubeconfigCommandError(`--output ${output} does not exist: write it first with --server URL --ca FILE --token-file FILE`);
+    if (!hasErrorCode(err, 'ENOENT'))
+      throw new KubeconfigCommandError(
+        `--output ${output} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
+    throw new KubeconfigCommandError(
+      `--output ${output} does not exist: write it first with --server URL --ca FILE --token-file FILE`,
+    );
   }
   const kc = new k8s.KubeConfig();
   try {
@@ -258,7 +309,9 @@ async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise
   }
   const tokenFile = currentUserTokenFile(text, kc, output);
   if (!tokenFile || kc.getCurrentUser()?.token) {
-    throw new KubeconfigCommandError(`--output ${output} embeds its token instead of naming a tokenFile (an older wg-overlay wrote it): write it once more with --server, --ca and --token-file and --force; after that --token-only works`);
+    throw new KubeconfigCommandError(
+      `--output ${output} embeds its token instead of naming a tokenFile (an older wg-overlay wrote it): write it once more with --server, --ca and --token-file and --force; after that --token-only works`,
+    );
   }
   const token = checkToken(await readInput(values['token-file']!, '--token-file'), values['token-file']!);
   const about = describeToken(token, values['token-file']!, await configuredNodeName(output));
@@ -272,16 +325,25 @@ async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise
 function usageProblem(values: Values): string | undefined {
   if (values['token-only']) {
     const extra = (['server', 'ca', 'ca-data', 'force'] as const).filter((k) => values[k] !== undefined);
-    if (extra.length > 0) return `--token-only replaces only the token: leave out ${extra.map((k) => `--${k}`).join(', ')}`;
+    if (extra.length > 0)
+      return `--token-only replaces only the token: leave out ${extra.map((k) => `--${k}`).join(', ')}`;
     return values['token-file'] ? undefined : 'missing --token-file';
   }
   if (values.ca !== undefined && values['ca-data'] !== undefined) return 'give --ca or --ca-data, not both';
-  const missing = [values.server ? '' : '--server', values.ca || values['ca-data'] ? '' : '--ca', values['token-file'] ? '' : '--token-file'].filter(Boolean);
+  const missing = [
+    values.server ? '' : '--server',
+    values.ca || values['ca-data'] ? '' : '--ca',
+    values['token-file'] ? '' : '--token-file',
+  ].filter(Boolean);
   return missing.length > 0 ? `missing ${missing.join(', ')}` : undefined;
 }
 
 /** Runs `wg-overlay kubeconfig ARGS`; resolves with the exit status (2: usage, 1: error). */
-export async function kubeconfigCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, errOut: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function kubeconfigCommand(
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  errOut: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   let values: Values & { help?: boolean };
   try {
     ({ values } = parseArgs({

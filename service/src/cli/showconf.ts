@@ -54,7 +54,9 @@ export interface PeerConfOptions {
 
 /** Renders through the same renderer the daemon writes wg0.conf with: the wg-quick or the `wg setconf` form. */
 function render(cfg: WgQuickConfig, header: string[], wgQuick: boolean): string {
-  return wgQuick ? renderWgQuick(cfg, { header, privateKeyPlaceholder: PRIVATE_KEY_PLACEHOLDER }) : stripWgQuick(cfg, { header });
+  return wgQuick
+    ? renderWgQuick(cfg, { header, privateKeyPlaceholder: PRIVATE_KEY_PLACEHOLDER })
+    : stripWgQuick(cfg, { header });
 }
 
 /** The wg-quick Address of a Peer: its host routes, else the first address of its first range. */
@@ -73,7 +75,10 @@ export function peerAddresses(allowedIPs: readonly string[]): string[] {
 /** Normalises a list of CIDRs; throws a CliError naming a bad one. */
 export function parseCidrList(texts: readonly string[], what: string): string[] {
   const out: string[] = [];
-  for (const t of texts.flatMap((x) => x.split(',')).map((x) => x.trim()).filter(Boolean)) {
+  for (const t of texts
+    .flatMap((x) => x.split(','))
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const c = parseCidr(t);
     if (!c || !t.includes('/')) throw new CliError(`${what}: "${t}" is not a CIDR (e.g. 10.96.0.0/12)`, EXIT_USAGE);
     const norm = formatCidr(c);
@@ -86,17 +91,25 @@ export function parseCidrList(texts: readonly string[], what: string): string[] 
 function extraRangesNode(membership: Membership, via: string | undefined): Member {
   if (via === undefined) return [...membership.members].sort(compareSeniority)[0]!;
   const n = membership.members.find((x) => x.name === via);
-  if (!n) throw new CliError(`--via ${via}: no such Node in the mesh (nodes: ${membership.members.map((x) => x.name).join(', ')})`, EXIT_USAGE);
+  if (!n)
+    throw new CliError(
+      `--via ${via}: no such Node in the mesh (nodes: ${membership.members.map((x) => x.name).join(', ')})`,
+      EXIT_USAGE,
+    );
   return n;
 }
 
 /** Renders the configuration of external Peer `name` (pure); throws a CliError when it cannot. */
 export function renderPeerConf(membership: Membership, name: string, opts: PeerConfOptions): string {
   const skipped = membership.skipped.find((s) => s.kind === 'peer' && s.name === name);
-  if (skipped) throw new CliError(`Peer ${name} is skipped by every node: ${skipped.message}; fix the Peer resource (kubectl edit peer ${name})`);
+  if (skipped)
+    throw new CliError(
+      `Peer ${name} is skipped by every node: ${skipped.message}; fix the Peer resource (kubectl edit peer ${name})`,
+    );
   const peer: AdmittedPeer | undefined = membership.externalPeers.find((p) => p.name === name);
   if (!peer) throw new CliError(`Peer ${name} does not exist (kubectl get peers lists them)`);
-  if (membership.members.length === 0) throw new CliError('no Node is in the mesh yet (is wg-overlay running on the nodes?)');
+  if (membership.members.length === 0)
+    throw new CliError('no Node is in the mesh yet (is wg-overlay running on the nodes?)');
   const via = extraRangesNode(membership, opts.via);
   const port = peer.endpoint ? Number(peer.endpoint.slice(peer.endpoint.lastIndexOf(':') + 1)) : undefined;
   const header = [
@@ -110,17 +123,24 @@ export function renderPeerConf(membership: Membership, name: string, opts: PeerC
   const peers = membership.members.map((n) => {
     const own = [...overlayHosts(n), ...n.podCIDRs].sort(compareCidrText);
     const withExtra = n === via && extra.length > 0;
-    return toWgQuickPeer({
-      name: n.name,
-      publicKey: n.publicKey,
-      presharedKey: peer.presharedKey,
-      endpoint: n.endpoint,
-      allowedIPs: withExtra ? [...own, ...extra.filter((c) => !own.includes(c))] : own,
-      persistentKeepalive: peer.persistentKeepalive,
-    }, `Node ${n.name}${withExtra ? ` (also routes the extra ranges ${extra.join(', ')})` : ''}`);
+    return toWgQuickPeer(
+      {
+        name: n.name,
+        publicKey: n.publicKey,
+        presharedKey: peer.presharedKey,
+        endpoint: n.endpoint,
+        allowedIPs: withExtra ? [...own, ...extra.filter((c) => !own.includes(c))] : own,
+        persistentKeepalive: peer.persistentKeepalive,
+      },
+      `Node ${n.name}${withExtra ? ` (also routes the extra ranges ${extra.join(', ')})` : ''}`,
+    );
   });
   const address = opts.wgQuick ? peerAddresses(peer.allowedIPs) : [];
-  return render({ iface: { address, ...(port !== undefined ? { listenPort: port } : {}), extra: [] }, peers }, header, opts.wgQuick);
+  return render(
+    { iface: { address, ...(port !== undefined ? { listenPort: port } : {}), extra: [] }, peers },
+    header,
+    opts.wgQuick,
+  );
 }
 
 /** Renders the configuration of Node `name` from its desired state (pure), without its private key. */
@@ -129,15 +149,25 @@ export function renderNodeConf(desired: DesiredState, name: string, opts: { wgQu
     `# WireGuard configuration of Node ${name} (public key ${desired.iface.publicKey}),`,
     `# generated by \`wg-overlay showconf node ${name}${opts.wgQuick ? ' --wg-quick' : ''}\` (without its private key).`,
   ];
-  return render(toWgQuickConfig(desired, undefined, (p) => `${p.kind === 'node' ? 'Node' : 'Peer'} ${p.name}`), header, opts.wgQuick);
+  return render(
+    toWgQuickConfig(desired, undefined, (p) => `${p.kind === 'node' ? 'Node' : 'Peer'} ${p.name}`),
+    header,
+    opts.wgQuick,
+  );
 }
 
 /** The desired state of Node `name` as seen from the cluster; throws a CliError when there is none. */
-export function nodeDesired(nodes: readonly MeshNode[], peers: readonly ExternalPeer[], settings: MeshSettings, name: string): DesiredState {
+export function nodeDesired(
+  nodes: readonly MeshNode[],
+  peers: readonly ExternalPeer[],
+  settings: MeshSettings,
+  name: string,
+): DesiredState {
   const node = nodes.find((n) => n.name === name);
   if (!node) throw new CliError(`Node ${name} does not exist (kubectl get nodes lists them)`);
   const key = node.annotations[ANNOTATION_PUBLIC_KEY];
-  if (!key || !isValidKey(key)) throw new CliError(`Node ${name} has not published a valid WireGuard public key (is wg-overlay running on it?)`);
+  if (!key || !isValidKey(key))
+    throw new CliError(`Node ${name} has not published a valid WireGuard public key (is wg-overlay running on it?)`);
   try {
     return computeDesired({ name, publicKey: key }, nodes, settings, peers);
   } catch (e) {
@@ -147,33 +177,57 @@ export function nodeDesired(nodes: readonly MeshNode[], peers: readonly External
 }
 
 /** `wg-overlay showconf …`: resolves with the exit status. */
-export async function showconfCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function showconfCommand(
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   return runCli('showconf', err, async () => {
-    const { values, positionals } = usageErrors(SHOWCONF_USAGE, () => parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        'wg-quick': { type: 'boolean' },
-        'allowed-ips': { type: 'string', multiple: true },
-        via: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      allowPositionals: true,
-    }));
-    if (values.help) { out.write(SHOWCONF_USAGE); return 0; }
+    const { values, positionals } = usageErrors(SHOWCONF_USAGE, () =>
+      parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          'wg-quick': { type: 'boolean' },
+          'allowed-ips': { type: 'string', multiple: true },
+          via: { type: 'string' },
+          help: { type: 'boolean', short: 'h' },
+        },
+        allowPositionals: true,
+      }),
+    );
+    if (values.help) {
+      out.write(SHOWCONF_USAGE);
+      return 0;
+    }
     const [kind, name, ...more] = positionals;
-    if ((kind !== 'peer' && kind !== 'node') || !name || more.length > 0) throw new CliError(`expected "peer NAME" or "node NAME"\n${SHOWCONF_USAGE}`, EXIT_USAGE);
-    if (kind === 'node' && (values['allowed-ips'] || values.via)) throw new CliError('--allowed-ips and --via apply to showconf peer only', EXIT_USAGE);
+    if ((kind !== 'peer' && kind !== 'node') || !name || more.length > 0)
+      throw new CliError(`expected "peer NAME" or "node NAME"\n${SHOWCONF_USAGE}`, EXIT_USAGE);
+    if (kind === 'node' && (values['allowed-ips'] || values.via))
+      throw new CliError('--allowed-ips and --via apply to showconf peer only', EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const extra = [...config.peers.allowedIpsExtra, ...parseCidrList(values['allowed-ips'] ?? [], '--allowed-ips')];
     const cluster = await readCluster(config);
     const settings = meshSettings(config, undefined, { clusterCa: cluster.clusterCa });
     if (kind === 'peer') {
-      if (cluster.peersAbsent) throw new CliError('the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml');
+      if (cluster.peersAbsent)
+        throw new CliError(
+          'the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+        );
       const membership = decideMembership(cluster.nodes, cluster.externalPeers, settings);
-      out.write(renderPeerConf(membership, name, { wgQuick: values['wg-quick'] ?? false, extraAllowedIPs: [...new Set(extra)], via: values.via }));
+      out.write(
+        renderPeerConf(membership, name, {
+          wgQuick: values['wg-quick'] ?? false,
+          extraAllowedIPs: [...new Set(extra)],
+          via: values.via,
+        }),
+      );
     } else {
-      out.write(renderNodeConf(nodeDesired(cluster.nodes, cluster.externalPeers, settings, name), name, { wgQuick: values['wg-quick'] ?? false }));
+      out.write(
+        renderNodeConf(nodeDesired(cluster.nodes, cluster.externalPeers, settings, name), name, {
+          wgQuick: values['wg-quick'] ?? false,
+        }),
+      );
     }
     return 0;
   });

@@ -134,10 +134,14 @@ function statusPeers(i: StatusInput): StatusPeer[] {
   const peers: StatusPeer[] = [];
   const nowS = Math.floor(i.now / 1000);
   const handshake = (t: number | undefined): { latestHandshake: string | null; handshakeAgeSeconds: number | null } =>
-    (t ? { latestHandshake: new Date(t * 1000).toISOString(), handshakeAgeSeconds: Math.max(0, nowS - t) } : { latestHandshake: null, handshakeAgeSeconds: null });
+    t
+      ? { latestHandshake: new Date(t * 1000).toISOString(), handshakeAgeSeconds: Math.max(0, nowS - t) }
+      : { latestHandshake: null, handshakeAgeSeconds: null };
   for (const p of snap?.peers ?? []) {
     const d = onDevice.get(p.publicKey);
-    const routes = (snap?.routes ?? []).filter((r) => r.via === p.name && r.kind === p.kind).map((r) => ({ dst: r.dst, present: present.has(r.dst) }));
+    const routes = (snap?.routes ?? [])
+      .filter((r) => r.via === p.name && r.kind === p.kind)
+      .map((r) => ({ dst: r.dst, present: present.has(r.dst) }));
     peers.push({
       kind: p.kind,
       name: p.name,
@@ -186,7 +190,9 @@ function statusDaemon(i: StatusInput): StatusView['daemon'] {
     pid: snap?.pid ?? null,
     updatedAt: iso(snap?.writtenAt),
     waiting: snap?.waiting ?? null,
-    lastApply: snap?.lastApply ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! } : null,
+    lastApply: snap?.lastApply
+      ? { ok: snap.lastApply.ok, error: snap.lastApply.error ?? null, at: iso(snap.lastApply.at)! }
+      : null,
     lastSuccessAt: iso(snap?.lastSuccessAt),
     watch: snap?.watch ?? null,
     stuck: stuckRun(snap, i),
@@ -198,7 +204,9 @@ function statusDaemon(i: StatusInput): StatusView['daemon'] {
 export function buildStatusView(i: StatusInput): StatusView {
   const snap = i.snapshot;
   const dev = i.device;
-  const viaGateway = new Set(i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`));
+  const viaGateway = new Set(
+    i.routes.filter((r) => r.gateway).map((r) => `${normalizeCidr(r.dst) ?? r.dst}|${r.gateway}`),
+  );
   return {
     node: i.node,
     interface: {
@@ -213,7 +221,9 @@ export function buildStatusView(i: StatusInput): StatusView {
     daemon: statusDaemon(i),
     peers: statusPeers(i),
     topology: snap?.topology ?? null,
-    privateRoutes: (snap?.routes ?? []).filter((r) => r.gateway).map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
+    privateRoutes: (snap?.routes ?? [])
+      .filter((r) => r.gateway)
+      .map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
     skipped: snap?.skipped ?? [],
     warnings: [...(i.ipForwarding === false ? [FORWARDING_OFF_WARNING] : []), ...(snap?.warnings ?? [])],
   };
@@ -224,7 +234,10 @@ export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let u = 0;
-  while (v >= 1024 && u < units.length - 1) { v /= 1024; u += 1; }
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
   return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
@@ -234,18 +247,28 @@ function ago(isoTime: string | null, now: number): string {
 
 function describeWatch(what: string, w: WatchStatus, now: number): string {
   switch (w.state) {
-    case 'up': return `${what} up`;
-    case 'absent': return `${what}: the Peer CRD is not installed`;
-    case 'starting': return `${what} starting`;
-    case 'off': return `${what} off`;
-    default: return `${what} DOWN for ${formatAge((now - w.since) / 1000)}${w.error ? ` (${w.error})` : ''}`;
+    case 'up':
+      return `${what} up`;
+    case 'absent':
+      return `${what}: the Peer CRD is not installed`;
+    case 'starting':
+      return `${what} starting`;
+    case 'off':
+      return `${what} off`;
+    default:
+      return `${what} DOWN for ${formatAge((now - w.since) / 1000)}${w.error ? ` (${w.error})` : ''}`;
   }
 }
 
 /** Lays out rows as left-aligned columns. */
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 /** A JSON replacer that writes out control and bidi characters in every string (they are escaped twice over in JSON). */
@@ -260,18 +283,26 @@ export function renderStatusText(v: StatusView, now: number): string {
   if (v.topology) out.push(...topologyLines(v));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
-  out.push('', `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`);
+  out.push(
+    '',
+    `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`,
+  );
   if (v.peers.length > 0) {
     const rows = [['NAME', 'KIND', 'OVERLAY ADDRESS', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'ROUTES']];
     for (const p of v.peers) {
       const missing = p.routes.filter((r) => !r.present).map((r) => r.dst);
-      const routes = p.routes.length === 0 ? '-' : missing.length === 0 ? `ok (${p.routes.length})` : `MISSING ${missing.join(',')}`;
+      const routes =
+        p.routes.length === 0 ? '-' : missing.length === 0 ? `ok (${p.routes.length})` : `MISSING ${missing.join(',')}`;
       rows.push([
         p.name,
         p.kind,
         p.overlayAddress ?? '-',
         `${p.endpoint ?? '(none)'}${p.failover ? ` (${p.failover.index + 1}/${p.failover.candidates.length})` : ''}`,
-        p.onDevice ? (p.handshakeAgeSeconds === null ? 'never' : `${formatAge(p.handshakeAgeSeconds)} ago`) : 'NOT ON DEVICE',
+        p.onDevice
+          ? p.handshakeAgeSeconds === null
+            ? 'never'
+            : `${formatAge(p.handshakeAgeSeconds)} ago`
+          : 'NOT ON DEVICE',
         formatBytes(p.rxBytes),
         formatBytes(p.txBytes),
         routes,
@@ -282,11 +313,17 @@ export function renderStatusText(v: StatusView, now: number): string {
   const failing = v.peers.filter((p) => p.failover && p.failover.index > 0);
   if (failing.length > 0) {
     out.push('', 'endpoint failover:');
-    for (const p of failing) out.push(`  ${p.name}: candidate ${p.failover!.index + 1} of ${p.failover!.candidates.length} (${p.failover!.candidates.join(', ')})${p.failover!.why ? `: ${p.failover!.why}` : ''}`);
+    for (const p of failing)
+      out.push(
+        `  ${p.name}: candidate ${p.failover!.index + 1} of ${p.failover!.candidates.length} (${p.failover!.candidates.join(', ')})${p.failover!.why ? `: ${p.failover!.why}` : ''}`,
+      );
   }
   if (v.skipped.length > 0) {
     out.push('', `skipped: ${v.skipped.length}`);
-    for (const s of v.skipped) out.push(`  ${s.kind === 'peer' ? 'Peer' : 'Node'} ${s.name}${s.whole ? '' : ' (partly)'}: ${s.message} [${s.reason}]`);
+    for (const s of v.skipped)
+      out.push(
+        `  ${s.kind === 'peer' ? 'Peer' : 'Node'} ${s.name}${s.whole ? '' : ' (partly)'}: ${s.message} [${s.reason}]`,
+      );
   }
   if (v.warnings.length > 0) {
     out.push('', 'warnings:');
@@ -301,18 +338,29 @@ function headerLines(v: StatusView, now: number): string[] {
   const out: string[] = [];
   const d = v.daemon;
   if (!d.found) {
-    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`);
+    out.push(
+      `wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`,
+    );
   } else {
-    const state = d.running ? `daemon running (pid ${d.pid})` : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
-    const apply = d.lastApply ? (d.lastApply.ok ? `last run ok ${ago(d.lastApply.at, now)}` : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`) : 'no run yet';
+    const state = d.running
+      ? `daemon running (pid ${d.pid})`
+      : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
+    const apply = d.lastApply
+      ? d.lastApply.ok
+        ? `last run ok ${ago(d.lastApply.at, now)}`
+        : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`
+      : 'no run yet';
     out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
-    if (d.watch) out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
+    if (d.watch)
+      out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
     if (d.waiting) out.push(`  waiting: ${d.waiting}`);
     if (d.stuck) out.push(`  STUCK: ${d.stuck}`);
   }
   const i = v.interface;
   if (!i.exists) {
-    out.push(`interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`);
+    out.push(
+      `interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`,
+    );
   } else {
     const parts = [i.up ? 'up' : 'DOWN', `address ${i.addresses.join(', ') || '(none)'}`];
     if (i.listenPort !== null) parts.push(`listen port ${i.listenPort}`);
@@ -326,11 +374,17 @@ function headerLines(v: StatusView, now: number): string[] {
 /** Where this node stands in a location or cross topology, and its routes over the private network. */
 function topologyLines(v: StatusView): string[] {
   const t = v.topology!;
-  const out = [`location ${t.location} (granularity ${t.granularity}): ${t.granularity === 'cross' ? 'tunnels to every node of other locations' : t.leads ? `this node leads it (${t.why})` : `led by ${t.leader} (${t.why}); other locations are reached through it`}`];
-  out.push(`  locations: ${t.locations.map((l) => `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${t.granularity === 'location' ? `, leader ${l.leader}` : ''})`).join('; ')}`);
+  const out = [
+    `location ${t.location} (granularity ${t.granularity}): ${t.granularity === 'cross' ? 'tunnels to every node of other locations' : t.leads ? `this node leads it (${t.why})` : `led by ${t.leader} (${t.why}); other locations are reached through it`}`,
+  ];
+  out.push(
+    `  locations: ${t.locations.map((l) => `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${t.granularity === 'location' ? `, leader ${l.leader}` : ''})`).join('; ')}`,
+  );
   if (v.privateRoutes.length > 0) {
     const missing = v.privateRoutes.filter((r) => !r.present);
-    out.push(`  routes over the private network: ${v.privateRoutes.length}${missing.length ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}` : ', all in place'}`);
+    out.push(
+      `  routes over the private network: ${v.privateRoutes.length}${missing.length ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}` : ', all in place'}`,
+    );
   }
   return out;
 }
@@ -346,14 +400,27 @@ function pidAlive(pid: number): boolean {
 }
 
 /** `wg-overlay status`: resolves with the exit status. */
-export async function statusCommand(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+export async function statusCommand(
+  argv: string[],
+  out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   return runCli('status', err, async () => {
-    const { values } = usageErrors(STATUS_USAGE, () => parseArgs({
-      args: argv,
-      options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      allowPositionals: false,
-    }));
-    if (values.help) { out.write(STATUS_USAGE); return 0; }
+    const { values } = usageErrors(STATUS_USAGE, () =>
+      parseArgs({
+        args: argv,
+        options: {
+          config: { type: 'string', short: 'c' },
+          json: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+        allowPositionals: false,
+      }),
+    );
+    if (values.help) {
+      out.write(STATUS_USAGE);
+      return 0;
+    }
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const runner = new ExecaRunner();
     const iface = config.wireguard.interface;

@@ -119,7 +119,8 @@ const ok = (value: unknown) => ({ ok: true as const, value });
 const bad = (allowed: string) => ({ ok: false as const, allowed });
 
 function intIn(min: number, max: number, what: string): KeySpec['parse'] {
-  return (v) => (/^\d+$/.test(v) && Number(v) >= min && Number(v) <= max ? ok(Number(v)) : bad(`${what} (${min}-${max})`));
+  return (v) =>
+    /^\d+$/.test(v) && Number(v) >= min && Number(v) <= max ? ok(Number(v)) : bad(`${what} (${min}-${max})`);
 }
 
 function oneOf<T extends string>(...values: T[]): KeySpec['parse'] {
@@ -136,7 +137,7 @@ const boolean: KeySpec['parse'] = (v) => {
 };
 
 const interfaceName: KeySpec['parse'] = (v) =>
-  (/^[a-zA-Z0-9_=+.-]{1,15}$/.test(v) ? ok(v) : bad('an interface name of 1-15 letters, digits or _=+.-'));
+  /^[a-zA-Z0-9_=+.-]{1,15}$/.test(v) ? ok(v) : bad('an interface name of 1-15 letters, digits or _=+.-');
 
 const endpoint: KeySpec['parse'] = (v) => {
   if (v === 'internal' || v === 'external') return ok({ mode: v });
@@ -147,7 +148,8 @@ const endpoint: KeySpec['parse'] = (v) => {
   return bad('internal, external, or host:port');
 };
 
-const mtu: KeySpec['parse'] = (v) => (v === 'auto' ? ok('auto') : intIn(576, 65535, 'auto or an MTU')(v, { section: {} }));
+const mtu: KeySpec['parse'] = (v) =>
+  v === 'auto' ? ok('auto') : intIn(576, 65535, 'auto or an MTU')(v, { section: {} });
 
 const overlayCidr: KeySpec['parse'] = (v) => {
   const c = parseCidr(v, { strict: true });
@@ -159,7 +161,8 @@ const overlayCidr: KeySpec['parse'] = (v) => {
 const overlayCidr6: KeySpec['parse'] = (v) => {
   if (v === 'auto' || v === 'off') return ok(v);
   const c = parseCidr(v, { strict: true });
-  if (!c || c.family !== 6) return bad('auto, off, or an IPv6 network in CIDR form with no host bits set, e.g. fd00:64::/48');
+  if (!c || c.family !== 6)
+    return bad('auto, off, or an IPv6 network in CIDR form with no host bits set, e.g. fd00:64::/48');
   if (c.prefix > 120) return bad('an IPv6 network of /120 or larger');
   return ok(formatCidr(c));
 };
@@ -169,11 +172,15 @@ const logLevel: KeySpec['parse'] = oneOf(...LOG_LEVELS);
 const anyText: KeySpec['parse'] = (v) => (v.length > 0 && v.length <= 253 ? ok(v) : bad('a non-empty name'));
 
 const cidrList: KeySpec['parse'] = (v) => {
-  const items = v.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  const items = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
   const out: string[] = [];
   for (const item of items) {
     const c = parseCidr(item);
-    if (!c || !item.includes('/')) return bad(`a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("${item}" is not a CIDR)`);
+    if (!c || !item.includes('/'))
+      return bad(`a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("${item}" is not a CIDR)`);
     out.push(formatCidr(c));
   }
   return ok(out);
@@ -182,9 +189,12 @@ const cidrList: KeySpec['parse'] = (v) => {
 const reachable: KeySpec['parse'] = (v) => (v.trim() === 'public' ? ok('public') : cidrList(v, { section: {} }));
 
 const labelKey: KeySpec['parse'] = (v) =>
-  (/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v) ? ok(v) : bad('a Kubernetes label key such as topology.kubernetes.io/region'));
+  /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(v)
+    ? ok(v)
+    : bad('a Kubernetes label key such as topology.kubernetes.io/region');
 
-const namespaceName: KeySpec['parse'] = (v) => (/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v) ? ok(v) : bad('a namespace name'));
+const namespaceName: KeySpec['parse'] = (v) =>
+  /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v) ? ok(v) : bad('a namespace name');
 
 const listenAddress: KeySpec['parse'] = (v) => {
   if (v === '') return ok(undefined);
@@ -212,7 +222,9 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     implementation: { parse: oneOf('auto', 'kernel', 'userspace') },
     create_interface: { parse: boolean },
     published_endpoints: { parse: oneOf('addresses', 'any') },
-    endpoint_failover: { parse: (v) => (v === '0' ? ok(0) : intIn(5, 600, '0 (off) or a number of seconds')(v, { section: {} })) },
+    endpoint_failover: {
+      parse: (v) => (v === '0' ? ok(0) : intIn(5, 600, '0 (off) or a number of seconds')(v, { section: {} })),
+    },
   },
   overlay: {
     cidr: { parse: overlayCidr },
@@ -273,8 +285,20 @@ export function defaultConfig(): Config {
       publishedEndpoints: 'addresses',
       endpointFailoverSeconds: 15,
     },
-    overlay: { cidr: '100.64.0.0/10', cidr6: 'auto', podCidrs: [...DEFAULT_POD_CIDRS], minPrefix: { ...DEFAULT_MIN_PREFIX } },
-    mesh: { granularity: 'full', locationLabel: 'topology.kubernetes.io/region', localRoutes: true, reachable: 'public', leaseNamespace: 'wg-overlay', leaderLeaseSeconds: 5 },
+    overlay: {
+      cidr: '100.64.0.0/10',
+      cidr6: 'auto',
+      podCidrs: [...DEFAULT_POD_CIDRS],
+      minPrefix: { ...DEFAULT_MIN_PREFIX },
+    },
+    mesh: {
+      granularity: 'full',
+      locationLabel: 'topology.kubernetes.io/region',
+      localRoutes: true,
+      reachable: 'public',
+      leaseNamespace: 'wg-overlay',
+      leaderLeaseSeconds: 5,
+    },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
     peers: { allowedIpsExtra: [] },
     metrics: { listen: { host: '127.0.0.1', port: 9586 }, watchDownThresholdSeconds: 300 },
@@ -314,7 +338,11 @@ function scanLines(text: string, file: string): { errors: string[]; warnings: st
     }
     const key = (kv[1] ?? '').trim();
     if (section === undefined) {
-      errors.push(`${at}: "${key}" is outside any section: put it under one of ${Object.keys(SCHEMA).map((s) => `[${s}]`).join(', ')}`);
+      errors.push(
+        `${at}: "${key}" is outside any section: put it under one of ${Object.keys(SCHEMA)
+          .map((s) => `[${s}]`)
+          .join(', ')}`,
+      );
       return;
     }
     const id = `${section}\u0000${key}`;
@@ -325,13 +353,20 @@ function scanLines(text: string, file: string): { errors: string[]; warnings: st
 }
 
 /** Each known key's parsed value by section; unknown ones become warnings, bad values errors. */
-function sectionValues(raw: Raw, file: string, errors: string[], warnings: string[]): Record<string, Record<string, unknown>> {
+function sectionValues(
+  raw: Raw,
+  file: string,
+  errors: string[],
+  warnings: string[],
+): Record<string, Record<string, unknown>> {
   const values: Record<string, Record<string, unknown>> = {};
   for (const [sectionName, sectionValue] of Object.entries(raw)) {
     const spec = SCHEMA[sectionName];
     if (typeof sectionValue !== 'object' || sectionValue === null) continue; // keys outside sections: reported by scanLines
     if (!spec) {
-      warnings.push(`${file}: unknown section [${sectionName}] (ignored); known sections: ${Object.keys(SCHEMA).join(', ')}`);
+      warnings.push(
+        `${file}: unknown section [${sectionName}] (ignored); known sections: ${Object.keys(SCHEMA).join(', ')}`,
+      );
       continue;
     }
     const section = sectionValue as Raw;
@@ -339,7 +374,9 @@ function sectionValues(raw: Raw, file: string, errors: string[], warnings: strin
     for (const [key, value] of Object.entries(section)) {
       const keySpec = spec[key];
       if (!keySpec) {
-        warnings.push(`${file}: [${sectionName}] ${key}: unknown key (ignored); known keys: ${Object.keys(spec).join(', ')}`);
+        warnings.push(
+          `${file}: [${sectionName}] ${key}: unknown key (ignored); known keys: ${Object.keys(spec).join(', ')}`,
+        );
         continue;
       }
       const textValue = asText(value);
@@ -349,7 +386,9 @@ function sectionValues(raw: Raw, file: string, errors: string[], warnings: strin
       }
       const res = keySpec.parse(textValue, { section });
       if (!res.ok) {
-        errors.push(`${file}: [${sectionName}] ${key} = "${textValue}": ${res.allowed.startsWith('not ') ? res.allowed : `expected ${res.allowed}`}`);
+        errors.push(
+          `${file}: [${sectionName}] ${key} = "${textValue}": ${res.allowed.startsWith('not ') ? res.allowed : `expected ${res.allowed}`}`,
+        );
         continue;
       }
       values[sectionName]![key] = res.value;
@@ -382,7 +421,8 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.kubernetes.discovery = set(k.discovery, cfg.kubernetes.discovery);
   cfg.kubernetes.listIntervalSeconds = set(k.list_interval, cfg.kubernetes.listIntervalSeconds);
   cfg.wireguard.interface = set(w.interface, cfg.wireguard.interface);
-  cfg.wireguard.configFile = w.config_file !== undefined ? (w.config_file as string) : `/etc/wireguard/${cfg.wireguard.interface}.conf`;
+  cfg.wireguard.configFile =
+    w.config_file !== undefined ? (w.config_file as string) : `/etc/wireguard/${cfg.wireguard.interface}.conf`;
   cfg.wireguard.listenPort = set(w.listen_port, cfg.wireguard.listenPort);
   cfg.wireguard.endpoint = set(w.endpoint, cfg.wireguard.endpoint);
   cfg.wireguard.mtu = set(w.mtu, cfg.wireguard.mtu);
@@ -395,13 +435,20 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
   cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);
-  cfg.overlay.minPrefix = { 4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]), 6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]) };
+  cfg.overlay.minPrefix = {
+    4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]),
+    6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]),
+  };
   cfg.mesh = meshSection(values.mesh ?? {}, cfg.mesh);
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);
-  if (values.metrics && 'listen' in values.metrics) cfg.metrics.listen = values.metrics.listen as Config['metrics']['listen'];
-  cfg.metrics.watchDownThresholdSeconds = set(values.metrics?.watch_down_threshold, cfg.metrics.watchDownThresholdSeconds);
+  if (values.metrics && 'listen' in values.metrics)
+    cfg.metrics.listen = values.metrics.listen as Config['metrics']['listen'];
+  cfg.metrics.watchDownThresholdSeconds = set(
+    values.metrics?.watch_down_threshold,
+    cfg.metrics.watchDownThresholdSeconds,
+  );
   cfg.log.level = set(values.log?.level, cfg.log.level);
   return { config: cfg, warnings };
 }
@@ -426,7 +473,12 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Lo
     text = await readFile(file, 'utf8');
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? String(cause)})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'is not readable (permission denied)'
+          : `cannot be read (${code ?? String(cause)})`;
     throw new ConfigError([`${file}: ${why}`], { cause });
   }
   return parseConfig(text, file);

@@ -39,8 +39,16 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
   const w = config.wireguard;
   const o = config.overlay;
   return {
-    interfaceName: w.interface, listenPort: w.listenPort, mtu, persistentKeepalive: w.persistentKeepalive, endpoint: w.endpoint,
-    overlayCidr: o.cidr, overlayCidr6: overlay6Of(config, facts.clusterCa), podCidrs: o.podCidrs, minPrefix: o.minPrefix, publishedEndpoints: w.publishedEndpoints,
+    interfaceName: w.interface,
+    listenPort: w.listenPort,
+    mtu,
+    persistentKeepalive: w.persistentKeepalive,
+    endpoint: w.endpoint,
+    overlayCidr: o.cidr,
+    overlayCidr6: overlay6Of(config, facts.clusterCa),
+    podCidrs: o.podCidrs,
+    minPrefix: o.minPrefix,
+    publishedEndpoints: w.publishedEndpoints,
     ...(facts.protectedAddresses ? { protectedAddresses: facts.protectedAddresses } : {}),
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
   };
@@ -49,9 +57,13 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
 /** The part of the mesh settings membership decides by (the same on every node of a cluster). */
 export function membershipSettings(s: MeshSettings): MembershipSettings {
   return {
-    overlayCidr: s.overlayCidr, listenPort: s.listenPort, ...(s.overlayCidr6 ? { overlayCidr6: s.overlayCidr6 } : {}),
-    ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}), ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
-    ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}), ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
+    overlayCidr: s.overlayCidr,
+    listenPort: s.listenPort,
+    ...(s.overlayCidr6 ? { overlayCidr6: s.overlayCidr6 } : {}),
+    ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}),
+    ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
+    ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}),
+    ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
     ...(s.resolved ? { resolved: s.resolved } : {}),
   };
 }

@@ -31,7 +31,11 @@ export interface SignalSource {
 }
 
 /** Loads the config, logging every problem; undefined when it is invalid. */
-export async function loadOrReport(load: (path: string) => Promise<LoadedConfig>, path: string, log: Logger): Promise<Config | undefined> {
+export async function loadOrReport(
+  load: (path: string) => Promise<LoadedConfig>,
+  path: string,
+  log: Logger,
+): Promise<Config | undefined> {
   try {
     const { config, warnings } = await load(path);
     for (const w of warnings) log.warning(w);
@@ -49,7 +53,9 @@ export class ConfigReloader implements Part {
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
   private chain = Promise.resolve();
-  private readonly onHup = (): void => { void this.reload('SIGHUP'); };
+  private readonly onHup = (): void => {
+    void this.reload('SIGHUP');
+  };
 
   constructor(
     private readonly path: string,
@@ -68,11 +74,18 @@ export class ConfigReloader implements Part {
     this.watcher = watcher;
     watcher.on('all', () => {
       clearTimeout(this.debounce);
-      this.debounce = setTimeout(() => { void this.reload('the file changed'); }, 300);
+      this.debounce = setTimeout(() => {
+        void this.reload('the file changed');
+      }, 300);
     });
     watcher.on('error', (err) => this.log.warning(`watching ${this.path}: ${describeError(err)}`));
     watcher.on('ready', () => {
-      stat(this.path).then((st) => { if (st.mtimeMs >= this.loadedAt - 50) void this.reload('the file changed during start-up'); }, () => undefined);
+      stat(this.path).then(
+        (st) => {
+          if (st.mtimeMs >= this.loadedAt - 50) void this.reload('the file changed during start-up');
+        },
+        () => undefined,
+      );
     });
   }
 
@@ -85,9 +98,13 @@ export class ConfigReloader implements Part {
 
   /** Re-reads the file (after any reload in progress); resolves when done. */
   reload(why: string): Promise<void> {
-    this.chain = this.chain.then(() => this.reloadNow(why)).catch((err: unknown) => {
-      this.log.error(`reload of ${this.path} failed unexpectedly (${describeError(err)}); still running with the previous configuration`);
-    });
+    this.chain = this.chain
+      .then(() => this.reloadNow(why))
+      .catch((err: unknown) => {
+        this.log.error(
+          `reload of ${this.path} failed unexpectedly (${describeError(err)}); still running with the previous configuration`,
+        );
+      });
     return this.chain;
   }
 
@@ -100,11 +117,16 @@ export class ConfigReloader implements Part {
     try {
       const next = await loadOrReport(this.load, this.path, this.log);
       if (!next) {
-        this.log.error(`reload of ${this.path} rejected: the file is invalid; still running with the previous configuration`);
+        this.log.error(
+          `reload of ${this.path} rejected: the file is invalid; still running with the previous configuration`,
+        );
         return;
       }
       const plan = planReload(this.target.running(), next);
-      for (const key of plan.needRestart) this.log.warning(`${key} changed in ${this.path}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`);
+      for (const key of plan.needRestart)
+        this.log.warning(
+          `${key} changed in ${this.path}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`,
+        );
       this.target.apply(plan.config, plan.changed);
       if (!plan.changed) this.log.info('reload: nothing that applies at run time changed');
     } finally {

@@ -100,7 +100,13 @@ export interface DaemonTiming {
   partStop: number;
 }
 
-const DEFAULT_TIMING: DaemonTiming = { peerWait: 10_000, resync: 60_000, confDelay: 300, coalesce: 2, partStop: 10_000 };
+const DEFAULT_TIMING: DaemonTiming = {
+  peerWait: 10_000,
+  resync: 60_000,
+  confDelay: 300,
+  coalesce: 2,
+  partStop: 10_000,
+};
 
 /** What the daemon has prepared before it builds its parts. */
 interface Prepared {
@@ -148,7 +154,11 @@ export class Daemon {
     return typeof prepared === 'number' ? prepared : new Daemon(configPath, env, prepared);
   }
 
-  private constructor(configPath: string, private readonly env: DaemonEnv, p: Prepared) {
+  private constructor(
+    configPath: string,
+    private readonly env: DaemonEnv,
+    p: Prepared,
+  ) {
     const { log } = env;
     this.timing = { ...DEFAULT_TIMING, ...env.timing };
     this.running = p.config;
@@ -156,39 +166,99 @@ export class Daemon {
     const ipBatch = env.ipBatch(log);
     // Files that list every peer are written less often in a large mesh (1 ms per peer, at most
     // 10 s): a burst of changes costs one write, and the live apply never waits for them.
-    const bySize = (base: number): (() => number) => () => (base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0)));
+    const bySize =
+      (base: number): (() => number) =>
+      () =>
+        base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0));
     const confFile = new WgQuickFile(w.configFile, log, bySize(this.timing.confDelay));
     const own = new OwnChanges();
-    const iface = new InterfaceOwner({ runner: env.runner, log, iface: w.interface, configFile: w.configFile, createInterface: w.createInterface, implementation: w.implementation, units: p.units, own });
+    const iface = new InterfaceOwner({
+      runner: env.runner,
+      log,
+      iface: w.interface,
+      configFile: w.configFile,
+      createInterface: w.createInterface,
+      implementation: w.implementation,
+      units: p.units,
+      own,
+    });
     log.info(iface.describe());
     const m = p.config.mesh;
-    const leadership = p.kube.leases && new LocationLeases({
-      api: p.kube.leases(m.leaseNamespace), namespace: m.leaseNamespace, self: p.identity.name, leaseSeconds: m.leaderLeaseSeconds, log,
-      onChange: () => this.loop.schedule('a location leader Lease changed'),
-    });
+    const leadership =
+      p.kube.leases &&
+      new LocationLeases({
+        api: p.kube.leases(m.leaseNamespace),
+        namespace: m.leaseNamespace,
+        self: p.identity.name,
+        leaseSeconds: m.leaderLeaseSeconds,
+        log,
+        onChange: () => this.loop.schedule('a location leader Lease changed'),
+      });
     // One device read at a time, reused for a few seconds, for the metrics and the endpoint watch.
     const device = new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000);
-    const endpoints = this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, device, log);
-    this.step = new MeshStep({
-      runner: env.runner, log, identity: p.identity, publisher: p.kube.publisher, iface,
-      peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)), routes: new RouteAdapter(env.runner, log, ipBatch, own), confFile, leadership, endpoints,
-    }, p.config, true);
+    const endpoints = (this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, device, log));
+    this.step = new MeshStep(
+      {
+        runner: env.runner,
+        log,
+        identity: p.identity,
+        publisher: p.kube.publisher,
+        iface,
+        peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)),
+        routes: new RouteAdapter(env.runner, log, ipBatch, own),
+        confFile,
+        leadership,
+        endpoints,
+      },
+      p.config,
+      true,
+    );
     this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
-    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa) log.notice('[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)');
-    this.loop = new ReconcileLoop(this.step, { log, coalesceMs: this.timing.coalesce, stopTimeoutMs: this.timing.partStop });
-    this.resolver = new NameResolver((name) => env.lookupName(name), log, () => {
-      this.step.setFacts({ resolved: this.resolver.resolved });
-      this.loop.schedule('a DNS name resolved to a new address');
+    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa)
+      log.notice(
+        '[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)',
+      );
+    this.loop = new ReconcileLoop(this.step, {
+      log,
+      coalesceMs: this.timing.coalesce,
+      stopTimeoutMs: this.timing.partStop,
     });
+    this.resolver = new NameResolver(
+      (name) => env.lookupName(name),
+      log,
+      () => {
+        this.step.setFacts({ resolved: this.resolver.resolved });
+        this.loop.schedule('a DNS name resolved to a new address');
+      },
+    );
     this.metrics = this.makeMetrics(p.identity.name, w.interface, device);
-    this.metricsEndpoint = new MetricsEndpoint(this.metrics, () => this.healthVerdict(), log, env.serveMetrics, p.config);
-    this.status = new StatusWriter(() => this.running.state.runtimeDir, () => this.snapshot(p.identity.name), log, bySize(200));
-    this.reloader = new ConfigReloader(configPath, env.loadConfig, {
-      running: () => this.running,
-      apply: (next, changed) => this.applyConfig(next, changed),
-      ready: () => this.loop.lastSuccessAt !== undefined,
-      summary: () => this.summary(),
-    }, env.notifier, log, env.signals, p.loadedAt);
+    this.metricsEndpoint = new MetricsEndpoint(
+      this.metrics,
+      () => this.healthVerdict(),
+      log,
+      env.serveMetrics,
+      p.config,
+    );
+    this.status = new StatusWriter(
+      () => this.running.state.runtimeDir,
+      () => this.snapshot(p.identity.name),
+      log,
+      bySize(200),
+    );
+    this.reloader = new ConfigReloader(
+      configPath,
+      env.loadConfig,
+      {
+        running: () => this.running,
+        apply: (next, changed) => this.applyConfig(next, changed),
+        ready: () => this.loop.lastSuccessAt !== undefined,
+        summary: () => this.summary(),
+      },
+      env.notifier,
+      log,
+      env.signals,
+      p.loadedAt,
+    );
     this.wire();
     this.parts.push(...this.assemble(p, { ipBatch, confFile, own, leadership, endpoints }));
   }
@@ -202,7 +272,9 @@ export class Daemon {
     return [
       new Closer('D-Bus link', () => p.units?.close()),
       new Closer('ip co-process', () => ipBatch?.close()),
-      new Closer('wg-quick file', async () => { await confFile.flush(); }),
+      new Closer('wg-quick file', async () => {
+        await confFile.flush();
+      }),
       this.status,
       this.metricsEndpoint,
       this.loop,
@@ -210,8 +282,12 @@ export class Daemon {
       ...(endpoints ? [endpoints] : []),
       this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
-        onList: (nodes) => { if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed'); },
-        onChange: (name, node) => { if (node ? this.step.upsertNode(node) : this.step.removeNode(name)) this.loop.schedule('Nodes changed'); },
+        onList: (nodes) => {
+          if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed');
+        },
+        onChange: (name, node) => {
+          if (node ? this.step.upsertNode(node) : this.step.removeNode(name)) this.loop.schedule('Nodes changed');
+        },
         onState: (state, err) => this.health.report('nodes', state, err),
       }),
       new SourcePart<ExternalPeer>('peer source', p.kube.externalPeers, {
@@ -224,11 +300,13 @@ export class Daemon {
       }),
       new Timer('peer wait', this.timing.peerWait, false, () => this.stopWaitingForPeers()),
       this.reloader,
-      new StartedPart('interface monitor', () => env.monitor(w.interface, log, (line) => {
-        // The daemon's own route deletions and link churn are not drift: no re-read for them.
-        if (own.isOwn(line)) log.debug(`own change seen by ip monitor: ${line}`);
-        else this.loop.schedule('routes or link changed on the host', true);
-      })),
+      new StartedPart('interface monitor', () =>
+        env.monitor(w.interface, log, (line) => {
+          // The daemon's own route deletions and link churn are not drift: no re-read for them.
+          if (own.isOwn(line)) log.debug(`own change seen by ip monitor: ${line}`);
+          else this.loop.schedule('routes or link changed on the host', true);
+        }),
+      ),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
     ];
   }
@@ -246,13 +324,18 @@ export class Daemon {
       this.started.push(part);
       this.env.log.debug(`started the ${part.name}`);
     }
-    this.loop.firstApply().then(() => {
-      this.env.log.notice(`mesh applied: ${this.summary()}`);
-      const m = process.memoryUsage();
-      const mb = (b: number): string => `${Math.round(b / 1048576)} MB`;
-      this.env.log.info(`memory after the first apply: resident ${mb(m.rss)}, JavaScript heap ${mb(m.heapUsed)} used of ${mb(m.heapTotal)}, outside the heap ${mb(m.external + m.arrayBuffers)}`);
-      return this.env.notifier.ready(`mesh applied: ${this.summary()}`);
-    }).catch((err: unknown) => this.env.log.error(`reporting readiness: ${describeError(err)}`));
+    this.loop
+      .firstApply()
+      .then(() => {
+        this.env.log.notice(`mesh applied: ${this.summary()}`);
+        const m = process.memoryUsage();
+        const mb = (b: number): string => `${Math.round(b / 1048576)} MB`;
+        this.env.log.info(
+          `memory after the first apply: resident ${mb(m.rss)}, JavaScript heap ${mb(m.heapUsed)} used of ${mb(m.heapTotal)}, outside the heap ${mb(m.external + m.arrayBuffers)}`,
+        );
+        return this.env.notifier.ready(`mesh applied: ${this.summary()}`);
+      })
+      .catch((err: unknown) => this.env.log.error(`reporting readiness: ${describeError(err)}`));
   }
 
   /** Stops every started part in reverse order; the interface, its peers and routes stay up. */
@@ -269,7 +352,10 @@ export class Daemon {
     const discovery = this.running.kubernetes.discovery;
     const busySince = this.loop.busySince;
     return evaluateHealth({
-      watches: [{ what: `node ${discovery}`, downForMs: this.health.downForMs('nodes') }, { what: `peer ${discovery}`, downForMs: this.health.downForMs('peers') }],
+      watches: [
+        { what: `node ${discovery}`, downForMs: this.health.downForMs('nodes') },
+        { what: `peer ${discovery}`, downForMs: this.health.downForMs('peers') },
+      ],
       thresholdMs: this.running.metrics.watchDownThresholdSeconds * 1000,
       lastReport: this.loop.lastReport,
       busyForMs: busySince === undefined ? 0 : Date.now() - busySince,
@@ -295,7 +381,11 @@ export class Daemon {
   }
 
   /** The endpoint watch, unless failover is off (`endpoint_failover = 0`). */
-  private makeEndpointWatch(seconds: number, device: CachedRead<InterfaceStatus | undefined>, log: Logger): EndpointWatch | undefined {
+  private makeEndpointWatch(
+    seconds: number,
+    device: CachedRead<InterfaceStatus | undefined>,
+    log: Logger,
+  ): EndpointWatch | undefined {
     if (seconds === 0) return undefined;
     return new EndpointWatch({
       read: (maxAgeMs) => device.get(maxAgeMs),
@@ -307,7 +397,10 @@ export class Daemon {
       onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
       nudge: (peer) => {
         const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
-        if (host && this.env.nudge) this.env.nudge(host.slice(0, host.lastIndexOf('/'))).catch((err) => log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
+        if (host && this.env.nudge)
+          this.env
+            .nudge(host.slice(0, host.lastIndexOf('/')))
+            .catch((err) => log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
       },
     });
   }
@@ -323,7 +416,11 @@ export class Daemon {
         const byKey = new Map((this.step.desired?.peers ?? []).map((p) => [p.publicKey, p]));
         return dev.peers.map((p) => {
           const known = byKey.get(p.publicKey);
-          return { kind: known?.kind ?? 'unknown', name: known?.name ?? p.publicKey, latestHandshake: p.latestHandshake };
+          return {
+            kind: known?.kind ?? 'unknown',
+            name: known?.name ?? p.publicKey,
+            latestHandshake: p.latestHandshake,
+          };
         });
       },
     });
@@ -331,7 +428,9 @@ export class Daemon {
 
   /** The DNS names the mesh needs as addresses: external peers' endpoints and this node's explicit endpoint. */
   private namesToResolve(): string[] {
-    const names = this.step.externalPeerList.map((p) => p.endpoint?.dns).filter((n): n is string => !!n && isDnsName(n));
+    const names = this.step.externalPeerList
+      .map((p) => p.endpoint?.dns)
+      .filter((n): n is string => !!n && isDnsName(n));
     const own = this.running.wireguard.endpoint;
     if (own.mode === 'explicit' && isDnsName(own.host)) names.push(own.host);
     return names;
@@ -351,7 +450,9 @@ export class Daemon {
   /** The first apply waits for the Peer list (a restart must not drop external peers for a moment), but not for ever. */
   private stopWaitingForPeers(): void {
     if (this.step.externalPeersKnown) return;
-    this.env.log.warning(`no Peer list from the API server after ${formatMs(this.timing.peerWait)}: applying the mesh without external Peers until it arrives`);
+    this.env.log.warning(
+      `no Peer list from the API server after ${formatMs(this.timing.peerWait)}: applying the mesh without external Peers until it arrives`,
+    );
     if (this.step.setExternalPeers([])) this.loop.schedule('Peers changed');
   }
 
@@ -360,8 +461,10 @@ export class Daemon {
       node,
       iface: this.running.wireguard.interface,
       startedAt: this.startedAt,
-      desired: this.step.desired && this.step.refusedPeers.length > 0
-        ? { ...this.step.desired, warnings: [...this.step.desired.warnings, ...this.step.refusedPeers] } : this.step.desired,
+      desired:
+        this.step.desired && this.step.refusedPeers.length > 0
+          ? { ...this.step.desired, warnings: [...this.step.desired.warnings, ...this.step.refusedPeers] }
+          : this.step.desired,
       waiting: this.step.waiting,
       lastReport: this.loop.lastReport,
       lastSuccessAt: this.loop.lastSuccessAt,
@@ -384,13 +487,19 @@ async function prepare(configPath: string, env: DaemonEnv): Promise<Prepared | n
     return EXIT_CONFIG;
   }
   log.setLevel(config.log.level);
-  log.info(`wg-overlay ${VERSION} starting: node ${config.kubernetes.nodeName}, interface ${config.wireguard.interface}, config ${config.source}`);
+  log.info(
+    `wg-overlay ${VERSION} starting: node ${config.kubernetes.nodeName}, interface ${config.wireguard.interface}, config ${config.source}`,
+  );
   let identity: Identity;
   try {
     const key = await env.loadKey(config.state.dir);
-    if (key.created) log.notice(`created a new WireGuard private key in ${config.state.dir}; public key ${key.publicKey}`);
+    if (key.created)
+      log.notice(`created a new WireGuard private key in ${config.state.dir}; public key ${key.publicKey}`);
     else log.info(`loaded the WireGuard private key from ${config.state.dir}; public key ${key.publicKey}`);
-    if (key.fixedMode) log.warning(`the private key file in ${config.state.dir} was readable by group or others: its mode is now 0600 (check who could have read it)`);
+    if (key.fixedMode)
+      log.warning(
+        `the private key file in ${config.state.dir} was readable by group or others: its mode is now 0600 (check who could have read it)`,
+      );
     identity = { name: config.kubernetes.nodeName, privateKey: key.privateKey, publicKey: key.publicKey };
   } catch (err) {
     log.error(describeError(err));
@@ -420,9 +529,16 @@ async function apiServerAddresses(server: string, env: DaemonEnv): Promise<strin
   if (parseIp(host)) return [host];
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([env.lookupName(host), new Promise<string[]>((_, reject) => { timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000); })]);
+    return await Promise.race([
+      env.lookupName(host),
+      new Promise<string[]>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
+      }),
+    ]);
   } catch (err) {
-    env.log.warning(`cannot resolve the API server's name ${host} (${describeError(err)}): ranges containing its address are not refused`);
+    env.log.warning(
+      `cannot resolve the API server's name ${host} (${describeError(err)}): ranges containing its address are not refused`,
+    );
     return [];
   } finally {
     clearTimeout(timer);

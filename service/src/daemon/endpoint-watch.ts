@@ -88,7 +88,9 @@ export class EndpointWatch implements Part {
   /** Where each tracked peer stands, for the status file. */
   describe(name: string): { candidates: string[]; index: number; why?: string } | undefined {
     const t = this.tracked.get(name);
-    return t ? { candidates: t.candidates, index: t.state.index, ...(t.state.why ? { why: t.state.why } : {}) } : undefined;
+    return t
+      ? { candidates: t.candidates, index: t.state.index, ...(t.state.why ? { why: t.state.why } : {}) }
+      : undefined;
   }
 
   /** A reading made by someone else (the periodic resync): used for the NAT observations. */
@@ -102,7 +104,9 @@ export class EndpointWatch implements Part {
     const peers = this.o.peers().filter((p) => p.kind === 'node');
     const wanted = new Map<string, string[]>();
     for (const p of peers) {
-      const candidates = [...new Set([...(p.candidates ?? (p.endpoint ? [p.endpoint] : [])), ...this.o.discovered(p.name)])];
+      const candidates = [
+        ...new Set([...(p.candidates ?? (p.endpoint ? [p.endpoint] : [])), ...this.o.discovered(p.name)]),
+      ];
       if (candidates.length > 1) wanted.set(p.name, candidates);
     }
     this.forgetOthers(wanted);
@@ -121,7 +125,9 @@ export class EndpointWatch implements Part {
         if (candidates && d) this.stepOne(p, candidates, d);
       }
     } catch (err) {
-      this.o.log.debug(`endpoint watch: reading the device failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.o.log.debug(
+        `endpoint watch: reading the device failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
     } finally {
       this.busy = false;
     }
@@ -144,9 +150,18 @@ export class EndpointWatch implements Part {
     if (!t || t.candidates.join() !== candidates.join()) {
       t = { candidates, state: initialState(now, this.o.timing) };
       this.tracked.set(name, t);
-      if (this.chosen.delete(name)) { this.changed.add(name); this.o.onChoice(); }
+      if (this.chosen.delete(name)) {
+        this.changed.add(name);
+        this.o.onChoice();
+      }
     }
-    const step = failoverStep(t.state, candidates.length, { latestHandshake: d.latestHandshake, rxBytes: d.rxBytes, txBytes: d.txBytes, endpoint: d.endpoint }, now, this.o.timing);
+    const step = failoverStep(
+      t.state,
+      candidates.length,
+      { latestHandshake: d.latestHandshake, rxBytes: d.rxBytes, txBytes: d.txBytes, endpoint: d.endpoint },
+      now,
+      this.o.timing,
+    );
     t.state = step.state;
     if (step.nudge) this.o.nudge?.(p);
     if (!step.switchTo) return;
@@ -155,14 +170,21 @@ export class EndpointWatch implements Part {
     if (step.switchTo.index === 0) this.chosen.delete(name);
     else this.chosen.set(name, to);
     this.changed.add(name);
-    this.o.log.info(`endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`);
+    this.o.log.info(
+      `endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`,
+    );
     this.o.onChoice();
   }
 
   /** Notes the peers that arrive from an endpoint none of their own addresses explains (NAT). */
   private observe(devPeers: readonly PeerStatus[]): void {
     const nowS = Math.floor(this.now() / 1000);
-    const byKey = new Map(this.o.peers().filter((p) => p.kind === 'node').map((p) => [p.publicKey, p]));
+    const byKey = new Map(
+      this.o
+        .peers()
+        .filter((p) => p.kind === 'node')
+        .map((p) => [p.publicKey, p]),
+    );
     const next: Record<string, string> = {};
     for (const d of devPeers) {
       const p = byKey.get(d.publicKey);

@@ -48,7 +48,10 @@ export class ReconcileLoop {
   /** Time of the last run that applied the full desired state (ms since the epoch). */
   lastSuccessAt: number | undefined;
 
-  constructor(private readonly step: Step, private readonly opts: LoopOptions) {}
+  constructor(
+    private readonly step: Step,
+    private readonly opts: LoopOptions,
+  ) {}
 
   /** Calls `fn` after every run. */
   onReport(fn: (r: ReconcileReport) => void): void {
@@ -67,7 +70,10 @@ export class ReconcileLoop {
     // retry instead of hammering a failing command; Node changes still go through at once.
     if (force && this.retryTimer) return;
     if (this.running || this.timer) return;
-    this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.coalesceMs ?? 2);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, this.opts.coalesceMs ?? 2);
   }
 
   /** Resolves once a run has applied the full desired state for the first time. */
@@ -90,9 +96,12 @@ export class ReconcileLoop {
     if (!this.running) return;
     const limit = this.opts.stopTimeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), limit); });
+    const gaveUp = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), limit);
+    });
     const done = this.running.then(() => false);
-    if (await Promise.race([done, gaveUp])) this.opts.log.warning(`a reconcile run did not finish within ${formatMs(limit)} of the stop; leaving it behind`);
+    if (await Promise.race([done, gaveUp]))
+      this.opts.log.warning(`a reconcile run did not finish within ${formatMs(limit)} of the stop; leaving it behind`);
     clearTimeout(timer);
   }
 
@@ -104,7 +113,11 @@ export class ReconcileLoop {
     this.force = false;
     this.running = this.runOnce(reasons, force).finally(() => {
       this.running = undefined;
-      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped) this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, this.opts.coalesceMs ?? 2);
+      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped)
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.kick();
+        }, this.opts.coalesceMs ?? 2);
     });
   }
 
@@ -116,17 +129,29 @@ export class ReconcileLoop {
     try {
       const outcome = await this.step.run(reasons, force, changes);
       this.retry.reset();
-      if (this.reporter.changed('apply', 'ok') && this.lastReport && !this.lastReport.ok) this.opts.log.notice('apply succeeded again');
+      if (this.reporter.changed('apply', 'ok') && this.lastReport && !this.lastReport.ok)
+        this.opts.log.notice('apply succeeded again');
       if (outcome.applied) this.applied();
       if (outcome.followUp) this.schedule(outcome.followUp, true);
       if (outcome.retry) this.later(outcome.retry.ms, outcome.retry.why);
       report = { ok: true, changes, durationMs: Date.now() - started, at: Date.now() };
     } catch (err) {
       const msg = describeError(err);
-      if (this.reporter.changed('apply', `error:${msg}`)) this.opts.log.error(`apply failed: ${msg}; retrying with backoff, nothing was torn down`);
-      report = { ok: false, error: msg, ...(err instanceof ApplyError ? { errorStep: err.step } : {}), changes, durationMs: Date.now() - started, at: Date.now() };
+      if (this.reporter.changed('apply', `error:${msg}`))
+        this.opts.log.error(`apply failed: ${msg}; retrying with backoff, nothing was torn down`);
+      report = {
+        ok: false,
+        error: msg,
+        ...(err instanceof ApplyError ? { errorStep: err.step } : {}),
+        changes,
+        durationMs: Date.now() - started,
+        at: Date.now(),
+      };
       clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => { this.retryTimer = undefined; this.schedule('retry after a failed apply', true); }, this.retry.next());
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.schedule('retry after a failed apply', true);
+      }, this.retry.next());
     } finally {
       this.runStartedAt = undefined;
     }

@@ -31,16 +31,20 @@ export class MetricsEndpoint implements Part {
   /** Moves the server to the address of `config` (or turns it off); resolves when done. */
   reconfigure(config: Config): Promise<void> {
     this.config = config;
-    this.chain = this.chain.then(() => this.listen(config)).catch((err: unknown) => {
-      this.log.error(`metrics endpoint: unexpected error: ${describeError(err)}; the daemon goes on`);
-    });
+    this.chain = this.chain
+      .then(() => this.listen(config))
+      .catch((err: unknown) => {
+        this.log.error(`metrics endpoint: unexpected error: ${describeError(err)}; the daemon goes on`);
+      });
     return this.chain;
   }
 
   async stop(): Promise<void> {
-    this.chain = this.chain.then(() => this.close()).catch((err: unknown) => {
-      this.log.error(`metrics endpoint: closing: ${describeError(err)}`);
-    });
+    this.chain = this.chain
+      .then(() => this.close())
+      .catch((err: unknown) => {
+        this.log.error(`metrics endpoint: closing: ${describeError(err)}`);
+      });
     await this.chain;
   }
 
@@ -64,9 +68,13 @@ export class MetricsEndpoint implements Part {
     try {
       this.server = await this.serve({ host, port, metrics: this.metrics, health: this.health, log: this.log });
     } catch (err) {
-      this.log.warning(`cannot serve metrics on ${host}:${port} ([metrics] listen): ${describeError(err)}; running without metrics`);
+      this.log.warning(
+        `cannot serve metrics on ${host}:${port} ([metrics] listen): ${describeError(err)}; running without metrics`,
+      );
       return;
     }
-    this.log.info(`metrics on http://${host.includes(':') ? `[${host}]` : host}:${this.server.address.port}/metrics, health on /healthz`);
+    this.log.info(
+      `metrics on http://${host.includes(':') ? `[${host}]` : host}:${this.server.address.port}/metrics, health on /healthz`,
+    );
   }
 }

@@ -30,7 +30,12 @@ export class NameResolver implements Part {
   private snapshot: ReadonlyMap<string, string> = new Map();
 
   /** `lookup` returns the addresses of a name (IPv4 first); `onChange` runs when an address changes. */
-  constructor(private readonly lookup: (name: string) => Promise<string[]>, private readonly log: Logger, private readonly onChange: () => void, timing: Partial<ResolverTiming> = {}) {
+  constructor(
+    private readonly lookup: (name: string) => Promise<string[]>,
+    private readonly log: Logger,
+    private readonly onChange: () => void,
+    timing: Partial<ResolverTiming> = {},
+  ) {
     this.timing = { ...DEFAULT_TIMING, ...timing };
   }
 
@@ -82,15 +87,30 @@ export class NameResolver implements Part {
       if (this.reporter.changed(name, `ok ${next}`)) this.log.info(`resolved ${name} to ${next}`);
       this.addresses.set(name, next);
     } else if (this.reporter.changed(name, 'failed')) {
-      this.log.warning(`cannot resolve ${name} (${failure})${before ? `; keeping its last address ${before}` : '; what needs it is left out until it resolves'}; trying again in ${formatMs(this.timing.retry)}`);
+      this.log.warning(
+        `cannot resolve ${name} (${failure})${before ? `; keeping its last address ${before}` : '; what needs it is left out until it resolves'}; trying again in ${formatMs(this.timing.retry)}`,
+      );
     }
-    this.timers.set(name, setTimeout(() => { void this.resolve(name); }, next !== undefined ? this.timing.refresh : this.timing.retry));
+    this.timers.set(
+      name,
+      setTimeout(
+        () => {
+          void this.resolve(name);
+        },
+        next !== undefined ? this.timing.refresh : this.timing.retry,
+      ),
+    );
     if (this.addresses.get(name) !== before) this.publish();
   }
 
   private withTimeout<T>(p: Promise<T>, name: string): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer for ${name} within ${formatMs(this.timing.timeout)}`)), this.timing.timeout); });
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer for ${name} within ${formatMs(this.timing.timeout)}`)),
+        this.timing.timeout,
+      );
+    });
     return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
 

@@ -9,7 +9,11 @@ import type { Part } from './part.js';
 
 /** A Node or external-peer source as a part. */
 export class SourcePart<T> implements Part {
-  constructor(readonly name: string, private readonly source: Source<T>, private readonly handler: SourceHandler<T>) {}
+  constructor(
+    readonly name: string,
+    private readonly source: Source<T>,
+    private readonly handler: SourceHandler<T>,
+  ) {}
 
   start(): void {
     this.source.start(this.handler);
@@ -24,7 +28,12 @@ export class SourcePart<T> implements Part {
 export class Timer implements Part {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(readonly name: string, private readonly ms: number, private readonly repeat: boolean, private readonly fn: () => void) {}
+  constructor(
+    readonly name: string,
+    private readonly ms: number,
+    private readonly repeat: boolean,
+    private readonly fn: () => void,
+  ) {}
 
   start(): void {
     this.timer = this.repeat ? setInterval(this.fn, this.ms) : setTimeout(this.fn, this.ms);
@@ -39,7 +48,10 @@ export class Timer implements Part {
 export class StartedPart implements Part {
   private handle: { stop(): void } | undefined;
 
-  constructor(readonly name: string, private readonly begin: () => { stop(): void }) {}
+  constructor(
+    readonly name: string,
+    private readonly begin: () => { stop(): void },
+  ) {}
 
   start(): void {
     this.handle = this.begin();
@@ -52,7 +64,10 @@ export class StartedPart implements Part {
 
 /** Runs `stop` when the daemon stops (a connection or co-process opened before the start). */
 export class Closer implements Part {
-  constructor(readonly name: string, private readonly close: () => void | Promise<void>) {}
+  constructor(
+    readonly name: string,
+    private readonly close: () => void | Promise<void>,
+  ) {}
 
   start(): void {}
 
@@ -65,10 +80,13 @@ export class Closer implements Part {
 export async function stopAll(parts: readonly Part[], log: Logger, limitMs: number): Promise<void> {
   for (const part of [...parts].reverse()) {
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), limitMs); });
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), limitMs);
+    });
     try {
       const outcome = await Promise.race([Promise.resolve(part.stop()).then(() => 'ok' as const), late]);
-      if (outcome === 'late') log.warning(`stopping the ${part.name} took longer than ${formatMs(limitMs)}; going on without it`);
+      if (outcome === 'late')
+        log.warning(`stopping the ${part.name} took longer than ${formatMs(limitMs)}; going on without it`);
       else log.debug(`stopped the ${part.name}`);
     } catch (err) {
       log.error(`stopping the ${part.name}: ${describeError(err)}`);

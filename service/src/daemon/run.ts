@@ -32,8 +32,14 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
   const translate = { labels: [config.mesh.locationLabel] };
   return {
     server: kc.getCurrentCluster()?.server ?? '?',
-    nodes: k.discovery === 'watch' ? new WatchNodeSource(nodesApi(kc), log, translate) : new ListNodeSource(nodesApi(kc), log, everyMs, translate),
-    externalPeers: k.discovery === 'watch' ? new WatchExternalPeerSource(peersApi(kc), log) : new ListExternalPeerSource(peersApi(kc), log, everyMs),
+    nodes:
+      k.discovery === 'watch'
+        ? new WatchNodeSource(nodesApi(kc), log, translate)
+        : new ListNodeSource(nodesApi(kc), log, everyMs, translate),
+    externalPeers:
+      k.discovery === 'watch'
+        ? new WatchExternalPeerSource(peersApi(kc), log)
+        : new ListExternalPeerSource(peersApi(kc), log, everyMs),
     publisher: new ApiNodePublisher(kc),
     leases: (namespace) => leasesApi(kc, namespace),
     clusterCa: await clusterCa(kc),
@@ -76,10 +82,13 @@ export async function runDaemon(configPath: string): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      daemon.stop(signal).then(() => resolve(0), (err: unknown) => {
-        log.error(`stopping: ${describeError(err)}`);
-        resolve(EXIT_FAILURE);
-      });
+      daemon.stop(signal).then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error(`stopping: ${describeError(err)}`);
+          resolve(EXIT_FAILURE);
+        },
+      );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -16,7 +16,12 @@ export class StatusWriter implements Part {
   private readonly reporter = new StateReporter();
 
   /** `delayMs`: how long a change waits for more before the file is written (asked each time). */
-  constructor(private readonly dir: () => string, private readonly build: () => StatusSnapshot, private readonly log: Logger, private readonly delayMs: () => number = () => 200) {}
+  constructor(
+    private readonly dir: () => string,
+    private readonly build: () => StatusSnapshot,
+    private readonly log: Logger,
+    private readonly delayMs: () => number = () => 200,
+  ) {}
 
   start(): void {
     this.changed();
@@ -48,7 +53,8 @@ export class StatusWriter implements Part {
       this.reporter.changed('status', 'ok');
     } catch (err) {
       const why = describeError(err);
-      if (this.reporter.changed('status', why)) this.log.warning(`cannot write the status file for \`wg-overlay status\`: ${why}`);
+      if (this.reporter.changed('status', why))
+        this.log.warning(`cannot write the status file for \`wg-overlay status\`: ${why}`);
     }
   }
 }

@@ -88,9 +88,16 @@ function sameDesired(a: DesiredState, b: DesiredState): boolean {
   if (!isDeepStrictEqual(a.iface, b.iface)) return false;
   // Derived from `a`: only the delta can differ.
   if (b.peersDelta?.from === a.peers && b.routesDelta?.from === a.routes) {
-    return b.peersDelta.added.length + b.peersDelta.removed.length + b.routesDelta.added.length + b.routesDelta.removed.length === 0;
+    return (
+      b.peersDelta.added.length +
+        b.peersDelta.removed.length +
+        b.routesDelta.added.length +
+        b.routesDelta.removed.length ===
+      0
+    );
   }
-  const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean => x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
+  const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean =>
+    x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
   return sameRefs(a.peers, b.peers) && sameRefs(a.routes, b.routes);
 }
 
@@ -122,7 +129,11 @@ export class MeshStep {
   /** Peers the device refused in the latest run, one sentence each (also in the status file). */
   refusedPeers: string[] = [];
 
-  constructor(private readonly parts: StepParts, private config: Config, waitForPeers: boolean) {
+  constructor(
+    private readonly parts: StepParts,
+    private config: Config,
+    waitForPeers: boolean,
+  ) {
     if (!waitForPeers) this.externalPeers = [];
   }
 
@@ -157,7 +168,9 @@ export class MeshStep {
 
   /** Takes a new complete list of external peers; true when something changed. */
   setExternalPeers(peers: readonly ExternalPeer[]): boolean {
-    const same = this.externalPeers !== undefined && JSON.stringify(keyedByName(this.externalPeers)) === JSON.stringify(keyedByName(peers));
+    const same =
+      this.externalPeers !== undefined &&
+      JSON.stringify(keyedByName(this.externalPeers)) === JSON.stringify(keyedByName(peers));
     if (same) return false;
     this.externalPeers = [...peers];
     this.engine?.engine.setExternalPeers(this.externalPeers);
@@ -206,7 +219,8 @@ export class MeshStep {
     try {
       return await this.runLogged(reasons, force, changes);
     } finally {
-      if (this.quietChanges > 0) this.parts.log.info(`… and ${this.quietChanges} more changes in this run (each logged at debug level)`);
+      if (this.quietChanges > 0)
+        this.parts.log.info(`… and ${this.quietChanges} more changes in this run (each logged at debug level)`);
     }
   }
 
@@ -229,7 +243,10 @@ export class MeshStep {
   private membership(settings: MeshSettings): Membership {
     const key = membershipKey(membershipSettings(settings));
     if (this.engine?.key !== key) {
-      const engine = new MeshEngine(membershipSettings(settings), { name: this.parts.identity.name, publicKey: this.parts.identity.publicKey });
+      const engine = new MeshEngine(membershipSettings(settings), {
+        name: this.parts.identity.name,
+        publicKey: this.parts.identity.publicKey,
+      });
       engine.setNodes([...this.nodes.values()]);
       engine.setExternalPeers(this.externalPeers ?? []);
       this.engine = { key, engine };
@@ -251,7 +268,8 @@ export class MeshStep {
     let restartWhy: string | undefined;
     if (this.config.wireguard.apply === 'restart') {
       const plan = await peers.plan(desired.peers);
-      if (plan.length > 0) restartWhy = `apply = restart and ${plan.length} peer change(s): ${plan.map((c) => c.reason).join('; ')}`;
+      if (plan.length > 0)
+        restartWhy = `apply = restart and ${plan.length} peer change(s): ${plan.map((c) => c.reason).join('; ')}`;
     }
     const ifaceResult = await iface.set(desired.iface, source, restartWhy);
     this.record(changes, ifaceResult.changes);
@@ -263,12 +281,21 @@ export class MeshStep {
     }
     // A route only ever names the interface, so its order against `wg set` does not matter, and
     // running both at once halves the latency.
-    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers, desired.peersDelta), routes.set(desired.routes, desired.routesDelta)]);
+    const [peerResult, routeResult] = await Promise.all([
+      peers.set(desired.peers, desired.peersDelta),
+      routes.set(desired.routes, desired.routesDelta),
+    ]);
     this.record(changes, peerResult.changes);
-    this.refusedPeers = peerResult.refused.map((r) => `peer ${r.name} could not be applied (${r.error}); the other peers are applied, and it is tried again at the next resync`);
-    if (this.reporter.changed('refused', this.refusedPeers.join('\n'))) for (const line of this.refusedPeers) this.parts.log.warning(line);
+    this.refusedPeers = peerResult.refused.map(
+      (r) =>
+        `peer ${r.name} could not be applied (${r.error}); the other peers are applied, and it is tried again at the next resync`,
+    );
+    if (this.reporter.changed('refused', this.refusedPeers.join('\n')))
+      for (const line of this.refusedPeers) this.parts.log.warning(line);
     this.record(changes, routeResult.changes);
-    return routeResult.clash ? { applied: true, followUp: 'a route already existed: checking the routing table' } : { applied: true };
+    return routeResult.clash
+      ? { applied: true, followUp: 'a route already existed: checking the routing table' }
+      : { applied: true };
   }
 
   /** The desired state, or undefined (with `waiting` set and logged once) when there is none yet. */
@@ -280,17 +307,33 @@ export class MeshStep {
     }
     const selfNode = this.nodes.get(identity.name);
     if (!selfNode) {
-      return this.wait(`Node ${identity.name} does not exist yet`, (w) => log.warning(`${w}; waiting for it (set [kubernetes] node_name if this node is registered under another name)`));
+      return this.wait(`Node ${identity.name} does not exist yet`, (w) =>
+        log.warning(`${w}; waiting for it (set [kubernetes] node_name if this node is registered under another name)`),
+      );
     }
     const mtu = await this.resolveMtu(selfNode);
     try {
       const settings = this.behindNat(selfNode, meshSettings(this.config, mtu, this.facts));
-      this.desired = desiredFor(identity, selfNode, this.membership(settings), settings, this.desired, this.topologyInput(), this.parts.endpoints?.take());
+      this.desired = desiredFor(
+        identity,
+        selfNode,
+        this.membership(settings),
+        settings,
+        this.desired,
+        this.topologyInput(),
+        this.parts.endpoints?.take(),
+      );
       this.addObserved(this.desired);
       this.wantLease(this.desired);
       // A node (re)starting must not lead by rank for a moment while another one holds the Lease.
-      if (this.desired.topology?.granularity === 'location' && this.parts.leadership && !this.parts.leadership.known()) {
-        return this.wait('waiting for the location leader Leases from the API server', (w) => log.info(`${w} before applying`));
+      if (
+        this.desired.topology?.granularity === 'location' &&
+        this.parts.leadership &&
+        !this.parts.leadership.known()
+      ) {
+        return this.wait('waiting for the location leader Leases from the API server', (w) =>
+          log.info(`${w} before applying`),
+        );
       }
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
@@ -308,10 +351,21 @@ export class MeshStep {
    */
   private behindNat(selfNode: MeshNode, settings: MeshSettings): MeshSettings {
     if (settings.persistentKeepalive > 0) return settings;
-    const own = new Set([...selfNode.internalIPs, ...selfNode.externalIPs].map((t) => parseIp(t)).filter((ip) => !!ip).map((ip) => formatIp(ip!)));
-    const seen = this.discovered.about(selfNode.name).map((ep) => parseHostPort(ep)?.host).filter((h): h is string => !!h);
+    const own = new Set(
+      [...selfNode.internalIPs, ...selfNode.externalIPs]
+        .map((t) => parseIp(t))
+        .filter((ip) => !!ip)
+        .map((ip) => formatIp(ip!)),
+    );
+    const seen = this.discovered
+      .about(selfNode.name)
+      .map((ep) => parseHostPort(ep)?.host)
+      .filter((h): h is string => !!h);
     if (!seen.some((h) => !own.has(formatIp(parseIp(h)!)))) return settings;
-    if (this.reporter.changed('nat', seen.join())) this.parts.log.info(`other nodes see this node arrive from ${seen.join(', ')}, not one of its own addresses (behind NAT): keepalive 25 s towards every peer`);
+    if (this.reporter.changed('nat', seen.join()))
+      this.parts.log.info(
+        `other nodes see this node arrive from ${seen.join(', ')}, not one of its own addresses (behind NAT): keepalive 25 s towards every peer`,
+      );
     return { ...settings, persistentKeepalive: 25 };
   }
 
@@ -320,7 +374,10 @@ export class MeshStep {
     const observed = this.parts.endpoints?.observed ?? {};
     let text = JSON.stringify(observed);
     // Other nodes ignore annotations over 1 KiB: keep the first entries (by name) that fit.
-    while (text.length > 1000) text = JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(text) as Record<string, string>).slice(0, -1)));
+    while (text.length > 1000)
+      text = JSON.stringify(
+        Object.fromEntries(Object.entries(JSON.parse(text) as Record<string, string>).slice(0, -1)),
+      );
     if (text !== '{}') desired.publish[ANNOTATION_DISCOVERED] = text;
   }
 
@@ -330,7 +387,12 @@ export class MeshStep {
     if (m.granularity === 'full') return undefined;
     const lead = this.parts.leadership;
     return {
-      settings: { granularity: m.granularity, locationLabel: m.locationLabel, reachable: m.reachable, localRoutes: m.localRoutes },
+      settings: {
+        granularity: m.granularity,
+        locationLabel: m.locationLabel,
+        reachable: m.reachable,
+        localRoutes: m.localRoutes,
+      },
       nodes: this.nodes,
       holders: lead?.holders() ?? new Map(),
       lapsed: lead?.lapsed() ?? new Map(),
@@ -341,7 +403,9 @@ export class MeshStep {
   private wantLease(desired: DesiredState): void {
     const t = desired.topology;
     const mine = t?.granularity === 'location' ? t.locations.find((l) => l.id === t.locationId) : undefined;
-    this.parts.leadership?.want(mine ? { location: mine.id, candidates: mine.candidates, leader: mine.leader } : undefined);
+    this.parts.leadership?.want(
+      mine ? { location: mine.id, candidates: mine.candidates, leader: mine.leader } : undefined,
+    );
   }
 
   private wait(why: string, logOnce?: (why: string) => void): undefined {
@@ -393,12 +457,19 @@ export class MeshStep {
     let quiet = 0;
     for (const l of lines) {
       if (before.has(l.text)) continue;
-      if (shown >= CHANGES_LOGGED_PER_RUN) { quiet += 1; this.parts.log.debug(l.text); continue; }
+      if (shown >= CHANGES_LOGGED_PER_RUN) {
+        quiet += 1;
+        this.parts.log.debug(l.text);
+        continue;
+      }
       shown += 1;
       if (l.warn) this.parts.log.warning(l.text);
       else this.parts.log.info(l.text);
     }
-    if (quiet > 0) this.parts.log.warning(`… and ${quiet} more Nodes or Peers left out or partly ignored (\`wg-overlay status\` lists them all)`);
+    if (quiet > 0)
+      this.parts.log.warning(
+        `… and ${quiet} more Nodes or Peers left out or partly ignored (\`wg-overlay status\` lists them all)`,
+      );
   }
 
   private async publish(selfNode: MeshNode, desired: DesiredState, changes: string[]): Promise<void> {
@@ -411,8 +482,12 @@ export class MeshStep {
     }
     if (Object.keys(patch).length === 0) return;
     await inStep('publish', () => this.parts.publisher.patchAnnotations(selfNode.name, patch));
-    const what = Object.entries(patch).map(([k, v]) => `${k}=${v ?? '(removed)'}`).join(' ');
-    this.record(changes, [{ what: `published on Node ${selfNode.name}: ${what}`, why: 'published values differ from this node\'s' }]);
+    const what = Object.entries(patch)
+      .map(([k, v]) => `${k}=${v ?? '(removed)'}`)
+      .join(' ');
+    this.record(changes, [
+      { what: `published on Node ${selfNode.name}: ${what}`, why: "published values differ from this node's" },
+    ]);
   }
 }
 

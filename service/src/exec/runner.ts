@@ -83,7 +83,11 @@ export class ExecaRunner implements CommandRunner {
     }
     const result: CommandResult = { stdout: res.stdout ?? '', stderr: res.stderr ?? '', exitCode: res.exitCode ?? -1 };
     if (res.failed && !opts.allowFailure) {
-      const why = res.timedOut ? 'timed out' : res.exitCode === undefined ? (res.shortMessage ?? 'failed') : `exit ${res.exitCode}`;
+      const why = res.timedOut
+        ? 'timed out'
+        : res.exitCode === undefined
+          ? (res.shortMessage ?? 'failed')
+          : `exit ${res.exitCode}`;
       throw new CommandError(`${line}: ${why}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`, result);
     }
     return result;
@@ -94,13 +98,20 @@ export class ExecaRunner implements CommandRunner {
 export class RecordingRunner implements CommandRunner {
   readonly calls: string[] = [];
 
-  constructor(private readonly handler: (cmd: string, args: readonly string[], opts: RunOptions) => Partial<CommandResult> | Promise<Partial<CommandResult>> = () => ({})) {}
+  constructor(
+    private readonly handler: (
+      cmd: string,
+      args: readonly string[],
+      opts: RunOptions,
+    ) => Partial<CommandResult> | Promise<Partial<CommandResult>> = () => ({}),
+  ) {}
 
   async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
     this.calls.push(formatCommand(cmd, args));
     const r = await this.handler(cmd, args, opts);
     const result = { stdout: r.stdout ?? '', stderr: r.stderr ?? '', exitCode: r.exitCode ?? 0 };
-    if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(`${briefCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
+    if (result.exitCode !== 0 && !opts.allowFailure)
+      throw new CommandError(`${briefCommand(cmd, args)}: exit ${result.exitCode}: ${result.stderr}`, result);
     return result;
   }
 }

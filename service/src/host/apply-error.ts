@@ -8,7 +8,11 @@ export type ApplyStep = 'publish' | 'interface' | 'peers' | 'routes' | 'config-f
 
 /** A failed step of a reconcile run. */
 export class ApplyError extends Error {
-  constructor(readonly step: ApplyStep, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly step: ApplyStep,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'ApplyError';
   }

@@ -13,12 +13,24 @@ export function parseDump(name: string, text: string): InterfaceStatus {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   const head = lines[0]?.split('\t');
   // Never quote the output: the first field of the interface line is the private key.
-  if (!head || head.length < 4) throw new Error(`unexpected output of wg show ${name} dump (${lines.length} lines, first line with ${head?.length ?? 0} fields)`);
+  if (!head || head.length < 4)
+    throw new Error(
+      `unexpected output of wg show ${name} dump (${lines.length} lines, first line with ${head?.length ?? 0} fields)`,
+    );
   const [, publicKey, listenPort, fwmark] = head;
   const peers: PeerStatus[] = lines.slice(1).map((line) => {
     const f = line.split('\t');
     if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump (${f.length} fields, expected 8)`);
-    const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as [string, string, string, string, string, string, string, string];
+    const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     return {
       publicKey: key,
       hasPresharedKey: psk !== '(none)',
@@ -66,7 +78,8 @@ export interface PeerFailure {
 /** Applies one change on its own (a preshared key from a private file, never on the command line). */
 async function applyOne(runner: CommandRunner, name: string, c: PeerChange): Promise<void> {
   const psk = c.op !== 'remove' ? c.peer.presharedKey : undefined;
-  if (psk) await withSecretFile(`${psk}\n`, (file) => runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', file]));
+  if (psk)
+    await withSecretFile(`${psk}\n`, (file) => runner.run('wg', ['set', name, ...peerArgs(c), 'preshared-key', file]));
   else await runner.run('wg', ['set', name, ...peerArgs(c)]);
 }
 
@@ -76,7 +89,11 @@ async function applyOne(runner: CommandRunner, name: string, c: PeerChange): Pro
  * refused (`wg` takes a whole command or nothing), each of its changes is applied on its own, so
  * every good one lands; resolves with the ones that failed.
  */
-export async function applyPeerChanges(runner: CommandRunner, name: string, changes: readonly PeerChange[]): Promise<PeerFailure[]> {
+export async function applyPeerChanges(
+  runner: CommandRunner,
+  name: string,
+  changes: readonly PeerChange[],
+): Promise<PeerFailure[]> {
   const failures: PeerFailure[] = [];
   const tryOne = async (c: PeerChange): Promise<void> => {
     try {
@@ -88,7 +105,10 @@ export async function applyPeerChanges(runner: CommandRunner, name: string, chan
   const plain = changes.filter((c) => c.op === 'remove' || !c.peer.presharedKey);
   for (const c of changes) if (c.op !== 'remove' && c.peer.presharedKey) await tryOne(c);
   for (const chunk of chunkByBytes(plain, WG_SET_BUDGET)) {
-    if (chunk.length === 1) { await tryOne(chunk[0]!); continue; }
+    if (chunk.length === 1) {
+      await tryOne(chunk[0]!);
+      continue;
+    }
     try {
       await runner.run('wg', ['set', name, ...chunk.flatMap(peerArgs)]);
     } catch {

@@ -19,8 +19,19 @@ import type { AppliedChange } from './change.js';
 import { readDevice } from './device.js';
 import type { OwnChanges } from './own-changes.js';
 import {
-  configureLink, createLink, deleteLink, kernelWireGuardError, linkImplementation, noWireGuardMessage, readLink, setIPv6Address, setLinkUp, wireguardGoInstalled,
-  type CreatedLink, type Implementation, type WireguardGoCheck,
+  configureLink,
+  createLink,
+  deleteLink,
+  kernelWireGuardError,
+  linkImplementation,
+  noWireGuardMessage,
+  readLink,
+  setIPv6Address,
+  setLinkUp,
+  wireguardGoInstalled,
+  type CreatedLink,
+  type Implementation,
+  type WireguardGoCheck,
 } from './link.js';
 
 /** What the interface is (re)built from: the full wg-quick config, and the file wg-quick reads. */
@@ -54,10 +65,20 @@ interface Recreator {
 
 /** Through systemd: start or restart `wg-quick@<if>.service`, which reads the config file. */
 class WgQuickUnit implements Recreator {
-  constructor(private readonly units: UnitController, private readonly iface: string, private readonly configFile: string, private readonly runner: CommandRunner, private readonly hasWireguardGo: WireguardGoCheck) {}
+  constructor(
+    private readonly units: UnitController,
+    private readonly iface: string,
+    private readonly configFile: string,
+    private readonly runner: CommandRunner,
+    private readonly hasWireguardGo: WireguardGoCheck,
+  ) {}
 
   async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
-    if (!(await source.writeFile())) throw new ApplyError('interface', `not restarting wg-quick@${this.iface}: ${this.configFile} could not be written`);
+    if (!(await source.writeFile()))
+      throw new ApplyError(
+        'interface',
+        `not restarting wg-quick@${this.iface}: ${this.configFile} could not be written`,
+      );
     const unit = `wg-quick@${this.iface}.service`;
     try {
       if (link.exists) {
@@ -81,7 +102,10 @@ class WgQuickUnit implements Recreator {
     const msg = err instanceof Error ? err.message : String(err);
     const kernel = await kernelWireGuardError(this.runner).catch(() => undefined);
     if (kernel !== undefined && !(await this.hasWireguardGo())) {
-      return new ApplyError('interface', `${noWireGuardMessage(kernel)}; wg-quick@${this.iface}.service cannot start (journalctl -u wg-quick@${this.iface}.service)`);
+      return new ApplyError(
+        'interface',
+        `${noWireGuardMessage(kernel)}; wg-quick@${this.iface}.service cannot start (journalctl -u wg-quick@${this.iface}.service)`,
+      );
     }
     return new ApplyError('interface', msg, { cause: err });
   }
@@ -89,7 +113,13 @@ class WgQuickUnit implements Recreator {
 
 /** Without systemd: the daemon deletes, creates and configures the link itself. */
 class DirectLink implements Recreator {
-  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly implementation: 'auto' | Implementation, private readonly log: Logger, private readonly hasWireguardGo: WireguardGoCheck) {}
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly iface: string,
+    private readonly implementation: 'auto' | Implementation,
+    private readonly log: Logger,
+    private readonly hasWireguardGo: WireguardGoCheck,
+  ) {}
 
   async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     const cfg = source.config();
@@ -98,14 +128,23 @@ class DirectLink implements Recreator {
       const created = await createLink(this.runner, this.iface, this.implementation, this.log, this.hasWireguardGo);
       await configureLink(this.runner, this.iface, cfg);
       const how = created.impl === 'kernel' ? 'kernel WireGuard' : 'userspace wireguard-go';
-      return { change: { what: `${link.exists ? 'recreated' : 'created'} ${this.iface} directly (${how}, no systemd) with ${cfg.peers.length} peers`, why }, created };
+      return {
+        change: {
+          what: `${link.exists ? 'recreated' : 'created'} ${this.iface} directly (${how}, no systemd) with ${cfg.peers.length} peers`,
+          why,
+        },
+        created,
+      };
     });
   }
 }
 
 /** `create_interface = false`: someone else owns the interface; configure it in place, never delete it. */
 class ExternalLink implements Recreator {
-  constructor(private readonly runner: CommandRunner, private readonly iface: string) {}
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly iface: string,
+  ) {}
 
   async recreate(_link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     await inStep('interface', () => configureLink(this.runner, this.iface, source.config()));
@@ -141,14 +180,17 @@ export class InterfaceOwner {
 
   constructor(private readonly o: InterfaceOwnerOptions) {
     const hasWireguardGo = o.hasWireguardGo ?? wireguardGoInstalled;
-    this.recreator = !o.createInterface ? new ExternalLink(o.runner, o.iface)
-      : o.units ? new WgQuickUnit(o.units, o.iface, o.configFile, o.runner, hasWireguardGo)
+    this.recreator = !o.createInterface
+      ? new ExternalLink(o.runner, o.iface)
+      : o.units
+        ? new WgQuickUnit(o.units, o.iface, o.configFile, o.runner, hasWireguardGo)
         : new DirectLink(o.runner, o.iface, o.implementation, o.log, hasWireguardGo);
   }
 
   /** Who owns the interface, for the start-up log line. */
   describe(): string {
-    if (!this.o.createInterface) return `${this.o.iface} is created by someone else (create_interface = false); the daemon configures it in place`;
+    if (!this.o.createInterface)
+      return `${this.o.iface} is created by someone else (create_interface = false); the daemon configures it in place`;
     return this.o.units
       ? `systemd found on the system bus: interface restarts go through wg-quick@${this.o.iface}.service`
       : `no systemd manager reachable: the daemon brings ${this.o.iface} up and down itself`;
@@ -164,12 +206,14 @@ export class InterfaceOwner {
    * A repeat with equal input, and no `restartWhy`, runs nothing.
    */
   async set(want: DesiredInterface, source: InterfaceSource, restartWhy?: string): Promise<InterfaceSetResult> {
-    if (!restartWhy && this.applied && isDeepStrictEqual(this.applied, want)) return { ready: true, recreated: false, changes: [] };
+    if (!restartWhy && this.applied && isDeepStrictEqual(this.applied, want))
+      return { ready: true, recreated: false, changes: [] };
     this.applied = undefined;
     const { runner, iface } = this.o;
     const link = await inStep('interface', () => readLink(runner, iface));
     if (!link.exists && !this.o.createInterface) {
-      if (this.reporter.changed('iface', 'waiting')) this.o.log.notice(`waiting for interface ${iface} to be created by someone else (create_interface = false)`);
+      if (this.reporter.changed('iface', 'waiting'))
+        this.o.log.notice(`waiting for interface ${iface} to be created by someone else (create_interface = false)`);
       return { ready: false, recreated: false, changes: [] };
     }
     this.reporter.changed('iface', 'present');
@@ -228,7 +272,7 @@ export class InterfaceOwner {
    */
   private async reportImplementation(recreated: boolean, created: CreatedLink | undefined): Promise<void> {
     const { runner, iface, log } = this.o;
-    const impl = created?.impl ?? await linkImplementation(runner, iface);
+    const impl = created?.impl ?? (await linkImplementation(runner, iface));
     this.implementationKnown = true;
     if (!impl || !this.reporter.changed('implementation', impl)) return;
     if (impl === 'kernel') {
@@ -236,9 +280,17 @@ export class InterfaceOwner {
       return;
     }
     // wg-quick fell back to wireguard-go by itself: ask the kernel why.
-    const why = created ? created.kernelError : recreated && this.o.units && this.o.createInterface ? await kernelWireGuardError(runner) : undefined;
-    if (why === undefined) log.info(`${iface} runs on userspace wireguard-go${created ? ' (implementation = userspace)' : ''}`);
-    else log.notice(`${iface} runs on userspace wireguard-go: kernel WireGuard is not available (ip link add … type wireguard: ${why.replace(/\.$/, '')}); throughput is lower than in the kernel`);
+    const why = created
+      ? created.kernelError
+      : recreated && this.o.units && this.o.createInterface
+        ? await kernelWireGuardError(runner)
+        : undefined;
+    if (why === undefined)
+      log.info(`${iface} runs on userspace wireguard-go${created ? ' (implementation = userspace)' : ''}`);
+    else
+      log.notice(
+        `${iface} runs on userspace wireguard-go: kernel WireGuard is not available (ip link add … type wireguard: ${why.replace(/\.$/, '')}); throughput is lower than in the kernel`,
+      );
   }
 
   /** After a recreate: the link must exist and be a WireGuard device. */

@@ -27,7 +27,11 @@ export class IpBatch {
   private chain: Promise<unknown> = Promise.resolve();
 
   /** `command` runs `ip` (tests prefix it with nsenter to work inside a test namespace). */
-  constructor(private readonly log?: Logger, private readonly timeoutMs = 10_000, private readonly command: readonly string[] = ['ip']) {}
+  constructor(
+    private readonly log?: Logger,
+    private readonly timeoutMs = 10_000,
+    private readonly command: readonly string[] = ['ip'],
+  ) {}
 
   /** Runs the lines in order; resolves with the error message of each failed line, by index. */
   run(lines: readonly string[]): Promise<Map<number, string>> {

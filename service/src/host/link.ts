@@ -34,7 +34,9 @@ export async function readLink(runner: CommandRunner, name: string): Promise<Lin
     exists: true,
     up: (info.flags ?? []).includes('UP'),
     mtu: info.mtu ?? 0,
-    addresses: (info.addr_info ?? []).filter((a) => a.local && a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`),
+    addresses: (info.addr_info ?? [])
+      .filter((a) => a.local && a.scope !== 'link')
+      .map((a) => `${a.local}/${a.prefixlen}`),
   };
 }
 
@@ -75,7 +77,9 @@ const SYSTEM_BIN_DIRS = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr
 
 /** Whether an executable `wireguard-go` is on PATH or in the system's bin directories. */
 export const wireguardGoInstalled: WireguardGoCheck = async () => {
-  const dirs = [...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SYSTEM_BIN_DIRS])];
+  const dirs = [
+    ...new Set([...(process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/')), ...SYSTEM_BIN_DIRS]),
+  ];
   for (const dir of dirs) {
     try {
       await access(join(dir, 'wireguard-go'), constants.X_OK);
@@ -104,33 +108,49 @@ export async function kernelWireGuardError(runner: CommandRunner): Promise<strin
 
 /** What an admin must do on a node that has neither kernel WireGuard nor wireguard-go. */
 export function noWireGuardMessage(kernelError: string): string {
-  return 'no WireGuard on this node: the kernel cannot create WireGuard links '
-    + `(ip link add … type wireguard: ${kernelError.replace(/\.$/, '')}; the wireguard module is missing, blacklisted or refused) `
-    + 'and wireguard-go is not installed. Install wireguard-go (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go) '
-    + 'or make the wireguard kernel module loadable (Linux 5.6 and later: modprobe wireguard)';
+  return (
+    'no WireGuard on this node: the kernel cannot create WireGuard links ' +
+    `(ip link add … type wireguard: ${kernelError.replace(/\.$/, '')}; the wireguard module is missing, blacklisted or refused) ` +
+    'and wireguard-go is not installed. Install wireguard-go (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go) ' +
+    'or make the wireguard kernel module loadable (Linux 5.6 and later: modprobe wireguard)'
+  );
 }
 
 /**
  * Creates the interface; `auto` tries kernel WireGuard and falls back to wireguard-go. The error
  * when neither exists says what to install.
  */
-export async function createLink(runner: CommandRunner, name: string, implementation: 'auto' | Implementation, log: Logger, hasWireguardGo: WireguardGoCheck = wireguardGoInstalled): Promise<CreatedLink> {
+export async function createLink(
+  runner: CommandRunner,
+  name: string,
+  implementation: 'auto' | Implementation,
+  log: Logger,
+  hasWireguardGo: WireguardGoCheck = wireguardGoInstalled,
+): Promise<CreatedLink> {
   let kernelError: string | undefined;
   if (implementation !== 'userspace') {
     const res = await runner.run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'], { allowFailure: true });
     if (res.exitCode === 0) return { impl: 'kernel' };
     kernelError = res.stderr.trim() || `exit ${res.exitCode}`;
-    if (implementation === 'kernel') throw new Error(`creating ${name} with kernel WireGuard: ${kernelError} (set implementation = auto or userspace to use wireguard-go)`);
+    if (implementation === 'kernel')
+      throw new Error(
+        `creating ${name} with kernel WireGuard: ${kernelError} (set implementation = auto or userspace to use wireguard-go)`,
+      );
   }
   // wireguard-go daemonises itself; its banner on stderr goes to debug, not the journal at large.
   const res = await runner.run('wireguard-go', [name], { allowFailure: true });
   if (res.stderr.trim()) log.debug(`wireguard-go ${name}: ${res.stderr.trim()}`);
   if (res.exitCode !== 0) {
     if (!(await hasWireguardGo())) {
-      throw new Error(kernelError !== undefined ? noWireGuardMessage(kernelError)
-        : `creating ${name} with wireguard-go (implementation = userspace): wireguard-go is not installed; install it (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go)`);
+      throw new Error(
+        kernelError !== undefined
+          ? noWireGuardMessage(kernelError)
+          : `creating ${name} with wireguard-go (implementation = userspace): wireguard-go is not installed; install it (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go)`,
+      );
     }
-    throw new Error(`creating ${name} with wireguard-go: exit ${res.exitCode}: ${res.stderr.trim().split('\n').pop() ?? ''}`);
+    throw new Error(
+      `creating ${name} with wireguard-go: exit ${res.exitCode}: ${res.stderr.trim().split('\n').pop() ?? ''}`,
+    );
   }
   return kernelError !== undefined ? { impl: 'userspace', kernelError } : { impl: 'userspace' };
 }
@@ -139,7 +159,8 @@ export async function createLink(runner: CommandRunner, name: string, implementa
 export async function linkImplementation(runner: CommandRunner, name: string): Promise<Implementation | undefined> {
   const res = await runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', name], { allowFailure: true });
   if (res.exitCode !== 0) return undefined;
-  const kind = (JSON.parse(res.stdout.trim() || '[]') as Array<{ linkinfo?: { info_kind?: string } }>)[0]?.linkinfo?.info_kind;
+  const kind = (JSON.parse(res.stdout.trim() || '[]') as Array<{ linkinfo?: { info_kind?: string } }>)[0]?.linkinfo
+    ?.info_kind;
   return kind === 'wireguard' ? 'kernel' : kind === 'tun' ? 'userspace' : undefined;
 }
 
@@ -148,7 +169,8 @@ export async function configureLink(runner: CommandRunner, name: string, cfg: Wg
   await withSecretFile(stripWgQuick(cfg), (file) => runner.run('wg', ['setconf', name, file]));
   const current = await readLink(runner, name);
   for (const a of current.addresses) {
-    if (!cfg.iface.address.includes(a)) await runner.run('ip', ['address', 'del', a, 'dev', name], { allowFailure: true });
+    if (!cfg.iface.address.includes(a))
+      await runner.run('ip', ['address', 'del', a, 'dev', name], { allowFailure: true });
   }
   for (const a of cfg.iface.address) {
     if (!current.addresses.includes(a)) await runner.run('ip', ['address', 'replace', a, 'dev', name]);
@@ -158,8 +180,15 @@ export async function configureLink(runner: CommandRunner, name: string, cfg: Wg
 }
 
 /** Makes `want` (or none) the only global IPv6 address of the interface, without touching anything else. */
-export async function setIPv6Address(runner: CommandRunner, name: string, want: string | undefined, current: readonly string[]): Promise<void> {
-  for (const a of current) if (a.includes(':') && a !== want) await runner.run('ip', ['-6', 'address', 'del', a, 'dev', name], { allowFailure: true });
+export async function setIPv6Address(
+  runner: CommandRunner,
+  name: string,
+  want: string | undefined,
+  current: readonly string[],
+): Promise<void> {
+  for (const a of current)
+    if (a.includes(':') && a !== want)
+      await runner.run('ip', ['-6', 'address', 'del', a, 'dev', name], { allowFailure: true });
   if (want && !current.includes(want)) await runner.run('ip', ['-6', 'address', 'replace', want, 'dev', name]);
 }
 

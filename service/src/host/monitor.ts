@@ -35,7 +35,9 @@ export function monitorInterface(iface: string, log: Logger, onChange: (line: st
     child.on('error', (err) => log.warning(`ip monitor could not run (${err.message}); relying on periodic resync`));
     const rl = createInterface({ input: child.stdout! });
     const drift = driftFilter(iface);
-    rl.on('line', (line) => { if (drift(line)) onChange(line); });
+    rl.on('line', (line) => {
+      if (drift(line)) onChange(line);
+    });
     child.on('exit', () => {
       if (!stopped) restartTimer = setTimeout(start, 1000);
     });

@@ -13,7 +13,10 @@ const DISCARD_PORT = 9;
 export function nudge(address: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(isIPv6(address) ? 'udp6' : 'udp4');
-    socket.once('error', (err) => { socket.close(); reject(err); });
+    socket.once('error', (err) => {
+      socket.close();
+      reject(err);
+    });
     socket.send(Buffer.from([0]), DISCARD_PORT, address, (err) => {
       socket.close();
       if (err) reject(new Error(`nudging ${address}: ${err.message}`));

@@ -33,7 +33,11 @@ const signature = (c: PeerChange): string => (c.op === 'remove' ? 'remove' : JSO
 /** How a peer change is logged. */
 function describe(c: PeerChange): AppliedChange {
   if (c.op === 'remove') return { what: `removed peer ${c.name ?? c.publicKey}`, why: c.reason };
-  if (c.op === 'add') return { what: `added peer ${c.peer.name} (${c.peer.endpoint ?? 'no endpoint'}, allowed-ips ${c.peer.allowedIPs.join(',')})`, why: c.reason };
+  if (c.op === 'add')
+    return {
+      what: `added peer ${c.peer.name} (${c.peer.endpoint ?? 'no endpoint'}, allowed-ips ${c.peer.allowedIPs.join(',')})`,
+      why: c.reason,
+    };
   return { what: `updated peer ${c.peer.name}`, why: c.reason };
 }
 
@@ -49,7 +53,11 @@ export class PeerAdapter {
   private readonly refused = new Map<string, string>();
 
   /** `onRead`: told what the device holds whenever the adapter reads it (the periodic resync). */
-  constructor(private readonly runner: CommandRunner, private readonly iface: string, private readonly onRead?: (peers: readonly PeerStatus[]) => void) {}
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly iface: string,
+    private readonly onRead?: (peers: readonly PeerStatus[]) => void,
+  ) {}
 
   /**
    * The changes `set(desired)` would make (reads the device when it is not trusted); none when
@@ -70,8 +78,11 @@ export class PeerAdapter {
     const known = this.trusted;
     const rebased: DesiredPeer[] = [];
     const fromLast = known && delta !== undefined && delta.from === this.lastList;
-    const planned = fromLast ? diffPeerDelta(delta, this.applied, rebased)
-      : known ? diffKnownPeers(desired, this.applied, rebased) : diffPeers(desired, await this.read(), this.applied);
+    const planned = fromLast
+      ? diffPeerDelta(delta, this.applied, rebased)
+      : known
+        ? diffKnownPeers(desired, this.applied, rebased)
+        : diffPeers(desired, await this.read(), this.applied);
     this.lastList = undefined;
     const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
     const refused: PeerRefusal[] = [];
@@ -83,20 +94,27 @@ export class PeerAdapter {
         const key = keyOf(f.change);
         this.refused.set(key, signature(f.change));
         kept.add(key);
-        refused.push({ name: f.change.op === 'remove' ? f.change.name ?? key : f.change.peer.name, error: f.error });
+        refused.push({ name: f.change.op === 'remove' ? (f.change.name ?? key) : f.change.peer.name, error: f.error });
       }
     }
     // A delta plans only what changed: refusals of peers outside it still stand.
-    if (!fromLast) for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
+    if (!fromLast)
+      for (const key of [...this.refused.keys()]) if (!planned.some((c) => keyOf(c) === key)) this.refused.delete(key);
     if (known) this.remember(plan, rebased, kept);
-    else this.applied = new Map(desired.flatMap((p): Array<[string, DesiredPeer]> => {
-      const old = this.applied.get(p.publicKey);
-      return kept.has(p.publicKey) ? (old ? [[p.publicKey, old]] : []) : [[p.publicKey, p]];
-    }));
+    else
+      this.applied = new Map(
+        desired.flatMap((p): Array<[string, DesiredPeer]> => {
+          const old = this.applied.get(p.publicKey);
+          return kept.has(p.publicKey) ? (old ? [[p.publicKey, old]] : []) : [[p.publicKey, p]];
+        }),
+      );
     this.trusted = true;
     this.lastList = desired;
     const failed = new Set(refused.map((r) => r.name));
-    return { changes: plan.filter((c) => !failed.has(c.op === 'remove' ? c.name ?? c.publicKey : c.peer.name)).map(describe), refused };
+    return {
+      changes: plan.filter((c) => !failed.has(c.op === 'remove' ? (c.name ?? c.publicKey) : c.peer.name)).map(describe),
+      refused,
+    };
   }
 
   /** Forgets that the device is known (and which changes it refused): the next `set()` reads it first. */

@@ -9,7 +9,14 @@
  */
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { diffKnownRoutes, diffRouteDelta, diffRoutes, routeKey, type RouteChange, type RouteTarget } from '../mesh/diff.js';
+import {
+  diffKnownRoutes,
+  diffRouteDelta,
+  diffRoutes,
+  routeKey,
+  type RouteChange,
+  type RouteTarget,
+} from '../mesh/diff.js';
 import type { DesiredRoute, ListDelta } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';
@@ -59,7 +66,12 @@ export class RouteAdapter {
   private lastList: readonly DesiredRoute[] | undefined;
   private readonly reporter = new StateReporter();
 
-  constructor(private readonly runner: CommandRunner, private readonly log: Logger, private readonly batch?: IpBatch, private readonly own?: OwnChanges) {}
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly log: Logger,
+    private readonly batch?: IpBatch,
+    private readonly own?: OwnChanges,
+  ) {}
 
   /**
    * Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. `delta`
@@ -70,7 +82,9 @@ export class RouteAdapter {
     const fromLast = delta !== undefined && delta.from === this.lastList;
     this.owned = undefined; // until this run is through
     this.lastList = undefined;
-    const result = known ? await this.setKnown(desired, known, fromLast ? delta : undefined) : await this.setRead(desired);
+    const result = known
+      ? await this.setKnown(desired, known, fromLast ? delta : undefined)
+      : await this.setRead(desired);
     if (this.owned && !result.clash) this.lastList = desired;
     return result;
   }
@@ -82,16 +96,24 @@ export class RouteAdapter {
   }
 
   /** Fast path: diff against what this adapter owns (no copy of it), exclusive adds through the batch. */
-  private async setKnown(desired: readonly DesiredRoute[], known: Owned, delta: ListDelta<DesiredRoute> | undefined): Promise<RouteSetResult> {
+  private async setKnown(
+    desired: readonly DesiredRoute[],
+    known: Owned,
+    delta: ListDelta<DesiredRoute> | undefined,
+  ): Promise<RouteSetResult> {
     const rebased: DesiredRoute[] = [];
-    const plan = delta ? diffRouteDelta(delta, known, this.foreign, ROUTE_PROTO, rebased) : diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
+    const plan = delta
+      ? diffRouteDelta(delta, known, this.foreign, ROUTE_PROTO, rebased)
+      : diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
     for (const r of rebased) own(known, r);
     if (plan.length === 0) {
       this.owned = known;
       return { changes: [], clash: false };
     }
     this.expectDeletions(plan);
-    const clashes = await inStep('routes', () => applyRouteChanges(this.runner, plan, { exclusive: true, ...(this.batch ? { batch: this.batch } : {}) }));
+    const clashes = await inStep('routes', () =>
+      applyRouteChanges(this.runner, plan, { exclusive: true, ...(this.batch ? { batch: this.batch } : {}) }),
+    );
     const changes = this.describe(plan, clashes);
     if (clashes.length > 0) return { changes, clash: true };
     for (const c of plan) {
@@ -116,7 +138,9 @@ export class RouteAdapter {
     }
     const todo = plan.filter((c) => c.op !== 'conflict');
     this.expectDeletions(todo);
-    await inStep('routes', () => applyRouteChanges(this.runner, todo, { exclusive: false, ...(this.batch ? { batch: this.batch } : {}) }));
+    await inStep('routes', () =>
+      applyRouteChanges(this.runner, todo, { exclusive: false, ...(this.batch ? { batch: this.batch } : {}) }),
+    );
     this.foreign = new Set(conflicts.map((c) => key(c.route)));
     const owned: Owned = { byKey: new Map(), objects: new Set() };
     for (const r of desired) if (!this.foreign.has(key(r))) own(owned, r);
@@ -133,7 +157,8 @@ export class RouteAdapter {
     const out: AppliedChange[] = [];
     for (const c of plan) {
       const to = c.route.gateway ? `via ${c.route.gateway}` : `dev ${c.route.dev ?? '?'}`;
-      if (c.op === 'add' && !clashes.includes(c.route.dst)) out.push({ what: `route ${c.route.dst} ${to} proto ${ROUTE_PROTO}`, why: c.reason });
+      if (c.op === 'add' && !clashes.includes(c.route.dst))
+        out.push({ what: `route ${c.route.dst} ${to} proto ${ROUTE_PROTO}`, why: c.reason });
       else if (c.op === 'delete') out.push({ what: `deleted route ${c.route.dst} ${to}`, why: c.reason });
     }
     return out;

@@ -33,7 +33,14 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
     const list = JSON.parse(res.stdout.trim() || '[]') as IpRoute[];
     for (const r of list) {
       if (!r.dst || (r.type && r.type !== 'unicast')) continue;
-      const dst = r.dst === 'default' ? (family === '-4' ? '0.0.0.0/0' : '::/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      const dst =
+        r.dst === 'default'
+          ? family === '-4'
+            ? '0.0.0.0/0'
+            : '::/0'
+          : r.dst.includes('/')
+            ? r.dst
+            : `${r.dst}/${family === '-4' ? 32 : 128}`;
       out.push({ dst, dev: r.dev, ...(r.gateway ? { gateway: r.gateway } : {}), protocol: String(r.protocol ?? '') });
     }
   }
@@ -47,13 +54,19 @@ export async function readRoutes(runner: CommandRunner): Promise<RouteStatus[]> 
  * co-process when one is given (falling back to one command each if it fails). Returns the
  * destinations an exclusive add found already routed.
  */
-export async function applyRouteChanges(runner: CommandRunner, changes: readonly RouteChange[], opts: { exclusive?: boolean; batch?: IpBatch } = {}): Promise<string[]> {
+export async function applyRouteChanges(
+  runner: CommandRunner,
+  changes: readonly RouteChange[],
+  opts: { exclusive?: boolean; batch?: IpBatch } = {},
+): Promise<string[]> {
   const todo = changes.filter((c): c is Exclude<RouteChange, { op: 'conflict' }> => c.op !== 'conflict');
   const verb = (c: Extract<RouteChange, { op: 'add' }>): string => (opts.exclusive && !c.replaces ? 'add' : 'replace');
   if (opts.batch && todo.length > 0) {
-    const lines = todo.map((c) => (c.op === 'add'
-      ? `route ${verb(c)} ${c.route.dst} ${target(c.route).join(' ')} proto ${ROUTE_PROTO}`
-      : `route del ${c.route.dst} proto ${ROUTE_PROTO}${target(c.route).length > 0 ? ` ${target(c.route).join(' ')}` : ''}`));
+    const lines = todo.map((c) =>
+      c.op === 'add'
+        ? `route ${verb(c)} ${c.route.dst} ${target(c.route).join(' ')} proto ${ROUTE_PROTO}`
+        : `route del ${c.route.dst} proto ${ROUTE_PROTO}${target(c.route).length > 0 ? ` ${target(c.route).join(' ')}` : ''}`,
+    );
     let errors: Map<number, string> | undefined;
     try {
       errors = await opts.batch.run(lines);
@@ -75,10 +88,17 @@ export async function applyRouteChanges(runner: CommandRunner, changes: readonly
   for (const c of todo) {
     if (c.op === 'add') {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';
-      const res = await runner.run('ip', [fam, 'route', verb(c), c.route.dst, ...target(c.route), 'proto', ROUTE_PROTO], { allowFailure: opts.exclusive });
+      const res = await runner.run(
+        'ip',
+        [fam, 'route', verb(c), c.route.dst, ...target(c.route), 'proto', ROUTE_PROTO],
+        { allowFailure: opts.exclusive },
+      );
       if (res.exitCode !== 0) {
         if (/File exists/i.test(res.stderr)) clashes.push(c.route.dst);
-        else throw new Error(`ip ${fam} route add ${c.route.dst} ${target(c.route).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
+        else
+          throw new Error(
+            `ip ${fam} route add ${c.route.dst} ${target(c.route).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`,
+          );
       }
     } else {
       const fam = parseCidr(c.route.dst)?.family === 6 ? '-6' : '-4';

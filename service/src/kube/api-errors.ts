@@ -9,9 +9,12 @@ export function describeApiError(err: unknown): string {
   if (typeof e?.code === 'number' && e.code >= 100) {
     let msg = '';
     try {
-      const body = typeof e.body === 'string' ? JSON.parse(e.body) as { message?: string } : e.body as { message?: string };
+      const body =
+        typeof e.body === 'string' ? (JSON.parse(e.body) as { message?: string }) : (e.body as { message?: string });
       msg = body?.message ?? '';
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
     return `HTTP ${e.code}${msg ? `: ${msg}` : ''}`;
   }
   return describeError(err);

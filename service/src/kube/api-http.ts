@@ -11,7 +11,11 @@ import type { KubeConfig } from '@kubernetes/client-node';
 
 /** An HTTP error answer of the API server (shaped like client-node's ApiException: `code`, `body`). */
 export class ApiHttpError extends Error {
-  constructor(readonly code: number, readonly body: string, what: string) {
+  constructor(
+    readonly code: number,
+    readonly body: string,
+    what: string,
+  ) {
     super(`${what}: HTTP ${code}`);
     this.name = 'ApiHttpError';
   }
@@ -21,12 +25,19 @@ export class ApiHttpError extends Error {
 export type Query = Record<string, string | number | boolean | undefined>;
 
 /** Opens a request (GET unless `send` says otherwise) with the kubeconfig's credentials (re-applied per request, so a rotated token is used). */
-async function open(kc: KubeConfig, path: string, query: Query, send?: { method: 'POST' | 'PUT'; body: string }): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
+async function open(
+  kc: KubeConfig,
+  path: string,
+  query: Query,
+  send?: { method: 'POST' | 'PUT'; body: string },
+): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(server.replace(/\/+$/, '') + path);
   for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
-  const opts: https.RequestOptions = { headers: { Accept: 'application/json', ...(send ? { 'Content-Type': 'application/json' } : {}) } };
+  const opts: https.RequestOptions = {
+    headers: { Accept: 'application/json', ...(send ? { 'Content-Type': 'application/json' } : {}) },
+  };
   await kc.applyToHTTPSOptions(opts);
   opts.method = send?.method ?? 'GET';
   const req = (url.protocol === 'http:' ? http : https).request(url, opts);
@@ -54,18 +65,34 @@ export async function getJson(kc: KubeConfig, path: string, query: Query, timeou
 }
 
 /** POSTs (creates) or PUTs (replaces) a JSON object at `path` and parses the answer; rejects like getJson. */
-export async function sendJson(kc: KubeConfig, method: 'POST' | 'PUT', path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+export async function sendJson(
+  kc: KubeConfig,
+  method: 'POST' | 'PUT',
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<unknown> {
   return requestJson(kc, path, {}, timeoutMs, { method, body: JSON.stringify(body) });
 }
 
-async function requestJson(kc: KubeConfig, path: string, query: Query, timeoutMs: number, send?: { method: 'POST' | 'PUT'; body: string }): Promise<unknown> {
+async function requestJson(
+  kc: KubeConfig,
+  path: string,
+  query: Query,
+  timeoutMs: number,
+  send?: { method: 'POST' | 'PUT'; body: string },
+): Promise<unknown> {
   const what = `${send?.method ?? 'GET'} ${path}`;
   const { req, response } = await open(kc, path, query, send);
-  const timer = setTimeout(() => req.destroy(new Error(`${what}: no answer within ${Math.round(timeoutMs / 1000)} s`)), timeoutMs);
+  const timer = setTimeout(
+    () => req.destroy(new Error(`${what}: no answer within ${Math.round(timeoutMs / 1000)} s`)),
+    timeoutMs,
+  );
   try {
     const res = await response;
     const body = await readBody(res);
-    if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300) throw new ApiHttpError(res.statusCode ?? 0, body, what);
+    if ((res.statusCode ?? 0) < 200 || (res.statusCode ?? 0) >= 300)
+      throw new ApiHttpError(res.statusCode ?? 0, body, what);
     return JSON.parse(body) as unknown;
   } finally {
     clearTimeout(timer);
@@ -83,7 +110,14 @@ export interface WatchHandle {
  * server accepted it; `onEnd` once, when the stream ends (with the error, if any). Rejects when
  * the request cannot be made.
  */
-export async function watchStream(kc: KubeConfig, path: string, query: Query, onEvent: (event: { type?: string; object?: unknown }) => void, onEnd: (err?: unknown) => void, onOpen?: () => void): Promise<WatchHandle> {
+export async function watchStream(
+  kc: KubeConfig,
+  path: string,
+  query: Query,
+  onEvent: (event: { type?: string; object?: unknown }) => void,
+  onEnd: (err?: unknown) => void,
+  onOpen?: () => void,
+): Promise<WatchHandle> {
   const { req, response } = await open(kc, path, { ...query, watch: true });
   let ended = false;
   const end = (err?: unknown): void => {
@@ -92,27 +126,30 @@ export async function watchStream(kc: KubeConfig, path: string, query: Query, on
     req.destroy();
     onEnd(err);
   };
-  response.then(async (res) => {
-    if (res.statusCode !== 200) {
-      end(new ApiHttpError(res.statusCode ?? 0, await readBody(res).catch(() => ''), `watch ${path}`));
-      return;
-    }
-    onOpen?.();
-    const lines = createInterface({ input: res });
-    lines.on('line', (line) => {
-      if (ended || line.trim() === '') return;
-      let event: { type?: string; object?: unknown };
-      try {
-        event = JSON.parse(line) as { type?: string; object?: unknown };
-      } catch {
-        return; // a torn line: the stream is about to end anyway
+  response.then(
+    async (res) => {
+      if (res.statusCode !== 200) {
+        end(new ApiHttpError(res.statusCode ?? 0, await readBody(res).catch(() => ''), `watch ${path}`));
+        return;
       }
-      onEvent(event);
-    });
-    lines.on('close', () => end());
-    // readline passes its input's errors on (an aborted stream ends in 'aborted').
-    lines.on('error', (err) => end(err));
-    res.on('error', (err) => end(err));
-  }, (err: unknown) => end(err));
+      onOpen?.();
+      const lines = createInterface({ input: res });
+      lines.on('line', (line) => {
+        if (ended || line.trim() === '') return;
+        let event: { type?: string; object?: unknown };
+        try {
+          event = JSON.parse(line) as { type?: string; object?: unknown };
+        } catch {
+          return; // a torn line: the stream is about to end anyway
+        }
+        onEvent(event);
+      });
+      lines.on('close', () => end());
+      // readline passes its input's errors on (an aborted stream ends in 'aborted').
+      lines.on('error', (err) => end(err));
+      res.on('error', (err) => end(err));
+    },
+    (err: unknown) => end(err),
+  );
   return { abort: () => end() };
 }

@@ -30,7 +30,7 @@ function isObjectName(s: string): boolean {
 
 /** A field as text (cut to a safe length); numbers and other JSON as their JSON text. */
 function asText(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
+  const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   return s.length > MAX_PEER_FIELD_LENGTH ? s.slice(0, MAX_PEER_FIELD_LENGTH) : s;
 }
 
@@ -48,17 +48,25 @@ export function toExternalPeer(obj: PeerObject): ExternalPeer | undefined {
   const createdMs = created === undefined ? NaN : new Date(created as unknown as string).getTime();
   const spec = (typeof obj.spec === 'object' && obj.spec !== null ? obj.spec : {}) as Record<string, unknown>;
   const allowed = spec.allowedIPs;
-  const ep = typeof spec.endpoint === 'object' && spec.endpoint !== null ? spec.endpoint as Record<string, unknown> : undefined;
-  const dnsOrIP = typeof ep?.dnsOrIP === 'object' && ep.dnsOrIP !== null ? ep.dnsOrIP as Record<string, unknown> : {};
+  const ep =
+    typeof spec.endpoint === 'object' && spec.endpoint !== null
+      ? (spec.endpoint as Record<string, unknown>)
+      : undefined;
+  const dnsOrIP = typeof ep?.dnsOrIP === 'object' && ep.dnsOrIP !== null ? (ep.dnsOrIP as Record<string, unknown>) : {};
   const optText = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : asText(v));
   return {
     name,
     createdAt: Number.isFinite(createdMs) ? createdMs : Infinity,
-    allowedIPs: Array.isArray(allowed) ? allowed.slice(0, 1000).map(asText) : allowed === undefined || allowed === null ? undefined : [asText(allowed)],
+    allowedIPs: Array.isArray(allowed)
+      ? allowed.slice(0, 1000).map(asText)
+      : allowed === undefined || allowed === null
+        ? undefined
+        : [asText(allowed)],
     publicKey: optText(spec.publicKey),
     presharedKey: optText(spec.presharedKey),
     persistentKeepalive: asNumber(spec.persistentKeepalive),
-    endpoint: ep === undefined ? undefined : { dns: optText(dnsOrIP.dns), ip: optText(dnsOrIP.ip), port: asNumber(ep.port) },
+    endpoint:
+      ep === undefined ? undefined : { dns: optText(dnsOrIP.dns), ip: optText(dnsOrIP.ip), port: asNumber(ep.port) },
   };
 }
 

@@ -36,9 +36,11 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     // The cause is not attached: its text ("ENOENT: … access …") only repeats the message.
-    throw new KubeconfigError(code === 'ENOENT'
-      ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE\` (see /usr/share/doc/wg-overlay/install.md)`
-      : `kubeconfig ${path} is not readable (${code ?? 'error'})`);
+    throw new KubeconfigError(
+      code === 'ENOENT'
+        ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE\` (see /usr/share/doc/wg-overlay/install.md)`
+        : `kubeconfig ${path} is not readable (${code ?? 'error'})`,
+    );
   }
   let text: string;
   try {
@@ -56,7 +58,8 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
     throw new KubeconfigError(`kubeconfig ${path} is malformed: ${first}`);
   }
   const cluster = kc.getCurrentCluster();
-  if (!cluster || !cluster.server) throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);
+  if (!cluster || !cluster.server)
+    throw new KubeconfigError(`kubeconfig ${path} has no current cluster with a server URL`);
   const user = kc.getCurrentUser();
   if (!user) throw new KubeconfigError(`kubeconfig ${path} has no user for its current context`);
   const tokenFile = user.token ? undefined : currentUserTokenFile(text, kc, path);
@@ -65,7 +68,9 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
       await readTokenFile(tokenFile);
     } catch (err) {
       if (!(err instanceof TokenFileError)) throw err;
-      throw new KubeconfigError(`kubeconfig ${path}: ${err.message}: write the token with \`wg-overlay kubeconfig --token-only --token-file FILE\` (see /usr/share/doc/wg-overlay/install.md)`);
+      throw new KubeconfigError(
+        `kubeconfig ${path}: ${err.message}: write the token with \`wg-overlay kubeconfig --token-only --token-file FILE\` (see /usr/share/doc/wg-overlay/install.md)`,
+      );
     }
     kc.addAuthenticator(new TokenFileAuthenticator(user.name, tokenFile));
   }

@@ -32,8 +32,20 @@ export const LEASE_LOCATION_ANNOTATION = `${ANNOTATION_PREFIX}location`;
 export interface LeaseObject {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace?: string; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  spec: { holderIdentity?: string; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
 }
 
 /** How the Leases are reached (tests give fakes). */
@@ -53,10 +65,13 @@ export function leasesApi(kc: KubeConfig, namespace: string, timeoutMs = 10_000)
   const leasesPath = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
   const selector = `${LEASE_LABEL}=${LEASE_LABEL_VALUE}`;
   return {
-    list: async (query) => (await getJson(kc, leasesPath, { ...query, labelSelector: selector }, timeoutMs)) as ListPage,
-    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, leasesPath, { ...query, labelSelector: selector }, onEvent, onEnd, onOpen),
+    list: async (query) =>
+      (await getJson(kc, leasesPath, { ...query, labelSelector: selector }, timeoutMs)) as ListPage,
+    watch: (query, onEvent, onEnd, onOpen) =>
+      watchStream(kc, leasesPath, { ...query, labelSelector: selector }, onEvent, onEnd, onOpen),
     create: async (lease) => (await sendJson(kc, 'POST', leasesPath, lease, timeoutMs)) as LeaseObject,
-    replace: async (lease) => (await sendJson(kc, 'PUT', `${leasesPath}/${lease.metadata.name}`, lease, timeoutMs)) as LeaseObject,
+    replace: async (lease) =>
+      (await sendJson(kc, 'PUT', `${leasesPath}/${lease.metadata.name}`, lease, timeoutMs)) as LeaseObject,
   };
 }
 
@@ -146,7 +161,9 @@ export class LocationLeases {
         if (!this.listed) {
           // Not knowing who holds the Leases must not keep the mesh down (e.g. the Role is missing).
           this.listed = true;
-          this.o.log.warning(`cannot list the location leader Leases in namespace ${escapeUnsafe(this.o.namespace)} (${describeApiError(err)}): leaders are chosen by rank until they can be read`);
+          this.o.log.warning(
+            `cannot list the location leader Leases in namespace ${escapeUnsafe(this.o.namespace)} (${describeApiError(err)}): leaders are chosen by rank until they can be read`,
+          );
           this.o.onChange();
         }
         return undefined;
@@ -209,7 +226,9 @@ export class LocationLeases {
   private changed(): void {
     this.o.onChange();
     clearTimeout(this.expiry);
-    const next = Math.min(...[...this.seen.values()].filter((s) => s.holder && this.live(s)).map((s) => s.seenAt + s.durationMs));
+    const next = Math.min(
+      ...[...this.seen.values()].filter((s) => s.holder && this.live(s)).map((s) => s.seenAt + s.durationMs),
+    );
     if (Number.isFinite(next)) this.expiry = setTimeout(() => this.changed(), Math.max(10, next - this.now() + 5));
   }
 
@@ -256,7 +275,7 @@ export class LocationLeases {
       spec: {
         holderIdentity: this.o.self,
         leaseDurationSeconds: this.o.leaseSeconds,
-        acquireTime: acquire ? microTime(now) : current?.spec.acquireTime ?? microTime(now),
+        acquireTime: acquire ? microTime(now) : (current?.spec.acquireTime ?? microTime(now)),
         renewTime: microTime(now),
         leaseTransitions: (current?.spec.leaseTransitions ?? 0) + (acquire && current ? 1 : 0),
       },
@@ -265,14 +284,20 @@ export class LocationLeases {
     try {
       const written = current ? await this.o.api.replace(lease) : await this.o.api.create(lease);
       this.lastWrite = now;
-      if (acquire) this.o.log.notice(`took the leader Lease of location ${escapeUnsafe(wish.location.replace(/^(location|node):/, ''))}${current?.spec.holderIdentity ? ` from ${escapeUnsafe(current.spec.holderIdentity)}, ${why}` : ''}`);
+      if (acquire)
+        this.o.log.notice(
+          `took the leader Lease of location ${escapeUnsafe(wish.location.replace(/^(location|node):/, ''))}${current?.spec.holderIdentity ? ` from ${escapeUnsafe(current.spec.holderIdentity)}, ${why}` : ''}`,
+        );
       this.vacantSince.delete(wish.location);
       this.take(written);
       this.changed();
     } catch (err) {
       const code = httpStatus(err);
       if (code === 409) this.o.log.debug(`leader Lease of ${wish.location}: another node wrote it first`);
-      else this.o.log.warning(`cannot ${acquire ? 'take' : 'renew'} the leader Lease of location ${escapeUnsafe(wish.location)}: ${describeApiError(err)}`);
+      else
+        this.o.log.warning(
+          `cannot ${acquire ? 'take' : 'renew'} the leader Lease of location ${escapeUnsafe(wish.location)}: ${describeApiError(err)}`,
+        );
     } finally {
       this.writing = false;
     }
@@ -282,16 +307,29 @@ export class LocationLeases {
 /** True for a Lease-shaped object (validated: everything read from the API is hostile). */
 function isLease(raw: unknown): raw is LeaseObject {
   const o = raw as LeaseObject | undefined;
-  return !!o && typeof o === 'object' && typeof o.metadata?.name === 'string' && typeof o.spec === 'object' && o.spec !== null
-    && (o.spec.holderIdentity === undefined || (typeof o.spec.holderIdentity === 'string' && o.spec.holderIdentity.length <= 253))
-    && (o.spec.leaseDurationSeconds === undefined || (Number.isInteger(o.spec.leaseDurationSeconds) && o.spec.leaseDurationSeconds > 0 && o.spec.leaseDurationSeconds <= 3600));
+  return (
+    !!o &&
+    typeof o === 'object' &&
+    typeof o.metadata?.name === 'string' &&
+    typeof o.spec === 'object' &&
+    o.spec !== null &&
+    (o.spec.holderIdentity === undefined ||
+      (typeof o.spec.holderIdentity === 'string' && o.spec.holderIdentity.length <= 253)) &&
+    (o.spec.leaseDurationSeconds === undefined ||
+      (Number.isInteger(o.spec.leaseDurationSeconds) &&
+        o.spec.leaseDurationSeconds > 0 &&
+        o.spec.leaseDurationSeconds <= 3600))
+  );
 }
 
 /**
  * The holders of the location Leases as an operator command sees them (one read, no watch): live
  * when renewed within their duration by this machine's clock, else lapsed.
  */
-export async function readLeaseHolders(api: LeaseApi, now: number = Date.now()): Promise<{ holders: Map<string, string>; lapsed: Map<string, string> }> {
+export async function readLeaseHolders(
+  api: LeaseApi,
+  now: number = Date.now(),
+): Promise<{ holders: Map<string, string>; lapsed: Map<string, string> }> {
   const holders = new Map<string, string>();
   const lapsed = new Map<string, string>();
   const page = await api.list({});

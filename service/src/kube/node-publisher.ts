@@ -20,8 +20,10 @@ export class ApiNodePublisher implements NodePublisher {
 
   async patchAnnotations(name: string, annotations: Record<string, string | null>): Promise<void> {
     try {
-      await this.api.patchNode({ name, body: { metadata: { annotations } } },
-        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await this.api.patchNode(
+        { name, body: { metadata: { annotations } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
     } catch (cause) {
       throw new Error(`patching annotations of Node ${name}: ${describeApiError(cause)}`, { cause });
     }

@@ -19,7 +19,10 @@ export type NodeSource = Source<MeshNode>;
 
 const NODES_PATH = '/api/v1/nodes';
 /** The translation of raw Node objects with `opts` (which labels to keep). */
-const translator = (opts: TranslateOptions) => (raw: unknown): MeshNode | undefined => toMeshNode(raw as k8s.V1Node, opts);
+const translator =
+  (opts: TranslateOptions) =>
+  (raw: unknown): MeshNode | undefined =>
+    toMeshNode(raw as k8s.V1Node, opts);
 
 /** The Nodes collection over plain HTTP(S) with the kubeconfig's credentials. */
 export function nodesApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
@@ -34,16 +37,23 @@ class NodeSourceLog {
   private readonly reporter = new StateReporter();
   private wasUp = false;
 
-  constructor(private readonly log: Logger, private readonly what: string) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly what: string,
+  ) {}
 
   /** Records a state and passes it on. */
   report(handler: SourceHandler<MeshNode>, state: SourceState, error?: unknown): void {
     if (state === 'up') {
-      if (this.reporter.changed('state', 'up')) this.log.info(`${this.what}: connected to the API server${this.wasUp ? ' again' : ''}`);
+      if (this.reporter.changed('state', 'up'))
+        this.log.info(`${this.what}: connected to the API server${this.wasUp ? ' again' : ''}`);
       this.wasUp = true;
     } else {
       const why = describeApiError(error);
-      if (this.reporter.changed('state', 'down')) this.log.warning(`${this.what}: API server unreachable or failing (${why}); retrying with backoff, the mesh stays as it is`);
+      if (this.reporter.changed('state', 'down'))
+        this.log.warning(
+          `${this.what}: API server unreachable or failing (${why}); retrying with backoff, the mesh stays as it is`,
+        );
       else this.log.debug(`${this.what}: still failing (${why})`);
     }
     handler.onState(state, error);
@@ -55,7 +65,11 @@ export class WatchNodeSource implements NodeSource {
   private reflector: Reflector<MeshNode> | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly opts: TranslateOptions = {}) {
+  constructor(
+    private readonly api: ReflectorApi,
+    private readonly log: Logger,
+    private readonly opts: TranslateOptions = {},
+  ) {
     this.states = new NodeSourceLog(log, 'node watch');
   }
 
@@ -65,12 +79,20 @@ export class WatchNodeSource implements NodeSource {
   }
 
   start(handler: SourceHandler<MeshNode>): void {
-    this.reflector = new Reflector<MeshNode>({ api: this.api, translate: translator(this.opts), log: this.log, what: 'node watch' });
+    this.reflector = new Reflector<MeshNode>({
+      api: this.api,
+      translate: translator(this.opts),
+      log: this.log,
+      what: 'node watch',
+    });
     this.reflector.start({
       onList: (items) => handler.onList(items),
       onChange: (name, item) => handler.onChange?.(name, item),
       onUp: () => this.states.report(handler, 'up'),
-      onError: (err) => { this.states.report(handler, 'down', err); return undefined; },
+      onError: (err) => {
+        this.states.report(handler, 'down', err);
+        return undefined;
+      },
     });
   }
 
@@ -84,7 +106,12 @@ export class ListNodeSource implements NodeSource {
   private poller: Poller | undefined;
   private readonly states: NodeSourceLog;
 
-  constructor(private readonly api: ReflectorApi, log: Logger, private readonly intervalMs: number, private readonly opts: TranslateOptions = {}) {
+  constructor(
+    private readonly api: ReflectorApi,
+    log: Logger,
+    private readonly intervalMs: number,
+    private readonly opts: TranslateOptions = {},
+  ) {
     this.states = new NodeSourceLog(log, 'node list');
   }
 

@@ -31,12 +31,20 @@ export function toMeshNode(node: V1Node, opts: TranslateOptions = {}): MeshNode 
   const pick = (type: string): string[] =>
     addresses.filter((a) => a?.type === type && typeof a.address === 'string').map((a) => a.address.trim());
   const specList = node.spec?.podCIDRs;
-  const podCIDRs = Array.isArray(specList) && specList.length > 0
-    ? specList.filter((c): c is string => typeof c === 'string')
-    : typeof node.spec?.podCIDR === 'string' && node.spec.podCIDR !== '' ? [node.spec.podCIDR] : [];
+  const podCIDRs =
+    Array.isArray(specList) && specList.length > 0
+      ? specList.filter((c): c is string => typeof c === 'string')
+      : typeof node.spec?.podCIDR === 'string' && node.spec.podCIDR !== ''
+        ? [node.spec.podCIDR]
+        : [];
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(node.metadata?.annotations ?? {})) {
-    if ((k.startsWith(ANNOTATION_PREFIX) || KILO_KEYS.has(k)) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
+    if (
+      (k.startsWith(ANNOTATION_PREFIX) || KILO_KEYS.has(k)) &&
+      typeof v === 'string' &&
+      v.length <= MAX_ANNOTATION_LENGTH
+    )
+      annotations[k] = v.trim();
   }
   const labels: Record<string, string> = {};
   for (const key of opts.labels ?? []) {

@@ -21,16 +21,20 @@ export type ExternalPeerSource = Source<ExternalPeer>;
 export function peerFailureMessage(what: string, err: unknown): string {
   const why = describeApiError(err);
   if (httpStatus(err) === 403) {
-    return `${what}: listing ${PEER_GROUP} Peers is forbidden (${why}): give wg-overlay's ClusterRole the verbs list and watch on peers.${PEER_GROUP} `
-      + '(see /usr/share/wg-overlay/kubernetes/rbac.yaml); retrying with backoff, the last known Peers stay';
+    return (
+      `${what}: listing ${PEER_GROUP} Peers is forbidden (${why}): give wg-overlay's ClusterRole the verbs list and watch on peers.${PEER_GROUP} ` +
+      '(see /usr/share/wg-overlay/kubernetes/rbac.yaml); retrying with backoff, the last known Peers stay'
+    );
   }
   return `${what}: listing ${PEER_GROUP} Peers failed (${why}); retrying with backoff, the last known Peers stay`;
 }
 
 /** The warning for a missing Peer CRD. */
 function absentMessage(retryMs: number | undefined): string {
-  return `Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; `
-    + `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\`${retryMs === undefined ? '' : ` (looking again every ${Math.round(retryMs / 1000)} s)`}`;
+  return (
+    `Peer resources (${PEER_GROUP}/${PEER_VERSION}) are not served by the API server: the Peer CRD is not installed, so no external Peers are added; ` +
+    `install it with \`kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml\`${retryMs === undefined ? '' : ` (looking again every ${Math.round(retryMs / 1000)} s)`}`
+  );
 }
 
 /** The Peer collection over plain HTTP(S) with the kubeconfig's credentials. */
@@ -50,7 +54,11 @@ export class WatchExternalPeerSource implements ExternalPeerSource {
   private readonly peers = new Map<string, ExternalPeer>();
 
   /** `absentRetryMs`: how often to look for the CRD again while it is missing. */
-  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly absentRetryMs = 60_000) {}
+  constructor(
+    private readonly api: ReflectorApi,
+    private readonly log: Logger,
+    private readonly absentRetryMs = 60_000,
+  ) {}
 
   start(handler: SourceHandler<ExternalPeer>): void {
     this.reflector = new Reflector<ExternalPeer>({ api: this.api, translate, log: this.log, what: 'peer watch' });
@@ -78,7 +86,8 @@ export class WatchExternalPeerSource implements ExternalPeerSource {
           handler.onList([]);
           return this.absentRetryMs;
         }
-        if (this.reporter.changed('state', `down:${describeApiError(err)}`)) this.log.warning(peerFailureMessage('peer watch', err));
+        if (this.reporter.changed('state', `down:${describeApiError(err)}`))
+          this.log.warning(peerFailureMessage('peer watch', err));
         handler.onState('down', err);
         return undefined;
       },
@@ -95,7 +104,11 @@ export class ListExternalPeerSource implements ExternalPeerSource {
   private poller: Poller | undefined;
   private readonly reporter = new StateReporter();
 
-  constructor(private readonly api: ReflectorApi, private readonly log: Logger, private readonly intervalMs: number) {}
+  constructor(
+    private readonly api: ReflectorApi,
+    private readonly log: Logger,
+    private readonly intervalMs: number,
+  ) {}
 
   start(handler: SourceHandler<ExternalPeer>): void {
     this.poller = new Poller(this.intervalMs, async () => {
@@ -105,13 +118,15 @@ export class ListExternalPeerSource implements ExternalPeerSource {
           if (this.reporter.changed('state', 'absent')) this.log.warning(absentMessage(undefined));
           handler.onState('absent');
         } else {
-          if (this.reporter.changed('state', 'up')) this.log.info(`peer list: listing ${PEER_GROUP} Peers every ${Math.round(this.intervalMs / 1000)} s`);
+          if (this.reporter.changed('state', 'up'))
+            this.log.info(`peer list: listing ${PEER_GROUP} Peers every ${Math.round(this.intervalMs / 1000)} s`);
           handler.onState('up');
         }
         handler.onList(peers);
       } catch (err) {
         const cause = (err as { cause?: unknown }).cause ?? err;
-        if (this.reporter.changed('state', `down:${describeApiError(cause)}`)) this.log.warning(peerFailureMessage('peer list', cause));
+        if (this.reporter.changed('state', `down:${describeApiError(cause)}`))
+          this.log.warning(peerFailureMessage('peer list', cause));
         handler.onState('down', err);
         throw err;
       }

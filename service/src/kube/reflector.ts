@@ -20,7 +20,12 @@ export interface ListPage {
 /** How the reflector reaches the API (tests give fakes). */
 export interface ReflectorApi {
   list(query: Query): Promise<ListPage>;
-  watch(query: Query, onEvent: (event: { type?: string; object?: unknown }) => void, onEnd: (err?: unknown) => void, onOpen?: () => void): Promise<WatchHandle>;
+  watch(
+    query: Query,
+    onEvent: (event: { type?: string; object?: unknown }) => void,
+    onEnd: (err?: unknown) => void,
+    onOpen?: () => void,
+  ): Promise<WatchHandle>;
 }
 
 /** What the reflector reports to its owner. */
@@ -63,7 +68,11 @@ const versionOf = (raw: unknown): string | undefined => {
 };
 
 /** Lists every page, translating items as they come (no page outlives its translation). */
-export async function listPages<T>(list: ReflectorApi['list'], translate: (raw: unknown) => T | undefined, pageSize: number): Promise<{ items: T[]; version: string | undefined; pages: number }> {
+export async function listPages<T>(
+  list: ReflectorApi['list'],
+  translate: (raw: unknown) => T | undefined,
+  pageSize: number,
+): Promise<{ items: T[]; version: string | undefined; pages: number }> {
   const items: T[] = [];
   let next: string | undefined;
   let version: string | undefined;
@@ -148,7 +157,8 @@ export class Reflector<T> {
     const onEvent = (event: { type?: string; object?: unknown }): void => {
       this.heard();
       if (event.type === 'ERROR') {
-        if (httpStatus(event.object) === 410 || (event.object as { code?: number } | undefined)?.code === 410) expired = true;
+        if (httpStatus(event.object) === 410 || (event.object as { code?: number } | undefined)?.code === 410)
+          expired = true;
         return;
       }
       const version = versionOf(event.object);
@@ -180,7 +190,12 @@ export class Reflector<T> {
         this.backoff.reset();
         this.hooks!.onUp();
       };
-      this.watchHandle = await this.o.api.watch({ resourceVersion: this.version, allowWatchBookmarks: true, timeoutSeconds: seconds }, onEvent, onEnd, onOpen);
+      this.watchHandle = await this.o.api.watch(
+        { resourceVersion: this.version, allowWatchBookmarks: true, timeoutSeconds: seconds },
+        onEvent,
+        onEnd,
+        onOpen,
+      );
       this.heard();
     } catch (err) {
       this.failed(err, () => this.watch());
@@ -213,6 +228,8 @@ export class Reflector<T> {
 
   private later(ms: number, fn: () => Promise<void>): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => { void fn(); }, ms);
+    this.timer = setTimeout(() => {
+      void fn();
+    }, ms);
   }
 }

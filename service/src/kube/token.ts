@@ -16,7 +16,8 @@ export class TokenFileError extends Error {
 export function parseToken(text: string, what: string): string {
   const token = text.trim();
   if (token === '') throw new TokenFileError(`${what}: the file is empty`);
-  if (/\s/.test(token)) throw new TokenFileError(`${what}: the token contains whitespace or several lines; put only the token in the file`);
+  if (/\s/.test(token))
+    throw new TokenFileError(`${what}: the token contains whitespace or several lines; put only the token in the file`);
   // eslint-disable-next-line no-control-regex
   if (/[^\x21-\x7e]/.test(token)) throw new TokenFileError(`${what}: the token contains non-printable characters`);
   return token;
@@ -29,7 +30,9 @@ export async function readTokenFile(path: string): Promise<string> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new TokenFileError(`token file ${path} ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? 'error'})`}`);
+    throw new TokenFileError(
+      `token file ${path} ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? 'error'})`}`,
+    );
   }
   return parseToken(text, `token file ${path}`);
 }

@@ -63,7 +63,9 @@ export function createLogger(opts: { level?: LogLevel; journal?: boolean; sink?:
     notice: (m) => write('notice', m),
     warning: (m) => write('warning', m),
     error: (m) => write('error', m),
-    setLevel: (level) => { threshold = ORDER.indexOf(level); },
+    setLevel: (level) => {
+      threshold = ORDER.indexOf(level);
+    },
     enabled: (level) => ORDER.indexOf(level) >= threshold,
   };
 }

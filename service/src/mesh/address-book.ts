@@ -40,7 +40,10 @@ export class AddressBook {
   readonly addresses = new Map<string, string>();
 
   /** `annotation`: where Nodes publish their claims in this overlay. */
-  constructor(private readonly overlay: Cidr, private readonly annotation?: string) {}
+  constructor(
+    private readonly overlay: Cidr,
+    private readonly annotation?: string,
+  ) {}
 
   /** A Node's problems with its address (unhonoured claim, exhaustion). */
   problems(name: string): SkipReason[] {
@@ -48,7 +51,13 @@ export class AddressBook {
     const claim = this.claims.get(name);
     if (claim?.why) out.push(claimProblem(name, claim.why, false));
     else if (claim?.offset !== undefined && this.held.get(claim.offset) !== name) {
-      out.push(claimProblem(name, `published overlay address "${offsetText(this.overlay, claim.offset)}" is held by older node ${this.held.get(claim.offset)}`, true));
+      out.push(
+        claimProblem(
+          name,
+          `published overlay address "${offsetText(this.overlay, claim.offset)}" is held by older node ${this.held.get(claim.offset)}`,
+          true,
+        ),
+      );
     }
     const exhausted = this.candidateProblems.get(name);
     if (exhausted) out.push(exhausted);
@@ -66,8 +75,12 @@ export class AddressBook {
     // A change that keeps the Node's claim, seniority and candidate (a PodCIDR, a key, an
     // endpoint) leaves the candidate pass's input as it was: its output stands.
     const claim = node && parseClaim(node, this.overlay, this.annotation);
-    const passUnchanged = old !== undefined && node !== undefined && this.claims.get(name)?.offset === claim!.offset
-      && old.createdAt === node.createdAt && this.startOf(old) === this.startOf(node);
+    const passUnchanged =
+      old !== undefined &&
+      node !== undefined &&
+      this.claims.get(name)?.offset === claim!.offset &&
+      old.createdAt === node.createdAt &&
+      this.startOf(old) === this.startOf(node);
     if (old) this.drop(old, touched);
     if (node) this.put(node, claim!, touched);
     if (defer) for (const n of touched) this.pending.add(n);
@@ -95,7 +108,10 @@ export class AddressBook {
   private put(node: MeshNode, claim: { offset?: bigint; why?: string }, touched: Set<string>): void {
     this.nodes.set(node.name, node);
     this.claims.set(node.name, claim);
-    if (claim.offset === undefined) { insertSenior(this.unassigned, node); return; }
+    if (claim.offset === undefined) {
+      insertSenior(this.unassigned, node);
+      return;
+    }
     const list = this.claimants.get(claim.offset) ?? [];
     this.claimants.set(claim.offset, list);
     const before = list[0];
@@ -142,7 +158,10 @@ export class AddressBook {
     if (pass) this.candidatePass(touched);
     for (const name of touched) {
       const claim = this.claims.get(name);
-      const offset = claim?.offset !== undefined && this.held.get(claim.offset) === name ? claim.offset : this.fromCandidates.get(name);
+      const offset =
+        claim?.offset !== undefined && this.held.get(claim.offset) === name
+          ? claim.offset
+          : this.fromCandidates.get(name);
       if (offset === undefined) this.addresses.delete(name);
       else this.addresses.set(name, offsetText(this.overlay, offset));
     }
@@ -150,20 +169,26 @@ export class AddressBook {
 
   private startOf(node: MeshNode): bigint {
     let start = this.starts.get(node);
-    if (start === undefined) this.starts.set(node, start = candidateOffset(node, this.overlay));
+    if (start === undefined) this.starts.set(node, (start = candidateOffset(node, this.overlay)));
     return start;
   }
 
   /** Runs pass 2 and adds the Nodes whose candidate address or exhaustion changed to `touched`. */
   private candidatePass(touched: Set<string>): void {
     const extra = new Map<bigint, string>();
-    const held = { has: (o: bigint) => this.held.has(o) || extra.has(o), set: (o: bigint, n: string) => extra.set(o, n) };
-    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, (node) => this.startOf(node));
+    const held = {
+      has: (o: bigint) => this.held.has(o) || extra.has(o),
+      set: (o: bigint, n: string) => extra.set(o, n),
+    };
+    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, (node) =>
+      this.startOf(node),
+    );
     const nextProblems = new Map(problems.map((p) => [p.name, p]));
     for (const [name, offset] of this.fromCandidates) if (assigned.get(name) !== offset) touched.add(name);
     for (const [name, offset] of assigned) if (this.fromCandidates.get(name) !== offset) touched.add(name);
     for (const name of this.candidateProblems.keys()) if (!nextProblems.has(name)) touched.add(name);
-    for (const [name, p] of nextProblems) if (this.candidateProblems.get(name)?.message !== p.message) touched.add(name);
+    for (const [name, p] of nextProblems)
+      if (this.candidateProblems.get(name)?.message !== p.message) touched.add(name);
     this.fromCandidates = assigned;
     this.candidateProblems = nextProblems;
   }

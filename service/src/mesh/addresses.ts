@@ -8,7 +8,17 @@ import { ANNOTATION_OVERLAY_ADDRESS } from './annotations.js';
 import { bySeniority } from './order.js';
 import { quoted } from './text.js';
 import type { MeshNode, SkipReason } from './types.js';
-import { type Cidr, type Ip, bitsOf, cidrContains, cidrSize, formatCidr, formatIp, parseCidr, parseIp } from '../net/ip.js';
+import {
+  type Cidr,
+  type Ip,
+  bitsOf,
+  cidrContains,
+  cidrSize,
+  formatCidr,
+  formatIp,
+  parseCidr,
+  parseIp,
+} from '../net/ip.js';
 
 /** The outcome of assigning overlay addresses to all Nodes. */
 export interface AddressAssignment {
@@ -22,7 +32,8 @@ export interface AddressAssignment {
 export function parseOverlayCidr(text: string): Cidr {
   const c = parseCidr(text);
   if (!c) throw new Error(`overlay CIDR "${text}" is not a CIDR`);
-  if (bitsOf(c.family) - c.prefix < 1 && c.family === 4 && c.prefix !== 32) throw new Error(`overlay CIDR "${text}" has no host addresses`);
+  if (bitsOf(c.family) - c.prefix < 1 && c.family === 4 && c.prefix !== 32)
+    throw new Error(`overlay CIDR "${text}" has no host addresses`);
   return c;
 }
 
@@ -87,19 +98,30 @@ export function candidateOffset(node: MeshNode, overlay: Cidr): bigint {
 }
 
 /** A Node's published overlay address (under `annotation`) as an offset into the overlay, or why it is not usable. */
-export function parseClaim(node: MeshNode, overlay: Cidr, annotation: string = ANNOTATION_OVERLAY_ADDRESS): { offset?: bigint; why?: string } {
+export function parseClaim(
+  node: MeshNode,
+  overlay: Cidr,
+  annotation: string = ANNOTATION_OVERLAY_ADDRESS,
+): { offset?: bigint; why?: string } {
   const claim = node.annotations[annotation];
   if (claim === undefined || claim === '') return {};
   const ip = parseIp(claim);
   if (!ip) return { why: `published overlay address ${quoted(claim)} is not an IP address` };
-  if (!cidrContains(overlay, ip)) return { why: `published overlay address ${quoted(claim)} is outside the overlay ${formatCidr(overlay)}` };
-  if (!isUsableOffset(overlay, ip.value - overlay.network)) return { why: `published overlay address ${quoted(claim)} is a network, broadcast or reserved address` };
+  if (!cidrContains(overlay, ip))
+    return { why: `published overlay address ${quoted(claim)} is outside the overlay ${formatCidr(overlay)}` };
+  if (!isUsableOffset(overlay, ip.value - overlay.network))
+    return { why: `published overlay address ${quoted(claim)} is a network, broadcast or reserved address` };
   return { offset: ip.value - overlay.network };
 }
 
 /** The problem recorded for a claim that is not honoured. */
 export function claimProblem(name: string, why: string, taken: boolean): SkipReason {
-  return { name, reason: taken ? 'overlay-address-taken' : 'invalid-overlay-address', message: `${why}; a new address is assigned`, whole: false };
+  return {
+    name,
+    reason: taken ? 'overlay-address-taken' : 'invalid-overlay-address',
+    message: `${why}; a new address is assigned`,
+    whole: false,
+  };
 }
 
 /** The address text of an offset. */
@@ -112,7 +134,13 @@ export function offsetText(overlay: Cidr, offset: bigint): string {
  * or the next free usable address after it; `held` (offset → holder) is extended in place.
  * `total` is the number of all Nodes (it bounds the probe); `startOf` may cache candidate offsets.
  */
-export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr, held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown }, total: number, startOf: (node: MeshNode) => bigint = (node) => candidateOffset(node, overlay)): { assigned: Map<string, bigint>; problems: SkipReason[] } {
+export function assignCandidates(
+  unassigned: readonly MeshNode[],
+  overlay: Cidr,
+  held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown },
+  total: number,
+  startOf: (node: MeshNode) => bigint = (node) => candidateOffset(node, overlay),
+): { assigned: Map<string, bigint>; problems: SkipReason[] } {
   const size = cidrSize(overlay);
   // Every node takes one address and at most 2 in 256 are unusable, so a free one always turns up
   // within this many steps unless the overlay is full (small overlays are scanned whole).
@@ -129,11 +157,19 @@ export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr,
     let i = probeHint.get(start) ?? 0n;
     for (; i < probeLimit; i += 1n) {
       const offset = (start + i) % size;
-      if (isUsableOffset(overlay, offset) && !held.has(offset)) { found = offset; break; }
+      if (isUsableOffset(overlay, offset) && !held.has(offset)) {
+        found = offset;
+        break;
+      }
     }
     probeHint.set(start, i);
     if (found === undefined) {
-      problems.push({ name: node.name, reason: 'no-overlay-address', message: `overlay ${formatCidr(overlay)} is exhausted: no free address for this node`, whole: true });
+      problems.push({
+        name: node.name,
+        reason: 'no-overlay-address',
+        message: `overlay ${formatCidr(overlay)} is exhausted: no free address for this node`,
+        whole: true,
+      });
       continue;
     }
     held.set(found, node.name);
@@ -146,7 +182,11 @@ export function assignCandidates(unassigned: readonly MeshNode[], overlay: Cidr,
  * Assigns every Node a unique overlay address in `overlayCidr`; deterministic for a given Node
  * list. `annotation` is where Nodes publish their claims (the IPv6 overlay has its own).
  */
-export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: string, annotation: string = ANNOTATION_OVERLAY_ADDRESS): AddressAssignment {
+export function assignOverlayAddresses(
+  nodes: readonly MeshNode[],
+  overlayCidr: string,
+  annotation: string = ANNOTATION_OVERLAY_ADDRESS,
+): AddressAssignment {
   const overlay = parseOverlayCidr(overlayCidr);
   const ordered = bySeniority(nodes);
   const held = new Map<bigint, string>();
@@ -163,7 +203,14 @@ export function assignOverlayAddresses(nodes: readonly MeshNode[], overlayCidr: 
       continue;
     }
     if (why) problems.push(claimProblem(node.name, why, false));
-    else if (offset !== undefined) problems.push(claimProblem(node.name, `published overlay address ${quoted(offsetText(overlay, offset))} is held by older node ${held.get(offset)}`, true));
+    else if (offset !== undefined)
+      problems.push(
+        claimProblem(
+          node.name,
+          `published overlay address ${quoted(offsetText(overlay, offset))} is held by older node ${held.get(offset)}`,
+          true,
+        ),
+      );
     unassigned.push(node);
   }
   // Pass 2: everyone else gets their candidate, or the next free usable address after it.

@@ -24,7 +24,13 @@ export const ANNOTATION_ENDPOINT = `${ANNOTATION_PREFIX}endpoint`;
 export const ANNOTATION_DISCOVERED = `${ANNOTATION_PREFIX}discovered-endpoints`;
 
 /** Every annotation key wg-overlay publishes, in a fixed order. */
-export const OWN_ANNOTATIONS = [ANNOTATION_PUBLIC_KEY, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_ENDPOINT, ANNOTATION_DISCOVERED] as const;
+export const OWN_ANNOTATIONS = [
+  ANNOTATION_PUBLIC_KEY,
+  ANNOTATION_OVERLAY_ADDRESS,
+  ANNOTATION_OVERLAY_ADDRESS6,
+  ANNOTATION_ENDPOINT,
+  ANNOTATION_DISCOVERED,
+] as const;
 
 /** Prefix of Kilo's Node annotations, read (never written) so that Kilo clusters keep their layout. */
 export const KILO_PREFIX = 'kilo.squat.ai/';
@@ -45,4 +51,10 @@ export const KILO_PERSISTENT_KEEPALIVE = `${KILO_PREFIX}persistent-keepalive`;
 export const KILO_ALLOWED_LOCATION_IPS = `${KILO_PREFIX}allowed-location-ips`;
 
 /** The Kilo annotations wg-overlay reads. */
-export const KILO_ANNOTATIONS = [KILO_LOCATION, KILO_LEADER, KILO_FORCE_ENDPOINT, KILO_PERSISTENT_KEEPALIVE, KILO_ALLOWED_LOCATION_IPS] as const;
+export const KILO_ANNOTATIONS = [
+  KILO_LOCATION,
+  KILO_LEADER,
+  KILO_FORCE_ENDPOINT,
+  KILO_PERSISTENT_KEEPALIVE,
+  KILO_ALLOWED_LOCATION_IPS,
+] as const;

@@ -96,7 +96,8 @@ export class CidrIndex<T> {
         const owner = level.byNetwork.get(network);
         if (owner !== undefined) yield { cidr: { family, network, prefix }, owner };
       } else {
-        for (const hit of level.allIn(c.network, end)) yield { cidr: { family, network: hit.network, prefix }, owner: hit.owner };
+        for (const hit of level.allIn(c.network, end))
+          yield { cidr: { family, network: hit.network, prefix }, owner: hit.owner };
       }
     }
   }
@@ -114,7 +115,10 @@ export class AddressIndex<T> {
       this.byFamily.set(ip.family, fam);
     }
     const list = fam.owners.get(ip.value);
-    if (list) { list.push(owner); return; }
+    if (list) {
+      list.push(owner);
+      return;
+    }
     fam.owners.set(ip.value, [owner]);
     if (fam.sorted) fam.sorted.splice(lowerBound(fam.sorted, ip.value), 0, ip.value);
   }

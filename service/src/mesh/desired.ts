@@ -3,13 +3,38 @@
  * member and admitted external peer, routes to their ranges, and the annotations it publishes —
  * derived purely from the membership verdicts and the settings.
  */
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_PERSISTENT_KEEPALIVE } from './annotations.js';
+import {
+  ANNOTATION_ENDPOINT,
+  ANNOTATION_OVERLAY_ADDRESS,
+  ANNOTATION_OVERLAY_ADDRESS6,
+  ANNOTATION_PUBLIC_KEY,
+  KILO_PERSISTENT_KEEPALIVE,
+} from './annotations.js';
 import { selfEndpoint } from './endpoints.js';
 import type { AdmittedPeer } from './external-peers.js';
 import { decideMembership, type Member, type Membership } from './membership.js';
 import { decideTopology, gatewayFor, place, planTopology, type TopologySettings } from './topology.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, ExternalPeer, ListDelta, MeshNode, MeshSettings, SelfIdentity, TopologyState } from './types.js';
-import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, hostCidr, normalizeCidr, parseCidr, parseIp } from '../net/ip.js';
+import type {
+  DesiredPeer,
+  DesiredRoute,
+  DesiredState,
+  ExternalPeer,
+  ListDelta,
+  MeshNode,
+  MeshSettings,
+  SelfIdentity,
+  TopologyState,
+} from './types.js';
+import {
+  type Cidr,
+  cidrsOverlap,
+  compareCidrText,
+  formatCidr,
+  hostCidr,
+  normalizeCidr,
+  parseCidr,
+  parseIp,
+} from '../net/ip.js';
 
 export type { MeshSettings, SelfIdentity } from './types.js';
 
@@ -46,14 +71,22 @@ function memberEntry(m: Member, own: readonly Cidr[], context: string, settings:
   // Local safety, not a verdict: this node's own pods are never sent into the tunnel.
   const podCIDRs = m.podCIDRs.filter((t) => {
     const clash = own.find((o) => cidrsOverlap(o, parseCidr(t)!));
-    if (clash) warnings.push(`PodCIDR ${t} of Node ${m.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`);
+    if (clash)
+      warnings.push(
+        `PodCIDR ${t} of Node ${m.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`,
+      );
     return !clash;
   });
   const entry: PeerEntry = {
     context,
     peer: {
-      kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}),
-      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), persistentKeepalive: settings.persistentKeepalive,
+      kind: 'node',
+      name: m.name,
+      publicKey: m.publicKey,
+      endpoint: m.endpoint,
+      ...(m.candidates ? { candidates: m.candidates } : {}),
+      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText),
+      persistentKeepalive: settings.persistentKeepalive,
     },
     routes: podCIDRs.map((dst) => ({ dst, dev: settings.interfaceName, via: m.name })),
     warnings,
@@ -90,7 +123,15 @@ function externalEntry(p: AdmittedPeer, context: string, settings: MeshSettings)
   if (cached?.context === context) return cached;
   const entry: PeerEntry = {
     context,
-    peer: { kind: 'peer', name: p.name, publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: [...p.allowedIPs], persistentKeepalive: p.persistentKeepalive, ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}) },
+    peer: {
+      kind: 'peer',
+      name: p.name,
+      publicKey: p.publicKey,
+      endpoint: p.endpoint,
+      allowedIPs: [...p.allowedIPs],
+      persistentKeepalive: p.persistentKeepalive,
+      ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
+    },
     routes: p.allowedIPs.map((dst) => ({ dst, dev: settings.interfaceName, via: p.name, kind: 'peer' as const })),
     warnings: [],
   };
@@ -120,7 +161,14 @@ function entryContext(selfNode: MeshNode, settings: MeshSettings): { own: Cidr[]
  * The WireGuard peers (by name, Nodes before Peers of the same name) and routes (peer by peer) for
  * the members and admitted external peers of a membership.
  */
-function peersAndRoutes(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, choice?: EndpointChoice): PeerSet {
+function peersAndRoutes(
+  self: SelfIdentity,
+  membership: Membership,
+  own: readonly Cidr[],
+  context: string,
+  settings: MeshSettings,
+  choice?: EndpointChoice,
+): PeerSet {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const clones: string[] = [];
@@ -188,13 +236,34 @@ function findMember(members: readonly Member[], name: string): Member | undefine
  * search): one event costs what it changed. Undefined when it must be built in full (a Node with
  * this node's key, a warning, external peers that changed).
  */
-function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly Cidr[], context: string, settings: MeshSettings, previous: DesiredState, names: ReadonlySet<string>, choice?: EndpointChoice): PeerSet | undefined {
+function patchPeerSet(
+  self: SelfIdentity,
+  membership: Membership,
+  own: readonly Cidr[],
+  context: string,
+  settings: MeshSettings,
+  previous: DesiredState,
+  names: ReadonlySet<string>,
+  choice?: EndpointChoice,
+): PeerSet | undefined {
   if (names.size === 0) {
-    return { peers: previous.peers, routes: previous.routes, clones: [], warnings: [], peersDelta: { from: previous.peers, removed: [], added: [] }, routesDelta: { from: previous.routes, removed: [], added: [] } };
+    return {
+      peers: previous.peers,
+      routes: previous.routes,
+      clones: [],
+      warnings: [],
+      peersDelta: { from: previous.peers, removed: [], added: [] },
+      routesDelta: { from: previous.routes, removed: [], added: [] },
+    };
   }
   const peers = previous.peers.slice();
   const routes = previous.routes.slice();
-  const delta = { peersRemoved: [] as DesiredPeer[], peersAdded: [] as DesiredPeer[], routesRemoved: [] as DesiredRoute[], routesAdded: [] as DesiredRoute[] };
+  const delta = {
+    peersRemoved: [] as DesiredPeer[],
+    peersAdded: [] as DesiredPeer[],
+    routesRemoved: [] as DesiredRoute[],
+    routesAdded: [] as DesiredRoute[],
+  };
   for (const name of names) {
     const i = lowerBound(peers, name, peerName);
     if (peers[i]?.name === name && peers[i]!.kind === 'node') delta.peersRemoved.push(...peers.splice(i, 1));
@@ -214,23 +283,49 @@ function patchPeerSet(self: SelfIdentity, membership: Membership, own: readonly 
     delta.routesAdded.push(...e.routes);
   }
   return {
-    peers, routes, clones: [], warnings: [],
+    peers,
+    routes,
+    clones: [],
+    warnings: [],
     peersDelta: { from: previous.peers, removed: delta.peersRemoved, added: delta.peersAdded },
     routesDelta: { from: previous.routes, removed: delta.routesRemoved, added: delta.routesAdded },
   };
 }
 
 /** The peer set: derived from `previous` when the membership follows the one it was built from, else in full. */
-function peerSet(self: SelfIdentity, membership: Membership, selfNode: MeshNode, settings: MeshSettings, previous: DesiredState | undefined, choice?: EndpointChoice): { set: PeerSet; basis: Basis | undefined } {
+function peerSet(
+  self: SelfIdentity,
+  membership: Membership,
+  selfNode: MeshNode,
+  settings: MeshSettings,
+  previous: DesiredState | undefined,
+  choice?: EndpointChoice,
+): { set: PeerSet; basis: Basis | undefined } {
   const { own, context } = entryContext(selfNode, settings);
   const ch = membership.changes;
   const before = previous ? bases.get(previous) : undefined;
-  const follows = !!ch && !!before && before.clean && !ch.peers && before.engine === ch.engine && before.version === ch.version - 1
-    && before.context === context && before.selfKey === self.publicKey;
-  const names = choice && choice.changed.size > 0 ? new Set([...ch?.nodes ?? [], ...choice.changed]) : ch?.nodes;
-  const set = (follows ? patchPeerSet(self, membership, own, context, settings, previous!, names!, choice) : undefined)
-    ?? peersAndRoutes(self, membership, own, context, settings, choice);
-  const basis = ch ? { engine: ch.engine, version: ch.version, context, selfKey: self.publicKey, clean: set.clones.length === 0 && set.warnings.length === 0 } : undefined;
+  const follows =
+    !!ch &&
+    !!before &&
+    before.clean &&
+    !ch.peers &&
+    before.engine === ch.engine &&
+    before.version === ch.version - 1 &&
+    before.context === context &&
+    before.selfKey === self.publicKey;
+  const names = choice && choice.changed.size > 0 ? new Set([...(ch?.nodes ?? []), ...choice.changed]) : ch?.nodes;
+  const set =
+    (follows ? patchPeerSet(self, membership, own, context, settings, previous!, names!, choice) : undefined) ??
+    peersAndRoutes(self, membership, own, context, settings, choice);
+  const basis = ch
+    ? {
+        engine: ch.engine,
+        version: ch.version,
+        context,
+        selfKey: self.publicKey,
+        clean: set.clones.length === 0 && set.warnings.length === 0,
+      }
+    : undefined;
   return { set, basis };
 }
 
@@ -256,19 +351,44 @@ export interface TopologyInput {
 }
 
 /** Peers (by name, a Node before a Peer of the same name). */
-const byPeerOrder = (a: DesiredPeer, b: DesiredPeer): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind === b.kind ? 0 : a.kind === 'node' ? -1 : 1);
+const byPeerOrder = (a: DesiredPeer, b: DesiredPeer): number =>
+  a.name < b.name ? -1 : a.name > b.name ? 1 : a.kind === b.kind ? 0 : a.kind === 'node' ? -1 : 1;
 
 /**
  * The peer set for location or cross granularity: the topology's tunnels and private-network
  * routes, and the external peers (on a leader; a member routes them through its leader).
  */
-function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: string, ownEndpoint: string | undefined, membership: Membership, settings: MeshSettings, topo: TopologyInput): { set: PeerSet; state: TopologyState } {
+function topologyPeerSet(
+  self: SelfIdentity,
+  selfNode: MeshNode,
+  selfAddress: string,
+  ownEndpoint: string | undefined,
+  membership: Membership,
+  settings: MeshSettings,
+  topo: TopologyInput,
+): { set: PeerSet; state: TopologyState } {
   const warnings: string[] = [];
   const policy = membership.policy!;
-  const placed = membership.members.filter((m) => topo.nodes.has(m.name)).map((m) => place(m, topo.nodes.get(m.name)!, topo.settings, policy, warnings));
+  const placed = membership.members
+    .filter((m) => topo.nodes.has(m.name))
+    .map((m) => place(m, topo.nodes.get(m.name)!, topo.settings, policy, warnings));
   const podCIDRs = selfNode.podCIDRs.map((t) => normalizeCidr(t)).filter((t): t is string => !!t);
   const selfAddress6 = membership.addresses6?.get(self.name);
-  const me = place({ name: self.name, createdAt: selfNode.createdAt, publicKey: self.publicKey, overlayAddress: selfAddress, ...(selfAddress6 ? { overlayAddress6: selfAddress6 } : {}), endpoint: ownEndpoint ?? '', podCIDRs }, selfNode, topo.settings, policy, warnings);
+  const me = place(
+    {
+      name: self.name,
+      createdAt: selfNode.createdAt,
+      publicKey: self.publicKey,
+      overlayAddress: selfAddress,
+      ...(selfAddress6 ? { overlayAddress6: selfAddress6 } : {}),
+      endpoint: ownEndpoint ?? '',
+      podCIDRs,
+    },
+    selfNode,
+    topo.settings,
+    policy,
+    warnings,
+  );
   const all = [...placed, me];
   const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
   const topology = decideTopology(all, granularity, topo.holders, warnings, topo.lapsed);
@@ -288,15 +408,37 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
     } else if (leader) {
       for (const dst of p.allowedIPs) {
         const gateway = gatewayFor(dst, leader);
-        if (gateway) routes.push({ dst, gateway, via: p.name, kind: 'peer', what: `allowed IPs ${dst} of Peer ${p.name} (on leader ${leader.name})` });
+        if (gateway)
+          routes.push({
+            dst,
+            gateway,
+            via: p.name,
+            kind: 'peer',
+            what: `allowed IPs ${dst} of Peer ${p.name} (on leader ${leader.name})`,
+          });
       }
     }
   }
   const state: TopologyState = {
-    granularity, location: me.location.name, locationId: me.location.id, leader: mine.leader, why: mine.why, leads,
-    locations: topology.locations.map((l) => ({ id: l.location.id, name: l.location.name, members: l.members, leader: l.leader, why: l.why, candidates: l.candidates })),
+    granularity,
+    location: me.location.name,
+    locationId: me.location.id,
+    leader: mine.leader,
+    why: mine.why,
+    leads,
+    locations: topology.locations.map((l) => ({
+      id: l.location.id,
+      name: l.location.name,
+      members: l.members,
+      leader: l.leader,
+      why: l.why,
+      candidates: l.candidates,
+    })),
   };
-  return { set: { peers: peers.sort(byPeerOrder), routes, clones: [], warnings: [...warnings, ...plan.warnings] }, state };
+  return {
+    set: { peers: peers.sort(byPeerOrder), routes, clones: [], warnings: [...warnings, ...plan.warnings] },
+    state,
+  };
 }
 
 /**
@@ -305,7 +447,15 @@ function topologyPeerSet(self: SelfIdentity, selfNode: MeshNode, selfAddress: st
  * desired state, built from the engine's membership just before this one, the peers and routes
  * are derived from it (with `peersDelta` and `routesDelta` saying what changed).
  */
-export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, membership: Membership, configured: MeshSettings, previous?: DesiredState, topo?: TopologyInput, choice?: EndpointChoice): DesiredState {
+export function desiredFor(
+  self: SelfIdentity,
+  selfNode: MeshNode | undefined,
+  membership: Membership,
+  configured: MeshSettings,
+  previous?: DesiredState,
+  topo?: TopologyInput,
+  choice?: EndpointChoice,
+): DesiredState {
   if (!selfNode) throw new NotReadyError(`Node ${self.name} does not exist in the cluster yet`);
   const settings = withOwnKeepalive(selfNode, configured);
   const selfAddress = membership.addresses.get(self.name);
@@ -314,12 +464,18 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
     throw new NotReadyError(`Node ${self.name} has no overlay address: ${why}`);
   }
   const own = selfEndpoint(selfNode, settings.endpoint, settings.listenPort, settings.resolved);
-  const located = topo && topo.settings.granularity !== 'full' ? topologyPeerSet(self, selfNode, selfAddress, own.endpoint, membership, settings, topo) : undefined;
+  const located =
+    topo && topo.settings.granularity !== 'full'
+      ? topologyPeerSet(self, selfNode, selfAddress, own.endpoint, membership, settings, topo)
+      : undefined;
   if (located && choice) located.set.peers = located.set.peers.map((p) => withChoice(p, choice));
-  const { set, basis } = located ? { set: located.set, basis: undefined } : peerSet(self, membership, selfNode, settings, previous, choice);
+  const { set, basis } = located
+    ? { set: located.set, basis: undefined }
+    : peerSet(self, membership, selfNode, settings, previous, choice);
   const warnings = [...set.clones];
   for (const p of membership.externalPeers) {
-    if (p.publicKey === self.publicKey) warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
+    if (p.publicKey === self.publicKey)
+      warnings.push(`Peer ${p.name} uses this node's public key: fix the Peer resource`);
   }
   const selfAddress6 = membership.addresses6?.get(self.name);
   const publish: Record<string, string> = {
@@ -356,7 +512,17 @@ export function desiredFor(self: SelfIdentity, selfNode: MeshNode | undefined, m
  * Computes what node `self` should have applied from all Nodes and external peers; throws
  * NotReadyError when it cannot yet.
  */
-export function computeDesired(self: SelfIdentity, nodes: readonly MeshNode[], settings: MeshSettings, externalPeers: readonly ExternalPeer[] = []): DesiredState {
+export function computeDesired(
+  self: SelfIdentity,
+  nodes: readonly MeshNode[],
+  settings: MeshSettings,
+  externalPeers: readonly ExternalPeer[] = [],
+): DesiredState {
   const membership = decideMembership(nodes, externalPeers, settings, self);
-  return desiredFor(self, nodes.find((n) => n.name === self.name), membership, settings);
+  return desiredFor(
+    self,
+    nodes.find((n) => n.name === self.name),
+    membership,
+    settings,
+  );
 }

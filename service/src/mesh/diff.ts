@@ -44,15 +44,22 @@ function canonicalEndpoint(ep: string | undefined): string | undefined {
 function diffPeer(peer: DesiredPeer, cur: PeerStatus, prev: DesiredPeer | undefined): PeerChange | undefined {
   const why: string[] = [];
   const wantIps = canonicalCidrs(peer.allowedIPs);
-  if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(',')) why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
-  if (peer.persistentKeepalive !== cur.persistentKeepalive) why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
+  if (wantIps.join(',') !== canonicalCidrs(cur.allowedIPs).join(','))
+    why.push(`allowed IPs ${cur.allowedIPs.join(',') || '(none)'} → ${wantIps.join(',')}`);
+  if (peer.persistentKeepalive !== cur.persistentKeepalive)
+    why.push(`keepalive ${cur.persistentKeepalive} → ${peer.persistentKeepalive}`);
   // The device only tells whether it holds a key: a new key is known from what was applied.
-  if (!!peer.presharedKey !== cur.hasPresharedKey) why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
-  else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey) why.push('preshared key changed');
+  if (!!peer.presharedKey !== cur.hasPresharedKey)
+    why.push(peer.presharedKey ? 'preshared key added' : 'preshared key removed');
+  else if (peer.presharedKey && prev !== undefined && prev.presharedKey !== peer.presharedKey)
+    why.push('preshared key changed');
   let setEndpoint = false;
   if (peer.endpoint) {
     const changedSinceApplied = prev !== undefined && prev.endpoint !== peer.endpoint;
-    const adoptMismatch = prev === undefined && isLiteralEndpoint(peer.endpoint) && canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
+    const adoptMismatch =
+      prev === undefined &&
+      isLiteralEndpoint(peer.endpoint) &&
+      canonicalEndpoint(peer.endpoint) !== canonicalEndpoint(cur.endpoint);
     const neverSet = cur.endpoint === undefined;
     if (changedSinceApplied || adoptMismatch || neverSet) {
       setEndpoint = true;
@@ -62,10 +69,18 @@ function diffPeer(peer: DesiredPeer, cur: PeerStatus, prev: DesiredPeer | undefi
   return why.length > 0 ? { op: 'update', peer, setEndpoint, reason: `${peer.name}: ${why.join('; ')}` } : undefined;
 }
 
-const added = (peer: DesiredPeer): PeerChange => ({ op: 'add', peer, reason: `new ${peer.kind === 'node' ? 'Node' : 'Peer'} ${peer.name}` });
+const added = (peer: DesiredPeer): PeerChange => ({
+  op: 'add',
+  peer,
+  reason: `new ${peer.kind === 'node' ? 'Node' : 'Peer'} ${peer.name}`,
+});
 
 /** Removals of the peers in `present` that `desired` no longer has, each with its reason. */
-function removals(desired: readonly DesiredPeer[], present: Iterable<string>, lastApplied: ReadonlyMap<string, DesiredPeer> | undefined): PeerChange[] {
+function removals(
+  desired: readonly DesiredPeer[],
+  present: Iterable<string>,
+  lastApplied: ReadonlyMap<string, DesiredPeer> | undefined,
+): PeerChange[] {
   const wanted = new Set(desired.map((p) => p.publicKey));
   const names = new Set(desired.map((d) => `${d.kind}/${d.name}`));
   const out: PeerChange[] = [];
@@ -74,7 +89,11 @@ function removals(desired: readonly DesiredPeer[], present: Iterable<string>, la
     const prev = lastApplied?.get(key);
     const name = prev?.name;
     const rekeyed = prev !== undefined && names.has(`${prev.kind}/${prev.name}`);
-    const reason = rekeyed ? `${name} published a new public key` : name ? `${name} is gone or no longer valid` : 'not a current Node or Peer';
+    const reason = rekeyed
+      ? `${name} published a new public key`
+      : name
+        ? `${name} is gone or no longer valid`
+        : 'not a current Node or Peer';
     out.push({ op: 'remove', publicKey: key, name, reason });
   }
   return out;
@@ -86,7 +105,11 @@ function removals(desired: readonly DesiredPeer[], present: Iterable<string>, la
  * changed, or on adoption when the device disagrees with a literal desired endpoint, so a peer
  * that roamed behind NAT is not pulled back on every resync.
  */
-export function diffPeers(desired: readonly DesiredPeer[], observed: readonly PeerStatus[], lastApplied?: ReadonlyMap<string, DesiredPeer>): PeerChange[] {
+export function diffPeers(
+  desired: readonly DesiredPeer[],
+  observed: readonly PeerStatus[],
+  lastApplied?: ReadonlyMap<string, DesiredPeer>,
+): PeerChange[] {
   const changes: PeerChange[] = [];
   const seen = new Map(observed.map((p) => [p.publicKey, p]));
   for (const peer of desired) {
@@ -117,7 +140,11 @@ export function appliedStatus(p: DesiredPeer): PeerStatus {
  * a change costs what it touches, not what the mesh holds. Desired peers equal to what was applied
  * but held in new objects are added to `rebased` (the caller keeps them, for the next identity check).
  */
-export function diffKnownPeers(desired: readonly DesiredPeer[], applied: ReadonlyMap<string, DesiredPeer>, rebased: DesiredPeer[] = []): PeerChange[] {
+export function diffKnownPeers(
+  desired: readonly DesiredPeer[],
+  applied: ReadonlyMap<string, DesiredPeer>,
+  rebased: DesiredPeer[] = [],
+): PeerChange[] {
   const changes: PeerChange[] = [];
   let matched = 0;
   for (const peer of desired) {
@@ -142,7 +169,11 @@ export function diffKnownPeers(desired: readonly DesiredPeer[], applied: Readonl
  * The same changes as `diffKnownPeers(list, applied)` when `list` differs from a list the device
  * was known to hold (as `applied`) by `delta` only: the work is the size of the delta.
  */
-export function diffPeerDelta(delta: ListDelta<DesiredPeer>, applied: ReadonlyMap<string, DesiredPeer>, rebased: DesiredPeer[] = []): PeerChange[] {
+export function diffPeerDelta(
+  delta: ListDelta<DesiredPeer>,
+  applied: ReadonlyMap<string, DesiredPeer>,
+  rebased: DesiredPeer[] = [],
+): PeerChange[] {
   const changes: PeerChange[] = [];
   const stay = new Set<string>();
   const names = new Set<string>();
@@ -162,7 +193,9 @@ export function diffPeerDelta(delta: ListDelta<DesiredPeer>, applied: ReadonlyMa
   for (const old of delta.removed) {
     if (stay.has(old.publicKey) || !applied.has(old.publicKey)) continue;
     const prev = applied.get(old.publicKey)!;
-    const reason = names.has(`${prev.kind}/${prev.name}`) ? `${prev.name} published a new public key` : `${prev.name} is gone or no longer valid`;
+    const reason = names.has(`${prev.kind}/${prev.name}`)
+      ? `${prev.name} published a new public key`
+      : `${prev.name} is gone or no longer valid`;
     changes.push({ op: 'remove', publicKey: old.publicKey, name: prev.name, reason });
   }
   return changes;
@@ -171,7 +204,7 @@ export function diffPeerDelta(delta: ListDelta<DesiredPeer>, applied: ReadonlyMa
 /** A route destination as a CIDR (`ip` prints host routes without a prefix length). */
 function routeDst(dst: string): string {
   const ip = parseIp(dst);
-  return ip ? hostCidr(ip) : normalizeCidr(dst) ?? dst;
+  return ip ? hostCidr(ip) : (normalizeCidr(dst) ?? dst);
 }
 
 /** Where a route to a destination goes. */
@@ -182,14 +215,21 @@ export interface RouteTarget {
 }
 
 /** A route's identity: its destination and where it goes (the device, or the next hop). */
-export const routeKey = (r: { dst: string; dev?: string | undefined; gateway?: string | undefined }): string => `${r.dst}|${r.gateway ? `via ${r.gateway}` : r.dev ?? ''}`;
+export const routeKey = (r: { dst: string; dev?: string | undefined; gateway?: string | undefined }): string =>
+  `${r.dst}|${r.gateway ? `via ${r.gateway}` : (r.dev ?? '')}`;
 /** Why a route is wanted, for logs: what its destination is, and which way it goes. */
 function routeReason(r: DesiredRoute): string {
   if (!r.what) return r.gateway ? `${r.dst} of ${r.via}, over the private network` : `PodCIDR ${r.dst} of ${r.via}`;
-  return r.gateway ? `${r.what}, over the private network through ${r.gateway}` : `${r.what}, through the tunnel to ${r.via}`;
+  return r.gateway
+    ? `${r.what}, over the private network through ${r.gateway}`
+    : `${r.what}, through the tunnel to ${r.via}`;
 }
 const addRoute = (r: DesiredRoute): RouteChange => ({ op: 'add', route: r, reason: routeReason(r) });
-const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, reason: `no current peer owns ${r.dst}` });
+const deleteRoute = (r: RouteStatus): RouteChange => ({
+  op: 'delete',
+  route: r,
+  reason: `no current peer owns ${r.dst}`,
+});
 
 /**
  * Turns the add and the delete of the daemon's own route to one destination (e.g. a leader change:
@@ -198,7 +238,9 @@ const deleteRoute = (r: RouteStatus): RouteChange => ({ op: 'delete', route: r, 
  */
 function pairReplacements(changes: RouteChange[]): RouteChange[] {
   const deletes = new Map<string, number>();
-  changes.forEach((c, i) => { if (c.op === 'delete') deletes.set(routeDst(c.route.dst), i); });
+  changes.forEach((c, i) => {
+    if (c.op === 'delete') deletes.set(routeDst(c.route.dst), i);
+  });
   if (deletes.size === 0) return changes;
   const paired = new Set<number>();
   const out = changes.map((c): RouteChange => {
@@ -206,27 +248,44 @@ function pairReplacements(changes: RouteChange[]): RouteChange[] {
     if (c.op !== 'add' || i === undefined || paired.has(i)) return c;
     paired.add(i);
     const old = changes[i]!.route;
-    return { ...c, replaces: { dst: old.dst, dev: old.dev, gateway: old.gateway }, reason: `${c.reason}, in place of ${old.gateway ? `via ${old.gateway}` : `dev ${old.dev ?? '?'}`}` };
+    return {
+      ...c,
+      replaces: { dst: old.dst, dev: old.dev, gateway: old.gateway },
+      reason: `${c.reason}, in place of ${old.gateway ? `via ${old.gateway}` : `dev ${old.dev ?? '?'}`}`,
+    };
   });
   return out.filter((_, i) => !paired.has(i));
 }
 
 /** Route changes that make the daemon's own routes (`ownProtocol`) match the desired ones. */
-export function diffRoutes(desired: readonly DesiredRoute[], observed: readonly RouteStatus[], ownProtocol: string): RouteChange[] {
+export function diffRoutes(
+  desired: readonly DesiredRoute[],
+  observed: readonly RouteStatus[],
+  ownProtocol: string,
+): RouteChange[] {
   const changes: RouteChange[] = [];
-  const own = observed.filter((r) => r.protocol === ownProtocol).map((r) => ({ key: routeKey({ dst: routeDst(r.dst), dev: r.dev, gateway: r.gateway }), route: r }));
+  const own = observed
+    .filter((r) => r.protocol === ownProtocol)
+    .map((r) => ({ key: routeKey({ dst: routeDst(r.dst), dev: r.dev, gateway: r.gateway }), route: r }));
   const ownKey = new Set(own.map((o) => o.key));
   const wanted = new Set(desired.map(routeKey));
   const foreign = new Map<string, RouteStatus>();
-  for (const o of observed) if (o.protocol !== ownProtocol) foreign.set(routeKey({ dst: routeDst(o.dst), dev: o.dev, gateway: o.gateway }), o);
+  for (const o of observed)
+    if (o.protocol !== ownProtocol) foreign.set(routeKey({ dst: routeDst(o.dst), dev: o.dev, gateway: o.gateway }), o);
   const foreignByDst = new Map<string, RouteStatus[]>();
-  for (const o of foreign.values()) foreignByDst.set(routeDst(o.dst), [...(foreignByDst.get(routeDst(o.dst)) ?? []), o]);
+  for (const o of foreign.values())
+    foreignByDst.set(routeDst(o.dst), [...(foreignByDst.get(routeDst(o.dst)) ?? []), o]);
   for (const r of desired) {
     if (ownKey.has(routeKey(r))) continue;
     // Someone else's route to the same prefix through another device is never overwritten.
     const other = foreignByDst.get(r.dst)?.find((o) => (r.gateway ? o.gateway !== r.gateway : o.dev !== r.dev));
     if (other) {
-      changes.push({ op: 'conflict', route: r, other, reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone` });
+      changes.push({
+        op: 'conflict',
+        route: r,
+        other,
+        reason: `PodCIDR ${r.dst} of ${r.via} is already routed via ${other.dev ?? '?'} (proto ${other.protocol}) by someone else; left alone`,
+      });
       continue;
     }
     changes.push(addRoute(r));
@@ -246,7 +305,13 @@ export interface KnownRoutes {
  * routes in `skip` (other owners hold them): a desired route that is an owned object is passed at
  * once, so a change costs what it touches. Owned routes held in new objects go to `rebased`.
  */
-export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRoutes, skip: ReadonlySet<string>, ownProtocol: string, rebased: DesiredRoute[] = []): RouteChange[] {
+export function diffKnownRoutes(
+  desired: readonly DesiredRoute[],
+  owned: KnownRoutes,
+  skip: ReadonlySet<string>,
+  ownProtocol: string,
+  rebased: DesiredRoute[] = [],
+): RouteChange[] {
   const changes: RouteChange[] = [];
   let matched = 0;
   for (const r of desired) {
@@ -265,7 +330,9 @@ export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRo
   }
   if (matched < owned.byKey.size) {
     const wanted = new Set(desired.map(routeKey));
-    for (const [k, r] of owned.byKey) if (!wanted.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
+    for (const [k, r] of owned.byKey)
+      if (!wanted.has(k))
+        changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
   return pairReplacements(changes);
 }
@@ -274,7 +341,13 @@ export function diffKnownRoutes(desired: readonly DesiredRoute[], owned: KnownRo
  * The same changes as `diffKnownRoutes(list, owned, skip, …)` when `list` differs from a list
  * whose routes were all owned or skipped by `delta` only: the work is the size of the delta.
  */
-export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoutes, skip: ReadonlySet<string>, ownProtocol: string, rebased: DesiredRoute[] = []): RouteChange[] {
+export function diffRouteDelta(
+  delta: ListDelta<DesiredRoute>,
+  owned: KnownRoutes,
+  skip: ReadonlySet<string>,
+  ownProtocol: string,
+  rebased: DesiredRoute[] = [],
+): RouteChange[] {
   const changes: RouteChange[] = [];
   const stay = new Set<string>();
   for (const r of delta.added) {
@@ -287,7 +360,8 @@ export function diffRouteDelta(delta: ListDelta<DesiredRoute>, owned: KnownRoute
   for (const old of delta.removed) {
     const k = routeKey(old);
     const r = owned.byKey.get(k);
-    if (r && !stay.has(k)) changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
+    if (r && !stay.has(k))
+      changes.push(deleteRoute({ dst: r.dst, dev: r.dev, gateway: r.gateway, protocol: ownProtocol }));
   }
   return pairReplacements(changes);
 }
@@ -302,7 +376,8 @@ export function interfaceDrift(want: DesiredInterface, link: LinkStatus, dev: In
   const v4 = link.addresses.filter((a) => !a.includes(':'));
   const v6 = link.addresses.filter((a) => a.includes(':'));
   if (!v4.includes(want.address)) why.push(`address ${v4.join(',') || '(none)'} → ${want.address}`);
-  if (want.address6 && !v6.includes(want.address6)) why.push(`${IPV6_DRIFT} ${v6.join(',') || '(none)'} → ${want.address6}`);
+  if (want.address6 && !v6.includes(want.address6))
+    why.push(`${IPV6_DRIFT} ${v6.join(',') || '(none)'} → ${want.address6}`);
   if (want.mtu !== undefined && link.mtu !== want.mtu) why.push(`MTU ${link.mtu} → ${want.mtu}`);
   if (!dev) return [...why, 'WireGuard device not readable'];
   if (dev.listenPort !== want.listenPort) why.push(`listen port ${dev.listenPort} → ${want.listenPort}`);

@@ -49,7 +49,7 @@ export class DiscoveredIndex {
     this.byObserver.set(node.name, { node, seen });
     for (const target of seen.keys()) {
       let set = this.byTarget.get(target);
-      if (!set) this.byTarget.set(target, set = new Set());
+      if (!set) this.byTarget.set(target, (set = new Set()));
       set.add(node.name);
     }
   }
@@ -68,7 +68,9 @@ export class DiscoveredIndex {
 
   /** Where other Nodes saw `target` arrive from, the senior observers first, without duplicates. */
   about(target: string): string[] {
-    const observers = [...this.byTarget.get(target) ?? []].map((n) => this.byObserver.get(n)!).sort((a, b) => compareSeniority(a.node, b.node));
+    const observers = [...(this.byTarget.get(target) ?? [])]
+      .map((n) => this.byObserver.get(n)!)
+      .sort((a, b) => compareSeniority(a.node, b.node));
     return [...new Set(observers.map((o) => o.seen.get(target)!))];
   }
 }

@@ -21,19 +21,29 @@ function preferIPv4(ips: readonly string[]): string | undefined {
  * The endpoint this node publishes for itself, or a warning saying why it has none. An explicit
  * name is published as its address (other nodes believe only addresses) once `resolved` has it.
  */
-export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPort: number, resolved?: ReadonlyMap<string, string>): { endpoint?: string; warning?: string } {
+export function selfEndpoint(
+  node: MeshNode,
+  setting: EndpointSetting,
+  listenPort: number,
+  resolved?: ReadonlyMap<string, string>,
+): { endpoint?: string; warning?: string } {
   if (setting.mode === 'explicit') {
     const port = setting.port ?? listenPort;
     if (parseIp(setting.host) || !resolved) return { endpoint: formatHostPort(setting.host, port) };
     const address = resolved.get(setting.host);
-    if (address === undefined) return { warning: `endpoint = ${setting.host} does not resolve (yet): nothing is published until it does, and other nodes fall back to this Node's InternalIP` };
+    if (address === undefined)
+      return {
+        warning: `endpoint = ${setting.host} does not resolve (yet): nothing is published until it does, and other nodes fall back to this Node's InternalIP`,
+      };
     return { endpoint: formatHostPort(address, port) };
   }
   const list = setting.mode === 'internal' ? node.internalIPs : node.externalIPs;
   const ip = preferIPv4(list);
   if (!ip) {
     const kind = setting.mode === 'internal' ? 'InternalIP' : 'ExternalIP';
-    return { warning: `endpoint = ${setting.mode} but Node ${node.name} has no ${kind} in status.addresses; other nodes fall back to its InternalIP` };
+    return {
+      warning: `endpoint = ${setting.mode} but Node ${node.name} has no ${kind} in status.addresses; other nodes fall back to its InternalIP`,
+    };
   }
   return { endpoint: formatHostPort(ip, listenPort) };
 }
@@ -42,16 +52,26 @@ export function selfEndpoint(node: MeshNode, setting: EndpointSetting, listenPor
  * Why a published endpoint is not believed, or undefined when it is (with its canonical form).
  * `what` names the annotation; `mode` = `any` believes every address (Kilo's force-endpoint is).
  */
-function refusal(node: MeshNode, published: string, mode: 'addresses' | 'any', what = 'published endpoint'): { problem: string } | { endpoint: string } {
+function refusal(
+  node: MeshNode,
+  published: string,
+  mode: 'addresses' | 'any',
+  what = 'published endpoint',
+): { problem: string } | { endpoint: string } {
   const hp = parseHostPort(published);
   if (!hp) return { problem: `${what} ${quoted(published)} is not host:port` };
   const ip = parseIp(hp.host);
-  if (!ip) return { problem: `${what} ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
+  if (!ip)
+    return { problem: `${what} ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
   const reserved = reservedOverlap(parseCidr(hostCidr(ip))!);
   if (reserved) return { problem: `${what} ${quoted(published)} is in ${reserved.what}` };
-  const own = [...node.internalIPs, ...node.externalIPs].map((s) => parseIp(s)).some((a) => a && a.family === ip.family && a.value === ip.value);
+  const own = [...node.internalIPs, ...node.externalIPs]
+    .map((s) => parseIp(s))
+    .some((a) => a && a.family === ip.family && a.value === ip.value);
   if (mode === 'addresses' && !own) {
-    return { problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)` };
+    return {
+      problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)`,
+    };
   }
   return { endpoint: formatHostPort(formatIp(ip), hp.port) };
 }
@@ -83,21 +103,35 @@ function canonical(ep: string): string {
 }
 
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */
-export function peerEndpoint(node: MeshNode, listenPort: number, mode: 'addresses' | 'any' = 'addresses'): { endpoint?: string; problem?: SkipReason } {
+export function peerEndpoint(
+  node: MeshNode,
+  listenPort: number,
+  mode: 'addresses' | 'any' = 'addresses',
+): { endpoint?: string; problem?: SkipReason } {
   let problem: SkipReason | undefined;
   // Kilo's force-endpoint is an admin's word (wg-overlay's own credential cannot write it): any address.
   const forced = node.annotations[KILO_FORCE_ENDPOINT];
   if (forced !== undefined && forced !== '') {
     const verdict = refusal(node, forced, 'any', KILO_FORCE_ENDPOINT);
     if ('endpoint' in verdict) return { endpoint: verdict.endpoint };
-    problem = { name: node.name, reason: parseHostPort(forced) ? 'endpoint-refused' : 'invalid-endpoint', message: verdict.problem, whole: false };
+    problem = {
+      name: node.name,
+      reason: parseHostPort(forced) ? 'endpoint-refused' : 'invalid-endpoint',
+      message: verdict.problem,
+      whole: false,
+    };
   }
   const published = node.annotations[ANNOTATION_ENDPOINT];
   if (published !== undefined && published !== '') {
     const verdict = refusal(node, published, mode);
     if ('endpoint' in verdict) return { endpoint: verdict.endpoint, ...(problem ? { problem } : {}) };
     const reason = parseHostPort(published) ? 'endpoint-refused' : 'invalid-endpoint';
-    problem = { name: node.name, reason, message: problem ? `${problem.message}; ${verdict.problem}` : verdict.problem, whole: false };
+    problem = {
+      name: node.name,
+      reason,
+      message: problem ? `${problem.message}; ${verdict.problem}` : verdict.problem,
+      whole: false,
+    };
   }
   const ip = preferIPv4(node.internalIPs);
   if (ip) {

@@ -12,8 +12,18 @@ import { AddressBook } from './address-book.js';
 import { CidrIndex } from './cidr-index.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import {
-  asIPv6Problem, basePolicy, compareClaimants, judge, nodeClaimant, peerClaimant, protectedOf,
-  type Claimant, type Member, type Membership, type MembershipSettings, type Verdict,
+  asIPv6Problem,
+  basePolicy,
+  compareClaimants,
+  judge,
+  nodeClaimant,
+  peerClaimant,
+  protectedOf,
+  type Claimant,
+  type Member,
+  type Membership,
+  type MembershipSettings,
+  type Verdict,
 } from './membership.js';
 import type { RangePolicy } from './ranges.js';
 import type { ExternalPeer, MeshNode, SelfIdentity, SkipReason } from './types.js';
@@ -24,8 +34,16 @@ const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.n
 
 /** True when two Nodes carry the same fields the mesh uses. */
 export function sameNode(a: MeshNode, b: MeshNode): boolean {
-  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
-  if (a.name !== b.name || a.createdAt !== b.createdAt || !same(a.internalIPs, b.internalIPs) || !same(a.externalIPs, b.externalIPs) || !same(a.podCIDRs, b.podCIDRs)) return false;
+  const same = (x: readonly string[], y: readonly string[]): boolean =>
+    x.length === y.length && x.every((v, i) => v === y[i]);
+  if (
+    a.name !== b.name ||
+    a.createdAt !== b.createdAt ||
+    !same(a.internalIPs, b.internalIPs) ||
+    !same(a.externalIPs, b.externalIPs) ||
+    !same(a.podCIDRs, b.podCIDRs)
+  )
+    return false;
   const sameRecord = (x: Readonly<Record<string, string>> = {}, y: Readonly<Record<string, string>> = {}): boolean => {
     const kx = Object.keys(x);
     return kx.length === Object.keys(y).length && kx.every((k) => x[k] === y[k]);
@@ -36,8 +54,17 @@ export function sameNode(a: MeshNode, b: MeshNode): boolean {
 /** True when two members are the same in every field. */
 function sameMember(a: Member | undefined, b: Member | undefined): boolean {
   if (!a || !b) return a === b;
-  return a.name === b.name && a.createdAt === b.createdAt && a.publicKey === b.publicKey && a.overlayAddress === b.overlayAddress && a.overlayAddress6 === b.overlayAddress6
-    && a.endpoint === b.endpoint && (a.candidates ?? []).join() === (b.candidates ?? []).join() && a.podCIDRs.length === b.podCIDRs.length && a.podCIDRs.every((c, i) => c === b.podCIDRs[i]);
+  return (
+    a.name === b.name &&
+    a.createdAt === b.createdAt &&
+    a.publicKey === b.publicKey &&
+    a.overlayAddress === b.overlayAddress &&
+    a.overlayAddress6 === b.overlayAddress6 &&
+    a.endpoint === b.endpoint &&
+    (a.candidates ?? []).join() === (b.candidates ?? []).join() &&
+    a.podCIDRs.length === b.podCIDRs.length &&
+    a.podCIDRs.every((c, i) => c === b.podCIDRs[i])
+  );
 }
 
 /** Adds `c` to the owners of exactly `cidr`. */
@@ -118,7 +145,10 @@ export class MeshEngine {
   /** How many verdicts were computed so far (the work the events cost; tests and benchmarks read it). */
   judged = 0;
 
-  constructor(private readonly settings: MembershipSettings, private readonly self?: SelfIdentity) {
+  constructor(
+    private readonly settings: MembershipSettings,
+    private readonly self?: SelfIdentity,
+  ) {
     this.overlay = parseOverlayCidr(settings.overlayCidr);
     this.policy = basePolicy(settings, this.overlay);
     this.book = new AddressBook(this.overlay);
@@ -194,10 +224,24 @@ export class MeshEngine {
       this.skippedCache.push(...this.invalidPeers);
     }
     this.version += 1;
-    const changes = { engine: this, version: this.version, nodes: this.touched, peers: this.peersTouched || this.version === 1 };
+    const changes = {
+      engine: this,
+      version: this.version,
+      nodes: this.touched,
+      peers: this.peersTouched || this.version === 1,
+    };
     this.touched = new Set();
     this.peersTouched = false;
-    return { overlay: this.overlay, members: this.membersCache, externalPeers: [...this.peers.values()].sort(byName), addresses: this.book.addresses, skipped: this.skippedCache, changes, policy: this.policy, ...(this.book6 ? { overlay6: this.overlay6, addresses6: this.book6.addresses } : {}) };
+    return {
+      overlay: this.overlay,
+      members: this.membersCache,
+      externalPeers: [...this.peers.values()].sort(byName),
+      addresses: this.book.addresses,
+      skipped: this.skippedCache,
+      changes,
+      policy: this.policy,
+      ...(this.book6 ? { overlay6: this.overlay6, addresses6: this.book6.addresses } : {}),
+    };
   }
 
   /** Applies one Node's change; with `batch` (a re-list) its dirty claimants are left there for one settle. */
@@ -211,7 +255,10 @@ export class MeshEngine {
     const current = this.claimants.get(idOf('node', name));
     if (current) this.unindex(current, dirty);
     if (node) this.index(nodeClaimant(node, this.policy, this.self), dirty);
-    this.movedAddresses([...this.book.update(name, node, defer), ...(this.book6?.update(name, node, defer) ?? [])], dirty);
+    this.movedAddresses(
+      [...this.book.update(name, node, defer), ...(this.book6?.update(name, node, defer) ?? [])],
+      dirty,
+    );
     if (!batch) this.settle(dirty);
   }
 
@@ -228,7 +275,8 @@ export class MeshEngine {
     const before = old ? protectedOf(old, this.settings) : [];
     const after = node ? protectedOf(node, this.settings) : [];
     // The owner's age is part of the key: a Node created again under the same name is a new owner.
-    const key = (p: { ip: { value: bigint }; owner: { label: string; createdAt: number } }): string => `${p.ip.value}|${p.owner.label}|${p.owner.createdAt}`;
+    const key = (p: { ip: { value: bigint }; owner: { label: string; createdAt: number } }): string =>
+      `${p.ip.value}|${p.owner.label}|${p.owner.createdAt}`;
     const kept = new Set(after.map(key));
     const had = new Set(before.map(key));
     const changedIps: Cidr[] = [];
@@ -256,7 +304,10 @@ export class MeshEngine {
     for (const hit of this.allRanges.allOverlapping(ip)) for (const c of hit.owner) hits.add(c);
     for (const c of hits) {
       this.unindex(c, dirty);
-      this.index(c.kind === 'node' ? nodeClaimant(c.node!, this.policy, this.self) : peerClaimant(c.peer!, this.policy), dirty);
+      this.index(
+        c.kind === 'node' ? nodeClaimant(c.node!, this.policy, this.self) : peerClaimant(c.peer!, this.policy),
+        dirty,
+      );
     }
   }
 
@@ -268,7 +319,7 @@ export class MeshEngine {
     for (const r of c.ranges) if (r.cidr) addTo(this.allRanges, r.cidr, c);
     if (c.key === undefined) return;
     let holders = this.byKey.get(c.key);
-    if (!holders) this.byKey.set(c.key, holders = new Set());
+    if (!holders) this.byKey.set(c.key, (holders = new Set()));
     holders.add(c);
     for (const r of c.ranges) if (r.cidr && !r.refused) addTo(this.requested, r.cidr, c);
   }
@@ -314,8 +365,14 @@ export class MeshEngine {
     const sorted = [...component].sort(compareClaimants);
     this.judged += sorted.length;
     const verdicts = judge(sorted, {
-      settings: this.settings, self: this.self, addresses: this.book.addresses, addresses6: this.book6?.addresses,
-      addressProblems: (name) => [...this.book.problems(name), ...(this.book6?.problems(name) ?? []).map(asIPv6Problem)],
+      settings: this.settings,
+      self: this.self,
+      addresses: this.book.addresses,
+      addresses6: this.book6?.addresses,
+      addressProblems: (name) => [
+        ...this.book.problems(name),
+        ...(this.book6?.problems(name) ?? []).map(asIPv6Problem),
+      ],
     });
     for (const [c, v] of verdicts) this.record(c, v);
   }

@@ -74,13 +74,21 @@ export function initialState(now: number, timing: FailoverTiming): FailoverState
  * One step for one peer with `count` candidates (in order of preference), given a new reading.
  * A candidate is broken when tx grew and rx did not for `timeoutMs` while it was in use.
  */
-export function failoverStep(state: FailoverState, count: number, reading: PeerReading, now: number, timing: FailoverTiming): FailoverStep {
+export function failoverStep(
+  state: FailoverState,
+  count: number,
+  reading: PeerReading,
+  now: number,
+  timing: FailoverTiming,
+): FailoverStep {
   const s: FailoverState = { ...state, last: reading };
-  if (count <= 1) return { state: { ...s, index: 0, tryingFrom: undefined, probeAt: undefined, silentSince: undefined } };
+  if (count <= 1)
+    return { state: { ...s, index: 0, tryingFrom: undefined, probeAt: undefined, silentSince: undefined } };
   const prev = state.last;
   // Silence: packets go out and none come in. Any reply ends it.
   if (prev && reading.rxBytes > prev.rxBytes) s.silentSince = undefined;
-  else if (prev && reading.txBytes > prev.txBytes && !s.silentSince) s.silentSince = { at: now, rx: prev.rxBytes, tx: prev.txBytes };
+  else if (prev && reading.txBytes > prev.txBytes && !s.silentSince)
+    s.silentSince = { at: now, rx: prev.rxBytes, tx: prev.txBytes };
   const nudge = trackQuiet(s, prev, reading, now, timing);
   const silent = !!s.silentSince && now - s.silentSince.at >= timing.timeoutMs;
   const unsendable = !!s.nudgedSince && now - s.nudgedSince.at >= timing.timeoutMs;
@@ -89,11 +97,12 @@ export function failoverStep(state: FailoverState, count: number, reading: PeerR
     const trying = s.tryingFrom;
     const next = trying !== undefined ? trying : (s.index + 1) % count;
     const probeAfterMs = trying !== undefined ? Math.min(timing.maxProbeAfterMs, s.probeAfterMs * 2) : s.probeAfterMs;
-    const why = trying !== undefined
-      ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, next try in ${Math.round(probeAfterMs / 1000)} s`
-      : silent
-        ? `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`
-        : `nothing could be sent to it for ${Math.round((now - s.nudgedSince!.at) / 1000)} s (no route, or dropped on the way out)`;
+    const why =
+      trying !== undefined
+        ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, next try in ${Math.round(probeAfterMs / 1000)} s`
+        : silent
+          ? `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`
+          : `nothing could be sent to it for ${Math.round((now - s.nudgedSince!.at) / 1000)} s (no route, or dropped on the way out)`;
     return switched(s, next, now, why, probeAfterMs);
   }
   if (s.tryingFrom !== undefined && prev && reading.rxBytes > prev.rxBytes) {
@@ -101,7 +110,22 @@ export function failoverStep(state: FailoverState, count: number, reading: PeerR
     return { state: { ...s, tryingFrom: undefined, probeAt: undefined, probeAfterMs: timing.probeAfterMs } };
   }
   if (s.index > 0 && s.tryingFrom === undefined && s.probeAt !== undefined && now >= s.probeAt) {
-    return { state: { ...s, index: 0, since: now, tryingFrom: s.index, probeAt: undefined, silentSince: undefined, quietSince: undefined, nudgedSince: undefined, nudged: undefined, idle: undefined, why: 'trying the better endpoint again' }, switchTo: { index: 0, why: 'trying the better endpoint again' } };
+    return {
+      state: {
+        ...s,
+        index: 0,
+        since: now,
+        tryingFrom: s.index,
+        probeAt: undefined,
+        silentSince: undefined,
+        quietSince: undefined,
+        nudgedSince: undefined,
+        nudged: undefined,
+        idle: undefined,
+        why: 'trying the better endpoint again',
+      },
+      switchTo: { index: 0, why: 'trying the better endpoint again' },
+    };
   }
   return nudge ? { state: s, nudge } : { state: s };
 }
@@ -110,7 +134,13 @@ export function failoverStep(state: FailoverState, count: number, reading: PeerR
  * Follows quiet spells (tx flat) in `s`; true when the peer should be nudged: it has a live session
  * and has been quiet for the timeout, and no nudge has gone out yet since its last traffic.
  */
-function trackQuiet(s: FailoverState, prev: PeerReading | undefined, reading: PeerReading, now: number, timing: FailoverTiming): boolean {
+function trackQuiet(
+  s: FailoverState,
+  prev: PeerReading | undefined,
+  reading: PeerReading,
+  now: number,
+  timing: FailoverTiming,
+): boolean {
   const nudgedBefore = s.nudged;
   s.nudged = undefined;
   if (!prev) return false;
@@ -135,7 +165,17 @@ function trackQuiet(s: FailoverState, prev: PeerReading | undefined, reading: Pe
 /** The state after moving to candidate `index` (on a fallback, a try of the best one is planned). */
 function switched(s: FailoverState, index: number, now: number, why: string, probeAfterMs: number): FailoverStep {
   const state: FailoverState = {
-    ...s, index, since: now, tryingFrom: undefined, silentSince: undefined, quietSince: undefined, nudgedSince: undefined, nudged: undefined, idle: undefined, why, probeAfterMs,
+    ...s,
+    index,
+    since: now,
+    tryingFrom: undefined,
+    silentSince: undefined,
+    quietSince: undefined,
+    nudgedSince: undefined,
+    nudged: undefined,
+    idle: undefined,
+    why,
+    probeAfterMs,
     probeAt: index > 0 ? now + probeAfterMs : undefined,
   };
   return { state, switchTo: { index, why } };

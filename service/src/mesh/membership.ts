@@ -9,16 +9,36 @@
  * only the claimants a change touches.
  */
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
-import { ANNOTATION_ENDPOINT, ANNOTATION_OVERLAY_ADDRESS6, ANNOTATION_PUBLIC_KEY, KILO_FORCE_ENDPOINT } from './annotations.js';
+import {
+  ANNOTATION_ENDPOINT,
+  ANNOTATION_OVERLAY_ADDRESS6,
+  ANNOTATION_PUBLIC_KEY,
+  KILO_FORCE_ENDPOINT,
+} from './annotations.js';
 import { AddressIndex, CidrIndex } from './cidr-index.js';
 import { peerCandidates, peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import { isValidKey } from './keys.js';
 import { compareSeniority } from './order.js';
-import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS, rangeProblem, type ProtectedOwner, type RangePolicy } from './ranges.js';
+import {
+  DEFAULT_MIN_PREFIX,
+  DEFAULT_POD_CIDRS,
+  rangeProblem,
+  type ProtectedOwner,
+  type RangePolicy,
+} from './ranges.js';
 import { quoted } from './text.js';
 import type { ExternalPeer, MembershipSettings, MeshNode, SelfIdentity, SkipReason } from './types.js';
-import { type Cidr, type Ip, compareCidrText, formatCidr, formatHostPort, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
+import {
+  type Cidr,
+  type Ip,
+  compareCidrText,
+  formatCidr,
+  formatHostPort,
+  parseCidr,
+  parseHostPort,
+  parseIp,
+} from '../net/ip.js';
 
 export type { MembershipSettings } from './types.js';
 
@@ -117,18 +137,27 @@ export interface JudgeContext {
 const who = (c: Pick<Claimant, 'kind' | 'name'>): string => `${c.kind === 'node' ? 'Node' : 'Peer'} ${c.name}`;
 
 /** Seniority of claimants: oldest first, then name, then Nodes before Peers. */
-export function compareClaimants(a: Pick<Claimant, 'createdAt' | 'name' | 'kind'>, b: Pick<Claimant, 'createdAt' | 'name' | 'kind'>): number {
+export function compareClaimants(
+  a: Pick<Claimant, 'createdAt' | 'name' | 'kind'>,
+  b: Pick<Claimant, 'createdAt' | 'name' | 'kind'>,
+): number {
   return compareSeniority(a, b) || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
 }
 
 /** The owner named for the API server's addresses. */
-const API_SERVER: ProtectedOwner = { label: 'the API server\'s address', name: '', createdAt: -Infinity };
+const API_SERVER: ProtectedOwner = { label: "the API server's address", name: '', createdAt: -Infinity };
 
 /** The cluster pod CIDRs, minimum prefixes and the API server's addresses; Nodes' addresses are added by the caller. */
 export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePolicy {
   const podCidrs = (settings.podCidrs ?? DEFAULT_POD_CIDRS).map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
   const overlay6 = settings.overlayCidr6 ? parseCidr(settings.overlayCidr6) : undefined;
-  const policy: RangePolicy = { podCidrs, minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX, overlay, ...(overlay6 ? { overlay6 } : {}), protectedAddresses: new AddressIndex<ProtectedOwner>() };
+  const policy: RangePolicy = {
+    podCidrs,
+    minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX,
+    overlay,
+    ...(overlay6 ? { overlay6 } : {}),
+    protectedAddresses: new AddressIndex<ProtectedOwner>(),
+  };
   for (const text of settings.protectedAddresses ?? []) {
     const ip = parseIp(text);
     if (ip) policy.protectedAddresses.add(ip, API_SERVER);
@@ -138,13 +167,25 @@ export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePo
 
 /** The addresses of a Node no range may contain, with what each is (published endpoints only when believed). */
 export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: Ip; owner: ProtectedOwner }> {
-  const published = settings.publishedEndpoints === 'any' ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host : undefined;
+  const published =
+    settings.publishedEndpoints === 'any'
+      ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host
+      : undefined;
   const forced = parseHostPort(node.annotations[KILO_FORCE_ENDPOINT] ?? '')?.host;
   const out: Array<{ ip: Ip; owner: ProtectedOwner }> = [];
-  for (const [kind, list] of [['InternalIP', node.internalIPs], ['ExternalIP', node.externalIPs], ['published endpoint', published ? [published] : []], ['forced endpoint', forced ? [forced] : []]] as const) {
+  for (const [kind, list] of [
+    ['InternalIP', node.internalIPs],
+    ['ExternalIP', node.externalIPs],
+    ['published endpoint', published ? [published] : []],
+    ['forced endpoint', forced ? [forced] : []],
+  ] as const) {
     for (const text of list) {
       const ip = parseIp(text);
-      if (ip) out.push({ ip, owner: { label: `the ${kind} of Node ${node.name}`, name: node.name, createdAt: node.createdAt } });
+      if (ip)
+        out.push({
+          ip,
+          owner: { label: `the ${kind} of Node ${node.name}`, name: node.name, createdAt: node.createdAt },
+        });
     }
   }
   return out;
@@ -156,8 +197,20 @@ export function nodeClaimant(node: MeshNode, policy: RangePolicy, self: SelfIden
   const published = node.annotations[ANNOTATION_PUBLIC_KEY];
   let key: string | undefined = isSelf ? self!.publicKey : published;
   let keySkip: SkipReason | undefined;
-  if (!isSelf && (published === undefined || published === '')) keySkip = { name: node.name, reason: 'no-public-key', message: 'has not published a WireGuard public key yet', whole: true };
-  else if (!isSelf && !isValidKey(published!)) keySkip = { name: node.name, reason: 'invalid-public-key', message: `published public key ${quoted(published!)} is not a base64 WireGuard key`, whole: true };
+  if (!isSelf && (published === undefined || published === ''))
+    keySkip = {
+      name: node.name,
+      reason: 'no-public-key',
+      message: 'has not published a WireGuard public key yet',
+      whole: true,
+    };
+  else if (!isSelf && !isValidKey(published!))
+    keySkip = {
+      name: node.name,
+      reason: 'invalid-public-key',
+      message: `published public key ${quoted(published!)} is not a base64 WireGuard key`,
+      whole: true,
+    };
   if (keySkip) key = undefined;
   const ranges = node.podCIDRs.map((text) => {
     const cidr = parseCidr(text);
@@ -172,7 +225,16 @@ export function peerClaimant(peer: AdmittedPeer, policy: RangePolicy): Claimant 
     const cidr = parseCidr(text)!;
     return { text, cidr, refused: rangeProblem(cidr, policy, false) };
   });
-  return { kind: 'peer', name: peer.name, createdAt: peer.createdAt, node: undefined, peer, key: peer.publicKey, keySkip: undefined, ranges };
+  return {
+    kind: 'peer',
+    name: peer.name,
+    createdAt: peer.createdAt,
+    node: undefined,
+    peer,
+    key: peer.publicKey,
+    keySkip: undefined,
+    ranges,
+  };
 }
 
 /** Running state of one judgement over claimants, oldest first. */
@@ -189,12 +251,33 @@ const bySeniorOwner = (a: { rank: number }, b: { rank: number }): number => a.ra
 function admitPodCidrs(c: Claimant, rank: number, pass: Pass, skips: SkipReason[]): string[] {
   const cidrs: string[] = [];
   for (const r of c.ranges) {
-    if (!r.cidr) { skips.push({ name: c.name, reason: 'invalid-pod-cidr', message: `PodCIDR ${quoted(r.text)} is not a CIDR; dropped`, whole: false }); continue; }
+    if (!r.cidr) {
+      skips.push({
+        name: c.name,
+        reason: 'invalid-pod-cidr',
+        message: `PodCIDR ${quoted(r.text)} is not a CIDR; dropped`,
+        whole: false,
+      });
+      continue;
+    }
     const norm = formatCidr(r.cidr);
-    if (r.refused) { skips.push({ name: c.name, reason: 'pod-cidr-refused', message: `PodCIDR ${norm} ${r.refused}; dropped`, whole: false }); continue; }
+    if (r.refused) {
+      skips.push({
+        name: c.name,
+        reason: 'pod-cidr-refused',
+        message: `PodCIDR ${norm} ${r.refused}; dropped`,
+        whole: false,
+      });
+      continue;
+    }
     const older = pass.claimedRanges.overlapping(r.cidr, bySeniorOwner);
     if (older) {
-      skips.push({ name: c.name, reason: 'pod-cidr-conflict', message: `PodCIDR ${norm} overlaps ${formatCidr(older.cidr)} of older ${older.owner.owner}; dropped`, whole: false });
+      skips.push({
+        name: c.name,
+        reason: 'pod-cidr-conflict',
+        message: `PodCIDR ${norm} overlaps ${formatCidr(older.cidr)} of older ${older.owner.owner}; dropped`,
+        whole: false,
+      });
       continue;
     }
     pass.claimedRanges.add(r.cidr, { rank, owner: who(c) });
@@ -209,7 +292,13 @@ function admitPeerRanges(c: Claimant, rank: number, pass: Pass, skips: SkipReaso
     const message = r.refused ? `allowedIPs ${r.text} ${r.refused}` : undefined;
     const older = message ? undefined : pass.claimedRanges.overlapping(r.cidr!, bySeniorOwner);
     if (message || older) {
-      skips.push({ name: c.name, kind: 'peer', reason: message ? 'allowed-ips-refused' : 'allowed-ips-conflict', message: message ?? `allowedIPs ${r.text} overlaps ${formatCidr(older!.cidr)} of older ${older!.owner.owner}`, whole: true });
+      skips.push({
+        name: c.name,
+        kind: 'peer',
+        reason: message ? 'allowed-ips-refused' : 'allowed-ips-conflict',
+        message: message ?? `allowedIPs ${r.text} overlaps ${formatCidr(older!.cidr)} of older ${older!.owner.owner}`,
+        whole: true,
+      });
       return false;
     }
   }
@@ -218,12 +307,22 @@ function admitPeerRanges(c: Claimant, rank: number, pass: Pass, skips: SkipReaso
 }
 
 /** An external peer's endpoint with its DNS name resolved (when the settings resolve names), or undefined after recording why not. */
-function resolveEndpoint(peer: AdmittedPeer, settings: MembershipSettings, skips: SkipReason[]): AdmittedPeer | undefined {
+function resolveEndpoint(
+  peer: AdmittedPeer,
+  settings: MembershipSettings,
+  skips: SkipReason[],
+): AdmittedPeer | undefined {
   const resolved = settings.resolved;
   if (!peer.endpointName || !resolved) return peer;
   const address = resolved.get(peer.endpointName);
   if (address === undefined) {
-    skips.push({ name: peer.name, kind: 'peer', reason: 'unresolved-endpoint', message: `endpoint name ${quoted(peer.endpointName)} does not resolve (yet); the Peer is left out until it does`, whole: true });
+    skips.push({
+      name: peer.name,
+      kind: 'peer',
+      reason: 'unresolved-endpoint',
+      message: `endpoint name ${quoted(peer.endpointName)} does not resolve (yet); the Peer is left out until it does`,
+      whole: true,
+    });
     return undefined;
   }
   return { ...peer, endpoint: formatHostPort(address, parseHostPort(peer.endpoint!)!.port) };
@@ -235,8 +334,22 @@ function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
   if (c.keySkip) return { skips: [...skips, c.keySkip] };
   const holder = pass.claimedKeys.get(c.key!);
   if (holder !== undefined) {
-    const message = c.kind === 'node' ? `publishes the same public key as older ${holder}` : `duplicate public key: older ${holder} already uses ${c.key}`;
-    return { skips: [...skips, { name: c.name, ...(c.kind === 'peer' ? { kind: 'peer' as const } : {}), reason: 'duplicate-public-key', message, whole: true }] };
+    const message =
+      c.kind === 'node'
+        ? `publishes the same public key as older ${holder}`
+        : `duplicate public key: older ${holder} already uses ${c.key}`;
+    return {
+      skips: [
+        ...skips,
+        {
+          name: c.name,
+          ...(c.kind === 'peer' ? { kind: 'peer' as const } : {}),
+          reason: 'duplicate-public-key',
+          message,
+          whole: true,
+        },
+      ],
+    };
   }
   pass.claimedKeys.set(c.key!, who(c));
   if (c.kind === 'peer') {
@@ -247,7 +360,8 @@ function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
   if (c.name === pass.ctx.self?.name) return { skips };
   const overlayAddress = pass.ctx.addresses.get(c.name);
   if (!overlayAddress) {
-    if (!skips.some((s) => s.reason === 'no-overlay-address')) skips.push({ name: c.name, reason: 'no-overlay-address', message: 'got no overlay address', whole: true });
+    if (!skips.some((s) => s.reason === 'no-overlay-address'))
+      skips.push({ name: c.name, reason: 'no-overlay-address', message: 'got no overlay address', whole: true });
     return { skips };
   }
   const ep = peerEndpoint(c.node!, pass.ctx.settings.listenPort, pass.ctx.settings.publishedEndpoints);
@@ -258,8 +372,14 @@ function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
   return {
     skips,
     member: {
-      name: c.name, createdAt: c.createdAt, publicKey: c.key!, overlayAddress, ...(overlayAddress6 ? { overlayAddress6 } : {}), endpoint: ep.endpoint,
-      ...(candidates.length > 1 ? { candidates } : {}), podCIDRs,
+      name: c.name,
+      createdAt: c.createdAt,
+      publicKey: c.key!,
+      overlayAddress,
+      ...(overlayAddress6 ? { overlayAddress6 } : {}),
+      endpoint: ep.endpoint,
+      ...(candidates.length > 1 ? { candidates } : {}),
+      podCIDRs,
     },
   };
 }
@@ -287,10 +407,17 @@ export function policyFor(nodes: readonly MeshNode[], settings: MembershipSettin
  * uses its own key (the same it publishes) and is not listed among the members; without it (the
  * operator commands' view) every admitted Node is a member. The verdicts are the same either way.
  */
-export function decideMembership(nodes: readonly MeshNode[], externalPeers: readonly ExternalPeer[], settings: MembershipSettings, self?: SelfIdentity): Membership {
+export function decideMembership(
+  nodes: readonly MeshNode[],
+  externalPeers: readonly ExternalPeer[],
+  settings: MembershipSettings,
+  self?: SelfIdentity,
+): Membership {
   const overlay = parseOverlayCidr(settings.overlayCidr);
   const { addresses, problems: problems4 } = assignOverlayAddresses(nodes, settings.overlayCidr);
-  const six = settings.overlayCidr6 ? assignOverlayAddresses(nodes, settings.overlayCidr6, ANNOTATION_OVERLAY_ADDRESS6) : undefined;
+  const six = settings.overlayCidr6
+    ? assignOverlayAddresses(nodes, settings.overlayCidr6, ANNOTATION_OVERLAY_ADDRESS6)
+    : undefined;
   const problems = [...problems4, ...(six?.problems ?? []).map(asIPv6Problem)];
   const policy = policyFor(nodes, settings, overlay);
   const invalidPeers: SkipReason[] = [];
@@ -303,7 +430,13 @@ export function decideMembership(nodes: readonly MeshNode[], externalPeers: read
   claimants.sort(compareClaimants);
   const problemsOf = new Map<string, SkipReason[]>();
   for (const p of problems) problemsOf.set(p.name, [...(problemsOf.get(p.name) ?? []), p]);
-  const verdicts = judge(claimants, { settings, self, addresses, addresses6: six?.addresses, addressProblems: (name) => problemsOf.get(name) ?? [] });
+  const verdicts = judge(claimants, {
+    settings,
+    self,
+    addresses,
+    addresses6: six?.addresses,
+    addressProblems: (name) => problemsOf.get(name) ?? [],
+  });
   const members: Member[] = [];
   const admittedPeers: AdmittedPeer[] = [];
   const skipped: SkipReason[] = [];
@@ -316,12 +449,21 @@ export function decideMembership(nodes: readonly MeshNode[], externalPeers: read
   skipped.push(...invalidPeers);
   const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
-    overlay, members: members.sort(byName), externalPeers: admittedPeers.sort(byName), addresses, skipped, policy,
+    overlay,
+    members: members.sort(byName),
+    externalPeers: admittedPeers.sort(byName),
+    addresses,
+    skipped,
+    policy,
     ...(six ? { overlay6: parseOverlayCidr(settings.overlayCidr6!), addresses6: six.addresses } : {}),
   };
 }
 
 /** A problem with a Node's IPv6 overlay address: only that address is missing, the Node stays in the mesh. */
 export function asIPv6Problem(p: SkipReason): SkipReason {
-  return { ...p, whole: false, message: `IPv6 overlay: ${p.message}${p.reason === 'no-overlay-address' ? '; the node is reached over IPv4 only' : ''}` };
+  return {
+    ...p,
+    whole: false,
+    message: `IPv6 overlay: ${p.message}${p.reason === 'no-overlay-address' ? '; the node is reached over IPv4 only' : ''}`,
+  };
 }

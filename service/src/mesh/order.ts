@@ -5,7 +5,10 @@
 import type { MeshNode } from './types.js';
 
 /** Compares two Nodes by age (older first), then name. */
-export function compareSeniority(a: Pick<MeshNode, 'createdAt' | 'name'>, b: Pick<MeshNode, 'createdAt' | 'name'>): number {
+export function compareSeniority(
+  a: Pick<MeshNode, 'createdAt' | 'name'>,
+  b: Pick<MeshNode, 'createdAt' | 'name'>,
+): number {
   if (a.createdAt !== b.createdAt) {
     if (a.createdAt === Infinity) return 1;
     if (b.createdAt === Infinity) return -1;

@@ -16,9 +16,13 @@ export const DEFAULT_MIN_PREFIX: Readonly<Record<Family, number>> = { 4: 16, 6: 
 
 /** Ranges never routed through the tunnel: unspecified, loopback, link-local, multicast (and broadcast). */
 const RESERVED: ReadonlyArray<{ cidr: Cidr; what: string }> = [
-  ['0.0.0.0/8', 'the unspecified range'], ['127.0.0.0/8', 'loopback'], ['169.254.0.0/16', 'link-local addresses'],
-  ['224.0.0.0/3', 'multicast and reserved addresses'], ['::/127', 'the unspecified and loopback addresses'],
-  ['fe80::/10', 'link-local addresses'], ['ff00::/8', 'multicast'],
+  ['0.0.0.0/8', 'the unspecified range'],
+  ['127.0.0.0/8', 'loopback'],
+  ['169.254.0.0/16', 'link-local addresses'],
+  ['224.0.0.0/3', 'multicast and reserved addresses'],
+  ['::/127', 'the unspecified and loopback addresses'],
+  ['fe80::/10', 'link-local addresses'],
+  ['ff00::/8', 'multicast'],
 ].map(([text, what]) => ({ cidr: parseCidr(text!)!, what: what! }));
 
 /** The reserved range (and what it is) that `c` overlaps, if any. */
@@ -69,7 +73,8 @@ export function rangeProblem(c: Cidr, policy: RangePolicy, podCidr: boolean): st
   const reserved = reservedOverlap(c);
   if (reserved) return `overlaps ${reserved.what} (${formatCidr(reserved.cidr)})`;
   if (cidrsOverlap(c, policy.overlay)) return `overlaps the overlay ${formatCidr(policy.overlay)}`;
-  if (policy.overlay6 && cidrsOverlap(c, policy.overlay6)) return `overlaps the IPv6 overlay ${formatCidr(policy.overlay6)}`;
+  if (policy.overlay6 && cidrsOverlap(c, policy.overlay6))
+    return `overlaps the IPv6 overlay ${formatCidr(policy.overlay6)}`;
   const hit = policy.protectedAddresses.inside(c, seniorOwnerFirst);
   if (hit) return `contains ${formatIp(hit.ip)}, ${hit.owner.label} (its traffic would be routed into the tunnel)`;
   return undefined;

@@ -13,7 +13,19 @@ import { rangeProblem, type RangePolicy } from './ranges.js';
 import { compareSeniority } from './order.js';
 import { quoted } from './text.js';
 import type { DesiredPeer, DesiredRoute, MeshNode } from './types.js';
-import { type Cidr, type Ip, cidrContains, cidrsOverlap, compareCidrText, formatCidr, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
+import {
+  type Cidr,
+  type Ip,
+  cidrContains,
+  cidrsOverlap,
+  compareCidrText,
+  formatCidr,
+  formatIp,
+  hostCidr,
+  parseCidr,
+  parseHostPort,
+  parseIp,
+} from '../net/ip.js';
 
 /** Who tunnels to whom. */
 export type Granularity = 'full' | 'location' | 'cross';
@@ -30,8 +42,18 @@ export interface TopologySettings {
 }
 
 /** Addresses that are not `public` (private use, shared, loopback, link-local, unique local). */
-const NOT_PUBLIC = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '0.0.0.0/8', 'fc00::/7', 'fe80::/10', '::/127']
-  .map((t) => parseCidr(t)!);
+const NOT_PUBLIC = [
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '0.0.0.0/8',
+  'fc00::/7',
+  'fe80::/10',
+  '::/127',
+].map((t) => parseCidr(t)!);
 
 /** True when other locations can dial `ip` by the `reachable` setting. */
 export function isReachable(ip: Ip, reachable: TopologySettings['reachable']): boolean {
@@ -57,14 +79,18 @@ const MAX_LOCATION = 63;
 /** The location of a Node: Kilo's annotation, else the label, else its own. */
 export function locationOf(node: MeshNode, label: string): LocationId {
   const fromAnnotation = node.annotations[KILO_LOCATION]?.trim();
-  if (fromAnnotation && fromAnnotation.length <= MAX_LOCATION && !/[\u0000-\u001f]/.test(fromAnnotation)) return { id: `location:${fromAnnotation}`, name: fromAnnotation, source: 'annotation' };
+  if (fromAnnotation && fromAnnotation.length <= MAX_LOCATION && !/[\u0000-\u001f]/.test(fromAnnotation))
+    return { id: `location:${fromAnnotation}`, name: fromAnnotation, source: 'annotation' };
   const fromLabel = node.labels?.[label]?.trim();
   if (fromLabel) return { id: `location:${fromLabel}`, name: fromLabel, source: 'label' };
   return { id: `node:${node.name}`, name: node.name, source: 'node' };
 }
 
 /** One admitted Node (its member entry) with what topology needs to know about it. */
-export interface Placed extends Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates'> {
+export interface Placed extends Pick<
+  Member,
+  'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates'
+> {
   podCIDRs: readonly string[];
   location: LocationId;
   /** Kilo's `leader` annotation is set. */
@@ -113,7 +139,7 @@ function endpointIp(endpoint: string): Ip | undefined {
 /** The first InternalIP, IPv4 preferred (or of the family asked for). */
 function privateIPOf(node: MeshNode, family?: 4 | 6): string | undefined {
   const ips = node.internalIPs.map((t) => parseIp(t)).filter((ip): ip is Ip => !!ip);
-  const pick = family ? ips.find((ip) => ip.family === family) : ips.find((ip) => ip.family === 4) ?? ips[0];
+  const pick = family ? ips.find((ip) => ip.family === family) : (ips.find((ip) => ip.family === 4) ?? ips[0]);
   return pick ? formatIp(pick) : undefined;
 }
 
@@ -122,17 +148,30 @@ function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: strin
   const raw = node.annotations[KILO_ALLOWED_LOCATION_IPS];
   if (!raw) return [];
   const out: string[] = [];
-  for (const text of raw.split(',').map((t) => t.trim()).filter(Boolean)) {
+  for (const text of raw
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean)) {
     const c = parseCidr(text);
     const problem = !c || !text.includes('/') ? 'is not a CIDR' : rangeProblem(c, policy, false);
-    if (problem) warnings.push(`Node ${node.name}: ${KILO_ALLOWED_LOCATION_IPS} entry ${quoted(text)} ${problem}: not routed`);
+    if (problem)
+      warnings.push(`Node ${node.name}: ${KILO_ALLOWED_LOCATION_IPS} entry ${quoted(text)} ${problem}: not routed`);
     else out.push(formatCidr(c!));
   }
   return out;
 }
 
 /** An admitted Node (or this node) placed in its location. */
-export function place(m: Pick<Member, 'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'>, node: MeshNode, settings: TopologySettings, policy: RangePolicy, warnings: string[]): Placed {
+export function place(
+  m: Pick<
+    Member,
+    'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'
+  >,
+  node: MeshNode,
+  settings: TopologySettings,
+  policy: RangePolicy,
+  warnings: string[],
+): Placed {
   const ip = endpointIp(m.endpoint);
   return {
     name: m.name,
@@ -179,7 +218,13 @@ export function leaderOrder(members: readonly Placed[]): Placed[] {
  * names, by location, a holder whose Lease ran out: it does not lead again by rank until it holds
  * the Lease again (while another member of the location can lead).
  */
-export function decideTopology(placed: readonly Placed[], granularity: Granularity, holders: ReadonlyMap<string, string>, warnings: string[] = [], lapsed: ReadonlyMap<string, string> = new Map()): Topology {
+export function decideTopology(
+  placed: readonly Placed[],
+  granularity: Granularity,
+  holders: ReadonlyMap<string, string>,
+  warnings: string[] = [],
+  lapsed: ReadonlyMap<string, string> = new Map(),
+): Topology {
   const byLocation = new Map<string, Placed[]>();
   for (const p of placed) {
     const list = byLocation.get(p.location.id);
@@ -201,7 +246,13 @@ export function decideTopology(placed: readonly Placed[], granularity: Granulari
     const why = keeps
       ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})`
       : `${RANK_WHY[rank(best)]!}${held ? `, above the Lease holder ${held.name}` : lapsed.has(id) ? `, after ${lapsed.get(id)} stopped renewing its Lease` : ''}`;
-    locations.push({ location: members[0]!.location, members: members.map((m) => m.name), leader: leader.name, why, candidates: (candidates.length > 0 ? candidates : order).map((m) => m.name) });
+    locations.push({
+      location: members[0]!.location,
+      members: members.map((m) => m.name),
+      leader: leader.name,
+      why,
+      candidates: (candidates.length > 0 ? candidates : order).map((m) => m.name),
+    });
   }
   return { granularity, locations, locationOf: new Map(placed.map((p) => [p.name, p.location.id])), warnings };
 }
@@ -253,7 +304,8 @@ function overlayHostsOf(m: Pick<Placed, 'overlayAddress' | 'overlayAddress6'>): 
 
 /** The next hop on the private network for a range: `to`'s InternalIP of the range's family (none: no route). */
 export function gatewayFor(range: string, to: Pick<Placed, 'privateIP' | 'privateIP6'>): string | undefined {
-  if (parseCidr(range)?.family === 6) return to.privateIP6 ?? (to.privateIP && parseIp(to.privateIP)?.family === 6 ? to.privateIP : undefined);
+  if (parseCidr(range)?.family === 6)
+    return to.privateIP6 ?? (to.privateIP && parseIp(to.privateIP)?.family === 6 ? to.privateIP : undefined);
   return to.privateIP && parseIp(to.privateIP)?.family === 4 ? to.privateIP : undefined;
 }
 
@@ -274,14 +326,30 @@ function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
 
 /** The peer of a Node, as in a full mesh. */
 function nodePeer(m: Placed, allowedIPs: string[], keepalive: number, location?: string): DesiredPeer {
-  return { kind: 'node', name: m.name, publicKey: m.publicKey, endpoint: m.endpoint, ...(m.candidates ? { candidates: m.candidates } : {}), allowedIPs, persistentKeepalive: keepalive, ...(location ? { location } : {}) };
+  return {
+    kind: 'node',
+    name: m.name,
+    publicKey: m.publicKey,
+    endpoint: m.endpoint,
+    ...(m.candidates ? { candidates: m.candidates } : {}),
+    allowedIPs,
+    persistentKeepalive: keepalive,
+    ...(location ? { location } : {}),
+  };
 }
 
 /**
  * The peers and routes of node `self` for `location` or `cross` granularity. `placed` holds every
  * admitted Node and this node; `topology` came from `decideTopology` over them.
  */
-export function planTopology(self: Placed, placed: readonly Placed[], topology: Topology, settings: TopologySettings, iface: string, keepalive: number): TopologyPlan {
+export function planTopology(
+  self: Placed,
+  placed: readonly Placed[],
+  topology: Topology,
+  settings: TopologySettings,
+  iface: string,
+  keepalive: number,
+): TopologyPlan {
   const peers: DesiredPeer[] = [];
   const routes: DesiredRoute[] = [];
   const warnings: string[] = [];
@@ -302,9 +370,17 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
   const mine = topology.locations.find((l) => l.location.id === self.location.id);
   const leaderOfMine = mine ? byName.get(mine.leader) : undefined;
   const iLead = !mine || mine.leader === self.name;
-  const endpoints = new Set(topology.locations.map((l) => byName.get(l.leader)?.endpoint).filter((e): e is string => !!e)
-    .map((e) => endpointIp(e)).filter((ip): ip is Ip => !!ip).map(hostCidr));
-  const taken: Cidr[] = [self, ...sameLocation].flatMap((p) => [...overlayHostsOf(p), ...p.podCIDRs]).map((t) => parseCidr(t)!);
+  const endpoints = new Set(
+    topology.locations
+      .map((l) => byName.get(l.leader)?.endpoint)
+      .filter((e): e is string => !!e)
+      .map((e) => endpointIp(e))
+      .filter((ip): ip is Ip => !!ip)
+      .map(hostCidr),
+  );
+  const taken: Cidr[] = [self, ...sameLocation]
+    .flatMap((p) => [...overlayHostsOf(p), ...p.podCIDRs])
+    .map((t) => parseCidr(t)!);
   for (const loc of topology.locations) {
     if (loc.location.id === self.location.id) continue;
     const leader = byName.get(loc.leader)!;
@@ -315,13 +391,22 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
       peers.push(nodePeer(leader, ranges, keepalive, loc.location.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
       const overlay = new Set(members.flatMap(overlayHostsOf));
-      for (const r of ranges) if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
+      for (const r of ranges)
+        if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
     } else if (leaderOfMine) {
-      routes.push(...viaPrivate(ranges, leaderOfMine, (r) => `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})`));
+      routes.push(
+        ...viaPrivate(
+          ranges,
+          leaderOfMine,
+          (r) => `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})`,
+        ),
+      );
     }
   }
   if (!iLead && !leaderOfMine?.privateIP && !leaderOfMine?.privateIP6 && topology.locations.length > 1) {
-    warnings.push(`the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations through: they are unreachable from this node`);
+    warnings.push(
+      `the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations through: they are unreachable from this node`,
+    );
   }
   return { peers: peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), routes, warnings };
 }
@@ -330,8 +415,17 @@ export function planTopology(self: Placed, placed: readonly Placed[], topology: 
  * The topology of the whole cluster as an operator sees it: every admitted Node placed (from a
  * membership decided without a viewing node) and the locations decided.
  */
-export function clusterTopology(members: readonly Member[], nodes: ReadonlyMap<string, MeshNode>, settings: TopologySettings, policy: RangePolicy, holders: ReadonlyMap<string, string>, lapsed?: ReadonlyMap<string, string>): Topology {
+export function clusterTopology(
+  members: readonly Member[],
+  nodes: ReadonlyMap<string, MeshNode>,
+  settings: TopologySettings,
+  policy: RangePolicy,
+  holders: ReadonlyMap<string, string>,
+  lapsed?: ReadonlyMap<string, string>,
+): Topology {
   const warnings: string[] = [];
-  const placed = members.filter((m) => nodes.has(m.name)).map((m) => place(m, nodes.get(m.name)!, settings, policy, warnings));
+  const placed = members
+    .filter((m) => nodes.has(m.name))
+    .map((m) => place(m, nodes.get(m.name)!, settings, policy, warnings));
   return decideTopology(placed, settings.granularity, holders, warnings, lapsed);
 }

@@ -46,9 +46,7 @@ export interface ExternalPeer {
 
 /** How this node tells others where to reach it (`[wireguard] endpoint`). */
 export type EndpointSetting =
-  | { mode: 'internal' }
-  | { mode: 'external' }
-  | { mode: 'explicit'; host: string; port: number | undefined };
+  { mode: 'internal' } | { mode: 'external' } | { mode: 'explicit'; host: string; port: number | undefined };
 
 /** The settings membership decides by; every node of a cluster should have the same ones. */
 export interface MembershipSettings {
@@ -96,11 +94,26 @@ export interface SkipReason {
   /** What `name` is: a cluster Node (the default when absent) or an external Peer resource. */
   kind?: 'node' | 'peer';
   /** Machine-friendly reason class (used as a metric label). */
-  reason: 'no-public-key' | 'invalid-public-key' | 'duplicate-public-key' | 'no-endpoint' | 'invalid-endpoint'
-    | 'no-overlay-address' | 'pod-cidr-conflict' | 'invalid-pod-cidr' | 'invalid-overlay-address'
-    | 'overlay-address-taken' | 'own-public-key' | 'pod-cidr-refused' | 'endpoint-refused'
-    | 'invalid-allowed-ips' | 'allowed-ips-conflict' | 'allowed-ips-refused' | 'unresolved-endpoint'
-    | 'invalid-preshared-key' | 'invalid-keepalive';
+  reason:
+    | 'no-public-key'
+    | 'invalid-public-key'
+    | 'duplicate-public-key'
+    | 'no-endpoint'
+    | 'invalid-endpoint'
+    | 'no-overlay-address'
+    | 'pod-cidr-conflict'
+    | 'invalid-pod-cidr'
+    | 'invalid-overlay-address'
+    | 'overlay-address-taken'
+    | 'own-public-key'
+    | 'pod-cidr-refused'
+    | 'endpoint-refused'
+    | 'invalid-allowed-ips'
+    | 'allowed-ips-conflict'
+    | 'allowed-ips-refused'
+    | 'unresolved-endpoint'
+    | 'invalid-preshared-key'
+    | 'invalid-keepalive';
   /** One human sentence naming what was wrong. */
   message: string;
   /** True when the whole Node (or Peer) is left out; false when only part of it is dropped. */

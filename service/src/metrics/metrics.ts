@@ -52,13 +52,32 @@ export class DaemonMetrics {
   constructor(private readonly opts: MetricsOptions) {
     const registers = [this.registry];
     const now = opts.now ?? Date.now;
-    new Gauge({ name: 'wg_overlay_info', help: 'Always 1; labels name the version, node and interface.', labelNames: ['version', 'node', 'interface'], registers })
-      .set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
-    this.peers = new Gauge({ name: 'wg_overlay_peers', help: 'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).', labelNames: ['kind'], registers });
+    new Gauge({
+      name: 'wg_overlay_info',
+      help: 'Always 1; labels name the version, node and interface.',
+      labelNames: ['version', 'node', 'interface'],
+      registers,
+    }).set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
+    this.peers = new Gauge({
+      name: 'wg_overlay_peers',
+      help: 'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).',
+      labelNames: ['kind'],
+      registers,
+    });
     this.peers.set({ kind: 'node' }, 0);
     this.peers.set({ kind: 'peer' }, 0);
-    this.skipped = new Gauge({ name: 'wg_overlay_skipped', help: 'Nodes and Peers (or parts of them) left out of the mesh, by kind and reason.', labelNames: ['kind', 'reason'], registers });
-    this.reconciles = new Counter({ name: 'wg_overlay_reconciles_total', help: 'Reconcile runs, by result (ok or error).', labelNames: ['result'], registers });
+    this.skipped = new Gauge({
+      name: 'wg_overlay_skipped',
+      help: 'Nodes and Peers (or parts of them) left out of the mesh, by kind and reason.',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
+    this.reconciles = new Counter({
+      name: 'wg_overlay_reconciles_total',
+      help: 'Reconcile runs, by result (ok or error).',
+      labelNames: ['result'],
+      registers,
+    });
     this.reconciles.inc({ result: 'ok' }, 0);
     this.reconciles.inc({ result: 'error' }, 0);
     this.duration = new Histogram({
@@ -67,13 +86,35 @@ export class DaemonMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.applyErrors = new Counter({ name: 'wg_overlay_apply_errors_total', help: 'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).', labelNames: ['kind'], registers });
-    this.leading = new Gauge({ name: 'wg_overlay_location_leader', help: 'Whether this node leads its location (1) or not (0), with granularity = location.', registers });
-    this.leaderChanges = new Counter({ name: 'wg_overlay_leader_changes_total', help: 'Times the leader of this node\'s location changed (granularity = location).', registers });
+    this.applyErrors = new Counter({
+      name: 'wg_overlay_apply_errors_total',
+      help: 'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.leading = new Gauge({
+      name: 'wg_overlay_location_leader',
+      help: 'Whether this node leads its location (1) or not (0), with granularity = location.',
+      registers,
+    });
+    this.leaderChanges = new Counter({
+      name: 'wg_overlay_leader_changes_total',
+      help: "Times the leader of this node's location changed (granularity = location).",
+      registers,
+    });
     this.leaderChanges.inc(0);
-    this.lastSync = new Gauge({ name: 'wg_overlay_last_successful_sync_timestamp_seconds', help: 'Unix time of the last run that applied the full desired state (0 = never).', registers });
+    this.lastSync = new Gauge({
+      name: 'wg_overlay_last_successful_sync_timestamp_seconds',
+      help: 'Unix time of the last run that applied the full desired state (0 = never).',
+      registers,
+    });
     this.lastSync.set(0);
-    this.watchUp = new Gauge({ name: 'wg_overlay_watch_up', help: 'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).', labelNames: ['resource'], registers });
+    this.watchUp = new Gauge({
+      name: 'wg_overlay_watch_up',
+      help: 'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).',
+      labelNames: ['resource'],
+      registers,
+    });
     const read = opts.readHandshakes;
     new Gauge({
       name: 'wg_overlay_peer_latest_handshake_age_seconds',
@@ -89,7 +130,11 @@ export class DaemonMetrics {
           return; // no device: no per-peer series
         }
         const nowS = now() / 1000;
-        for (const p of list) this.set({ kind: p.kind, name: p.name }, p.latestHandshake > 0 ? Math.max(0, Math.round(nowS - p.latestHandshake)) : Infinity);
+        for (const p of list)
+          this.set(
+            { kind: p.kind, name: p.name },
+            p.latestHandshake > 0 ? Math.max(0, Math.round(nowS - p.latestHandshake)) : Infinity,
+          );
       },
     });
   }
@@ -128,7 +173,8 @@ export class DaemonMetrics {
     let peer: number;
     if (c && c.peers === desired.peers) return;
     if (c && delta && delta.from === c.peers) {
-      const by = (list: readonly DesiredState['peers'][number][], kind: string): number => list.filter((p) => p.kind === kind).length;
+      const by = (list: readonly DesiredState['peers'][number][], kind: string): number =>
+        list.filter((p) => p.kind === kind).length;
       node = c.node + by(delta.added, 'node') - by(delta.removed, 'node');
       peer = c.peer + by(delta.added, 'peer') - by(delta.removed, 'peer');
     } else {
@@ -190,12 +236,16 @@ export function evaluateHealth(h: HealthInput): HealthResult {
   const reasons: string[] = [];
   for (const w of h.watches) {
     if (w.downForMs > h.thresholdMs) {
-      reasons.push(`${w.what} has been down for ${Math.round(w.downForMs / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`);
+      reasons.push(
+        `${w.what} has been down for ${Math.round(w.downForMs / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`,
+      );
     }
   }
   if (h.lastReport && !h.lastReport.ok) reasons.push(`the last apply failed: ${h.lastReport.error ?? 'unknown error'}`);
   if ((h.busyForMs ?? 0) > h.thresholdMs) {
-    reasons.push(`a reconcile run has been stuck for ${Math.round(h.busyForMs! / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`);
+    reasons.push(
+      `a reconcile run has been stuck for ${Math.round(h.busyForMs! / 1000)} s (threshold ${Math.round(h.thresholdMs / 1000)} s)`,
+    );
   }
   return { ok: reasons.length === 0, reasons };
 }

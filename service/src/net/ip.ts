@@ -43,7 +43,7 @@ export function parseIp(text: string): Ip | undefined {
       tailV4 = v4.value;
       head = `${s.slice(0, lastColon + 1)}0:0`;
     }
-    const [left, right] = head.includes('::') ? head.split('::') as [string, string] : [head, undefined];
+    const [left, right] = head.includes('::') ? (head.split('::') as [string, string]) : [head, undefined];
     const lg = left ? left.split(':') : [];
     const rg = right === undefined ? [] : right ? right.split(':') : [];
     const fill = right === undefined ? 0 : 8 - lg.length - rg.length;
@@ -67,10 +67,16 @@ export function formatIp(ip: Ip): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i += 1; continue; }
+    if (groups[i] !== 0) {
+      i += 1;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j += 1;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));

@@ -58,7 +58,9 @@ export interface StatusSnapshot {
   topology?: TopologyState | undefined;
   skipped: SkipReason[];
   warnings: string[];
-  lastApply: { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number } | undefined;
+  lastApply:
+    | { ok: boolean; error?: string; configFileError?: string; at: number; durationMs: number; changes: number }
+    | undefined;
   lastSuccessAt: number | undefined;
   /** When the reconcile run in progress started (undefined when idle): a long-running one is stuck. */
   busySince?: number | undefined;
@@ -107,7 +109,11 @@ function snapshotPeer(p: DesiredPeer, overlayAddress: string | undefined): Snaps
 /** A desired route as the snapshot shows it (built once per route object). */
 function snapshotRoute(r: DesiredRoute): StatusSnapshot['routes'][number] {
   let entry = routeEntries.get(r);
-  if (!entry) routeEntries.set(r, entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node', ...(r.gateway ? { gateway: r.gateway } : {}) });
+  if (!entry)
+    routeEntries.set(
+      r,
+      (entry = { dst: r.dst, via: r.via, kind: r.kind ?? 'node', ...(r.gateway ? { gateway: r.gateway } : {}) }),
+    );
   return entry;
 }
 
@@ -134,13 +140,13 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     warnings: (d?.warnings ?? []).map(escapeUnsafe),
     lastApply: i.lastReport
       ? {
-        ok: i.lastReport.ok,
-        ...(i.lastReport.error ? { error: escapeUnsafe(i.lastReport.error) } : {}),
-        ...(i.lastReport.configFileError ? { configFileError: escapeUnsafe(i.lastReport.configFileError) } : {}),
-        at: i.lastReport.at,
-        durationMs: i.lastReport.durationMs,
-        changes: i.lastReport.changes.length,
-      }
+          ok: i.lastReport.ok,
+          ...(i.lastReport.error ? { error: escapeUnsafe(i.lastReport.error) } : {}),
+          ...(i.lastReport.configFileError ? { configFileError: escapeUnsafe(i.lastReport.configFileError) } : {}),
+          at: i.lastReport.at,
+          durationMs: i.lastReport.durationMs,
+          changes: i.lastReport.changes.length,
+        }
       : undefined,
     lastSuccessAt: i.lastSuccessAt,
     ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),

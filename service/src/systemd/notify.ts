@@ -42,7 +42,9 @@ export function notifyDatagram(assignments: Assignments): string {
 
 /** systemd-notify's arguments for the same assignments. */
 function notifyArgs(assignments: Assignments): string[] {
-  return assignments.map(([k, v]) => (k === 'READY' && v === '1' ? '--ready' : k === 'STATUS' ? `--status=${oneLine(v)}` : `${k}=${oneLine(v)}`));
+  return assignments.map(([k, v]) =>
+    k === 'READY' && v === '1' ? '--ready' : k === 'STATUS' ? `--status=${oneLine(v)}` : `${k}=${oneLine(v)}`,
+  );
 }
 
 /**
@@ -55,25 +57,29 @@ export function createNotifier(log: Logger, env: NodeJS.ProcessEnv = process.env
   const fdText = env[NOTIFY_FD_ENV];
   let fd = enabled && fdText !== undefined && /^\d+$/.test(fdText) ? Number(fdText) : undefined;
 
-  const viaChild = (assignments: Assignments): Promise<void> => new Promise((resolve) => {
-    // --pid names the daemon as the sender's main process so the message is attributed to the unit.
-    const args = notifyArgs(assignments);
-    execFile('systemd-notify', [`--pid=${process.pid}`, ...args], { env }, (err, _stdout, stderr) => {
-      if (err) log.warning(`systemd-notify ${args.join(' ')} failed: ${stderr.trim() || err.message}`);
-      resolve();
+  const viaChild = (assignments: Assignments): Promise<void> =>
+    new Promise((resolve) => {
+      // --pid names the daemon as the sender's main process so the message is attributed to the unit.
+      const args = notifyArgs(assignments);
+      execFile('systemd-notify', [`--pid=${process.pid}`, ...args], { env }, (err, _stdout, stderr) => {
+        if (err) log.warning(`systemd-notify ${args.join(' ')} failed: ${stderr.trim() || err.message}`);
+        resolve();
+      });
     });
-  });
 
-  const viaSocket = (socketFd: number, assignments: Assignments): Promise<boolean> => new Promise((resolve) => {
-    write(socketFd, Buffer.from(notifyDatagram(assignments)), (err) => {
-      if (err) {
-        log.warning(`notifying systemd through file descriptor ${socketFd} (${NOTIFY_FD_ENV}) failed: ${describeError(err)}; using systemd-notify from now on`);
-        resolve(false);
-      } else {
-        resolve(true);
-      }
+  const viaSocket = (socketFd: number, assignments: Assignments): Promise<boolean> =>
+    new Promise((resolve) => {
+      write(socketFd, Buffer.from(notifyDatagram(assignments)), (err) => {
+        if (err) {
+          log.warning(
+            `notifying systemd through file descriptor ${socketFd} (${NOTIFY_FD_ENV}) failed: ${describeError(err)}; using systemd-notify from now on`,
+          );
+          resolve(false);
+        } else {
+          resolve(true);
+        }
+      });
     });
-  });
 
   const send = async (assignments: Assignments): Promise<void> => {
     if (!enabled) return;
@@ -84,7 +90,11 @@ export function createNotifier(log: Logger, env: NodeJS.ProcessEnv = process.env
     await viaChild(assignments);
   };
   return {
-    ready: (status) => send([['READY', '1'], ['STATUS', status]]),
+    ready: (status) =>
+      send([
+        ['READY', '1'],
+        ['STATUS', status],
+      ]),
     reloading: () => send([['RELOADING', '1']]),
     stopping: () => send([['STOPPING', '1']]),
     status: (text) => send([['STATUS', text]]),

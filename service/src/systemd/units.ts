@@ -10,7 +10,11 @@ const SYSTEMD = 'org.freedesktop.systemd1';
 const MANAGER_PATH = '/org/freedesktop/systemd1';
 const MANAGER_IFACE = 'org.freedesktop.systemd1.Manager';
 const MANAGER: Target = { destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER_IFACE };
-const BUS_DAEMON: Target = { destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus' };
+const BUS_DAEMON: Target = {
+  destination: 'org.freedesktop.DBus',
+  path: '/org/freedesktop/DBus',
+  interface: 'org.freedesktop.DBus',
+};
 // Only systemd's JobRemoved: the bus forwards none of the host's other job and unit traffic to us.
 const JOB_REMOVED_MATCH = `type='signal',sender='${SYSTEMD}',path='${MANAGER_PATH}',interface='${MANAGER_IFACE}',member='JobRemoved'`;
 
@@ -59,10 +63,17 @@ export interface SystemdUnitsOptions {
   probeTimeoutMs?: number;
 }
 
-interface Target { destination: string; path: string; interface: string }
+interface Target {
+  destination: string;
+  path: string;
+  interface: string;
+}
 
 /** One restartUnit/startUnit in progress. */
-interface Operation { verb: 'RestartUnit' | 'StartUnit'; unit: string }
+interface Operation {
+  verb: 'RestartUnit' | 'StartUnit';
+  unit: string;
+}
 
 /** A job this link started: known by its path once systemd's reply is seen, until its JobRemoved. */
 interface OwnJob {
@@ -74,7 +85,11 @@ interface OwnJob {
 
 /** A failed D-Bus call (or connection), before it is attributed to an operation's unit. */
 class LinkError extends Error {
-  constructor(readonly call: string, readonly detail: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly call: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
     super(`${call}: ${detail}`, options);
   }
 }
@@ -124,8 +139,12 @@ export class SystemdUnits implements UnitController {
   private readonly callTimeoutMs: number;
   private readonly jobTimeoutMs: number;
 
-  private constructor(private readonly log: Logger, options: SystemdUnitsOptions) {
-    this.address = options.busAddress ?? (process.env.DBUS_SYSTEM_BUS_ADDRESS || 'unix:path=/var/run/dbus/system_bus_socket');
+  private constructor(
+    private readonly log: Logger,
+    options: SystemdUnitsOptions,
+  ) {
+    this.address =
+      options.busAddress ?? (process.env.DBUS_SYSTEM_BUS_ADDRESS || 'unix:path=/var/run/dbus/system_bus_socket');
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.jobTimeoutMs = options.jobTimeoutMs ?? DEFAULT_JOB_TIMEOUT_MS;
   }
@@ -172,7 +191,11 @@ export class SystemdUnits implements UnitController {
     let conn: Connection;
     try {
       conn = this.connection(this.callTimeoutMs);
-      await withTimeout(conn.ready, deadline - Date.now(), () => new LinkError('connect', `no connection within ${seconds(this.callTimeoutMs)}`));
+      await withTimeout(
+        conn.ready,
+        deadline - Date.now(),
+        () => new LinkError('connect', `no connection within ${seconds(this.callTimeoutMs)}`),
+      );
     } catch (err) {
       const call = err instanceof LinkError ? err.call : 'connect';
       throw new UnitError(unit, call, `${verb} ${unit}: no usable D-Bus connection to systemd`, { cause: err });
@@ -192,10 +215,18 @@ export class SystemdUnits implements UnitController {
     let serial: number | undefined;
     let job: string;
     try {
-      const reply = await this.call(conn, MANAGER, verb, 'ss', [unit, 'replace'], Math.max(1, deadline - Date.now()), (s) => {
-        serial = s;
-        conn.jobCalls.set(s, own);
-      });
+      const reply = await this.call(
+        conn,
+        MANAGER,
+        verb,
+        'ss',
+        [unit, 'replace'],
+        Math.max(1, deadline - Date.now()),
+        (s) => {
+          serial = s;
+          conn.jobCalls.set(s, own);
+        },
+      );
       job = String(reply.body[0]);
       own.job = job;
       this.jobs.set(job, own);
@@ -206,8 +237,9 @@ export class SystemdUnits implements UnitController {
       if (serial !== undefined) conn.jobCalls.delete(serial);
     }
 
-    const result = own.result ?? await this.waitForJob(conn, own, job);
-    if (result !== 'done') throw new UnitError(unit, verb, `${verb} ${unit}: job ended with result "${result}" (see journalctl -u ${unit})`);
+    const result = own.result ?? (await this.waitForJob(conn, own, job));
+    if (result !== 'done')
+      throw new UnitError(unit, verb, `${verb} ${unit}: job ended with result "${result}" (see journalctl -u ${unit})`);
   }
 
   private waitForJob(conn: Connection, own: OwnJob, job: string): Promise<string> {
@@ -219,8 +251,30 @@ export class SystemdUnits implements UnitController {
         own.settle = undefined;
         f();
       };
-      const fail = (cause: Error): void => finish(() => reject(new UnitError(unit, verb, `${verb} ${unit}: ${this.closed ? 'closed' : 'D-Bus connection lost'} while waiting for job ${job}`, { cause })));
-      const timer = setTimeout(() => finish(() => reject(new UnitError(unit, verb, `${verb} ${unit}: job ${job} did not finish within ${seconds(this.jobTimeoutMs)}`))), this.jobTimeoutMs);
+      const fail = (cause: Error): void =>
+        finish(() =>
+          reject(
+            new UnitError(
+              unit,
+              verb,
+              `${verb} ${unit}: ${this.closed ? 'closed' : 'D-Bus connection lost'} while waiting for job ${job}`,
+              { cause },
+            ),
+          ),
+        );
+      const timer = setTimeout(
+        () =>
+          finish(() =>
+            reject(
+              new UnitError(
+                unit,
+                verb,
+                `${verb} ${unit}: job ${job} did not finish within ${seconds(this.jobTimeoutMs)}`,
+              ),
+            ),
+          ),
+        this.jobTimeoutMs,
+      );
       own.settle = (result) => finish(() => resolve(result));
       if (conn.lost) fail(new Error('the connection closed'));
       else conn.pending.add(fail);
@@ -236,7 +290,16 @@ export class SystemdUnits implements UnitController {
     } catch (err) {
       throw new LinkError('connect', 'invalid bus address', { cause: err }); // dbus-next parses it at once
     }
-    const conn: Connection = { bus, pending: new Set(), jobCalls: new Map(), ready: Promise.resolve(), connected: false, isReady: false, lost: false, manager: undefined };
+    const conn: Connection = {
+      bus,
+      pending: new Set(),
+      jobCalls: new Map(),
+      ready: Promise.resolve(),
+      connected: false,
+      isReady: false,
+      lost: false,
+      manager: undefined,
+    };
     this.conn = conn;
 
     // The bus's 'error' (a listener must always be there: EventEmitter throws otherwise) and the
@@ -246,21 +309,26 @@ export class SystemdUnits implements UnitController {
     stream?.once('end', () => this.drop(conn, new Error('the bus closed the connection')));
     stream?.once('close', () => this.drop(conn, new Error('the connection closed')));
     bus.on('message', (msg: dbus.Message) => this.onMessage(conn, msg));
-    bus.on('connect', () => { conn.connected = true; });
+    bus.on('connect', () => {
+      conn.connected = true;
+    });
 
     conn.ready = Promise.all([
       this.call(conn, BUS_DAEMON, 'AddMatch', 's', [JOB_REMOVED_MATCH], timeoutMs),
       this.call(conn, MANAGER, 'Subscribe', '', [], timeoutMs),
-    ]).then(() => {
-      conn.isReady = true;
-      if (this.wasLost) {
-        this.wasLost = false;
-        this.log.info('D-Bus: connected to systemd again');
-      }
-    }, (err: unknown) => {
-      this.drop(conn, err instanceof Error ? err : new Error(String(err)));
-      throw err;
-    });
+    ]).then(
+      () => {
+        conn.isReady = true;
+        if (this.wasLost) {
+          this.wasLost = false;
+          this.log.info('D-Bus: connected to systemd again');
+        }
+      },
+      (err: unknown) => {
+        this.drop(conn, err instanceof Error ? err : new Error(String(err)));
+        throw err;
+      },
+    );
     conn.ready.catch(() => undefined);
     return conn;
   }
@@ -274,13 +342,20 @@ export class SystemdUnits implements UnitController {
     conn.pending.clear();
     conn.jobCalls.clear();
     for (const fail of pending) fail(cause);
-    try { conn.bus.disconnect(); } catch { /* already closed */ }
+    try {
+      conn.bus.disconnect();
+    } catch {
+      /* already closed */
+    }
     socketOf(conn.bus)?.destroy();
     if (this.closed) return;
     if (conn.isReady) {
       this.wasLost = true;
-      const failed = pending.length === 0 ? 'no unit call was pending' : `${pending.length} pending unit call(s) failed`;
-      this.log.warning(`D-Bus: lost the connection to systemd (${describeError(cause)}); ${failed}; the next unit call reconnects`);
+      const failed =
+        pending.length === 0 ? 'no unit call was pending' : `${pending.length} pending unit call(s) failed`;
+      this.log.warning(
+        `D-Bus: lost the connection to systemd (${describeError(cause)}); ${failed}; the next unit call reconnects`,
+      );
     } else {
       this.log.debug(`D-Bus: connecting to systemd failed (${describeError(cause)})`);
     }
@@ -300,7 +375,12 @@ export class SystemdUnits implements UnitController {
         own.job = job;
         this.jobs.set(job, own);
       }
-    } else if (msg.type === dbus.MessageType.SIGNAL && msg.member === 'JobRemoved' && msg.interface === MANAGER_IFACE && msg.path === MANAGER_PATH) {
+    } else if (
+      msg.type === dbus.MessageType.SIGNAL &&
+      msg.member === 'JobRemoved' &&
+      msg.interface === MANAGER_IFACE &&
+      msg.path === MANAGER_PATH
+    ) {
       if (conn.manager !== undefined && msg.sender !== conn.manager) return;
       const [, job, , result] = msg.body as [number, string, string, string];
       const own = this.jobs.get(job);
@@ -314,7 +394,15 @@ export class SystemdUnits implements UnitController {
    * One method call with a timeout; fails at once when the connection goes away. `onSent` gets the
    * call's serial synchronously, before any reply can be handled.
    */
-  private call(conn: Connection, target: Target, member: string, signature: string, body: unknown[], timeoutMs: number, onSent?: (serial: number) => void): Promise<dbus.Message> {
+  private call(
+    conn: Connection,
+    target: Target,
+    member: string,
+    signature: string,
+    body: unknown[],
+    timeoutMs: number,
+    onSent?: (serial: number) => void,
+  ): Promise<dbus.Message> {
     return new Promise<dbus.Message>((resolve, reject) => {
       if (conn.lost) {
         reject(new LinkError(member, 'D-Bus connection lost before the call was sent'));
@@ -327,21 +415,33 @@ export class SystemdUnits implements UnitController {
         f();
       };
       // A connection that never got through to the bus is a connect failure, whichever call was first.
-      const lost = (cause: Error): void => finish(() => reject(this.closed
-        ? new LinkError(member, 'closed before the reply', { cause })
-        : conn.connected
-          ? new LinkError(member, 'D-Bus connection lost before the reply', { cause })
-          : new LinkError('connect', `cannot reach the bus at ${this.address}`, { cause })));
+      const lost = (cause: Error): void =>
+        finish(() =>
+          reject(
+            this.closed
+              ? new LinkError(member, 'closed before the reply', { cause })
+              : conn.connected
+                ? new LinkError(member, 'D-Bus connection lost before the reply', { cause })
+                : new LinkError('connect', `cannot reach the bus at ${this.address}`, { cause }),
+          ),
+        );
       const timer = setTimeout(() => {
         forgetReply(conn.bus, msg.serial);
         finish(() => reject(new LinkError(member, `no reply within ${seconds(timeoutMs)}`)));
       }, timeoutMs);
       conn.pending.add(lost);
-      conn.bus.call(msg).then((reply) => finish(() => {
-        if (reply && target === MANAGER) conn.manager = reply.sender;
-        if (reply) resolve(reply);
-        else reject(new LinkError(member, 'no reply'));
-      }), (err: unknown) => finish(() => reject(new LinkError(member, err instanceof dbus.DBusError ? 'refused' : 'failed', { cause: err }))));
+      conn.bus.call(msg).then(
+        (reply) =>
+          finish(() => {
+            if (reply && target === MANAGER) conn.manager = reply.sender;
+            if (reply) resolve(reply);
+            else reject(new LinkError(member, 'no reply'));
+          }),
+        (err: unknown) =>
+          finish(() =>
+            reject(new LinkError(member, err instanceof dbus.DBusError ? 'refused' : 'failed', { cause: err })),
+          ),
+      );
       if (msg.serial !== null) onSent?.(msg.serial);
     });
   }
@@ -350,14 +450,20 @@ export class SystemdUnits implements UnitController {
 /** Races `p` against a timer. */
 function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms)); })])
-    .finally(() => clearTimeout(timer));
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms));
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 /** The socket under a dbus-next MessageBus (not in its typings; absent if the library changes). */
-function socketOf(bus: dbus.MessageBus): NodeJS.ReadWriteStream & { destroy(): void } | undefined {
+function socketOf(bus: dbus.MessageBus): (NodeJS.ReadWriteStream & { destroy(): void }) | undefined {
   const stream = (bus as unknown as { _connection?: { stream?: unknown } })._connection?.stream;
-  return stream && typeof (stream as { once?: unknown }).once === 'function' ? stream as NodeJS.ReadWriteStream & { destroy(): void } : undefined;
+  return stream && typeof (stream as { once?: unknown }).once === 'function'
+    ? (stream as NodeJS.ReadWriteStream & { destroy(): void })
+    : undefined;
 }
 
 /** Drops dbus-next's handler for a reply that will not be waited for, so it cannot pile up. */

@@ -7,7 +7,10 @@
 export class Backoff {
   private attempt = 0;
 
-  constructor(private readonly baseMs = 500, private readonly maxMs = 30_000) {}
+  constructor(
+    private readonly baseMs = 500,
+    private readonly maxMs = 30_000,
+  ) {}
 
   /** The delay before the next try; grows with each call. */
   next(): number {
@@ -42,9 +45,18 @@ export class StateReporter {
 /** Resolves after `ms` milliseconds; rejects early if the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) { reject(new Error('aborted')); return; }
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = (): void => { clearTimeout(t); reject(new Error('aborted')); };
+    if (signal?.aborted) {
+      reject(new Error('aborted'));
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(new Error('aborted'));
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -55,7 +67,10 @@ export class Poller {
   private timer: NodeJS.Timeout | undefined;
   private readonly backoff = new Backoff(500, 30_000);
 
-  constructor(private readonly intervalMs: number, private readonly tick: () => Promise<void>) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly tick: () => Promise<void>,
+  ) {}
 
   /** Starts ticking. */
   start(): void {
@@ -77,6 +92,9 @@ export class Poller {
     } catch {
       delay = Math.min(this.intervalMs, this.backoff.next());
     }
-    if (!this.stopped) this.timer = setTimeout(() => { void this.run(); }, delay);
+    if (!this.stopped)
+      this.timer = setTimeout(() => {
+        void this.run();
+      }, delay);
   }
 }

@@ -7,7 +7,11 @@
 export class CachedRead<T> {
   private last: { at: number; value: Promise<T>; settled: boolean } | undefined;
 
-  constructor(private readonly read: () => Promise<T>, private readonly ttlMs: number, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly read: () => Promise<T>,
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /**
    * The latest answer, reading again when it is older than the time to live, or than `maxAgeMs`
@@ -20,7 +24,15 @@ export class CachedRead<T> {
     const value = this.read();
     const entry = { at: t, value, settled: false };
     this.last = entry;
-    value.then(() => { entry.settled = true; entry.at = this.now(); }, () => { if (this.last === entry) this.last = undefined; });
+    value.then(
+      () => {
+        entry.settled = true;
+        entry.at = this.now();
+      },
+      () => {
+        if (this.last === entry) this.last = undefined;
+      },
+    );
     return value;
   }
 }

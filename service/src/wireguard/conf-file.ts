@@ -21,7 +21,11 @@ export class WgQuickFile {
    * `delayMs`: how long a change waits for more before it is written (0 = at once, within `set`);
    * a function is asked each time (a large mesh waits longer, so a burst costs one write).
    */
-  constructor(private readonly path: string, private readonly log: Logger, private readonly delayMs: number | (() => number) = 300) {}
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+    private readonly delayMs: number | (() => number) = 300,
+  ) {}
 
   /** Takes the latest config (built only when it is written); it is written after the delay (at once when the delay is 0). */
   async set(cfg: () => WgQuickConfig): Promise<void> {
@@ -31,7 +35,10 @@ export class WgQuickFile {
       await this.flush();
       return;
     }
-    this.timer ??= setTimeout(() => { this.timer = undefined; void this.flush(); }, delay);
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delay);
   }
 
   /** Writes the pending config now (writes never overlap); resolves whether the file is current. */

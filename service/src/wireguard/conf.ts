@@ -24,7 +24,7 @@ const asPeer = new WeakMap<DesiredPeer, WgQuickPeer>();
 /** The [Peer] of a desired peer with its name as the comment, built once per peer object. */
 function cachedPeer(p: DesiredPeer): WgQuickPeer {
   let out = asPeer.get(p);
-  if (!out) asPeer.set(p, out = toWgQuickPeer(p));
+  if (!out) asPeer.set(p, (out = toWgQuickPeer(p)));
   return out;
 }
 
@@ -32,7 +32,11 @@ function cachedPeer(p: DesiredPeer): WgQuickPeer {
  * The wg-quick config for a desired state; `Table = off` because the daemon owns routes. Without
  * a private key it is a template for someone else's copy (`showconf node`).
  */
-export function toWgQuickConfig(desired: DesiredState, privateKey: string | undefined, peerComment?: (p: DesiredPeer) => string): WgQuickConfig {
+export function toWgQuickConfig(
+  desired: DesiredState,
+  privateKey: string | undefined,
+  peerComment?: (p: DesiredPeer) => string,
+): WgQuickConfig {
   return {
     iface: {
       ...(privateKey !== undefined ? { privateKey } : {}),

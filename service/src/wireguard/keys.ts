@@ -27,7 +27,8 @@ export function generatePrivateKey(): string {
 
 /** Derives the public key of a base64 private key, like `wg pubkey`; throws on an invalid key. */
 export function publicKeyFromPrivate(priv: string): string {
-  if (!isValidKey(priv)) throw new Error('deriving public key: the private key is not 44 characters of base64 encoding 32 bytes');
+  if (!isValidKey(priv))
+    throw new Error('deriving public key: the private key is not 44 characters of base64 encoding 32 bytes');
   const key = createPrivateKey({
     key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.from(priv, 'base64')]),
     format: 'der',

@@ -45,7 +45,17 @@ export const MANAGED_HEADER = '# managed by wg-overlay';
 export const MANAGED_NOTICE = '# Changes are overwritten; edit /etc/wg-overlay/wg-overlay.conf instead.';
 
 /** [Interface] keys that only wg-quick understands (dropped by `wg-quick strip`), lower-cased. */
-const WG_QUICK_ONLY_KEYS = new Set(['address', 'dns', 'mtu', 'table', 'preup', 'predown', 'postup', 'postdown', 'saveconfig']);
+const WG_QUICK_ONLY_KEYS = new Set([
+  'address',
+  'dns',
+  'mtu',
+  'table',
+  'preup',
+  'predown',
+  'postup',
+  'postdown',
+  'saveconfig',
+]);
 
 /** Keys allowed in {@link WgQuickInterface.extra}, lower-cased: the rest of what wg and wg-quick accept. */
 const EXTRA_KEYS = new Set(['fwmark', 'dns', 'preup', 'predown', 'postup', 'postdown', 'saveconfig']);
@@ -117,14 +127,18 @@ function interfaceProblems(iface: WgQuickInterface, opts: RenderOptions): string
     if (p !== undefined) problems.push(`${where}: ${p}`);
   };
   for (const h of opts.header ?? []) add('header', /^#[^\r\n]*$/.test(h) ? undefined : 'not a one-line comment');
-  if (opts.privateKeyPlaceholder !== undefined) add('[Interface] PrivateKey placeholder', checkLineSafe(opts.privateKeyPlaceholder));
-  if (iface.privateKey !== undefined && !isValidKey(iface.privateKey)) problems.push('[Interface] PrivateKey: not a valid key');
+  if (opts.privateKeyPlaceholder !== undefined)
+    add('[Interface] PrivateKey placeholder', checkLineSafe(opts.privateKeyPlaceholder));
+  if (iface.privateKey !== undefined && !isValidKey(iface.privateKey))
+    problems.push('[Interface] PrivateKey: not a valid key');
   for (const a of iface.address) add('[Interface] Address', checkLineSafe(a) ?? checkCidr(a));
   if (iface.listenPort !== undefined) add('[Interface] ListenPort', checkInt(iface.listenPort, 0, 65535));
   if (iface.mtu !== undefined) add('[Interface] MTU', checkInt(iface.mtu, 68, 65535));
-  if (iface.table !== undefined) add('[Interface] Table', checkLineSafe(iface.table) ?? (iface.table === '' ? 'is empty' : undefined));
+  if (iface.table !== undefined)
+    add('[Interface] Table', checkLineSafe(iface.table) ?? (iface.table === '' ? 'is empty' : undefined));
   for (const [k, v] of iface.extra) {
-    if (!EXTRA_KEYS.has(k.toLowerCase()) || !/^[A-Za-z]+$/.test(k)) problems.push(`[Interface] ${k}: not a key allowed in extra`);
+    if (!EXTRA_KEYS.has(k.toLowerCase()) || !/^[A-Za-z]+$/.test(k))
+      problems.push(`[Interface] ${k}: not a key allowed in extra`);
     add(`[Interface] ${k}`, checkLineSafe(v));
   }
   return problems;
@@ -137,9 +151,17 @@ function peerProblems(p: WgQuickPeer, where: string): string[] {
     if (problem !== undefined) problems.push(`${where} ${what}: ${problem}`);
   };
   if (!isValidKey(p.publicKey)) problems.push(`${where} PublicKey: "${p.publicKey}" is not a valid key`);
-  if (p.presharedKey !== undefined && !isValidKey(p.presharedKey)) problems.push(`${where} PresharedKey: not a valid key`);
+  if (p.presharedKey !== undefined && !isValidKey(p.presharedKey))
+    problems.push(`${where} PresharedKey: not a valid key`);
   if (p.name !== undefined) {
-    add('name', /[\r\n]/.test(p.name) ? 'contains a line break' : p.name !== p.name.trim() || p.name === '' ? 'is empty or has surrounding whitespace' : undefined);
+    add(
+      'name',
+      /[\r\n]/.test(p.name)
+        ? 'contains a line break'
+        : p.name !== p.name.trim() || p.name === ''
+          ? 'is empty or has surrounding whitespace'
+          : undefined,
+    );
   }
   if (p.endpoint !== undefined) add('Endpoint', checkLineSafe(p.endpoint) ?? checkEndpoint(p.endpoint));
   for (const a of p.allowedIPs) add('AllowedIPs', checkLineSafe(a) ?? checkCidr(a));
@@ -225,11 +247,18 @@ export function isManaged(text: string): boolean {
 
 /** One `Key = Value` line being parsed, with typed readers that fail naming the line. */
 class KeyLine {
-  constructor(readonly key: string, readonly value: string, readonly fail: (msg: string) => never) {}
+  constructor(
+    readonly key: string,
+    readonly value: string,
+    readonly fail: (msg: string) => never,
+  ) {}
 
   /** A comma list of addresses or CIDRs. */
   list(): string[] {
-    const items = this.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const items = this.value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     for (const it of items) {
       const p = checkCidr(it);
       if (p) this.fail(`${this.key}: ${p}`);
@@ -240,13 +269,17 @@ class KeyLine {
   /** An integer in [min, max]. */
   int(min: number, max: number): number {
     const n = /^\d+$/.test(this.value) ? Number(this.value) : NaN;
-    if (checkInt(n, min, max) !== undefined) this.fail(`${this.key}: "${this.value}" is not an integer in ${min}-${max}`);
+    if (checkInt(n, min, max) !== undefined)
+      this.fail(`${this.key}: "${this.value}" is not an integer in ${min}-${max}`);
     return n;
   }
 
   /** A WireGuard key; a secret one is never quoted in the error. */
   wgKey(secret: boolean): string {
-    if (!isValidKey(this.value)) this.fail(`${this.key}: ${secret ? 'the value' : `"${this.value}"`} is not a valid key (44 base64 characters encoding 32 bytes)`);
+    if (!isValidKey(this.value))
+      this.fail(
+        `${this.key}: ${secret ? 'the value' : `"${this.value}"`} is not a valid key (44 base64 characters encoding 32 bytes)`,
+      );
     return this.value;
   }
 }
@@ -256,10 +289,18 @@ type PeerDraft = Omit<WgQuickPeer, 'publicKey'> & { publicKey?: string };
 
 /** [Interface] keys (lower case) and how each is stored; other keys go to `extra` if allowed. */
 const INTERFACE_KEYS: Record<string, (t: InterfaceDraft, l: KeyLine) => void> = {
-  privatekey: (t, l) => { t.privateKey = l.wgKey(true); },
-  address: (t, l) => { t.address.push(...l.list()); },
-  listenport: (t, l) => { t.listenPort = l.int(0, 65535); },
-  mtu: (t, l) => { t.mtu = l.int(68, 65535); },
+  privatekey: (t, l) => {
+    t.privateKey = l.wgKey(true);
+  },
+  address: (t, l) => {
+    t.address.push(...l.list());
+  },
+  listenport: (t, l) => {
+    t.listenPort = l.int(0, 65535);
+  },
+  mtu: (t, l) => {
+    t.mtu = l.int(68, 65535);
+  },
   table: (t, l) => {
     if (l.value === '') l.fail('Table: empty value');
     t.table = l.value;
@@ -268,9 +309,15 @@ const INTERFACE_KEYS: Record<string, (t: InterfaceDraft, l: KeyLine) => void> = 
 
 /** [Peer] keys (lower case) and how each is stored. */
 const PEER_KEYS: Record<string, (t: PeerDraft, l: KeyLine) => void> = {
-  publickey: (t, l) => { t.publicKey = l.wgKey(false); },
-  presharedkey: (t, l) => { t.presharedKey = l.wgKey(true); },
-  allowedips: (t, l) => { t.allowedIPs.push(...l.list()); },
+  publickey: (t, l) => {
+    t.publicKey = l.wgKey(false);
+  },
+  presharedkey: (t, l) => {
+    t.presharedKey = l.wgKey(true);
+  },
+  allowedips: (t, l) => {
+    t.allowedIPs.push(...l.list());
+  },
   endpoint: (t, l) => {
     const p = checkEndpoint(l.value);
     if (p) l.fail(`Endpoint: ${p}`);
@@ -323,7 +370,8 @@ class WgQuickParser {
   result(): WgQuickConfig {
     const { iface, source } = this;
     if (!iface) throw new Error(`${source}: no [Interface] section`);
-    if (iface.privateKey === undefined) throw new Error(`${source} line ${this.ifaceLine}: [Interface] has no PrivateKey`);
+    if (iface.privateKey === undefined)
+      throw new Error(`${source} line ${this.ifaceLine}: [Interface] has no PrivateKey`);
     const result: WgQuickConfig = { iface: { ...iface, privateKey: iface.privateKey }, peers: [] };
     // Key order of the result objects does not matter to deepStrictEqual; undefined members are never set.
     for (const { peer, line } of this.peers) {

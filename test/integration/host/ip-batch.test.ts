@@ -30,7 +30,9 @@ describe('integration: ip -batch for routes', function () {
   const routes = async (): Promise<string[]> => {
     const r = await node.exec('ip', ['-j', 'route', 'show', 'proto', '77']);
     const r6 = await node.exec('ip', ['-j', '-6', 'route', 'show', 'proto', '77']);
-    return [...JSON.parse(r.stdout || '[]'), ...JSON.parse(r6.stdout || '[]')].map((x: { dst: string }) => x.dst).sort();
+    return [...JSON.parse(r.stdout || '[]'), ...JSON.parse(r6.stdout || '[]')]
+      .map((x: { dst: string }) => x.dst)
+      .sort();
   };
 
   it('runs lines in order and reports each failed line by index', async () => {
@@ -53,10 +55,14 @@ describe('integration: ip -batch for routes', function () {
 
   it('applyRouteChanges through it: an exclusive add reports a clash instead of replacing', async () => {
     await node.exec('ip', ['route', 'add', '10.77.3.0/24', 'dev', 'br0', 'proto', 'static']);
-    const clashes = await applyRouteChanges(new ExecaRunner(), [
-      { op: 'add', route: { dst: '10.77.3.0/24', dev: 'br0', via: 'x' }, reason: 'test' },
-      { op: 'add', route: { dst: '10.77.4.0/24', dev: 'br0', via: 'x' }, reason: 'test' },
-    ], { exclusive: true, batch });
+    const clashes = await applyRouteChanges(
+      new ExecaRunner(),
+      [
+        { op: 'add', route: { dst: '10.77.3.0/24', dev: 'br0', via: 'x' }, reason: 'test' },
+        { op: 'add', route: { dst: '10.77.4.0/24', dev: 'br0', via: 'x' }, reason: 'test' },
+      ],
+      { exclusive: true, batch },
+    );
     assert.deepEqual(clashes, ['10.77.3.0/24']);
     const r = await node.exec('ip', ['route', 'show', '10.77.3.0/24']);
     assert.match(r.stdout, /proto static/);

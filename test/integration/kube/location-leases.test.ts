@@ -27,13 +27,25 @@ describe('integration: location leader Leases against the API test server', func
 
   /** A node's Lease part that wants to lead LOCATION in the order CANDIDATES (minus `without`). */
   function node(self: string, without: string[] = []): LocationLeases {
-    const p = new LocationLeases({ api: leasesApi(kc, 'wg-overlay'), namespace: 'wg-overlay', self, leaseSeconds: 2, log: memoryLogger(), onChange: () => undefined, stepMs: 300 });
+    const p = new LocationLeases({
+      api: leasesApi(kc, 'wg-overlay'),
+      namespace: 'wg-overlay',
+      self,
+      leaseSeconds: 2,
+      log: memoryLogger(),
+      onChange: () => undefined,
+      stepMs: 300,
+    });
     p.start();
     p.want({ location: LOCATION, candidates: CANDIDATES.filter((c) => !without.includes(c)) });
     parts.push(p);
     return p;
   }
-  const holder = (): string | undefined => (server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
+  const holder = (): string | undefined =>
+    (
+      server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.spec as
+        { holderIdentity?: string } | undefined
+    )?.holderIdentity;
 
   beforeEach(async () => {
     server = new KubeApiServer();
@@ -50,7 +62,9 @@ describe('integration: location leader Leases against the API test server', func
     const [a, b, c] = [node('n1'), node('n2'), node('n3')];
     await until(() => holder() === 'n1', 'n1 to hold the Lease');
     await until(() => [a, b, c].every((p) => p.holders().get(LOCATION) === 'n1'), 'every node to see n1');
-    const rv = () => server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.metadata?.resourceVersion;
+    const rv = () =>
+      server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.metadata
+        ?.resourceVersion;
     const before = rv();
     await new Promise((r) => setTimeout(r, 2_500)); // longer than the Lease: only renewals keep it
     assert.notEqual(rv(), before, 'renewed');
@@ -82,11 +96,23 @@ describe('integration: location leader Leases against the API test server', func
     await until(() => ok.known(), 'the Leases to be listed');
     server.failNext(1, 403, { match: (q) => q.method === 'GET' && q.path.endsWith('/leases') && !q.watch });
     const log = memoryLogger();
-    const denied = new LocationLeases({ api: leasesApi(kc, 'wg-overlay'), namespace: 'wg-overlay', self: 'n2', leaseSeconds: 2, log, onChange: () => undefined, stepMs: 300 });
+    const denied = new LocationLeases({
+      api: leasesApi(kc, 'wg-overlay'),
+      namespace: 'wg-overlay',
+      self: 'n2',
+      leaseSeconds: 2,
+      log,
+      onChange: () => undefined,
+      stepMs: 300,
+    });
     parts.push(denied);
     denied.want({ location: LOCATION, candidates: CANDIDATES });
     await until(() => denied.known(), 'the failed list to count as known');
-    assert.equal(log.lines.filter((l) => /cannot list the location leader Leases in namespace wg-overlay/.test(l)).length, 1, log.lines.join('\n'));
+    assert.equal(
+      log.lines.filter((l) => /cannot list the location leader Leases in namespace wg-overlay/.test(l)).length,
+      1,
+      log.lines.join('\n'),
+    );
   });
 
   it('a node the topology makes leader over a live holder (a better rank) takes the Lease over at once; the holder stops renewing', async () => {
@@ -105,8 +131,24 @@ describe('integration: location leader Leases against the API test server', func
 
   it('two candidates racing for a free Lease: exactly one holds it', async () => {
     // Both think they are first.
-    const x = new LocationLeases({ api: leasesApi(kc, 'wg-overlay'), namespace: 'wg-overlay', self: 'n1', leaseSeconds: 2, log: memoryLogger(), onChange: () => undefined, stepMs: 300 });
-    const y = new LocationLeases({ api: leasesApi(kc, 'wg-overlay'), namespace: 'wg-overlay', self: 'n2', leaseSeconds: 2, log: memoryLogger(), onChange: () => undefined, stepMs: 300 });
+    const x = new LocationLeases({
+      api: leasesApi(kc, 'wg-overlay'),
+      namespace: 'wg-overlay',
+      self: 'n1',
+      leaseSeconds: 2,
+      log: memoryLogger(),
+      onChange: () => undefined,
+      stepMs: 300,
+    });
+    const y = new LocationLeases({
+      api: leasesApi(kc, 'wg-overlay'),
+      namespace: 'wg-overlay',
+      self: 'n2',
+      leaseSeconds: 2,
+      log: memoryLogger(),
+      onChange: () => undefined,
+      stepMs: 300,
+    });
     parts.push(x, y);
     x.want({ location: LOCATION, candidates: ['n1'] });
     y.want({ location: LOCATION, candidates: ['n2'] });

@@ -26,7 +26,6 @@ function node(i: number): KubeObject {
   };
 }
 
-
 /** A reflector over the server's Nodes that records what it reports. */
 function reflect(server: KubeApiServer, opts: { pageSize?: number; watchSeconds?: number; backoff?: Backoff } = {}) {
   const kc = new k8s.KubeConfig();
@@ -42,20 +41,36 @@ function reflect(server: KubeApiServer, opts: { pageSize?: number; watchSeconds?
     random: () => 0.5,
   });
   reflector.start({
-    onList: (items) => { seen.lists += 1; nodes.clear(); for (const n of items) nodes.set(n.name, n); },
-    onChange: (name, item) => { if (item) nodes.set(name, item); else nodes.delete(name); },
-    onUp: () => { seen.ups += 1; },
-    onError: (_err, next) => { seen.errors.push(next); return undefined; },
+    onList: (items) => {
+      seen.lists += 1;
+      nodes.clear();
+      for (const n of items) nodes.set(n.name, n);
+    },
+    onChange: (name, item) => {
+      if (item) nodes.set(name, item);
+      else nodes.delete(name);
+    },
+    onUp: () => {
+      seen.ups += 1;
+    },
+    onError: (_err, next) => {
+      seen.errors.push(next);
+      return undefined;
+    },
   });
   return { reflector, nodes, seen };
 }
 
-const lists = (s: KubeApiServer): Array<{ query: URLSearchParams }> => s.requests
-  .filter((r) => r.method === 'GET' && r.path === '/api/v1/nodes' && !new URLSearchParams(r.query).has('watch'))
-  .map((r) => ({ query: new URLSearchParams(r.query) }));
-const watches = (s: KubeApiServer): Array<{ query: URLSearchParams }> => s.requests
-  .filter((r) => r.method === 'GET' && r.path === '/api/v1/nodes' && new URLSearchParams(r.query).get('watch') === 'true')
-  .map((r) => ({ query: new URLSearchParams(r.query) }));
+const lists = (s: KubeApiServer): Array<{ query: URLSearchParams }> =>
+  s.requests
+    .filter((r) => r.method === 'GET' && r.path === '/api/v1/nodes' && !new URLSearchParams(r.query).has('watch'))
+    .map((r) => ({ query: new URLSearchParams(r.query) }));
+const watches = (s: KubeApiServer): Array<{ query: URLSearchParams }> =>
+  s.requests
+    .filter(
+      (r) => r.method === 'GET' && r.path === '/api/v1/nodes' && new URLSearchParams(r.query).get('watch') === 'true',
+    )
+    .map((r) => ({ query: new URLSearchParams(r.query) }));
 
 describe('integration: Node reflector against the API test server (paging, resume, 410, backoff)', function () {
   this.timeout(30_000);
@@ -80,7 +95,10 @@ describe('integration: Node reflector against the API test server (paging, resum
     await until(() => r.seen.lists === 1 && watches(server).length === 1, 'list and watch');
     assert.equal(r.nodes.size, 600);
     const pages = lists(server);
-    assert.deepEqual(pages.map((p) => p.query.get('limit')), ['250', '250', '250']);
+    assert.deepEqual(
+      pages.map((p) => p.query.get('limit')),
+      ['250', '250', '250'],
+    );
     assert.equal(pages[0]!.query.has('continue'), false);
     assert.ok(pages[1]!.query.get('continue') && pages[2]!.query.get('continue'), 'later pages carry continue tokens');
     assert.equal(r.reflector.listRequests, 3);
@@ -90,7 +108,10 @@ describe('integration: Node reflector against the API test server (paging, resum
     // Events arrive one by one.
     server.patchNode('n-0007', { spec: { podCIDRs: ['10.100.7.0/24', '10.250.0.0/24'] } });
     server.deleteNode('n-0008');
-    await until(() => r.nodes.get('n-0007')?.podCIDRs.length === 2 && !r.nodes.has('n-0008'), 'the patch and the delete');
+    await until(
+      () => r.nodes.get('n-0007')?.podCIDRs.length === 2 && !r.nodes.has('n-0008'),
+      'the patch and the delete',
+    );
   });
 
   it('a dropped watch resumes from the last version it saw: no second list, and nothing is missed', async () => {
@@ -123,12 +144,22 @@ describe('integration: Node reflector against the API test server (paging, resum
     await until(() => server.watchCount === 1, 'the watch');
     const first = Number(watches(server)[0]!.query.get('resourceVersion'));
     // Writes to another resource move the store's version; only a bookmark tells the Node watch.
-    for (let i = 0; i < 5; i += 1) peers.create({ apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name: `p-${i}` }, spec: { allowedIPs: [`192.0.2.${i + 1}/32`], publicKey: 'x' } });
+    for (let i = 0; i < 5; i += 1)
+      peers.create({
+        apiVersion: 'kilo.squat.ai/v1alpha1',
+        kind: 'Peer',
+        metadata: { name: `p-${i}` },
+        spec: { allowedIPs: [`192.0.2.${i + 1}/32`], publicKey: 'x' },
+      });
     const latest = Number(server.resourceVersion);
     await new Promise((res) => setTimeout(res, 600)); // a few bookmark intervals
     server.dropWatches();
     await until(() => watches(server).length === 2, 'the resumed watch');
-    assert.equal(Number(watches(server)[1]!.query.get('resourceVersion')), latest, `resumed from the bookmark (first watch from ${first})`);
+    assert.equal(
+      Number(watches(server)[1]!.query.get('resourceVersion')),
+      latest,
+      `resumed from the bookmark (first watch from ${first})`,
+    );
     assert.equal(lists(server).length, 1);
   });
 

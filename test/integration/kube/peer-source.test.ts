@@ -10,7 +10,12 @@ import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
-import { ListExternalPeerSource as ListPeerSource, listExternalPeers as listPeers, peersApi, WatchExternalPeerSource as WatchPeerSource } from '../../../service/src/kube/peer-source.js';
+import {
+  ListExternalPeerSource as ListPeerSource,
+  listExternalPeers as listPeers,
+  peersApi,
+  WatchExternalPeerSource as WatchPeerSource,
+} from '../../../service/src/kube/peer-source.js';
 import type { SourceState as PeerSourceState } from '../../../service/src/kube/source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
@@ -19,9 +24,13 @@ import { KEYS } from '../../support/fixtures.js';
 import { until } from '../../support/wait.js';
 
 function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
-  return { apiVersion: 'kilo.squat.ai/v1alpha1', kind: 'Peer', metadata: { name }, spec: { allowedIPs: [`${ip}/32`], publicKey: key, persistentKeepalive: 25 } };
+  return {
+    apiVersion: 'kilo.squat.ai/v1alpha1',
+    kind: 'Peer',
+    metadata: { name },
+    spec: { allowedIPs: [`${ip}/32`], publicKey: key, persistentKeepalive: 25 },
+  };
 }
-
 
 /** Records what a source reports. */
 function recorder() {
@@ -29,9 +38,18 @@ function recorder() {
   let peers: ExternalPeer[] | undefined;
   return {
     states,
-    get peers() { return peers; },
+    get peers() {
+      return peers;
+    },
     names: () => (peers ?? []).map((p) => p.name).sort(),
-    handler: { onList: (p: ExternalPeer[]) => { peers = p; }, onState: (s: PeerSourceState) => { states.push(s); } },
+    handler: {
+      onList: (p: ExternalPeer[]) => {
+        peers = p;
+      },
+      onState: (s: PeerSourceState) => {
+        states.push(s);
+      },
+    },
   };
 }
 
@@ -97,7 +115,8 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       await until(() => rec.names().join() === 'laptop', 'the Peer list');
       server.failNext(2, 403, { match: (r) => r.path.includes('/peers') });
       server.dropWatches();
-      const forbidden = /^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): give wg-overlay's ClusterRole the verbs list and watch on peers\.kilo\.squat\.ai/;
+      const forbidden =
+        /^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): give wg-overlay's ClusterRole the verbs list and watch on peers\.kilo\.squat\.ai/;
       await until(() => log.lines.some((l) => forbidden.test(l)), 'the warning with the RBAC hint');
       assert.ok(rec.states.includes('down'));
       assert.equal(rec.names().join(), 'laptop', 'the last known Peers stay');
@@ -118,7 +137,10 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       peers.create(peer('laptop', '10.5.0.2'));
       await until(() => rec.names().join() === 'laptop', 'the Peer list');
       assert.equal(rec.states.at(-1), 'up');
-      assert.ok(!server.requests.some((q) => q.path.includes('/peers') && /watch=(1|true)/.test(q.query)), 'no watch request');
+      assert.ok(
+        !server.requests.some((q) => q.path.includes('/peers') && /watch=(1|true)/.test(q.query)),
+        'no watch request',
+      );
     } finally {
       await source.stop();
     }
@@ -129,7 +151,10 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
     server.registerResource(KILO_PEER_RESOURCE).create(peer('laptop', '10.5.0.2'));
     const r = await listPeers(peersApi(kc));
     assert.equal(r.absent, false);
-    assert.deepEqual(r.peers.map((p) => p.name), ['laptop']);
+    assert.deepEqual(
+      r.peers.map((p) => p.name),
+      ['laptop'],
+    );
   });
 
   describe('a start that never gets an answer', () => {
@@ -144,12 +169,18 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       // In front of the API: the first `swallow` requests are accepted and never answered.
       const target = new URL(plain.url!);
       proxy = http.createServer((req, res) => {
-        if (swallowed < swallow) { swallowed += 1; return; }
-        const up = http.request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (r) => {
-          res.writeHead(r.statusCode ?? 502, r.headers);
-          res.flushHeaders(); // a watch sends its headers at once, its events later
-          r.pipe(res);
-        });
+        if (swallowed < swallow) {
+          swallowed += 1;
+          return;
+        }
+        const up = http.request(
+          { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+          (r) => {
+            res.writeHead(r.statusCode ?? 502, r.headers);
+            res.flushHeaders(); // a watch sends its headers at once, its events later
+            r.pipe(res);
+          },
+        );
         up.on('error', () => res.destroy());
         req.pipe(up);
       });
@@ -178,9 +209,19 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       const source = new WatchPeerSource(peersApi(kubeconfig(), 300), log, 60_000);
       source.start(rec.handler);
       try {
-        await until(() => rec.names().join() === 'laptop' && rec.states.includes('up'), 'the Peer list after starting over');
+        await until(
+          () => rec.names().join() === 'laptop' && rec.states.includes('up'),
+          'the Peer list after starting over',
+        );
         assert.equal(swallowed, 1);
-        assert.ok(log.lines.some((l) => /peer watch: listing kilo\.squat\.ai Peers failed \(GET \/apis\/kilo\.squat\.ai\/v1alpha1\/peers: no answer within 0 s\)/.test(l)), log.lines.join('\n'));
+        assert.ok(
+          log.lines.some((l) =>
+            /peer watch: listing kilo\.squat\.ai Peers failed \(GET \/apis\/kilo\.squat\.ai\/v1alpha1\/peers: no answer within 0 s\)/.test(
+              l,
+            ),
+          ),
+          log.lines.join('\n'),
+        );
         assert.deepEqual(rec.states, ['down', 'up'], 'the timed-out list is a failure, then it recovers');
       } finally {
         await source.stop();

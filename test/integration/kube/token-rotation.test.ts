@@ -45,15 +45,35 @@ describe('integration: kube: token rotation without a restart', function () {
     writeFileSync(join(dir, 'first'), first.token);
     writeFileSync(join(dir, 'second'), second.token);
     const kubeconfig = join(dir, 'kubeconfig');
-    assert.equal(await kubeconfigCommand(['--server', server.url!, '--ca', join(dir, 'ca.crt'), '--token-file', join(dir, 'first'), '--output', kubeconfig], sink(), sink()), 0);
+    assert.equal(
+      await kubeconfigCommand(
+        [
+          '--server',
+          server.url!,
+          '--ca',
+          join(dir, 'ca.crt'),
+          '--token-file',
+          join(dir, 'first'),
+          '--output',
+          kubeconfig,
+        ],
+        sink(),
+        sink(),
+      ),
+      0,
+    );
 
     const kc = await loadKubeconfig(kubeconfig);
     const source = new WatchNodeSource(nodesApi(kc), memoryLogger());
     const publisher = new ApiNodePublisher(kc);
     let nodes: MeshNode[] = [];
     source.start({
-      onList: (l) => { nodes = l; },
-      onChange: (name, node) => { nodes = [...nodes.filter((n) => n.name !== name), ...(node ? [node] : [])]; },
+      onList: (l) => {
+        nodes = l;
+      },
+      onChange: (name, node) => {
+        nodes = [...nodes.filter((n) => n.name !== name), ...(node ? [node] : [])];
+      },
       onState: () => undefined,
     });
     try {
@@ -61,7 +81,14 @@ describe('integration: kube: token rotation without a restart', function () {
       await publisher.patchAnnotations('n1', { 'wg-overlay.io/endpoint': '192.0.2.1:51820' });
       const mark = server.requests.length;
 
-      assert.equal(await kubeconfigCommand(['--token-only', '--token-file', join(dir, 'second'), '--output', kubeconfig], sink(), sink()), 0);
+      assert.equal(
+        await kubeconfigCommand(
+          ['--token-only', '--token-file', join(dir, 'second'), '--output', kubeconfig],
+          sink(),
+          sink(),
+        ),
+        0,
+      );
       server.revokeToken(first.token);
       await publisher.patchAnnotations('n1', { 'wg-overlay.io/endpoint': '192.0.2.2:51820' });
       assert.equal(server.getNode('n1')?.metadata?.annotations?.['wg-overlay.io/endpoint'], '192.0.2.2:51820');
@@ -70,13 +97,20 @@ describe('integration: kube: token rotation without a restart', function () {
       const dropped = server.requests.length;
       server.dropWatches();
       // (An open watch has no status yet: it is still being answered.)
-      await until(() => server.watchCount === 1 && server.requests.slice(dropped).some((r) => r.query.includes('watch=true')), 'the watch to reconnect');
+      await until(
+        () => server.watchCount === 1 && server.requests.slice(dropped).some((r) => r.query.includes('watch=true')),
+        'the watch to reconnect',
+      );
       server.createNode({ metadata: { name: 'n2' } });
       await until(() => nodes.length === 2, 'the new Node through the new watch');
 
       const after = server.requests.slice(mark).filter((r) => r.path.startsWith('/api/v1/nodes'));
       assert.ok(after.length >= 2);
-      assert.deepEqual([...new Set(after.map((r) => r.credentialId))], [`JTI=${second.id}`], 'every request since the rotation used the new token');
+      assert.deepEqual(
+        [...new Set(after.map((r) => r.credentialId))],
+        [`JTI=${second.id}`],
+        'every request since the rotation used the new token',
+      );
       assert.ok(after.every((r) => r.status !== 401));
     } finally {
       await source.stop();

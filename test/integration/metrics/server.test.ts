@@ -13,7 +13,12 @@ function request(url: string, method = 'GET'): Promise<{ status: number; type: s
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }));
+      res
+        .setEncoding('utf8')
+        .on('data', (d: string) => (body += d))
+        .on('end', () =>
+          resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }),
+        );
     });
     req.on('error', reject);
     req.end();
@@ -32,7 +37,8 @@ describe('integration: metrics and health over HTTP', function () {
     version: '0.0.0-test',
     readHandshakes: async () => [{ kind: 'peer', name: 'laptop', latestHandshake: Math.floor(Date.now() / 1000) - 30 }],
   });
-  const health = (): HealthResult => evaluateHealth({ watches: [{ what: 'node watch', downForMs: watchDownMs }], thresholdMs: 60_000, lastReport });
+  const health = (): HealthResult =>
+    evaluateHealth({ watches: [{ what: 'node watch', downForMs: watchDownMs }], thresholdMs: 60_000, lastReport });
 
   before(async () => {
     server = await startMetricsServer({ host: '127.0.0.1', port: 0, metrics, health });
@@ -47,8 +53,12 @@ describe('integration: metrics and health over HTTP', function () {
     assert.ok(server.address.port > 0);
   });
 
-  it('/metrics serves the daemon\'s series in Prometheus text format', async () => {
-    metrics.observeReport({ ok: true, changes: ['added peer laptop'], durationMs: 7, at: Date.now() }, undefined, Date.now());
+  it("/metrics serves the daemon's series in Prometheus text format", async () => {
+    metrics.observeReport(
+      { ok: true, changes: ['added peer laptop'], durationMs: 7, at: Date.now() },
+      undefined,
+      Date.now(),
+    );
     metrics.setWatch('nodes', true);
     const r = await request(`${base}/metrics`);
     assert.equal(r.status, 200);
@@ -61,7 +71,8 @@ describe('integration: metrics and health over HTTP', function () {
       /^wg_overlay_peers\{kind="peer"\} 0$/m,
       /^wg_overlay_peer_latest_handshake_age_seconds\{kind="peer",name="laptop"\} (29|30|31)$/m,
       /^# TYPE wg_overlay_apply_errors_total counter$/m,
-    ]) assert.match(r.body, re);
+    ])
+      assert.match(r.body, re);
   });
 
   it('/healthz: 200 ok while healthy', async () => {
@@ -81,7 +92,10 @@ describe('integration: metrics and health over HTTP', function () {
   it('/healthz: 503 with the reason when the last apply failed, 200 again once it succeeds', async () => {
     lastReport = { ok: false, error: 'wg set wg0 peer X: exit 1: Operation not permitted', at: Date.now() };
     const r = await request(`${base}/healthz`);
-    assert.deepEqual([r.status, r.body], [503, 'unhealthy: the last apply failed: wg set wg0 peer X: exit 1: Operation not permitted\n']);
+    assert.deepEqual(
+      [r.status, r.body],
+      [503, 'unhealthy: the last apply failed: wg set wg0 peer X: exit 1: Operation not permitted\n'],
+    );
     lastReport = { ok: true, at: Date.now() };
     assert.equal((await request(`${base}/healthz`)).status, 200);
   });

@@ -12,7 +12,12 @@ import { join } from 'node:path';
 import dbus from 'dbus-next';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { SystemdUnits, UnitError, type SystemdUnitsOptions } from '../../../service/src/systemd/units.js';
-import { privateBusConfig, startFakeSystemd, type FakeSystemd, type FakeSystemdOptions } from '../../support/fake-systemd.js';
+import {
+  privateBusConfig,
+  startFakeSystemd,
+  type FakeSystemd,
+  type FakeSystemdOptions,
+} from '../../support/fake-systemd.js';
 import { NAME_PREFIX } from '../../support/netns.js';
 import { requireTools, spawnProcess, type TestProcess } from '../../support/process.js';
 import { until as waitUntil } from '../../support/wait.js';
@@ -54,7 +59,9 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
 
   /** Starts dbus-daemon at the (same) socket path. */
   const startBus = async (): Promise<void> => {
-    daemon = spawnProcess('dbus-daemon', [`--config-file=${join(dir, 'bus.conf')}`, '--nofork', '--print-address'], { label: 'dbus' });
+    daemon = spawnProcess('dbus-daemon', [`--config-file=${join(dir, 'bus.conf')}`, '--nofork', '--print-address'], {
+      label: 'dbus',
+    });
     await daemon.waitForOutput(/unix:path=/);
   };
   /** Serves the stand-in Manager on the bus. */
@@ -62,7 +69,12 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     fake = await startFakeSystemd(address, { report: (l) => calls.push(l), ...opts });
   };
   const link = async (opts: SystemdUnitsOptions = {}): Promise<SystemdUnits> => {
-    units = await SystemdUnits.connect(log, { busAddress: address, callTimeoutMs: 1_000, jobTimeoutMs: 2_000, ...opts });
+    units = await SystemdUnits.connect(log, {
+      busAddress: address,
+      callTimeoutMs: 1_000,
+      jobTimeoutMs: 2_000,
+      ...opts,
+    });
     assert.ok(units, `connected to the stand-in: ${log.lines.join('\n')}`);
     return units;
   };
@@ -119,10 +131,20 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     await startFake();
     const u = await link();
     const r = await timed(u.restartUnit('test-fail.service'));
-    const err = assertUnitError(r.error, 'test-fail.service', 'RestartUnit', /^RestartUnit test-fail\.service: job ended with result "failed"/);
+    const err = assertUnitError(
+      r.error,
+      'test-fail.service',
+      'RestartUnit',
+      /^RestartUnit test-fail\.service: job ended with result "failed"/,
+    );
     assert.equal(err.name, 'UnitError');
     const s = await timed(u.startUnit('test-fail.service'));
-    assertUnitError(s.error, 'test-fail.service', 'StartUnit', /^StartUnit test-fail\.service: job ended with result "failed"/);
+    assertUnitError(
+      s.error,
+      'test-fail.service',
+      'StartUnit',
+      /^StartUnit test-fail\.service: job ended with result "failed"/,
+    );
     assert.equal(u.trackedJobs, 0);
   });
 
@@ -131,15 +153,31 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     const u = await link({ callTimeoutMs: 2_000, jobTimeoutMs: 5_000 });
     const waiting = timed(u.restartUnit('test-ok.service')); // the stand-in delays the job
     const unanswered = timed(u.startUnit('test-noreply.service')); // and never answers this call
-    await until('the stand-in to get both calls', () => calls.includes('RestartUnit test-ok.service') && calls.includes('StartUnit test-noreply.service'));
+    await until(
+      'the stand-in to get both calls',
+      () => calls.includes('RestartUnit test-ok.service') && calls.includes('StartUnit test-noreply.service'),
+    );
     await new Promise((r) => setTimeout(r, 50)); // the reply is in: the link waits for the job
     assert.equal(u.trackedJobs, 1);
     const killedAt = Date.now();
     await daemon!.stop('SIGKILL');
     const [r, n] = await Promise.all([waiting, unanswered]);
-    assertUnitError(r.error, 'test-ok.service', 'RestartUnit', /^RestartUnit test-ok\.service: D-Bus connection lost while waiting for job \/org\/freedesktop\/systemd1\/job\/1$/);
-    assertUnitError(n.error, 'test-noreply.service', 'StartUnit', /^StartUnit test-noreply\.service: D-Bus connection lost before the reply$/);
-    assert.ok(Date.now() - killedAt < 1_000, `failed ${Date.now() - killedAt} ms after the kill (timeouts: call 2 s, job 5 s)`);
+    assertUnitError(
+      r.error,
+      'test-ok.service',
+      'RestartUnit',
+      /^RestartUnit test-ok\.service: D-Bus connection lost while waiting for job \/org\/freedesktop\/systemd1\/job\/1$/,
+    );
+    assertUnitError(
+      n.error,
+      'test-noreply.service',
+      'StartUnit',
+      /^StartUnit test-noreply\.service: D-Bus connection lost before the reply$/,
+    );
+    assert.ok(
+      Date.now() - killedAt < 1_000,
+      `failed ${Date.now() - killedAt} ms after the kill (timeouts: call 2 s, job 5 s)`,
+    );
     assert.equal(u.trackedJobs, 0);
     assert.equal(warnings().length, 1, log.lines.join('\n'));
     assert.match(warnings()[0]!, /lost the connection to systemd \(.*\); 2 pending unit call\(s\) failed/);
@@ -167,7 +205,12 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     await startFake();
     const u = await link({ callTimeoutMs: 500 });
     const r = await timed(u.restartUnit('test-noreply.service'));
-    assertUnitError(r.error, 'test-noreply.service', 'RestartUnit', /^RestartUnit test-noreply\.service: no reply within 500 ms$/);
+    assertUnitError(
+      r.error,
+      'test-noreply.service',
+      'RestartUnit',
+      /^RestartUnit test-noreply\.service: no reply within 500 ms$/,
+    );
     assert.ok(r.ms >= 450 && r.ms < 1_500, `rejected after ${r.ms} ms`);
     await u.restartUnit('test-ok.service');
     assert.deepEqual(warnings(), []);
@@ -177,7 +220,12 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     await startFake();
     const u = await link({ callTimeoutMs: 500, jobTimeoutMs: 700 });
     const r = await timed(u.startUnit('test-nojob.service'));
-    assertUnitError(r.error, 'test-nojob.service', 'StartUnit', /job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 700 ms/);
+    assertUnitError(
+      r.error,
+      'test-nojob.service',
+      'StartUnit',
+      /job \/org\/freedesktop\/systemd1\/job\/\d+ did not finish within 700 ms/,
+    );
     assert.ok(r.ms >= 650 && r.ms < 1_200 + 200, `rejected after ${r.ms} ms`);
     assert.equal(u.trackedJobs, 0);
   });
@@ -189,14 +237,24 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     const observer = dbus.sessionBus({ busAddress: address });
     observer.on('error', () => undefined);
     let seen = 0;
-    observer.on('message', (m: dbus.Message) => { if (m.member === 'JobRemoved') seen += 1; });
-    await observer.call(new dbus.Message({
-      destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
-      member: 'AddMatch', signature: 's', body: ["type='signal',member='JobRemoved'"],
-    }));
+    observer.on('message', (m: dbus.Message) => {
+      if (m.member === 'JobRemoved') seen += 1;
+    });
+    await observer.call(
+      new dbus.Message({
+        destination: 'org.freedesktop.DBus',
+        path: '/org/freedesktop/DBus',
+        interface: 'org.freedesktop.DBus',
+        member: 'AddMatch',
+        signature: 's',
+        body: ["type='signal',member='JobRemoved'"],
+      }),
+    );
     try {
       let max = 0;
-      const sampler = setInterval(() => { max = Math.max(max, u.trackedJobs); }, 1);
+      const sampler = setInterval(() => {
+        max = Math.max(max, u.trackedJobs);
+      }, 1);
       const own = u.restartUnit('test-ok.service');
       await until('the stand-in to get RestartUnit', () => calls.includes('RestartUnit test-ok.service'));
       fake!.emitForeignJobs(5_000, 'test-ok.service'); // the very unit with a call of ours in flight
@@ -218,15 +276,28 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
     const u = await link({ callTimeoutMs: 5_000, jobTimeoutMs: 10_000 });
     const job = timed(u.startUnit('test-nojob.service'));
     const call = timed(u.restartUnit('test-noreply.service'));
-    await until('both calls to reach the stand-in', () => calls.includes('StartUnit test-nojob.service') && calls.includes('RestartUnit test-noreply.service'));
+    await until(
+      'both calls to reach the stand-in',
+      () => calls.includes('StartUnit test-nojob.service') && calls.includes('RestartUnit test-noreply.service'),
+    );
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
     u.close();
     u.close();
     const [j, c] = await Promise.all([job, call]);
     assert.ok(Date.now() - t0 < 250, `rejected ${Date.now() - t0} ms after close()`);
-    assertUnitError(j.error, 'test-nojob.service', 'StartUnit', /^StartUnit test-nojob\.service: closed while waiting for job \/org\/freedesktop\/systemd1\/job\/\d+$/);
-    assertUnitError(c.error, 'test-noreply.service', 'RestartUnit', /^RestartUnit test-noreply\.service: closed before the reply$/);
+    assertUnitError(
+      j.error,
+      'test-nojob.service',
+      'StartUnit',
+      /^StartUnit test-nojob\.service: closed while waiting for job \/org\/freedesktop\/systemd1\/job\/\d+$/,
+    );
+    assertUnitError(
+      c.error,
+      'test-noreply.service',
+      'RestartUnit',
+      /^RestartUnit test-noreply\.service: closed before the reply$/,
+    );
     const after = await timed(u.restartUnit('test-ok.service'));
     assertUnitError(after.error, 'test-ok.service', 'RestartUnit', /closed/);
     assert.ok(after.ms < 50);
@@ -263,7 +334,9 @@ describe('integration: systemd D-Bus link (private dbus-daemon, stand-in Manager
       const path = join(dir, 'silent.sock');
       server = createServer((c) => {
         clients.push(c);
-        c.on('close', () => { hungUp += 1; }).resume();
+        c.on('close', () => {
+          hungUp += 1;
+        }).resume();
       });
       await new Promise<void>((r) => server!.listen(path, r));
       const r = await timed(SystemdUnits.connect(log, { busAddress: `unix:path=${path}` }));

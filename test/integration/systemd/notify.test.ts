@@ -58,29 +58,47 @@ describe('integration: sd_notify through an inherited datagram socket (packaging
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const received = (): string[] => receiver.output().split('\n').filter((l) => l.startsWith('dgram:')).map((l) => l.slice(6).replace(/\\n/g, '\n').replace(/\\\\/g, '\\'));
-  const sent = async (env: Record<string, string>, viaHelper: boolean): Promise<{ pid: number; lines: string[]; datagrams: string[] }> => {
+  const received = (): string[] =>
+    receiver
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('dgram:'))
+      .map((l) => l.slice(6).replace(/\\n/g, '\n').replace(/\\\\/g, '\\'));
+  const sent = async (
+    env: Record<string, string>,
+    viaHelper: boolean,
+  ): Promise<{ pid: number; lines: string[]; datagrams: string[] }> => {
     const before = received().length;
     const cmd = viaHelper ? ['perl', resolve('packaging/libexec/notify-socket'), 'node', script] : ['node', script];
     const r = await run(cmd[0]!, cmd.slice(1), { env: { PATH: process.env.PATH ?? '', ...env } });
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { pid: number; lines: string[] };
     const deadline = Date.now() + (env.NOTIFY_SOCKET ? 5_000 : 300);
-    while (received().length < before + (env.WG_OVERLAY_NOTIFY_FD ? 8 : 4) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    while (received().length < before + (env.WG_OVERLAY_NOTIFY_FD ? 8 : 4) && Date.now() < deadline)
+      await new Promise((res) => setTimeout(res, 20));
     return { ...out, datagrams: received().slice(before) };
   };
 
   it('through notify-socket: one datagram per notification, written by the daemon itself, status kept to one line', async () => {
     const r = await sent({ NOTIFY_SOCKET: sock }, true);
     assert.deepEqual(r.lines, [], 'no warnings');
-    assert.deepEqual(r.datagrams, ['READY=1\nSTATUS=mesh applied: 2 peers second line', 'STATUS=reconciling', 'RELOADING=1', 'STOPPING=1']);
+    assert.deepEqual(r.datagrams, [
+      'READY=1\nSTATUS=mesh applied: 2 peers second line',
+      'STATUS=reconciling',
+      'RELOADING=1',
+      'STOPPING=1',
+    ]);
   });
 
   it('an abstract NOTIFY_SOCKET ("@name") works too', async () => {
     const name = `wgo-notify-test-${process.pid}`;
-    const abstract = spawnProcess('perl', ['-e', RECEIVER.replace('unlink $p;', '$p =~ s/^@/\\0/;'), `@${name}`], { env: { PATH: process.env.PATH ?? '' } });
+    const abstract = spawnProcess('perl', ['-e', RECEIVER.replace('unlink $p;', '$p =~ s/^@/\\0/;'), `@${name}`], {
+      env: { PATH: process.env.PATH ?? '' },
+    });
     try {
       await abstract.waitForOutput('listening');
-      await run('perl', [resolve('packaging/libexec/notify-socket'), 'node', script], { env: { PATH: process.env.PATH ?? '', NOTIFY_SOCKET: `@${name}` } });
+      await run('perl', [resolve('packaging/libexec/notify-socket'), 'node', script], {
+        env: { PATH: process.env.PATH ?? '', NOTIFY_SOCKET: `@${name}` },
+      });
       await abstract.waitForOutput('dgram:STOPPING=1');
       assert.match(abstract.output(), /dgram:READY=1\\nSTATUS=mesh applied/);
     } finally {
@@ -94,8 +112,14 @@ describe('integration: sd_notify through an inherited datagram socket (packaging
     assert.match(r.lines[0]!, /file descriptor 99 \(WG_OVERLAY_NOTIFY_FD\) failed: .*using systemd-notify from now on/);
     // systemd-notify 252 adds MAINPID=<the daemon> to each message and follows it with BARRIER=1.
     const ours = r.datagrams.filter((d) => d !== 'BARRIER=1').map((d) => d.split('\n'));
-    assert.ok(ours.every((lines) => lines.includes(`MAINPID=${r.pid}`)), ours.join(' | '));
-    assert.deepEqual(ours.map((lines) => lines.filter((l) => !l.startsWith('MAINPID=')).join('\n')), ['READY=1\nSTATUS=mesh applied: 2 peers second line', 'STATUS=reconciling', 'RELOADING=1', 'STOPPING=1']);
+    assert.ok(
+      ours.every((lines) => lines.includes(`MAINPID=${r.pid}`)),
+      ours.join(' | '),
+    );
+    assert.deepEqual(
+      ours.map((lines) => lines.filter((l) => !l.startsWith('MAINPID=')).join('\n')),
+      ['READY=1\nSTATUS=mesh applied: 2 peers second line', 'STATUS=reconciling', 'RELOADING=1', 'STOPPING=1'],
+    );
   });
 
   it('without NOTIFY_SOCKET nothing is sent, and notify-socket only runs the command', async () => {

@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generatePrivateKey, isValidKey, loadOrCreatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
+import {
+  generatePrivateKey,
+  isValidKey,
+  loadOrCreatePrivateKey,
+  publicKeyFromPrivate,
+} from '../../../service/src/wireguard/keys.js';
 import { requireTools, run } from '../../support/process.js';
 
 /** `wg pubkey` of a private key. */

@@ -64,13 +64,19 @@ describe('integration: test network helpers', function () {
 
     it('isolates the network: a node sees only lo and eth0', async () => {
       const links = await net.nodes[0]!.exec('ip', ['-o', 'link', 'show']);
-      const names = links.stdout.split('\n').filter(Boolean).map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1]);
+      const names = links.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1]);
       assert.deepEqual(names.sort(), ['eth0', 'lo']);
     });
 
     it('gives each node a private /run and its own /etc overlay', async () => {
       const [a, b] = net.nodes as [TestNode, TestNode];
-      await a.exec('sh', ['-c', 'mkdir -p /run/wireguard /etc/wireguard && echo a > /run/wireguard/mark && echo a > /etc/wireguard/mark']);
+      await a.exec('sh', [
+        '-c',
+        'mkdir -p /run/wireguard /etc/wireguard && echo a > /run/wireguard/mark && echo a > /etc/wireguard/mark',
+      ]);
       await b.writeFile('/etc/wireguard/mark', 'b\n', 0o600);
       assert.equal((await a.exec('cat', ['/etc/wireguard/mark'])).stdout, 'a\n');
       assert.equal((await b.exec('cat', ['/etc/wireguard/mark'])).stdout, 'b\n');
@@ -98,7 +104,10 @@ describe('integration: test network helpers', function () {
     it('reports a failing command with its stderr', async () => {
       await assert.rejects(net.nodes[1]!.exec('ip', ['link', 'set', 'nosuchdev', 'up']), (err: Error) => {
         assert.ok(err instanceof CommandError);
-        assert.match(err.message, /^\[node-b\] ip link set nosuchdev up: exited with code 1\n--- stderr ---\n.*nosuchdev/);
+        assert.match(
+          err.message,
+          /^\[node-b\] ip link set nosuchdev up: exited with code 1\n--- stderr ---\n.*nosuchdev/,
+        );
         return true;
       });
     });
@@ -119,7 +128,11 @@ describe('integration: test network helpers', function () {
       await pa2.exec('ping', ['-c', '1', '-W', '2', '10.244.2.2']);
       await pb.destroy();
       assert.equal((await netnsNames()).includes(pb.netns), false);
-      assert.equal((await b.exec('ip', ['-o', 'link', 'show', 'dev', pb.hostVeth], { allowFailure: true })).failed, true, 'veth gone with the pod');
+      assert.equal(
+        (await b.exec('ip', ['-o', 'link', 'show', 'dev', pb.hostVeth], { allowFailure: true })).failed,
+        true,
+        'veth gone with the pod',
+      );
     });
   });
 
@@ -133,7 +146,12 @@ describe('integration: test network helpers', function () {
       await net.nodes[0]!.exec('ping', ['-c', '1', '-W', '2', `${prefix}.1`]);
       await run('ping', ['-c', '1', '-W', '2', `${prefix}.11`]);
       await assert.rejects(Underlay.create({ subnet, hostAddress: true }), (err: Error) => {
-        assert.match(err.message, new RegExp(`underlay subnet ${subnet.replace(/\./g, '\\.')} cannot get a host address.*${net.underlay.bridge}`));
+        assert.match(
+          err.message,
+          new RegExp(
+            `underlay subnet ${subnet.replace(/\./g, '\\.')} cannot get a host address.*${net.underlay.bridge}`,
+          ),
+        );
         return true;
       });
       assert.notEqual(await findFreeSubnet(), subnet);
@@ -157,7 +175,12 @@ describe('integration: test network helpers', function () {
     assert.equal(ns.includes(pod.netns), false);
     assert.equal((await rootLinks()).includes(net.underlay.bridge), false);
     assert.equal(existsSync(node.dir), false);
-    for (const pid of pids) assert.equal(existsSync(`/proc/${pid}`) && !(await readFile(`/proc/${pid}/stat`, 'utf8')).includes(') Z '), false, `pid ${pid} gone`);
+    for (const pid of pids)
+      assert.equal(
+        existsSync(`/proc/${pid}`) && !(await readFile(`/proc/${pid}/stat`, 'utf8')).includes(') Z '),
+        false,
+        `pid ${pid} gone`,
+      );
     await net.destroy(); // idempotent
   });
 
@@ -183,7 +206,10 @@ describe('integration: test network helpers', function () {
     try {
       const removed = await cleanupStale(true);
       // (A concurrent run may have cleaned them up first: then they are gone all the same.)
-      assert.ok(removed.every((r) => /^(netns|link|dir) /.test(r)), removed.join(', '));
+      assert.ok(
+        removed.every((r) => /^(netns|link|dir) /.test(r)),
+        removed.join(', '),
+      );
       assert.equal((await netnsNames()).includes(left.ns), false);
       assert.equal((await rootLinks()).includes(left.bridge), false);
       assert.equal(existsSync(left.dir), false);

@@ -49,10 +49,29 @@ describe('integration: wg-quick files with the real wireguard tools', function (
     const me = keyPair();
     const peers = [keyPair(), keyPair(), keyPair()];
     const cfg: WgQuickConfig = {
-      iface: { privateKey: me.priv, address: ['100.64.0.1/10'], listenPort: 51820, mtu: 1420, table: 'off', extra: [['FwMark', '0xca6c']] },
+      iface: {
+        privateKey: me.priv,
+        address: ['100.64.0.1/10'],
+        listenPort: 51820,
+        mtu: 1420,
+        table: 'off',
+        extra: [['FwMark', '0xca6c']],
+      },
       peers: [
-        { name: 'node-b', publicKey: peers[0]!.pub, endpoint: '192.0.2.12:51820', allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'], persistentKeepalive: 25 },
-        { name: 'node-c', publicKey: peers[1]!.pub, presharedKey: generatePrivateKey(), endpoint: '[2001:db8::13]:51821', allowedIPs: ['100.64.0.3/32', 'fd00:244:3::/64'] },
+        {
+          name: 'node-b',
+          publicKey: peers[0]!.pub,
+          endpoint: '192.0.2.12:51820',
+          allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'],
+          persistentKeepalive: 25,
+        },
+        {
+          name: 'node-c',
+          publicKey: peers[1]!.pub,
+          presharedKey: generatePrivateKey(),
+          endpoint: '[2001:db8::13]:51821',
+          allowedIPs: ['100.64.0.3/32', 'fd00:244:3::/64'],
+        },
         { name: 'node-d', publicKey: peers[2]!.pub, allowedIPs: ['100.64.0.4/32'] },
       ],
     };
@@ -64,7 +83,7 @@ describe('integration: wg-quick files with the real wireguard tools', function (
       await node?.destroy();
     });
 
-    it('is accepted by `wg-quick strip` from the node\'s private /etc, which prints exactly stripWgQuick', async () => {
+    it("is accepted by `wg-quick strip` from the node's private /etc, which prints exactly stripWgQuick", async () => {
       const result = await writeWgQuickFile(node.path('/etc/wireguard/wgt0.conf'), cfg);
       assert.deepEqual(result, { changed: true });
       assert.equal(existsSync('/etc/wireguard/wgt0.conf'), false, 'the host /etc is untouched');
@@ -74,7 +93,12 @@ describe('integration: wg-quick files with the real wireguard tools', function (
       assert.equal(strip.stdout, `${stripWgQuick(cfg)}\n`);
       const parsed = parseWgQuick(strip.stdout, 'wg-quick strip');
       assert.deepEqual(parsed.peers, cfg.peers);
-      assert.deepEqual(parsed.iface, { privateKey: me.priv, address: [], listenPort: 51820, extra: [['FwMark', '0xca6c']] });
+      assert.deepEqual(parsed.iface, {
+        privateKey: me.priv,
+        address: [],
+        listenPort: 51820,
+        extra: [['FwMark', '0xca6c']],
+      });
     });
 
     it('configures a wireguard-go interface with `wg setconf`, and `wg showconf` returns the same peers', async () => {
@@ -83,8 +107,14 @@ describe('integration: wg-quick files with the real wireguard tools', function (
       const startMs = Date.now() - t0;
       // Debian's wireguard-go prints a box on stderr claiming kernel support (absent here); it
       // daemonizes, so the command returns once the interface exists.
-      const banner = started.stderr.split('\n').find((l) => /wireguard-go/.test(l))?.replace(/[│\s]+/g, ' ').trim();
-      console.log(`      (wireguard-go started in ${startMs} ms; stderr banner: ${JSON.stringify(banner ?? started.stderr)})`);
+      const banner = started.stderr
+        .split('\n')
+        .find((l) => /wireguard-go/.test(l))
+        ?.replace(/[│\s]+/g, ' ')
+        .trim();
+      console.log(
+        `      (wireguard-go started in ${startMs} ms; stderr banner: ${JSON.stringify(banner ?? started.stderr)})`,
+      );
       await node.exec('ip', ['link', 'show', 'wgt0']);
       await node.writeFile('/run/wgt0.setconf', stripWgQuick(cfg), 0o600);
       await node.exec('wg', ['setconf', 'wgt0', '/run/wgt0.setconf']);
@@ -131,7 +161,14 @@ describe('integration: wg-quick files with the real wireguard tools', function (
     const configOf = (i: number): WgQuickConfig => {
       const j = 1 - i;
       return {
-        iface: { privateKey: keys[i]!.priv, address: [`100.64.0.${i + 1}/10`], listenPort: 51820, mtu: 1420, table: 'off', extra: [] },
+        iface: {
+          privateKey: keys[i]!.priv,
+          address: [`100.64.0.${i + 1}/10`],
+          listenPort: 51820,
+          mtu: 1420,
+          table: 'off',
+          extra: [],
+        },
         peers: [
           {
             name: `node-${'ab'[j]}`,
@@ -175,7 +212,9 @@ describe('integration: wg-quick files with the real wireguard tools', function (
     it('carries pod traffic once the daemon-style routes for pod CIDRs point into wgt0', async () => {
       const pods: TestPod[] = [];
       for (const [i, node] of net.nodes.entries()) {
-        pods.push(await TestPod.create(node, { address: `10.244.${i + 1}.2/24`, gateway: `10.244.${i + 1}.1`, mtu: 1420 }));
+        pods.push(
+          await TestPod.create(node, { address: `10.244.${i + 1}.2/24`, gateway: `10.244.${i + 1}.1`, mtu: 1420 }),
+        );
         // Table = off: the routes to the other node's pods are ours to add.
         await node.exec('ip', ['route', 'add', podCidr(1 - i), 'dev', 'wgt0']);
       }

@@ -47,7 +47,8 @@ describe('unit: config', () => {
   });
 
   it('reads the Peer, metrics and runtime keys; an empty listen turns metrics off', () => {
-    const { config, warnings } = parseConfig(`
+    const { config, warnings } = parseConfig(
+      `
 [state]
 runtime_dir = /tmp/run-wgo
 [peers]
@@ -55,7 +56,9 @@ allowed_ips_extra = 10.96.0.1/12, fd00:96::/108
 [metrics]
 listen = [::1]:9100
 watch_down_threshold = 30
-`, FILE);
+`,
+      FILE,
+    );
     assert.deepEqual(warnings, []);
     assert.equal(config.state.runtimeDir, '/tmp/run-wgo');
     assert.deepEqual(config.peers.allowedIpsExtra, ['10.96.0.0/12', 'fd00:96::/108'], 'normalised');
@@ -65,7 +68,8 @@ watch_down_threshold = 30
   });
 
   it('reads every key', () => {
-    const { config } = parseConfig(`
+    const { config } = parseConfig(
+      `
 [kubernetes]
 kubeconfig = /tmp/kc
 node_name = node-a
@@ -86,7 +90,9 @@ cidr = 100.96.0.0/12
 dir = /tmp/state
 [log]
 level = debug
-`, FILE);
+`,
+      FILE,
+    );
     assert.equal(config.kubernetes.kubeconfig, '/tmp/kc');
     assert.equal(config.kubernetes.nodeName, 'node-a');
     assert.equal(config.kubernetes.discovery, 'list');
@@ -124,32 +130,120 @@ level = debug
   });
 
   const errors: Array<[string, string, string]> = [
-    ['listen_port not a number', '[wireguard]\nlisten_port = abc', `${FILE}: [wireguard] listen_port = "abc": not a port (1-65535)`],
-    ['listen_port out of range', '[wireguard]\nlisten_port = 70000', `${FILE}: [wireguard] listen_port = "70000": not a port (1-65535)`],
-    ['listen_port zero', '[wireguard]\nlisten_port = 0', `${FILE}: [wireguard] listen_port = "0": not a port (1-65535)`],
-    ['discovery', '[kubernetes]\ndiscovery = poll', `${FILE}: [kubernetes] discovery = "poll": expected one of watch, list`],
-    ['list_interval', '[kubernetes]\nlist_interval = 0', `${FILE}: [kubernetes] list_interval = "0": expected a number of seconds (1-86400)`],
-    ['kubeconfig relative', '[kubernetes]\nkubeconfig = kc.yaml', `${FILE}: [kubernetes] kubeconfig = "kc.yaml": expected an absolute path`],
-    ['interface name', '[wireguard]\ninterface = this-name-is-too-long', `${FILE}: [wireguard] interface = "this-name-is-too-long": expected an interface name of 1-15 letters, digits or _=+.-`],
-    ['endpoint', '[wireguard]\nendpoint = not a host', `${FILE}: [wireguard] endpoint = "not a host": expected internal, external, or host:port`],
-    ['endpoint port', '[wireguard]\nendpoint = 192.0.2.1:99999', `${FILE}: [wireguard] endpoint = "192.0.2.1:99999": expected internal, external, or host:port`],
+    [
+      'listen_port not a number',
+      '[wireguard]\nlisten_port = abc',
+      `${FILE}: [wireguard] listen_port = "abc": not a port (1-65535)`,
+    ],
+    [
+      'listen_port out of range',
+      '[wireguard]\nlisten_port = 70000',
+      `${FILE}: [wireguard] listen_port = "70000": not a port (1-65535)`,
+    ],
+    [
+      'listen_port zero',
+      '[wireguard]\nlisten_port = 0',
+      `${FILE}: [wireguard] listen_port = "0": not a port (1-65535)`,
+    ],
+    [
+      'discovery',
+      '[kubernetes]\ndiscovery = poll',
+      `${FILE}: [kubernetes] discovery = "poll": expected one of watch, list`,
+    ],
+    [
+      'list_interval',
+      '[kubernetes]\nlist_interval = 0',
+      `${FILE}: [kubernetes] list_interval = "0": expected a number of seconds (1-86400)`,
+    ],
+    [
+      'kubeconfig relative',
+      '[kubernetes]\nkubeconfig = kc.yaml',
+      `${FILE}: [kubernetes] kubeconfig = "kc.yaml": expected an absolute path`,
+    ],
+    [
+      'interface name',
+      '[wireguard]\ninterface = this-name-is-too-long',
+      `${FILE}: [wireguard] interface = "this-name-is-too-long": expected an interface name of 1-15 letters, digits or _=+.-`,
+    ],
+    [
+      'endpoint',
+      '[wireguard]\nendpoint = not a host',
+      `${FILE}: [wireguard] endpoint = "not a host": expected internal, external, or host:port`,
+    ],
+    [
+      'endpoint port',
+      '[wireguard]\nendpoint = 192.0.2.1:99999',
+      `${FILE}: [wireguard] endpoint = "192.0.2.1:99999": expected internal, external, or host:port`,
+    ],
     ['mtu', '[wireguard]\nmtu = big', `${FILE}: [wireguard] mtu = "big": expected auto or an MTU (576-65535)`],
-    ['keepalive', '[wireguard]\npersistent_keepalive = -1', `${FILE}: [wireguard] persistent_keepalive = "-1": expected a number of seconds, 0 = off (0-65535)`],
+    [
+      'keepalive',
+      '[wireguard]\npersistent_keepalive = -1',
+      `${FILE}: [wireguard] persistent_keepalive = "-1": expected a number of seconds, 0 = off (0-65535)`,
+    ],
     ['apply', '[wireguard]\napply = syncconf', `${FILE}: [wireguard] apply = "syncconf": expected one of set, restart`],
-    ['implementation', '[wireguard]\nimplementation = boringtun', `${FILE}: [wireguard] implementation = "boringtun": expected one of auto, kernel, userspace`],
-    ['create_interface', '[wireguard]\ncreate_interface = maybe', `${FILE}: [wireguard] create_interface = "maybe": expected true or false`],
-    ['overlay host bits', '[overlay]\ncidr = 100.64.0.1/10', `${FILE}: [overlay] cidr = "100.64.0.1/10": expected a network in CIDR form with no host bits set, e.g. 100.64.0.0/10`],
-    ['overlay garbage', '[overlay]\ncidr = banana', `${FILE}: [overlay] cidr = "banana": expected a network in CIDR form with no host bits set, e.g. 100.64.0.0/10`],
-    ['overlay too small', '[overlay]\ncidr = 100.64.0.0/32', `${FILE}: [overlay] cidr = "100.64.0.0/32": expected a network with room for at least two nodes`],
+    [
+      'implementation',
+      '[wireguard]\nimplementation = boringtun',
+      `${FILE}: [wireguard] implementation = "boringtun": expected one of auto, kernel, userspace`,
+    ],
+    [
+      'create_interface',
+      '[wireguard]\ncreate_interface = maybe',
+      `${FILE}: [wireguard] create_interface = "maybe": expected true or false`,
+    ],
+    [
+      'overlay host bits',
+      '[overlay]\ncidr = 100.64.0.1/10',
+      `${FILE}: [overlay] cidr = "100.64.0.1/10": expected a network in CIDR form with no host bits set, e.g. 100.64.0.0/10`,
+    ],
+    [
+      'overlay garbage',
+      '[overlay]\ncidr = banana',
+      `${FILE}: [overlay] cidr = "banana": expected a network in CIDR form with no host bits set, e.g. 100.64.0.0/10`,
+    ],
+    [
+      'overlay too small',
+      '[overlay]\ncidr = 100.64.0.0/32',
+      `${FILE}: [overlay] cidr = "100.64.0.0/32": expected a network with room for at least two nodes`,
+    ],
     ['state dir', '[state]\ndir = state', `${FILE}: [state] dir = "state": expected an absolute path`],
-    ['log level', '[log]\nlevel = loud', `${FILE}: [log] level = "loud": expected one of debug, info, notice, warning, error`],
-    ['malformed line', '[wireguard]\nlisten_port 51820', `${FILE}:2: malformed line "listen_port 51820": expected [section], key = value, or a # comment`],
-    ['key outside a section', 'listen_port = 1', `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [mesh], [state], [peers], [metrics], [log]`],
+    [
+      'log level',
+      '[log]\nlevel = loud',
+      `${FILE}: [log] level = "loud": expected one of debug, info, notice, warning, error`,
+    ],
+    [
+      'malformed line',
+      '[wireguard]\nlisten_port 51820',
+      `${FILE}:2: malformed line "listen_port 51820": expected [section], key = value, or a # comment`,
+    ],
+    [
+      'key outside a section',
+      'listen_port = 1',
+      `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [mesh], [state], [peers], [metrics], [log]`,
+    ],
     ['runtime_dir', '[state]\nruntime_dir = run', `${FILE}: [state] runtime_dir = "run": expected an absolute path`],
-    ['allowed_ips_extra', '[peers]\nallowed_ips_extra = 10.96.0.0/12, banana', `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)`],
-    ['metrics listen host name', '[metrics]\nlisten = localhost:9586', `${FILE}: [metrics] listen = "localhost:9586": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`],
-    ['metrics listen no port', '[metrics]\nlisten = 127.0.0.1', `${FILE}: [metrics] listen = "127.0.0.1": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`],
-    ['watch_down_threshold', '[metrics]\nwatch_down_threshold = 0', `${FILE}: [metrics] watch_down_threshold = "0": expected a number of seconds (1-86400)`],
+    [
+      'allowed_ips_extra',
+      '[peers]\nallowed_ips_extra = 10.96.0.0/12, banana',
+      `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)`,
+    ],
+    [
+      'metrics listen host name',
+      '[metrics]\nlisten = localhost:9586',
+      `${FILE}: [metrics] listen = "localhost:9586": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`,
+    ],
+    [
+      'metrics listen no port',
+      '[metrics]\nlisten = 127.0.0.1',
+      `${FILE}: [metrics] listen = "127.0.0.1": expected an IP address and port such as 127.0.0.1:9586 or [::1]:9586, or nothing to turn it off`,
+    ],
+    [
+      'watch_down_threshold',
+      '[metrics]\nwatch_down_threshold = 0',
+      `${FILE}: [metrics] watch_down_threshold = "0": expected a number of seconds (1-86400)`,
+    ],
   ];
   for (const [name, text, want] of errors) {
     it(`rejects: ${name}`, () => {
@@ -163,7 +257,10 @@ level = debug
   });
 
   it('reports unknown sections and keys and repeated keys as warnings', () => {
-    const { config, warnings } = parseConfig('[wireguard]\nlisten_prot = 1\nlisten_port = 1\nlisten_port = 2\n[wat]\nx = 1\n', FILE);
+    const { config, warnings } = parseConfig(
+      '[wireguard]\nlisten_prot = 1\nlisten_port = 1\nlisten_port = 2\n[wat]\nx = 1\n',
+      FILE,
+    );
     assert.equal(config.wireguard.listenPort, 2);
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
@@ -202,7 +299,10 @@ level = debug
     // Every key is present as a commented-out default with a comment explaining it.
     const lines = text.split('\n');
     for (const [section, keys] of Object.entries(KNOWN_KEYS)) {
-      assert.ok(lines.includes(`[${section}]`) || lines.includes(`#[${section}]`) || lines.includes(`[${section}]`), `section [${section}] missing`);
+      assert.ok(
+        lines.includes(`[${section}]`) || lines.includes(`#[${section}]`) || lines.includes(`[${section}]`),
+        `section [${section}] missing`,
+      );
       for (const key of keys) {
         const i = lines.findIndex((l) => new RegExp(`^#\\s?${key} =`).test(l));
         assert.ok(i > 0, `key ${key} missing from the shipped config`);
@@ -214,7 +314,9 @@ level = debug
     const { config, warnings } = parseConfig(uncommented, 'wg-overlay.conf');
     assert.deepEqual(warnings, []);
     const d = defaultConfig();
-    assert.deepEqual({ ...config, source: '', kubernetes: { ...config.kubernetes, nodeName: '' } },
-      { ...d, source: '', kubernetes: { ...d.kubernetes, nodeName: '' } });
+    assert.deepEqual(
+      { ...config, source: '', kubernetes: { ...config.kubernetes, nodeName: '' } },
+      { ...d, source: '', kubernetes: { ...d.kubernetes, nodeName: '' } },
+    );
   });
 });

@@ -18,7 +18,14 @@ const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'],
 const C = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2] });
 
 function selfNode(w: FakeWorld): ReturnType<typeof meshNode> {
-  return meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: w.publicKey, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
+  return meshNode('a', {
+    ip: '192.0.2.11',
+    created: 1,
+    pods: ['10.244.1.0/24'],
+    key: w.publicKey,
+    address: '100.64.2.11',
+    endpoint: '192.0.2.11:51820',
+  });
 }
 
 const until = (what: string, cond: () => boolean, ms = 3_000): Promise<void> => waitUntil(cond, what, ms, 5);
@@ -52,18 +59,38 @@ describe('unit: the daemon object', () => {
     const d = await running(w);
     assert.ok(w.nodes.started && w.peers.started);
     assert.deepEqual([...w.host.peers.keys()], [KEYS[1]]);
-    assert.match(w.notes.find((n) => n.startsWith('ready '))!, /mesh applied: 1 peers, 1 routes, address 100\.64\.2\.11\/10/);
+    assert.match(
+      w.notes.find((n) => n.startsWith('ready '))!,
+      /mesh applied: 1 peers, 1 routes, address 100\.64\.2\.11\/10/,
+    );
     await d.stop('SIGTERM');
     assert.ok(w.nodes.stopped && w.peers.stopped);
     const started = w.log.lines.map((l) => /^<7>started the (.*)$/.exec(l)?.[1]).filter(Boolean);
     const stopped = w.log.lines.map((l) => /^<7>stopped the (.*)$/.exec(l)?.[1]).filter(Boolean);
-    assert.deepEqual(started, ['D-Bus link', 'ip co-process', 'wg-quick file', 'status writer', 'metrics endpoint', 'reconcile loop',
-      'endpoint watch', 'name resolver', 'node source', 'peer source', 'peer wait', 'config reloader', 'interface monitor', 'resync timer']);
+    assert.deepEqual(started, [
+      'D-Bus link',
+      'ip co-process',
+      'wg-quick file',
+      'status writer',
+      'metrics endpoint',
+      'reconcile loop',
+      'endpoint watch',
+      'name resolver',
+      'node source',
+      'peer source',
+      'peer wait',
+      'config reloader',
+      'interface monitor',
+      'resync timer',
+    ]);
     assert.deepEqual(stopped, [...started].reverse());
     assert.ok(w.notes.includes('stopping'));
     assert.equal(w.host.link.exists, true, 'the interface stays up');
     assert.deepEqual([...w.host.peers.keys()], [KEYS[1]], 'its peers stay');
-    const status = JSON.parse(readFileSync(join(w.dir, 'run', 'status.json'), 'utf8')) as { peers: unknown[]; lastApply: { ok: boolean } };
+    const status = JSON.parse(readFileSync(join(w.dir, 'run', 'status.json'), 'utf8')) as {
+      peers: unknown[];
+      lastApply: { ok: boolean };
+    };
     assert.equal(status.peers.length, 1);
     assert.equal(status.lastApply.ok, true);
     assert.deepEqual(errLines(w), []);
@@ -73,20 +100,31 @@ describe('unit: the daemon object', () => {
     const w = fakeDaemonWorld();
     const real = w.env.loadConfig;
     let fail = false;
-    w.env.loadConfig = async (p) => { if (fail) throw new TypeError('injected: cannot read properties of undefined'); return real(p); };
+    w.env.loadConfig = async (p) => {
+      if (fail) throw new TypeError('injected: cannot read properties of undefined');
+      return real(p);
+    };
     const d = await running(w);
     fail = true;
     w.signals.emit('SIGHUP');
     await until('the err line', () => errLines(w).length > 0);
     assert.equal(errLines(w).length, 1);
-    assert.match(errLines(w)[0]!, /reload of .* failed unexpectedly \(injected: cannot read properties of undefined\); still running with the previous configuration/);
+    assert.match(
+      errLines(w)[0]!,
+      /reload of .* failed unexpectedly \(injected: cannot read properties of undefined\); still running with the previous configuration/,
+    );
     // Still running: a Node change is applied, and the next reload works.
     w.nodes.list([selfNode(w), B, C]);
     await until('peer c', () => w.host.peers.has(KEYS[2]!));
     fail = false;
     w.writeConfig('[log]\nlevel = debug');
     w.signals.emit('SIGHUP');
-    await until('the reload', () => w.log.lines.filter((l) => /reloading .* \(SIGHUP\)/.test(l)).length === 2 && w.notes.filter((n) => n.startsWith('ready ')).length >= 3);
+    await until(
+      'the reload',
+      () =>
+        w.log.lines.filter((l) => /reloading .* \(SIGHUP\)/.test(l)).length === 2 &&
+        w.notes.filter((n) => n.startsWith('ready ')).length >= 3,
+    );
     assert.equal(errLines(w).length, 1, 'no further err line');
     await d.stop('SIGTERM');
   });
@@ -96,7 +134,13 @@ describe('unit: the daemon object', () => {
     const real = w.env.serveMetrics;
     w.env.serveMetrics = async (o) => {
       const server = await real(o);
-      return { address: server.address, close: async () => { await server.close(); throw new TypeError('injected: close failed'); } } satisfies MetricsServer;
+      return {
+        address: server.address,
+        close: async () => {
+          await server.close();
+          throw new TypeError('injected: close failed');
+        },
+      } satisfies MetricsServer;
     };
     const d = await running(w);
     w.writeConfig('[metrics]\nlisten =');
@@ -112,7 +156,11 @@ describe('unit: the daemon object', () => {
 
   it('a unit call that never settles: /healthz and status say the run is stuck, and stop() still ends in time', async () => {
     const w = fakeDaemonWorld('[metrics]\nwatch_down_threshold = 1');
-    const hung: UnitController = { restartUnit: () => new Promise(() => undefined), startUnit: () => new Promise(() => undefined), close: () => undefined };
+    const hung: UnitController = {
+      restartUnit: () => new Promise(() => undefined),
+      startUnit: () => new Promise(() => undefined),
+      close: () => undefined,
+    };
     w.env.connectSystemd = async () => hung;
     w.env.timing = { ...w.env.timing, partStop: 300 };
     const d = await open(w);
@@ -123,16 +171,26 @@ describe('unit: the daemon object', () => {
     await new Promise((r) => setTimeout(r, 1_200));
     const h = d.healthVerdict();
     assert.equal(h.ok, false);
-    assert.ok(h.reasons.some((r) => /a reconcile run has been stuck for \d+ s \(threshold 1 s\)/.test(r)), h.reasons.join('; '));
+    assert.ok(
+      h.reasons.some((r) => /a reconcile run has been stuck for \d+ s \(threshold 1 s\)/.test(r)),
+      h.reasons.join('; '),
+    );
     await until('the status file', () => {
       try {
-        return typeof (JSON.parse(readFileSync(join(w.dir, 'run', 'status.json'), 'utf8')) as { busySince?: number }).busySince === 'number';
-      } catch { return false; }
+        return (
+          typeof (JSON.parse(readFileSync(join(w.dir, 'run', 'status.json'), 'utf8')) as { busySince?: number })
+            .busySince === 'number'
+        );
+      } catch {
+        return false;
+      }
     });
     const started = Date.now();
     await d.stop('SIGTERM');
     assert.ok(Date.now() - started < 3_000, `stop took ${Date.now() - started} ms`);
-    assert.ok(w.log.lines.some((l) => /a reconcile run did not finish within 300 ms of the stop; leaving it behind/.test(l)));
+    assert.ok(
+      w.log.lines.some((l) => /a reconcile run did not finish within 300 ms of the stop; leaving it behind/.test(l)),
+    );
     assert.ok(!w.notes.some((n) => n.startsWith('ready ')), 'never ready');
   });
 });

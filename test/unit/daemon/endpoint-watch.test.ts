@@ -16,33 +16,70 @@ import type { DesiredPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fixtures.js';
 
 const peer = (name: string, key: string, candidates?: string[]): DesiredPeer => ({
-  kind: 'node', name, publicKey: key, endpoint: candidates?.[0] ?? '192.0.2.12:51820', ...(candidates ? { candidates } : {}), allowedIPs: [], persistentKeepalive: 0,
+  kind: 'node',
+  name,
+  publicKey: key,
+  endpoint: candidates?.[0] ?? '192.0.2.12:51820',
+  ...(candidates ? { candidates } : {}),
+  allowedIPs: [],
+  persistentKeepalive: 0,
 });
 
 function world(peers: DesiredPeer[]) {
   let now = 1_000_000;
-  const device: PeerStatus[] = peers.map((p) => ({ publicKey: p.publicKey, hasPresharedKey: false, endpoint: p.endpoint, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 }));
+  const device: PeerStatus[] = peers.map((p) => ({
+    publicKey: p.publicKey,
+    hasPresharedKey: false,
+    endpoint: p.endpoint,
+    allowedIPs: [],
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: 0,
+  }));
   let reads = 0;
   const calls = { choice: 0, observed: 0, nudged: [] as string[] };
   const log = memoryLogger();
   const watch = new EndpointWatch({
-    read: async (): Promise<InterfaceStatus> => { reads += 1; return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: device.map((d) => ({ ...d })) }; },
+    read: async (): Promise<InterfaceStatus> => {
+      reads += 1;
+      return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: device.map((d) => ({ ...d })) };
+    },
     peers: () => peers,
     discovered: () => [],
     timing: { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 600_000 },
     log,
-    onChoice: () => { calls.choice += 1; },
-    onObserved: () => { calls.observed += 1; },
-    nudge: (p) => { calls.nudged.push(p.name); },
+    onChoice: () => {
+      calls.choice += 1;
+    },
+    onObserved: () => {
+      calls.observed += 1;
+    },
+    nudge: (p) => {
+      calls.nudged.push(p.name);
+    },
     now: () => now,
   });
-  return { watch, device, calls, log, reads: () => reads, tick: (ms: number) => { now += ms; }, now: () => now };
+  return {
+    watch,
+    device,
+    calls,
+    log,
+    reads: () => reads,
+    tick: (ms: number) => {
+      now += ms;
+    },
+    now: () => now,
+  };
 }
 
 describe('unit: endpoint watch', () => {
   it('reads nothing while no peer has more than one endpoint', async () => {
     const w = world([peer('b', KEYS[1])]);
-    for (let i = 0; i < 10; i += 1) { await w.watch.check(); w.tick(5_000); }
+    for (let i = 0; i < 10; i += 1) {
+      await w.watch.check();
+      w.tick(5_000);
+    }
     assert.equal(w.reads(), 0);
   });
 
@@ -57,8 +94,15 @@ describe('unit: endpoint watch', () => {
     const { chosen, changed } = w.watch.take();
     assert.deepEqual([...chosen], [['b', '[2001:db8::12]:51820']]);
     assert.deepEqual([...changed], ['b']);
-    assert.match(w.log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: no answer for \d+ s while packets went out\)/);
-    assert.deepEqual(w.watch.describe('b'), { candidates: ['192.0.2.12:51820', '[2001:db8::12]:51820'], index: 1, why: w.watch.describe('b')!.why });
+    assert.match(
+      w.log.lines.join('\n'),
+      /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: no answer for \d+ s while packets went out\)/,
+    );
+    assert.deepEqual(w.watch.describe('b'), {
+      candidates: ['192.0.2.12:51820', '[2001:db8::12]:51820'],
+      index: 1,
+      why: w.watch.describe('b')!.why,
+    });
     assert.equal(w.watch.take().changed.size, 0, 'a change is handed out once');
   });
 
@@ -73,10 +117,19 @@ describe('unit: endpoint watch', () => {
     }
     assert.deepEqual(w.calls.nudged, []);
     // From here every send fails: the counters stand still.
-    for (let i = 0; i < 10 && w.watch.take().chosen.size === 0; i += 1) { await w.watch.check(); w.tick(5_000); }
-    assert.ok(w.calls.nudged.length >= 1 && w.calls.nudged.every((n) => n === 'b'), `nudged: ${w.calls.nudged.join(', ')}`);
+    for (let i = 0; i < 10 && w.watch.take().chosen.size === 0; i += 1) {
+      await w.watch.check();
+      w.tick(5_000);
+    }
+    assert.ok(
+      w.calls.nudged.length >= 1 && w.calls.nudged.every((n) => n === 'b'),
+      `nudged: ${w.calls.nudged.join(', ')}`,
+    );
     assert.deepEqual(w.watch.describe('b')?.index, 1);
-    assert.match(w.log.lines.join('\n'), /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)\)/);
+    assert.match(
+      w.log.lines.join('\n'),
+      /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)\)/,
+    );
   });
 
   it('a peer that answers stays where it is', async () => {
@@ -91,12 +144,29 @@ describe('unit: endpoint watch', () => {
     assert.equal(w.watch.take().chosen.size, 0);
   });
 
-  it('through the daemon\'s shared device read (cached 5 s, a read taking 30 ms), every round sees a fresh reading: a 15 s failover takes 15-20 s, not 30', async () => {
+  it("through the daemon's shared device read (cached 5 s, a read taking 30 ms), every round sees a fresh reading: a 15 s failover takes 15-20 s, not 30", async () => {
     let now = 1_000_000;
-    const device: PeerStatus = { publicKey: KEYS[1], hasPresharedKey: false, endpoint: '192.0.2.12:51820', allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 };
+    const device: PeerStatus = {
+      publicKey: KEYS[1],
+      hasPresharedKey: false,
+      endpoint: '192.0.2.12:51820',
+      allowedIPs: [],
+      latestHandshake: 0,
+      rxBytes: 0,
+      txBytes: 0,
+      persistentKeepalive: 0,
+    };
     let reads = 0;
     // What the daemon shares between the metrics and the watch; a read takes 30 ms.
-    const shared = new CachedRead(async (): Promise<InterfaceStatus> => { reads += 1; now += 30; return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: [{ ...device }] }; }, 5_000, () => now);
+    const shared = new CachedRead(
+      async (): Promise<InterfaceStatus> => {
+        reads += 1;
+        now += 30;
+        return { name: 'wg0', publicKey: KEYS[0], listenPort: 51820, fwmark: 0, peers: [{ ...device }] };
+      },
+      5_000,
+      () => now,
+    );
     const log = memoryLogger();
     let switchedAt: number | undefined;
     const watch = new EndpointWatch({
@@ -105,13 +175,16 @@ describe('unit: endpoint watch', () => {
       discovered: () => [],
       timing: { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 600_000 },
       log,
-      onChoice: () => { switchedAt ??= now; },
+      onChoice: () => {
+        switchedAt ??= now;
+      },
       onObserved: () => undefined,
       now: () => now,
     });
     assert.equal(watch.intervalMs, 5_000);
     // The peer answers, then goes dark just after a round: packets go out, nothing comes back.
-    device.txBytes = 100; device.rxBytes = 100;
+    device.txBytes = 100;
+    device.rxBytes = 100;
     await watch.check();
     const dark = now;
     let checks = 1;
@@ -140,11 +213,29 @@ describe('unit: endpoint watch', () => {
 });
 
 describe('unit: discovered endpoints published by other Nodes', () => {
-  const observer = (name: string, created: number, text: string) => meshNode(name, { created, annotations: { [ANNOTATION_DISCOVERED]: text } });
+  const observer = (name: string, created: number, text: string) =>
+    meshNode(name, { created, annotations: { [ANNOTATION_DISCOVERED]: text } });
 
   it('keeps only address:port entries outside reserved ranges, about other Nodes', () => {
-    const n = observer('x', 1, JSON.stringify({ b: '203.0.113.7:40123', c: 'evil.example:1', d: '127.0.0.1:51820', e: 42, x: '203.0.113.9:1', f: '[2001:db8::7]:51820' }));
-    assert.deepEqual([...parseDiscovered(n)], [['b', '203.0.113.7:40123'], ['f', '[2001:db8::7]:51820']]);
+    const n = observer(
+      'x',
+      1,
+      JSON.stringify({
+        b: '203.0.113.7:40123',
+        c: 'evil.example:1',
+        d: '127.0.0.1:51820',
+        e: 42,
+        x: '203.0.113.9:1',
+        f: '[2001:db8::7]:51820',
+      }),
+    );
+    assert.deepEqual(
+      [...parseDiscovered(n)],
+      [
+        ['b', '203.0.113.7:40123'],
+        ['f', '[2001:db8::7]:51820'],
+      ],
+    );
     assert.deepEqual([...parseDiscovered(observer('y', 1, 'not json'))], []);
     assert.deepEqual([...parseDiscovered(observer('y', 1, '["203.0.113.7:1"]'))], []);
   });

@@ -19,11 +19,27 @@ import { KEYS, meshNode } from '../../support/fixtures.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);
-const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
+const A = meshNode('a', {
+  ip: '192.0.2.11',
+  created: 1,
+  pods: ['10.244.1.0/24'],
+  key: PUB,
+  address: '100.64.2.11',
+  endpoint: '192.0.2.11:51820',
+});
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
 
 function peer(name: string, o: Partial<ExternalPeer> = {}): ExternalPeer {
-  return { name, createdAt: 0, allowedIPs: ['10.5.0.2/32'], publicKey: KEYS[3], presharedKey: undefined, persistentKeepalive: 25, endpoint: undefined, ...o };
+  return {
+    name,
+    createdAt: 0,
+    allowedIPs: ['10.5.0.2/32'],
+    publicKey: KEYS[3],
+    presharedKey: undefined,
+    persistentKeepalive: 25,
+    endpoint: undefined,
+    ...o,
+  };
 }
 
 function world(opts: { waitForPeers?: boolean } = {}) {
@@ -33,7 +49,13 @@ function world(opts: { waitForPeers?: boolean } = {}) {
   config.wireguard.mtu = 1420;
   const host = new FakeHost();
   const log = memoryLogger();
-  const rec = reconcileWorld({ host, log, identity: { name: 'a', privateKey: PRIV, publicKey: PUB }, config, waitForPeers: opts.waitForPeers ?? false });
+  const rec = reconcileWorld({
+    host,
+    log,
+    identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
+    config,
+    waitForPeers: opts.waitForPeers ?? false,
+  });
   const next = (): Promise<ReconcileReport> => rec.next();
   const step = async (fn: () => void): Promise<string[]> => {
     const mark = host.runner.calls.length;
@@ -56,14 +78,22 @@ describe('unit: reconcile loop with external Peers', () => {
     await meshUp(w);
     const cmds = await w.step(() => w.rec.setPeers([peer('laptop', { allowedIPs: ['10.5.0.2/32', 'fd05::2/128'] })]));
     // (`ip route add` on the fast path, `replace` after reading the table: either is right here)
-    assert.deepEqual(cmds.map((c) => c.replace(' route replace ', ' route add ')), [
-      `wg set wg0 peer ${KEYS[3]} persistent-keepalive 25 allowed-ips 10.5.0.2/32,fd05::2/128`,
-      'ip -4 route add 10.5.0.2/32 dev wg0 proto 77',
-      'ip -6 route add fd05::2/128 dev wg0 proto 77',
-    ]);
+    assert.deepEqual(
+      cmds.map((c) => c.replace(' route replace ', ' route add ')),
+      [
+        `wg set wg0 peer ${KEYS[3]} persistent-keepalive 25 allowed-ips 10.5.0.2/32,fd05::2/128`,
+        'ip -4 route add 10.5.0.2/32 dev wg0 proto 77',
+        'ip -6 route add fd05::2/128 dev wg0 proto 77',
+      ],
+    );
     assert.deepEqual(w.host.peers.get(KEYS[3])?.allowedIPs, ['10.5.0.2/32', 'fd05::2/128']);
     assert.deepEqual(w.host.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.5.0.2/32', 'fd05::2/128']);
-    assert.ok(w.log.lines.some((l) => /added peer laptop \(no endpoint, allowed-ips 10\.5\.0\.2\/32,fd05::2\/128\) \(why: new Peer laptop\)/.test(l)), w.log.lines.join('\n'));
+    assert.ok(
+      w.log.lines.some((l) =>
+        /added peer laptop \(no endpoint, allowed-ips 10\.5\.0\.2\/32,fd05::2\/128\) \(why: new Peer laptop\)/.test(l),
+      ),
+      w.log.lines.join('\n'),
+    );
     // The same list again is not even scheduled.
     const before = w.host.runner.calls.length;
     w.rec.setPeers([peer('laptop', { allowedIPs: ['10.5.0.2/32', 'fd05::2/128'] })]);
@@ -74,18 +104,37 @@ describe('unit: reconcile loop with external Peers', () => {
   it('a Peer with a preshared key and an endpoint: the key goes through a file, never the command line', async () => {
     const w = world();
     await meshUp(w);
-    const cmds = await w.step(() => w.rec.setPeers([peer('site', { presharedKey: KEYS[5], endpoint: { dns: undefined, ip: '198.51.100.7', port: 4500 } })]));
+    const cmds = await w.step(() =>
+      w.rec.setPeers([
+        peer('site', { presharedKey: KEYS[5], endpoint: { dns: undefined, ip: '198.51.100.7', port: 4500 } }),
+      ]),
+    );
     const set = cmds.find((c) => c.startsWith('wg set'))!;
-    assert.match(set, new RegExp(`^wg set wg0 peer ${KEYS[3].replace(/[+/]/g, '\\$&')} endpoint 198\\.51\\.100\\.7:4500 persistent-keepalive 25 allowed-ips 10\\.5\\.0\\.2/32 preshared-key /`));
+    assert.match(
+      set,
+      new RegExp(
+        `^wg set wg0 peer ${KEYS[3].replace(/[+/]/g, '\\$&')} endpoint 198\\.51\\.100\\.7:4500 persistent-keepalive 25 allowed-ips 10\\.5\\.0\\.2/32 preshared-key /`,
+      ),
+    );
     assert.ok(!cmds.some((c) => c.includes(KEYS[5])), 'the preshared key is not on a command line');
-    assert.ok(w.log.lines.every((l) => !l.includes(KEYS[5])), 'nor in the log');
+    assert.ok(
+      w.log.lines.every((l) => !l.includes(KEYS[5])),
+      'nor in the log',
+    );
   });
 
   it('a changed Peer updates only that peer; a deleted Peer is removed with its routes', async () => {
     const w = world();
     await meshUp(w);
-    await w.step(() => w.rec.setPeers([peer('laptop'), peer('phone', { publicKey: KEYS[4], allowedIPs: ['10.5.0.3/32'] })]));
-    const upd = await w.step(() => w.rec.setPeers([peer('laptop', { persistentKeepalive: 10 }), peer('phone', { publicKey: KEYS[4], allowedIPs: ['10.5.0.3/32'] })]));
+    await w.step(() =>
+      w.rec.setPeers([peer('laptop'), peer('phone', { publicKey: KEYS[4], allowedIPs: ['10.5.0.3/32'] })]),
+    );
+    const upd = await w.step(() =>
+      w.rec.setPeers([
+        peer('laptop', { persistentKeepalive: 10 }),
+        peer('phone', { publicKey: KEYS[4], allowedIPs: ['10.5.0.3/32'] }),
+      ]),
+    );
     assert.deepEqual(upd, [`wg set wg0 peer ${KEYS[3]} persistent-keepalive 10 allowed-ips 10.5.0.2/32`]);
     const del = await w.step(() => w.rec.setPeers([peer('laptop', { persistentKeepalive: 10 })]));
     assert.deepEqual(del, [`wg set wg0 peer ${KEYS[4]} remove`, 'ip -4 route del 10.5.0.3/32 proto 77 dev wg0']);
@@ -98,19 +147,32 @@ describe('unit: reconcile loop with external Peers', () => {
     await meshUp(w);
     const cmds = await w.step(() => w.rec.setPeers([peer('my-device', { publicKey: 'YOUR_PUBLIC_KEY_HERE' })]));
     assert.deepEqual(cmds, []);
-    const line = /^<4>Peer skipped: my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/;
+    const line =
+      /^<4>Peer skipped: my-device: invalid public key "YOUR_PUBLIC_KEY_HERE": expected 44 characters of base64 encoding 32 bytes/;
     assert.equal(w.log.lines.filter((l) => line.test(l)).length, 1, w.log.lines.join('\n'));
-    assert.deepEqual(w.rec.step.desired?.skipped.filter((s) => s.kind === 'peer').map((s) => s.reason), ['invalid-public-key']);
+    assert.deepEqual(
+      w.rec.step.desired?.skipped.filter((s) => s.kind === 'peer').map((s) => s.reason),
+      ['invalid-public-key'],
+    );
     await w.step(() => w.rec.schedule('resync', true));
     assert.equal(w.log.lines.filter((l) => line.test(l)).length, 1, 'not repeated on a resync');
   });
 
-  it('a Peer that takes a Node\'s PodCIDR is skipped and the Node keeps its route', async () => {
+  it("a Peer that takes a Node's PodCIDR is skipped and the Node keeps its route", async () => {
     const w = world();
     await meshUp(w);
-    await w.step(() => w.rec.setPeers([peer('thief', { createdAt: Date.UTC(2027, 0, 1), allowedIPs: ['10.244.2.0/24'] })]));
-    assert.ok(w.log.lines.some((l) => /Peer skipped: thief: allowedIPs 10\.244\.2\.0\/24 overlaps 10\.244\.2\.0\/24 of older Node b/.test(l)));
-    assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
+    await w.step(() =>
+      w.rec.setPeers([peer('thief', { createdAt: Date.UTC(2027, 0, 1), allowedIPs: ['10.244.2.0/24'] })]),
+    );
+    assert.ok(
+      w.log.lines.some((l) =>
+        /Peer skipped: thief: allowedIPs 10\.244\.2\.0\/24 overlaps 10\.244\.2\.0\/24 of older Node b/.test(l),
+      ),
+    );
+    assert.deepEqual(
+      w.host.routes.map((r) => r.dst),
+      ['10.244.2.0/24'],
+    );
     assert.equal(w.host.peers.size, 1);
   });
 

@@ -24,9 +24,18 @@ class FakeUnits implements UnitController {
   calls: string[] = [];
   /** Set: every start and restart fails with it (as a wg-quick@ whose job failed). */
   fail: Error | undefined;
-  constructor(private readonly host: FakeHost, private readonly confFile: string) {}
-  async restartUnit(unit: string): Promise<void> { this.calls.push(`restart ${unit}`); this.bringUp(); }
-  async startUnit(unit: string): Promise<void> { this.calls.push(`start ${unit}`); this.bringUp(); }
+  constructor(
+    private readonly host: FakeHost,
+    private readonly confFile: string,
+  ) {}
+  async restartUnit(unit: string): Promise<void> {
+    this.calls.push(`restart ${unit}`);
+    this.bringUp();
+  }
+  async startUnit(unit: string): Promise<void> {
+    this.calls.push(`start ${unit}`);
+    this.bringUp();
+  }
   close(): void {}
   private conf = '';
   /** What wg-quick up would do with the written config: recreate the link from the file. */
@@ -34,7 +43,12 @@ class FakeUnits implements UnitController {
     if (this.fail) throw this.fail;
     const h = this.host;
     this.conf = readFileSync(this.confFile, 'utf8');
-    h.link = { exists: true, up: true, mtu: Number(/MTU = (\d+)/.exec(this.conf)?.[1] ?? 1420), addresses: [/Address = (\S+)/.exec(this.conf)![1]!] };
+    h.link = {
+      exists: true,
+      up: true,
+      mtu: Number(/MTU = (\d+)/.exec(this.conf)?.[1] ?? 1420),
+      addresses: [/Address = (\S+)/.exec(this.conf)![1]!],
+    };
     h.routes = h.routes.filter((r) => r.dev !== h.iface);
     void h.runner.run('wg', ['setconf', h.iface, '-'], { input: this.conf });
   }
@@ -66,14 +80,25 @@ function world(opts: { units?: boolean; config?: (c: Config) => void; host?: (h:
     host,
     log,
     identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
-    publisher: { patchAnnotations: async (n, a) => { patches.push([n, a]); } },
+    publisher: {
+      patchAnnotations: async (n, a) => {
+        patches.push([n, a]);
+      },
+    },
     units,
     config,
   });
   return { host, rec, log, patches, config, units, next: () => rec.next() };
 }
 
-const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820' });
+const A = meshNode('a', {
+  ip: '192.0.2.11',
+  created: 1,
+  pods: ['10.244.1.0/24'],
+  key: PUB,
+  address: '100.64.2.11',
+  endpoint: '192.0.2.11:51820',
+});
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
 const C = meshNode('c', { ip: '192.0.2.13', created: 3, pods: ['10.244.3.0/24', 'fd00:10:244:3::/64'], key: KEYS[2] });
 
@@ -122,7 +147,9 @@ describe('unit: reconcile loop', () => {
     const w = world();
     const bare = meshNode('a', { ip: '192.0.2.11', created: 1, key: PUB });
     await apply(w, [bare, B]);
-    assert.deepEqual(w.patches, [['a', { 'wg-overlay.io/overlay-address': '100.64.2.11', 'wg-overlay.io/endpoint': '192.0.2.11:51820' }]]);
+    assert.deepEqual(w.patches, [
+      ['a', { 'wg-overlay.io/overlay-address': '100.64.2.11', 'wg-overlay.io/endpoint': '192.0.2.11:51820' }],
+    ]);
     await apply(w, [A, B]);
     assert.equal(w.patches.length, 1, 'nothing more to publish');
   });
@@ -150,18 +177,31 @@ describe('unit: reconcile loop', () => {
     await apply(w, [A, B]);
     const mark = w.host.runner.calls.length;
     await apply(w, [A, { ...B, podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'] }]);
-    assert.deepEqual(w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)), [
-      `wg set wg0 peer ${KEYS[1]} persistent-keepalive off allowed-ips 10.244.2.0/24,100.64.2.12/32,fd00:10:244:2::/64`,
-      'ip -6 route add fd00:10:244:2::/64 dev wg0 proto 77',
-    ]);
+    assert.deepEqual(
+      w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)),
+      [
+        `wg set wg0 peer ${KEYS[1]} persistent-keepalive off allowed-ips 10.244.2.0/24,100.64.2.12/32,fd00:10:244:2::/64`,
+        'ip -6 route add fd00:10:244:2::/64 dev wg0 proto 77',
+      ],
+    );
   });
 
   it('adopts an existing interface without tearing anything down', async () => {
     const w1 = world();
     await apply(w1, [A, B, C]);
     // A new daemon process on the same host: fresh reconciler, same host state.
-    const w2 = world({ config: (c) => { c.wireguard.configFile = w1.config.wireguard.configFile; } });
-    Object.assign(w2.host, { link: w1.host.link, privateKey: w1.host.privateKey, listenPort: w1.host.listenPort, peers: w1.host.peers, routes: w1.host.routes });
+    const w2 = world({
+      config: (c) => {
+        c.wireguard.configFile = w1.config.wireguard.configFile;
+      },
+    });
+    Object.assign(w2.host, {
+      link: w1.host.link,
+      privateKey: w1.host.privateKey,
+      listenPort: w1.host.listenPort,
+      peers: w1.host.peers,
+      routes: w1.host.routes,
+    });
     await apply(w2, [A, B, C]);
     assert.deepEqual(w2.host.mutations(), []);
   });
@@ -170,17 +210,26 @@ describe('unit: reconcile loop', () => {
     const w = world();
     await apply(w, [A, B]);
     w.host.routes = w.host.routes.filter((r) => r.dst !== '10.244.2.0/24');
-    w.host.routes.push({ dst: '10.99.0.0/16', dev: 'eth0', protocol: 'boot' }, { dst: '10.98.0.0/16', dev: 'wg0', protocol: 'static' });
+    w.host.routes.push(
+      { dst: '10.99.0.0/16', dev: 'eth0', protocol: 'boot' },
+      { dst: '10.98.0.0/16', dev: 'wg0', protocol: 'static' },
+    );
     const mark = w.host.runner.calls.length;
     await apply(w, [], true);
-    assert.deepEqual(w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)), ['ip -4 route replace 10.244.2.0/24 dev wg0 proto 77']);
+    assert.deepEqual(
+      w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)),
+      ['ip -4 route replace 10.244.2.0/24 dev wg0 proto 77'],
+    );
   });
 
-  it('never overwrites someone else\'s route to a PodCIDR through another device', async () => {
+  it("never overwrites someone else's route to a PodCIDR through another device", async () => {
     const w = world();
     w.host.routes.push({ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' });
     await apply(w, [A, B]);
-    assert.deepEqual(w.host.routes.filter((r) => r.dst === '10.244.2.0/24'), [{ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' }]);
+    assert.deepEqual(
+      w.host.routes.filter((r) => r.dst === '10.244.2.0/24'),
+      [{ dst: '10.244.2.0/24', dev: 'eth0', protocol: 'static' }],
+    );
     assert.ok(w.log.lines.some((l) => l.startsWith('<4>') && /already routed via eth0/.test(l)));
   });
 
@@ -192,7 +241,10 @@ describe('unit: reconcile loop', () => {
     w.rec.setNodes([A, B, C]);
     assert.ok((await done).ok);
     await w.next(); // the forced follow-up run with a real read of the routing table
-    assert.deepEqual(w.host.routes.filter((r) => r.dst === '10.244.3.0/24'), [{ dst: '10.244.3.0/24', dev: 'eth0', protocol: 'static' }]);
+    assert.deepEqual(
+      w.host.routes.filter((r) => r.dst === '10.244.3.0/24'),
+      [{ dst: '10.244.3.0/24', dev: 'eth0', protocol: 'static' }],
+    );
     assert.ok(w.log.lines.some((l) => /10\.244\.3\.0\/24 of c is already routed via eth0/.test(l)));
   });
 
@@ -200,25 +252,42 @@ describe('unit: reconcile loop', () => {
     const w = world({ units: true });
     await apply(w, [A, B]);
     assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service']);
-    await reconfigure(w, (c) => { c.wireguard.mtu = 1380; });
+    await reconfigure(w, (c) => {
+      c.wireguard.mtu = 1380;
+    });
     assert.deepEqual(w.units!.calls, ['start wg-quick@wg0.service', 'restart wg-quick@wg0.service']);
     assert.equal(w.host.link.mtu, 1380);
-    assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
-    assert.ok(w.log.lines.some((l) => /restarted wg-quick@wg0.service through systemd D-Bus \(why: MTU 1420 → 1380\)/.test(l)));
+    assert.deepEqual(
+      w.host.routes.map((r) => r.dst),
+      ['10.244.2.0/24'],
+    );
+    assert.ok(
+      w.log.lines.some((l) => /restarted wg-quick@wg0.service through systemd D-Bus \(why: MTU 1420 → 1380\)/.test(l)),
+    );
   });
 
   it('without systemd an interface change recreates the link directly', async () => {
     const w = world();
     await apply(w, [A, B]);
-    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
+    await reconfigure(w, (c) => {
+      c.wireguard.listenPort = 51999;
+    });
     assert.equal(w.host.listenPort, 51999);
     assert.ok(w.log.lines.some((l) => /recreated wg0 directly .* \(why: listen port 51820 → 51999\)/.test(l)));
     assert.equal(w.host.peers.size, 1);
-    assert.deepEqual(w.host.routes.map((r) => r.dst), ['10.244.2.0/24']);
+    assert.deepEqual(
+      w.host.routes.map((r) => r.dst),
+      ['10.244.2.0/24'],
+    );
   });
 
   it('apply = restart restarts the unit for a peer change instead of wg set', async () => {
-    const w = world({ units: true, config: (c) => { c.wireguard.apply = 'restart'; } });
+    const w = world({
+      units: true,
+      config: (c) => {
+        c.wireguard.apply = 'restart';
+      },
+    });
     await apply(w, [A, B]);
     const mark = w.host.runner.calls.length;
     await apply(w, [A, B, C]);
@@ -229,9 +298,16 @@ describe('unit: reconcile loop', () => {
   });
 
   it('create_interface = false waits for the interface instead of creating it', async () => {
-    const w = world({ config: (c) => { c.wireguard.createInterface = false; } });
+    const w = world({
+      config: (c) => {
+        c.wireguard.createInterface = false;
+      },
+    });
     const r = await apply(w, [A, B]);
-    assert.deepEqual(r.changes.filter((c) => !c.startsWith('wrote ')), []);
+    assert.deepEqual(
+      r.changes.filter((c) => !c.startsWith('wrote ')),
+      [],
+    );
     assert.equal(w.host.link.exists, false);
     assert.ok(w.log.lines.some((l) => /waiting for interface wg0 to be created by someone else/.test(l)));
     assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go') || c.startsWith('ip link add')));
@@ -265,30 +341,52 @@ describe('unit: reconcile loop', () => {
 });
 
 describe('unit: which WireGuard implementation backs the interface, and none at all', () => {
-  const FALLBACK = /^<5>wg0 runs on userspace wireguard-go: kernel WireGuard is not available \(ip link add … type wireguard: Error: Unknown device type\); throughput is lower than in the kernel$/;
-  const NONE = /no WireGuard on this node: the kernel cannot create WireGuard links \(ip link add … type wireguard: Error: Unknown device type; the wireguard module is missing, blacklisted or refused\) and wireguard-go is not installed\. Install wireguard-go \(Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go\)/;
+  const FALLBACK =
+    /^<5>wg0 runs on userspace wireguard-go: kernel WireGuard is not available \(ip link add … type wireguard: Error: Unknown device type\); throughput is lower than in the kernel$/;
+  const NONE =
+    /no WireGuard on this node: the kernel cannot create WireGuard links \(ip link add … type wireguard: Error: Unknown device type; the wireguard module is missing, blacklisted or refused\) and wireguard-go is not installed\. Install wireguard-go \(Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go\)/;
 
   it('auto without systemd: kernel WireGuard when the kernel has it, said once in one line', async () => {
-    const w = world({ host: (h) => { h.kernelWireGuard = true; } });
+    const w = world({
+      host: (h) => {
+        h.kernelWireGuard = true;
+      },
+    });
     await apply(w, [A, B]);
     assert.ok(w.host.runner.calls.includes('ip link add dev wg0 type wireguard'));
     assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go')));
-    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
-    assert.deepEqual(w.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on kernel WireGuard'], 'one line, not one per recreate');
+    await reconfigure(w, (c) => {
+      c.wireguard.listenPort = 51999;
+    });
+    assert.deepEqual(
+      w.log.lines.filter((l) => /runs on/.test(l)),
+      ['<6>wg0 runs on kernel WireGuard'],
+      'one line, not one per recreate',
+    );
   });
 
   it('auto without systemd and without kernel WireGuard: wireguard-go, with one notice that says why', async () => {
     const w = world();
     await apply(w, [A, B]);
-    await reconfigure(w, (c) => { c.wireguard.listenPort = 51999; });
+    await reconfigure(w, (c) => {
+      c.wireguard.listenPort = 51999;
+    });
     const lines = w.log.lines.filter((l) => /runs on|WireGuard is not available/.test(l));
     assert.equal(lines.length, 1, lines.join('\n'));
     assert.match(lines[0]!, FALLBACK);
   });
 
   it('neither kernel WireGuard nor wireguard-go (no systemd): says what to install, once, keeps retrying, and comes up once wireguard-go is there', async () => {
-    const w = world({ host: (h) => { h.wireguardGoInstalled = false; } });
-    let r = await (async () => { const d = w.next(); w.rec.setNodes([A, B]); return d; })();
+    const w = world({
+      host: (h) => {
+        h.wireguardGoInstalled = false;
+      },
+    });
+    let r = await (async () => {
+      const d = w.next();
+      w.rec.setNodes([A, B]);
+      return d;
+    })();
     assert.equal(r.ok, false);
     assert.equal(r.errorStep, 'interface');
     assert.match(r.error!, NONE);
@@ -296,7 +394,10 @@ describe('unit: which WireGuard implementation backs the interface, and none at 
     assert.equal(r.ok, false);
     const errors = w.log.lines.filter((l) => l.startsWith('<3>'));
     assert.equal(errors.length, 1, `one error line for repeated failures:\n${errors.join('\n')}`);
-    assert.match(errors[0]!, /^<3>apply failed: no WireGuard on this node: .*; retrying with backoff, nothing was torn down$/);
+    assert.match(
+      errors[0]!,
+      /^<3>apply failed: no WireGuard on this node: .*; retrying with backoff, nothing was torn down$/,
+    );
     w.host.wireguardGoInstalled = true;
     r = await w.next();
     assert.ok(r.ok, r.error);
@@ -306,15 +407,26 @@ describe('unit: which WireGuard implementation backs the interface, and none at 
   });
 
   it('implementation = userspace without wireguard-go: says to install it', async () => {
-    const w = world({ config: (c) => { c.wireguard.implementation = 'userspace'; }, host: (h) => { h.wireguardGoInstalled = false; h.kernelWireGuard = true; } });
+    const w = world({
+      config: (c) => {
+        c.wireguard.implementation = 'userspace';
+      },
+      host: (h) => {
+        h.wireguardGoInstalled = false;
+        h.kernelWireGuard = true;
+      },
+    });
     const done = w.next();
     w.rec.setNodes([A, B]);
     const r = await done;
-    assert.match(r.error!, /creating wg0 with wireguard-go \(implementation = userspace\): wireguard-go is not installed; install it \(Debian, Ubuntu: apt install wireguard-go/);
+    assert.match(
+      r.error!,
+      /creating wg0 with wireguard-go \(implementation = userspace\): wireguard-go is not installed; install it \(Debian, Ubuntu: apt install wireguard-go/,
+    );
     await w.rec.stop();
   });
 
-  it('under systemd, wg-quick@ that fell back to wireguard-go: one notice with the kernel\'s reason, asked on a throwaway link', async () => {
+  it("under systemd, wg-quick@ that fell back to wireguard-go: one notice with the kernel's reason, asked on a throwaway link", async () => {
     const w = world({ units: true });
     await apply(w, [A, B]);
     const lines = w.log.lines.filter((l) => /runs on/.test(l));
@@ -325,41 +437,78 @@ describe('unit: which WireGuard implementation backs the interface, and none at 
   });
 
   it('under systemd with kernel WireGuard: one info line, no probe', async () => {
-    const w = world({ units: true, host: (h) => { h.kernelWireGuard = true; } });
+    const w = world({
+      units: true,
+      host: (h) => {
+        h.kernelWireGuard = true;
+      },
+    });
     await apply(w, [A, B]);
-    assert.deepEqual(w.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on kernel WireGuard']);
+    assert.deepEqual(
+      w.log.lines.filter((l) => /runs on/.test(l)),
+      ['<6>wg0 runs on kernel WireGuard'],
+    );
     assert.ok(!w.host.runner.calls.some((c) => c.includes('wgoverlay-probe')));
   });
 
-  it('under systemd, a failed wg-quick@ on a node without any WireGuard: the error says what to install; with wireguard-go installed it stays the unit\'s own', async () => {
-    const w = world({ units: true, host: (h) => { h.wireguardGoInstalled = false; } });
-    w.units!.fail = new Error('StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
+  it("under systemd, a failed wg-quick@ on a node without any WireGuard: the error says what to install; with wireguard-go installed it stays the unit's own", async () => {
+    const w = world({
+      units: true,
+      host: (h) => {
+        h.wireguardGoInstalled = false;
+      },
+    });
+    w.units!.fail = new Error(
+      'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)',
+    );
     let done = w.next();
     w.rec.setNodes([A, B]);
     let r = await done;
     assert.equal(r.errorStep, 'interface');
     assert.match(r.error!, NONE);
-    assert.match(r.error!, /modprobe wireguard\); wg-quick@wg0\.service cannot start \(journalctl -u wg-quick@wg0\.service\)$/);
+    assert.match(
+      r.error!,
+      /modprobe wireguard\); wg-quick@wg0\.service cannot start \(journalctl -u wg-quick@wg0\.service\)$/,
+    );
     // systemd's start limit on the next attempt words the failure differently: the error stays the same.
     w.units!.fail = new Error('StartUnit wg-quick@wg0.service: refused: Start request repeated too quickly');
     const again = await w.next();
     assert.equal(again.error, r.error);
     assert.equal(w.log.lines.filter((l) => l.startsWith('<3>')).length, 1);
     w.host.wireguardGoInstalled = true;
-    w.units!.fail = new Error('StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
+    w.units!.fail = new Error(
+      'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)',
+    );
     done = w.next();
     r = await done;
-    assert.equal(r.error, 'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)');
+    assert.equal(
+      r.error,
+      'StartUnit wg-quick@wg0.service: job ended with result "failed" (see journalctl -u wg-quick@wg0.service)',
+    );
     await w.rec.stop();
   });
 
   it('adopting an existing interface reads what backs it and probes nothing', async () => {
     const w1 = world({ units: true });
     await apply(w1, [A, B]);
-    const w2 = world({ units: true, config: (c) => { c.wireguard.configFile = w1.config.wireguard.configFile; } });
-    Object.assign(w2.host, { link: w1.host.link, privateKey: w1.host.privateKey, listenPort: w1.host.listenPort, peers: w1.host.peers, routes: w1.host.routes });
+    const w2 = world({
+      units: true,
+      config: (c) => {
+        c.wireguard.configFile = w1.config.wireguard.configFile;
+      },
+    });
+    Object.assign(w2.host, {
+      link: w1.host.link,
+      privateKey: w1.host.privateKey,
+      listenPort: w1.host.listenPort,
+      peers: w1.host.peers,
+      routes: w1.host.routes,
+    });
     await apply(w2, [A, B]);
-    assert.deepEqual(w2.log.lines.filter((l) => /runs on/.test(l)), ['<6>wg0 runs on userspace wireguard-go']);
+    assert.deepEqual(
+      w2.log.lines.filter((l) => /runs on/.test(l)),
+      ['<6>wg0 runs on userspace wireguard-go'],
+    );
     assert.deepEqual(w2.units!.calls, []);
     assert.ok(!w2.host.runner.calls.some((c) => c.includes('wgoverlay-probe')));
   });

@@ -19,13 +19,48 @@ describe('unit: config reload rules', () => {
   });
 
   const runtime: Array<[string, (c: Config) => void]> = [
-    ['listen_port', (c) => { c.wireguard.listenPort = 51999; }],
-    ['mtu', (c) => { c.wireguard.mtu = 1380; }],
-    ['persistent_keepalive', (c) => { c.wireguard.persistentKeepalive = 25; }],
-    ['endpoint', (c) => { c.wireguard.endpoint = { mode: 'external' }; }],
-    ['apply', (c) => { c.wireguard.apply = 'restart'; }],
-    ['overlay cidr', (c) => { c.overlay.cidr = '100.96.0.0/12'; }],
-    ['log level', (c) => { c.log.level = 'debug'; }],
+    [
+      'listen_port',
+      (c) => {
+        c.wireguard.listenPort = 51999;
+      },
+    ],
+    [
+      'mtu',
+      (c) => {
+        c.wireguard.mtu = 1380;
+      },
+    ],
+    [
+      'persistent_keepalive',
+      (c) => {
+        c.wireguard.persistentKeepalive = 25;
+      },
+    ],
+    [
+      'endpoint',
+      (c) => {
+        c.wireguard.endpoint = { mode: 'external' };
+      },
+    ],
+    [
+      'apply',
+      (c) => {
+        c.wireguard.apply = 'restart';
+      },
+    ],
+    [
+      'overlay cidr',
+      (c) => {
+        c.overlay.cidr = '100.96.0.0/12';
+      },
+    ],
+    [
+      'log level',
+      (c) => {
+        c.log.level = 'debug';
+      },
+    ],
   ];
   for (const [name, edit] of runtime) {
     it(`${name} applies at run time`, () => {
@@ -38,11 +73,37 @@ describe('unit: config reload rules', () => {
   }
 
   const restartOnly: Array<[string, (c: Config) => void]> = [
-    ['[kubernetes] kubeconfig', (c) => { c.kubernetes.kubeconfig = '/tmp/other'; }],
-    ['[kubernetes] node_name', (c) => { c.kubernetes.nodeName = 'other'; }],
-    ['[kubernetes] discovery', (c) => { c.kubernetes.discovery = 'list'; }],
-    ['[wireguard] interface', (c) => { c.wireguard.interface = 'wg9'; c.wireguard.configFile = '/etc/wireguard/wg9.conf'; }],
-    ['[state] dir', (c) => { c.state.dir = '/tmp/state'; }],
+    [
+      '[kubernetes] kubeconfig',
+      (c) => {
+        c.kubernetes.kubeconfig = '/tmp/other';
+      },
+    ],
+    [
+      '[kubernetes] node_name',
+      (c) => {
+        c.kubernetes.nodeName = 'other';
+      },
+    ],
+    [
+      '[kubernetes] discovery',
+      (c) => {
+        c.kubernetes.discovery = 'list';
+      },
+    ],
+    [
+      '[wireguard] interface',
+      (c) => {
+        c.wireguard.interface = 'wg9';
+        c.wireguard.configFile = '/etc/wireguard/wg9.conf';
+      },
+    ],
+    [
+      '[state] dir',
+      (c) => {
+        c.state.dir = '/tmp/state';
+      },
+    ],
   ];
   for (const [name, edit] of restartOnly) {
     it(`${name} needs a restart and keeps its running value`, () => {
@@ -55,7 +116,13 @@ describe('unit: config reload rules', () => {
   }
 
   it('a mix: runtime keys apply, restart-only keys are reported', () => {
-    const plan = planReload(defaultConfig(), changed((c) => { c.wireguard.listenPort = 4500; c.state.dir = '/x'; }));
+    const plan = planReload(
+      defaultConfig(),
+      changed((c) => {
+        c.wireguard.listenPort = 4500;
+        c.state.dir = '/x';
+      }),
+    );
     assert.equal(plan.config.wireguard.listenPort, 4500);
     assert.equal(plan.config.state.dir, '/var/lib/wg-overlay');
     assert.deepEqual(plan.needRestart, ['[state] dir']);

@@ -23,19 +23,41 @@ const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);
 const east = { [KILO_LOCATION]: 'east' };
 // a: this node, the senior reachable member of east (it would lead by rank); b: east too; c: west.
-const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: PUB, address: '100.64.2.11', endpoint: '192.0.2.11:51820', annotations: east });
+const A = meshNode('a', {
+  ip: '192.0.2.11',
+  created: 1,
+  pods: ['10.244.1.0/24'],
+  key: PUB,
+  address: '100.64.2.11',
+  endpoint: '192.0.2.11:51820',
+  annotations: east,
+});
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1], annotations: east });
-const C = meshNode('c', { ip: '198.51.100.13', created: 3, pods: ['10.244.3.0/24'], key: KEYS[2], annotations: { [KILO_LOCATION]: 'west' } });
+const C = meshNode('c', {
+  ip: '198.51.100.13',
+  created: 3,
+  pods: ['10.244.3.0/24'],
+  key: KEYS[2],
+  annotations: { [KILO_LOCATION]: 'west' },
+});
 
 /** Leases as a test sets them: whether they were read, and who holds which. */
 class FakeLeadership implements Leadership {
   read = false;
   readonly live = new Map<string, string>();
   wishes: Array<{ location: string; candidates: readonly string[] } | undefined> = [];
-  holders(): ReadonlyMap<string, string> { return this.live; }
-  lapsed(): ReadonlyMap<string, string> { return new Map(); }
-  known(): boolean { return this.read; }
-  want(wish: { location: string; candidates: readonly string[] } | undefined): void { this.wishes.push(wish); }
+  holders(): ReadonlyMap<string, string> {
+    return this.live;
+  }
+  lapsed(): ReadonlyMap<string, string> {
+    return new Map();
+  }
+  known(): boolean {
+    return this.read;
+  }
+  want(wish: { location: string; candidates: readonly string[] } | undefined): void {
+    this.wishes.push(wish);
+  }
 }
 
 function world() {
@@ -46,15 +68,24 @@ function world() {
   config.mesh.granularity = 'location';
   const host = new FakeHost();
   const leases = new FakeLeadership();
-  const rec = reconcileWorld({ host, log: memoryLogger(), identity: { name: 'a', privateKey: PRIV, publicKey: PUB }, config, leadership: leases });
+  const rec = reconcileWorld({
+    host,
+    log: memoryLogger(),
+    identity: { name: 'a', privateKey: PRIV, publicKey: PUB },
+    config,
+    leadership: leases,
+  });
   /** Runs one reconcile after `fn` (setting Nodes, or saying the Leases changed) and returns its report. */
-  const step = async (fn: () => void = () => rec.schedule('a location leader Lease changed')): Promise<ReconcileReport> => {
+  const step = async (
+    fn: () => void = () => rec.schedule('a location leader Lease changed'),
+  ): Promise<ReconcileReport> => {
     const done = rec.next();
     fn();
     return done;
   };
   /** How this node reaches west's pods. */
-  const toWest = (): Array<string | undefined> => host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway ?? r.dev);
+  const toWest = (): Array<string | undefined> =>
+    host.routes.filter((r) => r.dst === '10.244.3.0/24').map((r) => r.gateway ?? r.dev);
   return { host, leases, rec, step, toWest };
 }
 
@@ -65,7 +96,11 @@ describe('unit: reconcile step with location leaders', () => {
     await step(() => rec.setNodes([A, B, C]));
     assert.equal(rec.step.waiting, 'waiting for the location leader Leases from the API server');
     assert.deepEqual(host.mutations(), [], 'nothing applied before the Leases are known');
-    assert.deepEqual(leases.wishes.at(-1), { location: 'location:east', candidates: ['a', 'b'], leader: 'b' }, 'the Leases are asked for');
+    assert.deepEqual(
+      leases.wishes.at(-1),
+      { location: 'location:east', candidates: ['a', 'b'], leader: 'b' },
+      'the Leases are asked for',
+    );
     leases.read = true;
     assert.ok((await step()).ok);
     assert.equal(rec.step.waiting, undefined);

@@ -12,7 +12,14 @@ import type { DesiredPeer, DesiredRoute, ListDelta } from '../../../service/src/
 import { FakeHost } from '../../support/fake-host.js';
 import { KEYS } from '../../support/fixtures.js';
 
-const peer = (name: string, key: string, pods: string[]): DesiredPeer => ({ kind: 'node', name, publicKey: key, endpoint: `192.0.2.${name.charCodeAt(0)}:51820`, allowedIPs: [`100.64.2.${name.charCodeAt(0)}/32`, ...pods], persistentKeepalive: 0 });
+const peer = (name: string, key: string, pods: string[]): DesiredPeer => ({
+  kind: 'node',
+  name,
+  publicKey: key,
+  endpoint: `192.0.2.${name.charCodeAt(0)}:51820`,
+  allowedIPs: [`100.64.2.${name.charCodeAt(0)}/32`, ...pods],
+  persistentKeepalive: 0,
+});
 const route = (via: string, dst: string): DesiredRoute => ({ dst, dev: 'wg0', via });
 
 function host(): FakeHost {

@@ -30,7 +30,11 @@ describe('unit: own changes seen by the interface monitor', () => {
     own.expectLinkChurn(1_000);
     assert.equal(own.isOwn('Deleted 12: wg0: <POINTOPOINT,NOARP> mtu 1420'), true);
     assert.equal(own.isOwn('Deleted fe80::/64 dev wg0 proto kernel metric 256 pref medium'), true);
-    assert.equal(own.isOwn('Deleted 10.244.2.0/24 dev wg0 proto 77 scope link'), false, 'one of its routes, not announced: drift even now');
+    assert.equal(
+      own.isOwn('Deleted 10.244.2.0/24 dev wg0 proto 77 scope link'),
+      false,
+      'one of its routes, not announced: drift even now',
+    );
     own.expectRouteDeletion('10.244.2.0/24');
     assert.equal(own.isOwn('Deleted 10.244.2.0/24 dev wg0 proto 77 scope link'), true, 'announced');
     now = 2_000;
@@ -44,8 +48,16 @@ describe('unit: own changes seen by the interface monitor', () => {
     now = 3_000;
     own.linkChurnDone(1_000);
     now = 3_500;
-    assert.equal(own.isOwn('Deleted local 100.64.2.11 dev wg0 table local proto kernel scope host'), true, 'in flight from the recreate');
+    assert.equal(
+      own.isOwn('Deleted local 100.64.2.11 dev wg0 table local proto kernel scope host'),
+      true,
+      'in flight from the recreate',
+    );
     now = 4_500;
-    assert.equal(own.isOwn('Deleted local 100.64.2.11 dev wg0 table local proto kernel scope host'), false, 'after the grace: drift');
+    assert.equal(
+      own.isOwn('Deleted local 100.64.2.11 dev wg0 table local proto kernel scope host'),
+      false,
+      'after the grace: drift',
+    );
   });
 });

@@ -9,7 +9,14 @@ import type { DesiredPeer } from '../../../service/src/mesh/types.js';
 import { FakeHost } from '../../support/fake-host.js';
 import { KEYS } from '../../support/fixtures.js';
 
-const peer = (name: string, key: string, endpoint: string, ip: string): DesiredPeer => ({ kind: 'node', name, publicKey: key, endpoint, allowedIPs: [`${ip}/32`], persistentKeepalive: 0 });
+const peer = (name: string, key: string, endpoint: string, ip: string): DesiredPeer => ({
+  kind: 'node',
+  name,
+  publicKey: key,
+  endpoint,
+  allowedIPs: [`${ip}/32`],
+  persistentKeepalive: 0,
+});
 const B = peer('b', KEYS[1], '192.0.2.12:51820', '100.64.2.12');
 const C = peer('c', KEYS[2], '192.0.2.13:51820', '100.64.2.13');
 const D = peer('d', KEYS[3], '192.0.2.14:51820', '100.64.2.14');
@@ -27,12 +34,21 @@ describe('unit: peers adapter with a peer wg refuses', () => {
     const a = new PeerAdapter(h.runner, 'wg0');
     const r = await a.set([B, C, D]);
     assert.deepEqual([...h.peers.keys()].sort(), [KEYS[1], KEYS[3]].sort());
-    assert.deepEqual(r.refused.map((x) => x.name), ['c']);
+    assert.deepEqual(
+      r.refused.map((x) => x.name),
+      ['c'],
+    );
     assert.match(r.refused[0]!.error, /Name or service not known/);
-    assert.deepEqual(r.changes.map((c) => c.what.split(' (')[0]), ['added peer b', 'added peer d']);
+    assert.deepEqual(
+      r.changes.map((c) => c.what.split(' (')[0]),
+      ['added peer b', 'added peer d'],
+    );
     const sets = h.runner.calls.filter((c) => c.startsWith('wg set'));
     assert.equal(sets.length, 4, 'one refused batch, then one command per peer');
-    assert.ok(sets.every((c) => c.length < 400), 'no command line is unbounded');
+    assert.ok(
+      sets.every((c) => c.length < 400),
+      'no command line is unbounded',
+    );
   });
 
   it('the same input runs nothing while the bad peer is unchanged; a resync retries it; a good change lands at once', async () => {
@@ -59,14 +75,22 @@ describe('unit: peers adapter with a peer wg refuses', () => {
 });
 
 describe('unit: wg set at 10,000 dual-stack peers', () => {
-  it('goes out in commands well under the kernel\'s argument limits (no E2BIG), and every peer lands', async () => {
+  it("goes out in commands well under the kernel's argument limits (no E2BIG), and every peer lands", async () => {
     const h = host();
     const peers: DesiredPeer[] = Array.from({ length: 10_000 }, (_, i) => {
       const key = Buffer.alloc(32, 0);
       key.writeUInt32BE(i + 1, 0);
       return {
-        kind: 'node', name: `node-${i}`, publicKey: key.toString('base64'), endpoint: `198.18.${i >> 8}.${i & 255}:51820`,
-        allowedIPs: [`10.${100 + (i >> 8)}.${i & 255}.0/24`, `100.64.${i >> 8}.${i & 255}/32`, `fd00:10:${(i >> 8).toString(16)}:${(i & 255).toString(16)}::/64`], persistentKeepalive: 0,
+        kind: 'node',
+        name: `node-${i}`,
+        publicKey: key.toString('base64'),
+        endpoint: `198.18.${i >> 8}.${i & 255}:51820`,
+        allowedIPs: [
+          `10.${100 + (i >> 8)}.${i & 255}.0/24`,
+          `100.64.${i >> 8}.${i & 255}/32`,
+          `fd00:10:${(i >> 8).toString(16)}:${(i & 255).toString(16)}::/64`,
+        ],
+        persistentKeepalive: 0,
       };
     });
     const r = await new PeerAdapter(h.runner, 'wg0').set(peers);
@@ -74,7 +98,10 @@ describe('unit: wg set at 10,000 dual-stack peers', () => {
     assert.equal(h.peers.size, 10_000);
     const sets = h.runner.calls.filter((c) => c.startsWith('wg set'));
     const total = sets.reduce((n, c) => n + c.length, 0);
-    assert.ok(total > 1.5 * 1024 * 1024, `as one command it would be ${total} bytes, most of ARG_MAX (2 MiB with the environment)`);
+    assert.ok(
+      total > 1.5 * 1024 * 1024,
+      `as one command it would be ${total} bytes, most of ARG_MAX (2 MiB with the environment)`,
+    );
     for (const c of sets) assert.ok(c.length < 300 * 1024, `a command of ${c.length} bytes`);
     assert.ok(sets.length > 1 && sets.length < 20, `${sets.length} commands`);
   });

@@ -6,16 +6,32 @@
  * parsing of `ip -j route`.
  */
 import assert from 'node:assert/strict';
-import { CommandError, RecordingRunner, type CommandResult, type RunOptions } from '../../../service/src/exec/runner.js';
+import {
+  CommandError,
+  RecordingRunner,
+  type CommandResult,
+  type RunOptions,
+} from '../../../service/src/exec/runner.js';
 import type { RouteChange } from '../../../service/src/mesh/diff.js';
 import type { IpBatch } from '../../../service/src/host/ip-batch.js';
 import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../../../service/src/host/routes.js';
 
-const add = (dst: string, dev = 'wg0'): RouteChange => ({ op: 'add', route: { dst, dev, via: 'a' }, reason: `PodCIDR ${dst} of a` });
+const add = (dst: string, dev = 'wg0'): RouteChange => ({
+  op: 'add',
+  route: { dst, dev, via: 'a' },
+  reason: `PodCIDR ${dst} of a`,
+});
 /** `dev` null: a route `ip` listed without a device. */
-const del = (dst: string, dev: string | null = 'wg0'): RouteChange => ({ op: 'delete', route: { dst, dev: dev ?? undefined, protocol: ROUTE_PROTO }, reason: `no current peer owns ${dst}` });
+const del = (dst: string, dev: string | null = 'wg0'): RouteChange => ({
+  op: 'delete',
+  route: { dst, dev: dev ?? undefined, protocol: ROUTE_PROTO },
+  reason: `no current peer owns ${dst}`,
+});
 const conflict = (dst: string): RouteChange => ({
-  op: 'conflict', route: { dst, dev: 'wg0', via: 'a' }, other: { dst, dev: 'eth0', protocol: 'static' }, reason: 'someone else\'s',
+  op: 'conflict',
+  route: { dst, dev: 'wg0', via: 'a' },
+  other: { dst, dev: 'eth0', protocol: 'static' },
+  reason: "someone else's",
 });
 
 /** A runner whose `ip` commands fail with `stderr` when the command line contains `match`. */
@@ -34,7 +50,10 @@ function failing(rules: Array<[match: string, stderr: string]>): RecordingRunner
 class FakeBatch {
   readonly runs: string[][] = [];
 
-  constructor(private readonly answer: (lines: readonly string[]) => Map<number, string> | Promise<Map<number, string>> = () => new Map()) {}
+  constructor(
+    private readonly answer: (lines: readonly string[]) => Map<number, string> | Promise<Map<number, string>> = () =>
+      new Map(),
+  ) {}
 
   async run(lines: readonly string[]): Promise<Map<number, string>> {
     this.runs.push([...lines]);
@@ -47,7 +66,14 @@ describe('unit: routes', () => {
   describe('applyRouteChanges, one ip command per change', () => {
     it('replace for adds, del with proto and device, -4/-6 by family; conflicts run nothing', async () => {
       const runner = new RecordingRunner();
-      const clashes = await applyRouteChanges(runner, [add('10.244.1.0/24'), conflict('10.244.5.0/24'), add('fd00:1::/64'), del('10.244.9.0/24'), del('fd00:9::/64', 'wg1'), del('10.0.0.1/32', null)]);
+      const clashes = await applyRouteChanges(runner, [
+        add('10.244.1.0/24'),
+        conflict('10.244.5.0/24'),
+        add('fd00:1::/64'),
+        del('10.244.9.0/24'),
+        del('fd00:9::/64', 'wg1'),
+        del('10.0.0.1/32', null),
+      ]);
       assert.deepEqual(clashes, []);
       assert.deepEqual(runner.calls, [
         'ip -4 route replace 10.244.1.0/24 dev wg0 proto 77',
@@ -60,7 +86,12 @@ describe('unit: routes', () => {
 
     it('exclusive: add instead of replace', async () => {
       const runner = new RecordingRunner();
-      assert.deepEqual(await applyRouteChanges(runner, [add('10.244.1.0/24'), add('fd00:1::/64'), del('10.244.9.0/24')], { exclusive: true }), []);
+      assert.deepEqual(
+        await applyRouteChanges(runner, [add('10.244.1.0/24'), add('fd00:1::/64'), del('10.244.9.0/24')], {
+          exclusive: true,
+        }),
+        [],
+      );
       assert.deepEqual(runner.calls, [
         'ip -4 route add 10.244.1.0/24 dev wg0 proto 77',
         'ip -6 route add fd00:1::/64 dev wg0 proto 77',
@@ -76,28 +107,42 @@ describe('unit: routes', () => {
     });
 
     it('exclusive: "File exists" is a clash, reported by destination, and the rest still runs', async () => {
-      const runner = failing([['10.244.1.0/24', 'RTNETLINK answers: File exists\n'], ['fd00:1::/64', 'RTNETLINK answers: File exists\n']]);
-      const clashes = await applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24'), add('fd00:1::/64')], { exclusive: true });
+      const runner = failing([
+        ['10.244.1.0/24', 'RTNETLINK answers: File exists\n'],
+        ['fd00:1::/64', 'RTNETLINK answers: File exists\n'],
+      ]);
+      const clashes = await applyRouteChanges(
+        runner,
+        [add('10.244.1.0/24'), add('10.244.2.0/24'), add('fd00:1::/64')],
+        { exclusive: true },
+      );
       assert.deepEqual(clashes, ['10.244.1.0/24', 'fd00:1::/64']);
       assert.equal(runner.calls.length, 3);
     });
 
-    it('exclusive: any other failure of an add throws with ip\'s message, and stops there', async () => {
+    it("exclusive: any other failure of an add throws with ip's message, and stops there", async () => {
       const runner = failing([['10.244.1.0/24', 'Cannot find device "wg0"\n']]);
-      await assert.rejects(applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24')], { exclusive: true }),
-        { message: 'ip -4 route add 10.244.1.0/24 dev wg0: Cannot find device "wg0"' });
+      await assert.rejects(
+        applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24')], { exclusive: true }),
+        { message: 'ip -4 route add 10.244.1.0/24 dev wg0: Cannot find device "wg0"' },
+      );
       assert.deepEqual(runner.calls, ['ip -4 route add 10.244.1.0/24 dev wg0 proto 77']);
     });
 
     it('exclusive: a failure without a message names the exit status', async () => {
       const runner = failing([['fd00:1::/64', '']]);
-      await assert.rejects(applyRouteChanges(runner, [add('fd00:1::/64')], { exclusive: true }), { message: 'ip -6 route add fd00:1::/64 dev wg0: exit 2' });
+      await assert.rejects(applyRouteChanges(runner, [add('fd00:1::/64')], { exclusive: true }), {
+        message: 'ip -6 route add fd00:1::/64 dev wg0: exit 2',
+      });
     });
 
     it('replace: a failure throws (even "File exists", which replace cannot cause)', async () => {
       for (const stderr of ['RTNETLINK answers: Network is unreachable', 'RTNETLINK answers: File exists']) {
         const runner = failing([['10.244.1.0/24', stderr]]);
-        await assert.rejects(applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24')]), (err: unknown) => err instanceof CommandError && err.message.includes(stderr));
+        await assert.rejects(
+          applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24')]),
+          (err: unknown) => err instanceof CommandError && err.message.includes(stderr),
+        );
         assert.equal(runner.calls.length, 1);
       }
     });
@@ -105,9 +150,18 @@ describe('unit: routes', () => {
     it('deletes tolerate failure (a route already gone is fine), in both modes', async () => {
       for (const exclusive of [false, true]) {
         const runner = failing([['route del', 'RTNETLINK answers: No such process']]);
-        assert.deepEqual(await applyRouteChanges(runner, [del('10.244.9.0/24'), del('fd00:9::/64'), add('10.244.1.0/24')], { exclusive }), []);
+        assert.deepEqual(
+          await applyRouteChanges(runner, [del('10.244.9.0/24'), del('fd00:9::/64'), add('10.244.1.0/24')], {
+            exclusive,
+          }),
+          [],
+        );
         assert.equal(runner.calls.length, 3);
-        assert.deepEqual(runner.opts.map((o) => o.allowFailure), [true, true, exclusive], 'deletes may always fail; adds only when exclusive');
+        assert.deepEqual(
+          runner.opts.map((o) => o.allowFailure),
+          [true, true, exclusive],
+          'deletes may always fail; adds only when exclusive',
+        );
       }
     });
   });
@@ -116,14 +170,26 @@ describe('unit: routes', () => {
     it('one batch with the exact lines, conflicts left out; no ip process', async () => {
       const runner = new RecordingRunner();
       const batch = new FakeBatch();
-      const clashes = await applyRouteChanges(runner, [add('10.244.1.0/24'), conflict('10.244.5.0/24'), add('fd00:1::/64'), del('10.244.9.0/24'), del('10.0.0.1/32', null)], { exclusive: true, batch: asBatch(batch) });
+      const clashes = await applyRouteChanges(
+        runner,
+        [
+          add('10.244.1.0/24'),
+          conflict('10.244.5.0/24'),
+          add('fd00:1::/64'),
+          del('10.244.9.0/24'),
+          del('10.0.0.1/32', null),
+        ],
+        { exclusive: true, batch: asBatch(batch) },
+      );
       assert.deepEqual(clashes, []);
-      assert.deepEqual(batch.runs, [[
-        'route add 10.244.1.0/24 dev wg0 proto 77',
-        'route add fd00:1::/64 dev wg0 proto 77',
-        'route del 10.244.9.0/24 proto 77 dev wg0',
-        'route del 10.0.0.1/32 proto 77',
-      ]]);
+      assert.deepEqual(batch.runs, [
+        [
+          'route add 10.244.1.0/24 dev wg0 proto 77',
+          'route add fd00:1::/64 dev wg0 proto 77',
+          'route del 10.244.9.0/24 proto 77 dev wg0',
+          'route del 10.0.0.1/32 proto 77',
+        ],
+      ]);
       assert.deepEqual(runner.calls, []);
     });
 
@@ -135,33 +201,70 @@ describe('unit: routes', () => {
 
     it('nothing to do: the batch is not used', async () => {
       const batch = new FakeBatch();
-      assert.deepEqual(await applyRouteChanges(new RecordingRunner(), [conflict('10.244.5.0/24')], { exclusive: true, batch: asBatch(batch) }), []);
+      assert.deepEqual(
+        await applyRouteChanges(new RecordingRunner(), [conflict('10.244.5.0/24')], {
+          exclusive: true,
+          batch: asBatch(batch),
+        }),
+        [],
+      );
       assert.deepEqual(batch.runs, []);
     });
 
     it('"File exists" on a line is a clash for that line\'s destination (indices count without conflicts)', async () => {
       const batch = new FakeBatch(() => new Map([[1, 'RTNETLINK answers: File exists']]));
       const runner = new RecordingRunner();
-      const clashes = await applyRouteChanges(runner, [conflict('10.244.5.0/24'), add('10.244.1.0/24'), add('10.244.2.0/24'), add('10.244.3.0/24')], { exclusive: true, batch: asBatch(batch) });
+      const clashes = await applyRouteChanges(
+        runner,
+        [conflict('10.244.5.0/24'), add('10.244.1.0/24'), add('10.244.2.0/24'), add('10.244.3.0/24')],
+        { exclusive: true, batch: asBatch(batch) },
+      );
       assert.deepEqual(clashes, ['10.244.2.0/24']);
       assert.deepEqual(runner.calls, []);
     });
 
     it('a failed delete line is fine', async () => {
       const batch = new FakeBatch(() => new Map([[0, 'RTNETLINK answers: No such process']]));
-      assert.deepEqual(await applyRouteChanges(new RecordingRunner(), [del('10.244.9.0/24'), add('10.244.1.0/24')], { exclusive: true, batch: asBatch(batch) }), []);
+      assert.deepEqual(
+        await applyRouteChanges(new RecordingRunner(), [del('10.244.9.0/24'), add('10.244.1.0/24')], {
+          exclusive: true,
+          batch: asBatch(batch),
+        }),
+        [],
+      );
     });
 
-    it('any other failure of an add line throws with ip\'s message', async () => {
-      const batch = new FakeBatch(() => new Map([[0, 'RTNETLINK answers: File exists'], [1, 'Cannot find device "wg0"']]));
-      await assert.rejects(applyRouteChanges(new RecordingRunner(), [add('10.244.1.0/24'), add('fd00:1::/64')], { exclusive: true, batch: asBatch(batch) }),
-        { message: 'ip route add fd00:1::/64 dev wg0: Cannot find device "wg0"' });
+    it("any other failure of an add line throws with ip's message", async () => {
+      const batch = new FakeBatch(
+        () =>
+          new Map([
+            [0, 'RTNETLINK answers: File exists'],
+            [1, 'Cannot find device "wg0"'],
+          ]),
+      );
+      await assert.rejects(
+        applyRouteChanges(new RecordingRunner(), [add('10.244.1.0/24'), add('fd00:1::/64')], {
+          exclusive: true,
+          batch: asBatch(batch),
+        }),
+        { message: 'ip route add fd00:1::/64 dev wg0: Cannot find device "wg0"' },
+      );
     });
 
     it('a batch that fails as a whole: one ip command per change instead, with clashes still reported', async () => {
       const batch = new FakeBatch(() => Promise.reject(new Error('ip -batch exited (SIGKILL)')));
       const runner = failing([['10.244.2.0/24', 'RTNETLINK answers: File exists']]);
-      const clashes = await applyRouteChanges(runner, [add('10.244.1.0/24'), add('10.244.2.0/24'), conflict('10.244.5.0/24'), add('fd00:1::/64'), del('10.244.9.0/24')], { exclusive: true, batch: asBatch(batch) });
+      const clashes = await applyRouteChanges(
+        runner,
+        [
+          add('10.244.1.0/24'),
+          add('10.244.2.0/24'),
+          conflict('10.244.5.0/24'),
+          add('fd00:1::/64'),
+          del('10.244.9.0/24'),
+        ],
+        { exclusive: true, batch: asBatch(batch) },
+      );
       assert.equal(batch.runs.length, 1);
       assert.deepEqual(clashes, ['10.244.2.0/24']);
       assert.deepEqual(runner.calls, [
@@ -175,19 +278,38 @@ describe('unit: routes', () => {
     it('the fallback still throws on a real failure', async () => {
       const batch = new FakeBatch(() => Promise.reject(new Error('ip -batch: spawn ip ENOENT')));
       const runner = failing([['10.244.1.0/24', 'Cannot find device "wg0"']]);
-      await assert.rejects(applyRouteChanges(runner, [add('10.244.1.0/24')], { exclusive: true, batch: asBatch(batch) }), /ip -4 route add 10\.244\.1\.0\/24 dev wg0: Cannot find device "wg0"/);
+      await assert.rejects(
+        applyRouteChanges(runner, [add('10.244.1.0/24')], { exclusive: true, batch: asBatch(batch) }),
+        /ip -4 route add 10\.244\.1\.0\/24 dev wg0: Cannot find device "wg0"/,
+      );
     });
   });
 
   describe('readRoutes', () => {
     const V4 = [
-      { dst: 'default', gateway: '192.0.2.1', dev: 'eth0', protocol: 'dhcp', prefsrc: '192.0.2.11', metric: 100, flags: [] },
+      {
+        dst: 'default',
+        gateway: '192.0.2.1',
+        dev: 'eth0',
+        protocol: 'dhcp',
+        prefsrc: '192.0.2.11',
+        metric: 100,
+        flags: [],
+      },
       { dst: '10.244.1.0/24', dev: 'wg0', protocol: '77', scope: 'link', flags: [] },
       { dst: '10.0.0.1', dev: 'eth0', protocol: 'static', scope: 'link', flags: [] },
       { dst: '192.0.2.0/24', dev: 'eth0', protocol: 'kernel', scope: 'link', prefsrc: '192.0.2.11', flags: [] },
       { dst: '10.244.7.0/24', dev: 'eth1', scope: 'link', flags: [] }, // proto boot: ip -j leaves it out
       { type: 'unicast', dst: '10.244.8.0/24', dev: 'eth1', protocol: 4, flags: [] },
-      { dst: '10.244.6.0/24', protocol: 'bgp', nexthops: [{ gateway: '192.0.2.2', dev: 'eth0' }, { gateway: '192.0.2.3', dev: 'eth0' }], flags: [] },
+      {
+        dst: '10.244.6.0/24',
+        protocol: 'bgp',
+        nexthops: [
+          { gateway: '192.0.2.2', dev: 'eth0' },
+          { gateway: '192.0.2.3', dev: 'eth0' },
+        ],
+        flags: [],
+      },
       { type: 'blackhole', dst: '10.96.0.0/12', protocol: 'static', flags: [] },
       { type: 'unreachable', dst: '10.97.0.0/16', flags: [] },
       { type: 'prohibit', dst: '10.98.0.0/16', flags: [] },
@@ -201,7 +323,9 @@ describe('unit: routes', () => {
     ];
 
     it('both families of the main table; default and host routes as CIDRs; non-unicast skipped', async () => {
-      const runner = new RecordingRunner((_cmd, args) => ({ stdout: `${JSON.stringify(args.includes('-4') ? V4 : V6)}\n` }));
+      const runner = new RecordingRunner((_cmd, args) => ({
+        stdout: `${JSON.stringify(args.includes('-4') ? V4 : V6)}\n`,
+      }));
       assert.deepEqual(await readRoutes(runner), [
         { dst: '0.0.0.0/0', dev: 'eth0', gateway: '192.0.2.1', protocol: 'dhcp' },
         { dst: '10.244.1.0/24', dev: 'wg0', protocol: '77' },

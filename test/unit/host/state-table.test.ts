@@ -35,19 +35,34 @@ interface Row {
   wantRoutes: string[];
 }
 
-const iface = (address: string, listenPort = 51820, mtu = 1420): DesiredInterface => ({ name: 'wg0', address, listenPort, mtu, publicKey: PUB });
-const peer = (name: string, key: string, endpoint: string | undefined, allowedIPs: string[], keepalive = 0): DesiredPeer =>
-  ({ kind: 'node', name, publicKey: key, endpoint, allowedIPs, persistentKeepalive: keepalive });
+const iface = (address: string, listenPort = 51820, mtu = 1420): DesiredInterface => ({
+  name: 'wg0',
+  address,
+  listenPort,
+  mtu,
+  publicKey: PUB,
+});
+const peer = (
+  name: string,
+  key: string,
+  endpoint: string | undefined,
+  allowedIPs: string[],
+  keepalive = 0,
+): DesiredPeer => ({ kind: 'node', name, publicKey: key, endpoint, allowedIPs, persistentKeepalive: keepalive });
 const routes = (via: string, ...dst: string[]): DesiredRoute[] => dst.map((d) => ({ dst: d, dev: 'wg0', via }));
-const P = (key: string, endpoint: string, ips: string, keepalive = 0): string => `${key} ${endpoint} ${ips} ${keepalive}`;
+const P = (key: string, endpoint: string, ips: string, keepalive = 0): string =>
+  `${key} ${endpoint} ${ips} ${keepalive}`;
 const R = (dst: string): string => `${dst} wg0 77`;
 const OTHER = `${FOREIGN.dst} ${FOREIGN.dev} ${FOREIGN.protocol}`;
 
 const TABLE: Row[] = [
   {
     name: 'empty mesh',
-    iface: iface('100.64.2.11/10'), peers: [], routes: [],
-    wantPeers: [], wantRoutes: [OTHER],
+    iface: iface('100.64.2.11/10'),
+    peers: [],
+    routes: [],
+    wantPeers: [],
+    wantRoutes: [OTHER],
   },
   {
     name: 'one node',
@@ -65,7 +80,10 @@ const TABLE: Row[] = [
       peer('c', KEYS[2], '192.0.2.13:51820', ['10.244.3.0/24', '100.64.2.13/32', 'fd00:10:244:3::/64']),
     ],
     routes: [...routes('b', '10.244.2.0/24'), ...routes('c', '10.244.3.0/24', 'fd00:10:244:3::/64')],
-    wantPeers: [P(KEYS[1], '192.0.2.12:51820', '10.244.2.0/24,100.64.2.12/32'), P(KEYS[2], '192.0.2.13:51820', '10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64')],
+    wantPeers: [
+      P(KEYS[1], '192.0.2.12:51820', '10.244.2.0/24,100.64.2.12/32'),
+      P(KEYS[2], '192.0.2.13:51820', '10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64'),
+    ],
     wantRoutes: [OTHER, R('10.244.2.0/24'), R('10.244.3.0/24'), R('fd00:10:244:3::/64')],
   },
   {
@@ -76,7 +94,10 @@ const TABLE: Row[] = [
       peer('c', KEYS[2], '192.0.2.13:51820', ['10.244.3.0/24', '100.64.2.13/32'], 25),
     ],
     routes: [...routes('b', '10.244.20.0/24'), ...routes('c', '10.244.3.0/24')],
-    wantPeers: [P(KEYS[1], '198.51.100.12:51821', '10.244.20.0/24,100.64.2.12/32'), P(KEYS[2], '192.0.2.13:51820', '10.244.3.0/24,100.64.2.13/32', 25)],
+    wantPeers: [
+      P(KEYS[1], '198.51.100.12:51821', '10.244.20.0/24,100.64.2.12/32'),
+      P(KEYS[2], '192.0.2.13:51820', '10.244.3.0/24,100.64.2.13/32', 25),
+    ],
     wantRoutes: [OTHER, R('10.244.20.0/24'), R('10.244.3.0/24')],
   },
   {
@@ -113,29 +134,56 @@ function rng(seed: number): () => number {
 function adapters(host: FakeHost) {
   const log = memoryLogger();
   const dir = mkdtempSync(join(tmpdir(), 'wgo-table-'));
-  const owner = new InterfaceOwner({ runner: host.runner, log, iface: 'wg0', configFile: join(dir, 'wg0.conf'), createInterface: true, implementation: 'userspace', units: undefined, hasWireguardGo: host.hasWireguardGo });
+  const owner = new InterfaceOwner({
+    runner: host.runner,
+    log,
+    iface: 'wg0',
+    configFile: join(dir, 'wg0.conf'),
+    createInterface: true,
+    implementation: 'userspace',
+    units: undefined,
+    hasWireguardGo: host.hasWireguardGo,
+  });
   const peers = new PeerAdapter(host.runner, 'wg0');
   const routesAdapter = new RouteAdapter(host.runner, log);
   const set = async (row: Row): Promise<void> => {
-    const desired: DesiredState = { iface: row.iface, peers: row.peers, routes: row.routes, skipped: [], addresses: new Map(), publish: {}, warnings: [] };
+    const desired: DesiredState = {
+      iface: row.iface,
+      peers: row.peers,
+      routes: row.routes,
+      skipped: [],
+      addresses: new Map(),
+      publish: {},
+      warnings: [],
+    };
     const source: InterfaceSource = { config: () => toWgQuickConfig(desired, PRIV), writeFile: async () => true };
     const i = await owner.set(row.iface, source);
-    if (i.recreated) { peers.reset(); routesAdapter.invalidate(); }
+    if (i.recreated) {
+      peers.reset();
+      routesAdapter.invalidate();
+    }
     assert.deepEqual((await peers.set(row.peers)).refused, []);
     const r = await routesAdapter.set(row.routes);
-    if (r.clash) { // what the loop does: a forced run that reads the table
+    if (r.clash) {
+      // what the loop does: a forced run that reads the table
       routesAdapter.invalidate();
       await routesAdapter.set(row.routes);
     }
   };
-  const invalidate = (): void => { owner.invalidate(); peers.invalidate(); routesAdapter.invalidate(); };
+  const invalidate = (): void => {
+    owner.invalidate();
+    peers.invalidate();
+    routesAdapter.invalidate();
+  };
   return { set, invalidate };
 }
 
 function hostState(host: FakeHost): { link: string; peers: string[]; routes: string[] } {
   return {
     link: `${host.link.exists ? 'up' : 'missing'} ${host.link.addresses.join(',')} port ${host.listenPort} mtu ${host.link.mtu}`,
-    peers: [...host.peers.values()].map((p) => P(p.publicKey, p.endpoint ?? '(none)', [...p.allowedIPs].sort().join(','), p.keepalive)).sort(),
+    peers: [...host.peers.values()]
+      .map((p) => P(p.publicKey, p.endpoint ?? '(none)', [...p.allowedIPs].sort().join(','), p.keepalive))
+      .sort(),
     routes: host.routes.map((r) => `${r.dst} ${r.dev} ${r.protocol}`).sort(),
   };
 }
@@ -143,7 +191,12 @@ function hostState(host: FakeHost): { link: string; peers: string[]; routes: str
 function expected(row: Row): { link: string; peers: string[]; routes: string[] } {
   return {
     link: `up ${row.iface.address} port ${row.iface.listenPort} mtu ${row.iface.mtu}`,
-    peers: row.wantPeers.map((p) => { const [k, e, ips, ka] = p.split(' '); return P(k!, e!, ips!.split(',').sort().join(','), Number(ka)); }).sort(),
+    peers: row.wantPeers
+      .map((p) => {
+        const [k, e, ips, ka] = p.split(' ');
+        return P(k!, e!, ips!.split(',').sort().join(','), Number(ka));
+      })
+      .sort(),
     routes: [...row.wantRoutes].sort(),
   };
 }
@@ -160,7 +213,16 @@ describe('unit: host adapters as a state table', () => {
         for (const [i, row] of walk.entries()) {
           if (reread || random() < 0.2) a.invalidate();
           await a.set(row);
-          assert.deepEqual(hostState(host), expected(row), `step ${i} (${row.name}) after ${walk.slice(0, i).map((r) => r.name).join(' → ') || 'start'}`);
+          assert.deepEqual(
+            hostState(host),
+            expected(row),
+            `step ${i} (${row.name}) after ${
+              walk
+                .slice(0, i)
+                .map((r) => r.name)
+                .join(' → ') || 'start'
+            }`,
+          );
           const mark = host.runner.calls.length;
           await a.set(row);
           assert.deepEqual(host.runner.calls.slice(mark), [], `step ${i} (${row.name}): a repeat ran commands`);

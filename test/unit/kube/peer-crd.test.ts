@@ -15,7 +15,13 @@ const CRD = new URL('packaging/kubernetes/crd-peer.yaml', ROOT);
 const FIXTURE = new URL('test/fixtures/kilo/peer-my-device.yaml', ROOT);
 const SEED = new URL('../shared/seeds/004_55c6f48ac33ea76c.txt', ROOT);
 
-type Schema = { type?: string; required?: string[]; properties?: Record<string, Schema>; items?: Schema; format?: string };
+type Schema = {
+  type?: string;
+  required?: string[];
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  format?: string;
+};
 
 /** The schema's shape: types, formats and required lists, without descriptions. */
 function shape(s: Schema | undefined): unknown {
@@ -25,18 +31,36 @@ function shape(s: Schema | undefined): unknown {
     ...(s.format ? { format: s.format } : {}),
     ...(s.required ? { required: [...s.required].sort() } : {}),
     ...(s.items ? { items: shape(s.items) } : {}),
-    ...(s.properties ? { properties: Object.fromEntries(Object.entries(s.properties).map(([k, v]) => [k, shape(v)]).sort()) } : {}),
+    ...(s.properties
+      ? {
+          properties: Object.fromEntries(
+            Object.entries(s.properties)
+              .map(([k, v]) => [k, shape(v)])
+              .sort(),
+          ),
+        }
+      : {}),
   };
 }
 
 describe('unit: Kilo Peer CRD and manifests', () => {
   it('crd-peer.yaml defines peers.kilo.squat.ai exactly as Kilo does', () => {
     // loadYaml returns client-node's model classes: compare their plain JSON form.
-    const crd = JSON.parse(JSON.stringify(k8s.loadYaml(readFileSync(CRD, 'utf8')))) as { apiVersion: string; kind: string; metadata: { name: string }; spec: Record<string, unknown> };
+    const crd = JSON.parse(JSON.stringify(k8s.loadYaml(readFileSync(CRD, 'utf8')))) as {
+      apiVersion: string;
+      kind: string;
+      metadata: { name: string };
+      spec: Record<string, unknown>;
+    };
     assert.equal(crd.apiVersion, 'apiextensions.k8s.io/v1');
     assert.equal(crd.kind, 'CustomResourceDefinition');
     assert.equal(crd.metadata.name, 'peers.kilo.squat.ai');
-    const spec = crd.spec as { group: string; scope: string; names: Record<string, string>; versions: Array<{ name: string; served: boolean; storage: boolean; schema: { openAPIV3Schema: Schema } }> };
+    const spec = crd.spec as {
+      group: string;
+      scope: string;
+      names: Record<string, string>;
+      versions: Array<{ name: string; served: boolean; storage: boolean; schema: { openAPIV3Schema: Schema } }>;
+    };
     assert.equal(spec.group, 'kilo.squat.ai');
     assert.equal(spec.scope, 'Cluster');
     assert.deepEqual(spec.names, { kind: 'Peer', listKind: 'PeerList', plural: 'peers', singular: 'peer' });
@@ -74,7 +98,7 @@ describe('unit: Kilo Peer CRD and manifests', () => {
     assert.deepEqual(shape(v.schema.openAPIV3Schema), shape(kilo as Schema));
   });
 
-  it('the e2e fixture is the seeds\' Kilo Peer manifest, verbatim', function () {
+  it("the e2e fixture is the seeds' Kilo Peer manifest, verbatim", function () {
     if (!existsSync(SEED)) this.skip();
     const seed = readFileSync(SEED, 'utf8');
     const block = /```yaml\n(apiVersion: kilo\.squat\.ai\/v1alpha1\nkind: Peer\n[\s\S]*?)```/.exec(seed)?.[1];

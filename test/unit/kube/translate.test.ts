@@ -9,9 +9,19 @@ import { toMeshNode } from '../../../service/src/kube/node-translate.js';
 describe('unit: V1Node → MeshNode', () => {
   it('keeps name, age, addresses, PodCIDRs and wg-overlay annotations only', () => {
     const n = toMeshNode({
-      metadata: { name: 'n1', creationTimestamp: new Date('2026-01-01T00:00:00Z'), annotations: { 'wg-overlay.io/public-key': ' k ', 'other.io/x': 'y' } },
+      metadata: {
+        name: 'n1',
+        creationTimestamp: new Date('2026-01-01T00:00:00Z'),
+        annotations: { 'wg-overlay.io/public-key': ' k ', 'other.io/x': 'y' },
+      },
       spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00::/64'] },
-      status: { addresses: [{ type: 'InternalIP', address: '192.0.2.5' }, { type: 'ExternalIP', address: '203.0.113.5' }, { type: 'Hostname', address: 'n1' }] },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: '192.0.2.5' },
+          { type: 'ExternalIP', address: '203.0.113.5' },
+          { type: 'Hostname', address: 'n1' },
+        ],
+      },
     } as V1Node);
     assert.deepEqual(n, {
       name: 'n1',
@@ -36,6 +46,13 @@ describe('unit: V1Node → MeshNode', () => {
       spec: { podCIDRs: [7 as unknown as string, 'ok'] },
       status: { addresses: 'nope' as unknown as [] },
     } as V1Node);
-    assert.deepEqual(n, { name: 'x', createdAt: Infinity, internalIPs: [], externalIPs: [], podCIDRs: ['ok'], annotations: {} });
+    assert.deepEqual(n, {
+      name: 'x',
+      createdAt: Infinity,
+      internalIPs: [],
+      externalIPs: [],
+      podCIDRs: ['ok'],
+      annotations: {},
+    });
   });
 });

@@ -9,14 +9,19 @@ describe('unit: logger', () => {
   it('prefixes sd-daemon(3) priorities in journal mode', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'debug', journal: true, sink: (l) => lines.push(l) });
-    log.debug('d'); log.info('i'); log.notice('n'); log.warning('w'); log.error('e');
+    log.debug('d');
+    log.info('i');
+    log.notice('n');
+    log.warning('w');
+    log.error('e');
     assert.deepEqual(lines, ['<7>d', '<6>i', '<5>n', '<4>w', '<3>e']);
   });
 
   it('drops lines below the threshold and can change it at run time', () => {
     const lines: string[] = [];
     const log = createLogger({ level: 'warning', journal: true, sink: (l) => lines.push(l) });
-    log.info('hidden'); log.warning('shown');
+    log.info('hidden');
+    log.warning('shown');
     log.setLevel('info');
     log.info('now shown');
     assert.deepEqual(lines, ['<4>shown', '<6>now shown']);

@@ -45,12 +45,17 @@ describe('unit: overlay address assignment', () => {
   });
 
   it('equal creation times fall back to the name', () => {
-    const got = assign([meshNode('b', { ip: '198.18.2.5', created: 1 }), meshNode('a', { ip: '192.0.2.5', created: 1 })]);
+    const got = assign([
+      meshNode('b', { ip: '198.18.2.5', created: 1 }),
+      meshNode('a', { ip: '192.0.2.5', created: 1 }),
+    ]);
     assert.deepEqual(got, { a: '100.64.2.5', b: '100.64.2.6' });
   });
 
   it('is the same for any order of the Node list', () => {
-    const nodes = Array.from({ length: 40 }, (_, i) => meshNode(`n${i}`, { ip: `198.18.${i % 3}.${(i * 7) % 5 + 1}`, created: i % 4 }));
+    const nodes = Array.from({ length: 40 }, (_, i) =>
+      meshNode(`n${i}`, { ip: `198.18.${i % 3}.${((i * 7) % 5) + 1}`, created: i % 4 }),
+    );
     const want = assign(nodes);
     assertUnique(want);
     for (let k = 0; k < 5; k += 1) {
@@ -60,7 +65,9 @@ describe('unit: overlay address assignment', () => {
   });
 
   it('never gives two nodes the same address for arbitrary node IPs (1000 nodes in a /8-wide underlay)', () => {
-    const nodes = Array.from({ length: 1000 }, (_, i) => meshNode(`n${i}`, { ip: `10.${i % 256}.${(i * 13) % 4}.${(i * 31) % 3 + 1}`, created: i }));
+    const nodes = Array.from({ length: 1000 }, (_, i) =>
+      meshNode(`n${i}`, { ip: `10.${i % 256}.${(i * 13) % 4}.${((i * 31) % 3) + 1}`, created: i }),
+    );
     const got = assign(nodes);
     assert.equal(Object.keys(got).length, 1000);
     assertUnique(got);
@@ -79,7 +86,10 @@ describe('unit: overlay address assignment', () => {
     assert.equal(isUsableOffset(o, 511n), false);
     assert.equal(isUsableOffset(o, 257n), true);
     const small = parseCidr('10.0.0.0/30')!;
-    assert.deepEqual([0n, 1n, 2n, 3n].map((x) => isUsableOffset(small, x)), [false, true, true, false]);
+    assert.deepEqual(
+      [0n, 1n, 2n, 3n].map((x) => isUsableOffset(small, x)),
+      [false, true, true, false],
+    );
   });
 
   it('keeps a published address (sticky) even when it is not the candidate', () => {
@@ -111,14 +121,20 @@ describe('unit: overlay address assignment', () => {
     assertUnique(after);
   });
 
-  it('a hostile younger node cannot take an older node\'s address by claiming it', () => {
-    const r = assignOverlayAddresses([
-      meshNode('victim', { ip: '192.0.2.5', created: 1, address: '100.64.2.5' }),
-      meshNode('thief', { ip: '192.0.2.66', created: 2, address: '100.64.2.5' }),
-    ], O);
+  it("a hostile younger node cannot take an older node's address by claiming it", () => {
+    const r = assignOverlayAddresses(
+      [
+        meshNode('victim', { ip: '192.0.2.5', created: 1, address: '100.64.2.5' }),
+        meshNode('thief', { ip: '192.0.2.66', created: 2, address: '100.64.2.5' }),
+      ],
+      O,
+    );
     assert.equal(r.addresses.get('victim'), '100.64.2.5');
     assert.equal(r.addresses.get('thief'), '100.64.2.66');
-    assert.deepEqual(r.problems.map((p) => [p.name, p.reason]), [['thief', 'overlay-address-taken']]);
+    assert.deepEqual(
+      r.problems.map((p) => [p.name, p.reason]),
+      [['thief', 'overlay-address-taken']],
+    );
     assert.match(r.problems[0]!.message, /held by older node victim/);
   });
 
@@ -154,7 +170,9 @@ describe('unit: overlay address assignment', () => {
   });
 
   it('prefers the IPv4 InternalIP of a dual-stack node', () => {
-    assert.deepEqual(assign([meshNode('ds', { ip: ['2001:db8::9:9', '192.0.2.5'], created: 1 })]), { ds: '100.64.2.5' });
+    assert.deepEqual(assign([meshNode('ds', { ip: ['2001:db8::9:9', '192.0.2.5'], created: 1 })]), {
+      ds: '100.64.2.5',
+    });
   });
 
   it('a node with no address at all still gets a deterministic one', () => {
@@ -164,9 +182,15 @@ describe('unit: overlay address assignment', () => {
   });
 
   it('supports an IPv6 overlay: the whole IPv4 address is embedded', () => {
-    const got = assign([meshNode('a', { ip: '192.0.2.5', created: 1 }), meshNode('b', { ip: '198.18.2.5', created: 2 })], 'fd00:64::/64');
+    const got = assign(
+      [meshNode('a', { ip: '192.0.2.5', created: 1 }), meshNode('b', { ip: '198.18.2.5', created: 2 })],
+      'fd00:64::/64',
+    );
     assert.deepEqual(got, { a: 'fd00:64::c000:205', b: 'fd00:64::c612:205' });
-    assert.equal(candidateOffset(meshNode('x', { ip: '2001:db8::1:2:3:4' }), parseCidr('fd00::/64')!), 0x0001000200030004n);
+    assert.equal(
+      candidateOffset(meshNode('x', { ip: '2001:db8::1:2:3:4' }), parseCidr('fd00::/64')!),
+      0x0001000200030004n,
+    );
   });
 
   it('exhaustion: nodes that get none are reported, the others keep theirs', () => {
@@ -175,7 +199,13 @@ describe('unit: overlay address assignment', () => {
     const r = assignOverlayAddresses(nodes, '10.0.0.0/29');
     assert.equal(r.addresses.size, 6);
     assertUnique(Object.fromEntries(r.addresses));
-    assert.deepEqual(r.problems.map((p) => [p.name, p.reason, p.whole]), [['n6', 'no-overlay-address', true], ['n7', 'no-overlay-address', true]]);
+    assert.deepEqual(
+      r.problems.map((p) => [p.name, p.reason, p.whole]),
+      [
+        ['n6', 'no-overlay-address', true],
+        ['n7', 'no-overlay-address', true],
+      ],
+    );
     assert.match(r.problems[0]!.message, /10\.0\.0\.0\/29 is exhausted/);
   });
 

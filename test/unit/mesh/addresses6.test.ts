@@ -27,12 +27,20 @@ function node(name: string, created: number, ip: string | string[], claim6?: str
 /** name → IPv6 overlay address, and the IPv6 problems by name. */
 function decide(nodes: MeshNode[], settings: MembershipSettings = SETTINGS) {
   const m = decideMembership(nodes, [], settings);
-  const problems = m.skipped.filter((s) => s.message.startsWith('IPv6 overlay:')).map((s) => [s.name, s.reason, s.whole]);
-  return { addresses: Object.fromEntries([...m.addresses6 ?? []].sort()), problems, members: m.members };
+  const problems = m.skipped
+    .filter((s) => s.message.startsWith('IPv6 overlay:'))
+    .map((s) => [s.name, s.reason, s.whole]);
+  return { addresses: Object.fromEntries([...(m.addresses6 ?? [])].sort()), problems, members: m.members };
 }
 
 describe('unit: IPv6 overlay addresses (dual-stack)', () => {
-  const rows: Array<{ what: string; nodes: MeshNode[]; want: Record<string, string>; problems?: unknown[]; settings?: MembershipSettings }> = [
+  const rows: Array<{
+    what: string;
+    nodes: MeshNode[];
+    want: Record<string, string>;
+    problems?: unknown[];
+    settings?: MembershipSettings;
+  }> = [
     {
       what: 'the candidate is the IPv4 InternalIP in the low bits of the IPv6 overlay',
       nodes: [node('a', 1, '192.0.2.11'), node('b', 2, '192.0.2.12')],
@@ -54,16 +62,24 @@ describe('unit: IPv6 overlay addresses (dual-stack)', () => {
       want: { old: 'fd12:3456:789a::c000:20b', young: 'fd12:3456:789a::c000:20c' },
     },
     {
-      what: 'a younger node claiming an older node\'s address does not get it',
+      what: "a younger node claiming an older node's address does not get it",
       nodes: [node('old', 1, '192.0.2.11', 'fd12:3456:789a::7'), node('thief', 2, '192.0.2.12', 'fd12:3456:789a::7')],
       want: { old: 'fd12:3456:789a::7', thief: 'fd12:3456:789a::c000:20c' },
       problems: [['thief', 'overlay-address-taken', false]],
     },
     {
       what: 'claims outside the IPv6 overlay, not addresses, or its network address are refused',
-      nodes: [node('out', 1, '192.0.2.11', 'fd99::1'), node('junk', 2, '192.0.2.12', 'not-an-ip'), node('net', 3, '192.0.2.13', 'fd12:3456:789a::')],
+      nodes: [
+        node('out', 1, '192.0.2.11', 'fd99::1'),
+        node('junk', 2, '192.0.2.12', 'not-an-ip'),
+        node('net', 3, '192.0.2.13', 'fd12:3456:789a::'),
+      ],
       want: { out: 'fd12:3456:789a::c000:20b', junk: 'fd12:3456:789a::c000:20c', net: 'fd12:3456:789a::c000:20d' },
-      problems: [['out', 'invalid-overlay-address', false], ['junk', 'invalid-overlay-address', false], ['net', 'invalid-overlay-address', false]],
+      problems: [
+        ['out', 'invalid-overlay-address', false],
+        ['junk', 'invalid-overlay-address', false],
+        ['net', 'invalid-overlay-address', false],
+      ],
     },
     {
       what: 'exhaustion: the nodes left without an IPv6 address stay in the mesh over IPv4',
@@ -91,25 +107,35 @@ describe('unit: IPv6 overlay addresses (dual-stack)', () => {
     const withB = engine.result();
     // a published nothing yet, so the older b takes the candidate; once a publishes, it keeps its address.
     assert.equal(withB.addresses6!.get('b'), first);
-    const published = { ...a, annotations: { ...a.annotations, [ANNOTATION_OVERLAY_ADDRESS6]: withB.addresses6!.get('a')! } };
+    const published = {
+      ...a,
+      annotations: { ...a.annotations, [ANNOTATION_OVERLAY_ADDRESS6]: withB.addresses6!.get('a')! },
+    };
     engine.upsertNode(published);
     engine.removeNode('b');
     engine.upsertNode(node('c', 3, '192.0.2.11'));
     assert.equal(engine.result().addresses6!.get('a'), withB.addresses6!.get('a'));
-    assert.deepEqual([...engine.result().addresses6!].sort(), [...decideMembership([published, node('c', 3, '192.0.2.11')], [], SETTINGS).addresses6!].sort());
+    assert.deepEqual(
+      [...engine.result().addresses6!].sort(),
+      [...decideMembership([published, node('c', 3, '192.0.2.11')], [], SETTINGS).addresses6!].sort(),
+    );
   });
 
   it('desired state: the interface gets both addresses, every peer a /32 and a /128, and this node publishes its IPv6 address', () => {
     const nodes = [node('a', 1, '192.0.2.11'), node('b', 2, '192.0.2.12')];
     const self = { name: 'a', publicKey: KEYS[1]! };
-    const d = desiredFor(self, nodes[0], decideMembership(nodes, [], { ...MESH_SETTINGS, ...SETTINGS }, self), { ...MESH_SETTINGS, ...SETTINGS });
+    const d = desiredFor(self, nodes[0], decideMembership(nodes, [], { ...MESH_SETTINGS, ...SETTINGS }, self), {
+      ...MESH_SETTINGS,
+      ...SETTINGS,
+    });
     assert.equal(d.iface.address6, 'fd12:3456:789a::c000:20b/48');
     assert.deepEqual(d.peers[0]!.allowedIPs, ['100.64.2.12/32', 'fd12:3456:789a::c000:20c/128']);
     assert.equal(d.publish[ANNOTATION_OVERLAY_ADDRESS6], 'fd12:3456:789a::c000:20b');
   });
 
   it('cidr6 = auto: a unique local /48 from the cluster CA, the same for the same CA, another for another', () => {
-    const pem = '-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mt\n-----END CERTIFICATE-----\n';
+    const pem =
+      '-----BEGIN CERTIFICATE-----\nMIIBdzCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mt\n-----END CERTIFICATE-----\n';
     const a = autoOverlay6(pem);
     assert.match(a, /^fd[0-9a-f]{2}:[0-9a-f]{1,4}:[0-9a-f]{1,4}::\/48$/);
     assert.equal(autoOverlay6(pem.replace(/\n/g, '\r\n')), a, 'line endings do not matter');

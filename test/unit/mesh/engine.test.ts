@@ -12,7 +12,14 @@ import { ANNOTATION_OVERLAY_ADDRESS6 } from '../../../service/src/mesh/annotatio
 import { desiredFor, NotReadyError } from '../../../service/src/mesh/desired.js';
 import { MeshEngine } from '../../../service/src/mesh/engine.js';
 import { decideMembership, type Membership } from '../../../service/src/mesh/membership.js';
-import type { DesiredState, ExternalPeer, ListDelta, MembershipSettings, MeshNode, MeshSettings } from '../../../service/src/mesh/types.js';
+import type {
+  DesiredState,
+  ExternalPeer,
+  ListDelta,
+  MembershipSettings,
+  MeshNode,
+  MeshSettings,
+} from '../../../service/src/mesh/types.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
 function rng(seed: number): () => number {
@@ -25,35 +32,80 @@ function rng(seed: number): () => number {
   };
 }
 
-const SETTINGS: MembershipSettings = { overlayCidr: '100.64.0.0/10', listenPort: 51820, protectedAddresses: ['198.51.100.1'] };
+const SETTINGS: MembershipSettings = {
+  overlayCidr: '100.64.0.0/10',
+  listenPort: 51820,
+  protectedAddresses: ['198.51.100.1'],
+};
 
 /** A comparable form of a membership. */
 function view(m: Membership): unknown {
-  const sorted = (x: ReadonlyMap<string, string> | undefined) => [...x ?? []].sort(([a], [b]) => (a < b ? -1 : 1));
-  return { members: m.members, peers: m.externalPeers, addresses: sorted(m.addresses), addresses6: sorted(m.addresses6), skipped: m.skipped };
+  const sorted = (x: ReadonlyMap<string, string> | undefined) => [...(x ?? [])].sort(([a], [b]) => (a < b ? -1 : 1));
+  return {
+    members: m.members,
+    peers: m.externalPeers,
+    addresses: sorted(m.addresses),
+    addresses6: sorted(m.addresses6),
+    skipped: m.skipped,
+  };
 }
 
 function randomNode(r: () => number, name: string, created: number): MeshNode {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const i = Math.floor(r() * 40);
-  const pods = pick([[`10.244.${i}.0/24`], [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`], ['10.244.0.0/16'], [`10.244.${i}.128/25`], ['not-a-cidr'], ['128.0.0.0/1'], [`192.0.2.${i}/32`], []]);
-  const ip = pick([`192.0.2.${i}`, `192.0.2.${i + 1}`, `198.51.100.${i}`, '198.51.100.1', `10.244.${i}.9`, `10.244.${(i + 1) % 40}.9`]);
+  const pods = pick([
+    [`10.244.${i}.0/24`],
+    [`10.244.${i}.0/24`, `fd00:10:244:${i}::/64`],
+    ['10.244.0.0/16'],
+    [`10.244.${i}.128/25`],
+    ['not-a-cidr'],
+    ['128.0.0.0/1'],
+    [`192.0.2.${i}/32`],
+    [],
+  ]);
+  const ip = pick([
+    `192.0.2.${i}`,
+    `192.0.2.${i + 1}`,
+    `198.51.100.${i}`,
+    '198.51.100.1',
+    `10.244.${i}.9`,
+    `10.244.${(i + 1) % 40}.9`,
+  ]);
   return meshNode(name, {
     ip,
     created,
     pods,
     ...(r() < 0.9 ? { key: pick([...KEYS, 'garbage', '']) } : {}),
-    ...(r() < 0.6 ? { address: pick([`100.64.2.${i}`, `100.64.2.${i % 5}`, '100.64.0.0', 'nope', `100.64.${i}.7`]) } : {}),
+    ...(r() < 0.6
+      ? { address: pick([`100.64.2.${i}`, `100.64.2.${i % 5}`, '100.64.0.0', 'nope', `100.64.${i}.7`]) }
+      : {}),
     ...(r() < 0.3 ? { endpoint: pick([`${ip}:51820`, 'x.example:1', '198.51.100.9:51820']) } : {}),
-    ...(r() < 0.4 ? { annotations: { [ANNOTATION_OVERLAY_ADDRESS6]: pick([`fd12:3456:789a::${i}`, `fd12:3456:789a::${i % 5}`, 'fd12:3456:789a::', 'nope', 'fd99::1']) } } : {}),
+    ...(r() < 0.4
+      ? {
+          annotations: {
+            [ANNOTATION_OVERLAY_ADDRESS6]: pick([
+              `fd12:3456:789a::${i}`,
+              `fd12:3456:789a::${i % 5}`,
+              'fd12:3456:789a::',
+              'nope',
+              'fd99::1',
+            ]),
+          },
+        }
+      : {}),
   });
 }
 
 function randomPeers(r: () => number): ExternalPeer[] {
   const n = Math.floor(r() * 4);
   return Array.from({ length: n }, (_, i) => ({
-    name: `peer-${i}`, createdAt: Date.UTC(2026, 0, 1) + Math.floor(r() * 30) * 60_000, allowedIPs: [r() < 0.5 ? `10.5.${i}.0/24` : `10.244.${Math.floor(r() * 40)}.0/24`],
-    publicKey: KEYS[Math.floor(r() * KEYS.length)]!, presharedKey: undefined, persistentKeepalive: undefined, endpoint: undefined,
+    name: `peer-${i}`,
+    createdAt: Date.UTC(2026, 0, 1) + Math.floor(r() * 30) * 60_000,
+    allowedIPs: [r() < 0.5 ? `10.5.${i}.0/24` : `10.244.${Math.floor(r() * 40)}.0/24`],
+    publicKey: KEYS[Math.floor(r() * KEYS.length)]!,
+    presharedKey: undefined,
+    persistentKeepalive: undefined,
+    endpoint: undefined,
   }));
 }
 
@@ -73,7 +125,13 @@ function assertDelta<T>(delta: ListDelta<T>, to: readonly T[], what: string): vo
 }
 
 describe('unit: the incremental membership engine equals the full computation', () => {
-  for (const [seed, self, six] of [[1, false, false], [2, true, false], [3, false, true], [42, true, true], [2026, false, false]] as const) {
+  for (const [seed, self, six] of [
+    [1, false, false],
+    [2, true, false],
+    [3, false, true],
+    [42, true, true],
+    [2026, false, false],
+  ] as const) {
     it(`seed ${seed}${self ? ', seen from a node' : ''}${six ? ', dual-stack overlay' : ''}: 1,500 random adds, updates, deletes and Peer changes`, function () {
       this.timeout(60_000);
       const r = rng(seed);
@@ -86,7 +144,11 @@ describe('unit: the incremental membership engine equals the full computation', 
         const roll = r();
         const name = `n${Math.floor(r() * 30)}`;
         if (roll < 0.55) {
-          const n = randomNode(r, name, nodes.get(name)?.createdAt !== undefined ? Math.floor(r() * 3) : Math.floor(r() * 60));
+          const n = randomNode(
+            r,
+            name,
+            nodes.get(name)?.createdAt !== undefined ? Math.floor(r() * 3) : Math.floor(r() * 60),
+          );
           nodes.set(name, n);
           engine.upsertNode(n);
         } else if (roll < 0.85) {
@@ -121,16 +183,23 @@ describe('unit: the incremental membership engine equals the full computation', 
       const self = { name: 'n0', publicKey: KEYS[0]! };
       const engine = new MeshEngine(settings, self);
       const nodes = new Map<string, MeshNode>();
-      const put = (n: MeshNode): void => { nodes.set(n.name, n); engine.upsertNode(n); };
-      put(meshNode('n0', { ip: '192.0.2.200', created: 0, pods: ['10.250.0.0/24'], key: KEYS[0], address: '100.64.9.9' }));
+      const put = (n: MeshNode): void => {
+        nodes.set(n.name, n);
+        engine.upsertNode(n);
+      };
+      put(
+        meshNode('n0', { ip: '192.0.2.200', created: 0, pods: ['10.250.0.0/24'], key: KEYS[0], address: '100.64.9.9' }),
+      );
       let previous: DesiredState | undefined;
       let derived = 0;
       for (let step = 0; step < 1500; step += 1) {
         const name = `n${1 + Math.floor(r() * 40)}`;
         const roll = r();
         if (roll < 0.6) put(randomNode(r, name, Math.floor(r() * 60)));
-        else if (roll < 0.9) { nodes.delete(name); engine.removeNode(name); }
-        else if (roll < 0.95) engine.setExternalPeers(randomPeers(r));
+        else if (roll < 0.9) {
+          nodes.delete(name);
+          engine.removeNode(name);
+        } else if (roll < 0.95) engine.setExternalPeers(randomPeers(r));
         // else: no change at all
         const membership = engine.result();
         let got: DesiredState;
@@ -142,7 +211,11 @@ describe('unit: the incremental membership engine equals the full computation', 
           continue;
         }
         const full = desiredFor(self, nodes.get('n0'), membership, settings);
-        assert.deepEqual({ peers: got.peers, routes: got.routes, warnings: got.warnings }, { peers: full.peers, routes: full.routes, warnings: full.warnings }, `step ${step}`);
+        assert.deepEqual(
+          { peers: got.peers, routes: got.routes, warnings: got.warnings },
+          { peers: full.peers, routes: full.routes, warnings: full.warnings },
+          `step ${step}`,
+        );
         if (got.peersDelta) {
           derived += 1;
           assert.equal(got.peersDelta.from, previous!.peers);
@@ -157,8 +230,10 @@ describe('unit: the incremental membership engine equals the full computation', 
 
   it('3,000 Nodes that publish no claim in either overlay (older daemons): one change judges one Node, a re-list judges each once', () => {
     const engine = new MeshEngine({ ...SETTINGS, overlayCidr6: 'fd12:3456:789a::/48' });
-    const key = (i: number): string => Buffer.from([i & 255, i >> 8, ...new Array<number>(29).fill(7), 1]).toString('base64');
-    const node = (i: number, pod = `10.${100 + (i >> 8)}.${i & 255}.0/24`): MeshNode => meshNode(`n${i}`, { ip: `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`, created: i, pods: [pod], key: key(i) });
+    const key = (i: number): string =>
+      Buffer.from([i & 255, i >> 8, ...new Array<number>(29).fill(7), 1]).toString('base64');
+    const node = (i: number, pod = `10.${100 + (i >> 8)}.${i & 255}.0/24`): MeshNode =>
+      meshNode(`n${i}`, { ip: `198.18.${Math.floor(i / 250)}.${(i % 250) + 1}`, created: i, pods: [pod], key: key(i) });
     const all = Array.from({ length: 3000 }, (_, i) => node(i));
     engine.setNodes(all);
     const first = engine.result();

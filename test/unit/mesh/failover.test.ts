@@ -8,7 +8,13 @@
 import assert from 'node:assert/strict';
 import { desiredFor } from '../../../service/src/mesh/desired.js';
 import { MeshEngine } from '../../../service/src/mesh/engine.js';
-import { failoverStep, initialState, type FailoverState, type FailoverTiming, type PeerReading } from '../../../service/src/mesh/failover.js';
+import {
+  failoverStep,
+  initialState,
+  type FailoverState,
+  type FailoverTiming,
+  type PeerReading,
+} from '../../../service/src/mesh/failover.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
 const T: FailoverTiming = { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 480_000 };
@@ -21,7 +27,12 @@ type Works = (now: number) => ReadonlySet<number>;
  * Simulates a peer with `count` candidates for `ms`: every 5 s the side sends `sendPerStep` bytes
  * (0 = idle); the peer answers when the endpoint in use works. Returns the switches with times.
  */
-function simulate(count: number, works: Works, ms: number, sendPerStep = 1000): { switches: Array<[number, number, string]>; state: FailoverState } {
+function simulate(
+  count: number,
+  works: Works,
+  ms: number,
+  sendPerStep = 1000,
+): { switches: Array<[number, number, string]>; state: FailoverState } {
   let state = initialState(0, T);
   let rx = 0;
   let tx = 0;
@@ -37,14 +48,23 @@ function simulate(count: number, works: Works, ms: number, sendPerStep = 1000): 
   return { switches, state };
 }
 
-const all = (...i: number[]): Works => () => new Set(i);
+const all =
+  (...i: number[]): Works =>
+  () =>
+    new Set(i);
 
 /**
  * Like `simulate`, with handshakes and nudges: `sendable(now)` are the candidates packets can
  * leave for at all (a failed send counts nothing); `traffic(now)` whether the side sends; a
  * nudge asked for goes out in the next step if sendable. Returns the switches and the nudges.
  */
-function simulateSends(count: number, works: Works, sendable: Works, traffic: (now: number) => boolean, ms: number): { switches: Array<[number, number, string]>; nudges: number[]; state: FailoverState } {
+function simulateSends(
+  count: number,
+  works: Works,
+  sendable: Works,
+  traffic: (now: number) => boolean,
+  ms: number,
+): { switches: Array<[number, number, string]>; nudges: number[]; state: FailoverState } {
   let state = initialState(0, T);
   let rx = 0;
   let tx = 0;
@@ -56,9 +76,18 @@ function simulateSends(count: number, works: Works, sendable: Works, traffic: (n
     const sending = traffic(now) || nudge;
     if (sending && sendable(now).has(state.index)) {
       tx += traffic(now) ? 1000 : 148;
-      if (works(now).has(state.index)) { rx += 148; handshake = Math.floor(now / 1000); }
+      if (works(now).has(state.index)) {
+        rx += 148;
+        handshake = Math.floor(now / 1000);
+      }
     }
-    const step = failoverStep(state, count, { latestHandshake: handshake, rxBytes: rx, txBytes: tx, endpoint: undefined }, now, T);
+    const step = failoverStep(
+      state,
+      count,
+      { latestHandshake: handshake, rxBytes: rx, txBytes: tx, endpoint: undefined },
+      now,
+      T,
+    );
     state = step.state;
     nudge = step.nudge === true;
     if (nudge) nudges.push(now);
@@ -81,13 +110,20 @@ describe('unit: endpoint failover', () => {
   });
 
   it('an idle peer (nothing sent) is never judged, whatever works', () => {
-    assert.deepEqual(simulate(3, all(), 600_000, 0).switches.filter(([, i]) => i !== 0), []);
+    assert.deepEqual(
+      simulate(3, all(), 600_000, 0).switches.filter(([, i]) => i !== 0),
+      [],
+    );
   });
 
   it('from a fallback it tries the best again after the wait, and stays when it answers (the first came back)', () => {
     const works: Works = (now) => new Set(now < 150_000 ? [1] : [0, 1]);
     const { switches, state } = simulate(2, works, 400_000);
-    assert.deepEqual(switches.map(([, i]) => i), [1, 0, 1, 0], 'off 0, a failed try, back, a try that works');
+    assert.deepEqual(
+      switches.map(([, i]) => i),
+      [1, 0, 1, 0],
+      'off 0, a failed try, back, a try that works',
+    );
     assert.equal(state.index, 0);
     assert.equal(state.tryingFrom, undefined);
   });
@@ -95,7 +131,10 @@ describe('unit: endpoint failover', () => {
   it('never flaps between two working endpoints: once back on the best, it stays', () => {
     const works: Works = (now) => new Set(now < 30_000 ? [1] : [0, 1]);
     const { switches } = simulate(2, works, 3_600_000);
-    assert.deepEqual(switches.map(([, i]) => i), [1, 0]);
+    assert.deepEqual(
+      switches.map(([, i]) => i),
+      [1, 0],
+    );
   });
 
   it('tries of a best candidate that stays broken come less and less often (the wait doubles, up to a bound)', () => {
@@ -104,13 +143,20 @@ describe('unit: endpoint failover', () => {
     const gaps = tries.slice(1).map((t, k) => t - tries[k]!);
     assert.ok(gaps.length >= 3);
     for (let k = 1; k < gaps.length; k += 1) assert.ok(gaps[k]! >= gaps[k - 1]!, `gaps grow: ${gaps.join(', ')}`);
-    assert.ok(gaps.every((g) => g <= T.maxProbeAfterMs + T.timeoutMs + 2 * STEP), `bounded: ${gaps.join(', ')}`);
-    for (const [, , why] of switches.filter(([, i]) => i === 1).slice(1)) assert.match(why, /back to the one that worked, next try in \d+ s/);
+    assert.ok(
+      gaps.every((g) => g <= T.maxProbeAfterMs + T.timeoutMs + 2 * STEP),
+      `bounded: ${gaps.join(', ')}`,
+    );
+    for (const [, , why] of switches.filter(([, i]) => i === 1).slice(1))
+      assert.match(why, /back to the one that worked, next try in \d+ s/);
   });
 
   it('all candidates silent: it walks through them all in order, each given a full timeout', () => {
     const { switches } = simulate(3, all(), 120_000);
-    assert.deepEqual(switches.slice(0, 3).map(([, i]) => i), [1, 2, 0]);
+    assert.deepEqual(
+      switches.slice(0, 3).map(([, i]) => i),
+      [1, 2, 0],
+    );
     for (let k = 1; k < 3; k += 1) assert.ok(switches[k]![0] - switches[k - 1]![0] >= T.timeoutMs);
   });
 
@@ -121,10 +167,17 @@ describe('unit: endpoint failover', () => {
     const [at, index, why] = switches[0]!;
     assert.equal(index, 1);
     assert.match(why, /nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)/);
-    assert.ok(at - cut >= 2 * T.timeoutMs && at - cut <= 2 * T.timeoutMs + 3 * STEP, `switched ${at - cut} ms after the cut`);
+    assert.ok(
+      at - cut >= 2 * T.timeoutMs && at - cut <= 2 * T.timeoutMs + 3 * STEP,
+      `switched ${at - cut} ms after the cut`,
+    );
     assert.ok(nudges.length > 0 && nudges.every((n) => n > cut), 'nudged only after the cut');
     // Later tries of the first candidate fail the same way and come back to the second.
-    assert.deepEqual(switches.slice(1).map(([, i]) => i), [0, 1], JSON.stringify(switches));
+    assert.deepEqual(
+      switches.slice(1).map(([, i]) => i),
+      [0, 1],
+      JSON.stringify(switches),
+    );
     assert.equal(state.index, 1);
   });
 
@@ -162,9 +215,20 @@ describe('unit: desired state with failover choices', () => {
     const choice = { chosen: new Map([['b', '[2001:db8::12]:51820']]), changed: new Set(['b']) };
     const second = desiredFor(self, nodes[0], engine.result(), settings, first, undefined, choice);
     assert.equal(second.peers.find((p) => p.name === 'b')!.endpoint, '[2001:db8::12]:51820');
-    assert.equal(second.peers.find((p) => p.name === 'c'), first.peers.find((p) => p.name === 'c'), 'other peers keep their objects');
-    assert.deepEqual(second.peersDelta?.added.map((p) => p.name), ['b'], 'derived: only b changed');
-    const back = desiredFor(self, nodes[0], engine.result(), settings, second, undefined, { chosen: new Map(), changed: new Set(['b']) });
+    assert.equal(
+      second.peers.find((p) => p.name === 'c'),
+      first.peers.find((p) => p.name === 'c'),
+      'other peers keep their objects',
+    );
+    assert.deepEqual(
+      second.peersDelta?.added.map((p) => p.name),
+      ['b'],
+      'derived: only b changed',
+    );
+    const back = desiredFor(self, nodes[0], engine.result(), settings, second, undefined, {
+      chosen: new Map(),
+      changed: new Set(['b']),
+    });
     assert.equal(back.peers.find((p) => p.name === 'b')!.endpoint, '192.0.2.12:51820');
   });
 });

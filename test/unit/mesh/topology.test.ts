@@ -5,16 +5,34 @@
  * and routes of a leader, a member, and a node with `cross` granularity.
  */
 import assert from 'node:assert/strict';
-import { KILO_ALLOWED_LOCATION_IPS, KILO_FORCE_ENDPOINT, KILO_LEADER, KILO_LOCATION, KILO_PERSISTENT_KEEPALIVE } from '../../../service/src/mesh/annotations.js';
+import {
+  KILO_ALLOWED_LOCATION_IPS,
+  KILO_FORCE_ENDPOINT,
+  KILO_LEADER,
+  KILO_LOCATION,
+  KILO_PERSISTENT_KEEPALIVE,
+} from '../../../service/src/mesh/annotations.js';
 import { desiredFor, type TopologyInput } from '../../../service/src/mesh/desired.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
-import { decideTopology, isReachable, locationOf, place, type Placed, type TopologySettings } from '../../../service/src/mesh/topology.js';
+import {
+  decideTopology,
+  isReachable,
+  locationOf,
+  place,
+  type Placed,
+  type TopologySettings,
+} from '../../../service/src/mesh/topology.js';
 import type { DesiredState, MeshNode } from '../../../service/src/mesh/types.js';
 import { parseIp } from '../../../service/src/net/ip.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
 
 const LABEL = 'topology.kubernetes.io/region';
-const SETTINGS: TopologySettings = { granularity: 'location', locationLabel: LABEL, reachable: 'public', localRoutes: true };
+const SETTINGS: TopologySettings = {
+  granularity: 'location',
+  locationLabel: LABEL,
+  reachable: 'public',
+  localRoutes: true,
+};
 
 /** Kilo 0.7's choice of a leader (pkg/mesh/topology.go findLeader), over nodes sorted by name. */
 function kiloLeader(nodes: Array<{ name: string; leader: boolean; endpointIp: string }>): string {
@@ -33,7 +51,14 @@ function kiloNode(i: number, o: { location?: string; label?: string; leader?: bo
   if (o.location) annotations[KILO_LOCATION] = o.location;
   if (o.leader) annotations[KILO_LEADER] = 'true';
   if (o.force) annotations[KILO_FORCE_ENDPOINT] = o.force;
-  const n = meshNode(`n${i}`, { ip: `10.1.0.${i}`, created: i, pods: [`10.244.${i}.0/24`], key: KEYS[i], address: `100.64.0.${i}`, annotations });
+  const n = meshNode(`n${i}`, {
+    ip: `10.1.0.${i}`,
+    created: i,
+    pods: [`10.244.${i}.0/24`],
+    key: KEYS[i],
+    address: `100.64.0.${i}`,
+    annotations,
+  });
   return o.label ? { ...n, labels: { [LABEL]: o.label } } : n;
 }
 
@@ -41,33 +66,71 @@ function kiloNode(i: number, o: { location?: string; label?: string; leader?: bo
 function topologyOf(nodes: MeshNode[], holders: Map<string, string> = new Map()) {
   const membership = decideMembership(nodes, [], MESH_SETTINGS);
   const warnings: string[] = [];
-  const placed: Placed[] = membership.members.map((m) => place(m, nodes.find((n) => n.name === m.name)!, SETTINGS, membership.policy!, warnings));
+  const placed: Placed[] = membership.members.map((m) =>
+    place(
+      m,
+      nodes.find((n) => n.name === m.name)!,
+      SETTINGS,
+      membership.policy!,
+      warnings,
+    ),
+  );
   return { topology: decideTopology(placed, 'location', holders, warnings), placed, warnings };
 }
 
 describe('unit: topology — locations and leaders', () => {
-  it('a location comes from Kilo\'s annotation, else the label, else the Node is on its own', () => {
-    assert.deepEqual(locationOf(kiloNode(1, { location: 'aws', label: 'eu-west-1' }), LABEL), { id: 'location:aws', name: 'aws', source: 'annotation' });
-    assert.deepEqual(locationOf(kiloNode(1, { label: 'eu-west-1' }), LABEL), { id: 'location:eu-west-1', name: 'eu-west-1', source: 'label' });
+  it("a location comes from Kilo's annotation, else the label, else the Node is on its own", () => {
+    assert.deepEqual(locationOf(kiloNode(1, { location: 'aws', label: 'eu-west-1' }), LABEL), {
+      id: 'location:aws',
+      name: 'aws',
+      source: 'annotation',
+    });
+    assert.deepEqual(locationOf(kiloNode(1, { label: 'eu-west-1' }), LABEL), {
+      id: 'location:eu-west-1',
+      name: 'eu-west-1',
+      source: 'label',
+    });
     assert.deepEqual(locationOf(kiloNode(1, {}), LABEL), { id: 'node:n1', name: 'n1', source: 'node' });
-    assert.equal(locationOf(kiloNode(1, { location: 'x'.repeat(64), label: 'gcp' }), LABEL).name, 'gcp', 'an over-long annotation is not a location');
+    assert.equal(
+      locationOf(kiloNode(1, { location: 'x'.repeat(64), label: 'gcp' }), LABEL).name,
+      'gcp',
+      'an over-long annotation is not a location',
+    );
   });
 
   const PUBLIC = '203.0.113.';
   const rows: Array<{ what: string; nodes: Array<{ leader?: boolean; public?: boolean }> }> = [
     { what: 'one annotated, reachable node', nodes: [{}, { leader: true, public: true }, { public: true }] },
-    { what: 'an annotated node that is not reachable beats a reachable one', nodes: [{ public: true }, { leader: true }, {}] },
+    {
+      what: 'an annotated node that is not reachable beats a reachable one',
+      nodes: [{ public: true }, { leader: true }, {}],
+    },
     { what: 'two annotated: the reachable one', nodes: [{ leader: true }, { leader: true, public: true }] },
     { what: 'no annotation: the first reachable', nodes: [{}, { public: true }, { public: true }] },
     { what: 'nothing reachable, nothing annotated: the first', nodes: [{}, {}, {}] },
-    { what: 'two annotated, both reachable: the first', nodes: [{}, { leader: true, public: true }, { leader: true, public: true }] },
+    {
+      what: 'two annotated, both reachable: the first',
+      nodes: [{}, { leader: true, public: true }, { leader: true, public: true }],
+    },
   ];
   for (const row of rows) {
     it(`leads where Kilo would: ${row.what}`, () => {
-      const nodes = row.nodes.map((o, k) => kiloNode(k + 1, { location: 'aws', leader: o.leader, ...(o.public ? { force: `${PUBLIC}${k + 1}:51820` } : {}) }));
+      const nodes = row.nodes.map((o, k) =>
+        kiloNode(k + 1, {
+          location: 'aws',
+          leader: o.leader,
+          ...(o.public ? { force: `${PUBLIC}${k + 1}:51820` } : {}),
+        }),
+      );
       const { topology } = topologyOf(nodes);
       assert.equal(topology.locations.length, 1);
-      const kilo = kiloLeader(row.nodes.map((o, k) => ({ name: `n${k + 1}`, leader: !!o.leader, endpointIp: o.public ? `${PUBLIC}${k + 1}` : `10.1.0.${k + 1}` })));
+      const kilo = kiloLeader(
+        row.nodes.map((o, k) => ({
+          name: `n${k + 1}`,
+          leader: !!o.leader,
+          endpointIp: o.public ? `${PUBLIC}${k + 1}` : `10.1.0.${k + 1}`,
+        })),
+      );
       assert.equal(topology.locations[0]!.leader, kilo);
     });
   }
@@ -79,9 +142,20 @@ describe('unit: topology — locations and leaders', () => {
   });
 
   it('a live Lease holder of the location leads against members of its rank; a holder from elsewhere is ignored', () => {
-    const nodes = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws', force: '203.0.113.2:51820' }), kiloNode(3, { location: 'gcp' })];
-    assert.equal(topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.leader, 'n2', 'the junior holder keeps the role');
-    assert.match(topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.why, /holds the location's leader Lease/);
+    const nodes = [
+      kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
+      kiloNode(2, { location: 'aws', force: '203.0.113.2:51820' }),
+      kiloNode(3, { location: 'gcp' }),
+    ];
+    assert.equal(
+      topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.leader,
+      'n2',
+      'the junior holder keeps the role',
+    );
+    assert.match(
+      topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.why,
+      /holds the location's leader Lease/,
+    );
     assert.equal(topologyOf(nodes, new Map([['location:aws', 'n3']])).topology.locations[0]!.leader, 'n1');
   });
 
@@ -92,11 +166,14 @@ describe('unit: topology — locations and leaders', () => {
     assert.equal(aws.leader, 'n1');
     assert.match(aws.why, /reachable from other locations, above the Lease holder n2/);
     // Kilo's leader annotation outranks reachability alone, whoever holds the Lease.
-    const annotated = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws', leader: true })];
+    const annotated = [
+      kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
+      kiloNode(2, { location: 'aws', leader: true }),
+    ];
     assert.equal(topologyOf(annotated, new Map([['location:aws', 'n1']])).topology.locations[0]!.leader, 'n2');
   });
 
-  it('allowed-location-ips pass the range rules: too wide, reserved or another node\'s address is refused', () => {
+  it("allowed-location-ips pass the range rules: too wide, reserved or another node's address is refused", () => {
     const a = kiloNode(1, { location: 'aws' });
     a.annotations[KILO_ALLOWED_LOCATION_IPS] = '192.168.50.0/24, 0.0.0.0/1, 169.254.169.254/32, 10.1.0.2/32, junk';
     const { placed, warnings } = topologyOf([a, kiloNode(2, { location: 'gcp' })]);
@@ -110,61 +187,123 @@ describe('unit: topology — locations and leaders', () => {
 describe('unit: topology — what each node applies', () => {
   // Location aws: n1 (leader, reachable), n2. Location gcp: n3 (leader, reachable), n4.
   const nodes = [
-    kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws' }),
-    kiloNode(3, { location: 'gcp', force: '203.0.113.3:51820' }), kiloNode(4, { location: 'gcp' }),
+    kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
+    kiloNode(2, { location: 'aws' }),
+    kiloNode(3, { location: 'gcp', force: '203.0.113.3:51820' }),
+    kiloNode(4, { location: 'gcp' }),
   ];
   nodes[3]!.annotations[KILO_ALLOWED_LOCATION_IPS] = '192.168.60.0/24';
   const desired = (self: number, settings: Partial<TopologySettings> = {}): DesiredState => {
     const me = { name: `n${self}`, publicKey: KEYS[self]! };
     const membership = decideMembership(nodes, [], MESH_SETTINGS, me);
-    const topo: TopologyInput = { settings: { ...SETTINGS, ...settings }, nodes: new Map(nodes.map((n) => [n.name, n])), holders: new Map() };
+    const topo: TopologyInput = {
+      settings: { ...SETTINGS, ...settings },
+      nodes: new Map(nodes.map((n) => [n.name, n])),
+      holders: new Map(),
+    };
     return desiredFor(me, nodes[self - 1], membership, MESH_SETTINGS, undefined, topo);
   };
-  const routes = (d: DesiredState): string[] => d.routes.map((r) => `${r.dst} ${r.gateway ? `via ${r.gateway}` : `dev ${r.dev}`}`).sort();
+  const routes = (d: DesiredState): string[] =>
+    d.routes.map((r) => `${r.dst} ${r.gateway ? `via ${r.gateway}` : `dev ${r.dev}`}`).sort();
 
   it('a leader has one peer per other location, carrying all of its members, and routes them into the tunnel', () => {
     const d = desired(1);
-    assert.deepEqual(d.topology && { location: d.topology.location, leader: d.topology.leader, leads: d.topology.leads }, { location: 'aws', leader: 'n1', leads: true });
-    assert.deepEqual(d.peers.map((p) => [p.name, p.location, p.endpoint, p.allowedIPs]), [
-      ['n3', 'gcp', '203.0.113.3:51820', ['10.1.0.3/32', '10.1.0.4/32', '10.244.3.0/24', '10.244.4.0/24', '100.64.0.3/32', '100.64.0.4/32', '192.168.60.0/24']],
-    ]);
+    assert.deepEqual(
+      d.topology && { location: d.topology.location, leader: d.topology.leader, leads: d.topology.leads },
+      { location: 'aws', leader: 'n1', leads: true },
+    );
+    assert.deepEqual(
+      d.peers.map((p) => [p.name, p.location, p.endpoint, p.allowedIPs]),
+      [
+        [
+          'n3',
+          'gcp',
+          '203.0.113.3:51820',
+          [
+            '10.1.0.3/32',
+            '10.1.0.4/32',
+            '10.244.3.0/24',
+            '10.244.4.0/24',
+            '100.64.0.3/32',
+            '100.64.0.4/32',
+            '192.168.60.0/24',
+          ],
+        ],
+      ],
+    );
     assert.deepEqual(routes(d), [
-      '10.1.0.3/32 dev wg0', '10.1.0.4/32 dev wg0', '10.244.2.0/24 via 10.1.0.2', '10.244.3.0/24 dev wg0', '10.244.4.0/24 dev wg0',
-      '100.64.0.2/32 via 10.1.0.2', '192.168.60.0/24 dev wg0',
+      '10.1.0.3/32 dev wg0',
+      '10.1.0.4/32 dev wg0',
+      '10.244.2.0/24 via 10.1.0.2',
+      '10.244.3.0/24 dev wg0',
+      '10.244.4.0/24 dev wg0',
+      '100.64.0.2/32 via 10.1.0.2',
+      '192.168.60.0/24 dev wg0',
     ]);
   });
 
-  it('a member has no peers and routes other locations through its leader\'s private address', () => {
+  it("a member has no peers and routes other locations through its leader's private address", () => {
     const d = desired(2);
-    assert.equal(d.routes.find((r) => r.dst === '10.1.0.4/32')?.what, 'InternalIP 10.1.0.4/32 of n4 (location gcp, led by n3)');
+    assert.equal(
+      d.routes.find((r) => r.dst === '10.1.0.4/32')?.what,
+      'InternalIP 10.1.0.4/32 of n4 (location gcp, led by n3)',
+    );
     assert.equal(d.topology?.leads, false);
     assert.deepEqual(d.peers, []);
     assert.deepEqual(routes(d), [
-      '10.1.0.3/32 via 10.1.0.1', '10.1.0.4/32 via 10.1.0.1', '10.244.1.0/24 via 10.1.0.1', '10.244.3.0/24 via 10.1.0.1', '10.244.4.0/24 via 10.1.0.1',
-      '100.64.0.1/32 via 10.1.0.1', '100.64.0.3/32 via 10.1.0.1', '100.64.0.4/32 via 10.1.0.1', '192.168.60.0/24 via 10.1.0.1',
+      '10.1.0.3/32 via 10.1.0.1',
+      '10.1.0.4/32 via 10.1.0.1',
+      '10.244.1.0/24 via 10.1.0.1',
+      '10.244.3.0/24 via 10.1.0.1',
+      '10.244.4.0/24 via 10.1.0.1',
+      '100.64.0.1/32 via 10.1.0.1',
+      '100.64.0.3/32 via 10.1.0.1',
+      '100.64.0.4/32 via 10.1.0.1',
+      '192.168.60.0/24 via 10.1.0.1',
     ]);
   });
 
-  it('local_routes = false leaves the pods of the own location to the cluster\'s network (overlay addresses still routed)', () => {
-    assert.deepEqual(routes(desired(2, { localRoutes: false })).filter((r) => r.startsWith('10.244.1.')), []);
+  it("local_routes = false leaves the pods of the own location to the cluster's network (overlay addresses still routed)", () => {
+    assert.deepEqual(
+      routes(desired(2, { localRoutes: false })).filter((r) => r.startsWith('10.244.1.')),
+      [],
+    );
     assert.ok(routes(desired(2, { localRoutes: false })).includes('100.64.0.1/32 via 10.1.0.1'));
   });
 
   it('cross: a tunnel to every node of another location, none inside the own location', () => {
     const d = desired(2, { granularity: 'cross' });
-    assert.deepEqual(d.peers.map((p) => p.name), ['n3', 'n4']);
-    assert.deepEqual(d.peers.map((p) => p.allowedIPs), [['10.244.3.0/24', '100.64.0.3/32'], ['10.244.4.0/24', '100.64.0.4/32']]);
-    assert.deepEqual(routes(d), ['10.244.1.0/24 via 10.1.0.1', '10.244.3.0/24 dev wg0', '10.244.4.0/24 dev wg0', '100.64.0.1/32 via 10.1.0.1']);
+    assert.deepEqual(
+      d.peers.map((p) => p.name),
+      ['n3', 'n4'],
+    );
+    assert.deepEqual(
+      d.peers.map((p) => p.allowedIPs),
+      [
+        ['10.244.3.0/24', '100.64.0.3/32'],
+        ['10.244.4.0/24', '100.64.0.4/32'],
+      ],
+    );
+    assert.deepEqual(routes(d), [
+      '10.244.1.0/24 via 10.1.0.1',
+      '10.244.3.0/24 dev wg0',
+      '10.244.4.0/24 dev wg0',
+      '100.64.0.1/32 via 10.1.0.1',
+    ]);
   });
 
   it('overlay addresses stay what they are whatever the granularity', () => {
-    for (const g of ['full', 'location', 'cross'] as const) assert.equal(desired(4, { granularity: g }).iface.address, '100.64.0.4/10', g);
+    for (const g of ['full', 'location', 'cross'] as const)
+      assert.equal(desired(4, { granularity: g }).iface.address, '100.64.0.4/10', g);
   });
 
-  it('Kilo\'s persistent-keepalive on this node\'s Node is its keepalive towards its peers', () => {
+  it("Kilo's persistent-keepalive on this node's Node is its keepalive towards its peers", () => {
     nodes[0]!.annotations[KILO_PERSISTENT_KEEPALIVE] = '25';
     try {
-      assert.deepEqual(desired(1).peers.map((p) => p.persistentKeepalive), [25]);
+      assert.deepEqual(
+        desired(1).peers.map((p) => p.persistentKeepalive),
+        [25],
+      );
     } finally {
       delete nodes[0]!.annotations[KILO_PERSISTENT_KEEPALIVE];
     }

@@ -12,14 +12,61 @@ import { KEYS, meshNode } from '../../support/fixtures.js';
 describe('unit: health verdict', () => {
   const ok = { ok: true, at: 1 };
   const cases: Array<[string, HealthInput, boolean, RegExp[]]> = [
-    ['all up, last apply ok', { watches: [{ what: 'node watch', downForMs: 0 }], thresholdMs: 300_000, lastReport: ok }, true, []],
-    ['no run yet', { watches: [{ what: 'node watch', downForMs: 0 }], thresholdMs: 300_000, lastReport: undefined }, true, []],
-    ['watch down, within the threshold', { watches: [{ what: 'node watch', downForMs: 299_000 }], thresholdMs: 300_000, lastReport: ok }, true, []],
-    ['watch down longer than the threshold', { watches: [{ what: 'node watch', downForMs: 301_000 }], thresholdMs: 300_000, lastReport: ok }, false, [/^node watch has been down for 301 s \(threshold 300 s\)$/]],
-    ['last apply failed', { watches: [], thresholdMs: 300_000, lastReport: { ok: false, error: 'wg set wg0: exit 1', at: 1 } }, false, [/^the last apply failed: wg set wg0: exit 1$/]],
-    ['a run going, within the threshold', { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 299_000 }, true, []],
-    ['a run stuck longer than the threshold', { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 301_000 }, false, [/^a reconcile run has been stuck for 301 s \(threshold 300 s\)$/]],
-    ['both, every reason listed', { watches: [{ what: 'node watch', downForMs: 0 }, { what: 'peer watch', downForMs: 9_000 }], thresholdMs: 5_000, lastReport: { ok: false, error: 'x', at: 1 } }, false, [/^peer watch has been down for 9 s/, /^the last apply failed: x$/]],
+    [
+      'all up, last apply ok',
+      { watches: [{ what: 'node watch', downForMs: 0 }], thresholdMs: 300_000, lastReport: ok },
+      true,
+      [],
+    ],
+    [
+      'no run yet',
+      { watches: [{ what: 'node watch', downForMs: 0 }], thresholdMs: 300_000, lastReport: undefined },
+      true,
+      [],
+    ],
+    [
+      'watch down, within the threshold',
+      { watches: [{ what: 'node watch', downForMs: 299_000 }], thresholdMs: 300_000, lastReport: ok },
+      true,
+      [],
+    ],
+    [
+      'watch down longer than the threshold',
+      { watches: [{ what: 'node watch', downForMs: 301_000 }], thresholdMs: 300_000, lastReport: ok },
+      false,
+      [/^node watch has been down for 301 s \(threshold 300 s\)$/],
+    ],
+    [
+      'last apply failed',
+      { watches: [], thresholdMs: 300_000, lastReport: { ok: false, error: 'wg set wg0: exit 1', at: 1 } },
+      false,
+      [/^the last apply failed: wg set wg0: exit 1$/],
+    ],
+    [
+      'a run going, within the threshold',
+      { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 299_000 },
+      true,
+      [],
+    ],
+    [
+      'a run stuck longer than the threshold',
+      { watches: [], thresholdMs: 300_000, lastReport: ok, busyForMs: 301_000 },
+      false,
+      [/^a reconcile run has been stuck for 301 s \(threshold 300 s\)$/],
+    ],
+    [
+      'both, every reason listed',
+      {
+        watches: [
+          { what: 'node watch', downForMs: 0 },
+          { what: 'peer watch', downForMs: 9_000 },
+        ],
+        thresholdMs: 5_000,
+        lastReport: { ok: false, error: 'x', at: 1 },
+      },
+      false,
+      [/^peer watch has been down for 9 s/, /^the last apply failed: x$/],
+    ],
   ];
   for (const [name, input, want, reasons] of cases) {
     it(name, () => {
@@ -37,13 +84,38 @@ describe('unit: metrics exposition', () => {
     meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] }),
     meshNode('c', { ip: '192.0.2.13', created: 3 }),
   ];
-  const peer = (name: string, key: string, ip: string): ExternalPeer => ({ name, createdAt: 0, allowedIPs: [`${ip}/32`], publicKey: key, presharedKey: undefined, persistentKeepalive: undefined, endpoint: undefined });
-  const desired = computeDesired({ name: 'a', publicKey: KEYS[0] }, nodes, { interfaceName: 'wg0', listenPort: 51820, mtu: undefined, persistentKeepalive: 0, overlayCidr: '100.64.0.0/10', endpoint: { mode: 'internal' } },
-    [peer('laptop', KEYS[3], '10.5.0.2'), peer('my-device', 'YOUR_PUBLIC_KEY_HERE', '10.5.0.3'), peer('copy', 'ALSO_BAD', '10.5.0.4')]);
+  const peer = (name: string, key: string, ip: string): ExternalPeer => ({
+    name,
+    createdAt: 0,
+    allowedIPs: [`${ip}/32`],
+    publicKey: key,
+    presharedKey: undefined,
+    persistentKeepalive: undefined,
+    endpoint: undefined,
+  });
+  const desired = computeDesired(
+    { name: 'a', publicKey: KEYS[0] },
+    nodes,
+    {
+      interfaceName: 'wg0',
+      listenPort: 51820,
+      mtu: undefined,
+      persistentKeepalive: 0,
+      overlayCidr: '100.64.0.0/10',
+      endpoint: { mode: 'internal' },
+    },
+    [
+      peer('laptop', KEYS[3], '10.5.0.2'),
+      peer('my-device', 'YOUR_PUBLIC_KEY_HERE', '10.5.0.3'),
+      peer('copy', 'ALSO_BAD', '10.5.0.4'),
+    ],
+  );
 
   it('peers by kind, skipped by reason, reconciles, durations, apply errors, last sync, handshake ages', async () => {
     const m = new DaemonMetrics({
-      node: 'a', iface: 'wg0', version: '9.9.9',
+      node: 'a',
+      iface: 'wg0',
+      version: '9.9.9',
       now: () => 1_800_000_100_000,
       readHandshakes: async () => [
         { kind: 'node', name: 'b', latestHandshake: 1_800_000_088 },
@@ -51,9 +123,21 @@ describe('unit: metrics exposition', () => {
       ],
     });
     m.observeReport({ ok: true, changes: [], durationMs: 4, at: 0 }, desired, 1_800_000_000_000);
-    m.observeReport({ ok: false, error: 'wg set wg0 peer x: exit 1', errorStep: 'peers', changes: [], durationMs: 30, at: 0 }, desired, 1_800_000_000_000);
-    m.observeReport({ ok: false, error: 'something unexpected', changes: [], durationMs: 1, at: 0 }, desired, 1_800_000_000_000);
-    m.observeReport({ ok: true, changes: [], durationMs: 2, at: 0, configFileError: 'writing /etc/wireguard/wg0.conf' }, desired, 1_800_000_050_000);
+    m.observeReport(
+      { ok: false, error: 'wg set wg0 peer x: exit 1', errorStep: 'peers', changes: [], durationMs: 30, at: 0 },
+      desired,
+      1_800_000_000_000,
+    );
+    m.observeReport(
+      { ok: false, error: 'something unexpected', changes: [], durationMs: 1, at: 0 },
+      desired,
+      1_800_000_000_000,
+    );
+    m.observeReport(
+      { ok: true, changes: [], durationMs: 2, at: 0, configFileError: 'writing /etc/wireguard/wg0.conf' },
+      desired,
+      1_800_000_050_000,
+    );
     m.setWatch('nodes', true);
     m.setWatch('peers', false);
     const { contentType, body } = await m.render();
@@ -86,21 +170,45 @@ describe('unit: metrics exposition', () => {
     const m = new DaemonMetrics({ node: 'a', iface: 'wg0', version: '1', readHandshakes: async () => [] });
     const located = (leader: string, leads: boolean): DesiredState => ({
       ...desired,
-      topology: { granularity: 'location', location: 'aws', locationId: 'location:aws', leader, why: '', leads, locations: [] },
+      topology: {
+        granularity: 'location',
+        location: 'aws',
+        locationId: 'location:aws',
+        leader,
+        why: '',
+        leads,
+        locations: [],
+      },
     });
     m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('a', true), undefined);
     m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('a', true), undefined);
     m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, located('b', false), undefined);
-    const derived: DesiredState = { ...desired, peers: desired.peers.slice(0, 1), peersDelta: { from: desired.peers, removed: desired.peers.slice(1), added: [] } };
+    const derived: DesiredState = {
+      ...desired,
+      peers: desired.peers.slice(0, 1),
+      peersDelta: { from: desired.peers, removed: desired.peers.slice(1), added: [] },
+    };
     m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, derived, undefined);
     const lines = (await m.render()).body.split('\n');
-    for (const line of ['wg_overlay_location_leader 0', 'wg_overlay_leader_changes_total 1', 'wg_overlay_peers{kind="node"} 1', 'wg_overlay_peers{kind="peer"} 0']) {
+    for (const line of [
+      'wg_overlay_location_leader 0',
+      'wg_overlay_leader_changes_total 1',
+      'wg_overlay_peers{kind="node"} 1',
+      'wg_overlay_peers{kind="peer"} 0',
+    ]) {
       assert.ok(lines.includes(line), `missing "${line}"`);
     }
   });
 
   it('without a device there are no per-peer handshake series, and scraping still works', async () => {
-    const m = new DaemonMetrics({ node: 'a', iface: 'wg0', version: '1', readHandshakes: async () => { throw new Error('wg0 is missing'); } });
+    const m = new DaemonMetrics({
+      node: 'a',
+      iface: 'wg0',
+      version: '1',
+      readHandshakes: async () => {
+        throw new Error('wg0 is missing');
+      },
+    });
     const { body } = await m.render();
     assert.doesNotMatch(body, /wg_overlay_peer_latest_handshake_age_seconds\{/);
     assert.match(body, /wg_overlay_last_successful_sync_timestamp_seconds 0/);

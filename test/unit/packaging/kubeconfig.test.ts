@@ -11,7 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as k8s from '@kubernetes/client-node';
-import { checkCaData, checkCaPem, checkServerUrl, checkToken, DEFAULT_KUBECONFIG_PATH, describeToken, kubeconfigCommand, KubeconfigCommandError } from '../../../service/src/cli/kubeconfig.js';
+import {
+  checkCaData,
+  checkCaPem,
+  checkServerUrl,
+  checkToken,
+  DEFAULT_KUBECONFIG_PATH,
+  describeToken,
+  kubeconfigCommand,
+  KubeconfigCommandError,
+} from '../../../service/src/cli/kubeconfig.js';
 import { KubeconfigError, loadKubeconfig } from '../../../service/src/kube/kubeconfig.js';
 import { main } from '../../../service/src/main.js';
 import { KubeApiServer } from '../../kube-api/server.js';
@@ -44,7 +53,12 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
   before(async () => {
     api = new KubeApiServer({ token: TOKEN });
     await api.start();
-    api.createNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' }, status: { addresses: [{ type: 'InternalIP', address: '192.0.2.11' }] } });
+    api.createNode({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1' },
+      status: { addresses: [{ type: 'InternalIP', address: '192.0.2.11' }] },
+    });
     dir = mkdtempSync(join(tmpdir(), 'wgo-kubeconfig-'));
     ca = join(dir, 'ca.crt');
     writeFileSync(ca, api.caPem!);
@@ -56,7 +70,7 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('writes a mode-0600 kubeconfig that the daemon\'s loader accepts and that lists Nodes over HTTPS with the token', async () => {
+  it("writes a mode-0600 kubeconfig that the daemon's loader accepts and that lists Nodes over HTTPS with the token", async () => {
     const out = join(dir, 'kc1');
     const old = process.umask(0o022);
     let r;
@@ -71,9 +85,15 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     const kc = await loadKubeconfig(out);
     assert.equal(kc.getCurrentCluster()?.server, api.url);
     const nodes = await kc.makeApiClient(k8s.CoreV1Api).listNode();
-    assert.deepEqual(nodes.items.map((n) => n.metadata?.name), ['n1']);
+    assert.deepEqual(
+      nodes.items.map((n) => n.metadata?.name),
+      ['n1'],
+    );
     const text = readFileSync(out, 'utf8');
-    assert.ok(!text.includes(tokenFile) && !text.includes(ca), 'no references to the input files: the CA is embedded, the token copied');
+    assert.ok(
+      !text.includes(tokenFile) && !text.includes(ca),
+      'no references to the input files: the CA is embedded, the token copied',
+    );
     assert.ok(!text.includes(TOKEN), 'the token is not in the kubeconfig');
     assert.match(text, new RegExp(`tokenFile: ${join(dir, 'token')}\n`));
     assert.equal(readFileSync(join(dir, 'token'), 'utf8'), `${TOKEN}\n`, 'the token file holds the token alone');
@@ -82,9 +102,15 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
 
   it('kubectl (an independent client) uses the file as it is', async () => {
     const out = join(dir, 'kc-kubectl');
-    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code, 0);
+    assert.equal(
+      (await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code,
+      0,
+    );
     // Asynchronously: the API server runs in this process.
-    const r = await run('kubectl', ['--kubeconfig', out, 'get', 'nodes', '-o', 'name'], { env: { KUBECACHEDIR: join(dir, 'kcache') }, allowFailure: true });
+    const r = await run('kubectl', ['--kubeconfig', out, 'get', 'nodes', '-o', 'name'], {
+      env: { KUBECACHEDIR: join(dir, 'kcache') },
+      allowFailure: true,
+    });
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'node/n1');
   });
@@ -116,7 +142,11 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
   it('reads the token from standard input with --token-file -', async () => {
     const out = join(dir, 'kc-stdin');
     const script = `import('${new URL('../../../service/src/main.js', import.meta.url).href}').then(async (m) => { process.exitCode = await m.main(process.argv.slice(1)); })`;
-    const r = await run(process.execPath, ['-e', script, 'kubeconfig', '--server', api.url!, '--ca', ca, '--token-file', '-', '--output', out], { input: `${TOKEN}\n`, allowFailure: true });
+    const r = await run(
+      process.execPath,
+      ['-e', script, 'kubeconfig', '--server', api.url!, '--ca', ca, '--token-file', '-', '--output', out],
+      { input: `${TOKEN}\n`, allowFailure: true },
+    );
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(readFileSync(join(dir, 'token'), 'utf8'), `${TOKEN}\n`);
     await (await loadKubeconfig(out)).makeApiClient(k8s.CoreV1Api).listNode();
@@ -137,7 +167,12 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     writeFileSync(join(dir, 'empty'), '\n');
     writeFileSync(join(dir, 'two-lines'), 'a\nb\n');
     for (const [override, re] of cases) {
-      const args: Record<string, string> = { '--server': api.url!, '--ca': ca, '--token-file': tokenFile, '--output': out };
+      const args: Record<string, string> = {
+        '--server': api.url!,
+        '--ca': ca,
+        '--token-file': tokenFile,
+        '--output': out,
+      };
       for (let i = 0; i < override.length; i += 2) args[override[i]!] = override[i + 1]!;
       const r = await runCmd(Object.entries(args).flat());
       assert.equal(r.code, 1, `${override.join(' ')}: ${r.err}`);
@@ -151,7 +186,10 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     const both = await runCmd(['--server', api.url!, '--ca', ca, '--ca-data', 'x', '--token-file', tokenFile]);
     assert.deepEqual([both.code, /give --ca or --ca-data, not both/.test(both.err)], [2, true]);
     const rotateWithServer = await runCmd(['--token-only', '--server', api.url!, '--token-file', tokenFile]);
-    assert.deepEqual([rotateWithServer.code, /--token-only replaces only the token: leave out --server/.test(rotateWithServer.err)], [2, true]);
+    assert.deepEqual(
+      [rotateWithServer.code, /--token-only replaces only the token: leave out --server/.test(rotateWithServer.err)],
+      [2, true],
+    );
   });
 
   it('checks each input on its own', () => {
@@ -159,7 +197,10 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     assert.throws(() => checkServerUrl('https://h/?x=1'), KubeconfigCommandError);
     assert.equal(checkToken('  tok\n', 'f'), 'tok');
     assert.throws(() => checkToken('to\u0001k', 'f'), /non-printable/);
-    assert.throws(() => checkCaPem('-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n', 'f'), /cannot be parsed/);
+    assert.throws(
+      () => checkCaPem('-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n', 'f'),
+      /cannot be parsed/,
+    );
     assert.equal(checkCaPem(`junk before\n${api.caPem!}`, 'f'), api.caPem!.trim() + '\n');
     assert.equal(DEFAULT_KUBECONFIG_PATH, '/etc/wg-overlay/kubeconfig');
     assert.equal(checkCaData(Buffer.from(api.caPem!).toString('base64')), api.caPem!.trim() + '\n');
@@ -169,7 +210,16 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
   it('--ca-data takes the CA as a kubeconfig carries it (base64), so no CA file is needed on the node', async () => {
     const sub = mkdtempSync(join(dir, 'ca-data-'));
     const out = join(sub, 'kubeconfig');
-    const r = await runCmd(['--server', api.url!, '--ca-data', Buffer.from(api.caPem!).toString('base64'), '--token-file', tokenFile, '--output', out]);
+    const r = await runCmd([
+      '--server',
+      api.url!,
+      '--ca-data',
+      Buffer.from(api.caPem!).toString('base64'),
+      '--token-file',
+      tokenFile,
+      '--output',
+      out,
+    ]);
     assert.equal(r.code, 0, r.err);
     await (await loadKubeconfig(out)).makeApiClient(k8s.CoreV1Api).listNode();
   });
@@ -181,7 +231,10 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     const second = api.createServiceAccountToken({ namespace: 'wg-overlay', name: 'wg-overlay', boundNode: 'n1' });
     writeFileSync(join(dir, 'first'), first.token);
     writeFileSync(join(dir, 'second'), second.token);
-    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', join(dir, 'first'), '--output', out])).code, 0);
+    assert.equal(
+      (await runCmd(['--server', api.url!, '--ca', ca, '--token-file', join(dir, 'first'), '--output', out])).code,
+      0,
+    );
     const kubeconfigBefore = readFileSync(out, 'utf8');
     const core = (await loadKubeconfig(out)).makeApiClient(k8s.CoreV1Api);
     await core.listNode();
@@ -193,13 +246,20 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     assert.equal(readFileSync(out, 'utf8'), kubeconfigBefore, 'the kubeconfig is untouched');
     api.revokeToken(first.token);
     await core.listNode();
-    assert.equal(api.requests[api.requests.length - 1]?.credentialId, `JTI=${second.id}`, 'the same client, the new token');
+    assert.equal(
+      api.requests[api.requests.length - 1]?.credentialId,
+      `JTI=${second.id}`,
+      'the same client, the new token',
+    );
   });
 
-  it('--token-only keeps the token file\'s owner and group, and its mode up to 0640', async () => {
+  it("--token-only keeps the token file's owner and group, and its mode up to 0640", async () => {
     const sub = mkdtempSync(join(dir, 'owner-'));
     const out = join(sub, 'kubeconfig');
-    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code, 0);
+    assert.equal(
+      (await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code,
+      0,
+    );
     chownSync(join(sub, 'token'), 4242, 4343);
     chmodSync(join(sub, 'token'), 0o644);
     assert.equal((await runCmd(['--token-only', '--token-file', tokenFile, '--output', out])).code, 0);
@@ -226,18 +286,37 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     assert.match(bound.text, new RegExp(`^${sub}, bound to Node n1, expires 20`));
     assert.deepEqual(bound.warnings, []);
     assert.match(describeToken(jwt({ sub, exp }), 'f').warnings.join(), /names no Node/);
-    assert.match(describeToken(jwt({ sub, exp, 'kubernetes.io': { node: { name: 'n2' } } }), 'f', 'n1').warnings.join(), /bound to Node n2, but this node's wg-overlay is Node n1/);
-    assert.match(describeToken(jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }), 'f').text, /bound to pod p on Node n1/);
-    assert.throws(() => describeToken(jwt({ sub, exp: 1000 }), 'f'), /the token expired at 1970-01-01T00:16:40.000Z; mint a new one/);
+    assert.match(
+      describeToken(jwt({ sub, exp, 'kubernetes.io': { node: { name: 'n2' } } }), 'f', 'n1').warnings.join(),
+      /bound to Node n2, but this node's wg-overlay is Node n1/,
+    );
+    assert.match(
+      describeToken(jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }), 'f').text,
+      /bound to pod p on Node n1/,
+    );
+    assert.throws(
+      () => describeToken(jwt({ sub, exp: 1000 }), 'f'),
+      /the token expired at 1970-01-01T00:16:40.000Z; mint a new one/,
+    );
     assert.match(describeToken('static-token', 'f').text, /not a JWT/);
   });
 
-  it('the daemon\'s loader refuses a kubeconfig whose token file is missing or empty, naming the file and the fix', async () => {
+  it("the daemon's loader refuses a kubeconfig whose token file is missing or empty, naming the file and the fix", async () => {
     const sub = mkdtempSync(join(dir, 'loader-'));
     const out = join(sub, 'kubeconfig');
-    assert.equal((await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code, 0);
+    assert.equal(
+      (await runCmd(['--server', api.url!, '--ca', ca, '--token-file', tokenFile, '--output', out])).code,
+      0,
+    );
     writeFileSync(join(sub, 'token'), '\n');
-    await assert.rejects(loadKubeconfig(out), (e: Error) => e instanceof KubeconfigError && /kubeconfig .*: token file .*token: the file is empty: write the token with `wg-overlay kubeconfig --token-only/.test(e.message));
+    await assert.rejects(
+      loadKubeconfig(out),
+      (e: Error) =>
+        e instanceof KubeconfigError &&
+        /kubeconfig .*: token file .*token: the file is empty: write the token with `wg-overlay kubeconfig --token-only/.test(
+          e.message,
+        ),
+    );
     rmSync(join(sub, 'token'));
     await assert.rejects(loadKubeconfig(out), /token file .*token does not exist/);
     // A relative tokenFile is relative to the kubeconfig, as kubectl reads it.
@@ -250,7 +329,10 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
   it('is a command of the CLI: `wg-overlay kubeconfig --help`', async () => {
     const orig = process.stdout.write.bind(process.stdout);
     let text = '';
-    process.stdout.write = ((chunk: string | Uint8Array) => { text += chunk.toString(); return true; }) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string | Uint8Array) => {
+      text += chunk.toString();
+      return true;
+    }) as typeof process.stdout.write;
     let code: number;
     try {
       code = await main(['kubeconfig', '--help']);

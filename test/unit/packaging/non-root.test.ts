@@ -41,7 +41,8 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
 
   it('lets user wg-overlay start and restart wg-quick@<if>.service', () => {
     for (const verb of ['start', 'restart']) {
-      for (const unit of ['wg-quick@wg0.service', 'wg-quick@wg-mesh_1.service']) assert.equal(ask('wg-overlay', manage, { unit, verb }), 'yes', `${verb} ${unit}`);
+      for (const unit of ['wg-quick@wg0.service', 'wg-quick@wg-mesh_1.service'])
+        assert.equal(ask('wg-overlay', manage, { unit, verb }), 'yes', `${verb} ${unit}`);
     }
   });
 
@@ -65,7 +66,8 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
       ['org.freedesktop.login1.reboot', {}],
       ['org.freedesktop.policykit.exec', {}],
     ];
-    for (const [id, details] of refused) assert.equal(ask('wg-overlay', id, details), 'no', `${id} ${JSON.stringify(details)}`);
+    for (const [id, details] of refused)
+      assert.equal(ask('wg-overlay', id, details), 'no', `${id} ${JSON.stringify(details)}`);
   });
 
   it('leaves every other user to the other rules', () => {
@@ -81,7 +83,7 @@ describe('unit: packaging: the wg-quick@.service drop-in', () => {
   const text = readFileSync('systemd/wg-quick@.service.d/wg-overlay.conf', 'utf8');
   const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
 
-  it('checks and installs the daemon\'s file before wg-quick starts, runs wireguard-go through the wrapper, cleans up after a stop', () => {
+  it("checks and installs the daemon's file before wg-quick starts, runs wireguard-go through the wrapper, cleans up after a stop", () => {
     assert.deepEqual(lines, [
       '[Service]',
       'ExecStartPre=/usr/lib/wg-overlay/wg-quick-hook start-pre %i',
@@ -116,25 +118,71 @@ function check(text: string): { ok: boolean; problems: string[] } {
 }
 
 const FULL: WgQuickConfig = {
-  iface: { privateKey: KEYS[0], address: ['100.64.2.11/10', 'fd00:64::2:11/64'], listenPort: 51820, mtu: 1420, table: 'off', extra: [] },
+  iface: {
+    privateKey: KEYS[0],
+    address: ['100.64.2.11/10', 'fd00:64::2:11/64'],
+    listenPort: 51820,
+    mtu: 1420,
+    table: 'off',
+    extra: [],
+  },
   peers: [
-    { name: 'node-b', publicKey: KEYS[1]!, endpoint: '192.0.2.12:51820', allowedIPs: ['100.64.2.12/32', '10.244.2.0/24'], persistentKeepalive: 25 },
-    { name: 'laptop (external Peer)', publicKey: KEYS[2]!, presharedKey: KEYS[3], endpoint: '[2001:db8::7]:51999', allowedIPs: ['100.64.9.9/32', '2001:db8:9::/64'] },
+    {
+      name: 'node-b',
+      publicKey: KEYS[1]!,
+      endpoint: '192.0.2.12:51820',
+      allowedIPs: ['100.64.2.12/32', '10.244.2.0/24'],
+      persistentKeepalive: 25,
+    },
+    {
+      name: 'laptop (external Peer)',
+      publicKey: KEYS[2]!,
+      presharedKey: KEYS[3],
+      endpoint: '[2001:db8::7]:51999',
+      allowedIPs: ['100.64.9.9/32', '2001:db8:9::/64'],
+    },
     { name: 'node-d', publicKey: KEYS[4]!, endpoint: 'vpn.example.com:51820', allowedIPs: ['10.244.4.0/24'] },
     { publicKey: KEYS[5]!, allowedIPs: [] },
   ],
 };
 
-describe('unit: packaging: wg-quick-hook check (what wg-quick@<if> lets through to root\'s wg-quick)', () => {
-  it('passes every file the daemon writes: the renderer\'s output with all its keys, and the daemon\'s own config for a desired state', () => {
+describe("unit: packaging: wg-quick-hook check (what wg-quick@<if> lets through to root's wg-quick)", () => {
+  it("passes every file the daemon writes: the renderer's output with all its keys, and the daemon's own config for a desired state", () => {
     const full = renderWgQuick(FULL);
-    for (const k of ['Address', 'ListenPort', 'PrivateKey', 'MTU', 'Table', 'PublicKey', 'PresharedKey', 'AllowedIPs', 'Endpoint', 'PersistentKeepalive']) assert.match(full, new RegExp(`^${k} = `, 'm'));
+    for (const k of [
+      'Address',
+      'ListenPort',
+      'PrivateKey',
+      'MTU',
+      'Table',
+      'PublicKey',
+      'PresharedKey',
+      'AllowedIPs',
+      'Endpoint',
+      'PersistentKeepalive',
+    ])
+      assert.match(full, new RegExp(`^${k} = `, 'm'));
     assert.deepEqual(check(full), { ok: true, problems: [] });
-    const desired = toWgQuickConfig({
-      iface: { name: 'wg0', address: '100.64.2.11/10', listenPort: 51821, mtu: 1380, publicKey: KEYS[1]! },
-      peers: [{ kind: 'node', name: 'b', publicKey: KEYS[2]!, endpoint: '192.0.2.12:51820', allowedIPs: ['10.244.2.0/24', '100.64.2.12/32'], persistentKeepalive: 0 }],
-      routes: [], publish: {}, skipped: [], warnings: [],
-    } as unknown as Parameters<typeof toWgQuickConfig>[0], KEYS[0]!);
+    const desired = toWgQuickConfig(
+      {
+        iface: { name: 'wg0', address: '100.64.2.11/10', listenPort: 51821, mtu: 1380, publicKey: KEYS[1]! },
+        peers: [
+          {
+            kind: 'node',
+            name: 'b',
+            publicKey: KEYS[2]!,
+            endpoint: '192.0.2.12:51820',
+            allowedIPs: ['10.244.2.0/24', '100.64.2.12/32'],
+            persistentKeepalive: 0,
+          },
+        ],
+        routes: [],
+        publish: {},
+        skipped: [],
+        warnings: [],
+      } as unknown as Parameters<typeof toWgQuickConfig>[0],
+      KEYS[0]!,
+    );
     assert.deepEqual(check(renderWgQuick(desired)), { ok: true, problems: [] });
   });
 
@@ -160,7 +208,10 @@ describe('unit: packaging: wg-quick-hook check (what wg-quick@<if> lets through 
       ['a semicolon in Endpoint', good.replace('192.0.2.12:51820', '192.0.2.12:51820;id')],
       ['arithmetic in MTU', good.replace('MTU = 1420', 'MTU = a[$(id)]')],
       ['a short key', good.replace(`PrivateKey = ${KEYS[0]}`, 'PrivateKey = abc=')],
-      ['a key after a value, behind a comment sign', good.replace(`PublicKey = ${KEYS[1]}`, `PublicKey = ${KEYS[1]} # PostUp = x`)],
+      [
+        'a key after a value, behind a comment sign',
+        good.replace(`PublicKey = ${KEYS[1]}`, `PublicKey = ${KEYS[1]} # PostUp = x`),
+      ],
       ['a carriage return', good.replace('MTU = 1420', 'MTU = 1420\r')],
       ['a second [Interface]', `${good}\n[Interface]\nListenPort = 1\n`],
       ['an unknown section', good.replace('[Peer]', '[Match]')],

@@ -20,7 +20,13 @@ import { VERSION } from '../../../service/src/version.js';
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-interface LiteContent { dst: string; type: string; src?: string; mode?: number; target?: string }
+interface LiteContent {
+  dst: string;
+  type: string;
+  src?: string;
+  mode?: number;
+  target?: string;
+}
 interface LitePackage {
   packager: 'deb' | 'rpm';
   name: string;
@@ -34,18 +40,26 @@ interface LitePackage {
 }
 interface NfpmLite {
   readNfpmYaml(file: string): Record<string, unknown>;
-  resolvePackage(raw: Record<string, unknown>, packager: 'deb' | 'rpm', opts?: { root?: string; env?: Record<string, string | undefined> }): LitePackage;
+  resolvePackage(
+    raw: Record<string, unknown>,
+    packager: 'deb' | 'rpm',
+    opts?: { root?: string; env?: Record<string, string | undefined> },
+  ): LitePackage;
   conventionalFileName(p: LitePackage): string;
   fullVersion(p: LitePackage): string;
   expandEnv(text: string, env?: Record<string, string | undefined>): string;
 }
 
-const dynamicImport = (spec: string): Promise<Record<string, unknown>> => import(spec) as Promise<Record<string, unknown>>;
-const lite = async (): Promise<NfpmLite> => (await dynamicImport(pathToFileURL(resolve('packaging/nfpm-lite.mjs')).href)) as unknown as NfpmLite;
+const dynamicImport = (spec: string): Promise<Record<string, unknown>> =>
+  import(spec) as Promise<Record<string, unknown>>;
+const lite = async (): Promise<NfpmLite> =>
+  (await dynamicImport(pathToFileURL(resolve('packaging/nfpm-lite.mjs')).href)) as unknown as NfpmLite;
 
 /** All YAML documents of a text, parsed like nfpm does (YAML 1.1: `0644` is octal). */
 async function parseYamlAll(text: string): Promise<unknown[]> {
-  const YAML = (await dynamicImport('yaml')).default as { parseAllDocuments(t: string, o: object): Array<{ toJS(): unknown; errors: unknown[] }> };
+  const YAML = (await dynamicImport('yaml')).default as {
+    parseAllDocuments(t: string, o: object): Array<{ toJS(): unknown; errors: unknown[] }>;
+  };
   return YAML.parseAllDocuments(text, { version: '1.1' }).map((d) => {
     if (d.errors.length > 0) throw new Error(`YAML error: ${String(d.errors[0])}`);
     return d.toJS();
@@ -77,15 +91,24 @@ const ENV = { WG_OVERLAY_VERSION: '1.2.3' };
 // ---- nfpm.yaml ----------------------------------------------------------------------------
 
 describe('unit: packaging: nfpm.yaml', () => {
-  it('validates against nfpm\'s JSON schema', async () => {
+  it("validates against nfpm's JSON schema", async () => {
     const Ajv2020 = (await dynamicImport('ajv/dist/2020.js')).default as new (o: object) => {
-      compile(s: object): ((d: unknown) => boolean) & { errors?: Array<{ instancePath: string; message?: string; params?: unknown }> | null };
+      compile(
+        s: object,
+      ): ((d: unknown) => boolean) & {
+        errors?: Array<{ instancePath: string; message?: string; params?: unknown }> | null;
+      };
     };
-    const schema = JSON.parse(readFileSync('/work/shared/reference/nfpm/schema.json', 'utf8').replace(/^\uFEFF/, '')) as object;
+    const schema = JSON.parse(
+      readFileSync('/work/shared/reference/nfpm/schema.json', 'utf8').replace(/^\uFEFF/, ''),
+    ) as object;
     const validate = new Ajv2020({ allErrors: true, strict: false, formats: { 'date-time': true } }).compile(schema);
     const [doc] = await parseYamlAll(readFileSync('nfpm.yaml', 'utf8'));
     const ok = validate(doc);
-    assert.ok(ok, `nfpm.yaml does not match the schema:\n${(validate.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message} ${JSON.stringify(e.params)}`).join('\n')}`);
+    assert.ok(
+      ok,
+      `nfpm.yaml does not match the schema:\n${(validate.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message} ${JSON.stringify(e.params)}`).join('\n')}`,
+    );
     // And the schema really is checked: a wrong field is caught.
     assert.equal(validate({ ...(doc as object), contents: [{ dst: '/x', type: 'nonsense' }] }), false);
     assert.equal(validate({ ...(doc as object), no_such_field: 1 }), false);
@@ -98,13 +121,22 @@ describe('unit: packaging: nfpm.yaml', () => {
     assert.equal(p.arch, 'all');
     assert.equal(l.fullVersion(p), '1.2.3-1');
     assert.equal(l.conventionalFileName(p), 'wg-overlay_1.2.3-1_all.deb');
-    assert.deepEqual(p.relations.depends, ['nodejs (>= 18.19)', 'wireguard-tools', 'iproute2', 'procps', 'polkitd (>= 121)']);
+    assert.deepEqual(p.relations.depends, [
+      'nodejs (>= 18.19)',
+      'wireguard-tools',
+      'iproute2',
+      'procps',
+      'polkitd (>= 121)',
+    ]);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     assert.deepEqual(p.relations.recommends, []);
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
-    assert.deepEqual(p.contents.filter((c) => c.type.startsWith('config')).map((c) => [c.dst, c.type]), [['/etc/wg-overlay/wg-overlay.conf', 'config|noreplace']]);
+    assert.deepEqual(
+      p.contents.filter((c) => c.type.startsWith('config')).map((c) => [c.dst, c.type]),
+      [['/etc/wg-overlay/wg-overlay.conf', 'config|noreplace']],
+    );
     assert.deepEqual(Object.keys(p.scripts).sort(), ['postinstall', 'postremove', 'preremove']);
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/deb\//);
   });
@@ -114,7 +146,16 @@ describe('unit: packaging: nfpm.yaml', () => {
     const p = l.resolvePackage(l.readNfpmYaml('nfpm.yaml'), 'rpm', { env: ENV });
     assert.equal(p.arch, 'noarch');
     assert.equal(l.conventionalFileName(p), 'wg-overlay-1.2.3-1.noarch.rpm');
-    assert.deepEqual(p.relations.depends, ['nodejs >= 18.19', 'wireguard-tools', 'iproute', '/usr/bin/kill', 'polkit', '/usr/bin/setpriv', '/usr/bin/unshare', 'perl(Socket)']);
+    assert.deepEqual(p.relations.depends, [
+      'nodejs >= 18.19',
+      'wireguard-tools',
+      'iproute',
+      '/usr/bin/kill',
+      'polkit',
+      '/usr/bin/setpriv',
+      '/usr/bin/unshare',
+      'perl(Socket)',
+    ]);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
@@ -127,26 +168,50 @@ describe('unit: packaging: nfpm.yaml', () => {
     const raw = l.readNfpmYaml('nfpm.yaml');
     for (const packager of ['deb', 'rpm'] as const) {
       // The bundle is a build product: pretend it exists for the source check.
-      const p = l.resolvePackage({ ...raw, contents: (raw.contents as Array<Record<string, unknown>>).filter((c) => c.src !== 'build/bundle/wg-overlay.mjs') }, packager, { env: ENV });
+      const p = l.resolvePackage(
+        {
+          ...raw,
+          contents: (raw.contents as Array<Record<string, unknown>>).filter(
+            (c) => c.src !== 'build/bundle/wg-overlay.mjs',
+          ),
+        },
+        packager,
+        { env: ENV },
+      );
       const byDst = new Map(p.contents.map((c) => [c.dst, c]));
       assert.equal(byDst.get('/usr/bin/wg-overlay')?.mode, 0o755);
       assert.equal(byDst.get('/etc/wg-overlay/wg-overlay.conf')?.mode, 0o644);
       assert.equal(byDst.get('/etc/wg-overlay')?.type, 'dir');
-      for (const f of ['/usr/share/wg-overlay/kubernetes/rbac.yaml', '/usr/share/wg-overlay/kubernetes/node-policy.yaml', '/usr/share/wg-overlay/kubernetes/crd-peer.yaml', '/usr/share/doc/wg-overlay/install.md', '/usr/share/doc/wg-overlay/copyright']) {
+      for (const f of [
+        '/usr/share/wg-overlay/kubernetes/rbac.yaml',
+        '/usr/share/wg-overlay/kubernetes/node-policy.yaml',
+        '/usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+        '/usr/share/doc/wg-overlay/install.md',
+        '/usr/share/doc/wg-overlay/copyright',
+      ]) {
         assert.ok(byDst.has(f), `${packager} ships ${f}`);
       }
       // The non-root service: its user, its one D-Bus permission, the helpers, the wg-quick@ drop-in.
       assert.equal(byDst.get('/usr/lib/sysusers.d/wg-overlay.conf')?.mode, 0o644);
       assert.equal(byDst.get('/usr/share/polkit-1/rules.d/10-wg-overlay.rules')?.mode, 0o644);
-      for (const h of ['notify-socket', 'secrets-access', 'wg-quick-hook', 'wireguard-go']) assert.equal(byDst.get(`/usr/lib/wg-overlay/${h}`)?.mode, 0o755, h);
+      for (const h of ['notify-socket', 'secrets-access', 'wg-quick-hook', 'wireguard-go'])
+        assert.equal(byDst.get(`/usr/lib/wg-overlay/${h}`)?.mode, 0o755, h);
       const unitDir = packager === 'deb' ? '/lib/systemd/system' : '/usr/lib/systemd/system';
-      assert.equal(byDst.get(`${unitDir}/wg-quick@.service.d/wg-overlay.conf`)?.src, resolve('systemd/wg-quick@.service.d/wg-overlay.conf'));
+      assert.equal(
+        byDst.get(`${unitDir}/wg-quick@.service.d/wg-overlay.conf`)?.src,
+        resolve('systemd/wg-quick@.service.d/wg-overlay.conf'),
+      );
       for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
     }
-    const bundle = (raw.contents as Array<Record<string, unknown>>).find((c) => c.src === 'build/bundle/wg-overlay.mjs');
+    const bundle = (raw.contents as Array<Record<string, unknown>>).find(
+      (c) => c.src === 'build/bundle/wg-overlay.mjs',
+    );
     assert.equal(bundle?.dst, '/usr/lib/wg-overlay/wg-overlay.mjs');
     // The wrapper runs exactly that file.
-    assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /exec "\$node" \/usr\/lib\/wg-overlay\/wg-overlay\.mjs "\$@"/);
+    assert.match(
+      readFileSync('packaging/wrapper/wg-overlay', 'utf8'),
+      /exec "\$node" \/usr\/lib\/wg-overlay\/wg-overlay\.mjs "\$@"/,
+    );
   });
 
   it('nfpm-lite follows nfpm: env expansion, semver prerelease as ~, and refuses what it cannot build', async () => {
@@ -156,8 +221,14 @@ describe('unit: packaging: nfpm.yaml', () => {
     const pre = l.resolvePackage(raw, 'deb', { env: { WG_OVERLAY_VERSION: '2.0.0-rc1' } });
     assert.equal(l.fullVersion(pre), '2.0.0~rc1-1');
     assert.throws(() => l.resolvePackage(raw, 'deb', { env: {} }), /version is empty/);
-    assert.throws(() => l.resolvePackage({ ...raw, changelog: 'changelog.yaml' }, 'deb', { env: ENV }), /unsupported field "changelog"/);
-    assert.throws(() => l.resolvePackage({ ...raw, contents: [{ src: 'x', dst: '/x', type: 'tree' }] }, 'deb', { env: ENV }), /contents type "tree"/);
+    assert.throws(
+      () => l.resolvePackage({ ...raw, changelog: 'changelog.yaml' }, 'deb', { env: ENV }),
+      /unsupported field "changelog"/,
+    );
+    assert.throws(
+      () => l.resolvePackage({ ...raw, contents: [{ src: 'x', dst: '/x', type: 'tree' }] }, 'deb', { env: ENV }),
+      /contents type "tree"/,
+    );
   });
 
   it('packaging/build.sh is the one build command: nfpm when on PATH, else nfpm-lite on the same nfpm.yaml', () => {
@@ -188,7 +259,10 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
   });
 
   it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; secrets are made readable to its group first', () => {
-    assert.equal(one('ExecStart'), `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`);
+    assert.equal(
+      one('ExecStart'),
+      `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
+    );
     // The same runtime the command runs.
     assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
@@ -210,14 +284,17 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
   it('runs as the system user wg-overlay with CAP_NET_ADMIN only', () => {
     assert.equal(one('User'), 'wg-overlay');
     assert.equal(one('Group'), 'wg-overlay');
-    assert.match(readFileSync('packaging/sysusers/wg-overlay.conf', 'utf8'), /^u wg-overlay - "[^"]+" \/var\/lib\/wg-overlay -$/m);
+    assert.match(
+      readFileSync('packaging/sysusers/wg-overlay.conf', 'utf8'),
+      /^u wg-overlay - "[^"]+" \/var\/lib\/wg-overlay -$/m,
+    );
     assert.equal(one('CapabilityBoundingSet'), 'CAP_NET_ADMIN');
     assert.equal(one('AmbientCapabilities'), 'CAP_NET_ADMIN');
     assert.equal(one('NoNewPrivileges'), 'yes');
     assert.equal(svc.SupplementaryGroups, undefined);
   });
 
-  it('is sandboxed: strict read-only system with exactly the daemon\'s write paths, no devices, no W+X memory, kubelet and PKI out of sight', () => {
+  it("is sandboxed: strict read-only system with exactly the daemon's write paths, no devices, no W+X memory, kubelet and PKI out of sight", () => {
     assert.equal(one('ProtectSystem'), 'strict');
     assert.equal(one('ProtectHome'), 'yes');
     assert.equal(one('PrivateTmp'), 'yes');
@@ -234,7 +311,8 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     // The daemon's /etc/wireguard is its own directory; wg-quick@ installs what it writes there.
     assert.equal(one('BindPaths'), `${d.state.dir}/wireguard:${dirname(d.wireguard.configFile)}`);
     const hidden = one('InaccessiblePaths')!.split(' ');
-    for (const p of ['-/var/lib/kubelet', '-/etc/kubernetes', '-/etc/ssl/private']) assert.ok(hidden.includes(p), `${p} in InaccessiblePaths`);
+    for (const p of ['-/var/lib/kubelet', '-/etc/kubernetes', '-/etc/ssl/private'])
+      assert.ok(hidden.includes(p), `${p} in InaccessiblePaths`);
   });
 
   it('has memory, task and CPU limits', () => {
@@ -256,7 +334,10 @@ const API_CALLS: Record<string, (args: string) => string[]> = {
   listNode: () => ['/nodes list'],
   readNode: () => ['/nodes get'],
   patchNode: () => ['/nodes patch'],
-  listClusterCustomObject: (args) => (args.includes('PEER_GROUP') && args.includes('PEER_PLURAL') ? [`${PEER_GROUP}/${PEER_PLURAL} list`] : [`unknown custom object ${args}`]),
+  listClusterCustomObject: (args) =>
+    args.includes('PEER_GROUP') && args.includes('PEER_PLURAL')
+      ? [`${PEER_GROUP}/${PEER_PLURAL} list`]
+      : [`unknown custom object ${args}`],
   // The reflector's own interface: the grants come from where its list and watch are made (below).
   list: () => [],
   watch: () => [],
@@ -272,22 +353,35 @@ const PATHS: Record<string, string> = {
 };
 
 function tsFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
   it('is a Namespace, a ServiceAccount, a ClusterRole, a Role for the Leases in its namespace and their bindings: no long-lived token Secret', async () => {
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
-    assert.deepEqual(docs.map((d) => d.kind), ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding']);
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
+      Record<string, any>
+    >;
+    assert.deepEqual(
+      docs.map((d) => d.kind),
+      ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'],
+    );
     const role = docs.find((d) => d.kind === 'Role');
     assert.equal(role?.metadata.namespace, 'wg-overlay', 'the Leases are granted in the namespace only');
-    assert.deepEqual(docs.find((d) => d.kind === 'RoleBinding')?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
+    assert.deepEqual(docs.find((d) => d.kind === 'RoleBinding')?.subjects, [
+      { kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' },
+    ]);
     const kind = (k: string) => docs.find((d) => d.kind === k);
     assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
     const sa = kind('ServiceAccount');
     assert.deepEqual([sa?.metadata.name, sa?.metadata.namespace], ['wg-overlay', 'wg-overlay']);
     const crb = kind('ClusterRoleBinding');
-    assert.deepEqual(crb?.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: kind('ClusterRole')?.metadata.name });
+    assert.deepEqual(crb?.roleRef, {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: kind('ClusterRole')?.metadata.name,
+    });
     assert.deepEqual(crb?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
     for (const f of ['rbac.yaml', 'node-policy.yaml', 'crd-peer.yaml']) {
       const text = readFileSync(`packaging/kubernetes/${f}`, 'utf8');
@@ -296,10 +390,21 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
   });
 
   it('grants no get, create, update or delete on Nodes, nor anything on their subresources', async () => {
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
-    const rules = docs.find((d) => d.kind === 'ClusterRole')!.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
-    const nodeRules = rules.filter((r) => r.apiGroups.includes('') && r.resources.some((x) => x === 'nodes' || x.startsWith('nodes/') || x === '*'));
-    assert.deepEqual(nodeRules.map((r) => [r.resources, r.verbs]), [[['nodes'], ['list', 'watch', 'patch']]]);
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
+      Record<string, any>
+    >;
+    const rules = docs.find((d) => d.kind === 'ClusterRole')!.rules as Array<{
+      apiGroups: string[];
+      resources: string[];
+      verbs: string[];
+    }>;
+    const nodeRules = rules.filter(
+      (r) => r.apiGroups.includes('') && r.resources.some((x) => x === 'nodes' || x.startsWith('nodes/') || x === '*'),
+    );
+    assert.deepEqual(
+      nodeRules.map((r) => [r.resources, r.verbs]),
+      [[['nodes'], ['list', 'watch', 'patch']]],
+    );
   });
 
   it('the ClusterRole and the Role grant exactly the verbs the code uses, found by scanning service/src for API calls', async () => {
@@ -323,11 +428,14 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
     }
     assert.deepEqual(unknown, [], 'API calls this test does not know: add them to API_CALLS/PATHS and to rbac.yaml');
     assert.ok(used.size > 0);
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<Record<string, any>>;
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
+      Record<string, any>
+    >;
     const granted = new Set<string>();
     for (const role of docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')) {
       for (const r of role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>) {
-        for (const g of r.apiGroups) for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
+        for (const g of r.apiGroups)
+          for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
       }
     }
     assert.deepEqual([...granted].sort(), [...used].sort());
@@ -337,7 +445,9 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
 // ---- maintainer scripts -------------------------------------------------------------------
 
 describe('unit: packaging: maintainer scripts', () => {
-  const scripts = ['deb/postinst', 'deb/prerm', 'deb/postrm', 'rpm/post', 'rpm/preun', 'rpm/postun'].map((s) => `packaging/scripts/${s}`);
+  const scripts = ['deb/postinst', 'deb/prerm', 'deb/postrm', 'rpm/post', 'rpm/preun', 'rpm/postun'].map(
+    (s) => `packaging/scripts/${s}`,
+  );
 
   it('are executable POSIX sh', () => {
     for (const s of scripts) {
@@ -350,9 +460,12 @@ describe('unit: packaging: maintainer scripts', () => {
     }
   });
 
-  it('the .deb purge deletes only wg-quick files that carry wg-overlay\'s header', async () => {
+  it("the .deb purge deletes only wg-quick files that carry wg-overlay's header", async () => {
     const { MANAGED_HEADER } = await import('../../../service/src/wireguard/wgquick.js');
-    assert.match(readFileSync('packaging/scripts/deb/postrm', 'utf8'), new RegExp(`\\[ "\\$\\(head -n 1 "\\$f"\\)" = "${MANAGED_HEADER}" \\]`));
+    assert.match(
+      readFileSync('packaging/scripts/deb/postrm', 'utf8'),
+      new RegExp(`\\[ "\\$\\(head -n 1 "\\$f"\\)" = "${MANAGED_HEADER}" \\]`),
+    );
   });
 });
 
@@ -374,7 +487,10 @@ describe('unit: packaging: the bundled runtime', function () {
     assert.equal(readdirSync(dir).join(','), basename(bundle));
     const v = spawnSync('node', [bundle, 'version'], { encoding: 'utf8', cwd: dir });
     assert.equal(v.stdout, 'wg-overlay 9.8.7\n');
-    const c = spawnSync('node', [bundle, 'check-config', '--config', resolve('packaging/wg-overlay.conf')], { encoding: 'utf8', cwd: dir });
+    const c = spawnSync('node', [bundle, 'check-config', '--config', resolve('packaging/wg-overlay.conf')], {
+      encoding: 'utf8',
+      cwd: dir,
+    });
     assert.equal(c.status, 0, c.stderr);
     const k = spawnSync('node', [bundle, 'kubeconfig', '--help'], { encoding: 'utf8', cwd: dir });
     assert.match(k.stdout, /--server URL/);
@@ -388,6 +504,9 @@ describe('unit: packaging docs', () => {
     const root = new URL('../../../../', import.meta.url);
     const readme = await readFile(new URL('README.md', root), 'utf8');
     const guide = await readFile(new URL('docs/install.md', root), 'utf8');
-    if (!readme.includes(guide.trim())) throw new Error('README.md\'s "Install on a node" section differs from docs/install.md (shipped as /usr/share/doc/wg-overlay/install.md): update both');
+    if (!readme.includes(guide.trim()))
+      throw new Error(
+        'README.md\'s "Install on a node" section differs from docs/install.md (shipped as /usr/share/doc/wg-overlay/install.md): update both',
+      );
   });
 });

@@ -11,7 +11,16 @@ describe('unit: cached read', () => {
     let now = 0;
     let reads = 0;
     let fail = false;
-    const r = new CachedRead(async () => { reads += 1; await new Promise((res) => setTimeout(res, 5)); if (fail) throw new Error('gone'); return reads; }, 1_000, () => now);
+    const r = new CachedRead(
+      async () => {
+        reads += 1;
+        await new Promise((res) => setTimeout(res, 5));
+        if (fail) throw new Error('gone');
+        return reads;
+      },
+      1_000,
+      () => now,
+    );
     const all = await Promise.all(Array.from({ length: 200 }, () => r.get()));
     assert.equal(reads, 1);
     assert.ok(all.every((v) => v === 1));
@@ -28,7 +37,15 @@ describe('unit: cached read', () => {
   it('a caller that needs a fresher answer than the time to live gets a new read; others keep sharing it', async () => {
     let now = 0;
     let reads = 0;
-    const r = new CachedRead(async () => { reads += 1; now += 30; return reads; }, 5_000, () => now);
+    const r = new CachedRead(
+      async () => {
+        reads += 1;
+        now += 30;
+        return reads;
+      },
+      5_000,
+      () => now,
+    );
     assert.equal(await r.get(), 1);
     now += 4_970; // the read finished 4.97 s ago: still within the 5 s time to live
     assert.equal(await r.get(), 1, 'within the time to live');

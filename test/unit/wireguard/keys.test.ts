@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat, writeFile, chmod, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generatePrivateKey, isValidKey, loadOrCreatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
+import {
+  generatePrivateKey,
+  isValidKey,
+  loadOrCreatePrivateKey,
+  publicKeyFromPrivate,
+} from '../../../service/src/wireguard/keys.js';
 
 describe('unit: wireguard keys', () => {
   describe('isValidKey', () => {
@@ -37,14 +42,23 @@ describe('unit: wireguard keys', () => {
   describe('publicKeyFromPrivate', () => {
     it('matches the RFC 7748 section 6.1 vector (Alice)', () => {
       // 77076d0a...2c2a -> 8520f009...4e6a
-      assert.equal(publicKeyFromPrivate('dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo='), 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=');
+      assert.equal(
+        publicKeyFromPrivate('dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo='),
+        'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=',
+      );
     });
     it('matches `wg pubkey` for a `wg genkey` key', () => {
-      assert.equal(publicKeyFromPrivate('ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k='), 'ziPXUFdxjmv5S6UgL4tDinmagPv/XJtUmk1eS1dCbg8=');
+      assert.equal(
+        publicKeyFromPrivate('ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k='),
+        'ziPXUFdxjmv5S6UgL4tDinmagPv/XJtUmk1eS1dCbg8=',
+      );
     });
     it('rejects an invalid key without echoing it', () => {
       const bad = 'not-a-key-but-a-secret-looking-string';
-      assert.throws(() => publicKeyFromPrivate(bad), (err: Error) => !err.message.includes(bad));
+      assert.throws(
+        () => publicKeyFromPrivate(bad),
+        (err: Error) => !err.message.includes(bad),
+      );
     });
   });
 
@@ -92,7 +106,9 @@ describe('unit: wireguard keys', () => {
     });
 
     it('accepts a key file written by hand with surrounding whitespace', async () => {
-      await writeFile(join(dir, 'private.key'), '\n  ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k=  \r\n\n', { mode: 0o600 });
+      await writeFile(join(dir, 'private.key'), '\n  ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k=  \r\n\n', {
+        mode: 0o600,
+      });
       const k = await loadOrCreatePrivateKey(dir);
       assert.deepEqual(k, {
         privateKey: 'ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k=',

@@ -27,7 +27,13 @@ function sample(): WgQuickConfig {
   return {
     iface: { privateKey: PRIV, address: ['100.64.0.1/10'], listenPort: 51820, mtu: 1420, table: 'off', extra: [] },
     peers: [
-      { name: 'node-b', publicKey: K1, endpoint: '192.0.2.12:51820', allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'], persistentKeepalive: 25 },
+      {
+        name: 'node-b',
+        publicKey: K1,
+        endpoint: '192.0.2.12:51820',
+        allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'],
+        persistentKeepalive: 25,
+      },
       { name: 'node-c', publicKey: K2, endpoint: '192.0.2.13:51820', allowedIPs: ['100.64.0.3/32'] },
     ],
   };
@@ -38,14 +44,28 @@ describe('unit: wg-quick config format', () => {
     const cases: Array<[string, WgQuickConfig]> = [
       ['a typical node', sample()],
       ['no peers', { iface: { privateKey: PRIV, address: ['100.64.0.1/10'], extra: [] }, peers: [] }],
-      ['no address, no port (the wg setconf shape)', { iface: { privateKey: PRIV, address: [], extra: [] }, peers: [] }],
+      [
+        'no address, no port (the wg setconf shape)',
+        { iface: { privateKey: PRIV, address: [], extra: [] }, peers: [] },
+      ],
       [
         'dual stack addresses and IPv6 endpoints',
         {
           iface: { privateKey: PRIV, address: ['100.64.0.1/10', 'fd00:64::1/64'], listenPort: 51821, extra: [] },
           peers: [
-            { name: 'v6-peer', publicKey: K1, endpoint: '[2001:db8::1]:51820', allowedIPs: ['fd00:64::2/128', '2001:db8:244::/64'] },
-            { name: 'v6-peer-2', publicKey: K2, endpoint: '[2001:db8::2]:1', allowedIPs: ['100.64.0.3/32'], persistentKeepalive: 0 },
+            {
+              name: 'v6-peer',
+              publicKey: K1,
+              endpoint: '[2001:db8::1]:51820',
+              allowedIPs: ['fd00:64::2/128', '2001:db8:244::/64'],
+            },
+            {
+              name: 'v6-peer-2',
+              publicKey: K2,
+              endpoint: '[2001:db8::2]:1',
+              allowedIPs: ['100.64.0.3/32'],
+              persistentKeepalive: 0,
+            },
           ],
         },
       ],
@@ -56,7 +76,13 @@ describe('unit: wg-quick config format', () => {
           peers: [
             { publicKey: K3, allowedIPs: [] },
             { publicKey: K1, presharedKey: PSK, allowedIPs: ['100.64.0.9/32'] },
-            { name: 'dns', publicKey: K2, endpoint: 'node-b.example.com:51820', allowedIPs: ['100.64.0.2/32'], persistentKeepalive: 25 },
+            {
+              name: 'dns',
+              publicKey: K2,
+              endpoint: 'node-b.example.com:51820',
+              allowedIPs: ['100.64.0.2/32'],
+              persistentKeepalive: 25,
+            },
           ],
         },
       ],
@@ -139,7 +165,9 @@ describe('unit: wg-quick config format', () => {
     it('is independent of the order of peers and of the keys in the input objects', () => {
       const a = sample();
       const b: WgQuickConfig = {
-        peers: [...a.peers].reverse().map((p) => Object.fromEntries(Object.entries(p).reverse()) as unknown as WgQuickConfig['peers'][number]),
+        peers: [...a.peers]
+          .reverse()
+          .map((p) => Object.fromEntries(Object.entries(p).reverse()) as unknown as WgQuickConfig['peers'][number]),
         iface: Object.fromEntries(Object.entries(a.iface).reverse()) as unknown as WgQuickConfig['iface'],
       };
       assert.equal(renderWgQuick(b), renderWgQuick(a));
@@ -168,24 +196,39 @@ describe('unit: wg-quick config format', () => {
     });
 
     const invalid: Array<[string, (c: WgQuickConfig) => void, RegExp]> = [
-      ['invalid private key, without echoing it', (c) => (c.iface.privateKey = 'secret-value'), /PrivateKey: not a valid key/],
+      [
+        'invalid private key, without echoing it',
+        (c) => (c.iface.privateKey = 'secret-value'),
+        /PrivateKey: not a valid key/,
+      ],
       ['invalid public key', (c) => (c.peers[0]!.publicKey = 'nope'), /PublicKey/],
       ['a newline in a name', (c) => (c.peers[0]!.name = 'x\n[Peer]'), /name: contains a line break/],
       ['a line break in an endpoint', (c) => (c.peers[0]!.endpoint = '192.0.2.1:1\nPublicKey = x'), /Endpoint/],
       ['an endpoint without port', (c) => (c.peers[0]!.endpoint = '192.0.2.1'), /Endpoint/],
       ['an unbracketed IPv6 endpoint', (c) => (c.peers[0]!.endpoint = '2001:db8::1:51820'), /Endpoint/],
       ['a bad CIDR', (c) => (c.peers[0]!.allowedIPs = ['10.0.0.0/33']), /AllowedIPs/],
-      ['a comma inside an AllowedIPs entry', (c) => (c.peers[0]!.allowedIPs = ['10.0.0.0/8, 10.1.0.0/16']), /AllowedIPs/],
+      [
+        'a comma inside an AllowedIPs entry',
+        (c) => (c.peers[0]!.allowedIPs = ['10.0.0.0/8, 10.1.0.0/16']),
+        /AllowedIPs/,
+      ],
       ['a bad port', (c) => (c.iface.listenPort = 70000), /ListenPort/],
       ['an unknown extra key', (c) => c.iface.extra.push(['Bogus', '1']), /Bogus/],
-      ['PrivateKey in extra', (c) => c.iface.extra.push(['PrivateKey', PRIV]), /PrivateKey: not a key allowed in extra/],
+      [
+        'PrivateKey in extra',
+        (c) => c.iface.extra.push(['PrivateKey', PRIV]),
+        /PrivateKey: not a key allowed in extra/,
+      ],
       ['a comment sign in an extra value', (c) => c.iface.extra.push(['PostUp', 'echo # hi']), /PostUp/],
     ];
     for (const [name, mutate, re] of invalid) {
       it(`refuses ${name}`, () => {
         const cfg = sample();
         mutate(cfg);
-        assert.throws(() => renderWgQuick(cfg), (err: Error) => re.test(err.message) && !err.message.includes('secret-value'));
+        assert.throws(
+          () => renderWgQuick(cfg),
+          (err: Error) => re.test(err.message) && !err.message.includes('secret-value'),
+        );
       });
     }
   });
@@ -216,9 +259,19 @@ describe('unit: wg-quick config format', () => {
         '',
       ].join('\n');
       assert.deepEqual(parseWgQuick(text), {
-        iface: { privateKey: PRIV, address: ['100.64.0.1/10', 'fd00:64::1/64'], listenPort: 51820, mtu: 1420, extra: [['fwmark', '0x1']] },
+        iface: {
+          privateKey: PRIV,
+          address: ['100.64.0.1/10', 'fd00:64::1/64'],
+          listenPort: 51820,
+          mtu: 1420,
+          extra: [['fwmark', '0x1']],
+        },
         peers: [
-          { publicKey: K1, allowedIPs: ['100.64.0.2/32', '10.244.2.0/24', '10.244.3.0/24'], endpoint: '[2001:db8::1]:51820' },
+          {
+            publicKey: K1,
+            allowedIPs: ['100.64.0.2/32', '10.244.2.0/24', '10.244.3.0/24'],
+            endpoint: '[2001:db8::1]:51820',
+          },
           { publicKey: K2, allowedIPs: ['100.64.0.3/32'], persistentKeepalive: 15 },
         ],
       });
@@ -243,7 +296,13 @@ describe('unit: wg-quick config format', () => {
       assert.equal(cfg.iface.listenPort, 51820);
       assert.deepEqual(cfg.iface.extra, [['FwMark', '0xca6c']]);
       assert.deepEqual(cfg.peers, [
-        { publicKey: K1, presharedKey: PSK, allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'], endpoint: '192.0.2.12:51820', persistentKeepalive: 25 },
+        {
+          publicKey: K1,
+          presharedKey: PSK,
+          allowedIPs: ['100.64.0.2/32', '10.244.2.0/24'],
+          endpoint: '192.0.2.12:51820',
+          persistentKeepalive: 25,
+        },
       ]);
     });
 
@@ -261,26 +320,73 @@ describe('unit: wg-quick config format', () => {
     });
 
     const errors: Array<[string, string, RegExp]> = [
-      ['a key before any section', `ListenPort = 1\n[Interface]\nPrivateKey = ${PRIV}\n`, /^f\.conf line 1: "ListenPort" outside of any section/],
-      ['an unknown section', `[Interface]\nPrivateKey = ${PRIV}\n\n[Peers]\n`, /^f\.conf line 4: unknown section \[Peers\]/],
-      ['a line without =', `[Interface]\nPrivateKey = ${PRIV}\nListenPort 51820\n`, /^f\.conf line 3: expected "Key = Value"/],
-      ['an unknown interface key', `[Interface]\nPrivateKey = ${PRIV}\nListenPrt = 1\n`, /^f\.conf line 3: unknown \[Interface\] key "ListenPrt"/],
-      ['an unknown peer key', `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nEndPoint2 = x\n`, /^f\.conf line 5: unknown \[Peer\] key "EndPoint2"/],
-      ['a bad public key', `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = abc\n`, /^f\.conf line 4: PublicKey: "abc" is not a valid key/],
-      ['a bad CIDR', `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nAllowedIPs = 10.0.0.0/8, 300.1.1.1/32\n`, /^f\.conf line 5: AllowedIPs: "300\.1\.1\.1\/32"/],
+      [
+        'a key before any section',
+        `ListenPort = 1\n[Interface]\nPrivateKey = ${PRIV}\n`,
+        /^f\.conf line 1: "ListenPort" outside of any section/,
+      ],
+      [
+        'an unknown section',
+        `[Interface]\nPrivateKey = ${PRIV}\n\n[Peers]\n`,
+        /^f\.conf line 4: unknown section \[Peers\]/,
+      ],
+      [
+        'a line without =',
+        `[Interface]\nPrivateKey = ${PRIV}\nListenPort 51820\n`,
+        /^f\.conf line 3: expected "Key = Value"/,
+      ],
+      [
+        'an unknown interface key',
+        `[Interface]\nPrivateKey = ${PRIV}\nListenPrt = 1\n`,
+        /^f\.conf line 3: unknown \[Interface\] key "ListenPrt"/,
+      ],
+      [
+        'an unknown peer key',
+        `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nEndPoint2 = x\n`,
+        /^f\.conf line 5: unknown \[Peer\] key "EndPoint2"/,
+      ],
+      [
+        'a bad public key',
+        `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = abc\n`,
+        /^f\.conf line 4: PublicKey: "abc" is not a valid key/,
+      ],
+      [
+        'a bad CIDR',
+        `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nAllowedIPs = 10.0.0.0/8, 300.1.1.1/32\n`,
+        /^f\.conf line 5: AllowedIPs: "300\.1\.1\.1\/32"/,
+      ],
       ['a bad port', `[Interface]\nPrivateKey = ${PRIV}\nListenPort = 65536\n`, /^f\.conf line 3: ListenPort: "65536"/],
-      ['a bad keepalive', `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nPersistentKeepalive = -1\n`, /^f\.conf line 5: PersistentKeepalive/],
-      ['a bad endpoint', `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nEndpoint = 2001:db8::1:51820\n`, /^f\.conf line 5: Endpoint/],
-      ['a peer without public key', `[Interface]\nPrivateKey = ${PRIV}\n\n[Peer]\nAllowedIPs = 10.0.0.0/8\n`, /^f\.conf line 4: \[Peer\] has no PublicKey/],
-      ['an interface without private key', `# x\n[Interface]\nListenPort = 1\n`, /^f\.conf line 2: \[Interface\] has no PrivateKey/],
+      [
+        'a bad keepalive',
+        `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nPersistentKeepalive = -1\n`,
+        /^f\.conf line 5: PersistentKeepalive/,
+      ],
+      [
+        'a bad endpoint',
+        `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\nPublicKey = ${K1}\nEndpoint = 2001:db8::1:51820\n`,
+        /^f\.conf line 5: Endpoint/,
+      ],
+      [
+        'a peer without public key',
+        `[Interface]\nPrivateKey = ${PRIV}\n\n[Peer]\nAllowedIPs = 10.0.0.0/8\n`,
+        /^f\.conf line 4: \[Peer\] has no PublicKey/,
+      ],
+      [
+        'an interface without private key',
+        `# x\n[Interface]\nListenPort = 1\n`,
+        /^f\.conf line 2: \[Interface\] has no PrivateKey/,
+      ],
       ['no interface section', `# nothing\n`, /^f\.conf: no \[Interface\] section/],
     ];
     for (const [name, text, re] of errors) {
       it(`reports ${name} with source and line number`, () => {
-        assert.throws(() => parseWgQuick(text, 'f.conf'), (err: Error) => {
-          assert.match(err.message, re);
-          return true;
-        });
+        assert.throws(
+          () => parseWgQuick(text, 'f.conf'),
+          (err: Error) => {
+            assert.match(err.message, re);
+            return true;
+          },
+        );
       });
     }
 
@@ -364,7 +470,10 @@ describe('unit: wg-quick config format', () => {
       const foreign = `[Interface]\nPrivateKey = ${PRIV}\n`;
       await writeFile(path, foreign, { mode: 0o600 });
       await assert.rejects(writeWgQuickFile(path, sample()), (err: Error) => {
-        assert.match(err.message, new RegExp(`${path.replace(/[.]/g, '\\.')}.*not written by wg-overlay.*move it away`));
+        assert.match(
+          err.message,
+          new RegExp(`${path.replace(/[.]/g, '\\.')}.*not written by wg-overlay.*move it away`),
+        );
         assert.ok(!err.message.includes(PRIV));
         return true;
       });
