@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { Cluster } from '../support/cluster.js';
+import { Cluster } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 
 const NODES = ['node-a', 'node-b', 'node-c', 'node-d', 'node-e'];

@@ -8,8 +8,8 @@
  *   npm run bench -- locations-graph docs/locations.svg
  */
 import { writeFile } from 'node:fs/promises';
-import { CLI, waitFor } from '../support/cluster.js';
-import { LocationCluster, TWO_LOCATIONS } from '../support/locations.js';
+import { CLI, waitFor } from '../support/cluster/cluster.js';
+import { LocationCluster, TWO_LOCATIONS } from '../support/cluster/locations.js';
 import { requireTools, run } from '../support/process.js';
 
 async function main(): Promise<void> {

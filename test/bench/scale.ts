@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { Cluster, REPO_ROOT } from '../support/cluster.js';
+import { Cluster, REPO_ROOT } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 
 const CLK_TCK = 100;

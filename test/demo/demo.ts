@@ -4,7 +4,7 @@
  * WireGuard, one real `wg-overlay run` per node — then each node's peers and a pod-to-pod ping
  * through the tunnel. Everything is removed on exit or Ctrl-C.
  */
-import { Cluster } from '../support/cluster.js';
+import { Cluster } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 
 const NODES = ['node-a', 'node-b', 'node-c'];

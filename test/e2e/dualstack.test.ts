@@ -6,9 +6,9 @@
  * arrive from.
  */
 import assert from 'node:assert/strict';
-import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster.js';
-import { NatRouter } from '../support/nat.js';
-import { pingReplies } from '../support/pods.js';
+import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster/cluster.js';
+import { NatRouter } from '../support/namespaces/nat.js';
+import { pingReplies } from '../support/namespaces/pods.js';
 import { requireTools } from '../support/process.js';
 import {
   ANNOTATION_DISCOVERED,

@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { kubectlOk, type KubectlEnv } from '../kube-api/kubectl.js';
-import { CLI, Cluster, waitFor } from '../support/cluster.js';
+import { CLI, Cluster, waitFor } from '../support/cluster/cluster.js';
 import { requireTools, type RunResult } from '../support/process.js';
 
 const SA = 'system:serviceaccount:wg-overlay:wg-overlay';

@@ -8,10 +8,10 @@
  * member's route through its leader deleted from outside comes back at once.
  */
 import assert from 'node:assert/strict';
-import { waitFor, type ClusterNode } from '../support/cluster.js';
-import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/locations.js';
-import type { LinkStats } from '../support/netns.js';
-import { pingReplies as replies } from '../support/pods.js';
+import { waitFor, type ClusterNode } from '../support/cluster/cluster.js';
+import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/cluster/locations.js';
+import type { LinkStats } from '../support/namespaces/netns.js';
+import { pingReplies as replies } from '../support/namespaces/pods.js';
 import { requireTools, sleep, type RunOptions, type RunResult } from '../support/process.js';
 
 /** Pings per check, and their size: each one is bigger than anything else that crosses wg0 (handshakes, keepalives). */

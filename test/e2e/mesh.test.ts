@@ -3,7 +3,7 @@
  * API test server over HTTPS, forming a WireGuard (wireguard-go) mesh that carries pod traffic.
  */
 import assert from 'node:assert/strict';
-import { Cluster, waitFor } from '../support/cluster.js';
+import { Cluster, waitFor } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 
 describe('e2e: mesh of real daemons', function () {

@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Cluster, REPO_ROOT, waitFor } from '../support/cluster.js';
-import { privateBusConfig } from '../support/fake-systemd.js';
+import { Cluster, REPO_ROOT, waitFor } from '../support/cluster/cluster.js';
+import { privateBusConfig } from '../support/fakes/systemd.js';
 import { requireTools, type TestProcess } from '../support/process.js';
 
 describe('e2e: discovery = list', function () {
@@ -49,7 +49,7 @@ describe('e2e: apply = restart through a stand-in systemd on a private D-Bus', f
     await a.host.writeFile('/etc/fake-dbus.conf', privateBusConfig('/run/fake-dbus/system_bus_socket'));
     const daemon = a.host.spawn('dbus-daemon', ['--config-file=/etc/fake-dbus.conf', '--nofork', '--print-address']);
     await daemon.waitForOutput(/unix:path=/);
-    fake = a.host.spawn('node', [join(REPO_ROOT, 'dist/test/support/fake-systemd.js'), bus]);
+    fake = a.host.spawn('node', [join(REPO_ROOT, 'dist/test/support/fakes/systemd.js'), bus]);
     await fake.waitForOutput('fake systemd ready');
     await cluster.startDaemon('node-a', { DBUS_SYSTEM_BUS_ADDRESS: bus });
     await cluster.addNode('node-b');

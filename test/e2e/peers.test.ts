@@ -11,11 +11,11 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, Cluster, REPO_ROOT, waitFor } from '../support/cluster.js';
+import { CLI, Cluster, REPO_ROOT, waitFor } from '../support/cluster/cluster.js';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
 import { kubectlOk, type KubectlEnv } from '../kube-api/kubectl.js';
 import { requireTools, run } from '../support/process.js';
-import { TestNode } from '../support/netns.js';
+import { TestNode } from '../support/namespaces/netns.js';
 import type { StatusView } from '../../service/src/cli/status.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
 

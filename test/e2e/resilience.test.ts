@@ -4,7 +4,7 @@
  * and `create_interface = false` configuring an interface someone else created.
  */
 import assert from 'node:assert/strict';
-import { Cluster, waitFor } from '../support/cluster.js';
+import { Cluster, waitFor } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 
 describe('e2e: resilience', function () {

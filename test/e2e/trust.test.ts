@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
-import { Cluster, waitFor } from '../support/cluster.js';
+import { Cluster, waitFor } from '../support/cluster/cluster.js';
 import { requireTools } from '../support/process.js';
 import type { StatusSnapshot } from '../../service/src/status/snapshot.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';

@@ -18,12 +18,12 @@ import {
   ANNOTATION_PUBLIC_KEY,
 } from '../../service/src/mesh/annotations.js';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
-import { waitFor } from '../support/cluster.js';
-import { GuestNode, pingCounts, type GuestLink } from '../support/guest-mesh.js';
-import { KernelVm, kernelVmImage, type KernelVmImage } from '../support/kernel-vm.js';
-import { buildPackages, debDependencies, debianRoot, type BuiltPackages } from '../support/nspawn.js';
+import { waitFor } from '../support/cluster/cluster.js';
+import { GuestNode, pingCounts, type GuestLink } from '../support/machines/guest-mesh.js';
+import { KernelVm, kernelVmImage, type KernelVmImage } from '../support/machines/kernel-vm.js';
+import { buildPackages, debDependencies, debianRoot, type BuiltPackages } from '../support/machines/nspawn.js';
 import { requireTools } from '../support/process.js';
-import { Underlay } from '../support/underlay.js';
+import { Underlay } from '../support/namespaces/underlay.js';
 
 const TOKEN = 'wg-overlay-kernel-token';
 /** The underlay's MTU: not 1500, so that `mtu = auto` visibly derives wg0's from it. */

@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { requireTools, run } from '../support/process.js';
-import { TestNetwork } from '../support/underlay.js';
+import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
   debDependencies,
@@ -20,7 +20,7 @@ import {
   NspawnContainer,
   ScratchRoot,
   type BuiltPackages,
-} from '../support/nspawn.js';
+} from '../support/machines/nspawn.js';
 
 /** A systemctl that logs its arguments and then runs the real one. */
 const SYSTEMCTL_LOGGER = '#!/bin/sh\necho "$*" >> /var/tmp/systemctl.log\nexec /usr/bin/systemctl "$@"\n';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { requireTools, sleep } from '../support/process.js';
-import { TestNetwork } from '../support/underlay.js';
+import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
   debDependencies,
@@ -19,7 +19,7 @@ import {
   installedLayer,
   NspawnContainer,
   type BuiltPackages,
-} from '../support/nspawn.js';
+} from '../support/machines/nspawn.js';
 
 const TOKEN = 'wg-overlay-mesh-token';
 const NAMES = ['wgs-mesh-a', 'wgs-mesh-b', 'wgs-mesh-c'] as const;

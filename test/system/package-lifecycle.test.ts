@@ -17,8 +17,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject, type MintedToken } from '../kube-api/server.js';
 import { requireTools, sleep, type RunResult } from '../support/process.js';
-import type { TestNode } from '../support/netns.js';
-import { TestNetwork } from '../support/underlay.js';
+import type { TestNode } from '../support/namespaces/netns.js';
+import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
   debDependencies,
@@ -26,7 +26,7 @@ import {
   NspawnContainer,
   type BuiltPackages,
   type JournalEntry,
-} from '../support/nspawn.js';
+} from '../support/machines/nspawn.js';
 
 const TOKEN = 'wg-overlay-system-test-token';
 /** Files of a kubeadm node that the daemon must never read. */

@@ -10,7 +10,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTools, run } from '../support/process.js';
-import { buildPackages, type BuiltPackages } from '../support/nspawn.js';
+import { buildPackages, type BuiltPackages } from '../support/machines/nspawn.js';
 
 /** What the rpm installs: path, type (d: dir, f: file), mode. */
 const LAYOUT: Array<[string, 'd' | 'f', number]> = [

@@ -12,9 +12,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
-import { KEYS } from '../support/fixtures.js';
+import { KEYS } from '../support/fakes/fixtures.js';
 import { requireTools, sleep, type TestProcess } from '../support/process.js';
-import { TestNetwork } from '../support/underlay.js';
+import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
   buildPackagesAtCommit,
@@ -24,7 +24,7 @@ import {
   NspawnContainer,
   ROOT_RUNNING_COMMIT,
   type BuiltPackages,
-} from '../support/nspawn.js';
+} from '../support/machines/nspawn.js';
 
 const TOKEN = 'wg-overlay-upgrade-token';
 const NAMES = ['wgs-upg-a', 'wgs-upg-b'] as const;

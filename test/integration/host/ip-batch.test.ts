@@ -7,7 +7,7 @@ import { IpBatch } from '../../../service/src/host/ip-batch.js';
 import { applyRouteChanges } from '../../../service/src/host/routes.js';
 import { ExecaRunner } from '../../../service/src/exec/runner.js';
 import { requireTools } from '../../support/process.js';
-import { TestNode } from '../../support/netns.js';
+import { TestNode } from '../../support/namespaces/netns.js';
 
 describe('integration: ip -batch for routes', function () {
   this.timeout(30_000);

@@ -20,7 +20,7 @@ import type { SourceState as PeerSourceState } from '../../../service/src/kube/s
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
-import { KEYS } from '../../support/fixtures.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 import { until } from '../../support/wait.js';
 
 function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {

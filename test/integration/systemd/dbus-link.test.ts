@@ -17,8 +17,8 @@ import {
   startFakeSystemd,
   type FakeSystemd,
   type FakeSystemdOptions,
-} from '../../support/fake-systemd.js';
-import { NAME_PREFIX } from '../../support/netns.js';
+} from '../../support/fakes/systemd.js';
+import { NAME_PREFIX } from '../../support/namespaces/netns.js';
 import { requireTools, spawnProcess, type TestProcess } from '../../support/process.js';
 import { until as waitUntil } from '../../support/wait.js';
 

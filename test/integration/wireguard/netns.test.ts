@@ -9,9 +9,9 @@ import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { requireTools, run, CommandError } from '../../support/process.js';
-import { TestNode, cleanupStale, netnsPids } from '../../support/netns.js';
-import { TestNetwork, Underlay, findFreeSubnet } from '../../support/underlay.js';
-import { TestPod, addPodBridge } from '../../support/pods.js';
+import { TestNode, cleanupStale, netnsPids } from '../../support/namespaces/netns.js';
+import { TestNetwork, Underlay, findFreeSubnet } from '../../support/namespaces/underlay.js';
+import { TestPod, addPodBridge } from '../../support/namespaces/pods.js';
 
 /** Names of the network namespaces that exist now. */
 async function netnsNames(): Promise<string[]> {
@@ -187,7 +187,7 @@ describe('integration: test network helpers', function () {
   it('cleanupStale removes the leftovers of a run that was killed, and nothing of live runs', async () => {
     // Simulate a killed run: a child process creates a node and an underlay, then is SIGKILLed.
     const script = `
-      import { TestNetwork } from ${JSON.stringify(new URL('../../support/underlay.js', import.meta.url).href)};
+      import { TestNetwork } from ${JSON.stringify(new URL('../../support/namespaces/underlay.js', import.meta.url).href)};
       const net = await TestNetwork.create({ nodes: 1, subnet: '203.0.113.0/24' });
       await net.nodes[0].exec('sh', ['-c', 'setsid sleep 300 >/dev/null 2>&1 < /dev/null &']);
       console.log(JSON.stringify({ ns: net.nodes[0].netns, bridge: net.underlay.bridge, dir: net.nodes[0].dir }));

@@ -18,9 +18,9 @@ import {
   type WgQuickPeer,
 } from '../../../service/src/wireguard/wgquick.js';
 import { requireTools } from '../../support/process.js';
-import { TestNode } from '../../support/netns.js';
-import { TestNetwork } from '../../support/underlay.js';
-import { TestPod } from '../../support/pods.js';
+import { TestNode } from '../../support/namespaces/netns.js';
+import { TestNetwork } from '../../support/namespaces/underlay.js';
+import { TestPod } from '../../support/namespaces/pods.js';
 
 const TOOLS = ['wg', 'wg-quick', 'wireguard-go', 'ip', 'nsenter', 'unshare', 'ping'];
 

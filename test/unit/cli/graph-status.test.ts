@@ -14,7 +14,7 @@ import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { clusterTopology } from '../../../service/src/mesh/topology.js';
 import { buildSnapshot } from '../../../service/src/status/snapshot.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = {
   interfaceName: 'wg0',

@@ -19,7 +19,7 @@ import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { parseWgQuick } from '../../../service/src/wireguard/wgquick.js';
 import { generatePrivateKey } from '../../../service/src/wireguard/keys.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = {
   interfaceName: 'wg0',

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { Daemon } from '../../../service/src/daemon/daemon.js';
 import type { MetricsServer } from '../../../service/src/metrics/server.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
-import { fakeDaemonWorld, type FakeWorld } from '../../support/fake-daemon-env.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { fakeDaemonWorld, type FakeWorld } from '../../support/fakes/daemon-env.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 import { until as waitUntil } from '../../support/wait.js';
 
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });

@@ -13,7 +13,7 @@ import { ANNOTATION_DISCOVERED } from '../../../service/src/mesh/annotations.js'
 import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/discovered.js';
 import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/status.js';
 import type { DesiredPeer } from '../../../service/src/mesh/types.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const peer = (name: string, key: string, candidates?: string[]): DesiredPeer => ({
   kind: 'node',

@@ -12,10 +12,10 @@ import { defaultConfig } from '../../../service/src/config/config.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode, ExternalPeer } from '../../../service/src/mesh/types.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { reconcileWorld } from '../../support/reconcile-world.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { reconcileWorld } from '../../support/fakes/world.js';
 import type { ReconcileReport } from '../../../service/src/status/report.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);

@@ -12,10 +12,10 @@ import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { reconcileWorld, type Reconcile } from '../../support/reconcile-world.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { reconcileWorld, type Reconcile } from '../../support/fakes/world.js';
 import type { ReconcileReport } from '../../../service/src/status/report.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);

@@ -14,9 +14,9 @@ import type { Leadership } from '../../../service/src/daemon/step.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { KILO_LOCATION } from '../../../service/src/mesh/annotations.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { KEYS, meshNode } from '../../support/fixtures.js';
-import { reconcileWorld } from '../../support/reconcile-world.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
+import { reconcileWorld } from '../../support/fakes/world.js';
 import type { ReconcileReport } from '../../../service/src/status/report.js';
 
 const PRIV = generatePrivateKey();

@@ -9,8 +9,8 @@ import { PeerAdapter } from '../../../service/src/host/peer-adapter.js';
 import { RouteAdapter } from '../../../service/src/host/route-adapter.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { DesiredPeer, DesiredRoute, ListDelta } from '../../../service/src/mesh/types.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { KEYS } from '../../support/fixtures.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 
 const peer = (name: string, key: string, pods: string[]): DesiredPeer => ({
   kind: 'node',

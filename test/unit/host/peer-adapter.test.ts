@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { PeerAdapter } from '../../../service/src/host/peer-adapter.js';
 import type { DesiredPeer } from '../../../service/src/mesh/types.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { KEYS } from '../../support/fixtures.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 
 const peer = (name: string, key: string, endpoint: string, ip: string): DesiredPeer => ({
   kind: 'node',

@@ -16,8 +16,8 @@ import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { DesiredInterface, DesiredPeer, DesiredRoute, DesiredState } from '../../../service/src/mesh/types.js';
 import { toWgQuickConfig } from '../../../service/src/wireguard/conf.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
-import { FakeHost } from '../../support/fake-host.js';
-import { KEYS } from '../../support/fixtures.js';
+import { FakeHost } from '../../support/fakes/host.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);

@@ -10,7 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
 import { validateExternalPeer as validatePeer } from '../../../service/src/mesh/external-peers.js';
 
-const ROOT = new URL('../../../../', import.meta.url);
+const ROOT = new URL('../../../..', import.meta.url);
 const CRD = new URL('packaging/kubernetes/crd-peer.yaml', ROOT);
 const FIXTURE = new URL('test/fixtures/kilo/peer-my-device.yaml', ROOT);
 const SEED = new URL('../shared/seeds/004_55c6f48ac33ea76c.txt', ROOT);

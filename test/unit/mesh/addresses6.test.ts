@@ -12,7 +12,7 @@ import { desiredFor } from '../../../service/src/mesh/desired.js';
 import { MeshEngine } from '../../../service/src/mesh/engine.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
 import type { MeshNode, MembershipSettings } from '../../../service/src/mesh/types.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 const OVERLAY6 = 'fd12:3456:789a::/48';
 const SETTINGS: MembershipSettings = { overlayCidr: '100.64.0.0/10', overlayCidr6: OVERLAY6, listenPort: 51820 };

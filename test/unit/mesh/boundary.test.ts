@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../../support/cluster.js';
+import { REPO_ROOT } from '../../support/paths.js';
 
 const CORE = join(REPO_ROOT, 'service', 'src', 'mesh');
 const ALLOWED = (spec: string): boolean => /^\.\/[\w-]+\.js$/.test(spec) || spec === '../net/ip.js';

@@ -9,7 +9,7 @@ import {
   ANNOTATION_OVERLAY_ADDRESS,
   ANNOTATION_PUBLIC_KEY,
 } from '../../../service/src/mesh/annotations.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;
 const SELF = { name: 'a', publicKey: KEYS[0] };

@@ -20,7 +20,7 @@ import type {
   MeshNode,
   MeshSettings,
 } from '../../../service/src/mesh/types.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;

@@ -15,7 +15,7 @@ import {
   type FailoverTiming,
   type PeerReading,
 } from '../../../service/src/mesh/failover.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 const T: FailoverTiming = { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 480_000 };
 const STEP = 5_000;

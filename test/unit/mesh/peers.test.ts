@@ -14,7 +14,7 @@ import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership.js';
 import { formatCidr } from '../../../service/src/net/ip.js';
 import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;
 

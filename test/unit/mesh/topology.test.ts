@@ -24,7 +24,7 @@ import {
 } from '../../../service/src/mesh/topology.js';
 import type { DesiredState, MeshNode } from '../../../service/src/mesh/types.js';
 import { parseIp } from '../../../service/src/net/ip.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fixtures.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
 
 const LABEL = 'topology.kubernetes.io/region';
 const SETTINGS: TopologySettings = {

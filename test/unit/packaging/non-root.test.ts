@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { runInNewContext } from 'node:vm';
-import { KEYS } from '../../support/fixtures.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 import { renderWgQuick, type WgQuickConfig } from '../../../service/src/wireguard/wgquick.js';
 import { toWgQuickConfig } from '../../../service/src/wireguard/conf.js';
 

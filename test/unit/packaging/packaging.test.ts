@@ -501,7 +501,7 @@ describe('unit: packaging: the bundled runtime', function () {
 describe('unit: packaging docs', () => {
   it('the README carries the shipped install guide verbatim', async () => {
     const { readFile } = await import('node:fs/promises');
-    const root = new URL('../../../../', import.meta.url);
+    const root = new URL('../../../..', import.meta.url);
     const readme = await readFile(new URL('README.md', root), 'utf8');
     const guide = await readFile(new URL('docs/install.md', root), 'utf8');
     if (!readme.includes(guide.trim()))

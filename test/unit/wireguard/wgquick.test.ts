@@ -16,7 +16,7 @@ import {
   writeWgQuickFile,
   type WgQuickConfig,
 } from '../../../service/src/wireguard/wgquick.js';
-import { KEYS } from '../../support/fixtures.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
 
 const PRIV = 'ULVgDp2xu3OLoT1bIS61I/5hzQ/0CVCKPZB5x7sFE3k=';
 const PSK = 'AFvjt2FItXMiGUVpj03acezkmkZShaPglIVT+7Nlrls=';

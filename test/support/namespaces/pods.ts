@@ -4,7 +4,7 @@
  * route to it. A node destroys its pods with it.
  */
 import { cleanupStale, deleteNetns, installExitHook, live, NAME_PREFIX, nextId, type TestNode } from './netns.js';
-import { run, TestProcess, type RunOptions, type RunResult } from './process.js';
+import { run, TestProcess, type RunOptions, type RunResult } from '../process.js';
 
 /** The replies in `ping -D` output: when each arrived (ms since the epoch) and its sequence number. */
 export function pingReplies(output: string): Array<{ at: number; seq: number }> {

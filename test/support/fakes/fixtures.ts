@@ -1,13 +1,13 @@
 /**
  * Builders for test data: MeshNodes and V1Node JSON with sensible defaults and fixed public keys.
  */
-import type { MeshNode } from '../../service/src/mesh/types.js';
-import type { MeshSettings } from '../../service/src/mesh/desired.js';
+import type { MeshNode } from '../../../service/src/mesh/types.js';
+import type { MeshSettings } from '../../../service/src/mesh/desired.js';
 import {
   ANNOTATION_ENDPOINT,
   ANNOTATION_OVERLAY_ADDRESS,
   ANNOTATION_PUBLIC_KEY,
-} from '../../service/src/mesh/annotations.js';
+} from '../../../service/src/mesh/annotations.js';
 
 /** Valid WireGuard public keys (from `wg genkey | wg pubkey`). */
 export const KEYS = [

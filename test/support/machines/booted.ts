@@ -2,7 +2,7 @@
  * A booted Debian system under test, driven through one `exec`: the systemctl and journal helpers
  * that a systemd-nspawn container (nspawn.ts) and a qemu VM (kernel-vm.ts) share.
  */
-import { sleep, type RunOptions, type RunResult } from './process.js';
+import { sleep, type RunOptions, type RunResult } from '../process.js';
 
 /** One journal entry (`journalctl -o json`), with MESSAGE decoded and PRIORITY a number. */
 export interface JournalEntry {

@@ -3,19 +3,19 @@
  * adapters over the FakeHost's recording runner, a wg-quick file in a temp dir, and a facade
  * with the calls the daemon makes when Nodes, Peers or the config change.
  */
-import type { Config } from '../../service/src/config/config.js';
-import { ReconcileLoop } from '../../service/src/daemon/loop.js';
-import { MeshStep, type Identity, type Leadership } from '../../service/src/daemon/step.js';
-import { InterfaceOwner } from '../../service/src/host/interface-owner.js';
-import { PeerAdapter } from '../../service/src/host/peer-adapter.js';
-import { RouteAdapter } from '../../service/src/host/route-adapter.js';
-import type { NodePublisher } from '../../service/src/kube/node-publisher.js';
-import type { Logger } from '../../service/src/log/logger.js';
-import type { ExternalPeer, MeshNode } from '../../service/src/mesh/types.js';
-import type { ReconcileReport } from '../../service/src/status/report.js';
-import type { UnitController } from '../../service/src/systemd/units.js';
-import { WgQuickFile } from '../../service/src/wireguard/conf-file.js';
-import type { FakeHost } from './fake-host.js';
+import type { Config } from '../../../service/src/config/config.js';
+import { ReconcileLoop } from '../../../service/src/daemon/loop.js';
+import { MeshStep, type Identity, type Leadership } from '../../../service/src/daemon/step.js';
+import { InterfaceOwner } from '../../../service/src/host/interface-owner.js';
+import { PeerAdapter } from '../../../service/src/host/peer-adapter.js';
+import { RouteAdapter } from '../../../service/src/host/route-adapter.js';
+import type { NodePublisher } from '../../../service/src/kube/node-publisher.js';
+import type { Logger } from '../../../service/src/log/logger.js';
+import type { ExternalPeer, MeshNode } from '../../../service/src/mesh/types.js';
+import type { ReconcileReport } from '../../../service/src/status/report.js';
+import type { UnitController } from '../../../service/src/systemd/units.js';
+import { WgQuickFile } from '../../../service/src/wireguard/conf-file.js';
+import type { FakeHost } from './host.js';
 
 /** What the world is made of. */
 export interface WorldParts {

@@ -5,10 +5,10 @@
  * only the API server. Also what every node should have applied for given leaders, so a test can
  * wait for a topology and say exactly what differs. Used by the e2e tests and the graph script.
  */
-import { leaseName } from '../../service/src/kube/location-leases.js';
-import { KILO_LOCATION } from '../../service/src/mesh/annotations.js';
+import { leaseName } from '../../../service/src/kube/location-leases.js';
+import { KILO_LOCATION } from '../../../service/src/mesh/annotations.js';
 import { Cluster, waitFor, type ClusterNode } from './cluster.js';
-import type { Underlay } from './underlay.js';
+import type { Underlay } from '../namespaces/underlay.js';
 
 /** The Node label that names a location by default (`[mesh] location_label`). */
 export const LOCATION_LABEL = 'topology.kubernetes.io/region';

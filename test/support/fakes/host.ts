@@ -4,8 +4,8 @@
  * every command through the RecordingRunner.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { RecordingRunner } from '../../service/src/exec/runner.js';
-import { publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
+import { RecordingRunner } from '../../../service/src/exec/runner.js';
+import { publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 
 interface FakePeer {
   publicKey: string;

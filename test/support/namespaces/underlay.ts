@@ -15,9 +15,9 @@ import {
   parseCidr,
   parseIp,
   type Cidr,
-} from '../../service/src/net/ip.js';
+} from '../../../service/src/net/ip.js';
 import { cleanupStale, idsIssued, installExitHook, live, nextId, TestNode } from './netns.js';
-import { run } from './process.js';
+import { run } from '../process.js';
 
 /** Options of {@link Underlay.create}. */
 export interface UnderlayOptions {

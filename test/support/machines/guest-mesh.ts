@@ -6,10 +6,10 @@
  * pods.ts) but inside the VM. Namespace nodes run `wg-overlay run` as transient systemd units
  * with no D-Bus, so they create their WireGuard link themselves.
  */
-import { parseDump } from '../../service/src/host/device.js';
-import type { InterfaceStatus } from '../../service/src/mesh/status.js';
+import { parseDump } from '../../../service/src/host/device.js';
+import type { InterfaceStatus } from '../../../service/src/mesh/status.js';
 import type { KernelVm } from './kernel-vm.js';
-import type { RunOptions, RunResult } from './process.js';
+import type { RunOptions, RunResult } from '../process.js';
 
 /** Options of {@link GuestNode.create}. */
 export interface GuestNodeSpec {

@@ -16,7 +16,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestPod } from './pods.js';
-import { run, showCommand, sleep, TestProcess, type RunOptions, type RunResult } from './process.js';
+import { run, showCommand, sleep, TestProcess, type RunOptions, type RunResult } from '../process.js';
 
 /** Prefix of every network namespace and temp dir these helpers create. */
 export const NAME_PREFIX = 'wgo';

@@ -24,7 +24,7 @@ import {
   type RunOptions,
   type RunResult,
   type TestProcess,
-} from './process.js';
+} from '../process.js';
 import { AGENT_PORT, type AgentRunRequest, type AgentRunResponse, type AgentWriteRequest } from './vm-agent.js';
 
 /** Bump to rebuild every cached VM image (when the way images are made changes). */

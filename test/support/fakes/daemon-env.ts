@@ -7,15 +7,15 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../service/src/config/config.js';
-import type { DaemonEnv } from '../../service/src/daemon/daemon.js';
-import type { Source, SourceHandler, SourceState } from '../../service/src/kube/source.js';
-import { memoryLogger } from '../../service/src/log/logger.js';
-import type { ExternalPeer, MeshNode } from '../../service/src/mesh/types.js';
-import { startMetricsServer } from '../../service/src/metrics/server.js';
-import type { Notifier } from '../../service/src/systemd/notify.js';
-import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wireguard/keys.js';
-import { FakeHost } from './fake-host.js';
+import { loadConfig } from '../../../service/src/config/config.js';
+import type { DaemonEnv } from '../../../service/src/daemon/daemon.js';
+import type { Source, SourceHandler, SourceState } from '../../../service/src/kube/source.js';
+import { memoryLogger } from '../../../service/src/log/logger.js';
+import type { ExternalPeer, MeshNode } from '../../../service/src/mesh/types.js';
+import { startMetricsServer } from '../../../service/src/metrics/server.js';
+import type { Notifier } from '../../../service/src/systemd/notify.js';
+import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
+import { FakeHost } from './host.js';
 
 /** A source the test drives: `list()` reports a new complete list, `state()` a new state. */
 export class FakeSource<T> implements Source<T> {

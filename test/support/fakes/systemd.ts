@@ -2,7 +2,7 @@
  * A stand-in for systemd's Manager on a private D-Bus system bus, for tests without a booted
  * systemd: StartUnit/RestartUnit/StopUnit of `wg-quick@<if>.service` run the real `wg-quick` in
  * the calling node and finish with a JobRemoved signal, like systemd. Run as a script inside a
- * test node: `node fake-systemd.js BUS_ADDRESS`; it prints one line per call on stdout.
+ * test node: `node test/support/fakes/systemd.js BUS_ADDRESS`; it prints one line per call on stdout.
  * Also exports the dbus-daemon config for such a bus, and (`startFakeSystemd`) an in-process
  * stand-in with test units that need no wg-quick:
  *
@@ -208,7 +208,7 @@ export async function serveFakeSystemd(address: string): Promise<dbus.MessageBus
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'))) {
   const address = process.argv[2];
   if (!address) {
-    process.stderr.write('usage: fake-systemd.js BUS_ADDRESS\n');
+    process.stderr.write('usage: systemd.js BUS_ADDRESS\n');
     process.exit(2);
   }
   serveFakeSystemd(address).then(

@@ -6,25 +6,21 @@
  * of a NAT router) and optionally on the underlay as well (its ExternalIP). Used by the e2e tests,
  * the benchmarks and the demo.
  */
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../kube-api/server.js';
-import type { TestProcess } from './process.js';
-import { TestNode } from './netns.js';
-import { Underlay } from './underlay.js';
-import { addPodBridge, TestPod } from './pods.js';
-import { parseDump } from '../../service/src/host/device.js';
-import { formatIp, parseCidr } from '../../service/src/net/ip.js';
-import type { InterfaceStatus, PeerStatus } from '../../service/src/mesh/status.js';
-import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
-import { waitFor } from './wait.js';
+import { KubeApiServer, type KubeApiServerOptions, type KubeObject } from '../../kube-api/server.js';
+import type { TestProcess } from '../process.js';
+import { TestNode } from '../namespaces/netns.js';
+import { Underlay } from '../namespaces/underlay.js';
+import { addPodBridge, TestPod } from '../namespaces/pods.js';
+import { parseDump } from '../../../service/src/host/device.js';
+import { formatIp, parseCidr } from '../../../service/src/net/ip.js';
+import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/status.js';
+import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../../service/src/mesh/annotations.js';
+import { waitFor } from '../wait.js';
+import { CLI, REPO_ROOT } from '../paths.js';
 
 export { waitFor };
 
-/** The repository root (…/dist/test/support → three levels up). */
-export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/** The CLI entry point run by every node. */
-export const CLI = join(REPO_ROOT, 'bin', 'wg-overlay.js');
+export { CLI, REPO_ROOT };
 
 /** Options for one node. */
 export interface NodeSpec {

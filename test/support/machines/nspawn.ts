@@ -20,7 +20,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } fro
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BootedSystem } from './booted.js';
-import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from './process.js';
+import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from '../process.js';
 
 export type { JournalEntry } from './booted.js';
 
