@@ -10,8 +10,8 @@ import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { leasesApi, readLeaseHolders } from '../kube/location-leases.js';
 import { listNodes } from '../kube/node-source.js';
 import { listExternalPeers, peersApi } from '../kube/peer-source.js';
-import type { Membership } from '../mesh/membership.js';
-import { clusterTopology, type Topology } from '../mesh/topology.js';
+import type { Membership } from '../mesh/membership/membership.js';
+import { clusterTopology, type Topology } from '../mesh/desired/topology.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 
 /** A failure of a CLI command: the message is printed as `wg-overlay <cmd>: <message>`, then it exits with `code`. */

@@ -15,7 +15,7 @@ import { FORWARDING_OFF_WARNING, ipForwardingEnabled } from '../host/forwarding.
 import { readLink } from '../host/link.js';
 import { readRoutes } from '../host/routes.js';
 import { describeError } from '../log/logger.js';
-import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/status.js';
+import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/observations/device.js';
 import type { SkipReason, TopologyState } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
-import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/ranges.js';
+import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
 

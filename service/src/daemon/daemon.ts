@@ -20,7 +20,7 @@ import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
 import type { ExternalPeerSource } from '../kube/peer-source.js';
 import { describeError, type Logger } from '../log/logger.js';
-import type { InterfaceStatus } from '../mesh/status.js';
+import type { InterfaceStatus } from '../mesh/observations/device.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 import { DaemonMetrics, evaluateHealth, type HealthResult } from '../metrics/metrics.js';
 import type { startMetricsServer } from '../metrics/server.js';

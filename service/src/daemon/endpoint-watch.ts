@@ -8,8 +8,8 @@
  * publish as `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
  */
 import type { Logger } from '../log/logger.js';
-import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/failover.js';
-import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
+import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/observations/failover.js';
+import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import type { DesiredPeer } from '../mesh/types.js';
 import type { Part } from './part.js';

@@ -3,9 +3,9 @@
  * peer changes with incremental `wg set` (never `wg syncconf`, which drops packets).
  */
 import { type CommandRunner, withSecretFile } from '../exec/runner.js';
-import type { PeerChange } from '../mesh/diff.js';
-import { canonicalCidrs } from '../mesh/diff.js';
-import type { InterfaceStatus, PeerStatus } from '../mesh/status.js';
+import type { PeerChange } from '../mesh/desired/diff.js';
+import { canonicalCidrs } from '../mesh/desired/diff.js';
+import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { describeError } from '../log/logger.js';
 
 /** Parses `wg show <if> dump` output (the first line is the interface, the rest are peers). */

@@ -8,8 +8,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { interfaceDrift, IPV6_DRIFT } from '../mesh/diff.js';
-import type { InterfaceStatus, LinkStatus } from '../mesh/status.js';
+import { interfaceDrift, IPV6_DRIFT } from '../mesh/desired/diff.js';
+import type { InterfaceStatus, LinkStatus } from '../mesh/observations/device.js';
 import type { DesiredInterface } from '../mesh/types.js';
 import type { UnitController } from '../systemd/units.js';
 import { StateReporter } from '../util/backoff.js';

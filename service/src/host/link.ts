@@ -9,7 +9,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import type { LinkStatus } from '../mesh/status.js';
+import type { LinkStatus } from '../mesh/observations/device.js';
 import { type WgQuickConfig, stripWgQuick } from '../wireguard/wgquick.js';
 
 /** Which WireGuard implementation backs an interface. */

@@ -7,8 +7,8 @@
  * the same values until the next `invalidate()` (the periodic resync).
  */
 import type { CommandRunner } from '../exec/runner.js';
-import { diffKnownPeers, diffPeerDelta, diffPeers, type PeerChange } from '../mesh/diff.js';
-import type { PeerStatus } from '../mesh/status.js';
+import { diffKnownPeers, diffPeerDelta, diffPeers, type PeerChange } from '../mesh/desired/diff.js';
+import type { PeerStatus } from '../mesh/observations/device.js';
 import type { DesiredPeer, ListDelta } from '../mesh/types.js';
 import { ApplyError, inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';

@@ -16,7 +16,7 @@ import {
   routeKey,
   type RouteChange,
   type RouteTarget,
-} from '../mesh/diff.js';
+} from '../mesh/desired/diff.js';
 import type { DesiredRoute, ListDelta } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { inStep } from './apply-error.js';

@@ -3,8 +3,8 @@
  * routes, each tagged with a dedicated `proto` number so the daemon never touches anyone else's.
  */
 import type { CommandRunner } from '../exec/runner.js';
-import type { RouteChange } from '../mesh/diff.js';
-import type { RouteStatus } from '../mesh/status.js';
+import type { RouteChange } from '../mesh/desired/diff.js';
+import type { RouteStatus } from '../mesh/observations/device.js';
 import { parseCidr } from '../net/ip.js';
 import type { IpBatch } from './ip-batch.js';
 

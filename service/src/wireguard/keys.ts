@@ -6,7 +6,7 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isValidKey } from '../mesh/keys.js';
+import { isValidKey } from '../mesh/membership/keys.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
 export { isValidKey };

@@ -7,7 +7,7 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
-import { isValidKey } from '../mesh/keys.js';
+import { isValidKey } from '../mesh/membership/keys.js';
 
 /** The [Interface] section. */
 export interface WgQuickInterface {

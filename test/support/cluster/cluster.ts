@@ -13,7 +13,7 @@ import { Underlay } from '../namespaces/underlay.js';
 import { addPodBridge, TestPod } from '../namespaces/pods.js';
 import { parseDump } from '../../../service/src/host/device.js';
 import { formatIp, parseCidr } from '../../../service/src/net/ip.js';
-import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/status.js';
+import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/observations/device.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../../service/src/mesh/annotations.js';
 import { waitFor } from '../wait.js';
 import { CLI, REPO_ROOT } from '../paths.js';

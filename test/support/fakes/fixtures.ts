@@ -2,7 +2,7 @@
  * Builders for test data: MeshNodes and V1Node JSON with sensible defaults and fixed public keys.
  */
 import type { MeshNode } from '../../../service/src/mesh/types.js';
-import type { MeshSettings } from '../../../service/src/mesh/desired.js';
+import type { MeshSettings } from '../../../service/src/mesh/desired/desired.js';
 import {
   ANNOTATION_ENDPOINT,
   ANNOTATION_OVERLAY_ADDRESS,

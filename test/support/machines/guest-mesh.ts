@@ -7,7 +7,7 @@
  * with no D-Bus, so they create their WireGuard link themselves.
  */
 import { parseDump } from '../../../service/src/host/device.js';
-import type { InterfaceStatus } from '../../../service/src/mesh/status.js';
+import type { InterfaceStatus } from '../../../service/src/mesh/observations/device.js';
 import type { KernelVm } from './kernel-vm.js';
 import type { RunOptions, RunResult } from '../process.js';
 

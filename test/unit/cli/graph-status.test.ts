@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { formatAge, renderGraph } from '../../../service/src/cli/graph.js';
 import { buildStatusView, formatBytes, renderStatusText, type StatusInput } from '../../../service/src/cli/status.js';
-import type { MeshSettings } from '../../../service/src/mesh/desired.js';
-import { computeDesired, desiredFor } from '../../../service/src/mesh/desired.js';
+import type { MeshSettings } from '../../../service/src/mesh/desired/desired.js';
+import { computeDesired, desiredFor } from '../../../service/src/mesh/desired/desired.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
-import { decideMembership } from '../../../service/src/mesh/membership.js';
-import { clusterTopology } from '../../../service/src/mesh/topology.js';
+import { decideMembership } from '../../../service/src/mesh/membership/membership.js';
+import { clusterTopology } from '../../../service/src/mesh/desired/topology.js';
 import { buildSnapshot } from '../../../service/src/status/snapshot.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 

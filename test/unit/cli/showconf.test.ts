@@ -14,9 +14,9 @@ import {
   renderNodeConf,
   renderPeerConf,
 } from '../../../service/src/cli/showconf.js';
-import type { MeshSettings } from '../../../service/src/mesh/desired.js';
+import type { MeshSettings } from '../../../service/src/mesh/desired/desired.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
-import { decideMembership } from '../../../service/src/mesh/membership.js';
+import { decideMembership } from '../../../service/src/mesh/membership/membership.js';
 import { parseWgQuick } from '../../../service/src/wireguard/wgquick.js';
 import { generatePrivateKey } from '../../../service/src/wireguard/keys.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';

@@ -10,8 +10,8 @@ import { EndpointWatch } from '../../../service/src/daemon/endpoint-watch.js';
 import { CachedRead } from '../../../service/src/util/cached-read.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { ANNOTATION_DISCOVERED } from '../../../service/src/mesh/annotations.js';
-import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/discovered.js';
-import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/status.js';
+import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/observations/nat.js';
+import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/observations/device.js';
 import type { DesiredPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 

@@ -12,7 +12,7 @@ import {
   type CommandResult,
   type RunOptions,
 } from '../../../service/src/exec/runner.js';
-import type { RouteChange } from '../../../service/src/mesh/diff.js';
+import type { RouteChange } from '../../../service/src/mesh/desired/diff.js';
 import type { IpBatch } from '../../../service/src/host/ip-batch.js';
 import { applyRouteChanges, readRoutes, ROUTE_PROTO } from '../../../service/src/host/routes.js';
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
-import { validateExternalPeer as validatePeer } from '../../../service/src/mesh/external-peers.js';
+import { validateExternalPeer as validatePeer } from '../../../service/src/mesh/membership/external-peers.js';
 
 const ROOT = new URL('../../../..', import.meta.url);
 const CRD = new URL('packaging/kubernetes/crd-peer.yaml', ROOT);

@@ -5,11 +5,25 @@
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { REPO_ROOT } from '../../support/paths.js';
 
 const CORE = join(REPO_ROOT, 'service', 'src', 'mesh');
-const ALLOWED = (spec: string): boolean => /^\.\/[\w-]+\.js$/.test(spec) || spec === '../net/ip.js';
+const IP = join(REPO_ROOT, 'service', 'src', 'net', 'ip.js');
+
+/** True when `spec`, imported by the core module `file`, is another core module or the IP arithmetic. */
+function allowed(file: string, spec: string): boolean {
+  if (!spec.startsWith('./') && !spec.startsWith('../')) return false;
+  const target = resolve(dirname(file), spec);
+  return target === IP || (!relative(CORE, target).startsWith('..') && target.endsWith('.js'));
+}
+
+/** Every TypeScript file under `dir`, as paths relative to the core. */
+function coreFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? coreFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [relative(CORE, join(dir, e.name))] : [],
+  );
+}
 
 /** Every module specifier in a TypeScript source: static imports, re-exports and dynamic imports. */
 function importsOf(source: string): string[] {
@@ -26,26 +40,35 @@ function importsOf(source: string): string[] {
 }
 
 describe('unit: the pure core imports only the IP arithmetic and itself', () => {
-  const files = readdirSync(CORE).filter((f) => f.endsWith('.ts'));
+  const files = coreFiles(CORE);
 
-  it('finds the core modules', () => {
-    for (const f of ['membership.ts', 'desired.ts', 'diff.ts', 'addresses.ts', 'external-peers.ts', 'types.ts'])
+  it('finds the core modules, in their sub-folders', () => {
+    const expected = ['membership/membership.ts', 'desired/desired.ts', 'desired/diff.ts', 'membership/addresses.ts'];
+    for (const f of [...expected, 'membership/external-peers.ts', 'observations/failover.ts', 'types.ts'])
       assert.ok(files.includes(f), f);
   });
 
   for (const f of files) {
     it(`mesh/${f}`, () => {
-      const bad = importsOf(readFileSync(join(CORE, f), 'utf8')).filter((s) => !ALLOWED(s));
+      const bad = importsOf(readFileSync(join(CORE, f), 'utf8')).filter((s) => !allowed(join(CORE, f), s));
       assert.deepEqual(bad, [], `mesh/${f} imports ${bad.join(', ')}`);
     });
   }
 
   it('the rule catches what it must', () => {
-    const sample =
-      "import { readFile } from 'node:fs/promises';\nimport type { X } from '../config/config.js';\nexport { y } from '../wireguard/keys.js';\nconst z = await import('execa');\nimport { a } from './order.js';\nimport { b } from '../net/ip.js';";
+    const sample = [
+      "import { readFile } from 'node:fs/promises';",
+      "import type { X } from '../../config/config.js';",
+      "export { y } from '../../wireguard/keys.js';",
+      "const z = await import('execa');",
+      "import { a } from './order.js';",
+      "import { b } from '../../net/ip.js';",
+      "import { c } from '../types.js';",
+    ].join('\n');
+    const file = join(CORE, 'membership', 'x.ts');
     assert.deepEqual(
-      importsOf(sample).filter((s) => !ALLOWED(s)),
-      ['node:fs/promises', '../config/config.js', '../wireguard/keys.js', 'execa'],
+      importsOf(sample).filter((s) => !allowed(file, s)),
+      ['node:fs/promises', '../../config/config.js', '../../wireguard/keys.js', 'execa'],
     );
   });
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
-import { computeDesired } from '../../../service/src/mesh/desired.js';
+import { computeDesired } from '../../../service/src/mesh/desired/desired.js';
 import type { DesiredState, ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 

@@ -8,10 +8,10 @@
  * the one built in full, and its deltas name exactly the peers and routes that changed.
  */
 import assert from 'node:assert/strict';
-import { ANNOTATION_OVERLAY_ADDRESS6 } from '../../../service/src/mesh/annotations.js';
-import { desiredFor, NotReadyError } from '../../../service/src/mesh/desired.js';
-import { MeshEngine } from '../../../service/src/mesh/engine.js';
-import { decideMembership, type Membership } from '../../../service/src/mesh/membership.js';
+import { ANNOTATION_OVERLAY_ADDRESS6 } from '../../../../service/src/mesh/annotations.js';
+import { desiredFor, NotReadyError } from '../../../../service/src/mesh/desired/desired.js';
+import { MeshEngine } from '../../../../service/src/mesh/membership/engine.js';
+import { decideMembership, type Membership } from '../../../../service/src/mesh/membership/membership.js';
 import type {
   DesiredState,
   ExternalPeer,
@@ -19,8 +19,8 @@ import type {
   MembershipSettings,
   MeshNode,
   MeshSettings,
-} from '../../../service/src/mesh/types.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/types.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;

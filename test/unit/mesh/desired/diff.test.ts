@@ -14,10 +14,10 @@ import {
   routeKey,
   type PeerChange,
   type RouteChange,
-} from '../../../service/src/mesh/diff.js';
-import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from '../../../service/src/mesh/status.js';
-import type { DesiredInterface, DesiredPeer, DesiredRoute } from '../../../service/src/mesh/types.js';
-import { KEYS } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/desired/diff.js';
+import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from '../../../../service/src/mesh/observations/device.js';
+import type { DesiredInterface, DesiredPeer, DesiredRoute } from '../../../../service/src/mesh/types.js';
+import { KEYS } from '../../../support/fakes/fixtures.js';
 
 /** A desired Node peer with valid defaults. */
 function peer(name: string, o: Partial<DesiredPeer> = {}): DesiredPeer {

@@ -3,10 +3,10 @@
  * hostile claims, unusable addresses, IPv6-only nodes, other overlay sizes and exhaustion.
  */
 import assert from 'node:assert/strict';
-import { assignOverlayAddresses, candidateOffset, isUsableOffset } from '../../../service/src/mesh/addresses.js';
-import { parseCidr } from '../../../service/src/net/ip.js';
-import { meshNode } from '../../support/fakes/fixtures.js';
-import type { MeshNode } from '../../../service/src/mesh/types.js';
+import { assignOverlayAddresses, candidateOffset, isUsableOffset } from '../../../../service/src/mesh/membership/addresses.js';
+import { parseCidr } from '../../../../service/src/net/ip.js';
+import { meshNode } from '../../../support/fakes/fixtures.js';
+import type { MeshNode } from '../../../../service/src/mesh/types.js';
 
 const O = '100.64.0.0/10';
 

@@ -6,9 +6,9 @@
  * (seeded random clusters).
  */
 import assert from 'node:assert/strict';
-import { decideMembership, type Membership } from '../../../service/src/mesh/membership.js';
-import type { MeshNode, MembershipSettings } from '../../../service/src/mesh/types.js';
-import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
+import { decideMembership, type Membership } from '../../../../service/src/mesh/membership/membership.js';
+import type { MeshNode, MembershipSettings } from '../../../../service/src/mesh/types.js';
+import { KEYS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',

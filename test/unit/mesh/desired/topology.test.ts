@@ -11,9 +11,9 @@ import {
   KILO_LEADER,
   KILO_LOCATION,
   KILO_PERSISTENT_KEEPALIVE,
-} from '../../../service/src/mesh/annotations.js';
-import { desiredFor, type TopologyInput } from '../../../service/src/mesh/desired.js';
-import { decideMembership } from '../../../service/src/mesh/membership.js';
+} from '../../../../service/src/mesh/annotations.js';
+import { desiredFor, type TopologyInput } from '../../../../service/src/mesh/desired/desired.js';
+import { decideMembership } from '../../../../service/src/mesh/membership/membership.js';
 import {
   decideTopology,
   isReachable,
@@ -21,10 +21,10 @@ import {
   place,
   type Placed,
   type TopologySettings,
-} from '../../../service/src/mesh/topology.js';
-import type { DesiredState, MeshNode } from '../../../service/src/mesh/types.js';
-import { parseIp } from '../../../service/src/net/ip.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/desired/topology.js';
+import type { DesiredState, MeshNode } from '../../../../service/src/mesh/types.js';
+import { parseIp } from '../../../../service/src/net/ip.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const LABEL = 'topology.kubernetes.io/region';
 const SETTINGS: TopologySettings = {

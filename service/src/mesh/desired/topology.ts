@@ -7,12 +7,12 @@
  * private network) or `cross` (tunnels only between locations). Pure: every node computes the same
  * locations and leaders from the same Nodes and Leases.
  */
-import { KILO_ALLOWED_LOCATION_IPS, KILO_LEADER, KILO_LOCATION } from './annotations.js';
-import type { Member } from './membership.js';
-import { rangeProblem, type RangePolicy } from './ranges.js';
-import { compareSeniority } from './order.js';
-import { quoted } from './text.js';
-import type { DesiredPeer, DesiredRoute, MeshNode } from './types.js';
+import { KILO_ALLOWED_LOCATION_IPS, KILO_LEADER, KILO_LOCATION } from '../annotations.js';
+import type { Member } from '../membership/membership.js';
+import { rangeProblem, type RangePolicy } from '../membership/ranges.js';
+import { compareSeniority } from '../membership/order.js';
+import { quoted } from '../text.js';
+import type { DesiredPeer, DesiredRoute, MeshNode } from '../types.js';
 import {
   type Cidr,
   type Ip,
@@ -25,7 +25,7 @@ import {
   parseCidr,
   parseHostPort,
   parseIp,
-} from '../net/ip.js';
+} from '../../net/ip.js';
 
 /** Who tunnels to whom. */
 export type Granularity = 'full' | 'location' | 'cross';

@@ -3,7 +3,7 @@
  * lies inside one, answered without scanning every entry (two CIDRs overlap exactly when one
  * contains the other, so a query looks up the few prefix lengths in use).
  */
-import { type Cidr, type Family, type Ip, cidrSize, prefixMask } from '../net/ip.js';
+import { type Cidr, type Family, type Ip, cidrSize, prefixMask } from '../../net/ip.js';
 
 /** First index in a sorted bigint array whose value is >= `v`. */
 function lowerBound(sorted: readonly bigint[], v: bigint): number {

@@ -2,7 +2,7 @@
  * The one seniority order every conflict rule uses: older Nodes (creationTimestamp) first,
  * then by name, so every node resolves conflicts the same way from the same Node list.
  */
-import type { MeshNode } from './types.js';
+import type { MeshNode } from '../types.js';
 
 /** Compares two Nodes by age (older first), then name. */
 export function compareSeniority(

@@ -14,7 +14,7 @@ import {
   ANNOTATION_OVERLAY_ADDRESS6,
   ANNOTATION_PUBLIC_KEY,
   KILO_FORCE_ENDPOINT,
-} from './annotations.js';
+} from '../annotations.js';
 import { AddressIndex, CidrIndex } from './cidr-index.js';
 import { peerCandidates, peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
@@ -27,8 +27,8 @@ import {
   type ProtectedOwner,
   type RangePolicy,
 } from './ranges.js';
-import { quoted } from './text.js';
-import type { ExternalPeer, MembershipSettings, MeshNode, SelfIdentity, SkipReason } from './types.js';
+import { quoted } from '../text.js';
+import type { ExternalPeer, MembershipSettings, MeshNode, SelfIdentity, SkipReason } from '../types.js';
 import {
   type Cidr,
   type Ip,
@@ -38,9 +38,9 @@ import {
   parseCidr,
   parseHostPort,
   parseIp,
-} from '../net/ip.js';
+} from '../../net/ip.js';
 
-export type { MembershipSettings } from './types.js';
+export type { MembershipSettings } from '../types.js';
 
 /** One Node admitted to the mesh, as every member sees it. */
 export interface Member {

@@ -6,16 +6,16 @@
  * working endpoints; sends that fail outright are found with a nudge; every switch says why.
  */
 import assert from 'node:assert/strict';
-import { desiredFor } from '../../../service/src/mesh/desired.js';
-import { MeshEngine } from '../../../service/src/mesh/engine.js';
+import { desiredFor } from '../../../../service/src/mesh/desired/desired.js';
+import { MeshEngine } from '../../../../service/src/mesh/membership/engine.js';
 import {
   failoverStep,
   initialState,
   type FailoverState,
   type FailoverTiming,
   type PeerReading,
-} from '../../../service/src/mesh/failover.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/observations/failover.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const T: FailoverTiming = { timeoutMs: 15_000, probeAfterMs: 60_000, maxProbeAfterMs: 480_000 };
 const STEP = 5_000;

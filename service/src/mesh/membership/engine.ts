@@ -7,7 +7,7 @@
  * which lets desired state and the adapters skip them by identity.
  */
 import { parseOverlayCidr } from './addresses.js';
-import { ANNOTATION_OVERLAY_ADDRESS6 } from './annotations.js';
+import { ANNOTATION_OVERLAY_ADDRESS6 } from '../annotations.js';
 import { AddressBook } from './address-book.js';
 import { CidrIndex } from './cidr-index.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
@@ -26,8 +26,8 @@ import {
   type Verdict,
 } from './membership.js';
 import type { RangePolicy } from './ranges.js';
-import type { ExternalPeer, MeshNode, SelfIdentity, SkipReason } from './types.js';
-import type { Cidr } from '../net/ip.js';
+import type { ExternalPeer, MeshNode, SelfIdentity, SkipReason } from '../types.js';
+import type { Cidr } from '../../net/ip.js';
 
 const idOf = (kind: 'node' | 'peer', name: string): string => `${kind}/${name}`;
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);

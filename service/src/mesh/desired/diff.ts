@@ -3,9 +3,9 @@
  * to add or delete, and whether the interface itself must be recreated. Pure; each change carries
  * the reason that is logged when it is applied. Same input twice → no changes.
  */
-import type { DesiredInterface, DesiredPeer, DesiredRoute, ListDelta } from './types.js';
-import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from './status.js';
-import { compareCidrText, formatIp, hostCidr, normalizeCidr, parseHostPort, parseIp } from '../net/ip.js';
+import type { DesiredInterface, DesiredPeer, DesiredRoute, ListDelta } from '../types.js';
+import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from '../observations/device.js';
+import { compareCidrText, formatIp, hostCidr, normalizeCidr, parseHostPort, parseIp } from '../../net/ip.js';
 
 /** One peer change, with the reason to log. */
 export type PeerChange =

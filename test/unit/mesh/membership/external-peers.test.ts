@@ -5,16 +5,16 @@
  * view used by showconf/graph, and the translation of Peer objects at the Kubernetes boundary.
  */
 import assert from 'node:assert/strict';
-import { computeDesired, type MeshSettings } from '../../../service/src/mesh/desired.js';
+import { computeDesired, type MeshSettings } from '../../../../service/src/mesh/desired/desired.js';
 import {
   validateExternalPeer as validatePeer,
   type AdmittedPeer as ValidPeer,
-} from '../../../service/src/mesh/external-peers.js';
-import type { ExternalPeer } from '../../../service/src/mesh/types.js';
-import { decideMembership } from '../../../service/src/mesh/membership.js';
-import { formatCidr } from '../../../service/src/net/ip.js';
-import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/membership/external-peers.js';
+import type { ExternalPeer } from '../../../../service/src/mesh/types.js';
+import { decideMembership } from '../../../../service/src/mesh/membership/membership.js';
+import { formatCidr } from '../../../../service/src/net/ip.js';
+import { toExternalPeer as toMeshPeer } from '../../../../service/src/kube/kilo-peer.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;
 

@@ -6,13 +6,13 @@
  * without one (which stay in the mesh over IPv4) — and `cidr6 = auto` is one /48 per cluster CA.
  */
 import assert from 'node:assert/strict';
-import { autoOverlay6 } from '../../../service/src/config/mesh-settings.js';
-import { ANNOTATION_OVERLAY_ADDRESS6 } from '../../../service/src/mesh/annotations.js';
-import { desiredFor } from '../../../service/src/mesh/desired.js';
-import { MeshEngine } from '../../../service/src/mesh/engine.js';
-import { decideMembership } from '../../../service/src/mesh/membership.js';
-import type { MeshNode, MembershipSettings } from '../../../service/src/mesh/types.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+import { autoOverlay6 } from '../../../../service/src/config/mesh-settings.js';
+import { ANNOTATION_OVERLAY_ADDRESS6 } from '../../../../service/src/mesh/annotations.js';
+import { desiredFor } from '../../../../service/src/mesh/desired/desired.js';
+import { MeshEngine } from '../../../../service/src/mesh/membership/engine.js';
+import { decideMembership } from '../../../../service/src/mesh/membership/membership.js';
+import type { MeshNode, MembershipSettings } from '../../../../service/src/mesh/types.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const OVERLAY6 = 'fd12:3456:789a::/48';
 const SETTINGS: MembershipSettings = { overlayCidr: '100.64.0.0/10', overlayCidr6: OVERLAY6, listenPort: 51820 };

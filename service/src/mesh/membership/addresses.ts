@@ -4,10 +4,10 @@
  * valid claim get the seed design's candidate (overlay prefix + low two octets of the InternalIP),
  * probing forward deterministically past collisions and unusable addresses.
  */
-import { ANNOTATION_OVERLAY_ADDRESS } from './annotations.js';
+import { ANNOTATION_OVERLAY_ADDRESS } from '../annotations.js';
 import { bySeniority } from './order.js';
-import { quoted } from './text.js';
-import type { MeshNode, SkipReason } from './types.js';
+import { quoted } from '../text.js';
+import type { MeshNode, SkipReason } from '../types.js';
 import {
   type Cidr,
   type Ip,
@@ -18,7 +18,7 @@ import {
   formatIp,
   parseCidr,
   parseIp,
-} from '../net/ip.js';
+} from '../../net/ip.js';
 
 /** The outcome of assigning overlay addresses to all Nodes. */
 export interface AddressAssignment {

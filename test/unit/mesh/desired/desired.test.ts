@@ -3,13 +3,13 @@
  * the reasons Nodes are left out (missing/invalid annotations, duplicate keys, PodCIDR conflicts).
  */
 import assert from 'node:assert/strict';
-import { computeDesired, NotReadyError, type MeshSettings } from '../../../service/src/mesh/desired.js';
+import { computeDesired, NotReadyError, type MeshSettings } from '../../../../service/src/mesh/desired/desired.js';
 import {
   ANNOTATION_ENDPOINT,
   ANNOTATION_OVERLAY_ADDRESS,
   ANNOTATION_PUBLIC_KEY,
-} from '../../../service/src/mesh/annotations.js';
-import { KEYS, MESH_SETTINGS, meshNode } from '../../support/fakes/fixtures.js';
+} from '../../../../service/src/mesh/annotations.js';
+import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;
 const SELF = { name: 'a', publicKey: KEYS[0] };

@@ -9,10 +9,10 @@ import {
   ANNOTATION_OVERLAY_ADDRESS6,
   ANNOTATION_PUBLIC_KEY,
   KILO_PERSISTENT_KEEPALIVE,
-} from './annotations.js';
-import { selfEndpoint } from './endpoints.js';
-import type { AdmittedPeer } from './external-peers.js';
-import { decideMembership, type Member, type Membership } from './membership.js';
+} from '../annotations.js';
+import { selfEndpoint } from '../membership/endpoints.js';
+import type { AdmittedPeer } from '../membership/external-peers.js';
+import { decideMembership, type Member, type Membership } from '../membership/membership.js';
 import { decideTopology, gatewayFor, place, planTopology, type TopologySettings } from './topology.js';
 import type {
   DesiredPeer,
@@ -24,7 +24,7 @@ import type {
   MeshSettings,
   SelfIdentity,
   TopologyState,
-} from './types.js';
+} from '../types.js';
 import {
   type Cidr,
   cidrsOverlap,
@@ -34,9 +34,9 @@ import {
   normalizeCidr,
   parseCidr,
   parseIp,
-} from '../net/ip.js';
+} from '../../net/ip.js';
 
-export type { MeshSettings, SelfIdentity } from './types.js';
+export type { MeshSettings, SelfIdentity } from '../types.js';
 
 /** Thrown when this node cannot have a desired state yet (its Node is missing or got no address). */
 export class NotReadyError extends Error {

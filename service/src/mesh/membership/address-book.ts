@@ -6,8 +6,8 @@
  */
 import { assignCandidates, candidateOffset, claimProblem, offsetText, parseClaim } from './addresses.js';
 import { compareSeniority } from './order.js';
-import type { MeshNode, SkipReason } from './types.js';
-import type { Cidr } from '../net/ip.js';
+import type { MeshNode, SkipReason } from '../types.js';
+import type { Cidr } from '../../net/ip.js';
 
 /** Inserts into a list kept in seniority order. */
 function insertSenior(list: MeshNode[], node: MeshNode): void {

@@ -5,11 +5,11 @@
  * to date one Node at a time. Only a node's own observations are in its annotation; a false one
  * can only add a candidate that failover leaves when it does not answer.
  */
-import { ANNOTATION_DISCOVERED } from './annotations.js';
-import { compareSeniority } from './order.js';
-import { reservedOverlap } from './ranges.js';
-import type { MeshNode } from './types.js';
-import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { ANNOTATION_DISCOVERED } from '../annotations.js';
+import { compareSeniority } from '../membership/order.js';
+import { reservedOverlap } from '../membership/ranges.js';
+import type { MeshNode } from '../types.js';
+import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../../net/ip.js';
 
 /** At most this many observations are read from one Node. */
 const MAX_ENTRIES = 64;

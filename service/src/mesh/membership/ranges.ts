@@ -6,7 +6,7 @@
  */
 import type { AddressIndex } from './cidr-index.js';
 import { compareSeniority } from './order.js';
-import { type Cidr, type Family, cidrsOverlap, formatCidr, formatIp, parseCidr } from '../net/ip.js';
+import { type Cidr, type Family, cidrsOverlap, formatCidr, formatIp, parseCidr } from '../../net/ip.js';
 
 /** Where pod networks live unless `[overlay] pod_cidrs` says otherwise: the private-use ranges. */
 export const DEFAULT_POD_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7'];

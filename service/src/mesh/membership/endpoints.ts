@@ -5,11 +5,11 @@
  * reason when a published value is refused or there is none. Kilo's `force-endpoint` (set by an
  * admin) comes first when it is an address.
  */
-import { ANNOTATION_ENDPOINT, KILO_FORCE_ENDPOINT } from './annotations.js';
+import { ANNOTATION_ENDPOINT, KILO_FORCE_ENDPOINT } from '../annotations.js';
 import { reservedOverlap } from './ranges.js';
-import { quoted } from './text.js';
-import type { EndpointSetting, MeshNode, SkipReason } from './types.js';
-import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../net/ip.js';
+import { quoted } from '../text.js';
+import type { EndpointSetting, MeshNode, SkipReason } from '../types.js';
+import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../../net/ip.js';
 
 /** Picks the first address of a list, IPv4 preferred; undefined when none parses. */
 function preferIPv4(ips: readonly string[]): string | undefined {

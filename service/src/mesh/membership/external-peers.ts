@@ -5,9 +5,9 @@
  * Nodes and other Peers (seniority, ranges) are membership's.
  */
 import { isValidKey } from './keys.js';
-import { quoted } from './text.js';
-import type { ExternalPeer, SkipReason } from './types.js';
-import { type Cidr, compareCidrText, formatCidr, formatHostPort, formatIp, parseCidr, parseIp } from '../net/ip.js';
+import { quoted } from '../text.js';
+import type { ExternalPeer, SkipReason } from '../types.js';
+import { type Cidr, compareCidrText, formatCidr, formatHostPort, formatIp, parseCidr, parseIp } from '../../net/ip.js';
 
 /** An external peer that passed validation, in the form the mesh uses. */
 export interface AdmittedPeer {
