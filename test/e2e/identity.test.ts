@@ -67,12 +67,10 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
 
   /** kubectl inside node `name`, with that node's own kubeconfig (and so its token file). */
   function kubectlOn(name: string, args: string[]): Promise<RunResult> {
-    return cluster
-      .must(name)
-      .host.exec('kubectl', ['--kubeconfig', '/etc/wg-overlay/kubeconfig', ...args], {
-        env: { KUBECACHEDIR: join(dir, `cache-${name}`) },
-        allowFailure: true,
-      });
+    return cluster.must(name).host.exec('kubectl', ['--kubeconfig', '/etc/wg-overlay/kubeconfig', ...args], {
+      env: { KUBECACHEDIR: join(dir, `cache-${name}`) },
+      allowFailure: true,
+    });
   }
 
   const nodeRequests = (from = 0) => cluster.api.requests.slice(from).filter((r) => r.path.startsWith('/api/v1/nodes'));

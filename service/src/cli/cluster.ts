@@ -7,12 +7,15 @@ import { ConfigError, loadConfig, type Config } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
 import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
-import { leasesApi, readLeaseHolders } from '../kube/location-leases.js';
+import { leasesApi, readLiveness } from '../kube/location-leases.js';
 import { listNodes } from '../kube/node-source.js';
 import { listExternalPeers, peersApi } from '../kube/peer-source.js';
+import { topologySettings } from '../config/mesh-settings.js';
+import { ClusterView } from '../mesh/cluster-view.js';
 import type { Membership } from '../mesh/membership/membership.js';
+import type { Liveness } from '../mesh/observations/leadership.js';
 import { clusterTopology, type Topology } from '../mesh/desired/topology.js';
-import type { ExternalPeer, MeshNode } from '../mesh/types.js';
+import type { MeshNode } from '../mesh/types.js';
 
 /** A failure of a CLI command: the message is printed as `wg-overlay <cmd>: <message>`, then it exits with `code`. */
 export class CliError extends Error {
@@ -39,8 +42,8 @@ export async function loadCliConfig(path: string, err: NodeJS.WritableStream): P
 
 /** The cluster as the API server reports it. */
 export interface ClusterData {
-  nodes: MeshNode[];
-  externalPeers: ExternalPeer[];
+  /** Its Nodes and external peers, and the membership they make. */
+  view: ClusterView;
   /** True when the Peer CRD is not installed. */
   peersAbsent: boolean;
   /** The cluster's CA certificate, for `[overlay] cidr6 = auto`. */
@@ -65,7 +68,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   }
   try {
     const { peers, absent } = await listExternalPeers(peersApi(kc));
-    return { nodes, externalPeers: peers, peersAbsent: absent, clusterCa: await clusterCa(kc) };
+    return { view: ClusterView.of(nodes, peers), peersAbsent: absent, clusterCa: await clusterCa(kc) };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));
   }
@@ -93,37 +96,33 @@ export async function runCli(name: string, err: NodeJS.WritableStream, body: () 
   }
 }
 
+/** Who the location Leases show alive (undefined when they cannot be read: leaders by rank alone). */
+export async function readLeaderLiveness(config: Config): Promise<Liveness | undefined> {
+  const m = config.mesh;
+  if (m.granularity !== 'location') return undefined;
+  try {
+    const kc = await loadKubeconfig(config.kubernetes.kubeconfig);
+    return await readLiveness(leasesApi(kc, m.leaseNamespace), m.leaderLeaseSeconds);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The topology of the cluster for `[mesh] granularity = location` or `cross` (undefined for a full
- * mesh), with the location Leases' holders read once (none when they cannot be read).
+ * mesh), with the location Leases read once.
  */
 export async function readTopology(
   config: Config,
-  nodes: readonly MeshNode[],
-  view: Membership,
+  view: ClusterView,
+  membership: Membership,
 ): Promise<Topology | undefined> {
-  const m = config.mesh;
-  if (m.granularity === 'full' || !view.policy) return undefined;
-  let leases = { holders: new Map<string, string>(), lapsed: new Map<string, string>() };
-  if (m.granularity === 'location') {
-    try {
-      leases = await readLeaseHolders(leasesApi(await loadKubeconfig(config.kubernetes.kubeconfig), m.leaseNamespace));
-    } catch {
-      // Without the Leases the leaders are those the rules rank first.
-    }
-  }
-  const settings = {
-    granularity: m.granularity,
-    locationLabel: m.locationLabel,
-    reachable: m.reachable,
-    localRoutes: m.localRoutes,
-  };
-  return clusterTopology(
-    view.members,
-    new Map(nodes.map((n) => [n.name, n])),
-    settings,
-    view.policy,
-    leases.holders,
-    leases.lapsed,
-  );
+  if (config.mesh.granularity === 'full' || !membership.policy) return undefined;
+  return clusterTopology({
+    members: membership.members,
+    nodes: view.nodes,
+    settings: topologySettings(config),
+    policy: membership.policy,
+    liveness: await readLeaderLiveness(config),
+  });
 }

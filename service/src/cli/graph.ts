@@ -14,7 +14,8 @@ import { ExecaRunner } from '../exec/runner.js';
 import { meshSettings } from '../config/mesh-settings.js';
 import { EXIT_USAGE } from '../exit-status.js';
 import { readDevice } from '../host/device.js';
-import { decideMembership, type Membership } from '../mesh/membership/membership.js';
+import { membershipSettings } from '../mesh/desired/plan.js';
+import type { Membership } from '../mesh/membership/membership.js';
 import type { Topology } from '../mesh/desired/topology.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { formatCidr } from '../net/ip.js';
@@ -98,7 +99,7 @@ function links(
   const nodes = view.members;
   const t = o.topology;
   const loc = (name: string): string | undefined => t?.locationOf.get(name);
-  const leaderOf = new Map(t?.locations.map((l) => [l.location.id, l.leader]) ?? []);
+  const leaderOf = new Map(t?.locations.map((l) => [l.id, l.leader]) ?? []);
   const tunnels = (a: string, b: string): boolean => {
     if (!t) return true;
     if (loc(a) === loc(b)) return false;
@@ -157,7 +158,7 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
     o.topology.locations.forEach((l, i) => {
       out.push(
         `  subgraph "cluster_${i}" {`,
-        `    label=${q(l.location.source === 'node' ? `${l.location.name} (on its own)` : `location ${l.location.name}`)};`,
+        `    label=${q(l.source === 'node' ? `${l.name} (on its own)` : `location ${l.name}`)};`,
         '    style="rounded,dashed";',
       );
       for (const name of l.members) if (byName.has(name)) out.push(box(byName.get(name)!, '    '));
@@ -216,12 +217,9 @@ export async function graphCommand(
       throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
     const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
     const cluster = await readCluster(config);
-    const view = decideMembership(
-      cluster.nodes,
-      cluster.externalPeers,
-      meshSettings(config, undefined, { clusterCa: cluster.clusterCa }),
-    );
-    const topology = await readTopology(config, cluster.nodes, view);
+    const settings = meshSettings(config, undefined, { clusterCa: cluster.clusterCa });
+    const view = cluster.view.membership(membershipSettings(settings));
+    const topology = await readTopology(config, cluster.view, view);
     const self = config.kubernetes.nodeName;
     let handshakes: Map<string, number> | undefined;
     if (!values['no-handshakes'] && view.members.some((n) => n.name === self)) {

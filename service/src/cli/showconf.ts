@@ -11,19 +11,22 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
-import { meshSettings } from '../config/mesh-settings.js';
+import type { Config } from '../config/config.js';
+import { meshSettings, topologySettings } from '../config/mesh-settings.js';
 import { EXIT_USAGE } from '../exit-status.js';
 import { ANNOTATION_PUBLIC_KEY } from '../mesh/annotations.js';
-import { computeDesired, NotReadyError, overlayHosts } from '../mesh/desired/desired.js';
+import { NotReadyError } from '../mesh/desired/desired.js';
+import { membershipSettings, planNode, type NodePlanInput } from '../mesh/desired/plan.js';
+import { ClusterView } from '../mesh/cluster-view.js';
 import type { AdmittedPeer } from '../mesh/membership/external-peers.js';
 import { isValidKey } from '../mesh/membership/keys.js';
-import { decideMembership, type Member, type Membership } from '../mesh/membership/membership.js';
+import { overlayHosts, type Member, type Membership } from '../mesh/membership/membership.js';
 import { compareSeniority } from '../mesh/membership/order.js';
 import type { DesiredState, ExternalPeer, MeshNode, MeshSettings } from '../mesh/types.js';
 import { compareCidrText, formatCidr, hostCidr, parseCidr } from '../net/ip.js';
 import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
 import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
-import { CliError, loadCliConfig, readCluster, runCli, usageErrors } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, readLeaderLiveness, runCli, usageErrors } from './cluster.js';
 
 export const SHOWCONF_USAGE = `Usage: wg-overlay showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE] [--config FILE]
        wg-overlay showconf node NAME [--wg-quick] [--config FILE]
@@ -158,18 +161,24 @@ export function renderNodeConf(desired: DesiredState, name: string, opts: { wgQu
 
 /** The desired state of Node `name` as seen from the cluster; throws a CliError when there is none. */
 export function nodeDesired(
-  nodes: readonly MeshNode[],
-  peers: readonly ExternalPeer[],
+  view: ClusterView,
   settings: MeshSettings,
   name: string,
+  topology?: NodePlanInput['topology'],
 ): DesiredState {
-  const node = nodes.find((n) => n.name === name);
+  const node = view.node(name);
   if (!node) throw new CliError(`Node ${name} does not exist (kubectl get nodes lists them)`);
   const key = node.annotations[ANNOTATION_PUBLIC_KEY];
   if (!key || !isValidKey(key))
     throw new CliError(`Node ${name} has not published a valid WireGuard public key (is wg-overlay running on it?)`);
+  const self = { name, publicKey: key };
   try {
-    return computeDesired({ name, publicKey: key }, nodes, settings, peers);
+    return planNode({
+      view: ClusterView.of([...view.nodes.values()], view.externalPeers, self),
+      self,
+      settings,
+      topology,
+    }).desired;
   } catch (e) {
     if (e instanceof NotReadyError) throw new CliError(e.message);
     throw e;
@@ -214,7 +223,7 @@ export async function showconfCommand(
         throw new CliError(
           'the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
         );
-      const membership = decideMembership(cluster.nodes, cluster.externalPeers, settings);
+      const membership = cluster.view.membership(membershipSettings(settings));
       out.write(
         renderPeerConf(membership, name, {
           wgQuick: values['wg-quick'] ?? false,
@@ -224,11 +233,17 @@ export async function showconfCommand(
       );
     } else {
       out.write(
-        renderNodeConf(nodeDesired(cluster.nodes, cluster.externalPeers, settings, name), name, {
+        renderNodeConf(nodeDesired(cluster.view, settings, name, await planTopology(config)), name, {
           wgQuick: values['wg-quick'] ?? false,
         }),
       );
     }
     return 0;
   });
+}
+
+/** The topology input of a Node's plan for `showconf node` (undefined for a full mesh). */
+async function planTopology(config: Config): Promise<NodePlanInput['topology']> {
+  const settings = topologySettings(config);
+  return settings.granularity === 'full' ? undefined : { settings, liveness: await readLeaderLiveness(config) };
 }

@@ -2,7 +2,8 @@
  * The part of the config the pure core depends on, shared by the daemon and the operator commands.
  */
 import { createHash } from 'node:crypto';
-import type { MembershipSettings, MeshSettings } from '../mesh/types.js';
+import type { TopologySettings } from '../mesh/desired/topology.js';
+import type { MeshSettings } from '../mesh/types.js';
 import type { Config } from './config.js';
 
 /**
@@ -54,16 +55,13 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
   };
 }
 
-/** The part of the mesh settings membership decides by (the same on every node of a cluster). */
-export function membershipSettings(s: MeshSettings): MembershipSettings {
+/** The topology settings of a config (every node of a cluster should have the same ones). */
+export function topologySettings(config: Config): TopologySettings {
+  const m = config.mesh;
   return {
-    overlayCidr: s.overlayCidr,
-    listenPort: s.listenPort,
-    ...(s.overlayCidr6 ? { overlayCidr6: s.overlayCidr6 } : {}),
-    ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}),
-    ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
-    ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}),
-    ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
-    ...(s.resolved ? { resolved: s.resolved } : {}),
+    granularity: m.granularity,
+    locationLabel: m.locationLabel,
+    reachable: m.reachable,
+    localRoutes: m.localRoutes,
   };
 }

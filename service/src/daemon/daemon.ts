@@ -4,128 +4,45 @@
  * endpoint, reconcile loop, Node and external-peer sources, config reloader, interface monitor,
  * resync timer — starts them in that order and stops them in reverse, leaving the mesh up.
  */
-import type { Config, LoadedConfig } from '../config/config.js';
-import { EXIT_CONFIG, EXIT_FAILURE } from '../exit-status.js';
-import type { CommandRunner } from '../exec/runner.js';
+import type { Config } from '../config/config.js';
 import { readDevice } from '../host/device.js';
-import { FORWARDING_OFF_WARNING } from '../host/forwarding.js';
-import { InterfaceOwner } from '../host/interface-owner.js';
-import { OwnChanges } from '../host/own-changes.js';
 import type { IpBatch } from '../host/ip-batch.js';
-import { PeerAdapter } from '../host/peer-adapter.js';
-import { RouteAdapter } from '../host/route-adapter.js';
-import { KubeconfigError } from '../kube/kubeconfig.js';
-import { LocationLeases, type LeaseApi } from '../kube/location-leases.js';
-import type { NodePublisher } from '../kube/node-publisher.js';
-import type { NodeSource } from '../kube/node-source.js';
-import type { ExternalPeerSource } from '../kube/peer-source.js';
+import { OwnChanges } from '../host/own-changes.js';
+import { LocationLeases } from '../kube/location-leases.js';
 import { describeError, type Logger } from '../log/logger.js';
 import type { InterfaceStatus } from '../mesh/observations/device.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 import { DaemonMetrics, evaluateHealth, type HealthResult } from '../metrics/metrics.js';
-import type { startMetricsServer } from '../metrics/server.js';
+import { isDnsName } from '../net/ip.js';
 import { buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
-import type { Notifier } from '../systemd/notify.js';
-import type { UnitController } from '../systemd/units.js';
 import { CachedRead } from '../util/cached-read.js';
 import { formatMs } from '../util/duration.js';
 import { VERSION } from '../version.js';
-import { isDnsName, parseIp } from '../net/ip.js';
-import type { LoadedKey } from '../wireguard/keys.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
-import { ConfigReloader, loadOrReport, type SignalSource } from './config-reloader.js';
-import { ReconcileLoop } from './loop.js';
+import { ConfigReloader } from './config-reloader.js';
 import { EndpointWatch } from './endpoint-watch.js';
+import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
+import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
+import { NameResolver } from './name-resolver.js';
 import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
+import { prepare, type Prepared } from './prepare.js';
 import { StatusWriter } from './status-writer.js';
-import { MeshStep, type Identity } from './step.js';
-import { NameResolver } from './name-resolver.js';
+import type { MeshStep } from './step.js';
+import { wireStep } from './step-wiring.js';
 import { WatchHealth } from './watch-health.js';
 
-/** The Kubernetes side of the daemon, made from the kubeconfig. */
-export interface KubeAccess {
-  /** The API server's URL, for the start-up log line. */
-  server: string;
-  nodes: NodeSource;
-  externalPeers: ExternalPeerSource;
-  publisher: NodePublisher;
-  /** The location leader Leases of a namespace (absent: no locations). */
-  leases?: (namespace: string) => LeaseApi;
-  /** The cluster's CA certificate (PEM), for `[overlay] cidr6 = auto`. */
-  clusterCa?: string | undefined;
-}
+export type { DaemonEnv, DaemonTiming, KubeAccess } from './env.js';
 
-/** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
-export interface DaemonEnv {
-  log: Logger;
-  /** Runs the commands that change the host (each logged at debug). */
-  runner: CommandRunner;
-  /** Runs the reads a metrics scrape makes (not logged). */
-  quietRunner: CommandRunner;
-  loadConfig(path: string): Promise<LoadedConfig>;
-  loadKey(stateDir: string): Promise<LoadedKey>;
-  /** Loads the kubeconfig and makes the sources; throws KubeconfigError when it is unusable. */
-  connectKube(config: Config, log: Logger): Promise<KubeAccess>;
-  /** systemd's units over D-Bus, or undefined when no manager answers. */
-  connectSystemd(log: Logger): Promise<UnitController | undefined>;
-  notifier: Notifier;
-  /** The long-lived `ip -batch` co-process for routes (undefined: one `ip` per route). */
-  ipBatch(log: Logger): IpBatch | undefined;
-  /** Watches route deletions and link changes on the interface, passing each event's line. */
-  monitor(iface: string, log: Logger, onChange: (line: string) => void): { stop(): void };
-  ipForwarding(): Promise<boolean | undefined>;
-  /** The addresses of a DNS name, IPv4 first. */
-  lookupName(name: string): Promise<string[]>;
-  /** Sends one datagram to an overlay address through the tunnel (endpoint failover's nudge); absent in tests that do not need it. */
-  nudge?(address: string): Promise<void>;
-  serveMetrics: typeof startMetricsServer;
-  signals: SignalSource;
-  /** Timings, shortened by tests. */
-  timing?: Partial<DaemonTiming>;
-}
-
-/** The daemon's timings (ms). */
-export interface DaemonTiming {
-  /** How long the first apply waits for the Peer list before going on without it. */
-  peerWait: number;
-  /** Between full resyncs that re-read the host even when no event arrived. */
-  resync: number;
-  /** Delay before wg0.conf is written after a change (0 = at once). */
-  confDelay: number;
-  /** Delay used to coalesce bursts of events. */
-  coalesce: number;
-  /** How long each part may take to stop. */
-  partStop: number;
-}
-
-const DEFAULT_TIMING: DaemonTiming = {
-  peerWait: 10_000,
-  resync: 60_000,
-  confDelay: 300,
-  coalesce: 2,
-  partStop: 10_000,
-};
-
-/** What the daemon has prepared before it builds its parts. */
-interface Prepared {
-  config: Config;
-  identity: Identity;
-  kube: KubeAccess;
-  units: UnitController | undefined;
-  /** The API server's addresses, which no routed range may contain. */
-  apiAddresses: string[];
-  loadedAt: number;
-}
-
-/** Host-side pieces the constructor makes and the parts list closes or uses. */
-interface Made {
+/** Host-side pieces the daemon makes before its parts, which the parts list closes or uses. */
+interface HostPieces {
   ipBatch: IpBatch | undefined;
   confFile: WgQuickFile;
   own: OwnChanges;
+  /** One device read at a time, reused for a few seconds, for the metrics and the endpoint watch. */
+  device: CachedRead<InterfaceStatus | undefined>;
   leadership: LocationLeases | undefined;
-  endpoints: EndpointWatch | undefined;
 }
 
 /** The long-running daemon: its parts, started in order and stopped in reverse. */
@@ -162,61 +79,29 @@ export class Daemon {
     const { log } = env;
     this.timing = { ...DEFAULT_TIMING, ...env.timing };
     this.running = p.config;
+    const host = this.makeHostPieces(p);
     const w = p.config.wireguard;
-    const ipBatch = env.ipBatch(log);
-    // Files that list every peer are written less often in a large mesh (1 ms per peer, at most
-    // 10 s): a burst of changes costs one write, and the live apply never waits for them.
-    const bySize =
-      (base: number): (() => number) =>
-      () =>
-        base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0));
-    const confFile = new WgQuickFile(w.configFile, log, bySize(this.timing.confDelay));
-    const own = new OwnChanges();
-    const iface = new InterfaceOwner({
+    this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, host.device, log);
+    this.step = wireStep({
+      config: p.config,
       runner: env.runner,
       log,
-      iface: w.interface,
-      configFile: w.configFile,
-      createInterface: w.createInterface,
-      implementation: w.implementation,
+      identity: p.identity,
+      publisher: p.kube.publisher,
+      confFile: host.confFile,
       units: p.units,
-      own,
+      ipBatch: host.ipBatch,
+      own: host.own,
+      leadership: host.leadership,
+      endpoints: this.endpoints,
+      sawDevice: (peers) => this.endpoints?.sawDevice(peers),
+      waitForPeers: true,
     });
-    log.info(iface.describe());
-    const m = p.config.mesh;
-    const leadership =
-      p.kube.leases &&
-      new LocationLeases({
-        api: p.kube.leases(m.leaseNamespace),
-        namespace: m.leaseNamespace,
-        self: p.identity.name,
-        leaseSeconds: m.leaderLeaseSeconds,
-        log,
-        onChange: () => this.loop.schedule('a location leader Lease changed'),
-      });
-    // One device read at a time, reused for a few seconds, for the metrics and the endpoint watch.
-    const device = new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000);
-    const endpoints = (this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, device, log));
-    this.step = new MeshStep(
-      {
-        runner: env.runner,
-        log,
-        identity: p.identity,
-        publisher: p.kube.publisher,
-        iface,
-        peers: new PeerAdapter(env.runner, w.interface, (peers) => endpoints?.sawDevice(peers)),
-        routes: new RouteAdapter(env.runner, log, ipBatch, own),
-        confFile,
-        leadership,
-        endpoints,
-      },
-      p.config,
-      true,
-    );
     this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
     if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa)
       log.notice(
-        '[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)',
+        '[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the ' +
+          'overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)',
       );
     this.loop = new ReconcileLoop(this.step, {
       log,
@@ -226,12 +111,9 @@ export class Daemon {
     this.resolver = new NameResolver(
       (name) => env.lookupName(name),
       log,
-      () => {
-        this.step.setFacts({ resolved: this.resolver.resolved });
-        this.loop.schedule('a DNS name resolved to a new address');
-      },
+      () => this.namesResolved(),
     );
-    this.metrics = this.makeMetrics(p.identity.name, w.interface, device);
+    this.metrics = this.makeMetrics(p.identity.name, w.interface, host.device);
     this.metricsEndpoint = new MetricsEndpoint(
       this.metrics,
       () => this.healthVerdict(),
@@ -243,72 +125,114 @@ export class Daemon {
       () => this.running.state.runtimeDir,
       () => this.snapshot(p.identity.name),
       log,
-      bySize(200),
+      this.bySize(200),
     );
-    this.reloader = new ConfigReloader(
-      configPath,
-      env.loadConfig,
-      {
-        running: () => this.running,
-        apply: (next, changed) => this.applyConfig(next, changed),
-        ready: () => this.loop.lastSuccessAt !== undefined,
-        summary: () => this.summary(),
-      },
-      env.notifier,
-      log,
-      env.signals,
-      p.loadedAt,
-    );
+    this.reloader = this.makeReloader(configPath, p.loadedAt);
     this.wire();
-    this.parts.push(...this.assemble(p, { ipBatch, confFile, own, leadership, endpoints }));
+    this.parts.push(...this.assemble(p, host));
+  }
+
+  /**
+   * A write delay that grows with the mesh: files that list every peer are written less often in
+   * a large mesh (1 ms per peer, at most 10 s), so a burst of changes costs one write, and the live
+   * apply never waits for them.
+   */
+  private bySize(base: number): () => number {
+    return () => (base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0)));
+  }
+
+  /** The host-side pieces: the ip co-process, the wg-quick file, own-change tracking, the device reader, the Leases. */
+  private makeHostPieces(p: Prepared): HostPieces {
+    const { env } = this;
+    const w = p.config.wireguard;
+    const m = p.config.mesh;
+    const leadership =
+      p.kube.leases &&
+      new LocationLeases({
+        api: p.kube.leases(m.leaseNamespace),
+        namespace: m.leaseNamespace,
+        self: p.identity.name,
+        leaseSeconds: m.leaderLeaseSeconds,
+        log: env.log,
+        onChange: () => this.loop.schedule('a location leader Lease changed'),
+      });
+    return {
+      ipBatch: env.ipBatch(env.log),
+      confFile: new WgQuickFile(w.configFile, env.log, this.bySize(this.timing.confDelay)),
+      own: new OwnChanges(),
+      device: new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000),
+      leadership,
+    };
+  }
+
+  /** The config reloader (SIGHUP): reloads, validates, applies or keeps the running config. */
+  private makeReloader(configPath: string, loadedAt: number): ConfigReloader {
+    const { env } = this;
+    const hooks = {
+      running: () => this.running,
+      apply: (next: Config, changed: boolean) => this.applyConfig(next, changed),
+      ready: () => this.loop.lastSuccessAt !== undefined,
+      summary: () => this.summary(),
+    };
+    return new ConfigReloader(configPath, env.loadConfig, hooks, env.notifier, env.log, env.signals, loadedAt);
+  }
+
+  /** A DNS name resolved to a new address: the membership may change. */
+  private namesResolved(): void {
+    this.step.setFacts({ resolved: this.resolver.resolved });
+    this.loop.schedule('a DNS name resolved to a new address');
   }
 
   /** The parts in start order (stopped in reverse): closers first, sources and monitors last. */
-  private assemble(p: Prepared, made: Made): Part[] {
-    const { ipBatch, confFile, own, leadership, endpoints } = made;
+  private assemble(p: Prepared, host: HostPieces): Part[] {
     const { env } = this;
     const { log } = env;
     const w = p.config.wireguard;
+    const view = this.step.view;
+    const nodesChanged = (changed: boolean): void => {
+      if (changed) this.loop.schedule('Nodes changed');
+    };
     return [
       new Closer('D-Bus link', () => p.units?.close()),
-      new Closer('ip co-process', () => ipBatch?.close()),
+      new Closer('ip co-process', () => host.ipBatch?.close()),
       new Closer('wg-quick file', async () => {
-        await confFile.flush();
+        await host.confFile.flush();
       }),
       this.status,
       this.metricsEndpoint,
       this.loop,
-      ...(leadership ? [leadership] : []),
-      ...(endpoints ? [endpoints] : []),
+      ...(host.leadership ? [host.leadership] : []),
+      ...(this.endpoints ? [this.endpoints] : []),
       this.resolver,
       new SourcePart<MeshNode>('node source', p.kube.nodes, {
-        onList: (nodes) => {
-          if (this.step.setNodes(nodes)) this.loop.schedule('Nodes changed');
-        },
-        onChange: (name, node) => {
-          if (node ? this.step.upsertNode(node) : this.step.removeNode(name)) this.loop.schedule('Nodes changed');
-        },
+        onList: (nodes) => nodesChanged(view.setNodes(nodes)),
+        onChange: (name, node) => nodesChanged(node ? view.upsertNode(node) : view.removeNode(name)),
         onState: (state, err) => this.health.report('nodes', state, err),
       }),
       new SourcePart<ExternalPeer>('peer source', p.kube.externalPeers, {
-        onList: (peers) => {
-          if (!this.step.setExternalPeers(peers)) return;
-          this.resolver.want(this.namesToResolve());
-          this.loop.schedule('Peers changed');
-        },
+        onList: (peers) => this.externalPeersListed(peers),
         onState: (state, err) => this.health.report('peers', state, err),
       }),
       new Timer('peer wait', this.timing.peerWait, false, () => this.stopWaitingForPeers()),
       this.reloader,
       new StartedPart('interface monitor', () =>
-        env.monitor(w.interface, log, (line) => {
-          // The daemon's own route deletions and link churn are not drift: no re-read for them.
-          if (own.isOwn(line)) log.debug(`own change seen by ip monitor: ${line}`);
-          else this.loop.schedule('routes or link changed on the host', true);
-        }),
+        env.monitor(w.interface, log, (line) => this.hostChanged(line, host.own)),
       ),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
     ];
+  }
+
+  /** A new list of external peers. */
+  private externalPeersListed(peers: readonly ExternalPeer[]): void {
+    if (!this.step.view.setExternalPeers(peers)) return;
+    this.resolver.want(this.namesToResolve());
+    this.loop.schedule('Peers changed');
+  }
+
+  /** A route or link changed on the host: drift forces a re-read; the daemon's own route deletions and link churn do not. */
+  private hostChanged(line: string, own: OwnChanges): void {
+    if (own.isOwn(line)) this.env.log.debug(`own change seen by ip monitor: ${line}`);
+    else this.loop.schedule('routes or link changed on the host', true);
   }
 
   /** Starts every part in order; if one cannot start, stops those already started and throws. */
@@ -331,7 +255,8 @@ export class Daemon {
         const m = process.memoryUsage();
         const mb = (b: number): string => `${Math.round(b / 1048576)} MB`;
         this.env.log.info(
-          `memory after the first apply: resident ${mb(m.rss)}, JavaScript heap ${mb(m.heapUsed)} used of ${mb(m.heapTotal)}, outside the heap ${mb(m.external + m.arrayBuffers)}`,
+          `memory after the first apply: resident ${mb(m.rss)}, JavaScript heap ${mb(m.heapUsed)} used of ` +
+            `${mb(m.heapTotal)}, outside the heap ${mb(m.external + m.arrayBuffers)}`,
         );
         return this.env.notifier.ready(`mesh applied: ${this.summary()}`);
       })
@@ -390,7 +315,7 @@ export class Daemon {
     return new EndpointWatch({
       read: (maxAgeMs) => device.get(maxAgeMs),
       peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.discoveredFor(name),
+      discovered: (name) => this.step.view.observations.accepted(name),
       timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
@@ -428,7 +353,7 @@ export class Daemon {
 
   /** The DNS names the mesh needs as addresses: external peers' endpoints and this node's explicit endpoint. */
   private namesToResolve(): string[] {
-    const names = this.step.externalPeerList
+    const names = this.step.view.externalPeers
       .map((p) => p.endpoint?.dns)
       .filter((n): n is string => !!n && isDnsName(n));
     const own = this.running.wireguard.endpoint;
@@ -449,11 +374,12 @@ export class Daemon {
 
   /** The first apply waits for the Peer list (a restart must not drop external peers for a moment), but not for ever. */
   private stopWaitingForPeers(): void {
-    if (this.step.externalPeersKnown) return;
+    if (this.step.view.externalPeersListed) return;
     this.env.log.warning(
-      `no Peer list from the API server after ${formatMs(this.timing.peerWait)}: applying the mesh without external Peers until it arrives`,
+      `no Peer list from the API server after ${formatMs(this.timing.peerWait)}: ` +
+        'applying the mesh without external Peers until it arrives',
     );
-    if (this.step.setExternalPeers([])) this.loop.schedule('Peers changed');
+    if (this.step.view.setExternalPeers([])) this.loop.schedule('Peers changed');
   }
 
   private snapshot(node: string): StatusSnapshot {
@@ -474,73 +400,5 @@ export class Daemon {
       pid: process.pid,
       failover: (name) => this.endpoints?.describe(name),
     });
-  }
-}
-
-/** Loads what the daemon needs before it can build its parts; an exit status when it cannot. */
-async function prepare(configPath: string, env: DaemonEnv): Promise<Prepared | number> {
-  const { log } = env;
-  const loadedAt = Date.now();
-  const config = await loadOrReport(env.loadConfig, configPath, log);
-  if (!config) {
-    log.error(`invalid configuration in ${configPath}; not starting`);
-    return EXIT_CONFIG;
-  }
-  log.setLevel(config.log.level);
-  log.info(
-    `wg-overlay ${VERSION} starting: node ${config.kubernetes.nodeName}, interface ${config.wireguard.interface}, config ${config.source}`,
-  );
-  let identity: Identity;
-  try {
-    const key = await env.loadKey(config.state.dir);
-    if (key.created)
-      log.notice(`created a new WireGuard private key in ${config.state.dir}; public key ${key.publicKey}`);
-    else log.info(`loaded the WireGuard private key from ${config.state.dir}; public key ${key.publicKey}`);
-    if (key.fixedMode)
-      log.warning(
-        `the private key file in ${config.state.dir} was readable by group or others: its mode is now 0600 (check who could have read it)`,
-      );
-    identity = { name: config.kubernetes.nodeName, privateKey: key.privateKey, publicKey: key.publicKey };
-  } catch (err) {
-    log.error(describeError(err));
-    return EXIT_FAILURE;
-  }
-  let kube: KubeAccess;
-  try {
-    kube = await env.connectKube(config, log);
-  } catch (err) {
-    log.error(describeError(err));
-    return err instanceof KubeconfigError ? EXIT_CONFIG : EXIT_FAILURE;
-  }
-  log.info(`API server ${kube.server} (kubeconfig ${config.kubernetes.kubeconfig})`);
-  if ((await env.ipForwarding()) === false) log.warning(FORWARDING_OFF_WARNING);
-  const units = config.wireguard.createInterface ? await env.connectSystemd(log) : undefined;
-  return { config, identity, kube, units, apiAddresses: await apiServerAddresses(kube.server, env), loadedAt };
-}
-
-/** The API server's addresses (its URL's host, resolved when it is a name); none when unknown. */
-async function apiServerAddresses(server: string, env: DaemonEnv): Promise<string[]> {
-  let host: string;
-  try {
-    host = new URL(server).hostname.replace(/^\[|\]$/g, '');
-  } catch {
-    return [];
-  }
-  if (parseIp(host)) return [host];
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      env.lookupName(host),
-      new Promise<string[]>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
-      }),
-    ]);
-  } catch (err) {
-    env.log.warning(
-      `cannot resolve the API server's name ${host} (${describeError(err)}): ranges containing its address are not refused`,
-    );
-    return [];
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -10,12 +10,10 @@
 import type { Logger } from '../log/logger.js';
 import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/observations/failover.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
+import { observeArrivals } from '../mesh/observations/nat.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import type { DesiredPeer } from '../mesh/types.js';
 import type { Part } from './part.js';
-
-/** How long a handshake counts as fresh (WireGuard's REJECT_AFTER_TIME). */
-const FRESH_SECONDS = 180;
 
 /** Options of the endpoint watch. */
 export interface EndpointWatchOptions {
@@ -178,23 +176,9 @@ export class EndpointWatch implements Part {
 
   /** Notes the peers that arrive from an endpoint none of their own addresses explains (NAT). */
   private observe(devPeers: readonly PeerStatus[]): void {
-    const nowS = Math.floor(this.now() / 1000);
-    const byKey = new Map(
-      this.o
-        .peers()
-        .filter((p) => p.kind === 'node')
-        .map((p) => [p.publicKey, p]),
-    );
-    const next: Record<string, string> = {};
-    for (const d of devPeers) {
-      const p = byKey.get(d.publicKey);
-      if (!p || !d.endpoint || d.latestHandshake === 0 || nowS - d.latestHandshake > FRESH_SECONDS) continue;
-      const own = new Set([...(p.candidates ?? []), ...(p.endpoint ? [p.endpoint] : [])]);
-      if (!own.has(d.endpoint)) next[p.name] = d.endpoint;
-    }
-    const sorted = Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : 1)));
-    if (JSON.stringify(sorted) === JSON.stringify(this.observedNow)) return;
-    this.observedNow = sorted;
+    const next = observeArrivals(devPeers, this.o.peers(), this.now());
+    if (JSON.stringify(next) === JSON.stringify(this.observedNow)) return;
+    this.observedNow = next;
     this.o.onObserved();
   }
 }

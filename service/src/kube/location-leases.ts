@@ -1,16 +1,11 @@
 /**
- * Location leaders through `coordination.k8s.io` Leases, one per location (`wg-overlay-loc-<hash>`
- * in `[mesh] lease_namespace`): the leader renews its location's Lease every third of its
- * duration; every node watches the Leases and counts one as live while it saw it renewed within its
- * duration (by its own clock, so clocks that disagree do not matter); when a Lease runs out (or
- * there is none), the location's candidates take it in their order, each waiting one step more
- * than the one before, and the API server's optimistic concurrency lets exactly one win. A holder
- * keeps the role while it renews: a returning node does not take it back. Only a node that the
- * topology makes leader over a live holder (by a better rank) takes the Lease over at once, and
- * that holder stops renewing it. Why Leases and not Node annotations: a renewal every two seconds
- * on the Node would send the whole Node object (10-20 KB) to every Node watcher in the cluster
- * (every daemon, the scheduler, controllers); a Lease is a few hundred bytes and only wg-overlay's
- * daemons watch them.
+ * The location leader Leases (`coordination.k8s.io`, one per location, `wg-overlay-loc-<hash>` in
+ * `[mesh] lease_namespace`): the watch that reads them and the writes the leadership step of
+ * `mesh/observations/leadership.ts` asks for. Who leads is decided from the Node list; a Lease
+ * only shows that its writer is alive. Why Leases and not Node annotations: a renewal every two
+ * seconds on the Node would send the whole Node object (10-20 KB) to every Node watcher in the
+ * cluster (every daemon, the scheduler, controllers); a Lease is a few hundred bytes and only
+ * wg-overlay's daemons watch them.
  */
 import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -20,6 +15,17 @@ import { escapeUnsafe } from '../mesh/text.js';
 import { describeApiError, httpStatus } from './api-errors.js';
 import { getJson, sendJson, watchStream } from './api-http.js';
 import { Reflector, type ListPage, type ReflectorApi } from './reflector.js';
+import {
+  forgetLease,
+  leaseTurn,
+  livenessOf,
+  newLeaseBook,
+  nextLapse,
+  recordLease,
+  type LeaderWish,
+  type LeadershipTiming,
+  type Liveness,
+} from '../mesh/observations/leadership.js';
 
 /** The label that marks wg-overlay's Leases. */
 export const LEASE_LABEL = 'app.kubernetes.io/managed-by';
@@ -75,34 +81,16 @@ export function leasesApi(kc: KubeConfig, namespace: string, timeoutMs = 10_000)
   };
 }
 
-/** One location's Lease as this node last saw it. */
-interface Seen {
-  lease: LeaseObject;
-  location: string;
-  holder: string | undefined;
-  durationMs: number;
-  /** When this node saw it change last (its own clock). */
-  seenAt: number;
-}
-
-/** What this node wants from its location's Lease, from the latest topology. */
-export interface LeaderWish {
-  location: string;
-  /** Who should take the Lease when it is free, best first. */
-  candidates: readonly string[];
-  /** Who the topology says leads (absent: whoever holds the Lease); a holder that is not it stops renewing, and it takes the Lease over. */
-  leader?: string;
-}
-
 /** Options of the Lease part. */
 export interface LocationLeasesOptions {
   api: LeaseApi;
   namespace: string;
   /** This node's name (the holder identity it writes). */
   self: string;
+  /** `[mesh] leader_lease`: how long a writer counts as alive (the Lease's own duration is never believed). */
   leaseSeconds: number;
   log: Logger;
-  /** Called when a Lease changed or ran out (the topology must be decided again). */
+  /** Called when a Lease changed or a writer lapsed (the topology must be decided again). */
   onChange(): void;
   /** How long each candidate waits after the one before it (ms). */
   stepMs?: number;
@@ -112,16 +100,23 @@ export interface LocationLeasesOptions {
 /** The MicroTime form the API uses. */
 const microTime = (ms: number): string => new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 
-/** Watches the location Leases, renews this node's own, and takes its location's when it is free. */
+/** A location id as an admin writes it (without `location:`). */
+const locationName = (id: string): string => escapeUnsafe(id.replace(/^(location|node):/, ''));
+
+/**
+ * Watches the location Leases and writes this node's location's Lease when the leadership step
+ * says so: the API calls and timers around the pure rules of `mesh/observations/leadership.ts`.
+ */
 export class LocationLeases {
   readonly name = 'location leases';
-  private readonly seen = new Map<string, Seen>();
+  private readonly book = newLeaseBook();
+  /** The Leases as read, by location id (for their resourceVersion when writing). */
+  private readonly objects = new Map<string, LeaseObject>();
   private reflector: Reflector<LeaseObject> | undefined;
   private wish: LeaderWish | undefined;
   private timer: NodeJS.Timeout | undefined;
   private expiry: NodeJS.Timeout | undefined;
-  /** When each location was first seen without a live holder (the candidates' clock starts there). */
-  private vacantSince = new Map<string, number>();
+  private vacantSince: number | undefined;
   private writing = false;
   private lastWrite = 0;
   /** The Leases were listed once, or listing them failed (then leaders are chosen by rank alone). */
@@ -130,6 +125,10 @@ export class LocationLeases {
 
   constructor(private readonly o: LocationLeasesOptions) {
     this.now = o.now ?? Date.now;
+  }
+
+  private get timing(): LeadershipTiming {
+    return { durationMs: this.o.leaseSeconds * 1000, stepMs: this.o.stepMs ?? 1000 };
   }
 
   /** Nothing happens until a wish arrives: clusters without locations never touch Leases. */
@@ -146,31 +145,32 @@ export class LocationLeases {
     this.reflector.start({
       onList: (items) => {
         this.listed = true;
-        this.seen.clear();
         for (const l of items) this.take(l);
         this.changed();
       },
       onChange: (name, item) => {
         if (item) this.take(item);
-        else for (const [loc, s] of this.seen) if (s.lease.metadata.name === name) this.seen.delete(loc);
+        else for (const [loc, l] of this.objects) if (l.metadata.name === name) this.forget(loc);
         this.changed();
       },
       onUp: () => undefined,
-      onError: (err) => {
-        this.o.log.debug(`lease watch: ${describeApiError(err)}`);
-        if (!this.listed) {
-          // Not knowing who holds the Leases must not keep the mesh down (e.g. the Role is missing).
-          this.listed = true;
-          this.o.log.warning(
-            `cannot list the location leader Leases in namespace ${escapeUnsafe(this.o.namespace)} (${describeApiError(err)}): leaders are chosen by rank until they can be read`,
-          );
-          this.o.onChange();
-        }
-        return undefined;
-      },
+      onError: (err) => this.listFailed(err),
     });
-    const every = Math.max(200, Math.floor((this.o.leaseSeconds * 1000) / 3));
-    this.timer = setInterval(() => void this.tick(), Math.min(every, this.o.stepMs ?? 1000));
+    const every = Math.max(200, Math.floor(this.timing.durationMs / 3));
+    this.timer = setInterval(() => void this.tick(), Math.min(every, this.timing.stepMs));
+  }
+
+  /** Not knowing who holds the Leases must not keep the mesh down (e.g. the Role is missing): leaders by rank. */
+  private listFailed(err: unknown): undefined {
+    this.o.log.debug(`lease watch: ${describeApiError(err)}`);
+    if (this.listed) return undefined;
+    this.listed = true;
+    this.o.log.warning(
+      `cannot list the location leader Leases in namespace ${escapeUnsafe(this.o.namespace)} (${describeApiError(err)}): ` +
+        'leaders are chosen by rank until they can be read',
+    );
+    this.o.onChange();
+    return undefined;
   }
 
   stop(): void {
@@ -181,24 +181,15 @@ export class LocationLeases {
 
   /**
    * True once the Leases were listed (or listing them failed): before that, a node that just
-   * started cannot tell a location's live holder from none, and would lead by rank.
+   * started cannot tell a location's live leader from none, and would lead by rank.
    */
   known(): boolean {
     return this.listed;
   }
 
-  /** Live holders by location id. */
-  holders(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const [loc, s] of this.seen) if (s.holder && this.live(s)) out.set(loc, s.holder);
-    return out;
-  }
-
-  /** Holders whose Lease ran out, by location id. */
-  lapsed(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const [loc, s] of this.seen) if (s.holder && !this.live(s)) out.set(loc, s.holder);
-    return out;
+  /** Who the Leases show alive, and who stopped, by location (judged with `[mesh] leader_lease`). */
+  liveness(): Liveness {
+    return livenessOf(this.book, this.now(), this.timing.durationMs);
   }
 
   /** What this node wants (undefined: granularity is not `location`: it takes no Lease). */
@@ -207,101 +198,111 @@ export class LocationLeases {
     if (wish && !this.reflector) this.begin();
   }
 
-  private live(s: Seen): boolean {
-    return this.now() < s.seenAt + s.durationMs;
-  }
-
   private take(l: LeaseObject): void {
     const location = l.metadata.annotations?.[LEASE_LOCATION_ANNOTATION];
     // A Lease whose name is not its location's hash is not one of ours: ignored.
     if (!location || leaseName(location) !== l.metadata.name) return;
-    const before = this.seen.get(location);
-    const holder = l.spec.holderIdentity || undefined;
-    const durationMs = Math.max(1, l.spec.leaseDurationSeconds ?? this.o.leaseSeconds) * 1000;
-    const renewed = !before || before.lease.spec.renewTime !== l.spec.renewTime || before.holder !== holder;
-    this.seen.set(location, { lease: l, location, holder, durationMs, seenAt: renewed ? this.now() : before.seenAt });
+    this.objects.set(location, l);
+    recordLease(
+      this.book,
+      { location, holder: l.spec.holderIdentity || undefined, renewTime: l.spec.renewTime },
+      this.now(),
+    );
   }
 
-  /** Reports a change, and arranges to report again when the next Lease runs out. */
+  private forget(location: string): void {
+    this.objects.delete(location);
+    forgetLease(this.book, location);
+  }
+
+  /** Reports a change, and arranges to report again when the next alive writer lapses. */
   private changed(): void {
     this.o.onChange();
     clearTimeout(this.expiry);
-    const next = Math.min(
-      ...[...this.seen.values()].filter((s) => s.holder && this.live(s)).map((s) => s.seenAt + s.durationMs),
-    );
-    if (Number.isFinite(next)) this.expiry = setTimeout(() => this.changed(), Math.max(10, next - this.now() + 5));
+    const next = nextLapse(this.book, this.now(), this.timing.durationMs);
+    if (next !== undefined) this.expiry = setTimeout(() => this.changed(), Math.max(10, next - this.now() + 5));
   }
 
-  /** Renews this node's Lease, or takes its location's when it is free and its turn has come. */
+  /** One leadership step: writes the Lease when the pure rules say so. */
   private async tick(): Promise<void> {
     const wish = this.wish;
     if (!wish || this.writing) return;
-    const s = this.seen.get(wish.location);
-    const now = this.now();
-    const leader = wish.leader ?? s?.holder;
-    if (s?.holder === this.o.self && this.live(s)) {
-      // Outranked (see decideTopology): the leader takes the Lease over.
-      if (leader === this.o.self && now - this.lastWrite >= s.durationMs / 3) await this.write(s.lease, false);
-      return;
-    }
-    if (s?.holder && this.live(s)) {
-      this.vacantSince.delete(wish.location);
-      if (leader === this.o.self) await this.write(s.lease, true, 'which it outranks');
-      return;
-    }
-    // A holder whose Lease ran out comes after every other candidate (it takes the role back only if none does).
-    const listed = wish.candidates.indexOf(this.o.self);
-    const place = listed >= 0 ? listed : s?.holder === this.o.self ? wish.candidates.length + 1 : -1;
-    if (place < 0) return;
-    const since = this.vacantSince.get(wish.location) ?? (s?.holder ? s.seenAt + s.durationMs : now);
-    this.vacantSince.set(wish.location, since);
-    if (now >= since + place * (this.o.stepMs ?? 1000)) await this.write(s?.lease, true, 'whose Lease ran out');
+    const turn = leaseTurn({
+      wish,
+      self: this.o.self,
+      lease: this.book.leases.get(wish.location),
+      now: this.now(),
+      timing: this.timing,
+      lastWriteAt: this.lastWrite,
+      vacantSince: this.vacantSince,
+    });
+    this.vacantSince = turn.vacantSince;
+    if (turn.write) await this.write(wish.location, turn.write);
   }
 
-  /** Creates or replaces the Lease with this node as holder (`why` it takes it from its holder); a lost race is not an error. */
-  private async write(current: LeaseObject | undefined, acquire: boolean, why = ''): Promise<void> {
-    const wish = this.wish!;
+  /** Creates or replaces the Lease with this node as holder; a lost race is not an error. */
+  private async write(location: string, w: { take: boolean; why: string }): Promise<void> {
+    const current = this.objects.get(location);
     const now = this.now();
-    const lease: LeaseObject = {
-      apiVersion: 'coordination.k8s.io/v1',
-      kind: 'Lease',
-      metadata: {
-        name: leaseName(wish.location),
-        namespace: this.o.namespace,
-        labels: { [LEASE_LABEL]: LEASE_LABEL_VALUE },
-        annotations: { [LEASE_LOCATION_ANNOTATION]: wish.location },
-        ...(current?.metadata.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
-      },
-      spec: {
-        holderIdentity: this.o.self,
-        leaseDurationSeconds: this.o.leaseSeconds,
-        acquireTime: acquire ? microTime(now) : (current?.spec.acquireTime ?? microTime(now)),
-        renewTime: microTime(now),
-        leaseTransitions: (current?.spec.leaseTransitions ?? 0) + (acquire && current ? 1 : 0),
-      },
-    };
+    const lease = leaseObject({
+      location,
+      namespace: this.o.namespace,
+      self: this.o.self,
+      seconds: this.o.leaseSeconds,
+      now,
+      take: w.take,
+      current,
+    });
     this.writing = true;
     try {
       const written = current ? await this.o.api.replace(lease) : await this.o.api.create(lease);
       this.lastWrite = now;
-      if (acquire)
-        this.o.log.notice(
-          `took the leader Lease of location ${escapeUnsafe(wish.location.replace(/^(location|node):/, ''))}${current?.spec.holderIdentity ? ` from ${escapeUnsafe(current.spec.holderIdentity)}, ${why}` : ''}`,
-        );
-      this.vacantSince.delete(wish.location);
+      if (w.take)
+        this.o.log.notice(`took the leader Lease of location ${locationName(location)} ${escapeUnsafe(w.why)}`);
+      this.vacantSince = undefined;
       this.take(written);
       this.changed();
     } catch (err) {
-      const code = httpStatus(err);
-      if (code === 409) this.o.log.debug(`leader Lease of ${wish.location}: another node wrote it first`);
+      if (httpStatus(err) === 409) this.o.log.debug(`leader Lease of ${location}: another node wrote it first`);
       else
         this.o.log.warning(
-          `cannot ${acquire ? 'take' : 'renew'} the leader Lease of location ${escapeUnsafe(wish.location)}: ${describeApiError(err)}`,
+          `cannot ${w.take ? 'take' : 'renew'} the leader Lease of location ${locationName(location)}: ${describeApiError(err)}`,
         );
     } finally {
       this.writing = false;
     }
   }
+}
+
+/** The Lease object this node writes for a location (renewing or taking `current`). */
+function leaseObject(o: {
+  location: string;
+  namespace: string;
+  self: string;
+  seconds: number;
+  now: number;
+  take: boolean;
+  current: LeaseObject | undefined;
+}): LeaseObject {
+  const { current, now } = o;
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: {
+      name: leaseName(o.location),
+      namespace: o.namespace,
+      labels: { [LEASE_LABEL]: LEASE_LABEL_VALUE },
+      annotations: { [LEASE_LOCATION_ANNOTATION]: o.location },
+      ...(current?.metadata.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
+    },
+    spec: {
+      holderIdentity: o.self,
+      leaseDurationSeconds: o.seconds,
+      acquireTime: o.take ? microTime(now) : (current?.spec.acquireTime ?? microTime(now)),
+      renewTime: microTime(now),
+      leaseTransitions: (current?.spec.leaseTransitions ?? 0) + (o.take && current ? 1 : 0),
+    },
+  };
 }
 
 /** True for a Lease-shaped object (validated: everything read from the API is hostile). */
@@ -323,24 +324,21 @@ function isLease(raw: unknown): raw is LeaseObject {
 }
 
 /**
- * The holders of the location Leases as an operator command sees them (one read, no watch): live
- * when renewed within their duration by this machine's clock, else lapsed.
+ * Who the location Leases show alive, as an operator command sees them (one read, no watch): a
+ * holder is alive when its Lease was renewed within `leaseSeconds` (`[mesh] leader_lease`, never
+ * the Lease's own duration) by this machine's clock — the same rule the daemon applies to the
+ * writes it sees.
  */
-export async function readLeaseHolders(
-  api: LeaseApi,
-  now: number = Date.now(),
-): Promise<{ holders: Map<string, string>; lapsed: Map<string, string> }> {
-  const holders = new Map<string, string>();
-  const lapsed = new Map<string, string>();
+export async function readLiveness(api: LeaseApi, leaseSeconds: number, now: number = Date.now()): Promise<Liveness> {
+  const book = newLeaseBook();
   const page = await api.list({});
   for (const raw of page.items ?? []) {
     if (!isLease(raw)) continue;
     const location = raw.metadata.annotations?.[LEASE_LOCATION_ANNOTATION];
     const holder = raw.spec.holderIdentity;
-    if (!location || !holder || leaseName(location) !== raw.metadata.name) continue;
     const renewed = Date.parse(raw.spec.renewTime ?? '');
-    const live = Number.isFinite(renewed) && now < renewed + (raw.spec.leaseDurationSeconds ?? 0) * 1000;
-    (live ? holders : lapsed).set(location, holder);
+    if (!location || !holder || leaseName(location) !== raw.metadata.name || !Number.isFinite(renewed)) continue;
+    recordLease(book, { location, holder, renewTime: raw.spec.renewTime }, renewed);
   }
-  return { holders, lapsed };
+  return livenessOf(book, now, leaseSeconds * 1000);
 }

@@ -3,11 +3,8 @@
  * what the mesh needs (and only wg-overlay's own annotations, bounded in length).
  */
 import type { V1Node } from '@kubernetes/client-node';
-import { ANNOTATION_PREFIX, KILO_ANNOTATIONS } from '../mesh/annotations.js';
+import { ANNOTATION_PREFIX, KILO_ANNOTATIONS, MAX_ANNOTATION_LENGTH } from '../mesh/annotations.js';
 import type { MeshNode } from '../mesh/types.js';
-
-/** Longest annotation value accepted from another Node; longer values are dropped as hostile. */
-const MAX_ANNOTATION_LENGTH = 1024;
 
 const KILO_KEYS: ReadonlySet<string> = new Set(KILO_ANNOTATIONS);
 

@@ -23,6 +23,9 @@ export const ANNOTATION_ENDPOINT = `${ANNOTATION_PREFIX}endpoint`;
  */
 export const ANNOTATION_DISCOVERED = `${ANNOTATION_PREFIX}discovered-endpoints`;
 
+/** The longest annotation value read from another Node (characters); longer ones are dropped as hostile. */
+export const MAX_ANNOTATION_LENGTH = 1024;
+
 /** Every annotation key wg-overlay publishes, in a fixed order. */
 export const OWN_ANNOTATIONS = [
   ANNOTATION_PUBLIC_KEY,
@@ -58,3 +61,18 @@ export const KILO_ANNOTATIONS = [
   KILO_PERSISTENT_KEEPALIVE,
   KILO_ALLOWED_LOCATION_IPS,
 ] as const;
+
+/** The merge patch that makes a Node's own annotations what it should publish (null removes one); undefined when none differs. */
+export function ownAnnotationPatch(
+  current: Readonly<Record<string, string>>,
+  publish: Readonly<Record<string, string>>,
+): Record<string, string | null> | undefined {
+  const patch: Record<string, string | null> = {};
+  for (const key of OWN_ANNOTATIONS) {
+    const want = publish[key];
+    const have = current[key];
+    if (want !== undefined && want !== have) patch[key] = want;
+    if (want === undefined && have !== undefined) patch[key] = null;
+  }
+  return Object.keys(patch).length > 0 ? patch : undefined;
+}

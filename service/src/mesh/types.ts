@@ -182,18 +182,25 @@ export interface ListDelta<T> {
   added: readonly T[];
 }
 
-/** One location of the topology, for status and graphs. */
-export interface LocationSummary {
+/** One location of the topology: its members, its leader and why, and the order they lead in. */
+export interface LocationView {
   /** `location:<name>`, or `node:<name>` for a Node on its own. */
   id: string;
+  /** What an admin calls it: the name, or the Node's name for a location of its own. */
   name: string;
+  /** Where it came from: Kilo's location annotation, the location label, or a Node on its own. */
+  source: 'annotation' | 'label' | 'node';
   /** Member names, oldest first. */
   members: string[];
   leader: string;
-  /** Why that node leads. */
+  /** Why that node leads, one phrase. */
   why: string;
-  /** Who should take the location's Lease when it is free, best first. */
-  candidates: string[];
+  /** Members in the order they should lead: rank, then seniority. */
+  order: string[];
+  /** Members the leader Lease shows alive (seen writing it within the configured duration). */
+  alive: string[];
+  /** Members seen writing the Lease before, but not within the duration. */
+  lapsed: string[];
 }
 
 /** This node's place in a location or cross topology. */
@@ -209,7 +216,7 @@ export interface TopologyState {
   why: string;
   /** True when this node holds tunnels to other locations (a leader, or every node with `cross`). */
   leads: boolean;
-  locations: LocationSummary[];
+  locations: LocationView[];
 }
 
 /** Everything this node wants applied, computed purely from the Node and Peer lists and config. */

@@ -56,6 +56,12 @@ export function parseIp(text: string): Ip | undefined {
   return undefined;
 }
 
+/** The IPv4 address an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) stands for; any other address as it is. */
+export function unmapIPv4(ip: Ip): Ip {
+  if (ip.family === 6 && ip.value >> 32n === 0xffffn) return { family: 4, value: ip.value & 0xffffffffn };
+  return ip;
+}
+
 /** Formats an address in canonical form (RFC 5952 for IPv6). */
 export function formatIp(ip: Ip): string {
   if (ip.family === 4) {

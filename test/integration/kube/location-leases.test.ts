@@ -1,21 +1,23 @@
 /**
  * Location leader Leases against the Kubernetes API test server, with three nodes' Lease parts in
- * one location: the first candidate takes the Lease and keeps it by renewing; when it stops, every
- * node sees the Lease run out and the next candidate takes it within the Lease's duration plus one
- * step; the old holder, back, does not take it back; two candidates racing for a free Lease end
- * with exactly one holder (the API server's optimistic concurrency decides); a node the topology
- * makes leader over a live holder takes the Lease over; a node knows the holders only once it
- * listed the Leases (or failed to).
+ * one location, each re-deciding its wish from the liveness it sees (as the daemon's step does):
+ * the first in order takes the Lease and renews it; when it stops, every node sees it lapse after
+ * the configured duration and the next takes over within that plus a step; the first back takes
+ * the lead again (it ranks first); a member writing itself into the Lease changes nothing; a
+ * leader that wrote a long Lease and died is replaced after the configured duration, not the
+ * Lease's; two parts writing a free Lease at once end with one holder; a node knows the liveness
+ * only once it listed the Leases (or failed to).
  */
 import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
 import { leaseName, leasesApi, LocationLeases } from '../../../service/src/kube/location-leases.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
+import { chooseLeader, locationWish } from '../../../service/src/mesh/observations/leadership.js';
 import { KubeApiServer } from '../../kube-api/server.js';
 import { until as waitUntil } from '../../support/wait.js';
 
 const LOCATION = 'location:aws';
-const CANDIDATES = ['n1', 'n2', 'n3'];
+const ORDER = ['n1', 'n2', 'n3'];
 
 const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> => waitUntil(cond, what, ms, 20);
 
@@ -25,27 +27,39 @@ describe('integration: location leader Leases against the API test server', func
   let kc: k8s.KubeConfig;
   const parts: LocationLeases[] = [];
 
-  /** A node's Lease part that wants to lead LOCATION in the order CANDIDATES (minus `without`). */
-  function node(self: string, without: string[] = []): LocationLeases {
-    const p = new LocationLeases({
+  /** A node's Lease part in LOCATION, whose wish follows the liveness it sees (as the step makes it). */
+  function node(self: string, leaseSeconds = 2): LocationLeases {
+    const p: LocationLeases = new LocationLeases({
       api: leasesApi(kc, 'wg-overlay'),
       namespace: 'wg-overlay',
       self,
-      leaseSeconds: 2,
+      leaseSeconds,
       log: memoryLogger(),
-      onChange: () => undefined,
+      onChange: () => p.want(locationWish(LOCATION, ORDER, p.liveness())),
       stepMs: 300,
     });
     p.start();
-    p.want({ location: LOCATION, candidates: CANDIDATES.filter((c) => !without.includes(c)) });
+    p.want(locationWish(LOCATION, ORDER, p.liveness()));
     parts.push(p);
     return p;
   }
-  const holder = (): string | undefined =>
-    (
-      server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.spec as
-        { holderIdentity?: string } | undefined
-    )?.holderIdentity;
+  /** The leader `p` sees. */
+  const leaderSeen = (p: LocationLeases): string => {
+    const l = p.liveness();
+    return chooseLeader(ORDER, l.alive.get(LOCATION) ?? new Set(), l.lapsed.get(LOCATION) ?? new Set());
+  };
+  const leases = () => server.resource('leases', 'coordination.k8s.io');
+  const lease = () => leases().get(leaseName(LOCATION), 'wg-overlay') as { spec: Record<string, unknown> } | undefined;
+  const holder = (): string | undefined => lease()?.spec.holderIdentity as string | undefined;
+  /** Writes the Lease as another node would (a hostile member, or a leader that then dies). */
+  const forge = (holderIdentity: string, leaseDurationSeconds: number): void => {
+    const current = leases().get(leaseName(LOCATION), 'wg-overlay')!;
+    const renewTime = new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+    leases().update({
+      ...current,
+      spec: { ...(current.spec as object), holderIdentity, leaseDurationSeconds, renewTime },
+    });
+  };
 
   beforeEach(async () => {
     server = new KubeApiServer();
@@ -58,36 +72,59 @@ describe('integration: location leader Leases against the API test server', func
     await server?.stop();
   });
 
-  it('the first candidate takes the Lease and keeps it; every node sees it as the live holder', async () => {
-    const [a, b, c] = [node('n1'), node('n2'), node('n3')];
+  it('the first in order takes the Lease and renews it; every node sees it alive and leading', async () => {
+    const all = [node('n1'), node('n2'), node('n3')];
     await until(() => holder() === 'n1', 'n1 to hold the Lease');
-    await until(() => [a, b, c].every((p) => p.holders().get(LOCATION) === 'n1'), 'every node to see n1');
-    const rv = () =>
-      server.resource('leases', 'coordination.k8s.io').get(leaseName(LOCATION), 'wg-overlay')?.metadata
-        ?.resourceVersion;
+    await until(() => all.every((p) => leaderSeen(p) === 'n1'), 'every node to see n1 lead');
+    const rv = () => leases().get(leaseName(LOCATION), 'wg-overlay')?.metadata?.resourceVersion;
     const before = rv();
     await new Promise((r) => setTimeout(r, 2_500)); // longer than the Lease: only renewals keep it
     assert.notEqual(rv(), before, 'renewed');
     assert.equal(holder(), 'n1');
-    assert.equal(b.holders().get(LOCATION), 'n1');
+    assert.ok(all.every((p) => leaderSeen(p) === 'n1'));
   });
 
-  it('when the holder stops, the next candidate takes over within the duration and a step; the old holder back does not take it back', async () => {
+  it('when the leader stops, the next takes over within the duration and a step; the first back leads again, once', async () => {
     const a = node('n1');
     const b = node('n2');
-    await until(() => holder() === 'n1' && b.holders().get(LOCATION) === 'n1', 'n1 to lead');
+    node('n3');
+    await until(() => holder() === 'n1' && leaderSeen(b) === 'n1', 'n1 to lead');
     const stopped = Date.now();
     a.stop();
-    // The others now see n1's Lease run out; their topology leaves n1 out of the candidates.
-    await until(() => b.lapsed().get(LOCATION) === 'n1', 'n1 seen as lapsed', 5_000);
-    b.want({ location: LOCATION, candidates: ['n2', 'n3'] });
     await until(() => holder() === 'n2', 'n2 to take the Lease', 5_000);
     const took = Date.now() - stopped;
     assert.ok(took < 2_000 + 300 + 1_500, `took over after ${took} ms`);
-    const back = node('n1', ['n1']);
+    const back = node('n1');
+    await until(() => holder() === 'n1' && leaderSeen(b) === 'n1', 'n1, ranked first, to lead again', 5_000);
+    const transitions = lease()!.spec.leaseTransitions;
     await new Promise((r) => setTimeout(r, 3_000));
-    assert.equal(holder(), 'n2', 'the returning node does not take the Lease back');
-    assert.equal(back.holders().get(LOCATION), 'n2');
+    assert.equal(holder(), 'n1', 'no flapping');
+    assert.equal(lease()!.spec.leaseTransitions, transitions, 'no more transitions');
+    assert.equal(leaderSeen(back), 'n1');
+  });
+
+  it('a member writing itself into the Lease changes nothing: the leader stays leader everywhere and writes itself back', async () => {
+    const all = [node('n1'), node('n2'), node('n3')];
+    await until(() => holder() === 'n1' && all.every((p) => p.liveness().alive.get(LOCATION)?.has('n1')), 'n1 alive');
+    forge('n2', 3600);
+    await until(() => all.every((p) => p.liveness().alive.get(LOCATION)?.has('n2')), 'every node to see the write');
+    assert.ok(
+      all.every((p) => leaderSeen(p) === 'n1'),
+      'n1 still leads for everyone',
+    );
+    await until(() => holder() === 'n1', 'n1 to write itself back', 2_000);
+  });
+
+  it("a leader that wrote a 3600 s Lease and died is replaced after the configured duration, not the Lease's", async () => {
+    const a = node('n1');
+    const b = node('n2');
+    await until(() => holder() === 'n1' && leaderSeen(b) === 'n1', 'n1 to lead');
+    a.stop();
+    forge('n1', 3600);
+    const died = Date.now();
+    await until(() => holder() === 'n2', 'n2 to take the Lease', 8_000);
+    const took = Date.now() - died;
+    assert.ok(took < 2_000 + 300 + 1_500, `replaced after ${took} ms`);
   });
 
   it('a node knows who holds the Leases only once it listed them; a list that fails leaves leaders to their rank, with one warning', async () => {
@@ -106,7 +143,7 @@ describe('integration: location leader Leases against the API test server', func
       stepMs: 300,
     });
     parts.push(denied);
-    denied.want({ location: LOCATION, candidates: CANDIDATES });
+    denied.want(locationWish(LOCATION, ORDER, denied.liveness()));
     await until(() => denied.known(), 'the failed list to count as known');
     assert.equal(
       log.lines.filter((l) => /cannot list the location leader Leases in namespace wg-overlay/.test(l)).length,
@@ -115,47 +152,15 @@ describe('integration: location leader Leases against the API test server', func
     );
   });
 
-  it('a node the topology makes leader over a live holder (a better rank) takes the Lease over at once; the holder stops renewing', async () => {
-    const late = node('n3', ['n1', 'n2']); // alone in its view: takes the vacant Lease
-    await until(() => holder() === 'n3', 'n3 to take the Lease');
-    const better = node('n1');
-    better.want({ location: LOCATION, candidates: CANDIDATES, leader: 'n1' });
-    late.want({ location: LOCATION, candidates: CANDIDATES, leader: 'n1' });
-    const asked = Date.now();
-    await until(() => holder() === 'n1', 'n1 to take the Lease over', 3_000);
-    assert.ok(Date.now() - asked < 1_500, `took ${Date.now() - asked} ms`);
-    await new Promise((r) => setTimeout(r, 2_500)); // longer than the Lease: n3 does not write it back
-    assert.equal(holder(), 'n1');
-    assert.equal(late.holders().get(LOCATION), 'n1');
-  });
-
-  it('two candidates racing for a free Lease: exactly one holds it', async () => {
-    // Both think they are first.
-    const x = new LocationLeases({
-      api: leasesApi(kc, 'wg-overlay'),
-      namespace: 'wg-overlay',
-      self: 'n1',
-      leaseSeconds: 2,
-      log: memoryLogger(),
-      onChange: () => undefined,
-      stepMs: 300,
-    });
-    const y = new LocationLeases({
-      api: leasesApi(kc, 'wg-overlay'),
-      namespace: 'wg-overlay',
-      self: 'n2',
-      leaseSeconds: 2,
-      log: memoryLogger(),
-      onChange: () => undefined,
-      stepMs: 300,
-    });
-    parts.push(x, y);
-    x.want({ location: LOCATION, candidates: ['n1'] });
-    y.want({ location: LOCATION, candidates: ['n2'] });
+  it('two parts writing a free Lease at once: exactly one create wins, and they agree afterwards', async () => {
+    const x = node('n1');
+    const y = node('n2');
+    // Both believe, for their first write, that they lead.
+    x.want({ location: LOCATION, leader: 'n1', order: ORDER, lapsed: new Set(), someoneAlive: false });
+    y.want({ location: LOCATION, leader: 'n2', order: ORDER, lapsed: new Set(), someoneAlive: false });
     await until(() => holder() !== undefined, 'a holder');
+    await until(() => leaderSeen(x) === 'n1' && leaderSeen(y) === 'n1' && holder() === 'n1', 'both to agree on n1');
     await new Promise((r) => setTimeout(r, 2_500));
-    const h = holder();
-    assert.ok(h === 'n1' || h === 'n2');
-    await until(() => x.holders().get(LOCATION) === h && y.holders().get(LOCATION) === h, 'both to agree');
+    assert.equal(holder(), 'n1');
   });
 });

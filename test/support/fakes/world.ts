@@ -1,14 +1,12 @@
 /**
- * The reconcile loop and step wired to a simulated host, the way the daemon wires them: host
- * adapters over the FakeHost's recording runner, a wg-quick file in a temp dir, and a facade
+ * The reconcile loop and step wired to a simulated host by the daemon's own wiring (`wireStep`):
+ * host adapters over the FakeHost's recording runner, a wg-quick file in a temp dir, and a facade
  * with the calls the daemon makes when Nodes, Peers or the config change.
  */
 import type { Config } from '../../../service/src/config/config.js';
 import { ReconcileLoop } from '../../../service/src/daemon/loop.js';
-import { MeshStep, type Identity, type Leadership } from '../../../service/src/daemon/step.js';
-import { InterfaceOwner } from '../../../service/src/host/interface-owner.js';
-import { PeerAdapter } from '../../../service/src/host/peer-adapter.js';
-import { RouteAdapter } from '../../../service/src/host/route-adapter.js';
+import type { Identity, Leadership, MeshStep } from '../../../service/src/daemon/step.js';
+import { wireStep } from '../../../service/src/daemon/step-wiring.js';
 import type { NodePublisher } from '../../../service/src/kube/node-publisher.js';
 import type { Logger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer, MeshNode } from '../../../service/src/mesh/types.js';
@@ -44,34 +42,22 @@ export interface Reconcile {
   next(): Promise<ReconcileReport>;
 }
 
-/** Builds the loop and step over the simulated host. */
+/** Builds the loop and step over the simulated host, wired as the daemon wires them. */
 export function reconcileWorld(p: WorldParts): Reconcile {
   const w = p.config.wireguard;
   const confFile = new WgQuickFile(w.configFile, p.log, 0);
-  const step = new MeshStep(
-    {
-      runner: p.host.runner,
-      log: p.log,
-      identity: p.identity,
-      publisher: p.publisher ?? { patchAnnotations: async () => undefined },
-      iface: new InterfaceOwner({
-        runner: p.host.runner,
-        log: p.log,
-        iface: w.interface,
-        configFile: w.configFile,
-        createInterface: w.createInterface,
-        implementation: w.implementation,
-        units: p.units,
-        hasWireguardGo: p.host.hasWireguardGo,
-      }),
-      peers: new PeerAdapter(p.host.runner, w.interface),
-      routes: new RouteAdapter(p.host.runner, p.log),
-      confFile,
-      leadership: p.leadership,
-    },
-    p.config,
-    p.waitForPeers ?? false,
-  );
+  const step = wireStep({
+    config: p.config,
+    runner: p.host.runner,
+    log: p.log,
+    identity: p.identity,
+    publisher: p.publisher ?? { patchAnnotations: async () => undefined },
+    confFile,
+    units: p.units,
+    leadership: p.leadership,
+    hasWireguardGo: p.host.hasWireguardGo,
+    waitForPeers: p.waitForPeers ?? false,
+  });
   const loop = new ReconcileLoop(step, { log: p.log, coalesceMs: 1 });
   let waiters: Array<(r: ReconcileReport) => void> = [];
   loop.onReport((r) => {
@@ -83,10 +69,10 @@ export function reconcileWorld(p: WorldParts): Reconcile {
     step,
     loop,
     setNodes: (nodes) => {
-      if (step.setNodes(nodes)) loop.schedule('Nodes changed');
+      if (step.view.setNodes(nodes)) loop.schedule('Nodes changed');
     },
     setPeers: (peers) => {
-      if (step.setExternalPeers(peers)) loop.schedule('Peers changed');
+      if (step.view.setExternalPeers(peers)) loop.schedule('Peers changed');
     },
     setConfig: (config) => {
       step.setConfig(config);

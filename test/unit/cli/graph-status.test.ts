@@ -115,18 +115,17 @@ describe('unit: graph rendering', () => {
       loc(meshNode('d', { ip: '192.0.2.15', created: 5, pods: ['10.244.5.0/24'], key: KEYS[4] }), 'gcp'),
     ];
     const v = decideMembership(nodes, PEERS, SETTINGS);
-    const topology = clusterTopology(
-      v.members,
-      new Map(nodes.map((n) => [n.name, n])),
-      {
+    const topology = clusterTopology({
+      members: v.members,
+      nodes: new Map(nodes.map((n) => [n.name, n])),
+      settings: {
         granularity: 'location',
         locationLabel: 'topology.kubernetes.io/region',
         reachable: 'public',
         localRoutes: true,
       },
-      v.policy!,
-      new Map(),
-    );
+      policy: v.policy!,
+    });
     const dot = renderGraph(v, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180, topology });
     assert.match(dot, /subgraph "cluster_0" \{\n    label="location aws";/);
     assert.match(dot, /subgraph "cluster_1" \{\n    label="location gcp";/);
@@ -302,15 +301,20 @@ describe('unit: status view', () => {
     });
     const nodes = [loc(NODES[0]!, 'aws'), loc(NODES[1]!, 'aws'), loc(NODES[2]!, 'gcp')];
     const me = { name: 'b', publicKey: KEYS[1] };
-    const desired = desiredFor(me, nodes[1], decideMembership(nodes, [], SETTINGS, me), SETTINGS, undefined, {
-      settings: {
-        granularity: 'location',
-        locationLabel: 'topology.kubernetes.io/region',
-        reachable: 'public',
-        localRoutes: true,
+    const desired = desiredFor({
+      self: me,
+      selfNode: nodes[1],
+      membership: decideMembership(nodes, [], SETTINGS, me),
+      settings: SETTINGS,
+      topology: {
+        settings: {
+          granularity: 'location',
+          locationLabel: 'topology.kubernetes.io/region',
+          reachable: 'public',
+          localRoutes: true,
+        },
+        nodes: new Map(nodes.map((n) => [n.name, n])),
       },
-      nodes: new Map(nodes.map((n) => [n.name, n])),
-      holders: new Map(),
     });
     const snap = buildSnapshot({
       node: 'b',

@@ -14,6 +14,7 @@ import {
   renderNodeConf,
   renderPeerConf,
 } from '../../../service/src/cli/showconf.js';
+import { ClusterView } from '../../../service/src/mesh/cluster-view.js';
 import type { MeshSettings } from '../../../service/src/mesh/desired/desired.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../service/src/mesh/membership/membership.js';
@@ -214,10 +215,15 @@ describe('unit: showconf rendering', () => {
       /--allowed-ips: "banana" is not a CIDR/,
       2,
     ],
-    ['showconf node of a missing Node', () => nodeDesired(NODES, PEERS, SETTINGS, 'z'), /^Node z does not exist/, 1],
+    [
+      'showconf node of a missing Node',
+      () => nodeDesired(ClusterView.of(NODES, PEERS), SETTINGS, 'z'),
+      /^Node z does not exist/,
+      1,
+    ],
     [
       'showconf node of a Node without key',
-      () => nodeDesired([...NODES, meshNode('k', { ip: '192.0.2.19' })], PEERS, SETTINGS, 'k'),
+      () => nodeDesired(ClusterView.of([...NODES, meshNode('k', { ip: '192.0.2.19' })], PEERS), SETTINGS, 'k'),
       /^Node k has not published a valid WireGuard public key/,
       1,
     ],
@@ -247,7 +253,7 @@ describe('unit: showconf rendering', () => {
   }
 
   it('node: ListenPort and every other node and Peer, without a private key', () => {
-    const text = renderNodeConf(nodeDesired(NODES, PEERS, SETTINGS, 'a'), 'a', { wgQuick: false });
+    const text = renderNodeConf(nodeDesired(ClusterView.of(NODES, PEERS), SETTINGS, 'a'), 'a', { wgQuick: false });
     assert.equal(
       text,
       [
@@ -282,7 +288,7 @@ describe('unit: showconf rendering', () => {
   });
 
   it("node: the wg-quick form has the node's overlay Address and a private key placeholder", () => {
-    const text = renderNodeConf(nodeDesired(NODES, PEERS, SETTINGS, 'b'), 'b', { wgQuick: true });
+    const text = renderNodeConf(nodeDesired(ClusterView.of(NODES, PEERS), SETTINGS, 'b'), 'b', { wgQuick: true });
     assert.match(
       text,
       /\[Interface\]\nAddress = 100\.64\.2\.12\/10\nListenPort = 51820\nPrivateKey = REPLACE_WITH_THE_PRIVATE_KEY\nTable = off\n/,

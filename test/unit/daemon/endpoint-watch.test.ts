@@ -2,15 +2,13 @@
  * The endpoint watch against a simulated device: it reads nothing while every peer has one
  * endpoint; a peer whose endpoint goes silent is moved to its next candidate after the timeout,
  * and the daemon is asked to apply it, with the reason logged; peers that arrive from an endpoint
- * none of their addresses explains are noted for publishing; and the discovered-endpoints
- * annotations of other Nodes are read as hostile input.
+ * none of their addresses explains are noted for publishing (the NAT rules themselves are tested
+ * in test/unit/mesh/observations/nat.test.ts).
  */
 import assert from 'node:assert/strict';
 import { EndpointWatch } from '../../../service/src/daemon/endpoint-watch.js';
 import { CachedRead } from '../../../service/src/util/cached-read.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
-import { ANNOTATION_DISCOVERED } from '../../../service/src/mesh/annotations.js';
-import { DiscoveredIndex, parseDiscovered } from '../../../service/src/mesh/observations/nat.js';
 import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/observations/device.js';
 import type { DesiredPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
@@ -209,45 +207,5 @@ describe('unit: endpoint watch', () => {
     await w.watch.check();
     assert.deepEqual(w.watch.observed, { b: '203.0.113.7:40123' });
     assert.equal(w.calls.observed, 1);
-  });
-});
-
-describe('unit: discovered endpoints published by other Nodes', () => {
-  const observer = (name: string, created: number, text: string) =>
-    meshNode(name, { created, annotations: { [ANNOTATION_DISCOVERED]: text } });
-
-  it('keeps only address:port entries outside reserved ranges, about other Nodes', () => {
-    const n = observer(
-      'x',
-      1,
-      JSON.stringify({
-        b: '203.0.113.7:40123',
-        c: 'evil.example:1',
-        d: '127.0.0.1:51820',
-        e: 42,
-        x: '203.0.113.9:1',
-        f: '[2001:db8::7]:51820',
-      }),
-    );
-    assert.deepEqual(
-      [...parseDiscovered(n)],
-      [
-        ['b', '203.0.113.7:40123'],
-        ['f', '[2001:db8::7]:51820'],
-      ],
-    );
-    assert.deepEqual([...parseDiscovered(observer('y', 1, 'not json'))], []);
-    assert.deepEqual([...parseDiscovered(observer('y', 1, '["203.0.113.7:1"]'))], []);
-  });
-
-  it('indexes them by the Node they are about, senior observers first, and follows updates and deletes', () => {
-    const idx = new DiscoveredIndex();
-    idx.update(observer('young', 5, JSON.stringify({ b: '203.0.113.8:1' })));
-    idx.update(observer('old', 1, JSON.stringify({ b: '203.0.113.7:1' })));
-    assert.deepEqual(idx.about('b'), ['203.0.113.7:1', '203.0.113.8:1']);
-    idx.update(observer('old', 1, '{}'));
-    assert.deepEqual(idx.about('b'), ['203.0.113.8:1']);
-    idx.remove('young');
-    assert.deepEqual(idx.about('b'), []);
   });
 });

@@ -184,9 +184,9 @@ describe('unit: reconcile loop with external Peers', () => {
     assert.deepEqual(first.changes, []);
     assert.equal(w.host.link.exists, false, 'nothing applied before the Peer list');
     assert.equal(w.rec.step.waiting, 'waiting for the Peer list from the API server');
-    assert.equal(w.rec.step.externalPeersKnown, false);
+    assert.equal(w.rec.step.view.externalPeersListed, false);
     await w.step(() => w.rec.setPeers([peer('laptop')]));
-    assert.equal(w.rec.step.externalPeersKnown, true);
+    assert.equal(w.rec.step.view.externalPeersListed, true);
     assert.equal(w.rec.step.waiting, undefined);
     assert.deepEqual([...w.host.peers.keys()].sort(), [KEYS[1], KEYS[3]].sort());
   });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../../../service/src/config/config.js';
 import type { Leadership } from '../../../service/src/daemon/step.js';
+import type { LeaderWish, Liveness } from '../../../service/src/mesh/observations/leadership.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { KILO_LOCATION } from '../../../service/src/mesh/annotations.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
@@ -41,21 +42,19 @@ const C = meshNode('c', {
   annotations: { [KILO_LOCATION]: 'west' },
 });
 
-/** Leases as a test sets them: whether they were read, and who holds which. */
+/** Leases as a test sets them: whether they were read, and who they show alive or lapsed. */
 class FakeLeadership implements Leadership {
   read = false;
-  readonly live = new Map<string, string>();
-  wishes: Array<{ location: string; candidates: readonly string[] } | undefined> = [];
-  holders(): ReadonlyMap<string, string> {
-    return this.live;
-  }
-  lapsed(): ReadonlyMap<string, string> {
-    return new Map();
+  readonly alive = new Map<string, Set<string>>();
+  readonly lapsed = new Map<string, Set<string>>();
+  wishes: Array<LeaderWish | undefined> = [];
+  liveness(): Liveness {
+    return { alive: this.alive, lapsed: this.lapsed };
   }
   known(): boolean {
     return this.read;
   }
-  want(wish: { location: string; candidates: readonly string[] } | undefined): void {
+  want(wish: LeaderWish | undefined): void {
     this.wishes.push(wish);
   }
 }
@@ -90,16 +89,16 @@ function world() {
 }
 
 describe('unit: reconcile step with location leaders', () => {
-  it('a starting node waits for the Leases, then follows the live holder: it never leads by rank for a moment', async () => {
+  it('a starting node waits for the Leases, then follows the leader alive: it never leads by rank before its own write', async () => {
     const { host, leases, rec, step, toWest } = world();
-    leases.live.set('location:east', 'b');
+    leases.alive.set('location:east', new Set(['b']));
     await step(() => rec.setNodes([A, B, C]));
     assert.equal(rec.step.waiting, 'waiting for the location leader Leases from the API server');
     assert.deepEqual(host.mutations(), [], 'nothing applied before the Leases are known');
     assert.deepEqual(
       leases.wishes.at(-1),
-      { location: 'location:east', candidates: ['a', 'b'], leader: 'b' },
-      'the Leases are asked for',
+      { location: 'location:east', leader: 'b', order: ['a', 'b'], lapsed: new Set(), someoneAlive: true },
+      'the Leases are asked for: a ranks above the leader alive, so it will take the Lease',
     );
     leases.read = true;
     assert.ok((await step()).ok);
@@ -117,7 +116,9 @@ describe('unit: reconcile step with location leaders', () => {
     assert.ok((await step(() => rec.setNodes([A, B, C]))).ok);
     assert.deepEqual(toWest(), ['wg0'], 'a leads by rank');
     const mark = host.runner.calls.length;
-    leases.live.set('location:east', 'b'); // b took the Lease (same rank as a): b leads
+    // a stopped writing its Lease (its API requests failed) and b took it: b leads.
+    leases.lapsed.set('location:east', new Set(['a']));
+    leases.alive.set('location:east', new Set(['b']));
     assert.ok((await step()).ok);
     const cmds = host.runner.calls.slice(mark);
     assert.ok(cmds.includes('ip -4 route replace 10.244.3.0/24 via 192.0.2.12 proto 77'), cmds.join('\n'));
@@ -127,7 +128,7 @@ describe('unit: reconcile step with location leaders', () => {
     await rec.stop();
   });
 
-  it('Leases that cannot be read (known, none live) leave the leaders to their rank', async () => {
+  it('Leases that cannot be read (known, nobody alive) leave the leaders to their rank', async () => {
     const { host, leases, rec, step } = world();
     leases.read = true;
     assert.ok((await step(() => rec.setNodes([A, B, C]))).ok);

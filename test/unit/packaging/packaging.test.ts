@@ -93,9 +93,7 @@ const ENV = { WG_OVERLAY_VERSION: '1.2.3' };
 describe('unit: packaging: nfpm.yaml', () => {
   it("validates against nfpm's JSON schema", async () => {
     const Ajv2020 = (await dynamicImport('ajv/dist/2020.js')).default as new (o: object) => {
-      compile(
-        s: object,
-      ): ((d: unknown) => boolean) & {
+      compile(s: object): ((d: unknown) => boolean) & {
         errors?: Array<{ instancePath: string; message?: string; params?: unknown }> | null;
       };
     };

@@ -8,11 +8,13 @@
  * locations and leaders from the same Nodes and Leases.
  */
 import { KILO_ALLOWED_LOCATION_IPS, KILO_LEADER, KILO_LOCATION } from '../annotations.js';
-import type { Member } from '../membership/membership.js';
+import { addressesOf, canonicalEndpoint, firstAddress } from '../membership/endpoints.js';
+import { overlayHosts, type Member } from '../membership/membership.js';
 import { rangeProblem, type RangePolicy } from '../membership/ranges.js';
-import { compareSeniority } from '../membership/order.js';
+import { byName as byName_, compareSeniority, compareText } from '../membership/order.js';
+import { chooseLeader, NO_LIVENESS, type Liveness } from '../observations/leadership.js';
 import { quoted } from '../text.js';
-import type { DesiredPeer, DesiredRoute, MeshNode } from '../types.js';
+import type { DesiredPeer, DesiredRoute, LocationView, MeshNode } from '../types.js';
 import {
   type Cidr,
   type Ip,
@@ -107,18 +109,6 @@ export interface Placed extends Pick<
   allowedLocationIPs: readonly string[];
 }
 
-/** A location, its members and its leader. */
-export interface LocationView {
-  location: LocationId;
-  /** Member names, oldest first. */
-  members: string[];
-  leader: string;
-  /** Why that node leads, one phrase. */
-  why: string;
-  /** Who should take the Lease when it is free, best first (a holder whose Lease ran out left out). */
-  candidates: string[];
-}
-
 /** The topology of the mesh. */
 export interface Topology {
   granularity: Granularity;
@@ -130,17 +120,10 @@ export interface Topology {
   warnings: string[];
 }
 
-/** An endpoint's address, if it is one. */
-function endpointIp(endpoint: string): Ip | undefined {
-  const hp = parseHostPort(endpoint);
-  return hp ? parseIp(hp.host) : undefined;
-}
-
 /** The first InternalIP, IPv4 preferred (or of the family asked for). */
 function privateIPOf(node: MeshNode, family?: 4 | 6): string | undefined {
-  const ips = node.internalIPs.map((t) => parseIp(t)).filter((ip): ip is Ip => !!ip);
-  const pick = family ? ips.find((ip) => ip.family === family) : (ips.find((ip) => ip.family === 4) ?? ips[0]);
-  return pick ? formatIp(pick) : undefined;
+  const ip = firstAddress(node.internalIPs, family);
+  return ip ? formatIp(ip) : undefined;
 }
 
 /** Kilo's allowed-location-ips of a Node that pass the range rules; the rest are warned about. */
@@ -161,18 +144,22 @@ function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: strin
   return out;
 }
 
+/** What placing a Node needs besides the Node: the settings, the range rules, and where warnings go. */
+export interface PlaceContext {
+  settings: TopologySettings;
+  policy: RangePolicy;
+  warnings: string[];
+}
+
+/** The fields of a member (or of this node) that topology carries. */
+export type PlaceableMember = Pick<
+  Member,
+  'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'
+>;
+
 /** An admitted Node (or this node) placed in its location. */
-export function place(
-  m: Pick<
-    Member,
-    'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'
-  >,
-  node: MeshNode,
-  settings: TopologySettings,
-  policy: RangePolicy,
-  warnings: string[],
-): Placed {
-  const ip = endpointIp(m.endpoint);
+export function place(m: PlaceableMember, node: MeshNode, ctx: PlaceContext): Placed {
+  const ip = canonicalEndpoint(m.endpoint)?.ip;
   return {
     name: m.name,
     createdAt: m.createdAt,
@@ -182,13 +169,13 @@ export function place(
     endpoint: m.endpoint,
     ...(m.candidates ? { candidates: m.candidates } : {}),
     podCIDRs: m.podCIDRs,
-    location: locationOf(node, settings.locationLabel),
+    location: locationOf(node, ctx.settings.locationLabel),
     wantsToLead: node.annotations[KILO_LEADER] !== undefined,
-    reachable: !!ip && isReachable(ip, settings.reachable),
+    reachable: !!ip && isReachable(ip, ctx.settings.reachable),
     privateIP: privateIPOf(node),
     privateIP6: privateIPOf(node, 6),
-    internalIPs: node.internalIPs.filter((t) => parseIp(t)),
-    allowedLocationIPs: allowedLocationIPs(node, policy, warnings),
+    internalIPs: addressesOf(node.internalIPs).map(formatIp),
+    allowedLocationIPs: allowedLocationIPs(node, ctx.policy, ctx.warnings),
   };
 }
 
@@ -210,51 +197,75 @@ export function leaderOrder(members: readonly Placed[]): Placed[] {
   return [...members].sort((a, b) => rank(a) - rank(b) || compareSeniority(a, b));
 }
 
+/** What deciding locations and leaders takes. */
+export interface TopologyDecision {
+  /** Every admitted Node, and the viewing node, placed. */
+  placed: readonly Placed[];
+  granularity: Granularity;
+  /** Who the location Leases show alive (default: nobody known, leaders by rank alone). */
+  liveness?: Liveness;
+  warnings?: string[];
+}
+
+/** The leader of one location (by the one leader rule) and why it leads. */
+function leaderOf(order: readonly Placed[], alive: ReadonlySet<string>, lapsed: ReadonlySet<string>): LeaderVerdict {
+  const name = chooseLeader(
+    order.map((m) => m.name),
+    alive,
+    lapsed,
+  );
+  const leader = order.find((m) => m.name === name)!;
+  if (alive.has(name)) {
+    const above = order.slice(0, order.indexOf(leader)).filter((m) => rank(m) <= rank(leader));
+    const note = above.length > 0 ? ` (${above.map((m) => m.name).join(', ')}, ranked above, not alive)` : '';
+    return { leader, why: `${RANK_WHY[rank(leader)]!}, alive${note}` };
+  }
+  const gone = order.filter((m) => lapsed.has(m.name)).map((m) => m.name);
+  return {
+    leader,
+    why: `${RANK_WHY[rank(leader)]!}${gone.length > 0 ? `, after ${gone.join(', ')} stopped renewing` : ''}`,
+  };
+}
+
+interface LeaderVerdict {
+  leader: Placed;
+  why: string;
+}
+
 /**
- * Decides locations and leaders. `holders` are the live Lease holders by location id (checked by
- * the caller for liveness); a holder leads against members of its own rank (so a returning node
- * does not take the role back), not against a better rank, and one that is not a member of that
- * location is ignored. `lapsed`
- * names, by location, a holder whose Lease ran out: it does not lead again by rank until it holds
- * the Lease again (while another member of the location can lead).
+ * Decides locations and leaders from the Node list alone: each location is led by the first of its
+ * members in rank order (Kilo's: annotated and reachable, annotated, reachable, any; then
+ * seniority) that the Leases show alive; while nobody is seen alive, by the first that did not stop
+ * (a member that wrote itself into a Lease is only alive: it leads nobody it does not outrank).
  */
-export function decideTopology(
-  placed: readonly Placed[],
-  granularity: Granularity,
-  holders: ReadonlyMap<string, string>,
-  warnings: string[] = [],
-  lapsed: ReadonlyMap<string, string> = new Map(),
-): Topology {
+export function decideTopology(d: TopologyDecision): Topology {
+  const liveness = d.liveness ?? NO_LIVENESS;
   const byLocation = new Map<string, Placed[]>();
-  for (const p of placed) {
+  for (const p of d.placed) {
     const list = byLocation.get(p.location.id);
     if (list) list.push(p);
     else byLocation.set(p.location.id, [p]);
   }
   const locations: LocationView[] = [];
-  for (const [id, members] of [...byLocation].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [id, members] of [...byLocation].sort(([a], [b]) => compareText(a, b))) {
     members.sort(compareSeniority);
-    const holder = holders.get(id);
-    const held = holder !== undefined ? members.find((m) => m.name === holder) : undefined;
+    const alive = liveness.alive.get(id) ?? new Set<string>();
+    const lapsed = liveness.lapsed.get(id) ?? new Set<string>();
     const order = leaderOrder(members);
-    const candidates = order.filter((m) => m.name !== lapsed.get(id));
-    const best = candidates[0] ?? order[0]!;
-    // A holder that took the Lease before better members joined (a node that starts first, alone
-    // in its view), or whose endpoint stopped being reachable, gives way to a better rank.
-    const keeps = held !== undefined && rank(held) <= rank(best);
-    const leader = keeps ? held : best;
-    const why = keeps
-      ? `holds the location's leader Lease (${RANK_WHY[rank(held)]})`
-      : `${RANK_WHY[rank(best)]!}${held ? `, above the Lease holder ${held.name}` : lapsed.has(id) ? `, after ${lapsed.get(id)} stopped renewing its Lease` : ''}`;
+    const { leader, why } = leaderOf(order, alive, lapsed);
+    const names = (list: readonly Placed[]): string[] => list.map((m) => m.name);
     locations.push({
-      location: members[0]!.location,
-      members: members.map((m) => m.name),
+      ...members[0]!.location,
+      members: names(members),
       leader: leader.name,
       why,
-      candidates: (candidates.length > 0 ? candidates : order).map((m) => m.name),
+      order: names(order),
+      alive: names(order.filter((m) => alive.has(m.name))),
+      lapsed: names(order.filter((m) => lapsed.has(m.name))),
     });
   }
-  return { granularity, locations, locationOf: new Map(placed.map((p) => [p.name, p.location.id])), warnings };
+  const locationOf = new Map(d.placed.map((p) => [p.name, p.location.id]));
+  return { granularity: d.granularity, locations, locationOf, warnings: d.warnings ?? [] };
 }
 
 /** What one node needs for a topology: its peers and routes. */
@@ -274,7 +285,7 @@ function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>
     if (!what.has(range)) what.set(range, `${kind} ${range} of ${m.name}`);
   };
   for (const m of members) {
-    for (const h of overlayHostsOf(m)) add(h, 'overlay address', m);
+    for (const h of overlayHosts(m)) add(h, 'overlay address', m);
     for (const c of m.podCIDRs) add(c, 'PodCIDR', m);
     for (const ip of m.internalIPs) {
       const h = hostCidr(parseIp(ip)!);
@@ -297,11 +308,6 @@ function keepDisjoint(ranges: readonly string[], taken: Cidr[]): string[] {
   return out;
 }
 
-/** A node's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
-function overlayHostsOf(m: Pick<Placed, 'overlayAddress' | 'overlayAddress6'>): string[] {
-  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
-}
-
 /** The next hop on the private network for a range: `to`'s InternalIP of the range's family (none: no route). */
 export function gatewayFor(range: string, to: Pick<Placed, 'privateIP' | 'privateIP6'>): string | undefined {
   if (parseCidr(range)?.family === 6)
@@ -321,7 +327,7 @@ function viaPrivate(ranges: readonly string[], to: Placed, describe?: (dst: stri
 
 /** The routes to a member of the same location over the private network (its overlay addresses always, its pods if asked). */
 function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
-  return viaPrivate([...overlayHostsOf(m), ...(settings.localRoutes ? m.podCIDRs : [])], m);
+  return viaPrivate([...overlayHosts(m), ...(settings.localRoutes ? m.podCIDRs : [])], m);
 }
 
 /** The peer of a Node, as in a full mesh. */
@@ -338,94 +344,100 @@ function nodePeer(m: Placed, allowedIPs: string[], keepalive: number, location?:
   };
 }
 
-/**
- * The peers and routes of node `self` for `location` or `cross` granularity. `placed` holds every
- * admitted Node and this node; `topology` came from `decideTopology` over them.
- */
-export function planTopology(
-  self: Placed,
-  placed: readonly Placed[],
-  topology: Topology,
-  settings: TopologySettings,
-  iface: string,
-  keepalive: number,
-): TopologyPlan {
-  const peers: DesiredPeer[] = [];
-  const routes: DesiredRoute[] = [];
-  const warnings: string[] = [];
-  const byName = new Map(placed.map((p) => [p.name, p]));
-  const others = placed.filter((p) => p.name !== self.name && p.publicKey !== self.publicKey);
-  const sameLocation = others.filter((p) => p.location.id === self.location.id);
-  for (const m of sameLocation) routes.push(...localRoutes(m, settings));
-  if (settings.granularity === 'cross') {
-    for (const m of others) {
-      if (m.location.id === self.location.id) continue;
-      const allowed = [...overlayHostsOf(m), ...m.podCIDRs].sort(compareCidrText);
-      peers.push(nodePeer(m, allowed, keepalive, m.location.name));
-      for (const c of m.podCIDRs) routes.push({ dst: c, dev: iface, via: m.name });
-    }
-    return { peers, routes, warnings };
+/** What planning one node's topology takes. */
+export interface TopologyPlanInput {
+  /** This node, placed. */
+  self: Placed;
+  /** Every admitted Node and this node, placed. */
+  placed: readonly Placed[];
+  /** From `decideTopology` over `placed`. */
+  topology: Topology;
+  settings: TopologySettings;
+  /** The WireGuard interface routes into the tunnel name. */
+  iface: string;
+  keepalive: number;
+}
+
+/** The tunnels of `cross` granularity: one to every node of another location, carrying its pods and overlay addresses. */
+function crossPlan(i: TopologyPlanInput, others: readonly Placed[], plan: TopologyPlan): TopologyPlan {
+  for (const m of others) {
+    if (m.location.id === i.self.location.id) continue;
+    const allowed = [...overlayHosts(m), ...m.podCIDRs].sort(compareCidrText);
+    plan.peers.push(nodePeer(m, allowed, i.keepalive, m.location.name));
+    for (const c of m.podCIDRs) plan.routes.push({ dst: c, dev: i.iface, via: m.name });
   }
-  // location: leaders tunnel to the other locations' leaders; members route through their leader.
-  const mine = topology.locations.find((l) => l.location.id === self.location.id);
+  return plan;
+}
+
+/** The host routes of the location leaders' endpoints, which must never be routed into the tunnel. */
+function leaderEndpoints(topology: Topology, byName: ReadonlyMap<string, Placed>): Set<string> {
+  const out = new Set<string>();
+  for (const l of topology.locations) {
+    const ip = canonicalEndpoint(byName.get(l.leader)?.endpoint ?? '')?.ip;
+    if (ip) out.add(hostCidr(ip));
+  }
+  return out;
+}
+
+/**
+ * The peers and routes of node `self` for `location` or `cross` granularity: with `location`,
+ * leaders tunnel to the other locations' leaders and members route through their own leader.
+ */
+export function planTopology(i: TopologyPlanInput): TopologyPlan {
+  const { self, topology, iface } = i;
+  const plan: TopologyPlan = { peers: [], routes: [], warnings: [] };
+  const byName = new Map(i.placed.map((p) => [p.name, p]));
+  const others = i.placed.filter((p) => p.name !== self.name && p.publicKey !== self.publicKey);
+  const sameLocation = others.filter((p) => p.location.id === self.location.id);
+  for (const m of sameLocation) plan.routes.push(...localRoutes(m, i.settings));
+  if (i.settings.granularity === 'cross') return crossPlan(i, others, plan);
+  const mine = topology.locations.find((l) => l.id === self.location.id);
   const leaderOfMine = mine ? byName.get(mine.leader) : undefined;
   const iLead = !mine || mine.leader === self.name;
-  const endpoints = new Set(
-    topology.locations
-      .map((l) => byName.get(l.leader)?.endpoint)
-      .filter((e): e is string => !!e)
-      .map((e) => endpointIp(e))
-      .filter((ip): ip is Ip => !!ip)
-      .map(hostCidr),
-  );
+  const endpoints = leaderEndpoints(topology, byName);
   const taken: Cidr[] = [self, ...sameLocation]
-    .flatMap((p) => [...overlayHostsOf(p), ...p.podCIDRs])
+    .flatMap((p) => [...overlayHosts(p), ...p.podCIDRs])
     .map((t) => parseCidr(t)!);
   for (const loc of topology.locations) {
-    if (loc.location.id === self.location.id) continue;
+    if (loc.id === self.location.id) continue;
     const leader = byName.get(loc.leader)!;
     const members = loc.members.map((n) => byName.get(n)!).filter((p) => p.publicKey !== self.publicKey);
     const what = new Map<string, string>();
     const ranges = keepDisjoint(locationRanges(members, endpoints, what), taken);
     if (iLead) {
-      peers.push(nodePeer(leader, ranges, keepalive, loc.location.name));
+      plan.peers.push(nodePeer(leader, ranges, i.keepalive, loc.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
-      const overlay = new Set(members.flatMap(overlayHostsOf));
+      const overlay = new Set(members.flatMap(overlayHosts));
       for (const r of ranges)
-        if (!overlay.has(r)) routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
+        if (!overlay.has(r)) plan.routes.push({ dst: r, dev: iface, via: leader.name, what: what.get(r)! });
     } else if (leaderOfMine) {
-      routes.push(
-        ...viaPrivate(
-          ranges,
-          leaderOfMine,
-          (r) => `${what.get(r)!} (location ${loc.location.name}, led by ${leader.name})`,
-        ),
-      );
+      const describe = (r: string): string => `${what.get(r)!} (location ${loc.name}, led by ${leader.name})`;
+      plan.routes.push(...viaPrivate(ranges, leaderOfMine, describe));
     }
   }
   if (!iLead && !leaderOfMine?.privateIP && !leaderOfMine?.privateIP6 && topology.locations.length > 1) {
-    warnings.push(
-      `the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations through: they are unreachable from this node`,
+    plan.warnings.push(
+      `the leader of this node's location, ${mine?.leader ?? '?'}, has no InternalIP to route other locations ` +
+        'through: they are unreachable from this node',
     );
   }
-  return { peers: peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), routes, warnings };
+  plan.peers.sort(byName_);
+  return plan;
 }
 
-/**
- * The topology of the whole cluster as an operator sees it: every admitted Node placed (from a
- * membership decided without a viewing node) and the locations decided.
- */
-export function clusterTopology(
-  members: readonly Member[],
-  nodes: ReadonlyMap<string, MeshNode>,
-  settings: TopologySettings,
-  policy: RangePolicy,
-  holders: ReadonlyMap<string, string>,
-  lapsed?: ReadonlyMap<string, string>,
-): Topology {
-  const warnings: string[] = [];
-  const placed = members
-    .filter((m) => nodes.has(m.name))
-    .map((m) => place(m, nodes.get(m.name)!, settings, policy, warnings));
-  return decideTopology(placed, settings.granularity, holders, warnings, lapsed);
+/** What the cluster's topology, as an operator sees it, is decided from. */
+export interface ClusterTopologyInput {
+  /** Members of a membership decided without a viewing node. */
+  members: readonly Member[];
+  nodes: ReadonlyMap<string, MeshNode>;
+  settings: TopologySettings;
+  policy: RangePolicy;
+  liveness?: Liveness;
+}
+
+/** The topology of the whole cluster as an operator sees it: every admitted Node placed and the locations decided. */
+export function clusterTopology(i: ClusterTopologyInput): Topology {
+  const ctx: PlaceContext = { settings: i.settings, policy: i.policy, warnings: [] };
+  const placed = i.members.filter((m) => i.nodes.has(m.name)).map((m) => place(m, i.nodes.get(m.name)!, ctx));
+  return decideTopology({ placed, granularity: i.settings.granularity, liveness: i.liveness, warnings: ctx.warnings });
 }

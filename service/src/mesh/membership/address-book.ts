@@ -5,20 +5,17 @@
  * in a pass that only ever involves those Nodes — a handful while nodes join, none at rest.
  */
 import { assignCandidates, candidateOffset, claimProblem, offsetText, parseClaim } from './addresses.js';
-import { compareSeniority } from './order.js';
+import { compareSeniority, lowerBound } from './order.js';
 import type { MeshNode, SkipReason } from '../types.js';
 import type { Cidr } from '../../net/ip.js';
 
 /** Inserts into a list kept in seniority order. */
 function insertSenior(list: MeshNode[], node: MeshNode): void {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compareSeniority(list[mid]!, node) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  list.splice(lo, 0, node);
+  list.splice(
+    lowerBound(list, (n) => compareSeniority(n, node) < 0),
+    0,
+    node,
+  );
 }
 
 /** Every Node's overlay address and address problems, updated incrementally. */

@@ -5,6 +5,7 @@
  * probing forward deterministically past collisions and unusable addresses.
  */
 import { ANNOTATION_OVERLAY_ADDRESS } from '../annotations.js';
+import { firstAddress } from './endpoints.js';
 import { bySeniority } from './order.js';
 import { quoted } from '../text.js';
 import type { MeshNode, SkipReason } from '../types.js';
@@ -69,8 +70,7 @@ function fnv1a(s: string): bigint {
 
 /** The first parseable address among the Node's InternalIPs (IPv4 preferred), then ExternalIPs. */
 function sourceIp(node: MeshNode): Ip | undefined {
-  const ips = [...node.internalIPs, ...node.externalIPs].map((s) => parseIp(s)).filter((x): x is Ip => !!x);
-  return ips.find((ip) => ip.family === 4) ?? ips[0];
+  return firstAddress([...node.internalIPs, ...node.externalIPs]);
 }
 
 /**

@@ -9,12 +9,64 @@ import { ANNOTATION_ENDPOINT, KILO_FORCE_ENDPOINT } from '../annotations.js';
 import { reservedOverlap } from './ranges.js';
 import { quoted } from '../text.js';
 import type { EndpointSetting, MeshNode, SkipReason } from '../types.js';
-import { formatHostPort, formatIp, hostCidr, parseCidr, parseHostPort, parseIp } from '../../net/ip.js';
+import {
+  type Family,
+  type Ip,
+  formatHostPort,
+  formatIp,
+  hostCidr,
+  parseCidr,
+  parseHostPort,
+  parseIp,
+  unmapIPv4,
+} from '../../net/ip.js';
 
-/** Picks the first address of a list, IPv4 preferred; undefined when none parses. */
-function preferIPv4(ips: readonly string[]): string | undefined {
-  const valid = ips.filter((s) => parseIp(s));
-  return valid.find((s) => parseIp(s)?.family === 4) ?? valid[0];
+/** The addresses of a list that parse (IPv4-mapped IPv6 addresses unmapped), in list order. */
+export function addressesOf(list: readonly string[]): Ip[] {
+  const out: Ip[] = [];
+  for (const text of list) {
+    const ip = parseIp(text);
+    if (ip) out.push(unmapIPv4(ip));
+  }
+  return out;
+}
+
+/**
+ * The one "IPv4 first" rule: the first address of a list of that family (the first IPv4 one, else
+ * the first of any family, when `family` is not given); undefined when none parses.
+ */
+export function firstAddress(list: readonly string[], family?: Family): Ip | undefined {
+  const ips = addressesOf(list);
+  return family ? ips.find((ip) => ip.family === family) : (ips.find((ip) => ip.family === 4) ?? ips[0]);
+}
+
+/** The first address of a list (IPv4 first) as canonical text. */
+function preferIPv4(list: readonly string[]): string | undefined {
+  const ip = firstAddress(list);
+  return ip ? formatIp(ip) : undefined;
+}
+
+/** An `ip:port` endpoint in its one canonical form. */
+export interface CanonicalEndpoint {
+  /** The address, IPv4-mapped IPv6 unmapped. */
+  ip: Ip;
+  port: number;
+  /** `ip:port` or `[ip6]:port`, the address in canonical form (RFC 5952 for IPv6). */
+  text: string;
+}
+
+/** The canonical form of an `ip:port` endpoint; undefined when it is not one (a name is not an address). */
+export function canonicalEndpoint(text: string): CanonicalEndpoint | undefined {
+  const hp = parseHostPort(text);
+  const parsed = hp ? parseIp(hp.host) : undefined;
+  if (!hp || !parsed) return undefined;
+  const ip = unmapIPv4(parsed);
+  return { ip, port: hp.port, text: formatHostPort(formatIp(ip), hp.port) };
+}
+
+/** What reserved range an address lies in (loopback, link-local, …), if any. */
+export function reservedAddress(ip: Ip): string | undefined {
+  return reservedOverlap(parseCidr(hostCidr(ip))!)?.what;
 }
 
 /**
@@ -58,22 +110,22 @@ function refusal(
   mode: 'addresses' | 'any',
   what = 'published endpoint',
 ): { problem: string } | { endpoint: string } {
-  const hp = parseHostPort(published);
-  if (!hp) return { problem: `${what} ${quoted(published)} is not host:port` };
-  const ip = parseIp(hp.host);
-  if (!ip)
+  if (!parseHostPort(published)) return { problem: `${what} ${quoted(published)} is not host:port` };
+  const ep = canonicalEndpoint(published);
+  if (!ep)
     return { problem: `${what} ${quoted(published)} is a name, not an address (Node endpoints must be IP addresses)` };
-  const reserved = reservedOverlap(parseCidr(hostCidr(ip))!);
-  if (reserved) return { problem: `${what} ${quoted(published)} is in ${reserved.what}` };
-  const own = [...node.internalIPs, ...node.externalIPs]
-    .map((s) => parseIp(s))
-    .some((a) => a && a.family === ip.family && a.value === ip.value);
+  const { ip } = ep;
+  const reserved = reservedAddress(ip);
+  if (reserved) return { problem: `${what} ${quoted(published)} is in ${reserved}` };
+  const own = addressesOf([...node.internalIPs, ...node.externalIPs]).some(
+    (a) => a.family === ip.family && a.value === ip.value,
+  );
   if (mode === 'addresses' && !own) {
     return {
       problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)`,
     };
   }
-  return { endpoint: formatHostPort(formatIp(ip), hp.port) };
+  return { endpoint: ep.text };
 }
 
 /**
@@ -83,23 +135,15 @@ function refusal(
  */
 export function peerCandidates(node: MeshNode, first: string, listenPort: number): string[] {
   const out = [first];
-  const seen = new Set([canonical(first)]);
-  for (const text of [...node.internalIPs, ...node.externalIPs]) {
-    const ip = parseIp(text);
-    if (!ip || reservedOverlap(parseCidr(hostCidr(ip))!)) continue;
+  const seen = new Set([canonicalEndpoint(first)?.text ?? first]);
+  for (const ip of addressesOf([...node.internalIPs, ...node.externalIPs])) {
+    if (reservedAddress(ip)) continue;
     const ep = formatHostPort(formatIp(ip), listenPort);
-    if (seen.has(canonical(ep))) continue;
-    seen.add(canonical(ep));
+    if (seen.has(ep)) continue;
+    seen.add(ep);
     out.push(ep);
   }
   return out;
-}
-
-/** The canonical text of an `ip:port` endpoint (IPv6 compressed), for comparisons. */
-function canonical(ep: string): string {
-  const hp = parseHostPort(ep);
-  const ip = hp ? parseIp(hp.host) : undefined;
-  return hp && ip ? formatHostPort(formatIp(ip), hp.port) : ep;
 }
 
 /** The endpoint other nodes should dial for a peer Node, or why there is none. */

@@ -25,12 +25,12 @@ import {
   type MembershipSettings,
   type Verdict,
 } from './membership.js';
+import { byName, lowerBound } from './order.js';
 import type { RangePolicy } from './ranges.js';
 import type { ExternalPeer, MeshNode, SelfIdentity, SkipReason } from '../types.js';
 import type { Cidr } from '../../net/ip.js';
 
 const idOf = (kind: 'node' | 'peer', name: string): string => `${kind}/${name}`;
-const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 /** True when two Nodes carry the same fields the mesh uses. */
 export function sameNode(a: MeshNode, b: MeshNode): boolean {
@@ -88,14 +88,7 @@ class SortedList<T> {
   constructor(private readonly compare: (a: T, b: T) => number) {}
 
   private position(item: T): number {
-    let lo = 0;
-    let hi = this.items.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.compare(this.items[mid]!, item) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return lowerBound(this.items, (x) => this.compare(x, item) < 0);
   }
 
   insert(item: T): void {

@@ -19,7 +19,7 @@ import { AddressIndex, CidrIndex } from './cidr-index.js';
 import { peerCandidates, peerEndpoint } from './endpoints.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import { isValidKey } from './keys.js';
-import { compareSeniority } from './order.js';
+import { byName, compareSeniority } from './order.js';
 import {
   DEFAULT_MIN_PREFIX,
   DEFAULT_POD_CIDRS,
@@ -35,6 +35,7 @@ import {
   compareCidrText,
   formatCidr,
   formatHostPort,
+  hostCidr,
   parseCidr,
   parseHostPort,
   parseIp,
@@ -58,6 +59,11 @@ export interface Member {
   candidates?: string[] | undefined;
   /** PodCIDRs routed to this Node (normalised, sorted). */
   podCIDRs: string[];
+}
+
+/** A member's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
+export function overlayHosts(m: { overlayAddress: string; overlayAddress6?: string | undefined }): string[] {
+  return [hostCidr(parseIp(m.overlayAddress)!), ...(m.overlayAddress6 ? [hostCidr(parseIp(m.overlayAddress6)!)] : [])];
 }
 
 /** The verdicts on every Node and external peer. */
@@ -447,7 +453,6 @@ export function decideMembership(
     if (v.peer) admittedPeers.push(v.peer);
   }
   skipped.push(...invalidPeers);
-  const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   return {
     overlay,
     members: members.sort(byName),

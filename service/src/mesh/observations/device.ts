@@ -49,3 +49,11 @@ export interface RouteStatus {
   /** Routing protocol number or name as `ip -j` prints it. */
   protocol: string;
 }
+
+/** How long a handshake counts as fresh (s): WireGuard's REJECT_AFTER_TIME, after which a session is dead. */
+export const FRESH_HANDSHAKE_SECONDS = 180;
+
+/** True when a latest handshake (unix seconds; 0 = never) is at most FRESH_HANDSHAKE_SECONDS old at `nowMs`. */
+export function isFreshHandshake(latestHandshake: number, nowMs: number): boolean {
+  return latestHandshake > 0 && nowMs / 1000 - latestHandshake <= FRESH_HANDSHAKE_SECONDS;
+}

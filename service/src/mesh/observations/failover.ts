@@ -9,6 +9,7 @@
  * traffic goes quiet for `timeoutMs`, the daemon is asked to nudge it (one small packet through
  * the tunnel); if even that does not go out within `timeoutMs`, the endpoint is left too.
  */
+import { isFreshHandshake } from './device.js';
 
 /** What the device says about one peer at one moment. */
 export interface PeerReading {
@@ -151,9 +152,9 @@ function trackQuiet(
     s.nudgedSince = undefined;
     return false;
   }
-  // Only a peer with a live session (a handshake in the last 180 s) is nudged: one that never
+  // Only a peer with a live session (a fresh handshake) is nudged: one that never
   // answered, or went away long ago, is left alone rather than rotated through its endpoints.
-  const live = reading.latestHandshake > 0 && now / 1000 - reading.latestHandshake <= 180;
+  const live = isFreshHandshake(reading.latestHandshake, now);
   if (s.idle || (!live && s.nudgedSince === undefined)) return false;
   s.quietSince ??= now;
   if (now - s.quietSince < timing.timeoutMs) return false;

@@ -15,7 +15,12 @@ import {
   type PeerChange,
   type RouteChange,
 } from '../../../../service/src/mesh/desired/diff.js';
-import type { InterfaceStatus, LinkStatus, PeerStatus, RouteStatus } from '../../../../service/src/mesh/observations/device.js';
+import type {
+  InterfaceStatus,
+  LinkStatus,
+  PeerStatus,
+  RouteStatus,
+} from '../../../../service/src/mesh/observations/device.js';
 import type { DesiredInterface, DesiredPeer, DesiredRoute } from '../../../../service/src/mesh/types.js';
 import { KEYS } from '../../../support/fakes/fixtures.js';
 

@@ -1,7 +1,7 @@
 /**
  * Topology, table-driven: where a Node lands (Kilo's location annotation, the label, or a location
  * of its own), who leads (a Node carrying only Kilo's annotations leads exactly where Kilo's
- * `findLeader` would put it; a live Lease holder of the location keeps the role), and the peers
+ * `findLeader` would put it; the first in rank order the Leases show alive leads), and the peers
  * and routes of a leader, a member, and a node with `cross` granularity.
  */
 import assert from 'node:assert/strict';
@@ -22,6 +22,7 @@ import {
   type Placed,
   type TopologySettings,
 } from '../../../../service/src/mesh/desired/topology.js';
+import type { Liveness } from '../../../../service/src/mesh/observations/leadership.js';
 import type { DesiredState, MeshNode } from '../../../../service/src/mesh/types.js';
 import { parseIp } from '../../../../service/src/net/ip.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
@@ -62,20 +63,24 @@ function kiloNode(i: number, o: { location?: string; label?: string; leader?: bo
   return o.label ? { ...n, labels: { [LABEL]: o.label } } : n;
 }
 
+/** Liveness of one location from lists of names. */
+function liveness(location: string, alive: string[], lapsed: string[] = []): Liveness {
+  return { alive: new Map([[location, new Set(alive)]]), lapsed: new Map([[location, new Set(lapsed)]]) };
+}
+
 /** Places every admitted Node of `nodes` and decides the topology. */
-function topologyOf(nodes: MeshNode[], holders: Map<string, string> = new Map()) {
+function topologyOf(nodes: MeshNode[], live?: Liveness) {
   const membership = decideMembership(nodes, [], MESH_SETTINGS);
-  const warnings: string[] = [];
+  const ctx = { settings: SETTINGS, policy: membership.policy!, warnings: [] as string[] };
   const placed: Placed[] = membership.members.map((m) =>
     place(
       m,
       nodes.find((n) => n.name === m.name)!,
-      SETTINGS,
-      membership.policy!,
-      warnings,
+      ctx,
     ),
   );
-  return { topology: decideTopology(placed, 'location', holders, warnings), placed, warnings };
+  const topology = decideTopology({ placed, granularity: 'location', liveness: live, warnings: ctx.warnings });
+  return { topology, placed, warnings: ctx.warnings };
 }
 
 describe('unit: topology — locations and leaders', () => {
@@ -141,36 +146,76 @@ describe('unit: topology — locations and leaders', () => {
     assert.equal(placed[0]!.reachable, true);
   });
 
-  it('a live Lease holder of the location leads against members of its rank; a holder from elsewhere is ignored', () => {
-    const nodes = [
-      kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
-      kiloNode(2, { location: 'aws', force: '203.0.113.2:51820' }),
-      kiloNode(3, { location: 'gcp' }),
-    ];
-    assert.equal(
-      topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.leader,
-      'n2',
-      'the junior holder keeps the role',
-    );
-    assert.match(
-      topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!.why,
-      /holds the location's leader Lease/,
-    );
-    assert.equal(topologyOf(nodes, new Map([['location:aws', 'n3']])).topology.locations[0]!.leader, 'n1');
-  });
+  // aws: n1 and n2 reachable (same rank, n1 senior), n3 not reachable; gcp: n4.
+  const ranked = [
+    kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
+    kiloNode(2, { location: 'aws', force: '203.0.113.2:51820' }),
+    kiloNode(3, { location: 'aws' }),
+    kiloNode(4, { location: 'gcp' }),
+  ];
+  const leaderRows: Array<{ what: string; alive: string[]; lapsed?: string[]; leader: string; why: RegExp }> = [
+    {
+      what: 'no Lease read: by rank',
+      alive: [],
+      leader: 'n1',
+      why: /^the senior node reachable from other locations$/,
+    },
+    { what: 'the first in rank order alive', alive: ['n1'], leader: 'n1', why: /, alive$/ },
+    {
+      what: 'a junior of the same rank that wrote itself into the Lease: the senior alive still leads',
+      alive: ['n1', 'n2'],
+      leader: 'n1',
+      why: /, alive$/,
+    },
+    {
+      what: 'a member of a lower rank alive: the senior alive still leads',
+      alive: ['n3', 'n1'],
+      leader: 'n1',
+      why: /, alive$/,
+    },
+    {
+      what: 'only a junior alive (the senior never wrote): it leads until the senior writes',
+      alive: ['n2'],
+      leader: 'n2',
+      why: /alive \(n1, ranked above, not alive\)/,
+    },
+    {
+      what: 'the leader stopped (lapsed), nobody else alive: the next that did not stop',
+      alive: [],
+      lapsed: ['n1'],
+      leader: 'n2',
+      why: /after n1 stopped renewing/,
+    },
+    {
+      what: 'everyone stopped: by rank',
+      alive: [],
+      lapsed: ['n1', 'n2', 'n3'],
+      leader: 'n1',
+      why: /after n1, n2, n3 stopped/,
+    },
+    {
+      what: 'a writer from another location is not a member: ignored',
+      alive: ['n4'],
+      leader: 'n1',
+      why: /^the senior node/,
+    },
+  ];
+  for (const row of leaderRows) {
+    it(`leaders by rank and liveness: ${row.what}`, () => {
+      const aws = topologyOf(ranked, liveness('location:aws', row.alive, row.lapsed)).topology.locations[0]!;
+      assert.equal(aws.leader, row.leader);
+      assert.match(aws.why, row.why);
+      assert.deepEqual(aws.order, ['n1', 'n2', 'n3']);
+    });
+  }
 
-  it('a live Lease holder gives way to a better rank (it took the Lease before a reachable or annotated member joined)', () => {
-    // n2 is not reachable: alone in its view when it started, it took the vacant Lease.
-    const nodes = [kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }), kiloNode(2, { location: 'aws' })];
-    const aws = topologyOf(nodes, new Map([['location:aws', 'n2']])).topology.locations[0]!;
-    assert.equal(aws.leader, 'n1');
-    assert.match(aws.why, /reachable from other locations, above the Lease holder n2/);
-    // Kilo's leader annotation outranks reachability alone, whoever holds the Lease.
+  it("Kilo's leader annotation outranks reachability alone, whoever is alive", () => {
     const annotated = [
       kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),
       kiloNode(2, { location: 'aws', leader: true }),
     ];
-    assert.equal(topologyOf(annotated, new Map([['location:aws', 'n1']])).topology.locations[0]!.leader, 'n2');
+    assert.equal(topologyOf(annotated, liveness('location:aws', ['n1', 'n2'])).topology.locations[0]!.leader, 'n2');
+    assert.equal(topologyOf(annotated, liveness('location:aws', ['n1'])).topology.locations[0]!.leader, 'n1');
   });
 
   it("allowed-location-ips pass the range rules: too wide, reserved or another node's address is refused", () => {
@@ -196,12 +241,11 @@ describe('unit: topology — what each node applies', () => {
   const desired = (self: number, settings: Partial<TopologySettings> = {}): DesiredState => {
     const me = { name: `n${self}`, publicKey: KEYS[self]! };
     const membership = decideMembership(nodes, [], MESH_SETTINGS, me);
-    const topo: TopologyInput = {
+    const topology: TopologyInput = {
       settings: { ...SETTINGS, ...settings },
       nodes: new Map(nodes.map((n) => [n.name, n])),
-      holders: new Map(),
     };
-    return desiredFor(me, nodes[self - 1], membership, MESH_SETTINGS, undefined, topo);
+    return desiredFor({ self: me, selfNode: nodes[self - 1], membership, settings: MESH_SETTINGS, topology });
   };
   const routes = (d: DesiredState): string[] =>
     d.routes.map((r) => `${r.dst} ${r.gateway ? `via ${r.gateway}` : `dev ${r.dev}`}`).sort();

@@ -3,7 +3,11 @@
  * hostile claims, unusable addresses, IPv6-only nodes, other overlay sizes and exhaustion.
  */
 import assert from 'node:assert/strict';
-import { assignOverlayAddresses, candidateOffset, isUsableOffset } from '../../../../service/src/mesh/membership/addresses.js';
+import {
+  assignOverlayAddresses,
+  candidateOffset,
+  isUsableOffset,
+} from '../../../../service/src/mesh/membership/addresses.js';
 import { parseCidr } from '../../../../service/src/net/ip.js';
 import { meshNode } from '../../../support/fakes/fixtures.js';
 import type { MeshNode } from '../../../../service/src/mesh/types.js';

@@ -124,9 +124,12 @@ describe('unit: IPv6 overlay addresses (dual-stack)', () => {
   it('desired state: the interface gets both addresses, every peer a /32 and a /128, and this node publishes its IPv6 address', () => {
     const nodes = [node('a', 1, '192.0.2.11'), node('b', 2, '192.0.2.12')];
     const self = { name: 'a', publicKey: KEYS[1]! };
-    const d = desiredFor(self, nodes[0], decideMembership(nodes, [], { ...MESH_SETTINGS, ...SETTINGS }, self), {
-      ...MESH_SETTINGS,
-      ...SETTINGS,
+    const settings = { ...MESH_SETTINGS, ...SETTINGS };
+    const d = desiredFor({
+      self,
+      selfNode: nodes[0],
+      membership: decideMembership(nodes, [], settings, self),
+      settings,
     });
     assert.equal(d.iface.address6, 'fd12:3456:789a::c000:20b/48');
     assert.deepEqual(d.peers[0]!.allowedIPs, ['100.64.2.12/32', 'fd12:3456:789a::c000:20c/128']);

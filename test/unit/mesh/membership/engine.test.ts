@@ -204,13 +204,13 @@ describe('unit: the incremental membership engine equals the full computation', 
         const membership = engine.result();
         let got: DesiredState;
         try {
-          got = desiredFor(self, nodes.get('n0'), membership, settings, previous);
+          got = desiredFor({ self, selfNode: nodes.get('n0'), membership, settings, previous });
         } catch (err) {
           if (!(err instanceof NotReadyError)) throw err;
           previous = undefined;
           continue;
         }
-        const full = desiredFor(self, nodes.get('n0'), membership, settings);
+        const full = desiredFor({ self, selfNode: nodes.get('n0'), membership, settings });
         assert.deepEqual(
           { peers: got.peers, routes: got.routes, warnings: got.warnings },
           { peers: full.peers, routes: full.routes, warnings: full.warnings },

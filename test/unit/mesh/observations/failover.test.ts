@@ -210,10 +210,17 @@ describe('unit: desired state with failover choices', () => {
     const self = { name: 'a', publicKey: KEYS[0]! };
     const engine = new MeshEngine(settings, self);
     engine.setNodes(nodes);
-    const first = desiredFor(self, nodes[0], engine.result(), settings);
+    const first = desiredFor({ self, selfNode: nodes[0], membership: engine.result(), settings });
     assert.deepEqual(first.peers.find((p) => p.name === 'b')!.candidates, ['192.0.2.12:51820', '[2001:db8::12]:51820']);
     const choice = { chosen: new Map([['b', '[2001:db8::12]:51820']]), changed: new Set(['b']) };
-    const second = desiredFor(self, nodes[0], engine.result(), settings, first, undefined, choice);
+    const second = desiredFor({
+      self,
+      selfNode: nodes[0],
+      membership: engine.result(),
+      settings,
+      previous: first,
+      choice,
+    });
     assert.equal(second.peers.find((p) => p.name === 'b')!.endpoint, '[2001:db8::12]:51820');
     assert.equal(
       second.peers.find((p) => p.name === 'c'),
@@ -225,9 +232,13 @@ describe('unit: desired state with failover choices', () => {
       ['b'],
       'derived: only b changed',
     );
-    const back = desiredFor(self, nodes[0], engine.result(), settings, second, undefined, {
-      chosen: new Map(),
-      changed: new Set(['b']),
+    const back = desiredFor({
+      self,
+      selfNode: nodes[0],
+      membership: engine.result(),
+      settings,
+      previous: second,
+      choice: { chosen: new Map(), changed: new Set(['b']) },
     });
     assert.equal(back.peers.find((p) => p.name === 'b')!.endpoint, '192.0.2.12:51820');
   });
