@@ -47,63 +47,59 @@ function arrayIndex(arr: unknown[], token: string, allowEnd: boolean, path: stri
   return i;
 }
 
-function resolveParent(doc: unknown, tokens: string[], path: string): unknown {
+/** One step of a JSON pointer: the member or element `t` of `cur` (an apply error when there is none). */
+function child(cur: unknown, t: string, path: string): unknown {
+  if (Array.isArray(cur)) return cur[arrayIndex(cur, t, false, path)];
+  if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) return cur[t];
+  throw new PatchError('apply', `doc is missing path: "${path}"`);
+}
+
+/** The container of the value a pointer names and its last token; undefined for the whole document. */
+function locate(doc: unknown, path: string): { parent: unknown[] | JsonObject; last: string } | undefined {
+  const tokens = parsePointer(path);
+  if (tokens.length === 0) return undefined;
   let cur = doc;
-  for (const t of tokens.slice(0, -1)) {
-    if (Array.isArray(cur)) cur = cur[arrayIndex(cur, t, false, path)];
-    else if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) cur = cur[t];
-    else throw new PatchError('apply', `doc is missing path: "${path}"`);
-  }
+  for (const t of tokens.slice(0, -1)) cur = child(cur, t, path);
   if (!Array.isArray(cur) && !isObject(cur)) throw new PatchError('apply', `doc is missing path: "${path}"`);
-  return cur;
+  return { parent: cur, last: tokens[tokens.length - 1] as string };
 }
 
 function getAt(doc: unknown, path: string): unknown {
   let cur = doc;
-  for (const t of parsePointer(path)) {
-    if (Array.isArray(cur)) cur = cur[arrayIndex(cur, t, false, path)];
-    else if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) cur = cur[t];
-    else throw new PatchError('apply', `doc is missing path: "${path}"`);
-  }
+  for (const t of parsePointer(path)) cur = child(cur, t, path);
   return cur;
 }
 
 function addAt(doc: unknown, path: string, value: unknown): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return value;
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
-  if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, true, path), 0, value);
-  else put(parent as JsonObject, last, value);
+  const at = locate(doc, path);
+  if (!at) return value;
+  if (Array.isArray(at.parent)) at.parent.splice(arrayIndex(at.parent, at.last, true, path), 0, value);
+  else put(at.parent, at.last, value);
   return doc;
 }
 
 function removeAt(doc: unknown, path: string): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) throw new PatchError('apply', 'cannot remove the whole document');
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
+  const at = locate(doc, path);
+  if (!at) throw new PatchError('apply', 'cannot remove the whole document');
+  const { parent, last } = at;
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, false, path), 1);
   else {
-    const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last))
+    if (!Object.prototype.hasOwnProperty.call(parent, last))
       throw new PatchError('apply', `unable to remove nonexistent key: ${last}: missing value`);
-    delete obj[last];
+    delete parent[last];
   }
   return doc;
 }
 
 function replaceAt(doc: unknown, path: string, value: unknown): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return value;
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
+  const at = locate(doc, path);
+  if (!at) return value;
+  const { parent, last } = at;
   if (Array.isArray(parent)) parent[arrayIndex(parent, last, false, path)] = value;
   else {
-    const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last))
+    if (!Object.prototype.hasOwnProperty.call(parent, last))
       throw new PatchError('apply', `replace operation does not apply: doc is missing key: ${path}: missing value`);
-    put(obj, last, value);
+    put(parent, last, value);
   }
   return doc;
 }

@@ -71,7 +71,8 @@ export class ResourceHandle {
         r.group,
         name,
         'metadata.name',
-        `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`,
+        `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, ` +
+          `'-' or '.', and must start and end with an alphanumeric character`,
       );
     }
     for (const field of ['labels', 'annotations'] as const) {
@@ -203,7 +204,8 @@ export class ResourceHandle {
           throw new ApiError(
             415,
             'UnsupportedMediaType',
-            'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
+            'the body of the request was in an unknown format - accepted media types include: ' +
+              'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
           );
         }
         patched = strategicMergePatch(old, patch, { ...OBJECT_META_SCHEMA, ...r.strategic });
@@ -288,6 +290,14 @@ export class ResourceHandle {
     return this.store.commit(r.key, key, 'MODIFIED', next).object;
   }
 
+  /** 409 Conflict when a delete precondition on `field` (`UID`, `ResourceVersion`) is set to other than the object's value. */
+  private checkPrecondition(name: string, field: string, want: string | undefined, have: string | undefined): void {
+    if (!want || want === have) return;
+    const r = this.resource;
+    const why = `Precondition failed: ${field} in precondition: ${want}, ${field} in object meta: ${have ?? ''}`;
+    throw conflict(r.plural, r.group, name, why);
+  }
+
   /** Deletes an object (or marks it with deletionTimestamp while finalizers remain); returns its last state. */
   delete(
     name: string,
@@ -296,23 +306,8 @@ export class ResourceHandle {
     const r = this.resource;
     const old = this.mustGet(name, opts.namespace);
     const meta = old.metadata ?? {};
-    const pre = opts.preconditions;
-    if (pre?.uid && pre.uid !== meta.uid) {
-      throw conflict(
-        r.plural,
-        r.group,
-        name,
-        `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${meta.uid ?? ''}`,
-      );
-    }
-    if (pre?.resourceVersion && pre.resourceVersion !== meta.resourceVersion) {
-      throw conflict(
-        r.plural,
-        r.group,
-        name,
-        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${meta.resourceVersion ?? ''}`,
-      );
-    }
+    this.checkPrecondition(name, 'UID', opts.preconditions?.uid, meta.uid);
+    this.checkPrecondition(name, 'ResourceVersion', opts.preconditions?.resourceVersion, meta.resourceVersion);
     if (opts.dryRun) return old;
     const key = this.key(name, meta.namespace);
     if (meta.finalizers?.length) {

@@ -162,8 +162,11 @@ describe('kube-api: wire protocol', function () {
     assert.equal(nodes?.kind, 'Node');
     assert.deepEqual(nodes?.verbs, ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
     assert.ok(resources.some((r) => r.name === 'nodes/status'));
-    const aggregated =
-      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
+    const aggregated = [
+      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+      'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList',
+      'application/json',
+    ].join(',');
     const apis = await send(server, 'GET', '/apis', { accept: aggregated });
     assert.equal(apis.headers['content-type'], 'application/json');
     assert.deepEqual(
