@@ -231,50 +231,14 @@ export class ResourceHandle {
     return this.write(old, candidate, opts, false);
   }
 
+  /** Writes `candidate` over `old` (a PUT when `isPut`, else a patch result): resourceVersion checks, scope, generation, no-op detection. */
   private write(old: KubeObject, candidate: KubeObject, opts: WriteOptions, isPut: boolean): KubeObject {
     const r = this.resource;
-    const scope = opts.scope ?? 'all';
     this.checkTypeMeta(candidate);
     const oldMeta = old.metadata ?? {};
     const name = oldMeta.name as string;
-    const candMeta: ObjectMeta = isObject(candidate.metadata) ? candidate.metadata : {};
-    const wantRv = candMeta.resourceVersion;
-    if (wantRv !== undefined && wantRv !== '' && wantRv !== oldMeta.resourceVersion)
-      throw conflict(r.plural, r.group, name);
-    if (isPut && !wantRv && !r.builtin) {
-      throw invalid(
-        r.kind,
-        r.group,
-        name,
-        'metadata.resourceVersion',
-        'Invalid value: 0x0: must be specified for an update',
-      );
-    }
-    let next: KubeObject;
-    if (scope === 'status') {
-      next = clone(old);
-      if (candidate.status === undefined) delete next.status;
-      else next.status = clone(candidate.status);
-    } else {
-      next = clone(candidate);
-      if (scope === 'main' && r.statusSubresource) {
-        if (old.status === undefined) delete next.status;
-        else next.status = clone(old.status);
-      }
-      const meta: ObjectMeta = isObject(next.metadata) ? next.metadata : {};
-      next.metadata = meta;
-      meta.name = name;
-      if (r.namespaced) meta.namespace = oldMeta.namespace as string;
-      else delete meta.namespace;
-      meta.uid = oldMeta.uid as string;
-      meta.creationTimestamp = oldMeta.creationTimestamp as string;
-      if (oldMeta.deletionTimestamp) meta.deletionTimestamp = oldMeta.deletionTimestamp;
-      else delete meta.deletionTimestamp;
-      if (oldMeta.generation !== undefined) meta.generation = oldMeta.generation;
-      else delete meta.generation;
-      this.validateMeta(next, name);
-      r.validate?.(next);
-    }
+    this.checkResourceVersion(old, candidate, isPut);
+    const next = this.nextObject(old, candidate, opts.scope ?? 'all');
     next.apiVersion = r.apiVersion;
     next.kind = r.kind;
     const nextMeta = next.metadata as ObjectMeta;
@@ -288,6 +252,49 @@ export class ResourceHandle {
       return this.store.commit(r.key, key, 'DELETED', next).object;
     }
     return this.store.commit(r.key, key, 'MODIFIED', next).object;
+  }
+
+  /** 409 Conflict when the candidate carries a stale resourceVersion; 422 when a PUT of a custom resource carries none. */
+  private checkResourceVersion(old: KubeObject, candidate: KubeObject, isPut: boolean): void {
+    const r = this.resource;
+    const name = old.metadata?.name as string;
+    const candMeta: ObjectMeta = isObject(candidate.metadata) ? candidate.metadata : {};
+    const wantRv = candMeta.resourceVersion;
+    if (wantRv !== undefined && wantRv !== '' && wantRv !== old.metadata?.resourceVersion)
+      throw conflict(r.plural, r.group, name);
+    if (isPut && !wantRv && !r.builtin) {
+      throw invalid(
+        r.kind,
+        r.group,
+        name,
+        'metadata.resourceVersion',
+        'Invalid value: 0x0: must be specified for an update',
+      );
+    }
+  }
+
+  /**
+   * What a write in `scope` makes of `old`: for the status subresource, `old` with the candidate's status;
+   * otherwise the candidate with the old system metadata (and the old status, on the main resource of a
+   * type with a status subresource), validated.
+   */
+  private nextObject(old: KubeObject, candidate: KubeObject, scope: WriteScope): KubeObject {
+    const r = this.resource;
+    if (scope === 'status') {
+      const next = clone(old);
+      if (candidate.status === undefined) delete next.status;
+      else next.status = clone(candidate.status);
+      return next;
+    }
+    const next = clone(candidate);
+    if (scope === 'main' && r.statusSubresource) {
+      if (old.status === undefined) delete next.status;
+      else next.status = clone(old.status);
+    }
+    keepSystemMetadata(next, old.metadata ?? {}, r.namespaced);
+    this.validateMeta(next, old.metadata?.name as string);
+    r.validate?.(next);
+    return next;
   }
 
   /** 409 Conflict when a delete precondition on `field` (`UID`, `ResourceVersion`) is set to other than the object's value. */
@@ -319,6 +326,21 @@ export class ResourceHandle {
     }
     return this.store.commit(r.key, key, 'DELETED', old).object;
   }
+}
+
+/** Gives `next` the metadata that only the server sets, as `old` has it: name, namespace, uid, timestamps, generation. */
+function keepSystemMetadata(next: KubeObject, oldMeta: ObjectMeta, namespaced: boolean): void {
+  const meta: ObjectMeta = isObject(next.metadata) ? next.metadata : {};
+  next.metadata = meta;
+  meta.name = oldMeta.name as string;
+  if (namespaced) meta.namespace = oldMeta.namespace as string;
+  else delete meta.namespace;
+  meta.uid = oldMeta.uid as string;
+  meta.creationTimestamp = oldMeta.creationTimestamp as string;
+  if (oldMeta.deletionTimestamp) meta.deletionTimestamp = oldMeta.deletionTimestamp;
+  else delete meta.deletionTimestamp;
+  if (oldMeta.generation !== undefined) meta.generation = oldMeta.generation;
+  else delete meta.generation;
 }
 
 function specOf(o: KubeObject): JsonObject {
