@@ -6,33 +6,26 @@
  * conditions, variables, messageExpression, failurePolicy and the Deny/Warn/Audit actions.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { KubeApiServer, type KubeObject } from './server.js';
 import { kubectl, type KubectlEnv } from './kubectl.js';
+import { coreClient as client, failureStatus, statusOf, type StatusReply } from './testing.js';
 
 const ADMIN = 'admission-admin-token';
 const ALICE = 'alice-token';
 const VAP = 'admissionregistration.k8s.io/v1';
 
-/** A CoreV1Api authenticating with `token`. */
-function client(server: KubeApiServer, token: string): k8s.CoreV1Api {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromString(JSON.stringify(server.kubeconfig({ token })));
-  return kc.makeApiClient(k8s.CoreV1Api);
-}
-
 /** The HTTP status and Status body of a failed call (200 and {} when it succeeds). */
-async function outcome(p: Promise<unknown>): Promise<{ code: number; body: Record<string, any> }> {
+async function outcome(p: Promise<unknown>): Promise<{ code: number; body: StatusReply }> {
   try {
     await p;
     return { code: 200, body: {} };
   } catch (err) {
     if (!(err instanceof k8s.ApiException)) throw err;
-    const b: unknown = err.body;
-    return { code: err.code as number, body: (typeof b === 'string' ? JSON.parse(b) : b) as Record<string, any> };
+    return { code: err.code as number, body: statusOf(err.body) };
   }
 }
 
@@ -44,6 +37,42 @@ const NODE_RULE = {
 };
 const ALICE_ONLY = [{ name: 'alice', expression: "request.userInfo.username == 'alice'" }];
 const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+
+/** A policy that alice may not delete Nodes nor label them `frozen`, and its binding, as a List manifest for `kubectl create -f`. */
+const NO_FROZEN_MANIFEST = {
+  apiVersion: 'v1',
+  kind: 'List',
+  items: [
+    {
+      apiVersion: VAP,
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: 'no-frozen' },
+      spec: {
+        matchConstraints: { resourceRules: [NODE_RULE] },
+        matchConditions: ALICE_ONLY,
+        validations: [
+          { expression: "request.operation != 'DELETE'", message: 'alice may not delete Nodes' },
+          {
+            expression:
+              "request.operation == 'DELETE' || !has(object.metadata.labels) || !('frozen' in object.metadata.labels)",
+            messageExpression: "'Node ' + object.metadata.name + ' may not be frozen'",
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: VAP,
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: 'no-frozen' },
+      spec: { policyName: 'no-frozen', validationActions: ['Deny'] },
+    },
+  ],
+};
+
+/** The outcome of a merge patch of Node `name`'s metadata by `api`. */
+function patchMetadata(api: k8s.CoreV1Api, metadata: Record<string, unknown>, name = 'n1') {
+  return outcome(api.patchNode({ name, body: { metadata } }, merge));
+}
 
 describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
   this.timeout(30_000);
@@ -108,58 +137,22 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
 
   it('a policy made with `kubectl create -f` is enforced on patch, update, create and delete, only for the users it matches', async () => {
     const manifest = join(dir, 'policy.json');
-    const { writeFile } = await import('node:fs/promises');
-    await writeFile(
-      manifest,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'List',
-        items: [
-          {
-            apiVersion: VAP,
-            kind: 'ValidatingAdmissionPolicy',
-            metadata: { name: 'no-frozen' },
-            spec: {
-              matchConstraints: { resourceRules: [NODE_RULE] },
-              matchConditions: ALICE_ONLY,
-              validations: [
-                { expression: "request.operation != 'DELETE'", message: 'alice may not delete Nodes' },
-                {
-                  expression:
-                    "request.operation == 'DELETE' || !has(object.metadata.labels) || !('frozen' in object.metadata.labels)",
-                  messageExpression: "'Node ' + object.metadata.name + ' may not be frozen'",
-                },
-              ],
-            },
-          },
-          {
-            apiVersion: VAP,
-            kind: 'ValidatingAdmissionPolicyBinding',
-            metadata: { name: 'no-frozen' },
-            spec: { policyName: 'no-frozen', validationActions: ['Deny'] },
-          },
-        ],
-      }),
-    );
+    await writeFile(manifest, JSON.stringify(NO_FROZEN_MANIFEST));
     const created = await kubectl(adminEnv, ['create', '-f', manifest, '--validate=false']);
     assert.equal(created.code, 0, created.stderr);
     const denial =
       "ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: Node n1 may not be frozen";
 
-    const patched = await outcome(
-      alice.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: 'yes' } } } }, merge),
-    );
+    const patched = await patchMetadata(alice, { labels: { frozen: 'yes' } });
     assert.equal(patched.code, 422);
-    assert.deepEqual(patched.body, {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      code: 422,
-      reason: 'Invalid',
-      message: `nodes "n1" is forbidden: ${denial}`,
-      details: { name: 'n1', kind: 'nodes', causes: [{ message: denial }] },
-    });
+    assert.deepEqual(
+      patched.body,
+      failureStatus(422, 'Invalid', `nodes "n1" is forbidden: ${denial}`, {
+        name: 'n1',
+        kind: 'nodes',
+        causes: [{ message: denial }],
+      }),
+    );
     const node = await admin.readNode({ name: 'n1' });
     assert.equal(
       (
@@ -178,21 +171,16 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       [del.code, del.body.message],
       [
         422,
-        "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: alice may not delete Nodes",
+        'nodes "n1" is forbidden: ' +
+          "ValidatingAdmissionPolicy 'no-frozen' with binding 'no-frozen' denied request: alice may not delete Nodes",
       ],
     );
     assert.deepEqual(server.getNode('n1')?.metadata?.labels, { zone: 'a' }, 'nothing was written');
     assert.equal(server.getNode('n2'), undefined);
 
     // What the policy allows goes through, and other users are not matched.
-    assert.equal(
-      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { ok: '1' } } } }, merge))).code,
-      200,
-    );
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { frozen: '1' } } } }, merge))).code,
-      200,
-    );
+    assert.equal((await patchMetadata(alice, { labels: { ok: '1' } })).code, 200);
+    assert.equal((await patchMetadata(admin, { labels: { frozen: '1' } })).code, 200);
     const k = await kubectl(aliceEnv, ['label', 'node', 'n1', 'frozen=2', '--overwrite']);
     assert.notEqual(k.code, 0);
     // kubectl renders a 422 from its causes, as it does with a real cluster's.
@@ -208,7 +196,7 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       matchConditions: ALICE_ONLY,
       validations: [{ expression: 'false', message: 'no', reason: 'Forbidden' }],
     });
-    const r = await outcome(alice.patchNode({ name: 'n1', body: { metadata: { annotations: { a: 'b' } } } }, merge));
+    const r = await patchMetadata(alice, { annotations: { a: 'b' } });
     assert.deepEqual(
       [r.code, r.body.reason, r.body.message],
       [
@@ -224,10 +212,12 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       matchConstraints: { resourceRules: [NODE_RULE] },
       validations: [{ expression: "object.metadata.name != 'n1'" }, { expression: 'false', message: 'second' }],
     });
-    const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: 'b' } } } }, merge));
+    const r = await patchMetadata(admin, { annotations: { a: 'b' } });
     assert.equal(
       r.body.message,
-      "nodes \"n1\" is forbidden: ValidatingAdmissionPolicy 'plain' with binding 'plain-binding' denied request: failed expression: object.metadata.name != 'n1'",
+      'nodes "n1" is forbidden: ' +
+        "ValidatingAdmissionPolicy 'plain' with binding 'plain-binding' denied request: " +
+        "failed expression: object.metadata.name != 'n1'",
     );
   });
 
@@ -237,20 +227,20 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       matchConditions: ALICE_ONLY,
       validations: [
         {
-          expression:
-            "request.operation == 'UPDATE' && 'devs' in request.userInfo.groups && request.userInfo.extra['team'] == ['net'] && " +
-            "oldObject.metadata.labels['zone'] == 'a' && object.metadata.labels['zone'] == 'b' && object.spec.podCIDR == '10.0.1.0/24' && request.name == 'n1'",
+          expression: [
+            "request.operation == 'UPDATE'",
+            "'devs' in request.userInfo.groups",
+            "request.userInfo.extra['team'] == ['net']",
+            "oldObject.metadata.labels['zone'] == 'a'",
+            "object.metadata.labels['zone'] == 'b'",
+            "object.spec.podCIDR == '10.0.1.0/24'",
+            "request.name == 'n1'",
+          ].join(' && '),
         },
       ],
     });
-    assert.equal(
-      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code,
-      200,
-    );
-    assert.equal(
-      (await outcome(alice.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'c' } } } }, merge))).code,
-      422,
-    );
+    assert.equal((await patchMetadata(alice, { labels: { zone: 'b' } })).code, 200);
+    assert.equal((await patchMetadata(alice, { labels: { zone: 'c' } })).code, 422);
   });
 
   it('variables: each sees the ones before it; one that fails makes what uses it fail', async () => {
@@ -263,18 +253,15 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       ],
       validations: [{ expression: "variables.zone != 'frozen'", message: 'frozen zone' }],
     });
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'b' } } } }, merge))).code,
-      200,
-    );
-    const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'frozen' } } } }, merge));
+    assert.equal((await patchMetadata(admin, { labels: { zone: 'b' } })).code, 200);
+    const r = await patchMetadata(admin, { labels: { zone: 'frozen' } });
     assert.match(r.body.message ?? '', /denied request: frozen zone$/);
     await install('uses-broken', {
       matchConstraints: { resourceRules: [NODE_RULE] },
       variables: [{ name: 'broken', expression: 'object.metadata.nope' }],
       validations: [{ expression: 'variables.broken == 1' }],
     });
-    const e = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { zone: 'c' } } } }, merge));
+    const e = await patchMetadata(admin, { labels: { zone: 'c' } });
     assert.equal(e.code, 422);
     assert.match(
       e.body.message ?? '',
@@ -289,15 +276,12 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       validations: [{ expression: "object.metadata.labels['missing'] == 'x'" }],
     });
     await install('fails', spec());
-    const r = await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '1' } } } }, merge));
+    const r = await patchMetadata(admin, { annotations: { a: '1' } });
     assert.equal(r.code, 422);
     assert.match(r.body.message ?? '', /expression 'object\.metadata\.labels\['missing'\] == 'x'' resulted in error/);
     server.resource('validatingadmissionpolicybindings', 'admissionregistration.k8s.io').delete('fails-binding');
     await install('ignores', spec('Ignore'));
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '2' } } } }, merge))).code,
-      200,
-    );
+    assert.equal((await patchMetadata(admin, { annotations: { a: '2' } })).code, 200);
   });
 
   it('match constraints: `nodes` does not cover nodes/status; `nodes/status`, resourceNames and excludeResourceRules do what they say', async () => {
@@ -329,32 +313,19 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       validations: [{ expression: 'false', message: 'n9 is frozen' }],
     });
     server.createNode({ metadata: { name: 'n9' } });
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n9', body: { metadata: { annotations: { a: '1' } } } }, merge))).code,
-      422,
-    );
+    assert.equal((await patchMetadata(admin, { annotations: { a: '1' } }, 'n9')).code, 422);
     assert.equal((await outcome(admin.deleteNode({ name: 'n9' }))).code, 200, 'excluded');
   });
 
   it('a binding with Warn lets the write through with a Warning header (kubectl prints it); Audit only records', async () => {
-    await install(
-      'warns',
-      {
-        matchConstraints: { resourceRules: [NODE_RULE] },
-        matchConditions: ALICE_ONLY,
-        validations: [{ expression: 'false', message: 'think twice' }],
-      },
-      ['Warn'],
-    );
-    await install(
-      'audits',
-      {
-        matchConstraints: { resourceRules: [NODE_RULE] },
-        matchConditions: ALICE_ONLY,
-        validations: [{ expression: 'false', message: 'audited' }],
-      },
-      ['Audit'],
-    );
+    /** A policy that fails every Node write of alice's with `message`. */
+    const failAlice = (message: string) => ({
+      matchConstraints: { resourceRules: [NODE_RULE] },
+      matchConditions: ALICE_ONLY,
+      validations: [{ expression: 'false', message }],
+    });
+    await install('warns', failAlice('think twice'), ['Warn']);
+    await install('audits', failAlice('audited'), ['Audit']);
     const r = await kubectl(aliceEnv, ['annotate', 'node', 'n1', 'x=1']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(
@@ -372,16 +343,9 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
       ['Deny'],
       { matchResources: { objectSelector: { matchLabels: { locked: 'true' } } } },
     );
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { annotations: { a: '1' } } } }, merge))).code,
-      200,
-    );
+    assert.equal((await patchMetadata(admin, { annotations: { a: '1' } })).code, 200);
     server.patchNode('n1', { metadata: { labels: { locked: 'true' } } });
-    assert.equal(
-      (await outcome(admin.patchNode({ name: 'n1', body: { metadata: { labels: { locked: null } } } }, merge))).code,
-      422,
-      'the old object matches',
-    );
+    assert.equal((await patchMetadata(admin, { labels: { locked: null } })).code, 422, 'the old object matches');
   });
 
   it('a policy whose CEL does not compile, or a binding without policyName or actions, is refused with 422 on create', async () => {
@@ -395,7 +359,10 @@ describe('kube-api: ValidatingAdmissionPolicy (CEL)', function () {
     assert.notEqual(p.code, 0);
     assert.match(
       p.stderr,
-      /The ValidatingAdmissionPolicy "p" is invalid: spec\.validations\[0\]\.expression: Invalid value: "object\.metadata\.name ==": compilation failed/,
+      new RegExp(
+        String.raw`The ValidatingAdmissionPolicy "p" is invalid: spec\.validations\[0\]\.expression: ` +
+          String.raw`Invalid value: "object\.metadata\.name ==": compilation failed`,
+      ),
     );
     assert.throws(
       () => server.createObjects([policy]),

@@ -343,7 +343,10 @@ function reasonToCode(reason: string): number {
   }
 }
 
-/** The error kube-apiserver answers a denied request with: `<resource> "<name>" is forbidden: ValidatingAdmissionPolicy '…' with binding '…' denied request: …`. */
+/**
+ * The error kube-apiserver answers a denied request with:
+ * `<resource> "<name>" is forbidden: ValidatingAdmissionPolicy '…' with binding '…' denied request: …`.
+ */
 function denialError(d: PolicyDecision, req: AdmissionRequest): ApiError {
   const message = `ValidatingAdmissionPolicy '${d.policy}' with binding '${d.binding}' denied request: ${d.message ?? ''}`;
   const qualified = req.group ? `${req.resource}.${req.group}` : req.resource;
@@ -482,7 +485,8 @@ export function validateBinding(obj: KubeObject): void {
       kind,
       name,
       'spec.validationActions',
-      'Invalid value: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)',
+      'Invalid value: must not contain both Deny and Warn (repeating the same validation failure information ' +
+        'in the API response and headers serves no purpose)',
     );
 }
 

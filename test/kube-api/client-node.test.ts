@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { KubeApiServer, type KubeObject } from './server.js';
+import { statusOf, until, type StatusReply } from './testing.js';
 
 const TOKEN = 'client-node-test-token';
 
@@ -26,30 +27,14 @@ function statusCode(err: unknown): number | undefined {
   return undefined;
 }
 
-function statusBodyOf(err: unknown): Record<string, unknown> {
-  if (!(err instanceof k8s.ApiException)) return {};
-  const b: unknown = err.body;
-  if (typeof b === 'string') return JSON.parse(b) as Record<string, unknown>;
-  return (b ?? {}) as Record<string, unknown>;
-}
-
-async function rejectsWith(p: Promise<unknown>, code: number): Promise<Record<string, unknown>> {
+async function rejectsWith(p: Promise<unknown>, code: number): Promise<StatusReply> {
   try {
     await p;
   } catch (err) {
     assert.equal(statusCode(err), code, `expected ApiException ${code}, got ${String(err)}`);
-    return statusBodyOf(err);
+    return err instanceof k8s.ApiException ? statusOf(err.body) : {};
   }
   assert.fail(`expected ApiException ${code}, but the call succeeded`);
-}
-
-/** Polls `cond` every 10 ms until true or fails after `ms`. */
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('kube-api: client-node', function () {
@@ -96,6 +81,14 @@ describe('kube-api: client-node', function () {
     );
     informers.push(inf);
     return inf;
+  }
+
+  /** Logs an informer's add and delete events, as `add <name>` and `delete <name>`. */
+  function logAddsAndDeletes(inf: k8s.Informer<k8s.V1Node>): string[] {
+    const events: string[] = [];
+    inf.on('add', (n) => events.push(`add ${n.metadata?.name}`));
+    inf.on('delete', (n) => events.push(`delete ${n.metadata?.name}`));
+    return events;
   }
 
   it('serves over HTTPS with the generated CA, and only with it', async () => {
@@ -208,9 +201,7 @@ describe('kube-api: client-node', function () {
     server.createNode(node('sel-1', { wg: 'yes' }));
     server.createNode(node('sel-2'));
     const inf = informer('wg=yes');
-    const events: string[] = [];
-    inf.on('add', (n) => events.push(`add ${n.metadata?.name}`));
-    inf.on('delete', (n) => events.push(`delete ${n.metadata?.name}`));
+    const events = logAddsAndDeletes(inf);
     await inf.start();
     await until(() => server.watchCount === 1, 'the informer watch');
     server.patchNode('sel-2', { metadata: { labels: { wg: 'yes' } } });
@@ -312,10 +303,8 @@ describe('kube-api: client-node', function () {
   it('informer relists after the history expired and the watch ended (ERROR 410 event)', async () => {
     server.createNode(node('old'));
     const inf = informer();
-    const events: string[] = [];
+    const events = logAddsAndDeletes(inf);
     const errors: unknown[] = [];
-    inf.on('add', (n) => events.push(`add ${n.metadata?.name}`));
-    inf.on('delete', (n) => events.push(`delete ${n.metadata?.name}`));
     inf.on('error', (e) => errors.push(e));
     await inf.start();
     await until(() => server.watchCount === 1, 'the informer watch');
@@ -347,9 +336,8 @@ describe('kube-api: client-node', function () {
   it('informer stopped by an abrupt connection drop recovers through 410 and a relist once restarted', async () => {
     server.createNode(node('x1'));
     const inf = informer();
-    const events: string[] = [];
+    const events = logAddsAndDeletes(inf);
     const errors: unknown[] = [];
-    inf.on('add', (n) => events.push(`add ${n.metadata?.name}`));
     inf.on('error', (e) => {
       errors.push(e);
       setTimeout(() => {

@@ -18,16 +18,14 @@ import {
   KubeApiServer,
   type KubeObject,
 } from './server.js';
+import { isObject } from './json.js';
 import { kubectl, kubectlOk, type KubectlEnv } from './kubectl.js';
+import { coreClient as client } from './testing.js';
 
 const ADMIN_TOKEN = 'identity-admin-token';
 
-/** A CoreV1Api authenticating with `token`. */
-function client(server: KubeApiServer, token: string): k8s.CoreV1Api {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromString(JSON.stringify(server.kubeconfig({ token })));
-  return kc.makeApiClient(k8s.CoreV1Api);
-}
+/** The claims of a service-account JWT that these tests read. */
+type Claims = { sub: string; iat: number; exp: number; jti: string; 'kubernetes.io': { node?: unknown } };
 
 async function codeOf(p: Promise<unknown>): Promise<number> {
   try {
@@ -38,8 +36,18 @@ async function codeOf(p: Promise<unknown>): Promise<number> {
   }
 }
 
-function claims(token: string): Record<string, any> {
-  return JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, any>;
+/** The claims of a JWT (its middle part), checked to be a service-account token's. */
+function claims(token: string): Claims {
+  const c: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
+  const ok =
+    isObject(c) &&
+    typeof c.sub === 'string' &&
+    typeof c.iat === 'number' &&
+    typeof c.exp === 'number' &&
+    typeof c.jti === 'string' &&
+    isObject(c['kubernetes.io']);
+  if (!ok) assert.fail(`not the claims of a service-account token: ${JSON.stringify(c)}`);
+  return c as Claims;
 }
 
 describe('kube-api: identities (tokens, users, TokenRequest)', function () {

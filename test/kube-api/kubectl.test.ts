@@ -111,32 +111,27 @@ describe('kube-api: kubectl', function () {
   });
 
   it('kubectl patch node: strategic (default), merge and json', async () => {
-    await kubectlOk(env, [
-      'patch',
-      'node',
-      'beta',
-      '-p',
-      '{"metadata":{"labels":{"strategic":"yes"}},"spec":{"podCIDRs":["10.1.0.0/24"]}}',
-    ]);
-    assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/strategic-merge-patch+json');
-    await kubectlOk(env, [
-      'patch',
-      'node',
-      'beta',
-      '--type=merge',
-      '-p',
-      '{"metadata":{"labels":{"merge":"yes","zone":null}}}',
-    ]);
-    assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/merge-patch+json');
-    await kubectlOk(env, [
-      'patch',
-      'node',
-      'beta',
-      '--type=json',
-      '-p',
-      '[{"op":"add","path":"/metadata/labels/json","value":"yes"},{"op":"remove","path":"/metadata/labels/strategic"}]',
-    ]);
-    assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, 'application/json-patch+json');
+    /** Runs `kubectl patch node beta` with these options and checks the Content-Type it sent. */
+    const patchBeta = async (options: string[], contentType: string) => {
+      await kubectlOk(env, ['patch', 'node', 'beta', ...options]);
+      assert.equal(lastRequest('PATCH', '/api/v1/nodes/beta')?.contentType, contentType);
+    };
+    await patchBeta(
+      ['-p', '{"metadata":{"labels":{"strategic":"yes"}},"spec":{"podCIDRs":["10.1.0.0/24"]}}'],
+      'application/strategic-merge-patch+json',
+    );
+    await patchBeta(
+      ['--type=merge', '-p', '{"metadata":{"labels":{"merge":"yes","zone":null}}}'],
+      'application/merge-patch+json',
+    );
+    await patchBeta(
+      [
+        '--type=json',
+        '-p',
+        '[{"op":"add","path":"/metadata/labels/json","value":"yes"},{"op":"remove","path":"/metadata/labels/strategic"}]',
+      ],
+      'application/json-patch+json',
+    );
     const n = await core.readNode({ name: 'beta' });
     assert.deepEqual(n.metadata?.labels, { merge: 'yes', json: 'yes' });
     assert.deepEqual(n.spec?.podCIDRs, ['10.1.0.0/24']);

@@ -99,7 +99,8 @@ export class KubectlProcess {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(
           new Error(
-            `no kubectl output line matching ${String(pattern)} within ${timeoutMs} ms; stdout: ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`,
+            `no kubectl output line matching ${String(pattern)} within ${timeoutMs} ms; ` +
+              `stdout: ${JSON.stringify(this.lines)}; stderr: ${this.stderr}`,
           ),
         );
       }, timeoutMs);

@@ -47,63 +47,59 @@ function arrayIndex(arr: unknown[], token: string, allowEnd: boolean, path: stri
   return i;
 }
 
-function resolveParent(doc: unknown, tokens: string[], path: string): unknown {
+/** One step of a JSON pointer: the member or element `t` of `cur` (an apply error when there is none). */
+function child(cur: unknown, t: string, path: string): unknown {
+  if (Array.isArray(cur)) return cur[arrayIndex(cur, t, false, path)];
+  if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) return cur[t];
+  throw new PatchError('apply', `doc is missing path: "${path}"`);
+}
+
+/** The container of the value a pointer names and its last token; undefined for the whole document. */
+function locate(doc: unknown, path: string): { parent: unknown[] | JsonObject; last: string } | undefined {
+  const tokens = parsePointer(path);
+  if (tokens.length === 0) return undefined;
   let cur = doc;
-  for (const t of tokens.slice(0, -1)) {
-    if (Array.isArray(cur)) cur = cur[arrayIndex(cur, t, false, path)];
-    else if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) cur = cur[t];
-    else throw new PatchError('apply', `doc is missing path: "${path}"`);
-  }
+  for (const t of tokens.slice(0, -1)) cur = child(cur, t, path);
   if (!Array.isArray(cur) && !isObject(cur)) throw new PatchError('apply', `doc is missing path: "${path}"`);
-  return cur;
+  return { parent: cur, last: tokens[tokens.length - 1] as string };
 }
 
 function getAt(doc: unknown, path: string): unknown {
   let cur = doc;
-  for (const t of parsePointer(path)) {
-    if (Array.isArray(cur)) cur = cur[arrayIndex(cur, t, false, path)];
-    else if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, t)) cur = cur[t];
-    else throw new PatchError('apply', `doc is missing path: "${path}"`);
-  }
+  for (const t of parsePointer(path)) cur = child(cur, t, path);
   return cur;
 }
 
 function addAt(doc: unknown, path: string, value: unknown): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return value;
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
-  if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, true, path), 0, value);
-  else put(parent as JsonObject, last, value);
+  const at = locate(doc, path);
+  if (!at) return value;
+  if (Array.isArray(at.parent)) at.parent.splice(arrayIndex(at.parent, at.last, true, path), 0, value);
+  else put(at.parent, at.last, value);
   return doc;
 }
 
 function removeAt(doc: unknown, path: string): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) throw new PatchError('apply', 'cannot remove the whole document');
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
+  const at = locate(doc, path);
+  if (!at) throw new PatchError('apply', 'cannot remove the whole document');
+  const { parent, last } = at;
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, false, path), 1);
   else {
-    const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last))
+    if (!Object.prototype.hasOwnProperty.call(parent, last))
       throw new PatchError('apply', `unable to remove nonexistent key: ${last}: missing value`);
-    delete obj[last];
+    delete parent[last];
   }
   return doc;
 }
 
 function replaceAt(doc: unknown, path: string, value: unknown): unknown {
-  const tokens = parsePointer(path);
-  if (tokens.length === 0) return value;
-  const parent = resolveParent(doc, tokens, path);
-  const last = tokens[tokens.length - 1] as string;
+  const at = locate(doc, path);
+  if (!at) return value;
+  const { parent, last } = at;
   if (Array.isArray(parent)) parent[arrayIndex(parent, last, false, path)] = value;
   else {
-    const obj = parent as JsonObject;
-    if (!Object.prototype.hasOwnProperty.call(obj, last))
+    if (!Object.prototype.hasOwnProperty.call(parent, last))
       throw new PatchError('apply', `replace operation does not apply: doc is missing key: ${path}: missing value`);
-    put(obj, last, value);
+    put(parent, last, value);
   }
   return doc;
 }
@@ -113,58 +109,59 @@ export function jsonPatch(target: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops))
     throw new PatchError('decode', 'json: cannot unmarshal object into Go value of type jsonpatch.Patch');
   let doc = clone(target);
-  for (const op of ops) {
-    if (!isObject(op) || typeof op.op !== 'string')
-      throw new PatchError('decode', 'invalid JSON patch operation: missing "op"');
-    const path = op.path;
-    if (typeof path !== 'string') throw new PatchError('apply', `${op.op} operation is missing "path"`);
-    const needValue = () => {
-      if (!Object.prototype.hasOwnProperty.call(op, 'value'))
-        throw new PatchError('apply', `${op.op} operation is missing "value"`);
-      return clone(op.value);
-    };
-    const from = () => {
-      if (typeof op.from !== 'string') throw new PatchError('apply', `${op.op} operation is missing "from"`);
-      return op.from;
-    };
-    switch (op.op) {
-      case 'add':
-        doc = addAt(doc, path, needValue());
-        break;
-      case 'remove':
-        doc = removeAt(doc, path);
-        break;
-      case 'replace':
-        doc = replaceAt(doc, path, needValue());
-        break;
-      case 'move': {
-        const f = from();
-        if (path === f) break;
-        if (path.startsWith(f + '/')) throw new PatchError('apply', `cannot move "${f}" into its own child "${path}"`);
-        const v = getAt(doc, f);
-        doc = removeAt(doc, f);
-        doc = addAt(doc, path, v);
-        break;
-      }
-      case 'copy':
-        doc = addAt(doc, path, clone(getAt(doc, from())));
-        break;
-      case 'test': {
-        const expected = needValue();
-        let actual: unknown;
-        try {
-          actual = getAt(doc, path);
-        } catch {
-          actual = undefined;
-        }
-        if (!deepEqual(actual, expected)) throw new PatchError('apply', `testing value ${path} failed: test failed`);
-        break;
-      }
-      default:
-        throw new PatchError('decode', `Unexpected kind: ${op.op}`);
-    }
-  }
+  for (const op of ops) doc = applyOperation(doc, op);
   return doc;
+}
+
+/** Applies one JSON patch operation to `doc` (in place where it can) and returns the document. */
+function applyOperation(doc: unknown, op: unknown): unknown {
+  if (!isObject(op) || typeof op.op !== 'string')
+    throw new PatchError('decode', 'invalid JSON patch operation: missing "op"');
+  const path = op.path;
+  if (typeof path !== 'string') throw new PatchError('apply', `${op.op} operation is missing "path"`);
+  const needValue = () => {
+    if (!Object.prototype.hasOwnProperty.call(op, 'value'))
+      throw new PatchError('apply', `${op.op} operation is missing "value"`);
+    return clone(op.value);
+  };
+  const from = () => {
+    if (typeof op.from !== 'string') throw new PatchError('apply', `${op.op} operation is missing "from"`);
+    return op.from;
+  };
+  switch (op.op) {
+    case 'add':
+      return addAt(doc, path, needValue());
+    case 'remove':
+      return removeAt(doc, path);
+    case 'replace':
+      return replaceAt(doc, path, needValue());
+    case 'move':
+      return moveAt(doc, from(), path);
+    case 'copy':
+      return addAt(doc, path, clone(getAt(doc, from())));
+    case 'test':
+      testAt(doc, path, needValue());
+      return doc;
+    default:
+      throw new PatchError('decode', `Unexpected kind: ${op.op}`);
+  }
+}
+
+function moveAt(doc: unknown, from: string, path: string): unknown {
+  if (path === from) return doc;
+  if (path.startsWith(from + '/')) throw new PatchError('apply', `cannot move "${from}" into its own child "${path}"`);
+  const v = getAt(doc, from);
+  return addAt(removeAt(doc, from), path, v);
+}
+
+function testAt(doc: unknown, path: string, expected: unknown): void {
+  let actual: unknown;
+  try {
+    actual = getAt(doc, path);
+  } catch {
+    actual = undefined;
+  }
+  if (!deepEqual(actual, expected)) throw new PatchError('apply', `testing value ${path} failed: test failed`);
 }
 
 /** How strategic merge treats one list, by dotted path from the object root (e.g. `status.addresses`). */
@@ -204,14 +201,13 @@ function smpMap(
   if (directive === 'replace') return stripDirectives(patch) as JsonObject;
   if (directive !== undefined) throw new PatchError('decode', `Unknown patch type: ${String(directive)}`);
   const result: JsonObject = isObject(orig) ? { ...orig } : {};
+  const fieldPath = (field: string) => (path ? `${path}.${field}` : field);
   const orders: Array<[string, unknown[]]> = [];
   for (const [key, value] of Object.entries(patch)) {
     if (key === '$patch' || key === '$retainKeys') continue;
     if (key.startsWith('$setElementOrder/')) {
       if (Array.isArray(value)) orders.push([key.slice('$setElementOrder/'.length), value]);
-      continue;
-    }
-    if (key.startsWith('$deleteFromPrimitiveList/')) {
+    } else if (key.startsWith('$deleteFromPrimitiveList/')) {
       const field = key.slice('$deleteFromPrimitiveList/'.length);
       const cur = result[field];
       if (Array.isArray(cur) && Array.isArray(value))
@@ -220,45 +216,51 @@ function smpMap(
           field,
           cur.filter((x) => !value.some((d) => deepEqual(d, x))),
         );
-      continue;
-    }
-    if (key.startsWith('$')) throw new PatchError('decode', `unknown strategic merge directive ${key}`);
-    const childPath = path ? `${path}.${key}` : key;
-    if (value === null) {
-      delete result[key];
-    } else if (isObject(value)) {
-      const cur = result[key];
-      const merged = smpMap(isObject(cur) ? cur : undefined, value, childPath, schema);
+    } else if (key.startsWith('$')) {
+      throw new PatchError('decode', `unknown strategic merge directive ${key}`);
+    } else {
+      const merged = smpValue(result[key], value, fieldPath(key), schema);
       if (merged === undefined) delete result[key];
       else put(result, key, merged);
-    } else if (Array.isArray(value)) {
-      put(result, key, smpList(result[key], value, childPath, schema));
-    } else {
-      put(result, key, value);
     }
   }
   if (Array.isArray(patch.$retainKeys)) {
     const keep = new Set(patch.$retainKeys.map(String));
     for (const k of Object.keys(result)) if (!keep.has(k)) delete result[k];
   }
-  for (const [field, order] of orders) {
-    const list = result[field];
-    const strategy = schema[path ? `${path}.${field}` : field];
-    if (!Array.isArray(list) || !strategy) continue;
-    const keyOf = (e: unknown) => (strategy.mergeKey && isObject(e) ? e[strategy.mergeKey] : e);
-    const orderKeys = order.map((o) => keyOf(o));
-    const ranked = list.map((e, i) => {
-      const r = orderKeys.findIndex((k) => deepEqual(k, keyOf(e)));
-      return { e, r: r === -1 ? orderKeys.length + i : r };
-    });
-    ranked.sort((a, b) => a.r - b.r);
-    put(
-      result,
-      field,
-      ranked.map((x) => x.e),
-    );
-  }
+  for (const [field, order] of orders) setElementOrder(result, field, order, schema[fieldPath(field)]);
   return result;
+}
+
+/** A field's value after merging a patch value into it; undefined when the field goes (null, or a `$patch: delete` map). */
+function smpValue(cur: unknown, value: unknown, path: string, schema: StrategicSchema): unknown {
+  if (value === null) return undefined;
+  if (isObject(value)) return smpMap(isObject(cur) ? cur : undefined, value, path, schema);
+  if (Array.isArray(value)) return smpList(cur, value, path, schema);
+  return value;
+}
+
+/** `$setElementOrder/<field>`: sorts a merged list (by merge key, for lists of maps) in the order given; others go last. */
+function setElementOrder(
+  result: JsonObject,
+  field: string,
+  order: unknown[],
+  strategy: ListStrategy | undefined,
+): void {
+  const list = result[field];
+  if (!Array.isArray(list) || !strategy) return;
+  const keyOf = (e: unknown) => (strategy.mergeKey && isObject(e) ? e[strategy.mergeKey] : e);
+  const orderKeys = order.map((o) => keyOf(o));
+  const ranked = list.map((e, i) => {
+    const r = orderKeys.findIndex((k) => deepEqual(k, keyOf(e)));
+    return { e, r: r === -1 ? orderKeys.length + i : r };
+  });
+  ranked.sort((a, b) => a.r - b.r);
+  put(
+    result,
+    field,
+    ranked.map((x) => x.e),
+  );
 }
 
 function smpList(orig: unknown, patch: unknown[], path: string, schema: StrategicSchema): unknown[] {

@@ -316,6 +316,11 @@ function printerColumn(c: PrinterColumn): TableColumn {
   };
 }
 
+/** The key a resource type is stored and looked up under: `<group>/<plural>` (`/nodes` for the core group). */
+export function resourceKey(def: Pick<ResourceDefinition, 'group' | 'plural'>): string {
+  return `${def.group}/${def.plural}`;
+}
+
 /** Fills in the defaults of a definition (singular, listKind, columns, ...). */
 export function resolveResource(def: ResourceDefinition): Resource {
   const builtin = def.builtin ?? false;
@@ -325,7 +330,7 @@ export function resolveResource(def: ResourceDefinition): Resource {
     columns = [NAME_COLUMN, ...def.additionalPrinterColumns.map(printerColumn)];
   else columns = [NAME_COLUMN, AGE_COLUMN];
   const r: Resource = {
-    key: `${def.group}/${def.plural}`,
+    key: resourceKey(def),
     group: def.group,
     version: def.version,
     apiVersion: def.group ? `${def.group}/${def.version}` : def.version,

@@ -71,7 +71,8 @@ export class ResourceHandle {
         r.group,
         name,
         'metadata.name',
-        `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`,
+        `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, ` +
+          `'-' or '.', and must start and end with an alphanumeric character`,
       );
     }
     for (const field of ['labels', 'annotations'] as const) {
@@ -203,7 +204,8 @@ export class ResourceHandle {
           throw new ApiError(
             415,
             'UnsupportedMediaType',
-            'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
+            'the body of the request was in an unknown format - accepted media types include: ' +
+              'application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
           );
         }
         patched = strategicMergePatch(old, patch, { ...OBJECT_META_SCHEMA, ...r.strategic });
@@ -229,50 +231,14 @@ export class ResourceHandle {
     return this.write(old, candidate, opts, false);
   }
 
+  /** Writes `candidate` over `old` (a PUT when `isPut`, else a patch result): resourceVersion checks, scope, generation, no-op detection. */
   private write(old: KubeObject, candidate: KubeObject, opts: WriteOptions, isPut: boolean): KubeObject {
     const r = this.resource;
-    const scope = opts.scope ?? 'all';
     this.checkTypeMeta(candidate);
     const oldMeta = old.metadata ?? {};
     const name = oldMeta.name as string;
-    const candMeta: ObjectMeta = isObject(candidate.metadata) ? candidate.metadata : {};
-    const wantRv = candMeta.resourceVersion;
-    if (wantRv !== undefined && wantRv !== '' && wantRv !== oldMeta.resourceVersion)
-      throw conflict(r.plural, r.group, name);
-    if (isPut && !wantRv && !r.builtin) {
-      throw invalid(
-        r.kind,
-        r.group,
-        name,
-        'metadata.resourceVersion',
-        'Invalid value: 0x0: must be specified for an update',
-      );
-    }
-    let next: KubeObject;
-    if (scope === 'status') {
-      next = clone(old);
-      if (candidate.status === undefined) delete next.status;
-      else next.status = clone(candidate.status);
-    } else {
-      next = clone(candidate);
-      if (scope === 'main' && r.statusSubresource) {
-        if (old.status === undefined) delete next.status;
-        else next.status = clone(old.status);
-      }
-      const meta: ObjectMeta = isObject(next.metadata) ? next.metadata : {};
-      next.metadata = meta;
-      meta.name = name;
-      if (r.namespaced) meta.namespace = oldMeta.namespace as string;
-      else delete meta.namespace;
-      meta.uid = oldMeta.uid as string;
-      meta.creationTimestamp = oldMeta.creationTimestamp as string;
-      if (oldMeta.deletionTimestamp) meta.deletionTimestamp = oldMeta.deletionTimestamp;
-      else delete meta.deletionTimestamp;
-      if (oldMeta.generation !== undefined) meta.generation = oldMeta.generation;
-      else delete meta.generation;
-      this.validateMeta(next, name);
-      r.validate?.(next);
-    }
+    this.checkResourceVersion(old, candidate, isPut);
+    const next = this.nextObject(old, candidate, opts.scope ?? 'all');
     next.apiVersion = r.apiVersion;
     next.kind = r.kind;
     const nextMeta = next.metadata as ObjectMeta;
@@ -288,6 +254,57 @@ export class ResourceHandle {
     return this.store.commit(r.key, key, 'MODIFIED', next).object;
   }
 
+  /** 409 Conflict when the candidate carries a stale resourceVersion; 422 when a PUT of a custom resource carries none. */
+  private checkResourceVersion(old: KubeObject, candidate: KubeObject, isPut: boolean): void {
+    const r = this.resource;
+    const name = old.metadata?.name as string;
+    const candMeta: ObjectMeta = isObject(candidate.metadata) ? candidate.metadata : {};
+    const wantRv = candMeta.resourceVersion;
+    if (wantRv !== undefined && wantRv !== '' && wantRv !== old.metadata?.resourceVersion)
+      throw conflict(r.plural, r.group, name);
+    if (isPut && !wantRv && !r.builtin) {
+      throw invalid(
+        r.kind,
+        r.group,
+        name,
+        'metadata.resourceVersion',
+        'Invalid value: 0x0: must be specified for an update',
+      );
+    }
+  }
+
+  /**
+   * What a write in `scope` makes of `old`: for the status subresource, `old` with the candidate's status;
+   * otherwise the candidate with the old system metadata (and the old status, on the main resource of a
+   * type with a status subresource), validated.
+   */
+  private nextObject(old: KubeObject, candidate: KubeObject, scope: WriteScope): KubeObject {
+    const r = this.resource;
+    if (scope === 'status') {
+      const next = clone(old);
+      if (candidate.status === undefined) delete next.status;
+      else next.status = clone(candidate.status);
+      return next;
+    }
+    const next = clone(candidate);
+    if (scope === 'main' && r.statusSubresource) {
+      if (old.status === undefined) delete next.status;
+      else next.status = clone(old.status);
+    }
+    keepSystemMetadata(next, old.metadata ?? {}, r.namespaced);
+    this.validateMeta(next, old.metadata?.name as string);
+    r.validate?.(next);
+    return next;
+  }
+
+  /** 409 Conflict when a delete precondition on `field` (`UID`, `ResourceVersion`) is set to other than the object's value. */
+  private checkPrecondition(name: string, field: string, want: string | undefined, have: string | undefined): void {
+    if (!want || want === have) return;
+    const r = this.resource;
+    const why = `Precondition failed: ${field} in precondition: ${want}, ${field} in object meta: ${have ?? ''}`;
+    throw conflict(r.plural, r.group, name, why);
+  }
+
   /** Deletes an object (or marks it with deletionTimestamp while finalizers remain); returns its last state. */
   delete(
     name: string,
@@ -296,23 +313,8 @@ export class ResourceHandle {
     const r = this.resource;
     const old = this.mustGet(name, opts.namespace);
     const meta = old.metadata ?? {};
-    const pre = opts.preconditions;
-    if (pre?.uid && pre.uid !== meta.uid) {
-      throw conflict(
-        r.plural,
-        r.group,
-        name,
-        `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${meta.uid ?? ''}`,
-      );
-    }
-    if (pre?.resourceVersion && pre.resourceVersion !== meta.resourceVersion) {
-      throw conflict(
-        r.plural,
-        r.group,
-        name,
-        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${meta.resourceVersion ?? ''}`,
-      );
-    }
+    this.checkPrecondition(name, 'UID', opts.preconditions?.uid, meta.uid);
+    this.checkPrecondition(name, 'ResourceVersion', opts.preconditions?.resourceVersion, meta.resourceVersion);
     if (opts.dryRun) return old;
     const key = this.key(name, meta.namespace);
     if (meta.finalizers?.length) {
@@ -324,6 +326,21 @@ export class ResourceHandle {
     }
     return this.store.commit(r.key, key, 'DELETED', old).object;
   }
+}
+
+/** Gives `next` the metadata that only the server sets, as `old` has it: name, namespace, uid, timestamps, generation. */
+function keepSystemMetadata(next: KubeObject, oldMeta: ObjectMeta, namespaced: boolean): void {
+  const meta: ObjectMeta = isObject(next.metadata) ? next.metadata : {};
+  next.metadata = meta;
+  meta.name = oldMeta.name as string;
+  if (namespaced) meta.namespace = oldMeta.namespace as string;
+  else delete meta.namespace;
+  meta.uid = oldMeta.uid as string;
+  meta.creationTimestamp = oldMeta.creationTimestamp as string;
+  if (oldMeta.deletionTimestamp) meta.deletionTimestamp = oldMeta.deletionTimestamp;
+  else delete meta.deletionTimestamp;
+  if (oldMeta.generation !== undefined) meta.generation = oldMeta.generation;
+  else delete meta.generation;
 }
 
 function specOf(o: KubeObject): JsonObject {

@@ -87,14 +87,20 @@ function details(plural: string, group: string, name: string): StatusDetails {
   return d;
 }
 
+/** An error about one object, `<resource> "<name>" <what>`, naming the object in its details. */
+function objectError(
+  code: number,
+  reason: string,
+  o: { plural: string; group: string; name: string },
+  what: string,
+): ApiError {
+  const message = `${qualifiedResource(o.plural, o.group)} "${o.name}" ${what}`;
+  return new ApiError(code, reason, message, details(o.plural, o.group, o.name));
+}
+
 /** 404 NotFound for a named object. */
 export function notFound(plural: string, group: string, name: string): ApiError {
-  return new ApiError(
-    404,
-    'NotFound',
-    `${qualifiedResource(plural, group)} "${name}" not found`,
-    details(plural, group, name),
-  );
+  return objectError(404, 'NotFound', { plural, group, name }, 'not found');
 }
 
 /** 404 NotFound for a URL the server does not serve. */
@@ -104,12 +110,7 @@ export function pathNotFound(): ApiError {
 
 /** 409 AlreadyExists on create. */
 export function alreadyExists(plural: string, group: string, name: string): ApiError {
-  return new ApiError(
-    409,
-    'AlreadyExists',
-    `${qualifiedResource(plural, group)} "${name}" already exists`,
-    details(plural, group, name),
-  );
+  return objectError(409, 'AlreadyExists', { plural, group, name }, 'already exists');
 }
 
 /** 409 Conflict for a stale resourceVersion (optimistic concurrency). */

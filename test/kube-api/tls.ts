@@ -35,69 +35,84 @@ export function subjectAltNames(names: Iterable<string>): string {
   return out.join(',');
 }
 
+/** Where the files of one generation go. */
+type Files = (name: string) => string;
+
+/** Arguments that make openssl generate an EC P-256 key without a passphrase. */
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
+/** A self-signed CA certificate and its key (ca.crt, ca.key). */
+async function makeCa(p: Files): Promise<void> {
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...EC_KEY,
+    '-keyout',
+    p('ca.key'),
+    '-out',
+    p('ca.crt'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kube-api-test-ca',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+}
+
+/** The server's key and a certificate for it signed by the CA, valid for `names` and the local names (server.key, server.crt). */
+async function makeServerCertificate(p: Files, names: string[]): Promise<void> {
+  await run('openssl', [
+    'req',
+    '-new',
+    ...EC_KEY,
+    '-keyout',
+    p('server.key'),
+    '-out',
+    p('server.csr'),
+    '-subj',
+    '/CN=kube-apiserver',
+  ]);
+  const sans = subjectAltNames(['127.0.0.1', '::1', 'localhost', 'kubernetes', 'kubernetes.default.svc', ...names]);
+  await writeFile(
+    p('server.ext'),
+    [
+      `subjectAltName=${sans}`,
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth',
+      '',
+    ].join('\n'),
+  );
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    p('server.csr'),
+    '-CA',
+    p('ca.crt'),
+    '-CAkey',
+    p('ca.key'),
+    '-set_serial',
+    '0x' + randomBytes(8).toString('hex'),
+    '-days',
+    '2',
+    '-extfile',
+    p('server.ext'),
+    '-out',
+    p('server.crt'),
+  ]);
+}
+
 /** Generates a CA and a server certificate valid for `names` with openssl (EC P-256, 2 days). */
 export async function generateTls(names: string[]): Promise<TlsMaterial> {
   const dir = await mkdtemp(join(tmpdir(), 'kube-api-tls-'));
   try {
     const p = (f: string) => join(dir, f);
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    await run('openssl', [
-      'req',
-      '-x509',
-      ...ec,
-      '-keyout',
-      p('ca.key'),
-      '-out',
-      p('ca.crt'),
-      '-days',
-      '2',
-      '-subj',
-      '/CN=kube-api-test-ca',
-      '-addext',
-      'basicConstraints=critical,CA:TRUE',
-      '-addext',
-      'keyUsage=critical,keyCertSign,cRLSign',
-    ]);
-    await run('openssl', [
-      'req',
-      '-new',
-      ...ec,
-      '-keyout',
-      p('server.key'),
-      '-out',
-      p('server.csr'),
-      '-subj',
-      '/CN=kube-apiserver',
-    ]);
-    const sans = subjectAltNames(['127.0.0.1', '::1', 'localhost', 'kubernetes', 'kubernetes.default.svc', ...names]);
-    await writeFile(
-      p('server.ext'),
-      [
-        `subjectAltName=${sans}`,
-        'basicConstraints=critical,CA:FALSE',
-        'keyUsage=critical,digitalSignature,keyEncipherment',
-        'extendedKeyUsage=serverAuth',
-        '',
-      ].join('\n'),
-    );
-    await run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      p('server.csr'),
-      '-CA',
-      p('ca.crt'),
-      '-CAkey',
-      p('ca.key'),
-      '-set_serial',
-      '0x' + randomBytes(8).toString('hex'),
-      '-days',
-      '2',
-      '-extfile',
-      p('server.ext'),
-      '-out',
-      p('server.crt'),
-    ]);
+    await makeCa(p);
+    await makeServerCertificate(p, names);
     return {
       dir,
       caFile: p('ca.crt'),

@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { KubeApiServer, type KubeObject } from './server.js';
 import { jsonPatch, mergePatch, strategicMergePatch, NODE_SCHEMA } from './patch.js';
+import { failureStatus, until } from './testing.js';
 
 const TOKEN = 'wire-test-token';
 
@@ -110,14 +111,6 @@ class RawWatch {
   }
 }
 
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('kube-api: wire protocol', function () {
   this.timeout(20000);
   let server: KubeApiServer;
@@ -162,8 +155,11 @@ describe('kube-api: wire protocol', function () {
     assert.equal(nodes?.kind, 'Node');
     assert.deepEqual(nodes?.verbs, ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
     assert.ok(resources.some((r) => r.name === 'nodes/status'));
-    const aggregated =
-      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
+    const aggregated = [
+      'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList',
+      'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList',
+      'application/json',
+    ].join(',');
     const apis = await send(server, 'GET', '/apis', { accept: aggregated });
     assert.equal(apis.headers['content-type'], 'application/json');
     assert.deepEqual(
@@ -172,30 +168,16 @@ describe('kube-api: wire protocol', function () {
     );
     const anon = await send(server, 'GET', '/api/v1/nodes', { token: null });
     assert.equal(anon.status, 401);
-    assert.deepEqual(anon.json, {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message: 'Unauthorized',
-      reason: 'Unauthorized',
-      code: 401,
-    });
+    assert.deepEqual(anon.json, failureStatus(401, 'Unauthorized', 'Unauthorized'));
   });
 
   it('answers errors with Status objects', async () => {
     const unknown = await send(server, 'GET', '/api/v1/pods');
     assert.equal(unknown.status, 404);
-    assert.deepEqual(unknown.json, {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message: 'the server could not find the requested resource',
-      reason: 'NotFound',
-      details: {},
-      code: 404,
-    });
+    assert.deepEqual(
+      unknown.json,
+      failureStatus(404, 'NotFound', 'the server could not find the requested resource', {}),
+    );
     const badJson = await send(server, 'POST', '/api/v1/nodes', { body: '{nope' });
     assert.deepEqual([badJson.status, badJson.json.reason], [400, 'BadRequest']);
     const badSelector = await send(server, 'GET', '/api/v1/nodes?labelSelector=' + encodeURIComponent('a in (b'));
@@ -218,15 +200,7 @@ describe('kube-api: wire protocol', function () {
     assert.equal(applyPatch.status, 415);
     server.failNext(1, 500, { message: 'etcd is on fire' });
     const injected = await send(server, 'GET', '/api/v1/nodes');
-    assert.deepEqual(injected.json, {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message: 'etcd is on fire',
-      reason: 'InternalError',
-      code: 500,
-    });
+    assert.deepEqual(injected.json, failureStatus(500, 'InternalError', 'etcd is on fire'));
     server.setWatchEnabled(false);
     try {
       const w = await send(server, 'GET', '/api/v1/nodes?watch=1');
