@@ -8,7 +8,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { CommandRunner } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
-import { interfaceDrift, IPV6_DRIFT } from '../mesh/desired/diff.js';
+import { driftRepair, interfaceDrift } from '../mesh/desired/diff.js';
 import type { InterfaceStatus, LinkStatus } from '../mesh/observations/device.js';
 import type { DesiredInterface } from '../mesh/types.js';
 import type { UnitController } from '../systemd/units.js';
@@ -201,6 +201,16 @@ export class InterfaceOwner {
     this.applied = undefined;
   }
 
+  /** Runs an in-place repair of the link, telling the monitor that the churn it causes is the daemon's own. */
+  private async inPlace(fn: () => Promise<void>): Promise<void> {
+    this.o.own?.expectLinkChurn(2_000);
+    try {
+      await inStep('interface', fn);
+    } finally {
+      this.o.own?.linkChurnDone();
+    }
+  }
+
   /**
    * Makes the interface match `want`; recreates it when it drifted or when `restartWhy` is given.
    * A repeat with equal input, and no `restartWhy`, runs nothing.
@@ -219,35 +229,21 @@ export class InterfaceOwner {
     this.reporter.changed('iface', 'present');
     const dev = link.exists ? await inStep('interface', () => readDevice(runner, iface)) : undefined;
     const changes: AppliedChange[] = [];
-    let drift = interfaceDrift(want, link, dev);
-    // The IPv6 overlay address alone (added to a running mesh, or changed) is fixed in place.
-    const six = drift.filter((d) => d.startsWith(IPV6_DRIFT));
-    if (six.length > 0 && drift.every((d) => d.startsWith(IPV6_DRIFT) || d === 'interface is down')) {
-      this.o.own?.expectLinkChurn(2_000);
-      try {
-        await inStep('interface', () => setIPv6Address(runner, iface, want.address6, link.addresses));
-      } finally {
-        this.o.own?.linkChurnDone();
-      }
-      changes.push({ what: `IPv6 overlay address ${want.address6 ?? '(none)'} on ${iface}`, why: six.join('; ') });
-      drift = drift.filter((d) => !d.startsWith(IPV6_DRIFT));
+    const repair = driftRepair(interfaceDrift(want, link, dev));
+    if (repair.address6) {
+      await this.inPlace(() => setIPv6Address(runner, iface, want.address6, link.addresses));
+      changes.push({ what: `IPv6 overlay address ${want.address6 ?? '(none)'} on ${iface}`, why: repair.address6 });
     }
-    if (drift.length === 1 && drift[0] === 'interface is down') {
-      this.o.own?.expectLinkChurn(2_000);
-      try {
-        await inStep('interface', () => setLinkUp(runner, iface));
-      } finally {
-        this.o.own?.linkChurnDone();
-      }
-      changes.push({ what: `set ${iface} up`, why: 'interface was down' });
-      drift = [];
+    if (repair.up) {
+      await this.inPlace(() => setLinkUp(runner, iface));
+      changes.push({ what: `set ${iface} up`, why: repair.up });
     }
     let recreated = false;
     let created: CreatedLink | undefined;
-    if (drift.length > 0 || restartWhy) {
+    if (repair.recreate || restartWhy) {
       this.o.own?.expectLinkChurn();
       try {
-        const made = await this.recreator.recreate(link, source, drift.length > 0 ? drift.join('; ') : restartWhy!);
+        const made = await this.recreator.recreate(link, source, repair.recreate ?? restartWhy!);
         changes.push(made.change);
         created = made.created;
         recreated = true;

@@ -366,22 +366,53 @@ export function diffRouteDelta(
   return pairReplacements(changes);
 }
 
-/** How interfaceDrift starts a reason that only the IPv6 overlay address differs (fixed without a restart). */
-export const IPV6_DRIFT = 'IPv6 address';
+/** What can differ between the wanted interface and the one on the host. */
+export type DriftKind = 'missing' | 'address' | 'address6' | 'mtu' | 'unreadable' | 'listen-port' | 'key' | 'down';
 
-/** Why the interface must be recreated (address, port, key or MTU differ); empty when it need not. */
-export function interfaceDrift(want: DesiredInterface, link: LinkStatus, dev: InterfaceStatus | undefined): string[] {
-  const why: string[] = [];
-  if (!link.exists) return ['interface is missing'];
+/** One difference, with the text logged as the reason of its repair. */
+export interface Drift {
+  kind: DriftKind;
+  text: string;
+}
+
+/** Why the interface differs from what is wanted (address, port, key, MTU, state); empty when it does not. */
+export function interfaceDrift(want: DesiredInterface, link: LinkStatus, dev: InterfaceStatus | undefined): Drift[] {
+  if (!link.exists) return [{ kind: 'missing', text: 'interface is missing' }];
+  const out: Drift[] = [];
   const v4 = link.addresses.filter((a) => !a.includes(':'));
   const v6 = link.addresses.filter((a) => a.includes(':'));
-  if (!v4.includes(want.address)) why.push(`address ${v4.join(',') || '(none)'} → ${want.address}`);
+  if (!v4.includes(want.address))
+    out.push({ kind: 'address', text: `address ${v4.join(',') || '(none)'} → ${want.address}` });
   if (want.address6 && !v6.includes(want.address6))
-    why.push(`${IPV6_DRIFT} ${v6.join(',') || '(none)'} → ${want.address6}`);
-  if (want.mtu !== undefined && link.mtu !== want.mtu) why.push(`MTU ${link.mtu} → ${want.mtu}`);
-  if (!dev) return [...why, 'WireGuard device not readable'];
-  if (dev.listenPort !== want.listenPort) why.push(`listen port ${dev.listenPort} → ${want.listenPort}`);
-  if (dev.publicKey !== want.publicKey) why.push(`key ${dev.publicKey ?? '(none)'} → ${want.publicKey}`);
-  if (!link.up) why.push('interface is down');
-  return why;
+    out.push({ kind: 'address6', text: `IPv6 address ${v6.join(',') || '(none)'} → ${want.address6}` });
+  if (want.mtu !== undefined && link.mtu !== want.mtu) out.push({ kind: 'mtu', text: `MTU ${link.mtu} → ${want.mtu}` });
+  if (!dev) return [...out, { kind: 'unreadable', text: 'WireGuard device not readable' }];
+  if (dev.listenPort !== want.listenPort)
+    out.push({ kind: 'listen-port', text: `listen port ${dev.listenPort} → ${want.listenPort}` });
+  if (dev.publicKey !== want.publicKey)
+    out.push({ kind: 'key', text: `key ${dev.publicKey ?? '(none)'} → ${want.publicKey}` });
+  if (!link.up) out.push({ kind: 'down', text: 'interface is down' });
+  return out;
+}
+
+/** How drift is repaired: the IPv6 overlay address and a down link in place, anything else by recreating the interface. */
+export interface DriftRepair {
+  /** Set the IPv6 overlay address on the running link (why, when it must be). */
+  address6?: string | undefined;
+  /** Set the link up (why, when it must be). */
+  up?: string | undefined;
+  /** Why the interface must be recreated (undefined when it need not). */
+  recreate?: string | undefined;
+}
+
+/** The repair of `drift`: in place when only the IPv6 overlay address differs or the link is down, else a recreate. */
+export function driftRepair(drift: readonly Drift[]): DriftRepair {
+  if (drift.length === 0) return {};
+  const inPlace = (d: Drift): boolean => d.kind === 'address6' || d.kind === 'down';
+  if (!drift.every(inPlace)) return { recreate: drift.map((d) => d.text).join('; ') };
+  const six = drift.filter((d) => d.kind === 'address6');
+  return {
+    ...(six.length > 0 ? { address6: six.map((d) => d.text).join('; ') } : {}),
+    ...(drift.some((d) => d.kind === 'down') ? { up: 'interface was down' } : {}),
+  };
 }

@@ -10,7 +10,10 @@ import {
   diffKnownRoutes,
   diffPeers,
   diffRoutes,
+  driftRepair,
   interfaceDrift,
+  type Drift,
+  type DriftRepair,
   routeKey,
   type PeerChange,
   type RouteChange,
@@ -668,7 +671,27 @@ describe('unit: diffs', () => {
       ],
     ];
     for (const [name, w, l, d, why] of cases) {
-      it(name, () => assert.deepEqual(interfaceDrift(w, l, d), why));
+      it(name, () =>
+        assert.deepEqual(
+          interfaceDrift(w, l, d).map((x) => x.text),
+          why,
+        ),
+      );
+    }
+
+    const repairs: Array<[string, Drift['kind'][], DriftRepair]> = [
+      ['nothing', [], {}],
+      ['only the IPv6 address: in place', ['address6'], { address6: 'x' }],
+      ['only down: set up', ['down'], { up: 'interface was down' }],
+      ['IPv6 address and down: both in place', ['address6', 'down'], { address6: 'x', up: 'interface was down' }],
+      ['the IPv4 address: recreate', ['address'], { recreate: 'x' }],
+      ['the IPv6 address and the MTU: recreate, nothing in place', ['address6', 'mtu'], { recreate: 'x; x' }],
+      ['missing: recreate', ['missing'], { recreate: 'x' }],
+      ['unreadable device: recreate', ['unreadable'], { recreate: 'x' }],
+      ['key and port: recreate', ['key', 'listen-port'], { recreate: 'x; x' }],
+    ];
+    for (const [name, kinds, expected] of repairs) {
+      it(`repair: ${name}`, () => assert.deepEqual(driftRepair(kinds.map((kind) => ({ kind, text: 'x' }))), expected));
     }
   });
 });
