@@ -240,39 +240,39 @@ describe('e2e: locations — granularity = location', function () {
     }
   });
 
-  it('the old leader back (daemon restarted, wg0 recreated) does not take the role back, and leadership never flaps', async () => {
+  it('the old leader back (daemon restarted, wg0 recreated) ranks first: it takes the lead back once, traffic keeps flowing, no flapping', async () => {
     const before = lc.lease('east')!;
     const ping = node('east-3').pod!.spawn('ping', ['-D', '-i', '0.1', '-W', '1', node('west-2').podIp]);
     try {
       await waitFor('replies before the return', () => replies(ping.output()).length >= 3, 5_000);
       const daemon = await lc.cluster.startDaemon('east-1');
       await daemon.waitForOutput(/mesh applied/, 15_000);
-      await lc.waitForTopology('location', { east: 'east-2', west: 'west-1' }, { timeoutMs: 10_000 });
+      await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { timeoutMs: 10_000 });
+      await waitFor("east-1 to hold east's Lease", () => lc.lease('east')?.holder === 'east-1', 5_000);
+      const taken = lc.lease('east')!;
+      assert.equal(taken.transitions, before.transitions + 1, 'one transition');
       // Watch for longer than a Lease: the holder and its transition count stay put.
       const until = Date.now() + 6_000;
       while (Date.now() < until) {
-        assert.deepEqual(lc.lease('east'), before, "east's Lease changed hands");
+        assert.equal(lc.lease('east')?.holder, 'east-1', "east's Lease changed hands again");
+        assert.equal(lc.lease('east')?.transitions, taken.transitions, 'leadership flapped');
         assert.equal(lc.lease('west')?.holder, 'west-1');
         await sleep(200);
       }
-      assert.deepEqual(await lc.differences('location', { east: 'east-2', west: 'west-1' }), []);
+      assert.deepEqual(await lc.differences('location', { east: 'east-1', west: 'west-1' }), []);
     } finally {
       await ping.stop('SIGINT');
     }
     const summary = /(\d+) packets transmitted, (\d+) received/.exec(ping.output());
-    assert.ok(
-      summary && summary[1] === summary[2],
-      `member traffic lost packets while east-1 returned: ${summary?.[0] ?? ping.output().slice(-300)}`,
+    assert.ok(summary, ping.output().slice(-300));
+    const lost = Number(summary[1]) - Number(summary[2]);
+    console.log(
+      `      leader back: east-3 → west-2 lost ${lost} of ${summary[1]} pings (10/s) while east-1 took the lead back`,
     );
-    // Not even for a moment: no tunnel, no route into wg0, no Lease taken.
+    assert.ok(lost <= 20, `member traffic lost ${lost} packets while east-1 returned: ${summary[0]}`);
     const log = node('east-1').daemon!.output();
-    assert.match(log, /created wg0 directly .* with 0 peers/);
-    assert.doesNotMatch(
-      log,
-      /added peer|route \S+ dev wg0|took the leader Lease/,
-      'the returning node acted as a leader',
-    );
-    await pingAll(node('east-1').pod!, node('west-2').podIp, 'east-1 (now a member) → west-2');
+    assert.match(log, /took the leader Lease of location east/);
+    await pingAll(node('east-1').pod!, node('west-2').podIp, 'east-1 (leader again) → west-2');
   });
 
   it("a member's route through its leader, deleted from outside, is re-added at once", async () => {
@@ -281,18 +281,18 @@ describe('e2e: locations — granularity = location', function () {
     await waitFor(
       'the route to come back',
       async () =>
-        (await lc.cluster.ownRoutes('east-3')).some((r) => r.dst === dst && r.gateway === node('east-2').address),
+        (await lc.cluster.ownRoutes('east-3')).some((r) => r.dst === dst && r.gateway === node('east-1').address),
       5_000,
     );
   });
 
   it('local_routes = false: inside a location only overlay addresses are routed, the pods are left to the cluster network', async () => {
     for (const n of lc.cluster.nodes.keys()) await lc.cluster.writeConfig(n, '[mesh]\nlocal_routes = false');
-    await lc.waitForTopology('location', { east: 'east-2', west: 'west-1' }, { localRoutes: false });
+    await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { localRoutes: false });
     const d = await traffic(lc, async () => {
-      await pingAll(node('east-3').host, lc.cluster.overlayAddress('east-1')!, "east-3 → east-1's overlay address");
+      await pingAll(node('east-3').host, lc.cluster.overlayAddress('east-2')!, "east-3 → east-2's overlay address");
     });
-    assertNoTunnel(d, ['east-1', 'east-3']);
+    assertNoTunnel(d, ['east-2', 'east-3']);
     assertLink(d, 'east-3', 'eth0', 'tx');
     // Overlay addresses are still reached across locations (pods of a member are the cluster network's job now, also on its leader).
     await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
