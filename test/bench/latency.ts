@@ -88,7 +88,8 @@ async function main(): Promise<void> {
       `${NODES.length}-node mesh, ${changes} PodCIDR additions, time until the peer update and the route are in place on every other node:\n`,
     );
     process.stdout.write(
-      `  p50 ${fmt(percentile(sorted, 50))}  p90 ${fmt(percentile(sorted, 90))}  p99 ${fmt(percentile(sorted, 99))}  max ${fmt(sorted[sorted.length - 1]!)}  min ${fmt(sorted[0]!)}\n`,
+      `  p50 ${fmt(percentile(sorted, 50))}  p90 ${fmt(percentile(sorted, 90))}  p99 ${fmt(percentile(sorted, 99))}` +
+        `  max ${fmt(sorted[sorted.length - 1]!)}  min ${fmt(sorted[0]!)}\n`,
     );
   } finally {
     for (const m of monitors) m.stop();

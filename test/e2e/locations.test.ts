@@ -240,7 +240,7 @@ describe('e2e: locations — granularity = location', function () {
     }
   });
 
-  it('the old leader back (daemon restarted, wg0 recreated) ranks first: it takes the lead back once, traffic keeps flowing, no flapping', async () => {
+  it('the old leader back (restarted, wg0 recreated) ranks first: it takes the lead back once, traffic flows, no flapping', async () => {
     const before = lc.lease('east')!;
     const ping = node('east-3').pod!.spawn('ping', ['-D', '-i', '0.1', '-W', '1', node('west-2').podIp]);
     try {

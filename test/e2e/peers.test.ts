@@ -24,7 +24,12 @@ const NODES = ['node-a', 'node-b'];
 
 /** An HTTP GET from inside a node (its own loopback), with Node's http module. */
 async function httpGet(host: TestNode, url: string): Promise<{ status: number; body: string }> {
-  const script = `require('http').get(${JSON.stringify(url)}, (r) => { let b = ''; r.on('data', (d) => b += d); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b }))); }).on('error', (e) => { console.error(e.message); process.exit(1); });`;
+  const script = [
+    `require('http').get(${JSON.stringify(url)}, (r) => {`,
+    "  let b = ''; r.on('data', (d) => b += d);",
+    "  r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b })));",
+    "}).on('error', (e) => { console.error(e.message); process.exit(1); });",
+  ].join('\n');
   return JSON.parse((await host.exec('node', ['-e', script])).stdout) as { status: number; body: string };
 }
 
@@ -60,7 +65,18 @@ describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metric
 
   it('a valid Peer created with kubectl shows up as a peer, with a route for its allowedIPs, on every node', async () => {
     const out = await kubectlOk(kenv, ['apply', '--validate=false', '-f', '-'], {
-      input: `apiVersion: kilo.squat.ai/v1alpha1\nkind: Peer\nmetadata:\n  name: laptop\nspec:\n  allowedIPs:\n  - 10.5.0.2/32\n  publicKey: ${pub}\n  persistentKeepalive: 25\n`,
+      input: [
+        'apiVersion: kilo.squat.ai/v1alpha1',
+        'kind: Peer',
+        'metadata:',
+        '  name: laptop',
+        'spec:',
+        '  allowedIPs:',
+        '  - 10.5.0.2/32',
+        `  publicKey: ${pub}`,
+        '  persistentKeepalive: 25',
+        '',
+      ].join('\n'),
     });
     assert.match(out, /peer\.kilo\.squat\.ai\/laptop created/);
     for (const n of NODES) {

@@ -94,7 +94,8 @@ describe('e2e: resilience', function () {
     assert.match(
       conf,
       new RegExp(
-        `^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10, ${cluster.annotations('node-a')['wg-overlay.io/overlay-address6']!}/48$`,
+        `^Address = ${cluster.overlayAddress('node-a')!.replace(/\./g, '\\.')}/10, ` +
+          `${cluster.annotations('node-a')['wg-overlay.io/overlay-address6']!}/48$`,
         'm',
       ),
     );

@@ -153,13 +153,13 @@ export class EndpointWatch implements Part {
         this.o.onChoice();
       }
     }
-    const step = failoverStep(
-      t.state,
-      candidates.length,
-      { latestHandshake: d.latestHandshake, rxBytes: d.rxBytes, txBytes: d.txBytes, endpoint: d.endpoint },
-      now,
-      this.o.timing,
-    );
+    const reading = {
+      latestHandshake: d.latestHandshake,
+      rxBytes: d.rxBytes,
+      txBytes: d.txBytes,
+      endpoint: d.endpoint,
+    };
+    const step = failoverStep(t.state, { count: candidates.length, reading, now, timing: this.o.timing });
     t.state = step.state;
     if (step.nudge) this.o.nudge?.(p);
     if (!step.switchTo) return;

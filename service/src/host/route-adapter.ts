@@ -103,8 +103,8 @@ export class RouteAdapter {
   ): Promise<RouteSetResult> {
     const rebased: DesiredRoute[] = [];
     const plan = delta
-      ? diffRouteDelta(delta, known, this.foreign, ROUTE_PROTO, rebased)
-      : diffKnownRoutes(desired, known, this.foreign, ROUTE_PROTO, rebased);
+      ? diffRouteDelta(delta, { owned: known, skip: this.foreign, ownProtocol: ROUTE_PROTO, rebased })
+      : diffKnownRoutes(desired, { owned: known, skip: this.foreign, ownProtocol: ROUTE_PROTO, rebased });
     for (const r of rebased) own(known, r);
     if (plan.length === 0) {
       this.owned = known;

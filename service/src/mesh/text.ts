@@ -13,6 +13,11 @@ export function escapeUnsafe(s: string): string {
   return s.replace(UNSAFE, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** True when `s` holds a character that must never reach a terminal or a log line raw. */
+export function hasUnsafe(s: string): boolean {
+  return new RegExp(UNSAFE.source).test(s);
+}
+
 /** Untrusted text for a message: at most `max` characters, quoted, unsafe characters escaped. */
 export function quoted(s: string, max = 60): string {
   const cut = s.length > max ? `${s.slice(0, max - 3)}...` : s;

@@ -99,7 +99,8 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     conf = join(dir, 'wg-overlay.conf');
     await writeFile(
       conf,
-      `[kubernetes]\nkubeconfig = ${join(dir, 'kubeconfig')}\nnode_name = not-a-node\n[overlay]\ncidr6 = fd00:64::/48\n[peers]\nallowed_ips_extra = 10.96.0.0/12\n`,
+      `[kubernetes]\nkubeconfig = ${join(dir, 'kubeconfig')}\nnode_name = not-a-node\n` +
+        '[overlay]\ncidr6 = fd00:64::/48\n[peers]\nallowed_ips_extra = 10.96.0.0/12\n',
     );
     // A cluster without the Peer CRD.
     bare = new KubeApiServer({ token: 'bare-token' });
@@ -236,7 +237,7 @@ describe('integration: operator commands (showconf, graph, status)', function ()
     assert.equal(r.code, 1);
     assert.match(
       r.stderr,
-      /the Peer resource \(kilo\.squat\.ai\/v1alpha1\) is not installed in the cluster: kubectl apply -f \/usr\/share\/wg-overlay\/kubernetes\/crd-peer\.yaml/,
+      /the Peer resource \(kilo\.squat\.ai\/v1alpha1\) is not installed in the cluster: kubectl apply -f \S+\/crd-peer\.yaml/,
     );
     assert.equal((await cli(['showconf', 'node', 'node-a', '--config', bareConf])).code, 0);
     assert.equal((await cli(['graph', '--config', bareConf])).code, 0);

@@ -116,7 +116,7 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
       server.failNext(2, 403, { match: (r) => r.path.includes('/peers') });
       server.dropWatches();
       const forbidden =
-        /^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): give wg-overlay's ClusterRole the verbs list and watch on peers\.kilo\.squat\.ai/;
+        /^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): give wg-overlay's ClusterRole the verbs list and watch on peers\./;
       await until(() => log.lines.some((l) => forbidden.test(l)), 'the warning with the RBAC hint');
       assert.ok(rec.states.includes('down'));
       assert.equal(rec.names().join(), 'laptop', 'the last known Peers stay');

@@ -64,7 +64,20 @@ export interface FakeWorld {
 export function fakeDaemonWorld(extra = ''): FakeWorld {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-daemon-'));
   const configPath = join(dir, 'wg-overlay.conf');
-  const base = `[kubernetes]\nnode_name = a\nkubeconfig = ${dir}/kubeconfig\n[wireguard]\nconfig_file = ${dir}/wg0.conf\nmtu = 1420\n[state]\ndir = ${dir}/state\nruntime_dir = ${dir}/run\n[metrics]\nlisten = 127.0.0.1:${40_000 + Math.floor(Math.random() * 20_000)}\n`;
+  const base = [
+    '[kubernetes]',
+    'node_name = a',
+    `kubeconfig = ${dir}/kubeconfig`,
+    '[wireguard]',
+    `config_file = ${dir}/wg0.conf`,
+    'mtu = 1420',
+    '[state]',
+    `dir = ${dir}/state`,
+    `runtime_dir = ${dir}/run`,
+    '[metrics]',
+    `listen = 127.0.0.1:${40_000 + Math.floor(Math.random() * 20_000)}`,
+    '',
+  ].join('\n');
   const writeConfig = (more = extra): void => writeFileSync(configPath, `${base}${more}\n`);
   writeConfig();
   const host = new FakeHost();

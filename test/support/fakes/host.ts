@@ -21,6 +21,9 @@ function routeOf(a: readonly string[]): { dst: string; dev: string; gateway?: st
     : { dst: a[3]!, dev: a[5]!, protocol: a[7]! };
 }
 
+/** What a command answers. */
+type Answer = { stdout?: string; stderr?: string; exitCode?: number };
+
 /** The simulated host's state. */
 export class FakeHost {
   /** The interface; `kind` as `ip -d link` shows it (default: `wireguard` with kernel WireGuard, else `tun`). */
@@ -57,77 +60,101 @@ export class FakeHost {
     return this.runner.calls.filter((c) => !/^wg show|^ip -j/.test(c));
   }
 
-  private handle(cmd: string, a: string[], input?: string): { stdout?: string; stderr?: string; exitCode?: number } {
+  private handle(cmd: string, a: string[], input?: string): Answer {
+    const answer =
+      cmd === 'wg'
+        ? this.wg(a, input)
+        : cmd === 'wireguard-go'
+          ? this.wireguardGo()
+          : cmd === 'ip'
+            ? (this.ipRead(a) ?? this.ipRoute(a) ?? this.ipLink(a))
+            : undefined;
+    return answer ?? { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
+  }
+
+  /** `wg show`, `wg setconf`, `wg set`. */
+  private wg(a: string[], input: string | undefined): Answer | undefined {
+    if (a[0] === 'show') return this.wgShow();
+    if (a[0] === 'setconf') return this.wgSetconf(input);
+    if (a[0] === 'set') return this.wgSet(a, input);
+    return undefined;
+  }
+
+  private wgShow(): Answer {
+    if (!this.link.exists) return { exitCode: 1, stderr: 'Unable to access interface: No such device' };
+    const pub = this.privateKey ? publicKeyFromPrivate(this.privateKey) : '(none)';
+    const lines = [`${this.privateKey ?? '(none)'}\t${pub}\t${this.listenPort}\toff`];
+    for (const p of this.peers.values()) {
+      lines.push(
+        [
+          p.publicKey,
+          '(none)',
+          p.endpoint ?? '(none)',
+          p.allowedIPs.join(',') || '(none)',
+          '0',
+          '0',
+          '0',
+          p.keepalive ? String(p.keepalive) : 'off',
+        ].join('\t'),
+      );
+    }
+    return { stdout: `${lines.join('\n')}\n` };
+  }
+
+  private wgSetconf(input: string | undefined): Answer {
+    this.peers.clear();
+    let cur: FakePeer | undefined;
+    for (const line of (input ?? '').split('\n')) {
+      const m = /^(\w+)\s*=\s*(.*)$/.exec(line.trim());
+      if (line.trim() === '[Peer]') {
+        cur = { publicKey: '', allowedIPs: [], keepalive: 0 };
+        continue;
+      }
+      if (!m) continue;
+      const [, k, v] = m as unknown as [string, string, string];
+      if (k === 'PrivateKey') this.privateKey = v;
+      else if (k === 'ListenPort') this.listenPort = Number(v);
+      else if (cur && k === 'PublicKey') {
+        cur.publicKey = v;
+        this.peers.set(v, cur);
+      } else if (cur && k === 'Endpoint') cur.endpoint = v;
+      else if (cur && k === 'AllowedIPs') cur.allowedIPs = v.split(',').map((s) => s.trim());
+      else if (cur && k === 'PersistentKeepalive') cur.keepalive = Number(v);
+    }
+    return {};
+  }
+
+  private wgSet(a: string[], input: string | undefined): Answer {
+    const bad = a.find((w, j) => a[j - 1] === 'peer' && this.refusePeers.has(w));
+    if (bad) return { exitCode: 1, stderr: "Name or service not known: `bad.invalid:51820'" };
+    let i = 2;
+    let cur: FakePeer | undefined;
+    while (i < a.length) {
+      const w = a[i++];
+      if (w === 'peer') {
+        const k = a[i++]!;
+        cur = this.peers.get(k) ?? { publicKey: k, allowedIPs: [], keepalive: 0 };
+        this.peers.set(k, cur);
+      } else if (w === 'remove' && cur) {
+        this.peers.delete(cur.publicKey);
+      } else if (w === 'endpoint' && cur) cur.endpoint = a[i++];
+      else if (w === 'allowed-ips' && cur) cur.allowedIPs = a[i++]!.split(',').filter(Boolean);
+      else if (w === 'persistent-keepalive' && cur) {
+        const v = a[i++];
+        cur.keepalive = v === 'off' ? 0 : Number(v);
+      } else if (w === 'preshared-key') i++;
+      else if (w === 'private-key') {
+        i++;
+        this.privateKey = input?.trim();
+      } else if (w === 'listen-port') this.listenPort = Number(a[i++]);
+    }
+    return {};
+  }
+
+  /** `ip -j …` reads of addresses, links and routes. */
+  private ipRead(a: string[]): Answer | undefined {
     const dev = this.iface;
-    if (cmd === 'wg' && a[0] === 'show') {
-      if (!this.link.exists) return { exitCode: 1, stderr: 'Unable to access interface: No such device' };
-      const pub = this.privateKey ? publicKeyFromPrivate(this.privateKey) : '(none)';
-      const lines = [`${this.privateKey ?? '(none)'}\t${pub}\t${this.listenPort}\toff`];
-      for (const p of this.peers.values()) {
-        lines.push(
-          [
-            p.publicKey,
-            '(none)',
-            p.endpoint ?? '(none)',
-            p.allowedIPs.join(',') || '(none)',
-            '0',
-            '0',
-            '0',
-            p.keepalive ? String(p.keepalive) : 'off',
-          ].join('\t'),
-        );
-      }
-      return { stdout: `${lines.join('\n')}\n` };
-    }
-    if (cmd === 'wg' && a[0] === 'setconf') {
-      this.peers.clear();
-      let cur: FakePeer | undefined;
-      for (const line of (input ?? '').split('\n')) {
-        const m = /^(\w+)\s*=\s*(.*)$/.exec(line.trim());
-        if (line.trim() === '[Peer]') {
-          cur = { publicKey: '', allowedIPs: [], keepalive: 0 };
-          continue;
-        }
-        if (!m) continue;
-        const [, k, v] = m as unknown as [string, string, string];
-        if (k === 'PrivateKey') this.privateKey = v;
-        else if (k === 'ListenPort') this.listenPort = Number(v);
-        else if (cur && k === 'PublicKey') {
-          cur.publicKey = v;
-          this.peers.set(v, cur);
-        } else if (cur && k === 'Endpoint') cur.endpoint = v;
-        else if (cur && k === 'AllowedIPs') cur.allowedIPs = v.split(',').map((s) => s.trim());
-        else if (cur && k === 'PersistentKeepalive') cur.keepalive = Number(v);
-      }
-      return {};
-    }
-    if (cmd === 'wg' && a[0] === 'set') {
-      const bad = a.find((w, j) => a[j - 1] === 'peer' && this.refusePeers.has(w));
-      if (bad) return { exitCode: 1, stderr: "Name or service not known: `bad.invalid:51820'" };
-      let i = 2;
-      let cur: FakePeer | undefined;
-      while (i < a.length) {
-        const w = a[i++];
-        if (w === 'peer') {
-          const k = a[i++]!;
-          cur = this.peers.get(k) ?? { publicKey: k, allowedIPs: [], keepalive: 0 };
-          this.peers.set(k, cur);
-        } else if (w === 'remove' && cur) {
-          this.peers.delete(cur.publicKey);
-        } else if (w === 'endpoint' && cur) cur.endpoint = a[i++];
-        else if (w === 'allowed-ips' && cur) cur.allowedIPs = a[i++]!.split(',').filter(Boolean);
-        else if (w === 'persistent-keepalive' && cur) {
-          const v = a[i++];
-          cur.keepalive = v === 'off' ? 0 : Number(v);
-        } else if (w === 'preshared-key') i++;
-        else if (w === 'private-key') {
-          i++;
-          this.privateKey = input?.trim();
-        } else if (w === 'listen-port') this.listenPort = Number(a[i++]);
-      }
-      return {};
-    }
-    if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr' && a[3] === 'dev') {
+    if (a[0] === '-j' && a[1] === 'addr' && a[3] === 'dev') {
       if (a[4] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[4]}" does not exist.` };
       return {
         stdout: JSON.stringify([
@@ -144,7 +171,7 @@ export class FakeHost {
         ]),
       };
     }
-    if (cmd === 'ip' && a[0] === '-j' && a[1] === '-d' && a[2] === 'link' && a[4] === 'dev') {
+    if (a[0] === '-j' && a[1] === '-d' && a[2] === 'link' && a[4] === 'dev') {
       if (a[5] !== dev || !this.link.exists) return { exitCode: 1, stderr: `Device "${a[5]}" does not exist.` };
       return {
         stdout: JSON.stringify([
@@ -156,7 +183,7 @@ export class FakeHost {
         ]),
       };
     }
-    if (cmd === 'ip' && a[0] === '-j' && a[1] === 'addr') {
+    if (a[0] === '-j' && a[1] === 'addr') {
       return {
         stdout: JSON.stringify([
           {
@@ -168,21 +195,26 @@ export class FakeHost {
         ]),
       };
     }
-    if (cmd === 'ip' && a[0] === '-j' && a[2] === 'route') {
+    if (a[0] === '-j' && a[2] === 'route') {
       const v6 = a[1] === '-6';
       return { stdout: JSON.stringify(this.routes.filter((r) => r.dst.includes(':') === v6)) };
     }
-    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'add') {
+    return undefined;
+  }
+
+  /** `ip route add|replace|del`. */
+  private ipRoute(a: string[]): Answer | undefined {
+    if (a[1] === 'route' && a[2] === 'add') {
       if (this.routes.some((r) => r.dst === a[3])) return { exitCode: 2, stderr: 'RTNETLINK answers: File exists' };
       this.routes.push(routeOf(a));
       return {};
     }
-    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'replace') {
+    if (a[1] === 'route' && a[2] === 'replace') {
       this.routes = this.routes.filter((r) => r.dst !== a[3]);
       this.routes.push(routeOf(a));
       return {};
     }
-    if (cmd === 'ip' && a[1] === 'route' && a[2] === 'del') {
+    if (a[1] === 'route' && a[2] === 'del') {
       // like the kernel: a `dev` or `via` given must match too
       const dev = a.indexOf('dev', 4);
       const via = a.indexOf('via', 4);
@@ -197,40 +229,48 @@ export class FakeHost {
       );
       return {};
     }
-    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'add') {
+    return undefined;
+  }
+
+  /** `wireguard-go`: creates a userspace link, when it is installed. */
+  private wireguardGo(): Answer {
+    if (!this.wireguardGoInstalled) return { exitCode: -1 };
+    this.createLink('tun');
+    return { stderr: 'WARNING WARNING WARNING (banner)' };
+  }
+
+  /** `ip link add|del|set`, `ip address replace|del`. */
+  private ipLink(a: string[]): Answer | undefined {
+    const dev = this.iface;
+    if (a[0] === 'link' && a[1] === 'add') {
       if (!this.kernelWireGuard) return { exitCode: 2, stderr: 'Error: Unknown device type.' };
       // Another name (the daemon's probe link) comes and goes without touching the interface.
       if (a[3] === dev) this.createLink('wireguard');
       return {};
     }
-    if (cmd === 'wireguard-go') {
-      if (!this.wireguardGoInstalled) return { exitCode: -1 };
-      this.createLink('tun');
-      return { stderr: 'WARNING WARNING WARNING (banner)' };
-    }
-    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'del' && a[3] !== dev) return {};
-    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'del') {
+    if (a[0] === 'link' && a[1] === 'del' && a[3] !== dev) return {};
+    if (a[0] === 'link' && a[1] === 'del') {
       this.link = { exists: false, up: false, mtu: 1420, addresses: [] };
       this.peers.clear();
       this.routes = this.routes.filter((r) => r.dev !== dev);
       this.privateKey = undefined;
       return {};
     }
-    if (cmd === 'ip' && a[0] === 'link' && a[1] === 'set') {
+    if (a[0] === 'link' && a[1] === 'set') {
       const m = a.indexOf('mtu');
       if (m >= 0) this.link.mtu = Number(a[m + 1]);
       if (a.includes('up')) this.link.up = true;
       return {};
     }
-    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'replace') {
+    if (a[0] === 'address' && a[1] === 'replace') {
       this.link.addresses.push(a[2]!);
       return {};
     }
-    if (cmd === 'ip' && a[0] === 'address' && a[1] === 'del') {
+    if (a[0] === 'address' && a[1] === 'del') {
       this.link.addresses = this.link.addresses.filter((x) => x !== a[2]);
       return {};
     }
-    return { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
+    return undefined;
   }
 
   /** Creates the link as `wireguard-go` (`tun`) or `ip link add` (`wireguard`) would (no key, no peers). */

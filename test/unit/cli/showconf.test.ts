@@ -115,7 +115,12 @@ describe('unit: showconf rendering', () => {
       'laptop',
       { wgQuick: false, extraAllowedIPs: ['10.96.0.0/12'] },
       [
-        /# Node b \(also routes the extra ranges 10\.96\.0\.0\/12\)\nPublicKey = .*\nAllowedIPs = 10\.244\.2\.0\/24, 100\.64\.2\.12\/32, 10\.96\.0\.0\/12\nEndpoint = .*\n/,
+        new RegExp(
+          [
+            '# Node b \\(also routes the extra ranges 10\\.96\\.0\\.0\\/12\\)\\nPublicKey = .*\\n',
+            'AllowedIPs = 10\\.244\\.2\\.0\\/24, 100\\.64\\.2\\.12\\/32, 10\\.96\\.0\\.0\\/12\\nEndpoint = .*\\n',
+          ].join(''),
+        ),
       ],
       [/# Node a[^\n]*\n(?:[^\n]+\n)*AllowedIPs = [^\n]*10\.96\.0\.0\/12/],
     ],

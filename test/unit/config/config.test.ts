@@ -221,13 +221,15 @@ level = debug
     [
       'key outside a section',
       'listen_port = 1',
-      `${FILE}:1: "listen_port" is outside any section: put it under one of [kubernetes], [wireguard], [overlay], [mesh], [state], [peers], [metrics], [log]`,
+      `${FILE}:1: "listen_port" is outside any section: put it under one of ` +
+        '[kubernetes], [wireguard], [overlay], [mesh], [state], [peers], [metrics], [log]',
     ],
     ['runtime_dir', '[state]\nruntime_dir = run', `${FILE}: [state] runtime_dir = "run": expected an absolute path`],
     [
       'allowed_ips_extra',
       '[peers]\nallowed_ips_extra = 10.96.0.0/12, banana',
-      `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)`,
+      `${FILE}: [peers] allowed_ips_extra = "10.96.0.0/12, banana": ` +
+        'expected a comma-separated list of CIDRs, e.g. 10.96.0.0/12 ("banana" is not a CIDR)',
     ],
     [
       'metrics listen host name',
@@ -264,7 +266,8 @@ level = debug
     assert.equal(config.wireguard.listenPort, 2);
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
-      `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints, endpoint_failover`,
+      `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, ` +
+        'mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints, endpoint_failover',
       `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, mesh, state, peers, metrics, log`,
     ]);
   });

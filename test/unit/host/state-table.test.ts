@@ -204,7 +204,7 @@ function expected(row: Row): { link: string; peers: string[]; routes: string[] }
 describe('unit: host adapters as a state table', () => {
   for (const seed of [1, 2, 3, 42, 2026]) {
     for (const reread of [false, true]) {
-      it(`seed ${seed}${reread ? ', re-reading the host before every step' : ''}: the host matches each row exactly, and a repeat runs nothing`, async () => {
+      it(`seed ${seed}${reread ? ', re-reading the host every step' : ''}: the host matches each row, a repeat runs nothing`, async () => {
         const random = rng(seed);
         const host = new FakeHost();
         host.routes.push({ ...FOREIGN });

@@ -307,7 +307,19 @@ describe('unit: wg-quick config format', () => {
     });
 
     it('takes a comment directly after [Peer] as the name, and only there', () => {
-      const text = `[Interface]\nPrivateKey = ${PRIV}\n[Peer]\n#   spaced name  \nPublicKey = ${K1}\n[Peer]\n\n# not a name\nPublicKey = ${K2}\n# trailing\n`;
+      const text = [
+        '[Interface]',
+        `PrivateKey = ${PRIV}`,
+        '[Peer]',
+        '#   spaced name  ',
+        `PublicKey = ${K1}`,
+        '[Peer]',
+        '',
+        '# not a name',
+        `PublicKey = ${K2}`,
+        '# trailing',
+        '',
+      ].join('\n');
       assert.deepEqual(
         parseWgQuick(text).peers.map((p) => p.name),
         ['spaced name', undefined],

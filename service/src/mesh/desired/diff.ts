@@ -300,18 +300,25 @@ export interface KnownRoutes {
   objects: ReadonlySet<DesiredRoute>;
 }
 
+/** What diffing against known routes takes besides the desired routes. */
+export interface KnownRouteContext {
+  /** The daemon's own routes, known to be exactly these. */
+  owned: KnownRoutes;
+  /** Desired routes (by `dst|dev`) that other owners hold: left alone. */
+  skip: ReadonlySet<string>;
+  /** The protocol the daemon's routes carry. */
+  ownProtocol: string;
+  /** Where owned routes held in new objects go. */
+  rebased: DesiredRoute[];
+}
+
 /**
  * Route changes when the daemon's own routes are known to be exactly `owned`, skipping the desired
  * routes in `skip` (other owners hold them): a desired route that is an owned object is passed at
  * once, so a change costs what it touches. Owned routes held in new objects go to `rebased`.
  */
-export function diffKnownRoutes(
-  desired: readonly DesiredRoute[],
-  owned: KnownRoutes,
-  skip: ReadonlySet<string>,
-  ownProtocol: string,
-  rebased: DesiredRoute[] = [],
-): RouteChange[] {
+export function diffKnownRoutes(desired: readonly DesiredRoute[], ctx: KnownRouteContext): RouteChange[] {
+  const { owned, skip, ownProtocol, rebased } = ctx;
   const changes: RouteChange[] = [];
   let matched = 0;
   for (const r of desired) {
@@ -338,16 +345,11 @@ export function diffKnownRoutes(
 }
 
 /**
- * The same changes as `diffKnownRoutes(list, owned, skip, …)` when `list` differs from a list
- * whose routes were all owned or skipped by `delta` only: the work is the size of the delta.
+ * The same changes as `diffKnownRoutes(list, ctx)` when `list` differs from a list whose routes
+ * were all owned or skipped by `delta` only: the work is the size of the delta.
  */
-export function diffRouteDelta(
-  delta: ListDelta<DesiredRoute>,
-  owned: KnownRoutes,
-  skip: ReadonlySet<string>,
-  ownProtocol: string,
-  rebased: DesiredRoute[] = [],
-): RouteChange[] {
+export function diffRouteDelta(delta: ListDelta<DesiredRoute>, ctx: KnownRouteContext): RouteChange[] {
+  const { owned, skip, ownProtocol, rebased } = ctx;
   const changes: RouteChange[] = [];
   const stay = new Set<string>();
   for (const r of delta.added) {

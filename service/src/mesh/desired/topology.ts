@@ -13,7 +13,7 @@ import { overlayHosts, type Member } from '../membership/membership.js';
 import { rangeProblem, type RangePolicy } from '../membership/ranges.js';
 import { byName as byName_, compareSeniority, compareText } from '../membership/order.js';
 import { chooseLeader, NO_LIVENESS, type Liveness } from '../observations/leadership.js';
-import { quoted } from '../text.js';
+import { hasUnsafe, quoted } from '../text.js';
 import type { DesiredPeer, DesiredRoute, LocationView, MeshNode } from '../types.js';
 import {
   type Cidr,
@@ -25,7 +25,6 @@ import {
   formatIp,
   hostCidr,
   parseCidr,
-  parseHostPort,
   parseIp,
 } from '../../net/ip.js';
 
@@ -81,7 +80,7 @@ const MAX_LOCATION = 63;
 /** The location of a Node: Kilo's annotation, else the label, else its own. */
 export function locationOf(node: MeshNode, label: string): LocationId {
   const fromAnnotation = node.annotations[KILO_LOCATION]?.trim();
-  if (fromAnnotation && fromAnnotation.length <= MAX_LOCATION && !/[\u0000-\u001f]/.test(fromAnnotation))
+  if (fromAnnotation && fromAnnotation.length <= MAX_LOCATION && !hasUnsafe(fromAnnotation))
     return { id: `location:${fromAnnotation}`, name: fromAnnotation, source: 'annotation' };
   const fromLabel = node.labels?.[label]?.trim();
   if (fromLabel) return { id: `location:${fromLabel}`, name: fromLabel, source: 'label' };

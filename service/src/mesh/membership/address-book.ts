@@ -177,9 +177,13 @@ export class AddressBook {
       has: (o: bigint) => this.held.has(o) || extra.has(o),
       set: (o: bigint, n: string) => extra.set(o, n),
     };
-    const { assigned, problems } = assignCandidates(this.unassigned, this.overlay, held, this.nodes.size, (node) =>
-      this.startOf(node),
-    );
+    const { assigned, problems } = assignCandidates({
+      unassigned: this.unassigned,
+      overlay: this.overlay,
+      held,
+      total: this.nodes.size,
+      startOf: (node) => this.startOf(node),
+    });
     const nextProblems = new Map(problems.map((p) => [p.name, p]));
     for (const [name, offset] of this.fromCandidates) if (assigned.get(name) !== offset) touched.add(name);
     for (const [name, offset] of assigned) if (this.fromCandidates.get(name) !== offset) touched.add(name);

@@ -129,18 +129,27 @@ export function offsetText(overlay: Cidr, offset: bigint): string {
   return formatIp({ family: overlay.family, value: overlay.network + offset });
 }
 
+/** What the candidate pass takes. */
+export interface CandidatePass {
+  /** Nodes without an honoured claim, oldest first. */
+  unassigned: readonly MeshNode[];
+  overlay: Cidr;
+  /** Offsets already held (offset → holder), extended in place. */
+  held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown };
+  /** How many Nodes there are in all (it bounds the probe). */
+  total: number;
+  /** Each Node's candidate offset (default: computed; a caller may cache it). */
+  startOf?: ((node: MeshNode) => bigint) | undefined;
+}
+
 /**
  * Pass 2 of the assignment: each Node without an honoured claim (oldest first) gets its candidate,
  * or the next free usable address after it; `held` (offset → holder) is extended in place.
  * `total` is the number of all Nodes (it bounds the probe); `startOf` may cache candidate offsets.
  */
-export function assignCandidates(
-  unassigned: readonly MeshNode[],
-  overlay: Cidr,
-  held: { has(offset: bigint): boolean; set(offset: bigint, name: string): unknown },
-  total: number,
-  startOf: (node: MeshNode) => bigint = (node) => candidateOffset(node, overlay),
-): { assigned: Map<string, bigint>; problems: SkipReason[] } {
+export function assignCandidates(i: CandidatePass): { assigned: Map<string, bigint>; problems: SkipReason[] } {
+  const { unassigned, overlay, held, total } = i;
+  const startOf = i.startOf ?? ((node: MeshNode) => candidateOffset(node, overlay));
   const size = cidrSize(overlay);
   // Every node takes one address and at most 2 in 256 are unusable, so a free one always turns up
   // within this many steps unless the overlay is full (small overlays are scanned whole).
@@ -214,7 +223,7 @@ export function assignOverlayAddresses(
     unassigned.push(node);
   }
   // Pass 2: everyone else gets their candidate, or the next free usable address after it.
-  const pass2 = assignCandidates(unassigned, overlay, held, nodes.length);
+  const pass2 = assignCandidates({ unassigned, overlay, held, total: nodes.length });
   for (const [name, offset] of pass2.assigned) addresses.set(name, offsetText(overlay, offset));
   return { addresses, problems: [...problems, ...pass2.problems] };
 }

@@ -85,7 +85,9 @@ export function selfEndpoint(
     const address = resolved.get(setting.host);
     if (address === undefined)
       return {
-        warning: `endpoint = ${setting.host} does not resolve (yet): nothing is published until it does, and other nodes fall back to this Node's InternalIP`,
+        warning:
+          `endpoint = ${setting.host} does not resolve (yet): nothing is published until it does, ` +
+          "and other nodes fall back to this Node's InternalIP",
       };
     return { endpoint: formatHostPort(address, port) };
   }
@@ -122,7 +124,9 @@ function refusal(
   );
   if (mode === 'addresses' && !own) {
     return {
-      problem: `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses (set [wireguard] published_endpoints = any to believe published endpoints)`,
+      problem:
+        `published endpoint ${quoted(published)} is not one of the Node's own addresses in status.addresses ` +
+        '(set [wireguard] published_endpoints = any to believe published endpoints)',
     };
   }
   return { endpoint: ep.text };

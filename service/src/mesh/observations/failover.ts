@@ -71,17 +71,23 @@ export function initialState(now: number, timing: FailoverTiming): FailoverState
   return { index: 0, since: now, probeAfterMs: timing.probeAfterMs };
 }
 
+/** What one failover step takes besides the peer's state. */
+export interface FailoverInput {
+  /** How many candidates the peer has, in order of preference. */
+  count: number;
+  /** What the device says about the peer now. */
+  reading: PeerReading;
+  /** The time (ms). */
+  now: number;
+  timing: FailoverTiming;
+}
+
 /**
  * One step for one peer with `count` candidates (in order of preference), given a new reading.
  * A candidate is broken when tx grew and rx did not for `timeoutMs` while it was in use.
  */
-export function failoverStep(
-  state: FailoverState,
-  count: number,
-  reading: PeerReading,
-  now: number,
-  timing: FailoverTiming,
-): FailoverStep {
+export function failoverStep(state: FailoverState, input: FailoverInput): FailoverStep {
+  const { count, reading, now, timing } = input;
   const s: FailoverState = { ...state, last: reading };
   if (count <= 1)
     return { state: { ...s, index: 0, tryingFrom: undefined, probeAt: undefined, silentSince: undefined } };
@@ -90,7 +96,7 @@ export function failoverStep(
   if (prev && reading.rxBytes > prev.rxBytes) s.silentSince = undefined;
   else if (prev && reading.txBytes > prev.txBytes && !s.silentSince)
     s.silentSince = { at: now, rx: prev.rxBytes, tx: prev.txBytes };
-  const nudge = trackQuiet(s, prev, reading, now, timing);
+  const nudge = trackQuiet(s, prev, input);
   const silent = !!s.silentSince && now - s.silentSince.at >= timing.timeoutMs;
   const unsendable = !!s.nudgedSince && now - s.nudgedSince.at >= timing.timeoutMs;
   const broken = (silent || unsendable) && now - s.since >= timing.timeoutMs;
@@ -100,11 +106,12 @@ export function failoverStep(
     const probeAfterMs = trying !== undefined ? Math.min(timing.maxProbeAfterMs, s.probeAfterMs * 2) : s.probeAfterMs;
     const why =
       trying !== undefined
-        ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, next try in ${Math.round(probeAfterMs / 1000)} s`
+        ? `the better endpoint did not answer for ${Math.round(timing.timeoutMs / 1000)} s: back to the one that worked, ` +
+          `next try in ${Math.round(probeAfterMs / 1000)} s`
         : silent
           ? `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`
           : `nothing could be sent to it for ${Math.round((now - s.nudgedSince!.at) / 1000)} s (no route, or dropped on the way out)`;
-    return switched(s, next, now, why, probeAfterMs);
+    return switched(s, { index: next, now, why, probeAfterMs });
   }
   if (s.tryingFrom !== undefined && prev && reading.rxBytes > prev.rxBytes) {
     // The better candidate answered: it stays, and the tries start over.
@@ -135,13 +142,8 @@ export function failoverStep(
  * Follows quiet spells (tx flat) in `s`; true when the peer should be nudged: it has a live session
  * and has been quiet for the timeout, and no nudge has gone out yet since its last traffic.
  */
-function trackQuiet(
-  s: FailoverState,
-  prev: PeerReading | undefined,
-  reading: PeerReading,
-  now: number,
-  timing: FailoverTiming,
-): boolean {
+function trackQuiet(s: FailoverState, prev: PeerReading | undefined, input: FailoverInput): boolean {
+  const { reading, now, timing } = input;
   const nudgedBefore = s.nudged;
   s.nudged = undefined;
   if (!prev) return false;
@@ -164,7 +166,11 @@ function trackQuiet(
 }
 
 /** The state after moving to candidate `index` (on a fallback, a try of the best one is planned). */
-function switched(s: FailoverState, index: number, now: number, why: string, probeAfterMs: number): FailoverStep {
+function switched(
+  s: FailoverState,
+  to: { index: number; now: number; why: string; probeAfterMs: number },
+): FailoverStep {
+  const { index, now, why, probeAfterMs } = to;
   const state: FailoverState = {
     ...s,
     index,

@@ -111,6 +111,16 @@ export function chooseLeader(
   return order.find((n) => alive.has(n)) ?? order.find((n) => !lapsed.has(n)) ?? order[0]!;
 }
 
+/**
+ * When a location became vacant: when its last writer lapsed (the same moment on every node that
+ * saw the same writes), or `now` when it never had one; the candidates' turns count from there.
+ */
+export function vacancyStart(book: LeaseBook, location: string, now: number, durationMs: number): number {
+  let last: number | undefined;
+  for (const at of book.writes.get(location)?.values() ?? []) if (last === undefined || at > last) last = at;
+  return last === undefined ? now : Math.min(now, last + durationMs);
+}
+
 /** What this node's latest topology says about its own location. */
 export interface LeaderWish {
   /** This node's location id. */

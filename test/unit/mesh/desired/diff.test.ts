@@ -536,7 +536,7 @@ describe('unit: diffs', () => {
         { dst: '10.244.2.0/24', gateway: '192.0.2.12', via: 'east-2' },
       ];
       assert.deepEqual(
-        diffKnownRoutes(routes, none, new Set(), OWN).map((c) => c.reason),
+        diffKnownRoutes(routes, { owned: none, skip: new Set(), ownProtocol: OWN, rebased: [] }).map((c) => c.reason),
         [
           'InternalIP 198.51.100.7/32 of west-2, through the tunnel to west-1',
           'PodCIDR 10.244.4.0/24 of west-2 (location west, led by west-1), over the private network through 192.0.2.11',
@@ -554,7 +554,7 @@ describe('unit: diffs', () => {
         objects: new Set([tunnel, kept, gone]),
       };
       const viaLeader: DesiredRoute = { dst: '10.244.3.0/24', gateway: '192.0.2.12', via: 'b' };
-      assert.deepEqual(diffKnownRoutes([kept, viaLeader], owned, new Set(), OWN), [
+      assert.deepEqual(diffKnownRoutes([kept, viaLeader], { owned, skip: new Set(), ownProtocol: OWN, rebased: [] }), [
         {
           op: 'add',
           route: viaLeader,

@@ -132,7 +132,7 @@ describe('unit: the incremental membership engine equals the full computation', 
     [42, true, true],
     [2026, false, false],
   ] as const) {
-    it(`seed ${seed}${self ? ', seen from a node' : ''}${six ? ', dual-stack overlay' : ''}: 1,500 random adds, updates, deletes and Peer changes`, function () {
+    it(`seed ${seed}${self ? ', from a node' : ''}${six ? ', dual-stack' : ''}: 1,500 random adds, updates, deletes, Peer changes`, function () {
       this.timeout(60_000);
       const r = rng(seed);
       const selfId = self ? { name: 'n0', publicKey: KEYS[0] } : undefined;

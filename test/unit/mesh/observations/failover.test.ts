@@ -41,7 +41,7 @@ function simulate(
     tx += sendPerStep;
     if (sendPerStep > 0 && works(now).has(state.index)) rx += 148;
     const reading: PeerReading = { latestHandshake: 0, rxBytes: rx, txBytes: tx, endpoint: undefined };
-    const step = failoverStep(state, count, reading, now, T);
+    const step = failoverStep(state, { count, reading, now, timing: T });
     state = step.state;
     if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why]);
   }
@@ -81,13 +81,8 @@ function simulateSends(
         handshake = Math.floor(now / 1000);
       }
     }
-    const step = failoverStep(
-      state,
-      count,
-      { latestHandshake: handshake, rxBytes: rx, txBytes: tx, endpoint: undefined },
-      now,
-      T,
-    );
+    const reading = { latestHandshake: handshake, rxBytes: rx, txBytes: tx, endpoint: undefined };
+    const step = failoverStep(state, { count, reading, now, timing: T });
     state = step.state;
     nudge = step.nudge === true;
     if (nudge) nudges.push(now);
