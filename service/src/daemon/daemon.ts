@@ -399,6 +399,7 @@ export class Daemon {
       now: Date.now(),
       pid: process.pid,
       failover: (name) => this.endpoints?.describe(name),
+      reports: (name) => this.step.view.observations.reports(name),
     });
   }
 }

@@ -37,6 +37,8 @@ export interface SnapshotPeer {
   hasPresharedKey: boolean;
   /** A Node with more than one endpoint: its candidates, the one in use, and why it was chosen. */
   failover?: { candidates: string[]; index: number; why?: string } | undefined;
+  /** Endpoints other Nodes reported seeing this Node arrive from (NAT), who reported each, and whether it is dialled. */
+  reported?: Array<{ endpoint: string; reporters: string[]; accepted: boolean }> | undefined;
 }
 
 /** What `status.json` holds. */
@@ -82,6 +84,8 @@ export interface SnapshotInput {
   pid: number;
   /** Endpoint failover of a Node peer, when it has several endpoints. */
   failover?: (name: string) => { candidates: string[]; index: number; why?: string } | undefined;
+  /** NAT reports about a Node (the endpoints other Nodes saw it arrive from, by whom). */
+  reports?: (name: string) => Array<{ endpoint: string; reporters: string[]; accepted: boolean }>;
 }
 
 // Snapshot entries by desired peer and route object: a write after one change builds one new entry.
@@ -132,7 +136,12 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     peers: (d?.peers ?? []).map((p) => {
       const entry = snapshotPeer(p, p.kind === 'node' ? d?.addresses.get(p.name) : undefined);
       const f = p.kind === 'node' && p.candidates ? i.failover?.(p.name) : undefined;
-      return f ? { ...entry, failover: { ...f, ...(f.why ? { why: escapeUnsafe(f.why) } : {}) } } : entry;
+      const reported = p.kind === 'node' ? i.reports?.(p.name) : undefined;
+      return {
+        ...entry,
+        ...(f ? { failover: { ...f, ...(f.why ? { why: escapeUnsafe(f.why) } : {}) } } : {}),
+        ...(reported && reported.length > 0 ? { reported } : {}),
+      };
     }),
     routes: (d?.routes ?? []).map(snapshotRoute),
     ...(d?.topology ? { topology: safeTopology(d.topology) } : {}),
