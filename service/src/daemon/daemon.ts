@@ -232,33 +232,33 @@ export class Daemon {
       },
     );
     this.metrics = this.makeMetrics(p.identity.name, w.interface, device);
-    this.metricsEndpoint = new MetricsEndpoint(
-      this.metrics,
-      () => this.healthVerdict(),
+    this.metricsEndpoint = new MetricsEndpoint({
+      metrics: this.metrics,
+      health: () => this.healthVerdict(),
       log,
-      env.serveMetrics,
-      p.config,
-    );
+      serve: env.serveMetrics,
+      config: p.config,
+    });
     this.status = new StatusWriter(
       () => this.running.state.runtimeDir,
       () => this.snapshot(p.identity.name),
       log,
       bySize(200),
     );
-    this.reloader = new ConfigReloader(
-      configPath,
-      env.loadConfig,
-      {
+    this.reloader = new ConfigReloader({
+      path: configPath,
+      load: env.loadConfig,
+      target: {
         running: () => this.running,
         apply: (next, changed) => this.applyConfig(next, changed),
         ready: () => this.loop.lastSuccessAt !== undefined,
         summary: () => this.summary(),
       },
-      env.notifier,
+      notifier: env.notifier,
       log,
-      env.signals,
-      p.loadedAt,
-    );
+      signals: env.signals,
+      loadedAt: p.loadedAt,
+    });
     this.wire();
     this.parts.push(...this.assemble(p, { ipBatch, confFile, own, leadership, endpoints }));
   }
