@@ -8,7 +8,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApplyStep } from '../host/apply-error.js';
 import type { DesiredState } from '../mesh/types.js';
-import type { ReconcileReport } from '../status/report.js';
+import type { ReconcileReport } from '../daemon/report.js';
 
 /** The step of a run an apply error came from (the `kind` label of apply errors). */
 export type ApplyErrorKind = ApplyStep | 'other';
