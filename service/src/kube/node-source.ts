@@ -28,7 +28,7 @@ const translator =
 export function nodesApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
   return {
     list: async (query) => (await getJson(kc, NODES_PATH, query, timeoutMs)) as ListPage,
-    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, NODES_PATH, query, onEvent, onEnd, onOpen),
+    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, NODES_PATH, query, { onEvent, onEnd, onOpen }),
   };
 }
 

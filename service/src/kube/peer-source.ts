@@ -41,7 +41,7 @@ function absentMessage(retryMs: number | undefined): string {
 export function peersApi(kc: k8s.KubeConfig, timeoutMs = 30_000): ReflectorApi {
   return {
     list: async (query) => (await getJson(kc, PEER_API_PATH, query, timeoutMs)) as ListPage,
-    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, PEER_API_PATH, query, onEvent, onEnd, onOpen),
+    watch: (query, onEvent, onEnd, onOpen) => watchStream(kc, PEER_API_PATH, query, { onEvent, onEnd, onOpen }),
   };
 }
 
