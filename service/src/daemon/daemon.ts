@@ -18,7 +18,7 @@ import { KubeconfigError } from '../kube/kubeconfig.js';
 import { LocationLeases, type LeaseApi } from '../kube/location-leases.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
-import type { ExternalPeerSource } from '../kube/peer-source.js';
+import type { ExternalPeerSource } from '../kube/external-peer-source.js';
 import { describeError, type Logger } from '../log/logger.js';
 import type { InterfaceStatus } from '../mesh/observations/device.js';
 import type { ExternalPeer, MeshNode } from '../mesh/types.js';
