@@ -41,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       // The daemon's handles (sockets, timers) are closed by now, but exit explicitly so a
       // straggler can never keep a stopped daemon alive. stderr is synchronous on Linux pipes.
       const code = await runDaemon(opts().values.config ?? DEFAULT_CONFIG_PATH);
-      process.exit(code);
+      return process.exit(code);
     }
     case 'check-config': {
       const file = opts().values.config ?? DEFAULT_CONFIG_PATH;

@@ -9,7 +9,7 @@ import { describeApiError } from '../kube/api-errors.js';
 import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { leasesApi, readLiveness } from '../kube/location-leases.js';
 import { listNodes } from '../kube/node-source.js';
-import { listExternalPeers, peersApi } from '../kube/peer-source.js';
+import { externalPeersApi, listExternalPeers } from '../kube/external-peer-source.js';
 import { topologySettings } from '../config/mesh-settings.js';
 import { ClusterView } from '../mesh/cluster-view.js';
 import type { Membership } from '../mesh/membership/membership.js';
@@ -67,8 +67,8 @@ export async function readCluster(config: Config): Promise<ClusterData> {
     );
   }
   try {
-    const { peers, absent } = await listExternalPeers(peersApi(kc));
-    return { view: ClusterView.of(nodes, peers), peersAbsent: absent, clusterCa: await clusterCa(kc) };
+    const { externalPeers, absent } = await listExternalPeers(externalPeersApi(kc));
+    return { view: ClusterView.of(nodes, externalPeers), peersAbsent: absent, clusterCa: await clusterCa(kc) };
   } catch (e) {
     throw new CliError(e instanceof Error ? e.message : String(e));
   }

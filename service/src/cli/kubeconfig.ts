@@ -1,5 +1,7 @@
 /**
- * `wg-overlay kubeconfig`: writes the kubeconfig the daemon uses (default /etc/wg-overlay/kubeconfig, CA embedded) and the token file it names (`token` next to it), or with `--token-only` replaces just that token, which a running daemon uses from its next request.
+ * `wg-overlay kubeconfig`: writes the kubeconfig the daemon uses (default
+ * /etc/wg-overlay/kubeconfig, CA embedded) and the token file it names (`token` next to it), or
+ * with `--token-only` replaces just that token, which a running daemon uses from its next request.
  */
 import { X509Certificate } from 'node:crypto';
 import { chown, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -10,6 +12,7 @@ import { loadConfig } from '../config/config.js';
 import { currentUserTokenFile } from '../kube/kubeconfig.js';
 import { parseToken, tokenClaims, TokenFileError } from '../kube/token.js';
 import { fsyncDir, hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
+import { whyUnreadable } from '../util/read-failure.js';
 
 /** Where the daemon looks for its kubeconfig unless the config says otherwise. */
 export const DEFAULT_KUBECONFIG_PATH = '/etc/wg-overlay/kubeconfig';
@@ -157,7 +160,8 @@ export function describeToken(
   }
   if (c.node && nodeName && c.node !== nodeName) {
     warnings.push(
-      `the token is bound to Node ${c.node}, but this node's wg-overlay is Node ${nodeName} ([kubernetes] node_name): where node-policy.yaml is applied, it cannot publish its annotations`,
+      `the token is bound to Node ${c.node}, but this node's wg-overlay is Node ${nodeName} ([kubernetes] node_name): ` +
+        'where node-policy.yaml is applied, it cannot publish its annotations',
     );
   }
   if (c.expiresAt) parts.push(`expires ${c.expiresAt.toISOString()}`);
@@ -173,10 +177,7 @@ async function readInput(file: string, what: string): Promise<string> {
     }
     return await readFile(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new KubeconfigCommandError(
-      `${what} ${file}: ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'permission denied' : `cannot be read (${code ?? String(err)})`}`,
-    );
+    throw new KubeconfigCommandError(`${what} ${file}: ${whyUnreadable(err)}`);
   }
 }
 
@@ -188,7 +189,10 @@ function writeFailure(err: unknown, path: string, what: string): never {
   throw err;
 }
 
-/** Replaces the token file atomically, keeping an existing file's owner, group and mode (at most 0640) so a daemon running as another user can still read it. */
+/**
+ * Replaces the token file atomically, keeping an existing file's owner, group and mode (at most
+ * 0640) so a daemon running as another user can still read it.
+ */
 export async function writeTokenFile(path: string, token: string): Promise<void> {
   let mode = 0o600;
   let owner: { uid: number; gid: number } | undefined;
@@ -310,7 +314,8 @@ async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise
   const tokenFile = currentUserTokenFile(text, kc, output);
   if (!tokenFile || kc.getCurrentUser()?.token) {
     throw new KubeconfigCommandError(
-      `--output ${output} embeds its token instead of naming a tokenFile (an older wg-overlay wrote it): write it once more with --server, --ca and --token-file and --force; after that --token-only works`,
+      `--output ${output} embeds its token instead of naming a tokenFile (an older wg-overlay wrote it): ` +
+        'write it once more with --server, --ca and --token-file and --force; after that --token-only works',
     );
   }
   const token = checkToken(await readInput(values['token-file']!, '--token-file'), values['token-file']!);

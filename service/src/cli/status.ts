@@ -122,7 +122,10 @@ function stuckRun(snap: StatusSnapshot | undefined, i: StatusInput): string | nu
   if (!snap?.busySince || !i.pidAlive || i.stuckAfterMs === undefined) return null;
   const ms = i.now - snap.busySince;
   if (ms <= i.stuckAfterMs) return null;
-  return `a reconcile run has been going for ${formatAge(ms / 1000)} (threshold ${formatAge(i.stuckAfterMs / 1000)}): it waits for a command or a D-Bus call that does not answer; journalctl -u wg-overlay says which`;
+  return (
+    `a reconcile run has been going for ${formatAge(ms / 1000)} (threshold ${formatAge(i.stuckAfterMs / 1000)}): ` +
+    'it waits for a command or a D-Bus call that does not answer; journalctl -u wg-overlay says which'
+  );
 }
 
 /** The peer rows: every wanted peer with what the device says of it, then the device's unknown peers. */
@@ -283,9 +286,10 @@ export function renderStatusText(v: StatusView, now: number): string {
   if (v.topology) out.push(...topologyLines(v));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
+  const unknown = v.peers.length - nodes - external;
   out.push(
     '',
-    `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${v.peers.length - nodes - external ? `, ${v.peers.length - nodes - external} unknown` : ''})`,
+    `peers: ${v.peers.length} (${nodes} nodes, ${external} external peers${unknown ? `, ${unknown} unknown` : ''})`,
   );
   if (v.peers.length > 0) {
     const rows = [['NAME', 'KIND', 'OVERLAY ADDRESS', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX', 'ROUTES']];
@@ -313,10 +317,11 @@ export function renderStatusText(v: StatusView, now: number): string {
   const failing = v.peers.filter((p) => p.failover && p.failover.index > 0);
   if (failing.length > 0) {
     out.push('', 'endpoint failover:');
-    for (const p of failing)
-      out.push(
-        `  ${p.name}: candidate ${p.failover!.index + 1} of ${p.failover!.candidates.length} (${p.failover!.candidates.join(', ')})${p.failover!.why ? `: ${p.failover!.why}` : ''}`,
-      );
+    for (const p of failing) {
+      const f = p.failover!;
+      const why = f.why ? `: ${f.why}` : '';
+      out.push(`  ${p.name}: candidate ${f.index + 1} of ${f.candidates.length} (${f.candidates.join(', ')})${why}`);
+    }
   }
   if (v.skipped.length > 0) {
     out.push('', `skipped: ${v.skipped.length}`);
@@ -338,9 +343,8 @@ function headerLines(v: StatusView, now: number): string[] {
   const out: string[] = [];
   const d = v.daemon;
   if (!d.found) {
-    out.push(
-      `wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)'}`,
-    );
+    const why = d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)';
+    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${why}`);
   } else {
     const state = d.running
       ? `daemon running (pid ${d.pid})`
@@ -374,17 +378,24 @@ function headerLines(v: StatusView, now: number): string[] {
 /** Where this node stands in a location or cross topology, and its routes over the private network. */
 function topologyLines(v: StatusView): string[] {
   const t = v.topology!;
-  const out = [
-    `location ${t.location} (granularity ${t.granularity}): ${t.granularity === 'cross' ? 'tunnels to every node of other locations' : t.leads ? `this node leads it (${t.why})` : `led by ${t.leader} (${t.why}); other locations are reached through it`}`,
-  ];
-  out.push(
-    `  locations: ${t.locations.map((l) => `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${t.granularity === 'location' ? `, leader ${l.leader}` : ''})`).join('; ')}`,
-  );
+  const role =
+    t.granularity === 'cross'
+      ? 'tunnels to every node of other locations'
+      : t.leads
+        ? `this node leads it (${t.why})`
+        : `led by ${t.leader} (${t.why}); other locations are reached through it`;
+  const out = [`location ${t.location} (granularity ${t.granularity}): ${role}`];
+  const locations = t.locations.map((l) => {
+    const leader = t.granularity === 'location' ? `, leader ${l.leader}` : '';
+    return `${l.name} (${l.members.length} node${l.members.length === 1 ? '' : 's'}${leader})`;
+  });
+  out.push(`  locations: ${locations.join('; ')}`);
   if (v.privateRoutes.length > 0) {
     const missing = v.privateRoutes.filter((r) => !r.present);
-    out.push(
-      `  routes over the private network: ${v.privateRoutes.length}${missing.length ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}` : ', all in place'}`,
-    );
+    const state = missing.length
+      ? `, MISSING ${missing.map((r) => `${r.dst} via ${r.gateway}`).join(', ')}`
+      : ', all in place';
+    out.push(`  routes over the private network: ${v.privateRoutes.length}${state}`);
   }
   return out;
 }

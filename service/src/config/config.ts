@@ -10,6 +10,7 @@ import * as ini from 'ini';
 import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
+import { whyUnreadable } from '../util/read-failure.js';
 
 /** Where the daemon reads its configuration unless `--config FILE` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/wg-overlay/wg-overlay.conf';
@@ -472,14 +473,7 @@ export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<Lo
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'is not readable (permission denied)'
-          : `cannot be read (${code ?? String(cause)})`;
-    throw new ConfigError([`${file}: ${why}`], { cause });
+    throw new ConfigError([`${file}: ${whyUnreadable(cause)}`], { cause });
   }
   return parseConfig(text, file);
 }

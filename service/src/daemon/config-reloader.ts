@@ -9,6 +9,7 @@ import { watch, type FSWatcher } from 'chokidar';
 import { ConfigError, type Config, type LoadedConfig } from '../config/config.js';
 import { describeError, type Logger } from '../log/logger.js';
 import type { Notifier } from '../systemd/notify.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import type { Part } from './part.js';
 import { planReload } from './reload.js';
 
@@ -47,30 +48,36 @@ export async function loadOrReport(
   }
 }
 
+/** What the reloader reads, whom it tells, and where SIGHUP comes from. */
+export interface ConfigReloaderOptions {
+  /** The config file. */
+  path: string;
+  /** Reads and validates a config file. */
+  load: (path: string) => Promise<LoadedConfig>;
+  target: ReloadTarget;
+  notifier: Notifier;
+  log: Logger;
+  signals: SignalSource;
+  /** When the running config was read (ms): an edit after it, before the watch started, is picked up. */
+  loadedAt: number;
+}
+
 /** Reloads the config on SIGHUP and when the file changes. */
 export class ConfigReloader implements Part {
   readonly name = 'config reloader';
   private watcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
-  private chain = Promise.resolve();
+  /** Reloads, one at a time. */
+  private readonly reloads = new SerialQueue();
   private readonly onHup = (): void => {
     void this.reload('SIGHUP');
   };
 
-  constructor(
-    private readonly path: string,
-    private readonly load: (path: string) => Promise<LoadedConfig>,
-    private readonly target: ReloadTarget,
-    private readonly notifier: Notifier,
-    private readonly log: Logger,
-    private readonly signals: SignalSource,
-    /** When the running config was read (ms): an edit after it, before the watch started, is picked up. */
-    private readonly loadedAt: number,
-  ) {}
+  constructor(private readonly o: ConfigReloaderOptions) {}
 
   start(): void {
-    this.signals.on('SIGHUP', this.onHup);
-    const watcher = watch(this.path, { ignoreInitial: true, awaitWriteFinish: false });
+    this.o.signals.on('SIGHUP', this.onHup);
+    const watcher = watch(this.o.path, { ignoreInitial: true, awaitWriteFinish: false });
     this.watcher = watcher;
     watcher.on('all', () => {
       clearTimeout(this.debounce);
@@ -78,11 +85,11 @@ export class ConfigReloader implements Part {
         void this.reload('the file changed');
       }, 300);
     });
-    watcher.on('error', (err) => this.log.warning(`watching ${this.path}: ${describeError(err)}`));
+    watcher.on('error', (err) => this.o.log.warning(`watching ${this.o.path}: ${describeError(err)}`));
     watcher.on('ready', () => {
-      stat(this.path).then(
+      stat(this.o.path).then(
         (st) => {
-          if (st.mtimeMs >= this.loadedAt - 50) void this.reload('the file changed during start-up');
+          if (st.mtimeMs >= this.o.loadedAt - 50) void this.reload('the file changed during start-up');
         },
         () => undefined,
       );
@@ -90,47 +97,46 @@ export class ConfigReloader implements Part {
   }
 
   async stop(): Promise<void> {
-    this.signals.off('SIGHUP', this.onHup);
+    this.o.signals.off('SIGHUP', this.onHup);
     clearTimeout(this.debounce);
     await this.watcher?.close();
-    await this.chain;
+    await this.reloads.idle();
   }
 
   /** Re-reads the file (after any reload in progress); resolves when done. */
   reload(why: string): Promise<void> {
-    this.chain = this.chain
-      .then(() => this.reloadNow(why))
+    return this.reloads
+      .run(() => this.reloadNow(why))
       .catch((err: unknown) => {
-        this.log.error(
-          `reload of ${this.path} failed unexpectedly (${describeError(err)}); still running with the previous configuration`,
+        this.o.log.error(
+          `reload of ${this.o.path} failed unexpectedly (${describeError(err)}); still running with the previous configuration`,
         );
       });
-    return this.chain;
   }
 
   private async reloadNow(why: string): Promise<void> {
     // RELOADING=1 … READY=1 only once the service is ready: before that, READY=1 would tell
     // systemd the start is done while the mesh is not applied yet.
-    const announce = this.target.ready();
-    if (announce) await this.notifier.reloading();
-    this.log.info(`reloading ${this.path} (${why})`);
+    const announce = this.o.target.ready();
+    if (announce) await this.o.notifier.reloading();
+    this.o.log.info(`reloading ${this.o.path} (${why})`);
     try {
-      const next = await loadOrReport(this.load, this.path, this.log);
+      const next = await loadOrReport(this.o.load, this.o.path, this.o.log);
       if (!next) {
-        this.log.error(
-          `reload of ${this.path} rejected: the file is invalid; still running with the previous configuration`,
+        this.o.log.error(
+          `reload of ${this.o.path} rejected: the file is invalid; still running with the previous configuration`,
         );
         return;
       }
-      const plan = planReload(this.target.running(), next);
+      const plan = planReload(this.o.target.running(), next);
       for (const key of plan.needRestart)
-        this.log.warning(
-          `${key} changed in ${this.path}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`,
+        this.o.log.warning(
+          `${key} changed in ${this.o.path}: it takes effect only after \`systemctl restart wg-overlay\`; still using the running value`,
         );
-      this.target.apply(plan.config, plan.changed);
-      if (!plan.changed) this.log.info('reload: nothing that applies at run time changed');
+      this.o.target.apply(plan.config, plan.changed);
+      if (!plan.changed) this.o.log.info('reload: nothing that applies at run time changed');
     } finally {
-      if (announce) await this.notifier.ready(`mesh applied: ${this.target.summary()}`);
+      if (announce) await this.o.notifier.ready(`mesh applied: ${this.o.target.summary()}`);
     }
   }
 }

@@ -114,13 +114,13 @@ export class Daemon {
       () => this.namesResolved(),
     );
     this.metrics = this.makeMetrics(p.identity.name, w.interface, host.device);
-    this.metricsEndpoint = new MetricsEndpoint(
-      this.metrics,
-      () => this.healthVerdict(),
+    this.metricsEndpoint = new MetricsEndpoint({
+      metrics: this.metrics,
+      health: () => this.healthVerdict(),
       log,
-      env.serveMetrics,
-      p.config,
-    );
+      serve: env.serveMetrics,
+      config: p.config,
+    });
     this.status = new StatusWriter(
       () => this.running.state.runtimeDir,
       () => this.snapshot(p.identity.name),
@@ -174,7 +174,15 @@ export class Daemon {
       ready: () => this.loop.lastSuccessAt !== undefined,
       summary: () => this.summary(),
     };
-    return new ConfigReloader(configPath, env.loadConfig, hooks, env.notifier, env.log, env.signals, loadedAt);
+    return new ConfigReloader({
+      path: configPath,
+      load: env.loadConfig,
+      target: hooks,
+      notifier: env.notifier,
+      log: env.log,
+      signals: env.signals,
+      loadedAt,
+    });
   }
 
   /** A DNS name resolved to a new address: the membership may change. */

@@ -8,7 +8,7 @@ import type { IpBatch } from '../host/ip-batch.js';
 import type { LeaseApi } from '../kube/location-leases.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
-import type { ExternalPeerSource } from '../kube/peer-source.js';
+import type { ExternalPeerSource } from '../kube/external-peer-source.js';
 import type { Logger } from '../log/logger.js';
 import type { startMetricsServer } from '../metrics/server.js';
 import type { Notifier } from '../systemd/notify.js';

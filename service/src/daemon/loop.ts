@@ -6,7 +6,7 @@
  */
 import { ApplyError } from '../host/apply-error.js';
 import { describeError, type Logger } from '../log/logger.js';
-import type { ReconcileReport } from '../status/report.js';
+import type { ReconcileReport } from './report.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
 import { formatMs } from '../util/duration.js';
 import type { StepOutcome } from './step.js';

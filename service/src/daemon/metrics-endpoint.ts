@@ -7,22 +7,33 @@ import type { Config } from '../config/config.js';
 import { describeError, type Logger } from '../log/logger.js';
 import type { DaemonMetrics, HealthResult } from '../metrics/metrics.js';
 import type { MetricsServer, startMetricsServer } from '../metrics/server.js';
+import { SerialQueue } from '../util/serial-queue.js';
 import type { Part } from './part.js';
+
+/** What the metrics endpoint serves, and where. */
+export interface MetricsEndpointOptions {
+  metrics: DaemonMetrics;
+  /** The `/healthz` verdict, asked per request. */
+  health: () => HealthResult;
+  log: Logger;
+  /** Starts a server (tests give fakes). */
+  serve: typeof startMetricsServer;
+  /** The settings at start (`[metrics] listen`). */
+  config: Config;
+}
 
 /** Serves the daemon's metrics and health verdict. */
 export class MetricsEndpoint implements Part {
   readonly name = 'metrics endpoint';
   private server: MetricsServer | undefined;
   private listening = '';
-  private chain = Promise.resolve();
+  private config: Config;
+  /** Moves and the final close, one at a time. */
+  private readonly moves = new SerialQueue();
 
-  constructor(
-    private readonly metrics: DaemonMetrics,
-    private readonly health: () => HealthResult,
-    private readonly log: Logger,
-    private readonly serve: typeof startMetricsServer,
-    private config: Config,
-  ) {}
+  constructor(private readonly o: MetricsEndpointOptions) {
+    this.config = o.config;
+  }
 
   start(): Promise<void> {
     return this.reconfigure(this.config);
@@ -31,21 +42,19 @@ export class MetricsEndpoint implements Part {
   /** Moves the server to the address of `config` (or turns it off); resolves when done. */
   reconfigure(config: Config): Promise<void> {
     this.config = config;
-    this.chain = this.chain
-      .then(() => this.listen(config))
+    return this.moves
+      .run(() => this.listen(config))
       .catch((err: unknown) => {
-        this.log.error(`metrics endpoint: unexpected error: ${describeError(err)}; the daemon goes on`);
+        this.o.log.error(`metrics endpoint: unexpected error: ${describeError(err)}; the daemon goes on`);
       });
-    return this.chain;
   }
 
   async stop(): Promise<void> {
-    this.chain = this.chain
-      .then(() => this.close())
+    await this.moves
+      .run(() => this.close())
       .catch((err: unknown) => {
-        this.log.error(`metrics endpoint: closing: ${describeError(err)}`);
+        this.o.log.error(`metrics endpoint: closing: ${describeError(err)}`);
       });
-    await this.chain;
   }
 
   private async close(): Promise<void> {
@@ -60,20 +69,21 @@ export class MetricsEndpoint implements Part {
     if (want === this.listening) return;
     await this.close();
     this.listening = want;
+    const { log } = this.o;
     if (!config.metrics.listen) {
-      this.log.info('metrics and health server off ([metrics] listen is empty)');
+      log.info('metrics and health server off ([metrics] listen is empty)');
       return;
     }
     const { host, port } = config.metrics.listen;
     try {
-      this.server = await this.serve({ host, port, metrics: this.metrics, health: this.health, log: this.log });
+      this.server = await this.o.serve({ host, port, metrics: this.o.metrics, health: this.o.health, log });
     } catch (err) {
-      this.log.warning(
+      log.warning(
         `cannot serve metrics on ${host}:${port} ([metrics] listen): ${describeError(err)}; running without metrics`,
       );
       return;
     }
-    this.log.info(
+    log.info(
       `metrics on http://${host.includes(':') ? `[${host}]` : host}:${this.server.address.port}/metrics, health on /healthz`,
     );
   }

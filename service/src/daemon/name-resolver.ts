@@ -87,8 +87,11 @@ export class NameResolver implements Part {
       if (this.reporter.changed(name, `ok ${next}`)) this.log.info(`resolved ${name} to ${next}`);
       this.addresses.set(name, next);
     } else if (this.reporter.changed(name, 'failed')) {
+      const meanwhile = before
+        ? `; keeping its last address ${before}`
+        : '; what needs it is left out until it resolves';
       this.log.warning(
-        `cannot resolve ${name} (${failure})${before ? `; keeping its last address ${before}` : '; what needs it is left out until it resolves'}; trying again in ${formatMs(this.timing.retry)}`,
+        `cannot resolve ${name} (${failure})${meanwhile}; trying again in ${formatMs(this.timing.retry)}`,
       );
     }
     this.timers.set(

@@ -12,8 +12,9 @@ import { monitorInterface } from '../host/monitor.js';
 import { nudge } from '../host/nudge.js';
 import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
 import { ApiNodePublisher } from '../kube/node-publisher.js';
-import { ListNodeSource, nodesApi, WatchNodeSource } from '../kube/node-source.js';
-import { ListExternalPeerSource, peersApi, WatchExternalPeerSource } from '../kube/peer-source.js';
+import { externalPeerSource, externalPeersApi } from '../kube/external-peer-source.js';
+import { nodeSource, nodesApi } from '../kube/node-source.js';
+import type { Discovery } from '../kube/source.js';
 import { createLogger, describeError, type Logger } from '../log/logger.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { createNotifier } from '../systemd/notify.js';
@@ -28,18 +29,12 @@ export { EXIT_CONFIG } from '../exit-status.js';
 async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
   const kc = await loadKubeconfig(config.kubernetes.kubeconfig);
   const k = config.kubernetes;
-  const everyMs = k.listIntervalSeconds * 1000;
-  const translate = { labels: [config.mesh.locationLabel] };
+  const discovery: Discovery =
+    k.discovery === 'watch' ? { mode: 'watch' } : { mode: 'list', intervalMs: k.listIntervalSeconds * 1000 };
   return {
     server: kc.getCurrentCluster()?.server ?? '?',
-    nodes:
-      k.discovery === 'watch'
-        ? new WatchNodeSource(nodesApi(kc), log, translate)
-        : new ListNodeSource(nodesApi(kc), log, everyMs, translate),
-    externalPeers:
-      k.discovery === 'watch'
-        ? new WatchExternalPeerSource(peersApi(kc), log)
-        : new ListExternalPeerSource(peersApi(kc), log, everyMs),
+    nodes: nodeSource(nodesApi(kc), log, discovery, { labels: [config.mesh.locationLabel] }),
+    externalPeers: externalPeerSource(externalPeersApi(kc), log, discovery),
     publisher: new ApiNodePublisher(kc),
     leases: (namespace) => leasesApi(kc, namespace),
     clusterCa: await clusterCa(kc),

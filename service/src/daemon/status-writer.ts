@@ -5,14 +5,13 @@
 import { describeError, type Logger } from '../log/logger.js';
 import { writeStatusFile, type StatusSnapshot } from '../status/snapshot.js';
 import { StateReporter } from '../util/backoff.js';
+import { DebouncedWriter } from '../util/debounced-writer.js';
 import type { Part } from './part.js';
 
 /** Writes the snapshot `build()` returns into the directory `dir()` names. */
 export class StatusWriter implements Part {
   readonly name = 'status writer';
-  private queued: NodeJS.Timeout | undefined;
-  private chain = Promise.resolve();
-  private stopped = false;
+  private readonly writer: DebouncedWriter<void>;
   private readonly reporter = new StateReporter();
 
   /** `delayMs`: how long a change waits for more before the file is written (asked each time). */
@@ -20,8 +19,10 @@ export class StatusWriter implements Part {
     private readonly dir: () => string,
     private readonly build: () => StatusSnapshot,
     private readonly log: Logger,
-    private readonly delayMs: () => number = () => 200,
-  ) {}
+    delayMs: () => number = () => 200,
+  ) {
+    this.writer = new DebouncedWriter({ write: () => this.write(), delayMs });
+  }
 
   start(): void {
     this.changed();
@@ -29,22 +30,12 @@ export class StatusWriter implements Part {
 
   /** Asks for a write shortly. */
   changed(): void {
-    if (this.queued || this.stopped) return;
-    this.queued = setTimeout(() => {
-      this.queued = undefined;
-      this.chain = this.chain.then(() => this.write());
-    }, this.delayMs());
+    void this.writer.changed();
   }
 
   /** Writes once more (the final state) and waits for the writes in progress. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.queued) {
-      clearTimeout(this.queued);
-      this.queued = undefined;
-    }
-    this.chain = this.chain.then(() => this.write());
-    await this.chain;
+    await this.writer.stop();
   }
 
   private async write(): Promise<void> {

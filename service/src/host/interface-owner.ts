@@ -30,6 +30,7 @@ import {
   setLinkUp,
   wireguardGoInstalled,
   type CreatedLink,
+  type CreateLinkOptions,
   type Implementation,
   type WireguardGoCheck,
 } from './link.js';
@@ -65,13 +66,20 @@ interface Recreator {
 
 /** Through systemd: start or restart `wg-quick@<if>.service`, which reads the config file. */
 class WgQuickUnit implements Recreator {
+  private readonly iface: string;
+  private readonly configFile: string;
+  private readonly runner: CommandRunner;
+  private readonly hasWireguardGo: WireguardGoCheck;
+
   constructor(
     private readonly units: UnitController,
-    private readonly iface: string,
-    private readonly configFile: string,
-    private readonly runner: CommandRunner,
-    private readonly hasWireguardGo: WireguardGoCheck,
-  ) {}
+    o: RecreatorOptions,
+  ) {
+    this.iface = o.iface;
+    this.configFile = o.configFile;
+    this.runner = o.runner;
+    this.hasWireguardGo = o.hasWireguardGo;
+  }
 
   async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     if (!(await source.writeFile()))
@@ -113,19 +121,21 @@ class WgQuickUnit implements Recreator {
 
 /** Without systemd: the daemon deletes, creates and configures the link itself. */
 class DirectLink implements Recreator {
-  constructor(
-    private readonly runner: CommandRunner,
-    private readonly iface: string,
-    private readonly implementation: 'auto' | Implementation,
-    private readonly log: Logger,
-    private readonly hasWireguardGo: WireguardGoCheck,
-  ) {}
+  private readonly runner: CommandRunner;
+  private readonly iface: string;
+  private readonly how: CreateLinkOptions;
+
+  constructor(o: RecreatorOptions) {
+    this.runner = o.runner;
+    this.iface = o.iface;
+    this.how = { implementation: o.implementation, log: o.log, hasWireguardGo: o.hasWireguardGo };
+  }
 
   async recreate(link: LinkStatus, source: InterfaceSource, why: string): Promise<Recreated> {
     const cfg = source.config();
     return inStep('interface', async () => {
       if (link.exists) await deleteLink(this.runner, this.iface);
-      const created = await createLink(this.runner, this.iface, this.implementation, this.log, this.hasWireguardGo);
+      const created = await createLink(this.runner, this.iface, this.how);
       await configureLink(this.runner, this.iface, cfg);
       const how = created.impl === 'kernel' ? 'kernel WireGuard' : 'userspace wireguard-go';
       return {
@@ -169,6 +179,9 @@ export interface InterfaceOwnerOptions {
   hasWireguardGo?: WireguardGoCheck;
 }
 
+/** The owner's options with the wireguard-go check settled: what the recreators are made from. */
+type RecreatorOptions = InterfaceOwnerOptions & { hasWireguardGo: WireguardGoCheck };
+
 /** Keeps one WireGuard interface as desired, through the owner chosen at start. */
 export class InterfaceOwner {
   private readonly recreator: Recreator;
@@ -179,12 +192,12 @@ export class InterfaceOwner {
   private implementationKnown = false;
 
   constructor(private readonly o: InterfaceOwnerOptions) {
-    const hasWireguardGo = o.hasWireguardGo ?? wireguardGoInstalled;
+    const parts = { ...o, hasWireguardGo: o.hasWireguardGo ?? wireguardGoInstalled };
     this.recreator = !o.createInterface
       ? new ExternalLink(o.runner, o.iface)
       : o.units
-        ? new WgQuickUnit(o.units, o.iface, o.configFile, o.runner, hasWireguardGo)
-        : new DirectLink(o.runner, o.iface, o.implementation, o.log, hasWireguardGo);
+        ? new WgQuickUnit(o.units, parts)
+        : new DirectLink(parts);
   }
 
   /** Who owns the interface, for the start-up log line. */

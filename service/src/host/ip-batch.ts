@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log/logger.js';
+import { SerialQueue } from '../util/serial-queue.js';
 
 interface Job {
   first: number;
@@ -24,7 +25,8 @@ export class IpBatch {
   private line = 0;
   private job: Job | undefined;
   private message: string[] = [];
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Batches, one at a time. */
+  private readonly batches = new SerialQueue();
 
   /** `command` runs `ip` (tests prefix it with nsenter to work inside a test namespace). */
   constructor(
@@ -35,9 +37,7 @@ export class IpBatch {
 
   /** Runs the lines in order; resolves with the error message of each failed line, by index. */
   run(lines: readonly string[]): Promise<Map<number, string>> {
-    const next = this.chain.then(() => this.runNow(lines));
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.batches.run(() => this.runNow(lines));
   }
 
   /** Ends the co-process. */

@@ -106,27 +106,35 @@ export async function kernelWireGuardError(runner: CommandRunner): Promise<strin
   return undefined;
 }
 
+/** How to install wireguard-go, in the words of the error messages. */
+const INSTALL_WIREGUARD_GO = 'Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go';
+
 /** What an admin must do on a node that has neither kernel WireGuard nor wireguard-go. */
 export function noWireGuardMessage(kernelError: string): string {
   return (
     'no WireGuard on this node: the kernel cannot create WireGuard links ' +
     `(ip link add … type wireguard: ${kernelError.replace(/\.$/, '')}; the wireguard module is missing, blacklisted or refused) ` +
-    'and wireguard-go is not installed. Install wireguard-go (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go) ' +
+    `and wireguard-go is not installed. Install wireguard-go (${INSTALL_WIREGUARD_GO}) ` +
     'or make the wireguard kernel module loadable (Linux 5.6 and later: modprobe wireguard)'
   );
 }
 
+/** How {@link createLink} makes the interface. */
+export interface CreateLinkOptions {
+  /** `auto` tries kernel WireGuard and falls back to wireguard-go. */
+  implementation: 'auto' | Implementation;
+  /** Takes wireguard-go's banner (at debug). */
+  log: Logger;
+  /** Whether wireguard-go is installed (default: looked up on this host). */
+  hasWireguardGo?: WireguardGoCheck;
+}
+
 /**
- * Creates the interface; `auto` tries kernel WireGuard and falls back to wireguard-go. The error
- * when neither exists says what to install.
+ * Creates the interface `name` as `how` says. The error when neither kernel WireGuard nor
+ * wireguard-go exists says what to install.
  */
-export async function createLink(
-  runner: CommandRunner,
-  name: string,
-  implementation: 'auto' | Implementation,
-  log: Logger,
-  hasWireguardGo: WireguardGoCheck = wireguardGoInstalled,
-): Promise<CreatedLink> {
+export async function createLink(runner: CommandRunner, name: string, how: CreateLinkOptions): Promise<CreatedLink> {
+  const { implementation, log, hasWireguardGo = wireguardGoInstalled } = how;
   let kernelError: string | undefined;
   if (implementation !== 'userspace') {
     const res = await runner.run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'], { allowFailure: true });
@@ -145,7 +153,8 @@ export async function createLink(
       throw new Error(
         kernelError !== undefined
           ? noWireGuardMessage(kernelError)
-          : `creating ${name} with wireguard-go (implementation = userspace): wireguard-go is not installed; install it (Debian, Ubuntu: apt install wireguard-go; Fedora: dnf install wireguard-go)`,
+          : `creating ${name} with wireguard-go (implementation = userspace): wireguard-go is not installed; ` +
+              `install it (${INSTALL_WIREGUARD_GO})`,
       );
     }
     throw new Error(

@@ -1,8 +1,8 @@
 /**
  * Plain HTTP(S) requests to the API server with the kubeconfig's credentials: a JSON GET, POST or
- * PUT with a timeout (list pages, leader Leases) and a watch stream of newline-delimited events that can be aborted — raw
- * JSON in both cases, so large lists are translated item by item instead of being deserialised
- * into client-node's model classes first.
+ * PUT with a timeout (list pages, leader Leases) and a watch stream of newline-delimited events
+ * that can be aborted — raw JSON in both cases, so large lists are translated item by item
+ * instead of being deserialised into client-node's model classes first.
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -61,27 +61,34 @@ function readBody(res: http.IncomingMessage): Promise<string> {
 
 /** GETs `path` and parses the JSON answer; rejects on a non-2xx answer or after `timeoutMs`. */
 export async function getJson(kc: KubeConfig, path: string, query: Query, timeoutMs: number): Promise<unknown> {
-  return requestJson(kc, path, query, timeoutMs);
+  return requestJson(kc, path, { query, timeoutMs });
 }
 
-/** POSTs (creates) or PUTs (replaces) a JSON object at `path` and parses the answer; rejects like getJson. */
-export async function sendJson(
-  kc: KubeConfig,
-  method: 'POST' | 'PUT',
-  path: string,
-  body: unknown,
-  timeoutMs: number,
-): Promise<unknown> {
-  return requestJson(kc, path, {}, timeoutMs, { method, body: JSON.stringify(body) });
+/** A JSON body to send, and how (create or replace). */
+export interface JsonSend {
+  method: 'POST' | 'PUT';
+  body: unknown;
 }
 
-async function requestJson(
-  kc: KubeConfig,
-  path: string,
-  query: Query,
-  timeoutMs: number,
-  send?: { method: 'POST' | 'PUT'; body: string },
-): Promise<unknown> {
+/** POSTs (creates) or PUTs (replaces) `send.body` as JSON at `path` and parses the answer; rejects like getJson. */
+export async function sendJson(kc: KubeConfig, path: string, send: JsonSend, timeoutMs: number): Promise<unknown> {
+  return requestJson(kc, path, {
+    query: {},
+    timeoutMs,
+    send: { method: send.method, body: JSON.stringify(send.body) },
+  });
+}
+
+/** One JSON request: a GET with `query`, or the `send` given, answered within `timeoutMs`. */
+interface JsonRequest {
+  query: Query;
+  timeoutMs: number;
+  send?: { method: 'POST' | 'PUT'; body: string };
+}
+
+/** Makes one JSON request and parses the answer; rejects on a non-2xx answer or after the timeout. */
+async function requestJson(kc: KubeConfig, path: string, r: JsonRequest): Promise<unknown> {
+  const { query, timeoutMs, send } = r;
   const what = `${send?.method ?? 'GET'} ${path}`;
   const { req, response } = await open(kc, path, query, send);
   const timer = setTimeout(
@@ -105,19 +112,24 @@ export interface WatchHandle {
   abort(): void;
 }
 
-/**
- * Opens a watch on `path` and calls `onEvent` with every parsed event line; `onOpen` once the
- * server accepted it; `onEnd` once, when the stream ends (with the error, if any). Rejects when
- * the request cannot be made.
- */
+/** What a watch reports to. */
+export interface WatchHandlers {
+  /** Every parsed event line. */
+  onEvent: (event: { type?: string; object?: unknown }) => void;
+  /** Once, when the stream ends (with the error, if any). */
+  onEnd: (err?: unknown) => void;
+  /** Once the server accepted the watch. */
+  onOpen?: () => void;
+}
+
+/** Opens a watch on `path`, reporting to `handlers`; rejects when the request cannot be made. */
 export async function watchStream(
   kc: KubeConfig,
   path: string,
   query: Query,
-  onEvent: (event: { type?: string; object?: unknown }) => void,
-  onEnd: (err?: unknown) => void,
-  onOpen?: () => void,
+  handlers: WatchHandlers,
 ): Promise<WatchHandle> {
+  const { onEvent, onEnd, onOpen } = handlers;
   const { req, response } = await open(kc, path, { ...query, watch: true });
   let ended = false;
   const end = (err?: unknown): void => {

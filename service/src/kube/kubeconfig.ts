@@ -38,7 +38,8 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
     // The cause is not attached: its text ("ENOENT: … access …") only repeats the message.
     throw new KubeconfigError(
       code === 'ENOENT'
-        ? `kubeconfig ${path} does not exist: create it with \`wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE\` (see /usr/share/doc/wg-overlay/install.md)`
+        ? `kubeconfig ${path} does not exist: ` +
+            'create it with `wg-overlay kubeconfig --server URL --ca CA_FILE --token-file TOKEN_FILE` (see /usr/share/doc/wg-overlay/install.md)'
         : `kubeconfig ${path} is not readable (${code ?? 'error'})`,
     );
   }
@@ -69,7 +70,8 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
     } catch (err) {
       if (!(err instanceof TokenFileError)) throw err;
       throw new KubeconfigError(
-        `kubeconfig ${path}: ${err.message}: write the token with \`wg-overlay kubeconfig --token-only --token-file FILE\` (see /usr/share/doc/wg-overlay/install.md)`,
+        `kubeconfig ${path}: ${err.message}: ` +
+          'write the token with `wg-overlay kubeconfig --token-only --token-file FILE` (see /usr/share/doc/wg-overlay/install.md)',
       );
     }
     kc.addAuthenticator(new TokenFileAuthenticator(user.name, tokenFile));

@@ -75,10 +75,16 @@ export function leasesApi(kc: KubeConfig, namespace: string, timeoutMs = 10_000)
     list: async (query) =>
       (await getJson(kc, leasesPath, { ...query, labelSelector: selector }, timeoutMs)) as ListPage,
     watch: (query, onEvent, onEnd, onOpen) =>
-      watchStream(kc, leasesPath, { ...query, labelSelector: selector }, onEvent, onEnd, onOpen),
-    create: async (lease) => (await sendJson(kc, 'POST', leasesPath, lease, timeoutMs)) as LeaseObject,
+      watchStream(kc, leasesPath, { ...query, labelSelector: selector }, { onEvent, onEnd, onOpen }),
+    create: async (lease) =>
+      (await sendJson(kc, leasesPath, { method: 'POST', body: lease }, timeoutMs)) as LeaseObject,
     replace: async (lease) =>
-      (await sendJson(kc, 'PUT', `${leasesPath}/${lease.metadata.name}`, lease, timeoutMs)) as LeaseObject,
+      (await sendJson(
+        kc,
+        `${leasesPath}/${lease.metadata.name}`,
+        { method: 'PUT', body: lease },
+        timeoutMs,
+      )) as LeaseObject,
   };
 }
 

@@ -1,8 +1,10 @@
 /**
- * The bearer token of a kubeconfig user's `tokenFile`, read afresh for every request so that a token rotated on disk is used without a restart.
+ * The bearer token of a kubeconfig user's `tokenFile`, read afresh for every request so that a
+ * token rotated on disk is used without a restart.
  */
 import { readFile } from 'node:fs/promises';
 import type * as k8s from '@kubernetes/client-node';
+import { whyUnreadable } from '../util/read-failure.js';
 
 /** A token file that cannot be used; the message names the file, never the token. */
 export class TokenFileError extends Error {
@@ -18,7 +20,6 @@ export function parseToken(text: string, what: string): string {
   if (token === '') throw new TokenFileError(`${what}: the file is empty`);
   if (/\s/.test(token))
     throw new TokenFileError(`${what}: the token contains whitespace or several lines; put only the token in the file`);
-  // eslint-disable-next-line no-control-regex
   if (/[^\x21-\x7e]/.test(token)) throw new TokenFileError(`${what}: the token contains non-printable characters`);
   return token;
 }
@@ -29,17 +30,17 @@ export async function readTokenFile(path: string): Promise<string> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new TokenFileError(
-      `token file ${path} ${code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable (permission denied)' : `cannot be read (${code ?? 'error'})`}`,
-    );
+    throw new TokenFileError(`token file ${path} ${whyUnreadable(err)}`);
   }
   return parseToken(text, `token file ${path}`);
 }
 
 type Authenticator = Parameters<k8s.KubeConfig['addAuthenticator']>[0];
 
-/** Authenticates every request of kubeconfig user `userName` (API calls and each watch (re)connection) with the token now in `path`, which client-node 1.4 itself would read once at most. */
+/**
+ * Authenticates every request of kubeconfig user `userName` (API calls and each watch
+ * (re)connection) with the token now in `path`, which client-node 1.4 itself would read once at most.
+ */
 export class TokenFileAuthenticator implements Authenticator {
   constructor(
     readonly userName: string,

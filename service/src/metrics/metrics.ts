@@ -8,7 +8,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApplyStep } from '../host/apply-error.js';
 import type { DesiredState } from '../mesh/types.js';
-import type { ReconcileReport } from '../status/report.js';
+import type { ReconcileReport } from '../daemon/report.js';
 
 /** The step of a run an apply error came from (the `kind` label of apply errors). */
 export type ApplyErrorKind = ApplyStep | 'other';
@@ -32,6 +32,42 @@ export interface MetricsOptions {
   now?: () => number;
 }
 
+/** Makers of gauges and counters (with the label names given, if any) registered in `registry` only. */
+function metricMakers(registry: Registry) {
+  const registers = [registry];
+  return {
+    gauge: <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> =>
+      new Gauge<L>({ name, help, labelNames, registers }),
+    counter: <L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> =>
+      new Counter<L>({ name, help, labelNames, registers }),
+  };
+}
+
+/** The per-peer handshake age, read from the device at scrape time with `read` (no series without a device). */
+function handshakeAges(registry: Registry, read: () => Promise<PeerHandshake[]>, now: () => number): void {
+  new Gauge({
+    name: 'wg_overlay_peer_latest_handshake_age_seconds',
+    help: 'Seconds since the latest WireGuard handshake with each peer (+Inf = never), read from the device at scrape time.',
+    labelNames: ['kind', 'name'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      let list: PeerHandshake[];
+      try {
+        list = await read();
+      } catch {
+        return; // no device: no per-peer series
+      }
+      const nowS = now() / 1000;
+      for (const p of list)
+        this.set(
+          { kind: p.kind, name: p.name },
+          p.latestHandshake > 0 ? Math.max(0, Math.round(nowS - p.latestHandshake)) : Infinity,
+        );
+    },
+  });
+}
+
 /** Every metric of the daemon in one private registry. */
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -50,93 +86,58 @@ export class DaemonMetrics {
   private skippedOf: unknown;
 
   constructor(private readonly opts: MetricsOptions) {
-    const registers = [this.registry];
-    const now = opts.now ?? Date.now;
-    new Gauge({
-      name: 'wg_overlay_info',
-      help: 'Always 1; labels name the version, node and interface.',
-      labelNames: ['version', 'node', 'interface'],
-      registers,
-    }).set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
-    this.peers = new Gauge({
-      name: 'wg_overlay_peers',
-      help: 'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).',
-      labelNames: ['kind'],
-      registers,
-    });
+    const { gauge, counter } = metricMakers(this.registry);
+    gauge('wg_overlay_info', 'Always 1; labels name the version, node and interface.', [
+      'version',
+      'node',
+      'interface',
+    ]).set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
+    this.peers = gauge(
+      'wg_overlay_peers',
+      'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).',
+      ['kind'],
+    );
     this.peers.set({ kind: 'node' }, 0);
     this.peers.set({ kind: 'peer' }, 0);
-    this.skipped = new Gauge({
-      name: 'wg_overlay_skipped',
-      help: 'Nodes and Peers (or parts of them) left out of the mesh, by kind and reason.',
-      labelNames: ['kind', 'reason'],
-      registers,
-    });
-    this.reconciles = new Counter({
-      name: 'wg_overlay_reconciles_total',
-      help: 'Reconcile runs, by result (ok or error).',
-      labelNames: ['result'],
-      registers,
-    });
+    this.skipped = gauge(
+      'wg_overlay_skipped',
+      'Nodes and Peers (or parts of them) left out of the mesh, by kind and reason.',
+      ['kind', 'reason'],
+    );
+    this.reconciles = counter('wg_overlay_reconciles_total', 'Reconcile runs, by result (ok or error).', ['result']);
     this.reconciles.inc({ result: 'ok' }, 0);
     this.reconciles.inc({ result: 'error' }, 0);
     this.duration = new Histogram({
       name: 'wg_overlay_reconcile_duration_seconds',
       help: 'Duration of reconcile runs.',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
+      registers: [this.registry],
     });
-    this.applyErrors = new Counter({
-      name: 'wg_overlay_apply_errors_total',
-      help: 'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).',
-      labelNames: ['kind'],
-      registers,
-    });
-    this.leading = new Gauge({
-      name: 'wg_overlay_location_leader',
-      help: 'Whether this node leads its location (1) or not (0), with granularity = location.',
-      registers,
-    });
-    this.leaderChanges = new Counter({
-      name: 'wg_overlay_leader_changes_total',
-      help: "Times the leader of this node's location changed (granularity = location).",
-      registers,
-    });
+    this.applyErrors = counter(
+      'wg_overlay_apply_errors_total',
+      'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).',
+      ['kind'],
+    );
+    this.leading = gauge(
+      'wg_overlay_location_leader',
+      'Whether this node leads its location (1) or not (0), with granularity = location.',
+    );
+    this.leaderChanges = counter(
+      'wg_overlay_leader_changes_total',
+      "Times the leader of this node's location changed (granularity = location).",
+    );
     this.leaderChanges.inc(0);
-    this.lastSync = new Gauge({
-      name: 'wg_overlay_last_successful_sync_timestamp_seconds',
-      help: 'Unix time of the last run that applied the full desired state (0 = never).',
-      registers,
-    });
+    this.lastSync = gauge(
+      'wg_overlay_last_successful_sync_timestamp_seconds',
+      'Unix time of the last run that applied the full desired state (0 = never).',
+    );
     this.lastSync.set(0);
-    this.watchUp = new Gauge({
-      name: 'wg_overlay_watch_up',
-      help: 'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).',
-      labelNames: ['resource'],
-      registers,
-    });
-    const read = opts.readHandshakes;
-    new Gauge({
-      name: 'wg_overlay_peer_latest_handshake_age_seconds',
-      help: 'Seconds since the latest WireGuard handshake with each peer (+Inf = never), read from the device at scrape time.',
-      labelNames: ['kind', 'name'],
-      registers,
-      async collect() {
-        this.reset();
-        let list: PeerHandshake[];
-        try {
-          list = await read();
-        } catch {
-          return; // no device: no per-peer series
-        }
-        const nowS = now() / 1000;
-        for (const p of list)
-          this.set(
-            { kind: p.kind, name: p.name },
-            p.latestHandshake > 0 ? Math.max(0, Math.round(nowS - p.latestHandshake)) : Infinity,
-          );
-      },
-    });
+    this.watchUp = gauge(
+      'wg_overlay_watch_up',
+      'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).',
+      ['resource'],
+    );
+    handshakeAges(this.registry, opts.readHandshakes, opts.now ?? Date.now);
   }
 
   /** Records one reconcile run and the desired state it worked from. */

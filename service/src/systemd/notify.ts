@@ -72,7 +72,8 @@ export function createNotifier(log: Logger, env: NodeJS.ProcessEnv = process.env
       write(socketFd, Buffer.from(notifyDatagram(assignments)), (err) => {
         if (err) {
           log.warning(
-            `notifying systemd through file descriptor ${socketFd} (${NOTIFY_FD_ENV}) failed: ${describeError(err)}; using systemd-notify from now on`,
+            `notifying systemd through file descriptor ${socketFd} (${NOTIFY_FD_ENV}) failed: ${describeError(err)}; ` +
+              'using systemd-notify from now on',
           );
           resolve(false);
         } else {

@@ -63,10 +63,19 @@ export interface SystemdUnitsOptions {
   probeTimeoutMs?: number;
 }
 
+/** Where a D-Bus method call goes: a bus name, an object path and an interface. */
 interface Target {
   destination: string;
   path: string;
   interface: string;
+}
+
+/** One D-Bus method call: where it goes, the method, and its arguments with their signature. */
+interface MethodCall {
+  target: Target;
+  member: string;
+  signature: string;
+  body: unknown[];
 }
 
 /** One restartUnit/startUnit in progress. */
@@ -217,10 +226,7 @@ export class SystemdUnits implements UnitController {
     try {
       const reply = await this.call(
         conn,
-        MANAGER,
-        verb,
-        'ss',
-        [unit, 'replace'],
+        { target: MANAGER, member: verb, signature: 'ss', body: [unit, 'replace'] },
         Math.max(1, deadline - Date.now()),
         (s) => {
           serial = s;
@@ -314,8 +320,8 @@ export class SystemdUnits implements UnitController {
     });
 
     conn.ready = Promise.all([
-      this.call(conn, BUS_DAEMON, 'AddMatch', 's', [JOB_REMOVED_MATCH], timeoutMs),
-      this.call(conn, MANAGER, 'Subscribe', '', [], timeoutMs),
+      this.call(conn, { target: BUS_DAEMON, member: 'AddMatch', signature: 's', body: [JOB_REMOVED_MATCH] }, timeoutMs),
+      this.call(conn, { target: MANAGER, member: 'Subscribe', signature: '', body: [] }, timeoutMs),
     ]).then(
       () => {
         conn.isReady = true;
@@ -396,13 +402,11 @@ export class SystemdUnits implements UnitController {
    */
   private call(
     conn: Connection,
-    target: Target,
-    member: string,
-    signature: string,
-    body: unknown[],
+    method: MethodCall,
     timeoutMs: number,
     onSent?: (serial: number) => void,
   ): Promise<dbus.Message> {
+    const { target, member, signature, body } = method;
     return new Promise<dbus.Message>((resolve, reject) => {
       if (conn.lost) {
         reject(new LinkError(member, 'D-Bus connection lost before the call was sent'));

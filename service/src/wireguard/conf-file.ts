@@ -5,14 +5,14 @@
  */
 import { describeError, type Logger } from '../log/logger.js';
 import { StateReporter } from '../util/backoff.js';
+import { DebouncedWriter } from '../util/debounced-writer.js';
 import { writeWgQuickFile, type WgQuickConfig } from './wgquick.js';
 
 /** Keeps one wg-quick file equal to the latest config, written off the hot path. */
 export class WgQuickFile {
   private pending: (() => WgQuickConfig) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private chain: Promise<boolean> = Promise.resolve(true);
   private ok = true;
+  private readonly writer: DebouncedWriter<boolean>;
   private readonly reporter = new StateReporter();
   /** Why the file could not be written the last time (undefined once it could). */
   error: string | undefined;
@@ -24,29 +24,23 @@ export class WgQuickFile {
   constructor(
     private readonly path: string,
     private readonly log: Logger,
-    private readonly delayMs: number | (() => number) = 300,
-  ) {}
+    delayMs: number | (() => number) = 300,
+  ) {
+    this.writer = new DebouncedWriter({
+      write: () => this.writePending(),
+      delayMs: typeof delayMs === 'number' ? () => delayMs : delayMs,
+    });
+  }
 
   /** Takes the latest config (built only when it is written); it is written after the delay (at once when the delay is 0). */
   async set(cfg: () => WgQuickConfig): Promise<void> {
     this.pending = cfg;
-    const delay = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs();
-    if (delay === 0) {
-      await this.flush();
-      return;
-    }
-    this.timer ??= setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, delay);
+    await this.writer.changed();
   }
 
   /** Writes the pending config now (writes never overlap); resolves whether the file is current. */
   flush(): Promise<boolean> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.chain = this.chain.then(() => this.writePending());
-    return this.chain;
+    return this.writer.flush();
   }
 
   private async writePending(): Promise<boolean> {

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { kubeconfigCommand } from '../../../service/src/cli/kubeconfig.js';
 import { loadKubeconfig } from '../../../service/src/kube/kubeconfig.js';
 import { ApiNodePublisher } from '../../../service/src/kube/node-publisher.js';
-import { nodesApi, WatchNodeSource } from '../../../service/src/kube/node-source.js';
+import { nodeSource, nodesApi } from '../../../service/src/kube/node-source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import { KubeApiServer } from '../../kube-api/server.js';
@@ -64,7 +64,7 @@ describe('integration: kube: token rotation without a restart', function () {
     );
 
     const kc = await loadKubeconfig(kubeconfig);
-    const source = new WatchNodeSource(nodesApi(kc), memoryLogger());
+    const source = nodeSource(nodesApi(kc), memoryLogger(), { mode: 'watch' });
     const publisher = new ApiNodePublisher(kc);
     let nodes: MeshNode[] = [];
     source.start({

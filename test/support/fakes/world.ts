@@ -10,7 +10,7 @@ import { wireStep } from '../../../service/src/daemon/step-wiring.js';
 import type { NodePublisher } from '../../../service/src/kube/node-publisher.js';
 import type { Logger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer, MeshNode } from '../../../service/src/mesh/types.js';
-import type { ReconcileReport } from '../../../service/src/status/report.js';
+import type { ReconcileReport } from '../../../service/src/daemon/report.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
 import { WgQuickFile } from '../../../service/src/wireguard/conf-file.js';
 import type { FakeHost } from './host.js';

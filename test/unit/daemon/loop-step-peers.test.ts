@@ -14,7 +14,7 @@ import type { MeshNode, ExternalPeer } from '../../../service/src/mesh/types.js'
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { FakeHost } from '../../support/fakes/host.js';
 import { reconcileWorld } from '../../support/fakes/world.js';
-import type { ReconcileReport } from '../../../service/src/status/report.js';
+import type { ReconcileReport } from '../../../service/src/daemon/report.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 
 const PRIV = generatePrivateKey();

@@ -18,7 +18,7 @@ import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/w
 import { FakeHost } from '../../support/fakes/host.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
 import { reconcileWorld } from '../../support/fakes/world.js';
-import type { ReconcileReport } from '../../../service/src/status/report.js';
+import type { ReconcileReport } from '../../../service/src/daemon/report.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);

@@ -15,7 +15,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_CONFIG_PATH, defaultConfig } from '../../../service/src/config/config.js';
 import { EXIT_CONFIG } from '../../../service/src/exit-status.js';
-import { PEER_GROUP, PEER_PLURAL } from '../../../service/src/kube/kilo-peer.js';
+import { EXTERNAL_PEER_GROUP, EXTERNAL_PEER_PLURAL } from '../../../service/src/kube/external-peer-translate.js';
 import { VERSION } from '../../../service/src/version.js';
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -333,8 +333,8 @@ const API_CALLS: Record<string, (args: string) => string[]> = {
   readNode: () => ['/nodes get'],
   patchNode: () => ['/nodes patch'],
   listClusterCustomObject: (args) =>
-    args.includes('PEER_GROUP') && args.includes('PEER_PLURAL')
-      ? [`${PEER_GROUP}/${PEER_PLURAL} list`]
+    args.includes('EXTERNAL_PEER_GROUP') && args.includes('EXTERNAL_PEER_PLURAL')
+      ? [`${EXTERNAL_PEER_GROUP}/${EXTERNAL_PEER_PLURAL} list`]
       : [`unknown custom object ${args}`],
   // The reflector's own interface: the grants come from where its list and watch are made (below).
   list: () => [],
@@ -346,7 +346,7 @@ const API_CALLS: Record<string, (args: string) => string[]> = {
 /** Collection paths → resources (a GET of a collection is a list; a watch stream is a watch). */
 const PATHS: Record<string, string> = {
   NODES_PATH: '/nodes',
-  PEER_API_PATH: `${PEER_GROUP}/${PEER_PLURAL}`,
+  EXTERNAL_PEER_API_PATH: `${EXTERNAL_PEER_GROUP}/${EXTERNAL_PEER_PLURAL}`,
   leasesPath: 'coordination.k8s.io/leases',
 };
 

@@ -13,7 +13,7 @@ import {
 import type { ExternalPeer } from '../../../../service/src/mesh/types.js';
 import { decideMembership } from '../../../../service/src/mesh/membership/membership.js';
 import { formatCidr } from '../../../../service/src/net/ip.js';
-import { toExternalPeer as toMeshPeer } from '../../../../service/src/kube/kilo-peer.js';
+import { toExternalPeer as toMeshPeer } from '../../../../service/src/kube/external-peer-translate.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const SETTINGS: MeshSettings = MESH_SETTINGS;

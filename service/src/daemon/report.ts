@@ -1,9 +1,10 @@
 /**
- * What one reconcile run reports, for the status file, the metrics and the health verdict.
+ * What one run of the reconcile loop (`daemon/loop.ts`) reports: read by the status view, the
+ * metrics and the health verdict, but the loop's own result (hence here, not in `status/`).
  */
 import type { ApplyStep } from '../host/apply-error.js';
 
-/** A summary of the latest run. */
+/** A summary of one reconcile run: whether it applied, what it changed, how long it took. */
 export interface ReconcileReport {
   ok: boolean;
   error?: string;

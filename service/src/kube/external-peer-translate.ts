@@ -1,24 +1,25 @@
 /**
- * Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1, cluster-scoped) at the Kubernetes
- * boundary: where the API serves it, and its translation into the core's plain `ExternalPeer`
- * (fields as found, bounded in length; the core validates them).
+ * The external-peer boundary: Kilo's `Peer` custom resource (kilo.squat.ai/v1alpha1,
+ * cluster-scoped), where the API serves it, and its translation into the core's plain
+ * `ExternalPeer` (fields as found, bounded in length; the core validates them), as
+ * `node-translate.ts` does for Nodes.
  */
 import type { ExternalPeer } from '../mesh/types.js';
 
-/** API group of Kilo's Peer resource. */
-export const PEER_GROUP = 'kilo.squat.ai';
-/** API version of Kilo's Peer resource. */
-export const PEER_VERSION = 'v1alpha1';
-/** Resource (plural) name of Kilo's Peer resource. */
-export const PEER_PLURAL = 'peers';
-/** The API path of the Peer collection (cluster-scoped). */
-export const PEER_API_PATH = `/apis/${PEER_GROUP}/${PEER_VERSION}/${PEER_PLURAL}`;
+/** API group of the external-peer resource (Kilo's Peer). */
+export const EXTERNAL_PEER_GROUP = 'kilo.squat.ai';
+/** API version of the external-peer resource. */
+export const EXTERNAL_PEER_VERSION = 'v1alpha1';
+/** Resource (plural) name of the external-peer resource. */
+export const EXTERNAL_PEER_PLURAL = 'peers';
+/** The API path of the external-peer collection (cluster-scoped). */
+export const EXTERNAL_PEER_API_PATH = `/apis/${EXTERNAL_PEER_GROUP}/${EXTERNAL_PEER_VERSION}/${EXTERNAL_PEER_PLURAL}`;
 
-/** Longest string accepted from a Peer's spec field; longer values are cut (and then fail validation). */
-const MAX_PEER_FIELD_LENGTH = 1024;
+/** Longest string accepted from an external peer's spec field; longer values are cut (and then fail validation). */
+const MAX_FIELD_LENGTH = 1024;
 
-/** Kilo's Peer as it arrives from the API (untrusted JSON). */
-export interface PeerObject {
+/** An external peer (Kilo's Peer) as it arrives from the API (untrusted JSON). */
+export interface ExternalPeerObject {
   metadata?: { name?: string; creationTimestamp?: string | Date };
   spec?: unknown;
 }
@@ -31,7 +32,7 @@ function isObjectName(s: string): boolean {
 /** A field as text (cut to a safe length); numbers and other JSON as their JSON text. */
 function asText(v: unknown): string {
   const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
-  return s.length > MAX_PEER_FIELD_LENGTH ? s.slice(0, MAX_PEER_FIELD_LENGTH) : s;
+  return s.length > MAX_FIELD_LENGTH ? s.slice(0, MAX_FIELD_LENGTH) : s;
 }
 
 /** A field as a number: undefined when absent, NaN when not a number. */
@@ -40,8 +41,8 @@ function asNumber(v: unknown): number | undefined {
   return typeof v === 'number' ? v : NaN;
 }
 
-/** Translates a Peer object into an ExternalPeer; undefined without a usable name. */
-export function toExternalPeer(obj: PeerObject): ExternalPeer | undefined {
+/** Translates an external-peer object (Kilo's Peer) into an ExternalPeer; undefined without a usable name. */
+export function toExternalPeer(obj: ExternalPeerObject): ExternalPeer | undefined {
   const name = obj.metadata?.name;
   if (typeof name !== 'string' || !isObjectName(name)) return undefined;
   const created = obj.metadata?.creationTimestamp;
@@ -68,9 +69,4 @@ export function toExternalPeer(obj: PeerObject): ExternalPeer | undefined {
     endpoint:
       ep === undefined ? undefined : { dns: optText(dnsOrIP.dns), ip: optText(dnsOrIP.ip), port: asNumber(ep.port) },
   };
-}
-
-/** Converts Peer objects into ExternalPeers, dropping unnamed ones. */
-export function translateExternalPeers(items: readonly unknown[]): ExternalPeer[] {
-  return items.map((o) => toExternalPeer(o as PeerObject)).filter((p): p is ExternalPeer => p !== undefined);
 }

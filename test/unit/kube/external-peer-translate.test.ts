@@ -1,14 +1,20 @@
 /**
- * The shipped Peer CRD (packaging/kubernetes/crd-peer.yaml) is Kilo's definition: same group,
- * names, scope, version and schema (types, required fields), so Kilo Peer manifests apply
- * unchanged. The Kilo manifest fixture used by the e2e test is the one in the seeds, verbatim,
- * and translates into the Peer the daemon then skips for its placeholder key.
+ * The external-peer resource as `kube/external-peer-translate.ts` reads it: the shipped Peer CRD
+ * (packaging/kubernetes/crd-peer.yaml) is Kilo's definition, with the group, version and plural the
+ * daemon lists and watches: same names, scope and schema (types, required fields), so Kilo Peer
+ * manifests apply unchanged. The Kilo manifest fixture used by the e2e test is the one in the
+ * seeds, verbatim, and translates into the external peer the daemon then skips for its placeholder key.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
-import { toExternalPeer as toMeshPeer } from '../../../service/src/kube/kilo-peer.js';
-import { validateExternalPeer as validatePeer } from '../../../service/src/mesh/membership/external-peers.js';
+import {
+  EXTERNAL_PEER_GROUP,
+  EXTERNAL_PEER_PLURAL,
+  EXTERNAL_PEER_VERSION,
+  toExternalPeer,
+} from '../../../service/src/kube/external-peer-translate.js';
+import { validateExternalPeer } from '../../../service/src/mesh/membership/external-peers.js';
 
 const ROOT = new URL('../../../..', import.meta.url);
 const CRD = new URL('packaging/kubernetes/crd-peer.yaml', ROOT);
@@ -43,7 +49,7 @@ function shape(s: Schema | undefined): unknown {
   };
 }
 
-describe('unit: Kilo Peer CRD and manifests', () => {
+describe("unit: external peers: Kilo's Peer CRD, manifests and translation", () => {
   it('crd-peer.yaml defines peers.kilo.squat.ai exactly as Kilo does', () => {
     // loadYaml returns client-node's model classes: compare their plain JSON form.
     const crd = JSON.parse(JSON.stringify(k8s.loadYaml(readFileSync(CRD, 'utf8')))) as {
@@ -62,11 +68,13 @@ describe('unit: Kilo Peer CRD and manifests', () => {
       versions: Array<{ name: string; served: boolean; storage: boolean; schema: { openAPIV3Schema: Schema } }>;
     };
     assert.equal(spec.group, 'kilo.squat.ai');
+    assert.equal(spec.group, EXTERNAL_PEER_GROUP, 'the group the daemon lists and watches');
     assert.equal(spec.scope, 'Cluster');
     assert.deepEqual(spec.names, { kind: 'Peer', listKind: 'PeerList', plural: 'peers', singular: 'peer' });
     assert.equal(spec.versions.length, 1);
     const v = spec.versions[0]!;
     assert.deepEqual([v.name, v.served, v.storage], ['v1alpha1', true, true]);
+    assert.deepEqual([v.name, spec.names.plural], [EXTERNAL_PEER_VERSION, EXTERNAL_PEER_PLURAL]);
     // Kilo 0.7's schema (manifests/crds.yaml), types and required fields.
     const kilo = {
       type: 'object',
@@ -106,13 +114,13 @@ describe('unit: Kilo Peer CRD and manifests', () => {
     assert.equal(readFileSync(FIXTURE, 'utf8'), block);
   });
 
-  it('the fixture translates into a Peer that is skipped for its invalid public key', () => {
+  it('the fixture translates into an external peer that is skipped for its invalid public key', () => {
     const obj = k8s.loadYaml<{ metadata: { name: string }; spec: unknown }>(readFileSync(FIXTURE, 'utf8'));
-    const p = toMeshPeer(obj);
+    const p = toExternalPeer(obj);
     assert.ok(p);
     assert.deepEqual(p.allowedIPs, ['10.5.0.2/32']);
     assert.equal(p.persistentKeepalive, 25);
-    const v = validatePeer(p);
+    const v = validateExternalPeer(p);
     assert.ok(!v.ok);
     assert.equal(v.skip.reason, 'invalid-public-key');
     assert.match(v.skip.message, /^invalid public key "YOUR_PUBLIC_KEY_HERE"/);

@@ -1,8 +1,9 @@
 /**
- * Peer discovery against the Kubernetes API test server: without the Peer CRD the watch source
- * reports `absent` and an empty list, warns once and looks again slowly (never fatal); once the
- * CRD appears it lists and watches Peers, follows creates, changes and deletes, survives dropped
- * watches, and warns with an RBAC hint on 403. The list source (discovery = list) never watches.
+ * External-peer discovery (Kilo's Peers) against the Kubernetes API test server: without the Peer
+ * CRD the watch source reports `absent` and an empty list, warns once and looks again slowly (never
+ * fatal); once the CRD appears it lists and watches Peers, follows creates, changes and deletes,
+ * survives dropped watches, and warns with an RBAC hint on 403. The list source (discovery = list)
+ * never watches.
  * The watch source gives up on a start that never gets an answer and starts over, instead of
  * waiting minutes for the kernel to time the connection out.
  */
@@ -11,19 +12,18 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as k8s from '@kubernetes/client-node';
 import {
-  ListExternalPeerSource as ListPeerSource,
-  listExternalPeers as listPeers,
-  peersApi,
-  WatchExternalPeerSource as WatchPeerSource,
-} from '../../../service/src/kube/peer-source.js';
-import type { SourceState as PeerSourceState } from '../../../service/src/kube/source.js';
+  externalPeerSource,
+  externalPeersApi,
+  listExternalPeers,
+} from '../../../service/src/kube/external-peer-source.js';
+import type { SourceState } from '../../../service/src/kube/source.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import type { ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { KEYS } from '../../support/fakes/fixtures.js';
 import { until } from '../../support/wait.js';
 
-function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
+function externalPeer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
   return {
     apiVersion: 'kilo.squat.ai/v1alpha1',
     kind: 'Peer',
@@ -34,26 +34,26 @@ function peer(name: string, ip: string, key: string = KEYS[3]): KubeObject {
 
 /** Records what a source reports. */
 function recorder() {
-  const states: PeerSourceState[] = [];
-  let peers: ExternalPeer[] | undefined;
+  const states: SourceState[] = [];
+  let list: ExternalPeer[] | undefined;
   return {
     states,
-    get peers() {
-      return peers;
+    get externalPeers() {
+      return list;
     },
-    names: () => (peers ?? []).map((p) => p.name).sort(),
+    names: () => (list ?? []).map((p) => p.name).sort(),
     handler: {
       onList: (p: ExternalPeer[]) => {
-        peers = p;
+        list = p;
       },
-      onState: (s: PeerSourceState) => {
+      onState: (s: SourceState) => {
         states.push(s);
       },
     },
   };
 }
 
-describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
+describe('integration: external-peer discovery (kilo.squat.ai Peers)', function () {
   this.timeout(30_000);
   let server: KubeApiServer;
   let kc: k8s.KubeConfig;
@@ -71,34 +71,39 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
   it('without the CRD: absent, an empty list and one warning; then the CRD appears and Peers are watched', async () => {
     const log = memoryLogger();
     const rec = recorder();
-    const source = new WatchPeerSource(peersApi(kc), log, 300);
+    const source = externalPeerSource(externalPeersApi(kc), log, { mode: 'watch' }, 300);
     source.start(rec.handler);
     try {
       await until(() => rec.states.includes('absent'), 'absent');
-      assert.deepEqual(rec.peers, []);
+      assert.deepEqual(rec.externalPeers, []);
       await new Promise((r) => setTimeout(r, 800)); // a few slow retries
       assert.equal(log.lines.filter((l) => /Peer CRD is not installed/.test(l)).length, 1, 'warned once');
       assert.ok(log.lines.find((l) => /Peer CRD is not installed/.test(l))!.startsWith('<4>'), 'at warning');
       assert.ok(rec.states.filter((s) => s === 'absent').length >= 2, 'retried');
 
       // The admin applies crd-peer.yaml and a Peer.
-      const peers = server.registerResource(KILO_PEER_RESOURCE);
-      peers.create(peer('laptop', '10.5.0.2'));
+      const externalPeers = server.registerResource(KILO_PEER_RESOURCE);
+      externalPeers.create(externalPeer('laptop', '10.5.0.2'));
       await until(() => rec.states.at(-1) === 'up' && rec.names().join() === 'laptop', 'the Peer list');
-      assert.deepEqual(rec.names().length === 1 && (rec.peers as ExternalPeer[])[0]!.allowedIPs, ['10.5.0.2/32']);
+      assert.deepEqual(rec.names().length === 1 && (rec.externalPeers as ExternalPeer[])[0]!.allowedIPs, [
+        '10.5.0.2/32',
+      ]);
       assert.ok(log.lines.some((l) => /peer watch: watching kilo\.squat\.ai Peers/.test(l)));
 
       // Changes arrive through the watch.
-      peers.create(peer('phone', '10.5.0.3', KEYS[4]));
+      externalPeers.create(externalPeer('phone', '10.5.0.3', KEYS[4]));
       await until(() => rec.names().join() === 'laptop,phone', 'a created Peer');
-      peers.patch('phone', 'merge', { spec: { persistentKeepalive: 10 } });
-      await until(() => rec.peers?.find((p) => p.name === 'phone')?.persistentKeepalive === 10, 'a changed Peer');
-      peers.delete('laptop');
+      externalPeers.patch('phone', 'merge', { spec: { persistentKeepalive: 10 } });
+      await until(
+        () => rec.externalPeers?.find((p) => p.name === 'phone')?.persistentKeepalive === 10,
+        'a changed Peer',
+      );
+      externalPeers.delete('laptop');
       await until(() => rec.names().join() === 'phone', 'a deleted Peer');
 
       // A dropped watch is restarted; nothing is lost.
       server.dropWatches();
-      peers.create(peer('tablet', '10.5.0.4', KEYS[5]));
+      externalPeers.create(externalPeer('tablet', '10.5.0.4', KEYS[5]));
       await until(() => rec.names().join() === 'phone,tablet', 'a Peer created after the watch dropped', 10_000);
     } finally {
       await source.stop();
@@ -106,17 +111,19 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
   });
 
   it('a 403 is reported as down with a hint about the RBAC rules; the last known Peers stay', async () => {
-    server.registerResource(KILO_PEER_RESOURCE).create(peer('laptop', '10.5.0.2'));
+    server.registerResource(KILO_PEER_RESOURCE).create(externalPeer('laptop', '10.5.0.2'));
     const log = memoryLogger();
     const rec = recorder();
-    const source = new WatchPeerSource(peersApi(kc), log, 300);
+    const source = externalPeerSource(externalPeersApi(kc), log, { mode: 'watch' }, 300);
     source.start(rec.handler);
     try {
       await until(() => rec.names().join() === 'laptop', 'the Peer list');
       server.failNext(2, 403, { match: (r) => r.path.includes('/peers') });
       server.dropWatches();
-      const forbidden =
-        /^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): give wg-overlay's ClusterRole the verbs list and watch on peers\./;
+      const forbidden = new RegExp(
+        String.raw`^<4>peer watch: listing kilo\.squat\.ai Peers is forbidden \(HTTP 403.*\): ` +
+          String.raw`give wg-overlay's ClusterRole the verbs list and watch on peers\.kilo\.squat\.ai`,
+      );
       await until(() => log.lines.some((l) => forbidden.test(l)), 'the warning with the RBAC hint');
       assert.ok(rec.states.includes('down'));
       assert.equal(rec.names().join(), 'laptop', 'the last known Peers stay');
@@ -129,12 +136,12 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
   it('the list source (discovery = list) lists on an interval and never watches', async () => {
     const rec = recorder();
     const log = memoryLogger();
-    const source = new ListPeerSource(peersApi(kc), log, 200);
+    const source = externalPeerSource(externalPeersApi(kc), log, { mode: 'list', intervalMs: 200 });
     source.start(rec.handler);
     try {
       await until(() => rec.states.includes('absent'), 'absent');
-      const peers = server.registerResource(KILO_PEER_RESOURCE);
-      peers.create(peer('laptop', '10.5.0.2'));
+      const externalPeers = server.registerResource(KILO_PEER_RESOURCE);
+      externalPeers.create(externalPeer('laptop', '10.5.0.2'));
       await until(() => rec.names().join() === 'laptop', 'the Peer list');
       assert.equal(rec.states.at(-1), 'up');
       assert.ok(
@@ -146,13 +153,13 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
     }
   });
 
-  it('listPeers (the CLI) says when the CRD is absent', async () => {
-    assert.deepEqual(await listPeers(peersApi(kc)), { peers: [], absent: true });
-    server.registerResource(KILO_PEER_RESOURCE).create(peer('laptop', '10.5.0.2'));
-    const r = await listPeers(peersApi(kc));
+  it('listExternalPeers (the CLI) says when the CRD is absent', async () => {
+    assert.deepEqual(await listExternalPeers(externalPeersApi(kc)), { externalPeers: [], absent: true });
+    server.registerResource(KILO_PEER_RESOURCE).create(externalPeer('laptop', '10.5.0.2'));
+    const r = await listExternalPeers(externalPeersApi(kc));
     assert.equal(r.absent, false);
     assert.deepEqual(
-      r.peers.map((p) => p.name),
+      r.externalPeers.map((p) => p.name),
       ['laptop'],
     );
   });
@@ -203,10 +210,10 @@ describe('integration: Peer discovery (kilo.squat.ai Peers)', function () {
     it('a Peer list that never answers times out and the watch starts over', async () => {
       swallowed = 0;
       swallow = 1;
-      plain.registerResource(KILO_PEER_RESOURCE).create(peer('laptop', '10.5.0.2'));
+      plain.registerResource(KILO_PEER_RESOURCE).create(externalPeer('laptop', '10.5.0.2'));
       const log = memoryLogger();
       const rec = recorder();
-      const source = new WatchPeerSource(peersApi(kubeconfig(), 300), log, 60_000);
+      const source = externalPeerSource(externalPeersApi(kubeconfig(), 300), log, { mode: 'watch' }, 60_000);
       source.start(rec.handler);
       try {
         await until(
