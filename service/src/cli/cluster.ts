@@ -117,12 +117,11 @@ export async function readTopology(
   view: ClusterView,
   membership: Membership,
 ): Promise<Topology | undefined> {
-  if (config.mesh.granularity === 'full' || !membership.policy) return undefined;
+  if (config.mesh.granularity === 'full') return undefined;
   return clusterTopology({
     members: membership.members,
     nodes: view.nodes,
     settings: topologySettings(config),
-    policy: membership.policy,
     liveness: await readLeaderLiveness(config),
   });
 }

@@ -132,6 +132,25 @@ function links(
   return out;
 }
 
+/** Grey boxes for the Nodes and Peers left out of the mesh, each once. */
+function skippedBoxes(view: Membership, nodeId: (n: string) => string, peerId: (n: string) => string): string[] {
+  const out: string[] = [];
+  const inMesh = new Set(view.members.map((n) => n.name));
+  const seenSkipped = new Set<string>();
+  for (const s of view.skipped) {
+    const kind = s.kind ?? 'node';
+    if (!s.whole || (kind === 'node' && inMesh.has(s.name)) || seenSkipped.has(`${kind}/${s.name}`)) continue;
+    seenSkipped.add(`${kind}/${s.name}`);
+    const id = kind === 'node' ? nodeId(s.name) : peerId(s.name);
+    const shape = kind === 'node' ? 'box' : 'ellipse';
+    out.push(
+      `  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, ` +
+        `label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`,
+    );
+  }
+  return out;
+}
+
 /** Renders the mesh as DOT (pure). */
 export function renderGraph(view: Membership, o: GraphOptions): string {
   const out: string[] = [
@@ -147,7 +166,14 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
   const leaders = new Set(o.topology?.granularity === 'location' ? o.topology.locations.map((l) => l.leader) : []);
   const box = (n: Membership['members'][number], indent: string): string => {
     const attrs = [
-      `label=${label([n.name, ...(leaders.has(n.name) ? ['(leader)'] : []), ...n.podCIDRs, n.overlayAddress, ...(n.overlayAddress6 ? [n.overlayAddress6] : []), n.endpoint])}`,
+      `label=${label([
+        n.name,
+        ...(leaders.has(n.name) ? ['(leader)'] : []),
+        ...n.podCIDRs,
+        n.overlayAddress,
+        ...(n.overlayAddress6 ? [n.overlayAddress6] : []),
+        n.endpoint,
+      ])}`,
     ];
     if (n.name === o.self) attrs.push('penwidth=2');
     if (leaders.has(n.name)) attrs.push('style="rounded,bold"', 'color=blue');
@@ -172,18 +198,7 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
       `  ${peerId(p.name)} [shape=ellipse, style=dashed, label=${label([p.name, ...p.allowedIPs, p.endpoint ?? '(roaming)'])}];`,
     );
   }
-  const inMesh = new Set(view.members.map((n) => n.name));
-  const seenSkipped = new Set<string>();
-  for (const s of view.skipped) {
-    const kind = s.kind ?? 'node';
-    if (!s.whole || (kind === 'node' && inMesh.has(s.name)) || seenSkipped.has(`${kind}/${s.name}`)) continue;
-    seenSkipped.add(`${kind}/${s.name}`);
-    const id = kind === 'node' ? nodeId(s.name) : peerId(s.name);
-    const shape = kind === 'node' ? 'box' : 'ellipse';
-    out.push(
-      `  ${id} [shape=${shape}, style="dashed,rounded", color=gray, fontcolor=gray, label=${label([s.name, `skipped: ${s.message.length > 80 ? `${s.message.slice(0, 77)}...` : s.message}`])}];`,
-    );
-  }
+  out.push(...skippedBoxes(view, nodeId, peerId));
   out.push(...links(view, o, nodeId, peerId));
   out.push('}');
   return `${out.join('\n')}\n`;

@@ -22,7 +22,7 @@ import type { AdmittedPeer } from '../mesh/membership/external-peers.js';
 import { isValidKey } from '../mesh/membership/keys.js';
 import { overlayHosts, type Member, type Membership } from '../mesh/membership/membership.js';
 import { compareSeniority } from '../mesh/membership/order.js';
-import type { DesiredState, ExternalPeer, MeshNode, MeshSettings } from '../mesh/types.js';
+import type { DesiredState, MeshSettings } from '../mesh/types.js';
 import { compareCidrText, formatCidr, hostCidr, parseCidr } from '../net/ip.js';
 import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
 import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
@@ -221,7 +221,8 @@ export async function showconfCommand(
     if (kind === 'peer') {
       if (cluster.peersAbsent)
         throw new CliError(
-          'the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+          'the Peer resource (kilo.squat.ai/v1alpha1) is not installed in the cluster: ' +
+            'kubectl apply -f /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
         );
       const membership = cluster.view.membership(membershipSettings(settings));
       out.write(

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
-import { DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
+import { DEFAULT_EXTERNAL_RANGES, DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
 import { whyUnreadable } from '../util/read-failure.js';
@@ -55,6 +55,8 @@ export interface Config {
     podCidrs: string[];
     /** The widest range routed to one Node or external peer (a prefix length), by family. */
     minPrefix: { 4: number; 6: number };
+    /** Ranges no route may overlap, whoever claims them (the same on every node). */
+    protected: string[];
   };
   mesh: {
     /** Who tunnels to whom: every node to every node, location leaders only, or across locations only. */
@@ -78,6 +80,8 @@ export interface Config {
   peers: {
     /** Extra CIDRs (e.g. the service CIDR) that `showconf peer` routes to the cluster. */
     allowedIpsExtra: string[];
+    /** Where external peers' allowed IPs and Kilo's allowed-location-ips must lie. */
+    allowedRanges: string[];
   };
   metrics: {
     /** `host:port` of the metrics and health server; undefined = off. */
@@ -233,6 +237,7 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     pod_cidrs: { parse: cidrList },
     min_prefix_v4: { parse: intIn(1, 32, 'a prefix length') },
     min_prefix_v6: { parse: intIn(1, 128, 'a prefix length') },
+    protected: { parse: cidrList },
   },
   mesh: {
     granularity: { parse: oneOf('full', 'location', 'cross') },
@@ -248,6 +253,7 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
   },
   peers: {
     allowed_ips_extra: { parse: cidrList },
+    allowed_ranges: { parse: cidrList },
   },
   metrics: {
     listen: { parse: listenAddress },
@@ -291,6 +297,7 @@ export function defaultConfig(): Config {
       cidr6: 'auto',
       podCidrs: [...DEFAULT_POD_CIDRS],
       minPrefix: { ...DEFAULT_MIN_PREFIX },
+      protected: [],
     },
     mesh: {
       granularity: 'full',
@@ -301,7 +308,7 @@ export function defaultConfig(): Config {
       leaderLeaseSeconds: 5,
     },
     state: { dir: '/var/lib/wg-overlay', runtimeDir: '/run/wg-overlay' },
-    peers: { allowedIpsExtra: [] },
+    peers: { allowedIpsExtra: [], allowedRanges: [...DEFAULT_EXTERNAL_RANGES] },
     metrics: { listen: { host: '127.0.0.1', port: 9586 }, watchDownThresholdSeconds: 300 },
     log: { level: 'info' },
   };
@@ -440,10 +447,12 @@ export function parseConfig(text: string, file: string): LoadedConfig {
     4: set(values.overlay?.min_prefix_v4, cfg.overlay.minPrefix[4]),
     6: set(values.overlay?.min_prefix_v6, cfg.overlay.minPrefix[6]),
   };
+  cfg.overlay.protected = set(values.overlay?.protected, cfg.overlay.protected);
   cfg.mesh = meshSection(values.mesh ?? {}, cfg.mesh);
   cfg.state.dir = set(values.state?.dir, cfg.state.dir);
   cfg.state.runtimeDir = set(values.state?.runtime_dir, cfg.state.runtimeDir);
   cfg.peers.allowedIpsExtra = set(values.peers?.allowed_ips_extra, cfg.peers.allowedIpsExtra);
+  cfg.peers.allowedRanges = set(values.peers?.allowed_ranges, cfg.peers.allowedRanges);
   if (values.metrics && 'listen' in values.metrics)
     cfg.metrics.listen = values.metrics.listen as Config['metrics']['listen'];
   cfg.metrics.watchDownThresholdSeconds = set(

@@ -25,10 +25,12 @@ export function overlay6Of(config: Config, clusterCa: string | undefined): strin
   return v;
 }
 
-/** What the daemon learns at run time that membership also depends on. */
+/** What the daemon learns at run time that the mesh also depends on. */
 export interface RuntimeFacts {
-  /** The API server's addresses (no routed range may contain them). */
-  protectedAddresses?: readonly string[];
+  /** The API server's addresses as this node reaches it: never routed into the tunnel from this node. */
+  apiAddresses?: readonly string[];
+  /** This node's on-link underlay subnets: never routed into the tunnel from this node. */
+  onLink?: readonly string[];
   /** External peers' endpoint names resolved to addresses. */
   resolved?: ReadonlyMap<string, string>;
   /** The cluster's CA certificate (PEM), from which `cidr6 = auto` is derived. */
@@ -49,8 +51,11 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
     overlayCidr6: overlay6Of(config, facts.clusterCa),
     podCidrs: o.podCidrs,
     minPrefix: o.minPrefix,
+    protectedRanges: o.protected,
+    externalRanges: config.peers.allowedRanges,
+    ...(config.mesh.granularity === 'location' ? { claimLocationRanges: true } : {}),
     publishedEndpoints: w.publishedEndpoints,
-    ...(facts.protectedAddresses ? { protectedAddresses: facts.protectedAddresses } : {}),
+    localGuard: { apiAddresses: facts.apiAddresses ?? [], onLink: facts.onLink ?? [] },
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
   };
 }

@@ -27,7 +27,7 @@ import { MetricsEndpoint } from './metrics-endpoint.js';
 import { NameResolver } from './name-resolver.js';
 import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
-import { prepare, type Prepared } from './prepare.js';
+import { noticeDefaults, prepare, type Prepared } from './prepare.js';
 import { StatusWriter } from './status-writer.js';
 import type { MeshStep } from './step.js';
 import { wireStep } from './step-wiring.js';
@@ -97,12 +97,8 @@ export class Daemon {
       sawDevice: (peers) => this.endpoints?.sawDevice(peers),
       waitForPeers: true,
     });
-    this.step.setFacts({ protectedAddresses: p.apiAddresses, clusterCa: p.kube.clusterCa });
-    if (p.config.overlay.cidr6 === 'auto' && !p.kube.clusterCa)
-      log.notice(
-        '[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the ' +
-          'overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)',
-      );
+    this.step.setFacts({ apiAddresses: p.apiAddresses, onLink: p.onLink, clusterCa: p.kube.clusterCa });
+    noticeDefaults(p.config, p.kube.clusterCa, log);
     this.loop = new ReconcileLoop(this.step, {
       log,
       coalesceMs: this.timing.coalesce,

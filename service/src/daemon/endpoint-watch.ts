@@ -169,7 +169,8 @@ export class EndpointWatch implements Part {
     else this.chosen.set(name, to);
     this.changed.add(name);
     this.o.log.info(
-      `endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`,
+      `endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, ` +
+        `candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`,
     );
     this.o.onChoice();
   }

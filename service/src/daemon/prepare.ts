@@ -6,8 +6,10 @@
 import type { Config } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_FAILURE } from '../exit-status.js';
 import { FORWARDING_OFF_WARNING } from '../host/forwarding.js';
+import { onLinkSubnets } from '../host/link.js';
 import { KubeconfigError } from '../kube/kubeconfig.js';
-import { describeError } from '../log/logger.js';
+import { describeError, type Logger } from '../log/logger.js';
+import { DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import { parseIp } from '../net/ip.js';
 import type { UnitController } from '../systemd/units.js';
 import { VERSION } from '../version.js';
@@ -21,8 +23,10 @@ export interface Prepared {
   identity: Identity;
   kube: KubeAccess;
   units: UnitController | undefined;
-  /** The API server's addresses, which no routed range may contain. */
+  /** The API server's addresses as this node reaches it: never routed into the tunnel from this node. */
   apiAddresses: string[];
+  /** This node's on-link underlay subnets: never routed into the tunnel from this node. */
+  onLink: string[];
   loadedAt: number;
 }
 
@@ -71,7 +75,12 @@ export async function prepare(configPath: string, env: DaemonEnv): Promise<Prepa
   log.info(`API server ${kube.server} (kubeconfig ${config.kubernetes.kubeconfig})`);
   if ((await env.ipForwarding()) === false) log.warning(FORWARDING_OFF_WARNING);
   const units = w.createInterface ? await env.connectSystemd(log) : undefined;
-  return { config, identity, kube, units, apiAddresses: await apiServerAddresses(kube.server, env), loadedAt };
+  const apiAddresses = await apiServerAddresses(kube.server, env);
+  const onLink = await onLinkSubnets(env.quietRunner, [w.interface]).catch((err: unknown) => {
+    log.warning(`cannot list this host's on-link subnets (${describeError(err)}): they are not guarded against routes`);
+    return [];
+  });
+  return { config, identity, kube, units, apiAddresses, onLink, loadedAt };
 }
 
 /** The API server's addresses (its URL's host, resolved when it is a name); none when unknown. */
@@ -99,4 +108,18 @@ async function apiServerAddresses(server: string, env: DaemonEnv): Promise<strin
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Says once at start where a default leaves something to the admin (an IPv4-only overlay, a wide pod allow-list). */
+export function noticeDefaults(config: Config, clusterCa: string | undefined, log: Logger): void {
+  if (config.overlay.cidr6 === 'auto' && !clusterCa)
+    log.notice(
+      '[overlay] cidr6 = auto: the kubeconfig holds no cluster CA certificate to derive the IPv6 overlay from, so the ' +
+        'overlay is IPv4 only (set cidr6 to a CIDR, the same on every node, for an IPv6 overlay)',
+    );
+  if (config.overlay.podCidrs.join() === DEFAULT_POD_CIDRS.join())
+    log.notice(
+      '[overlay] pod_cidrs is the default (every private-use range): a new Node may claim any unused private subnet as ' +
+        "its PodCIDR; set it to the cluster's pod networks (kube-controller-manager --cluster-cidr)",
+    );
 }

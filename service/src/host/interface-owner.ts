@@ -298,7 +298,8 @@ export class InterfaceOwner {
       log.info(`${iface} runs on userspace wireguard-go${created ? ' (implementation = userspace)' : ''}`);
     else
       log.notice(
-        `${iface} runs on userspace wireguard-go: kernel WireGuard is not available (ip link add … type wireguard: ${why.replace(/\.$/, '')}); throughput is lower than in the kernel`,
+        `${iface} runs on userspace wireguard-go: kernel WireGuard is not available ` +
+          `(ip link add … type wireguard: ${why.replace(/\.$/, '')}); throughput is lower than in the kernel`,
       );
   }
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { type CommandRunner, withSecretFile } from '../exec/runner.js';
 import type { Logger } from '../log/logger.js';
 import type { LinkStatus } from '../mesh/observations/device.js';
+import { normalizeCidr } from '../net/ip.js';
 import { type WgQuickConfig, stripWgQuick } from '../wireguard/wgquick.js';
 
 /** Which WireGuard implementation backs an interface. */
@@ -50,6 +51,19 @@ export async function readAllLinks(runner: CommandRunner): Promise<LinkStatus[]>
     mtu: info.mtu ?? 0,
     addresses: (info.addr_info ?? []).filter((a) => a.local).map((a) => `${a.local}/${a.prefixlen}`),
   }));
+}
+
+/** The subnets on this host's links other than loopback and `exclude` (the WireGuard interface): its on-link underlay. */
+export async function onLinkSubnets(runner: CommandRunner, exclude: readonly string[]): Promise<string[]> {
+  const out = new Set<string>();
+  for (const link of await readAllLinks(runner)) {
+    if (link.name === 'lo' || exclude.includes(link.name)) continue;
+    for (const a of link.addresses) {
+      const c = normalizeCidr(a);
+      if (c && !c.startsWith('fe80:')) out.add(c);
+    }
+  }
+  return [...out];
 }
 
 /** WireGuard's overhead on an IPv6 underlay (the worst case), as wg-quick assumes. */

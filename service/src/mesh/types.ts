@@ -58,8 +58,12 @@ export interface MembershipSettings {
   podCidrs?: readonly string[];
   /** The widest range routed to one peer, by family (default /16 and /48). */
   minPrefix?: Readonly<Record<4 | 6, number>>;
-  /** Addresses no routed range may contain besides the Nodes' own (the API server's). */
-  protectedAddresses?: readonly string[];
+  /** Where external peers' allowed IPs and Kilo's allowed-location-ips must lie (`[peers] allowed_ranges`; default private use). */
+  externalRanges?: readonly string[];
+  /** Ranges no route may overlap, whoever claims them (`[overlay] protected`). */
+  protectedRanges?: readonly string[];
+  /** Location granularity: Nodes also claim their addresses and allowed-location-ips (reached through their leader). */
+  claimLocationRanges?: boolean;
   /**
    * Which published endpoints are believed: `addresses` (default) only one of the Node's own
    * `status.addresses`, which its kubelet reports; `any` every IP literal.
@@ -79,6 +83,11 @@ export interface MeshSettings extends MembershipSettings {
   mtu: number | undefined;
   persistentKeepalive: number;
   endpoint: EndpointSetting;
+  /**
+   * What this node never routes into the tunnel whatever the verdicts say (its own view, not a
+   * verdict): the API server's addresses as it reaches them, and its on-link underlay subnets.
+   */
+  localGuard?: { apiAddresses: readonly string[]; onLink: readonly string[] } | undefined;
 }
 
 /** This node's identity as the core sees it (the private key never enters the core). */
@@ -113,7 +122,10 @@ export interface SkipReason {
     | 'allowed-ips-refused'
     | 'unresolved-endpoint'
     | 'invalid-preshared-key'
-    | 'invalid-keepalive';
+    | 'invalid-keepalive'
+    | 'invalid-location-range'
+    | 'location-range-refused'
+    | 'location-range-conflict';
   /** One human sentence naming what was wrong. */
   message: string;
   /** True when the whole Node (or Peer) is left out; false when only part of it is dropped. */

@@ -124,7 +124,6 @@ describe('unit: graph rendering', () => {
         reachable: 'public',
         localRoutes: true,
       },
-      policy: v.policy!,
     });
     const dot = renderGraph(v, { self: undefined, handshakes: undefined, now: NOW, staleAfterSeconds: 180, topology });
     assert.match(dot, /subgraph "cluster_0" \{\n    label="location aws";/);

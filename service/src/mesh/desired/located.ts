@@ -14,11 +14,12 @@ import {
   gatewayFor,
   place,
   planTopology,
-  type PlaceContext,
   type Placed,
+  type TopologyPlan,
   type TopologySettings,
 } from './topology.js';
 import { normalizeCidr } from '../../net/ip.js';
+import { guardedBy, letThrough, type GuardRange } from './guard.js';
 
 /** What location or cross granularity needs beyond the membership. */
 export interface TopologyInput {
@@ -41,13 +42,28 @@ export interface LocatedInput {
   topology: TopologyInput;
 }
 
+/** The plan's peers and routes without what this node's guard holds back (one warning each). */
+function guarded(
+  plan: TopologyPlan,
+  guard: readonly GuardRange[],
+  warnings: string[],
+): Pick<PeerSet, 'peers' | 'routes'> {
+  if (guard.length === 0) return { peers: [...plan.peers], routes: [...plan.routes] };
+  const peers = plan.peers.map((p) => {
+    const allowedIPs = letThrough(p.allowedIPs, guard, (r) => `${r} (through ${p.name})`, warnings);
+    return allowedIPs.length === p.allowedIPs.length ? p : { ...p, allowedIPs };
+  });
+  const routes = plan.routes.filter((r) => !guardedBy(r.dst, guard));
+  return { peers, routes };
+}
+
 /** Peers (by name, a Node before a Peer of the same name). */
 function byPeerOrder(a: DesiredPeer, b: DesiredPeer): number {
   return byName(a, b) || (a.kind === b.kind ? 0 : a.kind === 'node' ? -1 : 1);
 }
 
-/** This node placed in its location, like the members. */
-function placeSelf(i: LocatedInput, pctx: PlaceContext): Placed {
+/** This node placed in its location, like the members (its location ranges are routed by the others, not by itself). */
+function placeSelf(i: LocatedInput): Placed {
   const { self } = i.ctx;
   const podCIDRs = i.selfNode.podCIDRs.map((t) => normalizeCidr(t)).filter((t): t is string => !!t);
   const selfAddress6 = i.membership.addresses6?.get(self.name);
@@ -60,7 +76,7 @@ function placeSelf(i: LocatedInput, pctx: PlaceContext): Placed {
     endpoint: i.ownEndpoint ?? '',
     podCIDRs,
   };
-  return place(me, i.selfNode, pctx);
+  return place(me, i.selfNode, i.topology.settings);
 }
 
 /** The external peers: a peer each on a leader; on a member, routes to their ranges through its leader. */
@@ -88,14 +104,13 @@ function externalPeers(i: LocatedInput, leads: boolean, leader: Placed | undefin
  */
 export function locatedPeerSet(i: LocatedInput): { set: PeerSet; state: TopologyState } {
   const topo = i.topology;
-  const pctx: PlaceContext = { settings: topo.settings, policy: i.membership.policy!, warnings: [] };
   const placed = i.membership.members
     .filter((m) => topo.nodes.has(m.name))
-    .map((m) => place(m, topo.nodes.get(m.name)!, pctx));
-  const me = placeSelf(i, pctx);
+    .map((m) => place(m, topo.nodes.get(m.name)!, topo.settings));
+  const me = placeSelf(i);
   const all = [...placed, me];
   const granularity = topo.settings.granularity === 'cross' ? 'cross' : 'location';
-  const topology = decideTopology({ placed: all, granularity, liveness: topo.liveness, warnings: pctx.warnings });
+  const topology = decideTopology({ placed: all, granularity, liveness: topo.liveness });
   const { settings } = i.ctx;
   const plan = planTopology({
     self: me,
@@ -107,12 +122,8 @@ export function locatedPeerSet(i: LocatedInput): { set: PeerSet; state: Topology
   });
   const mine = topology.locations.find((l) => l.id === me.location.id)!;
   const leads = granularity === 'cross' || mine.leader === i.ctx.self.name;
-  const set: PeerSet = {
-    peers: [...plan.peers],
-    routes: [...plan.routes],
-    clones: [],
-    warnings: [...pctx.warnings, ...plan.warnings],
-  };
+  const warnings = [...plan.warnings];
+  const set: PeerSet = { ...guarded(plan, i.ctx.guard, warnings), clones: [], warnings };
   externalPeers(
     i,
     leads,

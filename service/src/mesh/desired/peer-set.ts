@@ -16,7 +16,8 @@ import type {
   MeshSettings,
   SelfIdentity,
 } from '../types.js';
-import { type Cidr, cidrsOverlap, compareCidrText, formatCidr, parseCidr } from '../../net/ip.js';
+import { compareCidrText } from '../../net/ip.js';
+import { guardKey, letThrough, localGuard, type GuardRange } from './guard.js';
 
 /** One peer with its routes (and any warning about this node's own pods), cached per member or external peer object. */
 interface PeerEntry {
@@ -42,8 +43,8 @@ export interface EndpointChoice {
 export interface EntryContext {
   self: SelfIdentity;
   settings: MeshSettings;
-  /** This node's own PodCIDRs, never routed into the tunnel. */
-  own: readonly Cidr[];
+  /** What this node never routes into the tunnel (its own PodCIDRs, the API server, its on-link subnets). */
+  guard: readonly GuardRange[];
   /** What an entry depends on besides its member, as text: an entry cached with another key is rebuilt. */
   key: string;
   choice?: EndpointChoice | undefined;
@@ -56,9 +57,9 @@ export function entryContext(
   settings: MeshSettings,
   choice?: EndpointChoice,
 ): EntryContext {
-  const own = selfNode.podCIDRs.map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  const key = `${settings.interfaceName}|${settings.persistentKeepalive}|${own.map(formatCidr).join(',')}`;
-  return { self, settings, own, key, choice };
+  const guard = localGuard(selfNode, settings);
+  const key = `${settings.interfaceName}|${settings.persistentKeepalive}|${guardKey(guard)}`;
+  return { self, settings, guard, key, choice };
 }
 
 /** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
@@ -66,15 +67,8 @@ function memberEntry(m: Member, ctx: EntryContext): PeerEntry {
   const cached = entries.get(m);
   if (cached?.key === ctx.key) return cached;
   const warnings: string[] = [];
-  // Local safety, not a verdict: this node's own pods are never sent into the tunnel.
-  const podCIDRs = m.podCIDRs.filter((t) => {
-    const clash = ctx.own.find((o) => cidrsOverlap(o, parseCidr(t)!));
-    if (clash)
-      warnings.push(
-        `PodCIDR ${t} of Node ${m.name} overlaps this node's own PodCIDR ${formatCidr(clash)}: not routed from this node`,
-      );
-    return !clash;
-  });
+  // Local safety, not a verdict: this node's own pods and underlay are never sent into the tunnel.
+  const podCIDRs = letThrough(m.podCIDRs, ctx.guard, (r) => `PodCIDR ${r} of Node ${m.name}`, warnings);
   const entry: PeerEntry = {
     key: ctx.key,
     peer: {
@@ -108,9 +102,11 @@ export function withChoice(peer: DesiredPeer, choice: EndpointChoice | undefined
 }
 
 /** The peer and routes of an admitted external peer. */
-export function externalEntry(p: AdmittedPeer, ctx: Pick<EntryContext, 'key' | 'settings'>): PeerEntry {
+export function externalEntry(p: AdmittedPeer, ctx: Pick<EntryContext, 'key' | 'settings' | 'guard'>): PeerEntry {
   const cached = entries.get(p);
   if (cached?.key === ctx.key) return cached;
+  const warnings: string[] = [];
+  const allowedIPs = letThrough(p.allowedIPs, ctx.guard, (r) => `allowedIPs ${r} of Peer ${p.name}`, warnings);
   const entry: PeerEntry = {
     key: ctx.key,
     peer: {
@@ -118,12 +114,12 @@ export function externalEntry(p: AdmittedPeer, ctx: Pick<EntryContext, 'key' | '
       name: p.name,
       publicKey: p.publicKey,
       endpoint: p.endpoint,
-      allowedIPs: [...p.allowedIPs],
+      allowedIPs,
       persistentKeepalive: p.persistentKeepalive,
       ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
     },
-    routes: p.allowedIPs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: p.name, kind: 'peer' as const })),
-    warnings: [],
+    routes: allowedIPs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: p.name, kind: 'peer' as const })),
+    warnings,
   };
   entries.set(p, entry);
   return entry;

@@ -44,7 +44,9 @@ export function membershipSettings(s: MeshSettings): MembershipSettings {
     ...(s.overlayCidr6 ? { overlayCidr6: s.overlayCidr6 } : {}),
     ...(s.podCidrs ? { podCidrs: s.podCidrs } : {}),
     ...(s.minPrefix ? { minPrefix: s.minPrefix } : {}),
-    ...(s.protectedAddresses ? { protectedAddresses: s.protectedAddresses } : {}),
+    ...(s.externalRanges ? { externalRanges: s.externalRanges } : {}),
+    ...(s.protectedRanges ? { protectedRanges: s.protectedRanges } : {}),
+    ...(s.claimLocationRanges ? { claimLocationRanges: true } : {}),
     ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
     ...(s.resolved ? { resolved: s.resolved } : {}),
   };

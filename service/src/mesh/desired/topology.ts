@@ -7,26 +7,14 @@
  * private network) or `cross` (tunnels only between locations). Pure: every node computes the same
  * locations and leaders from the same Nodes and Leases.
  */
-import { KILO_ALLOWED_LOCATION_IPS, KILO_LEADER, KILO_LOCATION } from '../annotations.js';
-import { addressesOf, canonicalEndpoint, firstAddress } from '../membership/endpoints.js';
+import { KILO_LEADER, KILO_LOCATION } from '../annotations.js';
+import { canonicalEndpoint, firstAddress } from '../membership/endpoints.js';
 import { overlayHosts, type Member } from '../membership/membership.js';
-import { rangeProblem, type RangePolicy } from '../membership/ranges.js';
-import { byName as byName_, compareSeniority, compareText } from '../membership/order.js';
+import { byName, compareSeniority, compareText } from '../membership/order.js';
 import { chooseLeader, NO_LIVENESS, type Liveness } from '../observations/leadership.js';
-import { hasUnsafe, quoted } from '../text.js';
+import { hasUnsafe } from '../text.js';
 import type { DesiredPeer, DesiredRoute, LocationView, MeshNode } from '../types.js';
-import {
-  type Cidr,
-  type Ip,
-  cidrContains,
-  cidrsOverlap,
-  compareCidrText,
-  formatCidr,
-  formatIp,
-  hostCidr,
-  parseCidr,
-  parseIp,
-} from '../../net/ip.js';
+import { type Ip, cidrContains, compareCidrText, formatIp, hostCidr, parseCidr, parseIp } from '../../net/ip.js';
 
 /** Who tunnels to whom. */
 export type Granularity = 'full' | 'location' | 'cross';
@@ -102,10 +90,8 @@ export interface Placed extends Pick<
   privateIP: string | undefined;
   /** Its first IPv6 InternalIP, for routes to IPv6 ranges over the private network. */
   privateIP6: string | undefined;
-  /** Its InternalIPs (routed to its location from other locations). */
-  internalIPs: readonly string[];
-  /** Kilo's `allowed-location-ips` that passed the range rules. */
-  allowedLocationIPs: readonly string[];
+  /** What else its location is reached by (its addresses, allowed-location-ips), as membership admitted them. */
+  locationRanges: ReadonlyArray<{ dst: string; what: string }>;
 }
 
 /** The topology of the mesh. */
@@ -115,7 +101,7 @@ export interface Topology {
   locations: LocationView[];
   /** Node name → its location id. */
   locationOf: ReadonlyMap<string, string>;
-  /** Problems found (refused allowed-location-ips, a leader without a private address), one sentence each. */
+  /** Problems found (a leader without a private address), one sentence each. */
   warnings: string[];
 }
 
@@ -125,39 +111,22 @@ function privateIPOf(node: MeshNode, family?: 4 | 6): string | undefined {
   return ip ? formatIp(ip) : undefined;
 }
 
-/** Kilo's allowed-location-ips of a Node that pass the range rules; the rest are warned about. */
-function allowedLocationIPs(node: MeshNode, policy: RangePolicy, warnings: string[]): string[] {
-  const raw = node.annotations[KILO_ALLOWED_LOCATION_IPS];
-  if (!raw) return [];
-  const out: string[] = [];
-  for (const text of raw
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean)) {
-    const c = parseCidr(text);
-    const problem = !c || !text.includes('/') ? 'is not a CIDR' : rangeProblem(c, policy, false);
-    if (problem)
-      warnings.push(`Node ${node.name}: ${KILO_ALLOWED_LOCATION_IPS} entry ${quoted(text)} ${problem}: not routed`);
-    else out.push(formatCidr(c!));
-  }
-  return out;
-}
-
-/** What placing a Node needs besides the Node: the settings, the range rules, and where warnings go. */
-export interface PlaceContext {
-  settings: TopologySettings;
-  policy: RangePolicy;
-  warnings: string[];
-}
-
 /** The fields of a member (or of this node) that topology carries. */
 export type PlaceableMember = Pick<
   Member,
-  'name' | 'createdAt' | 'publicKey' | 'overlayAddress' | 'overlayAddress6' | 'endpoint' | 'candidates' | 'podCIDRs'
+  | 'name'
+  | 'createdAt'
+  | 'publicKey'
+  | 'overlayAddress'
+  | 'overlayAddress6'
+  | 'endpoint'
+  | 'candidates'
+  | 'podCIDRs'
+  | 'locationRanges'
 >;
 
 /** An admitted Node (or this node) placed in its location. */
-export function place(m: PlaceableMember, node: MeshNode, ctx: PlaceContext): Placed {
+export function place(m: PlaceableMember, node: MeshNode, settings: TopologySettings): Placed {
   const ip = canonicalEndpoint(m.endpoint)?.ip;
   return {
     name: m.name,
@@ -168,13 +137,12 @@ export function place(m: PlaceableMember, node: MeshNode, ctx: PlaceContext): Pl
     endpoint: m.endpoint,
     ...(m.candidates ? { candidates: m.candidates } : {}),
     podCIDRs: m.podCIDRs,
-    location: locationOf(node, ctx.settings.locationLabel),
+    location: locationOf(node, settings.locationLabel),
     wantsToLead: node.annotations[KILO_LEADER] !== undefined,
-    reachable: !!ip && isReachable(ip, ctx.settings.reachable),
+    reachable: !!ip && isReachable(ip, settings.reachable),
     privateIP: privateIPOf(node),
     privateIP6: privateIPOf(node, 6),
-    internalIPs: addressesOf(node.internalIPs).map(formatIp),
-    allowedLocationIPs: allowedLocationIPs(node, ctx.policy, ctx.warnings),
+    locationRanges: m.locationRanges ?? [],
   };
 }
 
@@ -276,8 +244,9 @@ export interface TopologyPlan {
 }
 
 /**
- * The ranges a location is reached by from another one (its members' pods, overlay and private
- * addresses, and allowed location IPs), sorted, each with what it is (for logs) in `what`.
+ * The ranges a location is reached by from another one (its members' pods, overlay addresses, and
+ * the location ranges membership admitted), sorted, each with what it is (for logs) in `what`;
+ * a leader's endpoint is never routed into the tunnel.
  */
 function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>, what: Map<string, string>): string[] {
   const add = (range: string, kind: string, m: Placed): void => {
@@ -286,25 +255,9 @@ function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>
   for (const m of members) {
     for (const h of overlayHosts(m)) add(h, 'overlay address', m);
     for (const c of m.podCIDRs) add(c, 'PodCIDR', m);
-    for (const ip of m.internalIPs) {
-      const h = hostCidr(parseIp(ip)!);
-      if (!exclude.has(h)) add(h, 'InternalIP', m);
-    }
-    for (const c of m.allowedLocationIPs) add(c, `${KILO_ALLOWED_LOCATION_IPS} entry`, m);
+    for (const r of m.locationRanges) if (!exclude.has(r.dst)) add(r.dst, r.what, m);
   }
   return [...what.keys()].sort(compareCidrText);
-}
-
-/** Drops ranges that overlap one already taken (first come, first kept), so no two peers claim one address. */
-function keepDisjoint(ranges: readonly string[], taken: Cidr[]): string[] {
-  const out: string[] = [];
-  for (const t of ranges) {
-    const c = parseCidr(t)!;
-    if (taken.some((x) => cidrsOverlap(x, c))) continue;
-    taken.push(c);
-    out.push(t);
-  }
-  return out;
 }
 
 /** The next hop on the private network for a range: `to`'s InternalIP of the range's family (none: no route). */
@@ -385,24 +338,21 @@ function leaderEndpoints(topology: Topology, byName: ReadonlyMap<string, Placed>
 export function planTopology(i: TopologyPlanInput): TopologyPlan {
   const { self, topology, iface } = i;
   const plan: TopologyPlan = { peers: [], routes: [], warnings: [] };
-  const byName = new Map(i.placed.map((p) => [p.name, p]));
+  const placed = new Map(i.placed.map((p) => [p.name, p]));
   const others = i.placed.filter((p) => p.name !== self.name && p.publicKey !== self.publicKey);
   const sameLocation = others.filter((p) => p.location.id === self.location.id);
   for (const m of sameLocation) plan.routes.push(...localRoutes(m, i.settings));
   if (i.settings.granularity === 'cross') return crossPlan(i, others, plan);
   const mine = topology.locations.find((l) => l.id === self.location.id);
-  const leaderOfMine = mine ? byName.get(mine.leader) : undefined;
+  const leaderOfMine = mine ? placed.get(mine.leader) : undefined;
   const iLead = !mine || mine.leader === self.name;
-  const endpoints = leaderEndpoints(topology, byName);
-  const taken: Cidr[] = [self, ...sameLocation]
-    .flatMap((p) => [...overlayHosts(p), ...p.podCIDRs])
-    .map((t) => parseCidr(t)!);
+  const endpoints = leaderEndpoints(topology, placed);
   for (const loc of topology.locations) {
     if (loc.id === self.location.id) continue;
-    const leader = byName.get(loc.leader)!;
-    const members = loc.members.map((n) => byName.get(n)!).filter((p) => p.publicKey !== self.publicKey);
+    const leader = placed.get(loc.leader)!;
+    const members = loc.members.map((n) => placed.get(n)!).filter((p) => p.publicKey !== self.publicKey);
     const what = new Map<string, string>();
-    const ranges = keepDisjoint(locationRanges(members, endpoints, what), taken);
+    const ranges = locationRanges(members, endpoints, what);
     if (iLead) {
       plan.peers.push(nodePeer(leader, ranges, i.keepalive, loc.name));
       // Overlay addresses are on the interface's own network already; the rest needs a route.
@@ -420,7 +370,7 @@ export function planTopology(i: TopologyPlanInput): TopologyPlan {
         'through: they are unreachable from this node',
     );
   }
-  plan.peers.sort(byName_);
+  plan.peers.sort(byName);
   return plan;
 }
 
@@ -430,13 +380,11 @@ export interface ClusterTopologyInput {
   members: readonly Member[];
   nodes: ReadonlyMap<string, MeshNode>;
   settings: TopologySettings;
-  policy: RangePolicy;
   liveness?: Liveness;
 }
 
 /** The topology of the whole cluster as an operator sees it: every admitted Node placed and the locations decided. */
 export function clusterTopology(i: ClusterTopologyInput): Topology {
-  const ctx: PlaceContext = { settings: i.settings, policy: i.policy, warnings: [] };
-  const placed = i.members.filter((m) => i.nodes.has(m.name)).map((m) => place(m, i.nodes.get(m.name)!, ctx));
-  return decideTopology({ placed, granularity: i.settings.granularity, liveness: i.liveness, warnings: ctx.warnings });
+  const placed = i.members.filter((m) => i.nodes.has(m.name)).map((m) => place(m, i.nodes.get(m.name)!, i.settings));
+  return decideTopology({ placed, granularity: i.settings.granularity, liveness: i.liveness });
 }

@@ -136,15 +136,15 @@ export class AddressIndex<T> {
     }
   }
 
-  /** The lowest indexed address inside `c`, with its first owner (with `prefer`, the owner that sorts first). */
-  inside(c: Cidr, prefer?: (a: T, b: T) => number): { ip: Ip; owner: T } | undefined {
+  /** Every indexed address inside `c` with each of its owners, lowest address first. */
+  *allInside(c: Cidr): Iterable<{ ip: Ip; owner: T }> {
     const fam = this.byFamily.get(c.family);
-    if (!fam) return undefined;
+    if (!fam) return;
     fam.sorted ??= [...fam.owners.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const value = fam.sorted[lowerBound(fam.sorted, c.network)];
-    if (value === undefined || value >= c.network + cidrSize(c)) return undefined;
-    const owners = fam.owners.get(value)!;
-    const owner = prefer ? owners.reduce((a, b) => (prefer(b, a) < 0 ? b : a)) : owners[0]!;
-    return { ip: { family: c.family, value }, owner };
+    const end = c.network + cidrSize(c);
+    for (let i = lowerBound(fam.sorted, c.network); i < fam.sorted.length && fam.sorted[i]! < end; i += 1) {
+      const value = fam.sorted[i]!;
+      for (const owner of fam.owners.get(value)!) yield { ip: { family: c.family, value }, owner };
+    }
   }
 }

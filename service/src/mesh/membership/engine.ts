@@ -12,19 +12,16 @@ import { AddressBook } from './address-book.js';
 import { CidrIndex } from './cidr-index.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
 import {
-  asIPv6Problem,
   basePolicy,
   compareClaimants,
-  judge,
   nodeClaimant,
   peerClaimant,
   protectedOf,
+  rangesOf,
   type Claimant,
-  type Member,
-  type Membership,
-  type MembershipSettings,
-  type Verdict,
-} from './membership.js';
+} from './claims.js';
+import { judge, type Verdict } from './judge.js';
+import { asIPv6Problem, type Member, type Membership, type MembershipSettings } from './membership.js';
 import { byName, lowerBound } from './order.js';
 import type { RangePolicy } from './ranges.js';
 import type { ExternalPeer, MeshNode, SelfIdentity, SkipReason } from '../types.js';
@@ -63,7 +60,9 @@ function sameMember(a: Member | undefined, b: Member | undefined): boolean {
     a.endpoint === b.endpoint &&
     (a.candidates ?? []).join() === (b.candidates ?? []).join() &&
     a.podCIDRs.length === b.podCIDRs.length &&
-    a.podCIDRs.every((c, i) => c === b.podCIDRs[i])
+    a.podCIDRs.every((c, i) => c === b.podCIDRs[i]) &&
+    (a.locationRanges ?? []).map((r) => `${r.dst} ${r.what}`).join() ===
+      (b.locationRanges ?? []).map((r) => `${r.dst} ${r.what}`).join()
   );
 }
 
@@ -247,7 +246,7 @@ export class MeshEngine {
     const defer = batch !== undefined;
     const current = this.claimants.get(idOf('node', name));
     if (current) this.unindex(current, dirty);
-    if (node) this.index(nodeClaimant(node, this.policy, this.self), dirty);
+    if (node) this.index(nodeClaimant(node, this.policy, this.self, this.settings.claimLocationRanges), dirty);
     this.movedAddresses(
       [...this.book.update(name, node, defer), ...(this.book6?.update(name, node, defer) ?? [])],
       dirty,
@@ -265,8 +264,8 @@ export class MeshEngine {
 
   /** Keeps the protected addresses current; claimants whose ranges contain one that came or went are rebuilt. */
   private updateProtected(old: MeshNode | undefined, node: MeshNode | undefined, dirty: Set<Claimant>): void {
-    const before = old ? protectedOf(old, this.settings) : [];
-    const after = node ? protectedOf(node, this.settings) : [];
+    const before = old ? protectedOf(old) : [];
+    const after = node ? protectedOf(node) : [];
     // The owner's age is part of the key: a Node created again under the same name is a new owner.
     const key = (p: { ip: { value: bigint }; owner: { label: string; createdAt: number } }): string =>
       `${p.ip.value}|${p.owner.label}|${p.owner.createdAt}`;
@@ -298,7 +297,9 @@ export class MeshEngine {
     for (const c of hits) {
       this.unindex(c, dirty);
       this.index(
-        c.kind === 'node' ? nodeClaimant(c.node!, this.policy, this.self) : peerClaimant(c.peer!, this.policy),
+        c.kind === 'node'
+          ? nodeClaimant(c.node!, this.policy, this.self, this.settings.claimLocationRanges)
+          : peerClaimant(c.peer!, this.policy),
         dirty,
       );
     }
@@ -309,12 +310,12 @@ export class MeshEngine {
     this.claimants.set(idOf(c.kind, c.name), c);
     this.order.insert(c);
     dirty.add(c);
-    for (const r of c.ranges) if (r.cidr) addTo(this.allRanges, r.cidr, c);
+    for (const r of rangesOf(c)) if (r.cidr) addTo(this.allRanges, r.cidr, c);
     if (c.key === undefined) return;
     let holders = this.byKey.get(c.key);
     if (!holders) this.byKey.set(c.key, (holders = new Set()));
     holders.add(c);
-    for (const r of c.ranges) if (r.cidr && !r.refused) addTo(this.requested, r.cidr, c);
+    for (const r of rangesOf(c)) if (r.cidr && !r.refused) addTo(this.requested, r.cidr, c);
   }
 
   /** Removes a claimant from the indexes; everyone it conflicted with becomes dirty. */
@@ -324,12 +325,12 @@ export class MeshEngine {
     this.claimants.delete(idOf(c.kind, c.name));
     this.order.remove(c);
     this.forget(c);
-    for (const r of c.ranges) if (r.cidr) removeFrom(this.allRanges, r.cidr, c);
+    for (const r of rangesOf(c)) if (r.cidr) removeFrom(this.allRanges, r.cidr, c);
     if (c.key === undefined) return;
     const holders = this.byKey.get(c.key)!;
     holders.delete(c);
     if (holders.size === 0) this.byKey.delete(c.key);
-    for (const r of c.ranges) if (r.cidr && !r.refused) removeFrom(this.requested, r.cidr, c);
+    for (const r of rangesOf(c)) if (r.cidr && !r.refused) removeFrom(this.requested, r.cidr, c);
   }
 
   /** Claimants sharing a key or an overlapping claimable range with `c`. */
@@ -337,7 +338,7 @@ export class MeshEngine {
     const out = new Set<Claimant>();
     if (c.key === undefined) return out;
     for (const other of this.byKey.get(c.key) ?? []) out.add(other);
-    for (const r of c.ranges) {
+    for (const r of rangesOf(c)) {
       if (!r.cidr || r.refused) continue;
       for (const hit of this.requested.allOverlapping(r.cidr)) for (const other of hit.owner) out.add(other);
     }

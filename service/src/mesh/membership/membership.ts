@@ -9,37 +9,14 @@
  * only the claimants a change touches.
  */
 import { assignOverlayAddresses, parseOverlayCidr } from './addresses.js';
-import {
-  ANNOTATION_ENDPOINT,
-  ANNOTATION_OVERLAY_ADDRESS6,
-  ANNOTATION_PUBLIC_KEY,
-  KILO_FORCE_ENDPOINT,
-} from '../annotations.js';
-import { AddressIndex, CidrIndex } from './cidr-index.js';
-import { peerCandidates, peerEndpoint } from './endpoints.js';
+import { ANNOTATION_OVERLAY_ADDRESS6 } from '../annotations.js';
+import { compareClaimants, nodeClaimant, peerClaimant, policyFor } from './claims.js';
 import { validateExternalPeer, type AdmittedPeer } from './external-peers.js';
-import { isValidKey } from './keys.js';
-import { byName, compareSeniority } from './order.js';
-import {
-  DEFAULT_MIN_PREFIX,
-  DEFAULT_POD_CIDRS,
-  rangeProblem,
-  type ProtectedOwner,
-  type RangePolicy,
-} from './ranges.js';
-import { quoted } from '../text.js';
+import { judge } from './judge.js';
+import { byName } from './order.js';
+import type { RangePolicy } from './ranges.js';
 import type { ExternalPeer, MembershipSettings, MeshNode, SelfIdentity, SkipReason } from '../types.js';
-import {
-  type Cidr,
-  type Ip,
-  compareCidrText,
-  formatCidr,
-  formatHostPort,
-  hostCidr,
-  parseCidr,
-  parseHostPort,
-  parseIp,
-} from '../../net/ip.js';
+import { type Cidr, hostCidr, parseIp } from '../../net/ip.js';
 
 export type { MembershipSettings } from '../types.js';
 
@@ -59,6 +36,8 @@ export interface Member {
   candidates?: string[] | undefined;
   /** PodCIDRs routed to this Node (normalised, sorted). */
   podCIDRs: string[];
+  /** In location granularity: what its location is reached by from the others (its addresses, allowed-location-ips). */
+  locationRanges?: ReadonlyArray<{ dst: string; what: string }> | undefined;
 }
 
 /** A member's overlay addresses as host routes (IPv4, and IPv6 with a dual-stack overlay). */
@@ -100,314 +79,6 @@ export interface MembershipChanges {
   peers: boolean;
 }
 
-/** One range a claimant asks for, parsed once, with the range rules' verdict. */
-export interface ClaimedRange {
-  text: string;
-  /** Undefined when the text is not a CIDR. */
-  cidr: Cidr | undefined;
-  /** Why the range rules refuse it (a phrase), if they do. */
-  refused: string | undefined;
-}
-
-/** A Node or a valid external peer, with everything it claims parsed once. */
-export interface Claimant {
-  kind: 'node' | 'peer';
-  name: string;
-  createdAt: number;
-  node: MeshNode | undefined;
-  peer: AdmittedPeer | undefined;
-  /** The key it claims; undefined when it has none to claim (then `keySkip` says why). */
-  key: string | undefined;
-  keySkip: SkipReason | undefined;
-  ranges: ClaimedRange[];
-}
-
-/** What membership decided about one claimant. */
-export interface Verdict {
-  skips: SkipReason[];
-  member?: Member | undefined;
-  peer?: AdmittedPeer | undefined;
-}
-
-/** What `judge` needs besides the claimants. */
-export interface JudgeContext {
-  settings: MembershipSettings;
-  self: SelfIdentity | undefined;
-  addresses: ReadonlyMap<string, string>;
-  /** IPv6 overlay addresses (dual-stack overlay). */
-  addresses6?: ReadonlyMap<string, string> | undefined;
-  /** Address problems of a Node (they come first among its skips). */
-  addressProblems(name: string): readonly SkipReason[];
-}
-
-const who = (c: Pick<Claimant, 'kind' | 'name'>): string => `${c.kind === 'node' ? 'Node' : 'Peer'} ${c.name}`;
-
-/** Seniority of claimants: oldest first, then name, then Nodes before Peers. */
-export function compareClaimants(
-  a: Pick<Claimant, 'createdAt' | 'name' | 'kind'>,
-  b: Pick<Claimant, 'createdAt' | 'name' | 'kind'>,
-): number {
-  return compareSeniority(a, b) || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
-}
-
-/** The owner named for the API server's addresses. */
-const API_SERVER: ProtectedOwner = { label: "the API server's address", name: '', createdAt: -Infinity };
-
-/** The cluster pod CIDRs, minimum prefixes and the API server's addresses; Nodes' addresses are added by the caller. */
-export function basePolicy(settings: MembershipSettings, overlay: Cidr): RangePolicy {
-  const podCidrs = (settings.podCidrs ?? DEFAULT_POD_CIDRS).map((t) => parseCidr(t)).filter((c): c is Cidr => !!c);
-  const overlay6 = settings.overlayCidr6 ? parseCidr(settings.overlayCidr6) : undefined;
-  const policy: RangePolicy = {
-    podCidrs,
-    minPrefix: settings.minPrefix ?? DEFAULT_MIN_PREFIX,
-    overlay,
-    ...(overlay6 ? { overlay6 } : {}),
-    protectedAddresses: new AddressIndex<ProtectedOwner>(),
-  };
-  for (const text of settings.protectedAddresses ?? []) {
-    const ip = parseIp(text);
-    if (ip) policy.protectedAddresses.add(ip, API_SERVER);
-  }
-  return policy;
-}
-
-/** The addresses of a Node no range may contain, with what each is (published endpoints only when believed). */
-export function protectedOf(node: MeshNode, settings: MembershipSettings): Array<{ ip: Ip; owner: ProtectedOwner }> {
-  const published =
-    settings.publishedEndpoints === 'any'
-      ? parseHostPort(node.annotations[ANNOTATION_ENDPOINT] ?? '')?.host
-      : undefined;
-  const forced = parseHostPort(node.annotations[KILO_FORCE_ENDPOINT] ?? '')?.host;
-  const out: Array<{ ip: Ip; owner: ProtectedOwner }> = [];
-  for (const [kind, list] of [
-    ['InternalIP', node.internalIPs],
-    ['ExternalIP', node.externalIPs],
-    ['published endpoint', published ? [published] : []],
-    ['forced endpoint', forced ? [forced] : []],
-  ] as const) {
-    for (const text of list) {
-      const ip = parseIp(text);
-      if (ip)
-        out.push({
-          ip,
-          owner: { label: `the ${kind} of Node ${node.name}`, name: node.name, createdAt: node.createdAt },
-        });
-    }
-  }
-  return out;
-}
-
-/** Makes the claimant of a Node (the viewing node claims its own key). */
-export function nodeClaimant(node: MeshNode, policy: RangePolicy, self: SelfIdentity | undefined): Claimant {
-  const isSelf = node.name === self?.name;
-  const published = node.annotations[ANNOTATION_PUBLIC_KEY];
-  let key: string | undefined = isSelf ? self!.publicKey : published;
-  let keySkip: SkipReason | undefined;
-  if (!isSelf && (published === undefined || published === ''))
-    keySkip = {
-      name: node.name,
-      reason: 'no-public-key',
-      message: 'has not published a WireGuard public key yet',
-      whole: true,
-    };
-  else if (!isSelf && !isValidKey(published!))
-    keySkip = {
-      name: node.name,
-      reason: 'invalid-public-key',
-      message: `published public key ${quoted(published!)} is not a base64 WireGuard key`,
-      whole: true,
-    };
-  if (keySkip) key = undefined;
-  const ranges = node.podCIDRs.map((text) => {
-    const cidr = parseCidr(text);
-    return { text, cidr, refused: cidr ? rangeProblem(cidr, policy, true) : undefined };
-  });
-  return { kind: 'node', name: node.name, createdAt: node.createdAt, node, peer: undefined, key, keySkip, ranges };
-}
-
-/** Makes the claimant of a valid external peer. */
-export function peerClaimant(peer: AdmittedPeer, policy: RangePolicy): Claimant {
-  const ranges = peer.allowedIPs.map((text) => {
-    const cidr = parseCidr(text)!;
-    return { text, cidr, refused: rangeProblem(cidr, policy, false) };
-  });
-  return {
-    kind: 'peer',
-    name: peer.name,
-    createdAt: peer.createdAt,
-    node: undefined,
-    peer,
-    key: peer.publicKey,
-    keySkip: undefined,
-    ranges,
-  };
-}
-
-/** Running state of one judgement over claimants, oldest first. */
-interface Pass {
-  ctx: JudgeContext;
-  claimedKeys: Map<string, string>;
-  /** Claimed ranges with the rank (seniority position) of their owner, so conflicts name the most senior. */
-  claimedRanges: CidrIndex<{ rank: number; owner: string }>;
-}
-
-const bySeniorOwner = (a: { rank: number }, b: { rank: number }): number => a.rank - b.rank;
-
-/** A Node's PodCIDRs that may be routed to it: those that pass the range rules and no senior claimant holds. */
-function admitPodCidrs(c: Claimant, rank: number, pass: Pass, skips: SkipReason[]): string[] {
-  const cidrs: string[] = [];
-  for (const r of c.ranges) {
-    if (!r.cidr) {
-      skips.push({
-        name: c.name,
-        reason: 'invalid-pod-cidr',
-        message: `PodCIDR ${quoted(r.text)} is not a CIDR; dropped`,
-        whole: false,
-      });
-      continue;
-    }
-    const norm = formatCidr(r.cidr);
-    if (r.refused) {
-      skips.push({
-        name: c.name,
-        reason: 'pod-cidr-refused',
-        message: `PodCIDR ${norm} ${r.refused}; dropped`,
-        whole: false,
-      });
-      continue;
-    }
-    const older = pass.claimedRanges.overlapping(r.cidr, bySeniorOwner);
-    if (older) {
-      skips.push({
-        name: c.name,
-        reason: 'pod-cidr-conflict',
-        message: `PodCIDR ${norm} overlaps ${formatCidr(older.cidr)} of older ${older.owner.owner}; dropped`,
-        whole: false,
-      });
-      continue;
-    }
-    pass.claimedRanges.add(r.cidr, { rank, owner: who(c) });
-    cidrs.push(norm);
-  }
-  return cidrs.sort(compareCidrText);
-}
-
-/** An external peer's ranges: all pass the range rules and no senior claimant holds any, or it is left out. */
-function admitPeerRanges(c: Claimant, rank: number, pass: Pass, skips: SkipReason[]): boolean {
-  for (const r of c.ranges) {
-    const message = r.refused ? `allowedIPs ${r.text} ${r.refused}` : undefined;
-    const older = message ? undefined : pass.claimedRanges.overlapping(r.cidr!, bySeniorOwner);
-    if (message || older) {
-      skips.push({
-        name: c.name,
-        kind: 'peer',
-        reason: message ? 'allowed-ips-refused' : 'allowed-ips-conflict',
-        message: message ?? `allowedIPs ${r.text} overlaps ${formatCidr(older!.cidr)} of older ${older!.owner.owner}`,
-        whole: true,
-      });
-      return false;
-    }
-  }
-  for (const r of c.ranges) pass.claimedRanges.add(r.cidr!, { rank, owner: who(c) });
-  return true;
-}
-
-/** An external peer's endpoint with its DNS name resolved (when the settings resolve names), or undefined after recording why not. */
-function resolveEndpoint(
-  peer: AdmittedPeer,
-  settings: MembershipSettings,
-  skips: SkipReason[],
-): AdmittedPeer | undefined {
-  const resolved = settings.resolved;
-  if (!peer.endpointName || !resolved) return peer;
-  const address = resolved.get(peer.endpointName);
-  if (address === undefined) {
-    skips.push({
-      name: peer.name,
-      kind: 'peer',
-      reason: 'unresolved-endpoint',
-      message: `endpoint name ${quoted(peer.endpointName)} does not resolve (yet); the Peer is left out until it does`,
-      whole: true,
-    });
-    return undefined;
-  }
-  return { ...peer, endpoint: formatHostPort(address, parseHostPort(peer.endpoint!)!.port) };
-}
-
-/** The verdict on one claimant, given the keys and ranges its seniors claimed. */
-function judgeOne(c: Claimant, rank: number, pass: Pass): Verdict {
-  const skips: SkipReason[] = c.kind === 'node' ? [...pass.ctx.addressProblems(c.name)] : [];
-  if (c.keySkip) return { skips: [...skips, c.keySkip] };
-  const holder = pass.claimedKeys.get(c.key!);
-  if (holder !== undefined) {
-    const message =
-      c.kind === 'node'
-        ? `publishes the same public key as older ${holder}`
-        : `duplicate public key: older ${holder} already uses ${c.key}`;
-    return {
-      skips: [
-        ...skips,
-        {
-          name: c.name,
-          ...(c.kind === 'peer' ? { kind: 'peer' as const } : {}),
-          reason: 'duplicate-public-key',
-          message,
-          whole: true,
-        },
-      ],
-    };
-  }
-  pass.claimedKeys.set(c.key!, who(c));
-  if (c.kind === 'peer') {
-    const peer = admitPeerRanges(c, rank, pass, skips) ? resolveEndpoint(c.peer!, pass.ctx.settings, skips) : undefined;
-    return { skips, peer };
-  }
-  const podCIDRs = admitPodCidrs(c, rank, pass, skips);
-  if (c.name === pass.ctx.self?.name) return { skips };
-  const overlayAddress = pass.ctx.addresses.get(c.name);
-  if (!overlayAddress) {
-    if (!skips.some((s) => s.reason === 'no-overlay-address'))
-      skips.push({ name: c.name, reason: 'no-overlay-address', message: 'got no overlay address', whole: true });
-    return { skips };
-  }
-  const ep = peerEndpoint(c.node!, pass.ctx.settings.listenPort, pass.ctx.settings.publishedEndpoints);
-  if (ep.problem) skips.push(ep.problem);
-  if (!ep.endpoint) return { skips };
-  const overlayAddress6 = pass.ctx.addresses6?.get(c.name);
-  const candidates = peerCandidates(c.node!, ep.endpoint, pass.ctx.settings.listenPort);
-  return {
-    skips,
-    member: {
-      name: c.name,
-      createdAt: c.createdAt,
-      publicKey: c.key!,
-      overlayAddress,
-      ...(overlayAddress6 ? { overlayAddress6 } : {}),
-      endpoint: ep.endpoint,
-      ...(candidates.length > 1 ? { candidates } : {}),
-      podCIDRs,
-    },
-  };
-}
-
-/**
- * Decides claimants that conflict with nobody outside them, oldest first: each claims its key and
- * then its ranges, and anything a senior claimed first is refused.
- */
-export function judge(claimants: readonly Claimant[], ctx: JudgeContext): Map<Claimant, Verdict> {
-  const pass: Pass = { ctx, claimedKeys: new Map(), claimedRanges: new CidrIndex() };
-  const out = new Map<Claimant, Verdict>();
-  claimants.forEach((c, rank) => out.set(c, judgeOne(c, rank, pass)));
-  return out;
-}
-
-/** The range policy for a whole Node list, with every Node's addresses protected. */
-export function policyFor(nodes: readonly MeshNode[], settings: MembershipSettings, overlay: Cidr): RangePolicy {
-  const policy = basePolicy(settings, overlay);
-  for (const node of nodes) for (const p of protectedOf(node, settings)) policy.protectedAddresses.add(p.ip, p.owner);
-  return policy;
-}
-
 /**
  * Decides the mesh from all Nodes and external peers. With `self` (the daemon's view) that node
  * uses its own key (the same it publishes) and is not listed among the members; without it (the
@@ -427,7 +98,7 @@ export function decideMembership(
   const problems = [...problems4, ...(six?.problems ?? []).map(asIPv6Problem)];
   const policy = policyFor(nodes, settings, overlay);
   const invalidPeers: SkipReason[] = [];
-  const claimants = nodes.map((n) => nodeClaimant(n, policy, self));
+  const claimants = nodes.map((n) => nodeClaimant(n, policy, self, settings.claimLocationRanges));
   for (const raw of externalPeers) {
     const v = validateExternalPeer(raw);
     if (v.ok) claimants.push(peerClaimant(v.peer, policy));

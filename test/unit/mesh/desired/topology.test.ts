@@ -28,6 +28,8 @@ import { parseIp } from '../../../../service/src/net/ip.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
 const LABEL = 'topology.kubernetes.io/region';
+/** Mesh settings of location granularity: Nodes claim their addresses and allowed-location-ips. */
+const LOCATED = { ...MESH_SETTINGS, claimLocationRanges: true };
 const SETTINGS: TopologySettings = {
   granularity: 'location',
   locationLabel: LABEL,
@@ -70,17 +72,16 @@ function liveness(location: string, alive: string[], lapsed: string[] = []): Liv
 
 /** Places every admitted Node of `nodes` and decides the topology. */
 function topologyOf(nodes: MeshNode[], live?: Liveness) {
-  const membership = decideMembership(nodes, [], MESH_SETTINGS);
-  const ctx = { settings: SETTINGS, policy: membership.policy!, warnings: [] as string[] };
+  const membership = decideMembership(nodes, [], LOCATED);
   const placed: Placed[] = membership.members.map((m) =>
     place(
       m,
       nodes.find((n) => n.name === m.name)!,
-      ctx,
+      SETTINGS,
     ),
   );
-  const topology = decideTopology({ placed, granularity: 'location', liveness: live, warnings: ctx.warnings });
-  return { topology, placed, warnings: ctx.warnings };
+  const topology = decideTopology({ placed, granularity: 'location', liveness: live });
+  return { topology, placed, skipped: membership.skipped };
 }
 
 describe('unit: topology — locations and leaders', () => {
@@ -218,14 +219,23 @@ describe('unit: topology — locations and leaders', () => {
     assert.equal(topologyOf(annotated, liveness('location:aws', ['n1'])).topology.locations[0]!.leader, 'n1');
   });
 
-  it("allowed-location-ips pass the range rules: too wide, reserved or another node's address is refused", () => {
+  it("allowed-location-ips pass the range rules: too wide, reserved, public or another node's address is refused", () => {
     const a = kiloNode(1, { location: 'aws' });
-    a.annotations[KILO_ALLOWED_LOCATION_IPS] = '192.168.50.0/24, 0.0.0.0/1, 169.254.169.254/32, 10.1.0.2/32, junk';
-    const { placed, warnings } = topologyOf([a, kiloNode(2, { location: 'gcp' })]);
-    assert.deepEqual(placed.find((p) => p.name === 'n1')!.allowedLocationIPs, ['192.168.50.0/24']);
-    assert.equal(warnings.length, 4);
-    assert.match(warnings.join('\n'), /0\.0\.0\.0\/1.*wider/);
-    assert.match(warnings.join('\n'), /10\.1\.0\.2\/32.*InternalIP of Node n2/);
+    a.annotations[KILO_ALLOWED_LOCATION_IPS] =
+      '192.168.50.0/24, 0.0.0.0/1, 169.254.169.254/32, 10.1.0.2/32, 8.8.8.0/24, 64:ff9b::/96, junk';
+    const { placed, skipped } = topologyOf([a, kiloNode(2, { location: 'gcp' })]);
+    assert.deepEqual(placed.find((p) => p.name === 'n1')!.locationRanges, [
+      { dst: '10.1.0.1/32', what: 'InternalIP' },
+      { dst: '192.168.50.0/24', what: `${KILO_ALLOWED_LOCATION_IPS} entry` },
+    ]);
+    const refused = skipped.filter((s) => s.name === 'n1').map((s) => s.message);
+    assert.equal(refused.length, 6, refused.join('\n'));
+    assert.match(refused.join('\n'), /0\.0\.0\.0\/1 is wider than \/16/);
+    assert.match(refused.join('\n'), /169\.254\.169\.254\/32 overlaps link-local addresses/);
+    assert.match(refused.join('\n'), /10\.1\.0\.2\/32 overlaps 10\.1\.0\.2\/32 of Node n2, claimed first/);
+    assert.match(refused.join('\n'), /8\.8\.8\.0\/24 is outside/);
+    assert.match(refused.join('\n'), /64:ff9b::\/96 overlaps the NAT64 prefix/);
+    assert.match(refused.join('\n'), /"junk" is not a CIDR/);
   });
 });
 
@@ -240,7 +250,7 @@ describe('unit: topology — what each node applies', () => {
   nodes[3]!.annotations[KILO_ALLOWED_LOCATION_IPS] = '192.168.60.0/24';
   const desired = (self: number, settings: Partial<TopologySettings> = {}): DesiredState => {
     const me = { name: `n${self}`, publicKey: KEYS[self]! };
-    const membership = decideMembership(nodes, [], MESH_SETTINGS, me);
+    const membership = decideMembership(nodes, [], LOCATED, me);
     const topology: TopologyInput = {
       settings: { ...SETTINGS, ...settings },
       nodes: new Map(nodes.map((n) => [n.name, n])),

@@ -35,7 +35,7 @@ function rng(seed: number): () => number {
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',
   listenPort: 51820,
-  protectedAddresses: ['198.51.100.1'],
+  protectedRanges: ['198.51.100.1/32'],
 };
 
 /** A comparable form of a membership. */

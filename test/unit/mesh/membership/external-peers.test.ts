@@ -5,6 +5,7 @@
  * view used by showconf/graph, and the translation of Peer objects at the Kubernetes boundary.
  */
 import assert from 'node:assert/strict';
+import { KILO_FORCE_ENDPOINT } from '../../../../service/src/mesh/annotations.js';
 import { computeDesired, type MeshSettings } from '../../../../service/src/mesh/desired/desired.js';
 import {
   validateExternalPeer as validatePeer,
@@ -243,7 +244,7 @@ describe('unit: external Peers', () => {
           [
             'p',
             'allowed-ips-refused',
-            /allowedIPs 192\.0\.2\.0\/24 contains 192\.0\.2\.11, the InternalIP of Node a \(its traffic would be routed into the tunnel\)/,
+            /allowedIPs 192\.0\.2\.0\/24 contains 192\.0\.2\.11, the InternalIP of Node a, an older claim/,
           ],
         ],
         [],
@@ -318,31 +319,33 @@ describe('unit: external Peers', () => {
       });
     }
 
-    it("the API server's address is protected like a Node's", () => {
-      const m = decide([peer('p', { allowedIPs: ['198.51.100.0/24'] })], NODES, {
+    it('a range [overlay] protected names is refused, whoever claims it', () => {
+      const m = decide([peer('p', { allowedIPs: ['10.9.0.0/24'] })], NODES, {
         ...SETTINGS,
-        protectedAddresses: ['198.51.100.40'],
+        protectedRanges: ['10.9.0.40/32'],
       });
       assert.match(
         m.skipped.find((s) => s.kind === 'peer')!.message,
-        /contains 198\.51\.100\.40, the API server's address/,
+        /overlaps 10\.9\.0\.40\/32, which \[overlay\] protected keeps out of the tunnel/,
       );
     });
 
-    it('a published endpoint is protected only when published endpoints are believed', () => {
-      const natted = meshNode('n', { ip: '192.0.2.19', created: 9, key: KEYS[5], endpoint: '198.51.100.99:51820' });
-      const p = [peer('p', { allowedIPs: ['198.51.100.99/32'] })];
-      assert.deepEqual(
-        decide(p, [...NODES, natted]).externalPeers.map((x) => x.name),
-        ['p'],
-        "n's endpoint is not one of its addresses, so nobody dials it",
-      );
-      assert.match(
-        decide(p, [...NODES, natted], { ...SETTINGS, publishedEndpoints: 'any' }).skipped.find(
-          (s) => s.kind === 'peer',
-        )!.message,
-        /contains 198\.51\.100\.99, the published endpoint of Node n/,
-      );
+    it('published and forced endpoints never protect (anyone can write them): a Peer may take a range holding one', () => {
+      const natted = meshNode('n', {
+        ip: '192.0.2.19',
+        created: 9,
+        key: KEYS[5],
+        endpoint: '10.7.0.99:51820',
+        annotations: { [KILO_FORCE_ENDPOINT]: '10.7.0.98:51820' },
+      });
+      const p = [peer('p', { allowedIPs: ['10.7.0.96/29'] })];
+      for (const publishedEndpoints of ['addresses', 'any'] as const) {
+        assert.deepEqual(
+          decide(p, [...NODES, natted], { ...SETTINGS, publishedEndpoints }).externalPeers.map((x) => x.name),
+          ['p'],
+          publishedEndpoints,
+        );
+      }
     });
 
     it('an older Peer keeps its range against a younger Node, whose PodCIDR is dropped (not the other way round)', () => {

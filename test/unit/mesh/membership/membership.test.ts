@@ -13,7 +13,7 @@ import { KEYS, meshNode } from '../../../support/fakes/fixtures.js';
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',
   listenPort: 51820,
-  protectedAddresses: ['192.0.2.200'],
+  protectedRanges: ['192.0.2.200/32'],
 };
 const A = meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] });
 const B = meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] });
@@ -58,10 +58,10 @@ describe('unit: membership trust rules', () => {
       /contains 192\.0\.2\.12, the InternalIP of Node b/,
     ],
     [
-      'the API server (with pod_cidrs wide open)',
+      'a range [overlay] protected names, the API server say (with pod_cidrs wide open)',
       '192.0.2.200/32',
       { ...SETTINGS, podCidrs: ['0.0.0.0/0'], minPrefix: { 4: 1, 6: 1 } },
-      /contains 192\.0\.2\.200, the API server's address/,
+      /overlaps 192\.0\.2\.200\/32, which \[overlay\] protected keeps out of the tunnel/,
     ],
     [
       'the metadata address (with pod_cidrs wide open)',
