@@ -21,6 +21,7 @@ import { VERSION } from '../version.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
 import { EndpointWatch } from './endpoint-watch.js';
+import { KeyKeeper } from './key-keeper.js';
 import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
 import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
@@ -95,6 +96,9 @@ export class Daemon {
       leadership: host.leadership,
       endpoints: this.endpoints,
       sawDevice: (peers) => this.endpoints?.sawDevice(peers),
+      keys:
+        env.rotateKey &&
+        new KeyKeeper({ identity: p.identity, stateDir: p.config.state.dir, rotate: env.rotateKey, log }),
       waitForPeers: true,
     });
     this.step.setFacts({ apiAddresses: p.apiAddresses, onLink: p.onLink, clusterCa: p.kube.clusterCa });

@@ -38,6 +38,8 @@ export interface DaemonEnv {
   quietRunner: CommandRunner;
   loadConfig(path: string): Promise<LoadedConfig>;
   loadKey(stateDir: string): Promise<LoadedKey>;
+  /** Replaces the key with a new one (when an older Node publishes this node's); absent: never. */
+  rotateKey?(stateDir: string): Promise<LoadedKey>;
   /** Loads the kubeconfig and makes the sources; throws KubeconfigError when it is unusable. */
   connectKube(config: Config, log: Logger): Promise<KubeAccess>;
   /** systemd's units over D-Bus, or undefined when no manager answers. */

@@ -19,7 +19,7 @@ import { createLogger, describeError, type Logger } from '../log/logger.js';
 import { startMetricsServer } from '../metrics/server.js';
 import { createNotifier } from '../systemd/notify.js';
 import { SystemdUnits } from '../systemd/units.js';
-import { loadOrCreatePrivateKey } from '../wireguard/keys.js';
+import { loadOrCreatePrivateKey, rotatePrivateKey } from '../wireguard/keys.js';
 import { leasesApi } from '../kube/location-leases.js';
 import { Daemon, type DaemonEnv, type KubeAccess } from './daemon.js';
 
@@ -49,6 +49,7 @@ export function productionEnv(log: Logger): DaemonEnv {
     quietRunner: new ExecaRunner(),
     loadConfig,
     loadKey: loadOrCreatePrivateKey,
+    rotateKey: rotatePrivateKey,
     connectKube,
     connectSystemd: (l) => SystemdUnits.connect(l),
     notifier: createNotifier(log),

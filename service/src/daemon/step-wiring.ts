@@ -17,6 +17,7 @@ import type { Logger } from '../log/logger.js';
 import type { PeerStatus } from '../mesh/observations/device.js';
 import type { UnitController } from '../systemd/units.js';
 import type { WgQuickFile } from '../wireguard/conf-file.js';
+import type { KeyKeeper } from './key-keeper.js';
 import { MeshStep, type Endpoints, type Identity, type Leadership } from './step.js';
 
 /** What a step is wired from. */
@@ -35,6 +36,8 @@ export interface StepWiring {
   own?: OwnChanges | undefined;
   leadership?: Leadership | undefined;
   endpoints?: Endpoints | undefined;
+  /** Takes a new key when an older Node publishes this node's. */
+  keys?: KeyKeeper | undefined;
   /** Every device read of the peer adapter (the endpoint watch notes NAT arrivals from it). */
   sawDevice?: ((peers: readonly PeerStatus[]) => void) | undefined;
   /** Whether wireguard-go is installed (default: looked up on the host). */
@@ -69,6 +72,7 @@ export function wireStep(w: StepWiring): MeshStep {
     mtu: new MtuResolver(w.runner),
     leadership: w.leadership,
     endpoints: w.endpoints,
+    keys: w.keys,
   };
   return new MeshStep(parts, w.config, w.waitForPeers);
 }

@@ -23,6 +23,7 @@ import type { DesiredState, MeshNode } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
 import type { WgQuickFile } from '../wireguard/conf-file.js';
+import type { KeyKeeper } from './key-keeper.js';
 import { ChangeLog, VerdictLog } from './run-log.js';
 
 /** This node's identity: its Node name and WireGuard key pair. */
@@ -64,6 +65,8 @@ export interface StepParts {
   leadership?: Leadership | undefined;
   /** Endpoint failover (absent: off). */
   endpoints?: Endpoints | undefined;
+  /** Takes a new key when an older Node publishes this node's (absent: the skip is only logged). */
+  keys?: KeyKeeper | undefined;
 }
 
 /** How a step ended (when it did not throw). */
@@ -192,6 +195,10 @@ export class MeshStep {
     } catch (err) {
       if (err instanceof NotReadyError) return this.wait(err.message, (w) => log.warning(w));
       throw err;
+    }
+    if (plan.keyTakenBy && (await this.parts.keys?.taken(plan.keyTakenBy))) {
+      this.view.setSelf({ name: identity.name, publicKey: identity.publicKey });
+      return this.compute();
     }
     this.latest = plan.desired;
     this.parts.leadership?.want(plan.wish);

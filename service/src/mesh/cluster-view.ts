@@ -28,7 +28,7 @@ export class ClusterView {
    * `self`: the viewing node (its own key is the one it claims; absent for an operator's view).
    * `waitForPeers`: the external peers are unknown until a list of them is set (the daemon waits for it).
    */
-  constructor(private readonly opts: { self?: SelfIdentity; waitForPeers?: boolean } = {}) {
+  constructor(private opts: { self?: SelfIdentity; waitForPeers?: boolean } = {}) {
     if (!opts.waitForPeers) this.peers = [];
   }
 
@@ -100,6 +100,12 @@ export class ClusterView {
     this.peers = [...peers];
     this.engine?.engine.setExternalPeers(this.peers);
     return true;
+  }
+
+  /** Takes the viewing node's new identity (a new key): the membership is decided again. */
+  setSelf(self: SelfIdentity): void {
+    this.opts = { ...this.opts, self };
+    this.engine = undefined;
   }
 
   /** The membership under these settings (the engine is rebuilt from the lists when the settings change). */

@@ -76,6 +76,18 @@ export async function loadOrCreatePrivateKey(stateDir: string): Promise<LoadedKe
   return { privateKey, publicKey: publicKeyFromPrivate(privateKey), created: true, fixedMode: false };
 }
 
+/** Replaces `<stateDir>/private.key` with a newly generated key (atomically, mode 0600) and returns it. */
+export async function rotatePrivateKey(stateDir: string): Promise<LoadedKey> {
+  const path = join(stateDir, PRIVATE_KEY_FILE);
+  const privateKey = generatePrivateKey();
+  try {
+    await writeFileAtomic(path, `${privateKey}\n`, 0o600);
+  } catch (cause) {
+    throw new Error(`saving a new private key to ${path}`, { cause });
+  }
+  return { privateKey, publicKey: publicKeyFromPrivate(privateKey), created: true, fixedMode: false };
+}
+
 /** Reads and validates an existing key file (fixing a loose mode); undefined when it does not exist. */
 async function readKeyFile(path: string): Promise<Omit<LoadedKey, 'created'> | undefined> {
   let fh;

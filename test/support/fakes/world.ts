@@ -6,6 +6,7 @@
 import type { Config } from '../../../service/src/config/config.js';
 import { ReconcileLoop } from '../../../service/src/daemon/loop.js';
 import type { Identity, Leadership, MeshStep } from '../../../service/src/daemon/step.js';
+import type { KeyKeeper } from '../../../service/src/daemon/key-keeper.js';
 import { wireStep } from '../../../service/src/daemon/step-wiring.js';
 import type { NodePublisher } from '../../../service/src/kube/node-publisher.js';
 import type { Logger } from '../../../service/src/log/logger.js';
@@ -27,6 +28,8 @@ export interface WorldParts {
   waitForPeers?: boolean;
   /** The location leader Leases (with location granularity). */
   leadership?: Leadership;
+  /** Takes a new key when an older Node publishes this node's. */
+  keys?: KeyKeeper;
 }
 
 /** The daemon's calls into the loop, as one object. */
@@ -55,6 +58,7 @@ export function reconcileWorld(p: WorldParts): Reconcile {
     confFile,
     units: p.units,
     leadership: p.leadership,
+    keys: p.keys,
     hasWireguardGo: p.host.hasWireguardGo,
     waitForPeers: p.waitForPeers ?? false,
   });

@@ -3,7 +3,8 @@
  * node seen behind NAT, the desired state (with its NAT observations to publish), and what it
  * wants from its location's leader Lease — everything the reconcile step needs, decided purely.
  */
-import { ANNOTATION_DISCOVERED } from '../annotations.js';
+import { ANNOTATION_DISCOVERED, ANNOTATION_PUBLIC_KEY } from '../annotations.js';
+import { compareSeniority } from '../membership/order.js';
 import type { ClusterView } from '../cluster-view.js';
 import { leaderWish, NO_LIVENESS, type LeaderWish, type Liveness } from '../observations/leadership.js';
 import { natKeepalive, observationsText } from '../observations/nat.js';
@@ -34,6 +35,22 @@ export interface NodePlan {
   behindNat?: string[] | undefined;
   /** What this node wants from its location's leader Lease (location granularity only). */
   wish?: LeaderWish | undefined;
+  /** An older Node that publishes this node's public key (a clone or a squatter): this node must take a new key. */
+  keyTakenBy?: string | undefined;
+}
+
+/**
+ * The older Node that publishes `self`'s public key, if any: the key goes to the senior claimant
+ * everywhere, so this node is out of the mesh until it takes a new key (a younger one that copies
+ * the key is out itself).
+ */
+export function keyTakenBy(view: ClusterView, self: SelfIdentity): string | undefined {
+  const me = view.node(self.name);
+  if (!me) return undefined;
+  for (const n of view.nodes.values())
+    if (n.name !== self.name && n.annotations[ANNOTATION_PUBLIC_KEY] === self.publicKey && compareSeniority(n, me) < 0)
+      return n.name;
+  return undefined;
 }
 
 /** The part of the mesh settings membership decides by (the same on every node of a cluster). */
@@ -73,5 +90,10 @@ export function planNode(i: NodePlanInput): NodePlan {
   });
   const text = observationsText(i.observed ?? {});
   if (text) desired.publish[ANNOTATION_DISCOVERED] = text;
-  return { desired, behindNat: nat.behindNat, wish: leaderWish(desired.topology, liveness) };
+  return {
+    desired,
+    behindNat: nat.behindNat,
+    wish: leaderWish(desired.topology, liveness),
+    keyTakenBy: keyTakenBy(i.view, i.self),
+  };
 }
