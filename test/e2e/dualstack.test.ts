@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster/cluster.js';
 import { NatRouter } from '../support/namespaces/nat.js';
-import { pingReplies } from '../support/namespaces/pods.js';
+import { pingAll, pingReplies } from '../support/namespaces/pods.js';
 import { requireTools } from '../support/process.js';
 import {
   ANNOTATION_DISCOVERED,
@@ -23,12 +23,6 @@ const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Dual-stack PodCIDRs for the node numbered `i`. */
 const podCIDRs = (i: number): string[] => [`10.244.${i}.0/24`, `fd10:244:${i}::/64`];
-
-/** Pings `target` from a pod or node `count` times (0.2 s apart) and asserts every reply came back. */
-async function pingAll(from: { exec: ClusterNode['host']['exec'] }, target: string, count = 3): Promise<void> {
-  const r = await from.exec('ping', ['-c', String(count), '-i', '0.2', '-W', '2', target], { allowFailure: true });
-  assert.match(r.stdout, new RegExp(`${count} received`), `ping ${target}:\n${r.stdout}${r.stderr}`);
-}
 
 /** When the first reply of a running `ping -D` arrived after `t0` (ms since the epoch), waiting up to `timeoutMs`. */
 function firstReplyAfter(what: string, ping: { output(): string }, t0: number, timeoutMs: number): Promise<number> {
@@ -90,8 +84,8 @@ describe('e2e: dual-stack mesh', function () {
         `${n}: wg0 holds both overlay addresses`,
       );
       const other = cluster.must(names[(names.indexOf(n) + 1) % names.length]!);
-      await pingAll(other.host, v4, 2);
-      await pingAll(other.host, v6, 2);
+      await pingAll(other.host, v4, { count: 2 });
+      await pingAll(other.host, v6, { count: 2 });
     }
   });
 
@@ -247,8 +241,8 @@ describe('e2e: IPv6-only mesh', function () {
       const after = (await cluster.peer('node-a', 'node-b'))!;
       assert.ok(after.txBytes > before.txBytes && after.rxBytes > before.rxBytes, `${target} went through wg0`);
     }
-    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS6]!, 2);
-    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS]!, 2);
+    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS6]!, { count: 2 });
+    await pingAll(b.host, cluster.annotations('node-a')[ANNOTATION_OVERLAY_ADDRESS]!, { count: 2 });
   });
 });
 

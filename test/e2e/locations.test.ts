@@ -11,31 +11,16 @@ import assert from 'node:assert/strict';
 import { waitFor, type ClusterNode } from '../support/cluster/cluster.js';
 import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/cluster/locations.js';
 import type { LinkStats } from '../support/namespaces/netns.js';
-import { pingReplies as replies } from '../support/namespaces/pods.js';
-import { requireTools, sleep, type RunOptions, type RunResult } from '../support/process.js';
+import { pingAll, pingReplies, type Shell } from '../support/namespaces/pods.js';
+import { requireTools, sleep } from '../support/process.js';
 
 /** Pings per check, and their size: each one is bigger than anything else that crosses wg0 (handshakes, keepalives). */
 const PINGS = 20;
 const PING_BYTES = 1000;
 
-/** Something that runs commands in a namespace: a node or a pod. */
-interface Shell {
-  exec(cmd: string, args?: readonly string[], opts?: RunOptions): Promise<RunResult>;
-}
-
 /** Sends {@link PINGS} large pings and asserts every one came back. */
-async function pingAll(from: Shell, dst: string, what: string): Promise<void> {
-  const r = await from.exec(
-    'ping',
-    ['-q', '-c', String(PINGS), '-i', '0.02', '-s', String(PING_BYTES), '-W', '2', dst],
-    { allowFailure: true },
-  );
-  assert.match(
-    r.stdout,
-    new RegExp(`${PINGS} packets transmitted, ${PINGS} received`),
-    `${what}: ${r.stdout}${r.stderr}`,
-  );
-}
+const pingMany = (from: Shell, dst: string, what: string): Promise<void> =>
+  pingAll(from, dst, { count: PINGS, interval: 0.02, size: PING_BYTES, what });
 
 /** One node's counters: its links, and bytes of each WireGuard peer (by node name). */
 interface Counters {
@@ -168,9 +153,9 @@ describe('e2e: locations — granularity = location', function () {
 
   it('inside a location pod traffic goes over the private network and never into wg0', async () => {
     const d = await traffic(lc, async () => {
-      await pingAll(node('east-3').pod!, node('east-2').podIp, 'east-3 → east-2');
-      await pingAll(node('east-3').pod!, node('east-1').podIp, 'east-3 → east-1 (the leader)');
-      await pingAll(node('west-2').pod!, node('west-1').podIp, 'west-2 → west-1 (the leader)');
+      await pingMany(node('east-3').pod!, node('east-2').podIp, 'east-3 → east-2');
+      await pingMany(node('east-3').pod!, node('east-1').podIp, 'east-3 → east-1 (the leader)');
+      await pingMany(node('west-2').pod!, node('west-1').podIp, 'west-2 → west-1 (the leader)');
     });
     assertNoTunnel(d, ['east-1', 'east-2', 'east-3', 'west-1', 'west-2']);
     assertLink(d, 'east-3', 'eth0', 'tx');
@@ -181,7 +166,7 @@ describe('e2e: locations — granularity = location', function () {
 
   it("across locations a member's pod traffic goes to its leader over the private network and through the leader's wg0", async () => {
     const d = await traffic(lc, async () => {
-      await pingAll(node('east-3').pod!, node('west-2').podIp, 'east-3 → west-2');
+      await pingMany(node('east-3').pod!, node('west-2').podIp, 'east-3 → west-2');
     });
     // east-3 → east-1 (private) → wg0 → west-1 (public) → west-2 (private), and back.
     assertLink(d, 'east-3', 'eth0', 'tx');
@@ -193,8 +178,8 @@ describe('e2e: locations — granularity = location', function () {
     assertLink(d, 'west-2', 'eth0', 'rx');
     assertNoTunnel(d, ['east-2', 'east-3', 'west-2']);
     // overlay addresses of members are reached the same way, and a member reaches the other leader's pods
-    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
-    await pingAll(node('west-2').pod!, node('east-2').podIp, 'west-2 → east-2');
+    await pingMany(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
+    await pingMany(node('west-2').pod!, node('east-2').podIp, 'west-2 → east-2');
   });
 
   it('a leader killed hard (SIGKILL, wg0 deleted): member-to-member traffic across locations resumes within 10 s', async () => {
@@ -204,7 +189,7 @@ describe('e2e: locations — granularity = location', function () {
     const marks = new Map(['east-2', 'east-3'].map((n) => [n, node(n).daemon!.output().length]));
     const ping = east3.pod!.spawn('ping', ['-D', '-i', '0.1', '-W', '1', west2.podIp]);
     try {
-      await waitFor('3 replies before the stop', () => replies(ping.output()).length >= 3, 5_000);
+      await waitFor('3 replies before the stop', () => pingReplies(ping.output()).length >= 3, 5_000);
       const stoppedAt = Date.now();
       await lc.cluster.stopDaemon('east-1', 'SIGKILL');
       await node('east-1').host.exec('ip', ['link', 'del', 'wg0']);
@@ -212,7 +197,7 @@ describe('e2e: locations — granularity = location', function () {
       const resumed = await waitFor(
         'traffic to resume',
         () => {
-          const got = replies(ping.output());
+          const got = pingReplies(ping.output());
           const i = got.findIndex(
             (r, k) => r.at > stoppedAt && k > 0 && r.at - Math.max(got[k - 1]!.at, stoppedAt) > 1_000,
           );
@@ -244,7 +229,7 @@ describe('e2e: locations — granularity = location', function () {
     const before = lc.lease('east')!;
     const ping = node('east-3').pod!.spawn('ping', ['-D', '-i', '0.1', '-W', '1', node('west-2').podIp]);
     try {
-      await waitFor('replies before the return', () => replies(ping.output()).length >= 3, 5_000);
+      await waitFor('replies before the return', () => pingReplies(ping.output()).length >= 3, 5_000);
       const daemon = await lc.cluster.startDaemon('east-1');
       await daemon.waitForOutput(/mesh applied/, 15_000);
       await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { timeoutMs: 10_000 });
@@ -272,7 +257,7 @@ describe('e2e: locations — granularity = location', function () {
     assert.ok(lost <= 20, `member traffic lost ${lost} packets while east-1 returned: ${summary[0]}`);
     const log = node('east-1').daemon!.output();
     assert.match(log, /took the leader Lease of location east/);
-    await pingAll(node('east-1').pod!, node('west-2').podIp, 'east-1 (leader again) → west-2');
+    await pingMany(node('east-1').pod!, node('west-2').podIp, 'east-1 (leader again) → west-2');
   });
 
   it("a member's route through its leader, deleted from outside, is re-added at once", async () => {
@@ -290,12 +275,12 @@ describe('e2e: locations — granularity = location', function () {
     for (const n of lc.cluster.nodes.keys()) await lc.cluster.writeConfig(n, '[mesh]\nlocal_routes = false');
     await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { localRoutes: false });
     const d = await traffic(lc, async () => {
-      await pingAll(node('east-3').host, lc.cluster.overlayAddress('east-2')!, "east-3 → east-2's overlay address");
+      await pingMany(node('east-3').host, lc.cluster.overlayAddress('east-2')!, "east-3 → east-2's overlay address");
     });
     assertNoTunnel(d, ['east-2', 'east-3']);
     assertLink(d, 'east-3', 'eth0', 'tx');
     // Overlay addresses are still reached across locations (pods of a member are the cluster network's job now, also on its leader).
-    await pingAll(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
+    await pingMany(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
   });
 });
 
@@ -339,14 +324,14 @@ describe('e2e: locations — granularity = cross', function () {
 
   it("inside a location traffic stays on the private network; across locations it goes through the sender's own wg0", async () => {
     const inside = await traffic(lc, async () => {
-      await pingAll(node('east-1').pod!, node('east-2').podIp, 'east-1 → east-2');
-      await pingAll(node('west-2').pod!, node('west-1').podIp, 'west-2 → west-1');
+      await pingMany(node('east-1').pod!, node('east-2').podIp, 'east-1 → east-2');
+      await pingMany(node('west-2').pod!, node('west-1').podIp, 'west-2 → west-1');
     });
     assertNoTunnel(inside, ['east-1', 'east-2', 'west-1', 'west-2']);
     assertLink(inside, 'east-1', 'eth0', 'tx');
     assertLink(inside, 'east-2', 'eth0', 'rx');
     const across = await traffic(lc, async () => {
-      await pingAll(node('east-2').pod!, node('west-2').podIp, 'east-2 → west-2');
+      await pingMany(node('east-2').pod!, node('west-2').podIp, 'east-2 → west-2');
     });
     assertPeer(across, 'east-2', 'west-2');
     assertPeer(across, 'west-2', 'east-2');

@@ -6,6 +6,41 @@
 import { cleanupStale, deleteNetns, installExitHook, live, NAME_PREFIX, nextId, type TestNode } from './netns.js';
 import { run, TestProcess, type RunOptions, type RunResult } from '../process.js';
 
+/** Something that runs commands in a namespace: a node or a pod. */
+export interface Shell {
+  exec(cmd: string, args?: readonly string[], opts?: RunOptions): Promise<RunResult>;
+}
+
+/** How {@link pingAll} pings. */
+export interface PingOptions {
+  /** How many pings (default 3). */
+  count?: number;
+  /** Seconds between them (default 0.2). */
+  interval?: number;
+  /** Payload bytes (default ping's own). */
+  size?: number;
+  /** What is pinged, for the failure message. */
+  what?: string;
+}
+
+/** Pings `target` from a pod or node and asserts that every reply came back. */
+export async function pingAll(from: Shell, target: string, o: PingOptions = {}): Promise<void> {
+  const count = o.count ?? 3;
+  const args = [
+    '-q',
+    '-c',
+    String(count),
+    '-i',
+    String(o.interval ?? 0.2),
+    '-W',
+    '2',
+    ...(o.size ? ['-s', String(o.size)] : []),
+  ];
+  const r = await from.exec('ping', [...args, target], { allowFailure: true });
+  if (!new RegExp(`${count} packets transmitted, ${count} received`).test(r.stdout))
+    throw new Error(`${o.what ?? `ping ${target}`}: not every reply came back:\n${r.stdout}${r.stderr}`);
+}
+
 /** The replies in `ping -D` output: when each arrived (ms since the epoch) and its sequence number. */
 export function pingReplies(output: string): Array<{ at: number; seq: number }> {
   return [...output.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)/gm)].map((m) => ({
