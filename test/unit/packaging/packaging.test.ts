@@ -139,6 +139,8 @@ describe('unit: packaging: nfpm.yaml', () => {
     );
     assert.deepEqual(Object.keys(p.scripts).sort(), ['postinstall', 'postremove', 'preremove']);
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/deb\//);
+    // The changelog nfpm makes from packaging/changelog.yaml.
+    assert.equal(p.contents.find((c) => c.dst === '/usr/share/doc/wg-overlay/changelog.Debian.gz')?.mode, 0o644);
   });
 
   it('as the .rpm: RPM dependency syntax and names, /usr/lib/systemd/system, rpm scriptlets', async () => {
@@ -160,6 +162,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/lib/systemd/system/wg-overlay.service'));
+    assert.ok(!dsts.some((d) => d.endsWith('changelog.Debian.gz')));
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/rpm\//);
   });
 
@@ -221,9 +224,10 @@ describe('unit: packaging: nfpm.yaml', () => {
     const pre = l.resolvePackage(raw, 'deb', { env: { WG_OVERLAY_VERSION: '2.0.0-rc1' } });
     assert.equal(l.fullVersion(pre), '2.0.0~rc1-1');
     assert.throws(() => l.resolvePackage(raw, 'deb', { env: {} }), /version is empty/);
+    assert.throws(() => l.resolvePackage({ ...raw, apk: {} }, 'deb', { env: ENV }), /unsupported field "apk"/);
     assert.throws(
-      () => l.resolvePackage({ ...raw, changelog: 'changelog.yaml' }, 'deb', { env: ENV }),
-      /unsupported field "changelog"/,
+      () => l.resolvePackage({ ...raw, changelog: 'no-such-changelog.yaml' }, 'deb', { env: ENV }),
+      /changelog .*no-such-changelog\.yaml does not exist/,
     );
     assert.throws(
       () => l.resolvePackage({ ...raw, contents: [{ src: 'x', dst: '/x', type: 'tree' }] }, 'deb', { env: ENV }),
