@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds wg-overlay's .deb and .rpm from nfpm.yaml (the one package description):
-#   1. bundles the runtime into build/bundle/wg-overlay.mjs (esbuild, ESM, Node 18.19+);
+#   1. bundles the runtime into build/bundle/wg-overlay.mjs (esbuild, ESM, Node 18.19+), and
+#      writes the manual pages and the bash completion into build/doc/ (packaging/docs.mjs);
 #   2. packages it with nfpm when nfpm is on PATH, otherwise with packaging/nfpm-lite.mjs, which
 #      reads the same nfpm.yaml and produces the same packages with dpkg-deb and rpmbuild.
 #
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --version) version=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --no-bundle) bundle=no; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +39,8 @@ if [ "$bundle" = yes ]; then
   node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$version" >&2
 fi
 [ -f build/bundle/wg-overlay.mjs ] || { echo "build.sh: build/bundle/wg-overlay.mjs is missing" >&2; exit 1; }
+# The manual pages and the bash completion (nfpm.yaml's build/doc/ sources), for this version.
+node packaging/docs.mjs build/doc "$version"
 
 mkdir -p "$target"
 if command -v nfpm >/dev/null 2>&1; then

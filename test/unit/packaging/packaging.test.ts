@@ -93,9 +93,7 @@ const ENV = { WG_OVERLAY_VERSION: '1.2.3' };
 describe('unit: packaging: nfpm.yaml', () => {
   it("validates against nfpm's JSON schema", async () => {
     const Ajv2020 = (await dynamicImport('ajv/dist/2020.js')).default as new (o: object) => {
-      compile(
-        s: object,
-      ): ((d: unknown) => boolean) & {
+      compile(s: object): ((d: unknown) => boolean) & {
         errors?: Array<{ instancePath: string; message?: string; params?: unknown }> | null;
       };
     };
@@ -170,12 +168,12 @@ describe('unit: packaging: nfpm.yaml', () => {
     const l = await lite();
     const raw = l.readNfpmYaml('nfpm.yaml');
     for (const packager of ['deb', 'rpm'] as const) {
-      // The bundle is a build product: pretend it exists for the source check.
+      // The bundle, the manual pages and the completion are build products: left out of the source check.
       const p = l.resolvePackage(
         {
           ...raw,
           contents: (raw.contents as Array<Record<string, unknown>>).filter(
-            (c) => c.src !== 'build/bundle/wg-overlay.mjs',
+            (c) => !String(c.src ?? '').startsWith('build/'),
           ),
         },
         packager,
@@ -206,10 +204,19 @@ describe('unit: packaging: nfpm.yaml', () => {
       );
       for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
     }
-    const bundle = (raw.contents as Array<Record<string, unknown>>).find(
-      (c) => c.src === 'build/bundle/wg-overlay.mjs',
+    // What packaging/build.sh makes before packaging: the bundle and packaging/docs.mjs's files.
+    assert.deepEqual(
+      (raw.contents as Array<Record<string, unknown>>)
+        .filter((c) => String(c.src ?? '').startsWith('build/'))
+        .map((c) => [c.src, c.dst, c.type ?? '']),
+      [
+        ['build/bundle/wg-overlay.mjs', '/usr/lib/wg-overlay/wg-overlay.mjs', ''],
+        ['build/doc/wg-overlay.8.gz', '/usr/share/man/man8/wg-overlay.8.gz', 'doc'],
+        ['build/doc/wg-overlay.conf.5.gz', '/usr/share/man/man5/wg-overlay.conf.5.gz', 'doc'],
+        ['build/doc/wg-overlay.bash', '/usr/share/bash-completion/completions/wg-overlay', ''],
+      ],
     );
-    assert.equal(bundle?.dst, '/usr/lib/wg-overlay/wg-overlay.mjs');
+    assert.match(readFileSync('packaging/build.sh', 'utf8'), /^node packaging\/docs\.mjs build\/doc "\$version"$/m);
     // The wrapper runs exactly that file.
     assert.match(
       readFileSync('packaging/wrapper/wg-overlay', 'utf8'),
