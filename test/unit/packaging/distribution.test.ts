@@ -1,6 +1,7 @@
 /**
  * What the distributions' tools look at, checked without them: the changelog (one source,
- * packaging/changelog.yaml, written by nfpm-lite as nfpm writes it into both packages).
+ * packaging/changelog.yaml, written by nfpm-lite as nfpm writes it into both packages), and the
+ * maintainer scripts' use of debhelper's helpers.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -30,6 +31,12 @@ function changelogFile(yaml: string): { file: string; done: () => void } {
   writeFileSync(file, yaml);
   return { file, done: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+/** Lines of a maintainer script that are not comments. */
+const code = (file: string): string[] =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l));
 
 const TWO_ENTRIES = `
 - semver: 1.1.0-1
@@ -118,5 +125,28 @@ describe('unit: packaging: the changelog (packaging/changelog.yaml)', () => {
     } finally {
       done();
     }
+  });
+});
+
+describe('unit: packaging: maintainer scripts as debhelper writes them', () => {
+  it('the .deb scripts enable with deb-systemd-helper and start, restart and stop with deb-systemd-invoke: systemctl only for daemon-reload', () => {
+    for (const s of ['postinst', 'prerm', 'postrm']) {
+      const lines = code(`packaging/scripts/deb/${s}`);
+      // lintian's maintainer-script-calls-systemctl, and command-with-path-in-maintainer-script.
+      for (const line of lines) {
+        if (/^(?:.+;)?\s*systemctl\b/.test(line)) assert.match(line, /daemon-reload/, `${s}: ${line}`);
+        assert.doesNotMatch(line, /\/usr\/sbin\/policy-rc\.d/, `${s}: deb-systemd-invoke asks policy-rc.d`);
+      }
+    }
+    const postinst = code('packaging/scripts/deb/postinst').join('\n');
+    assert.match(postinst, /deb-systemd-helper --quiet was-enabled "\$UNIT"/);
+    assert.match(postinst, /deb-systemd-helper enable "\$UNIT"/);
+    assert.match(postinst, /deb-systemd-invoke try-restart "\$UNIT"/);
+    assert.match(postinst, /deb-systemd-invoke start "\$UNIT"/);
+    assert.match(
+      code('packaging/scripts/deb/prerm').join('\n'),
+      /"\$1" = remove .*\n\s+deb-systemd-invoke stop wg-overlay\.service/,
+    );
+    assert.match(code('packaging/scripts/deb/postrm').join('\n'), /deb-systemd-helper mask "\$UNIT"/);
   });
 });
