@@ -5,7 +5,11 @@
 #   2. packages it with nfpm when nfpm is on PATH, otherwise with packaging/nfpm-lite.mjs, which
 #      reads the same nfpm.yaml and produces the same packages with dpkg-deb and rpmbuild.
 #
-#   bash packaging/build.sh [--version X.Y.Z] [--target DIR] [--no-bundle]
+#   bash packaging/build.sh [--version X.Y.Z] [--target DIR] [--no-bundle] [--lint]
+#
+# --lint: check both packages with lintian and rpmlint afterwards (packaging/lint.sh) and fail
+# on anything they report that packaging/lintian/wg-overlay or packaging/rpmlint.toml do not
+# override with its reason.
 #
 # Version: --version, else $WG_OVERLAY_VERSION, else package.json's. Packages land in
 # build/packages/ (or --target). Needs: node + npm dependencies (npm ci), and dpkg-deb and
@@ -17,12 +21,14 @@ cd "$repo"
 version=${WG_OVERLAY_VERSION:-}
 target=build/packages
 bundle=yes
+lint=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) version=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --no-bundle) bundle=no; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --lint) lint=yes; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -43,13 +49,18 @@ fi
 node packaging/docs.mjs build/doc "$version"
 
 mkdir -p "$target"
+packages=()
 if command -v nfpm >/dev/null 2>&1; then
   for p in deb rpm; do
     nfpm package --config nfpm.yaml --packager "$p" --target "$target/" >&2
   done
-  ls -1 "$target"/wg-overlay*"$version"* 
+  mapfile -t packages < <(ls -1 "$target"/wg-overlay*"$version"*)
 else
   for p in deb rpm; do
-    node packaging/nfpm-lite.mjs "$p" --config nfpm.yaml --target "$target"
+    packages+=("$(node packaging/nfpm-lite.mjs "$p" --config nfpm.yaml --target "$target")")
   done
+fi
+printf '%s\n' "${packages[@]}"
+if [ "$lint" = yes ]; then
+  bash packaging/lint.sh "$(printf '%s\n' "${packages[@]}" | grep '\.deb$')" "$(printf '%s\n' "${packages[@]}" | grep '\.rpm$')" >&2
 fi

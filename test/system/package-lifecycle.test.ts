@@ -169,6 +169,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       '644 root /usr/share/man/man8/wg-overlay.8.gz',
       '644 root /usr/share/man/man5/wg-overlay.conf.5.gz',
       '644 root /usr/share/bash-completion/completions/wg-overlay',
+      '644 root /usr/share/lintian/overrides/wg-overlay',
     ];
     const modes = (await c.sh(`stat -c "%a %U %n" ${files.map((f) => f.split(' ')[2]).join(' ')}`)).stdout;
     assert.equal(modes, `${files.join('\n')}\n`);

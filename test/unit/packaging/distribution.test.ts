@@ -1,9 +1,12 @@
 /**
  * What the distributions' tools look at, checked without them: the changelog (one source,
- * packaging/changelog.yaml, written by nfpm-lite as nfpm writes it into both packages), and the
- * maintainer scripts' use of debhelper's helpers.
+ * packaging/changelog.yaml, written by nfpm-lite as nfpm writes it into both packages), the
+ * maintainer scripts' use of debhelper's helpers, and the lintian overrides and rpmlint
+ * configuration, each entry with its reason. Running lintian and rpmlint on built packages:
+ * test/system/lint.test.ts.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -128,7 +131,7 @@ describe('unit: packaging: the changelog (packaging/changelog.yaml)', () => {
   });
 });
 
-describe('unit: packaging: maintainer scripts as debhelper writes them', () => {
+describe('unit: packaging: maintainer scripts as debhelper writes them, linters configured with reasons', () => {
   it('the .deb scripts enable with deb-systemd-helper and start, restart and stop with deb-systemd-invoke: systemctl only for daemon-reload', () => {
     for (const s of ['postinst', 'prerm', 'postrm']) {
       const lines = code(`packaging/scripts/deb/${s}`);
@@ -148,5 +151,27 @@ describe('unit: packaging: maintainer scripts as debhelper writes them', () => {
       /"\$1" = remove .*\n\s+deb-systemd-invoke stop wg-overlay\.service/,
     );
     assert.match(code('packaging/scripts/deb/postrm').join('\n'), /deb-systemd-helper mask "\$UNIT"/);
+  });
+
+  it('every lintian override and every rpmlint filter has its reason on the line above; lint.sh is valid bash', () => {
+    const overrides = readFileSync('packaging/lintian/wg-overlay', 'utf8').split('\n');
+    const tags = overrides.filter((l) => l !== '' && !l.startsWith('#'));
+    assert.ok(tags.length > 0);
+    for (const [i, line] of overrides.entries()) {
+      if (line === '' || line.startsWith('#')) continue;
+      assert.match(line, /^wg-overlay: [a-z0-9.+-]+( .*)?$/, `an override: ${line}`);
+      assert.match(overrides[i - 1] ?? '', /^# \S/, `the reason for ${line}`);
+    }
+    const toml = readFileSync('packaging/rpmlint.toml', 'utf8').split('\n');
+    const filters = toml.filter((l) => /^\s+'.*',$/.test(l));
+    assert.ok(filters.length > 0);
+    for (const [i, line] of toml.entries()) {
+      if (/^\s+'.*',$/.test(line)) assert.match(toml[i - 1] ?? '', /^\s+# \S/, `the reason for ${line.trim()}`);
+      else if (/^[A-Za-z]+ = /.test(line) && !line.startsWith('Filters = '))
+        assert.match(toml[i - 1] ?? '', /^# \S/, `the reason for ${line}`);
+    }
+    assert.ok(!toml.some((l) => l.includes('no-signature')), 'the missing signature stays visible');
+    const r = spawnSync('bash', ['-n', 'packaging/lint.sh'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
   });
 });

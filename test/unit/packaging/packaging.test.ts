@@ -137,7 +137,8 @@ describe('unit: packaging: nfpm.yaml', () => {
     );
     assert.deepEqual(Object.keys(p.scripts).sort(), ['postinstall', 'postremove', 'preremove']);
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/deb\//);
-    // The changelog nfpm makes from packaging/changelog.yaml.
+    // The lintian overrides, and the changelog nfpm makes from packaging/changelog.yaml.
+    assert.ok(dsts.includes('/usr/share/lintian/overrides/wg-overlay'));
     assert.equal(p.contents.find((c) => c.dst === '/usr/share/doc/wg-overlay/changelog.Debian.gz')?.mode, 0o644);
   });
 
@@ -160,7 +161,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/lib/systemd/system/wg-overlay.service'));
-    assert.ok(!dsts.some((d) => d.endsWith('changelog.Debian.gz')));
+    assert.ok(!dsts.some((d) => d.startsWith('/usr/share/lintian/') || d.endsWith('changelog.Debian.gz')));
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/rpm\//);
   });
 
