@@ -6,7 +6,9 @@
 // expansion in version/release/arch/maintainer/vendor and the relation lists, per-packager
 // `overrides` and `contents[].packager`, semver versions (prerelease as ~pre), conffiles for
 // config types, file modes from file_info.mode (else the source mode minus umask 002), nfpm's
-// file names (name_version-release_arch.deb, name-version-release.arch.rpm).
+// file names (name_version-release_arch.deb, name-version-release.arch.rpm), and the changelog
+// (goreleaser/chglog's YAML) written as nfpm writes it: /usr/share/doc/NAME/changelog.Debian.gz
+// from chglog's Debian template, and the rpm's %changelog from nfpm's rpm notes template.
 //
 //   node packaging/nfpm-lite.mjs deb|rpm [--config nfpm.yaml] [--target DIR]
 import { spawnSync } from 'node:child_process';
@@ -24,6 +26,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
@@ -58,6 +61,7 @@ const KNOWN_TOP = new Set([
   'overrides',
   'rpm',
   'deb',
+  'changelog',
 ]);
 const OVERRIDABLE = [
   'depends',
@@ -136,6 +140,67 @@ export function parseSemver(v) {
   const parts = m[1].split('.');
   while (parts.length < 3) parts.push('0');
   return { version: parts.join('.'), prerelease: m[2] ?? '', metadata: m[3] ?? '' };
+}
+
+/**
+ * Reads a changelog in goreleaser/chglog's format (what nfpm's `changelog:` names): a YAML list
+ * of entries, each with semver, date, packager, optional deb.urgency/deb.distributions, and
+ * changes[].note. Returns the entries as given (nfpm keeps the file's order for the .deb).
+ */
+export function readChangelog(file) {
+  const entries = YAML.parse(readFileSync(file, 'utf8'));
+  if (!Array.isArray(entries)) fail(`${file}: a changelog is a YAML list of entries`);
+  return entries.map((e, i) => {
+    const where = `${file}: entry ${i + 1}`;
+    for (const k of Object.keys(e ?? {}))
+      if (!['semver', 'date', 'packager', 'deb', 'changes', 'notes'].includes(k))
+        fail(`${where}: unsupported field "${k}"`);
+    const date = new Date(e.date);
+    if (!e.semver || Number.isNaN(date.getTime()) || !e.packager)
+      fail(`${where}: semver, date and packager are required`);
+    const changes = (e.changes ?? []).map((c) => String(c.note ?? ''));
+    return { semver: String(e.semver), date, packager: String(e.packager), deb: e.deb, changes };
+  });
+}
+
+/** Go's time.Format("Mon, 02 Jan 2006 15:04:05 -0700") in UTC, as chglog's Debian template writes it. */
+const debDate = (d) => d.toUTCString().replace(/GMT$/, '+0000');
+
+/** "Mon Jan 02 2006", the date of an rpm %changelog entry (in UTC). */
+function rpmDate(d) {
+  const [weekday, day, month, year] = d.toUTCString().replace(',', '').split(' ');
+  return `${weekday} ${month} ${day} ${year}`;
+}
+
+/** The changelog in Debian's format: chglog's DebTemplate, trimmed, as nfpm writes it. */
+export function debChangelog(name, entries) {
+  const text = entries
+    .map((e) => {
+      const dists = e.deb ? ` ${(e.deb.distributions ?? []).join(' ')}; urgency=${e.deb.urgency || 'low'}` : '';
+      const changes = e.changes.map((note) => {
+        const [first, ...rest] = note.split('\n');
+        return [`  * ${first}`, ...rest.filter((l) => l.trim() !== '').map((l) => `   - ${l}`)].join('\n');
+      });
+      return `${name} (${e.semver})${dists}\n${changes.join('\n')}\n\n -- ${e.packager}  ${debDate(e.date)}\n`;
+    })
+    .join('\n');
+  return `${text.trim()}\n`;
+}
+
+/** The changelog as an rpm spec's %changelog: nfpm's entries, newest first, "PACKAGER - SEMVER". */
+export function rpmChangelog(entries) {
+  return [...entries]
+    .sort((a, b) => b.date - a.date)
+    .map((e) => {
+      const notes = e.changes
+        .map((note) => {
+          const [first, ...rest] = note.split('\n');
+          return [`- ${first}`, ...rest.filter((l) => l.trim() !== '')].join('\n');
+        })
+        .join('\n');
+      return `* ${rpmDate(e.date)} ${e.packager} - ${e.semver}\n${notes.trim()}\n`;
+    })
+    .join('\n');
 }
 
 /**
@@ -228,6 +293,19 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
     if (!existsSync(p)) fail(`script ${k}: ${p} does not exist`);
     scripts[k] = p;
   }
+  let changelog;
+  if (raw.changelog) {
+    const file = resolve(root, x(raw.changelog));
+    if (!existsSync(file)) fail(`changelog ${file} does not exist`);
+    changelog = readChangelog(file);
+    if (packager === 'deb') {
+      // nfpm adds the Debian changelog as a file of the package.
+      const dst = `/usr/share/doc/${name}/changelog.Debian.gz`;
+      if (contents.some((c) => c.dst === dst)) fail(`${dst} is listed in contents and made from the changelog`);
+      const data = gzipSync(Buffer.from(debChangelog(name, changelog)), { level: 9 });
+      contents.push({ dst, type: 'changelog', owner: 'root', group: 'root', mode: 0o644, data });
+    }
+  }
   const specific = raw[packager] ?? {};
   const allowedSpecific =
     packager === 'deb' ? ['arch', 'compression', 'fields'] : ['arch', 'summary', 'group', 'compression', 'packager'];
@@ -256,6 +334,7 @@ export function resolvePackage(raw, packager, { root = process.cwd(), env = proc
     contents,
     scripts,
     specific,
+    changelog,
   };
 }
 
@@ -318,7 +397,8 @@ function stage(p, root) {
       symlinkSync(c.target, target);
       continue;
     }
-    copyFileSync(c.src, target);
+    if (c.data) writeFileSync(target, c.data);
+    else copyFileSync(c.src, target);
     chmodSync(target, c.mode);
   }
 }
@@ -345,7 +425,7 @@ export function buildDeb(p, targetDir) {
     const conffiles = [];
     for (const c of p.contents) {
       if (c.type === 'dir' || c.type === 'symlink') continue;
-      const data = readFileSync(c.src);
+      const data = c.data ?? readFileSync(c.src);
       bytes += data.length;
       md5.push(`${createHash('md5').update(data).digest('hex')}  ${c.dst.slice(1)}`);
       if (c.type.startsWith('config')) conffiles.push(c.dst);
@@ -443,6 +523,7 @@ export function buildRpm(p, targetDir) {
                   : '';
       spec += `${kind}${attr}"${specEscape(c.dst)}"\n`;
     }
+    if (p.changelog?.length) spec += `\n%changelog\n${specEscape(rpmChangelog(p.changelog))}`;
     const specFile = join(work, `${p.name}.spec`);
     writeFileSync(specFile, spec);
     mkdirSync(targetDir, { recursive: true });

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from './config/config.js';
+import { renderUsage } from './cli/commands.js';
 import { kubeconfigCommand } from './cli/kubeconfig.js';
 import { graphCommand } from './cli/graph.js';
 import { showconfCommand } from './cli/showconf.js';
@@ -12,24 +13,8 @@ import { runDaemon } from './daemon/run.js';
 import { EXIT_CONFIG, EXIT_OK, EXIT_USAGE } from './exit-status.js';
 import { VERSION } from './version.js';
 
-const USAGE = `Usage: wg-overlay <command> [options]
-
-Commands:
-  run [--config FILE]           run the daemon (default config ${DEFAULT_CONFIG_PATH})
-  check-config [--config FILE]  validate the config file and print problems
-  kubeconfig --server URL --ca FILE --token-file FILE [--output FILE] [--force]
-                                write the kubeconfig of wg-overlay's ServiceAccount
-  status [--json]               this node's interface, peers, handshakes, routes, and why
-                                any Node or Peer is skipped
-  showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE]
-                                WireGuard config for an external Peer (Kilo's Peer resource)
-  showconf node NAME [--wg-quick]
-                                a Node's WireGuard config, without its private key
-  graph [--stale SECONDS]       the mesh as Graphviz DOT (wg-overlay graph | dot -Tsvg > mesh.svg)
-  version                       print the version
-All commands but version and kubeconfig take --config FILE; showconf and graph read the
-cluster through the kubeconfig named there.
-`;
+/** The text of `wg-overlay --help`, from the one description of the commands (cli/commands.ts). */
+const USAGE = renderUsage();
 
 /** Runs the CLI with the given arguments; resolves with the exit status. */
 export async function main(argv: string[]): Promise<number> {

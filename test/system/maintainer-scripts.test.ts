@@ -3,6 +3,10 @@
  * Debian install of package-lifecycle.test.ts:
  *  - the .deb installed and purged where systemd is not running (a chroot or an image build):
  *    enabled by symlink as debhelper does, but no systemctl call touches a service manager;
+ *  - the .deb on a booted systemd where the admin said otherwise, which deb-systemd-helper and
+ *    deb-systemd-invoke honour as they do for every debhelper package: a policy-rc.d that forbids
+ *    starting services (containers, image builds), a preset that disables the unit, a mask, and
+ *    a disable that a reinstall keeps;
  *  - the .rpm's scriptlets (taken from the package with `rpm -qp --qf`) run against a real
  *    systemd: %post applies the preset policy (Fedora's "disable *" leaves it disabled), %postun
  *    try-restarts on upgrade, %preun disables and stops on erase and not on upgrade.
@@ -124,6 +128,75 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
         [],
         `systemctl calls that need a running systemd:\n${log}`,
       );
+    });
+  });
+
+  describe('the .deb on a booted systemd: policy-rc.d, presets, masks and a disable are honoured', () => {
+    let net: TestNetwork;
+    let c: NspawnContainer;
+    const apt = (...args: string[]) =>
+      c.exec('apt-get', [...args, '-y', '--no-install-recommends'], {
+        env: { DEBIAN_FRONTEND: 'noninteractive' },
+        timeoutMs: 10 * 60_000,
+      });
+    const install = () => apt('install', `/var/tmp/${basename(pkg.deb)}`);
+    /** Whether it is enabled, and whether it was ever started (postinst's start fails with 78 here: no kubeconfig). */
+    const state = async (): Promise<{ enabled: string; started: boolean }> => ({
+      enabled: (await c.exec('systemctl', ['is-enabled', 'wg-overlay'], { allowFailure: true })).stdout.trim(),
+      started:
+        (await c.show('wg-overlay', ['ExecMainStartTimestampMonotonic'])).ExecMainStartTimestampMonotonic !== '0',
+    });
+
+    before(async () => {
+      net = await TestNetwork.create({ nodes: 1 });
+      c = await NspawnContainer.boot({ name: 'wgs-deb-policy', layers: [root], netns: net.nodes[0]!.netns });
+      await c.writeFile(`/var/tmp/${basename(pkg.deb)}`, await readFile(pkg.deb));
+    });
+    after(async () => {
+      await c?.stop();
+      await net?.destroy();
+    });
+
+    it('a policy-rc.d that forbids starting services (101): the unit is enabled, and not started', async () => {
+      await c.writeFile('/usr/sbin/policy-rc.d', '#!/bin/sh\nexit 101\n', 0o755);
+      await install();
+      assert.deepEqual(await state(), { enabled: 'enabled', started: false });
+      await c.exec('rm', ['/usr/sbin/policy-rc.d']);
+      await apt('purge', 'wg-overlay');
+    });
+
+    it('a preset that disables wg-overlay.service: installed disabled, and not started', async () => {
+      await c.writeFile('/etc/systemd/system-preset/10-wg-overlay.preset', 'disable wg-overlay.service\n');
+      await install();
+      assert.deepEqual(await state(), { enabled: 'disabled', started: false });
+      await c.exec('rm', ['/etc/systemd/system-preset/10-wg-overlay.preset']);
+      await apt('purge', 'wg-overlay');
+    });
+
+    it('a unit the admin masked: stays masked, and is not started', async () => {
+      await c.exec('systemctl', ['mask', 'wg-overlay.service']);
+      await install();
+      assert.deepEqual(await state(), { enabled: 'masked', started: false });
+      await c.exec('systemctl', ['unmask', 'wg-overlay.service']);
+      await apt('purge', 'wg-overlay');
+    });
+
+    it("without any of them: enabled and started (exit 78 without a kubeconfig); an admin's disable survives remove and reinstall", async () => {
+      await install();
+      await c.waitForUnit('wg-overlay', ['ActiveState', 'ExecMainStatus'], (p) => p.ActiveState === 'failed');
+      assert.deepEqual(await state(), { enabled: 'enabled', started: true });
+      assert.equal((await c.show('wg-overlay', ['ExecMainStatus'])).ExecMainStatus, '78');
+      await c.exec('systemctl', ['disable', 'wg-overlay.service']);
+      await c.exec('systemctl', ['reset-failed', 'wg-overlay.service']);
+      await apt('remove', 'wg-overlay');
+      await install();
+      assert.equal((await state()).enabled, 'disabled', 'the disable is kept');
+      assert.equal(
+        (await c.show('wg-overlay', ['ActiveState'])).ActiveState,
+        'inactive',
+        'a disabled unit is not started',
+      );
+      await apt('purge', 'wg-overlay');
     });
   });
 

@@ -23,6 +23,7 @@ import {
   buildPackages,
   debDependencies,
   debianRoot,
+  installedLayer,
   NspawnContainer,
   type BuiltPackages,
   type JournalEntry,
@@ -74,7 +75,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     work = await mkdtemp(join(tmpdir(), 'wgs-pkg-'));
     pkg = await buildPackages(join(work, 'v1'));
     upgrade = await buildPackages(join(work, 'v2'), nextPatch(pkg.version));
-    const root = await debianRoot({ prefetch: [...(await debDependencies(pkg.deb)), 'wireguard-go'] });
+    const prefetch = [...(await debDependencies(pkg.deb)), 'wireguard-go'];
+    const root = await debianRoot({ prefetch });
     const t1 = Date.now();
 
     net = await TestNetwork.create({ nodes: 1, hostAddress: true, labels: [NODE] });
@@ -108,7 +110,11 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       boundNode: NODE,
       expirationSeconds: 8760 * 3600,
     });
-    c = await NspawnContainer.boot({ name: NODE, layers: [root], netns: node.netns });
+    // man-db, so that the manual pages can be read as an admin reads them (and systemd-analyze
+    // verify finds the unit's Documentation=man: pages); installing it empties apt's cache, so
+    // the packages the .deb needs are downloaded into the layer again.
+    const layers = await installedLayer(root, ['man-db'], { prefetch });
+    c = await NspawnContainer.boot({ name: NODE, layers, netns: node.netns });
     console.log(
       `      (packages built and Debian root ready in ${Math.round((t1 - t0) / 1000)} s, container booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
     );
@@ -159,6 +165,11 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       '644 root /usr/share/wg-overlay/kubernetes/node-policy.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
       '644 root /usr/share/doc/wg-overlay/install.md',
+      '644 root /usr/share/doc/wg-overlay/changelog.Debian.gz',
+      '644 root /usr/share/man/man8/wg-overlay.8.gz',
+      '644 root /usr/share/man/man5/wg-overlay.conf.5.gz',
+      '644 root /usr/share/bash-completion/completions/wg-overlay',
+      '644 root /usr/share/lintian/overrides/wg-overlay',
     ];
     const modes = (await c.sh(`stat -c "%a %U %n" ${files.map((f) => f.split(' ')[2]).join(' ')}`)).stdout;
     assert.equal(modes, `${files.join('\n')}\n`);
@@ -174,6 +185,41 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     );
     const verify = await c.exec('systemd-analyze', ['verify', 'wg-overlay.service'], { allowFailure: true });
     assert.equal(verify.stdout + verify.stderr, '', 'systemd-analyze verify should find nothing to complain about');
+  });
+
+  it('man shows the installed wg-overlay(8) and wg-overlay.conf(5) without a warning; the bash completion sources and completes', async () => {
+    const env = { MANWIDTH: '80', LC_ALL: 'C.UTF-8' };
+    const page = await c.exec('man', ['--warnings', '-l', '/usr/share/man/man8/wg-overlay.8.gz'], { env });
+    assert.equal(page.stderr, '', 'man --warnings says nothing');
+    const text = page.stdout.replace(/.\x08/g, '');
+    assert.match(text, /^NAME\n {7}wg-overlay - WireGuard mesh between the nodes of a Kubernetes cluster$/m);
+    assert.match(
+      text,
+      new RegExp(`wg-overlay ${pkg.version.replace(/\./g, '\\.')} `),
+      'the package version in the footer',
+    );
+    for (const cmd of ['run', 'check-config', 'kubeconfig', 'status', 'showconf', 'graph', 'version'])
+      assert.match(text, new RegExp(`^ {3}${cmd}$`, 'm'), `the page describes ${cmd}`);
+    for (const section of ['FILES', 'SIGNALS', 'EXIT STATUS']) assert.match(text, new RegExp(`^${section}$`, 'm'));
+    // By name, through man-db's index (updated by its trigger when the package was installed).
+    assert.equal((await c.exec('man', ['wg-overlay'], { env })).stdout.replace(/.\x08/g, ''), text);
+    const conf = (await c.exec('man', ['5', 'wg-overlay.conf'], { env })).stdout.replace(/.\x08/g, '');
+    assert.match(conf, /^ {7}listen_port = 51820$/m);
+    assert.match((await c.exec('whatis', ['wg-overlay'])).stdout, /^wg-overlay \(8\) +- WireGuard mesh/m);
+    // The completion, as bash-completion loads it (it is sourced on first use of the command).
+    const r = await c.exec('bash', [
+      '-c',
+      'set -u; . /usr/share/bash-completion/completions/wg-overlay && complete -p wg-overlay && ' +
+        'COMP_WORDS=(wg-overlay showconf "") COMP_CWORD=2 && _wg_overlay && echo "${COMPREPLY[*]}"',
+    ]);
+    assert.equal(r.stderr, '', 'sourcing prints nothing on stderr');
+    assert.equal(r.stdout, 'complete -F _wg_overlay wg-overlay\npeer node\n');
+    // --help and the page come from the same description.
+    const help = (await c.exec('wg-overlay', ['--help'])).stdout;
+    for (const line of help.split('\n').filter((l) => /^ {2}[a-z]/.test(l))) {
+      const form = line.trim().split(/ {2,}/)[0]!;
+      assert.ok(text.replace(/\s+/g, ' ').includes(`wg-overlay ${form}`), `the page shows ${form}`);
+    }
   });
 
   it('systemd-analyze security: exposure at most 1.5, every remaining point explained in the unit, and the documented figure is the measured one', async () => {
@@ -738,6 +784,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       '/usr/lib/wg-overlay',
       '/usr/bin/wg-overlay',
       '/lib/systemd/system/wg-overlay.service',
+      '/usr/share/man/man8/wg-overlay.8.gz',
+      '/usr/share/bash-completion/completions/wg-overlay',
     ]) {
       const t = await c.exec('test', ['-e', path], { allowFailure: true });
       assert.equal(t.exitCode, 1, `${path} should be gone after purge`);

@@ -6,7 +6,7 @@
  * maintainer-scripts.test.ts, against a real systemd.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTools, run } from '../support/process.js';
@@ -26,9 +26,12 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/usr/lib/wg-overlay/wg-overlay.mjs', 'f', 0o644],
   ['/usr/lib/wg-overlay/wg-quick-hook', 'f', 0o755],
   ['/usr/lib/wg-overlay/wireguard-go', 'f', 0o755],
+  ['/usr/share/bash-completion/completions/wg-overlay', 'f', 0o644],
   ['/usr/share/doc/wg-overlay', 'd', 0o755],
   ['/usr/share/doc/wg-overlay/copyright', 'f', 0o644],
   ['/usr/share/doc/wg-overlay/install.md', 'f', 0o644],
+  ['/usr/share/man/man5/wg-overlay.conf.5.gz', 'f', 0o644],
+  ['/usr/share/man/man8/wg-overlay.8.gz', 'f', 0o644],
   ['/usr/share/polkit-1/rules.d/10-wg-overlay.rules', 'f', 0o644],
   ['/usr/share/wg-overlay', 'd', 0o755],
   ['/usr/share/wg-overlay/kubernetes', 'd', 0o755],
@@ -72,6 +75,20 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
       new RegExp(`/wg-overlay-${pkg.version.replace(/\./g, '\\.')}-1\\.noarch\\.rpm$`),
       "nfpm's file name",
     );
+  });
+
+  it('rpm -qp --changelog: the entries of packaging/changelog.yaml, newest first, the newest naming this version', async () => {
+    const log = await rpmq('-qp', '--changelog');
+    const heads = log.split('\n').filter((l) => l.startsWith('* '));
+    assert.ok(heads.length > 0, log);
+    assert.match(
+      heads[0]!,
+      /^\* \w{3} \w{3} \d{2} \d{4} wg-overlay maintainers <wg-overlay@example\.invalid> - \S+-1$/,
+    );
+    const changelog = await readFile('packaging/changelog.yaml', 'utf8');
+    const newest = /^- semver: (\S+)$/m.exec(changelog)?.[1];
+    assert.ok(heads[0]!.endsWith(` - ${newest}`));
+    assert.equal(heads.length, [...changelog.matchAll(/^- semver: /gm)].length);
   });
 
   it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
@@ -125,6 +142,7 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(flags['/usr/share/doc/wg-overlay/install.md'], 'd -rw-r--r-- root:root');
     assert.equal(flags['/usr/share/doc/wg-overlay/copyright'], 'dl -rw-r--r-- root:root', '%license (implies doc)');
     assert.equal(flags['/usr/bin/wg-overlay'], ' -rwxr-xr-x root:root');
+    assert.equal(flags['/usr/share/man/man8/wg-overlay.8.gz'], 'd -rw-r--r-- root:root', 'manual pages are docs');
     assert.equal(flags['/usr/lib/wg-overlay'], ' drwxr-xr-x root:root');
   });
 

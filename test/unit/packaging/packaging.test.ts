@@ -137,6 +137,9 @@ describe('unit: packaging: nfpm.yaml', () => {
     );
     assert.deepEqual(Object.keys(p.scripts).sort(), ['postinstall', 'postremove', 'preremove']);
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/deb\//);
+    // The lintian overrides, and the changelog nfpm makes from packaging/changelog.yaml.
+    assert.ok(dsts.includes('/usr/share/lintian/overrides/wg-overlay'));
+    assert.equal(p.contents.find((c) => c.dst === '/usr/share/doc/wg-overlay/changelog.Debian.gz')?.mode, 0o644);
   });
 
   it('as the .rpm: RPM dependency syntax and names, /usr/lib/systemd/system, rpm scriptlets', async () => {
@@ -158,6 +161,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/lib/systemd/system/wg-overlay.service'));
+    assert.ok(!dsts.some((d) => d.startsWith('/usr/share/lintian/') || d.endsWith('changelog.Debian.gz')));
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/rpm\//);
   });
 
@@ -165,12 +169,12 @@ describe('unit: packaging: nfpm.yaml', () => {
     const l = await lite();
     const raw = l.readNfpmYaml('nfpm.yaml');
     for (const packager of ['deb', 'rpm'] as const) {
-      // The bundle is a build product: pretend it exists for the source check.
+      // The bundle, the manual pages and the completion are build products: left out of the source check.
       const p = l.resolvePackage(
         {
           ...raw,
           contents: (raw.contents as Array<Record<string, unknown>>).filter(
-            (c) => c.src !== 'build/bundle/wg-overlay.mjs',
+            (c) => !String(c.src ?? '').startsWith('build/'),
           ),
         },
         packager,
@@ -201,10 +205,19 @@ describe('unit: packaging: nfpm.yaml', () => {
       );
       for (const c of p.contents) if (c.src) assert.ok(statSync(c.src).isFile(), `${c.src} exists`);
     }
-    const bundle = (raw.contents as Array<Record<string, unknown>>).find(
-      (c) => c.src === 'build/bundle/wg-overlay.mjs',
+    // What packaging/build.sh makes before packaging: the bundle and packaging/docs.mjs's files.
+    assert.deepEqual(
+      (raw.contents as Array<Record<string, unknown>>)
+        .filter((c) => String(c.src ?? '').startsWith('build/'))
+        .map((c) => [c.src, c.dst, c.type ?? '']),
+      [
+        ['build/bundle/wg-overlay.mjs', '/usr/lib/wg-overlay/wg-overlay.mjs', ''],
+        ['build/doc/wg-overlay.8.gz', '/usr/share/man/man8/wg-overlay.8.gz', 'doc'],
+        ['build/doc/wg-overlay.conf.5.gz', '/usr/share/man/man5/wg-overlay.conf.5.gz', 'doc'],
+        ['build/doc/wg-overlay.bash', '/usr/share/bash-completion/completions/wg-overlay', ''],
+      ],
     );
-    assert.equal(bundle?.dst, '/usr/lib/wg-overlay/wg-overlay.mjs');
+    assert.match(readFileSync('packaging/build.sh', 'utf8'), /^node packaging\/docs\.mjs build\/doc "\$version"$/m);
     // The wrapper runs exactly that file.
     assert.match(
       readFileSync('packaging/wrapper/wg-overlay', 'utf8'),
@@ -219,9 +232,10 @@ describe('unit: packaging: nfpm.yaml', () => {
     const pre = l.resolvePackage(raw, 'deb', { env: { WG_OVERLAY_VERSION: '2.0.0-rc1' } });
     assert.equal(l.fullVersion(pre), '2.0.0~rc1-1');
     assert.throws(() => l.resolvePackage(raw, 'deb', { env: {} }), /version is empty/);
+    assert.throws(() => l.resolvePackage({ ...raw, apk: {} }, 'deb', { env: ENV }), /unsupported field "apk"/);
     assert.throws(
-      () => l.resolvePackage({ ...raw, changelog: 'changelog.yaml' }, 'deb', { env: ENV }),
-      /unsupported field "changelog"/,
+      () => l.resolvePackage({ ...raw, changelog: 'no-such-changelog.yaml' }, 'deb', { env: ENV }),
+      /changelog .*no-such-changelog\.yaml does not exist/,
     );
     assert.throws(
       () => l.resolvePackage({ ...raw, contents: [{ src: 'x', dst: '/x', type: 'tree' }] }, 'deb', { env: ENV }),
