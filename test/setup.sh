@@ -48,4 +48,7 @@ done
 find dist/test -depth -type d -empty -delete
 # The one-file runtime the packages ship (the packaging tests read it; packaging/build.sh makes it too).
 mkdir -p build/bundle
-node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$(node -p 'require("./package.json").version')"
+version=$(node -p 'require("./package.json").version')
+node packaging/bundle.mjs build/bundle/wg-overlay.mjs "$version"
+# The manual pages and the bash completion the packages ship (the packaging tests read them too).
+node packaging/docs.mjs build/doc "$version"
