@@ -322,6 +322,7 @@ export class Daemon {
   /** Connects reports of the loop and the watches to metrics and the status file. */
   private wire(): void {
     this.loop.onReport((r) => {
+      if (this.step.desired) this.endpoints?.followDesired(this.step.desired);
       this.metrics.observeReport(r, this.step.desired, this.loop.lastSuccessAt);
       this.status.changed();
     });
@@ -342,6 +343,7 @@ export class Daemon {
       read: (maxAgeMs) => device.get(maxAgeMs),
       peers: () => this.step.desired?.peers ?? [],
       discovered: (name) => this.step.view.observations.accepted(name),
+      reported: () => this.step.view.observations.targets(),
       timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
