@@ -57,9 +57,40 @@ function managedFields(t: string): unknown[] {
   ];
 }
 
-/** Opens a watch of Nodes from `resourceVersion`; counts the bytes and the events it receives. */
-function watchBytes(server: KubeApiServer, o: { accept: string; from: string }) {
-  const url = new URL(`${server.url!}/api/v1/nodes?watch=1&resourceVersion=${o.from}`);
+/** A per-node mesh object (one option of docs/scale.md): only what the mesh uses, changed only when that changes. */
+const MESH_NODE_RESOURCE = {
+  group: 'wg-overlay.io',
+  version: 'v1alpha1',
+  kind: 'MeshNode',
+  plural: 'meshnodes',
+  singular: 'meshnode',
+  namespaced: false,
+} as const;
+
+/** The mesh object of a synthetic Node: key, endpoint, overlay addresses, node addresses, PodCIDRs. */
+function meshNodeOf(
+  node: { metadata: { name: string; annotations?: Record<string, string> } } & Record<string, unknown>,
+) {
+  const a = node.metadata.annotations ?? {};
+  const spec = node.spec as { podCIDRs: string[] };
+  const status = node.status as { addresses: Array<{ type: string; address: string }> };
+  return {
+    apiVersion: 'wg-overlay.io/v1alpha1',
+    kind: 'MeshNode',
+    metadata: { name: node.metadata.name },
+    spec: {
+      publicKey: a['wg-overlay.io/public-key'],
+      endpoint: a['wg-overlay.io/endpoint'],
+      overlayAddress: a['wg-overlay.io/overlay-address'],
+      addresses: status.addresses.filter((x) => x.type !== 'Hostname'),
+      podCIDRs: spec.podCIDRs,
+    },
+  };
+}
+
+/** Opens a watch of a collection (`path`) from `resourceVersion`; counts the bytes and the events it receives. */
+function watchBytes(server: KubeApiServer, o: { accept: string; from: string; path?: string }) {
+  const url = new URL(`${server.url!}${o.path ?? '/api/v1/nodes'}?watch=1&resourceVersion=${o.from}`);
   return new Promise<{ bytes: () => number; events: () => number; close(): void }>((resolve, reject) => {
     let bytes = 0;
     let events = 0;
@@ -86,6 +117,32 @@ function heartbeat(node: Record<string, unknown>, t: string): Record<string, unk
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The bytes a watch of per-node mesh objects receives for one change of one (a new PodCIDR). */
+async function meshObjectBytes(
+  server: KubeApiServer,
+  nodes: Array<{ metadata: { name: string } } & Record<string, unknown>>,
+): Promise<number> {
+  const meshNodes = server.registerResource(MESH_NODE_RESOURCE);
+  for (const n of nodes) meshNodes.create(meshNodeOf(n));
+  const rv = String(Math.max(...meshNodes.list().map((o) => Number(o.metadata?.resourceVersion ?? 0))));
+  const path = '/apis/wg-overlay.io/v1alpha1/meshnodes';
+  const watch = await watchBytes(server, { accept: 'application/json', from: rv, path });
+  await sleep(300);
+  const before = watch.bytes();
+  for (const n of nodes) {
+    const o = meshNodeOf(n);
+    const rv = meshNodes.get(o.metadata.name)?.metadata?.resourceVersion;
+    meshNodes.update({
+      ...o,
+      metadata: { ...o.metadata, resourceVersion: rv },
+      spec: { ...o.spec, podCIDRs: [...o.spec.podCIDRs, '10.250.0.0/24'] },
+    });
+  }
+  await sleep(1_000);
+  watch.close();
+  return (watch.bytes() - before) / nodes.length;
+}
 
 /** Measures the bytes per status report on both watches and prints them with what they make across a cluster. */
 async function main(): Promise<void> {
@@ -117,6 +174,7 @@ async function main(): Promise<void> {
     const perMeta = (meta.bytes() - before.meta) / reports;
     full.close();
     meta.close();
+    const perMesh = await meshObjectBytes(server, nodes);
     const kb = (b: number): string => `${(b / 1024).toFixed(1)} KiB`;
     const rate = (n: number, perEvent: number): string => {
       // Every Node reports every 5 minutes (the kubelet's nodeStatusReportFrequency), and every daemon watches every Node.
@@ -130,6 +188,7 @@ async function main(): Promise<void> {
       [
         `One status report (a heartbeat of a Node's conditions) reaches a Node watch as ${kb(perFull)} (full objects, what the`,
         `daemon watches today) or ${kb(perMeta)} (PartialObjectMetadata); measured over ${reports} reports on the API test server.`,
+        `A per-node mesh object receives nothing for a status report; a change of what the mesh uses reaches its watch as ${kb(perMesh)}.`,
         'Every Node reporting every 5 minutes, every daemon watching every Node:',
         '',
         '| Nodes | full watch | metadata-only watch |',
