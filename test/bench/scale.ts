@@ -18,7 +18,7 @@
  * to them (e.g. --cpu-prof).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Cluster, REPO_ROOT } from '../support/cluster/cluster.js';
@@ -199,6 +199,7 @@ async function measure(n: number, changes: number): Promise<string> {
   const run = await startRun(n);
   try {
     const isolated = await changeRoutes(run, n, { changes, mode: 'isolated' });
+    if (process.env.BENCH_LOG) writeFileSync(process.env.BENCH_LOG, isolated.log.join('\n'));
     const burst = await changeRoutes(run, n, { changes, mode: 'burst' });
     const rest = await atRest(run);
     const end = procStats(run.daemon.pid);
