@@ -290,7 +290,10 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
       describeToken(jwt({ sub, exp, 'kubernetes.io': { node: { name: 'n2' } } }), 'f', 'n1').warnings.join(),
       /bound to Node n2, but this node's wg-overlay is Node n1/,
     );
-    const podBound = describeToken(jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }), 'f');
+    const podBound = describeToken(
+      jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }),
+      'f',
+    );
     assert.match(podBound.text, /bound to pod p on Node n1/);
     assert.match(podBound.warnings.join(), /bound to a Pod, not to a Node: node-policy\.yaml refuses it/);
     assert.throws(

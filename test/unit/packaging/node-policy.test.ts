@@ -428,7 +428,10 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       podBound('evil', 'node-a', ['pod-uid']),
       podBound('evil'),
     ])
-      denied(admit(user, A, annotate), /this wg-overlay credential is bound to a Pod, not to a Node: give each node a token/);
+      denied(
+        admit(user, A, annotate),
+        /this wg-overlay credential is bound to a Pod, not to a Node: give each node a token/,
+      );
     // The same write with the Node-bound token of that node passes: only the binding differs.
     allowed(admit(asA, A, annotate));
   });

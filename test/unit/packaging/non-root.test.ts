@@ -64,7 +64,7 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
   const ask = polkitRule();
   const manage = 'org.freedesktop.systemd1.manage-units';
 
-  it("lets user wg-overlay start and restart the wg-quick@ unit of the interface its service recorded, and only that one", () => {
+  it('lets user wg-overlay start and restart the wg-quick@ unit of the interface its service recorded, and only that one', () => {
     for (const verb of ['start', 'restart']) {
       assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb }), 'yes', `${verb} wg0`);
       assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg1.service', verb }), 'no', `${verb} wg1`);
@@ -106,7 +106,11 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
 
   it('a recorded name that is not an interface name matches no unit', () => {
     for (const recorded of ['', '\n', 'wg0.service', '*', 'wg0\nwg1'])
-      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb: 'start' }, recorded), 'no', recorded);
+      assert.equal(
+        ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb: 'start' }, recorded),
+        'no',
+        recorded,
+      );
   });
 
   it('leaves every other user to the other rules', () => {
