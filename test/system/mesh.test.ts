@@ -172,8 +172,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     // And the daemon kept running all along.
     assert.equal((await a.show('wg-overlay', ['NRestarts'])).NRestarts, '0');
     // Those restarts were asked for by user wg-overlay, not root: polkit said yes (it is asked
-    // only for callers that are not root), and each restart brought up a wireguard-go of that user.
-    assert.equal((await a.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
+    // only for callers that are not root), and each restart brought up a wireguard-go of its own
+    // user, wg-overlay-wg, whose socket the daemon reaches.
+    assert.equal((await a.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay-wg');
     // With apply = restart no node changes peers live: every change went through a restart.
     for (const c of cs) {
       const log = (await c.journal(['-u', 'wg-overlay']))
