@@ -131,7 +131,9 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     for (const c of cs) {
       let peers: string[] = [];
       while (Date.now() < deadline) {
-        peers = (await c.exec('wg', ['show', 'wg0', 'peers'])).stdout.split('\n').filter(Boolean);
+        // While wg-quick@wg0 restarts (apply = restart) wg0 and its socket are briefly gone: try again.
+        const r = await c.exec('wg', ['show', 'wg0', 'peers'], { allowFailure: true });
+        peers = r.exitCode === 0 ? r.stdout.split('\n').filter(Boolean) : [];
         if (peers.length === NAMES.length - 1) break;
         await sleep(250);
       }

@@ -1,6 +1,7 @@
 /**
  * The dry run that tells whether node-policy.yaml is in force, against the Kubernetes API test
- * server with a Node-bound token: refused by the shipped policy (in force), accepted without it
+ * server with a Node-bound token: refused by the shipped policy (in force; a Pod-bound token is
+ * refused too, dry run or not), accepted without it
  * (not in force; nothing is stored either way), and every other answer — the API failing, a
  * refusal that is not admission's, the server gone — is "unknown", never "not in force".
  */
@@ -54,6 +55,28 @@ describe('unit: kube: the node-policy dry run (against the API test server)', fu
       [['/api/v1/nodes/node-a', '?dryRun=All', 'application/merge-patch+json', 403]],
     );
     assert.equal(api.getNode('node-a')?.metadata?.labels?.[PROBE_LABEL], undefined);
+  });
+
+  it("a Pod-bound token carrying node-a's name: the policy refuses its dry run and its real writes alike", async () => {
+    const { api } = await start(true);
+    const t = api.createServiceAccountToken({
+      namespace: 'wg-overlay',
+      name: 'wg-overlay',
+      boundPod: { name: 'evil', node: 'node-a' },
+    });
+    const kc = new k8s.KubeConfig();
+    kc.loadFromString(JSON.stringify(api.kubeconfig({ token: t.token })));
+    const v = await new ApiNodePolicyProbe(kc).probe('node-a');
+    assert.equal(v.state, 'enforced');
+    assert.match(v.state === 'enforced' ? v.detail : '', /this wg-overlay credential is bound to a Pod, not to a Node/);
+    const publish = kc
+      .makeApiClient(k8s.CoreV1Api)
+      .patchNode(
+        { name: 'node-a', body: { metadata: { annotations: { 'wg-overlay.io/endpoint': '203.0.113.9:51820' } } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+    await assert.rejects(publish, (err: { code?: number }) => err.code === 403);
+    assert.equal(api.getNode('node-a')?.metadata?.annotations?.['wg-overlay.io/endpoint'], undefined);
   });
 
   it('without the policy: not enforced (the label write went through), and still nothing is stored', async () => {
