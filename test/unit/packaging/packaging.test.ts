@@ -271,7 +271,7 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     assert.match(one('ExecStart') ?? '', /^\/usr\/lib\/wg-overlay\/notify-socket \//);
   });
 
-  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; first, as root, its credentials are made readable and its interface recorded', () => {
+  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; first, as root: credentials readable, interface recorded', () => {
     assert.equal(
       one('ExecStart'),
       `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
