@@ -116,7 +116,14 @@ describe('e2e: per-node identity (Node-bound tokens through the shipped node pol
         `${n} published: ${JSON.stringify(ann)}`,
       );
     }
-    const patches = nodeRequests().filter((r) => r.method === 'PATCH');
+    // The dry runs the daemons make to see whether the policy is in force are refused by it.
+    const dryRuns = nodeRequests().filter((r) => r.method === 'PATCH' && r.query.includes('dryRun=All'));
+    assert.ok(dryRuns.length >= 2 && dryRuns.every((r) => r.user === SA && r.status === 403), JSON.stringify(dryRuns));
+    for (const n of ['node-a', 'node-b'])
+      await cluster
+        .must(n)
+        .daemon!.waitForOutput(/node-policy\.yaml is in force: a dry-run write of a label on Node/, 10_000);
+    const patches = nodeRequests().filter((r) => r.method === 'PATCH' && !r.query.includes('dryRun'));
     assert.ok(patches.length >= 2);
     assert.ok(
       patches.every((r) => r.user === SA && r.status === 200),

@@ -662,8 +662,8 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       .map((l) => l.trim().split(/\s+/));
     assert.deepEqual(
       procs.find((p) => p[2] === 'wg0')?.[0],
-      'wg-overlay',
-      `wg0's wireguard-go runs as user wg-overlay (the package's wrapper): ${JSON.stringify(procs)}`,
+      'wg-overlay-wg',
+      `wg0's wireguard-go runs as its own user wg-overlay-wg (the package's wrapper): ${JSON.stringify(procs)}`,
     );
     const quick = (await vm.entriesAfter(cursor, 'wg-quick@wg0')).map((e) => e.MESSAGE);
     assert.ok(

@@ -116,8 +116,13 @@ export class ServerState {
     return this.served(VALIDATING_ADMISSION_POLICY_RESOURCE) !== undefined;
   }
 
-  /** Whether the object a token is bound to still exists with the same uid (only Nodes are served; other kinds count as gone). */
+  /**
+   * Whether the object a token is bound to still exists with the same uid. Only Nodes are served:
+   * a Pod binding (made by `createServiceAccountToken` only) cannot be checked and counts as alive;
+   * other kinds count as gone.
+   */
   boundObjectExists(b: TokenBinding): boolean {
+    if (b.kind === 'Pod') return true;
     return b.kind === 'Node' && this.nodes.get(b.name)?.metadata?.uid === b.uid;
   }
 

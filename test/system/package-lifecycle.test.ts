@@ -40,6 +40,8 @@ function asUser(c: NspawnContainer, cmd: string[]): Promise<RunResult> {
   });
 }
 const NODE = 'wgs-life';
+/** A root-only file in /etc/wg-overlay that the config does not name. */
+const UNRELATED = '/etc/wg-overlay/backup-admin.key';
 const ANN = 'wg-overlay.io/';
 
 /** The next patch version: the "higher version" of the upgrade test. */
@@ -154,6 +156,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       '644 root /usr/lib/wg-overlay/wg-overlay.mjs',
       '755 root /usr/lib/wg-overlay/notify-socket',
       '755 root /usr/lib/wg-overlay/secrets-access',
+      '755 root /usr/lib/wg-overlay/polkit-interface',
       '755 root /usr/lib/wg-overlay/wg-quick-hook',
       '755 root /usr/lib/wg-overlay/wireguard-go',
       '644 root /lib/systemd/system/wg-overlay.service',
@@ -179,6 +182,11 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok(Number(user[2]) < 1000, `a system uid: ${user.join(':')}`);
     assert.equal(user[6], '/usr/sbin/nologin');
     assert.equal((await c.exec('getent', ['group', 'wg-overlay'])).stdout.split(':')[2], user[3]);
+    // wireguard-go's own system user: not the daemon's, in none of its groups.
+    const wgUser = (await c.exec('getent', ['passwd', 'wg-overlay-wg'])).stdout.trim().split(':');
+    assert.ok(Number(wgUser[2]) < 1000 && wgUser[2] !== '0' && wgUser[2] !== user[2], wgUser.join(':'));
+    assert.equal(wgUser[6], '/usr/sbin/nologin');
+    assert.equal((await c.exec('id', ['-Gn', 'wg-overlay-wg'])).stdout.trim(), 'wg-overlay-wg');
     assert.equal(
       (await c.exec('dpkg-query', ['-W', '-f=${Conffiles}', 'wg-overlay'])).stdout.trim().split(' ')[0],
       '/etc/wg-overlay/wg-overlay.conf',
@@ -350,6 +358,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     });
     // What a node of a kubeadm cluster has and the daemon must never read (world-readable here on purpose).
     await c.sh(SECRETS.map((f) => `mkdir -p ${dirname(f)} && echo secret > ${f} && chmod 644 ${f}`).join(' && '));
+    // An admin's own secret next to the credentials, which the config does not name: secrets-access leaves it alone.
+    await c.writeFile(UNRELATED, 'not for the daemon\n', 0o600);
     const cursor = await c.cursor();
     await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
     const p = await c.show('wg-overlay', [
@@ -422,11 +432,13 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       assert.notEqual(r.exitCode, 0, `${f} is visible to the daemon: ${r.stdout}`);
     }
     assert.equal((await asUser(c, ['cat', '/etc/shadow'])).exitCode, 1);
+    assert.equal((await asUser(c, ['cat', UNRELATED])).exitCode, 1);
     // Its own files: state and the kubeconfig (made readable to its group at start).
     assert.equal(
       (
         await c.sh(
-          'stat -c "%U:%G %a %n" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /var/lib/wg-overlay/wireguard /var/lib/wg-overlay/wireguard/wg0.conf /etc/wg-overlay/kubeconfig',
+          'stat -c "%U:%G %a %n" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /var/lib/wg-overlay/wireguard ' +
+            `/var/lib/wg-overlay/wireguard/wg0.conf /etc/wg-overlay/kubeconfig /etc/wg-overlay/token ${UNRELATED}`,
         )
       ).stdout,
       [
@@ -435,9 +447,14 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
         'wg-overlay:wg-overlay 700 /var/lib/wg-overlay/wireguard',
         'wg-overlay:wg-overlay 600 /var/lib/wg-overlay/wireguard/wg0.conf',
         'root:wg-overlay 640 /etc/wg-overlay/kubeconfig',
+        'root:wg-overlay 640 /etc/wg-overlay/token',
+        // Not named by the config: secrets-access (run as root before the start) left it as it was.
+        `root:root 600 ${UNRELATED}`,
         '',
       ].join('\n'),
     );
+    // (The admin's file would keep /etc/wg-overlay after a purge, which the purge test checks is gone.)
+    await c.exec('rm', [UNRELATED]);
     // Limits (a container without cgroup controllers of its own shows them without enforcing
     // them), and what the daemon uses: its resident memory, its threads plus its children.
     const lim = await c.show('wg-overlay', ['MemoryHigh', 'MemoryMax', 'TasksMax', 'CPUQuotaPerSecUSec']);
@@ -454,7 +471,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.ok(tasks < 32, `tasks: ${tasks}`);
   });
 
-  it("wg-quick@wg0: started by the daemon over D-Bus (polkit), wg0.conf installed from the daemon's copy, wireguard-go as wg-overlay", async () => {
+  it("wg-quick@wg0: started by the daemon over D-Bus, wg0.conf installed from the daemon's copy, wireguard-go as wg-overlay-wg", async () => {
     const log = (await c.journal(['-u', 'wg-overlay'])).map((e) => e.MESSAGE);
     assert.ok(
       log.some((m) => /^started wg-quick@wg0\.service through systemd D-Bus/.test(m)),
@@ -470,18 +487,44 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       await c.readFile('/etc/wireguard/wg0.conf'),
       await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf'),
     );
-    // No kernel WireGuard here: wireguard-go, unprivileged, its socket reached through a root-owned link.
-    assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
+    // No kernel WireGuard here: wireguard-go, unprivileged and not the daemon's user, its socket
+    // (made by the wrapper, group wg-overlay) reached through a root-owned link.
+    assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay-wg');
     assert.equal(
       (await c.exec('readlink', ['/run/wireguard/wg0.sock'])).stdout.trim(),
       '/run/wg-overlay-wireguard/wg0.sock',
     );
-    assert.equal((await c.exec('stat', ['-c', '%U %a', '/run/wireguard'])).stdout.trim(), 'root 755');
+    assert.equal(
+      (await c.exec('stat', ['-c', '%U %a', '/run/wireguard', '/run/wg-overlay-wireguard'])).stdout,
+      'root 755\nroot 755\n',
+    );
+    assert.equal(
+      (await c.exec('stat', ['-c', '%U:%G %a', '/run/wg-overlay-wireguard/wg0.sock'])).stdout.trim(),
+      'wg-overlay-wg:wg-overlay 660',
+    );
+    const wgGid = (await c.exec('id', ['-g', 'wg-overlay-wg'])).stdout.trim();
     const wgStatus = await c.readFile(`/proc/${(await c.exec('pgrep', ['-o', 'wireguard-go'])).stdout.trim()}/status`);
     assert.match(wgStatus, /^CapEff:\s+0000000000001400$/m, 'CAP_NET_ADMIN and CAP_NET_BIND_SERVICE only');
+    assert.match(wgStatus, new RegExp(`^Groups:\\s*${wgGid}\\s*$`, 'm'), 'only its own group');
+    // What wireguard-go's user cannot read: the daemon's token, kubeconfig and private key.
+    for (const f of ['/etc/wg-overlay/token', '/etc/wg-overlay/kubeconfig', '/var/lib/wg-overlay/private.key']) {
+      const r = await c.exec('setpriv', ['--reuid=wg-overlay-wg', '--regid=wg-overlay-wg', '--init-groups', 'cat', f], {
+        allowFailure: true,
+      });
+      assert.equal(r.exitCode, 1, `${f} is readable to wg-overlay-wg`);
+      assert.match(r.stderr, /Permission denied/);
+    }
+    // The daemon's user reaches the socket (as the daemon does for every wg set).
+    assert.equal((await asUser(c, ['wg', 'show', 'wg0', 'public-key'])).exitCode, 0);
   });
 
-  it('D-Bus as user wg-overlay: restarting wg-quick@wg0 is allowed; stopping it, touching other units and transient units are refused', async () => {
+  it("D-Bus as user wg-overlay: restarting wg-quick@wg0 is allowed; stopping it, another interface's and other units are refused", async () => {
+    // The interface the service started with, recorded by its root ExecStartPre for the polkit rule.
+    assert.equal(
+      (await c.exec('stat', ['-c', '%U %a', '/run/wg-overlay-polkit', '/run/wg-overlay-polkit/interface'])).stdout,
+      'root 755\nroot 644\n',
+    );
+    assert.equal(await c.readFile('/run/wg-overlay-polkit/interface'), 'wg0\n');
     const call = (method: string, unit: string): Promise<RunResult> =>
       asUser(c, [
         'busctl',
@@ -511,6 +554,9 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     );
     for (const [method, unit] of [
       ['StopUnit', 'wg-quick@wg0.service'],
+      // Another WireGuard interface of the host's, which the daemon's wg-quick@wg0 grant does not cover.
+      ['StartUnit', 'wg-quick@other.service'],
+      ['RestartUnit', 'wg-quick@other.service'],
       ['RestartUnit', 'wg-overlay.service'],
       ['StartUnit', 'systemd-journald.service'],
       ['RestartUnit', 'polkit.service'],

@@ -22,6 +22,7 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/usr/lib/sysusers.d/wg-overlay.conf', 'f', 0o644],
   ['/usr/lib/wg-overlay', 'd', 0o755],
   ['/usr/lib/wg-overlay/notify-socket', 'f', 0o755],
+  ['/usr/lib/wg-overlay/polkit-interface', 'f', 0o755],
   ['/usr/lib/wg-overlay/secrets-access', 'f', 0o755],
   ['/usr/lib/wg-overlay/wg-overlay.mjs', 'f', 0o644],
   ['/usr/lib/wg-overlay/wg-quick-hook', 'f', 0o755],
@@ -91,7 +92,7 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(heads.length, [...changelog.matchAll(/^- semver: /gm)].length);
   });
 
-  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
+  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket), perl(POSIX); wireguard-go only suggested; no automatic requires', async () => {
     const requires = (await rpmq('-qp', '--requires'))
       .split('\n')
       .map((l) => l.trim())
@@ -107,6 +108,7 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
         '/usr/bin/unshare',
         'iproute',
         'nodejs >= 18.19',
+        'perl(POSIX)',
         'perl(Socket)',
         'polkit',
         'wireguard-tools',

@@ -4,8 +4,9 @@
  * wireguard-go mesh, and are upgraded one after the other to this checkout's package with
  * `apt-get install`, while a ping crosses the mesh all along. Afterwards each daemon runs as the
  * user wg-overlay with the same private key, config, kubeconfig and peers, its wireguard-go runs
- * as wg-overlay too (the postinst restarts wg-quick@wg0 once for that: a root wireguard-go's
- * control socket cannot be handed over), and a Node that joins later becomes a peer on both.
+ * as its own user wg-overlay-wg (the postinst restarts wg-quick@wg0 once for that: a root
+ * wireguard-go's control socket cannot be handed over), and a Node that joins later becomes a
+ * peer on both.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -204,7 +205,7 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
           `Unpacking wg-overlay \\(${cur.version.replace(/\./g, '\\.')}-1\\) over \\(${cur.version.replace(/\./g, '\\.')}~prev-1\\)`,
         ),
       );
-      assert.match(r.stdout + r.stderr, /restarting wg-quick@wg0 so that its wireguard-go runs as user wg-overlay/);
+      assert.match(r.stdout + r.stderr, /restarting wg-quick@wg0 so that its wireguard-go runs as user wg-overlay-wg/);
       const p = await c.waitForUnit(
         'wg-overlay',
         ['ActiveState', 'MainPID'],
@@ -250,7 +251,8 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
         await readFile('packaging/wg-overlay.conf', 'utf8'),
       );
       assert.match((await c.exec('wg-overlay', ['check-config'])).stdout, /: OK$/m);
-      // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as wg-overlay.
+      // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as
+      // wg-overlay-wg, its socket in the daemon's group.
       assert.equal(
         (
           await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')
@@ -261,8 +263,11 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
         'wg-overlay 700 | wg-overlay 600 | root 640',
       );
       assert.equal((await c.exec('stat', ['-c', '%G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), 'wg-overlay');
-      assert.equal((await c.exec('stat', ['-L', '-c', '%U', '/run/wireguard/wg0.sock'])).stdout.trim(), 'wg-overlay');
-      assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay');
+      assert.equal(
+        (await c.exec('stat', ['-L', '-c', '%U:%G', '/run/wireguard/wg0.sock'])).stdout.trim(),
+        'wg-overlay-wg:wg-overlay',
+      );
+      assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay-wg');
       // wg0.conf: the same mesh, now installed by wg-quick@wg0 from the daemon's own copy.
       // Plus, since `[overlay] cidr6 = auto` is the default now, an IPv6 overlay address (a ULA
       // from the cluster's CA) for the node and for each peer; with those taken out, it is 0.1's

@@ -151,14 +151,20 @@ export function describeToken(
   }
   const parts = [c.subject ?? 'no subject'];
   const warnings: string[] = [];
-  if (c.node) parts.push(c.pod ? `bound to pod ${c.pod} on Node ${c.node}` : `bound to Node ${c.node}`);
+  if (c.pod) {
+    parts.push(c.node ? `bound to pod ${c.pod} on Node ${c.node}` : `bound to pod ${c.pod}`);
+    warnings.push(
+      'the token is bound to a Pod, not to a Node: node-policy.yaml refuses it (whoever may create a Pod in the ' +
+        'namespace wg-overlay could get such a token for any node); mint it with --bound-object-kind Node',
+    );
+  } else if (c.node) parts.push(`bound to Node ${c.node}`);
   else {
     parts.push('bound to no Node');
     warnings.push(
       'the token names no Node: where node-policy.yaml is applied, this node cannot publish its annotations (mint it with --bound-object-kind Node)',
     );
   }
-  if (c.node && nodeName && c.node !== nodeName) {
+  if (c.node && !c.pod && nodeName && c.node !== nodeName) {
     warnings.push(
       `the token is bound to Node ${c.node}, but this node's wg-overlay is Node ${nodeName} ([kubernetes] node_name): ` +
         'where node-policy.yaml is applied, it cannot publish its annotations',

@@ -2,7 +2,8 @@
  * The daemon object: prepares what must be there before anything runs (config, key, kubeconfig,
  * systemd), builds its parts — D-Bus link, ip co-process, wg-quick file, status writer, metrics
  * endpoint, reconcile loop, Node and external-peer sources, config reloader, interface monitor,
- * resync timer — starts them in that order and stops them in reverse, leaving the mesh up.
+ * resync timer, the checks of its credential — starts them in that order and stops them in
+ * reverse, leaving the mesh up.
  */
 import type { Config } from '../config/config.js';
 import { readDevice } from '../host/device.js';
@@ -20,6 +21,7 @@ import { formatMs } from '../util/duration.js';
 import { VERSION } from '../version.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
+import { NodePolicyCheck, TokenExpiryCheck } from './credential-checks.js';
 import { EndpointWatch } from './endpoint-watch.js';
 import { KeyKeeper } from './key-keeper.js';
 import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
@@ -79,6 +81,8 @@ export class Daemon {
   private readonly reloader: ConfigReloader;
   private readonly resolver: NameResolver;
   private readonly endpoints: EndpointWatch | undefined;
+  private readonly policyCheck: NodePolicyCheck | undefined;
+  private readonly tokenCheck: TokenExpiryCheck | undefined;
 
   /**
    * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
@@ -145,6 +149,7 @@ export class Daemon {
       this.bySize(200),
     );
     this.reloader = this.makeReloader(configPath, p.loadedAt);
+    [this.policyCheck, this.tokenCheck] = this.makeCredentialChecks(p);
     this.wire();
     this.parts.push(...this.assemble(p, host));
   }
@@ -198,6 +203,29 @@ export class Daemon {
     });
   }
 
+  /** The checks of this node's credential (node-policy.yaml in force, the token's expiry), where the kubeconfig allows them. */
+  private makeCredentialChecks(p: Prepared): [NodePolicyCheck | undefined, TokenExpiryCheck | undefined] {
+    const { log } = this.env;
+    const { nodePolicy, token } = p.kube;
+    return [
+      nodePolicy &&
+        new NodePolicyCheck({
+          probe: nodePolicy,
+          node: p.identity.name,
+          log,
+          onState: (state) => this.metrics.setNodePolicy(state),
+          retryMs: this.timing.policyRetry,
+        }),
+      token &&
+        new TokenExpiryCheck({
+          token,
+          log,
+          onExpiry: (seconds) => this.metrics.setTokenExpiry(seconds),
+          intervalMs: this.timing.tokenCheck,
+        }),
+    ];
+  }
+
   /** A DNS name resolved to a new address: the membership may change. */
   private namesResolved(): void {
     this.step.setFacts({ resolved: this.resolver.resolved });
@@ -245,6 +273,8 @@ export class Daemon {
         env.monitor(w.interface, log, (line) => this.hostChanged(line, host.own)),
       ),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
+      ...(this.policyCheck ? [this.policyCheck] : []),
+      ...(this.tokenCheck ? [this.tokenCheck] : []),
     ];
   }
 
@@ -391,6 +421,9 @@ export class Daemon {
 
   private applyConfig(next: Config, changed: boolean): void {
     this.running = next;
+    // A reload is the admin's way to have the credential checked again (e.g. after applying node-policy.yaml).
+    void this.policyCheck?.check();
+    void this.tokenCheck?.check(true);
     this.resolver.want(this.namesToResolve());
     this.env.log.setLevel(next.log.level);
     void this.metricsEndpoint.reconfigure(next);

@@ -6,6 +6,7 @@ import type { Config, LoadedConfig } from '../config/config.js';
 import type { CommandRunner } from '../exec/runner.js';
 import type { IpBatch } from '../host/ip-batch.js';
 import type { LeaseApi } from '../kube/location-leases.js';
+import type { NodePolicyProbe } from '../kube/node-policy-probe.js';
 import type { NodePublisher } from '../kube/node-publisher.js';
 import type { NodeSource } from '../kube/node-source.js';
 import type { ExternalPeerSource } from '../kube/external-peer-source.js';
@@ -27,6 +28,10 @@ export interface KubeAccess {
   leases?: (namespace: string) => LeaseApi;
   /** The cluster's CA certificate (PEM), for `[overlay] cidr6 = auto`. */
   clusterCa?: string | undefined;
+  /** Whether node-policy.yaml is in force for this credential (absent: not checked). */
+  nodePolicy?: NodePolicyProbe;
+  /** The token the daemon authenticates with now, read afresh (absent: its expiry is not watched). */
+  token?: () => Promise<string | undefined>;
 }
 
 /** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
@@ -72,6 +77,10 @@ export interface DaemonTiming {
   coalesce: number;
   /** How long each part may take to stop. */
   partStop: number;
+  /** Between reads of the token's expiry. */
+  tokenCheck: number;
+  /** First retry of the node-policy check after an answer that told nothing (doubling up to 10 min). */
+  policyRetry: number;
 }
 
 /** The timings of a production daemon. */
@@ -81,4 +90,6 @@ export const DEFAULT_TIMING: DaemonTiming = {
   confDelay: 300,
   coalesce: 2,
   partStop: 10_000,
+  tokenCheck: 3_600_000,
+  policyRetry: 30_000,
 };

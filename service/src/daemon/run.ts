@@ -10,7 +10,8 @@ import { ipForwardingEnabled } from '../host/forwarding.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
 import { nudge } from '../host/nudge.js';
-import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
+import { clusterCa, currentToken, loadKubeconfig } from '../kube/kubeconfig.js';
+import { ApiNodePolicyProbe } from '../kube/node-policy-probe.js';
 import { ApiNodePublisher } from '../kube/node-publisher.js';
 import { externalPeerSource, externalPeersApi } from '../kube/external-peer-source.js';
 import { nodeSource, nodesApi } from '../kube/node-source.js';
@@ -38,6 +39,8 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
     publisher: new ApiNodePublisher(kc),
     leases: (namespace) => leasesApi(kc, namespace),
     clusterCa: await clusterCa(kc),
+    nodePolicy: new ApiNodePolicyProbe(kc),
+    token: () => currentToken(kc),
   };
 }
 

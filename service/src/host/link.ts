@@ -1,6 +1,7 @@
 /**
  * Link commands: read a link's state (`ip -j addr`), create a WireGuard interface with kernel
- * WireGuard or userspace wireguard-go (implementation = auto tries the kernel first), tell which
+ * WireGuard or userspace wireguard-go (implementation = auto tries the kernel first; as root with
+ * the package installed, wireguard-go runs through its wrapper as its own user), tell which
  * of them backs a link and, when neither exists, what to install; configure a link from a
  * wg-quick config, set it up, delete it, and find the MTU for `mtu = auto`.
  */
@@ -105,6 +106,30 @@ export const wireguardGoInstalled: WireguardGoCheck = async () => {
   return false;
 };
 
+/** The package's wrapper that runs wireguard-go as its own user, wg-overlay-wg (`wireguard-go [--managed] IF`). */
+export const PACKAGED_WIREGUARD_GO = '/usr/lib/wg-overlay/wireguard-go';
+
+/** The command line that starts wireguard-go for an interface (command first). */
+export type WireguardGoArgv = (name: string) => Promise<string[]>;
+
+/**
+ * How wireguard-go is started (pure): as root with the package's wrapper installed, through the
+ * wrapper (wireguard-go then runs as its own user, not root, with a control socket the daemon's
+ * group can reach); otherwise wireguard-go itself, as the daemon's own user.
+ */
+export function wireguardGoCommand(name: string, host: { root: boolean; wrapper: boolean }): string[] {
+  return host.root && host.wrapper ? [PACKAGED_WIREGUARD_GO, '--managed', name] : ['wireguard-go', name];
+}
+
+/** {@link wireguardGoCommand} on this host. */
+export const hostWireguardGoArgv: WireguardGoArgv = async (name) => {
+  const wrapper = await access(PACKAGED_WIREGUARD_GO, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  return wireguardGoCommand(name, { root: process.getuid?.() === 0, wrapper });
+};
+
 /** The throwaway link {@link kernelWireGuardError} creates (15 characters, the most a link name may have). */
 export const PROBE_LINK = 'wgoverlay-probe';
 
@@ -141,6 +166,8 @@ export interface CreateLinkOptions {
   log: Logger;
   /** Whether wireguard-go is installed (default: looked up on this host). */
   hasWireguardGo?: WireguardGoCheck;
+  /** How wireguard-go is started (default: {@link hostWireguardGoArgv}). */
+  wireguardGoArgv?: WireguardGoArgv;
 }
 
 /**
@@ -148,7 +175,7 @@ export interface CreateLinkOptions {
  * wireguard-go exists says what to install.
  */
 export async function createLink(runner: CommandRunner, name: string, how: CreateLinkOptions): Promise<CreatedLink> {
-  const { implementation, log, hasWireguardGo = wireguardGoInstalled } = how;
+  const { implementation, log, hasWireguardGo = wireguardGoInstalled, wireguardGoArgv = hostWireguardGoArgv } = how;
   let kernelError: string | undefined;
   if (implementation !== 'userspace') {
     const res = await runner.run('ip', ['link', 'add', 'dev', name, 'type', 'wireguard'], { allowFailure: true });
@@ -160,8 +187,9 @@ export async function createLink(runner: CommandRunner, name: string, how: Creat
       );
   }
   // wireguard-go daemonises itself; its banner on stderr goes to debug, not the journal at large.
-  const res = await runner.run('wireguard-go', [name], { allowFailure: true });
-  if (res.stderr.trim()) log.debug(`wireguard-go ${name}: ${res.stderr.trim()}`);
+  const [cmd = 'wireguard-go', ...args] = await wireguardGoArgv(name);
+  const res = await runner.run(cmd, args, { allowFailure: true });
+  if (res.stderr.trim()) log.debug(`${cmd} ${name}: ${res.stderr.trim()}`);
   if (res.exitCode !== 0) {
     if (!(await hasWireguardGo())) {
       throw new Error(

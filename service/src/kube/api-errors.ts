@@ -3,18 +3,23 @@
  */
 import { describeError } from '../log/logger.js';
 
+/** The message of the Status an API error carries ('' when it has none). */
+export function apiErrorMessage(err: unknown): string {
+  const e = err as { body?: unknown };
+  try {
+    const body =
+      typeof e?.body === 'string' ? (JSON.parse(e.body) as { message?: unknown }) : (e?.body as { message?: unknown });
+    return typeof body?.message === 'string' ? body.message : '';
+  } catch {
+    return ''; // not JSON
+  }
+}
+
 /** Why an API call failed, in a form fit for a log line (the HTTP status and the server's message). */
 export function describeApiError(err: unknown): string {
-  const e = err as { code?: number; body?: unknown; message?: string };
+  const e = err as { code?: number };
   if (typeof e?.code === 'number' && e.code >= 100) {
-    let msg = '';
-    try {
-      const body =
-        typeof e.body === 'string' ? (JSON.parse(e.body) as { message?: string }) : (e.body as { message?: string });
-      msg = body?.message ?? '';
-    } catch {
-      /* not JSON */
-    }
+    const msg = apiErrorMessage(err);
     return `HTTP ${e.code}${msg ? `: ${msg}` : ''}`;
   }
   return describeError(err);

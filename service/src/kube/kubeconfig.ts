@@ -15,6 +15,16 @@ export class KubeconfigError extends Error {
   }
 }
 
+/** The token file each loaded kubeconfig's current user reads (absent: an embedded token, or none). */
+const tokenFiles = new WeakMap<k8s.KubeConfig, string>();
+
+/** The token the kubeconfig's current user authenticates with now: its token file read afresh, or its embedded token. */
+export async function currentToken(kc: k8s.KubeConfig): Promise<string | undefined> {
+  const file = tokenFiles.get(kc);
+  if (file) return readTokenFile(file);
+  return kc.getCurrentUser()?.token || undefined;
+}
+
 /** The `tokenFile` of the kubeconfig's current user (kubectl's key, which client-node drops; relative to the kubeconfig), or undefined. */
 export function currentUserTokenFile(text: string, kc: k8s.KubeConfig, path: string): string | undefined {
   const name = kc.getCurrentUser()?.name;
@@ -75,6 +85,7 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
       );
     }
     kc.addAuthenticator(new TokenFileAuthenticator(user.name, tokenFile));
+    tokenFiles.set(kc, tokenFile);
   }
   // client-node resolves relative certificate paths against the working directory; make them
   // relative to the kubeconfig like kubectl does.

@@ -1,6 +1,7 @@
 /**
  * The bearer token of a kubeconfig user's `tokenFile`, read afresh for every request so that a
- * token rotated on disk is used without a restart.
+ * token rotated on disk is used without a restart; what a token says about itself, and when its
+ * expiry is worth a warning.
  */
 import { readFile } from 'node:fs/promises';
 import type * as k8s from '@kubernetes/client-node';
@@ -86,4 +87,49 @@ export function tokenClaims(token: string): TokenClaims | undefined {
   if (typeof k.pod?.name === 'string') out.pod = k.pod.name;
   if (typeof payload.exp === 'number') out.expiresAt = new Date(payload.exp * 1000);
   return out;
+}
+
+/** From how long before its expiry the daemon warns about its token (14 days). */
+export const TOKEN_WARN_BEFORE_MS = 14 * 24 * 3600_000;
+
+/** What to say about a token's expiry: nothing, a warning ahead of it, or an error once it passed. */
+export interface TokenExpiryNotice {
+  level: 'ok' | 'warning' | 'error';
+  /** The line to log (absent when ok). */
+  message?: string;
+}
+
+/** How to replace this node's token, in the words of the log lines. */
+const ROTATE =
+  'mint a new one (kubectl -n wg-overlay create token wg-overlay --bound-object-kind Node --bound-object-name NODE ' +
+  '--duration 720h) and install it with `wg-overlay kubeconfig --token-only --token-file -` (no restart needed; ' +
+  'see "Rotate the token" in /usr/share/doc/wg-overlay/install.md)';
+
+/** Says how far off `ms` is, roughly: `3 days`, `1 day`, `5 hours`, `less than an hour`. */
+function roughly(ms: number): string {
+  const days = Math.floor(ms / (24 * 3600_000));
+  if (days >= 1) return `${days} ${days === 1 ? 'day' : 'days'}`;
+  const hours = Math.floor(ms / 3600_000);
+  return hours >= 1 ? `${hours} ${hours === 1 ? 'hour' : 'hours'}` : 'less than an hour';
+}
+
+/** Judges a token's expiry at `now` (pure): ok, a warning from `warnBeforeMs` before it, an error after it. */
+export function tokenExpiryNotice(
+  expiresAt: Date | undefined,
+  now: number,
+  warnBeforeMs = TOKEN_WARN_BEFORE_MS,
+): TokenExpiryNotice {
+  if (!expiresAt) return { level: 'ok' };
+  const left = expiresAt.getTime() - now;
+  const at = expiresAt.toISOString();
+  if (left <= 0)
+    return {
+      level: 'error',
+      message: `this node's Kubernetes token expired at ${at}: the API server refuses it, so the mesh no longer follows the cluster; ${ROTATE}`,
+    };
+  if (left > warnBeforeMs) return { level: 'ok' };
+  return {
+    level: 'warning',
+    message: `this node's Kubernetes token expires in ${roughly(left)} (at ${at}): ${ROTATE}`,
+  };
 }

@@ -3,7 +3,8 @@
  * peers by kind, skipped Nodes/Peers by reason, reconciles and their duration, apply errors by
  * kind, the time of the last successful sync, API watch state, and the latest handshake age per
  * peer (read from the device at scrape time). `/healthz` fails when an API watch has been down
- * longer than the threshold or the last apply failed.
+ * longer than the threshold or the last apply failed. Also this node's credential: whether
+ * node-policy.yaml is in force, and when the token expires.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApplyStep } from '../host/apply-error.js';
@@ -68,6 +69,21 @@ function handshakeAges(registry: Registry, read: () => Promise<PeerHandshake[]>,
   });
 }
 
+/** The gauges of this node's credential: node-policy.yaml in force (-1 until known) and the token's expiry. */
+function credentialGauges(gauge: ReturnType<typeof metricMakers>['gauge']): [Gauge, Gauge] {
+  const policy = gauge(
+    'wg_overlay_node_policy_enforced',
+    "Whether node-policy.yaml refused a dry-run label write on this node's own Node: 1 = in force, " +
+      '0 = not in force (a stolen token could change any Node), -1 = unknown (not checked yet, or the answer told nothing).',
+  );
+  policy.set(-1);
+  const expiry = gauge(
+    'wg_overlay_token_expiry_timestamp_seconds',
+    "Unix time at which this node's Kubernetes token expires (0 = it names no expiry, or it cannot be read).",
+  );
+  return [policy, expiry];
+}
+
 /** Every metric of the daemon in one private registry. */
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -80,6 +96,8 @@ export class DaemonMetrics {
   private readonly watchUp: Gauge<'resource'>;
   private readonly leading: Gauge;
   private readonly leaderChanges: Counter;
+  private readonly nodePolicy: Gauge;
+  private readonly tokenExpiry: Gauge;
   private leader: string | undefined;
   /** Peer counts by kind of the last desired peers seen (a derived list is counted from its delta). */
   private counted: { peers: readonly DesiredState['peers'][number][]; node: number; peer: number } | undefined;
@@ -137,7 +155,18 @@ export class DaemonMetrics {
       'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).',
       ['resource'],
     );
+    [this.nodePolicy, this.tokenExpiry] = credentialGauges(gauge);
     handshakeAges(this.registry, opts.readHandshakes, opts.now ?? Date.now);
+  }
+
+  /** Records what the last dry run showed about node-policy.yaml. */
+  setNodePolicy(state: 'enforced' | 'not-enforced' | 'unknown'): void {
+    this.nodePolicy.set(state === 'enforced' ? 1 : state === 'not-enforced' ? 0 : -1);
+  }
+
+  /** Records when the token expires (unix seconds; undefined: no expiry known). */
+  setTokenExpiry(unixSeconds: number | undefined): void {
+    this.tokenExpiry.set(unixSeconds ?? 0);
   }
 
   /** Records one reconcile run and the desired state it worked from. */

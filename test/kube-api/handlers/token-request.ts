@@ -2,8 +2,9 @@
  * The TokenRequest API: `POST …/namespaces/NS/serviceaccounts/NAME/token` (JSON, or the protobuf
  * that `kubectl create token` sends) mints a token of an existing ServiceAccount the way
  * kube-apiserver does, unbound or bound to a Node, and answers in JSON; and the direct helper
- * that mints one for a test without the wire. The server accepts the tokens it mints.
+ * that mints one for a test without the wire (bound to a Node or to a Pod). The server accepts the tokens it mints.
  */
+import { randomUUID } from 'node:crypto';
 import { mintServiceAccountToken, type MintedToken, type ServiceAccountTokenSpec, type TokenBinding } from '../auth.js';
 import type { RequestContext, ResourcePath } from '../http/context.js';
 import { errorMessage, parseJson, sendJson } from '../http/respond.js';
@@ -20,6 +21,11 @@ export interface ServiceAccountTokenOptions {
   name: string;
   /** Bind the token to this Node (it must exist). */
   boundNode?: string;
+  /**
+   * Bind the token to a Pod instead (no Pods are served: it need not exist), with the Node it runs
+   * on (which must exist), whose name and uid recent clusters put into such a token too.
+   */
+  boundPod?: { name: string; node?: string };
   expirationSeconds?: number;
   audiences?: string[];
 }
@@ -68,16 +74,26 @@ export function serveTokenRequest(rc: RequestContext & ResourcePath): void {
   });
 }
 
+/** The uid of an existing Node, for a binding; throws naming what the token was to be bound to. */
+function nodeUid(state: ServerState, name: string, what: string): string {
+  const node = state.nodes.get(name);
+  if (!node) throw new Error(`cannot bind a token to ${what}: no such Node ${name}`);
+  return node.metadata?.uid ?? '';
+}
+
 /**
  * Mints a token of ServiceAccount `namespace/name` the way TokenRequest does and accepts it, bound to
- * `boundNode` if given; any lifetime, and the ServiceAccount need not exist.
+ * `boundNode` or `boundPod` if given; any lifetime, and the ServiceAccount need not exist.
  */
 export function createServiceAccountToken(state: ServerState, opts: ServiceAccountTokenOptions): MintedToken {
   let bound: TokenBinding | undefined;
-  if (opts.boundNode !== undefined) {
-    const node = state.nodes.get(opts.boundNode);
-    if (!node) throw new Error(`cannot bind a token to Node ${opts.boundNode}: no such Node`);
-    bound = { kind: 'Node', name: opts.boundNode, uid: node.metadata?.uid ?? '' };
+  let podNode: { name: string; uid: string } | undefined;
+  if (opts.boundNode !== undefined)
+    bound = { kind: 'Node', name: opts.boundNode, uid: nodeUid(state, opts.boundNode, `Node ${opts.boundNode}`) };
+  else if (opts.boundPod !== undefined) {
+    const { name, node } = opts.boundPod;
+    bound = { kind: 'Pod', name, uid: randomUUID(), namespace: opts.namespace };
+    if (node !== undefined) podNode = { name: node, uid: nodeUid(state, node, `pod ${name}`) };
   }
   const sa = state.served(SERVICE_ACCOUNT_RESOURCE)?.get(opts.name, opts.namespace);
   return mint(state, {
@@ -87,6 +103,7 @@ export function createServiceAccountToken(state: ServerState, opts: ServiceAccou
     expirationSeconds: opts.expirationSeconds,
     audiences: opts.audiences,
     boundObject: bound,
+    ...(podNode ? { podNode } : {}),
   });
 }
 

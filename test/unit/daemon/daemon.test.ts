@@ -1,8 +1,9 @@
 /**
  * The Daemon object against a fake environment (simulated host, in-memory sources): it starts its
  * parts in order and reaches readiness, stops them in reverse, survives an unexpected throw in the
- * reload path and in the metrics path with one err line each, and stops within its bound while a
- * unit call over D-Bus never settles — after /healthz and the status file said the run is stuck.
+ * reload path and in the metrics path with one err line each, checks its credential (node-policy
+ * dry run, token expiry) at start and at each reload, and stops within its bound while a unit
+ * call over D-Bus never settles — after /healthz and the status file said the run is stuck.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -150,6 +151,40 @@ describe('unit: the daemon object', () => {
         w.notes.filter((n) => n.startsWith('ready ')).length >= 3,
     );
     assert.equal(errLines(w).length, 1, 'no further err line');
+    await d.stop('SIGTERM');
+  });
+
+  it("checks its credential at start and at each reload (SIGHUP): node-policy.yaml's dry run, the token's expiry, in the metrics", async () => {
+    const w = fakeDaemonWorld();
+    let applied = false;
+    const exp = Math.floor(Date.now() / 1000) + 3 * 24 * 3600;
+    const token = `e30.${Buffer.from(JSON.stringify({ exp })).toString('base64url')}.sig`;
+    const connect = w.env.connectKube;
+    w.env.connectKube = async (c, l) => ({
+      ...(await connect(c, l)),
+      nodePolicy: {
+        probe: async (node) => {
+          assert.equal(node, 'a');
+          return applied ? { state: 'enforced', detail: 'denied request' } : { state: 'not-enforced' };
+        },
+      },
+      token: async () => token,
+    });
+    const lines = (re: RegExp): number => w.log.lines.filter((l) => re.test(l)).length;
+    const d = await running(w);
+    await until('the warning', () => lines(/^<4>node-policy\.yaml is not in force/) > 0);
+    assert.ok(lines(/^<4>this node's Kubernetes token expires in 2 days/) > 0);
+    const port = /listen = 127\.0\.0\.1:(\d+)/.exec(readFileSync(w.configPath, 'utf8'))![1];
+    const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(await scrape(), /^wg_overlay_node_policy_enforced 0$/m);
+    assert.match(await scrape(), new RegExp(`^wg_overlay_token_expiry_timestamp_seconds ${exp}$`, 'm'));
+    // The admin applies the policy and reloads: checked again, now in force; the token's expiry is said again.
+    const said = lines(/^<4>this node's Kubernetes token expires/);
+    applied = true;
+    w.signals.emit('SIGHUP');
+    await until('the policy in force', () => lines(/^<6>node-policy\.yaml is in force/) === 1);
+    assert.match(await scrape(), /^wg_overlay_node_policy_enforced 1$/m);
+    await until('the expiry said again', () => lines(/^<4>this node's Kubernetes token expires/) === said + 1);
     await d.stop('SIGTERM');
   });
 

@@ -200,6 +200,27 @@ describe('unit: metrics exposition', () => {
     }
   });
 
+  it("this node's credential: whether node-policy.yaml is in force (-1 until known) and when the token expires", async () => {
+    const m = new DaemonMetrics({ node: 'a', iface: 'wg0', version: '1', readHandshakes: async () => [] });
+    const value = async (name: string): Promise<string | undefined> =>
+      (await m.render()).body
+        .split('\n')
+        .find((l) => l.startsWith(`${name} `))
+        ?.split(' ')[1];
+    assert.equal(await value('wg_overlay_node_policy_enforced'), '-1');
+    assert.equal(await value('wg_overlay_token_expiry_timestamp_seconds'), '0');
+    m.setNodePolicy('not-enforced');
+    assert.equal(await value('wg_overlay_node_policy_enforced'), '0');
+    m.setNodePolicy('enforced');
+    assert.equal(await value('wg_overlay_node_policy_enforced'), '1');
+    m.setNodePolicy('unknown');
+    assert.equal(await value('wg_overlay_node_policy_enforced'), '-1');
+    m.setTokenExpiry(1_800_000_000);
+    assert.equal(await value('wg_overlay_token_expiry_timestamp_seconds'), '1800000000');
+    m.setTokenExpiry(undefined);
+    assert.equal(await value('wg_overlay_token_expiry_timestamp_seconds'), '0');
+  });
+
   it('without a device there are no per-peer handshake series, and scraping still works', async () => {
     const m = new DaemonMetrics({
       node: 'a',

@@ -278,7 +278,7 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
     assert.ok(!old.err.includes(TOKEN), 'errors never carry the token');
   });
 
-  it('says what the token is: its Node and expiry; refuses an expired one; warns when it names no Node or another Node', () => {
+  it('says what the token is: its Node and expiry; refuses an expired one; warns when it names no Node, another Node or a Pod', () => {
     const jwt = (claims: object) => `e30.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.sig`;
     const sub = 'system:serviceaccount:wg-overlay:wg-overlay';
     const exp = Math.floor(Date.now() / 1000) + 3600;
@@ -290,10 +290,12 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
       describeToken(jwt({ sub, exp, 'kubernetes.io': { node: { name: 'n2' } } }), 'f', 'n1').warnings.join(),
       /bound to Node n2, but this node's wg-overlay is Node n1/,
     );
-    assert.match(
-      describeToken(jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }), 'f').text,
-      /bound to pod p on Node n1/,
+    const podBound = describeToken(
+      jwt({ sub, exp, 'kubernetes.io': { pod: { name: 'p' }, node: { name: 'n1' } } }),
+      'f',
     );
+    assert.match(podBound.text, /bound to pod p on Node n1/);
+    assert.match(podBound.warnings.join(), /bound to a Pod, not to a Node: node-policy\.yaml refuses it/);
     assert.throws(
       () => describeToken(jwt({ sub, exp: 1000 }), 'f'),
       /the token expired at 1970-01-01T00:16:40.000Z; mint a new one/,

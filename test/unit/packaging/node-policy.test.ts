@@ -4,8 +4,9 @@
  * code): wg-overlay's ServiceAccount, with a token bound to Node A, may add, change and remove
  * Node A's wg-overlay.io/ annotations and nothing else — not another Node, not another
  * annotation, label, taint, spec field, finalizer or owner reference, not without a node claim,
- * no create or delete — and other users are not affected. The Lease policy lets it write only
- * wg-overlay's location Leases, with its own Node as the holder, and never delete one. No case
+ * not with a token bound to a Pod (which recent clusters also give a node claim), no create or
+ * delete — and other users are not affected. The Lease policy lets it write only wg-overlay's
+ * location Leases, with its own Node as the holder, and never delete one. No case
  * may pass or fail through an evaluation error: every decision must come from an expression that
  * evaluated.
  */
@@ -37,6 +38,22 @@ function wgOverlay(node?: string): UserInfo {
   const extra: Record<string, string[]> = {
     'authentication.kubernetes.io/credential-id': ['JTI=00000000-0000-0000-0000-000000000001'],
   };
+  if (node) {
+    extra['authentication.kubernetes.io/node-name'] = [node];
+    extra['authentication.kubernetes.io/node-uid'] = [`uid-${node}`];
+  }
+  return { username: SA, uid: 'sa-uid', groups: SA_GROUPS, extra };
+}
+
+/**
+ * wg-overlay's ServiceAccount with a token bound to a Pod, as recent clusters report it: the pod's
+ * name and uid and, since ServiceAccountTokenPodNodeInfo, the name and uid of the pod's node.
+ */
+function podBound(pod: string, node?: string, keys: readonly string[] = ['pod-name', 'pod-uid']): UserInfo {
+  const extra: Record<string, string[]> = {
+    'authentication.kubernetes.io/credential-id': ['JTI=00000000-0000-0000-0000-000000000002'],
+  };
+  for (const k of keys) extra[`authentication.kubernetes.io/${k}`] = [k === 'pod-name' ? pod : `uid-${pod}`];
   if (node) {
     extra['authentication.kubernetes.io/node-name'] = [node];
     extra['authentication.kubernetes.io/node-uid'] = [`uid-${node}`];
@@ -403,6 +420,22 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
     );
   });
 
+  it("denies a Pod-bound token even though it carries the pod's node name (anyone who may create a Pod could choose the node)", () => {
+    const annotate = changed(A, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = '198.51.100.7:51820'));
+    for (const user of [
+      podBound('evil', 'node-a'),
+      podBound('evil', 'node-a', ['pod-name']),
+      podBound('evil', 'node-a', ['pod-uid']),
+      podBound('evil'),
+    ])
+      denied(
+        admit(user, A, annotate),
+        /this wg-overlay credential is bound to a Pod, not to a Node: give each node a token/,
+      );
+    // The same write with the Node-bound token of that node passes: only the binding differs.
+    allowed(admit(asA, A, annotate));
+  });
+
   it('denies a user whose extra is absent altogether', () => {
     denied(
       admit(
@@ -523,6 +556,14 @@ describe('unit: packaging: node-policy.yaml, the location Leases (the shipped CE
       /only its own location Leases/,
     );
     denied(admitLease(asA, lease(L, 'node-a'), null, 'DELETE'), /may not delete Leases/);
+  });
+
+  it('denies a Pod-bound token, even one carrying the node name of its holder', () => {
+    denied(admitLease(podBound('evil', 'node-a'), null, lease(L, 'node-a'), 'CREATE'), /bound to a Pod, not to a Node/);
+    denied(
+      admitLease(podBound('evil', 'node-a'), lease(L, 'node-a'), lease(L, 'node-a'), 'UPDATE'),
+      /bound to a Pod, not to a Node/,
+    );
   });
 
   it('denies a token that names no Node; other users are not checked', () => {

@@ -1,6 +1,7 @@
 /**
  * What lets the service run as the user wg-overlay, checked without a booted system (the system
- * tier does that): the polkit rule (evaluated in a JavaScript context that stands in for polkitd),
+ * tier does that): the polkit rule (evaluated in a JavaScript context that stands in for polkitd,
+ * with the interface its helper would print),
  * the wg-quick@ drop-in, the check wg-quick@<if> applies to the daemon's wg-quick file before
  * root's wg-quick reads it (every file the renderer can write passes; commands and anything else
  * are refused), and the helpers' syntax.
@@ -19,15 +20,39 @@ const HOOK = 'packaging/libexec/wg-quick-hook';
 
 type Verdict = 'yes' | 'no' | 'not handled';
 
-/** Loads the rule file the way polkitd does and returns a function asking it one question. */
-function polkitRule(): (user: string, actionId: string, details: Record<string, string>) => Verdict {
+/** What the rule's polkit.spawn of the helper answers: its output, or the error it throws (no interface recorded). */
+type Recorded = string | Error;
+
+/**
+ * Loads the rule file the way polkitd does and returns a function asking it one question, with
+ * `recorded` standing in for what `/usr/lib/wg-overlay/polkit-interface print` answers.
+ */
+function polkitRule(): (
+  user: string,
+  actionId: string,
+  details: Record<string, string>,
+  recorded?: Recorded,
+) => Verdict {
   const rules: Array<(action: unknown, subject: unknown) => unknown> = [];
   const Result = { YES: 'yes', NO: 'no', NOT_HANDLED: null };
+  let answer: Recorded = 'wg0\n';
+  const spawn = (argv: string[]): string => {
+    // argv is an array of the rule's own realm: compared by value.
+    assert.equal(JSON.stringify(argv), JSON.stringify(['/usr/lib/wg-overlay/polkit-interface', 'print']));
+    if (answer instanceof Error) throw answer;
+    return answer;
+  };
   runInNewContext(readFileSync('packaging/polkit/10-wg-overlay.rules', 'utf8'), {
-    polkit: { Result, addRule: (f: (a: unknown, s: unknown) => unknown) => rules.push(f), log: () => undefined },
+    polkit: {
+      Result,
+      addRule: (f: (a: unknown, s: unknown) => unknown) => rules.push(f),
+      log: () => undefined,
+      spawn,
+    },
   });
   assert.equal(rules.length, 1, 'one rule');
-  return (user, actionId, details) => {
+  return (user, actionId, details, recorded = 'wg0\n') => {
+    answer = recorded;
     const action = { id: actionId, lookup: (k: string) => details[k] };
     const subject = { user, isInGroup: () => false, local: true, active: false };
     const r = rules[0]!(action, subject);
@@ -39,11 +64,20 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
   const ask = polkitRule();
   const manage = 'org.freedesktop.systemd1.manage-units';
 
-  it('lets user wg-overlay start and restart wg-quick@<if>.service', () => {
+  it('lets user wg-overlay start and restart the wg-quick@ unit of the interface its service recorded, and only that one', () => {
     for (const verb of ['start', 'restart']) {
-      for (const unit of ['wg-quick@wg0.service', 'wg-quick@wg-mesh_1.service'])
-        assert.equal(ask('wg-overlay', manage, { unit, verb }), 'yes', `${verb} ${unit}`);
+      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb }), 'yes', `${verb} wg0`);
+      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg1.service', verb }), 'no', `${verb} wg1`);
+      const mesh = 'wg-mesh_1\n';
+      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg-mesh_1.service', verb }, mesh), 'yes');
+      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb }, mesh), 'no');
     }
+  });
+
+  it('refuses every wg-quick@ unit while the service has recorded no interface (the helper fails)', () => {
+    const none = new Error('Error spawning helper: exited with status 1');
+    for (const verb of ['start', 'restart'])
+      assert.equal(ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb }, none), 'no');
   });
 
   it('refuses user wg-overlay everything else: other verbs, other units, look-alikes, transient units, other actions', () => {
@@ -70,6 +104,15 @@ describe('unit: packaging: the polkit rule (10-wg-overlay.rules)', () => {
       assert.equal(ask('wg-overlay', id, details), 'no', `${id} ${JSON.stringify(details)}`);
   });
 
+  it('a recorded name that is not an interface name matches no unit', () => {
+    for (const recorded of ['', '\n', 'wg0.service', '*', 'wg0\nwg1'])
+      assert.equal(
+        ask('wg-overlay', manage, { unit: 'wg-quick@wg0.service', verb: 'start' }, recorded),
+        'no',
+        recorded,
+      );
+  });
+
   it('leaves every other user to the other rules', () => {
     assert.equal(ask('root', manage, { unit: 'wg-quick@wg0.service', verb: 'restart' }), 'not handled');
     assert.equal(ask('alice', manage, { unit: 'wg-quick@wg0.service', verb: 'restart' }), 'not handled');
@@ -93,7 +136,7 @@ describe('unit: packaging: the wg-quick@.service drop-in', () => {
   });
 
   it('the helpers are executable and parse (sh, perl)', () => {
-    for (const h of ['notify-socket', 'secrets-access', 'wg-quick-hook', 'wireguard-go']) {
+    for (const h of ['notify-socket', 'secrets-access', 'polkit-interface', 'wg-quick-hook', 'wireguard-go']) {
       const f = `packaging/libexec/${h}`;
       assert.equal(statSync(f).mode & 0o777, 0o755, `${f} mode`);
       const perl = readFileSync(f, 'utf8').startsWith('#!/usr/bin/perl\n');

@@ -156,6 +156,7 @@ describe('unit: packaging: nfpm.yaml', () => {
       '/usr/bin/setpriv',
       '/usr/bin/unshare',
       'perl(Socket)',
+      'perl(POSIX)',
     ]);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     const dsts = p.contents.map((c) => c.dst);
@@ -196,7 +197,7 @@ describe('unit: packaging: nfpm.yaml', () => {
       // The non-root service: its user, its one D-Bus permission, the helpers, the wg-quick@ drop-in.
       assert.equal(byDst.get('/usr/lib/sysusers.d/wg-overlay.conf')?.mode, 0o644);
       assert.equal(byDst.get('/usr/share/polkit-1/rules.d/10-wg-overlay.rules')?.mode, 0o644);
-      for (const h of ['notify-socket', 'secrets-access', 'wg-quick-hook', 'wireguard-go'])
+      for (const h of ['notify-socket', 'secrets-access', 'polkit-interface', 'wg-quick-hook', 'wireguard-go'])
         assert.equal(byDst.get(`/usr/lib/wg-overlay/${h}`)?.mode, 0o755, h);
       const unitDir = packager === 'deb' ? '/lib/systemd/system' : '/usr/lib/systemd/system';
       assert.equal(
@@ -270,7 +271,7 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     assert.match(one('ExecStart') ?? '', /^\/usr\/lib\/wg-overlay\/notify-socket \//);
   });
 
-  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; secrets are made readable to its group first', () => {
+  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; first, as root: credentials readable, interface recorded', () => {
     assert.equal(
       one('ExecStart'),
       `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
@@ -278,7 +279,10 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     // The same runtime the command runs.
     assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
     assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
-    assert.equal(one('ExecStartPre'), '+/usr/lib/wg-overlay/secrets-access');
+    assert.deepEqual(unit.Service?.ExecStartPre, [
+      `+/usr/lib/wg-overlay/secrets-access ${DEFAULT_CONFIG_PATH}`,
+      `+/usr/lib/wg-overlay/polkit-interface write ${DEFAULT_CONFIG_PATH}`,
+    ]);
   });
 
   it('restarts on failure within a start limit, but not on exit status 78 (EX_CONFIG)', () => {
