@@ -3,12 +3,19 @@
  * addresses, and endpoints other nodes saw it arrive from), it reads the device every third of the
  * failover timeout, runs each such peer's failover state machine (`mesh/failover.ts`), nudges
  * the quiet peers it asks for, and hands the daemon the endpoint chosen for each peer not on its
- * best one; each switch is logged with its reason. From every reading (its own, or the periodic resync's) it also notes the peers that
- * arrive from an endpoint none of their addresses explains — behind NAT — for this node to
- * publish as `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
+ * best one; each switch is logged with its reason and counted by it. From every reading (its
+ * own, or the periodic resync's) it also notes the peers that arrive from an endpoint none of
+ * their addresses explains — behind NAT — for this node to publish as
+ * `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
  */
 import type { Logger } from '../log/logger.js';
-import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/observations/failover.js';
+import {
+  failoverStep,
+  initialState,
+  type FailoverState,
+  type FailoverTiming,
+  type SwitchReason,
+} from '../mesh/observations/failover.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { observeArrivals } from '../mesh/observations/nat.js';
 import { escapeUnsafe } from '../mesh/text.js';
@@ -32,6 +39,11 @@ export interface EndpointWatchOptions {
   onChoice(): void;
   /** This node's observations changed: the daemon must publish them. */
   onObserved(): void;
+  /**
+   * A peer's endpoint was switched, for `reason` (`reset`: back to its best one because its
+   * candidates changed); the metrics count them.
+   */
+  onSwitch?(reason: SwitchReason | 'reset'): void;
   /** Sends the peer one packet through the tunnel (failover asks for it when a live peer goes quiet). */
   nudge?(peer: DesiredPeer): void;
   now?: () => number;
@@ -91,6 +103,11 @@ export class EndpointWatch implements Part {
       : undefined;
   }
 
+  /** How many peers failover follows (they have several candidates), and how many of them are not on their best one. */
+  counts(): { tracked: number; fallback: number } {
+    return { tracked: this.tracked.size, fallback: this.chosen.size };
+  }
+
   /** A reading made by someone else (the periodic resync): used for the NAT observations. */
   sawDevice(peers: readonly PeerStatus[]): void {
     this.observe(peers);
@@ -136,7 +153,9 @@ export class EndpointWatch implements Part {
     for (const name of [...this.tracked.keys()]) {
       if (wanted.has(name)) continue;
       this.tracked.delete(name);
-      if (this.chosen.delete(name)) this.changed.add(name);
+      if (!this.chosen.delete(name)) continue;
+      this.changed.add(name);
+      this.o.onSwitch?.('reset');
     }
     if (this.changed.size > 0) this.o.onChoice();
   }
@@ -150,6 +169,7 @@ export class EndpointWatch implements Part {
       this.tracked.set(name, t);
       if (this.chosen.delete(name)) {
         this.changed.add(name);
+        this.o.onSwitch?.('reset');
         this.o.onChoice();
       }
     }
@@ -168,6 +188,7 @@ export class EndpointWatch implements Part {
     if (step.switchTo.index === 0) this.chosen.delete(name);
     else this.chosen.set(name, to);
     this.changed.add(name);
+    this.o.onSwitch?.(step.switchTo.reason);
     this.o.log.info(
       `endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, ` +
         `candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`,
