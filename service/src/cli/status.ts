@@ -18,7 +18,13 @@ import { describeError } from '../log/logger.js';
 import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/observations/device.js';
 import type { SkipReason, TopologyState } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
-import { readStatusFile, STATUS_FILE, type StatusSnapshot, type WatchStatus } from '../status/snapshot.js';
+import {
+  readLiveSnapshot,
+  readStatusFile,
+  STATUS_FILE,
+  type StatusSnapshot,
+  type WatchStatus,
+} from '../status/snapshot.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { loadCliConfig, runCli, usageErrors } from './cluster.js';
 import { formatAge } from './graph.js';
@@ -441,7 +447,8 @@ export async function statusCommand(
     let snapshot: StatusSnapshot | undefined;
     let snapshotError: string | undefined;
     try {
-      snapshot = await readStatusFile(config.state.runtimeDir);
+      // The running daemon answers from memory; the file it writes now and then is the fallback.
+      snapshot = (await readLiveSnapshot(config.state.runtimeDir)) ?? (await readStatusFile(config.state.runtimeDir));
     } catch (e) {
       snapshotError = describeError(e);
     }

@@ -5,6 +5,7 @@
  * It holds public keys only, never a private or preshared key.
  */
 import { mkdir, readFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import type { ReconcileReport } from '../daemon/report.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason, TopologyState } from '../mesh/types.js';
@@ -195,15 +196,38 @@ export async function readStatusFile(runtimeDir: string): Promise<StatusSnapshot
     if (hasErrorCode(err, 'ENOENT')) return undefined;
     throw new Error(`reading ${path}`, { cause: err });
   }
+  return parseSnapshot(text, path);
+}
+
+/** Name of the daemon's status socket inside the runtime directory: it answers with the snapshot from memory. */
+export const STATUS_SOCKET = 'status.sock';
+
+/** Parses and checks a snapshot's JSON text (from the socket or the file); `from` names where it came from. */
+export function parseSnapshot(text: string, from: string): StatusSnapshot {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (cause) {
-    throw new Error(`${path} is not valid JSON`, { cause });
+    throw new Error(`${from} is not valid JSON`, { cause });
   }
-  const s = parsed as Partial<StatusSnapshot>;
-  if (typeof s !== 'object' || s === null || s.version !== 1 || !Array.isArray(s.peers) || !Array.isArray(s.skipped)) {
-    throw new Error(`${path} is not a wg-overlay status file of a known version`);
-  }
+  const s = parsed as Partial<StatusSnapshot> | null;
+  if (!s || typeof s !== 'object' || s.version !== 1 || !Array.isArray(s.peers) || !Array.isArray(s.skipped))
+    throw new Error(`${from} is not a wg-overlay status file of a known version`);
   return s as StatusSnapshot;
+}
+
+/** Asks the running daemon for its snapshot over the status socket; undefined when no daemon answers. */
+export async function readLiveSnapshot(runtimeDir: string, timeoutMs = 3_000): Promise<StatusSnapshot | undefined> {
+  const socketPath = join(runtimeDir, STATUS_SOCKET);
+  const text = await new Promise<string | undefined>((resolve) => {
+    const req = get({ socketPath, path: '/', timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(res.statusCode === 200 ? Buffer.concat(chunks).toString('utf8') : undefined));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+  });
+  return text === undefined ? undefined : parseSnapshot(text, socketPath);
 }
