@@ -70,6 +70,10 @@ function world(peers: DesiredPeer[]) {
     tick: (ms: number) => {
       now += ms;
     },
+    /** A new desired list of peers (as the daemon hands the watch one after a run). */
+    setPeers: (next: DesiredPeer[]) => {
+      peers = next;
+    },
     now: () => now,
   };
 }
@@ -110,19 +114,18 @@ describe('unit: endpoint watch', () => {
   });
 
   it('a peer on a fallback whose endpoints change goes back to its best one: counted as a reset', async () => {
-    const peers = [peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])];
-    const w = world(peers);
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])]);
     for (let i = 0; i < 6 && w.watch.counts().fallback === 0; i += 1) {
       w.device[0]!.txBytes += 148;
       await w.watch.check();
       w.tick(5_000);
     }
     assert.deepEqual(w.calls.switches, ['no-answer']);
-    peers[0] = peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::99]:51820']);
+    w.setPeers([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::99]:51820'])]);
     await w.watch.check();
     assert.deepEqual(w.calls.switches, ['no-answer', 'reset']);
     assert.deepEqual(w.watch.counts(), { tracked: 1, fallback: 0 });
-    peers[0] = peer('b', KEYS[1]);
+    w.setPeers([peer('b', KEYS[1])]);
     await w.watch.check();
     assert.deepEqual(w.watch.counts(), { tracked: 0, fallback: 0 }, 'one endpoint left: not followed');
     assert.deepEqual(w.calls.switches, ['no-answer', 'reset'], 'already on its best: no switch');
