@@ -74,6 +74,21 @@ async function assertFailoverCounted(cluster: Cluster, noAnswerBefore: number): 
   assert.equal(sampleValue(m, 'wg_overlay_failover_peers', { state: 'fallback' }), 1);
 }
 
+/** node-n behind NAT, as the metrics show it: node-a and node-b each see one peer so, may dial it there, and node-n knows. */
+async function assertNatGauges(cluster: Cluster): Promise<void> {
+  for (const o of ['node-a', 'node-b']) {
+    const m = await cluster.metrics(o);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_observed_peers'), 1, `${o} sees node-n behind NAT`);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_discovered_peers'), 1, `${o} may dial node-n where two nodes saw it`);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_behind'), 0, `${o} is not behind NAT`);
+  }
+  assert.equal(
+    sampleValue(await cluster.metrics('node-n'), 'wg_overlay_nat_behind'),
+    1,
+    'node-n knows it is behind NAT',
+  );
+}
+
 /** The addresses (without prefix length) on a node's wg0. */
 async function wg0Addresses(node: ClusterNode): Promise<string[]> {
   const r = await node.host.exec('ip', ['-j', 'addr', 'show', 'dev', 'wg0']);
@@ -451,6 +466,7 @@ describe('e2e: a node behind NAT', function () {
         `${o} shows node-n at its discovered endpoint:\n${status}`,
       );
     }
+    await assertNatGauges(cluster);
     console.log(
       `      (NAT: published its discovered endpoint ${published.toFixed(1)} s after node-n's first ping, ` +
         `node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`,
