@@ -194,8 +194,17 @@ describe('e2e: locations — granularity = location', function () {
       assert.equal(sampleValue(m, 'wg_overlay_location_info', { location, leader }), 1, n);
       assert.equal(sampleValue(m, 'wg_overlay_location_leader'), n === leader ? 1 : 0, n);
     }
-    const text = await c.metricsText('east-1');
-    assert.ok(sampleValue(parseSamples(text), 'wg_overlay_peer_received_bytes_total', { name: 'west-1' })! > 0);
+    // Traffic across the locations goes through east-1's peer west-1 (the scrape's reading may be up to 5 s old).
+    await pingMany(node('east-3').pod!, node('west-2').podIp, 'east-3 → west-2');
+    const text = await waitFor(
+      "east-1's metrics to count bytes from west-1",
+      async () => {
+        const t = await c.metricsText('east-1');
+        return sampleValue(parseSamples(t), 'wg_overlay_peer_received_bytes_total', { name: 'west-1' })! > 0 && t;
+      },
+      10_000,
+      500,
+    );
     const served = parseExposition(text);
     const missing = [...metricsUsed()]
       .filter(([name]) => !served.has(name) && !PENDING_METRICS.has(name))
