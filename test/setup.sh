@@ -24,6 +24,8 @@ command -v nft >/dev/null || need+=(nftables)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v setpriv >/dev/null || need+=(util-linux)
+# promtool checks the shipped Prometheus alert rules (installing the package starts no service here).
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

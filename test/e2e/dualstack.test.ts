@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { CLI, Cluster, waitFor, type ClusterNode } from '../support/cluster/cluster.js';
 import { NatRouter } from '../support/namespaces/nat.js';
 import { pingAll, pingReplies } from '../support/namespaces/pods.js';
+import { documentedMetrics, parseExposition, sampleValue } from '../support/monitoring.js';
 import { requireTools } from '../support/process.js';
 import {
   ANNOTATION_DISCOVERED,
@@ -27,6 +28,65 @@ const podCIDRs = (i: number): string[] => [`10.244.${i}.0/24`, `fd10:244:${i}::/
 /** When the first reply of a running `ping -D` arrived after `t0` (ms since the epoch), waiting up to `timeoutMs`. */
 function firstReplyAfter(what: string, ping: { output(): string }, t0: number, timeoutMs: number): Promise<number> {
   return waitFor(what, () => pingReplies(ping.output()).find((r) => r.at > t0 + 50)?.at, timeoutMs, 100);
+}
+
+/** What node `from` counted in bytes received from and sent to `to` (its metrics), undefined without series. */
+async function peerBytes(cluster: Cluster, from: string, to: string): Promise<{ rx: number; tx: number } | undefined> {
+  const m = await cluster.metrics(from);
+  const labels = { kind: 'node', name: to };
+  const rx = sampleValue(m, 'wg_overlay_peer_received_bytes_total', labels);
+  const tx = sampleValue(m, 'wg_overlay_peer_sent_bytes_total', labels);
+  return rx === undefined || tx === undefined ? undefined : { rx, tx };
+}
+
+/** Waits until node `from`'s metrics count at least `bytes` more both ways with `to` than `since`. */
+function bytesGrown(
+  cluster: Cluster,
+  link: { from: string; to: string },
+  since: { rx: number; tx: number },
+  bytes: number,
+): Promise<{ rx: number; tx: number }> {
+  // The metrics read the device at most every 5 s: a scrape may show the previous reading.
+  return waitFor(
+    `${link.from}'s metrics to count ${bytes} more bytes each way with ${link.to}`,
+    async () => {
+      const now = await peerBytes(cluster, link.from, link.to);
+      return now && now.rx - since.rx >= bytes && now.tx - since.tx >= bytes ? now : undefined;
+    },
+    15_000,
+    500,
+  );
+}
+
+/** After node-a failed over to node-b's IPv6 endpoint: the switch counted by its reason, the endpoint family 6, a peer on a fallback. */
+async function assertFailoverCounted(cluster: Cluster, noAnswerBefore: number): Promise<void> {
+  const m = await waitFor(
+    "node-a's metrics to show node-b reached over IPv6",
+    async () => {
+      const m = await cluster.metrics('node-a');
+      return sampleValue(m, 'wg_overlay_peer_endpoint_family', { name: 'node-b', family: '6' }) === 1 ? m : undefined;
+    },
+    15_000,
+    500,
+  );
+  assert.equal(sampleValue(m, 'wg_overlay_endpoint_switches_total', { reason: 'no-answer' }), noAnswerBefore + 1);
+  assert.equal(sampleValue(m, 'wg_overlay_peer_endpoint_family', { name: 'node-b', family: '4' }), undefined);
+  assert.equal(sampleValue(m, 'wg_overlay_failover_peers', { state: 'fallback' }), 1);
+}
+
+/** node-n behind NAT, as the metrics show it: node-a and node-b each see one peer so, may dial it there, and node-n knows. */
+async function assertNatGauges(cluster: Cluster): Promise<void> {
+  for (const o of ['node-a', 'node-b']) {
+    const m = await cluster.metrics(o);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_observed_peers'), 1, `${o} sees node-n behind NAT`);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_discovered_peers'), 1, `${o} may dial node-n where two nodes saw it`);
+    assert.equal(sampleValue(m, 'wg_overlay_nat_behind'), 0, `${o} is not behind NAT`);
+  }
+  assert.equal(
+    sampleValue(await cluster.metrics('node-n'), 'wg_overlay_nat_behind'),
+    1,
+    'node-n knows it is behind NAT',
+  );
 }
 
 /** The addresses (without prefix length) on a node's wg0. */
@@ -89,6 +149,41 @@ describe('e2e: dual-stack mesh', function () {
     }
   });
 
+  it('metrics: per-peer bytes follow pod traffic, routes by family, both overlay addresses, endpoint family; all documented', async () => {
+    const a = cluster.must('node-a');
+    const b = cluster.must('node-b');
+    const link = { from: 'node-a', to: 'node-b' };
+    const before = await waitFor('per-peer series on node-a', () => peerBytes(cluster, 'node-a', 'node-b'));
+    await pingAll(a.pod!, b.podIp, { count: 20, interval: 0.02, size: 1000 });
+    await pingAll(a.pod!, b.podIp6!, { count: 20, interval: 0.02, size: 1000 });
+    const after = await bytesGrown(cluster, link, before, 40 * 1000);
+    const dev = (await cluster.peer('node-a', 'node-b'))!;
+    assert.ok(after.rx <= dev.rxBytes && after.tx <= dev.txBytes, 'as the device counts them (no re-add yet)');
+    const m = await cluster.metrics('node-a');
+    const own = await cluster.ownRoutes('node-a');
+    for (const family of ['4', '6']) {
+      const want = own.filter((r) => r.dst.includes(':') === (family === '6')).length;
+      assert.ok(want >= 2, `node-a has ${want} IPv${family} routes`);
+      assert.equal(sampleValue(m, 'wg_overlay_routes', { family }), want, `IPv${family} routes`);
+    }
+    const ann = cluster.annotations('node-a');
+    assert.equal(
+      sampleValue(m, 'wg_overlay_info', {
+        node: 'node-a',
+        address: ann[ANNOTATION_OVERLAY_ADDRESS]!,
+        address6: ann[ANNOTATION_OVERLAY_ADDRESS6]!,
+      }),
+      1,
+    );
+    assert.equal(sampleValue(m, 'wg_overlay_peer_endpoint_family', { name: 'node-b', family: '4' }), 1);
+    assert.ok(sampleValue(m, 'wg_overlay_peer_last_handshake_timestamp_seconds', { name: 'node-b' })! > 1e9);
+    assert.equal(sampleValue(m, 'wg_overlay_failover_peers', { state: 'best' }), 2, 'both peers have two endpoints');
+    const documented = documentedMetrics();
+    const served = parseExposition(await cluster.metricsText('node-a'));
+    const undocumented = [...served.keys()].filter((n) => !documented.has(n));
+    assert.deepEqual(undocumented, [], 'served, not in docs/metrics.md');
+  });
+
   it("failover: node-a stops hearing node-b's IPv4 address → traffic resumes over IPv6; logged, in status, nothing else touched", async () => {
     const a = cluster.must('node-a');
     const b = cluster.must('node-b');
@@ -99,6 +194,9 @@ describe('e2e: dual-stack mesh', function () {
     const ifindex = (await a.host.exec('cat', ['/sys/class/net/wg0/ifindex'])).stdout.trim();
     const peerC = (await cluster.peer('node-a', 'node-c'))!;
     const mark = a.daemon!.output().length;
+    const noAnswer = sampleValue(await cluster.metrics('node-a'), 'wg_overlay_endpoint_switches_total', {
+      reason: 'no-answer',
+    })!;
     // Pings every 0.2 s, each line stamped with the time it arrived (-D).
     const toB = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', b.podIp]);
     const toC = a.pod!.spawn('ping', ['-D', '-i', '0.2', '-W', '1', c.podIp]);
@@ -139,6 +237,7 @@ describe('e2e: dual-stack mesh', function () {
     await toC.stop('SIGINT', 5_000);
     assert.match(toC.output(), / 0% packet loss/, toC.output().split('\n').slice(-3).join('\n'));
     await toB.stop('SIGINT', 5_000);
+    await assertFailoverCounted(cluster, noAnswer);
     await a.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test']);
   });
 
@@ -196,6 +295,23 @@ describe('e2e: dual-stack mesh', function () {
       );
     await toA.stop('SIGINT', 5_000);
     await c.host.exec('nft', ['delete', 'table', 'ip', 'wgo_test_out']);
+  });
+
+  it("wg0 deleted under node-a and recreated: WireGuard's counters start again, the metrics' go on", async () => {
+    const a = cluster.must('node-a');
+    const c = cluster.must('node-c');
+    const link = { from: 'node-a', to: 'node-c' };
+    const start = (await peerBytes(cluster, 'node-a', 'node-c'))!;
+    await pingAll(a.pod!, c.podIp, { count: 40, interval: 0.02, size: 1000 });
+    const before = await bytesGrown(cluster, link, start, 40 * 1000);
+    await a.host.exec('ip', ['link', 'del', 'wg0']);
+    await cluster.waitForMesh(names, 30_000);
+    // Fewer bytes than before the deletion: WireGuard's new counters stay below the old ones.
+    await pingAll(a.pod!, c.podIp, { count: 10, interval: 0.02, size: 1000 });
+    const dev = (await cluster.peer('node-a', 'node-c'))!;
+    assert.ok(dev.rxBytes < before.rx, `the device counts from 0 again (rx ${dev.rxBytes}, was ${before.rx})`);
+    const after = await bytesGrown(cluster, link, before, 10 * 1000);
+    assert.ok(after.rx > dev.rxBytes, `the metric (${after.rx}) kept what was counted before (device ${dev.rxBytes})`);
   });
 });
 
@@ -350,6 +466,7 @@ describe('e2e: a node behind NAT', function () {
         `${o} shows node-n at its discovered endpoint:\n${status}`,
       );
     }
+    await assertNatGauges(cluster);
     console.log(
       `      (NAT: published its discovered endpoint ${published.toFixed(1)} s after node-n's first ping, ` +
         `node-n applied keepalive 25 at ${keepalive.toFixed(1)} s)`,

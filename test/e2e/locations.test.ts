@@ -12,6 +12,7 @@ import { waitFor, type ClusterNode } from '../support/cluster/cluster.js';
 import { LocationCluster, TWO_LOCATIONS, type LocationSpec } from '../support/cluster/locations.js';
 import type { LinkStats } from '../support/namespaces/netns.js';
 import { pingAll, pingReplies, type Shell } from '../support/namespaces/pods.js';
+import { metricsUsed, parseExposition, parseSamples, sampleValue } from '../support/monitoring.js';
 import { requireTools, sleep } from '../support/process.js';
 
 /** Pings per check, and their size: each one is bigger than anything else that crosses wg0 (handshakes, keepalives). */
@@ -180,6 +181,35 @@ describe('e2e: locations — granularity = location', function () {
     // overlay addresses of members are reached the same way, and a member reaches the other leader's pods
     await pingMany(node('east-3').host, lc.cluster.overlayAddress('west-2')!, "east-3 → west-2's overlay address");
     await pingMany(node('west-2').pod!, node('east-2').podIp, 'west-2 → east-2');
+  });
+
+  it('metrics: each node names its location and leader; a leader serves every metric the shipped dashboard and alerts use', async () => {
+    const c = lc.cluster;
+    for (const [n, location, leader] of [
+      ['east-1', 'east', 'east-1'],
+      ['east-3', 'east', 'east-1'],
+      ['west-2', 'west', 'west-1'],
+    ] as const) {
+      const m = await c.metrics(n);
+      assert.equal(sampleValue(m, 'wg_overlay_location_info', { location, leader }), 1, n);
+      assert.equal(sampleValue(m, 'wg_overlay_location_leader'), n === leader ? 1 : 0, n);
+    }
+    // Traffic across the locations goes through east-1's peer west-1 (the scrape's reading may be up to 5 s old).
+    await pingMany(node('east-3').pod!, node('west-2').podIp, 'east-3 → west-2');
+    const text = await waitFor(
+      "east-1's metrics to count bytes from west-1",
+      async () => {
+        const t = await c.metricsText('east-1');
+        return sampleValue(parseSamples(t), 'wg_overlay_peer_received_bytes_total', { name: 'west-1' })! > 0 && t;
+      },
+      10_000,
+      500,
+    );
+    const served = parseExposition(text);
+    const missing = [...metricsUsed()]
+      .filter(([name]) => !served.has(name))
+      .map(([name, where]) => `${name} (${where.join('; ')})`);
+    assert.deepEqual(missing, [], 'used by packaging/monitoring, not served');
   });
 
   it('a leader killed hard (SIGKILL, wg0 deleted): member-to-member traffic across locations resumes within 10 s', async () => {

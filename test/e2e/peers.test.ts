@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, Cluster, REPO_ROOT, waitFor } from '../support/cluster/cluster.js';
+import { CLI, Cluster, httpGet, REPO_ROOT, waitFor } from '../support/cluster/cluster.js';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
 import { kubectlOk, type KubectlEnv } from '../kube-api/kubectl.js';
 import { requireTools, run } from '../support/process.js';
@@ -21,17 +21,6 @@ import { generatePrivateKey, publicKeyFromPrivate } from '../../service/src/wire
 
 const CONF = '/etc/wg-overlay/wg-overlay.conf';
 const NODES = ['node-a', 'node-b'];
-
-/** An HTTP GET from inside a node (its own loopback), with Node's http module. */
-async function httpGet(host: TestNode, url: string): Promise<{ status: number; body: string }> {
-  const script = [
-    `require('http').get(${JSON.stringify(url)}, (r) => {`,
-    "  let b = ''; r.on('data', (d) => b += d);",
-    "  r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b })));",
-    "}).on('error', (e) => { console.error(e.message); process.exit(1); });",
-  ].join('\n');
-  return JSON.parse((await host.exec('node', ['-e', script])).stdout) as { status: number; body: string };
-}
 
 describe('e2e: external Peers (Kilo-compatible), showconf, status, graph, metrics', function () {
   this.timeout(180_000);

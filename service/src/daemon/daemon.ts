@@ -24,6 +24,7 @@ import { ConfigReloader } from './config-reloader.js';
 import { NodePolicyCheck, TokenExpiryCheck } from './credential-checks.js';
 import { EndpointWatch } from './endpoint-watch.js';
 import { KeyKeeper } from './key-keeper.js';
+import { meshReadings } from './mesh-readings.js';
 import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
 import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
@@ -178,7 +179,12 @@ export class Daemon {
       ipBatch: env.ipBatch(env.log),
       confFile: new WgQuickFile(w.configFile, env.log, this.bySize(this.timing.confDelay)),
       own: new OwnChanges(),
-      device: new CachedRead(() => readDevice(env.quietRunner, w.interface), 5_000),
+      // Every reading feeds the per-peer byte counters (one read at a time: in the order made).
+      device: new CachedRead(async () => {
+        const dev = await readDevice(env.quietRunner, w.interface);
+        this.metrics.sawDevice(dev);
+        return dev;
+      }, 5_000),
       leadership,
     };
   }
@@ -378,6 +384,7 @@ export class Daemon {
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
+      onSwitch: (reason) => this.metrics.countSwitch(reason),
       nudge: (peer) => {
         const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
         if (host && this.env.nudge)
@@ -393,17 +400,15 @@ export class Daemon {
       node,
       iface,
       version: VERSION,
+      mesh: meshReadings({ self: node, iface, step: this.step, device, endpoints: this.endpoints }),
       readHandshakes: async () => {
         const dev = await device.get();
         if (!dev) throw new Error(`${iface} is missing`);
         const byKey = new Map((this.step.desired?.peers ?? []).map((p) => [p.publicKey, p]));
-        return dev.peers.map((p) => {
+        // Only the peers this node configured: a key nobody named would be an unbounded label value.
+        return dev.peers.flatMap((p) => {
           const known = byKey.get(p.publicKey);
-          return {
-            kind: known?.kind ?? 'unknown',
-            name: known?.name ?? p.publicKey,
-            latestHandshake: p.latestHandshake,
-          };
+          return known ? [{ kind: known.kind, name: known.name, latestHandshake: p.latestHandshake }] : [];
         });
       },
     });

@@ -3,12 +3,19 @@
  * addresses, and endpoints other nodes saw it arrive from), it reads the device every third of the
  * failover timeout, runs each such peer's failover state machine (`mesh/failover.ts`), nudges
  * the quiet peers it asks for, and hands the daemon the endpoint chosen for each peer not on its
- * best one; each switch is logged with its reason. From every reading (its own, or the periodic resync's) it also notes the peers that
- * arrive from an endpoint none of their addresses explains — behind NAT — for this node to
- * publish as `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
+ * best one; each switch is logged with its reason and counted by it. From every reading (its
+ * own, or the periodic resync's) it also notes the peers that arrive from an endpoint none of
+ * their addresses explains — behind NAT — for this node to publish as
+ * `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
  */
 import type { Logger } from '../log/logger.js';
-import { failoverStep, initialState, type FailoverState, type FailoverTiming } from '../mesh/observations/failover.js';
+import {
+  failoverStep,
+  initialState,
+  type FailoverState,
+  type FailoverTiming,
+  type SwitchReason,
+} from '../mesh/observations/failover.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { observeArrivals } from '../mesh/observations/nat.js';
 import { escapeUnsafe } from '../mesh/text.js';
@@ -34,6 +41,11 @@ export interface EndpointWatchOptions {
   onChoice(): void;
   /** This node's observations changed: the daemon must publish them. */
   onObserved(): void;
+  /**
+   * A peer's endpoint was switched, for `reason` (`reset`: back to its best one because its
+   * candidates changed); the metrics count them.
+   */
+  onSwitch?(reason: SwitchReason | 'reset'): void;
   /** Sends the peer one packet through the tunnel (failover asks for it when a live peer goes quiet). */
   nudge?(peer: DesiredPeer): void;
   now?: () => number;
@@ -131,6 +143,11 @@ export class EndpointWatch implements Part {
       : undefined;
   }
 
+  /** How many peers failover follows (they have several candidates), and how many of them are not on their best one. */
+  counts(): { tracked: number; fallback: number } {
+    return { tracked: this.tracked.size, fallback: this.chosen.size };
+  }
+
   /** Follows a new desired state (the daemon calls it after every run): its delta keeps the peers current. */
   followDesired(d: { peers: readonly DesiredPeer[]; peersDelta?: ListDelta<DesiredPeer> | undefined }): void {
     this.followed.follow(d.peers, d.peersDelta);
@@ -188,7 +205,9 @@ export class EndpointWatch implements Part {
     for (const name of [...this.tracked.keys()]) {
       if (wanted.has(name)) continue;
       this.tracked.delete(name);
-      if (this.chosen.delete(name)) this.changed.add(name);
+      if (!this.chosen.delete(name)) continue;
+      this.changed.add(name);
+      this.o.onSwitch?.('reset');
     }
     if (this.changed.size > 0) this.o.onChoice();
   }
@@ -202,6 +221,7 @@ export class EndpointWatch implements Part {
       this.tracked.set(name, t);
       if (this.chosen.delete(name)) {
         this.changed.add(name);
+        this.o.onSwitch?.('reset');
         this.o.onChoice();
       }
     }
@@ -220,6 +240,7 @@ export class EndpointWatch implements Part {
     if (step.switchTo.index === 0) this.chosen.delete(name);
     else this.chosen.set(name, to);
     this.changed.add(name);
+    this.o.onSwitch?.(step.switchTo.reason);
     this.o.log.info(
       `endpoint of Node ${escapeUnsafe(name)}: ${from} → ${to}, ` +
         `candidate ${step.switchTo.index + 1} of ${candidates.length} (why: ${step.switchTo.why})`,

@@ -2,14 +2,18 @@
  * The daemon's Prometheus metrics (prom-client, a private registry) and its health verdict:
  * peers by kind, skipped Nodes/Peers by reason, reconciles and their duration, apply errors by
  * kind, the time of the last successful sync, API watch state, and the latest handshake age per
- * peer (read from the device at scrape time). `/healthz` fails when an API watch has been down
- * longer than the threshold or the last apply failed. Also this node's credential: whether
- * node-policy.yaml is in force, and when the token expires.
+ * peer (read from the device at scrape time), with the per-peer traffic, route, failover and NAT
+ * series of mesh-metrics.ts. `/healthz` fails when an API watch has been down longer than the
+ * threshold or the last apply failed. Also this node's credential: whether node-policy.yaml is in
+ * force, and when the token expires.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApplyStep } from '../host/apply-error.js';
+import type { InterfaceStatus } from '../mesh/observations/device.js';
 import type { DesiredState } from '../mesh/types.js';
 import type { ReconcileReport } from '../daemon/report.js';
+import { registerMeshMetrics, type EndpointSwitchReason, type MeshReadings } from './mesh-metrics.js';
+import { PeerTraffic } from './peer-traffic.js';
 
 /** The step of a run an apply error came from (the `kind` label of apply errors). */
 export type ApplyErrorKind = ApplyStep | 'other';
@@ -31,6 +35,8 @@ export interface MetricsOptions {
   readHandshakes: () => Promise<PeerHandshake[]>;
   /** Clock in ms (tests). */
   now?: () => number;
+  /** What the per-peer traffic, route, failover and NAT series are read from (absent: they are not served). */
+  mesh?: MeshReadings;
 }
 
 /** Makers of gauges and counters (with the label names given, if any) registered in `registry` only. */
@@ -102,14 +108,20 @@ export class DaemonMetrics {
   /** Peer counts by kind of the last desired peers seen (a derived list is counted from its delta). */
   private counted: { peers: readonly DesiredState['peers'][number][]; node: number; peer: number } | undefined;
   private skippedOf: unknown;
+  private readonly info: Gauge;
+  private addresses = { address: '', address6: '' };
+  /** Per-peer traffic, fed by every device reading ({@link sawDevice}). */
+  private readonly traffic = new PeerTraffic(() => this.countSwitch('roamed'));
+  private switched: ((reason: EndpointSwitchReason) => void) | undefined;
 
   constructor(private readonly opts: MetricsOptions) {
     const { gauge, counter } = metricMakers(this.registry);
-    gauge('wg_overlay_info', 'Always 1; labels name the version, node and interface.', [
-      'version',
-      'node',
-      'interface',
-    ]).set({ version: opts.version, node: opts.node, interface: opts.iface }, 1);
+    this.info = gauge(
+      'wg_overlay_info',
+      "Always 1; labels name the version, node, interface and this node's overlay addresses (IPv4, IPv6; empty until known).",
+      ['version', 'node', 'interface', 'address', 'address6'],
+    );
+    this.setInfo();
     this.peers = gauge(
       'wg_overlay_peers',
       'WireGuard peers this node wants, by kind (node = cluster Node, peer = external Peer resource).',
@@ -157,6 +169,35 @@ export class DaemonMetrics {
     );
     [this.nodePolicy, this.tokenExpiry] = credentialGauges(gauge);
     handshakeAges(this.registry, opts.readHandshakes, opts.now ?? Date.now);
+    if (opts.mesh) this.switched = registerMeshMetrics(this.registry, { ...opts.mesh, traffic: this.traffic });
+  }
+
+  /** The info series, with the overlay addresses known now. */
+  private setInfo(): void {
+    this.info.reset();
+    this.info.set(
+      { version: this.opts.version, node: this.opts.node, interface: this.opts.iface, ...this.addresses },
+      1,
+    );
+  }
+
+  /** The overlay addresses (without prefix length) in the info series, when they changed. */
+  private observeAddresses(desired: DesiredState): void {
+    const host = (cidr: string | undefined): string => cidr?.split('/')[0] ?? '';
+    const next = { address: host(desired.iface.address), address6: host(desired.iface.address6) };
+    if (next.address === this.addresses.address && next.address6 === this.addresses.address6) return;
+    this.addresses = next;
+    this.setInfo();
+  }
+
+  /** Takes a device reading for the per-peer byte counters: every reading the daemon makes, in the order made. */
+  sawDevice(dev: InterfaceStatus | undefined): void {
+    if (dev && this.opts.mesh) this.traffic.see(dev.peers, this.opts.mesh.peers());
+  }
+
+  /** Counts a switch of a peer's endpoint. */
+  countSwitch(reason: EndpointSwitchReason): void {
+    this.switched?.(reason);
   }
 
   /** Records what the last dry run showed about node-policy.yaml. */
@@ -177,6 +218,7 @@ export class DaemonMetrics {
     if (report.configFileError) this.applyErrors.inc({ kind: 'config-file' });
     if (lastSuccessAt !== undefined) this.lastSync.set(Math.floor(lastSuccessAt / 1000));
     if (desired) {
+      this.observeAddresses(desired);
       this.countPeers(desired);
       this.observeLeader(desired);
       // The engine hands out the same skip list while no skip changed: nothing to recount.

@@ -15,6 +15,7 @@ import { parseDump } from '../../../service/src/host/device.js';
 import { formatIp, parseCidr } from '../../../service/src/net/ip.js';
 import type { InterfaceStatus, PeerStatus } from '../../../service/src/mesh/observations/device.js';
 import { ANNOTATION_OVERLAY_ADDRESS, ANNOTATION_PUBLIC_KEY } from '../../../service/src/mesh/annotations.js';
+import { parseSamples, type Sample } from '../monitoring.js';
 import { waitFor } from '../wait.js';
 import { CLI, REPO_ROOT } from '../paths.js';
 
@@ -84,6 +85,17 @@ export interface ClusterNode {
   gatewayIp6: string | undefined;
   daemon: TestProcess | undefined;
   configText: string;
+}
+
+/** An HTTP GET from inside a node (its own loopback), with Node's http module. */
+export async function httpGet(host: TestNode, url: string): Promise<{ status: number; body: string }> {
+  const script = [
+    `require('http').get(${JSON.stringify(url)}, (r) => {`,
+    "  let b = ''; r.on('data', (d) => b += d);",
+    "  r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b })));",
+    "}).on('error', (e) => { console.error(e.message); process.exit(1); });",
+  ].join('\n');
+  return JSON.parse((await host.exec('node', ['-e', script])).stdout) as { status: number; body: string };
 }
 
 /** A whole test cluster. */
@@ -278,6 +290,18 @@ export class Cluster {
   async peer(name: string, of: string): Promise<PeerStatus | undefined> {
     const key = this.publicKey(of);
     return (await this.device(name))?.peers.find((p) => p.publicKey === key);
+  }
+
+  /** Node `name`'s metrics as its daemon serves them on its loopback (`[metrics] listen`'s default). */
+  async metricsText(name: string): Promise<string> {
+    const r = await httpGet(this.must(name).host, 'http://127.0.0.1:9586/metrics');
+    if (r.status !== 200) throw new Error(`${name}: /metrics answered ${r.status}: ${r.body}`);
+    return r.body;
+  }
+
+  /** The samples of node `name`'s metrics. */
+  async metrics(name: string): Promise<Sample[]> {
+    return parseSamples(await this.metricsText(name));
   }
 
   /** The daemon's own routes (proto 77) in the node, as `ip -j route` reports them (a host route's dst without its length). */

@@ -36,7 +36,7 @@ function world(peers: DesiredPeer[]) {
     persistentKeepalive: 0,
   }));
   let reads = 0;
-  const calls = { choice: 0, observed: 0, nudged: [] as string[] };
+  const calls = { choice: 0, observed: 0, nudged: [] as string[], switches: [] as string[] };
   const log = memoryLogger();
   const watch = new EndpointWatch({
     read: async (): Promise<InterfaceStatus> => {
@@ -56,6 +56,9 @@ function world(peers: DesiredPeer[]) {
     nudge: (p) => {
       calls.nudged.push(p.name);
     },
+    onSwitch: (reason) => {
+      calls.switches.push(reason);
+    },
     now: () => now,
   });
   return {
@@ -66,6 +69,10 @@ function world(peers: DesiredPeer[]) {
     reads: () => reads,
     tick: (ms: number) => {
       now += ms;
+    },
+    /** A new desired list of peers (as the daemon hands the watch one after a run). */
+    setPeers: (next: DesiredPeer[]) => {
+      peers = next;
     },
     now: () => now,
   };
@@ -102,6 +109,26 @@ describe('unit: endpoint watch', () => {
       why: w.watch.describe('b')!.why,
     });
     assert.equal(w.watch.take().changed.size, 0, 'a change is handed out once');
+    assert.deepEqual(w.calls.switches, ['no-answer'], 'counted once, by reason');
+    assert.deepEqual(w.watch.counts(), { tracked: 1, fallback: 1 });
+  });
+
+  it('a peer on a fallback whose endpoints change goes back to its best one: counted as a reset', async () => {
+    const w = world([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::12]:51820'])]);
+    for (let i = 0; i < 6 && w.watch.counts().fallback === 0; i += 1) {
+      w.device[0]!.txBytes += 148;
+      await w.watch.check();
+      w.tick(5_000);
+    }
+    assert.deepEqual(w.calls.switches, ['no-answer']);
+    w.setPeers([peer('b', KEYS[1], ['192.0.2.12:51820', '[2001:db8::99]:51820'])]);
+    await w.watch.check();
+    assert.deepEqual(w.calls.switches, ['no-answer', 'reset']);
+    assert.deepEqual(w.watch.counts(), { tracked: 1, fallback: 0 });
+    w.setPeers([peer('b', KEYS[1])]);
+    await w.watch.check();
+    assert.deepEqual(w.watch.counts(), { tracked: 0, fallback: 0 }, 'one endpoint left: not followed');
+    assert.deepEqual(w.calls.switches, ['no-answer', 'reset'], 'already on its best: no switch');
   });
 
   it('a live peer that goes quiet is nudged; when even the nudge cannot be sent (dropped on output), it moves on', async () => {
@@ -128,6 +155,7 @@ describe('unit: endpoint watch', () => {
       w.log.lines.join('\n'),
       /endpoint of Node b: 192\.0\.2\.12:51820 → \[2001:db8::12\]:51820, candidate 2 of 2 \(why: nothing could be sent to it for \d+ s/,
     );
+    assert.deepEqual(w.calls.switches, ['send-failed']);
   });
 
   it('a peer that answers stays where it is', async () => {

@@ -1,13 +1,15 @@
 /**
  * Metrics and health (pure parts): the health verdict (watch down longer than the threshold,
  * last apply failed, a run stuck longer than the threshold), and the exposition of every metric
- * from reconcile reports (apply errors by the failing step the report names) and device handshakes.
+ * from reconcile reports (apply errors by the failing step the report names) and device handshakes,
+ * and the mesh series (per-peer traffic, routes by family, failover, NAT, location) with bounded labels.
  */
 import assert from 'node:assert/strict';
 import { DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
 import { computeDesired } from '../../../service/src/mesh/desired/desired.js';
 import type { DesiredState, ExternalPeer } from '../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
+import { meshMetrics, type FakeReading } from '../../support/fakes/metrics.js';
 
 describe('unit: health verdict', () => {
   const ok = { ok: true, at: 1 };
@@ -143,7 +145,7 @@ describe('unit: metrics exposition', () => {
     const { contentType, body } = await m.render();
     assert.match(contentType, /^text\/plain; version=0\.0\.4/);
     const want = [
-      'wg_overlay_info{version="9.9.9",node="a",interface="wg0"} 1',
+      `wg_overlay_info{version="9.9.9",node="a",interface="wg0",address="${desired.iface.address.split('/')[0]!}",address6=""} 1`,
       'wg_overlay_peers{kind="node"} 1',
       'wg_overlay_peers{kind="peer"} 1',
       'wg_overlay_skipped{kind="node",reason="no-public-key"} 1',
@@ -219,6 +221,54 @@ describe('unit: metrics exposition', () => {
     assert.equal(await value('wg_overlay_token_expiry_timestamp_seconds'), '1800000000');
     m.setTokenExpiry(undefined);
     assert.equal(await value('wg_overlay_token_expiry_timestamp_seconds'), '0');
+  });
+
+  it('mesh series: bytes, handshake time, endpoint family (configured peers only), routes by family, failover, NAT, location, switches', async () => {
+    let reading: FakeReading[] = [
+      { publicKey: KEYS[1], rx: 5000, tx: 7000, endpoint: '[2001:db8::12]:51820', handshake: 1_800_000_000 },
+      { publicKey: KEYS[3], rx: 10, tx: 20, endpoint: undefined, handshake: 0 },
+      { publicKey: KEYS[5], rx: 1, tx: 1, endpoint: '198.51.100.9:1', handshake: 0 },
+    ];
+    const { metrics: m, desired: dual } = meshMetrics(() => reading);
+    const first = (await m.render()).body;
+    assert.match(
+      first,
+      /^wg_overlay_endpoint_switches_total\{reason="roamed"\} 0$/m,
+      'every reason at 0 from the start',
+    );
+    m.observeReport({ ok: true, changes: [], durationMs: 1, at: 0 }, dual, undefined);
+    m.countSwitch('no-answer');
+    // node b's interface was recreated (its counters start again) and it arrived from a NAT router
+    reading = [{ ...reading[0]!, rx: 100, tx: 200, endpoint: '198.51.100.1:4000' }, reading[1]!];
+    const lines = (await m.render()).body.split('\n');
+    for (const line of [
+      'wg_overlay_info{version="1",node="a",interface="wg0",address="100.64.0.1",address6="fd64::1"} 1',
+      'wg_overlay_peer_received_bytes_total{kind="node",name="b"} 5100',
+      'wg_overlay_peer_sent_bytes_total{kind="node",name="b"} 7200',
+      'wg_overlay_peer_received_bytes_total{kind="peer",name="laptop"} 10',
+      'wg_overlay_peer_last_handshake_timestamp_seconds{kind="node",name="b"} 1800000000',
+      'wg_overlay_peer_last_handshake_timestamp_seconds{kind="peer",name="laptop"} 0',
+      'wg_overlay_peer_endpoint_family{kind="node",name="b",family="4"} 1',
+      'wg_overlay_routes{family="4"} 2', // b's PodCIDR and the laptop's range
+      'wg_overlay_routes{family="6"} 1',
+      'wg_overlay_failover_peers{state="best"} 2',
+      'wg_overlay_failover_peers{state="fallback"} 1',
+      'wg_overlay_nat_observed_peers 2',
+      'wg_overlay_nat_discovered_peers 1',
+      'wg_overlay_nat_behind 1',
+      'wg_overlay_location_info{location="aws",leader="b"} 1',
+      'wg_overlay_endpoint_switches_total{reason="no-answer"} 1',
+      'wg_overlay_endpoint_switches_total{reason="roamed"} 1',
+      'wg_overlay_endpoint_switches_total{reason="probe"} 0',
+    ])
+      assert.ok(lines.includes(line), `missing "${line}" in:\n${lines.join('\n')}`);
+    const body = lines.join('\n');
+    assert.doesNotMatch(body, new RegExp(KEYS[5].replace(/[+/]/g, '.')), 'an unknown key names no series');
+    assert.doesNotMatch(body, /198\.51\.100|2001:db8/, 'no endpoint is a label value');
+    assert.ok(
+      !lines.some((l) => l.startsWith('wg_overlay_peer_endpoint_family{kind="peer"')),
+      'a peer without an endpoint has no family',
+    );
   });
 
   it('without a device there are no per-peer handshake series, and scraping still works', async () => {

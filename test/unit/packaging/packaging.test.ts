@@ -190,7 +190,10 @@ describe('unit: packaging: nfpm.yaml', () => {
         '/usr/share/wg-overlay/kubernetes/node-policy.yaml',
         '/usr/share/wg-overlay/kubernetes/crd-peer.yaml',
         '/usr/share/doc/wg-overlay/install.md',
+        '/usr/share/doc/wg-overlay/metrics.md',
         '/usr/share/doc/wg-overlay/copyright',
+        '/usr/share/wg-overlay/monitoring/wg-overlay-dashboard.json',
+        '/usr/share/wg-overlay/monitoring/wg-overlay-alerts.yaml',
       ]) {
         assert.ok(byDst.has(f), `${packager} ships ${f}`);
       }

@@ -58,10 +58,16 @@ export interface FailoverTiming {
   maxProbeAfterMs: number;
 }
 
+/**
+ * Why a switch happened, in one word (the metrics count switches by it): no answer while packets
+ * went out, nothing could be sent, a try of the best candidate, or back from a try that failed.
+ */
+export type SwitchReason = 'no-answer' | 'send-failed' | 'probe' | 'probe-failed';
+
 /** The outcome of one step: the new state, the candidate to switch to (with why) if any, and whether to nudge the peer. */
 export interface FailoverStep {
   state: FailoverState;
-  switchTo?: { index: number; why: string } | undefined;
+  switchTo?: { index: number; why: string; reason: SwitchReason } | undefined;
   /** Send the peer one packet through the tunnel now: its endpoint is being checked. */
   nudge?: boolean | undefined;
 }
@@ -111,7 +117,8 @@ export function failoverStep(state: FailoverState, input: FailoverInput): Failov
         : silent
           ? `no answer for ${Math.round((now - s.silentSince!.at) / 1000)} s while packets went out`
           : `nothing could be sent to it for ${Math.round((now - s.nudgedSince!.at) / 1000)} s (no route, or dropped on the way out)`;
-    return switched(s, { index: next, now, why, probeAfterMs });
+    const reason: SwitchReason = trying !== undefined ? 'probe-failed' : silent ? 'no-answer' : 'send-failed';
+    return switched(s, { index: next, now, why, reason, probeAfterMs });
   }
   if (s.tryingFrom !== undefined && prev && reading.rxBytes > prev.rxBytes) {
     // The better candidate answered: it stays, and the tries start over.
@@ -132,7 +139,7 @@ export function failoverStep(state: FailoverState, input: FailoverInput): Failov
         idle: undefined,
         why: 'trying the better endpoint again',
       },
-      switchTo: { index: 0, why: 'trying the better endpoint again' },
+      switchTo: { index: 0, why: 'trying the better endpoint again', reason: 'probe' },
     };
   }
   return nudge ? { state: s, nudge } : { state: s };
@@ -168,9 +175,9 @@ function trackQuiet(s: FailoverState, prev: PeerReading | undefined, input: Fail
 /** The state after moving to candidate `index` (on a fallback, a try of the best one is planned). */
 function switched(
   s: FailoverState,
-  to: { index: number; now: number; why: string; probeAfterMs: number },
+  to: { index: number; now: number; why: string; reason: SwitchReason; probeAfterMs: number },
 ): FailoverStep {
-  const { index, now, why, probeAfterMs } = to;
+  const { index, now, why, reason, probeAfterMs } = to;
   const state: FailoverState = {
     ...s,
     index,
@@ -185,5 +192,5 @@ function switched(
     probeAfterMs,
     probeAt: index > 0 ? now + probeAfterMs : undefined,
   };
-  return { state, switchTo: { index, why } };
+  return { state, switchTo: { index, why, reason } };
 }

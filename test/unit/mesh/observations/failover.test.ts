@@ -14,6 +14,7 @@ import {
   type FailoverState,
   type FailoverTiming,
   type PeerReading,
+  type SwitchReason,
 } from '../../../../service/src/mesh/observations/failover.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
 
@@ -32,18 +33,18 @@ function simulate(
   works: Works,
   ms: number,
   sendPerStep = 1000,
-): { switches: Array<[number, number, string]>; state: FailoverState } {
+): { switches: Array<[number, number, string, SwitchReason]>; state: FailoverState } {
   let state = initialState(0, T);
   let rx = 0;
   let tx = 0;
-  const switches: Array<[number, number, string]> = [];
+  const switches: Array<[number, number, string, SwitchReason]> = [];
   for (let now = STEP; now <= ms; now += STEP) {
     tx += sendPerStep;
     if (sendPerStep > 0 && works(now).has(state.index)) rx += 148;
     const reading: PeerReading = { latestHandshake: 0, rxBytes: rx, txBytes: tx, endpoint: undefined };
     const step = failoverStep(state, { count, reading, now, timing: T });
     state = step.state;
-    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why]);
+    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why, step.switchTo.reason]);
   }
   return { switches, state };
 }
@@ -64,13 +65,13 @@ function simulateSends(
   sendable: Works,
   traffic: (now: number) => boolean,
   ms: number,
-): { switches: Array<[number, number, string]>; nudges: number[]; state: FailoverState } {
+): { switches: Array<[number, number, string, SwitchReason]>; nudges: number[]; state: FailoverState } {
   let state = initialState(0, T);
   let rx = 0;
   let tx = 0;
   let handshake = 0;
   let nudge = false;
-  const switches: Array<[number, number, string]> = [];
+  const switches: Array<[number, number, string, SwitchReason]> = [];
   const nudges: number[] = [];
   for (let now = STEP; now <= ms; now += STEP) {
     const sending = traffic(now) || nudge;
@@ -86,7 +87,7 @@ function simulateSends(
     state = step.state;
     nudge = step.nudge === true;
     if (nudge) nudges.push(now);
-    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why]);
+    if (step.switchTo) switches.push([now, step.switchTo.index, step.switchTo.why, step.switchTo.reason]);
   }
   return { switches, nudges, state };
 }
@@ -118,6 +119,11 @@ describe('unit: endpoint failover', () => {
       switches.map(([, i]) => i),
       [1, 0, 1, 0],
       'off 0, a failed try, back, a try that works',
+    );
+    assert.deepEqual(
+      switches.map(([, , , reason]) => reason),
+      ['no-answer', 'probe', 'probe-failed', 'probe'],
+      'each switch names its reason in one word (what the metrics count by)',
     );
     assert.equal(state.index, 0);
     assert.equal(state.tryingFrom, undefined);
@@ -159,8 +165,9 @@ describe('unit: endpoint failover', () => {
     const cut = 60_000;
     const only0Before = (now: number): ReadonlySet<number> => new Set(now < cut ? [0, 1] : [1]);
     const { switches, nudges, state } = simulateSends(2, only0Before, only0Before, () => true, 200_000);
-    const [at, index, why] = switches[0]!;
+    const [at, index, why, reason] = switches[0]!;
     assert.equal(index, 1);
+    assert.equal(reason, 'send-failed');
     assert.match(why, /nothing could be sent to it for \d+ s \(no route, or dropped on the way out\)/);
     assert.ok(
       at - cut >= 2 * T.timeoutMs && at - cut <= 2 * T.timeoutMs + 3 * STEP,
