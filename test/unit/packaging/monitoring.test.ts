@@ -10,13 +10,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import {
-  documentedMetrics,
-  metricsIn,
-  metricsUsed,
-  readAlerts,
-  readDashboard,
-} from '../../support/monitoring.js';
+import { documentedMetrics, metricsIn, metricsUsed, readAlerts, readDashboard } from '../../support/monitoring.js';
 
 describe('unit: packaging: the Grafana dashboard', () => {
   const dash = readDashboard();
@@ -132,7 +126,7 @@ describe('unit: packaging: the Prometheus alert rules', () => {
 describe('unit: packaging: monitoring uses only documented metrics', () => {
   it('every metric of a panel or an alert is in docs/metrics.md', () => {
     const documented = documentedMetrics();
-    const missing = [...metricsUsed()].filter(([name]) => !documented.has(name)));
+    const missing = [...metricsUsed()].filter(([name]) => !documented.has(name));
     assert.deepEqual(missing, [], 'used by the dashboard or the alerts, but not in docs/metrics.md');
   });
 
