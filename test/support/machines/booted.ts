@@ -109,8 +109,9 @@ export abstract class BootedSystem {
       if (hit) return hit;
       await sleep(250);
     }
+    const seen = entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n');
     throw new Error(
-      `${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
+      `${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${seen}`,
     );
   }
 
