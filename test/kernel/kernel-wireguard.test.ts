@@ -114,8 +114,8 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
     });
   };
 
-  /** A namespace node on the VM's bridge: its Node object registered, its daemon not started. */
-  const namespaceNode = async (name: string, index: number): Promise<GuestNode> => {
+  /** A namespace node on the VM's bridge: its Node object registered (unless `register` is false), its daemon not started. */
+  const namespaceNode = async (name: string, index: number, register = true): Promise<GuestNode> => {
     const n = await GuestNode.create(vm, {
       name,
       ownNamespace: true,
@@ -125,32 +125,43 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       iface: `wg${name.slice(-1)}`,
       mtu: UNDERLAY_MTU,
     });
-    registerNode(n);
+    if (register) registerNode(n);
     return n;
   };
 
-  /** Waits until each of `nodes` has exactly the others as peers, with their PodCIDRs routed through its link. */
-  const waitForMesh = async (nodes: GuestNode[], timeoutMs = 90_000): Promise<void> => {
+  /** Whether `n` has exactly `others` as peers, with their PodCIDRs routed through its link. */
+  const meshedWith = async (n: GuestNode, others: GuestNode[]): Promise<boolean> => {
+    const keys = others.map(
+      (o) => ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_PUBLIC_KEY],
+    );
+    const [dev, routes] = await Promise.all([n.device(), n.routes()]);
+    if (!dev) return false;
+    if (keys.some((k) => !k) || dev.peers.length !== others.length) return false;
+    for (const [i, o] of others.entries()) {
+      const peer = dev.peers.find((p) => p.publicKey === keys[i]);
+      if (!peer?.allowedIPs.includes(o.spec.podCidr)) return false;
+      if (!routes.some((r) => r.dst === o.spec.podCidr && r.dev === n.spec.iface)) return false;
+    }
+    return true;
+  };
+
+  /**
+   * Waits until each of `nodes` has exactly the others as peers, with their PodCIDRs routed through
+   * its link (the nodes are looked at in parallel: a round takes one slow guest's round trip, not one per node).
+   */
+  const waitForMesh = async (nodes: GuestNode[], timeoutMs = 180_000): Promise<void> => {
     await waitFor(
       `a full mesh of ${nodes.map((n) => n.name).join(', ')}`,
       async () => {
-        for (const n of nodes) {
-          const dev = await n.device();
-          if (!dev) return false;
-          const others = nodes.filter((o) => o !== n);
-          const keys = others.map(
-            (o) =>
-              ((api.getNode(o.name)?.metadata?.annotations ?? {}) as Record<string, string>)[ANNOTATION_PUBLIC_KEY],
-          );
-          if (keys.some((k) => !k) || dev.peers.length !== others.length) return false;
-          const routes = await n.routes();
-          for (const [i, o] of others.entries()) {
-            const peer = dev.peers.find((p) => p.publicKey === keys[i]);
-            if (!peer?.allowedIPs.includes(o.spec.podCidr)) return false;
-            if (!routes.some((r) => r.dst === o.spec.podCidr && r.dev === n.spec.iface)) return false;
-          }
-        }
-        return true;
+        const ok = await Promise.all(
+          nodes.map((n) =>
+            meshedWith(
+              n,
+              nodes.filter((o) => o !== n),
+            ),
+          ),
+        );
+        return ok.every(Boolean);
       },
       timeoutMs,
       500,
@@ -324,6 +335,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
         'wg-overlay',
         ['ActiveState', 'ExecMainStatus'],
         (p) => p.ActiveState === 'failed' && p.ExecMainStatus === '78',
+        180_000,
       );
       assert.notEqual(
         (await vm.exec('sh', ['-c', 'command -v wireguard-go'], { allowFailure: true })).exitCode,
@@ -386,7 +398,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       await b.startDaemon('/etc/wgk/kubeconfig');
       await c.startDaemon('/etc/wgk/kubeconfig');
       for (const n of [b, c]) {
-        const link = await waitFor(`${n.name}'s link`, () => n.link(), 60_000, 250);
+        const link = await waitFor(`${n.name}'s link`, () => n.link(), 180_000, 250);
         assert.equal(link.kind, 'wireguard', `${n.name}: ${JSON.stringify(link)}`);
         const log = await waitFor(
           `${n.name}'s daemon to say how it created its link`,
@@ -394,7 +406,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
             const l = await daemonLog(n.unit);
             return l.some((m) => /^created wg[bc] directly \(kernel WireGuard, no systemd\)/.test(m)) && l;
           },
-          60_000,
+          180_000,
           500,
         );
         assert.ok(
@@ -469,15 +481,27 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
     needsPackage();
     const before = await links([a, b, c]);
     const cursor = await vm.cursor();
+    // What is slow under emulation comes first, outside the 30 s of pings: D's namespaces, and its
+    // daemon started (Node.js loading the bundle) and waiting for its Node object. The daemons of A,
+    // B and C know nothing of D until then. D joins when its Node appears, as when a kubelet registers it.
+    const d = await namespaceNode('wgk-d', 4, false);
+    await d.startDaemon('/etc/wgk/kubeconfig');
+    await waitFor(
+      `${d.name}'s daemon to wait for its Node object`,
+      async () => (await daemonLog(d.unit)).some((m) => m.includes(`Node ${d.name} does not exist yet`)),
+      180_000,
+      500,
+    );
     // 30 s of pings, B's pod → C's pod and C's pod → A's pod, across the join and the leave.
+    const pingsStarted = Date.now();
     const pings = [
       b.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', c.podIp], { allowFailure: true, timeoutMs: 90_000 }),
       c.podExec('ping', ['-c', '600', '-i', '0.05', '-W', '2', a.podIp], { allowFailure: true, timeoutMs: 90_000 }),
     ];
     const pingsDone = Promise.all(pings).then(() => Date.now());
-    const d = await namespaceNode('wgk-d', 4);
-    await d.startDaemon('/etc/wgk/kubeconfig');
+    registerNode(d);
     await waitForMesh([a, b, c, d]);
+    const joined = Date.now();
     const dKey = publicKey(d);
     const r = await d.podExec('ping', ['-c', '2', '-i', '0.2', '-W', '3', a.podIp], {
       allowFailure: true,
@@ -485,10 +509,16 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
     });
     assert.match(r.stdout, /2 received/, `D's pod → A's pod:\n${r.stdout}${r.stderr}`);
     await d.stopDaemon();
+    const stopped = Date.now();
     api.deleteNode(d.name);
     await waitForMesh([a, b, c]);
     const changesDone = Date.now();
     const results = await Promise.all(pings);
+    const at = (t: number): string => `${((t - pingsStarted) / 1000).toFixed(1)} s`;
+    console.log(
+      `      (pings started; D joined at ${at(joined)}, its daemon stopped at ${at(stopped)}, ` +
+        `it was gone from the mesh at ${at(changesDone)}; the pings ended at ${at(await pingsDone)})`,
+    );
     assert.ok((await pingsDone) > changesDone, 'the pings lasted until the peers had changed back');
     for (const [i, res] of results.entries()) {
       const { sent, received } = pingCounts(res.stdout);
@@ -572,7 +602,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
           /^restarted wg-quick@wg0\.service through systemd D-Bus \(why: apply = restart and 1 peer change/.test(
             e.MESSAGE,
           ),
-        60_000,
+        180_000,
       );
       assert.equal(restart.PRIORITY, 6);
       const unit = (await vm.entriesAfter(cursor, 'wg-quick@wg0'))
@@ -590,7 +620,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
           const routes = await a.routes();
           return l && routes.some((r) => r.dst === extra && r.dev === 'wg0') && l;
         },
-        60_000,
+        180_000,
         250,
       );
       assert.notEqual(after.ifindex, before.ifindex, 'wg0 was recreated');
@@ -685,8 +715,8 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       await vm.exec('systemctl', ['reset-failed', 'wg-overlay']);
       await vm.exec('systemctl', ['start', '--no-block', 'wg-overlay']);
       await b.startDaemon('/etc/wgk/kubeconfig');
-      await vm.waitForEntry(cursor, 'wg-overlay', (e) => NO_WIREGUARD.test(e.MESSAGE), 120_000);
-      await vm.waitForEntry(cursor, b.unit, (e) => NO_WIREGUARD.test(e.MESSAGE), 120_000);
+      await vm.waitForEntry(cursor, 'wg-overlay', (e) => NO_WIREGUARD.test(e.MESSAGE), 240_000);
+      await vm.waitForEntry(cursor, b.unit, (e) => NO_WIREGUARD.test(e.MESSAGE), 240_000);
       const pidA = (await vm.show('wg-overlay', ['MainPID'])).MainPID!;
       const pidB = (await vm.show(b.unit, ['MainPID'])).MainPID!;
       // Retries back off from 0.5 s, doubling: in 15 s each daemon tries several more times.
@@ -742,7 +772,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
         env: { DEBIAN_FRONTEND: 'noninteractive' },
         timeoutMs: 5 * 60_000,
       });
-      await vm.waitForUnit('wg-overlay', ['ActiveState'], (p) => p.ActiveState === 'active', 120_000);
+      await vm.waitForUnit('wg-overlay', ['ActiveState'], (p) => p.ActiveState === 'active', 240_000);
       assert.deepEqual(
         await vm.show('wg-overlay', ['MainPID', 'NRestarts']),
         { MainPID: pidA, NRestarts: '0' },
@@ -762,7 +792,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
         quick.includes('[!] Missing WireGuard kernel module. Falling back to slow userspace implementation.'),
         quick.join('\n'),
       );
-      await waitFor('B on wireguard-go', async () => (await b.link())?.kind === 'tun', 120_000, 500);
+      await waitFor('B on wireguard-go', async () => (await b.link())?.kind === 'tun', 240_000, 500);
       assert.equal((await vm.show(b.unit, ['MainPID'])).MainPID, pidB, 'B came up in the process that was retrying');
       for (const [unit, iface] of [
         ['wg-overlay', 'wg0'],
@@ -774,7 +804,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
             const l = await daemonLog(unit, cursor);
             return l.some((m) => FALLBACK(iface).test(m)) && l;
           },
-          30_000,
+          90_000,
           500,
         );
         assert.equal(
@@ -784,7 +814,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
         );
       }
       await c.startDaemon('/etc/wgk/kubeconfig');
-      await waitForMesh([a, b, c], 120_000);
+      await waitForMesh([a, b, c], 240_000);
       assert.equal((await c.link())?.kind, 'tun');
       for (const [n, o] of [
         [a, b],
