@@ -97,10 +97,20 @@ const KEEP_RESULTS = 200;
 /** The longest a request may wait for its job (the host asks for less). */
 const MAX_WAIT_MS = 60_000;
 
-/** Runs one command; resolves when it exited (and its pipes closed, or 500 ms later for daemonising commands). */
+/** How long a command's pipes must be quiet after it exited, when something it left behind holds them open. */
+const QUIET_MS = 500;
+/** ...and how long after its exit the agent stops waiting for that when what it left behind keeps writing. */
+const MAX_DRAIN_MS = 5_000;
+
+/**
+ * Runs one command; resolves when it exited and its pipes closed, or (a command that leaves a
+ * daemon behind holding them) when they have been quiet for QUIET_MS after it exited (at most
+ * MAX_DRAIN_MS after it).
+ */
 function runCommand(req: AgentRunRequest): Promise<AgentRunResponse> {
   return new Promise((resolve) => {
     const out = { stdout: '', stderr: '' };
+    let lastOutput = Date.now();
     let timedOut = false;
     let exited: { code: number | null; signal: string | null } | undefined;
     let done = false;
@@ -126,15 +136,26 @@ function runCommand(req: AgentRunRequest): Promise<AgentRunResponse> {
     }, req.timeoutMs ?? 120_000);
     for (const name of ['stdout', 'stderr'] as const) {
       child[name]?.setEncoding('utf8').on('data', (chunk: string) => {
+        lastOutput = Date.now();
         if (out[name].length < MAX_OUTPUT) out[name] += chunk;
       });
     }
     if (req.input !== undefined) child.stdin?.on('error', () => undefined).end(req.input);
     child.on('error', (err) => finish(`cannot run ${req.cmd}: ${err.message}`));
+    // Quiet is judged after an I/O poll (setImmediate runs after it): when the guest stalled, a
+    // timer that fires late must not cut output still waiting in the pipes (a journal read empty).
+    let exitedAt = 0;
+    const finishWhenQuiet = (): void => {
+      setImmediate(() => {
+        const now = Date.now();
+        if (now - lastOutput >= QUIET_MS || now - exitedAt >= MAX_DRAIN_MS) finish();
+        else setTimeout(finishWhenQuiet, QUIET_MS);
+      });
+    };
     child.on('exit', (code, signal) => {
       exited = { code, signal };
-      // A command that leaves a daemon behind holding its pipes still counts as finished.
-      setTimeout(() => finish(), 500).unref();
+      exitedAt = Date.now();
+      setTimeout(finishWhenQuiet, QUIET_MS);
     });
     child.on('close', () => finish());
   });
