@@ -65,21 +65,34 @@ export abstract class BootedSystem {
     );
   }
 
-  /** Journal entries (`journalctl -o json`) matching the arguments, e.g. `['-u', 'wg-overlay']`. */
+  /**
+   * Journal entries (`journalctl -o json`) matching the arguments, e.g. `['-u', 'wg-overlay']`.
+   * A journalctl that fails with nothing to show is asked again (twice, a second apart), then
+   * throws with its error: an empty list would read as "no such entry" and hide the cause.
+   */
   async journal(args: string[]): Promise<JournalEntry[]> {
-    const r = await this.exec('journalctl', ['--no-pager', '-o', 'json', ...args], { allowFailure: true });
-    return r.stdout
-      .split('\n')
-      .filter((l) => l.trim().startsWith('{'))
-      .map((l) => {
-        const e = JSON.parse(l) as Record<string, unknown>;
-        const msg = e.MESSAGE;
-        return {
-          ...e,
-          MESSAGE: Array.isArray(msg) ? Buffer.from(msg as number[]).toString('utf8') : String(msg ?? ''),
-          PRIORITY: Number(e.PRIORITY),
-        } as JournalEntry;
-      });
+    let lines: string[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const r = await this.exec('journalctl', ['--no-pager', '-o', 'json', ...args], { allowFailure: true });
+      lines = r.stdout.split('\n').filter((l) => l.trim().startsWith('{'));
+      if (!r.failed || lines.length > 0) break;
+      if (attempt === 3) {
+        const why = r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode ?? 'none'}`;
+        throw new Error(
+          `${this.name}: ${r.command} failed ${attempt} times (${why}): ${r.stderr.trim() || 'no stderr'}`,
+        );
+      }
+      await sleep(1_000);
+    }
+    return lines.map((l) => {
+      const e = JSON.parse(l) as Record<string, unknown>;
+      const msg = e.MESSAGE;
+      return {
+        ...e,
+        MESSAGE: Array.isArray(msg) ? Buffer.from(msg as number[]).toString('utf8') : String(msg ?? ''),
+        PRIORITY: Number(e.PRIORITY),
+      } as JournalEntry;
+    });
   }
 
   /**
@@ -109,8 +122,9 @@ export abstract class BootedSystem {
       if (hit) return hit;
       await sleep(250);
     }
+    const seen = entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n');
     throw new Error(
-      `${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${entries.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
+      `${this.name}: no journal entry${unit ? ` of ${unit}` : ''} matched within ${timeoutMs} ms:\n${seen}`,
     );
   }
 
