@@ -67,68 +67,79 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       await s?.remove();
     });
 
-    it('apt-get install enables the unit (symlink, as debhelper does) without any systemctl call to a manager, and says what to configure', async () => {
-      assert.equal(
-        (await s.exec(['test', '-d', '/run/systemd/system'], { allowFailure: true })).exitCode,
-        1,
-        'no systemd running in the scratch root',
-      );
-      const r = await s.exec(['apt-get', 'install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`], {
-        timeoutMs: 10 * 60_000,
-      });
-      assert.match(r.stdout + r.stderr, /Setting up wg-overlay \(/);
-      assert.match(r.stdout + r.stderr, /not configured yet/);
-      assert.equal(
-        (await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(),
-        '/lib/systemd/system/wg-overlay.service',
-      );
-      // The system user is there for the first start (systemd-sysusers needs no running systemd).
-      assert.match(
-        (await s.exec(['getent', 'passwd', 'wg-overlay'])).stdout,
-        /^wg-overlay:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m,
-      );
-      log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
-      const runtime = log.split('\n').filter((l) => l.includes('wg-overlay') && RUNTIME_VERBS.test(l));
-      assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
-    });
+    it(
+      'apt-get install enables the unit (symlink, as debhelper does) without any systemctl call to a ' +
+        'manager, and says what to configure',
+      async () => {
+        assert.equal(
+          (await s.exec(['test', '-d', '/run/systemd/system'], { allowFailure: true })).exitCode,
+          1,
+          'no systemd running in the scratch root',
+        );
+        const r = await s.exec(
+          ['apt-get', 'install', '-y', '--no-install-recommends', `/var/tmp/${basename(pkg.deb)}`],
+          {
+            timeoutMs: 10 * 60_000,
+          },
+        );
+        assert.match(r.stdout + r.stderr, /Setting up wg-overlay \(/);
+        assert.match(r.stdout + r.stderr, /not configured yet/);
+        assert.equal(
+          (await s.exec(['readlink', '/etc/systemd/system/multi-user.target.wants/wg-overlay.service'])).stdout.trim(),
+          '/lib/systemd/system/wg-overlay.service',
+        );
+        // The system user is there for the first start (systemd-sysusers needs no running systemd).
+        assert.match(
+          (await s.exec(['getent', 'passwd', 'wg-overlay'])).stdout,
+          /^wg-overlay:x:\d+:\d+:.*:\/usr\/sbin\/nologin$/m,
+        );
+        log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
+        const runtime = log.split('\n').filter((l) => l.includes('wg-overlay') && RUNTIME_VERBS.test(l));
+        assert.deepEqual(runtime, [], `systemctl calls that need a running systemd:\n${log}`);
+      },
+    );
 
-    it('apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), still without systemctl calls; the user stays', async () => {
-      await s.exec([
-        'sh',
-        '-c',
-        [
-          'mkdir -p /var/lib/wg-overlay /etc/wireguard',
-          'echo key > /var/lib/wg-overlay/private.key',
-          'echo kc > /etc/wg-overlay/kubeconfig',
-          'echo tok > /etc/wg-overlay/token',
-          'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
-          'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
-          ': > /var/tmp/systemctl.log',
-        ].join(' && '),
-      ]);
-      await s.exec(['apt-get', 'purge', '-y', 'wg-overlay'], { timeoutMs: 5 * 60_000 });
-      for (const p of [
-        '/var/lib/wg-overlay',
-        '/etc/wg-overlay',
-        '/etc/wireguard/wg0.conf',
-        '/etc/systemd/system/multi-user.target.wants/wg-overlay.service',
-      ]) {
-        assert.equal((await s.exec(['test', '-e', p], { allowFailure: true })).exitCode, 1, `${p} removed by purge`);
-      }
-      assert.equal(
-        (await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode,
-        0,
-        'a wg-quick file wg-overlay did not write stays',
-      );
-      // Debian keeps system users on purge (files it owned may remain anywhere).
-      assert.equal((await s.exec(['getent', 'passwd', 'wg-overlay'], { allowFailure: true })).exitCode, 0);
-      log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
-      assert.deepEqual(
-        log.split('\n').filter((l) => RUNTIME_VERBS.test(l)),
-        [],
-        `systemctl calls that need a running systemd:\n${log}`,
-      );
-    });
+    it(
+      'apt-get purge removes state, kubeconfig, token and the wg-quick files wg-overlay wrote (only those), ' +
+        'still without systemctl calls; the user stays',
+      async () => {
+        await s.exec([
+          'sh',
+          '-c',
+          [
+            'mkdir -p /var/lib/wg-overlay /etc/wireguard',
+            'echo key > /var/lib/wg-overlay/private.key',
+            'echo kc > /etc/wg-overlay/kubeconfig',
+            'echo tok > /etc/wg-overlay/token',
+            'printf "# managed by wg-overlay\\n[Interface]\\n" > /etc/wireguard/wg0.conf',
+            'printf "[Interface]\\n" > /etc/wireguard/mine.conf',
+            ': > /var/tmp/systemctl.log',
+          ].join(' && '),
+        ]);
+        await s.exec(['apt-get', 'purge', '-y', 'wg-overlay'], { timeoutMs: 5 * 60_000 });
+        for (const p of [
+          '/var/lib/wg-overlay',
+          '/etc/wg-overlay',
+          '/etc/wireguard/wg0.conf',
+          '/etc/systemd/system/multi-user.target.wants/wg-overlay.service',
+        ]) {
+          assert.equal((await s.exec(['test', '-e', p], { allowFailure: true })).exitCode, 1, `${p} removed by purge`);
+        }
+        assert.equal(
+          (await s.exec(['test', '-f', '/etc/wireguard/mine.conf'], { allowFailure: true })).exitCode,
+          0,
+          'a wg-quick file wg-overlay did not write stays',
+        );
+        // Debian keeps system users on purge (files it owned may remain anywhere).
+        assert.equal((await s.exec(['getent', 'passwd', 'wg-overlay'], { allowFailure: true })).exitCode, 0);
+        log = await readFile(s.path('/var/tmp/systemctl.log'), 'utf8').catch(() => '');
+        assert.deepEqual(
+          log.split('\n').filter((l) => RUNTIME_VERBS.test(l)),
+          [],
+          `systemctl calls that need a running systemd:\n${log}`,
+        );
+      },
+    );
   });
 
   describe('the .deb on a booted systemd: policy-rc.d, presets, masks and a disable are honoured', () => {
@@ -260,7 +271,8 @@ describe('system: maintainer scripts (no systemd running; RPM scriptlets on a re
       assert.equal(
         started.exitCode,
         0,
-        `systemctl start wg-overlay: ${started.stderr}\n${(await c.exec('journalctl', ['--no-pager', '-u', 'wg-overlay'], { allowFailure: true })).stdout}`,
+        `systemctl start wg-overlay: ${started.stderr}\n` +
+          (await c.exec('journalctl', ['--no-pager', '-u', 'wg-overlay'], { allowFailure: true })).stdout,
       );
       const before = await state();
       assert.equal(before.ActiveState, 'active');

@@ -18,6 +18,7 @@ import { basename, dirname, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject, type MintedToken } from '../kube-api/server.js';
 import { requireTools, sleep, type RunResult } from '../support/process.js';
 import type { TestNode } from '../support/namespaces/netns.js';
+import { plainMan } from '../support/man.js';
 import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
@@ -199,7 +200,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     const env = { MANWIDTH: '80', LC_ALL: 'C.UTF-8' };
     const page = await c.exec('man', ['--warnings', '-l', '/usr/share/man/man8/wg-overlay.8.gz'], { env });
     assert.equal(page.stderr, '', 'man --warnings says nothing');
-    const text = page.stdout.replace(/.\x08/g, '');
+    const text = plainMan(page.stdout);
     assert.match(text, /^NAME\n {7}wg-overlay - WireGuard mesh between the nodes of a Kubernetes cluster$/m);
     assert.match(
       text,
@@ -210,8 +211,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       assert.match(text, new RegExp(`^ {3}${cmd}$`, 'm'), `the page describes ${cmd}`);
     for (const section of ['FILES', 'SIGNALS', 'EXIT STATUS']) assert.match(text, new RegExp(`^${section}$`, 'm'));
     // By name, through man-db's index (updated by its trigger when the package was installed).
-    assert.equal((await c.exec('man', ['wg-overlay'], { env })).stdout.replace(/.\x08/g, ''), text);
-    const conf = (await c.exec('man', ['5', 'wg-overlay.conf'], { env })).stdout.replace(/.\x08/g, '');
+    assert.equal(plainMan((await c.exec('man', ['wg-overlay'], { env })).stdout), text);
+    const conf = plainMan((await c.exec('man', ['5', 'wg-overlay.conf'], { env })).stdout);
     assert.match(conf, /^ {7}listen_port = 51820$/m);
     assert.match((await c.exec('whatis', ['wg-overlay'])).stdout, /^wg-overlay \(8\) +- WireGuard mesh/m);
     // The completion, as bash-completion loads it (it is sourced on first use of the command).

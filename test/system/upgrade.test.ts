@@ -47,6 +47,13 @@ function pingSummary(out: string): { sent: number; received: number } {
   return { sent: Number(m[1]), received: Number(m[2]) };
 }
 
+/** What a node had under 0.1: its public key, its peers and its wg0.conf. */
+interface Earlier {
+  pub: string;
+  peers: string[];
+  conf: string;
+}
+
 describe('system: upgrade from the root-running 0.1 package, in a two-node wireguard-go mesh', function () {
   this.timeout(20 * 60_000);
 
@@ -57,7 +64,7 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
   let api: KubeApiServer;
   const cs: NspawnContainer[] = [];
   /** Before the upgrade: each node's public key and the peers of its wg0. */
-  const earlier = new Map<string, { pub: string; peers: string[]; conf: string }>();
+  const earlier = new Map<string, Earlier>();
 
   const annotations = (name: string): Record<string, string> =>
     (api.getNode(name)?.metadata?.annotations ?? {}) as Record<string, string>;
@@ -115,7 +122,8 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       cs.push(await NspawnContainer.boot({ name, layers, netns: n.netns }));
     }
     console.log(
-      `      (packages of ${ROOT_RUNNING_COMMIT.slice(0, 7)} and of this checkout, Debian root and layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
+      `      (packages of ${ROOT_RUNNING_COMMIT.slice(0, 7)} and of this checkout, Debian root and layer ready ` +
+        `in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
     );
   });
 
@@ -151,7 +159,8 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       ]);
       // An admin's edit, to be kept by the upgrade.
       await c.sh(
-        "sed -i 's/^# persistent_keepalive = 0$/persistent_keepalive = 5/' /etc/wg-overlay/wg-overlay.conf && grep -q '^persistent_keepalive = 5$' /etc/wg-overlay/wg-overlay.conf",
+        "sed -i 's/^# persistent_keepalive = 0$/persistent_keepalive = 5/' /etc/wg-overlay/wg-overlay.conf && " +
+          "grep -q '^persistent_keepalive = 5$' /etc/wg-overlay/wg-overlay.conf",
       );
       await c.exec('systemctl', ['enable', '--now', 'wg-overlay'], { timeoutMs: 120_000 });
       assert.equal((await daemonUid(c)).uid, '0', 'the 0.1 daemon runs as root');
@@ -217,7 +226,8 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
       await ping.stop('SIGINT');
       const { sent, received } = pingSummary(ping.output());
       console.log(
-        `      (${name}: apt-get install and restart took ${(upgradeMs / 1000).toFixed(1)} s; ping every 100 ms across it: ${sent - received} of ${sent} lost)`,
+        `      (${name}: apt-get install and restart took ${(upgradeMs / 1000).toFixed(1)} s; ` +
+          `ping every 100 ms across it: ${sent - received} of ${sent} lost)`,
       );
       // wireguard-go had to be restarted once (its socket belonged to root): allow for that
       // break and the handshake after it, no more.
@@ -226,88 +236,94 @@ describe('system: upgrade from the root-running 0.1 package, in a two-node wireg
         `${sent - received} of ${sent} pings lost across the upgrade:\n${ping.output().slice(-1500)}`,
       );
 
-      // The daemon: its own user, only CAP_NET_ADMIN, same key and peers.
-      const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
-      const d = await daemonUid(c);
-      assert.equal(d.pid, p.MainPID);
-      assert.equal(d.uid, uid, 'the daemon runs as wg-overlay');
-      assert.notEqual(uid, '0');
-      assert.equal(
-        (await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim(),
-        was.pub,
-        'the private key is kept',
-      );
-      assert.equal(annotations(name)[`${ANN}public-key`], was.pub);
-      assert.deepEqual(await peersOf(c), was.peers, 'the peers are kept');
-      assert.match(
-        await c.readFile('/etc/wg-overlay/wg-overlay.conf'),
-        /^persistent_keepalive = 5$/m,
-        "the admin's config edit is kept",
-      );
-      // The new version's file is beside it, for the admin to compare; every key it adds has a
-      // default, so the kept 0.1 file is valid as it is.
-      assert.equal(
-        await c.readFile('/etc/wg-overlay/wg-overlay.conf.dpkg-dist'),
-        await readFile('packaging/wg-overlay.conf', 'utf8'),
-      );
-      assert.match((await c.exec('wg-overlay', ['check-config'])).stdout, /: OK$/m);
-      // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as
-      // wg-overlay-wg, its socket in the daemon's group.
-      assert.equal(
-        (
-          await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')
-        ).stdout
-          .trim()
-          .split('\n')
-          .join(' | '),
-        'wg-overlay 700 | wg-overlay 600 | root 640',
-      );
-      assert.equal((await c.exec('stat', ['-c', '%G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), 'wg-overlay');
-      assert.equal(
-        (await c.exec('stat', ['-L', '-c', '%U:%G', '/run/wireguard/wg0.sock'])).stdout.trim(),
-        'wg-overlay-wg:wg-overlay',
-      );
-      assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay-wg');
-      // wg0.conf: the same mesh, now installed by wg-quick@wg0 from the daemon's own copy.
-      // Plus, since `[overlay] cidr6 = auto` is the default now, an IPv6 overlay address (a ULA
-      // from the cluster's CA) for the node and for each peer; with those taken out, it is 0.1's
-      // file. The daemon's copy has them at once; /etc/wireguard/wg0.conf is installed from it by
-      // the next wg-quick@wg0 start, which the upgrade's restart may have preceded.
-      const noV6 = (text: string): string => text.replace(/, fd[0-9a-f:]+\/(?:48|128)$/gm, '');
-      const copy = await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf');
-      assert.match(
-        copy,
-        /^Address = 100\.64\.\S+\/10, fd[0-9a-f:]+\/48$/m,
-        `the node gained an IPv6 overlay address:\n${copy}`,
-      );
-      assert.equal(noV6(copy), was.conf, 'wg0.conf describes the same interface and peers');
-      assert.equal(noV6(await c.readFile('/etc/wireguard/wg0.conf')), was.conf);
-      // And traffic flows both ways.
-      for (const [from, to] of [
-        [i, 1 - i],
-        [1 - i, i],
-      ] as const) {
-        const pr = await net.nodes[from]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[to]!)], {
-          allowFailure: true,
-          timeoutMs: 30_000,
-        });
-        assert.equal(pr.exitCode, 0, `${NAMES[from]} → ${NAMES[to]}:\n${pr.stdout}${pr.stderr}`);
-      }
-      const problems = await c.exec('journalctl', [
-        '--no-pager',
-        '-q',
-        '-u',
-        'wg-overlay',
-        '-p',
-        'warning',
-        `--after-cursor=${cursor}`,
-      ]);
-      assert.doesNotMatch(
-        problems.stdout,
-        /permission denied|EACCES|EPERM/i,
-        `no permission problems after the upgrade:\n${problems.stdout}`,
-      );
+      await assertKeptAndOwned(c, name, was, p.MainPID!);
+      await assertSameMeshAfter(c, i, was, cursor);
     });
+  }
+
+  /** After the upgrade: the daemon runs as its own user with the same key, peers and config, and owns its files. */
+  async function assertKeptAndOwned(c: NspawnContainer, name: string, was: Earlier, pid: string): Promise<void> {
+    // The daemon: its own user, only CAP_NET_ADMIN, same key and peers.
+    const uid = (await c.exec('id', ['-u', 'wg-overlay'])).stdout.trim();
+    const d = await daemonUid(c);
+    assert.equal(d.pid, pid);
+    assert.equal(d.uid, uid, 'the daemon runs as wg-overlay');
+    assert.notEqual(uid, '0');
+    assert.equal((await c.exec('wg', ['show', 'wg0', 'public-key'])).stdout.trim(), was.pub, 'the private key is kept');
+    assert.equal(annotations(name)[`${ANN}public-key`], was.pub);
+    assert.deepEqual(await peersOf(c), was.peers, 'the peers are kept');
+    assert.match(
+      await c.readFile('/etc/wg-overlay/wg-overlay.conf'),
+      /^persistent_keepalive = 5$/m,
+      "the admin's config edit is kept",
+    );
+    // The new version's file is beside it, for the admin to compare; every key it adds has a
+    // default, so the kept 0.1 file is valid as it is.
+    assert.equal(
+      await c.readFile('/etc/wg-overlay/wg-overlay.conf.dpkg-dist'),
+      await readFile('packaging/wg-overlay.conf', 'utf8'),
+    );
+    assert.match((await c.exec('wg-overlay', ['check-config'])).stdout, /: OK$/m);
+    // State handed to the user by systemd; the kubeconfig readable to its group; wireguard-go as
+    // wg-overlay-wg, its socket in the daemon's group.
+    assert.equal(
+      (
+        await c.sh('stat -c "%U %a" /var/lib/wg-overlay /var/lib/wg-overlay/private.key /etc/wg-overlay/kubeconfig')
+      ).stdout
+        .trim()
+        .split('\n')
+        .join(' | '),
+      'wg-overlay 700 | wg-overlay 600 | root 640',
+    );
+    assert.equal((await c.exec('stat', ['-c', '%G', '/etc/wg-overlay/kubeconfig'])).stdout.trim(), 'wg-overlay');
+    assert.equal(
+      (await c.exec('stat', ['-L', '-c', '%U:%G', '/run/wireguard/wg0.sock'])).stdout.trim(),
+      'wg-overlay-wg:wg-overlay',
+    );
+    assert.equal((await c.exec('ps', ['-o', 'user=', '-C', 'wireguard-go'])).stdout.trim(), 'wg-overlay-wg');
+  }
+
+  /** After the upgrade: wg0.conf describes the same mesh, traffic flows both ways, no permission problem. */
+  async function assertSameMeshAfter(c: NspawnContainer, i: number, was: Earlier, cursor: string): Promise<void> {
+    // wg0.conf: the same mesh, now installed by wg-quick@wg0 from the daemon's own copy.
+    // Plus, since `[overlay] cidr6 = auto` is the default now, an IPv6 overlay address (a ULA
+    // from the cluster's CA) for the node and for each peer; with those taken out, it is 0.1's
+    // file. The daemon's copy has them at once; /etc/wireguard/wg0.conf is installed from it by
+    // the next wg-quick@wg0 start, which the upgrade's restart may have preceded.
+    const noV6 = (text: string): string => text.replace(/, fd[0-9a-f:]+\/(?:48|128)$/gm, '');
+    const copy = await c.readFile('/var/lib/wg-overlay/wireguard/wg0.conf');
+    assert.match(
+      copy,
+      /^Address = 100\.64\.\S+\/10, fd[0-9a-f:]+\/48$/m,
+      `the node gained an IPv6 overlay address:\n${copy}`,
+    );
+    assert.equal(noV6(copy), was.conf, 'wg0.conf describes the same interface and peers');
+    assert.equal(noV6(await c.readFile('/etc/wireguard/wg0.conf')), was.conf);
+    // And traffic flows both ways.
+    for (const [from, to] of [
+      [i, 1 - i],
+      [1 - i, i],
+    ] as const) {
+      const pr = await net.nodes[from]!.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[to]!)], {
+        allowFailure: true,
+        timeoutMs: 30_000,
+      });
+      assert.equal(pr.exitCode, 0, `${NAMES[from]} → ${NAMES[to]}:\n${pr.stdout}${pr.stderr}`);
+    }
+    const problems = await c.exec('journalctl', [
+      '--no-pager',
+      '-q',
+      '-u',
+      'wg-overlay',
+      '-p',
+      'warning',
+      `--after-cursor=${cursor}`,
+    ]);
+    assert.doesNotMatch(
+      problems.stdout,
+      /permission denied|EACCES|EPERM/i,
+      `no permission problems after the upgrade:\n${problems.stdout}`,
+    );
   }
 
   it('after the upgrade a Node that joins becomes a peer on both nodes (wg set by the unprivileged daemons)', async () => {

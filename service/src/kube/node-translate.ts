@@ -6,7 +6,10 @@ import type { V1Node } from '@kubernetes/client-node';
 import { KILO_ANNOTATIONS, MAX_ANNOTATION_LENGTH, OWN_ANNOTATIONS } from '../mesh/annotations.js';
 import type { MeshNode } from '../mesh/types.js';
 
-/** The annotations the mesh reads: wg-overlay's own and Kilo's known ones; any other key (an unknown `wg-overlay.io/` one too) is dropped, so it cannot wake every node. */
+/**
+ * The annotations the mesh reads: wg-overlay's own and Kilo's known ones; any other key (an
+ * unknown `wg-overlay.io/` one too) is dropped, so it cannot wake every node.
+ */
 const READ_KEYS: ReadonlySet<string> = new Set([...OWN_ANNOTATIONS, ...KILO_ANNOTATIONS]);
 
 /** Options of the translation. */

@@ -141,7 +141,8 @@ describe('unit: packaging: wg-overlay kubeconfig', function () {
 
   it('reads the token from standard input with --token-file -', async () => {
     const out = join(dir, 'kc-stdin');
-    const script = `import('${new URL('../../../service/src/main.js', import.meta.url).href}').then(async (m) => { process.exitCode = await m.main(process.argv.slice(1)); })`;
+    const main = new URL('../../../service/src/main.js', import.meta.url).href;
+    const script = `import('${main}').then(async (m) => { process.exitCode = await m.main(process.argv.slice(1)); })`;
     const r = await run(
       process.execPath,
       ['-e', script, 'kubeconfig', '--server', api.url!, '--ca', ca, '--token-file', '-', '--output', out],

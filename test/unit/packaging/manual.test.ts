@@ -29,6 +29,7 @@ import { STATUS_USAGE } from '../../../service/src/cli/status.js';
 import { loadConfig } from '../../../service/src/config/config.js';
 import * as exitStatus from '../../../service/src/exit-status.js';
 import { main } from '../../../service/src/main.js';
+import { plainMan } from '../../support/man.js';
 
 const INFO = { version: '1.2.3', date: '2026-01-02' };
 
@@ -71,7 +72,7 @@ function man(page: string): { text: string; warnings: string } {
     const env = { ...process.env, MANWIDTH: '80', LC_ALL: 'C.UTF-8' };
     const r = spawnSync('man', ['--warnings', '-E', 'UTF-8', '-l', file], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
-    return { text: r.stdout.replace(/.\x08/g, ''), warnings: r.stderr };
+    return { text: plainMan(r.stdout), warnings: r.stderr };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

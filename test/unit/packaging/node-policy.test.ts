@@ -86,10 +86,26 @@ function node(name: string): KubeObject {
   };
 }
 
+/** A Node as the tests edit it (every part optional, as a write may drop it). */
+interface EditableNode {
+  metadata: {
+    annotations?: Record<string, string>;
+    labels?: Record<string, string>;
+    finalizers?: string[];
+    ownerReferences?: unknown[];
+  };
+  spec: {
+    taints?: { key: string; value?: string; effect: string }[];
+    unschedulable?: boolean;
+    podCIDR?: string;
+    podCIDRs?: string[];
+  };
+}
+
 /** `base` changed by `edit` (on a deep copy). */
-function changed(base: KubeObject, edit: (n: any) => void): KubeObject {
+function changed(base: KubeObject, edit: (n: EditableNode) => void): KubeObject {
   const n = JSON.parse(JSON.stringify(base)) as KubeObject;
-  edit(n);
+  edit(n as unknown as EditableNode);
   return n;
 }
 
@@ -136,7 +152,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
 
   it('is a ValidatingAdmissionPolicy (v1, failurePolicy Fail) on core/v1 nodes CREATE, UPDATE and DELETE, bound with Deny', () => {
     assert.equal(policy.apiVersion, 'admissionregistration.k8s.io/v1');
-    const spec = policy.spec as any;
+    const spec = policy.spec as { failurePolicy: string; matchConstraints: { resourceRules: unknown } };
     assert.equal(spec.failurePolicy, 'Fail');
     assert.deepEqual(spec.matchConstraints.resourceRules, [
       { apiGroups: [''], apiVersions: ['v1'], resources: ['nodes'], operations: ['CREATE', 'UPDATE', 'DELETE'] },
@@ -151,7 +167,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.annotations['wg-overlay.io/overlay-address'] = '100.64.0.10')),
+        changed(A, (n) => (n.metadata.annotations!['wg-overlay.io/overlay-address'] = '100.64.0.10')),
       ),
     );
   });
@@ -161,7 +177,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = '198.51.100.7:51820')),
+        changed(A, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = '198.51.100.7:51820')),
       ),
     );
   });
@@ -171,7 +187,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => delete n.metadata.annotations['wg-overlay.io/endpoint']),
+        changed(A, (n) => delete n.metadata.annotations!['wg-overlay.io/endpoint']),
       ),
     );
   });
@@ -210,7 +226,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         B,
-        changed(B, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = '203.0.113.66:51820')),
+        changed(B, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = '203.0.113.66:51820')),
       ),
       /nodes "node-b" is forbidden: .*denied request: wg-overlay may change only its own Node$/,
     );
@@ -221,7 +237,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         B,
-        changed(B, (n) => (n.metadata.labels.evil = 'yes')),
+        changed(B, (n) => (n.metadata.labels!.evil = 'yes')),
       ),
       /may change only its own Node$/,
     );
@@ -232,7 +248,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.annotations['example.com/x'] = '1')),
+        changed(A, (n) => (n.metadata.annotations!['example.com/x'] = '1')),
       ),
       /may change only annotations under wg-overlay\.io\/$/,
     );
@@ -243,7 +259,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.annotations['node.alpha.kubernetes.io/ttl'] = '30')),
+        changed(A, (n) => (n.metadata.annotations!['node.alpha.kubernetes.io/ttl'] = '30')),
       ),
       /may change only annotations under wg-overlay\.io\/$/,
     );
@@ -254,7 +270,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => delete n.metadata.annotations['node.alpha.kubernetes.io/ttl']),
+        changed(A, (n) => delete n.metadata.annotations!['node.alpha.kubernetes.io/ttl']),
       ),
       /may change only annotations under wg-overlay\.io\/$/,
     );
@@ -277,7 +293,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
         admit(
           asA,
           A,
-          changed(A, (n) => (n.metadata.annotations[key] = '1')),
+          changed(A, (n) => (n.metadata.annotations![key] = '1')),
         ),
         /may change only annotations under wg-overlay\.io\/$/,
       );
@@ -289,7 +305,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.labels['node-role.kubernetes.io/control-plane'] = '')),
+        changed(A, (n) => (n.metadata.labels!['node-role.kubernetes.io/control-plane'] = '')),
       ),
       /may not change a Node's labels$/,
     );
@@ -300,7 +316,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => (n.metadata.labels['kubernetes.io/hostname'] = 'node-b')),
+        changed(A, (n) => (n.metadata.labels!['kubernetes.io/hostname'] = 'node-b')),
       ),
       /may not change a Node's labels$/,
     );
@@ -311,7 +327,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => delete n.metadata.labels['kubernetes.io/os']),
+        changed(A, (n) => delete n.metadata.labels!['kubernetes.io/os']),
       ),
       /may not change a Node's labels$/,
     );
@@ -322,7 +338,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         asA,
         A,
-        changed(A, (n) => n.spec.taints.push({ key: 'evict', effect: 'NoExecute' })),
+        changed(A, (n) => n.spec.taints!.push({ key: 'evict', effect: 'NoExecute' })),
       ),
       /may not change a Node's spec/,
     );
@@ -401,8 +417,8 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
         asA,
         A,
         changed(A, (n) => {
-          n.metadata.annotations['wg-overlay.io/endpoint'] = '198.51.100.7:51820';
-          n.metadata.labels.extra = '1';
+          n.metadata.annotations!['wg-overlay.io/endpoint'] = '198.51.100.7:51820';
+          n.metadata.labels!.extra = '1';
         }),
       ),
       /may not change a Node's labels$/,
@@ -414,14 +430,14 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         wgOverlay(),
         A,
-        changed(A, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = 'x')),
+        changed(A, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = 'x')),
       ),
       /this wg-overlay credential names no Node/,
     );
   });
 
   it("denies a Pod-bound token even though it carries the pod's node name (anyone who may create a Pod could choose the node)", () => {
-    const annotate = changed(A, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = '198.51.100.7:51820'));
+    const annotate = changed(A, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = '198.51.100.7:51820'));
     for (const user of [
       podBound('evil', 'node-a'),
       podBound('evil', 'node-a', ['pod-name']),
@@ -441,7 +457,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       admit(
         { username: SA },
         A,
-        changed(A, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = 'x')),
+        changed(A, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = 'x')),
       ),
       /this wg-overlay credential names no Node/,
     );
@@ -469,7 +485,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
       const r = admit(
         user,
         B,
-        changed(B, (n) => (n.metadata.labels.any = 'thing')),
+        changed(B, (n) => (n.metadata.labels!.any = 'thing')),
       );
       assert.equal(r.denial, undefined, user.username);
       assert.deepEqual(r.decisions, [], `${user.username}: the policy is not even evaluated`);
@@ -480,7 +496,7 @@ describe('unit: packaging: node-policy.yaml (the shipped CEL, evaluated)', () =>
     const r = admit(
       asA,
       B,
-      changed(B, (n) => (n.metadata.annotations['wg-overlay.io/endpoint'] = 'x')),
+      changed(B, (n) => (n.metadata.annotations!['wg-overlay.io/endpoint'] = 'x')),
     );
     const msg =
       "ValidatingAdmissionPolicy 'wg-overlay-own-node' with binding 'wg-overlay-own-node' denied request: wg-overlay may change only its own Node";
