@@ -21,6 +21,7 @@ import { VERSION } from '../version.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
 import { EndpointWatch } from './endpoint-watch.js';
+import { FirewallDrops } from './firewall-drops.js';
 import { KeyKeeper } from './key-keeper.js';
 import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
 import { ReconcileLoop } from './loop.js';
@@ -62,6 +63,7 @@ export class Daemon {
   private readonly reloader: ConfigReloader;
   private readonly resolver: NameResolver;
   private readonly endpoints: EndpointWatch | undefined;
+  private readonly drops: FirewallDrops;
 
   /**
    * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
@@ -114,6 +116,7 @@ export class Daemon {
       () => this.namesResolved(),
     );
     this.metrics = this.makeMetrics(p.identity.name, w.interface, host.device);
+    this.drops = this.makeDrops();
     this.metricsEndpoint = new MetricsEndpoint({
       metrics: this.metrics,
       health: () => this.healthVerdict(),
@@ -227,6 +230,7 @@ export class Daemon {
         env.monitor(w.interface, log, (line) => this.hostChanged(line, host.own)),
       ),
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
+      this.drops,
     ];
   }
 
@@ -338,6 +342,17 @@ export class Daemon {
     });
   }
 
+  /** The reader of the fail-closed rule set's drop counters (metrics, status, the journal). */
+  private makeDrops(): FirewallDrops {
+    return new FirewallDrops({
+      runner: this.env.quietRunner,
+      log: this.env.log,
+      everyMs: this.timing.dropPoll,
+      blocked: () => (this.step.desired?.firewall?.enabled ? this.step.desired.firewall.blocked : undefined),
+      onDrops: (family, reason, packets) => this.metrics.addFailClosedDrops(family, reason, packets),
+    });
+  }
+
   private makeMetrics(node: string, iface: string, device: CachedRead<InterfaceStatus | undefined>): DaemonMetrics {
     return new DaemonMetrics({
       node,
@@ -408,6 +423,7 @@ export class Daemon {
       pid: process.pid,
       failover: (name) => this.endpoints?.describe(name),
       reports: (name) => this.step.view.observations.reports(name),
+      drops: () => this.drops.report(),
     });
   }
 }

@@ -72,6 +72,8 @@ export interface DaemonTiming {
   coalesce: number;
   /** How long each part may take to stop. */
   partStop: number;
+  /** Between two reads of the fail-closed rule set's drop counters. */
+  dropPoll: number;
 }
 
 /** The timings of a production daemon. */
@@ -81,4 +83,5 @@ export const DEFAULT_TIMING: DaemonTiming = {
   confDelay: 300,
   coalesce: 2,
   partStop: 10_000,
+  dropPoll: 10_000,
 };

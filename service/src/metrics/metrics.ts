@@ -2,7 +2,8 @@
  * The daemon's Prometheus metrics (prom-client, a private registry) and its health verdict:
  * peers by kind, skipped Nodes/Peers by reason, reconciles and their duration, apply errors by
  * kind, the time of the last successful sync, API watch state, and the latest handshake age per
- * peer (read from the device at scrape time). `/healthz` fails when an API watch has been down
+ * peer (read from the device at scrape time), packets the fail-closed rule set dropped by family and
+ * reason. `/healthz` fails when an API watch has been down
  * longer than the threshold or the last apply failed.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
@@ -80,6 +81,7 @@ export class DaemonMetrics {
   private readonly watchUp: Gauge<'resource'>;
   private readonly leading: Gauge;
   private readonly leaderChanges: Counter;
+  private readonly failClosedDrops: Counter<'family' | 'reason'>;
   private leader: string | undefined;
   /** Peer counts by kind of the last desired peers seen (a derived list is counted from its delta). */
   private counted: { peers: readonly DesiredState['peers'][number][]; node: number; peer: number } | undefined;
@@ -137,7 +139,18 @@ export class DaemonMetrics {
       'Whether discovery of the resource (nodes, peers) is connected to the API server (1) or not (0).',
       ['resource'],
     );
+    this.failClosedDrops = counter(
+      'wg_overlay_fail_closed_dropped_packets_total',
+      'Packets the fail-closed rule set dropped because they would have left in clear, by family (ipv4, ipv6) and ' +
+        'reason (carried: a range the mesh carries; kept: one it carried before; pod-network: the named pod networks).',
+      ['family', 'reason'],
+    );
     handshakeAges(this.registry, opts.readHandshakes, opts.now ?? Date.now);
+  }
+
+  /** Counts packets the fail-closed rule set dropped. */
+  addFailClosedDrops(family: 'ipv4' | 'ipv6', reason: string, packets: number): void {
+    this.failClosedDrops.inc({ family, reason }, packets);
   }
 
   /** Records one reconcile run and the desired state it worked from. */
