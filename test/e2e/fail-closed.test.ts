@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { Cluster, CLI, waitFor, type ClusterNode } from '../support/cluster/cluster.js';
+import { LocationCluster, TWO_LOCATIONS } from '../support/cluster/locations.js';
 import { Capture, rootPort } from '../support/namespaces/capture.js';
 import { TestNode } from '../support/namespaces/netns.js';
 import { pingAll } from '../support/namespaces/pods.js';
@@ -46,6 +47,7 @@ async function clearDuring(
   const args = ['-q', '-c', String(PINGS), '-i', '0.05', '-W', '1'];
   const overlay = cluster.overlayAddress(to.name)!;
   const overlay6 = cluster.annotations(to.name)[ANNOTATION_OVERLAY_ADDRESS6]!;
+  const filter = clearFilter(overlay6Of(cluster, to.name));
   const pings = [
     from.pod!.exec('ping', [...args, to.podIp], { allowFailure: true }),
     from.pod!.exec('ping', [...args, to.podIp6!], { allowFailure: true }),
@@ -55,13 +57,13 @@ async function clearDuring(
   await sleep(200);
   await disrupt();
   await Promise.all(pings);
-  const { count, lines } = await capture.stopAndCount(clearFilter(overlay6Of(cluster, to.name)));
+  const { count, lines } = await capture.stopAndCount(filter);
   return { sent: 4 * PINGS, clear: count, lines };
 }
 
 /** Pods and hosts of `a` and `b` reach each other again over both families. */
 async function reachAgain(cluster: Cluster, a: ClusterNode, b: ClusterNode): Promise<void> {
-  await cluster.waitForMesh([a.name, b.name], 30_000);
+  await cluster.waitForMesh(undefined, 30_000);
   await waitFor(
     `${a.name}'s pod to reach ${b.name}'s pod again`,
     async () => (await a.pod!.exec('ping', ['-c', '1', '-W', '1', b.podIp], { allowFailure: true })).exitCode === 0,
@@ -79,6 +81,9 @@ async function table(node: ClusterNode): Promise<string> {
 }
 
 const figures: string[] = [];
+after(() => {
+  if (figures.length) console.log(`fail-closed figures:\n${figures.map((f) => `  ${f}`).join('\n')}`);
+});
 
 describe('e2e: fail closed', function () {
   this.timeout(240_000);
@@ -99,7 +104,6 @@ describe('e2e: fail closed', function () {
   });
 
   after(async () => {
-    if (figures.length) console.log(`fail-closed figures:\n${figures.map((f) => `  ${f}`).join('\n')}`);
     await cluster?.destroy();
     await gateway?.destroy();
   });
@@ -159,8 +163,108 @@ describe('e2e: fail closed', function () {
     });
     figures.push(`another node's Node deleted: ${r.clear} of ${r.sent} packets in clear`);
     assert.equal(r.clear, 0, r.lines.join('\n'));
-    assert.match(await table(a), /10\.244\.2\.0\/24 comment "node-b"/);
+    assert.match(
+      await table(a),
+      /set kept4 \{[^}]*10\.244\.2\.0\/24 counter packets [1-9]\d* bytes \d+ comment "node-b"/,
+    );
+    // One journal line names the range when drops start (the counters are read every 10 s).
+    await a.daemon!.waitForOutput(/fail closed: dropped \d+ packet\(s\) to [^\n]*10\.244\.2\.0\/24/, 15_000);
     cluster.registerNode(b);
     await reachAgain(cluster, a, b);
+  });
+
+  it('control: fail_closed = off removes the table, and the same stop and delete leaks in clear; on again, it is back', async () => {
+    const [a, b] = [node('node-a'), node('node-b')];
+    await cluster.writeConfig('node-a', '[wireguard]\nfail_closed = off');
+    await waitFor('node-a to remove its table', async () => (await table(a)) === '', 20_000, 200);
+    await cluster.stopDaemon('node-a');
+    const r = await clearDuring(cluster, a, b, async () => {
+      await a.host.exec('ip', ['link', 'del', 'wg0']);
+    });
+    figures.push(
+      `without the rule set (fail_closed = off), daemon stopped, wg0 deleted: ${r.clear} of ${r.sent} packets in clear`,
+    );
+    assert.ok(r.clear > 0, 'the capture sees clear packets when nothing blocks them');
+    await cluster.writeConfig('node-a', '[wireguard]\nfail_closed = on');
+    await cluster.startDaemon('node-a');
+    await waitFor('node-a to load its table again', async () => /10\.244\.2\.0\/24/.test(await table(a)), 20_000, 200);
+    await reachAgain(cluster, a, b);
+  });
+});
+
+describe('e2e: fail closed across locations', function () {
+  this.timeout(240_000);
+  let lc: LocationCluster;
+  let gateway: TestNode;
+  const node = (n: string): ClusterNode => lc.cluster.must(n);
+
+  before(async () => {
+    await requireTools(TOOLS);
+    lc = await LocationCluster.create(TWO_LOCATIONS, { granularity: 'location' });
+    await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { timeoutMs: 60_000 });
+    // The public network's gateway (the shared underlay): the leaders' default route.
+    gateway = await TestNode.create({ label: 'gateway' });
+    await lc.cluster.underlay.attach(gateway);
+    for (const leader of ['east-1', 'west-1'])
+      await node(leader).host.exec('ip', ['route', 'add', 'default', 'via', gateway.underlayAddress!]);
+  });
+
+  after(async () => {
+    await lc?.destroy();
+    await gateway?.destroy();
+  });
+
+  /** Pings west-2's pod from east-3's pod (through east-1, the tunnel, west-1) while `disrupt` runs; counts clear packets on east-1's public port. */
+  async function clearAcross(disrupt: () => Promise<void>): Promise<{ sent: number; clear: number; lines: string[] }> {
+    const [from, to, leader] = [node('east-3'), node('west-2'), node('east-1')];
+    const capture = await Capture.start(await rootPort(leader.host, 'eth1'));
+    const args = ['-q', '-c', String(2 * PINGS), '-i', '0.05', '-W', '1'];
+    const ping = from.pod!.exec('ping', [...args, to.podIp], { allowFailure: true });
+    await sleep(200);
+    await disrupt();
+    await ping;
+    const { count, lines } = await capture.stopAndCount('net 10.244.0.0/16 or net 100.64.0.0/10');
+    return { sent: 2 * PINGS, clear: count, lines };
+  }
+
+  /** east-3's pod reaches west-2's pod again. */
+  async function reachAcross(): Promise<void> {
+    await lc.waitForTopology('location', { east: 'east-1', west: 'west-1' }, { timeoutMs: 60_000 });
+    await waitFor(
+      "east-3's pod to reach west-2's pod again",
+      async () =>
+        (await node('east-3').pod!.exec('ping', ['-c', '1', '-W', '1', node('west-2').podIp], { allowFailure: true }))
+          .exitCode === 0,
+      30_000,
+      200,
+    );
+    await pingAll(node('east-3').pod!, node('west-2').podIp, { what: 'pod east-3 → pod west-2' });
+  }
+
+  it("the leader's wg0 deleted under its daemon: member traffic to the other location never crosses the public network in clear", async () => {
+    await pingAll(node('east-3').pod!, node('west-2').podIp, { what: 'pod east-3 → pod west-2' });
+    const r = await clearAcross(async () => {
+      await node('east-1').host.exec('ip', ['link', 'del', 'wg0']);
+    });
+    figures.push(
+      `locations, the leader's wg0 deleted under its daemon: ${r.clear} of ${r.sent} member packets in clear`,
+    );
+    assert.equal(r.clear, 0, r.lines.join('\n'));
+    await reachAcross();
+  });
+
+  it("the leader's daemon stopped and its wg0 deleted: still nothing in clear on the public network", async () => {
+    await lc.cluster.stopDaemon('east-1');
+    const r = await clearAcross(async () => {
+      await node('east-1').host.exec('ip', ['link', 'del', 'wg0']);
+    });
+    figures.push(
+      `locations, the leader's daemon stopped and wg0 deleted: ${r.clear} of ${r.sent} member packets in clear`,
+    );
+    assert.equal(r.clear, 0, r.lines.join('\n'));
+    // The leader lets its members' traffic through to its wg0 only: the hop over the private network is allowed.
+    assert.match(await table(node('east-3')), /set hops4 \{[^}]*elements = \{[^}]*\}/);
+    await lc.cluster.startDaemon('east-1');
+    await reachAcross();
   });
 });

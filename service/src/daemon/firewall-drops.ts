@@ -47,9 +47,11 @@ export class FirewallDrops implements Part {
   constructor(private readonly o: FirewallDropsOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => {
+    const poll = (): void => {
       this.poll().catch((err: unknown) => this.o.log.debug(`fail closed: reading the counters: ${describeError(err)}`));
-    }, this.o.everyMs);
+    };
+    poll(); // the baseline: what was dropped before this daemon started is not counted again
+    this.timer = setInterval(poll, this.o.everyMs);
   }
 
   stop(): void {
@@ -64,7 +66,6 @@ export class FirewallDrops implements Part {
 
   /** One read of the counters (the first one is the baseline: packets dropped before this daemon are not counted again). */
   async poll(): Promise<void> {
-    if (!this.o.blocked()) return;
     const [family, table] = FIREWALL_TABLE.split(' ') as [string, string];
     const r = await this.o.runner.run('nft', ['-j', 'list', 'counters', 'table', family, table], {
       allowFailure: true,

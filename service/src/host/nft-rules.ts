@@ -124,12 +124,12 @@ export interface ReadTable {
 
 type Json = Record<string, unknown>;
 
-/** One element of `nft -j` output as nft writes it in a script. */
-function elementText(e: unknown): string | undefined {
+/** One element of `nft -j` output as nft writes it in a script (a single address of an interval set as its host CIDR). */
+function elementText(e: unknown, interval = false): string | undefined {
   const el = (e as Json)?.elem as Json | undefined;
   const val = el ? el.val : e;
   const note = el && typeof el.comment === 'string' ? ` comment "${el.comment}"` : '';
-  if (typeof val === 'string') return `${val}${note}`;
+  if (typeof val === 'string') return interval ? `${val}/${val.includes(':') ? 128 : 32}${note}` : `${val}${note}`;
   const prefix = (val as Json)?.prefix as { addr?: string; len?: number } | undefined;
   if (prefix?.addr !== undefined) {
     const c = parseCidr(`${prefix.addr}/${prefix.len}`);
@@ -158,8 +158,9 @@ export function parseTable(json: string): ReadTable {
     const set = item.set as Json | undefined;
     if (set && typeof set.name === 'string') {
       const elements = new Set<string>();
+      const interval = Array.isArray(set.flags) && set.flags.includes('interval');
       for (const e of (set.elem as unknown[] | undefined) ?? []) {
-        const t = elementText(e);
+        const t = elementText(e, interval);
         if (t) elements.add(t);
       }
       sets.set(set.name, elements);
@@ -191,7 +192,7 @@ export function parseElementCounters(json: string): Array<{ element: string; pac
   const out: Array<{ element: string; packets: number }> = [];
   for (const item of ((JSON.parse(json) as Json).nftables as Json[] | undefined) ?? []) {
     for (const e of ((item.set as Json | undefined)?.elem as unknown[] | undefined) ?? []) {
-      const t = elementText(e)?.replace(/ comment ".*"$/, '');
+      const t = elementText(e, true)?.replace(/ comment ".*"$/, '');
       const packets = (((e as Json).elem as Json | undefined)?.counter as { packets?: number } | undefined)?.packets;
       if (t && typeof packets === 'number') out.push({ element: t, packets });
     }

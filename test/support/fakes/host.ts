@@ -342,11 +342,15 @@ export class FakeHost {
       const m = /^(\S+)(?: \. (\d+))?(?: comment "(.*)")?$/.exec(e)!;
       if (m[2]) return { concat: [m[1], Number(m[2])] };
       const [addr, len] = m[1]!.split('/');
-      const val = len === undefined ? addr : { prefix: { addr, len: Number(len) } };
+      // Like nft: a host range of an interval set is listed as the bare address.
+      const val = len === undefined || len === '32' || len === '128' ? addr : { prefix: { addr, len: Number(len) } };
       return m[3] === undefined ? val : { elem: { val, comment: m[3], counter: { packets: 0, bytes: 0 } } };
     };
     const items: unknown[] = [{ table: { family: 'inet', name: 'wg_overlay' } }];
-    for (const [name, set] of t.sets) items.push({ set: { name, elem: [...set].map(elem) } });
+    for (const [name, set] of t.sets)
+      items.push({
+        set: { name, ...(/^(hops|endpoints)/.test(name) ? {} : { flags: ['interval'] }), elem: [...set].map(elem) },
+      });
     for (const name of ['guard', 'output', 'forward']) items.push({ chain: { name } });
     const guard = (expr: unknown[]): unknown => ({ rule: { chain: 'guard', expr } });
     items.push(guard([{ match: { left: { meta: { key: 'oifname' } }, right: { set: ['lo', t.iface] } } }]));

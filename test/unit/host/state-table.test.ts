@@ -147,7 +147,7 @@ const TABLE: Row[] = [
     firewall: {
       ...fw('wg0', '10.244.2.0/24 b'),
       blocked: [
-        ...fw('wg0', '10.244.2.0/24 b').blocked,
+        ...fw('wg0', '10.244.2.0/24 b', '10.5.0.1/32 laptop').blocked,
         { dst: '10.244.3.0/24', reason: 'kept', owner: 'c', what: '' },
       ],
       hops: ['192.0.2.12'],
@@ -155,6 +155,7 @@ const TABLE: Row[] = [
     },
     wantNft: [
       'carried4 10.244.2.0/24 comment "b"',
+      'carried4 10.5.0.1/32 comment "laptop"',
       'carried4 100.64.0.0/10 comment "overlay"',
       'endpoints4 192.0.2.12 . 51820',
       'exempt4 169.254.0.0/16 comment "link-local"',
