@@ -91,7 +91,7 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(heads.length, [...changelog.matchAll(/^- semver: /gm)].length);
   });
 
-  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
+  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, nftables, setpriv, unshare, perl(Socket); wireguard-go only suggested; no automatic requires', async () => {
     const requires = (await rpmq('-qp', '--requires'))
       .split('\n')
       .map((l) => l.trim())
@@ -106,6 +106,7 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
         '/usr/bin/setpriv',
         '/usr/bin/unshare',
         'iproute',
+        'nftables',
         'nodejs >= 18.19',
         'perl(Socket)',
         'polkit',
