@@ -187,6 +187,8 @@ export interface KernelVmOptions {
   memoryMb?: number;
   /** How long boot may take until the agent answers (default 240 s). */
   bootTimeoutMs?: number;
+  /** Let the guest reboot inside the same qemu (its disk snapshot keeps what was written); default: a reboot ends qemu. */
+  allowReboot?: boolean;
 }
 
 let vmCounter = 0;
@@ -261,7 +263,7 @@ export class KernelVm extends BootedSystem {
       '-nodefaults',
       '-display',
       'none',
-      '-no-reboot',
+      ...(opts.allowReboot ? [] : ['-no-reboot']),
       '-serial',
       `file:${consoleLog}`,
       '-kernel',
@@ -301,6 +303,29 @@ export class KernelVm extends BootedSystem {
     }
     vm.bootSeconds = (Date.now() - started) / 1000;
     return vm;
+  }
+
+  /**
+   * Reboots the guest (booted with `allowReboot`): `systemctl reboot`, then waits until the agent
+   * has gone and answers again; returns the seconds that took.
+   */
+  async reboot(timeoutMs = 240_000): Promise<number> {
+    const started = Date.now();
+    // The agent dies with the system: the request may end without an answer.
+    await this.exec('systemctl', ['reboot'], { allowFailure: true, timeoutMs: 30_000 }).catch(() => undefined);
+    while (await this.healthy()) {
+      if (Date.now() - started > 60_000) throw new Error(`VM ${this.name}: still up 60 s after systemctl reboot`);
+      await sleep(500);
+    }
+    for (;;) {
+      if (!this.qemu.running)
+        throw new Error(`VM ${this.name}: qemu exited while rebooting (booted without allowReboot?)`);
+      if (await this.healthy()) break;
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`VM ${this.name}: the agent did not answer within ${timeoutMs / 1000} s of the reboot`);
+      await sleep(1_000);
+    }
+    return (Date.now() - started) / 1000;
   }
 
   /** Whether the agent answers. */
