@@ -17,6 +17,7 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/etc/wg-overlay', 'd', 0o755],
   ['/etc/wg-overlay/wg-overlay.conf', 'f', 0o644],
   ['/usr/bin/wg-overlay', 'f', 0o755],
+  ['/usr/lib/systemd/system/wg-overlay-fail-closed.service', 'f', 0o644],
   ['/usr/lib/systemd/system/wg-overlay.service', 'f', 0o644],
   ['/usr/lib/systemd/system/wg-quick@.service.d/wg-overlay.conf', 'f', 0o644],
   ['/usr/lib/sysusers.d/wg-overlay.conf', 'f', 0o644],

@@ -6,16 +6,17 @@
  * and the ranges of Nodes that are not in the mesh yet or are left to the cluster's network).
  */
 import { ANNOTATION_PUBLIC_KEY } from '../annotations.js';
+import { CidrIndex } from '../membership/cidr-index.js';
 import type { DesiredState, MeshNode } from '../types.js';
 import {
   type Cidr,
   cidrsOverlap,
-  compareCidrText,
   formatCidr,
   hostCidr,
   parseCidr,
   parseHostPort,
   parseIp,
+  prefixMask,
 } from '../../net/ip.js';
 
 /** Why a destination may leave only through the tunnel (the `reason` label of the drop metric). */
@@ -54,7 +55,10 @@ export interface DesiredFirewall {
   enabled: boolean;
   /** The interface blocked traffic may leave by. */
   iface: string;
-  /** Sorted by family, then address; no range inside another of the same reason and family. */
+  /**
+   * What is carried, in the order of the routes and peers (the overlay first), then what is kept and
+   * the pod networks, sorted by address; no range inside another of the same reason and family.
+   */
   blocked: BlockedRange[];
   /** Next hops on the private network (members of this node's location) blocked traffic may take, sorted. */
   hops: string[];
@@ -104,45 +108,105 @@ function cidr(text: string): Cidr | undefined {
   return c;
 }
 
-/** Orders ranges by family, then address, then prefix. */
-function byDst<T extends { dst: string }>(a: T, b: T): number {
-  return compareCidrText(a.dst, b.dst);
+/** Orders CIDR texts by family, then address, then prefix (parsed once each, through the cache). */
+function compareDst(a: string, b: string): number {
+  const x = cidr(a);
+  const y = cidr(b);
+  if (!x || !y) return x ? -1 : y ? 1 : a < b ? -1 : a > b ? 1 : 0;
+  if (x.family !== y.family) return x.family - y.family;
+  if (x.network !== y.network) return x.network < y.network ? -1 : 1;
+  return x.prefix - y.prefix;
 }
 
 /** The entries of `list` with no other entry of the same group (`group`) containing them; sorted. */
 function outermost<T extends { dst: string }>(list: readonly T[], group: (t: T) => string): T[] {
-  const sorted = [...list].sort((a, b) => group(a).localeCompare(group(b)) || byDst(a, b));
-  const out: T[] = [];
-  let cover: { g: string; c: Cidr } | undefined;
-  for (const t of sorted) {
+  const decorated: Array<{ t: T; c: Cidr; g: string }> = [];
+  for (const t of list) {
     const c = cidr(t.dst);
-    if (!c) continue;
-    const g = `${group(t)}/${c.family}`;
-    // Sorted by address then prefix, a range inside another comes right after the one covering it.
-    if (cover && cover.g === g && c.prefix >= cover.c.prefix && cidrsOverlap(c, cover.c)) continue;
-    cover = { g, c };
-    out.push(t);
+    if (c) decorated.push({ t, c, g: `${group(t)}/${c.family}` });
   }
-  return out.sort(byDst);
+  const byAddress = (a: { c: Cidr }, b: { c: Cidr }): number =>
+    a.c.family !== b.c.family
+      ? a.c.family - b.c.family
+      : a.c.network < b.c.network
+        ? -1
+        : a.c.network > b.c.network
+          ? 1
+          : a.c.prefix - b.c.prefix;
+  decorated.sort((a, b) => (a.g < b.g ? -1 : a.g > b.g ? 1 : byAddress(a, b)));
+  const out: Array<{ t: T; c: Cidr }> = [];
+  let cover: { g: string; c: Cidr } | undefined;
+  for (const d of decorated) {
+    // Sorted by address then prefix, a range inside another comes right after the one covering it.
+    if (cover && cover.g === d.g && d.c.prefix >= cover.c.prefix && cidrsOverlap(d.c, cover.c)) continue;
+    cover = d;
+    out.push(d);
+  }
+  return out.sort(byAddress).map((d) => d.t);
+}
+
+/** The overlays as networks and masks, for a quick "inside the overlay" test. */
+function overlaysOf(s: FirewallSettings): Array<{ c: Cidr; mask: bigint }> {
+  const out: Array<{ c: Cidr; mask: bigint }> = [];
+  for (const o of [s.overlayCidr, ...(s.overlayCidr6 ? [s.overlayCidr6] : [])]) {
+    const c = cidr(o);
+    if (c) out.push({ c, mask: prefixMask(c.family, c.prefix) });
+  }
+  return out;
+}
+
+/** A route's or peer's blocked entries (null: inside the overlay), cached by object: unchanged members cost nothing. */
+const entriesOf = new WeakMap<object, { overlays: string; entries: Array<BlockedRange | null> }>();
+
+/** The entries of `dsts` for `owner`, cached on `key` (a route or a peer object) for these overlays. */
+function cachedEntries(
+  key: object,
+  overlays: { text: string; list: ReadonlyArray<{ c: Cidr; mask: bigint }> },
+  make: () => Array<{ dst: string; owner: string; what: string }>,
+): Array<BlockedRange | null> {
+  const hit = entriesOf.get(key);
+  if (hit && hit.overlays === overlays.text) return hit.entries;
+  const entries = make().map((e) => {
+    const c = cidr(e.dst);
+    // A peer's overlay addresses lie inside the overlay, which is blocked as a whole.
+    const inside =
+      c &&
+      overlays.list.some(
+        (o) => o.c.family === c.family && o.c.prefix <= c.prefix && (c.network & o.mask) === o.c.network,
+      );
+    return inside || !c ? null : { ...e, reason: 'carried' as const };
+  });
+  entriesOf.set(key, { overlays: overlays.text, entries });
+  return entries;
 }
 
 /** The ranges the mesh carries now, and the next hops it takes on the private network. */
 function carried(i: FirewallInput): { blocked: BlockedRange[]; hops: Set<string> } {
-  const blocked: BlockedRange[] = [];
+  const list = overlaysOf(i.settings);
+  const overlays = { text: list.map((o) => formatCidr(o.c)).join(), list };
+  const blocked: BlockedRange[] = list.map((o) => ({
+    dst: formatCidr(o.c),
+    reason: 'carried',
+    owner: 'overlay',
+    what: 'the overlay',
+  }));
   const hops = new Set<string>();
-  const overlays = [i.settings.overlayCidr, ...(i.settings.overlayCidr6 ? [i.settings.overlayCidr6] : [])];
-  for (const o of overlays) {
-    const c = cidr(o);
-    if (c) blocked.push({ dst: formatCidr(c), reason: 'carried', owner: 'overlay', what: 'the overlay' });
-  }
-  // Routes first: they say best what a range is (the same range from a peer is dropped as a duplicate).
+  const seen = new Set<string>();
+  const push = (entries: ReadonlyArray<BlockedRange | null>): void => {
+    for (const e of entries)
+      if (e && !seen.has(e.dst)) {
+        seen.add(e.dst);
+        blocked.push(e);
+      }
+  };
+  // Routes first: they say best what a range is (the same range from a peer is a duplicate).
   for (const r of i.desired.routes) {
     if (r.gateway) hops.add(r.gateway);
-    blocked.push({ dst: r.dst, reason: 'carried', owner: r.via, what: r.what ?? `PodCIDR of ${r.via}` });
+    push(cachedEntries(r, overlays, () => [{ dst: r.dst, owner: r.via, what: r.what ?? `PodCIDR of ${r.via}` }]));
   }
   for (const p of i.desired.peers) {
     const what = `allowed IPs of ${p.kind === 'peer' ? 'Peer' : 'Node'} ${p.name}`;
-    for (const dst of p.allowedIPs) blocked.push({ dst, reason: 'carried', owner: p.name, what });
+    push(cachedEntries(p, overlays, () => p.allowedIPs.map((dst) => ({ dst, owner: p.name, what }))));
   }
   return { blocked, hops };
 }
@@ -193,6 +257,13 @@ function openRanges(i: FirewallInput): ExemptRange[] {
   return out;
 }
 
+/** An index of `ranges` by CIDR (the first owner of identical CIDRs kept). */
+function indexOf<T>(ranges: Iterable<{ c: Cidr; owner: T }>): CidrIndex<T> {
+  const idx = new CidrIndex<T>();
+  for (const r of ranges) idx.add(r.c, r.owner);
+  return idx;
+}
+
 /**
  * What was carried before and is not now stays blocked (its Node deleted or skipped: the machine
  * may still be up) until another Node takes it outside the mesh. A range of a Node without a key
@@ -205,30 +276,52 @@ function keptAndOpen(
   open: readonly ExemptRange[],
 ): { kept: BlockedRange[]; open: ExemptRange[] } {
   const nowKeys = new Set(now.map((b) => b.dst));
-  const carriedCidrs = now.map((b) => cidr(b.dst)!);
+  const gone = (i.previous?.blocked ?? []).filter(
+    (b) => b.reason !== 'pod-network' && b.owner !== 'overlay' && !nowKeys.has(b.dst),
+  );
+  // Nothing went and nobody is outside the mesh (the usual case): no index of thousands of ranges.
+  if (gone.length === 0 && open.length === 0) return { kept: [], open: [] };
+  const carriedIdx = indexOf(now.map((b) => ({ c: cidr(b.dst)!, owner: b.owner })));
   const legit = open
     .map((o) => ({ c: cidr(o.dst)!, owner: o.node ?? '', o }))
-    .filter((o) => !carriedCidrs.some((c) => cidrsOverlap(c, o.c)));
+    .filter((o) => !carriedIdx.overlapping(o.c));
+  const legitIdx = new CidrIndex<string[]>();
+  for (const o of legit) {
+    const owners = legitIdx.exact(o.c);
+    if (owners) owners.push(o.owner);
+    else legitIdx.add(o.c, [o.owner]);
+  }
   const kept: BlockedRange[] = [];
-  for (const b of i.previous?.blocked ?? []) {
-    if (b.reason === 'pod-network' || b.owner === 'overlay' || nowKeys.has(b.dst)) continue;
+  for (const b of gone) {
     const c = cidr(b.dst);
-    if (!c || carriedCidrs.some((o) => o.prefix <= c.prefix && cidrsOverlap(o, c))) continue;
-    if (legit.some((o) => o.owner !== b.owner && cidrsOverlap(o.c, c))) continue;
+    if (!c || [...carriedIdx.allOverlapping(c)].some((o) => o.cidr.prefix <= c.prefix)) continue;
+    if ([...legitIdx.allOverlapping(c)].some((o) => o.owner.some((n) => n !== b.owner))) continue;
     kept.push({ ...b, reason: 'kept', what: b.reason === 'kept' ? b.what : `${b.what} (no longer in the mesh)` });
   }
-  const keptCidrs = kept.map((b) => cidr(b.dst)!);
-  return { kept, open: legit.filter((o) => !keptCidrs.some((c) => cidrsOverlap(c, o.c))).map((o) => o.o) };
+  const keptIdx = indexOf(kept.map((b) => ({ c: cidr(b.dst)!, owner: b.owner })));
+  return { kept, open: legit.filter((o) => !keptIdx.overlapping(o.c)).map((o) => o.o) };
+}
+
+/** Whether an endpoint text is `address:port` (a name is not where WireGuard's packets go), cached. */
+const isAddressEndpoint = new Map<string, boolean>();
+function addressEndpoint(e: string): boolean {
+  let ok = isAddressEndpoint.get(e);
+  if (ok === undefined) {
+    if (isAddressEndpoint.size > 100_000) isAddressEndpoint.clear();
+    const hp = parseHostPort(e);
+    ok = hp !== undefined && parseIp(hp.host) !== undefined;
+    isAddressEndpoint.set(e, ok);
+  }
+  return ok;
 }
 
 /** `host:port` of every endpoint a peer may be dialled at, when it is an address. */
 function endpointsOf(i: FirewallInput): string[] {
   const out = new Set<string>();
-  for (const p of i.desired.peers)
-    for (const e of [p.endpoint, ...(p.candidates ?? [])]) {
-      const hp = e ? parseHostPort(e) : undefined;
-      if (hp && parseIp(hp.host)) out.add(e!);
-    }
+  for (const p of i.desired.peers) {
+    if (p.endpoint && addressEndpoint(p.endpoint)) out.add(p.endpoint);
+    for (const e of p.candidates ?? []) if (addressEndpoint(e)) out.add(e);
+  }
   return [...out].sort();
 }
 
@@ -252,7 +345,9 @@ export function firewallFor(i: FirewallInput): DesiredFirewall {
   return {
     enabled: true,
     iface: s.iface,
-    blocked: outermost([...now.blocked, ...kept, ...pods], (b) => b.reason),
+    // Carried ranges never nest (membership gives an overlapping range to one claimant; overlay
+    // addresses are left to the overlay): in the order of the routes and peers, no sort per change.
+    blocked: [...now.blocked, ...outermost([...kept, ...pods], (b) => b.reason)],
     hops: [...now.hops].sort(compareIpText),
     endpoints: endpointsOf(i),
     exempt: outermost([...fixedExemptions(i), ...open], () => 'exempt'),
@@ -261,5 +356,5 @@ export function firewallFor(i: FirewallInput): DesiredFirewall {
 
 /** Orders addresses by family, then value. */
 function compareIpText(a: string, b: string): number {
-  return compareCidrText(hostCidr(parseIp(a)!), hostCidr(parseIp(b)!));
+  return compareDst(hostCidr(parseIp(a)!), hostCidr(parseIp(b)!));
 }

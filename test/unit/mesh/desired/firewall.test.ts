@@ -238,8 +238,11 @@ describe('unit: the fail-closed rule set, mode by mode', () => {
       const fw = ruleSet(row, row.nodes, previous);
       assert.equal(fw.enabled, row.settings?.failClosed !== undefined || !('failClosed' in (row.settings ?? {})));
       assert.equal(fw.iface, row.settings?.interfaceName ?? 'wg0');
+      // (carried ranges come in the order of the routes: compared in address order)
       assert.deepEqual(
-        fw.blocked.map((b) => `${b.reason} ${b.dst} ${b.owner}`),
+        fw.blocked
+          .map((b) => `${b.reason} ${b.dst} ${b.owner}`)
+          .sort((x, y) => cmp(x.split(' ')[1]!, y.split(' ')[1]!)),
         row.blocked,
       );
       assert.deepEqual(fw.hops, row.hops ?? []);
@@ -263,7 +266,7 @@ describe('unit: the fail-closed rule set, mode by mode', () => {
     );
     fw = ruleSet(row, [node(1), node(2), { ...node(5), podCIDRs: ['10.244.3.0/24'] }], fw);
     assert.deepEqual(
-      fw.blocked.map((b) => `${b.reason} ${b.dst} ${b.owner}`),
+      fw.blocked.map((b) => `${b.reason} ${b.dst} ${b.owner}`).sort((x, y) => cmp(x.split(' ')[1]!, y.split(' ')[1]!)),
       ['carried 10.244.2.0/24 n2', 'carried 10.244.3.0/24 n5', 'carried 100.64.0.0/10 overlay'],
     );
   });
@@ -274,7 +277,7 @@ describe('unit: the fail-closed rule set, mode by mode', () => {
     const squatter = { ...node(6, { key: false }), podCIDRs: ['10.244.0.0/16'] };
     const fw = ruleSet(row, [node(1), node(2), squatter], before);
     assert.deepEqual(
-      fw.blocked.map((b) => `${b.reason} ${b.dst}`),
+      fw.blocked.map((b) => `${b.reason} ${b.dst}`).sort((x, y) => cmp(x.split(' ')[1]!, y.split(' ')[1]!)),
       ['carried 10.244.2.0/24', 'kept 10.244.3.0/24', 'carried 100.64.0.0/10'],
     );
     assert.equal(
