@@ -84,7 +84,8 @@ export interface StepOutcome {
 
 /** True when two desired states hold the same interface and the very same peer and route objects. */
 function sameDesired(a: DesiredState, b: DesiredState): boolean {
-  if (!isDeepStrictEqual(a.iface, b.iface) || !isDeepStrictEqual(a.firewall, b.firewall)) return false;
+  // An unchanged fail-closed rule set is the very same object (planNode keeps it).
+  if (!isDeepStrictEqual(a.iface, b.iface) || a.firewall !== b.firewall) return false;
   const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean =>
     x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
   // Derived from `a`: only the delta can differ.

@@ -40,6 +40,8 @@ interface Known {
 /** Keeps the daemon's nftables table equal to the desired rule set. */
 export class FirewallAdapter {
   private known: Known | undefined;
+  /** The rule set applied last while the table is known (the same object again: nothing to do). */
+  private last: DesiredFirewall | undefined;
   private readonly file: string;
 
   constructor(
@@ -78,8 +80,10 @@ export class FirewallAdapter {
 
   /** Makes the table equal `desired` (removes it when the rule set is off); a repeat with equal input runs nothing. */
   async set(desired: DesiredFirewall): Promise<AppliedChange[]> {
+    if (this.known && desired === this.last) return [];
     const known = this.known ?? (await inStep('firewall', () => this.read()));
     this.known = undefined; // until this run is through
+    this.last = undefined;
     if (!desired.enabled) {
       if (known.iface !== undefined) await inStep('firewall', () => this.remove());
       this.known = { iface: undefined, sets: new Map() };
@@ -93,6 +97,7 @@ export class FirewallAdapter {
         ? await inStep('firewall', () => this.patch(known.sets, sets, desired.iface))
         : await inStep('firewall', () => this.replace(desired.iface, sets, known.iface === undefined));
     this.known = { iface: desired.iface, sets };
+    this.last = desired;
     return changes;
   }
 

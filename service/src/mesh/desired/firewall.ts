@@ -358,3 +358,25 @@ export function firewallFor(i: FirewallInput): DesiredFirewall {
 function compareIpText(a: string, b: string): number {
   return compareDst(hostCidr(parseIp(a)!), hostCidr(parseIp(b)!));
 }
+
+/** True when two rule sets are the same (then the step keeps the earlier object: no deep comparison, no adapter work). */
+export function sameFirewall(a: DesiredFirewall, b: DesiredFirewall): boolean {
+  const sameList = <T>(x: readonly T[], y: readonly T[], eq: (u: T, v: T) => boolean): boolean =>
+    x.length === y.length && x.every((u, k) => eq(u, y[k]!));
+  return (
+    a.enabled === b.enabled &&
+    a.iface === b.iface &&
+    sameList(
+      a.blocked,
+      b.blocked,
+      (u, v) => u.dst === v.dst && u.owner === v.owner && u.reason === v.reason && u.what === v.what,
+    ) &&
+    sameList(a.hops, b.hops, (u, v) => u === v) &&
+    sameList(a.endpoints, b.endpoints, (u, v) => u === v) &&
+    sameList(
+      a.exempt,
+      b.exempt,
+      (u, v) => u.dst === v.dst && u.kind === v.kind && u.what === v.what && u.node === v.node,
+    )
+  );
+}

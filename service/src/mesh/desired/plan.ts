@@ -10,7 +10,7 @@ import { leaderWish, NO_LIVENESS, type LeaderWish, type Liveness } from '../obse
 import { natKeepalive, observationsText } from '../observations/nat.js';
 import type { DesiredState, MembershipSettings, MeshSettings, SelfIdentity } from '../types.js';
 import { desiredFor, NotReadyError } from './desired.js';
-import { firewallFor, type DesiredFirewall } from './firewall.js';
+import { firewallFor, sameFirewall, type DesiredFirewall } from './firewall.js';
 import type { EndpointChoice } from './peer-set.js';
 import type { TopologySettings } from './topology.js';
 
@@ -91,7 +91,7 @@ export function planNode(i: NodePlanInput): NodePlan {
     topology: i.topology ? { settings: i.topology.settings, nodes: i.view.nodes, liveness } : undefined,
     choice: i.choice,
   });
-  desired.firewall = firewallFor({
+  const firewall = firewallFor({
     desired,
     nodes: i.view.nodes,
     self: selfNode,
@@ -106,6 +106,9 @@ export function planNode(i: NodePlanInput): NodePlan {
     },
     previous: i.previous?.firewall ?? i.firewallBefore,
   });
+  // The same rule set as before stays the same object: the step and the adapter see at once that nothing changed.
+  desired.firewall =
+    i.previous?.firewall && sameFirewall(i.previous.firewall, firewall) ? i.previous.firewall : firewall;
   const text = observationsText(i.observed ?? {});
   if (text) desired.publish[ANNOTATION_DISCOVERED] = text;
   return {
