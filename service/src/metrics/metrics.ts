@@ -117,7 +117,7 @@ export class DaemonMetrics {
     });
     this.applyErrors = counter(
       'wg_overlay_apply_errors_total',
-      'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).',
+      'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, firewall, other).',
       ['kind'],
     );
     this.leading = gauge(
