@@ -108,7 +108,11 @@ export class FirewallAdapter {
     });
     if (r.exitCode !== 0) {
       if (/No such file or directory|does not exist/i.test(r.stderr)) return { iface: undefined, sets: new Map() };
-      throw new Error(`reading nftables table ${FIREWALL_TABLE}: ${r.stderr.trim() || `exit ${r.exitCode}`}`);
+      const why =
+        r.exitCode < 0 || /ENOENT/.test(r.stderr)
+          ? 'nft could not be run: install nftables, or set [wireguard] fail_closed = off'
+          : r.stderr.trim() || `exit ${r.exitCode}`;
+      throw new Error(`reading nftables table ${FIREWALL_TABLE}: ${why}`);
     }
     const t = parseTable(r.stdout);
     // Another layout (an older version's, or edited by hand) is replaced whole: no interface name matches it.
