@@ -4,7 +4,7 @@
 # "N passed, N failed, N skipped" with the totals of everything it ran.
 #
 #   npm test                 every tier
-#   npm test -- unit         one tier: unit | integration | e2e | system | kernel (several may be given)
+#   npm test -- unit         one tier: lint | unit | integration | e2e | system | kernel (several may be given)
 #   npm test -- unit --grep address   extra arguments go to mocha
 #
 # A tier runs dist/test/<tier>/**/*.test.js; the integration tier also runs the Kubernetes API
@@ -16,11 +16,11 @@ tiers=()
 extra=()
 for arg in "$@"; do
   case "$arg" in
-    unit|integration|e2e|system|kernel) tiers+=("$arg") ;;
+    lint|unit|integration|e2e|system|kernel) tiers+=("$arg") ;;
     *) extra+=("$arg") ;;
   esac
 done
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit integration e2e system kernel)
+[ ${#tiers[@]} -gt 0 ] || tiers=(lint unit integration e2e system kernel)
 
 bash test/setup.sh >&2
 

@@ -2,27 +2,28 @@
  * Scale benchmark (not a timed test): one real daemon (wireguard-go, in a network namespace)
  * against the HTTPS API test server holding N synthetic Nodes of realistic size (image lists,
  * conditions, node info, labels; each published as a running daemon would: key, endpoint,
- * overlay address, PodCIDR). For each N it prints: time from start to READY ("mesh applied"),
- * RSS and peak RSS after start and after the changes, for single PodCIDR changes the latency
- * until the route is in place (p50/max, seen by `ip monitor route`) and the daemon's CPU per
- * change (from /proc, including the status and wg0.conf writes that follow), the commands and
- * host reads per change (from the daemon's debug log), and the API requests and commands at steady
- * state (10 s without changes), and the CPU of the periodic resync that re-reads the host once a
- * minute.
+ * overlay address, PodCIDR). For each N it prints: time from start to READY ("mesh applied": every
+ * peer and route in place), RSS and peak RSS, and for single PodCIDR changes the latency until
+ * the route is in place (p50/max, seen by `ip monitor route`) and the daemon's CPU per change
+ * (from /proc, everything the daemon did over the whole sequence divided by the changes, file
+ * writes included), twice: isolated changes (each sent once the daemon is idle again, as changes
+ * arrive in a real cluster) and a burst (all sent 20 ms apart); the commands and host reads per
+ * change (from the daemon's debug log), the API requests and commands at rest (10 s without
+ * changes), and the CPU of the periodic resync that re-reads the host once a minute.
  *
- *   npm run bench -- scale [--nodes 1000,5000,10000] [--changes 20]
+ *   npm run bench -- scale [--nodes 1000,5000,15000] [--changes 20]
  *
  * The daemon runs with the Node.js flags of the shipped unit; BENCH_UNIT_FLAGS replaces them
  * (e.g. BENCH_UNIT_FLAGS=" " for none, to see what the JIT would buy) and BENCH_NODE_FLAGS adds
  * to them (e.g. --cpu-prof).
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Cluster, REPO_ROOT } from '../support/cluster/cluster.js';
-import { requireTools } from '../support/process.js';
+import { requireTools, type TestProcess } from '../support/process.js';
+import { syntheticNode } from './nodes.js';
 
 const CLK_TCK = 100;
 const BUNDLE = join(REPO_ROOT, 'build', 'bundle', 'wg-overlay.mjs');
@@ -34,97 +35,6 @@ function unitNodeFlags(): string[] {
     readFileSync(join(REPO_ROOT, 'systemd', 'wg-overlay.service'), 'utf8'),
   );
   return exec?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
-}
-
-/** A Node as a real cluster holds it (10-20 KB), published as a running daemon would. */
-function syntheticNode(i: number): Record<string, unknown> {
-  const ip = `198.18.${(i >> 8) & 255}.${i & 255}`;
-  const a = Math.floor(i / 250);
-  const overlay = `100.${64 + (a >> 8)}.${a & 255}.${(i % 250) + 1}`;
-  const pod = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
-  const name = `node-${String(i).padStart(5, '0')}`;
-  const images = Array.from({ length: 40 }, (_, k) => ({
-    names: [
-      `registry.example.com/team-${k % 7}/service-${k}@sha256:${randomBytes(32).toString('hex')}`,
-      `registry.example.com/team-${k % 7}/service-${k}:v1.${k}.${i % 10}`,
-    ],
-    sizeBytes: 10_000_000 + k * 1_234_567,
-  }));
-  const t = '2026-11-01T00:00:00Z';
-  return {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: {
-      name,
-      labels: {
-        'kubernetes.io/hostname': name,
-        'kubernetes.io/os': 'linux',
-        'kubernetes.io/arch': 'amd64',
-        'beta.kubernetes.io/os': 'linux',
-        'beta.kubernetes.io/arch': 'amd64',
-        'node.kubernetes.io/instance-type': 'm5.xlarge',
-        'topology.kubernetes.io/region': `region-${i % 3}`,
-        'topology.kubernetes.io/zone': `zone-${i % 9}`,
-        'node-role.kubernetes.io/worker': '',
-      },
-      annotations: {
-        'node.alpha.kubernetes.io/ttl': '0',
-        'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
-        'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///run/containerd/containerd.sock',
-        'wg-overlay.io/public-key': randomBytes(32).toString('base64'),
-        'wg-overlay.io/overlay-address': overlay,
-        'wg-overlay.io/endpoint': `${ip}:51820`,
-      },
-    },
-    spec: { podCIDR: pod, podCIDRs: [pod], providerID: `aws:///zone-${i % 9}/i-${randomBytes(8).toString('hex')}` },
-    status: {
-      capacity: {
-        cpu: '4',
-        'ephemeral-storage': '104845292Ki',
-        'hugepages-1Gi': '0',
-        'hugepages-2Mi': '0',
-        memory: '16069828Ki',
-        pods: '110',
-      },
-      allocatable: {
-        cpu: '3920m',
-        'ephemeral-storage': '95551679124',
-        'hugepages-1Gi': '0',
-        'hugepages-2Mi': '0',
-        memory: '15152324Ki',
-        pods: '110',
-      },
-      conditions: ['MemoryPressure', 'DiskPressure', 'PIDPressure', 'Ready', 'NetworkUnavailable'].map((type) => ({
-        type,
-        status: type === 'Ready' ? 'True' : 'False',
-        lastHeartbeatTime: t,
-        lastTransitionTime: t,
-        reason: type === 'Ready' ? 'KubeletReady' : `KubeletHasNo${type}`,
-        message:
-          type === 'Ready'
-            ? 'kubelet is posting ready status. AppArmor enabled'
-            : `kubelet has no ${type.toLowerCase()}`,
-      })),
-      addresses: [
-        { type: 'InternalIP', address: ip },
-        { type: 'Hostname', address: name },
-      ],
-      daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
-      nodeInfo: {
-        machineID: randomBytes(16).toString('hex'),
-        systemUUID: randomBytes(16).toString('hex'),
-        bootID: randomBytes(16).toString('hex'),
-        kernelVersion: '6.1.0-27-cloud-amd64',
-        osImage: 'Debian GNU/Linux 12 (bookworm)',
-        containerRuntimeVersion: 'containerd://1.7.24',
-        kubeletVersion: 'v1.31.4',
-        kubeProxyVersion: 'v1.31.4',
-        operatingSystem: 'linux',
-        architecture: 'amd64',
-      },
-      images,
-    },
-  };
 }
 
 /** The daemon's CPU time (user + system, ms) and memory (RSS and peak, MB) from /proc. */
@@ -143,114 +53,171 @@ function percentile(sorted: number[], p: number): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** One measurement at N Nodes. */
-async function measure(n: number, changes: number): Promise<string> {
+/** A daemon started against N Nodes, with what its start cost. */
+interface Run {
+  cluster: Cluster;
+  daemon: TestProcess;
+  holderPid: number;
+  readyMs: number;
+  peers: string;
+  routes: string;
+  afterStart: ReturnType<typeof procStats>;
+}
+
+/** What a sequence of PodCIDR changes cost. */
+interface ChangeFigures {
+  latencies: number[];
+  cpuPerChange: number;
+  log: string[];
+}
+
+/** Starts the daemon as the packages run it (the bundled runtime, the unit's Node.js flags) against N Nodes. */
+async function startRun(n: number): Promise<Run> {
   const cluster = await Cluster.create({ baseConfig: '[log]\nlevel = info' });
-  let monitor: { kill(): void } | undefined;
+  const t0 = performance.now();
+  for (let i = 0; i < n - 1; i += 1) cluster.api.createNode(syntheticNode(i));
+  process.stderr.write(`  ${n - 1} synthetic Nodes in the API server (${Math.round(performance.now() - t0)} ms)\n`);
+  const start = performance.now();
+  const self = await cluster.addNode('bench-self', { pod: false, podCIDRs: ['10.99.1.0/24'], start: false });
+  const flags = [...unitNodeFlags(), ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [])];
+  const daemon = self.host.spawn(
+    'node',
+    [...flags, BUNDLE, 'run', '--config', '/etc/wg-overlay/wg-overlay.conf'],
+    process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {},
+  );
+  self.daemon = daemon;
+  await daemon.waitForOutput(/mesh applied: \d+ peers/, 600_000);
+  const readyMs = performance.now() - start;
+  const applied = /mesh applied: (\d+) peers, (\d+) routes/.exec(daemon.output());
+  await sleep(3_000);
+  const afterStart = procStats(daemon.pid);
+  // Debug logging from here on, to count the commands each change runs.
+  const conf = await self.host.readFile('/etc/wg-overlay/wg-overlay.conf');
+  await self.host.writeFile('/etc/wg-overlay/wg-overlay.conf', conf.replace(/level = info/, 'level = debug'));
+  process.kill(daemon.pid, 'SIGHUP');
+  await sleep(3_000);
+  return {
+    cluster,
+    daemon,
+    holderPid: self.host.holderPid,
+    readyMs,
+    peers: applied?.[1] ?? '?',
+    routes: applied?.[2] ?? '?',
+    afterStart,
+  };
+}
+
+/** Resolves once the daemon has used no CPU for a second (at most `maxMs`). */
+async function idle(pid: number, maxMs = 20_000): Promise<void> {
+  const until = performance.now() + maxMs;
+  let last = procStats(pid).cpuMs;
+  let quietSince = performance.now();
+  while (performance.now() < until && performance.now() - quietSince < 1_000) {
+    await sleep(100);
+    const now = procStats(pid).cpuMs;
+    if (now !== last) quietSince = performance.now();
+    last = now;
+  }
+}
+
+/** Watches the daemon's routing table for the routes the changes add (first sighting of each). */
+function watchRoutes(holderPid: number): { seen: Map<string, number>; stop(): void } {
+  const seen = new Map<string, number>();
+  const child = spawn('nsenter', ['-t', String(holderPid), '-n', '--', 'ip', 'monitor', 'route'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const m = /^(10\.(?:200|201)\.\d+\.0\/24) dev wg0 proto 77/.exec(line);
+    if (m && !seen.has(m[1]!)) seen.set(m[1]!, performance.now());
+  });
+  return { seen, stop: () => child.kill() };
+}
+
+/**
+ * `changes` single PodCIDR changes (a second PodCIDR for a Node): `isolated` sends each once the
+ * daemon is idle again, `burst` sends all 20 ms apart. The CPU is the daemon's over the whole
+ * sequence until it is idle again, divided by the changes.
+ */
+async function changeRoutes(
+  run: Run,
+  n: number,
+  o: { changes: number; mode: 'isolated' | 'burst' },
+): Promise<ChangeFigures> {
+  const watch = watchRoutes(run.holderPid);
+  await sleep(500);
+  await idle(run.daemon.pid);
+  const logMark = run.daemon.output().length;
+  const cpu0 = procStats(run.daemon.pid).cpuMs;
+  const second = o.mode === 'isolated' ? 200 : 201;
+  const sent = new Map<string, number>();
+  for (let k = 0; k < o.changes; k += 1) {
+    const i = Math.floor((k * 7919 + (o.mode === 'burst' ? 3 : 0)) % (n - 1));
+    const cidr = `10.${second}.${k}.0/24`;
+    sent.set(cidr, performance.now());
+    const base = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
+    run.cluster.api.patchNode(`node-${String(i).padStart(5, '0')}`, { spec: { podCIDRs: [base, cidr] } });
+    if (o.mode === 'isolated') {
+      while (!watch.seen.has(cidr) && performance.now() - sent.get(cidr)! < 30_000) await sleep(1);
+      await idle(run.daemon.pid);
+    } else await sleep(20);
+  }
+  const by = performance.now() + 60_000;
+  while ([...sent.keys()].some((c) => !watch.seen.has(c)) && performance.now() < by) await sleep(5);
+  await idle(run.daemon.pid);
+  watch.stop();
+  const missing = [...sent.keys()].filter((c) => !watch.seen.has(c));
+  if (missing.length > 0) throw new Error(`routes ${missing.join(', ')} did not appear within the time allowed`);
+  return {
+    latencies: [...sent].map(([c, t]) => watch.seen.get(c)! - t),
+    cpuPerChange: (procStats(run.daemon.pid).cpuMs - cpu0) / o.changes,
+    log: run.daemon.output().slice(logMark).split('\n'),
+  };
+}
+
+/** API requests and commands in 10 s without changes, and the CPU of the next periodic resync. */
+async function atRest(run: Run): Promise<{ requests: number; commands: number; resyncCpu: number }> {
+  const reqMark = run.cluster.api.requests.length;
+  const restMark = run.daemon.output().length;
+  await sleep(10_000);
+  const requests = run.cluster.api.requests.length - reqMark;
+  const commands = run.daemon
+    .output()
+    .slice(restMark)
+    .split('\n')
+    .filter((l) => / exec: /.test(l)).length;
+  const resyncMark = run.daemon.output().length;
+  const cpuBefore = procStats(run.daemon.pid).cpuMs;
+  const by = performance.now() + 70_000;
+  while (!run.daemon.output().slice(resyncMark).includes('reconcile: periodic resync') && performance.now() < by)
+    await sleep(100);
+  await sleep(3_000);
+  return { requests, commands, resyncCpu: procStats(run.daemon.pid).cpuMs - cpuBefore };
+}
+
+/** One table row at N Nodes. */
+async function measure(n: number, changes: number): Promise<string> {
+  const run = await startRun(n);
   try {
-    const t0 = performance.now();
-    for (let i = 0; i < n - 1; i += 1) cluster.api.createNode(syntheticNode(i));
-    process.stderr.write(`  ${n - 1} synthetic Nodes in the API server (${Math.round(performance.now() - t0)} ms)\n`);
-    const start = performance.now();
-    const self = await cluster.addNode('bench-self', { pod: false, podCIDRs: ['10.99.1.0/24'], start: false });
-    // The daemon as the packages run it: the bundled runtime, with the unit's Node.js flags.
-    const daemon = self.host.spawn(
-      'node',
-      [
-        ...unitNodeFlags(),
-        ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
-        BUNDLE,
-        'run',
-        '--config',
-        '/etc/wg-overlay/wg-overlay.conf',
-      ],
-      process.env.BENCH_NODE_OPTIONS ? { env: { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS } } : {},
-    );
-    self.daemon = daemon;
-    await daemon.waitForOutput(/mesh applied: \d+ peers/, 600_000);
-    const readyMs = performance.now() - start;
-    const applied = /mesh applied: (\d+) peers, (\d+) routes/.exec(daemon.output());
-    await sleep(3_000); // status.json and wg0.conf are written a moment after
-    if (process.env.BENCH_VERBOSE)
-      process.stderr.write(
-        `${daemon
-          .output()
-          .split('\n')
-          .filter((l) => !/ (Node|Peer) (skipped|partly)/.test(l))
-          .slice(0, 80)
-          .join('\n')}\n`,
-      );
-    const afterStart = procStats(daemon.pid);
-    if (process.env.BENCH_HEAPSNAP) {
-      process.kill(daemon.pid, 'SIGUSR2');
-      await sleep(15_000);
-    }
-
-    // Debug logging from here on, to count the commands each change runs.
-    await self.host.writeFile(
-      '/etc/wg-overlay/wg-overlay.conf',
-      (await self.host.readFile('/etc/wg-overlay/wg-overlay.conf')).replace(/level = info/, 'level = debug'),
-    );
-    process.kill(daemon.pid, 'SIGHUP');
-    await sleep(3_000);
-
-    const seen = new Map<string, number>();
-    const child = spawn('nsenter', ['-t', String(self.host.holderPid), '-n', '--', 'ip', 'monitor', 'route'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    monitor = child;
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const m = /^(10\.200\.\d+\.0\/24) dev wg0 proto 77/.exec(line);
-      if (m && !seen.has(m[1]!)) seen.set(m[1]!, performance.now());
-    });
-    await sleep(500);
-    const logMark = daemon.output().length;
-    const cpu0 = procStats(daemon.pid).cpuMs;
-    const latencies: number[] = [];
-    for (let k = 0; k < changes; k += 1) {
-      const i = Math.floor((k * 7919) % (n - 1));
-      const name = `node-${String(i).padStart(5, '0')}`;
-      const cidr = `10.200.${k}.0/24`;
-      const base = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
-      const sent = performance.now();
-      cluster.api.patchNode(name, { spec: { podCIDRs: [base, cidr] } });
-      while (!seen.has(cidr) && performance.now() - sent < 30_000) await sleep(1);
-      if (!seen.has(cidr)) throw new Error(`change ${k}: route ${cidr} did not appear within 30 s`);
-      latencies.push(seen.get(cidr)! - sent);
-      await sleep(700); // let the delayed status.json and wg0.conf writes happen inside the window
-    }
-    const cpuPerChange = (procStats(daemon.pid).cpuMs - cpu0) / changes;
-    const log = daemon.output().slice(logMark).split('\n');
-    const count = (re: RegExp): number => log.filter((l) => re.test(l)).length / changes;
-    const reqMark = cluster.api.requests.length;
-    const restMark = daemon.output().length;
-    await sleep(10_000);
-    const steadyRequests = cluster.api.requests.length - reqMark;
-    const steadyCommands = daemon
-      .output()
-      .slice(restMark)
-      .split('\n')
-      .filter((l) => / exec: /.test(l)).length;
-    // The periodic resync (once a minute) re-reads the host: its CPU, measured around the next one.
-    const resyncMark = daemon.output().length;
-    const cpuBeforeResync = procStats(daemon.pid).cpuMs;
-    const resyncBy = performance.now() + 70_000;
-    while (!daemon.output().slice(resyncMark).includes('reconcile: periodic resync') && performance.now() < resyncBy)
-      await sleep(100);
-    await sleep(3_000);
-    const resyncCpu = procStats(daemon.pid).cpuMs - cpuBeforeResync;
-    const end = procStats(daemon.pid);
-    const sorted = [...latencies].sort((a, b) => a - b);
+    const isolated = await changeRoutes(run, n, { changes, mode: 'isolated' });
+    if (process.env.BENCH_LOG) writeFileSync(process.env.BENCH_LOG, isolated.log.join('\n'));
+    const burst = await changeRoutes(run, n, { changes, mode: 'burst' });
+    const rest = await atRest(run);
+    const end = procStats(run.daemon.pid);
     const f1 = (x: number): string => x.toFixed(1);
+    const lat = (c: ChangeFigures): string => {
+      const sorted = [...c.latencies].sort((a, b) => a - b);
+      return `${f1(percentile(sorted, 50))} / ${f1(sorted[sorted.length - 1]!)} ms, ${f1(c.cpuPerChange)} ms`;
+    };
+    const count = (re: RegExp): string => f1(isolated.log.filter((l) => re.test(l)).length / changes);
     return [
-      `| ${n.toLocaleString('en-US')} | ${(readyMs / 1000).toFixed(1)} s (${applied?.[1]} peers, ${applied?.[2]} routes) | ${Math.round(afterStart.rssMb)} MB (${Math.round(end.peakMb)}) |`,
-      ` ${f1(percentile(sorted, 50))} / ${f1(sorted[sorted.length - 1]!)} ms | ${f1(cpuPerChange)} ms |`,
-      ` ${f1(count(/exec: wg /))} \`wg\`, ${f1(count(/exec: ip (?!-batch)/))} \`ip\`, ${f1(count(/exec: ip -batch:/))} batch lines; ${f1(count(/exec: (wg show|ip -j)/))} host reads |`,
-      ` ${steadyRequests} requests, ${steadyCommands} commands in 10 s | ${Math.round(resyncCpu)} ms |`,
+      `| ${n.toLocaleString('en-US')} | ${(run.readyMs / 1000).toFixed(1)} s (${run.peers} peers, ${run.routes} routes) |`,
+      ` ${Math.round(run.afterStart.rssMb)} MB (${Math.round(end.peakMb)}) | ${lat(isolated)} | ${lat(burst)} |`,
+      ` ${count(/exec: wg /)} \`wg\`, ${count(/exec: ip (?!-batch)/)} \`ip\`, ${count(/exec: ip -batch:/)} batch lines;`,
+      ` ${count(/exec: (wg show|ip -j)/)} host reads; ${count(/wrote \S+wg0\.conf/)} wg0.conf writes |`,
+      ` ${rest.requests} requests, ${rest.commands} commands in 10 s | ${Math.round(rest.resyncCpu)} ms |`,
     ].join('');
   } finally {
-    monitor?.kill();
-    await cluster.destroy();
+    await run.cluster.destroy();
   }
 }
 
@@ -260,7 +227,7 @@ async function main(): Promise<void> {
     const i = args.indexOf(`--${name}`);
     return i >= 0 ? (args[i + 1] ?? dflt) : dflt;
   };
-  const sizes = opt('nodes', '1000,5000,10000').split(',').map(Number);
+  const sizes = opt('nodes', '1000,5000,15000').split(',').map(Number);
   const changes = Number(opt('changes', '20'));
   await requireTools(['wg', 'wireguard-go', 'ip', 'nsenter']);
   const rows: string[] = [];
@@ -270,9 +237,11 @@ async function main(): Promise<void> {
   }
   process.stdout.write(
     [
-      `One daemon (wireguard-go) against the API test server holding N realistic Nodes; ${changes} single PodCIDR changes each:`,
+      `One daemon (wireguard-go) against the API test server holding N realistic Nodes; ${changes} single PodCIDR changes`,
+      'each, isolated (each sent once the daemon is idle) and in a burst (20 ms apart):',
       '',
-      '| Nodes | start → READY | RSS after start (peak) | route in place p50 / max | daemon CPU per change | commands per change | at rest (API, commands) | periodic resync CPU |',
+      '| Nodes | start → every peer and route in place | RSS after start (peak) | isolated: route in place p50 / max, CPU per change |' +
+        ' burst: route in place p50 / max, CPU per change | per isolated change | at rest (API, commands) | periodic resync CPU |',
       '|---|---|---|---|---|---|---|---|',
       ...rows,
       '',

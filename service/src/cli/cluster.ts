@@ -60,7 +60,7 @@ export async function readCluster(config: Config): Promise<ClusterData> {
   }
   let nodes: MeshNode[];
   try {
-    nodes = await listNodes(kc, { labels: [config.mesh.locationLabel] });
+    nodes = await listNodes(kc, { labels: [config.mesh.locationLabel, config.mesh.leaderLabel] });
   } catch (e) {
     throw new CliError(
       `listing Nodes from ${kc.getCurrentCluster()?.server ?? 'the API server'}: ${describeApiError(e)}`,

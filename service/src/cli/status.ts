@@ -19,6 +19,7 @@ import type { InterfaceStatus, LinkStatus, RouteStatus } from '../mesh/observati
 import type { SkipReason, TopologyState } from '../mesh/types.js';
 import { normalizeCidr } from '../net/ip.js';
 import {
+  readLiveSnapshot,
   readStatusFile,
   STATUS_FILE,
   type FailClosedStatus,
@@ -476,7 +477,8 @@ export async function statusCommand(
     let snapshot: StatusSnapshot | undefined;
     let snapshotError: string | undefined;
     try {
-      snapshot = await readStatusFile(config.state.runtimeDir);
+      // The running daemon answers from memory; the file it writes now and then is the fallback.
+      snapshot = (await readLiveSnapshot(config.state.runtimeDir)) ?? (await readStatusFile(config.state.runtimeDir));
     } catch (e) {
       snapshotError = describeError(e);
     }

@@ -65,6 +65,10 @@ export interface Config {
     granularity: 'full' | 'location' | 'cross';
     /** The Node label that names a node's location (after the `kilo.squat.ai/location` annotation). */
     locationLabel: string;
+    /** A Node label whose presence makes a node a preferred leader (like Kilo's leader annotation). */
+    leaderLabel: string;
+    /** Whether Kilo's location, leader and allowed-location-ips annotations (kubelet-writable) are read. */
+    kiloTopology: boolean;
     /** Whether members of one location get routes to each other's pods over the private network. */
     localRoutes: boolean;
     /** Endpoints other locations can dial: `public` (no private-use address) or these CIDRs. */
@@ -245,6 +249,8 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
   mesh: {
     granularity: { parse: oneOf('full', 'location', 'cross') },
     location_label: { parse: labelKey },
+    leader_label: { parse: labelKey },
+    kilo_topology: { parse: boolean },
     local_routes: { parse: boolean },
     reachable: { parse: reachable },
     lease_namespace: { parse: namespaceName },
@@ -306,6 +312,8 @@ export function defaultConfig(): Config {
     mesh: {
       granularity: 'full',
       locationLabel: 'topology.kubernetes.io/region',
+      leaderLabel: 'node-restriction.kubernetes.io/wg-overlay-leader',
+      kiloTopology: true,
       localRoutes: true,
       reachable: 'public',
       leaseNamespace: 'wg-overlay',
@@ -474,6 +482,8 @@ function meshSection(m: Record<string, unknown>, d: Config['mesh']): Config['mes
   return {
     granularity: set(m.granularity, d.granularity),
     locationLabel: set(m.location_label, d.locationLabel),
+    leaderLabel: set(m.leader_label, d.leaderLabel),
+    kiloTopology: set(m.kilo_topology, d.kiloTopology),
     localRoutes: set(m.local_routes, d.localRoutes),
     reachable: set(m.reachable, d.reachable),
     leaseNamespace: set(m.lease_namespace, d.leaseNamespace),

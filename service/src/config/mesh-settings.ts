@@ -55,6 +55,7 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
     protectedRanges: o.protected,
     externalRanges: config.peers.allowedRanges,
     ...(config.mesh.granularity === 'location' ? { claimLocationRanges: true } : {}),
+    ...(config.mesh.kiloTopology ? {} : { kiloAnnotations: false }),
     publishedEndpoints: w.publishedEndpoints,
     localGuard: { apiAddresses: facts.apiAddresses ?? [], onLink: facts.onLink ?? [] },
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
@@ -74,6 +75,8 @@ export function topologySettings(config: Config): TopologySettings {
   return {
     granularity: m.granularity,
     locationLabel: m.locationLabel,
+    leaderLabel: m.leaderLabel,
+    kiloAnnotations: m.kiloTopology,
     reachable: m.reachable,
     localRoutes: m.localRoutes,
   };

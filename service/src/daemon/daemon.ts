@@ -30,12 +30,29 @@ import { NameResolver } from './name-resolver.js';
 import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
 import { noticeDefaults, prepare, type Prepared } from './prepare.js';
+import { StatusServer } from './status-server.js';
 import { StatusWriter } from './status-writer.js';
 import type { MeshStep } from './step.js';
 import { wireStep } from './step-wiring.js';
 import { WatchHealth } from './watch-health.js';
 
 export type { DaemonEnv, DaemonTiming, KubeAccess } from './env.js';
+
+/** Peers up to which the files that list every peer are written a moment after each change. */
+const SMALL_MESH = 100;
+
+/**
+ * How long a change waits before the files that list every peer (wg0.conf, status.json) are
+ * written: `base` in a small mesh; in a larger one 120 ms per peer, at most 10 minutes, so a
+ * change costs no whole-file rewrite. Nothing reads them sooner: wg-quick reads wg0.conf only
+ * when the interface starts, and the daemon writes it at once before every restart it asks for,
+ * when the interface section changes and when it stops; `wg-overlay status` asks the running
+ * daemon over its socket.
+ */
+export function fileDelayMs(base: number, peers: number): number {
+  if (base === 0) return 0;
+  return peers <= SMALL_MESH ? base : Math.min(600_000, Math.max(base, peers * 120));
+}
 
 /** Host-side pieces the daemon makes before its parts, which the parts list closes or uses. */
 interface HostPieces {
@@ -135,13 +152,9 @@ export class Daemon {
     this.parts.push(...this.assemble(p, host));
   }
 
-  /**
-   * A write delay that grows with the mesh: files that list every peer are written less often in
-   * a large mesh (1 ms per peer, at most 10 s), so a burst of changes costs one write, and the live
-   * apply never waits for them.
-   */
+  /** The write delay of the files that list every peer, for the mesh as it is now (see {@link fileDelayMs}). */
   private bySize(base: number): () => number {
-    return () => (base === 0 ? 0 : Math.max(base, Math.min(10_000, this.step?.desired?.peers.length ?? 0)));
+    return () => fileDelayMs(base, this.step?.desired?.peers.length ?? 0);
   }
 
   /** The host-side pieces: the ip co-process, the wg-quick file, own-change tracking, the device reader, the Leases. */
@@ -210,6 +223,11 @@ export class Daemon {
         await host.confFile.flush();
       }),
       this.status,
+      new StatusServer(
+        () => this.running.state.runtimeDir,
+        () => this.snapshot(p.identity.name),
+        log,
+      ),
       this.metricsEndpoint,
       this.loop,
       ...(host.leadership ? [host.leadership] : []),
@@ -308,6 +326,7 @@ export class Daemon {
   /** Connects reports of the loop and the watches to metrics and the status file. */
   private wire(): void {
     this.loop.onReport((r) => {
+      if (this.step.desired) this.endpoints?.followDesired(this.step.desired);
       this.metrics.observeReport(r, this.step.desired, this.loop.lastSuccessAt);
       this.status.changed();
     });
@@ -328,6 +347,7 @@ export class Daemon {
       read: (maxAgeMs) => device.get(maxAgeMs),
       peers: () => this.step.desired?.peers ?? [],
       discovered: (name) => this.step.view.observations.accepted(name),
+      reported: () => this.step.view.observations.targets(),
       timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),

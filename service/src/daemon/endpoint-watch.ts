@@ -12,7 +12,7 @@ import { failoverStep, initialState, type FailoverState, type FailoverTiming } f
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { observeArrivals } from '../mesh/observations/nat.js';
 import { escapeUnsafe } from '../mesh/text.js';
-import type { DesiredPeer } from '../mesh/types.js';
+import type { DesiredPeer, ListDelta } from '../mesh/types.js';
 import type { Part } from './part.js';
 
 /** Options of the endpoint watch. */
@@ -26,6 +26,8 @@ export interface EndpointWatchOptions {
   peers(): readonly DesiredPeer[];
   /** Endpoints other nodes saw a Node arrive from (by Node name). */
   discovered(name: string): readonly string[];
+  /** The Nodes other nodes report arriving from somewhere (default: none). */
+  reported?(): Iterable<string>;
   timing: FailoverTiming;
   log: Logger;
   /** A choice changed: the daemon must apply it. */
@@ -35,6 +37,43 @@ export interface EndpointWatchOptions {
   /** Sends the peer one packet through the tunnel (failover asks for it when a live peer goes quiet). */
   nudge?(peer: DesiredPeer): void;
   now?: () => number;
+}
+
+/**
+ * The Node peers of the desired state by name, and those with several endpoints of their own,
+ * kept up to date from each desired state's delta: a change costs what it changed, not the mesh.
+ */
+class FollowedPeers {
+  readonly byName = new Map<string, DesiredPeer>();
+  /** Names of the peers with more than one candidate of their own. */
+  readonly several = new Set<string>();
+  private basis: readonly DesiredPeer[] | undefined;
+
+  /** Takes the desired peers (with the delta from the ones followed before, when they derive from them). */
+  follow(peers: readonly DesiredPeer[], delta?: ListDelta<DesiredPeer>): void {
+    if (peers === this.basis) return;
+    if (delta && this.basis !== undefined && delta.from === this.basis) {
+      for (const p of delta.removed) if (this.byName.get(p.name) === p) this.drop(p.name);
+      for (const p of delta.added) this.add(p);
+    } else {
+      this.byName.clear();
+      this.several.clear();
+      for (const p of peers) this.add(p);
+    }
+    this.basis = peers;
+  }
+
+  private add(p: DesiredPeer): void {
+    if (p.kind !== 'node') return;
+    this.byName.set(p.name, p);
+    if ((p.candidates?.length ?? 0) > 1) this.several.add(p.name);
+    else this.several.delete(p.name);
+  }
+
+  private drop(name: string): void {
+    this.byName.delete(name);
+    this.several.delete(name);
+  }
 }
 
 /** One peer's failover: its candidates and state. */
@@ -53,6 +92,7 @@ export class EndpointWatch implements Part {
   private observedNow: Record<string, string> = {};
   private busy = false;
   private readonly now: () => number;
+  private readonly followed = new FollowedPeers();
 
   constructor(private readonly o: EndpointWatchOptions) {
     this.now = o.now ?? Date.now;
@@ -91,6 +131,26 @@ export class EndpointWatch implements Part {
       : undefined;
   }
 
+  /** Follows a new desired state (the daemon calls it after every run): its delta keeps the peers current. */
+  followDesired(d: { peers: readonly DesiredPeer[]; peersDelta?: ListDelta<DesiredPeer> | undefined }): void {
+    this.followed.follow(d.peers, d.peersDelta);
+  }
+
+  /** The peers with several endpoints and those endpoints, best first: their own, then what others report. */
+  private wanted(): Map<string, { peer: DesiredPeer; candidates: string[] }> {
+    this.followed.follow(this.o.peers());
+    const out = new Map<string, { peer: DesiredPeer; candidates: string[] }>();
+    const names = new Set([...this.followed.several, ...(this.o.reported?.() ?? [])]);
+    for (const name of names) {
+      const peer = this.followed.byName.get(name);
+      if (!peer) continue;
+      const own = peer.candidates ?? (peer.endpoint ? [peer.endpoint] : []);
+      const candidates = [...new Set([...own, ...this.o.discovered(name)])];
+      if (candidates.length > 1) out.set(name, { peer, candidates });
+    }
+    return out;
+  }
+
   /** A reading made by someone else (the periodic resync): used for the NAT observations. */
   sawDevice(peers: readonly PeerStatus[]): void {
     this.observe(peers);
@@ -99,14 +159,7 @@ export class EndpointWatch implements Part {
   /** One round (the timer runs one every third of the timeout): track the peers with several endpoints; read the device only if there are any. */
   async check(): Promise<void> {
     if (this.busy) return;
-    const peers = this.o.peers().filter((p) => p.kind === 'node');
-    const wanted = new Map<string, string[]>();
-    for (const p of peers) {
-      const candidates = [
-        ...new Set([...(p.candidates ?? (p.endpoint ? [p.endpoint] : [])), ...this.o.discovered(p.name)]),
-      ];
-      if (candidates.length > 1) wanted.set(p.name, candidates);
-    }
+    const wanted = this.wanted();
     this.forgetOthers(wanted);
     if (wanted.size === 0) return;
     this.busy = true;
@@ -117,10 +170,9 @@ export class EndpointWatch implements Part {
       if (!dev) return;
       this.observe(dev.peers);
       const byKey = new Map(dev.peers.map((d) => [d.publicKey, d]));
-      for (const p of peers) {
-        const candidates = wanted.get(p.name);
-        const d = byKey.get(p.publicKey);
-        if (candidates && d) this.stepOne(p, candidates, d);
+      for (const { peer, candidates } of wanted.values()) {
+        const d = byKey.get(peer.publicKey);
+        if (d) this.stepOne(peer, candidates, d);
       }
     } catch (err) {
       this.o.log.debug(
@@ -132,7 +184,7 @@ export class EndpointWatch implements Part {
   }
 
   /** Peers that no longer have several endpoints go back to their best one. */
-  private forgetOthers(wanted: ReadonlyMap<string, string[]>): void {
+  private forgetOthers(wanted: ReadonlyMap<string, unknown>): void {
     for (const name of [...this.tracked.keys()]) {
       if (wanted.has(name)) continue;
       this.tracked.delete(name);

@@ -33,7 +33,7 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
     k.discovery === 'watch' ? { mode: 'watch' } : { mode: 'list', intervalMs: k.listIntervalSeconds * 1000 };
   return {
     server: kc.getCurrentCluster()?.server ?? '?',
-    nodes: nodeSource(nodesApi(kc), log, discovery, { labels: [config.mesh.locationLabel] }),
+    nodes: nodeSource(nodesApi(kc), log, discovery, { labels: [config.mesh.locationLabel, config.mesh.leaderLabel] }),
     externalPeers: externalPeerSource(externalPeersApi(kc), log, discovery),
     publisher: new ApiNodePublisher(kc),
     leases: (namespace) => leasesApi(kc, namespace),

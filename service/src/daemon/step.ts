@@ -115,6 +115,8 @@ export class MeshStep {
   readonly view: ClusterView;
   private facts: RuntimeFacts = { resolved: new Map() };
   private lastApplied: DesiredState | undefined;
+  /** The interface of the desired state last handed to the wg-quick file. */
+  private latestIface: DesiredState['iface'] | undefined;
   private latest: DesiredState | undefined;
   private waitingFor: string | undefined;
   private refused: string[] = [];
@@ -182,7 +184,11 @@ export class MeshStep {
       const desired = await this.compute();
       if (!desired) return { applied: false };
       await this.publish(desired, changes);
-      await this.parts.confFile.set(() => toWgQuickConfig(desired, this.parts.identity.privateKey));
+      // A changed interface section is written at once (a restart by anyone reads it); peers later.
+      // (At start the interface is checked first: a restart it needs writes the file before.)
+      const urgent = this.latestIface !== undefined && !isDeepStrictEqual(this.latestIface, desired.iface);
+      this.latestIface = desired.iface;
+      await this.parts.confFile.set(() => toWgQuickConfig(desired, this.parts.identity.privateKey), urgent);
       if (!force && this.lastApplied && sameDesired(this.lastApplied, desired)) return { applied: true };
       this.parts.log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
       if (force) this.invalidate();

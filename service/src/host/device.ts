@@ -8,6 +8,21 @@ import { canonicalCidrs } from '../mesh/desired/diff.js';
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { describeError } from '../log/logger.js';
 
+/**
+ * The canonical allowed IPs of the last reading, by their text as `wg` printed them: a reading of a
+ * device that did not drift canonicalises nothing again (a resync costs what drifted, besides the
+ * read itself). Entries the next reading does not meet are dropped.
+ */
+let canonicalSeen = new Map<string, string[]>();
+
+/** The canonical list of an allowed-ips field of `wg show dump`, reusing the last reading's. */
+function allowedIPsOf(text: string, next: Map<string, string[]>): string[] {
+  if (text === '(none)') return [];
+  const list = canonicalSeen.get(text) ?? next.get(text) ?? canonicalCidrs(text.split(','));
+  next.set(text, list);
+  return list;
+}
+
 /** Parses `wg show <if> dump` output (the first line is the interface, the rest are peers). */
 export function parseDump(name: string, text: string): InterfaceStatus {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
@@ -18,6 +33,7 @@ export function parseDump(name: string, text: string): InterfaceStatus {
       `unexpected output of wg show ${name} dump (${lines.length} lines, first line with ${head?.length ?? 0} fields)`,
     );
   const [, publicKey, listenPort, fwmark] = head;
+  const seen = new Map<string, string[]>();
   const peers: PeerStatus[] = lines.slice(1).map((line) => {
     const f = line.split('\t');
     if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump (${f.length} fields, expected 8)`);
@@ -35,13 +51,14 @@ export function parseDump(name: string, text: string): InterfaceStatus {
       publicKey: key,
       hasPresharedKey: psk !== '(none)',
       endpoint: endpoint === '(none)' ? undefined : endpoint,
-      allowedIPs: allowed === '(none)' ? [] : canonicalCidrs(allowed.split(',')),
+      allowedIPs: allowedIPsOf(allowed, seen),
       latestHandshake: Number(handshake) || 0,
       rxBytes: Number(rx) || 0,
       txBytes: Number(tx) || 0,
       persistentKeepalive: keepalive === 'off' ? 0 : Number(keepalive) || 0,
     };
   });
+  canonicalSeen = seen;
   return {
     name,
     publicKey: publicKey === '(none)' ? undefined : publicKey,

@@ -3,10 +3,11 @@
  * what the mesh needs (and only wg-overlay's own annotations, bounded in length).
  */
 import type { V1Node } from '@kubernetes/client-node';
-import { ANNOTATION_PREFIX, KILO_ANNOTATIONS, MAX_ANNOTATION_LENGTH } from '../mesh/annotations.js';
+import { KILO_ANNOTATIONS, MAX_ANNOTATION_LENGTH, OWN_ANNOTATIONS } from '../mesh/annotations.js';
 import type { MeshNode } from '../mesh/types.js';
 
-const KILO_KEYS: ReadonlySet<string> = new Set(KILO_ANNOTATIONS);
+/** The annotations the mesh reads: wg-overlay's own and Kilo's known ones; any other key (an unknown `wg-overlay.io/` one too) is dropped, so it cannot wake every node. */
+const READ_KEYS: ReadonlySet<string> = new Set([...OWN_ANNOTATIONS, ...KILO_ANNOTATIONS]);
 
 /** Options of the translation. */
 export interface TranslateOptions {
@@ -36,12 +37,7 @@ export function toMeshNode(node: V1Node, opts: TranslateOptions = {}): MeshNode 
         : [];
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(node.metadata?.annotations ?? {})) {
-    if (
-      (k.startsWith(ANNOTATION_PREFIX) || KILO_KEYS.has(k)) &&
-      typeof v === 'string' &&
-      v.length <= MAX_ANNOTATION_LENGTH
-    )
-      annotations[k] = v.trim();
+    if (READ_KEYS.has(k) && typeof v === 'string' && v.length <= MAX_ANNOTATION_LENGTH) annotations[k] = v.trim();
   }
   const labels: Record<string, string> = {};
   for (const key of opts.labels ?? []) {

@@ -65,6 +65,8 @@ export interface MembershipSettings {
   protectedRanges?: readonly string[];
   /** Location granularity: Nodes also claim their addresses and allowed-location-ips (reached through their leader). */
   claimLocationRanges?: boolean;
+  /** False: Kilo's kubelet-writable topology annotations (allowed-location-ips among them) are ignored. */
+  kiloAnnotations?: boolean;
   /**
    * Which published endpoints are believed: `addresses` (default) only one of the Node's own
    * `status.addresses`, which its kubelet reports; `any` every IP literal.

@@ -5,6 +5,7 @@
  * It holds public keys only, never a private or preshared key.
  */
 import { mkdir, readFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import type { DropReport } from '../daemon/firewall-drops.js';
 import type { ReconcileReport } from '../daemon/report.js';
@@ -183,8 +184,23 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
   };
 }
 
+/** The rule set's part of the status, built once per rule set object (an unchanged rule set is the same object). */
+const firewallEntries = new WeakMap<DesiredFirewall, Omit<FailClosedStatus, 'dropped'>>();
+
 /** The rule set for the status file (owners are Node and Peer names: validated, escaped all the same). */
 function failClosedStatus(fw: DesiredFirewall, dropped: DropReport | undefined): FailClosedStatus {
+  let entry = firewallEntries.get(fw);
+  if (!entry) firewallEntries.set(fw, (entry = firewallEntry(fw)));
+  return {
+    ...entry,
+    dropped: dropped && {
+      ...dropped,
+      ...(dropped.latest ? { latest: { ...dropped.latest, ranges: dropped.latest.ranges.map(escapeUnsafe) } } : {}),
+    },
+  };
+}
+
+function firewallEntry(fw: DesiredFirewall): Omit<FailClosedStatus, 'dropped'> {
   return {
     enabled: fw.enabled,
     table: FIREWALL_TABLE,
@@ -192,10 +208,6 @@ function failClosedStatus(fw: DesiredFirewall, dropped: DropReport | undefined):
     blocked: fw.blocked.map((b) => ({ ...b, owner: escapeUnsafe(b.owner), what: escapeUnsafe(b.what) })),
     hops: fw.hops,
     exempt: fw.exempt.map((e) => ({ dst: e.dst, kind: e.kind, what: escapeUnsafe(e.what) })),
-    dropped: dropped && {
-      ...dropped,
-      ...(dropped.latest ? { latest: { ...dropped.latest, ranges: dropped.latest.ranges.map(escapeUnsafe) } } : {}),
-    },
   };
 }
 
@@ -231,15 +243,38 @@ export async function readStatusFile(runtimeDir: string): Promise<StatusSnapshot
     if (hasErrorCode(err, 'ENOENT')) return undefined;
     throw new Error(`reading ${path}`, { cause: err });
   }
+  return parseSnapshot(text, path);
+}
+
+/** Name of the daemon's status socket inside the runtime directory: it answers with the snapshot from memory. */
+export const STATUS_SOCKET = 'status.sock';
+
+/** Parses and checks a snapshot's JSON text (from the socket or the file); `from` names where it came from. */
+export function parseSnapshot(text: string, from: string): StatusSnapshot {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (cause) {
-    throw new Error(`${path} is not valid JSON`, { cause });
+    throw new Error(`${from} is not valid JSON`, { cause });
   }
-  const s = parsed as Partial<StatusSnapshot>;
-  if (typeof s !== 'object' || s === null || s.version !== 1 || !Array.isArray(s.peers) || !Array.isArray(s.skipped)) {
-    throw new Error(`${path} is not a wg-overlay status file of a known version`);
-  }
+  const s = parsed as Partial<StatusSnapshot> | null;
+  if (!s || typeof s !== 'object' || s.version !== 1 || !Array.isArray(s.peers) || !Array.isArray(s.skipped))
+    throw new Error(`${from} is not a wg-overlay status file of a known version`);
   return s as StatusSnapshot;
+}
+
+/** Asks the running daemon for its snapshot over the status socket; undefined when no daemon answers. */
+export async function readLiveSnapshot(runtimeDir: string, timeoutMs = 3_000): Promise<StatusSnapshot | undefined> {
+  const socketPath = join(runtimeDir, STATUS_SOCKET);
+  const text = await new Promise<string | undefined>((resolve) => {
+    const req = get({ socketPath, path: '/', timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(res.statusCode === 200 ? Buffer.concat(chunks).toString('utf8') : undefined));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+  });
+  return text === undefined ? undefined : parseSnapshot(text, socketPath);
 }

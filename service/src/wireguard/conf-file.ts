@@ -1,7 +1,8 @@
 /**
  * The wg-quick file the daemon keeps (`/etc/wireguard/wg0.conf`): `set()` takes the latest config
- * and writes it a moment later, so a burst of changes costs one write and never delays the live
- * apply; `flush()` writes at once (before a restart, which reads it, and when the daemon stops).
+ * and writes it after a delay that grows with the mesh, so changes share one write and never delay
+ * the live apply; `flush()` writes at once (before a restart, which reads it, and when the daemon
+ * stops), and a changed interface section is written at once.
  */
 import { describeError, type Logger } from '../log/logger.js';
 import { StateReporter } from '../util/backoff.js';
@@ -32,10 +33,14 @@ export class WgQuickFile {
     });
   }
 
-  /** Takes the latest config (built only when it is written); it is written after the delay (at once when the delay is 0). */
-  async set(cfg: () => WgQuickConfig): Promise<void> {
+  /**
+   * Takes the latest config (built only when it is written); it is written after the delay (at
+   * once when the delay is 0, or `urgent`: its interface section changed).
+   */
+  async set(cfg: () => WgQuickConfig, urgent = false): Promise<void> {
     this.pending = cfg;
-    await this.writer.changed();
+    if (urgent) await this.writer.flush();
+    else await this.writer.changed();
   }
 
   /** Writes the pending config now (writes never overlap); resolves whether the file is current. */

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon } from '../../../service/src/daemon/daemon.js';
+import { Daemon, fileDelayMs } from '../../../service/src/daemon/daemon.js';
+import { readLiveSnapshot } from '../../../service/src/status/snapshot.js';
 import type { MetricsServer } from '../../../service/src/metrics/server.js';
 import type { UnitController } from '../../../service/src/systemd/units.js';
 import { fakeDaemonWorld, type FakeWorld } from '../../support/fakes/daemon-env.js';
@@ -47,6 +48,21 @@ async function running(w: FakeWorld): Promise<Daemon> {
 
 const errLines = (w: FakeWorld): string[] => w.log.lines.filter((l) => l.startsWith('<3>'));
 
+describe('unit: when the files that list every peer are written', () => {
+  const rows: Array<[number, number, number]> = [
+    [300, 0, 300],
+    [300, 100, 300],
+    [300, 101, 12_120],
+    [300, 1_000, 120_000],
+    [300, 5_000, 600_000],
+    [300, 15_000, 600_000],
+    [0, 5_000, 0],
+  ];
+  for (const [base, peers, ms] of rows) {
+    it(`base ${base} ms, ${peers} peers: ${ms} ms`, () => assert.equal(fileDelayMs(base, peers), ms));
+  }
+});
+
 describe('unit: the daemon object', () => {
   it('an invalid config ends with status 78 before anything starts', async () => {
     const w = fakeDaemonWorld('[wireguard]\nlisten_port = abc');
@@ -63,7 +79,14 @@ describe('unit: the daemon object', () => {
       w.notes.find((n) => n.startsWith('ready '))!,
       /mesh applied: 1 peers, 1 routes, address 100\.64\.2\.11\/10/,
     );
+    const live = await readLiveSnapshot(join(w.dir, 'run'));
+    assert.deepEqual(
+      live?.peers.map((p) => p.name),
+      ['b'],
+      'the running daemon answers on its status socket',
+    );
     await d.stop('SIGTERM');
+    assert.equal(await readLiveSnapshot(join(w.dir, 'run')), undefined, 'and the socket goes with it');
     assert.ok(w.nodes.stopped && w.peers.stopped);
     const started = w.log.lines.map((l) => /^<7>started the (.*)$/.exec(l)?.[1]).filter(Boolean);
     const stopped = w.log.lines.map((l) => /^<7>stopped the (.*)$/.exec(l)?.[1]).filter(Boolean);
@@ -72,6 +95,7 @@ describe('unit: the daemon object', () => {
       'ip co-process',
       'wg-quick file',
       'status writer',
+      'status socket',
       'metrics endpoint',
       'reconcile loop',
       'endpoint watch',

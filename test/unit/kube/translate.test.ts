@@ -7,12 +7,12 @@ import type { V1Node } from '@kubernetes/client-node';
 import { toMeshNode } from '../../../service/src/kube/node-translate.js';
 
 describe('unit: V1Node → MeshNode', () => {
-  it('keeps name, age, addresses, PodCIDRs and wg-overlay annotations only', () => {
+  it('keeps name, age, addresses, PodCIDRs and the annotations the mesh reads only (no unknown wg-overlay.io/ key)', () => {
     const n = toMeshNode({
       metadata: {
         name: 'n1',
         creationTimestamp: new Date('2026-01-01T00:00:00Z'),
-        annotations: { 'wg-overlay.io/public-key': ' k ', 'other.io/x': 'y' },
+        annotations: { 'wg-overlay.io/public-key': ' k ', 'other.io/x': 'y', 'wg-overlay.io/unknown': 'z' },
       },
       spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00::/64'] },
       status: {

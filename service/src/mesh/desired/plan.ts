@@ -67,6 +67,7 @@ export function membershipSettings(s: MeshSettings): MembershipSettings {
     ...(s.externalRanges ? { externalRanges: s.externalRanges } : {}),
     ...(s.protectedRanges ? { protectedRanges: s.protectedRanges } : {}),
     ...(s.claimLocationRanges ? { claimLocationRanges: true } : {}),
+    ...(s.kiloAnnotations === false ? { kiloAnnotations: false } : {}),
     ...(s.publishedEndpoints ? { publishedEndpoints: s.publishedEndpoints } : {}),
     ...(s.resolved ? { resolved: s.resolved } : {}),
   };

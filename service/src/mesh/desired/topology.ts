@@ -24,6 +24,10 @@ export interface TopologySettings {
   granularity: Granularity;
   /** The Node label naming a location (after the Kilo annotation). */
   locationLabel: string;
+  /** A Node label whose presence makes a node a preferred leader, like Kilo's leader annotation. */
+  leaderLabel?: string | undefined;
+  /** False: Kilo's location and leader annotations (which a node's kubelet may write) are ignored. */
+  kiloAnnotations?: boolean | undefined;
   /** Endpoints other locations can dial: `public` (no private-use address) or these CIDRs. */
   reachable: 'public' | readonly string[];
   /** Routes to the pods of the same location over the private network (false: the CNI does it). */
@@ -65,9 +69,9 @@ export interface LocationId {
 /** Longest location name accepted (a label value's limit). */
 const MAX_LOCATION = 63;
 
-/** The location of a Node: Kilo's annotation, else the label, else its own. */
-export function locationOf(node: MeshNode, label: string): LocationId {
-  const fromAnnotation = node.annotations[KILO_LOCATION]?.trim();
+/** The location of a Node: Kilo's annotation (while trusted), else the label, else its own. */
+export function locationOf(node: MeshNode, label: string, kilo = true): LocationId {
+  const fromAnnotation = kilo ? node.annotations[KILO_LOCATION]?.trim() : undefined;
   if (fromAnnotation && fromAnnotation.length <= MAX_LOCATION && !hasUnsafe(fromAnnotation))
     return { id: `location:${fromAnnotation}`, name: fromAnnotation, source: 'annotation' };
   const fromLabel = node.labels?.[label]?.trim();
@@ -137,8 +141,10 @@ export function place(m: PlaceableMember, node: MeshNode, settings: TopologySett
     endpoint: m.endpoint,
     ...(m.candidates ? { candidates: m.candidates } : {}),
     podCIDRs: m.podCIDRs,
-    location: locationOf(node, settings.locationLabel),
-    wantsToLead: node.annotations[KILO_LEADER] !== undefined,
+    location: locationOf(node, settings.locationLabel, settings.kiloAnnotations !== false),
+    wantsToLead:
+      (settings.kiloAnnotations !== false && node.annotations[KILO_LEADER] !== undefined) ||
+      (!!settings.leaderLabel && node.labels?.[settings.leaderLabel] !== undefined),
     reachable: !!ip && isReachable(ip, settings.reachable),
     privateIP: privateIPOf(node),
     privateIP6: privateIPOf(node, 6),

@@ -125,11 +125,11 @@ function claimed(
 }
 
 /** What a Node's location is reached by from the other locations: its addresses, and Kilo's allowed-location-ips. */
-function locationRangesOf(node: MeshNode, policy: RangePolicy): ClaimedRange[] {
+function locationRangesOf(node: MeshNode, policy: RangePolicy, kilo: boolean): ClaimedRange[] {
   const own = addressesOf(node.internalIPs).map((ip) =>
     claimed(hostCidr(ip), 'InternalIP', { policy, kind: 'node-address', by: node }),
   );
-  const extra = (node.annotations[KILO_ALLOWED_LOCATION_IPS] ?? '')
+  const extra = (kilo ? (node.annotations[KILO_ALLOWED_LOCATION_IPS] ?? '') : '')
     .split(',')
     .map((t) => t.trim())
     .filter(Boolean)
@@ -154,12 +154,15 @@ function nodeKey(node: MeshNode, self: SelfIdentity | undefined): { key?: string
   return { key: published };
 }
 
-/** Makes the claimant of a Node; with `claimLocationRanges` (location granularity) its location's ranges too. */
+/**
+ * Makes the claimant of a Node; in location granularity (`claim.claimLocationRanges`) its
+ * location's ranges too, Kilo's allowed-location-ips only while Kilo's annotations are trusted.
+ */
 export function nodeClaimant(
   node: MeshNode,
   policy: RangePolicy,
   self: SelfIdentity | undefined,
-  claimLocationRanges = false,
+  claim: Pick<MembershipSettings, 'claimLocationRanges' | 'kiloAnnotations'> = {},
 ): Claimant {
   const { key, skip } = nodeKey(node, self);
   return {
@@ -171,7 +174,7 @@ export function nodeClaimant(
     key,
     keySkip: skip,
     ranges: node.podCIDRs.map((text) => claimed(text, 'PodCIDR', { policy, kind: 'pod', by: node })),
-    locationRanges: claimLocationRanges ? locationRangesOf(node, policy) : [],
+    locationRanges: claim.claimLocationRanges ? locationRangesOf(node, policy, claim.kiloAnnotations !== false) : [],
   };
 }
 

@@ -246,7 +246,7 @@ export class MeshEngine {
     const defer = batch !== undefined;
     const current = this.claimants.get(idOf('node', name));
     if (current) this.unindex(current, dirty);
-    if (node) this.index(nodeClaimant(node, this.policy, this.self, this.settings.claimLocationRanges), dirty);
+    if (node) this.index(nodeClaimant(node, this.policy, this.self, this.settings), dirty);
     this.movedAddresses(
       [...this.book.update(name, node, defer), ...(this.book6?.update(name, node, defer) ?? [])],
       dirty,
@@ -298,7 +298,7 @@ export class MeshEngine {
       this.unindex(c, dirty);
       this.index(
         c.kind === 'node'
-          ? nodeClaimant(c.node!, this.policy, this.self, this.settings.claimLocationRanges)
+          ? nodeClaimant(c.node!, this.policy, this.self, this.settings)
           : peerClaimant(c.peer!, this.policy),
         dirty,
       );

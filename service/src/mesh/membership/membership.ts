@@ -98,7 +98,7 @@ export function decideMembership(
   const problems = [...problems4, ...(six?.problems ?? []).map(asIPv6Problem)];
   const policy = policyFor(nodes, settings, overlay);
   const invalidPeers: SkipReason[] = [];
-  const claimants = nodes.map((n) => nodeClaimant(n, policy, self, settings.claimLocationRanges));
+  const claimants = nodes.map((n) => nodeClaimant(n, policy, self, settings));
   for (const raw of externalPeers) {
     const v = validateExternalPeer(raw);
     if (v.ok) claimants.push(peerClaimant(v.peer, policy));

@@ -83,6 +83,11 @@ export class ObservationIndex {
     }
   }
 
+  /** The Nodes some other Node reports arriving from somewhere. */
+  targets(): IterableIterator<string> {
+    return this.byTarget.keys();
+  }
+
   /** Every endpoint reported for `target`, with its reporters and whether it may be dialled; the best supported first. */
   reports(target: string): Report[] {
     const observers = [...(this.byTarget.get(target) ?? [])]

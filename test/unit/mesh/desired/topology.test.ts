@@ -210,6 +210,36 @@ describe('unit: topology — locations and leaders', () => {
     });
   }
 
+  it("with kilo_topology = false, Kilo's annotations choose nothing; the admin-only labels do", () => {
+    const strict: TopologySettings = {
+      ...SETTINGS,
+      kiloAnnotations: false,
+      leaderLabel: 'node-restriction.kubernetes.io/lead',
+    };
+    const hostile = kiloNode(1, { location: 'aws', leader: true, label: 'gcp' });
+    assert.deepEqual(locationOf(hostile, LABEL, false), { id: 'location:gcp', name: 'gcp', source: 'label' });
+    const chosen = {
+      ...kiloNode(2, { label: 'gcp' }),
+      labels: { [LABEL]: 'gcp', 'node-restriction.kubernetes.io/lead': '' },
+    };
+    const membership = decideMembership([hostile, chosen], [], { ...LOCATED, kiloAnnotations: false });
+    const placed = membership.members.map((m) =>
+      place(
+        m,
+        [hostile, chosen].find((n) => n.name === m.name)!,
+        strict,
+      ),
+    );
+    assert.deepEqual(
+      placed.map((p) => [p.name, p.location.name, p.wantsToLead]),
+      [
+        ['n1', 'gcp', false],
+        ['n2', 'gcp', true],
+      ],
+    );
+    assert.equal(decideTopology({ placed, granularity: 'location' }).locations[0]!.leader, 'n2');
+  });
+
   it("Kilo's leader annotation outranks reachability alone, whoever is alive", () => {
     const annotated = [
       kiloNode(1, { location: 'aws', force: '203.0.113.1:51820' }),

@@ -125,6 +125,11 @@ describe('unit: trust — a hostile location member', () => {
     assert.deepEqual(ranges(m, 'evil'), ['10.1.0.66/32', '192.168.60.0/24']);
   });
 
+  it('with kilo_topology = false, allowed-location-ips are not read at all', () => {
+    const m = decide([A, B, C, hostile({ extra: '192.168.60.0/24' })], [], { ...SETTINGS, kiloAnnotations: false });
+    assert.deepEqual(ranges(m, 'evil'), ['10.1.0.66/32']);
+  });
+
   it('in a full mesh, addresses and allowed-location-ips are not claims at all', () => {
     const m = decide([A, B, hostile({ extra: '192.168.60.0/24' })], [], { ...SETTINGS, claimLocationRanges: false });
     assert.equal(m.members.find((x) => x.name === 'evil')!.locationRanges, undefined);
