@@ -138,7 +138,11 @@ export class FirewallAdapter {
     const script = [...deletes, ...adds].join('\n');
     await this.save(iface, to);
     if (script.length > MAX_DIFF_TEXT) await this.runner.run('nft', ['-f', this.file]);
-    else await this.runner.run('nft', [script]);
+    else {
+      // The table changed under the daemon (an element gone or there already): the whole table anew.
+      const r = await this.runner.run('nft', [script], { allowFailure: true });
+      if (r.exitCode !== 0) await this.runner.run('nft', ['-f', this.file]);
+    }
     return changes;
   }
 
