@@ -20,6 +20,8 @@ command -v rpmbuild >/dev/null || need+=(rpm)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v flock >/dev/null || need+=(util-linux)
 command -v nft >/dev/null || need+=(nftables)
+# What really leaves a node in the fail-closed tests: tcpdump on a port of the underlay bridge.
+command -v tcpdump >/dev/null || need+=(tcpdump)
 # The kernel tier: a qemu VM (software emulation) booting Debian's kernel from an ext4 image.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)

@@ -22,6 +22,8 @@ import { waitFor as waitForBase } from '../support/cluster/cluster.js';
 import { GuestNode, pingCounts, type GuestLink } from '../support/machines/guest-mesh.js';
 import { KernelVm, kernelVmImage, VmUnreachableError, type KernelVmImage } from '../support/machines/kernel-vm.js';
 import { buildPackages, debDependencies, debianRoot, type BuiltPackages } from '../support/machines/nspawn.js';
+import { Capture } from '../support/namespaces/capture.js';
+import { TestNode } from '../support/namespaces/netns.js';
 import { requireTools } from '../support/process.js';
 import { Underlay } from '../support/namespaces/underlay.js';
 
@@ -88,6 +90,7 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       'not run: the .deb is not installed in the VM (the test that installs it failed: see its error above)',
     );
   };
+  let vmTap: string;
   const figures: Figures = { readyMs: { kernel: [], userspace: [] }, mbitPerS: {} };
 
   const annotation = (name: string, key: string): string => {
@@ -247,7 +250,15 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
     await api.start();
     const tap = await net.attachTap();
     const address = net.allocateAddress();
-    vm = await KernelVm.boot({ image, name: 'wgk-a', tap, address: `${address}/${PREFIX}`, mtu: UNDERLAY_MTU });
+    vm = await KernelVm.boot({
+      image,
+      name: 'wgk-a',
+      tap,
+      address: `${address}/${PREFIX}`,
+      mtu: UNDERLAY_MTU,
+      allowReboot: true,
+    });
+    vmTap = tap;
     a = await GuestNode.create(vm, {
       name: 'wgk-a',
       ownNamespace: false,
@@ -458,6 +469,21 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
         assert.equal(peer.endpoint, `${o.spec.address}:51820`);
       }
     }
+  });
+
+  it("fail closed on a real kernel with kernel WireGuard: A's table lets B's and C's ranges leave only through wg0", async () => {
+    const t = (await vm.exec('nft', ['list', 'table', 'inet', 'wg_overlay'])).stdout;
+    for (const n of [b, c])
+      assert.match(
+        t,
+        new RegExp(`${n.spec.podCidr.replace(/\./g, '\\.')} counter packets \\d+ bytes \\d+ comment "${n.name}"`),
+      );
+    assert.match(t, /oifname \{ "lo", "wg0" \} return/);
+    assert.match(t, /type filter hook forward priority filter; policy accept;/);
+    assert.equal(
+      (await vm.exec('stat', ['-c', '%a %U', '/var/lib/wg-overlay/fail-closed.nft'])).stdout.trim(),
+      '600 wg-overlay',
+    );
   });
 
   it('pods ping each other through the kernel tunnels, every pair, with handshakes on every link', async () => {
@@ -875,5 +901,40 @@ describe("kernel: WireGuard in Debian 12's own kernel, in a qemu VM (software em
       c.podIp,
     );
     console.log(`      (wireguard-go ${figures.mbitPerS.userspace.toFixed(0)} Mbit/s)`);
+  });
+
+  it('fail closed across a reboot: the daemon killed (-9) and disabled, the VM rebooted: the rule set loads before the network', async () => {
+    await vm.exec('systemctl', ['disable', 'wg-overlay']);
+    await vm.exec('systemctl', ['kill', '-s', 'KILL', 'wg-overlay']);
+    const seconds = await vm.reboot();
+    assert.equal((await vm.show('wg-overlay', ['ActiveState'])).ActiveState, 'inactive');
+    assert.equal((await vm.show('wg-overlay-fail-closed', ['ActiveState'])).ActiveState, 'active');
+    assert.equal(await a.link(), undefined, 'no wg0 after the reboot');
+    // Loaded before the network: the boot unit finished before network-pre.target was reached.
+    const at = async (unit: string): Promise<number> =>
+      Number((await vm.show(unit, ['ActiveEnterTimestampMonotonic'])).ActiveEnterTimestampMonotonic);
+    assert.ok(
+      (await at('wg-overlay-fail-closed')) <= (await at('network-pre.target')),
+      'loaded before network-pre.target',
+    );
+    assert.match((await vm.exec('nft', ['list', 'table', 'inet', 'wg_overlay'])).stdout, /10\.244\.2\.0\/24/);
+    // A default route to a gateway on the underlay that takes packets and forwards nothing.
+    const gateway = await TestNode.create({ label: 'gateway' });
+    try {
+      await net.attach(gateway);
+      await vm.exec('ip', ['route', 'replace', 'default', 'via', gateway.underlayAddress!]);
+      const capture = await Capture.start(vmTap);
+      const pings = ['10.244.2.10', overlay(b), '10.244.3.10'].map((dst) =>
+        vm.exec('ping', ['-q', '-c', '40', '-i', '0.05', '-W', '1', dst], { allowFailure: true, timeoutMs: 60_000 }),
+      );
+      await Promise.all(pings);
+      const { count, lines } = await capture.stopAndCount('net 10.244.0.0/16 or net 100.64.0.0/10');
+      console.log(
+        `      (fail closed: rebooted in ${Math.round(seconds)} s with the daemon disabled: ${count} of 120 packets in clear)`,
+      );
+      assert.equal(count, 0, lines.join('\n'));
+    } finally {
+      await gateway.destroy();
+    }
   });
 });

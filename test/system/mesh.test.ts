@@ -3,7 +3,9 @@
  * wireguard-go for WireGuard (this kernel has no module), and `apply = restart`: the daemons, run
  * as the unprivileged user wg-overlay, publish their keys, find each other through the test API
  * server, restart wg-quick@wg0 through the real systemd's D-Bus API (polkit allows exactly that)
- * whenever their peers change, and the overlay addresses ping.
+ * whenever their peers change, and the overlay addresses ping. With a default route to a gateway
+ * on the underlay, a `systemctl restart wg-quick@wg0` under the running daemon lets no packet to
+ * the overlay or a PodCIDR out in clear (the fail-closed rule set; tcpdump on the underlay port).
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -11,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KILO_PEER_RESOURCE, KubeApiServer } from '../kube-api/server.js';
 import { requireTools, sleep } from '../support/process.js';
+import { Capture, rootPort } from '../support/namespaces/capture.js';
+import { TestNode } from '../support/namespaces/netns.js';
 import { TestNetwork } from '../support/namespaces/underlay.js';
 import {
   buildPackages,
@@ -203,6 +207,36 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
         .filter(Boolean)
         .map((l) => Number(l.split('\t')[1]));
       assert.equal(hs.filter((t) => t > 0).length, NAMES.length - 1, `${c.name}: handshakes ${hs.join(', ')}`);
+    }
+  });
+
+  it('wg-quick@wg0 restarted under the running daemon: nothing to the overlay or a PodCIDR leaves in clear; pings resume', async () => {
+    const [a, c] = [net.nodes[0]!, cs[0]!];
+    // The underlay's gateway: it answers ARP and forwards nothing. Node a's default route points at it.
+    const gateway = await TestNode.create({ label: 'gateway' });
+    try {
+      await net.underlay.attach(gateway);
+      await a.exec('ip', ['route', 'add', 'default', 'via', gateway.underlayAddress!]);
+      assert.match((await c.exec('nft', ['list', 'table', 'inet', 'wg_overlay'])).stdout, /10\.244\.2\.0\/24/);
+      const capture = await Capture.start(await rootPort(a));
+      const args = ['-q', '-c', '60', '-i', '0.05', '-W', '1'];
+      const pings = [overlay(NAMES[1]), '10.244.2.10', overlay(NAMES[2])].map((dst) =>
+        a.exec('ping', [...args, dst], { allowFailure: true, timeoutMs: 60_000 }),
+      );
+      await sleep(300);
+      await c.exec('systemctl', ['restart', 'wg-quick@wg0'], { timeoutMs: 60_000 });
+      await Promise.all(pings);
+      const { count, lines } = await capture.stopAndCount('net 10.244.0.0/16 or net 100.64.0.0/10');
+      console.log(`      (fail closed: wg-quick@wg0 restarted: ${count} of 180 packets in clear)`);
+      assert.equal(count, 0, lines.join('\n'));
+      const deadline = Date.now() + 30_000;
+      let r = await a.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[1])], { allowFailure: true });
+      while (!/3 received/.test(r.stdout) && Date.now() < deadline)
+        r = await a.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', overlay(NAMES[1])], { allowFailure: true });
+      assert.match(r.stdout, /3 received/, `pings after the restart:\n${r.stdout}`);
+    } finally {
+      await a.exec('ip', ['route', 'del', 'default'], { allowFailure: true });
+      await gateway.destroy();
     }
   });
 });

@@ -818,8 +818,38 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
     assert.equal((await c.exec('systemctl', ['is-enabled', 'wg-overlay'])).stdout.trim(), 'enabled');
   });
 
+  it('fail closed: the sandboxed daemon keeps its nftables table and saves it; wg-overlay-fail-closed.service loads it as wg-overlay', async () => {
+    const table = async (): Promise<string> =>
+      (await c.exec('nft', ['list', 'table', 'inet', 'wg_overlay'], { allowFailure: true })).stdout;
+    assert.match(await table(), /chain guard \{/);
+    assert.match(await table(), /oifname \{ "lo", "wg0" \} return/);
+    assert.equal(
+      (await c.exec('stat', ['-c', '%a %U', '/var/lib/wg-overlay/fail-closed.nft'])).stdout.trim(),
+      '600 wg-overlay',
+    );
+    assert.equal((await c.exec('systemctl', ['is-enabled', 'wg-overlay-fail-closed'])).stdout.trim(), 'enabled');
+    const verify = await c.exec('systemd-analyze', ['verify', 'wg-overlay-fail-closed.service'], {
+      allowFailure: true,
+    });
+    assert.equal(verify.stdout + verify.stderr, '', 'systemd-analyze verify of the boot unit');
+    // What a boot does before the daemon runs: the daemon stopped, the table gone, the boot unit loads the saved one.
+    await c.exec('systemctl', ['stop', 'wg-overlay']);
+    const before = await table();
+    await c.exec('nft', ['delete', 'table', 'inet', 'wg_overlay']);
+    await c.exec('systemctl', ['restart', 'wg-overlay-fail-closed'], { timeoutMs: 60_000 });
+    assert.equal((await c.show('wg-overlay-fail-closed', ['ActiveState'])).ActiveState, 'active');
+    const sets = (t: string): string =>
+      t
+        .replace(/\s+/g, ' ')
+        .replace(/counter packets \d+ bytes \d+/g, '')
+        .replace(/packets \d+ bytes \d+/g, '');
+    assert.equal(sets(await table()), sets(before));
+    await c.exec('systemctl', ['start', 'wg-overlay'], { timeoutMs: 120_000 });
+  });
+
   it('apt-get purge stops the service and removes its state, kubeconfig and wg-quick file', async () => {
     assert.ok((await c.exec('test', ['-f', '/var/lib/wg-overlay/private.key'], { allowFailure: true })).exitCode === 0);
+    assert.match((await c.exec('nft', ['list', 'tables'])).stdout, /table inet wg_overlay/);
     await c.exec('apt-get', ['purge', '-y', 'wg-overlay'], {
       env: { DEBIAN_FRONTEND: 'noninteractive' },
       timeoutMs: 5 * 60_000,
@@ -838,6 +868,8 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       assert.equal(t.exitCode, 1, `${path} should be gone after purge`);
     }
     assert.equal((await c.show('wg-overlay', ['LoadState'])).LoadState, 'not-found');
+    // The fail-closed rule set goes with the package.
+    assert.doesNotMatch((await c.exec('nft', ['list', 'tables'])).stdout, /wg_overlay/);
     assert.equal(
       (await c.exec('pgrep', ['-f', '/usr/lib/wg-overlay/wg-overlay.mjs'], { allowFailure: true })).exitCode,
       1,

@@ -17,6 +17,7 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/etc/wg-overlay', 'd', 0o755],
   ['/etc/wg-overlay/wg-overlay.conf', 'f', 0o644],
   ['/usr/bin/wg-overlay', 'f', 0o755],
+  ['/usr/lib/systemd/system/wg-overlay-fail-closed.service', 'f', 0o644],
   ['/usr/lib/systemd/system/wg-overlay.service', 'f', 0o644],
   ['/usr/lib/systemd/system/wg-quick@.service.d/wg-overlay.conf', 'f', 0o644],
   ['/usr/lib/sysusers.d/wg-overlay.conf', 'f', 0o644],
@@ -92,31 +93,36 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(heads.length, [...changelog.matchAll(/^- semver: /gm)].length);
   });
 
-  it('rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, setpriv, unshare, perl(Socket), perl(POSIX); wireguard-go only suggested; no automatic requires', async () => {
-    const requires = (await rpmq('-qp', '--requires'))
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith('rpmlib('));
-    assert.deepEqual(
-      requires.sort(),
-      [
-        '/bin/sh',
-        '/bin/sh',
-        '/bin/sh',
-        '/usr/bin/kill',
-        '/usr/bin/setpriv',
-        '/usr/bin/unshare',
-        'iproute',
-        'nodejs >= 18.19',
-        'perl(POSIX)',
-        'perl(Socket)',
-        'polkit',
-        'wireguard-tools',
-      ].sort(),
-    );
-    assert.deepEqual((await rpmq('-qp', '--suggests')).trim().split('\n'), ['wireguard-go']);
-    assert.equal((await rpmq('-qp', '--recommends')).trim(), '');
-  });
+  it(
+    'rpm -qp --requires/--suggests: nodejs >= 18.19, wireguard-tools, iproute, kill, polkit, nftables, setpriv, ' +
+      'unshare, perl(Socket), perl(POSIX); wireguard-go only suggested; no automatic requires',
+    async () => {
+      const requires = (await rpmq('-qp', '--requires'))
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('rpmlib('));
+      assert.deepEqual(
+        requires.sort(),
+        [
+          '/bin/sh',
+          '/bin/sh',
+          '/bin/sh',
+          '/usr/bin/kill',
+          '/usr/bin/setpriv',
+          '/usr/bin/unshare',
+          'iproute',
+          'nftables',
+          'nodejs >= 18.19',
+          'perl(POSIX)',
+          'perl(Socket)',
+          'polkit',
+          'wireguard-tools',
+        ].sort(),
+      );
+      assert.deepEqual((await rpmq('-qp', '--suggests')).trim().split('\n'), ['wireguard-go']);
+      assert.equal((await rpmq('-qp', '--recommends')).trim(), '');
+    },
+  );
 
   it('rpm -qlp/-qcp: the files of nfpm.yaml, the config file %config(noreplace), docs flagged', async () => {
     const files = (await rpmq('-qlp')).trim().split('\n');

@@ -22,6 +22,7 @@ import {
   readLiveSnapshot,
   readStatusFile,
   STATUS_FILE,
+  type FailClosedStatus,
   type StatusSnapshot,
   type WatchStatus,
 } from '../status/snapshot.js';
@@ -99,6 +100,8 @@ export interface StatusView {
   privateRoutes: Array<{ dst: string; via: string; gateway: string; present: boolean }>;
   skipped: SkipReason[];
   warnings: string[];
+  /** The fail-closed rule set the daemon wants, and what it dropped. */
+  failClosed: FailClosedStatus | null;
 }
 
 /** What the view is built from. */
@@ -235,6 +238,7 @@ export function buildStatusView(i: StatusInput): StatusView {
       .map((r) => ({ dst: r.dst, via: r.via, gateway: r.gateway!, present: viaGateway.has(`${r.dst}|${r.gateway}`) })),
     skipped: snap?.skipped ?? [],
     warnings: [...(i.ipForwarding === false ? [FORWARDING_OFF_WARNING] : []), ...(snap?.warnings ?? [])],
+    failClosed: snap?.failClosed ?? null,
   };
 }
 
@@ -290,6 +294,7 @@ export function renderStatusText(v: StatusView, now: number): string {
   const out: string[] = [];
   out.push(...headerLines(v, now));
   if (v.topology) out.push(...topologyLines(v));
+  if (v.failClosed) out.push(...failClosedLines(v.failClosed, now));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
   const external = v.peers.filter((p) => p.kind === 'peer').length;
   const unknown = v.peers.length - nodes - external;
@@ -378,6 +383,31 @@ function headerLines(v: StatusView, now: number): string[] {
     if (i.publicKey) out.push(`  public key ${i.publicKey}`);
     if (!i.readable) out.push('  cannot read the WireGuard device (wg show failed: run as root)');
   }
+  return out;
+}
+
+/** The fail-closed rule set: what may leave only through the tunnel, the exemptions, the drops. */
+function failClosedLines(f: FailClosedStatus, now: number): string[] {
+  if (!f.enabled) return ['', `fail closed: off (no nftables table ${f.table})`];
+  const by = (reason: string): FailClosedStatus['blocked'] => f.blocked.filter((b) => b.reason === reason);
+  const carried = by('carried');
+  const dropped = f.dropped ? `; ${f.dropped.total} packets dropped since the table was loaded` : '';
+  const out = [
+    '',
+    `fail closed: on (nftables table ${f.table}): ${f.blocked.length} ranges leave only through ${f.iface} ` +
+      `(${carried.length} carried, ${by('kept').length} kept, ${by('pod-network').length} pod networks)${dropped}`,
+  ];
+  const rows: string[][] = [];
+  const listed = carried.length <= 20 ? f.blocked : f.blocked.filter((b) => b.reason !== 'carried');
+  for (const b of listed) rows.push([`  ${b.reason}`, b.dst, `${b.owner}: ${b.what}`]);
+  if (listed.length < f.blocked.length)
+    rows.push(['  carried', `(${carried.length} ranges)`, 'wg-overlay status --json lists them']);
+  for (const e of f.exempt) rows.push([`  exempt`, e.dst, e.what]);
+  if (rows.length) out.push(...table(rows));
+  if (f.hops.length) out.push(`  through members of this location (private network): ${f.hops.join(', ')}`);
+  const latest = f.dropped?.latest;
+  if (latest)
+    out.push(`  latest drops ${ago(new Date(latest.at).toISOString(), now)}: ${latest.ranges.join(', ') || '-'}`);
   return out;
 }
 

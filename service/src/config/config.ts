@@ -46,6 +46,8 @@ export interface Config {
     publishedEndpoints: 'addresses' | 'any';
     /** Seconds without an answer before a peer's next endpoint is tried (0 = no failover). */
     endpointFailoverSeconds: number;
+    /** Traffic to what the mesh carries may leave only through the tunnel (an nftables table of the daemon's own). */
+    failClosed: boolean;
   };
   overlay: {
     cidr: string;
@@ -234,6 +236,7 @@ const SCHEMA: Record<string, Record<string, KeySpec>> = {
     endpoint_failover: {
       parse: (v) => (v === '0' ? ok(0) : intIn(5, 600, '0 (off) or a number of seconds')(v, { section: {} })),
     },
+    fail_closed: { parse: boolean },
   },
   overlay: {
     cidr: { parse: overlayCidr },
@@ -297,6 +300,7 @@ export function defaultConfig(): Config {
       createInterface: true,
       publishedEndpoints: 'addresses',
       endpointFailoverSeconds: 15,
+      failClosed: true,
     },
     overlay: {
       cidr: '100.64.0.0/10',
@@ -448,6 +452,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   cfg.wireguard.createInterface = set(w.create_interface, cfg.wireguard.createInterface);
   cfg.wireguard.publishedEndpoints = set(w.published_endpoints, cfg.wireguard.publishedEndpoints);
   cfg.wireguard.endpointFailoverSeconds = set(w.endpoint_failover, cfg.wireguard.endpointFailoverSeconds);
+  cfg.wireguard.failClosed = set(w.fail_closed, cfg.wireguard.failClosed);
   cfg.overlay.cidr = set(values.overlay?.cidr, cfg.overlay.cidr);
   cfg.overlay.cidr6 = set(values.overlay?.cidr6, cfg.overlay.cidr6);
   cfg.overlay.podCidrs = set(values.overlay?.pod_cidrs, cfg.overlay.podCidrs);

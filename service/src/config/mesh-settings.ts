@@ -3,6 +3,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { TopologySettings } from '../mesh/desired/topology.js';
+import { DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import type { MeshSettings } from '../mesh/types.js';
 import type { Config } from './config.js';
 
@@ -58,7 +59,14 @@ export function meshSettings(config: Config, mtu: number | undefined, facts: Run
     publishedEndpoints: w.publishedEndpoints,
     localGuard: { apiAddresses: facts.apiAddresses ?? [], onLink: facts.onLink ?? [] },
     ...(facts.resolved ? { resolved: facts.resolved } : {}),
+    ...(w.failClosed ? { failClosed: { podNetworks: podNetworksNamed(config) } } : {}),
   };
+}
+
+/** `[overlay] pod_cidrs` when the admin named them (not the private-use default): blocked as a whole when failing closed. */
+export function podNetworksNamed(config: Config): readonly string[] | undefined {
+  const p = config.overlay.podCidrs;
+  return p.join() === DEFAULT_POD_CIDRS.join() ? undefined : p;
 }
 
 /** The topology settings of a config (every node of a cluster should have the same ones). */

@@ -23,6 +23,7 @@ import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
 import { NodePolicyCheck, TokenExpiryCheck } from './credential-checks.js';
 import { EndpointWatch } from './endpoint-watch.js';
+import { FirewallDrops } from './firewall-drops.js';
 import { KeyKeeper } from './key-keeper.js';
 import { meshReadings } from './mesh-readings.js';
 import { DEFAULT_TIMING, type DaemonEnv, type DaemonTiming } from './env.js';
@@ -84,6 +85,7 @@ export class Daemon {
   private readonly endpoints: EndpointWatch | undefined;
   private readonly policyCheck: NodePolicyCheck | undefined;
   private readonly tokenCheck: TokenExpiryCheck | undefined;
+  private readonly drops: FirewallDrops;
 
   /**
    * Reads the config, the key and the kubeconfig and finds systemd; resolves with the daemon, or
@@ -136,6 +138,7 @@ export class Daemon {
       () => this.namesResolved(),
     );
     this.metrics = this.makeMetrics(p.identity.name, w.interface, host.device);
+    this.drops = this.makeDrops();
     this.metricsEndpoint = new MetricsEndpoint({
       metrics: this.metrics,
       health: () => this.healthVerdict(),
@@ -281,6 +284,7 @@ export class Daemon {
       new Timer('resync timer', this.timing.resync, true, () => this.loop.schedule('periodic resync', true)),
       ...(this.policyCheck ? [this.policyCheck] : []),
       ...(this.tokenCheck ? [this.tokenCheck] : []),
+      this.drops,
     ];
   }
 
@@ -395,6 +399,17 @@ export class Daemon {
     });
   }
 
+  /** The reader of the fail-closed rule set's drop counters (metrics, status, the journal). */
+  private makeDrops(): FirewallDrops {
+    return new FirewallDrops({
+      runner: this.env.quietRunner,
+      log: this.env.log,
+      everyMs: this.timing.dropPoll,
+      blocked: () => (this.step.desired?.firewall?.enabled ? this.step.desired.firewall.blocked : undefined),
+      onDrops: (family, reason, packets) => this.metrics.addFailClosedDrops(family, reason, packets),
+    });
+  }
+
   private makeMetrics(node: string, iface: string, device: CachedRead<InterfaceStatus | undefined>): DaemonMetrics {
     return new DaemonMetrics({
       node,
@@ -466,6 +481,7 @@ export class Daemon {
       pid: process.pid,
       failover: (name) => this.endpoints?.describe(name),
       reports: (name) => this.step.view.observations.reports(name),
+      drops: () => this.drops.report(),
     });
   }
 }

@@ -81,6 +81,8 @@ export interface DaemonTiming {
   tokenCheck: number;
   /** First retry of the node-policy check after an answer that told nothing (doubling up to 10 min). */
   policyRetry: number;
+  /** Between two reads of the fail-closed rule set's drop counters. */
+  dropPoll: number;
 }
 
 /** The timings of a production daemon. */
@@ -92,4 +94,5 @@ export const DEFAULT_TIMING: DaemonTiming = {
   partStop: 10_000,
   tokenCheck: 3_600_000,
   policyRetry: 30_000,
+  dropPoll: 10_000,
 };

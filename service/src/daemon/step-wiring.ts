@@ -5,6 +5,7 @@
  */
 import type { Config } from '../config/config.js';
 import type { CommandRunner } from '../exec/runner.js';
+import { FirewallAdapter } from '../host/firewall-adapter.js';
 import { InterfaceOwner } from '../host/interface-owner.js';
 import type { IpBatch } from '../host/ip-batch.js';
 import type { WireguardGoCheck } from '../host/link.js';
@@ -73,6 +74,7 @@ export function wireStep(w: StepWiring): MeshStep {
     leadership: w.leadership,
     endpoints: w.endpoints,
     keys: w.keys,
+    firewall: new FirewallAdapter(w.runner, w.config.state.dir),
   };
   return new MeshStep(parts, w.config, w.waitForPeers);
 }

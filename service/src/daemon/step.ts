@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Config } from '../config/config.js';
 import { meshSettings, topologySettings, type RuntimeFacts } from '../config/mesh-settings.js';
 import { inStep } from '../host/apply-error.js';
+import type { FirewallAdapter } from '../host/firewall-adapter.js';
 import type { InterfaceOwner } from '../host/interface-owner.js';
 import type { MtuResolver } from '../host/mtu.js';
 import type { PeerAdapter } from '../host/peer-adapter.js';
@@ -67,6 +68,8 @@ export interface StepParts {
   endpoints?: Endpoints | undefined;
   /** Takes a new key when an older Node publishes this node's (absent: the skip is only logged). */
   keys?: KeyKeeper | undefined;
+  /** The fail-closed rule set (absent: none is kept). */
+  firewall?: FirewallAdapter | undefined;
 }
 
 /** How a step ended (when it did not throw). */
@@ -81,7 +84,8 @@ export interface StepOutcome {
 
 /** True when two desired states hold the same interface and the very same peer and route objects. */
 function sameDesired(a: DesiredState, b: DesiredState): boolean {
-  if (!isDeepStrictEqual(a.iface, b.iface)) return false;
+  // An unchanged fail-closed rule set is the very same object (planNode keeps it).
+  if (!isDeepStrictEqual(a.iface, b.iface) || a.firewall !== b.firewall) return false;
   const sameRefs = <T>(x: readonly T[], y: readonly T[]): boolean =>
     x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
   // Derived from `a`: only the delta can differ.
@@ -90,6 +94,19 @@ function sameDesired(a: DesiredState, b: DesiredState): boolean {
   if (p?.from === a.peers && r?.from === a.routes)
     return p.added.length + p.removed.length + r.added.length + r.removed.length === 0;
   return sameRefs(a.peers, b.peers) && sameRefs(a.routes, b.routes);
+}
+
+/** Starts `work` now; the returned call awaits it (rethrowing its error then, never unhandled before). */
+function settled<T>(work: Promise<T[]> | undefined): () => Promise<T[]> {
+  const p = (work ?? Promise.resolve([])).then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  return async () => {
+    const r = await p;
+    if ('error' in r) throw r.error;
+    return r.value;
+  };
 }
 
 /** The reconcile step of one node. */
@@ -157,6 +174,7 @@ export class MeshStep {
     this.parts.iface.invalidate();
     this.parts.peers.invalidate();
     this.parts.routes.invalidate();
+    this.parts.firewall?.invalidate();
   }
 
   /** One run: `force` re-reads the host even when the desired state did not change. */
@@ -243,6 +261,8 @@ export class MeshStep {
           : { settings: topology, liveness: this.parts.leadership?.liveness() },
       choice: this.parts.endpoints?.take(),
       observed: this.parts.endpoints?.observed,
+      // After a restart: what the rule set on the host blocks (what the mesh carried before).
+      firewallBefore: this.latest ? undefined : await inStep('firewall', async () => this.parts.firewall?.adopt()),
     };
   }
 
@@ -266,8 +286,18 @@ export class MeshStep {
     ]);
   }
 
-  /** Hands the desired state to the adapters: interface first, then peers and routes together. */
+  /** Hands the desired state to the adapters: the fail-closed rule set alongside the rest (it holds while the interface is missing). */
   private async apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
+    const firewall = settled(desired.firewall && this.parts.firewall?.set(desired.firewall));
+    try {
+      return await this.applyMesh(desired, changes);
+    } finally {
+      changes.record(await firewall());
+    }
+  }
+
+  /** Interface first, then peers and routes together. */
+  private async applyMesh(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
     const { iface, peers, routes, confFile, identity } = this.parts;
     const source = { config: () => toWgQuickConfig(desired, identity.privateKey), writeFile: () => confFile.flush() };
     let restartWhy: string | undefined;

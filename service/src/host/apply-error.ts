@@ -4,7 +4,7 @@
  */
 
 /** The steps of a reconcile run that change something. */
-export type ApplyStep = 'publish' | 'interface' | 'peers' | 'routes' | 'config-file';
+export type ApplyStep = 'publish' | 'interface' | 'peers' | 'routes' | 'config-file' | 'firewall';
 
 /** A failed step of a reconcile run. */
 export class ApplyError extends Error {

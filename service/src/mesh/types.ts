@@ -2,6 +2,7 @@
  * Domain types of the pure core: the plain Nodes and external Peers the Kubernetes boundary
  * translates API objects into, the settings the core depends on, and the wanted (`Desired*`) state.
  */
+import type { DesiredFirewall } from './desired/firewall.js';
 
 /** A cluster Node as the core sees it (translated from `V1Node` at the Kubernetes boundary). */
 export interface MeshNode {
@@ -90,6 +91,8 @@ export interface MeshSettings extends MembershipSettings {
    * verdict): the API server's addresses as it reaches them, and its on-link underlay subnets.
    */
   localGuard?: { apiAddresses: readonly string[]; onLink: readonly string[] } | undefined;
+  /** `[wireguard] fail_closed = on` (absent: off), with the pod networks when the admin named them. */
+  failClosed?: { podNetworks?: readonly string[] | undefined } | undefined;
 }
 
 /** This node's identity as the core sees it (the private key never enters the core). */
@@ -254,4 +257,6 @@ export interface DesiredState {
   peersDelta?: ListDelta<DesiredPeer> | undefined;
   /** When derived from an earlier desired state: how `routes` differs from that state's routes. */
   routesDelta?: ListDelta<DesiredRoute> | undefined;
+  /** The fail-closed rule set (absent: not decided, e.g. a desired state built outside the daemon's plan). */
+  firewall?: DesiredFirewall | undefined;
 }

@@ -3,9 +3,10 @@
  * peers by kind, skipped Nodes/Peers by reason, reconciles and their duration, apply errors by
  * kind, the time of the last successful sync, API watch state, and the latest handshake age per
  * peer (read from the device at scrape time), with the per-peer traffic, route, failover and NAT
- * series of mesh-metrics.ts. `/healthz` fails when an API watch has been down longer than the
- * threshold or the last apply failed. Also this node's credential: whether node-policy.yaml is in
- * force, and when the token expires.
+ * series of mesh-metrics.ts, and packets the fail-closed rule set dropped by family and reason.
+ * `/healthz` fails when an API watch has been down longer than the threshold or the last apply
+ * failed. Also this node's credential: whether node-policy.yaml is in force, and when the token
+ * expires.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApplyStep } from '../host/apply-error.js';
@@ -104,6 +105,7 @@ export class DaemonMetrics {
   private readonly leaderChanges: Counter;
   private readonly nodePolicy: Gauge;
   private readonly tokenExpiry: Gauge;
+  private readonly failClosedDrops: Counter<'family' | 'reason'>;
   private leader: string | undefined;
   /** Peer counts by kind of the last desired peers seen (a derived list is counted from its delta). */
   private counted: { peers: readonly DesiredState['peers'][number][]; node: number; peer: number } | undefined;
@@ -145,7 +147,7 @@ export class DaemonMetrics {
     });
     this.applyErrors = counter(
       'wg_overlay_apply_errors_total',
-      'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, other).',
+      'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, firewall, other).',
       ['kind'],
     );
     this.leading = gauge(
@@ -168,6 +170,12 @@ export class DaemonMetrics {
       ['resource'],
     );
     [this.nodePolicy, this.tokenExpiry] = credentialGauges(gauge);
+    this.failClosedDrops = counter(
+      'wg_overlay_fail_closed_dropped_packets_total',
+      'Packets the fail-closed rule set dropped because they would have left in clear, by family (ipv4, ipv6) and ' +
+        'reason (carried: a range the mesh carries; kept: one it carried before; pod-network: the named pod networks).',
+      ['family', 'reason'],
+    );
     handshakeAges(this.registry, opts.readHandshakes, opts.now ?? Date.now);
     if (opts.mesh) this.switched = registerMeshMetrics(this.registry, { ...opts.mesh, traffic: this.traffic });
   }
@@ -208,6 +216,11 @@ export class DaemonMetrics {
   /** Records when the token expires (unix seconds; undefined: no expiry known). */
   setTokenExpiry(unixSeconds: number | undefined): void {
     this.tokenExpiry.set(unixSeconds ?? 0);
+  }
+
+  /** Counts packets the fail-closed rule set dropped. */
+  addFailClosedDrops(family: 'ipv4' | 'ipv6', reason: string, packets: number): void {
+    this.failClosedDrops.inc({ family, reason }, packets);
   }
 
   /** Records one reconcile run and the desired state it worked from. */

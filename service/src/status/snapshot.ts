@@ -7,7 +7,10 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join } from 'node:path';
+import type { DropReport } from '../daemon/firewall-drops.js';
 import type { ReconcileReport } from '../daemon/report.js';
+import { FIREWALL_TABLE } from '../host/nft-rules.js';
+import type { DesiredFirewall } from '../mesh/desired/firewall.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason, TopologyState } from '../mesh/types.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
@@ -68,6 +71,20 @@ export interface StatusSnapshot {
   /** When the reconcile run in progress started (undefined when idle): a long-running one is stuck. */
   busySince?: number | undefined;
   watch: { nodes: WatchStatus; peers: WatchStatus };
+  /** The fail-closed rule set this node wants, and what it dropped (absent: no desired state yet). */
+  failClosed?: FailClosedStatus | undefined;
+}
+
+/** The fail-closed rule set as `status` shows it. */
+export interface FailClosedStatus {
+  enabled: boolean;
+  /** The nftables table (`inet wg_overlay`). */
+  table: string;
+  iface: string;
+  blocked: Array<{ dst: string; reason: string; owner: string; what: string }>;
+  hops: string[];
+  exempt: Array<{ dst: string; kind: string; what: string }>;
+  dropped: DropReport | undefined;
 }
 
 /** What a snapshot is built from. */
@@ -87,6 +104,8 @@ export interface SnapshotInput {
   failover?: (name: string) => { candidates: string[]; index: number; why?: string } | undefined;
   /** NAT reports about a Node (the endpoints other Nodes saw it arrive from, by whom). */
   reports?: (name: string) => Array<{ endpoint: string; reporters: string[]; accepted: boolean }>;
+  /** What the fail-closed rule set dropped. */
+  drops?: () => DropReport;
 }
 
 // Snapshot entries by desired peer and route object: a write after one change builds one new entry.
@@ -161,6 +180,34 @@ export function buildSnapshot(i: SnapshotInput): StatusSnapshot {
     lastSuccessAt: i.lastSuccessAt,
     ...(i.busySince !== undefined ? { busySince: i.busySince } : {}),
     watch: { nodes: safeWatch(i.watch.nodes), peers: safeWatch(i.watch.peers) },
+    ...(d?.firewall ? { failClosed: failClosedStatus(d.firewall, i.drops?.()) } : {}),
+  };
+}
+
+/** The rule set's part of the status, built once per rule set object (an unchanged rule set is the same object). */
+const firewallEntries = new WeakMap<DesiredFirewall, Omit<FailClosedStatus, 'dropped'>>();
+
+/** The rule set for the status file (owners are Node and Peer names: validated, escaped all the same). */
+function failClosedStatus(fw: DesiredFirewall, dropped: DropReport | undefined): FailClosedStatus {
+  let entry = firewallEntries.get(fw);
+  if (!entry) firewallEntries.set(fw, (entry = firewallEntry(fw)));
+  return {
+    ...entry,
+    dropped: dropped && {
+      ...dropped,
+      ...(dropped.latest ? { latest: { ...dropped.latest, ranges: dropped.latest.ranges.map(escapeUnsafe) } } : {}),
+    },
+  };
+}
+
+function firewallEntry(fw: DesiredFirewall): Omit<FailClosedStatus, 'dropped'> {
+  return {
+    enabled: fw.enabled,
+    table: FIREWALL_TABLE,
+    iface: fw.iface,
+    blocked: fw.blocked.map((b) => ({ ...b, owner: escapeUnsafe(b.owner), what: escapeUnsafe(b.what) })),
+    hops: fw.hops,
+    exempt: fw.exempt.map((e) => ({ dst: e.dst, kind: e.kind, what: escapeUnsafe(e.what) })),
   };
 }
 

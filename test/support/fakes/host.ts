@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { RecordingRunner } from '../../../service/src/exec/runner.js';
+import { guardRules } from '../../../service/src/host/nft-rules.js';
 import { publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 
 interface FakePeer {
@@ -43,6 +44,12 @@ export class FakeHost {
   wireguardGoInstalled = true;
   /** Answers the daemon's question whether wireguard-go is installed, from this host. */
   readonly hasWireguardGo = async (): Promise<boolean> => this.wireguardGoInstalled;
+  /**
+   * nftables: the daemon's table (`inet wg_overlay`: the interface its guard names and its sets'
+   * elements as nft writes them), or undefined; other owners' tables by name (never to be touched).
+   */
+  nft: { iface: string; sets: Map<string, Set<string>> } | undefined;
+  readonly nftOthers = new Set<string>(['inet filter']);
   /** `wg set` refuses any command naming one of these peers (like a name that does not resolve), applying nothing. */
   readonly refusePeers = new Set<string>();
   readonly runner: RecordingRunner;
@@ -50,14 +57,15 @@ export class FakeHost {
   constructor(readonly iface = 'wg0') {
     this.runner = new RecordingRunner((cmd, args, opts) => {
       // Secrets arrive as files (wg setconf FILE, preshared-key FILE): read them like wg would.
-      const file = cmd === 'wg' && args[0] === 'setconf' ? args[2] : undefined;
+      const file =
+        (cmd === 'wg' && args[0] === 'setconf') || (cmd === 'nft' && args[0] === '-f') ? args.at(-1) : undefined;
       return this.handle(cmd, [...args], file && existsSync(file) ? readFileSync(file, 'utf8') : opts.input);
     });
   }
 
   /** Commands that change something (reads filtered out). */
   mutations(): string[] {
-    return this.runner.calls.filter((c) => !/^wg show|^ip -j/.test(c));
+    return this.runner.calls.filter((c) => !/^wg show|^ip -j|^nft -j/.test(c));
   }
 
   private handle(cmd: string, a: string[], input?: string): Answer {
@@ -68,7 +76,9 @@ export class FakeHost {
           ? this.wireguardGo()
           : cmd === 'ip'
             ? (this.ipRead(a) ?? this.ipRoute(a) ?? this.ipLink(a))
-            : undefined;
+            : cmd === 'nft'
+              ? this.nftCommand(a, input)
+              : undefined;
     return answer ?? { exitCode: 127, stderr: `fake host does not know: ${cmd} ${a.join(' ')}` };
   }
 
@@ -271,6 +281,81 @@ export class FakeHost {
       return {};
     }
     return undefined;
+  }
+
+  /** `nft -j list table|counters`, `nft -f FILE`, `nft delete table`, `nft 'add|delete element …'` on `inet wg_overlay`. */
+  private nftCommand(a: string[], input: string | undefined): Answer | undefined {
+    const table = (t: string): boolean => t === 'inet wg_overlay';
+    const missing = {
+      exitCode: 1,
+      stderr: 'Error: No such file or directory; did you mean table ‘filter’ in family inet?',
+    };
+    if (a[0] === '-j' && a[1] === 'list' && a[2] === 'table' && table(`${a[3]} ${a[4]}`))
+      return this.nft ? { stdout: this.nftJson() } : missing;
+    if (a[0] === '-j' && a[1] === 'list' && a[2] === 'counters') return { stdout: '{"nftables": []}' };
+    if (a[0] === 'delete' && a[1] === 'table') {
+      if (!table(`${a[2]} ${a[3]}`)) this.nftOthers.delete(`${a[2]} ${a[3]}`);
+      else if (!this.nft) return missing;
+      this.nft = undefined;
+      return {};
+    }
+    const script = a[0] === '-f' ? input : a.length === 1 ? a[0] : undefined;
+    return script === undefined ? undefined : this.nftScript(script);
+  }
+
+  /** Runs the lines of an nft script the daemon writes, as one transaction. */
+  private nftScript(script: string): Answer {
+    let next = this.nft
+      ? { iface: this.nft.iface, sets: new Map([...this.nft.sets].map(([k, v]) => [k, new Set(v)])) }
+      : undefined;
+    for (const raw of script.split('\n')) {
+      const line = raw.trim();
+      if (line.startsWith('delete table inet wg_overlay')) next = undefined;
+      else if (line === 'table inet wg_overlay {' || line === 'table inet wg_overlay')
+        next ??= { iface: '', sets: new Map() };
+      else if (/^set (\w+) \{/.test(line)) next!.sets.set(/^set (\w+)/.exec(line)![1]!, new Set());
+      else if (/^oifname \{ "lo", "([^"]+)" \}/.test(line)) next!.iface = /"lo", "([^"]+)"/.exec(line)![1]!;
+      else if (/^(add|delete) element inet wg_overlay (\w+) \{ (.*) \}$/.test(line)) {
+        const [, verb, name, list] = /^(add|delete) element inet wg_overlay (\w+) \{ (.*) \}$/.exec(line)!;
+        const set = next?.sets.get(name!);
+        if (!set) return { exitCode: 1, stderr: `Error: No such file or directory (set ${name})` };
+        for (const e of list!.split(', ')) {
+          const dst = e.replace(/ comment ".*"$/, '');
+          const have = [...set].find((x) => x.replace(/ comment ".*"$/, '') === dst);
+          if (verb === 'add' && have) return { exitCode: 1, stderr: 'Error: Could not process rule: File exists' };
+          if (verb === 'delete' && !have)
+            return { exitCode: 1, stderr: 'Error: Could not process rule: No such file or directory' };
+          if (verb === 'add') set.add(e);
+          else set.delete(have!);
+        }
+      } else if (line && !line.startsWith('#') && !/^(counter|chain|\}|ip6? |rt |oifname)/.test(line))
+        return { exitCode: 1, stderr: `Error: syntax error (fake host does not know: ${line})` };
+    }
+    this.nft = next;
+    return {};
+  }
+
+  /** The daemon's table as `nft -j list table` shows it (sets, three chains, the guard's rules). */
+  private nftJson(): string {
+    const t = this.nft!;
+    const elem = (e: string): unknown => {
+      const m = /^(\S+)(?: \. (\d+))?(?: comment "(.*)")?$/.exec(e)!;
+      if (m[2]) return { concat: [m[1], Number(m[2])] };
+      const [addr, len] = m[1]!.split('/');
+      // Like nft: a host range of an interval set is listed as the bare address.
+      const val = len === undefined || len === '32' || len === '128' ? addr : { prefix: { addr, len: Number(len) } };
+      return m[3] === undefined ? val : { elem: { val, comment: m[3], counter: { packets: 0, bytes: 0 } } };
+    };
+    const items: unknown[] = [{ table: { family: 'inet', name: 'wg_overlay' } }];
+    for (const [name, set] of t.sets)
+      items.push({
+        set: { name, ...(/^(hops|endpoints)/.test(name) ? {} : { flags: ['interval'] }), elem: [...set].map(elem) },
+      });
+    for (const name of ['guard', 'output', 'forward']) items.push({ chain: { name } });
+    const guard = (expr: unknown[]): unknown => ({ rule: { chain: 'guard', expr } });
+    items.push(guard([{ match: { left: { meta: { key: 'oifname' } }, right: { set: ['lo', t.iface] } } }]));
+    for (let i = 1; i < guardRules(t.iface).length; i++) items.push(guard([{ return: null }]));
+    return JSON.stringify({ nftables: items });
   }
 
   /** Creates the link as `wireguard-go` (`tun`) or `ip link add` (`wireguard`) would (no key, no peers). */

@@ -3,7 +3,8 @@
  * host adapters over the FakeHost's recording runner, a wg-quick file in a temp dir, and a facade
  * with the calls the daemon makes when Nodes, Peers or the config change.
  */
-import type { Config } from '../../../service/src/config/config.js';
+import { dirname } from 'node:path';
+import { defaultConfig, type Config } from '../../../service/src/config/config.js';
 import { ReconcileLoop } from '../../../service/src/daemon/loop.js';
 import type { Identity, Leadership, MeshStep } from '../../../service/src/daemon/step.js';
 import type { KeyKeeper } from '../../../service/src/daemon/key-keeper.js';
@@ -49,8 +50,13 @@ export interface Reconcile {
 export function reconcileWorld(p: WorldParts): Reconcile {
   const w = p.config.wireguard;
   const confFile = new WgQuickFile(w.configFile, p.log, 0);
+  // The state dir (the saved fail-closed rule set) beside the test's wg-quick file, unless the test chose one.
+  const config =
+    p.config.state.dir === defaultConfig().state.dir
+      ? { ...p.config, state: { ...p.config.state, dir: dirname(w.configFile) } }
+      : p.config;
   const step = wireStep({
-    config: p.config,
+    config,
     runner: p.host.runner,
     log: p.log,
     identity: p.identity,

@@ -197,6 +197,8 @@ export interface KernelVmOptions {
   memoryMb?: number;
   /** How long boot may take until the agent answers (default {@link BOOT_TIMEOUT_MS}). */
   bootTimeoutMs?: number;
+  /** Let the guest reboot inside the same qemu (its disk snapshot keeps what was written); default: a reboot ends qemu. */
+  allowReboot?: boolean;
 }
 
 // How the host talks to the agent. Under TCG on a loaded 2-core host the guest can stall for
@@ -411,6 +413,40 @@ export class KernelVm extends BootedSystem {
         lastError = err;
       }
       await sleep(Math.min(250 * 1.5 ** attempt, 1_000));
+    }
+  }
+
+  /**
+   * Reboots the guest (booted with `allowReboot`): `systemctl reboot`, then waits until the agent
+   * has gone and answers again; returns the seconds that took.
+   */
+  async reboot(timeoutMs = 240_000): Promise<number> {
+    const started = Date.now();
+    // A timer reboots a second later, so the job that asks for it ends before the agent goes.
+    await this.exec('systemd-run', ['--on-active=1', '--timer-property=AccuracySec=100ms', 'systemctl', 'reboot']);
+    while (await this.healthy()) {
+      if (Date.now() - started > 60_000) throw new Error(`VM ${this.name}: still up 60 s after systemctl reboot`);
+      await sleep(500);
+    }
+    for (;;) {
+      if (!this.qemu.running)
+        throw new Error(`VM ${this.name}: qemu exited while rebooting (booted without allowReboot?)`);
+      if (await this.healthy()) break;
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`VM ${this.name}: the agent did not answer within ${timeoutMs / 1000} s of the reboot`);
+      await sleep(1_000);
+    }
+    this.lost = undefined;
+    return (Date.now() - started) / 1000;
+  }
+
+  /** Whether the agent answers. */
+  private async healthy(): Promise<boolean> {
+    try {
+      await this.request<AgentHealth>('GET', '/health', undefined, 2_000);
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -630,7 +666,7 @@ function qemuArgs(opts: KernelVmOptions, consoleLog: string, token: string): str
     '-nodefaults',
     '-display',
     'none',
-    '-no-reboot',
+    ...(opts.allowReboot ? [] : ['-no-reboot']),
     '-serial',
     `file:${consoleLog}`,
     '-kernel',

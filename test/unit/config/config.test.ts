@@ -267,7 +267,7 @@ level = debug
     assert.deepEqual(warnings, [
       `${FILE}:4: [wireguard] listen_port is set more than once; the last value wins`,
       `${FILE}: [wireguard] listen_prot: unknown key (ignored); known keys: interface, config_file, listen_port, endpoint, ` +
-        'mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints, endpoint_failover',
+        'mtu, persistent_keepalive, apply, implementation, create_interface, published_endpoints, endpoint_failover, fail_closed',
       `${FILE}: unknown section [wat] (ignored); known sections: kubernetes, wireguard, overlay, mesh, state, peers, metrics, log`,
     ]);
   });

@@ -107,6 +107,7 @@ describe('unit: the daemon object', () => {
       'config reloader',
       'interface monitor',
       'resync timer',
+      'fail-closed drop counter',
     ]);
     assert.deepEqual(stopped, [...started].reverse());
     assert.ok(w.notes.includes('stopping'));

@@ -78,13 +78,16 @@ describe('unit: reconcile loop with external Peers', () => {
     await meshUp(w);
     const cmds = await w.step(() => w.rec.setPeers([peer('laptop', { allowedIPs: ['10.5.0.2/32', 'fd05::2/128'] })]));
     // (`ip route add` on the fast path, `replace` after reading the table: either is right here)
+    // (the nft transaction runs alongside: sorted)
     assert.deepEqual(
-      cmds.map((c) => c.replace(' route replace ', ' route add ')),
+      cmds.map((c) => c.replace(' route replace ', ' route add ')).sort(),
       [
         `wg set wg0 peer ${KEYS[3]} persistent-keepalive 25 allowed-ips 10.5.0.2/32,fd05::2/128`,
         'ip -4 route add 10.5.0.2/32 dev wg0 proto 77',
         'ip -6 route add fd05::2/128 dev wg0 proto 77',
-      ],
+        `nft 'add element inet wg_overlay carried4 { 10.5.0.2/32 comment "laptop" }\n` +
+          `add element inet wg_overlay carried6 { fd05::2/128 comment "laptop" }'`,
+      ].sort(),
     );
     assert.deepEqual(w.host.peers.get(KEYS[3])?.allowedIPs, ['10.5.0.2/32', 'fd05::2/128']);
     assert.deepEqual(w.host.routes.map((r) => r.dst).sort(), ['10.244.2.0/24', '10.5.0.2/32', 'fd05::2/128']);
@@ -138,7 +141,16 @@ describe('unit: reconcile loop with external Peers', () => {
     );
     assert.deepEqual(upd, [`wg set wg0 peer ${KEYS[3]} persistent-keepalive 10 allowed-ips 10.5.0.2/32`]);
     const del = await w.step(() => w.rec.setPeers([peer('laptop', { persistentKeepalive: 10 })]));
-    assert.deepEqual(del, [`wg set wg0 peer ${KEYS[4]} remove`, 'ip -4 route del 10.5.0.3/32 proto 77 dev wg0']);
+    // The Peer's range stays blocked (kept) after it is deleted.
+    assert.deepEqual(
+      [...del].sort(),
+      [
+        `wg set wg0 peer ${KEYS[4]} remove`,
+        'ip -4 route del 10.5.0.3/32 proto 77 dev wg0',
+        "nft 'delete element inet wg_overlay carried4 { 10.5.0.3/32 }\n" +
+          `add element inet wg_overlay kept4 { 10.5.0.3/32 comment "phone" }'`,
+      ].sort(),
+    );
     assert.ok(w.log.lines.some((l) => /removed peer phone \(why: phone is gone or no longer valid\)/.test(l)));
     assert.equal(w.host.peers.size, 2);
   });

@@ -159,16 +159,27 @@ describe('unit: reconcile loop', () => {
     await apply(w, [A, B]);
     let mark = w.host.runner.calls.length;
     await apply(w, [A, B, C]);
-    const added = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c));
+    const added = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j|^nft/.test(c));
     assert.deepEqual(added, [
       `wg set wg0 peer ${KEYS[2]} endpoint 192.0.2.13:51820 persistent-keepalive off allowed-ips 10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64`,
       'ip -4 route add 10.244.3.0/24 dev wg0 proto 77',
       'ip -6 route add fd00:10:244:3::/64 dev wg0 proto 77',
     ]);
+    // One nft transaction: c's ranges may leave only through wg0, its endpoint is WireGuard's.
+    assert.deepEqual(
+      w.host.runner.calls.slice(mark).filter((c) => /^nft/.test(c)),
+      [
+        'nft \'add element inet wg_overlay carried4 { 10.244.3.0/24 comment "c" }\n' +
+          'add element inet wg_overlay endpoints4 { 192.0.2.13 . 51820 }\n' +
+          'add element inet wg_overlay carried6 { fd00:10:244:3::/64 comment "c" }\'',
+      ],
+    );
     mark = w.host.runner.calls.length;
     await apply(w, [A, C]);
-    const removed = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c));
+    const removed = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j|^nft/.test(c));
     assert.deepEqual(removed, [`wg set wg0 peer ${KEYS[1]} remove`, 'ip -4 route del 10.244.2.0/24 proto 77 dev wg0']);
+    // b's range stays blocked (kept): the machine may still be up.
+    assert.deepEqual([...w.host.nft!.sets.get('kept4')!], ['10.244.2.0/24 comment "b"']);
     assert.ok(w.log.lines.some((l) => /removed peer b \(why: b is gone or no longer valid\)/.test(l)));
   });
 
@@ -178,11 +189,15 @@ describe('unit: reconcile loop', () => {
     const mark = w.host.runner.calls.length;
     await apply(w, [A, { ...B, podCIDRs: ['10.244.2.0/24', 'fd00:10:244:2::/64'] }]);
     assert.deepEqual(
-      w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)),
+      w.host.runner.calls
+        .slice(mark)
+        .filter((c) => !/^wg show|^ip -j/.test(c))
+        .sort(),
       [
         `wg set wg0 peer ${KEYS[1]} persistent-keepalive off allowed-ips 10.244.2.0/24,100.64.2.12/32,fd00:10:244:2::/64`,
         'ip -6 route add fd00:10:244:2::/64 dev wg0 proto 77',
-      ],
+        `nft 'add element inet wg_overlay carried6 { fd00:10:244:2::/64 comment "b" }'`,
+      ].sort(),
     );
   });
 
@@ -201,9 +216,11 @@ describe('unit: reconcile loop', () => {
       listenPort: w1.host.listenPort,
       peers: w1.host.peers,
       routes: w1.host.routes,
+      nft: w1.host.nft,
     });
     await apply(w2, [A, B, C]);
     assert.deepEqual(w2.host.mutations(), []);
+    assert.ok(w2.host.runner.calls.includes('nft -j list table inet wg_overlay'), 'the rule set was read, and adopted');
   });
 
   it('re-adds a route deleted from outside on a forced resync, and leaves foreign routes alone', async () => {
@@ -217,7 +234,7 @@ describe('unit: reconcile loop', () => {
     const mark = w.host.runner.calls.length;
     await apply(w, [], true);
     assert.deepEqual(
-      w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j/.test(c)),
+      w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j|^nft -j/.test(c)),
       ['ip -4 route replace 10.244.2.0/24 dev wg0 proto 77'],
     );
   });
@@ -304,10 +321,12 @@ describe('unit: reconcile loop', () => {
       },
     });
     const r = await apply(w, [A, B]);
+    // The rule set is in place while the interface is missing: b's range cannot leave in clear.
     assert.deepEqual(
       r.changes.filter((c) => !c.startsWith('wrote ')),
-      [],
+      ['nftables table inet wg_overlay created (6 elements, interface wg0)'],
     );
+    assert.ok(w.host.nft!.sets.get('carried4')!.has('10.244.2.0/24 comment "b"'));
     assert.equal(w.host.link.exists, false);
     assert.ok(w.log.lines.some((l) => /waiting for interface wg0 to be created by someone else/.test(l)));
     assert.ok(!w.host.runner.calls.some((c) => c.startsWith('wireguard-go') || c.startsWith('ip link add')));

@@ -9,10 +9,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FirewallAdapter } from '../../../service/src/host/firewall-adapter.js';
 import { InterfaceOwner, type InterfaceSource } from '../../../service/src/host/interface-owner.js';
 import { PeerAdapter } from '../../../service/src/host/peer-adapter.js';
 import { RouteAdapter } from '../../../service/src/host/route-adapter.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
+import type { DesiredFirewall } from '../../../service/src/mesh/desired/firewall.js';
 import type { DesiredInterface, DesiredPeer, DesiredRoute, DesiredState } from '../../../service/src/mesh/types.js';
 import { toWgQuickConfig } from '../../../service/src/wireguard/conf.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
@@ -33,6 +35,10 @@ interface Row {
   wantPeers: string[];
   /** Expected routes: `dst dev proto`, sorted (other owners' routes included). */
   wantRoutes: string[];
+  /** The fail-closed rule set (default: on, the overlay and the routes' ranges blocked, no hops). */
+  firewall?: DesiredFirewall;
+  /** Expected elements of the daemon's nft table, `set element`, sorted (absent: `carried4` of the routes and the overlay). */
+  wantNft?: string[] | 'no table';
 }
 
 const iface = (address: string, listenPort = 51820, mtu = 1420): DesiredInterface => ({
@@ -54,6 +60,21 @@ const P = (key: string, endpoint: string, ips: string, keepalive = 0): string =>
   `${key} ${endpoint} ${ips} ${keepalive}`;
 const R = (dst: string): string => `${dst} wg0 77`;
 const OTHER = `${FOREIGN.dst} ${FOREIGN.dev} ${FOREIGN.protocol}`;
+
+/** The rule set blocking the overlay and `blocked` (`dst owner`) for interface `name`. */
+const fw = (name: string, ...blocked: string[]): DesiredFirewall => ({
+  enabled: true,
+  iface: name,
+  blocked: ['100.64.0.0/10 overlay', ...blocked].map((b) => ({
+    dst: b.split(' ')[0]!,
+    reason: 'carried',
+    owner: b.split(' ')[1]!,
+    what: '',
+  })),
+  hops: [],
+  endpoints: [],
+  exempt: [{ dst: '169.254.0.0/16', kind: 'link-local', what: '' }],
+});
 
 const TABLE: Row[] = [
   {
@@ -116,7 +137,48 @@ const TABLE: Row[] = [
     wantPeers: [P(KEYS[1], '192.0.2.12:51820', '10.244.2.0/24,100.64.2.12/32')],
     wantRoutes: [OTHER, R('10.244.2.0/24')],
   },
+  {
+    name: 'a Node deleted: its range kept, a location hop and an endpoint let through',
+    iface: iface('100.64.2.11/10'),
+    peers: [peer('b', KEYS[1], '192.0.2.12:51820', ['10.244.2.0/24', '100.64.2.12/32'])],
+    routes: routes('b', '10.244.2.0/24'),
+    wantPeers: [P(KEYS[1], '192.0.2.12:51820', '10.244.2.0/24,100.64.2.12/32')],
+    wantRoutes: [OTHER, R('10.244.2.0/24')],
+    firewall: {
+      ...fw('wg0', '10.244.2.0/24 b'),
+      blocked: [
+        ...fw('wg0', '10.244.2.0/24 b', '10.5.0.1/32 laptop').blocked,
+        { dst: '10.244.3.0/24', reason: 'kept', owner: 'c', what: '' },
+      ],
+      hops: ['192.0.2.12'],
+      endpoints: ['192.0.2.12:51820'],
+    },
+    wantNft: [
+      'carried4 10.244.2.0/24 comment "b"',
+      'carried4 10.5.0.1/32 comment "laptop"',
+      'carried4 100.64.0.0/10 comment "overlay"',
+      'endpoints4 192.0.2.12 . 51820',
+      'exempt4 169.254.0.0/16 comment "link-local"',
+      'hops4 192.0.2.12',
+      'kept4 10.244.3.0/24 comment "c"',
+    ],
+  },
+  {
+    name: 'fail_closed = off: the table is gone',
+    iface: iface('100.64.2.11/10'),
+    peers: [],
+    routes: [],
+    wantPeers: [],
+    wantRoutes: [OTHER],
+    firewall: { enabled: false, iface: 'wg0', blocked: [], hops: [], endpoints: [], exempt: [] },
+    wantNft: 'no table',
+  },
 ];
+
+/** The rule set a row wants. */
+function firewallOf(row: Row): DesiredFirewall {
+  return row.firewall ?? fw('wg0', ...row.routes.map((r) => `${r.dst} ${r.via}`));
+}
 
 /** A seeded PRNG (mulberry32), so every order is reproducible from its seed. */
 function rng(seed: number): () => number {
@@ -146,6 +208,7 @@ function adapters(host: FakeHost) {
   });
   const peers = new PeerAdapter(host.runner, 'wg0');
   const routesAdapter = new RouteAdapter(host.runner, log);
+  const firewall = new FirewallAdapter(host.runner, dir);
   const set = async (row: Row): Promise<void> => {
     const desired: DesiredState = {
       iface: row.iface,
@@ -157,6 +220,7 @@ function adapters(host: FakeHost) {
       warnings: [],
     };
     const source: InterfaceSource = { config: () => toWgQuickConfig(desired, PRIV), writeFile: async () => true };
+    await firewall.set(firewallOf(row));
     const i = await owner.set(row.iface, source);
     if (i.recreated) {
       peers.reset();
@@ -174,12 +238,28 @@ function adapters(host: FakeHost) {
     owner.invalidate();
     peers.invalidate();
     routesAdapter.invalidate();
+    firewall.invalidate();
   };
   return { set, invalidate };
 }
 
-function hostState(host: FakeHost): { link: string; peers: string[]; routes: string[] } {
+/** The daemon's nft table as `set element` lines, sorted; and the other owners' tables. */
+function nftState(host: FakeHost): { nft: string[] | 'no table'; others: string[] } {
+  const nft = host.nft
+    ? [...host.nft.sets].flatMap(([name, set]) => [...set].map((e) => `${name} ${e}`)).sort()
+    : ('no table' as const);
+  return { nft, others: [...host.nftOthers] };
+}
+
+function hostState(host: FakeHost): {
+  link: string;
+  peers: string[];
+  routes: string[];
+  nft: string[] | 'no table';
+  others: string[];
+} {
   return {
+    ...nftState(host),
     link: `${host.link.exists ? 'up' : 'missing'} ${host.link.addresses.join(',')} port ${host.listenPort} mtu ${host.link.mtu}`,
     peers: [...host.peers.values()]
       .map((p) => P(p.publicKey, p.endpoint ?? '(none)', [...p.allowedIPs].sort().join(','), p.keepalive))
@@ -188,8 +268,22 @@ function hostState(host: FakeHost): { link: string; peers: string[]; routes: str
   };
 }
 
-function expected(row: Row): { link: string; peers: string[]; routes: string[] } {
+function expected(row: Row): {
+  link: string;
+  peers: string[];
+  routes: string[];
+  nft: string[] | 'no table';
+  others: string[];
+} {
+  const carried = ['100.64.0.0/10 comment "overlay"', ...row.routes.map((r) => `${r.dst} comment "${r.via}"`)];
   return {
+    nft:
+      row.wantNft ??
+      [
+        ...carried.map((e) => `carried${e.includes(':') ? 6 : 4} ${e}`),
+        'exempt4 169.254.0.0/16 comment "link-local"',
+      ].sort(),
+    others: ['inet filter'],
     link: `up ${row.iface.address} port ${row.iface.listenPort} mtu ${row.iface.mtu}`,
     peers: row.wantPeers
       .map((p) => {

@@ -125,12 +125,14 @@ describe('unit: packaging: nfpm.yaml', () => {
       'iproute2',
       'procps',
       'polkitd (>= 121)',
+      'nftables',
     ]);
     assert.deepEqual(p.relations.suggests, ['wireguard-go']);
     assert.deepEqual(p.relations.recommends, []);
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
+    assert.ok(dsts.includes('/lib/systemd/system/wg-overlay-fail-closed.service'));
     assert.deepEqual(
       p.contents.filter((c) => c.type.startsWith('config')).map((c) => [c.dst, c.type]),
       [['/etc/wg-overlay/wg-overlay.conf', 'config|noreplace']],
@@ -153,6 +155,7 @@ describe('unit: packaging: nfpm.yaml', () => {
       'iproute',
       '/usr/bin/kill',
       'polkit',
+      'nftables',
       '/usr/bin/setpriv',
       '/usr/bin/unshare',
       'perl(Socket)',
@@ -162,6 +165,7 @@ describe('unit: packaging: nfpm.yaml', () => {
     const dsts = p.contents.map((c) => c.dst);
     assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay.service'));
     assert.ok(!dsts.includes('/lib/systemd/system/wg-overlay.service'));
+    assert.ok(dsts.includes('/usr/lib/systemd/system/wg-overlay-fail-closed.service'));
     assert.ok(!dsts.some((d) => d.startsWith('/usr/share/lintian/') || d.endsWith('changelog.Debian.gz')));
     for (const f of Object.values(p.scripts)) assert.match(f, /packaging\/scripts\/rpm\//);
   });

@@ -10,6 +10,7 @@ import { leaderWish, NO_LIVENESS, type LeaderWish, type Liveness } from '../obse
 import { natKeepalive, observationsText } from '../observations/nat.js';
 import type { DesiredState, MembershipSettings, MeshSettings, SelfIdentity } from '../types.js';
 import { desiredFor, NotReadyError } from './desired.js';
+import { firewallFor, sameFirewall, type DesiredFirewall } from './firewall.js';
 import type { EndpointChoice } from './peer-set.js';
 import type { TopologySettings } from './topology.js';
 
@@ -26,6 +27,8 @@ export interface NodePlanInput {
   choice?: EndpointChoice | undefined;
   /** This node's NAT observations (peers seen arriving from endpoints none of their addresses explains). */
   observed?: Readonly<Record<string, string>> | undefined;
+  /** The fail-closed rule set found on the host, when there is no previous desired state (after a restart). */
+  firewallBefore?: Pick<DesiredFirewall, 'blocked'> | undefined;
 }
 
 /** One node's plan. */
@@ -89,6 +92,24 @@ export function planNode(i: NodePlanInput): NodePlan {
     topology: i.topology ? { settings: i.topology.settings, nodes: i.view.nodes, liveness } : undefined,
     choice: i.choice,
   });
+  const firewall = firewallFor({
+    desired,
+    nodes: i.view.nodes,
+    self: selfNode,
+    settings: {
+      enabled: settings.failClosed !== undefined,
+      iface: settings.interfaceName,
+      overlayCidr: settings.overlayCidr,
+      overlayCidr6: settings.overlayCidr6,
+      podNetworks: settings.failClosed?.podNetworks,
+      apiAddresses: settings.localGuard?.apiAddresses ?? [],
+      localRoutes: i.topology?.settings.localRoutes ?? true,
+    },
+    previous: i.previous?.firewall ?? i.firewallBefore,
+  });
+  // The same rule set as before stays the same object: the step and the adapter see at once that nothing changed.
+  desired.firewall =
+    i.previous?.firewall && sameFirewall(i.previous.firewall, firewall) ? i.previous.firewall : firewall;
   const text = observationsText(i.observed ?? {});
   if (text) desired.publish[ANNOTATION_DISCOVERED] = text;
   return {
