@@ -2,7 +2,7 @@
  * Quick first handshakes with nodes that just joined: a node publishes its key before its own
  * interface holds this host's Peer, so the first handshake initiation may arrive too early, and
  * WireGuard retries only every 5 s; a new peer without a handshake is therefore removed and added
- * again as it was (a new peer initiates at once) a second, two and three after it came.
+ * again as it was (a new peer initiates at once) 0.3, 0.6, 1, 2 and 3 seconds after it came.
  */
 import type { CommandRunner } from '../exec/runner.js';
 import { applyPeerChanges } from '../host/device.js';
@@ -12,7 +12,7 @@ import type { DesiredPeer } from '../mesh/types.js';
 import type { Part } from '../daemon/part.js';
 
 /** When a new peer without a handshake is added again (ms after it came). */
-export const FRESH_RETRIES_MS: readonly number[] = [1_000, 2_000, 3_000];
+export const FRESH_RETRIES_MS: readonly number[] = [300, 600, 1_000, 2_000, 3_000];
 
 /** What the retries take. */
 export interface FreshPeersOptions {

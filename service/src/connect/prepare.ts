@@ -16,6 +16,7 @@ import type { IpBatch } from '../host/ip-batch.js';
 import { autoMtu, onLinkSubnets } from '../host/link.js';
 import { httpStatus, describeApiError } from '../kube/api-errors.js';
 import { externalPeersApi, listExternalPeers } from '../kube/external-peer-source.js';
+import { toExternalPeer } from '../kube/external-peer-translate.js';
 import { clusterCa, KubeconfigError, loadKubeconfig } from '../kube/kubeconfig.js';
 import { listNodes } from '../kube/node-source.js';
 import {
@@ -81,6 +82,9 @@ export interface PreparedConnect {
   client: PeerClient;
   claimed: Claimed;
   iface: DesiredInterface;
+  /** The Nodes and Peers as listed (this host's Peer as claimed): the first apply need not wait for the watches. */
+  nodes: MeshNode[];
+  peers: ExternalPeer[];
 }
 
 /** The cluster's settings: the file named, else the installed one when there is one, else the defaults. */
@@ -273,7 +277,12 @@ export async function prepareConnect(opts: ConnectOptions, env: ConnectEnv): Pro
     mtu,
     publicKey: identity.publicKey,
   };
-  return { config, kc, server, identity, settings, guard: hostGuard(facts), extra, client, claimed, iface };
+  const mine = toExternalPeer(claimed.object);
+  const listed = [...peers.filter((x) => x.name !== opts.name), ...(mine ? [mine] : [])];
+  return {
+    ...{ config, kc, server, identity, settings, guard: hostGuard(facts), extra, client, claimed, iface },
+    ...{ nodes, peers: listed },
+  };
 }
 
 export { ConnectError, PeerRequestError };

@@ -84,6 +84,9 @@ export class ConnectSession {
       if (r.ok && this.step.desired) this.fresh.applied(this.step.desired.peers);
     });
     this.health.onReport(() => this.status.changed());
+    // What was listed a moment ago: the first apply goes ahead while the watches list again.
+    this.step.view.setNodes(p.nodes);
+    this.step.view.setExternalPeers(p.peers);
     this.parts.push(...this.assemble(own, ipBatch));
   }
 
@@ -207,6 +210,7 @@ export class ConnectSession {
   async run(): Promise<number> {
     const { log, signals } = this.env;
     await this.start();
+    this.loop.schedule('connecting');
     void this.loop.firstApply().then(() => this.connected());
     const handshakeCheck = setTimeout(() => void this.checkHandshakes(), HANDSHAKE_CHECK_MS);
     const usr1 = (): void => void this.printStatus();
@@ -253,7 +257,7 @@ export class ConnectSession {
     const ms = Date.now() - performance.timeOrigin;
     this.env.log.notice(
       `connected as Peer ${this.opts.name} (${[this.p.iface.address, this.p.iface.address6].filter(Boolean).join(', ')}) ` +
-        `on ${this.opts.iface}: ${d?.peers.length ?? 0} peers, ${d?.routes.length ?? 0} routes, ${formatMs(ms)} after the start`,
+        `on ${this.opts.iface}: ${d?.peers.length ?? 0} peers, ${d?.routes.length ?? 0} routes, ${(ms / 1000).toFixed(1)} s after the start`,
     );
   }
 

@@ -6,6 +6,7 @@
 import { KILO_PEER_RESOURCE } from '../../kube-api/server.js';
 import type { KubeObject } from '../../kube-api/server.js';
 import { TestNode } from '../namespaces/netns.js';
+import { pingReplies } from '../namespaces/pods.js';
 import type { Underlay } from '../namespaces/underlay.js';
 import type { TestProcess } from '../process.js';
 import { publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
@@ -73,13 +74,16 @@ export class Workstation {
     return ((this.peer()?.spec as { allowedIPs?: string[] } | undefined)?.allowedIPs ?? []).slice();
   }
 
-  /** Waits until `target` answers a ping from the workstation; resolves with when it did (ms since the epoch). */
+  /**
+   * Waits until `target` answers a ping from the workstation, trying every 20 ms with one echo that
+   * waits 0.3 s; resolves with when the reply arrived (ms since the epoch, as `ping -D` stamps it).
+   */
   async firstReply(target: string, timeoutMs = 30_000): Promise<number> {
     return waitFor(
       `a reply from ${target} to ${this.name}`,
       async () => {
-        const r = await this.host.exec('ping', ['-c', '1', '-W', '1', target], { allowFailure: true });
-        return r.exitCode === 0 ? Date.now() : undefined;
+        const r = await this.host.exec('ping', ['-D', '-c', '1', '-W', '0.3', target], { allowFailure: true });
+        return r.exitCode === 0 ? (pingReplies(r.stdout)[0]?.at ?? Date.now()) : undefined;
       },
       timeoutMs,
       20,
