@@ -1,10 +1,11 @@
 /**
  * Command dispatch for the `wg-overlay` CLI: `run` (the daemon), `check-config`, `status`,
- * `showconf`, `graph`, `kubeconfig`, `version`.
+ * `showconf`, `graph`, `kubeconfig`, `connect`, `version`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from './config/config.js';
 import { renderUsage } from './cli/commands.js';
+import { connectCommand } from './cli/connect.js';
 import { kubeconfigCommand } from './cli/kubeconfig.js';
 import { graphCommand } from './cli/graph.js';
 import { showconfCommand } from './cli/showconf.js';
@@ -51,6 +52,8 @@ export async function main(argv: string[]): Promise<number> {
       return showconfCommand(rest);
     case 'graph':
       return graphCommand(rest);
+    case 'connect':
+      return connectCommand(rest);
     case 'version':
     case '--version':
       process.stdout.write(`wg-overlay ${VERSION}\n`);

@@ -168,6 +168,7 @@ describe('system: the .deb in a booted Debian 12 (systemd-nspawn)', function () 
       '644 root /usr/share/wg-overlay/kubernetes/rbac.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/node-policy.yaml',
       '644 root /usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+      '644 root /usr/share/wg-overlay/kubernetes/connect-rbac.yaml',
       '644 root /usr/share/doc/wg-overlay/install.md',
       '644 root /usr/share/doc/wg-overlay/changelog.Debian.gz',
       '644 root /usr/share/man/man8/wg-overlay.8.gz',

@@ -37,6 +37,7 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/usr/share/polkit-1/rules.d/10-wg-overlay.rules', 'f', 0o644],
   ['/usr/share/wg-overlay', 'd', 0o755],
   ['/usr/share/wg-overlay/kubernetes', 'd', 0o755],
+  ['/usr/share/wg-overlay/kubernetes/connect-rbac.yaml', 'f', 0o644],
   ['/usr/share/wg-overlay/kubernetes/crd-peer.yaml', 'f', 0o644],
   ['/usr/share/wg-overlay/kubernetes/node-policy.yaml', 'f', 0o644],
   ['/usr/share/wg-overlay/kubernetes/rbac.yaml', 'f', 0o644],

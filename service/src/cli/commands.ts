@@ -203,6 +203,76 @@ export const COMMANDS: readonly CliCommand[] = [
     ],
   },
   {
+    name: 'connect',
+    synopsis: [
+      '[--kubeconfig FILE] [--name NAME] [--interface NAME] [--address CIDR] [--allowed-ips CIDR,...] ' +
+        '[--advertise-routes CIDR,...] [--persistent-keepalive SECONDS] [--private-key FILE] [--keep] [--config FILE]',
+      '--status [--json] [--interface NAME]',
+    ],
+    summary: 'join the mesh from a host outside the cluster',
+    description:
+      'Joins the mesh from a host that is not a Node of the cluster (a workstation, a CI runner, the gateway of ' +
+      "another site), as root or with CAP_NET_ADMIN: it creates Kilo's Peer NAME with this host's public key and " +
+      'address (or takes it over when it carries the same key), brings up a WireGuard interface (kernel WireGuard, ' +
+      'else wireguard-go) with a peer per node, or per location leader with granularity = location, and routes to ' +
+      "every node's pod networks and overlay addresses, decided by the same rules as on the nodes. It follows the " +
+      'Nodes and Peers and applies each change live with `wg set`, printing one line per change. On SIGINT or ' +
+      'SIGTERM it deletes the Peer, the interface and its routes (unless --keep) and exits 0; started again with the ' +
+      'same name and key it resumes. The kubeconfig needs what /usr/share/wg-overlay/kubernetes/connect-rbac.yaml ' +
+      'grants. With --status it shows a running connection; SIGUSR1 makes it print the same on standard output.',
+    options: [
+      {
+        name: 'kubeconfig',
+        value: 'FILE',
+        complete: 'file',
+        description: 'The kubeconfig to use (default: $KUBECONFIG, else ~/.kube/config).',
+      },
+      { name: 'name', value: 'NAME', description: "The Peer's name (default: the host name in lower case)." },
+      { name: 'interface', value: 'NAME', description: 'The WireGuard interface to bring up (default wgo0).' },
+      {
+        name: 'address',
+        value: 'CIDR',
+        multiple: true,
+        description:
+          "This host's address, one per family (default: a free one in 10.255.0.0/16 and, when the cluster has IPv6, " +
+          'fd77:676f::/64, chosen from the public key, so that the host gets the same one each time).',
+      },
+      {
+        name: 'allowed-ips',
+        value: 'CIDR,...',
+        multiple: true,
+        description: 'More ranges to route into the cluster through one node, e.g. the service CIDR.',
+      },
+      {
+        name: 'advertise-routes',
+        value: 'CIDR,...',
+        multiple: true,
+        description: "Ranges behind this host (a site's LAN) that every node routes to it.",
+      },
+      {
+        name: 'persistent-keepalive',
+        value: 'SECONDS',
+        description: 'Keepalive towards the nodes, and asked of them in the Peer (default 25; 0 turns it off).',
+      },
+      {
+        name: 'private-key',
+        value: 'FILE',
+        complete: 'file',
+        description:
+          "This host's private key, created with mode 0600 when missing (default /var/lib/wg-overlay-connect/IFACE.key).",
+      },
+      { name: 'keep', description: 'On exit, leave the Peer, the interface and its routes in place.' },
+      {
+        ...CONFIG,
+        description: `The cluster's settings, as the nodes have them (default ${DEFAULT_CONFIG_PATH} when it exists).`,
+      },
+      { name: 'status', description: 'Show the running connection on the interface and exit.' },
+      { name: 'json', description: 'With --status: machine-readable output.' },
+      HELP,
+    ],
+    exitStatus: `${EXIT_FAILURE} when the connection cannot be made or its Peer is lost (or, with --status, none runs).`,
+  },
+  {
     name: 'version',
     aliases: ['--version'],
     synopsis: [''],
@@ -262,8 +332,17 @@ export const FILES: readonly ManualItem[] = [
   { term: '/lib/systemd/system/wg-overlay.service', text: 'The unit (/usr/lib/systemd/system on RPM-based systems).' },
   {
     term: '/usr/share/wg-overlay/kubernetes/',
-    text: 'The cluster manifests: rbac.yaml, node-policy.yaml and crd-peer.yaml.',
+    text: 'The cluster manifests: rbac.yaml, node-policy.yaml, crd-peer.yaml and connect-rbac.yaml.',
   },
+  {
+    term: '/var/lib/wg-overlay-connect/IFACE.key',
+    text: "`wg-overlay connect`: this host's private key for the interface IFACE (mode 0600), created at the first start.",
+  },
+  {
+    term: '/run/wg-overlay-connect/IFACE/status.json',
+    text: 'What a running `wg-overlay connect` applied on IFACE; `wg-overlay connect --status` reads it.',
+  },
+
   { term: '/usr/share/doc/wg-overlay/install.md', text: 'The install guide.' },
 ];
 
@@ -278,8 +357,11 @@ export const SIGNALS: readonly ManualItem[] = [
   },
   {
     term: 'SIGTERM, SIGINT',
-    text: 'Stops the daemon. The interface, its peers and routes stay up: the mesh keeps working until the daemon is back.',
+    text:
+      'Stops the daemon. The interface, its peers and routes stay up: the mesh keeps working until the daemon is back. ' +
+      '`wg-overlay connect` deletes its Peer, interface and routes instead (unless --keep).',
   },
+  { term: 'SIGUSR1', text: '`wg-overlay connect` prints the state of the connection, as --status does.' },
 ];
 
 /** The manual's EXIT STATUS: the statuses of service/src/exit-status.ts, and the command's own. */
@@ -307,10 +389,25 @@ export const SEE_ALSO: readonly string[] = [
   'kubectl(1)',
 ];
 
+/** The widest line of --help. */
+const USAGE_WIDTH = 100;
+
+/** A form of a command, wrapped before an option group where it would pass the width (continued under its first option). */
+function wrapForm(form: string): string[] {
+  const indent = form.indexOf(' ') + 3;
+  const groups = form.split(/ (?=\[)/);
+  const lines = [`  ${groups.shift()!}`];
+  for (const g of groups) {
+    if (lines[lines.length - 1]!.length + 1 + g.length > USAGE_WIDTH) lines.push(`${' '.repeat(indent)}${g}`);
+    else lines[lines.length - 1] += ` ${g}`;
+  }
+  return lines;
+}
+
 /** One line of the command list: the form, and the summary in a column (or on the next line). */
 function usageLines(c: CliCommand): string[] {
   const forms = c.synopsis.map((s) => (s ? `${c.name} ${s}` : c.name));
-  const lines = forms.map((f) => `  ${f}`);
+  const lines = forms.flatMap(wrapForm);
   const last = forms[forms.length - 1]!;
   if (last.length <= 29) lines[lines.length - 1] = `  ${last.padEnd(30)}${c.summary}`;
   else lines.push(`${' '.repeat(32)}${c.summary}`);

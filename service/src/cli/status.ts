@@ -289,10 +289,32 @@ export function safeStrings(_key: string, value: unknown): unknown {
   return typeof value === 'string' ? escapeUnsafe(value) : value;
 }
 
+/** Who a status is about, in its first lines: a node's daemon (the default), or a host's `wg-overlay connect`. */
+export interface StatusSubject {
+  /** E.g. "wg-overlay on node-a". */
+  title: string;
+  /** What runs: "daemon". */
+  process: string;
+  /** Said when there is no status file. */
+  noStatus: string;
+  /** Said when the interface is missing. */
+  noInterface: string;
+}
+
+/** The subject of a node's `wg-overlay status`. */
+function nodeSubject(v: StatusView): StatusSubject {
+  return {
+    title: `wg-overlay on ${v.node}`,
+    process: 'daemon',
+    noStatus: '(is it running? systemctl status wg-overlay)',
+    noInterface: 'it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)',
+  };
+}
+
 /** Renders the view for a terminal. */
-export function renderStatusText(v: StatusView, now: number): string {
+export function renderStatusText(v: StatusView, now: number, subject: StatusSubject = nodeSubject(v)): string {
   const out: string[] = [];
-  out.push(...headerLines(v, now));
+  out.push(...headerLines(v, now, subject));
   if (v.topology) out.push(...topologyLines(v));
   if (v.failClosed) out.push(...failClosedLines(v.failClosed, now));
   const nodes = v.peers.filter((p) => p.kind === 'node').length;
@@ -350,22 +372,22 @@ export function renderStatusText(v: StatusView, now: number): string {
 }
 
 /** The daemon's and the interface's state, the first lines of `status`. */
-function headerLines(v: StatusView, now: number): string[] {
+function headerLines(v: StatusView, now: number, subject: StatusSubject): string[] {
   const out: string[] = [];
   const d = v.daemon;
   if (!d.found) {
-    const why = d.error ? ` (${d.error})` : ' (is it running? systemctl status wg-overlay)';
-    out.push(`wg-overlay on ${v.node}: no status from the daemon in ${d.statusFile}${why}`);
+    const why = d.error ? ` (${d.error})` : ` ${subject.noStatus}`;
+    out.push(`${subject.title}: no status from the ${subject.process} in ${d.statusFile}${why}`);
   } else {
     const state = d.running
-      ? `daemon running (pid ${d.pid})`
-      : `daemon NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
+      ? `${subject.process} running (pid ${d.pid})`
+      : `${subject.process} NOT running (pid ${d.pid} is gone; status from ${ago(d.updatedAt, now)})`;
     const apply = d.lastApply
       ? d.lastApply.ok
         ? `last run ok ${ago(d.lastApply.at, now)}`
         : `LAST APPLY FAILED ${ago(d.lastApply.at, now)}: ${d.lastApply.error}`
       : 'no run yet';
-    out.push(`wg-overlay on ${v.node}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
+    out.push(`${subject.title}: ${state}; ${apply}; last full sync ${ago(d.lastSuccessAt, now)}`);
     if (d.watch)
       out.push(`  API: ${describeWatch('nodes', d.watch.nodes, now)}; ${describeWatch('peers', d.watch.peers, now)}`);
     if (d.waiting) out.push(`  waiting: ${d.waiting}`);
@@ -373,9 +395,7 @@ function headerLines(v: StatusView, now: number): string[] {
   }
   const i = v.interface;
   if (!i.exists) {
-    out.push(
-      `interface ${i.name}: MISSING - it does not exist on this node (not created yet, or deleted; journalctl -u wg-overlay says why)`,
-    );
+    out.push(`interface ${i.name}: MISSING - ${subject.noInterface}`);
   } else {
     const parts = [i.up ? 'up' : 'DOWN', `address ${i.addresses.join(', ') || '(none)'}`];
     if (i.listenPort !== null) parts.push(`listen port ${i.listenPort}`);
@@ -437,7 +457,7 @@ function topologyLines(v: StatusView): string[] {
 }
 
 /** Whether a process with this pid exists. */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -84,7 +84,10 @@ export async function prepare(configPath: string, env: DaemonEnv): Promise<Prepa
 }
 
 /** The API server's addresses (its URL's host, resolved when it is a name); none when unknown. */
-async function apiServerAddresses(server: string, env: DaemonEnv): Promise<string[]> {
+export async function apiServerAddresses(
+  server: string,
+  env: Pick<DaemonEnv, 'lookupName' | 'log'>,
+): Promise<string[]> {
   let host: string;
   try {
     host = new URL(server).hostname.replace(/^\[|\]$/g, '');

@@ -65,6 +65,8 @@ export class RouteAdapter {
   /** The list the last `set()` applied (while the table is known, a delta from it is all there is to do). */
   private lastList: readonly DesiredRoute[] | undefined;
   private readonly reporter = new StateReporter();
+  /** Only routes through this device are its own (undefined: every `proto 77` route is). */
+  private device: string | undefined;
 
   constructor(
     private readonly runner: CommandRunner,
@@ -72,6 +74,15 @@ export class RouteAdapter {
     private readonly batch?: IpBatch,
     private readonly own?: OwnChanges,
   ) {}
+
+  /**
+   * Owns only the `proto 77` routes through `dev` (others' are left alone as anyone's): several
+   * `wg-overlay connect`, one per cluster, each on its own interface, share one routing table.
+   */
+  onlyThrough(dev: string): this {
+    this.device = dev;
+    return this;
+  }
 
   /**
    * Makes the daemon's routes equal `desired`; a repeat with equal input runs nothing. `delta`
@@ -131,7 +142,13 @@ export class RouteAdapter {
     // `ip` caches interface indexes by name: after the interface was recreated (the usual reason
     // for a read) a long-lived co-process would name the old one, so it starts afresh.
     this.batch?.close();
-    const plan = diffRoutes(desired, await inStep('routes', () => readRoutes(this.runner)), ROUTE_PROTO);
+    const table = await inStep('routes', () => readRoutes(this.runner));
+    const mine = this.device;
+    // Another interface's own routes count as someone else's: never deleted, never replaced.
+    const seen = mine
+      ? table.map((r) => (r.protocol === ROUTE_PROTO && r.dev !== mine ? { ...r, protocol: 'other' } : r))
+      : table;
+    const plan = diffRoutes(desired, seen, ROUTE_PROTO);
     const conflicts = plan.filter((c): c is Extract<RouteChange, { op: 'conflict' }> => c.op === 'conflict');
     if (this.reporter.changed('conflicts', conflicts.map((c) => c.reason).join('\n'))) {
       for (const c of conflicts) this.log.warning(c.reason);

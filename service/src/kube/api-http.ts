@@ -29,14 +29,18 @@ async function open(
   kc: KubeConfig,
   path: string,
   query: Query,
-  send?: { method: 'POST' | 'PUT'; body: string },
+  send?: { method: SendMethod; body: string },
 ): Promise<{ req: http.ClientRequest; response: Promise<http.IncomingMessage> }> {
   const server = kc.getCurrentCluster()?.server;
   if (!server) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(server.replace(/\/+$/, '') + path);
   for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
   const opts: https.RequestOptions = {
-    headers: { Accept: 'application/json', ...(send ? { 'Content-Type': 'application/json' } : {}) },
+    // A DELETE body is framed by its length only (Node does not chunk DELETE bodies by default).
+    headers: {
+      Accept: 'application/json',
+      ...(send ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(send.body) } : {}),
+    },
   };
   await kc.applyToHTTPSOptions(opts);
   opts.method = send?.method ?? 'GET';
@@ -64,13 +68,16 @@ export async function getJson(kc: KubeConfig, path: string, query: Query, timeou
   return requestJson(kc, path, { query, timeoutMs });
 }
 
-/** A JSON body to send, and how (create or replace). */
+/** How a body is sent: create (POST), replace (PUT) or delete with DeleteOptions (DELETE). */
+export type SendMethod = 'POST' | 'PUT' | 'DELETE';
+
+/** A JSON body to send, and how. */
 export interface JsonSend {
-  method: 'POST' | 'PUT';
+  method: SendMethod;
   body: unknown;
 }
 
-/** POSTs (creates) or PUTs (replaces) `send.body` as JSON at `path` and parses the answer; rejects like getJson. */
+/** POSTs (creates), PUTs (replaces) or DELETEs `send.body` as JSON at `path` and parses the answer; rejects like getJson. */
 export async function sendJson(kc: KubeConfig, path: string, send: JsonSend, timeoutMs: number): Promise<unknown> {
   return requestJson(kc, path, {
     query: {},
@@ -83,7 +90,7 @@ export async function sendJson(kc: KubeConfig, path: string, send: JsonSend, tim
 interface JsonRequest {
   query: Query;
   timeoutMs: number;
-  send?: { method: 'POST' | 'PUT'; body: string };
+  send?: { method: SendMethod; body: string };
 }
 
 /** Makes one JSON request and parses the answer; rejects on a non-2xx answer or after the timeout. */

@@ -200,6 +200,11 @@ export class LocationLeases {
     return livenessOf(this.book, this.now(), this.timing.durationMs);
   }
 
+  /** Reads the Leases without ever writing one (a host outside the cluster that follows the leaders: `connect`). */
+  follow(): void {
+    if (!this.reflector) this.begin();
+  }
+
   /** What this node wants (undefined: granularity is not `location`: it takes no Lease). */
   want(wish: LeaderWish | undefined): void {
     const leaderChanged = wish?.leader !== this.wish?.leader;

@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { mkdir, open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isValidKey } from '../mesh/membership/keys.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -54,11 +54,19 @@ export interface LoadedKey {
  * (creating stateDir with mode 0700); an invalid file is an error naming the path, never its content.
  */
 export async function loadOrCreatePrivateKey(stateDir: string): Promise<LoadedKey> {
-  const path = join(stateDir, PRIVATE_KEY_FILE);
+  return loadOrCreateKeyFile(join(stateDir, PRIVATE_KEY_FILE));
+}
+
+/**
+ * Loads the private key file `path`, or generates and saves a new key there (mode 0600) when it
+ * does not exist, creating its directory with mode 0700; an invalid file is an error naming the path.
+ */
+export async function loadOrCreateKeyFile(path: string): Promise<LoadedKey> {
+  const dir = dirname(path);
   try {
-    await mkdir(stateDir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
   } catch (cause) {
-    throw new Error(`creating state directory ${stateDir}`, { cause });
+    throw new Error(`creating state directory ${dir}`, { cause });
   }
   const existing = await readKeyFile(path);
   if (existing) return { ...existing, created: false };

@@ -24,6 +24,7 @@ import {
   roffSynopsis,
   roffText,
 } from '../../../service/src/cli/manual.js';
+import { CONNECT_USAGE } from '../../../service/src/cli/connect.js';
 import { SHOWCONF_USAGE } from '../../../service/src/cli/showconf.js';
 import { STATUS_USAGE } from '../../../service/src/cli/status.js';
 import { loadConfig } from '../../../service/src/config/config.js';
@@ -96,8 +97,8 @@ function complete(script: string, words: string[]): string[] {
 }
 
 /** A command another engineer might add: one entry. */
-const CONNECT: CliCommand = {
-  name: 'connect',
+const TUNNEL: CliCommand = {
+  name: 'tunnel',
   synopsis: ['[--kubeconfig FILE] [--name NAME] [--private-key FILE] [--keep] [--status]'],
   summary: 'join the mesh from outside the cluster',
   description: 'Connects this machine to the mesh as an external peer.',
@@ -117,8 +118,10 @@ describe('unit: packaging: the command line description (--help, man pages, comp
     const help = await mainOutput(['--help']);
     assert.equal(help.code, 0);
     assert.equal(help.out, renderUsage());
+    // A long form is wrapped before an option group, its continuation indented.
+    const unwrapped = help.out.replace(/\n {3,}(?=\[)/g, ' ');
     for (const c of COMMANDS) {
-      for (const form of c.synopsis) assert.ok(help.out.includes(`  ${c.name}${form ? ` ${form}` : ''}`), form);
+      for (const form of c.synopsis) assert.ok(unwrapped.includes(`  ${c.name}${form ? ` ${form}` : ''}`), form);
       assert.ok(help.out.includes(c.summary), c.summary);
       assert.ok(c.summary.length <= 64, `${c.name}: summary of at most 64 characters`);
     }
@@ -140,6 +143,7 @@ describe('unit: packaging: the command line description (--help, man pages, comp
       status: STATUS_USAGE,
       showconf: SHOWCONF_USAGE,
       graph: GRAPH_USAGE,
+      connect: CONNECT_USAGE,
     };
     for (const c of COMMANDS) {
       const hasHelp = c.options.some((o) => o.name === 'help');
@@ -223,18 +227,18 @@ describe('unit: packaging: the command line description (--help, man pages, comp
   });
 
   it('a new command is one entry: it appears in --help, the manual page and the completion at once', () => {
-    const commands = [...COMMANDS, CONNECT];
+    const commands = [...COMMANDS, TUNNEL];
     const usage = renderUsage(commands);
-    assert.ok(usage.includes(`  connect ${CONNECT.synopsis[0]}`));
-    assert.ok(usage.includes(CONNECT.summary));
+    assert.ok(usage.includes(`  tunnel ${TUNNEL.synopsis[0]}`));
+    assert.ok(usage.includes(TUNNEL.summary));
     const { text, warnings } = man(renderManPage(INFO, commands));
     assert.equal(warnings, '');
-    assert.match(text, /^ {3}connect$/m);
+    assert.match(text, /^ {3}tunnel$/m);
     assert.match(text, /^ {7}--private-key FILE$/m);
     const script = renderBashCompletion(commands);
-    assert.ok(complete(script, ['wg-overlay', 'co']).includes('connect'));
-    assert.deepEqual(complete(script, ['wg-overlay', 'connect', '--k']), ['--keep', '--kubeconfig']);
-    assert.deepEqual(complete(script, ['wg-overlay', 'connect', '--private-key', 'wg-overlay.c']), ['wg-overlay.conf']);
+    assert.ok(complete(script, ['wg-overlay', 'tu']).includes('tunnel'));
+    assert.deepEqual(complete(script, ['wg-overlay', 'tunnel', '--k']), ['--keep', '--kubeconfig']);
+    assert.deepEqual(complete(script, ['wg-overlay', 'tunnel', '--private-key', 'wg-overlay.c']), ['wg-overlay.conf']);
   });
 });
 

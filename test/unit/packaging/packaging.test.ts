@@ -193,6 +193,7 @@ describe('unit: packaging: nfpm.yaml', () => {
         '/usr/share/wg-overlay/kubernetes/rbac.yaml',
         '/usr/share/wg-overlay/kubernetes/node-policy.yaml',
         '/usr/share/wg-overlay/kubernetes/crd-peer.yaml',
+        '/usr/share/wg-overlay/kubernetes/connect-rbac.yaml',
         '/usr/share/doc/wg-overlay/install.md',
         '/usr/share/doc/wg-overlay/metrics.md',
         '/usr/share/doc/wg-overlay/copyright',
@@ -462,6 +463,58 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
       }
     }
     assert.deepEqual([...granted].sort(), [...used].sort());
+  });
+});
+
+describe('unit: packaging: packaging/kubernetes/connect-rbac.yaml (wg-overlay connect)', () => {
+  const PEERS = `${EXTERNAL_PEER_GROUP}/${EXTERNAL_PEER_PLURAL}`;
+  /** What a call in connect's code (or in a part it starts) asks of the API server. */
+  const CONNECT_CALLS: Array<[RegExp, string[]]> = [
+    [/\blistNodes\(/, ['/nodes list']],
+    [/\bnodeSource\(/, ['/nodes list', '/nodes watch']],
+    [/\blistExternalPeers\(/, [`${PEERS} list`]],
+    [/\bexternalPeerSource\(/, [`${PEERS} list`, `${PEERS} watch`]],
+    [/\bgetJson\(kc, EXTERNAL_PEER_API_PATH/, [`${PEERS} list`]],
+    [/method: 'POST'/, [`${PEERS} create`]],
+    [/method: 'PUT'/, [`${PEERS} update`]],
+    [/method: 'DELETE'/, [`${PEERS} delete`]],
+    // The location Leases, followed and never written (LocationLeases.follow: the reflector only).
+    [/\.follow\(\)/, ['coordination.k8s.io/leases list', 'coordination.k8s.io/leases watch']],
+  ];
+  const files = [...tsFiles('service/src/connect'), 'service/src/kube/peer-resource.ts', 'service/src/cli/connect.ts'];
+
+  it('grants exactly what the code of connect asks for, and connect writes nothing but its Peer', async () => {
+    const used = new Set<string>();
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8');
+      for (const [re, grants] of CONNECT_CALLS) if (re.test(text)) for (const g of grants) used.add(g);
+      assert.doesNotMatch(
+        text,
+        /patchAnnotations|NodePublisher|\.want\(|leases\.create|\.replace\(lease/,
+        `${f} writes only its Peer`,
+      );
+    }
+    type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+    type Doc = { kind: string; metadata: { namespace?: string }; rules?: Rule[] };
+    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/connect-rbac.yaml', 'utf8'))) as Doc[];
+    const granted = new Set<string>();
+    for (const role of docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role'))
+      for (const r of role.rules ?? [])
+        for (const g of r.apiGroups)
+          for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
+    assert.deepEqual([...granted].sort(), [...used].sort());
+    assert.equal(
+      docs.find((d) => d.kind === 'Role')?.metadata.namespace,
+      'wg-overlay',
+      'the Leases in the namespace only',
+    );
+    assert.doesNotMatch(readFileSync('packaging/kubernetes/connect-rbac.yaml', 'utf8'), /kind:\s*Secret|^\s*token:/m);
+  });
+
+  it('is what the 403 messages and the install guide name', () => {
+    const text = readFileSync('service/src/kube/peer-resource.ts', 'utf8');
+    assert.match(text, /\/usr\/share\/wg-overlay\/kubernetes\/connect-rbac\.yaml/);
+    assert.match(readFileSync('README.md', 'utf8'), /connect-rbac\.yaml/);
   });
 });
 

@@ -20,14 +20,23 @@ export function localGuard(selfNode: MeshNode, settings: MeshSettings): GuardRan
     const c = parseCidr(t);
     if (c) out.push({ cidr: c, what: `this node's own PodCIDR ${formatCidr(c)}` });
   }
-  for (const t of settings.localGuard?.apiAddresses ?? []) {
+  return [...out, ...hostGuard(settings.localGuard ?? {}, 'node')];
+}
+
+/** The guard of a host (a node, or a machine joining as an external Peer): the API server's addresses and its on-link subnets. */
+export function hostGuard(
+  facts: { apiAddresses?: readonly string[]; onLink?: readonly string[] },
+  host: 'node' | 'host' = 'host',
+): GuardRange[] {
+  const out: GuardRange[] = [];
+  for (const t of facts.apiAddresses ?? []) {
     const ip = parseIp(t);
     if (ip)
-      out.push({ cidr: parseCidr(hostCidr(ip))!, what: `the API server's address ${t} (as this node reaches it)` });
+      out.push({ cidr: parseCidr(hostCidr(ip))!, what: `the API server's address ${t} (as this ${host} reaches it)` });
   }
-  for (const t of settings.localGuard?.onLink ?? []) {
+  for (const t of facts.onLink ?? []) {
     const c = parseCidr(t);
-    if (c) out.push({ cidr: c, what: `this node's on-link subnet ${formatCidr(c)}` });
+    if (c) out.push({ cidr: c, what: `this ${host}'s on-link subnet ${formatCidr(c)}` });
   }
   return out;
 }
@@ -52,7 +61,7 @@ export function letThrough(
 ): string[] {
   return ranges.filter((r) => {
     const g = guardedBy(r, guard);
-    if (g) warnings.push(`${named(r)} overlaps ${g.what}: not routed from this node`);
+    if (g) warnings.push(`${named(r)} overlaps ${g.what}: not routed from here`);
     return !g;
   });
 }

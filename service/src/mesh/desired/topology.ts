@@ -254,7 +254,11 @@ export interface TopologyPlan {
  * the location ranges membership admitted), sorted, each with what it is (for logs) in `what`;
  * a leader's endpoint is never routed into the tunnel.
  */
-function locationRanges(members: readonly Placed[], exclude: ReadonlySet<string>, what: Map<string, string>): string[] {
+export function locationRanges(
+  members: readonly Placed[],
+  exclude: ReadonlySet<string>,
+  what: Map<string, string>,
+): string[] {
   const add = (range: string, kind: string, m: Placed): void => {
     if (!what.has(range)) what.set(range, `${kind} ${range} of ${m.name}`);
   };
@@ -328,7 +332,7 @@ function crossPlan(i: TopologyPlanInput, others: readonly Placed[], plan: Topolo
 }
 
 /** The host routes of the location leaders' endpoints, which must never be routed into the tunnel. */
-function leaderEndpoints(topology: Topology, byName: ReadonlyMap<string, Placed>): Set<string> {
+export function leaderEndpoints(topology: Topology, byName: ReadonlyMap<string, Placed>): Set<string> {
   const out = new Set<string>();
   for (const l of topology.locations) {
     const ip = canonicalEndpoint(byName.get(l.leader)?.endpoint ?? '')?.ip;

@@ -241,7 +241,7 @@ describe('unit: desired state', () => {
     assert.deepEqual(d.routes, []);
     assert.match(
       d.warnings[0]!,
-      /PodCIDR 10\.244\.0\.0\/16 of Node b overlaps this node's own PodCIDR 10\.244\.1\.0\/24: not routed from this node/,
+      /PodCIDR 10\.244\.0\.0\/16 of Node b overlaps this node's own PodCIDR 10\.244\.1\.0\/24: not routed from here/,
     );
     assert.deepEqual(
       d.skipped.map((s) => [s.name, s.reason]),
