@@ -101,7 +101,7 @@ export function meshMetrics(reading: () => FakeReading[]): { metrics: DaemonMetr
   return { metrics, desired };
 }
 
-/** Every series with a sample: a report of each kind observed, both watches set, a switch counted. */
+/** Every series with a sample: a report of each kind observed, both watches set, a switch and fail-closed drops counted. */
 export function everyMetric(): DaemonMetrics {
   const { metrics, desired } = meshMetrics(() => [
     { publicKey: KEYS[1], rx: 5000, tx: 7000, endpoint: '[2001:db8::12]:51820', handshake: 1_800_000_000 },
@@ -115,5 +115,6 @@ export function everyMetric(): DaemonMetrics {
   metrics.setWatch('nodes', true);
   metrics.setWatch('peers', true);
   metrics.countSwitch('no-answer');
+  metrics.addFailClosedDrops('ipv4', 'carried', 3);
   return metrics;
 }
