@@ -78,7 +78,8 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
       cs.push(await NspawnContainer.boot({ name, layers, netns: n.netns }));
     }
     console.log(
-      `      (package, Debian root and dependency layer ready in ${Math.round((t1 - t0) / 1000)} s, ${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
+      `      (package, Debian root and dependency layer ready in ${Math.round((t1 - t0) / 1000)} s, ` +
+        `${NAMES.length} containers booted in ${Math.round((Date.now() - t1) / 1000)} s)`,
     );
   });
 
@@ -161,7 +162,8 @@ describe('system: a three-node mesh of booted Debian 12 containers (wireguard-go
     );
     assert.ok(
       restarts.length >= 1,
-      `expected "restarted wg-quick@wg0.service through systemd D-Bus (why: apply = restart and N peer change(s)…)" in ${a.name}'s log:\n${daemon.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
+      'expected "restarted wg-quick@wg0.service through systemd D-Bus (why: apply = restart and N peer change(s)…)" ' +
+        `in ${a.name}'s log:\n${daemon.map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`).join('\n')}`,
     );
     assert.ok(restarts.every((e) => e.PRIORITY === 6));
     // systemd's own account of those jobs.

@@ -155,41 +155,45 @@ describe('system: the .rpm (rpm -qp and rpm --root)', function () {
     assert.equal(flags['/usr/lib/wg-overlay'], ' drwxr-xr-x root:root');
   });
 
-  it('rpm -qp --scripts: Fedora-style %post (preset), %preun (disable --now on erase), %postun (try-restart on upgrade), systemd calls guarded', async () => {
-    const scripts = await rpmq('-qp', '--scripts');
-    const part = (name: string): string =>
-      new RegExp(`^${name} scriptlet \\(using /bin/sh\\):\\n([\\s\\S]*?)(?=^\\w+ scriptlet|$(?![\\s\\S]))`, 'm').exec(
-        scripts,
-      )?.[1] ?? '';
-    const post = part('postinstall');
-    const preun = part('preuninstall');
-    const postun = part('postuninstall');
-    assert.match(post, /if \[ "\$1" -eq 1 \] .*\n\s+systemctl --no-reload preset wg-overlay\.service/);
-    const code = (body: string): string =>
-      body
-        .split('\n')
-        .filter((l) => !/^\s*#/.test(l))
-        .join('\n');
-    assert.doesNotMatch(
-      code(post),
-      /systemctl (--no-reload )?(enable|start)/,
-      'RPM convention: no enable/start on install',
-    );
-    assert.match(preun, /if \[ "\$1" -eq 0 \]/);
-    assert.match(preun, /systemctl --no-reload disable --now wg-overlay\.service/);
-    assert.match(postun, /if \[ "\$1" -ge 1 \]; then\n\s+systemctl --no-block try-restart wg-overlay\.service/);
-    assert.doesNotMatch(postun, /rm -rf/, 'RPM erase keeps /var/lib/wg-overlay (documented)');
-    for (const [name, body] of [
-      ['post', post],
-      ['preun', preun],
-      ['postun', postun],
-    ] as const) {
-      assert.ok(body.length > 0, `${name} scriptlet present`);
-      const r = await run('sh', ['-n'], { input: body, allowFailure: true });
-      assert.equal(r.exitCode, 0, `${name} is valid sh: ${r.stderr}`);
-    }
-    assert.equal(part('preinstall'), '', 'no %pre');
-  });
+  it(
+    'rpm -qp --scripts: Fedora-style %post (preset), %preun (disable --now on erase), %postun ' +
+      '(try-restart on upgrade), systemd calls guarded',
+    async () => {
+      const scripts = await rpmq('-qp', '--scripts');
+      const part = (name: string): string =>
+        new RegExp(`^${name} scriptlet \\(using /bin/sh\\):\\n([\\s\\S]*?)(?=^\\w+ scriptlet|$(?![\\s\\S]))`, 'm').exec(
+          scripts,
+        )?.[1] ?? '';
+      const post = part('postinstall');
+      const preun = part('preuninstall');
+      const postun = part('postuninstall');
+      assert.match(post, /if \[ "\$1" -eq 1 \] .*\n\s+systemctl --no-reload preset wg-overlay\.service/);
+      const code = (body: string): string =>
+        body
+          .split('\n')
+          .filter((l) => !/^\s*#/.test(l))
+          .join('\n');
+      assert.doesNotMatch(
+        code(post),
+        /systemctl (--no-reload )?(enable|start)/,
+        'RPM convention: no enable/start on install',
+      );
+      assert.match(preun, /if \[ "\$1" -eq 0 \]/);
+      assert.match(preun, /systemctl --no-reload disable --now wg-overlay\.service/);
+      assert.match(postun, /if \[ "\$1" -ge 1 \]; then\n\s+systemctl --no-block try-restart wg-overlay\.service/);
+      assert.doesNotMatch(postun, /rm -rf/, 'RPM erase keeps /var/lib/wg-overlay (documented)');
+      for (const [name, body] of [
+        ['post', post],
+        ['preun', preun],
+        ['postun', postun],
+      ] as const) {
+        assert.ok(body.length > 0, `${name} scriptlet present`);
+        const r = await run('sh', ['-n'], { input: body, allowFailure: true });
+        assert.equal(r.exitCode, 0, `${name} is valid sh: ${r.stderr}`);
+      }
+      assert.equal(part('preinstall'), '', 'no %pre');
+    },
+  );
 
   it('rpm --root SCRATCH -i --nodeps --noscripts installs that layout with its modes; -V is clean; -e removes it', async () => {
     const root = join(work, 'root');

@@ -107,24 +107,7 @@ export class Daemon {
     const host = this.makeHostPieces(p);
     const w = p.config.wireguard;
     this.endpoints = this.makeEndpointWatch(w.endpointFailoverSeconds, host.device, log);
-    this.step = wireStep({
-      config: p.config,
-      runner: env.runner,
-      log,
-      identity: p.identity,
-      publisher: p.kube.publisher,
-      confFile: host.confFile,
-      units: p.units,
-      ipBatch: host.ipBatch,
-      own: host.own,
-      leadership: host.leadership,
-      endpoints: this.endpoints,
-      sawDevice: (peers) => this.endpoints?.sawDevice(peers),
-      keys:
-        env.rotateKey &&
-        new KeyKeeper({ identity: p.identity, stateDir: p.config.state.dir, rotate: env.rotateKey, log }),
-      waitForPeers: true,
-    });
+    this.step = this.makeStep(p, host);
     this.step.setFacts({ apiAddresses: p.apiAddresses, onLink: p.onLink, clusterCa: p.kube.clusterCa });
     noticeDefaults(p.config, p.kube.clusterCa, log);
     this.loop = new ReconcileLoop(this.step, {
@@ -156,6 +139,33 @@ export class Daemon {
     [this.policyCheck, this.tokenCheck] = this.makeCredentialChecks(p);
     this.wire();
     this.parts.push(...this.assemble(p, host));
+  }
+
+  /** The step, wired to this daemon's host pieces and endpoint watch. */
+  private makeStep(p: Prepared, host: HostPieces): MeshStep {
+    return wireStep({
+      config: p.config,
+      runner: this.env.runner,
+      log: this.env.log,
+      identity: p.identity,
+      publisher: p.kube.publisher,
+      confFile: host.confFile,
+      units: p.units,
+      ipBatch: host.ipBatch,
+      own: host.own,
+      leadership: host.leadership,
+      endpoints: this.endpoints,
+      sawDevice: (peers) => this.endpoints?.sawDevice(peers),
+      keys:
+        this.env.rotateKey &&
+        new KeyKeeper({
+          identity: p.identity,
+          stateDir: p.config.state.dir,
+          rotate: this.env.rotateKey,
+          log: this.env.log,
+        }),
+      waitForPeers: true,
+    });
   }
 
   /** The write delay of the files that list every peer, for the mesh as it is now (see {@link fileDelayMs}). */

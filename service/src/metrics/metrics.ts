@@ -91,6 +91,21 @@ function credentialGauges(gauge: ReturnType<typeof metricMakers>['gauge']): [Gau
   return [policy, expiry];
 }
 
+/** Whether this node leads its location, and how often the leader changed (granularity = location). */
+function leaderMetrics(registry: Registry): [Gauge, Counter] {
+  const { gauge, counter } = metricMakers(registry);
+  const leading = gauge(
+    'wg_overlay_location_leader',
+    'Whether this node leads its location (1) or not (0), with granularity = location.',
+  );
+  const changes = counter(
+    'wg_overlay_leader_changes_total',
+    "Times the leader of this node's location changed (granularity = location).",
+  );
+  changes.inc(0);
+  return [leading, changes];
+}
+
 /** Every metric of the daemon in one private registry. */
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -150,15 +165,7 @@ export class DaemonMetrics {
       'Failed applies, by the step that failed (publish, interface, peers, routes, config-file, firewall, other).',
       ['kind'],
     );
-    this.leading = gauge(
-      'wg_overlay_location_leader',
-      'Whether this node leads its location (1) or not (0), with granularity = location.',
-    );
-    this.leaderChanges = counter(
-      'wg_overlay_leader_changes_total',
-      "Times the leader of this node's location changed (granularity = location).",
-    );
-    this.leaderChanges.inc(0);
+    [this.leading, this.leaderChanges] = leaderMetrics(this.registry);
     this.lastSync = gauge(
       'wg_overlay_last_successful_sync_timestamp_seconds',
       'Unix time of the last run that applied the full desired state (0 = never).',

@@ -105,7 +105,10 @@ describe('unit: packaging: nfpm.yaml', () => {
     const ok = validate(doc);
     assert.ok(
       ok,
-      `nfpm.yaml does not match the schema:\n${(validate.errors ?? []).map((e) => `${e.instancePath || '/'}: ${e.message} ${JSON.stringify(e.params)}`).join('\n')}`,
+      'nfpm.yaml does not match the schema:\n' +
+        (validate.errors ?? [])
+          .map((e) => `${e.instancePath || '/'}: ${e.message} ${JSON.stringify(e.params)}`)
+          .join('\n'),
     );
     // And the schema really is checked: a wrong field is caught.
     assert.equal(validate({ ...(doc as object), contents: [{ dst: '/x', type: 'nonsense' }] }), false);
@@ -279,19 +282,24 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     assert.match(one('ExecStart') ?? '', /^\/usr\/lib\/wg-overlay\/notify-socket \//);
   });
 
-  it('runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; first, as root: credentials readable, interface recorded', () => {
-    assert.equal(
-      one('ExecStart'),
-      `/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size /usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
-    );
-    // The same runtime the command runs.
-    assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
-    assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
-    assert.deepEqual(unit.Service?.ExecStartPre, [
-      `+/usr/lib/wg-overlay/secrets-access ${DEFAULT_CONFIG_PATH}`,
-      `+/usr/lib/wg-overlay/polkit-interface write ${DEFAULT_CONFIG_PATH}`,
-    ]);
-  });
+  it(
+    'runs the packaged runtime (jitless) on the default config; reload sends SIGHUP; first, as root: ' +
+      'credentials readable, interface recorded',
+    () => {
+      assert.equal(
+        one('ExecStart'),
+        '/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size ' +
+          `/usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
+      );
+      // The same runtime the command runs.
+      assert.match(readFileSync('packaging/wrapper/wg-overlay', 'utf8'), /^node=\/usr\/bin\/node$/m);
+      assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
+      assert.deepEqual(unit.Service?.ExecStartPre, [
+        `+/usr/lib/wg-overlay/secrets-access ${DEFAULT_CONFIG_PATH}`,
+        `+/usr/lib/wg-overlay/polkit-interface write ${DEFAULT_CONFIG_PATH}`,
+      ]);
+    },
+  );
 
   it('restarts on failure within a start limit, but not on exit status 78 (EX_CONFIG)', () => {
     assert.equal(one('Restart'), 'on-failure');
@@ -382,46 +390,63 @@ function tsFiles(dir: string): string[] {
   );
 }
 
+/** A rule of a Role or ClusterRole. */
+interface RbacRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+
+/** One document of rbac.yaml, with the fields these tests read. */
+interface RbacDoc {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: RbacRule[];
+  subjects?: unknown;
+  roleRef?: unknown;
+}
+
+/** The documents of packaging/kubernetes/rbac.yaml. */
+async function rbacDocs(): Promise<RbacDoc[]> {
+  return (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as RbacDoc[];
+}
+
 describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
-  it('is a Namespace, a ServiceAccount, a ClusterRole, a Role for the Leases in its namespace and their bindings: no long-lived token Secret', async () => {
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
-      Record<string, any>
-    >;
-    assert.deepEqual(
-      docs.map((d) => d.kind),
-      ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'],
-    );
-    const role = docs.find((d) => d.kind === 'Role');
-    assert.equal(role?.metadata.namespace, 'wg-overlay', 'the Leases are granted in the namespace only');
-    assert.deepEqual(docs.find((d) => d.kind === 'RoleBinding')?.subjects, [
-      { kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' },
-    ]);
-    const kind = (k: string) => docs.find((d) => d.kind === k);
-    assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
-    const sa = kind('ServiceAccount');
-    assert.deepEqual([sa?.metadata.name, sa?.metadata.namespace], ['wg-overlay', 'wg-overlay']);
-    const crb = kind('ClusterRoleBinding');
-    assert.deepEqual(crb?.roleRef, {
-      apiGroup: 'rbac.authorization.k8s.io',
-      kind: 'ClusterRole',
-      name: kind('ClusterRole')?.metadata.name,
-    });
-    assert.deepEqual(crb?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
-    for (const f of ['rbac.yaml', 'node-policy.yaml', 'crd-peer.yaml']) {
-      const text = readFileSync(`packaging/kubernetes/${f}`, 'utf8');
-      assert.doesNotMatch(text, /kind:\s*Secret|service-account-token|^\s*token:/m, `${f} carries no token`);
-    }
-  });
+  it(
+    'is a Namespace, a ServiceAccount, a ClusterRole, a Role for the Leases in its namespace and their ' +
+      'bindings: no long-lived token Secret',
+    async () => {
+      const docs = await rbacDocs();
+      assert.deepEqual(
+        docs.map((d) => d.kind),
+        ['Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'],
+      );
+      const role = docs.find((d) => d.kind === 'Role');
+      assert.equal(role?.metadata.namespace, 'wg-overlay', 'the Leases are granted in the namespace only');
+      assert.deepEqual(docs.find((d) => d.kind === 'RoleBinding')?.subjects, [
+        { kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' },
+      ]);
+      const kind = (k: string) => docs.find((d) => d.kind === k);
+      assert.equal(kind('Namespace')?.metadata.name, 'wg-overlay');
+      const sa = kind('ServiceAccount');
+      assert.deepEqual([sa?.metadata.name, sa?.metadata.namespace], ['wg-overlay', 'wg-overlay']);
+      const crb = kind('ClusterRoleBinding');
+      assert.deepEqual(crb?.roleRef, {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'ClusterRole',
+        name: kind('ClusterRole')?.metadata.name,
+      });
+      assert.deepEqual(crb?.subjects, [{ kind: 'ServiceAccount', name: 'wg-overlay', namespace: 'wg-overlay' }]);
+      for (const f of ['rbac.yaml', 'node-policy.yaml', 'crd-peer.yaml']) {
+        const text = readFileSync(`packaging/kubernetes/${f}`, 'utf8');
+        assert.doesNotMatch(text, /kind:\s*Secret|service-account-token|^\s*token:/m, `${f} carries no token`);
+      }
+    },
+  );
 
   it('grants no get, create, update or delete on Nodes, nor anything on their subresources', async () => {
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
-      Record<string, any>
-    >;
-    const rules = docs.find((d) => d.kind === 'ClusterRole')!.rules as Array<{
-      apiGroups: string[];
-      resources: string[];
-      verbs: string[];
-    }>;
+    const docs = await rbacDocs();
+    const rules = docs.find((d) => d.kind === 'ClusterRole')!.rules!;
     const nodeRules = rules.filter(
       (r) => r.apiGroups.includes('') && r.resources.some((x) => x === 'nodes' || x.startsWith('nodes/') || x === '*'),
     );
@@ -452,12 +477,10 @@ describe('unit: packaging: packaging/kubernetes/rbac.yaml', () => {
     }
     assert.deepEqual(unknown, [], 'API calls this test does not know: add them to API_CALLS/PATHS and to rbac.yaml');
     assert.ok(used.size > 0);
-    const docs = (await parseYamlAll(readFileSync('packaging/kubernetes/rbac.yaml', 'utf8'))) as Array<
-      Record<string, any>
-    >;
+    const docs = await rbacDocs();
     const granted = new Set<string>();
     for (const role of docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')) {
-      for (const r of role.rules as Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>) {
+      for (const r of role.rules ?? []) {
         for (const g of r.apiGroups)
           for (const res of r.resources) for (const v of r.verbs) granted.add(`${g}/${res} ${v}`);
       }
