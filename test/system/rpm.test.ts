@@ -32,6 +32,7 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/usr/share/doc/wg-overlay', 'd', 0o755],
   ['/usr/share/doc/wg-overlay/copyright', 'f', 0o644],
   ['/usr/share/doc/wg-overlay/install.md', 'f', 0o644],
+  ['/usr/share/doc/wg-overlay/metrics.md', 'f', 0o644],
   ['/usr/share/man/man5/wg-overlay.conf.5.gz', 'f', 0o644],
   ['/usr/share/man/man8/wg-overlay.8.gz', 'f', 0o644],
   ['/usr/share/polkit-1/rules.d/10-wg-overlay.rules', 'f', 0o644],
@@ -41,6 +42,9 @@ const LAYOUT: Array<[string, 'd' | 'f', number]> = [
   ['/usr/share/wg-overlay/kubernetes/crd-peer.yaml', 'f', 0o644],
   ['/usr/share/wg-overlay/kubernetes/node-policy.yaml', 'f', 0o644],
   ['/usr/share/wg-overlay/kubernetes/rbac.yaml', 'f', 0o644],
+  ['/usr/share/wg-overlay/monitoring', 'd', 0o755],
+  ['/usr/share/wg-overlay/monitoring/wg-overlay-alerts.yaml', 'f', 0o644],
+  ['/usr/share/wg-overlay/monitoring/wg-overlay-dashboard.json', 'f', 0o644],
 ];
 
 describe('system: the .rpm (rpm -qp and rpm --root)', function () {
