@@ -124,6 +124,7 @@ export class LocationLeases {
   private timer: NodeJS.Timeout | undefined;
   private expiry: NodeJS.Timeout | undefined;
   private vacantSince: number | undefined;
+  private stopped = false;
   private writing = false;
   private lastWrite = 0;
   /** The Leases were listed once, or listing them failed (then leaders are chosen by rank alone). */
@@ -181,7 +182,9 @@ export class LocationLeases {
     return undefined;
   }
 
+  /** Final: a write still in flight, or a timer it would arm, acts no more. */
   stop(): void {
+    this.stopped = true;
     this.reflector?.stop();
     clearInterval(this.timer);
     clearTimeout(this.expiry);
@@ -207,6 +210,7 @@ export class LocationLeases {
 
   /** What this node wants (undefined: granularity is not `location`: it takes no Lease). */
   want(wish: LeaderWish | undefined): void {
+    if (this.stopped) return;
     const leaderChanged = wish?.leader !== this.wish?.leader;
     this.wish = wish;
     if (wish && !this.reflector) this.begin();
@@ -233,6 +237,7 @@ export class LocationLeases {
 
   /** Reports a change, and arranges to report again when the next alive writer lapses. */
   private changed(): void {
+    if (this.stopped) return;
     this.o.onChange();
     clearTimeout(this.expiry);
     const next = nextLapse(this.book, this.now(), this.timing.durationMs);
@@ -242,7 +247,7 @@ export class LocationLeases {
   /** One leadership step: writes the Lease when the pure rules say so. */
   private async tick(): Promise<void> {
     const wish = this.wish;
-    if (!wish || this.writing) return;
+    if (!wish || this.writing || this.stopped) return;
     const turn = leaseTurn({
       wish,
       self: this.o.self,

@@ -18,6 +18,8 @@ import { until as waitUntil } from '../../support/wait.js';
 
 const LOCATION = 'location:aws';
 const ORDER = ['n1', 'n2', 'n3'];
+/** A leader's failover stays under 10 s (the issue's bound; expected here: 2 s and a step). */
+const TAKEOVER_MS = 10_000;
 
 const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> => waitUntil(cond, what, ms, 20);
 
@@ -91,9 +93,11 @@ describe('integration: location leader Leases against the API test server', func
     await until(() => holder() === 'n1' && leaderSeen(b) === 'n1', 'n1 to lead');
     const stopped = Date.now();
     a.stop();
-    await until(() => holder() === 'n2', 'n2 to take the Lease', 5_000);
+    await until(() => holder() === 'n2', 'n2 to take the Lease', TAKEOVER_MS);
     const took = Date.now() - stopped;
-    assert.ok(took < 2_000 + 300 + 1_500, `took over after ${took} ms`);
+    // Expected: the 2 s Lease plus a step; the bound is the product's promise, with room for a loaded machine.
+    assert.ok(took < TAKEOVER_MS, `took over after ${took} ms`);
+    console.log(`      (took over ${took} ms after the leader stopped; Lease 2 s, step 0.3 s)`);
     const back = node('n1');
     await until(() => holder() === 'n1' && leaderSeen(b) === 'n1', 'n1, ranked first, to lead again', 5_000);
     const transitions = lease()!.spec.leaseTransitions;
@@ -122,9 +126,10 @@ describe('integration: location leader Leases against the API test server', func
     a.stop();
     forge('n1', 3600);
     const died = Date.now();
-    await until(() => holder() === 'n2', 'n2 to take the Lease', 8_000);
+    await until(() => holder() === 'n2', 'n2 to take the Lease', TAKEOVER_MS);
     const took = Date.now() - died;
-    assert.ok(took < 2_000 + 300 + 1_500, `replaced after ${took} ms`);
+    assert.ok(took < TAKEOVER_MS, `replaced after ${took} ms`);
+    console.log(`      (replaced ${took} ms after the leader died with a 3600 s Lease; configured 2 s)`);
   });
 
   it('a node knows who holds the Leases only once it listed them; a list that fails leaves leaders to their rank, with one warning', async () => {
