@@ -17,8 +17,9 @@ import type { Liveness } from '../mesh/observations/leadership.js';
 import type { DesiredInterface, DesiredState, MeshSettings } from '../mesh/types.js';
 import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
+import { HostApplier } from '../daemon/apply-host.js';
 import { ChangeLog, VerdictLog } from '../daemon/run-log.js';
-import type { Endpoints, StepOutcome } from '../daemon/step.js';
+import type { Endpoints, StepOutcome } from '../daemon/step-parts.js';
 
 /** The parts a connect step works with. */
 export interface ConnectStepParts {
@@ -56,12 +57,14 @@ export class ConnectStep {
   private waitingFor: string | undefined;
   private readonly reporter = new StateReporter();
   private readonly verdicts: VerdictLog;
+  private readonly host: HostApplier;
 
   constructor(
     private readonly parts: ConnectStepParts,
     private readonly s: ConnectSettings,
   ) {
     this.verdicts = new VerdictLog(parts.log);
+    this.host = new HostApplier(parts, parts.log, (r) => `peer ${r.name} could not be applied (${r.error})`);
   }
 
   /** The latest desired state. */
@@ -76,9 +79,7 @@ export class ConnectStep {
 
   /** Forgets what the host holds: every adapter reads it on its next set. */
   invalidate(): void {
-    this.parts.iface.invalidate();
-    this.parts.peers.invalidate();
-    this.parts.routes.invalidate();
+    this.host.invalidate();
   }
 
   /** One run: `force` re-reads the host. */
@@ -149,24 +150,13 @@ export class ConnectStep {
   }
 
   /** The interface first (created with every peer when it is missing), then the peers and routes together. */
-  private async apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
-    const { iface, peers, routes, identity } = this.parts;
+  private apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
     // A new interface starts without peers: each is then added with `wg set`, and logged as such.
     const empty = { ...desired, peers: [] };
-    const source = { config: () => toWgQuickConfig(empty, identity.privateKey), writeFile: async () => true };
-    const r = await iface.set(desired.iface, source);
-    changes.record(r.changes);
-    if (r.recreated) {
-      peers.reset();
-      routes.invalidate();
-    }
-    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
-    changes.record(peerResult.changes);
-    const refused = peerResult.refused.map((x) => `peer ${x.name} could not be applied (${x.error})`);
-    if (this.reporter.changed('refused', refused.join('\n'))) for (const line of refused) this.parts.log.warning(line);
-    changes.record(routeResult.changes);
-    return routeResult.clash
-      ? { applied: true, followUp: 'a route already existed: checking the routing table' }
-      : { applied: true };
+    const source = {
+      config: () => toWgQuickConfig(empty, this.parts.identity.privateKey),
+      writeFile: async () => true,
+    };
+    return this.host.apply(desired, { source }, changes);
   }
 }

@@ -9,7 +9,7 @@ import { describeError, type Logger } from '../log/logger.js';
 import type { ReconcileReport } from './report.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
 import { formatMs } from '../util/duration.js';
-import type { StepOutcome } from './step.js';
+import type { StepOutcome } from './step-parts.js';
 
 /** What the loop runs. */
 export interface Step {

@@ -19,7 +19,8 @@ import type { PeerStatus } from '../mesh/observations/device.js';
 import type { UnitController } from '../systemd/units.js';
 import type { WgQuickFile } from '../wireguard/conf-file.js';
 import type { KeyKeeper } from './key-keeper.js';
-import { MeshStep, type Endpoints, type Identity, type Leadership } from './step.js';
+import { MeshStep } from './step.js';
+import type { Endpoints, Identity, Leadership } from './step-parts.js';
 
 /** What a step is wired from. */
 export interface StepWiring {
