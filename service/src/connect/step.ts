@@ -15,10 +15,9 @@ import { membershipSettings } from '../mesh/desired/plan.js';
 import type { TopologySettings } from '../mesh/desired/topology.js';
 import type { Liveness } from '../mesh/observations/leadership.js';
 import type { DesiredInterface, DesiredState, MeshSettings } from '../mesh/types.js';
-import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
-import { HostApplier } from '../daemon/apply-host.js';
-import { ChangeLog, VerdictLog } from '../daemon/run-log.js';
+import type { ChangeLog } from '../daemon/run-log.js';
+import { ReconcileStep } from '../daemon/step-base.js';
 import type { Endpoints, StepOutcome } from '../daemon/step-parts.js';
 
 /** The parts a connect step works with. */
@@ -50,58 +49,23 @@ export interface ConnectSettings {
 }
 
 /** The reconcile step of `connect`. */
-export class ConnectStep {
+export class ConnectStep extends ReconcileStep {
   /** The cluster as seen from outside (no viewing node); the first apply waits for the Peer list. */
   readonly view = new ClusterView({ waitForPeers: true });
-  private latest: DesiredState | undefined;
-  private waitingFor: string | undefined;
-  private readonly reporter = new StateReporter();
-  private readonly verdicts: VerdictLog;
-  private readonly host: HostApplier;
 
   constructor(
     private readonly parts: ConnectStepParts,
     private readonly s: ConnectSettings,
   ) {
-    this.verdicts = new VerdictLog(parts.log);
-    this.host = new HostApplier(parts, parts.log, (r) => `peer ${r.name} could not be applied (${r.error})`);
-  }
-
-  /** The latest desired state. */
-  get desired(): DesiredState | undefined {
-    return this.latest;
-  }
-
-  /** Why the latest run could not compute a desired state (undefined once it could). */
-  get waiting(): string | undefined {
-    return this.waitingFor;
-  }
-
-  /** Forgets what the host holds: every adapter reads it on its next set. */
-  invalidate(): void {
-    this.host.invalidate();
-  }
-
-  /** One run: `force` re-reads the host. */
-  async run(reasons: readonly string[], force: boolean, lines: string[]): Promise<StepOutcome> {
-    const changes = new ChangeLog(this.parts.log, lines);
-    try {
-      const desired = this.compute();
-      if (!desired) return { applied: false };
-      this.parts.log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
-      if (force) this.invalidate();
-      return await this.apply(desired, changes);
-    } finally {
-      changes.close();
-    }
+    super(parts.log, parts, (r) => `peer ${r.name} could not be applied (${r.error})`);
   }
 
   /** The desired state, or undefined (with `waiting` set, logged once) while there is none. */
-  private compute(): DesiredState | undefined {
+  protected compute(): DesiredState | undefined {
     const { view } = this;
     const { name, publicKey } = this.parts.identity;
-    if (!view.nodesListed) return this.wait('waiting for the Node list from the API server');
-    if (!view.externalPeersListed) return this.wait('waiting for the Peer list from the API server');
+    if (!view.nodesListed) return this.waitInfo('waiting for the Node list from the API server');
+    if (!view.externalPeersListed) return this.waitInfo('waiting for the Peer list from the API server');
     const mine = view.externalPeers.find((p) => p.name === name);
     if (!mine || mine.publicKey !== publicKey) {
       this.parts.lost(
@@ -109,11 +73,11 @@ export class ConnectStep {
           ? `Peer ${name} now carries another public key (${String(mine.publicKey)}): someone else took the name`
           : `Peer ${name} was deleted from the cluster`,
       );
-      return this.wait(`Peer ${name} is gone`);
+      return this.waitInfo(`Peer ${name} is gone`);
     }
     const leases = this.parts.leases;
     if (this.s.topology?.granularity === 'location' && leases && !leases.known())
-      return this.wait('waiting for the location leader Leases from the API server');
+      return this.waitInfo('waiting for the location leader Leases from the API server');
     const membership = view.membership(membershipSettings(this.s.settings));
     const plan = planExternalPeer({
       membership,
@@ -137,20 +101,16 @@ export class ConnectStep {
       warnings: plan.warnings,
     };
     this.latest = desired;
-    this.waitingFor = undefined;
-    this.reporter.changed('ready', 'ok');
-    this.verdicts.report(desired);
-    return desired;
+    return this.ready(desired);
   }
 
-  private wait(why: string, logOnce: (why: string) => void = (w) => this.parts.log.info(w)): undefined {
-    this.waitingFor = why;
-    if (this.reporter.changed('ready', why)) logOnce(why);
-    return undefined;
+  /** Records why there is no desired state yet, said at info once. */
+  private waitInfo(why: string): undefined {
+    return this.wait(why, (w) => this.log.info(w));
   }
 
   /** The interface first (created with every peer when it is missing), then the peers and routes together. */
-  private apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
+  protected apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
     // A new interface starts without peers: each is then added with `wg set`, and logged as such.
     const empty = { ...desired, peers: [] };
     const source = {

@@ -13,50 +13,33 @@ import { NotReadyError } from '../mesh/desired/desired.js';
 import { planNode, type NodePlan } from '../mesh/desired/plan.js';
 import { sameDesired, sameInterface } from '../mesh/desired/unchanged.js';
 import type { DesiredState, MeshNode } from '../mesh/types.js';
-import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
-import { HostApplier } from './apply-host.js';
-import { ChangeLog, VerdictLog } from './run-log.js';
+import type { ChangeLog } from './run-log.js';
+import { ReconcileStep } from './step-base.js';
 import type { StepOutcome, StepParts } from './step-parts.js';
 
 /** The reconcile step of one node. */
-export class MeshStep {
+export class MeshStep extends ReconcileStep {
   /** The cluster as this node sees it. */
   readonly view: ClusterView;
   private facts: RuntimeFacts = { resolved: new Map() };
   private lastApplied: DesiredState | undefined;
   /** The interface of the desired state last handed to the wg-quick file. */
   private latestIface: DesiredState['iface'] | undefined;
-  private latest: DesiredState | undefined;
-  private waitingFor: string | undefined;
-  private readonly reporter = new StateReporter();
-  private readonly verdicts: VerdictLog;
-  private readonly host: HostApplier;
 
   constructor(
     private readonly parts: StepParts,
     private config: Config,
     waitForPeers: boolean,
   ) {
-    const { name, publicKey } = parts.identity;
-    this.view = new ClusterView({ self: { name, publicKey }, waitForPeers });
-    this.verdicts = new VerdictLog(parts.log);
-    this.host = new HostApplier(
-      parts,
+    super(
       parts.log,
+      parts,
       (r) =>
         `peer ${r.name} could not be applied (${r.error}); the other peers are applied, and it is tried again at the next resync`,
     );
-  }
-
-  /** The latest desired state (also when applying it failed). */
-  get desired(): DesiredState | undefined {
-    return this.latest;
-  }
-
-  /** Why the latest run could not compute a desired state yet (undefined once it could). */
-  get waiting(): string | undefined {
-    return this.waitingFor;
+    const { name, publicKey } = parts.identity;
+    this.view = new ClusterView({ self: { name, publicKey }, waitForPeers });
   }
 
   /** Peers the device refused in the latest run, one sentence each (also in the status file). */
@@ -85,36 +68,19 @@ export class MeshStep {
     return this.config;
   }
 
-  /** Forgets what the host holds: every adapter reads it on its next set. */
-  invalidate(): void {
-    this.host.invalidate();
-  }
-
-  /** One run: `force` re-reads the host even when the desired state did not change. */
-  async run(reasons: readonly string[], force: boolean, lines: string[]): Promise<StepOutcome> {
-    const changes = new ChangeLog(this.parts.log, lines);
-    try {
-      const desired = await this.compute();
-      if (!desired) return { applied: false };
-      await this.publish(desired, changes);
-      // A changed interface section is written at once (a restart by anyone reads it); peers later.
-      // (At start the interface is checked first: a restart it needs writes the file before.)
-      const urgent = this.latestIface !== undefined && !sameInterface(this.latestIface, desired.iface);
-      this.latestIface = desired.iface;
-      await this.parts.confFile.set(() => toWgQuickConfig(desired, this.parts.identity.privateKey), urgent);
-      if (!force && this.lastApplied && sameDesired(this.lastApplied, desired)) return { applied: true };
-      this.parts.log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
-      if (force) this.invalidate();
-      const outcome = await this.apply(desired, changes);
-      if (outcome.applied) this.lastApplied = desired;
-      return outcome;
-    } finally {
-      changes.close();
-    }
+  /** Publishes this node's annotations and hands the wg-quick file its contents; true when the adapters have nothing to do. */
+  protected override async beforeApply(desired: DesiredState, force: boolean, changes: ChangeLog): Promise<boolean> {
+    await this.publish(desired, changes);
+    // A changed interface section is written at once (a restart by anyone reads it); peers later.
+    // (At start the interface is checked first: a restart it needs writes the file before.)
+    const urgent = this.latestIface !== undefined && !sameInterface(this.latestIface, desired.iface);
+    this.latestIface = desired.iface;
+    await this.parts.confFile.set(() => toWgQuickConfig(desired, this.parts.identity.privateKey), urgent);
+    return !force && !!this.lastApplied && sameDesired(this.lastApplied, desired);
   }
 
   /** The desired state, or undefined (with `waiting` set and logged once) when there is none yet. */
-  private async compute(): Promise<DesiredState | undefined> {
+  protected async compute(): Promise<DesiredState | undefined> {
     const { identity, log } = this.parts;
     if (!this.view.nodesListed) return this.wait('waiting for the Node list from the API server');
     if (!this.view.externalPeersListed)
@@ -149,10 +115,7 @@ export class MeshStep {
       return this.wait('waiting for the location leader Leases from the API server', (w) =>
         log.info(`${w} before applying`),
       );
-    this.reporter.changed('ready', 'ok');
-    this.waitingFor = undefined;
-    this.verdicts.report(plan.desired);
-    return plan.desired;
+    return this.ready(plan.desired);
   }
 
   /** What the pure plan needs: the view, this node, the settings, the previous state, leases, failover and NAT. */
@@ -179,12 +142,6 @@ export class MeshStep {
     };
   }
 
-  private wait(why: string, logOnce?: (why: string) => void): undefined {
-    this.waitingFor = why;
-    if (this.reporter.changed('ready', why)) logOnce?.(why);
-    return undefined;
-  }
-
   /** Publishes what differs in this node's own annotations. */
   private async publish(desired: DesiredState, changes: ChangeLog): Promise<void> {
     const selfNode = this.view.node(this.parts.identity.name)!;
@@ -200,13 +157,12 @@ export class MeshStep {
   }
 
   /** Hands the desired state to the host adapters (with `apply = restart`, a peer change recreates the interface). */
-  private apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
+  protected async apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
     const { confFile, identity } = this.parts;
     const source = { config: () => toWgQuickConfig(desired, identity.privateKey), writeFile: () => confFile.flush() };
-    return this.host.apply(
-      desired,
-      { source, restartOnPeerChange: this.config.wireguard.apply === 'restart' },
-      changes,
-    );
+    const restartOnPeerChange = this.config.wireguard.apply === 'restart';
+    const outcome = await this.host.apply(desired, { source, restartOnPeerChange }, changes);
+    if (outcome.applied) this.lastApplied = desired;
+    return outcome;
   }
 }
