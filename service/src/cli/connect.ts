@@ -5,7 +5,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
-import { ExecaRunner } from '../exec/runner.js';
+import { ExecaRunner, hostRunners } from '../exec/runner.js';
 import { EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
@@ -89,9 +89,7 @@ async function mayAdministerNetwork(): Promise<boolean> {
 function productionEnv(): ConnectEnv {
   const log = createLogger({ level: process.env.WG_OVERLAY_LOG_LEVEL === 'debug' ? 'debug' : 'info' });
   return {
-    log,
-    runner: new ExecaRunner(log),
-    quietRunner: new ExecaRunner(),
+    ...hostRunners(log),
     lookupName: async (name) => (await lookup(name, { all: true, verbatim: false })).map((a) => a.address),
     ipBatch: (l) => new IpBatch(l),
     monitor: monitorInterface,
