@@ -26,7 +26,7 @@ import { EndpointWatch } from '../daemon/endpoint-watch.js';
 import { ReconcileLoop } from '../daemon/loop.js';
 import type { Part } from '../daemon/part.js';
 import { SourcePart, StartedPart, stopAll, Timer } from '../daemon/parts.js';
-import { StatusWriter } from '../daemon/status-writer.js';
+import { runningStatus, StatusWriter } from '../daemon/status-writer.js';
 import { WatchHealth } from '../daemon/watch-health.js';
 import type { ConnectOptions } from './options.js';
 import type { ConnectEnv, PreparedConnect } from './prepare.js';
@@ -73,12 +73,7 @@ export class ConnectSession {
       read: (maxAgeMs) => this.device.get(maxAgeMs),
       current: (key) => this.step.desired?.peers.find((x) => x.publicKey === key),
     });
-    this.status = new StatusWriter(
-      () => opts.runtimeDir,
-      () => this.snapshot(),
-      log,
-      () => 100,
-    );
+    this.status = new StatusWriter({ dir: () => opts.runtimeDir, build: () => this.snapshot() }, log, () => 100);
     this.loop.onReport((r) => {
       this.status.changed();
       if (r.ok && this.step.desired) this.fresh.applied(this.step.desired.peers);
@@ -313,13 +308,7 @@ export class ConnectSession {
       startedAt: this.startedAt,
       desired: this.step.desired,
       waiting: this.lostWhy ?? this.step.waiting,
-      lastReport: this.loop.lastReport,
-      lastSuccessAt: this.loop.lastSuccessAt,
-      busySince: this.loop.busySince,
-      watch: this.health.snapshot(),
-      now: Date.now(),
-      pid: process.pid,
-      failover: (name) => this.endpoints?.describe(name),
+      ...runningStatus(this.loop, this.health, this.endpoints),
     });
   }
 }

@@ -34,7 +34,7 @@ import type { Part } from './part.js';
 import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
 import { noticeDefaults, prepare, type Prepared } from './prepare.js';
 import { StatusServer } from './status-server.js';
-import { StatusWriter } from './status-writer.js';
+import { runningStatus, StatusWriter, type StatusSource } from './status-writer.js';
 import type { MeshStep } from './step.js';
 import { wireStep } from './step-wiring.js';
 import { WatchHealth } from './watch-health.js';
@@ -80,6 +80,7 @@ export class Daemon {
   private readonly metrics: DaemonMetrics;
   private readonly metricsEndpoint: MetricsEndpoint;
   private readonly status: StatusWriter;
+  private readonly statusSource: StatusSource;
   private readonly reloader: ConfigReloader;
   private readonly resolver: NameResolver;
   private readonly endpoints: EndpointWatch | undefined;
@@ -146,12 +147,8 @@ export class Daemon {
       serve: env.serveMetrics,
       config: p.config,
     });
-    this.status = new StatusWriter(
-      () => this.running.state.runtimeDir,
-      () => this.snapshot(p.identity.name),
-      log,
-      this.bySize(200),
-    );
+    this.statusSource = { dir: () => this.running.state.runtimeDir, build: () => this.snapshot(p.identity.name) };
+    this.status = new StatusWriter(this.statusSource, log, this.bySize(200));
     this.reloader = this.makeReloader(configPath, p.loadedAt);
     [this.policyCheck, this.tokenCheck] = this.makeCredentialChecks(p);
     this.wire();
@@ -257,11 +254,7 @@ export class Daemon {
         await host.confFile.flush();
       }),
       this.status,
-      new StatusServer(
-        () => this.running.state.runtimeDir,
-        () => this.snapshot(p.identity.name),
-        log,
-      ),
+      new StatusServer(this.statusSource, log),
       this.metricsEndpoint,
       this.loop,
       ...(host.leadership ? [host.leadership] : []),
@@ -473,13 +466,7 @@ export class Daemon {
           ? { ...this.step.desired, warnings: [...this.step.desired.warnings, ...this.step.refusedPeers] }
           : this.step.desired,
       waiting: this.step.waiting,
-      lastReport: this.loop.lastReport,
-      lastSuccessAt: this.loop.lastSuccessAt,
-      busySince: this.loop.busySince,
-      watch: this.health.snapshot(),
-      now: Date.now(),
-      pid: process.pid,
-      failover: (name) => this.endpoints?.describe(name),
+      ...runningStatus(this.loop, this.health, this.endpoints),
       reports: (name) => this.step.view.observations.reports(name),
       drops: () => this.drops.report(),
     });
