@@ -62,6 +62,25 @@ export function entryContext(
   return { self, settings, guard, key, choice };
 }
 
+/** The peer of a Node (`location`: the location it leads or stands for, with location granularity). */
+export function nodePeer(
+  m: Pick<Member, 'name' | 'publicKey' | 'endpoint' | 'candidates'>,
+  allowedIPs: string[],
+  keepalive: number,
+  location?: string,
+): DesiredPeer {
+  return {
+    kind: 'node',
+    name: m.name,
+    publicKey: m.publicKey,
+    endpoint: m.endpoint,
+    ...(m.candidates ? { candidates: m.candidates } : {}),
+    allowedIPs,
+    persistentKeepalive: keepalive,
+    ...(location ? { location } : {}),
+  };
+}
+
 /** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
 function memberEntry(m: Member, ctx: EntryContext): PeerEntry {
   const cached = entries.get(m);
@@ -71,15 +90,7 @@ function memberEntry(m: Member, ctx: EntryContext): PeerEntry {
   const podCIDRs = letThrough(m.podCIDRs, ctx.guard, (r) => `PodCIDR ${r} of Node ${m.name}`, warnings);
   const entry: PeerEntry = {
     key: ctx.key,
-    peer: {
-      kind: 'node',
-      name: m.name,
-      publicKey: m.publicKey,
-      endpoint: m.endpoint,
-      ...(m.candidates ? { candidates: m.candidates } : {}),
-      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText),
-      persistentKeepalive: ctx.settings.persistentKeepalive,
-    },
+    peer: nodePeer(m, [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), ctx.settings.persistentKeepalive),
     routes: podCIDRs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: m.name })),
     warnings,
   };
