@@ -22,7 +22,7 @@ import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 import { STATUS_FILE, buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
 import { CachedRead } from '../util/cached-read.js';
 import { formatMs } from '../util/duration.js';
-import { EndpointWatch } from '../daemon/endpoint-watch.js';
+import { stepEndpointWatch, type EndpointWatch } from '../daemon/endpoint-watch.js';
 import { ReconcileLoop } from '../daemon/loop.js';
 import type { Part } from '../daemon/part.js';
 import { SourcePart, StartedPart, stopAll, Timer } from '../daemon/parts.js';
@@ -180,24 +180,13 @@ export class ConnectSession {
 
   /** Endpoint failover, as the daemon runs it, unless `[wireguard] endpoint_failover = 0`. */
   private makeEndpointWatch(): EndpointWatch | undefined {
-    const seconds = this.p.config.wireguard.endpointFailoverSeconds;
-    if (seconds === 0) return undefined;
-    const { log } = this.env;
-    return new EndpointWatch({
+    return stepEndpointWatch(this.p.config.wireguard.endpointFailoverSeconds, {
       read: (maxAgeMs) => this.device.get(maxAgeMs),
-      peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.view.observations.accepted(name),
-      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
-      log,
+      step: () => this.step,
+      log: this.env.log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => undefined,
-      nudge: (peer) => {
-        const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
-        if (host && this.env.nudge)
-          this.env
-            .nudge(host.slice(0, host.lastIndexOf('/')))
-            .catch((err) => log.debug(`nudging ${peer.name}: ${describeError(err)}`));
-      },
+      nudger: this.env,
     });
   }
 

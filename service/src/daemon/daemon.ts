@@ -22,7 +22,7 @@ import { VERSION } from '../version.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
 import { NodePolicyCheck, TokenExpiryCheck } from './credential-checks.js';
-import { EndpointWatch } from './endpoint-watch.js';
+import { stepEndpointWatch, type EndpointWatch } from './endpoint-watch.js';
 import { FirewallDrops } from './firewall-drops.js';
 import { KeyKeeper } from './key-keeper.js';
 import { meshReadings } from './mesh-readings.js';
@@ -371,24 +371,15 @@ export class Daemon {
     device: CachedRead<InterfaceStatus | undefined>,
     log: Logger,
   ): EndpointWatch | undefined {
-    if (seconds === 0) return undefined;
-    return new EndpointWatch({
+    return stepEndpointWatch(seconds, {
       read: (maxAgeMs) => device.get(maxAgeMs),
-      peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.view.observations.accepted(name),
+      step: () => this.step,
       reported: () => this.step.view.observations.targets(),
-      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
       onSwitch: (reason) => this.metrics.countSwitch(reason),
-      nudge: (peer) => {
-        const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
-        if (host && this.env.nudge)
-          this.env
-            .nudge(host.slice(0, host.lastIndexOf('/')))
-            .catch((err) => log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
-      },
+      nudger: this.env,
     });
   }
 
