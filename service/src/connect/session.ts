@@ -25,7 +25,7 @@ import { formatMs } from '../util/duration.js';
 import { stepEndpointWatch, type EndpointWatch } from '../daemon/endpoint-watch.js';
 import { ReconcileLoop } from '../daemon/loop.js';
 import type { Part } from '../daemon/part.js';
-import { SourcePart, StartedPart, stopAll, Timer } from '../daemon/parts.js';
+import { SourcePart, StartedPart, startAll, stopAll, Timer } from '../daemon/parts.js';
 import { runningStatus, StatusWriter } from '../daemon/status-writer.js';
 import { WatchHealth } from '../daemon/watch-health.js';
 import type { ConnectOptions } from './options.js';
@@ -217,16 +217,7 @@ export class ConnectSession {
 
   /** Starts every part in order; one that cannot start stops the others and throws. */
   private async start(): Promise<void> {
-    for (const part of this.parts) {
-      try {
-        await part.start();
-      } catch (err) {
-        this.env.log.error(`starting the ${part.name}: ${describeError(err)}`);
-        await stopAll(this.started, this.env.log, 10_000);
-        throw err;
-      }
-      this.started.push(part);
-    }
+    await startAll(this.parts, this.started, this.env.log, 10_000);
   }
 
   /** The Peer is gone: stop. */

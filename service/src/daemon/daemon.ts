@@ -31,7 +31,7 @@ import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import { NameResolver } from './name-resolver.js';
 import type { Part } from './part.js';
-import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
+import { Closer, SourcePart, StartedPart, startAll, stopAll, Timer } from './parts.js';
 import { noticeDefaults, prepare, type Prepared } from './prepare.js';
 import { StatusServer } from './status-server.js';
 import { runningStatus, StatusWriter, type StatusSource } from './status-writer.js';
@@ -296,17 +296,7 @@ export class Daemon {
 
   /** Starts every part in order; if one cannot start, stops those already started and throws. */
   async start(): Promise<void> {
-    for (const part of this.parts) {
-      try {
-        await part.start();
-      } catch (err) {
-        this.env.log.error(`starting the ${part.name}: ${describeError(err)}`);
-        await stopAll(this.started, this.env.log, this.timing.partStop);
-        throw err;
-      }
-      this.started.push(part);
-      this.env.log.debug(`started the ${part.name}`);
-    }
+    await startAll(this.parts, this.started, this.env.log, this.timing.partStop);
     this.loop
       .firstApply()
       .then(() => {
