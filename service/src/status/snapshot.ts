@@ -29,16 +29,13 @@ export interface WatchStatus {
   error?: string;
 }
 
-/** One peer the daemon wants on the interface. */
-export interface SnapshotPeer {
-  kind: 'node' | 'peer';
-  name: string;
-  publicKey: string;
-  endpoint: string | undefined;
-  allowedIPs: string[];
+/** One peer the daemon wants on the interface (its fields as in the desired state, and what status adds). */
+export interface SnapshotPeer extends Pick<
+  DesiredPeer,
+  'kind' | 'name' | 'publicKey' | 'endpoint' | 'allowedIPs' | 'persistentKeepalive'
+> {
   /** A Node's overlay address (undefined for an external Peer). */
   overlayAddress: string | undefined;
-  persistentKeepalive: number;
   hasPresharedKey: boolean;
   /** A Node with more than one endpoint: its candidates, the one in use, and why it was chosen. */
   failover?: { candidates: string[]; index: number; why?: string } | undefined;
