@@ -4,9 +4,6 @@
  * endpoint choice as a node's), handed to the daemon's host adapters — the interface, the peers
  * (`wg set`) and the routes — with each change logged with its reason.
  */
-import type { InterfaceOwner } from '../host/interface-owner.js';
-import type { PeerAdapter } from '../host/peer-adapter.js';
-import type { RouteAdapter } from '../host/route-adapter.js';
 import type { Logger } from '../log/logger.js';
 import { ClusterView } from '../mesh/cluster-view.js';
 import { planExternalPeer } from '../mesh/desired/external.js';
@@ -18,16 +15,13 @@ import type { DesiredInterface, DesiredState, MeshSettings } from '../mesh/types
 import { toWgQuickConfig } from '../wireguard/conf.js';
 import type { ChangeLog } from '../daemon/run-log.js';
 import { ReconcileStep } from '../daemon/step-base.js';
-import type { Endpoints, StepOutcome } from '../daemon/step-parts.js';
+import type { Endpoints, HostAdapters, Identity, StepOutcome } from '../daemon/step-parts.js';
 
-/** The parts a connect step works with. */
-export interface ConnectStepParts {
+/** The parts a connect step works with: the daemon's host adapters but the fail-closed rule set, and what `connect` adds. */
+export interface ConnectStepParts extends Omit<HostAdapters, 'firewall'> {
   log: Logger;
   /** The Peer's name and this host's key pair. */
-  identity: { name: string; privateKey: string; publicKey: string };
-  iface: InterfaceOwner;
-  peers: PeerAdapter;
-  routes: RouteAdapter;
+  identity: Identity;
   /** Endpoint failover (absent: off). */
   endpoints?: Endpoints | undefined;
   /** The location leader Leases, read only (with `granularity = location`). */
