@@ -1,9 +1,10 @@
 /**
- * What the operator commands (`showconf`, `graph`, `status`) share: reading the config file
- * (`--config FILE`, like `run`), reading the cluster's Nodes and external peers through the
- * kubeconfig it names, and errors that carry their exit status.
+ * What the operator commands (`showconf`, `graph`, `status`, `connect`) share: their command line
+ * (`--config FILE`, like `run`, and `--help`), reading the config file, reading the cluster's
+ * Nodes and external peers through the kubeconfig it names, and errors that carry their exit status.
  */
-import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config/config.js';
 import { EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { describeApiError } from '../kube/api-errors.js';
 import { clusterCa, loadKubeconfig } from '../kube/kubeconfig.js';
@@ -28,10 +29,10 @@ export class CliError extends Error {
   }
 }
 
-/** Loads the config file, printing its warnings to `err`; a bad file is a CliError with status 78. */
-export async function loadCliConfig(path: string, err: NodeJS.WritableStream): Promise<Config> {
+/** Loads the config file (`--config`, else the default one), printing its warnings to `err`; a bad file is a CliError with status 78. */
+export async function loadCliConfig(path: string | undefined, err: NodeJS.WritableStream): Promise<Config> {
   try {
-    const { config, warnings } = await loadConfig(path);
+    const { config, warnings } = await loadConfig(path ?? DEFAULT_CONFIG_PATH);
     for (const w of warnings) err.write(`warning: ${w}\n`);
     return config;
   } catch (e) {
@@ -94,6 +95,65 @@ export async function runCli(name: string, err: NodeJS.WritableStream, body: () 
     }
     throw e;
   }
+}
+
+/** The options every operator command takes besides its own: `-c/--config FILE` and `-h/--help`. */
+const COMMON_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** An operator command's command line: its name, its usage text, its own options, whether it takes operands. */
+export interface CommandLine<O extends NonNullable<ParseArgsConfig['options']>, P extends boolean> {
+  name: string;
+  usage: string;
+  options: O;
+  positionals: P;
+}
+
+/** What `parseArgs` makes of a command line (its own options with `--config` and `--help`). */
+export type ParsedCommand<O extends NonNullable<ParseArgsConfig['options']>, P extends boolean> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O & typeof COMMON_OPTIONS; allowPositionals: P }>
+>;
+
+/**
+ * Runs an operator command: parses `argv` (a parse error is a usage error), prints the usage text
+ * for `--help`, and otherwise runs `body` with what was parsed; resolves with the exit status.
+ */
+export function runCommand<O extends NonNullable<ParseArgsConfig['options']>, P extends boolean>(
+  cmd: CommandLine<O, P>,
+  io: { argv: string[]; out: NodeJS.WritableStream; err: NodeJS.WritableStream },
+  body: (parsed: ParsedCommand<O, P>) => Promise<number>,
+): Promise<number> {
+  return runCli(cmd.name, io.err, async () => {
+    const parsed = usageErrors(cmd.usage, () =>
+      parseArgs({ args: io.argv, options: { ...COMMON_OPTIONS, ...cmd.options }, allowPositionals: cmd.positionals }),
+    );
+    if ((parsed.values as { help?: boolean }).help) {
+      io.out.write(cmd.usage);
+      return 0;
+    }
+    return body(parsed);
+  });
+}
+
+/** An operator command as main.ts calls it: its arguments in, its exit status out (output to `out`, errors to `err`). */
+export type OperatorCommand = (
+  argv: string[],
+  out?: NodeJS.WritableStream,
+  err?: NodeJS.WritableStream,
+) => Promise<number>;
+
+/** The operator command that runs `body` on its parsed command line (see `runCommand`), writing to stdout and stderr unless told otherwise. */
+export function operatorCommand<O extends NonNullable<ParseArgsConfig['options']>, P extends boolean>(
+  cmd: CommandLine<O, P>,
+  body: (
+    parsed: ParsedCommand<O, P>,
+    io: { out: NodeJS.WritableStream; err: NodeJS.WritableStream },
+  ) => Promise<number>,
+): OperatorCommand {
+  return (argv, out = process.stdout, err = process.stderr) =>
+    runCommand(cmd, { argv, out, err }, (parsed) => body(parsed, { out, err }));
 }
 
 /** Who the location Leases show alive (undefined when they cannot be read: leaders by rank alone). */

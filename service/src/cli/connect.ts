@@ -5,8 +5,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { ExecaRunner } from '../exec/runner.js';
+import { ExecaRunner, hostRunners } from '../exec/runner.js';
 import { EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
@@ -26,7 +25,7 @@ import {
 import { ConnectFailure, prepareConnect, type ConnectEnv } from '../connect/prepare.js';
 import { ConnectSession } from '../connect/session.js';
 import { connectStatus } from '../connect/status.js';
-import { CliError, runCli, usageErrors } from './cluster.js';
+import { CliError, runCommand } from './cluster.js';
 
 export const CONNECT_USAGE = `Usage: wg-overlay connect [--kubeconfig FILE] [--name NAME] [--interface NAME] [--address CIDR]
                           [--allowed-ips CIDR,...] [--advertise-routes CIDR,...]
@@ -52,6 +51,26 @@ cluster live, and on SIGINT or SIGTERM removes the Peer, the interface and its r
   --json                     with --status: machine-readable
 `;
 
+/** `connect`'s command line: its own options besides `--config` and `--help`. */
+const CONNECT_COMMAND = {
+  name: 'connect',
+  usage: CONNECT_USAGE,
+  options: {
+    kubeconfig: { type: 'string' },
+    name: { type: 'string' },
+    interface: { type: 'string' },
+    address: { type: 'string', multiple: true },
+    'allowed-ips': { type: 'string', multiple: true },
+    'advertise-routes': { type: 'string', multiple: true },
+    'persistent-keepalive': { type: 'string' },
+    'private-key': { type: 'string' },
+    keep: { type: 'boolean' },
+    status: { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  positionals: false,
+} as const;
+
 /** CAP_NET_ADMIN's bit in /proc/self/status's CapEff. */
 const CAP_NET_ADMIN = 12n;
 
@@ -70,9 +89,7 @@ async function mayAdministerNetwork(): Promise<boolean> {
 function productionEnv(): ConnectEnv {
   const log = createLogger({ level: process.env.WG_OVERLAY_LOG_LEVEL === 'debug' ? 'debug' : 'info' });
   return {
-    log,
-    runner: new ExecaRunner(log),
-    quietRunner: new ExecaRunner(),
+    ...hostRunners(log),
     lookupName: async (name) => (await lookup(name, { all: true, verbatim: false })).map((a) => a.address),
     ipBatch: (l) => new IpBatch(l),
     monitor: monitorInterface,
@@ -106,32 +123,7 @@ export async function connectCommand(
   err: NodeJS.WritableStream = process.stderr,
 ): Promise<number> {
   let tried = false;
-  const code = await runCli('connect', err, async () => {
-    const { values } = usageErrors(CONNECT_USAGE, () =>
-      parseArgs({
-        args: argv,
-        options: {
-          kubeconfig: { type: 'string' },
-          name: { type: 'string' },
-          interface: { type: 'string' },
-          address: { type: 'string', multiple: true },
-          'allowed-ips': { type: 'string', multiple: true },
-          'advertise-routes': { type: 'string', multiple: true },
-          'persistent-keepalive': { type: 'string' },
-          'private-key': { type: 'string' },
-          keep: { type: 'boolean' },
-          config: { type: 'string', short: 'c' },
-          status: { type: 'boolean' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: false,
-      }),
-    );
-    if (values.help) {
-      out.write(CONNECT_USAGE);
-      return 0;
-    }
+  const code = await runCommand(CONNECT_COMMAND, { argv, out, err }, async ({ values }) => {
     let opts: ConnectOptions;
     try {
       opts = connectOptions(values);

@@ -8,7 +8,6 @@
  * are clusters, leaders are marked, and only the tunnels that exist are drawn (links over a
  * location's private network dotted). Render it with `wg-overlay graph | dot -Tsvg > mesh.svg`.
  */
-import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { meshSettings } from '../config/mesh-settings.js';
@@ -19,7 +18,7 @@ import type { Membership } from '../mesh/membership/membership.js';
 import type { Topology } from '../mesh/desired/topology.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { formatCidr } from '../net/ip.js';
-import { CliError, loadCliConfig, readCluster, readTopology, runCli, usageErrors } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, readTopology, operatorCommand } from './cluster.js';
 
 export const GRAPH_USAGE = `Usage: wg-overlay graph [--stale SECONDS] [--no-handshakes] [--config FILE]
 
@@ -205,32 +204,18 @@ export function renderGraph(view: Membership, o: GraphOptions): string {
 }
 
 /** `wg-overlay graph`: resolves with the exit status. */
-export async function graphCommand(
-  argv: string[],
-  out: NodeJS.WritableStream = process.stdout,
-  err: NodeJS.WritableStream = process.stderr,
-): Promise<number> {
-  return runCli('graph', err, async () => {
-    const { values } = usageErrors(GRAPH_USAGE, () =>
-      parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          stale: { type: 'string' },
-          'no-handshakes': { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: false,
-      }),
-    );
-    if (values.help) {
-      out.write(GRAPH_USAGE);
-      return 0;
-    }
+export const graphCommand = operatorCommand(
+  {
+    name: 'graph',
+    usage: GRAPH_USAGE,
+    options: { stale: { type: 'string' }, 'no-handshakes': { type: 'boolean' } },
+    positionals: false,
+  } as const,
+  async ({ values }, { out, err }) => {
     const stale = values.stale === undefined ? DEFAULT_STALE_SECONDS : Number(values.stale);
     if (!Number.isInteger(stale) || stale < 1)
       throw new CliError(`--stale ${values.stale ?? ''}: expected a number of seconds`, EXIT_USAGE);
-    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+    const config = await loadCliConfig(values.config, err);
     const cluster = await readCluster(config);
     const settings = meshSettings(config, undefined, { clusterCa: cluster.clusterCa });
     const view = cluster.view.membership(membershipSettings(settings));
@@ -255,5 +240,5 @@ export async function graphCommand(
       }),
     );
     return 0;
-  });
-}
+  },
+);

@@ -12,7 +12,7 @@ import { loadConfig } from '../config/config.js';
 import { currentUserTokenFile } from '../kube/kubeconfig.js';
 import { parseToken, tokenClaims, TokenFileError } from '../kube/token.js';
 import { fsyncDir, hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
-import { whyUnreadable } from '../util/read-failure.js';
+import { readText, whyUnreadable } from '../util/read-failure.js';
 
 /** Where the daemon looks for its kubeconfig unless the config says otherwise. */
 export const DEFAULT_KUBECONFIG_PATH = '/etc/wg-overlay/kubeconfig';
@@ -299,10 +299,7 @@ async function writeAll(values: Values, out: NodeJS.WritableStream): Promise<voi
 /** Rotation: replaces the token file the existing kubeconfig names, nothing else. */
 async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise<void> {
   const output = values.output ?? DEFAULT_KUBECONFIG_PATH;
-  let text: string;
-  try {
-    text = await readFile(output, 'utf8');
-  } catch (err) {
+  const text = await readText(output, (err) => {
     if (!hasErrorCode(err, 'ENOENT'))
       throw new KubeconfigCommandError(
         `--output ${output} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
@@ -310,7 +307,7 @@ async function replaceToken(values: Values, out: NodeJS.WritableStream): Promise
     throw new KubeconfigCommandError(
       `--output ${output} does not exist: write it first with --server URL --ca FILE --token-file FILE`,
     );
-  }
+  });
   const kc = new k8s.KubeConfig();
   try {
     kc.loadFromString(text);

@@ -9,7 +9,6 @@
  * `[peers] allowed_ips_extra` / `--allowed-ips` (e.g. the service CIDR) are given to one node,
  * the oldest by default (`--via NODE` picks another), not repeated on every node.
  */
-import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import type { Config } from '../config/config.js';
 import { meshSettings, topologySettings } from '../config/mesh-settings.js';
@@ -25,7 +24,7 @@ import type { DesiredState, MeshSettings } from '../mesh/types.js';
 import { formatCidr, hostCidr, parseCidr } from '../net/ip.js';
 import { toWgQuickConfig, toWgQuickPeer } from '../wireguard/conf.js';
 import { renderWgQuick, stripWgQuick, type WgQuickConfig } from '../wireguard/wgquick.js';
-import { CliError, loadCliConfig, readCluster, readLeaderLiveness, runCli, usageErrors } from './cluster.js';
+import { CliError, loadCliConfig, readCluster, readLeaderLiveness, operatorCommand } from './cluster.js';
 
 export const SHOWCONF_USAGE = `Usage: wg-overlay showconf peer NAME [--wg-quick] [--allowed-ips CIDR,...] [--via NODE] [--config FILE]
        wg-overlay showconf node NAME [--wg-quick] [--config FILE]
@@ -175,35 +174,24 @@ export function nodeDesired(
 }
 
 /** `wg-overlay showconf …`: resolves with the exit status. */
-export async function showconfCommand(
-  argv: string[],
-  out: NodeJS.WritableStream = process.stdout,
-  err: NodeJS.WritableStream = process.stderr,
-): Promise<number> {
-  return runCli('showconf', err, async () => {
-    const { values, positionals } = usageErrors(SHOWCONF_USAGE, () =>
-      parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          'wg-quick': { type: 'boolean' },
-          'allowed-ips': { type: 'string', multiple: true },
-          via: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: true,
-      }),
-    );
-    if (values.help) {
-      out.write(SHOWCONF_USAGE);
-      return 0;
-    }
+export const showconfCommand = operatorCommand(
+  {
+    name: 'showconf',
+    usage: SHOWCONF_USAGE,
+    options: {
+      'wg-quick': { type: 'boolean' },
+      'allowed-ips': { type: 'string', multiple: true },
+      via: { type: 'string' },
+    },
+    positionals: true,
+  } as const,
+  async ({ values, positionals }, { out, err }) => {
     const [kind, name, ...more] = positionals;
     if ((kind !== 'peer' && kind !== 'node') || !name || more.length > 0)
       throw new CliError(`expected "peer NAME" or "node NAME"\n${SHOWCONF_USAGE}`, EXIT_USAGE);
     if (kind === 'node' && (values['allowed-ips'] || values.via))
       throw new CliError('--allowed-ips and --via apply to showconf peer only', EXIT_USAGE);
-    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+    const config = await loadCliConfig(values.config, err);
     const extra = [...config.peers.allowedIpsExtra, ...parseCidrList(values['allowed-ips'] ?? [], '--allowed-ips')];
     const cluster = await readCluster(config);
     const settings = meshSettings(config, undefined, { clusterCa: cluster.clusterCa });
@@ -231,8 +219,8 @@ export async function showconfCommand(
       );
     }
     return 0;
-  });
-}
+  },
+);
 
 /** The topology input of a Node's plan for `showconf node` (undefined for a full mesh). */
 async function planTopology(config: Config): Promise<NodePlanInput['topology']> {

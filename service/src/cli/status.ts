@@ -7,7 +7,6 @@
  * while the daemon runs. Exit status 1 when the interface is missing.
  */
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG_PATH } from '../config/config.js';
 import { ExecaRunner } from '../exec/runner.js';
 import { readDevice } from '../host/device.js';
@@ -27,7 +26,7 @@ import {
   type WatchStatus,
 } from '../status/snapshot.js';
 import { escapeUnsafe } from '../mesh/text.js';
-import { loadCliConfig, runCli, usageErrors } from './cluster.js';
+import { loadCliConfig, operatorCommand } from './cluster.js';
 import { formatAge } from './graph.js';
 
 export const STATUS_USAGE = `Usage: wg-overlay status [--json] [--config FILE]
@@ -467,28 +466,10 @@ export function pidAlive(pid: number): boolean {
 }
 
 /** `wg-overlay status`: resolves with the exit status. */
-export async function statusCommand(
-  argv: string[],
-  out: NodeJS.WritableStream = process.stdout,
-  err: NodeJS.WritableStream = process.stderr,
-): Promise<number> {
-  return runCli('status', err, async () => {
-    const { values } = usageErrors(STATUS_USAGE, () =>
-      parseArgs({
-        args: argv,
-        options: {
-          config: { type: 'string', short: 'c' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        allowPositionals: false,
-      }),
-    );
-    if (values.help) {
-      out.write(STATUS_USAGE);
-      return 0;
-    }
-    const config = await loadCliConfig(values.config ?? DEFAULT_CONFIG_PATH, err);
+export const statusCommand = operatorCommand(
+  { name: 'status', usage: STATUS_USAGE, options: { json: { type: 'boolean' } }, positionals: false } as const,
+  async ({ values }, { out, err }) => {
+    const config = await loadCliConfig(values.config, err);
     const runner = new ExecaRunner();
     const iface = config.wireguard.interface;
     const link = await readLink(runner, iface);
@@ -519,5 +500,5 @@ export async function statusCommand(
     });
     out.write(values.json ? `${JSON.stringify(view, safeStrings, 2)}\n` : renderStatusText(view, now));
     return link.exists ? 0 : 1;
-  });
-}
+  },
+);

@@ -3,14 +3,13 @@
  * package) turned into validated, fully defaulted settings. Every error names the file,
  * section, key, the bad value and what is allowed; unknown sections and keys are reported.
  */
-import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import * as ini from 'ini';
 import { DEFAULT_EXTERNAL_RANGES, DEFAULT_MIN_PREFIX, DEFAULT_POD_CIDRS } from '../mesh/membership/ranges.js';
 import type { EndpointSetting } from '../mesh/types.js';
 import { parseCidr, parseHostPort, parseIp, isDnsName, bitsOf, formatCidr } from '../net/ip.js';
-import { whyUnreadable } from '../util/read-failure.js';
+import { readText, whyUnreadable } from '../util/read-failure.js';
 
 /** Where the daemon reads its configuration unless `--config FILE` says otherwise. */
 export const DEFAULT_CONFIG_PATH = '/etc/wg-overlay/wg-overlay.conf';
@@ -493,11 +492,8 @@ function meshSection(m: Record<string, unknown>, d: Config['mesh']): Config['mes
 
 /** Reads and validates a config file; a missing or unreadable file is a ConfigError naming it. */
 export async function loadConfig(file: string = DEFAULT_CONFIG_PATH): Promise<LoadedConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
+  const text = await readText(file, (cause) => {
     throw new ConfigError([`${file}: ${whyUnreadable(cause)}`], { cause });
-  }
+  });
   return parseConfig(text, file);
 }

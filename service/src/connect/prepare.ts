@@ -9,7 +9,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, DEFAULT_CONFIG_PATH, defaultConfig, loadConfig, type Config } from '../config/config.js';
 import { meshSettings } from '../config/mesh-settings.js';
 import { apiServerAddresses } from '../daemon/prepare.js';
-import type { CommandRunner } from '../exec/runner.js';
+import type { CommandRunner, HostRunners } from '../exec/runner.js';
 import { EXIT_CONFIG, EXIT_FAILURE } from '../exit-status.js';
 import { readDevice } from '../host/device.js';
 import type { IpBatch } from '../host/ip-batch.js';
@@ -39,12 +39,7 @@ import { claimPeer, ConnectError, type Claimed } from './claim.js';
 import type { ConnectOptions } from './options.js';
 
 /** What `connect` takes from its host (the real one in session.ts' caller, fakes in tests). */
-export interface ConnectEnv {
-  log: Logger;
-  /** Runs the commands that change the host (each logged at debug). */
-  runner: CommandRunner;
-  /** Runs reads (not logged). */
-  quietRunner: CommandRunner;
+export interface ConnectEnv extends HostRunners {
   lookupName(name: string): Promise<string[]>;
   /** The long-lived `ip -batch` co-process for routes (undefined: one `ip` per route). */
   ipBatch(log: Logger): IpBatch | undefined;

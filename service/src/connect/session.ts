@@ -22,11 +22,11 @@ import type { ExternalPeer, MeshNode } from '../mesh/types.js';
 import { STATUS_FILE, buildSnapshot, type StatusSnapshot } from '../status/snapshot.js';
 import { CachedRead } from '../util/cached-read.js';
 import { formatMs } from '../util/duration.js';
-import { EndpointWatch } from '../daemon/endpoint-watch.js';
+import { stepEndpointWatch, type EndpointWatch } from '../daemon/endpoint-watch.js';
 import { ReconcileLoop } from '../daemon/loop.js';
 import type { Part } from '../daemon/part.js';
-import { SourcePart, StartedPart, stopAll, Timer } from '../daemon/parts.js';
-import { StatusWriter } from '../daemon/status-writer.js';
+import { SourcePart, StartedPart, startAll, stopAll, Timer } from '../daemon/parts.js';
+import { runningStatus, StatusWriter } from '../daemon/status-writer.js';
 import { WatchHealth } from '../daemon/watch-health.js';
 import type { ConnectOptions } from './options.js';
 import type { ConnectEnv, PreparedConnect } from './prepare.js';
@@ -73,12 +73,7 @@ export class ConnectSession {
       read: (maxAgeMs) => this.device.get(maxAgeMs),
       current: (key) => this.step.desired?.peers.find((x) => x.publicKey === key),
     });
-    this.status = new StatusWriter(
-      () => opts.runtimeDir,
-      () => this.snapshot(),
-      log,
-      () => 100,
-    );
+    this.status = new StatusWriter({ dir: () => opts.runtimeDir, build: () => this.snapshot() }, log, () => 100);
     this.loop.onReport((r) => {
       this.status.changed();
       if (r.ok && this.step.desired) this.fresh.applied(this.step.desired.peers);
@@ -185,24 +180,13 @@ export class ConnectSession {
 
   /** Endpoint failover, as the daemon runs it, unless `[wireguard] endpoint_failover = 0`. */
   private makeEndpointWatch(): EndpointWatch | undefined {
-    const seconds = this.p.config.wireguard.endpointFailoverSeconds;
-    if (seconds === 0) return undefined;
-    const { log } = this.env;
-    return new EndpointWatch({
+    return stepEndpointWatch(this.p.config.wireguard.endpointFailoverSeconds, {
       read: (maxAgeMs) => this.device.get(maxAgeMs),
-      peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.view.observations.accepted(name),
-      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
-      log,
+      step: () => this.step,
+      log: this.env.log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => undefined,
-      nudge: (peer) => {
-        const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
-        if (host && this.env.nudge)
-          this.env
-            .nudge(host.slice(0, host.lastIndexOf('/')))
-            .catch((err) => log.debug(`nudging ${peer.name}: ${describeError(err)}`));
-      },
+      nudger: this.env,
     });
   }
 
@@ -233,16 +217,7 @@ export class ConnectSession {
 
   /** Starts every part in order; one that cannot start stops the others and throws. */
   private async start(): Promise<void> {
-    for (const part of this.parts) {
-      try {
-        await part.start();
-      } catch (err) {
-        this.env.log.error(`starting the ${part.name}: ${describeError(err)}`);
-        await stopAll(this.started, this.env.log, 10_000);
-        throw err;
-      }
-      this.started.push(part);
-    }
+    await startAll(this.parts, this.started, this.env.log, 10_000);
   }
 
   /** The Peer is gone: stop. */
@@ -313,13 +288,7 @@ export class ConnectSession {
       startedAt: this.startedAt,
       desired: this.step.desired,
       waiting: this.lostWhy ?? this.step.waiting,
-      lastReport: this.loop.lastReport,
-      lastSuccessAt: this.loop.lastSuccessAt,
-      busySince: this.loop.busySince,
-      watch: this.health.snapshot(),
-      now: Date.now(),
-      pid: process.pid,
-      failover: (name) => this.endpoints?.describe(name),
+      ...runningStatus(this.loop, this.health, this.endpoints),
     });
   }
 }

@@ -4,9 +4,6 @@
  * endpoint choice as a node's), handed to the daemon's host adapters — the interface, the peers
  * (`wg set`) and the routes — with each change logged with its reason.
  */
-import type { InterfaceOwner } from '../host/interface-owner.js';
-import type { PeerAdapter } from '../host/peer-adapter.js';
-import type { RouteAdapter } from '../host/route-adapter.js';
 import type { Logger } from '../log/logger.js';
 import { ClusterView } from '../mesh/cluster-view.js';
 import { planExternalPeer } from '../mesh/desired/external.js';
@@ -15,19 +12,16 @@ import { membershipSettings } from '../mesh/desired/plan.js';
 import type { TopologySettings } from '../mesh/desired/topology.js';
 import type { Liveness } from '../mesh/observations/leadership.js';
 import type { DesiredInterface, DesiredState, MeshSettings } from '../mesh/types.js';
-import { StateReporter } from '../util/backoff.js';
 import { toWgQuickConfig } from '../wireguard/conf.js';
-import { ChangeLog, VerdictLog } from '../daemon/run-log.js';
-import type { Endpoints, StepOutcome } from '../daemon/step.js';
+import type { ChangeLog } from '../daemon/run-log.js';
+import { ReconcileStep } from '../daemon/step-base.js';
+import type { Endpoints, HostAdapters, Identity, StepOutcome } from '../daemon/step-parts.js';
 
-/** The parts a connect step works with. */
-export interface ConnectStepParts {
+/** The parts a connect step works with: the daemon's host adapters but the fail-closed rule set, and what `connect` adds. */
+export interface ConnectStepParts extends Omit<HostAdapters, 'firewall'> {
   log: Logger;
   /** The Peer's name and this host's key pair. */
-  identity: { name: string; privateKey: string; publicKey: string };
-  iface: InterfaceOwner;
-  peers: PeerAdapter;
-  routes: RouteAdapter;
+  identity: Identity;
   /** Endpoint failover (absent: off). */
   endpoints?: Endpoints | undefined;
   /** The location leader Leases, read only (with `granularity = location`). */
@@ -49,58 +43,23 @@ export interface ConnectSettings {
 }
 
 /** The reconcile step of `connect`. */
-export class ConnectStep {
+export class ConnectStep extends ReconcileStep {
   /** The cluster as seen from outside (no viewing node); the first apply waits for the Peer list. */
   readonly view = new ClusterView({ waitForPeers: true });
-  private latest: DesiredState | undefined;
-  private waitingFor: string | undefined;
-  private readonly reporter = new StateReporter();
-  private readonly verdicts: VerdictLog;
 
   constructor(
     private readonly parts: ConnectStepParts,
     private readonly s: ConnectSettings,
   ) {
-    this.verdicts = new VerdictLog(parts.log);
-  }
-
-  /** The latest desired state. */
-  get desired(): DesiredState | undefined {
-    return this.latest;
-  }
-
-  /** Why the latest run could not compute a desired state (undefined once it could). */
-  get waiting(): string | undefined {
-    return this.waitingFor;
-  }
-
-  /** Forgets what the host holds: every adapter reads it on its next set. */
-  invalidate(): void {
-    this.parts.iface.invalidate();
-    this.parts.peers.invalidate();
-    this.parts.routes.invalidate();
-  }
-
-  /** One run: `force` re-reads the host. */
-  async run(reasons: readonly string[], force: boolean, lines: string[]): Promise<StepOutcome> {
-    const changes = new ChangeLog(this.parts.log, lines);
-    try {
-      const desired = this.compute();
-      if (!desired) return { applied: false };
-      this.parts.log.debug(`reconcile: ${reasons.join(', ') || 'resync'}`);
-      if (force) this.invalidate();
-      return await this.apply(desired, changes);
-    } finally {
-      changes.close();
-    }
+    super(parts.log, parts, (r) => `peer ${r.name} could not be applied (${r.error})`);
   }
 
   /** The desired state, or undefined (with `waiting` set, logged once) while there is none. */
-  private compute(): DesiredState | undefined {
+  protected compute(): DesiredState | undefined {
     const { view } = this;
     const { name, publicKey } = this.parts.identity;
-    if (!view.nodesListed) return this.wait('waiting for the Node list from the API server');
-    if (!view.externalPeersListed) return this.wait('waiting for the Peer list from the API server');
+    if (!view.nodesListed) return this.waitInfo('waiting for the Node list from the API server');
+    if (!view.externalPeersListed) return this.waitInfo('waiting for the Peer list from the API server');
     const mine = view.externalPeers.find((p) => p.name === name);
     if (!mine || mine.publicKey !== publicKey) {
       this.parts.lost(
@@ -108,11 +67,11 @@ export class ConnectStep {
           ? `Peer ${name} now carries another public key (${String(mine.publicKey)}): someone else took the name`
           : `Peer ${name} was deleted from the cluster`,
       );
-      return this.wait(`Peer ${name} is gone`);
+      return this.waitInfo(`Peer ${name} is gone`);
     }
     const leases = this.parts.leases;
     if (this.s.topology?.granularity === 'location' && leases && !leases.known())
-      return this.wait('waiting for the location leader Leases from the API server');
+      return this.waitInfo('waiting for the location leader Leases from the API server');
     const membership = view.membership(membershipSettings(this.s.settings));
     const plan = planExternalPeer({
       membership,
@@ -136,37 +95,22 @@ export class ConnectStep {
       warnings: plan.warnings,
     };
     this.latest = desired;
-    this.waitingFor = undefined;
-    this.reporter.changed('ready', 'ok');
-    this.verdicts.report(desired);
-    return desired;
+    return this.ready(desired);
   }
 
-  private wait(why: string, logOnce: (why: string) => void = (w) => this.parts.log.info(w)): undefined {
-    this.waitingFor = why;
-    if (this.reporter.changed('ready', why)) logOnce(why);
-    return undefined;
+  /** Records why there is no desired state yet, said at info once. */
+  private waitInfo(why: string): undefined {
+    return this.wait(why, (w) => this.log.info(w));
   }
 
   /** The interface first (created with every peer when it is missing), then the peers and routes together. */
-  private async apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
-    const { iface, peers, routes, identity } = this.parts;
+  protected apply(desired: DesiredState, changes: ChangeLog): Promise<StepOutcome> {
     // A new interface starts without peers: each is then added with `wg set`, and logged as such.
     const empty = { ...desired, peers: [] };
-    const source = { config: () => toWgQuickConfig(empty, identity.privateKey), writeFile: async () => true };
-    const r = await iface.set(desired.iface, source);
-    changes.record(r.changes);
-    if (r.recreated) {
-      peers.reset();
-      routes.invalidate();
-    }
-    const [peerResult, routeResult] = await Promise.all([peers.set(desired.peers), routes.set(desired.routes)]);
-    changes.record(peerResult.changes);
-    const refused = peerResult.refused.map((x) => `peer ${x.name} could not be applied (${x.error})`);
-    if (this.reporter.changed('refused', refused.join('\n'))) for (const line of refused) this.parts.log.warning(line);
-    changes.record(routeResult.changes);
-    return routeResult.clash
-      ? { applied: true, followUp: 'a route already existed: checking the routing table' }
-      : { applied: true };
+    const source = {
+      config: () => toWgQuickConfig(empty, this.parts.identity.privateKey),
+      writeFile: async () => true,
+    };
+    return this.host.apply(desired, { source }, changes);
   }
 }

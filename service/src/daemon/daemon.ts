@@ -22,7 +22,7 @@ import { VERSION } from '../version.js';
 import { WgQuickFile } from '../wireguard/conf-file.js';
 import { ConfigReloader } from './config-reloader.js';
 import { NodePolicyCheck, TokenExpiryCheck } from './credential-checks.js';
-import { EndpointWatch } from './endpoint-watch.js';
+import { stepEndpointWatch, type EndpointWatch } from './endpoint-watch.js';
 import { FirewallDrops } from './firewall-drops.js';
 import { KeyKeeper } from './key-keeper.js';
 import { meshReadings } from './mesh-readings.js';
@@ -31,10 +31,10 @@ import { ReconcileLoop } from './loop.js';
 import { MetricsEndpoint } from './metrics-endpoint.js';
 import { NameResolver } from './name-resolver.js';
 import type { Part } from './part.js';
-import { Closer, SourcePart, StartedPart, stopAll, Timer } from './parts.js';
+import { Closer, SourcePart, StartedPart, startAll, stopAll, Timer } from './parts.js';
 import { noticeDefaults, prepare, type Prepared } from './prepare.js';
 import { StatusServer } from './status-server.js';
-import { StatusWriter } from './status-writer.js';
+import { runningStatus, StatusWriter, type StatusSource } from './status-writer.js';
 import type { MeshStep } from './step.js';
 import { wireStep } from './step-wiring.js';
 import { WatchHealth } from './watch-health.js';
@@ -80,6 +80,7 @@ export class Daemon {
   private readonly metrics: DaemonMetrics;
   private readonly metricsEndpoint: MetricsEndpoint;
   private readonly status: StatusWriter;
+  private readonly statusSource: StatusSource;
   private readonly reloader: ConfigReloader;
   private readonly resolver: NameResolver;
   private readonly endpoints: EndpointWatch | undefined;
@@ -129,12 +130,8 @@ export class Daemon {
       serve: env.serveMetrics,
       config: p.config,
     });
-    this.status = new StatusWriter(
-      () => this.running.state.runtimeDir,
-      () => this.snapshot(p.identity.name),
-      log,
-      this.bySize(200),
-    );
+    this.statusSource = { dir: () => this.running.state.runtimeDir, build: () => this.snapshot(p.identity.name) };
+    this.status = new StatusWriter(this.statusSource, log, this.bySize(200));
     this.reloader = this.makeReloader(configPath, p.loadedAt);
     [this.policyCheck, this.tokenCheck] = this.makeCredentialChecks(p);
     this.wire();
@@ -267,11 +264,7 @@ export class Daemon {
         await host.confFile.flush();
       }),
       this.status,
-      new StatusServer(
-        () => this.running.state.runtimeDir,
-        () => this.snapshot(p.identity.name),
-        log,
-      ),
+      new StatusServer(this.statusSource, log),
       this.metricsEndpoint,
       this.loop,
       ...(host.leadership ? [host.leadership] : []),
@@ -313,17 +306,7 @@ export class Daemon {
 
   /** Starts every part in order; if one cannot start, stops those already started and throws. */
   async start(): Promise<void> {
-    for (const part of this.parts) {
-      try {
-        await part.start();
-      } catch (err) {
-        this.env.log.error(`starting the ${part.name}: ${describeError(err)}`);
-        await stopAll(this.started, this.env.log, this.timing.partStop);
-        throw err;
-      }
-      this.started.push(part);
-      this.env.log.debug(`started the ${part.name}`);
-    }
+    await startAll(this.parts, this.started, this.env.log, this.timing.partStop);
     this.loop
       .firstApply()
       .then(() => {
@@ -388,24 +371,15 @@ export class Daemon {
     device: CachedRead<InterfaceStatus | undefined>,
     log: Logger,
   ): EndpointWatch | undefined {
-    if (seconds === 0) return undefined;
-    return new EndpointWatch({
+    return stepEndpointWatch(seconds, {
       read: (maxAgeMs) => device.get(maxAgeMs),
-      peers: () => this.step.desired?.peers ?? [],
-      discovered: (name) => this.step.view.observations.accepted(name),
+      step: () => this.step,
       reported: () => this.step.view.observations.targets(),
-      timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
       log,
       onChoice: () => this.loop.schedule('endpoint failover'),
       onObserved: () => this.loop.schedule('peers seen arriving from new endpoints (NAT)'),
       onSwitch: (reason) => this.metrics.countSwitch(reason),
-      nudge: (peer) => {
-        const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
-        if (host && this.env.nudge)
-          this.env
-            .nudge(host.slice(0, host.lastIndexOf('/')))
-            .catch((err) => log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
-      },
+      nudger: this.env,
     });
   }
 
@@ -483,13 +457,7 @@ export class Daemon {
           ? { ...this.step.desired, warnings: [...this.step.desired.warnings, ...this.step.refusedPeers] }
           : this.step.desired,
       waiting: this.step.waiting,
-      lastReport: this.loop.lastReport,
-      lastSuccessAt: this.loop.lastSuccessAt,
-      busySince: this.loop.busySince,
-      watch: this.health.snapshot(),
-      now: Date.now(),
-      pid: process.pid,
-      failover: (name) => this.endpoints?.describe(name),
+      ...runningStatus(this.loop, this.health, this.endpoints),
       reports: (name) => this.step.view.observations.reports(name),
       drops: () => this.drops.report(),
     });

@@ -8,7 +8,8 @@
  * their addresses explains — behind NAT — for this node to publish as
  * `wg-overlay.io/discovered-endpoints`. With no such peer it reads nothing.
  */
-import type { Logger } from '../log/logger.js';
+import { describeError, type Logger } from '../log/logger.js';
+import type { ClusterView } from '../mesh/cluster-view.js';
 import {
   failoverStep,
   initialState,
@@ -19,7 +20,7 @@ import {
 import type { InterfaceStatus, PeerStatus } from '../mesh/observations/device.js';
 import { observeArrivals } from '../mesh/observations/nat.js';
 import { escapeUnsafe } from '../mesh/text.js';
-import type { DesiredPeer, ListDelta } from '../mesh/types.js';
+import type { DesiredPeer, DesiredState, ListDelta } from '../mesh/types.js';
 import type { Part } from './part.js';
 
 /** Options of the endpoint watch. */
@@ -255,4 +256,38 @@ export class EndpointWatch implements Part {
     this.observedNow = next;
     this.o.onObserved();
   }
+}
+
+/** What a reconcile step's endpoint watch is made from, besides what every step's watch takes alike. */
+export interface StepWatchOptions extends Pick<
+  EndpointWatchOptions,
+  'read' | 'log' | 'onChoice' | 'onObserved' | 'reported' | 'onSwitch'
+> {
+  /** The step: its desired peers are followed, its view knows where Nodes arrive from (asked late: it is made after its watch). */
+  step(): { readonly desired: DesiredState | undefined; readonly view: ClusterView };
+  /** Its `nudge` sends one datagram to an overlay address through the tunnel (absent: no nudges). */
+  nudger: { nudge?(address: string): Promise<void> };
+}
+
+/**
+ * The endpoint watch of a reconcile step (the daemon's or `connect`'s), unless failover is off
+ * (`endpoint_failover = 0`): a quiet peer after `seconds`, the best endpoint tried again after a
+ * minute (backing off to half an hour), a quiet live peer nudged at its overlay address.
+ */
+export function stepEndpointWatch(seconds: number, o: StepWatchOptions): EndpointWatch | undefined {
+  if (seconds === 0) return undefined;
+  const { step, nudger, ...rest } = o;
+  return new EndpointWatch({
+    ...rest,
+    peers: () => step().desired?.peers ?? [],
+    discovered: (name) => step().view.observations.accepted(name),
+    timing: { timeoutMs: seconds * 1000, probeAfterMs: 60_000, maxProbeAfterMs: 30 * 60_000 },
+    nudge: (peer) => {
+      const host = peer.allowedIPs.find((c) => c.endsWith('/32') || c.endsWith('/128'));
+      if (host && nudger.nudge)
+        nudger
+          .nudge(host.slice(0, host.lastIndexOf('/')))
+          .catch((err) => o.log.debug(`endpoint watch: nudging ${peer.name}: ${describeError(err)}`));
+    },
+  });
 }

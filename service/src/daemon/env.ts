@@ -3,7 +3,7 @@
  * the Kubernetes side, systemd, commands, monitors, name lookups, signals, and its timings.
  */
 import type { Config, LoadedConfig } from '../config/config.js';
-import type { CommandRunner } from '../exec/runner.js';
+import type { HostRunners } from '../exec/runner.js';
 import type { IpBatch } from '../host/ip-batch.js';
 import type { LeaseApi } from '../kube/location-leases.js';
 import type { NodePolicyProbe } from '../kube/node-policy-probe.js';
@@ -35,12 +35,7 @@ export interface KubeAccess {
 }
 
 /** Everything the daemon takes from its host: the production one in run.ts, fakes in tests. */
-export interface DaemonEnv {
-  log: Logger;
-  /** Runs the commands that change the host (each logged at debug). */
-  runner: CommandRunner;
-  /** Runs the reads a metrics scrape makes (not logged). */
-  quietRunner: CommandRunner;
+export interface DaemonEnv extends HostRunners {
   loadConfig(path: string): Promise<LoadedConfig>;
   loadKey(stateDir: string): Promise<LoadedKey>;
   /** Replaces the key with a new one (when an older Node publishes this node's); absent: never. */

@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { StateReporter } from '../util/backoff.js';
 import type { LoadedKey } from '../wireguard/keys.js';
-import type { Identity } from './step.js';
+import type { Identity } from './step-parts.js';
 
 /** Options of the key keeper. */
 export interface KeyKeeperOptions {

@@ -9,7 +9,7 @@ import { describeError, type Logger } from '../log/logger.js';
 import type { ReconcileReport } from './report.js';
 import { Backoff, StateReporter } from '../util/backoff.js';
 import { formatMs } from '../util/duration.js';
-import type { StepOutcome } from './step.js';
+import type { StepOutcome } from './step-parts.js';
 
 /** What the loop runs. */
 export interface Step {
@@ -70,6 +70,11 @@ export class ReconcileLoop {
     // retry instead of hammering a failing command; Node changes still go through at once.
     if (force && this.retryTimer) return;
     if (this.running || this.timer) return;
+    this.kickSoon();
+  }
+
+  /** Runs what was requested once the coalescing delay is over (requests until then join the run). */
+  private kickSoon(): void {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.kick();
@@ -113,11 +118,7 @@ export class ReconcileLoop {
     this.force = false;
     this.running = this.runOnce(reasons, force).finally(() => {
       this.running = undefined;
-      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped)
-        this.timer = setTimeout(() => {
-          this.timer = undefined;
-          this.kick();
-        }, this.opts.coalesceMs ?? 2);
+      if (this.pendingReasons.size > 0 && !this.timer && !this.retryTimer && !this.stopped) this.kickSoon();
     });
   }
 

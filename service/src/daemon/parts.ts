@@ -95,3 +95,21 @@ export async function stopAll(parts: readonly Part[], log: Logger, limitMs: numb
     }
   }
 }
+
+/**
+ * Starts `parts` in order, adding each to `started`; when one cannot start, stops those already
+ * started (each within `limitMs`) and throws its error.
+ */
+export async function startAll(parts: readonly Part[], started: Part[], log: Logger, limitMs: number): Promise<void> {
+  for (const part of parts) {
+    try {
+      await part.start();
+    } catch (err) {
+      log.error(`starting the ${part.name}: ${describeError(err)}`);
+      await stopAll(started, log, limitMs);
+      throw err;
+    }
+    started.push(part);
+    log.debug(`started the ${part.name}`);
+  }
+}

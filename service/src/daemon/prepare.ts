@@ -15,7 +15,7 @@ import type { UnitController } from '../systemd/units.js';
 import { VERSION } from '../version.js';
 import { loadOrReport } from './config-reloader.js';
 import type { DaemonEnv, KubeAccess } from './env.js';
-import type { Identity } from './step.js';
+import type { Identity } from './step-parts.js';
 
 /** What the daemon has prepared before it builds its parts. */
 export interface Prepared {

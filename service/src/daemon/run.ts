@@ -5,7 +5,7 @@
 import { lookup } from 'node:dns/promises';
 import { loadConfig, type Config } from '../config/config.js';
 import { EXIT_FAILURE } from '../exit-status.js';
-import { ExecaRunner } from '../exec/runner.js';
+import { hostRunners } from '../exec/runner.js';
 import { ipForwardingEnabled } from '../host/forwarding.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';
@@ -47,9 +47,7 @@ async function connectKube(config: Config, log: Logger): Promise<KubeAccess> {
 /** The daemon's environment on a real host. */
 export function productionEnv(log: Logger): DaemonEnv {
   return {
-    log,
-    runner: new ExecaRunner(log),
-    quietRunner: new ExecaRunner(),
+    ...hostRunners(log),
     loadConfig,
     loadKey: loadOrCreatePrivateKey,
     rotateKey: rotatePrivateKey,

@@ -7,29 +7,29 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log/logger.js';
-import { STATUS_SOCKET, type StatusSnapshot } from '../status/snapshot.js';
+import { STATUS_SOCKET } from '../status/snapshot.js';
 import type { Part } from './part.js';
+import type { StatusSource } from './status-writer.js';
 
-/** Serves the snapshot `build()` returns on the socket in the directory `dir()` names. */
+/** Serves the snapshot the source builds on the socket in the directory it names. */
 export class StatusServer implements Part {
   readonly name = 'status socket';
   private server: Server | undefined;
   private path: string | undefined;
 
   constructor(
-    private readonly dir: () => string,
-    private readonly build: () => StatusSnapshot,
+    private readonly source: StatusSource,
     private readonly log: Logger,
   ) {}
 
   async start(): Promise<void> {
-    const dir = this.dir();
+    const dir = this.source.dir();
     const path = join(dir, STATUS_SOCKET);
     try {
       await mkdir(dir, { recursive: true, mode: 0o755 });
       await rm(path, { force: true });
       const server = createServer((req, res) => {
-        const body = `${JSON.stringify(this.build())}\n`;
+        const body = `${JSON.stringify(this.source.build())}\n`;
         res.writeHead(req.method === 'GET' ? 200 : 405, { 'content-type': 'application/json' });
         res.end(req.method === 'GET' ? body : '');
       });

@@ -13,32 +13,24 @@ import { MtuResolver } from '../host/mtu.js';
 import type { OwnChanges } from '../host/own-changes.js';
 import { PeerAdapter } from '../host/peer-adapter.js';
 import { RouteAdapter } from '../host/route-adapter.js';
-import type { NodePublisher } from '../kube/node-publisher.js';
-import type { Logger } from '../log/logger.js';
 import type { PeerStatus } from '../mesh/observations/device.js';
 import type { UnitController } from '../systemd/units.js';
-import type { WgQuickFile } from '../wireguard/conf-file.js';
-import type { KeyKeeper } from './key-keeper.js';
-import { MeshStep, type Endpoints, type Identity, type Leadership } from './step.js';
+import { MeshStep } from './step.js';
+import type { StepParts } from './step-parts.js';
 
-/** What a step is wired from. */
-export interface StepWiring {
+/** What a step is wired from: the parts it takes as they are, and what its adapters are made from. */
+export interface StepWiring extends Pick<
+  StepParts,
+  'log' | 'identity' | 'publisher' | 'confFile' | 'leadership' | 'endpoints' | 'keys'
+> {
   config: Config;
   runner: CommandRunner;
-  log: Logger;
-  identity: Identity;
-  publisher: NodePublisher;
-  confFile: WgQuickFile;
   /** systemd's units, when a manager answers on D-Bus. */
   units: UnitController | undefined;
   /** The long-lived `ip -batch` co-process for routes (undefined: one `ip` per route). */
   ipBatch?: IpBatch | undefined;
   /** Told about the daemon's own route and link churn, so the monitor does not take it for drift. */
   own?: OwnChanges | undefined;
-  leadership?: Leadership | undefined;
-  endpoints?: Endpoints | undefined;
-  /** Takes a new key when an older Node publishes this node's. */
-  keys?: KeyKeeper | undefined;
   /** Every device read of the peer adapter (the endpoint watch notes NAT arrivals from it). */
   sawDevice?: ((peers: readonly PeerStatus[]) => void) | undefined;
   /** Whether wireguard-go is installed (default: looked up on the host). */

@@ -181,3 +181,17 @@ export async function withSecretFile<T>(content: string, fn: (path: string) => P
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** How a process runs commands on its host: `runner` for what changes the host (each logged at debug), `quietRunner` for reads (not logged). */
+export interface HostRunners {
+  log: Logger;
+  /** Runs the commands that change the host (each logged at debug). */
+  runner: CommandRunner;
+  /** Runs reads, such as a metrics scrape's or a status' (not logged). */
+  quietRunner: CommandRunner;
+}
+
+/** The real host's runners, logging to `log`. */
+export function hostRunners(log: Logger): HostRunners {
+  return { log, runner: new ExecaRunner(log), quietRunner: new ExecaRunner() };
+}

@@ -23,6 +23,9 @@ function allowedIPsOf(text: string, next: Map<string, string[]>): string[] {
   return list;
 }
 
+/** The eight tab-separated fields of a peer line of `wg show dump`. */
+type PeerLine = [string, string, string, string, string, string, string, string];
+
 /** Parses `wg show <if> dump` output (the first line is the interface, the rest are peers). */
 export function parseDump(name: string, text: string): InterfaceStatus {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
@@ -37,16 +40,7 @@ export function parseDump(name: string, text: string): InterfaceStatus {
   const peers: PeerStatus[] = lines.slice(1).map((line) => {
     const f = line.split('\t');
     if (f.length < 8) throw new Error(`unexpected peer line in wg show ${name} dump (${f.length} fields, expected 8)`);
-    const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as [
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-    ];
+    const [key, psk, endpoint, allowed, handshake, rx, tx, keepalive] = f as PeerLine;
     return {
       publicKey: key,
       hasPresharedKey: psk !== '(none)',

@@ -6,6 +6,7 @@ import { constants } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { readTokenFile, TokenFileAuthenticator, TokenFileError } from './token.js';
+import { readText } from '../util/read-failure.js';
 
 /** A kubeconfig that cannot be used; the message names the file and what is wrong. */
 export class KubeconfigError extends Error {
@@ -53,12 +54,9 @@ export async function loadKubeconfig(path: string): Promise<k8s.KubeConfig> {
         : `kubeconfig ${path} is not readable (${code ?? 'error'})`,
     );
   }
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (cause) {
+  const text = await readText(path, (cause) => {
     throw new KubeconfigError(`reading kubeconfig ${path}`, { cause });
-  }
+  });
   const kc = new k8s.KubeConfig();
   try {
     kc.loadFromString(text);

@@ -5,10 +5,10 @@
  * write going through means it is not; any other answer (API down, no RBAC grant, no such Node)
  * tells nothing.
  */
-import * as k8s from '@kubernetes/client-node';
 import { describeError } from '../log/logger.js';
 import { ANNOTATION_PREFIX } from '../mesh/annotations.js';
 import { apiErrorMessage, describeApiError, httpStatus } from './api-errors.js';
+import { NodePatcher } from './node-publisher.js';
 
 /** The label the dry run tries to set (no write is ever stored with it). */
 export const PROBE_LABEL = `${ANNOTATION_PREFIX}node-policy-check`;
@@ -45,19 +45,10 @@ export function judgePolicyProbe(outcome: { ok: true } | { error: unknown }): Po
 }
 
 /** The probe through the API: a merge patch with `dryRun=All`. */
-export class ApiNodePolicyProbe implements NodePolicyProbe {
-  private readonly api: k8s.CoreV1Api;
-
-  constructor(kc: k8s.KubeConfig) {
-    this.api = kc.makeApiClient(k8s.CoreV1Api);
-  }
-
+export class ApiNodePolicyProbe extends NodePatcher implements NodePolicyProbe {
   async probe(node: string): Promise<PolicyVerdict> {
     try {
-      await this.api.patchNode(
-        { name: node, body: { metadata: { labels: { [PROBE_LABEL]: 'dry-run' } } }, dryRun: 'All' },
-        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
-      );
+      await this.patchMetadata(node, { labels: { [PROBE_LABEL]: 'dry-run' } }, true);
       return judgePolicyProbe({ ok: true });
     } catch (error) {
       return judgePolicyProbe({ error });

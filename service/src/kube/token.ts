@@ -3,9 +3,8 @@
  * token rotated on disk is used without a restart; what a token says about itself, and when its
  * expiry is worth a warning.
  */
-import { readFile } from 'node:fs/promises';
 import type * as k8s from '@kubernetes/client-node';
-import { whyUnreadable } from '../util/read-failure.js';
+import { readText, whyUnreadable } from '../util/read-failure.js';
 
 /** A token file that cannot be used; the message names the file, never the token. */
 export class TokenFileError extends Error {
@@ -27,12 +26,9 @@ export function parseToken(text: string, what: string): string {
 
 /** Reads and checks the token in `path`. */
 export async function readTokenFile(path: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
+  const text = await readText(path, (err) => {
     throw new TokenFileError(`token file ${path} ${whyUnreadable(err)}`);
-  }
+  });
   return parseToken(text, `token file ${path}`);
 }
 

@@ -4,7 +4,7 @@
  * `wg-overlay status` (another process) can show it next to what the device holds right now.
  * It holds public keys only, never a private or preshared key.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import type { DropReport } from '../daemon/firewall-drops.js';
@@ -14,6 +14,7 @@ import type { DesiredFirewall } from '../mesh/desired/firewall.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, SkipReason, TopologyState } from '../mesh/types.js';
 import { escapeUnsafe } from '../mesh/text.js';
 import { hasErrorCode, writeFileAtomic } from '../util/atomic-file.js';
+import { readText } from '../util/read-failure.js';
 
 /** Name of the status file inside the runtime directory. */
 export const STATUS_FILE = 'status.json';
@@ -28,16 +29,13 @@ export interface WatchStatus {
   error?: string;
 }
 
-/** One peer the daemon wants on the interface. */
-export interface SnapshotPeer {
-  kind: 'node' | 'peer';
-  name: string;
-  publicKey: string;
-  endpoint: string | undefined;
-  allowedIPs: string[];
+/** One peer the daemon wants on the interface (its fields as in the desired state, and what status adds). */
+export interface SnapshotPeer extends Pick<
+  DesiredPeer,
+  'kind' | 'name' | 'publicKey' | 'endpoint' | 'allowedIPs' | 'persistentKeepalive'
+> {
   /** A Node's overlay address (undefined for an external Peer). */
   overlayAddress: string | undefined;
-  persistentKeepalive: number;
   hasPresharedKey: boolean;
   /** A Node with more than one endpoint: its candidates, the one in use, and why it was chosen. */
   failover?: { candidates: string[]; index: number; why?: string } | undefined;
@@ -236,14 +234,11 @@ export async function writeStatusFile(runtimeDir: string, snapshot: StatusSnapsh
 /** Reads the snapshot; undefined when there is none; throws when it is unreadable or malformed. */
 export async function readStatusFile(runtimeDir: string): Promise<StatusSnapshot | undefined> {
   const path = join(runtimeDir, STATUS_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
+  const text = await readText(path, (err) => {
     if (hasErrorCode(err, 'ENOENT')) return undefined;
     throw new Error(`reading ${path}`, { cause: err });
-  }
-  return parseSnapshot(text, path);
+  });
+  return text === undefined ? undefined : parseSnapshot(text, path);
 }
 
 /** Name of the daemon's status socket inside the runtime directory: it answers with the snapshot from memory. */

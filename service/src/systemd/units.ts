@@ -257,28 +257,13 @@ export class SystemdUnits implements UnitController {
         own.settle = undefined;
         f();
       };
+      /** Ends the wait with a UnitError saying `what` happened to the job. */
+      const failWith = (what: string, cause?: Error): void =>
+        finish(() => reject(new UnitError(unit, verb, `${verb} ${unit}: ${what}`, cause && { cause })));
       const fail = (cause: Error): void =>
-        finish(() =>
-          reject(
-            new UnitError(
-              unit,
-              verb,
-              `${verb} ${unit}: ${this.closed ? 'closed' : 'D-Bus connection lost'} while waiting for job ${job}`,
-              { cause },
-            ),
-          ),
-        );
+        failWith(`${this.closed ? 'closed' : 'D-Bus connection lost'} while waiting for job ${job}`, cause);
       const timer = setTimeout(
-        () =>
-          finish(() =>
-            reject(
-              new UnitError(
-                unit,
-                verb,
-                `${verb} ${unit}: job ${job} did not finish within ${seconds(this.jobTimeoutMs)}`,
-              ),
-            ),
-          ),
+        () => failWith(`job ${job} did not finish within ${seconds(this.jobTimeoutMs)}`),
         this.jobTimeoutMs,
       );
       own.settle = (result) => finish(() => resolve(result));

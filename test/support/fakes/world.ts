@@ -6,7 +6,8 @@
 import { dirname } from 'node:path';
 import { defaultConfig, type Config } from '../../../service/src/config/config.js';
 import { ReconcileLoop } from '../../../service/src/daemon/loop.js';
-import type { Identity, Leadership, MeshStep } from '../../../service/src/daemon/step.js';
+import type { MeshStep } from '../../../service/src/daemon/step.js';
+import type { Identity, Leadership } from '../../../service/src/daemon/step-parts.js';
 import type { KeyKeeper } from '../../../service/src/daemon/key-keeper.js';
 import { wireStep } from '../../../service/src/daemon/step-wiring.js';
 import type { NodePublisher } from '../../../service/src/kube/node-publisher.js';

@@ -10,7 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig } from '../../../service/src/config/config.js';
-import type { Leadership } from '../../../service/src/daemon/step.js';
+import type { Leadership } from '../../../service/src/daemon/step-parts.js';
 import type { LeaderWish, Liveness } from '../../../service/src/mesh/observations/leadership.js';
 import { memoryLogger } from '../../../service/src/log/logger.js';
 import { KILO_LOCATION } from '../../../service/src/mesh/annotations.js';

@@ -62,29 +62,49 @@ export function entryContext(
   return { self, settings, guard, key, choice };
 }
 
+/** The peer of a Node (`location`: the location it leads or stands for, with location granularity). */
+export function nodePeer(
+  m: Pick<Member, 'name' | 'publicKey' | 'endpoint' | 'candidates'>,
+  allowedIPs: string[],
+  keepalive: number,
+  location?: string,
+): DesiredPeer {
+  return {
+    kind: 'node',
+    name: m.name,
+    publicKey: m.publicKey,
+    endpoint: m.endpoint,
+    ...(m.candidates ? { candidates: m.candidates } : {}),
+    allowedIPs,
+    persistentKeepalive: keepalive,
+    ...(location ? { location } : {}),
+  };
+}
+
+/** The entry of `of` while its key holds (same settings, guard and choice); else a new one from `make`, which adds its warnings. */
+function cachedEntry(
+  of: object,
+  key: string,
+  make: (warnings: string[]) => Pick<PeerEntry, 'peer' | 'routes'>,
+): PeerEntry {
+  const cached = entries.get(of);
+  if (cached?.key === key) return cached;
+  const warnings: string[] = [];
+  const entry: PeerEntry = { key, ...make(warnings), warnings };
+  entries.set(of, entry);
+  return entry;
+}
+
 /** The peer and routes of a member (its PodCIDRs that overlap this node's own are held back, with a warning). */
 function memberEntry(m: Member, ctx: EntryContext): PeerEntry {
-  const cached = entries.get(m);
-  if (cached?.key === ctx.key) return cached;
-  const warnings: string[] = [];
-  // Local safety, not a verdict: this node's own pods and underlay are never sent into the tunnel.
-  const podCIDRs = letThrough(m.podCIDRs, ctx.guard, (r) => `PodCIDR ${r} of Node ${m.name}`, warnings);
-  const entry: PeerEntry = {
-    key: ctx.key,
-    peer: {
-      kind: 'node',
-      name: m.name,
-      publicKey: m.publicKey,
-      endpoint: m.endpoint,
-      ...(m.candidates ? { candidates: m.candidates } : {}),
-      allowedIPs: [...overlayHosts(m), ...podCIDRs].sort(compareCidrText),
-      persistentKeepalive: ctx.settings.persistentKeepalive,
-    },
-    routes: podCIDRs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: m.name })),
-    warnings,
-  };
-  entries.set(m, entry);
-  return entry;
+  return cachedEntry(m, ctx.key, (warnings) => {
+    // Local safety, not a verdict: this node's own pods and underlay are never sent into the tunnel.
+    const podCIDRs = letThrough(m.podCIDRs, ctx.guard, (r) => `PodCIDR ${r} of Node ${m.name}`, warnings);
+    return {
+      peer: nodePeer(m, [...overlayHosts(m), ...podCIDRs].sort(compareCidrText), ctx.settings.persistentKeepalive),
+      routes: podCIDRs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: m.name })),
+    };
+  });
 }
 
 // A peer with another endpoint, kept per peer object and endpoint, so it too is reused unchanged.
@@ -103,26 +123,21 @@ export function withChoice(peer: DesiredPeer, choice: EndpointChoice | undefined
 
 /** The peer and routes of an admitted external peer. */
 export function externalEntry(p: AdmittedPeer, ctx: Pick<EntryContext, 'key' | 'settings' | 'guard'>): PeerEntry {
-  const cached = entries.get(p);
-  if (cached?.key === ctx.key) return cached;
-  const warnings: string[] = [];
-  const allowedIPs = letThrough(p.allowedIPs, ctx.guard, (r) => `allowedIPs ${r} of Peer ${p.name}`, warnings);
-  const entry: PeerEntry = {
-    key: ctx.key,
-    peer: {
-      kind: 'peer',
-      name: p.name,
-      publicKey: p.publicKey,
-      endpoint: p.endpoint,
-      allowedIPs,
-      persistentKeepalive: p.persistentKeepalive,
-      ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
-    },
-    routes: allowedIPs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: p.name, kind: 'peer' as const })),
-    warnings,
-  };
-  entries.set(p, entry);
-  return entry;
+  return cachedEntry(p, ctx.key, (warnings) => {
+    const allowedIPs = letThrough(p.allowedIPs, ctx.guard, (r) => `allowedIPs ${r} of Peer ${p.name}`, warnings);
+    return {
+      peer: {
+        kind: 'peer',
+        name: p.name,
+        publicKey: p.publicKey,
+        endpoint: p.endpoint,
+        allowedIPs,
+        persistentKeepalive: p.persistentKeepalive,
+        ...(p.presharedKey ? { presharedKey: p.presharedKey } : {}),
+      },
+      routes: allowedIPs.map((dst) => ({ dst, dev: ctx.settings.interfaceName, via: p.name, kind: 'peer' as const })),
+    };
+  });
 }
 
 /** The peers, routes and warnings of a desired state. */

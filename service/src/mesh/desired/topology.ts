@@ -13,6 +13,7 @@ import { overlayHosts, type Member } from '../membership/membership.js';
 import { byName, compareSeniority, compareText } from '../membership/order.js';
 import { chooseLeader, NO_LIVENESS, type Liveness } from '../observations/leadership.js';
 import { hasUnsafe } from '../text.js';
+import { nodePeer } from './peer-set.js';
 import type { DesiredPeer, DesiredRoute, LocationView, MeshNode } from '../types.js';
 import { type Ip, cidrContains, compareCidrText, formatIp, hostCidr, parseCidr, parseIp } from '../../net/ip.js';
 
@@ -290,20 +291,6 @@ function viaPrivate(ranges: readonly string[], to: Placed, describe?: (dst: stri
 /** The routes to a member of the same location over the private network (its overlay addresses always, its pods if asked). */
 function localRoutes(m: Placed, settings: TopologySettings): DesiredRoute[] {
   return viaPrivate([...overlayHosts(m), ...(settings.localRoutes ? m.podCIDRs : [])], m);
-}
-
-/** The peer of a Node, as in a full mesh. */
-function nodePeer(m: Placed, allowedIPs: string[], keepalive: number, location?: string): DesiredPeer {
-  return {
-    kind: 'node',
-    name: m.name,
-    publicKey: m.publicKey,
-    endpoint: m.endpoint,
-    ...(m.candidates ? { candidates: m.candidates } : {}),
-    allowedIPs,
-    persistentKeepalive: keepalive,
-    ...(location ? { location } : {}),
-  };
 }
 
 /** What planning one node's topology takes. */

@@ -125,22 +125,9 @@ export function failoverStep(state: FailoverState, input: FailoverInput): Failov
     return { state: { ...s, tryingFrom: undefined, probeAt: undefined, probeAfterMs: timing.probeAfterMs } };
   }
   if (s.index > 0 && s.tryingFrom === undefined && s.probeAt !== undefined && now >= s.probeAt) {
-    return {
-      state: {
-        ...s,
-        index: 0,
-        since: now,
-        tryingFrom: s.index,
-        probeAt: undefined,
-        silentSince: undefined,
-        quietSince: undefined,
-        nudgedSince: undefined,
-        nudged: undefined,
-        idle: undefined,
-        why: 'trying the better endpoint again',
-      },
-      switchTo: { index: 0, why: 'trying the better endpoint again', reason: 'probe' },
-    };
+    const why = 'trying the better endpoint again';
+    const step = switched(s, { index: 0, now, why, reason: 'probe', probeAfterMs: s.probeAfterMs });
+    return { ...step, state: { ...step.state, tryingFrom: s.index } };
   }
   return nudge ? { state: s, nudge } : { state: s };
 }
