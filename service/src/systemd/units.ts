@@ -76,6 +76,8 @@ interface MethodCall {
   member: string;
   signature: string;
   body: unknown[];
+  /** The whole operation's time limit, named when no reply comes (the call itself gets what is left of it). */
+  budgetMs?: number;
 }
 
 /** One restartUnit/startUnit in progress. */
@@ -226,7 +228,7 @@ export class SystemdUnits implements UnitController {
     try {
       const reply = await this.call(
         conn,
-        { target: MANAGER, member: verb, signature: 'ss', body: [unit, 'replace'] },
+        { target: MANAGER, member: verb, signature: 'ss', body: [unit, 'replace'], budgetMs: this.callTimeoutMs },
         Math.max(1, deadline - Date.now()),
         (s) => {
           serial = s;
@@ -416,7 +418,7 @@ export class SystemdUnits implements UnitController {
         );
       const timer = setTimeout(() => {
         forgetReply(conn.bus, msg.serial);
-        finish(() => reject(new LinkError(member, `no reply within ${seconds(timeoutMs)}`)));
+        finish(() => reject(new LinkError(member, `no reply within ${seconds(method.budgetMs ?? timeoutMs)}`)));
       }, timeoutMs);
       conn.pending.add(lost);
       conn.bus.call(msg).then(
