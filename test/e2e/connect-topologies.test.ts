@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
-import { Cluster, waitFor } from '../support/cluster/cluster.js';
+import { type Cluster, waitFor, type NodeSpec } from '../support/cluster/cluster.js';
 import { LocationCluster, TWO_LOCATIONS } from '../support/cluster/locations.js';
-import { Workstation } from '../support/cluster/workstation.js';
+import { meshWithWorkstation, tearDown, Workstation } from '../support/cluster/workstation.js';
 import { TestNode } from '../support/namespaces/netns.js';
 import { pingAll } from '../support/namespaces/pods.js';
 import { Underlay } from '../support/namespaces/underlay.js';
@@ -37,22 +37,14 @@ describe('e2e: wg-overlay connect on a dual-stack underlay', function () {
 
   before(async () => {
     await requireTools(TOOLS);
-    cluster = await Cluster.create({ underlay: { ipv6: true } });
-    cluster.api.registerResource(KILO_PEER_RESOURCE);
-    await Promise.all(
-      ['node-a', 'node-b'].map((n, i) =>
-        cluster.addNode(n, { podCIDRs: [`10.244.${i + 1}.0/24`, `fd10:244:${i + 1}::/64`] }),
-      ),
-    );
-    await cluster.waitForMesh();
-    ws = await Workstation.create(cluster);
+    const pods = (i: number): NodeSpec => ({ podCIDRs: [`10.244.${i}.0/24`, `fd10:244:${i}::/64`] });
+    ({ cluster, ws } = await meshWithWorkstation(
+      { underlay: { ipv6: true } },
+      { 'node-a': pods(1), 'node-b': pods(2) },
+    ));
   });
 
-  after(async () => {
-    await connect?.stop('SIGKILL', 2_000).catch(() => undefined);
-    await ws?.destroy();
-    await cluster?.destroy();
-  });
+  after(() => tearDown(connect, ws, cluster));
 
   it('pods of both families and both overlay addresses answer; the nodes route its IPv6 address back', async () => {
     connect = ws.connect();
@@ -121,11 +113,7 @@ describe('e2e: wg-overlay connect in location mode (through the leaders)', funct
     });
   });
 
-  after(async () => {
-    await connect?.stop('SIGKILL', 2_000).catch(() => undefined);
-    await ws?.destroy();
-    await lc?.destroy();
-  });
+  after(() => tearDown(connect, ws, lc));
 
   it('one peer per location leader, at its ExternalIP; every member of both locations answers through it', async () => {
     const c = lc.cluster;
@@ -166,13 +154,13 @@ describe("e2e: wg-overlay connect links a second site: its gateway advertises th
 
   before(async () => {
     await requireTools(TOOLS);
-    cluster = await Cluster.create({ baseConfig: RANGES });
-    cluster.api.registerResource(KILO_PEER_RESOURCE);
-    await Promise.all(['node-a', 'node-b'].map((n) => cluster.addNode(n)));
-    await cluster.waitForMesh();
+    ({ cluster, ws: gateway } = await meshWithWorkstation(
+      { baseConfig: RANGES },
+      { 'node-a': {}, 'node-b': {} },
+      { name: 'site-b', config: RANGES },
+    ));
     // The site: a LAN (192.0.2.0/24) with a host on it, and its gateway on both the LAN and the underlay.
     lan = await Underlay.create({ subnet: '192.0.2.0/24' });
-    gateway = await Workstation.create(cluster, { name: 'site-b', config: RANGES });
     await lan.attach(gateway.host, { ifname: 'eth1' });
     await gateway.host.sysctl('net.ipv4.ip_forward', '1');
     host = await TestNode.create({ label: 'site-b/host' });
@@ -182,13 +170,7 @@ describe("e2e: wg-overlay connect links a second site: its gateway advertises th
     await host.exec('ip', ['route', 'add', 'default', 'via', gwAddress]);
   });
 
-  after(async () => {
-    await connect?.stop('SIGKILL', 2_000).catch(() => undefined);
-    await host?.destroy();
-    await gateway?.destroy();
-    await lan?.destroy();
-    await cluster?.destroy();
-  });
+  after(() => tearDown(connect, host, gateway, lan, cluster));
 
   it('hosts on the LAN reach pods on every node, and pods reach them, with routes only from connect', async () => {
     connect = gateway.connect(['--advertise-routes', '192.0.2.0/24']);

@@ -8,8 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { KILO_PEER_RESOURCE } from '../kube-api/server.js';
-import { CLI, Cluster, waitFor } from '../support/cluster/cluster.js';
-import { Workstation } from '../support/cluster/workstation.js';
+import { CLI, type Cluster, waitFor } from '../support/cluster/cluster.js';
+import { meshWithWorkstation, tearDown, type Workstation } from '../support/cluster/workstation.js';
 import { pingAll } from '../support/namespaces/pods.js';
 import { requireTools, type TestProcess } from '../support/process.js';
 import { ANNOTATION_PUBLIC_KEY } from '../../service/src/mesh/annotations.js';
@@ -52,18 +52,10 @@ describe('e2e: wg-overlay connect, a workstation joins a full mesh', function ()
 
   before(async () => {
     await requireTools(TOOLS);
-    cluster = await Cluster.create();
-    cluster.api.registerResource(KILO_PEER_RESOURCE);
-    await Promise.all(['node-a', 'node-b'].map((n) => cluster.addNode(n)));
-    await cluster.waitForMesh();
-    ws = await Workstation.create(cluster);
+    ({ cluster, ws } = await meshWithWorkstation({}, { 'node-a': {}, 'node-b': {} }));
   });
 
-  after(async () => {
-    await connect?.stop('SIGKILL', 2_000).catch(() => undefined);
-    await ws?.destroy();
-    await cluster?.destroy();
-  });
+  after(() => tearDown(connect, ws, cluster));
 
   it('one command: its Peer appears with its key, every node adds it, and it pings pods on two nodes and an overlay address', async () => {
     const a = cluster.must('node-a');

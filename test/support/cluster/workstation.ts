@@ -11,7 +11,7 @@ import type { Underlay } from '../namespaces/underlay.js';
 import type { TestProcess } from '../process.js';
 import { publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { join } from 'node:path';
-import { mergeIni, REPO_ROOT, type Cluster } from './cluster.js';
+import { Cluster, mergeIni, REPO_ROOT, type NodeSpec } from './cluster.js';
 import { waitFor } from '../wait.js';
 
 /** Where the workstation keeps what `connect` reads (its /etc is its own). */
@@ -93,4 +93,29 @@ export class Workstation {
   async destroy(): Promise<void> {
     await this.host.destroy();
   }
+}
+
+/**
+ * A meshed cluster with the Peer resource installed, its Nodes added with their specs, and a
+ * workstation on its underlay (the set-up of every `connect` test).
+ */
+export async function meshWithWorkstation(
+  options: Parameters<typeof Cluster.create>[0],
+  nodes: Record<string, NodeSpec>,
+  workstation: Parameters<typeof Workstation.create>[1] = {},
+): Promise<{ cluster: Cluster; ws: Workstation }> {
+  const cluster = await Cluster.create(options);
+  cluster.api.registerResource(KILO_PEER_RESOURCE);
+  await Promise.all(Object.entries(nodes).map(([name, spec]) => cluster.addNode(name, spec)));
+  await cluster.waitForMesh();
+  return { cluster, ws: await Workstation.create(cluster, workstation) };
+}
+
+/** Ends a `connect` test: the connect still running is killed, then everything else goes, in order. */
+export async function tearDown(
+  connect: TestProcess | undefined,
+  ...rest: Array<{ destroy(): Promise<unknown> } | undefined>
+): Promise<void> {
+  await connect?.stop('SIGKILL', 2_000).catch(() => undefined);
+  for (const r of rest) await r?.destroy();
 }

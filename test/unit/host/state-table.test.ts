@@ -20,6 +20,7 @@ import { toWgQuickConfig } from '../../../service/src/wireguard/conf.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../service/src/wireguard/keys.js';
 import { FakeHost } from '../../support/fakes/host.js';
 import { KEYS } from '../../support/fakes/fixtures.js';
+import { rng } from '../../support/fakes/random.js';
 
 const PRIV = generatePrivateKey();
 const PUB = publicKeyFromPrivate(PRIV);
@@ -178,18 +179,6 @@ const TABLE: Row[] = [
 /** The rule set a row wants. */
 function firewallOf(row: Row): DesiredFirewall {
   return row.firewall ?? fw('wg0', ...row.routes.map((r) => `${r.dst} ${r.via}`));
-}
-
-/** A seeded PRNG (mulberry32), so every order is reproducible from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The adapters over one simulated host, as the reconcile step drives them. */

@@ -21,16 +21,7 @@ import type {
   MeshSettings,
 } from '../../../../service/src/mesh/types.js';
 import { KEYS, MESH_SETTINGS, meshNode } from '../../../support/fakes/fixtures.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../../support/fakes/random.js';
 
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { decideMembership, type Membership } from '../../../../service/src/mesh/membership/membership.js';
 import type { MeshNode, MembershipSettings } from '../../../../service/src/mesh/types.js';
 import { KEYS, meshNode } from '../../../support/fakes/fixtures.js';
+import { rng } from '../../../support/fakes/random.js';
 
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',
@@ -127,15 +128,6 @@ describe('unit: membership trust rules', () => {
   });
 
   describe("a younger Node never changes an older Node's verdict (seeded random clusters)", () => {
-    function rng(seed: number): () => number {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = Math.imul(a ^ (a >>> 15), a | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
     const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     const CIDRS = [
       '10.244.1.0/24',

@@ -18,6 +18,7 @@ import type { ExternalPeer, MembershipSettings, MeshNode } from '../../../../ser
 import { cidrContains, formatCidr, parseCidr, parseIp } from '../../../../service/src/net/ip.js';
 import { generatePrivateKey, publicKeyFromPrivate } from '../../../../service/src/wireguard/keys.js';
 import { KEYS, meshNode } from '../../../support/fakes/fixtures.js';
+import { rng } from '../../../support/fakes/random.js';
 
 const SETTINGS: MembershipSettings = {
   overlayCidr: '100.64.0.0/10',
@@ -61,18 +62,6 @@ function choose(o: Partial<PeerAddressInput> = {}): string {
 
 const inside = (address: string, range: string): boolean =>
   cidrContains(parseCidr(range)!, parseIp(address.split('/')[0]!)!);
-
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('unit: the address of a self-joining Peer (connect)', () => {
   it('is stable: the same key gets the same address, whatever else changes in the cluster; another key another one', () => {
