@@ -169,6 +169,11 @@ export class MeshStep {
     return this.config;
   }
 
+  /** Writes what waits to be written of the fail-closed rule set (its saved script), when the daemon stops. */
+  async flushFirewall(): Promise<void> {
+    await this.parts.firewall?.flush();
+  }
+
   /** Forgets what the host holds: every adapter reads it on its next set. */
   invalidate(): void {
     this.parts.iface.invalidate();
