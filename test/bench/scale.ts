@@ -217,6 +217,8 @@ async function measure(n: number, changes: number): Promise<string> {
       ` ${rest.requests} requests, ${rest.commands} commands in 10 s | ${Math.round(rest.resyncCpu)} ms |`,
     ].join('');
   } finally {
+    // Time to stop on its own (with --cpu-prof in BENCH_NODE_FLAGS, to write its profile).
+    await run.daemon.stop('SIGTERM', 30_000).catch(() => undefined);
     await run.cluster.destroy();
   }
 }

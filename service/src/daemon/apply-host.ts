@@ -3,6 +3,7 @@
  * holds while the interface is missing), the interface first, then peers and routes together —
  * logging each change; the daemon's step and `connect`'s both apply through it.
  */
+import type { AppliedChange } from '../host/change.js';
 import type { InterfaceSource } from '../host/interface-owner.js';
 import type { PeerRefusal } from '../host/peer-adapter.js';
 import type { Logger } from '../log/logger.js';
@@ -36,6 +37,8 @@ function settled<T>(work: Promise<T[]> | undefined): () => Promise<T[]> {
 export class HostApplier {
   private refusedLines: string[] = [];
   private readonly reporter = new StateReporter();
+  /** The first apply, and one after {@link invalidate}, start the fail-closed rule set before anything else. */
+  private firewallFirst = true;
 
   constructor(
     private readonly a: HostAdapters,
@@ -51,24 +54,41 @@ export class HostApplier {
 
   /** Forgets what the host holds: every adapter reads it on its next set. */
   invalidate(): void {
+    this.firewallFirst = true;
     this.a.iface.invalidate();
     this.a.peers.invalidate();
     this.a.routes.invalidate();
     this.a.firewall?.invalidate();
   }
 
-  /** Hands `desired` to the adapters, the fail-closed rule set alongside the rest. */
+  /**
+   * Hands `desired` to the adapters, the fail-closed rule set alongside the rest. At the first
+   * apply and after {@link invalidate} the rule set starts at once; a change after that starts it
+   * once the routes and `wg` are under way (its `nft` delays neither).
+   */
   async apply(desired: DesiredState, how: HostApply, changes: ChangeLog): Promise<StepOutcome> {
-    const firewall = settled(desired.firewall && this.a.firewall?.set(desired.firewall));
+    let firewall: (() => Promise<AppliedChange[]>) | undefined;
+    const startFirewall = (): void => {
+      firewall ??= settled(desired.firewall && this.a.firewall?.set(desired.firewall));
+    };
+    if (this.firewallFirst) startFirewall();
     try {
-      return await this.applyMesh(desired, how, changes);
+      const outcome = await this.applyMesh(desired, how, changes, startFirewall);
+      if (outcome.applied) this.firewallFirst = false;
+      return outcome;
     } finally {
-      changes.record(await firewall());
+      startFirewall();
+      changes.record(await firewall!());
     }
   }
 
-  /** Interface first, then peers and routes together. */
-  private async applyMesh(desired: DesiredState, how: HostApply, changes: ChangeLog): Promise<StepOutcome> {
+  /** Interface first, then routes and peers together (then `startFirewall`). */
+  private async applyMesh(
+    desired: DesiredState,
+    how: HostApply,
+    changes: ChangeLog,
+    startFirewall: () => void,
+  ): Promise<StepOutcome> {
     const { iface, peers, routes } = this.a;
     let restartWhy: string | undefined;
     if (how.restartOnPeerChange) {
@@ -85,11 +105,12 @@ export class HostApplier {
       routes.invalidate();
     }
     // A route only ever names the interface, so its order against `wg set` does not matter, and
-    // running both at once halves the latency.
-    const [peerResult, routeResult] = await Promise.all([
-      peers.set(desired.peers, desired.peersDelta),
-      routes.set(desired.routes, desired.routesDelta),
-    ]);
+    // running both at once halves the latency. The route goes first: a line to the `ip` co-process
+    // is quicker to send than `wg` is to spawn.
+    const routeWork = routes.set(desired.routes, desired.routesDelta);
+    const peerWork = peers.set(desired.peers, desired.peersDelta);
+    startFirewall();
+    const [peerResult, routeResult] = await Promise.all([peerWork, routeWork]);
     changes.record(peerResult.changes);
     this.refusedLines = peerResult.refused.map((r) => this.refusedLine(r));
     if (this.reporter.changed('refused', this.refusedLines.join('\n')))

@@ -57,6 +57,17 @@ export function fileDelayMs(base: number, peers: number): number {
   return peers <= SMALL_MESH ? base : Math.min(600_000, Math.max(base, peers * 120));
 }
 
+/**
+ * How long a change waits before the fail-closed rule set's saved script (the whole table) is
+ * rewritten: not at all in a small mesh; in a larger one up to 10 s, so that a change costs no
+ * rewrite of every range and a burst shares one. The script is written at once whenever nft loads
+ * it and when the daemon stops: after a crash, the boot unit loads one at most 10 s older than the
+ * table (what came in those seconds is blocked once the daemon applies again).
+ */
+export function firewallSaveDelayMs(peers: number): number {
+  return peers <= SMALL_MESH ? 0 : 10_000;
+}
+
 /** Host-side pieces the daemon makes before its parts, which the parts list closes or uses. */
 interface HostPieces {
   ipBatch: IpBatch | undefined;
@@ -161,6 +172,7 @@ export class Daemon {
           rotate: this.env.rotateKey,
           log: this.env.log,
         }),
+      firewallSaveDelayMs: () => firewallSaveDelayMs(this.step?.desired?.peers.length ?? 0),
       waitForPeers: true,
     });
   }
@@ -263,6 +275,7 @@ export class Daemon {
       new Closer('wg-quick file', async () => {
         await host.confFile.flush();
       }),
+      new Closer('fail-closed script', () => this.step.flushFirewall()),
       this.status,
       new StatusServer(this.statusSource, log),
       this.metricsEndpoint,

@@ -35,6 +35,8 @@ export interface StepWiring extends Pick<
   sawDevice?: ((peers: readonly PeerStatus[]) => void) | undefined;
   /** Whether wireguard-go is installed (default: looked up on the host). */
   hasWireguardGo?: WireguardGoCheck | undefined;
+  /** How long a change waits before the fail-closed rule set's saved script is written (default: not at all). */
+  firewallSaveDelayMs?: (() => number) | undefined;
   /** Wait for the first list of external peers before the first apply (the daemon does). */
   waitForPeers: boolean;
 }
@@ -66,7 +68,7 @@ export function wireStep(w: StepWiring): MeshStep {
     leadership: w.leadership,
     endpoints: w.endpoints,
     keys: w.keys,
-    firewall: new FirewallAdapter(w.runner, w.config.state.dir),
+    firewall: new FirewallAdapter(w.runner, w.config.state.dir, w.firewallSaveDelayMs),
   };
   return new MeshStep(parts, w.config, w.waitForPeers);
 }

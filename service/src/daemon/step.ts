@@ -68,6 +68,11 @@ export class MeshStep extends ReconcileStep {
     return this.config;
   }
 
+  /** Writes what waits to be written of the fail-closed rule set (its saved script), when the daemon stops. */
+  async flushFirewall(): Promise<void> {
+    await this.parts.firewall?.flush();
+  }
+
   /** Publishes this node's annotations and hands the wg-quick file its contents; true when the adapters have nothing to do. */
   protected override async beforeApply(desired: DesiredState, force: boolean, changes: ChangeLog): Promise<boolean> {
     await this.publish(desired, changes);

@@ -10,17 +10,21 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { CommandRunner } from '../exec/runner.js';
-import type { BlockedRange, BlockReason, DesiredFirewall } from '../mesh/desired/firewall.js';
+import { firewallDelta, type BlockedRange, type BlockReason, type DesiredFirewall } from '../mesh/desired/firewall.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { DebouncedWriter } from '../util/debounced-writer.js';
 import { inStep } from './apply-error.js';
 import type { AppliedChange } from './change.js';
 import {
+  deltaSets,
+  diffSets,
   elementCommands,
   elementsOf,
   FIREWALL_TABLE,
   parseTable,
   renderTable,
   SET_NAMES,
+  type SetChanges,
   type SetElements,
 } from './nft-rules.js';
 
@@ -43,12 +47,29 @@ export class FirewallAdapter {
   /** The rule set applied last while the table is known (the same object again: nothing to do). */
   private last: DesiredFirewall | undefined;
   private readonly file: string;
+  /** The saved script's next contents (rendered when written), and why the last write failed. */
+  private pending: { iface: string; sets: SetElements } | undefined;
+  private saveError: Error | undefined;
+  private readonly saver: DebouncedWriter<Error | undefined>;
 
+  /**
+   * `saveDelayMs`: how long a change waits before the saved script is written (asked each time;
+   * 0, the default: before the change is applied). A large mesh waits, so that a change costs no
+   * rewrite of the whole table; the script is written at once whenever nft loads it, and by `flush()`.
+   */
   constructor(
     private readonly runner: CommandRunner,
     stateDir: string,
+    private readonly saveDelayMs: () => number = () => 0,
   ) {
     this.file = join(stateDir, FIREWALL_FILE);
+    this.saver = new DebouncedWriter({ write: () => this.writePending(), delayMs: saveDelayMs });
+  }
+
+  /** Writes the saved script now if a change is waiting for it (the daemon stops); rejects when it cannot. */
+  async flush(): Promise<void> {
+    const err = await this.saver.flush();
+    if (err) throw err;
   }
 
   /** Forgets what the host holds: the next `set()` reads it first. */
@@ -81,6 +102,7 @@ export class FirewallAdapter {
   /** Makes the table equal `desired` (removes it when the rule set is off); a repeat with equal input runs nothing. */
   async set(desired: DesiredFirewall): Promise<AppliedChange[]> {
     if (this.known && desired === this.last) return [];
+    const from = this.known && this.last;
     const known = this.known ?? (await inStep('firewall', () => this.read()));
     this.known = undefined; // until this run is through
     this.last = undefined;
@@ -91,11 +113,21 @@ export class FirewallAdapter {
         ? []
         : [{ what: `deleted nftables table ${FIREWALL_TABLE}`, why: 'fail_closed = off' }];
     }
-    const sets = elementsOf(desired);
-    const changes =
-      known.iface === desired.iface
-        ? await inStep('firewall', () => this.patch(known.sets, sets, desired.iface))
-        : await inStep('firewall', () => this.replace(desired.iface, sets, known.iface === undefined));
+    let sets: SetElements;
+    let changes: AppliedChange[];
+    const delta = firewallDelta(desired);
+    if (known.iface === desired.iface && from && delta?.from === from) {
+      // Derived from the rule set the table holds: the changed elements only (the sets updated in place).
+      sets = known.sets;
+      const diff = deltaSets(sets, from, desired, delta);
+      changes = await inStep('firewall', () => this.patch(diff, sets, desired.iface));
+    } else {
+      sets = elementsOf(desired);
+      changes =
+        known.iface === desired.iface
+          ? await inStep('firewall', () => this.patch(diffSets(known.sets, sets), sets, desired.iface))
+          : await inStep('firewall', () => this.replace(desired.iface, sets, known.iface === undefined));
+    }
     this.known = { iface: desired.iface, sets };
     this.last = desired;
     return changes;
@@ -119,36 +151,45 @@ export class FirewallAdapter {
     return { iface: t.layoutMatches ? t.iface : '(another layout)', sets: t.sets };
   }
 
-  /** The element diff as one transaction; the saved script is rewritten. */
-  private async patch(from: SetElements, to: SetElements, iface: string): Promise<AppliedChange[]> {
+  /** The element changes as one transaction; the saved script is rewritten. */
+  private async patch(diff: SetChanges, to: SetElements, iface: string): Promise<AppliedChange[]> {
     const deletes: string[] = [];
     const adds: string[] = [];
     const changes: AppliedChange[] = [];
     for (const name of SET_NAMES) {
-      const a = from.get(name) ?? new Set<string>();
-      const b = to.get(name) ?? new Set<string>();
-      const gone = [...a].filter((e) => !b.has(e));
-      const come = [...b].filter((e) => !a.has(e));
+      const { gone = [], come = [] } = diff.get(name) ?? {};
       if (gone.length) deletes.push(...elementCommands('delete', name, gone));
       if (come.length) adds.push(...elementCommands('add', name, come));
       if (gone.length + come.length > 0)
         changes.push({ what: `fail-closed set ${name}: ${describeDiff(gone, come)}`, why: 'the rule set changed' });
     }
-    if (changes.length === 0) return [];
+    if (changes.length === 0) {
+      if (this.pending) this.pending = { iface, sets: to };
+      return [];
+    }
     const script = [...deletes, ...adds].join('\n');
-    await this.save(iface, to);
-    if (script.length > MAX_DIFF_TEXT) await this.runner.run('nft', ['-f', this.file]);
-    else {
+    this.pending = { iface, sets: to };
+    if (script.length > MAX_DIFF_TEXT) {
+      await this.flush();
+      await this.runner.run('nft', ['-f', this.file]);
+      return changes;
+    }
+    // Before the change (or, in a large mesh, a moment after it: the boot unit loads the latest).
+    if (this.saveDelayMs() <= 0 || this.saveError) await this.flush();
+    else void this.saver.changed();
+    const r = await this.runner.run('nft', [script], { allowFailure: true });
+    if (r.exitCode !== 0) {
       // The table changed under the daemon (an element gone or there already): the whole table anew.
-      const r = await this.runner.run('nft', [script], { allowFailure: true });
-      if (r.exitCode !== 0) await this.runner.run('nft', ['-f', this.file]);
+      await this.flush();
+      await this.runner.run('nft', ['-f', this.file]);
     }
     return changes;
   }
 
   /** The whole table anew, from the saved script, in one transaction. */
   private async replace(iface: string, sets: SetElements, fresh: boolean): Promise<AppliedChange[]> {
-    await this.save(iface, sets);
+    this.pending = { iface, sets };
+    await this.flush();
     await this.runner.run('nft', ['-f', this.file]);
     const count = [...sets.values()].reduce((n, s) => n + s.size, 0);
     return [
@@ -159,13 +200,28 @@ export class FirewallAdapter {
     ];
   }
 
-  private async save(iface: string, sets: SetElements): Promise<void> {
-    await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.file, renderTable(iface, sets), 0o600);
+  /** Writes the pending script (the sets as they are now); never rejects: resolves with why it could not. */
+  private async writePending(): Promise<Error | undefined> {
+    const p = this.pending;
+    if (!p) return this.saveError;
+    this.pending = undefined;
+    try {
+      await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(this.file, renderTable(p.iface, p.sets), 0o600);
+      this.saveError = undefined;
+    } catch (err) {
+      // Written at once on the next change (which then fails as this write did) or flush.
+      this.pending ??= p;
+      this.saveError = err instanceof Error ? err : new Error(String(err));
+    }
+    return this.saveError;
   }
 
   private async remove(): Promise<void> {
     await this.runner.run('nft', ['delete', 'table', ...FIREWALL_TABLE.split(' ')]);
+    this.pending = undefined;
+    this.saveError = undefined;
+    await this.saver.flush(); // a write in progress ends before the file goes
     await rm(this.file, { force: true });
   }
 }

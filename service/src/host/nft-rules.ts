@@ -3,7 +3,7 @@
  * and the one chain both hooks jump to, rendered from the desired rule set, and what `nft -j list
  * table` shows of it read back into the same sets.
  */
-import type { BlockReason, DesiredFirewall } from '../mesh/desired/firewall.js';
+import type { BlockedRange, BlockReason, DesiredFirewall, FirewallDelta } from '../mesh/desired/firewall.js';
 import { parseCidr, parseHostPort, parseIp } from '../net/ip.js';
 
 /** The daemon's own table: it never touches another. */
@@ -45,18 +45,82 @@ function familyOf(text: string): 4 | 6 {
   return text.includes(':') ? 6 : 4;
 }
 
+/** A blocked range's set and element. */
+function blockedElement(b: BlockedRange): [string, string] {
+  return [blockedSet(b.reason, familyOf(b.dst)), `${b.dst}${comment(b.owner)}`];
+}
+
+/** An endpoint's set and element (undefined: not `address:port`). */
+function endpointElement(e: string): [string, string] | undefined {
+  const hp = parseHostPort(e);
+  return hp && parseIp(hp.host) ? [`endpoints${familyOf(hp.host)}`, `${hp.host} . ${hp.port}`] : undefined;
+}
+
+/** The elements of the small lists (exemptions and next hops) of a rule set. */
+function smallLists(fw: Pick<DesiredFirewall, 'exempt' | 'hops'>): Array<[string, string]> {
+  return [
+    ...fw.exempt.map((e): [string, string] => [`exempt${familyOf(e.dst)}`, `${e.dst}${comment(e.kind)}`]),
+    ...fw.hops.map((h): [string, string] => [`hops${familyOf(h)}`, h]),
+  ];
+}
+
 /** The elements of every set for a desired rule set. */
 export function elementsOf(fw: DesiredFirewall): SetElements {
   const sets: SetElements = new Map(SET_NAMES.map((n) => [n, new Set<string>()]));
-  const add = (name: string, element: string): void => void sets.get(name)!.add(element);
-  for (const b of fw.blocked) add(blockedSet(b.reason, familyOf(b.dst)), `${b.dst}${comment(b.owner)}`);
-  for (const e of fw.exempt) add(`exempt${familyOf(e.dst)}`, `${e.dst}${comment(e.kind)}`);
-  for (const h of fw.hops) add(`hops${familyOf(h)}`, h);
-  for (const e of fw.endpoints) {
-    const hp = parseHostPort(e);
-    if (hp && parseIp(hp.host)) add(`endpoints${familyOf(hp.host)}`, `${hp.host} . ${hp.port}`);
-  }
+  const add = (el: [string, string] | undefined): void => void (el && sets.get(el[0])!.add(el[1]));
+  for (const b of fw.blocked) add(blockedElement(b));
+  for (const el of smallLists(fw)) add(el);
+  for (const e of fw.endpoints) add(endpointElement(e));
   return sets;
+}
+
+/** Per set, the elements to delete and to add. */
+export type SetChanges = Map<string, { gone: string[]; come: string[] }>;
+
+/** What turns the sets `from` into `to`, set by set (every element compared). */
+export function diffSets(from: SetElements, to: SetElements): SetChanges {
+  const out: SetChanges = new Map();
+  for (const name of SET_NAMES) {
+    const a = from.get(name) ?? new Set<string>();
+    const b = to.get(name) ?? new Set<string>();
+    const gone = [...a].filter((e) => !b.has(e));
+    const come = [...b].filter((e) => !a.has(e));
+    if (gone.length + come.length > 0) out.set(name, { gone, come });
+  }
+  return out;
+}
+
+/**
+ * The changes of rule set `to`, derived from `from`, to the sets `sets` (which hold `from`'s
+ * elements, and are brought to `to`'s in place): only the entries that changed are looked at, and
+ * the small lists (exemptions, next hops) when they changed.
+ */
+export function deltaSets(sets: SetElements, from: DesiredFirewall, to: DesiredFirewall, d: FirewallDelta): SetChanges {
+  const edits = new Map<string, { rm: Set<string>; ad: Set<string> }>();
+  const edit = (el: [string, string] | undefined, add: boolean): void => {
+    if (!el) return;
+    let e = edits.get(el[0]);
+    if (!e) edits.set(el[0], (e = { rm: new Set(), ad: new Set() }));
+    (add ? e.ad : e.rm).add(el[1]);
+  };
+  for (const b of d.removed) edit(blockedElement(b), false);
+  for (const b of d.added) edit(blockedElement(b), true);
+  for (const e of d.endpointsRemoved) edit(endpointElement(e), false);
+  for (const e of d.endpointsAdded) edit(endpointElement(e), true);
+  if (to.exempt !== from.exempt || to.hops !== from.hops) {
+    for (const el of smallLists(from)) edit(el, false);
+    for (const el of smallLists(to)) edit(el, true);
+  }
+  const out: SetChanges = new Map();
+  for (const [name, { rm, ad }] of edits) {
+    const current = sets.get(name)!;
+    const gone = [...rm].filter((t) => !ad.has(t) && current.has(t));
+    const come = [...ad].filter((t) => !current.has(t));
+    for (const t of gone) current.delete(t);
+    for (const t of come) current.add(t);
+    if (gone.length + come.length > 0) out.set(name, { gone, come });
+  }
+  return out;
 }
 
 /** The rules of the chain both hooks jump to, for interface `iface`. */

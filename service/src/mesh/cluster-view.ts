@@ -4,6 +4,7 @@
  * lists when they change). The daemon, the operator commands and the tests' simulated world all
  * keep the cluster in one of these.
  */
+import { ANNOTATION_PUBLIC_KEY } from './annotations.js';
 import { MeshEngine, sameNode } from './membership/engine.js';
 import type { Membership } from './membership/membership.js';
 import { byName } from './membership/order.js';
@@ -15,9 +16,13 @@ function membershipKey(s: MembershipSettings): string {
   return JSON.stringify({ ...s, resolved: s.resolved ? [...s.resolved] : undefined });
 }
 
+const NONE: ReadonlySet<string> = new Set();
+
 /** The Nodes, external peers and observations of a cluster, and the membership they make. */
 export class ClusterView {
   private readonly nodeMap = new Map<string, MeshNode>();
+  /** Names of Nodes by the public key they publish ('' for none), kept on every change: no scan of every Node per step. */
+  private readonly byKey = new Map<string, Set<string>>();
   /** Where Nodes saw each other arrive from (their discovered-endpoints annotations). */
   readonly observations = new ObservationIndex();
   private peers: ExternalPeer[] | undefined;
@@ -60,6 +65,11 @@ export class ClusterView {
     return this.nodeMap;
   }
 
+  /** Names of the Nodes that publish `publicKey` ('' : those that publish none). */
+  namesWithKey(publicKey: string): ReadonlySet<string> {
+    return this.byKey.get(publicKey) ?? NONE;
+  }
+
   /** The external peers as last set. */
   get externalPeers(): readonly ExternalPeer[] {
     return this.peers ?? [];
@@ -79,7 +89,12 @@ export class ClusterView {
   upsertNode(node: MeshNode): boolean {
     const old = this.nodeMap.get(node.name);
     if (old && sameNode(old, node)) return false;
+    if (old) this.unindexKey(old);
     this.nodeMap.set(node.name, node);
+    const key = node.annotations[ANNOTATION_PUBLIC_KEY] ?? '';
+    let names = this.byKey.get(key);
+    if (!names) this.byKey.set(key, (names = new Set()));
+    names.add(node.name);
     this.observations.update(node);
     this.engine?.engine.upsertNode(node);
     return true;
@@ -87,10 +102,20 @@ export class ClusterView {
 
   /** Takes one deleted Node; true when there was one by that name. */
   removeNode(name: string): boolean {
-    if (!this.nodeMap.delete(name)) return false;
+    const old = this.nodeMap.get(name);
+    if (!old) return false;
+    this.nodeMap.delete(name);
+    this.unindexKey(old);
     this.observations.remove(name);
     this.engine?.engine.removeNode(name);
     return true;
+  }
+
+  private unindexKey(node: MeshNode): void {
+    const key = node.annotations[ANNOTATION_PUBLIC_KEY] ?? '';
+    const names = this.byKey.get(key);
+    names?.delete(node.name);
+    if (names?.size === 0) this.byKey.delete(key);
   }
 
   /** Takes a new complete list of external peers; true when something changed. */

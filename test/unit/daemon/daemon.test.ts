@@ -95,6 +95,7 @@ describe('unit: the daemon object', () => {
       'D-Bus link',
       'ip co-process',
       'wg-quick file',
+      'fail-closed script',
       'status writer',
       'status socket',
       'metrics endpoint',

@@ -160,9 +160,10 @@ describe('unit: reconcile loop', () => {
     let mark = w.host.runner.calls.length;
     await apply(w, [A, B, C]);
     const added = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j|^nft/.test(c));
+    // The route is sent first (a line to ip is quicker than a wg to spawn); the two run together.
     assert.deepEqual(added, [
-      `wg set wg0 peer ${KEYS[2]} endpoint 192.0.2.13:51820 persistent-keepalive off allowed-ips 10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64`,
       'ip -4 route add 10.244.3.0/24 dev wg0 proto 77',
+      `wg set wg0 peer ${KEYS[2]} endpoint 192.0.2.13:51820 persistent-keepalive off allowed-ips 10.244.3.0/24,100.64.2.13/32,fd00:10:244:3::/64`,
       'ip -6 route add fd00:10:244:3::/64 dev wg0 proto 77',
     ]);
     // One nft transaction: c's ranges may leave only through wg0, its endpoint is WireGuard's.
@@ -177,7 +178,7 @@ describe('unit: reconcile loop', () => {
     mark = w.host.runner.calls.length;
     await apply(w, [A, C]);
     const removed = w.host.runner.calls.slice(mark).filter((c) => !/^wg show|^ip -j|^nft/.test(c));
-    assert.deepEqual(removed, [`wg set wg0 peer ${KEYS[1]} remove`, 'ip -4 route del 10.244.2.0/24 proto 77 dev wg0']);
+    assert.deepEqual(removed, ['ip -4 route del 10.244.2.0/24 proto 77 dev wg0', `wg set wg0 peer ${KEYS[1]} remove`]);
     // b's range stays blocked (kept): the machine may still be up.
     assert.deepEqual([...w.host.nft!.sets.get('kept4')!], ['10.244.2.0/24 comment "b"']);
     assert.ok(w.log.lines.some((l) => /removed peer b \(why: b is gone or no longer valid\)/.test(l)));

@@ -7,7 +7,7 @@
  */
 import { ANNOTATION_PUBLIC_KEY } from '../annotations.js';
 import { CidrIndex } from '../membership/cidr-index.js';
-import type { DesiredState, MeshNode } from '../types.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, MeshNode } from '../types.js';
 import {
   type Cidr,
   cidrsOverlap,
@@ -85,13 +85,34 @@ export interface FirewallSettings {
 
 /** What the rule set of one node is computed from. */
 export interface FirewallInput {
-  desired: Pick<DesiredState, 'peers' | 'routes' | 'topology'>;
+  /** With the routes' and peers' deltas when it was derived from the previous desired state. */
+  desired: Pick<DesiredState, 'peers' | 'routes' | 'topology' | 'peersDelta' | 'routesDelta'>;
   /** Every Node by name (the view's list, this node included). */
   nodes: ReadonlyMap<string, MeshNode>;
   self: MeshNode;
   settings: FirewallSettings;
   /** The rule set before this one (or the one found on the host after a restart). */
   previous?: Pick<DesiredFirewall, 'blocked'> | undefined;
+  /** Names of the Nodes that publish no key (absent: found by looking at every Node). */
+  keyless?: ReadonlySet<string> | undefined;
+}
+
+/** How a rule set differs from the one it was derived from: what the adapter changes, element by element. */
+export interface FirewallDelta {
+  from: DesiredFirewall;
+  /** Blocked entries that left (or changed), and those that came (or changed). */
+  removed: readonly BlockedRange[];
+  added: readonly BlockedRange[];
+  endpointsRemoved: readonly string[];
+  endpointsAdded: readonly string[];
+}
+
+// A rule set derived from an earlier one, with what changed (the adapter then runs the delta only).
+const deltas = new WeakMap<DesiredFirewall, FirewallDelta>();
+
+/** How `fw` differs from the rule set it was derived from (undefined: computed in full). */
+export function firewallDelta(fw: DesiredFirewall): FirewallDelta | undefined {
+  return deltas.get(fw);
 }
 
 const LINK_LOCAL = ['169.254.0.0/16', 'fe80::/10'];
@@ -180,35 +201,203 @@ function cachedEntries(
   return entries;
 }
 
-/** The ranges the mesh carries now, and the next hops it takes on the private network. */
-function carried(i: FirewallInput): { blocked: BlockedRange[]; hops: Set<string> } {
-  const list = overlaysOf(i.settings);
-  const overlays = { text: list.map((o) => formatCidr(o.c)).join(), list };
-  const blocked: BlockedRange[] = list.map((o) => ({
-    dst: formatCidr(o.c),
-    reason: 'carried',
-    owner: 'overlay',
-    what: 'the overlay',
-  }));
-  const hops = new Set<string>();
-  const seen = new Set<string>();
-  const push = (entries: ReadonlyArray<BlockedRange | null>): void => {
-    for (const e of entries)
-      if (e && !seen.has(e.dst)) {
-        seen.add(e.dst);
-        blocked.push(e);
-      }
+/** The overlays of the settings, as parsed networks and as one text (the key of the cached entries). */
+interface Overlays {
+  text: string;
+  list: ReadonlyArray<{ c: Cidr; mask: bigint }>;
+}
+
+/** The blocked entries of a route (null: inside the overlay), cached on the route object. */
+function routeEntries(r: DesiredRoute, overlays: Overlays): ReadonlyArray<BlockedRange | null> {
+  return cachedEntries(r, overlays, () => [{ dst: r.dst, owner: r.via, what: r.what ?? `PodCIDR of ${r.via}` }]);
+}
+
+/** The blocked entries of a peer's allowed IPs (null: inside the overlay), cached on the peer object. */
+function peerEntries(p: DesiredPeer, overlays: Overlays): ReadonlyArray<BlockedRange | null> {
+  const what = `allowed IPs of ${p.kind === 'peer' ? 'Peer' : 'Node'} ${p.name}`;
+  return cachedEntries(p, overlays, () => p.allowedIPs.map((dst) => ({ dst, owner: p.name, what })));
+}
+
+/** The route and peer entries naming one carried range: the first route's is the one blocked, else the first peer's. */
+interface Claim {
+  routes: BlockedRange[];
+  peers: BlockedRange[];
+}
+
+/**
+ * What a rule set was computed with, so that the next one is derived from it: a change of a few
+ * routes and peers costs what changed, not the mesh.
+ */
+interface FirewallBasis {
+  /** The settings as text: another text means a computation in full. */
+  key: string;
+  routes: readonly DesiredRoute[];
+  peers: readonly DesiredPeer[];
+  /** Carried range → the entries naming it. */
+  claims: Map<string, Claim>;
+  /** Carried range → its entry in `carried`. */
+  listed: Map<string, BlockedRange>;
+  /** The carried part of `blocked`: the overlay first, then the ranges in the order they came. */
+  carried: BlockedRange[];
+  /** What `blocked` holds after `carried` (kept ranges and pod networks). */
+  kept: BlockedRange[];
+  /** Next hops and endpoints, with how many routes or peers name each. */
+  hops: Map<string, number>;
+  endpoints: Map<string, number>;
+  /** The carried ranges indexed, built the first time kept or open ranges need it, then kept up to date. */
+  index?: CidrIndex<string> | undefined;
+}
+
+// The basis of each rule set, moved to the one derived from it.
+const bases = new WeakMap<object, FirewallBasis>();
+
+function claimOf(e: BlockedRange, claims: Map<string, Claim>): Claim {
+  let c = claims.get(e.dst);
+  if (!c) claims.set(e.dst, (c = { routes: [], peers: [] }));
+  return c;
+}
+
+function count(m: Map<string, number>, key: string, by: 1 | -1): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
+
+/** `host:port` of every endpoint a peer may be dialled at, when it is an address. */
+function peerEndpoints(p: DesiredPeer): string[] {
+  const out: string[] = [];
+  if (p.endpoint && addressEndpoint(p.endpoint)) out.push(p.endpoint);
+  for (const e of p.candidates ?? []) if (addressEndpoint(e)) out.push(e);
+  return out;
+}
+
+/** The basis of the carried ranges, next hops and endpoints of a desired state, in full. */
+function fullBasis(i: FirewallInput, key: string, overlays: Overlays): FirewallBasis {
+  const b: FirewallBasis = {
+    key,
+    routes: i.desired.routes,
+    peers: i.desired.peers,
+    claims: new Map(),
+    listed: new Map(),
+    carried: overlays.list.map((o) => ({
+      dst: formatCidr(o.c),
+      reason: 'carried',
+      owner: 'overlay',
+      what: 'the overlay',
+    })),
+    kept: [],
+    hops: new Map(),
+    endpoints: new Map(),
+  };
+  const claim = (e: BlockedRange | null, kind: keyof Claim): void => {
+    if (!e) return;
+    const c = claimOf(e, b.claims);
+    c[kind].push(e);
+    if (!b.listed.has(e.dst)) {
+      b.listed.set(e.dst, e);
+      b.carried.push(e);
+    }
   };
   // Routes first: they say best what a range is (the same range from a peer is a duplicate).
   for (const r of i.desired.routes) {
-    if (r.gateway) hops.add(r.gateway);
-    push(cachedEntries(r, overlays, () => [{ dst: r.dst, owner: r.via, what: r.what ?? `PodCIDR of ${r.via}` }]));
+    if (r.gateway) count(b.hops, r.gateway, 1);
+    for (const e of routeEntries(r, overlays)) claim(e, 'routes');
   }
   for (const p of i.desired.peers) {
-    const what = `allowed IPs of ${p.kind === 'peer' ? 'Peer' : 'Node'} ${p.name}`;
-    push(cachedEntries(p, overlays, () => p.allowedIPs.map((dst) => ({ dst, owner: p.name, what }))));
+    for (const e of peerEndpoints(p)) count(b.endpoints, e, 1);
+    for (const e of peerEntries(p, overlays)) claim(e, 'peers');
   }
-  return { blocked, hops };
+  return b;
+}
+
+/** Two blocked entries that say the same. */
+function sameEntry(u: BlockedRange, v: BlockedRange): boolean {
+  return u.dst === v.dst && u.owner === v.owner && u.reason === v.reason && u.what === v.what;
+}
+
+/** What one derivation changed in the carried ranges and endpoints (hops: whether they changed). */
+interface Derived {
+  removed: BlockedRange[];
+  added: BlockedRange[];
+  /** Ranges no longer carried, as they were blocked. */
+  left: BlockedRange[];
+  hopsChanged: boolean;
+  endpointsRemoved: string[];
+  endpointsAdded: string[];
+}
+
+/** Applies the routes' and peers' deltas of `i` to basis `b` (in place): what the mesh carries now. */
+function derive(b: FirewallBasis, i: FirewallInput, overlays: Overlays): Derived {
+  const rd = i.desired as Required<FirewallInput['desired']>;
+  const touched = new Set<string>();
+  const hops = new Map<string, boolean>();
+  const eps = new Map<string, boolean>();
+  const edit = (e: BlockedRange | null, kind: keyof Claim, by: 1 | -1): void => {
+    if (!e) return;
+    touched.add(e.dst);
+    const c = claimOf(e, b.claims);
+    if (by > 0) c[kind].push(e);
+    else {
+      const k = c[kind].indexOf(e);
+      if (k >= 0) c[kind].splice(k, 1);
+      if (c.routes.length + c.peers.length === 0) b.claims.delete(e.dst);
+    }
+  };
+  const route = (r: DesiredRoute, by: 1 | -1): void => {
+    if (r.gateway) {
+      if (!hops.has(r.gateway)) hops.set(r.gateway, b.hops.has(r.gateway));
+      count(b.hops, r.gateway, by);
+    }
+    for (const e of routeEntries(r, overlays)) edit(e, 'routes', by);
+  };
+  const peer = (p: DesiredPeer, by: 1 | -1): void => {
+    for (const e of peerEndpoints(p)) {
+      if (!eps.has(e)) eps.set(e, b.endpoints.has(e));
+      count(b.endpoints, e, by);
+    }
+    for (const e of peerEntries(p, overlays)) edit(e, 'peers', by);
+  };
+  for (const r of rd.routesDelta.removed) route(r, -1);
+  for (const p of rd.peersDelta.removed) peer(p, -1);
+  for (const r of rd.routesDelta.added) route(r, 1);
+  for (const p of rd.peersDelta.added) peer(p, 1);
+  return {
+    ...applyClaims(b, touched),
+    hopsChanged: [...hops].some(([h, was]) => was !== b.hops.has(h)),
+    endpointsRemoved: [...eps].filter(([e, was]) => was && !b.endpoints.has(e)).map(([e]) => e),
+    endpointsAdded: [...eps].filter(([e, was]) => !was && b.endpoints.has(e)).map(([e]) => e),
+  };
+}
+
+/** Brings the carried list (a new copy when it changes), `listed` and the index in line with the claims of the `touched` ranges. */
+function applyClaims(b: FirewallBasis, touched: ReadonlySet<string>): Pick<Derived, 'removed' | 'added' | 'left'> {
+  const out: Pick<Derived, 'removed' | 'added' | 'left'> = { removed: [], added: [], left: [] };
+  let carried: BlockedRange[] | undefined;
+  for (const dst of touched) {
+    const old = b.listed.get(dst);
+    const c = b.claims.get(dst);
+    const now = c ? (c.routes[0] ?? c.peers[0]) : undefined;
+    if (old === now || (old && now && sameEntry(old, now))) continue;
+    carried ??= b.carried.slice();
+    const at = old ? carried.indexOf(old) : -1;
+    if (old) {
+      out.removed.push(old);
+      b.index?.delete(cidr(dst)!);
+    }
+    if (now) {
+      out.added.push(now);
+      b.listed.set(dst, now);
+      b.index?.add(cidr(dst)!, now.owner);
+      if (at >= 0) carried[at] = now;
+      else carried.push(now);
+    } else if (old) {
+      out.left.push(old);
+      b.listed.delete(dst);
+      carried.splice(at, 1);
+    }
+  }
+  if (carried) b.carried = carried;
+  return out;
 }
 
 /** This node's own PodCIDRs, the API server, link-local. */
@@ -238,7 +427,10 @@ function openRanges(i: FirewallInput): ExemptRange[] {
   const local = new Set<string>();
   if (topo && !i.settings.localRoutes)
     for (const m of topo.locations.find((l) => l.id === topo.locationId)?.members ?? []) local.add(m);
-  for (const n of i.nodes.values()) {
+  // Only Nodes without a key can be open when no member is left to the cluster's network: no scan of every Node.
+  const candidates =
+    local.size === 0 && i.keyless ? [...i.keyless].flatMap((name) => i.nodes.get(name) ?? []) : i.nodes.values();
+  for (const n of candidates) {
     if (n.name === i.self.name) continue;
     const why = !n.annotations[ANNOTATION_PUBLIC_KEY]
       ? ({
@@ -264,24 +456,26 @@ function indexOf<T>(ranges: Iterable<{ c: Cidr; owner: T }>): CidrIndex<T> {
   return idx;
 }
 
+/** The carried ranges of basis `b` indexed (built once, then kept up to date by each derivation). */
+function carriedIndex(b: FirewallBasis): CidrIndex<string> {
+  b.index ??= indexOf(b.carried.map((e) => ({ c: cidr(e.dst)!, owner: e.owner })));
+  return b.index;
+}
+
 /**
- * What was carried before and is not now stays blocked (its Node deleted or skipped: the machine
- * may still be up) until another Node takes it outside the mesh. A range of a Node without a key
- * is open only if it overlaps nothing the mesh carries (else it is no legitimate claim and
+ * What was carried before and is not now (`gone`) stays blocked (its Node deleted or skipped: the
+ * machine may still be up) until another Node takes it outside the mesh. A range of a Node without
+ * a key is open only if it overlaps nothing the mesh carries (else it is no legitimate claim and
  * releases nothing) and nothing still kept.
  */
 function keptAndOpen(
-  i: FirewallInput,
-  now: readonly BlockedRange[],
+  b: FirewallBasis,
+  gone: readonly BlockedRange[],
   open: readonly ExemptRange[],
 ): { kept: BlockedRange[]; open: ExemptRange[] } {
-  const nowKeys = new Set(now.map((b) => b.dst));
-  const gone = (i.previous?.blocked ?? []).filter(
-    (b) => b.reason !== 'pod-network' && b.owner !== 'overlay' && !nowKeys.has(b.dst),
-  );
   // Nothing went and nobody is outside the mesh (the usual case): no index of thousands of ranges.
   if (gone.length === 0 && open.length === 0) return { kept: [], open: [] };
-  const carriedIdx = indexOf(now.map((b) => ({ c: cidr(b.dst)!, owner: b.owner })));
+  const carriedIdx = carriedIndex(b);
   const legit = open
     .map((o) => ({ c: cidr(o.dst)!, owner: o.node ?? '', o }))
     .filter((o) => !carriedIdx.overlapping(o.c));
@@ -315,22 +509,8 @@ function addressEndpoint(e: string): boolean {
   return ok;
 }
 
-/** `host:port` of every endpoint a peer may be dialled at, when it is an address. */
-function endpointsOf(i: FirewallInput): string[] {
-  const out = new Set<string>();
-  for (const p of i.desired.peers) {
-    if (p.endpoint && addressEndpoint(p.endpoint)) out.add(p.endpoint);
-    for (const e of p.candidates ?? []) if (addressEndpoint(e)) out.add(e);
-  }
-  return [...out].sort();
-}
-
-/** The rule set of one node: a pure function of its desired state, the Node list, the settings and the rule set before. */
-export function firewallFor(i: FirewallInput): DesiredFirewall {
-  const s = i.settings;
-  if (!s.enabled) return { enabled: false, iface: s.iface, blocked: [], hops: [], endpoints: [], exempt: [] };
-  const now = carried(i);
-  const { kept, open } = keptAndOpen(i, now.blocked, openRanges(i));
+/** The cluster's pod networks, blocked as a whole when the admin named them. */
+function podNetworks(s: FirewallSettings): BlockedRange[] {
   const pods: BlockedRange[] = [];
   for (const t of s.podNetworks ?? []) {
     const c = cidr(t);
@@ -342,16 +522,137 @@ export function firewallFor(i: FirewallInput): DesiredFirewall {
         what: "the cluster's pod networks",
       });
   }
-  return {
+  return pods;
+}
+
+/** The settings a basis holds for, as text. */
+function settingsKey(i: FirewallInput): string {
+  return JSON.stringify([i.settings, i.self.name, i.desired.topology !== undefined]);
+}
+
+/** The basis `previous` was computed with, when this input follows it (its routes' and peers' deltas start there). */
+function followedBasis(i: FirewallInput, key: string): FirewallBasis | undefined {
+  const b = i.previous && bases.get(i.previous);
+  const { routesDelta, peersDelta, topology } = i.desired;
+  if (!b || b.key !== key || topology || !routesDelta || !peersDelta) return undefined;
+  return routesDelta.from === b.routes && peersDelta.from === b.peers ? b : undefined;
+}
+
+/** Lists that say the same, item by item. */
+function sameList<T>(x: readonly T[], y: readonly T[], eq: (u: T, v: T) => boolean): boolean {
+  return x === y || (x.length === y.length && x.every((u, k) => eq(u, y[k]!)));
+}
+
+const sameExempt = (u: ExemptRange, v: ExemptRange): boolean =>
+  u.dst === v.dst && u.kind === v.kind && u.what === v.what && u.node === v.node;
+
+/** `list` (sorted) with `removed` taken out and `added` put in place: no sort of every endpoint. */
+function patchSorted(list: readonly string[], removed: readonly string[], added: readonly string[]): string[] {
+  const out = list.slice();
+  const at = (v: string): number => {
+    let lo = 0;
+    let hi = out.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (out[mid]! < v) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  for (const v of removed) if (out[at(v)] === v) out.splice(at(v), 1);
+  for (const v of added) out.splice(at(v), 0, v);
+  return out;
+}
+
+/**
+ * The rule set derived from `prev` and its basis: only the routes and peers that changed are
+ * looked at; unchanged, it is `prev` itself.
+ */
+function derivedFirewall(
+  i: FirewallInput,
+  b: FirewallBasis,
+  prev: DesiredFirewall,
+  overlays: Overlays,
+): DesiredFirewall {
+  const d = derive(b, i, overlays);
+  const gone = [...b.kept.filter((k) => k.reason === 'kept' && !b.claims.has(k.dst)), ...d.left];
+  const { kept, open } = keptAndOpen(b, gone, openRanges(i));
+  const tail = outermost([...kept, ...podNetworks(i.settings)], (x) => x.reason);
+  const sameTail = sameList(b.kept, tail, sameEntry);
+  const exempt = outermost([...fixedExemptions(i), ...open], () => 'exempt');
+  const next: DesiredFirewall = {
+    enabled: true,
+    iface: i.settings.iface,
+    blocked: d.removed.length + d.added.length === 0 && sameTail ? prev.blocked : b.carried.concat(tail),
+    hops: d.hopsChanged ? [...b.hops.keys()].sort(compareIpText) : prev.hops,
+    endpoints:
+      d.endpointsRemoved.length + d.endpointsAdded.length === 0
+        ? prev.endpoints
+        : patchSorted(prev.endpoints, d.endpointsRemoved, d.endpointsAdded),
+    exempt: sameList(prev.exempt, exempt, sameExempt) ? prev.exempt : exempt,
+  };
+  bases.delete(prev);
+  b.routes = i.desired.routes;
+  b.peers = i.desired.peers;
+  const unchanged =
+    next.blocked === prev.blocked &&
+    sameList(next.hops, prev.hops, (u, v) => u === v) &&
+    next.endpoints === prev.endpoints;
+  const out = unchanged && next.exempt === prev.exempt ? prev : next;
+  if (out !== prev) {
+    const tailGone = sameTail ? [] : b.kept.filter((x) => !tail.some((y) => sameEntry(x, y)));
+    const tailCame = sameTail ? [] : tail.filter((y) => !b.kept.some((x) => sameEntry(x, y)));
+    deltas.set(out, {
+      from: prev,
+      removed: [...d.removed, ...tailGone],
+      added: [...d.added, ...tailCame],
+      endpointsRemoved: d.endpointsRemoved,
+      endpointsAdded: d.endpointsAdded,
+    });
+  }
+  b.kept = tail;
+  bases.set(out, b);
+  return out;
+}
+
+/** The whole rule set, computed in full (and its basis, for the next one). */
+function fullFirewall(i: FirewallInput, key: string, overlays: Overlays): DesiredFirewall {
+  const s = i.settings;
+  const b = fullBasis(i, key, overlays);
+  const gone = (i.previous?.blocked ?? []).filter(
+    (x) => x.reason !== 'pod-network' && x.owner !== 'overlay' && !b.listed.has(x.dst),
+  );
+  const { kept, open } = keptAndOpen(b, gone, openRanges(i));
+  b.kept = outermost([...kept, ...podNetworks(s)], (x) => x.reason);
+  const out: DesiredFirewall = {
     enabled: true,
     iface: s.iface,
     // Carried ranges never nest (membership gives an overlapping range to one claimant; overlay
     // addresses are left to the overlay): in the order of the routes and peers, no sort per change.
-    blocked: [...now.blocked, ...outermost([...kept, ...pods], (b) => b.reason)],
-    hops: [...now.hops].sort(compareIpText),
-    endpoints: endpointsOf(i),
+    blocked: b.carried.concat(b.kept),
+    hops: [...b.hops.keys()].sort(compareIpText),
+    endpoints: [...b.endpoints.keys()].sort(),
     exempt: outermost([...fixedExemptions(i), ...open], () => 'exempt'),
   };
+  const prev = i.previous as DesiredFirewall | undefined;
+  const kept2 = prev && 'hops' in prev && sameFirewall(prev, out) ? prev : out;
+  bases.set(kept2, b);
+  return kept2;
+}
+
+/**
+ * The rule set of one node: a pure function of its desired state, the Node list, the settings and
+ * the rule set before. Derived from the one before when the desired state was (one change costs
+ * what it changed); the same rule set as before is the very same object.
+ */
+export function firewallFor(i: FirewallInput): DesiredFirewall {
+  const s = i.settings;
+  if (!s.enabled) return { enabled: false, iface: s.iface, blocked: [], hops: [], endpoints: [], exempt: [] };
+  const list = overlaysOf(s);
+  const overlays = { text: list.map((o) => formatCidr(o.c)).join(), list };
+  const key = settingsKey(i);
+  const b = followedBasis(i, key);
+  return b ? derivedFirewall(i, b, i.previous as DesiredFirewall, overlays) : fullFirewall(i, key, overlays);
 }
 
 /** Orders addresses by family, then value. */
@@ -361,22 +662,15 @@ function compareIpText(a: string, b: string): number {
 
 /** True when two rule sets are the same (then the step keeps the earlier object: no deep comparison, no adapter work). */
 export function sameFirewall(a: DesiredFirewall, b: DesiredFirewall): boolean {
-  const sameList = <T>(x: readonly T[], y: readonly T[], eq: (u: T, v: T) => boolean): boolean =>
-    x.length === y.length && x.every((u, k) => eq(u, y[k]!));
+  if (a === b) return true;
+  // Derived from `a` with something changed (unchanged, it would be `a` itself).
+  if (deltas.get(b)?.from === a) return false;
   return (
     a.enabled === b.enabled &&
     a.iface === b.iface &&
-    sameList(
-      a.blocked,
-      b.blocked,
-      (u, v) => u.dst === v.dst && u.owner === v.owner && u.reason === v.reason && u.what === v.what,
-    ) &&
+    sameList(a.blocked, b.blocked, sameEntry) &&
     sameList(a.hops, b.hops, (u, v) => u === v) &&
     sameList(a.endpoints, b.endpoints, (u, v) => u === v) &&
-    sameList(
-      a.exempt,
-      b.exempt,
-      (u, v) => u.dst === v.dst && u.kind === v.kind && u.what === v.what && u.node === v.node,
-    )
+    sameList(a.exempt, b.exempt, sameExempt)
   );
 }

@@ -3,14 +3,14 @@
  * node seen behind NAT, the desired state (with its NAT observations to publish), and what it
  * wants from its location's leader Lease — everything the reconcile step needs, decided purely.
  */
-import { ANNOTATION_DISCOVERED, ANNOTATION_PUBLIC_KEY } from '../annotations.js';
+import { ANNOTATION_DISCOVERED } from '../annotations.js';
 import { compareSeniority } from '../membership/order.js';
 import type { ClusterView } from '../cluster-view.js';
 import { leaderWish, NO_LIVENESS, type LeaderWish, type Liveness } from '../observations/leadership.js';
 import { natKeepalive, observationsText } from '../observations/nat.js';
-import type { DesiredState, MembershipSettings, MeshSettings, SelfIdentity } from '../types.js';
+import type { DesiredState, MembershipSettings, MeshNode, MeshSettings, SelfIdentity } from '../types.js';
 import { desiredFor, NotReadyError } from './desired.js';
-import { firewallFor, sameFirewall, type DesiredFirewall } from './firewall.js';
+import { firewallFor, type DesiredFirewall } from './firewall.js';
 import type { EndpointChoice } from './peer-set.js';
 import type { TopologySettings } from './topology.js';
 
@@ -50,10 +50,13 @@ export interface NodePlan {
 export function keyTakenBy(view: ClusterView, self: SelfIdentity): string | undefined {
   const me = view.node(self.name);
   if (!me) return undefined;
-  for (const n of view.nodes.values())
-    if (n.name !== self.name && n.annotations[ANNOTATION_PUBLIC_KEY] === self.publicKey && compareSeniority(n, me) < 0)
-      return n.name;
-  return undefined;
+  let older: MeshNode | undefined;
+  // Looked up by key (no scan of every Node); the oldest wins, as it would in a scan in name order.
+  for (const name of view.namesWithKey(self.publicKey)) {
+    const n = view.node(name);
+    if (n && name !== self.name && compareSeniority(n, me) < 0 && (!older || compareSeniority(n, older) < 0)) older = n;
+  }
+  return older?.name;
 }
 
 /** The part of the mesh settings membership decides by (the same on every node of a cluster). */
@@ -106,10 +109,10 @@ export function planNode(i: NodePlanInput): NodePlan {
       localRoutes: i.topology?.settings.localRoutes ?? true,
     },
     previous: i.previous?.firewall ?? i.firewallBefore,
+    keyless: i.view.namesWithKey(''),
   });
-  // The same rule set as before stays the same object: the step and the adapter see at once that nothing changed.
-  desired.firewall =
-    i.previous?.firewall && sameFirewall(i.previous.firewall, firewall) ? i.previous.firewall : firewall;
+  // The same rule set as before is the same object: the step and the adapter see at once that nothing changed.
+  desired.firewall = firewall;
   const text = observationsText(i.observed ?? {});
   if (text) desired.publish[ANNOTATION_DISCOVERED] = text;
   return {
