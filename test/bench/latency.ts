@@ -7,6 +7,7 @@
  * Prints p50/p90/p99.
  *
  *   npm run bench [-- CHANGES]        (default 60 changes)
+ *   BENCH_CONFIG=$'[wireguard]\nfail_closed = off' npm run bench    (the daemons' config, INI)
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -23,7 +24,7 @@ function percentile(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   const changes = Number(process.argv[2] ?? 60);
   await requireTools(['wg', 'wireguard-go', 'ip', 'nsenter']);
-  const cluster = await Cluster.create({ baseConfig: '[log]\nlevel = info' });
+  const cluster = await Cluster.create({ baseConfig: process.env.BENCH_CONFIG ?? '[log]\nlevel = info' });
   const monitors: Array<{ stop(): void }> = [];
   try {
     await Promise.all(NODES.map((n) => cluster.addNode(n, { pod: false })));
