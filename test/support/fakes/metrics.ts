@@ -17,8 +17,11 @@ export interface FakeReading {
   handshake: number;
 }
 
-/** The desired state of node `a`: peers b (a Node) and laptop (a Peer), two Peers skipped, a Node without a key skipped. */
-function desiredOfA(): DesiredState {
+/**
+ * The desired state of node `a` (the metrics tests start from it): peers b (a Node) and laptop (a
+ * Peer), two Peers skipped, a Node without a key skipped.
+ */
+export function desiredOfA(): DesiredState {
   const nodes = [
     meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] }),
     meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] }),

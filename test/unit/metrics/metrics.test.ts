@@ -6,10 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { DaemonMetrics, evaluateHealth, type HealthInput } from '../../../service/src/metrics/metrics.js';
-import { computeDesired } from '../../../service/src/mesh/desired/desired.js';
-import type { DesiredState, ExternalPeer } from '../../../service/src/mesh/types.js';
-import { KEYS, meshNode } from '../../support/fakes/fixtures.js';
-import { meshMetrics, type FakeReading } from '../../support/fakes/metrics.js';
+import type { DesiredState } from '../../../service/src/mesh/types.js';
+import { KEYS } from '../../support/fakes/fixtures.js';
+import { desiredOfA, meshMetrics, type FakeReading } from '../../support/fakes/metrics.js';
 
 describe('unit: health verdict', () => {
   const ok = { ok: true, at: 1 };
@@ -81,37 +80,7 @@ describe('unit: health verdict', () => {
 });
 
 describe('unit: metrics exposition', () => {
-  const nodes = [
-    meshNode('a', { ip: '192.0.2.11', created: 1, pods: ['10.244.1.0/24'], key: KEYS[0] }),
-    meshNode('b', { ip: '192.0.2.12', created: 2, pods: ['10.244.2.0/24'], key: KEYS[1] }),
-    meshNode('c', { ip: '192.0.2.13', created: 3 }),
-  ];
-  const peer = (name: string, key: string, ip: string): ExternalPeer => ({
-    name,
-    createdAt: 0,
-    allowedIPs: [`${ip}/32`],
-    publicKey: key,
-    presharedKey: undefined,
-    persistentKeepalive: undefined,
-    endpoint: undefined,
-  });
-  const desired = computeDesired(
-    { name: 'a', publicKey: KEYS[0] },
-    nodes,
-    {
-      interfaceName: 'wg0',
-      listenPort: 51820,
-      mtu: undefined,
-      persistentKeepalive: 0,
-      overlayCidr: '100.64.0.0/10',
-      endpoint: { mode: 'internal' },
-    },
-    [
-      peer('laptop', KEYS[3], '10.5.0.2'),
-      peer('my-device', 'YOUR_PUBLIC_KEY_HERE', '10.5.0.3'),
-      peer('copy', 'ALSO_BAD', '10.5.0.4'),
-    ],
-  );
+  const desired = desiredOfA();
 
   it('peers by kind, skipped by reason, reconciles, durations, apply errors, last sync, handshake ages', async () => {
     const m = new DaemonMetrics({
