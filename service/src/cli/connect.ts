@@ -5,7 +5,8 @@
  */
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
-import { ExecaRunner, hostRunners } from '../exec/runner.js';
+import { ExecaRunner } from '../exec/runner.js';
+import { hostRunners } from '../exec/shell-runner.js';
 import { EXIT_FAILURE, EXIT_USAGE } from '../exit-status.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';

@@ -5,7 +5,7 @@
 import { lookup } from 'node:dns/promises';
 import { loadConfig, type Config } from '../config/config.js';
 import { EXIT_FAILURE } from '../exit-status.js';
-import { hostRunners } from '../exec/runner.js';
+import { hostRunners } from '../exec/shell-runner.js';
 import { ipForwardingEnabled } from '../host/forwarding.js';
 import { IpBatch } from '../host/ip-batch.js';
 import { monitorInterface } from '../host/monitor.js';

@@ -60,7 +60,7 @@ export function briefCommand(cmd: string, args: readonly string[]): string {
 }
 
 /** How a command ended, whichever way it was run. */
-interface Ended {
+export interface Ended {
   result: CommandResult;
   /** Why it failed (non-zero exit, signal, timeout, could not start); undefined when it succeeded. */
   failure: string | undefined;
@@ -137,11 +137,16 @@ export class ExecaRunner implements CommandRunner {
     } catch (cause) {
       throw new CommandError(`running ${line}`, undefined, { cause });
     }
-    const { result, failure } = ended;
-    if (failure && !opts.allowFailure)
-      throw new CommandError(`${line}: ${failure}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`, result);
-    return result;
+    return finishCommand(line, ended, opts);
   }
+}
+
+/** A command's result, or the CommandError (command line and stderr) for a failure not allowed by `opts`. */
+export function finishCommand(line: string, ended: Ended, opts: RunOptions): CommandResult {
+  const { result, failure } = ended;
+  if (failure && !opts.allowFailure)
+    throw new CommandError(`${line}: ${failure}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`, result);
+  return result;
 }
 
 /** A fake runner for tests: records every command and answers from a handler. */
@@ -189,9 +194,4 @@ export interface HostRunners {
   runner: CommandRunner;
   /** Runs reads, such as a metrics scrape's or a status' (not logged). */
   quietRunner: CommandRunner;
-}
-
-/** The real host's runners, logging to `log`. */
-export function hostRunners(log: Logger): HostRunners {
-  return { log, runner: new ExecaRunner(log), quietRunner: new ExecaRunner() };
 }
