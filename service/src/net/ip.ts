@@ -25,13 +25,38 @@ export function bitsOf(family: Family): number {
   return family === 4 ? 32 : 128;
 }
 
+/**
+ * Dotted-quad IPv4 text as a number, as strict as node:net's isIPv4 (four decimal parts of 0–255,
+ * no leading zeros); a loop over the characters, because the daemon runs without the JIT and
+ * parses tens of thousands of addresses at start.
+ */
+function parseIPv4(s: string): number | undefined {
+  let value = 0;
+  let part = -1;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= s.length; i += 1) {
+    const c = i < s.length ? s.charCodeAt(i) : 46; // a final '.' ends the last part
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return undefined; // leading zero
+      part = digits === 0 ? c - 48 : part * 10 + (c - 48);
+      digits += 1;
+      if (part > 255) return undefined;
+    } else if (c === 46 && digits > 0 && parts < 4) {
+      value = value * 256 + part;
+      parts += 1;
+      digits = 0;
+      part = -1;
+    } else return undefined;
+  }
+  return parts === 4 ? value : undefined;
+}
+
 /** Parses an IPv4 or IPv6 address (no zone, no prefix); undefined when it is not one. */
 export function parseIp(text: string): Ip | undefined {
   const s = text.trim();
-  if (isIPv4(s)) {
-    const value = s.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-    return { family: 4, value };
-  }
+  const v4 = parseIPv4(s);
+  if (v4 !== undefined) return { family: 4, value: BigInt(v4) };
   if (isIPv6(s) && !s.includes('%')) {
     let head = s;
     let tailV4: bigint | undefined;
@@ -49,7 +74,8 @@ export function parseIp(text: string): Ip | undefined {
     const fill = right === undefined ? 0 : 8 - lg.length - rg.length;
     const groups = [...lg, ...Array<string>(fill).fill('0'), ...rg];
     if (groups.length !== 8) return undefined;
-    let value = groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+    const word = (i: number): bigint => BigInt(parseInt(groups[i]!, 16) * 0x10000 + parseInt(groups[i + 1]!, 16));
+    let value = (word(0) << 96n) | (word(2) << 64n) | (word(4) << 32n) | word(6);
     if (tailV4 !== undefined) value = (value & ~0xffffffffn) | tailV4;
     return { family: 6, value };
   }
@@ -65,10 +91,14 @@ export function unmapIPv4(ip: Ip): Ip {
 /** Formats an address in canonical form (RFC 5952 for IPv6). */
 export function formatIp(ip: Ip): string {
   if (ip.family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((ip.value >> s) & 0xffn)).join('.');
+    const n = Number(ip.value);
+    return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
   }
   const groups: number[] = [];
-  for (let i = 7; i >= 0; i -= 1) groups.push(Number((ip.value >> BigInt(i * 16)) & 0xffffn));
+  for (const shift of [96n, 64n, 32n, 0n]) {
+    const w = Number(BigInt.asUintN(32, ip.value >> shift));
+    groups.push(w >>> 16, w & 0xffff);
+  }
   // Longest run of two or more zero groups becomes '::'.
   let bestStart = -1;
   let bestLen = 0;
@@ -107,11 +137,19 @@ export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr |
   return { family: ip.family, network, prefix };
 }
 
+/** The netmasks of every prefix length of a family, computed once. */
+function masks(bits: number): bigint[] {
+  const all = (1n << BigInt(bits)) - 1n;
+  return Array.from({ length: bits + 1 }, (_, p) => (p === 0 ? 0n : (all >> BigInt(bits - p)) << BigInt(bits - p)));
+}
+const MASKS = { 4: masks(32), 6: masks(128) };
+
 /** The netmask of a prefix as a bigint. */
 export function prefixMask(family: Family, prefix: number): bigint {
+  const m = MASKS[family][prefix];
+  if (m !== undefined) return m;
   const bits = BigInt(bitsOf(family));
-  const all = (1n << bits) - 1n;
-  return prefix === 0 ? 0n : (all >> (bits - BigInt(prefix))) << (bits - BigInt(prefix));
+  return ((1n << bits) - 1n) >> (bits - BigInt(prefix)) << (bits - BigInt(prefix));
 }
 
 /** Formats a CIDR as `network/prefix`. */
