@@ -288,7 +288,7 @@ describe('unit: packaging: systemd/wg-overlay.service', () => {
     () => {
       assert.equal(
         one('ExecStart'),
-        '/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size ' +
+        '/usr/lib/wg-overlay/notify-socket /usr/bin/node --jitless --no-expose-wasm --optimize-for-size --no-memory-reducer ' +
           `/usr/lib/wg-overlay/wg-overlay.mjs run --config ${DEFAULT_CONFIG_PATH}`,
       );
       // The same runtime the command runs.
