@@ -15,7 +15,8 @@
  *
  * The daemon runs with the Node.js flags of the shipped unit; BENCH_UNIT_FLAGS replaces them
  * (e.g. BENCH_UNIT_FLAGS=" " for none, to see what the JIT would buy) and BENCH_NODE_FLAGS adds
- * to them (e.g. --cpu-prof).
+ * to them (e.g. --cpu-prof). BENCH_START_LOG and BENCH_LOG name files for the daemon's log up to
+ * READY and of the isolated changes, BENCH_LEVEL its log level at start (info).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -73,7 +74,7 @@ interface ChangeFigures {
 
 /** Starts the daemon as the packages run it (the bundled runtime, the unit's Node.js flags) against N Nodes. */
 async function startRun(n: number): Promise<Run> {
-  const cluster = await Cluster.create({ baseConfig: '[log]\nlevel = info' });
+  const cluster = await Cluster.create({ baseConfig: `[log]\nlevel = ${process.env.BENCH_LEVEL ?? 'info'}` });
   const t0 = performance.now();
   for (let i = 0; i < n - 1; i += 1) cluster.api.createNode(syntheticNode(i));
   process.stderr.write(`  ${n - 1} synthetic Nodes in the API server (${Math.round(performance.now() - t0)} ms)\n`);
@@ -88,12 +89,13 @@ async function startRun(n: number): Promise<Run> {
   self.daemon = daemon;
   await daemon.waitForOutput(/mesh applied: \d+ peers/, 600_000);
   const readyMs = performance.now() - start;
+  if (process.env.BENCH_START_LOG) writeFileSync(process.env.BENCH_START_LOG, daemon.output());
   const applied = /mesh applied: (\d+) peers, (\d+) routes/.exec(daemon.output());
   await sleep(3_000);
   const afterStart = procStats(daemon.pid);
   // Debug logging from here on, to count the commands each change runs.
   const conf = await self.host.readFile('/etc/wg-overlay/wg-overlay.conf');
-  await self.host.writeFile('/etc/wg-overlay/wg-overlay.conf', conf.replace(/level = info/, 'level = debug'));
+  await self.host.writeFile('/etc/wg-overlay/wg-overlay.conf', conf.replace(/level = \w+/, 'level = debug'));
   process.kill(daemon.pid, 'SIGHUP');
   await sleep(3_000);
   return {

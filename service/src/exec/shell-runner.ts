@@ -1,6 +1,6 @@
 /**
- * A command runner that hands commands to one long-lived `/bin/sh` co-process, started while the
- * daemon is still small, so that a command costs a fork of the shell instead of a fork of the
+ * A command runner that hands commands to long-lived `/bin/sh` co-processes, started while the
+ * daemon is still small, so that a command costs a fork of a shell instead of a fork of the
  * daemon (whose fork copies the page tables of its whole heap: 3 ms of CPU at 170 MB resident and
  * 6 ms at 300 MB, against about 1 ms from a small process).
  */
@@ -22,7 +22,7 @@ import {
   type RunOptions,
 } from './runner.js';
 
-/** The command in flight in the shell. */
+/** The command in flight in a shell. */
 interface Pending {
   /** Its number: the shell's answers name it, so a late answer is never taken for another's. */
   seq: number;
@@ -36,9 +36,12 @@ interface Pending {
 /** A shell's exit status for a command it could not find (POSIX). */
 const NOT_FOUND = 127;
 
+/** Shells that may end without answering before commands are only spawned directly. */
+const MAX_DEAD_SHELLS = 3;
+
 /**
- * The directory for the shell's output files: the service's runtime directory (a tmpfs) when
- * systemd gives one, else the temporary directory (0700, removed at exit).
+ * A directory for a shell's output files: the service's runtime directory (a tmpfs) when systemd
+ * gives one, else the temporary directory (0700, removed at exit).
  */
 function outputDir(): string {
   const base = process.env.RUNTIME_DIRECTORY?.split(':')[0] || tmpdir();
@@ -47,64 +50,35 @@ function outputDir(): string {
   return dir;
 }
 
-/**
- * Runs commands without input in the shell, one at a time; a command with input, one that comes
- * while the shell is busy, and a command's first run (so that a missing program fails as a direct
- * spawn does) are spawned directly. Each is logged at debug, as ExecaRunner logs.
- */
-export class ShellRunner implements CommandRunner {
-  private shell: ChildProcess | undefined;
+function empty(exitCode: number): CommandResult {
+  return { stdout: '', stderr: '', exitCode };
+}
+
+/** One `/bin/sh` co-process running one command at a time, started again after it ends. */
+class Shell {
+  private child: ChildProcess | undefined;
   private pending: Pending | undefined;
-  private dir: string | undefined;
   private seq = 0;
-  /** Shells that ended without answering a command; after three, every command is spawned directly. */
-  private deadShells = 0;
   private answered = false;
-  /** Programs that have run once (directly). */
-  private readonly found = new Set<string>();
-  private readonly direct: ExecaRunner;
 
-  constructor(private readonly log?: Logger) {
-    this.direct = new ExecaRunner(log);
-    this.shell = this.start();
+  /** `onDead`: the shell ended without answering any command (it cannot run here). */
+  constructor(
+    private readonly dir: string,
+    private readonly onDead: () => void,
+  ) {
+    this.child = this.start();
   }
 
-  async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
-    if (opts.input !== undefined || this.pending || !this.found.has(cmd) || this.deadShells >= 3) {
-      const r = await this.direct.run(cmd, args, opts);
-      this.found.add(cmd);
-      return r;
-    }
-    const line = briefCommand(cmd, args);
-    this.log?.debug(`exec: ${line}`);
-    const ended = await this.inShell(cmd, args, opts.timeoutMs ?? 30_000);
-    return finishCommand(line, ended, opts);
+  /** True while a command runs. */
+  get busy(): boolean {
+    return this.pending !== undefined;
   }
 
-  private start(): ChildProcess | undefined {
-    try {
-      this.dir ??= outputDir();
-      const child = spawn('/bin/sh', [], { stdio: ['pipe', 'pipe', 'ignore'] });
-      this.answered = false;
-      child.on('error', () => this.ended(child));
-      child.on('exit', () => this.ended(child));
-      child.stdin!.on('error', () => undefined); // reported through 'exit'
-      createInterface({ input: child.stdout! }).on('line', (text) => this.answer(text));
-      child.unref();
-      for (const s of [child.stdin, child.stdout]) (s as unknown as { unref?: () => void }).unref?.();
-      return child;
-    } catch (err) {
-      this.log?.debug(`command shell not started (commands are spawned directly): ${String(err)}`);
-      return undefined;
-    }
-  }
-
-  private inShell(cmd: string, args: readonly string[], timeoutMs: number): Promise<Ended> {
-    this.shell ??= this.start();
-    const shell = this.shell;
-    const dir = this.dir;
-    if (!shell || !dir) return Promise.resolve({ result: empty(-1), failure: 'the command shell could not start' });
-    const q = (p: string): string => formatCommand(join(dir, p), []);
+  /** Runs `cmd args…` (stdin /dev/null), killing it after `timeoutMs`. */
+  run(cmd: string, args: readonly string[], timeoutMs: number): Promise<Ended> {
+    this.child ??= this.start();
+    const shell = this.child;
+    const q = (p: string): string => formatCommand(join(this.dir, p), []);
     return new Promise((resolve) => {
       const seq = (this.seq += 1);
       const timer = setTimeout(() => {
@@ -116,9 +90,21 @@ export class ShellRunner implements CommandRunner {
       }, timeoutMs);
       this.pending = { seq, cmd, resolve, timer };
       // In the background, so that its pid is known (a timeout kills it, not the shell).
-      const run = `${formatCommand(cmd, args)} </dev/null >${q('out')} 2>${q('err')} &`;
-      shell.stdin!.write(`${run} echo "p ${seq} $!"; wait "$!"; echo "s ${seq} $?"\n`);
+      const line = `${formatCommand(cmd, args)} </dev/null >${q('out')} 2>${q('err')} &`;
+      shell.stdin!.write(`${line} echo "p ${seq} $!"; wait "$!"; echo "s ${seq} $?"\n`);
     });
+  }
+
+  private start(): ChildProcess {
+    const child = spawn('/bin/sh', [], { stdio: ['pipe', 'pipe', 'ignore'] });
+    this.answered = false;
+    child.on('error', () => this.ended(child));
+    child.on('exit', () => this.ended(child));
+    child.stdin!.on('error', () => undefined); // reported through 'exit'
+    createInterface({ input: child.stdout! }).on('line', (text) => this.answer(text));
+    child.unref();
+    for (const s of [child.stdin, child.stdout]) (s as unknown as { unref?: () => void }).unref?.();
+    return child;
   }
 
   /** The shell reported the pid (`p seq pid`) or the exit status (`s seq status`) of a command. */
@@ -133,29 +119,30 @@ export class ShellRunner implements CommandRunner {
     }
     this.pending = undefined;
     clearTimeout(p.timer);
-    // Read and removed at once: no command's output (`wg show … dump` holds the private key) stays behind.
-    const read = (name: string): string => {
-      const path = join(this.dir!, name);
-      try {
-        return readFileSync(path, 'utf8');
-      } catch {
-        return '';
-      } finally {
-        rmSync(path, { force: true });
-      }
-    };
     const code = Number(m[3]);
-    const result = { stdout: read('out'), stderr: read('err'), exitCode: code };
+    const result = { stdout: this.take('out'), stderr: this.take('err'), exitCode: code };
     if (code === NOT_FOUND && /not found/.test(result.stderr))
       p.resolve({ result: { ...result, exitCode: -1 }, failure: `spawn ${p.cmd} ENOENT` });
     else p.resolve({ result, failure: code === 0 ? undefined : `exit ${code}` });
   }
 
+  /** An output file's text, removed at once: no command's output (`wg show … dump` holds the private key) stays behind. */
+  private take(name: string): string {
+    const path = join(this.dir, name);
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return '';
+    } finally {
+      rmSync(path, { force: true });
+    }
+  }
+
   /** The shell ended (killed from outside, or it could not start): the next command starts another. */
   private ended(child: ChildProcess): void {
-    if (this.shell !== child) return;
-    this.shell = undefined;
-    if (!this.answered) this.deadShells += 1;
+    if (this.child !== child) return;
+    this.child = undefined;
+    if (!this.answered) this.onDead();
     const p = this.pending;
     this.pending = undefined;
     if (p) {
@@ -171,19 +158,52 @@ export class ShellRunner implements CommandRunner {
     } catch {
       // gone already
     }
-    if (this.shell === shell) this.shell = undefined;
+    if (this.child === shell) this.child = undefined;
     shell.kill('SIGKILL');
   }
 }
 
-function empty(exitCode: number): CommandResult {
-  return { stdout: '', stderr: '', exitCode };
+/**
+ * Runs commands without input in one of `size` shells; a command with input, one that comes while
+ * every shell is busy, and a program's first run (so that a missing program fails as a direct
+ * spawn does) are spawned directly. Each is logged at debug, as ExecaRunner logs.
+ */
+export class ShellRunner implements CommandRunner {
+  private readonly shells: Shell[] = [];
+  private deadShells = 0;
+  /** Programs that have run once (directly). */
+  private readonly found = new Set<string>();
+  private readonly direct: ExecaRunner;
+
+  constructor(
+    private readonly log?: Logger,
+    size = 2,
+  ) {
+    this.direct = new ExecaRunner(log);
+    try {
+      for (let i = 0; i < size; i += 1) this.shells.push(new Shell(outputDir(), () => (this.deadShells += 1)));
+    } catch (err) {
+      this.log?.debug(`command shells not started (commands are spawned directly): ${String(err)}`);
+    }
+  }
+
+  async run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const shell = this.shells.find((s) => !s.busy);
+    if (!shell || opts.input !== undefined || !this.found.has(cmd) || this.deadShells >= MAX_DEAD_SHELLS) {
+      const r = await this.direct.run(cmd, args, opts);
+      this.found.add(cmd);
+      return r;
+    }
+    const line = briefCommand(cmd, args);
+    this.log?.debug(`exec: ${line}`);
+    return finishCommand(line, await shell.run(cmd, args, opts.timeoutMs ?? 30_000), opts);
+  }
 }
 
 /**
  * The real host's runners, logging to `log` (the commands that change the host) or not (reads),
- * each through a long-lived shell: a fork of a small process per command, not of the daemon.
+ * each through long-lived shells: a fork of a small process per command, not of the daemon.
  */
 export function hostRunners(log: Logger): HostRunners {
-  return { log, runner: new ShellRunner(log), quietRunner: new ShellRunner() };
+  return { log, runner: new ShellRunner(log), quietRunner: new ShellRunner(undefined, 1) };
 }

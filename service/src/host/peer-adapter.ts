@@ -84,10 +84,17 @@ export class PeerAdapter {
         ? diffKnownPeers(desired, this.applied, rebased)
         : diffPeers(desired, await this.read(), this.applied);
     this.lastList = undefined;
-    const plan = planned.filter((c) => this.refused.get(keyOf(c)) !== signature(c));
     const refused: PeerRefusal[] = [];
     const kept = new Set<string>(); // peers whose device state is what it was (refused, or held back)
-    for (const c of planned) if (!plan.includes(c)) kept.add(keyOf(c));
+    // A change `wg set` refused before is not retried as it was (compared only when there are refusals).
+    const plan =
+      this.refused.size === 0
+        ? planned
+        : planned.filter((c) => {
+            const again = this.refused.get(keyOf(c)) === signature(c);
+            if (again) kept.add(keyOf(c));
+            return !again;
+          });
     if (plan.length > 0) {
       this.trusted = false;
       for (const f of await inStep('peers', () => applyPeerChanges(this.runner, this.iface, plan))) {

@@ -67,7 +67,10 @@ const versionOf = (raw: unknown): string | undefined => {
   return typeof v === 'string' ? v : undefined;
 };
 
-/** Lists every page, translating items as they come (no page outlives its translation). */
+/**
+ * Lists every page, translating items as they come (no page outlives its translation); the next
+ * page is asked for before this one is translated, so the server sends it meanwhile.
+ */
 export async function listPages<T>(
   list: ReflectorApi['list'],
   translate: (raw: unknown) => T | undefined,
@@ -77,15 +80,20 @@ export async function listPages<T>(
   let next: string | undefined;
   let version: string | undefined;
   let pages = 0;
+  let coming: Promise<ListPage> = list({ limit: pageSize });
   do {
     pages += 1;
-    const page = await list({ limit: pageSize, ...(next ? { continue: next } : {}) });
+    const page = await coming;
     version ??= page.metadata?.resourceVersion;
+    next = page.metadata?.continue || undefined;
+    if (next) {
+      coming = list({ limit: pageSize, continue: next });
+      coming.catch(() => undefined); // its failure is reported where it is awaited
+    }
     for (const raw of page.items ?? []) {
       const t = translate(raw);
       if (t !== undefined) items.push(t);
     }
-    next = page.metadata?.continue || undefined;
   } while (next);
   return { items, version, pages };
 }

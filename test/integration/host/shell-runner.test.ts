@@ -1,7 +1,7 @@
 /**
- * The command shell (ShellRunner) against the real /bin/sh: a command after its first run goes
- * through the shell and gives what a direct spawn gives (arguments byte for byte, stdout, stderr,
- * exit status, a missing program), a busy shell or a command with input falls back to a direct
+ * The command shells (ShellRunner) against the real /bin/sh: a command after its first run goes
+ * through a shell and gives what a direct spawn gives (arguments byte for byte, stdout, stderr,
+ * exit status, a missing program), busy shells or a command with input fall back to a direct
  * spawn, a timeout kills the command (the shell goes on), a killed shell is replaced, and no output
  * is left behind.
  */
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExecaRunner, type CommandRunner } from '../../../service/src/exec/runner.js';
+import { ExecaRunner, type CommandResult, type CommandRunner } from '../../../service/src/exec/runner.js';
 import { ShellRunner } from '../../../service/src/exec/shell-runner.js';
 
 /** The parent process of a command run by `runner` (the shell's pid, or this process's). */
@@ -78,15 +78,18 @@ describe('integration: the command shell', function () {
     }
   });
 
-  it('spawns directly while the shell is busy, and for a command with input', async () => {
-    const [slow, quick] = await Promise.all([
-      runner.run('sh', ['-c', 'sleep 0.3; echo "$PPID"']),
+  it('spawns directly while every shell is busy, and for a command with input', async () => {
+    const slow = (): Promise<CommandResult> => runner.run('sh', ['-c', 'sleep 0.3; echo "$PPID"']);
+    const [a, b, quick] = await Promise.all([
+      slow(),
+      slow(),
       (async () => {
         await new Promise((r) => setTimeout(r, 50));
         return runner.run('sh', ['-c', 'echo "$PPID"']);
       })(),
     ]);
-    assert.notEqual(Number(slow.stdout), process.pid);
+    const shells = [Number(a.stdout), Number(b.stdout)];
+    assert.ok(!shells.includes(process.pid) && shells[0] !== shells[1], 'two shells ran the slow commands');
     assert.equal(Number(quick.stdout), process.pid);
     const piped = await runner.run('sh', ['-c', 'cat; echo " $PPID"'], { input: 'in' });
     assert.equal(piped.stdout, `in ${process.pid}\n`);
@@ -118,10 +121,10 @@ describe('integration: the command shell', function () {
     assert.notEqual(after, process.pid);
   });
 
-  it('leaves no output behind in its directory', async () => {
+  it('leaves no output behind in its directories', async () => {
     await runner.run('sh', ['-c', 'echo secret; echo secret >&2']);
-    const dir = readdirSync(runtime).find((e) => e.startsWith('shell-'));
-    assert.ok(dir, 'the shell has a directory under RUNTIME_DIRECTORY');
-    assert.deepEqual(readdirSync(join(runtime, dir)), []);
+    const dirs = readdirSync(runtime).filter((e) => e.startsWith('shell-'));
+    assert.equal(dirs.length, 2, 'one directory per shell under RUNTIME_DIRECTORY');
+    for (const dir of dirs) assert.deepEqual(readdirSync(join(runtime, dir)), []);
   });
 });
