@@ -149,7 +149,7 @@ export function prefixMask(family: Family, prefix: number): bigint {
   const m = MASKS[family][prefix];
   if (m !== undefined) return m;
   const bits = BigInt(bitsOf(family));
-  return ((1n << bits) - 1n) >> (bits - BigInt(prefix)) << (bits - BigInt(prefix));
+  return (((1n << bits) - 1n) >> (bits - BigInt(prefix))) << (bits - BigInt(prefix));
 }
 
 /** Formats a CIDR as `network/prefix`. */
