@@ -60,6 +60,8 @@ interface Run {
   daemon: TestProcess;
   holderPid: number;
   readyMs: number;
+  /** How long the daemon's list of Nodes took (its log). */
+  listMs: number;
   peers: string;
   routes: string;
   afterStart: ReturnType<typeof procStats>;
@@ -91,6 +93,7 @@ async function startRun(n: number): Promise<Run> {
   const readyMs = performance.now() - start;
   if (process.env.BENCH_START_LOG) writeFileSync(process.env.BENCH_START_LOG, daemon.output());
   const applied = /mesh applied: (\d+) peers, (\d+) routes/.exec(daemon.output());
+  const listMs = Number(/node watch: listed \d+ \(\d+ pages\) in (\d+) ms/.exec(daemon.output())?.[1] ?? NaN);
   await sleep(3_000);
   const afterStart = procStats(daemon.pid);
   // Debug logging from here on, to count the commands each change runs.
@@ -103,6 +106,7 @@ async function startRun(n: number): Promise<Run> {
     daemon,
     holderPid: self.host.holderPid,
     readyMs,
+    listMs,
     peers: applied?.[1] ?? '?',
     routes: applied?.[2] ?? '?',
     afterStart,
@@ -219,7 +223,8 @@ async function measure(n: number, changes: number): Promise<string> {
     };
     const count = (re: RegExp): string => f1(isolated.log.filter((l) => re.test(l)).length / changes);
     return [
-      `| ${n.toLocaleString('en-US')} | ${(run.readyMs / 1000).toFixed(1)} s (${run.peers} peers, ${run.routes} routes) |`,
+      `| ${n.toLocaleString('en-US')} | ${(run.readyMs / 1000).toFixed(1)} s (${run.peers} peers, ${run.routes} routes;`,
+      ` of it the list of Nodes ${(run.listMs / 1000).toFixed(1)} s) |`,
       ` ${Math.round(run.afterStart.rssMb)} MB (${Math.round(end.peakMb)}) | ${lat(isolated)} | ${lat(burst)} |`,
       ` ${count(/exec: wg /)} \`wg\`, ${count(/exec: ip (?!-batch)/)} \`ip\`, ${count(/exec: ip -batch:/)} batch lines;`,
       ` ${count(/exec: (wg show|ip -j)/)} host reads; ${count(/wrote \S+wg0\.conf/)} wg0.conf writes |`,

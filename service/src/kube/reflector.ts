@@ -152,8 +152,11 @@ export class Reflector<T> {
   }
 
   private async listAll(): Promise<{ items: T[]; version: string | undefined }> {
+    const t0 = performance.now();
     const r = await listPages(this.o.api.list, this.o.translate, this.o.pageSize ?? 250);
     this.listRequests += r.pages;
+    const ms = Math.round(performance.now() - t0);
+    this.o.log.info(`${this.o.what}: listed ${r.items.length} (${r.pages} pages) in ${ms} ms`);
     return r;
   }
 
