@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { BUNDLE } from '../../support/cluster/workstation.js';
+import { publishedNode } from '../../support/fakes/fixtures.js';
 import { TestNode } from '../../support/namespaces/netns.js';
 import { Underlay } from '../../support/namespaces/underlay.js';
 import { requireTools } from '../../support/process.js';
@@ -22,20 +23,9 @@ const texts = (...parts: Array<string | RegExp>): RegExp =>
 const KUBECONFIG = '/etc/wg-overlay-connect/kubeconfig';
 const BASE = ['connect', '--kubeconfig', KUBECONFIG, '--private-key', '/etc/wg-overlay-connect/k', '--name', 'ws'];
 
-/** A Node as a running daemon publishes it: its key and its InternalIP. */
-function node(name: string, ip: string, pod: string, minute: number): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: {
-      name,
-      creationTimestamp: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(),
-      annotations: { 'wg-overlay.io/public-key': publicKeyFromPrivate(generatePrivateKey()) },
-    },
-    spec: { podCIDR: pod, podCIDRs: [pod] },
-    status: { addresses: [{ type: 'InternalIP', address: ip }] },
-  };
-}
+/** A Node as a running daemon publishes it: a fresh key and its InternalIP. */
+const node = (name: string, ip: string, pod: string, minute: number): KubeObject =>
+  publishedNode(name, { ip, pods: [pod], key: publicKeyFromPrivate(generatePrivateKey()), minute });
 
 describe('integration: wg-overlay connect refuses with what to do', function () {
   this.timeout(120_000);

@@ -11,6 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI } from '../../support/cluster/cluster.js';
+import { publishedNode } from '../../support/fakes/fixtures.js';
 import { KILO_PEER_RESOURCE, KubeApiServer, type KubeObject } from '../../kube-api/server.js';
 import { requireTools, run } from '../../support/process.js';
 import { TestNode } from '../../support/namespaces/netns.js';
@@ -42,19 +43,8 @@ const keyPair = (): { priv: string; pub: string } => {
   return { priv, pub: publicKeyFromPrivate(priv) };
 };
 
-function node(name: string, ip: string, pods: string[], key: string, minute: number): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: {
-      name,
-      creationTimestamp: new Date(Date.UTC(2026, 0, 1, 0, minute)).toISOString(),
-      annotations: { 'wg-overlay.io/public-key': key, 'wg-overlay.io/endpoint': `${ip}:51820` },
-    },
-    spec: { podCIDR: pods[0], podCIDRs: pods },
-    status: { addresses: [{ type: 'InternalIP', address: ip }] },
-  };
-}
+const node = (name: string, ip: string, pods: string[], key: string, minute: number): KubeObject =>
+  publishedNode(name, { ip, pods, key, minute, endpoint: true });
 
 describe('integration: operator commands (showconf, graph, status)', function () {
   this.timeout(60_000);

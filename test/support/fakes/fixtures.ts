@@ -1,6 +1,7 @@
 /**
  * Builders for test data: MeshNodes and V1Node JSON with sensible defaults and fixed public keys.
  */
+import type { KubeObject } from '../../kube-api/registry.js';
 import type { MeshNode } from '../../../service/src/mesh/types.js';
 import type { MeshSettings } from '../../../service/src/mesh/desired/desired.js';
 import {
@@ -58,3 +59,34 @@ export const MESH_SETTINGS: MeshSettings = {
   overlayCidr: '100.64.0.0/10',
   endpoint: { mode: 'internal' },
 };
+
+/** What {@link publishedNode} builds a Node from. */
+export interface PublishedNodeOpts {
+  /** Its InternalIP. */
+  ip: string;
+  pods: string[];
+  /** The public key it published. */
+  key: string;
+  /** Created this many minutes into 2026 (older Nodes win conflicts). */
+  minute: number;
+  /** Also publishes `ip:51820` as its endpoint. */
+  endpoint?: boolean;
+}
+
+/** A Node object as a running daemon publishes it: its key (and endpoint), its InternalIP and PodCIDRs. */
+export function publishedNode(name: string, o: PublishedNodeOpts): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name,
+      creationTimestamp: new Date(Date.UTC(2026, 0, 1, 0, o.minute)).toISOString(),
+      annotations: {
+        [ANNOTATION_PUBLIC_KEY]: o.key,
+        ...(o.endpoint ? { [ANNOTATION_ENDPOINT]: `${o.ip}:51820` } : {}),
+      },
+    },
+    spec: { podCIDR: o.pods[0], podCIDRs: o.pods },
+    status: { addresses: [{ type: 'InternalIP', address: o.ip }] },
+  };
+}

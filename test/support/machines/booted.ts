@@ -16,6 +16,14 @@ export interface JournalEntry {
   [key: string]: unknown;
 }
 
+/** The entries at warning or above (priority 4 or less), one `<N> message` line each; '' when there are none. */
+export function warningLines(entries: readonly JournalEntry[]): string {
+  return entries
+    .filter((e) => e.PRIORITY <= 4)
+    .map((e) => `<${e.PRIORITY}> ${e.MESSAGE}`)
+    .join('\n');
+}
+
 /** A booted system: subclasses say how a command runs inside; everything else is built on that. */
 export abstract class BootedSystem {
   /** Name for messages (machine name, host name). */
