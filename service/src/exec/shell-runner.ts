@@ -5,7 +5,7 @@
  * 6 ms at 300 MB, against about 1 ms from a small process).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,13 +41,45 @@ const MAX_DEAD_SHELLS = 3;
 
 /**
  * A directory for a shell's output files: the service's runtime directory (a tmpfs) when systemd
- * gives one, else the temporary directory (0700, removed at exit).
+ * gives one, else the temporary directory (0700, named after this process, removed at exit). Those
+ * of processes that are gone (a crash, kill -9) are removed first: one could hold the output of a
+ * command that was running then.
  */
 function outputDir(): string {
   const base = process.env.RUNTIME_DIRECTORY?.split(':')[0] || tmpdir();
-  const dir = mkdtempSync(join(base, 'shell-'));
+  removeStaleDirs(base);
+  const dir = mkdtempSync(join(base, `shell-${process.pid}-`));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Removes the shells' directories of processes that no longer run. */
+function removeStaleDirs(base: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^shell-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || running(pid)) continue;
+    try {
+      rmSync(join(base, name), { recursive: true, force: true });
+    } catch {
+      // another user's, or gone meanwhile
+    }
+  }
+}
+
+/** True when a process with this pid exists (signal 0: EPERM means it does, as another user's). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function empty(exitCode: number): CommandResult {

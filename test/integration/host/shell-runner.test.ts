@@ -3,10 +3,19 @@
  * through a shell and gives what a direct spawn gives (arguments byte for byte, stdout, stderr,
  * exit status, a missing program), busy shells or a command with input fall back to a direct
  * spawn, a timeout kills the command (the shell goes on), a killed shell is replaced, and no output
- * is left behind.
+ * is left behind (a dead process's directories are removed).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExecaRunner, type CommandResult, type CommandRunner } from '../../../service/src/exec/runner.js';
@@ -123,8 +132,22 @@ describe('integration: the command shell', function () {
 
   it('leaves no output behind in its directories', async () => {
     await runner.run('sh', ['-c', 'echo secret; echo secret >&2']);
-    const dirs = readdirSync(runtime).filter((e) => e.startsWith('shell-'));
+    const dirs = readdirSync(runtime).filter((e) => e.startsWith(`shell-${process.pid}-`));
     assert.equal(dirs.length, 2, 'one directory per shell under RUNTIME_DIRECTORY');
     for (const dir of dirs) assert.deepEqual(readdirSync(join(runtime, dir)), []);
+  });
+
+  it("removes the directories of a process that is gone (its output with them), and no live process's", () => {
+    const gone = join(runtime, 'shell-999999999-abc123');
+    const live = join(runtime, 'shell-1-abc123'); // pid 1 runs (as another user's process, or this container's init)
+    for (const d of [gone, live]) {
+      mkdirSync(d);
+      writeFileSync(join(d, 'out'), 'what a crashed daemon was reading');
+    }
+    const next = new ShellRunner();
+    assert.ok(next, 'a second runner started');
+    assert.equal(existsSync(gone), false);
+    assert.equal(existsSync(live), true);
+    assert.equal(readdirSync(runtime).filter((e) => e.startsWith(`shell-${process.pid}-`)).length, 4);
   });
 });
