@@ -28,6 +28,7 @@ import {
 import { escapeUnsafe } from '../mesh/text.js';
 import { loadCliConfig, operatorCommand } from './cluster.js';
 import { formatAge } from './graph.js';
+import { pidAlive } from '../util/process.js';
 
 export const STATUS_USAGE = `Usage: wg-overlay status [--json] [--config FILE]
 
@@ -453,16 +454,6 @@ function topologyLines(v: StatusView): string[] {
     out.push(`  routes over the private network: ${v.privateRoutes.length}${state}`);
   }
   return out;
-}
-
-/** Whether a process with this pid exists. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** `wg-overlay status`: resolves with the exit status. */

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../log/logger.js';
+import { pidAlive } from '../util/process.js';
 import {
   briefCommand,
   ExecaRunner,
@@ -63,22 +64,12 @@ function removeStaleDirs(base: string): void {
   }
   for (const name of names) {
     const pid = Number(/^shell-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || running(pid)) continue;
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
     try {
       rmSync(join(base, name), { recursive: true, force: true });
     } catch {
       // another user's, or gone meanwhile
     }
-  }
-}
-
-/** True when a process with this pid exists (signal 0: EPERM means it does, as another user's). */
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

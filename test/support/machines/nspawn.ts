@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BootedSystem } from './booted.js';
 import { run, sleep, spawnProcess, type RunOptions, type RunResult, type TestProcess } from '../process.js';
+import { pidAlive } from '../../../service/src/util/process.js';
 
 export type { JournalEntry } from './booted.js';
 
@@ -57,16 +58,6 @@ export async function inRoot(root: string, cmd: string[], opts: RunOptions = {})
       label: opts.label ?? `nspawn ${root}`,
     },
   );
-}
-
-/** Whether a process exists. */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A short content hash of `parts` (JSON), the key of a cached build. */

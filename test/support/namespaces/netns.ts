@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestPod } from './pods.js';
 import { run, showCommand, sleep, TestProcess, type RunOptions, type RunResult } from '../process.js';
+import { pidAlive } from '../../../service/src/util/process.js';
 
 /** Prefix of every network namespace and temp dir these helpers create. */
 export const NAME_PREFIX = 'wgo';
@@ -95,16 +96,6 @@ export async function netnsPids(ns: string): Promise<number[]> {
     .filter((n) => n > 0 && n !== process.pid);
 }
 
-/** Whether a process exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Terminates every process in a network namespace: SIGTERM, then SIGKILL after `graceMs`. */
 export async function killNetnsProcesses(ns: string, graceMs = 2_000): Promise<void> {
   let pids = await netnsPids(ns);
@@ -147,7 +138,7 @@ async function doCleanupStale(): Promise<string[]> {
   const removed: string[] = [];
   const deadOwner = (name: string, re: RegExp): boolean => {
     const m = re.exec(name);
-    return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
+    return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
   };
   const nsList = await run('ip', ['netns', 'list'], { allowFailure: true });
   for (const line of nsList.stdout.split('\n')) {
